@@ -1,0 +1,20 @@
+# Every dependency is a Debian 12 package; scripts/install-deps.sh installs them.
+# Nothing is downloaded at build time.
+find_package(Threads REQUIRED)
+find_package(OpenSSL 3 REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(PahoMqttCpp REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(date REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(GTest REQUIRED)
+find_package(benchmark REQUIRED)
+pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET libmosquitto)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+
+find_program(FOTA_MOSQUITTO_BIN mosquitto PATHS /usr/sbin /usr/local/sbin REQUIRED)
+find_path(FOTA_MOSQUITTO_PLUGIN_INCLUDE mosquitto_plugin.h REQUIRED)

@@ -1,0 +1,99 @@
+// Artifact bundles (one file: signed manifest + image) and the content-addressed artifact
+// store shared by the orchestrator (writes) and the broker plugin (reads). fota_crypto library.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fota/common/crypto.hpp"
+#include "fota/common/result.hpp"
+#include "fota/v1/fota.pb.h"
+
+namespace fota::common {
+
+struct ArtifactSpec {
+  std::string name;
+  std::string version;
+  std::uint64_t security_counter = 0;
+  std::vector<std::string> compatible_hardware;
+  v1::PayloadType payload_type = v1::PAYLOAD_TYPE_AB_IMAGE;
+  std::string payload_target;
+  std::uint32_t chunk_size = 16 * 1024;
+};
+
+// Builds and signs the manifest of an image file (streams the file once).
+Result<v1::SignedManifest> build_signed_manifest(const std::filesystem::path& image, const ArtifactSpec& spec,
+                                                 const Ed25519PrivateKey& key, std::int64_t now_ms);
+
+// Bundle file layout (docs/PROTOCOL.md): magic "FOTABNDL", u32 format version (1), u32 length of
+// the SignedManifest, the SignedManifest bytes, then the image bytes. Integers little endian.
+inline constexpr char kBundleMagic[8] = {'F', 'O', 'T', 'A', 'B', 'N', 'D', 'L'};
+inline constexpr std::uint32_t kBundleFormatVersion = 1;
+
+// Writes a bundle; refuses to overwrite `out`.
+Status write_bundle(const std::filesystem::path& out, const v1::SignedManifest& manifest,
+                    const std::filesystem::path& image);
+
+struct BundleInfo {
+  v1::SignedManifest signed_manifest;
+  std::uint64_t image_offset = 0;  // where the image starts in the bundle file
+  std::uint64_t image_size = 0;
+};
+
+// Reads the header of a bundle without verifying anything.
+Result<BundleInfo> read_bundle_header(const std::filesystem::path& bundle);
+
+struct VerifiedBundle {
+  BundleInfo info;
+  v1::Manifest manifest;
+};
+
+// Verifies signature, structure, every chunk hash and the image hash. Errors name the first
+// chunk that does not match.
+Result<VerifiedBundle> verify_bundle(const std::filesystem::path& bundle, const TrustStore& trust);
+
+// Content-addressed store: <root>/<artifact_id>/manifest.pb (SignedManifest) and
+// <root>/<artifact_id>/image. Entries appear atomically (built in a temp dir, then renamed).
+// Thread-safe. Readers keep a small cache of open images.
+class ArtifactStore {
+ public:
+  explicit ArtifactStore(std::filesystem::path root, std::size_t max_open_files = 64);
+  ~ArtifactStore();
+  ArtifactStore(const ArtifactStore&) = delete;
+  ArtifactStore& operator=(const ArtifactStore&) = delete;
+
+  const std::filesystem::path& root() const noexcept { return root_; }
+
+  // Verifies the bundle against `trust`, then copies it in. Importing an artifact that is
+  // already present succeeds and returns the same manifest.
+  Result<v1::Manifest> import_bundle(const std::filesystem::path& bundle, const TrustStore& trust);
+
+  bool contains(const std::string& artifact_id) const;
+  Result<v1::SignedManifest> signed_manifest(const std::string& artifact_id) const;
+  // Parsed, unverified manifest as stored (it was verified on import).
+  Result<v1::Manifest> manifest(const std::string& artifact_id) const;
+  std::vector<std::string> list() const;
+
+  // Reads chunk `index` into `out` (resized). kNotFound for an unknown artifact, kInvalidArgument
+  // for an index past the end.
+  Status read_chunk(const std::string& artifact_id, std::uint32_t index, std::string& out) const;
+
+ private:
+  struct OpenImage {
+    int fd = -1;
+    std::uint64_t image_size = 0;
+    std::uint32_t chunk_size = 0;
+  };
+  Result<OpenImage> open_image(const std::string& artifact_id) const;
+
+  std::filesystem::path root_;
+  std::size_t max_open_files_;
+  mutable std::mutex mutex_;
+  mutable std::map<std::string, OpenImage> open_;
+};
+
+}  // namespace fota::common

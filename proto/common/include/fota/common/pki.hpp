@@ -1,0 +1,88 @@
+// The fleet PKI: an ECDSA P-256 CA and certificates whose CN is the identity and whose
+// subject OU carries the role. Built with the OpenSSL API. fota_crypto library.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fota/common/result.hpp"
+
+typedef struct x509_st X509;  // NOLINT: OpenSSL's forward declaration
+
+namespace fota::common {
+
+enum class Role { kDevice, kOrchestrator, kObserver, kOperator, kBroker };
+
+std::string_view role_name(Role role) noexcept;  // "device", "orchestrator", ...
+Result<Role> parse_role(std::string_view name);
+
+struct IssueOptions {
+  Role role = Role::kDevice;
+  std::string common_name;
+  // Validity window relative to now. A negative not_after makes an already expired certificate
+  // (tests of refusal).
+  std::chrono::seconds not_before{-300};
+  std::chrono::seconds not_after{std::chrono::hours(24 * 825)};
+  // Subject alternative names (brokers): DNS names and IP addresses.
+  std::vector<std::string> dns_names;
+  std::vector<std::string> ip_addresses;
+};
+
+struct IssuedCertificate {
+  std::string cert_pem;
+  std::string key_pem;  // PKCS#8
+  std::string serial_hex;
+};
+
+struct IssuedFiles {
+  std::filesystem::path cert;
+  std::filesystem::path key;
+};
+
+// Files: <dir>/ca.crt, <dir>/ca.key (0600); issued certificates under <dir>/<role>/<cn>.{crt,key}.
+class CertificateAuthority {
+ public:
+  // Creates a new CA in `dir` (created if missing); refuses when ca.crt or ca.key exists.
+  static Result<CertificateAuthority> init(const std::filesystem::path& dir, std::string_view name = "fota fleet CA");
+  static Result<CertificateAuthority> open(const std::filesystem::path& dir);
+
+  ~CertificateAuthority();
+  CertificateAuthority(CertificateAuthority&&) noexcept;
+  CertificateAuthority& operator=(CertificateAuthority&&) noexcept;
+
+  const std::filesystem::path& dir() const noexcept { return dir_; }
+  std::filesystem::path ca_cert_path() const { return dir_ / "ca.crt"; }
+  const std::string& ca_cert_pem() const noexcept { return ca_cert_pem_; }
+
+  // Issues in memory. Validates the CN: a DeviceId for devices, the same rules for others.
+  Result<IssuedCertificate> issue(const IssueOptions& options) const;
+  // Issues and writes <dir>/<role>/<cn>.crt and .key (0600); refuses to overwrite.
+  Result<IssuedFiles> issue_to_files(const IssueOptions& options) const;
+  // Where issue_to_files puts the files of a role and name.
+  IssuedFiles paths_for(Role role, std::string_view common_name) const;
+
+ private:
+  struct Impl;
+  CertificateAuthority(std::filesystem::path dir, std::string ca_pem, std::unique_ptr<Impl> impl);
+  std::filesystem::path dir_;
+  std::string ca_cert_pem_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Who a verified peer certificate says it is.
+struct PeerIdentity {
+  std::string common_name;
+  Role role = Role::kDevice;
+  std::string serial_hex;  // uppercase hex without separators
+};
+
+// Reads CN, role (subject OU) and serial from a certificate. kInvalidArgument when the CN or
+// the role is missing or not valid.
+Result<PeerIdentity> peer_identity(const X509* certificate);
+Result<PeerIdentity> peer_identity_from_pem(std::string_view cert_pem);
+
+}  // namespace fota::common

@@ -1,0 +1,317 @@
+#include "fota/common/artifact.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "fota/common/codec.hpp"
+
+namespace fota::common {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::size_t kHeaderFixedBytes = sizeof(kBundleMagic) + 4 + 4;
+
+void put_u32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+std::uint32_t get_u32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= std::uint32_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
+
+Status pread_all(int fd, char* out, std::size_t size, std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error(Errc::kIo, std::string("read failed: ") + std::strerror(errno));
+    }
+    if (n == 0) return Error(Errc::kIo, "unexpected end of file");
+    done += static_cast<std::size_t>(n);
+  }
+  return ok_status();
+}
+
+// Streams `size` bytes of `in` through per-chunk and whole-image hashes.
+struct ImageHashes {
+  std::vector<Sha256Digest> chunks;
+  Sha256Digest image{};
+};
+
+Result<ImageHashes> hash_image(std::istream& in, std::uint64_t size, std::uint32_t chunk_size) {
+  ImageHashes out;
+  Sha256 whole;
+  Sha256 chunk;
+  std::string buf(chunk_size, '\0');
+  std::uint64_t left = size;
+  while (left > 0) {
+    const auto n = static_cast<std::size_t>(left < chunk_size ? left : chunk_size);
+    in.read(buf.data(), static_cast<std::streamsize>(n));
+    if (static_cast<std::size_t>(in.gcount()) != n) return Error(Errc::kIo, "image ended early");
+    chunk.update(buf.data(), n);
+    whole.update(buf.data(), n);
+    out.chunks.push_back(chunk.finish());
+    left -= n;
+  }
+  out.image = whole.finish();
+  return out;
+}
+
+}  // namespace
+
+Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const ArtifactSpec& spec,
+                                                 const Ed25519PrivateKey& key, std::int64_t now_ms) {
+  if (spec.version.empty()) return Error(Errc::kInvalidArgument, "--version is empty");
+  if (spec.compatible_hardware.empty()) {
+    return Error(Errc::kInvalidArgument, "no compatible hardware type given (use --hardware HW[,HW])");
+  }
+  for (const auto& hw : spec.compatible_hardware) {
+    if (hw.empty()) return Error(Errc::kInvalidArgument, "an empty hardware type was given in --hardware");
+  }
+  if (spec.chunk_size < kMinChunkSize || spec.chunk_size > kMaxChunkSize) {
+    return Error(Errc::kInvalidArgument, "chunk size " + std::to_string(spec.chunk_size) + " is outside [" +
+                                             std::to_string(kMinChunkSize) + ", " + std::to_string(kMaxChunkSize) +
+                                             "]");
+  }
+  std::error_code ec;
+  if (!fs::is_regular_file(image, ec)) {
+    return Error(Errc::kNotFound, "image " + image.string() + " does not exist or is not a regular file");
+  }
+  const std::uint64_t size = fs::file_size(image, ec);
+  if (size == 0) return Error(Errc::kInvalidArgument, "image " + image.string() + " is empty");
+  std::ifstream in(image, std::ios::binary);
+  if (!in) return Error(Errc::kPermissionDenied, "cannot open " + image.string() + ": " + std::strerror(errno));
+  auto hashes = hash_image(in, size, spec.chunk_size);
+  if (!hashes) return hashes.error().with_context(image.string());
+
+  v1::Manifest m;
+  m.set_name(spec.name.empty() ? image.filename().string() : spec.name);
+  m.set_version(spec.version);
+  m.set_security_counter(spec.security_counter);
+  for (const auto& hw : spec.compatible_hardware) m.add_compatible_hardware(hw);
+  m.set_payload_type(spec.payload_type);
+  m.set_payload_target(spec.payload_target);
+  m.set_image_size(size);
+  m.set_image_sha256(digest_bytes(hashes->image));
+  m.set_chunk_size(spec.chunk_size);
+  for (const auto& d : hashes->chunks) m.add_chunk_sha256(digest_bytes(d));
+  m.set_created_at_ms(now_ms);
+  // Content-addressed id: a hash of everything else the manifest says.
+  m.set_artifact_id(to_hex(digest_bytes(Sha256::digest(m.SerializeAsString()))).substr(0, kArtifactIdLength));
+  return sign_manifest(m, key);
+}
+
+Status write_bundle(const fs::path& out, const v1::SignedManifest& manifest, const fs::path& image) {
+  std::error_code ec;
+  if (fs::exists(out, ec)) return Error(Errc::kAlreadyExists, out.string() + " already exists; refusing to overwrite it");
+  std::ifstream in(image, std::ios::binary);
+  if (!in) return Error(Errc::kNotFound, "cannot open image " + image.string() + ": " + std::strerror(errno));
+  const std::string tmp = out.string() + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
+    if (!file) return Error(Errc::kIo, "cannot create " + tmp + ": " + std::strerror(errno));
+    std::string header(kBundleMagic, sizeof(kBundleMagic));
+    put_u32(header, kBundleFormatVersion);
+    const std::string body = manifest.SerializeAsString();
+    put_u32(header, static_cast<std::uint32_t>(body.size()));
+    file.write(header.data(), static_cast<std::streamsize>(header.size()));
+    file.write(body.data(), static_cast<std::streamsize>(body.size()));
+    file << in.rdbuf();
+    file.flush();
+    if (!file) {
+      fs::remove(tmp, ec);
+      return Error(Errc::kIo, "writing " + tmp + " failed (disk full?)");
+    }
+  }
+  if (::link(tmp.c_str(), out.c_str()) != 0) {
+    int err = errno;
+    fs::remove(tmp, ec);
+    return Error(err == EEXIST ? Errc::kAlreadyExists : Errc::kIo, "cannot create " + out.string() + ": " + std::strerror(err));
+  }
+  fs::remove(tmp, ec);
+  return ok_status();
+}
+
+Result<BundleInfo> read_bundle_header(const fs::path& bundle) {
+  std::ifstream in(bundle, std::ios::binary);
+  if (!in) return Error(Errc::kNotFound, "cannot open bundle " + bundle.string() + ": " + std::strerror(errno));
+  std::error_code ec;
+  const std::uint64_t file_size = fs::file_size(bundle, ec);
+  char fixed[kHeaderFixedBytes];
+  in.read(fixed, sizeof(fixed));
+  if (in.gcount() != static_cast<std::streamsize>(sizeof(fixed)) ||
+      std::memcmp(fixed, kBundleMagic, sizeof(kBundleMagic)) != 0) {
+    return Error(Errc::kMalformed, bundle.string() + " is not a fota bundle (bad magic); create one with `fotactl artifact create`");
+  }
+  const std::uint32_t version = get_u32(fixed + 8);
+  if (version != kBundleFormatVersion) {
+    return Error(Errc::kMalformed, bundle.string() + " has bundle format " + std::to_string(version) +
+                                       "; this build reads format " + std::to_string(kBundleFormatVersion));
+  }
+  const std::uint32_t manifest_len = get_u32(fixed + 12);
+  if (manifest_len > kMaxCommandBytes || kHeaderFixedBytes + manifest_len > file_size) {
+    return Error(Errc::kMalformed, bundle.string() + " has a manifest length that does not fit the file");
+  }
+  std::string body(manifest_len, '\0');
+  in.read(body.data(), manifest_len);
+  auto sm = decode<v1::SignedManifest>(body, kMaxCommandBytes);
+  if (!sm) return sm.error().with_context(bundle.string());
+  BundleInfo info;
+  info.signed_manifest = std::move(sm).value();
+  info.image_offset = kHeaderFixedBytes + manifest_len;
+  info.image_size = file_size - info.image_offset;
+  return info;
+}
+
+Result<VerifiedBundle> verify_bundle(const fs::path& bundle, const TrustStore& trust) {
+  auto info = read_bundle_header(bundle);
+  if (!info) return info.error();
+  auto manifest = trust.verify(info->signed_manifest);
+  if (!manifest) return manifest.error().with_context(bundle.string());
+  if (manifest->image_size() != info->image_size) {
+    return Error(Errc::kIntegrity, bundle.string() + ": the manifest says the image has " +
+                                       std::to_string(manifest->image_size()) + " bytes but the bundle holds " +
+                                       std::to_string(info->image_size));
+  }
+  std::ifstream in(bundle, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(info->image_offset));
+  auto hashes = hash_image(in, info->image_size, manifest->chunk_size());
+  if (!hashes) return hashes.error().with_context(bundle.string());
+  for (std::size_t i = 0; i < hashes->chunks.size(); ++i) {
+    if (digest_bytes(hashes->chunks[i]) != manifest->chunk_sha256(static_cast<int>(i))) {
+      return Error(Errc::kIntegrity, bundle.string() + ": chunk " + std::to_string(i) +
+                                         " does not match its hash in the signed manifest (the image was altered)");
+    }
+  }
+  if (digest_bytes(hashes->image) != manifest->image_sha256()) {
+    return Error(Errc::kIntegrity, bundle.string() + ": image hash does not match the signed manifest");
+  }
+  return VerifiedBundle{std::move(info).value(), std::move(manifest).value()};
+}
+
+// ---------------------------------------------------------------------------------- store
+
+ArtifactStore::ArtifactStore(fs::path root, std::size_t max_open_files)
+    : root_(std::move(root)), max_open_files_(max_open_files == 0 ? 1 : max_open_files) {}
+
+ArtifactStore::~ArtifactStore() {
+  for (auto& [id, img] : open_) ::close(img.fd);
+}
+
+Result<v1::Manifest> ArtifactStore::import_bundle(const fs::path& bundle, const TrustStore& trust) {
+  auto verified = verify_bundle(bundle, trust);
+  if (!verified) return verified.error();
+  const std::string& id = verified->manifest.artifact_id();
+  std::error_code ec;
+  const fs::path final_dir = root_ / id;
+  if (fs::exists(final_dir / "image", ec)) return verified->manifest;
+  fs::create_directories(root_, ec);
+  const fs::path tmp_dir = root_ / (".import-" + id + "-" + std::to_string(::getpid()));
+  fs::remove_all(tmp_dir, ec);
+  if (!fs::create_directory(tmp_dir, ec)) {
+    return Error(Errc::kIo, "cannot create " + tmp_dir.string() + ": " + ec.message());
+  }
+  auto fail = [&](const std::string& what) {
+    fs::remove_all(tmp_dir, ec);
+    return Error(Errc::kIo, what);
+  };
+  {
+    std::ifstream in(bundle, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(verified->info.image_offset));
+    std::ofstream out(tmp_dir / "image", std::ios::binary);
+    out << in.rdbuf();
+    out.flush();
+    if (!out) return fail("writing " + (tmp_dir / "image").string() + " failed (disk full?)");
+    std::ofstream mf(tmp_dir / "manifest.pb", std::ios::binary);
+    mf << verified->info.signed_manifest.SerializeAsString();
+    mf.flush();
+    if (!mf) return fail("writing the manifest into the store failed (disk full?)");
+  }
+  // Data must be on disk before the directory becomes visible under its final name.
+  for (const char* name : {"image", "manifest.pb"}) {
+    int fd = ::open((tmp_dir / name).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+  }
+  fs::rename(tmp_dir, final_dir, ec);
+  if (ec) {
+    if (fs::exists(final_dir / "image")) {  // a concurrent import won
+      fs::remove_all(tmp_dir, ec);
+      return verified->manifest;
+    }
+    return fail("cannot move the artifact into " + final_dir.string() + ": " + ec.message());
+  }
+  return verified->manifest;
+}
+
+bool ArtifactStore::contains(const std::string& artifact_id) const {
+  if (!is_valid_artifact_id(artifact_id)) return false;
+  std::error_code ec;
+  return fs::exists(root_ / artifact_id / "image", ec) && fs::exists(root_ / artifact_id / "manifest.pb", ec);
+}
+
+Result<v1::SignedManifest> ArtifactStore::signed_manifest(const std::string& artifact_id) const {
+  if (!is_valid_artifact_id(artifact_id)) {
+    return Error(Errc::kInvalidArgument, "\"" + artifact_id.substr(0, 64) + "\" is not an artifact id");
+  }
+  auto bytes = read_file(root_ / artifact_id / "manifest.pb", kMaxCommandBytes);
+  if (!bytes) return Error(Errc::kNotFound, "artifact " + artifact_id + " is not in the store");
+  return decode<v1::SignedManifest>(*bytes, kMaxCommandBytes);
+}
+
+Result<v1::Manifest> ArtifactStore::manifest(const std::string& artifact_id) const {
+  auto sm = signed_manifest(artifact_id);
+  if (!sm) return sm.error();
+  return decode<v1::Manifest>(sm->manifest(), kMaxCommandBytes);
+}
+
+std::vector<std::string> ArtifactStore::list() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    auto name = entry.path().filename().string();
+    if (contains(name)) out.push_back(name);
+  }
+  return out;
+}
+
+Result<ArtifactStore::OpenImage> ArtifactStore::open_image(const std::string& artifact_id) const {
+  if (auto it = open_.find(artifact_id); it != open_.end()) return it->second;
+  auto m = manifest(artifact_id);
+  if (!m) return m.error();
+  int fd = ::open((root_ / artifact_id / "image").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error(Errc::kNotFound, "artifact " + artifact_id + " has no image in the store");
+  if (open_.size() >= max_open_files_) {
+    ::close(open_.begin()->second.fd);
+    open_.erase(open_.begin());
+  }
+  OpenImage img{fd, m->image_size(), m->chunk_size()};
+  open_.emplace(artifact_id, img);
+  return img;
+}
+
+Status ArtifactStore::read_chunk(const std::string& artifact_id, std::uint32_t index, std::string& out) const {
+  std::lock_guard lock(mutex_);
+  auto img = open_image(artifact_id);
+  if (!img) return img.error();
+  const std::uint64_t offset = std::uint64_t{index} * img->chunk_size;
+  if (img->chunk_size == 0 || offset >= img->image_size) {
+    return Error(Errc::kInvalidArgument, "chunk " + std::to_string(index) + " is past the end of artifact " + artifact_id);
+  }
+  const std::uint64_t left = img->image_size - offset;
+  out.resize(static_cast<std::size_t>(left < img->chunk_size ? left : img->chunk_size));
+  return pread_all(img->fd, out.data(), out.size(), offset);
+}
+
+}  // namespace fota::common

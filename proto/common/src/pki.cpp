@@ -1,0 +1,238 @@
+#include "fota/common/pki.hpp"
+
+#include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+#include "fota/common/crypto.hpp"
+#include "fota/common/topics.hpp"
+#include "openssl_util.hpp"
+
+namespace fota::common {
+namespace fs = std::filesystem;
+using detail::crypto_error;
+using detail::EvpPkeyPtr;
+using detail::X509Ptr;
+
+namespace {
+
+constexpr Role kAllRoles[] = {Role::kDevice, Role::kOrchestrator, Role::kObserver, Role::kOperator, Role::kBroker};
+
+EvpPkeyPtr generate_p256() { return EvpPkeyPtr(EVP_EC_gen("P-256")); }
+
+std::string key_to_pem(EVP_PKEY* key) {
+  detail::BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
+  return detail::bio_to_string(bio.get());
+}
+
+std::string cert_to_pem(X509* cert) {
+  detail::BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509(bio.get(), cert);
+  return detail::bio_to_string(bio.get());
+}
+
+Status add_extension(X509* cert, X509* issuer, int nid, const std::string& value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
+  if (ext == nullptr) return crypto_error("building certificate extension " + value);
+  X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+  return ok_status();
+}
+
+std::string serial_hex_of(const X509* cert) {
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(cert);
+  BIGNUM* bn = ASN1_INTEGER_to_BN(serial, nullptr);
+  char* hex = BN_bn2hex(bn);
+  std::string out = hex ? hex : "";
+  OPENSSL_free(hex);
+  BN_free(bn);
+  return out;
+}
+
+// Builds and signs a certificate for `subject_key`.
+Result<X509Ptr> make_certificate(EVP_PKEY* subject_key, const std::string& cn, std::string_view ou, X509* issuer,
+                                 EVP_PKEY* issuer_key, const IssueOptions& options, bool is_ca) {
+  X509Ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof(serial));
+  serial[0] &= 0x7f;  // positive
+  BIGNUM* bn = BN_bin2bn(serial, sizeof(serial), nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
+  BN_free(bn);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), static_cast<long>(options.not_before.count()));
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(options.not_after.count()));
+  X509_set_pubkey(cert.get(), subject_key);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  auto add = [&](const char* field, const std::string& value) {
+    X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(value.c_str()), -1,
+                               -1, 0);
+  };
+  add("O", "fota");
+  add("OU", std::string(ou));
+  add("CN", cn);
+  X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
+  X509* issuer_cert = issuer ? issuer : cert.get();
+  Status st;
+  if (is_ca) {
+    st = add_extension(cert.get(), issuer_cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
+    if (st) st = add_extension(cert.get(), issuer_cert, NID_key_usage, "critical,keyCertSign,cRLSign");
+  } else {
+    st = add_extension(cert.get(), issuer_cert, NID_basic_constraints, "critical,CA:FALSE");
+    if (st) st = add_extension(cert.get(), issuer_cert, NID_key_usage, "critical,digitalSignature");
+    if (st) st = add_extension(cert.get(), issuer_cert, NID_ext_key_usage, "clientAuth,serverAuth");
+  }
+  if (st) st = add_extension(cert.get(), issuer_cert, NID_subject_key_identifier, "hash");
+  if (st && issuer) st = add_extension(cert.get(), issuer_cert, NID_authority_key_identifier, "keyid:always");
+  if (st && (!options.dns_names.empty() || !options.ip_addresses.empty())) {
+    std::string san;
+    for (const auto& dns : options.dns_names) san += (san.empty() ? "DNS:" : ",DNS:") + dns;
+    for (const auto& ip : options.ip_addresses) san += (san.empty() ? "IP:" : ",IP:") + ip;
+    st = add_extension(cert.get(), issuer_cert, NID_subject_alt_name, san);
+  }
+  if (!st) return st.error();
+  if (X509_sign(cert.get(), issuer_key, EVP_sha256()) == 0) return crypto_error("signing the certificate");
+  return cert;
+}
+
+}  // namespace
+
+std::string_view role_name(Role role) noexcept {
+  switch (role) {
+    case Role::kDevice: return "device";
+    case Role::kOrchestrator: return "orchestrator";
+    case Role::kObserver: return "observer";
+    case Role::kOperator: return "operator";
+    case Role::kBroker: return "broker";
+  }
+  return "unknown";
+}
+
+Result<Role> parse_role(std::string_view name) {
+  for (Role role : kAllRoles) {
+    if (role_name(role) == name) return role;
+  }
+  return Error(Errc::kInvalidArgument, "unknown role \"" + std::string(name.substr(0, 32)) +
+                                           "\"; expected device, orchestrator, observer, operator or broker");
+}
+
+struct CertificateAuthority::Impl {
+  EvpPkeyPtr key;
+  X509Ptr cert;
+};
+
+CertificateAuthority::CertificateAuthority(fs::path dir, std::string ca_pem, std::unique_ptr<Impl> impl)
+    : dir_(std::move(dir)), ca_cert_pem_(std::move(ca_pem)), impl_(std::move(impl)) {}
+CertificateAuthority::~CertificateAuthority() = default;
+CertificateAuthority::CertificateAuthority(CertificateAuthority&&) noexcept = default;
+CertificateAuthority& CertificateAuthority::operator=(CertificateAuthority&&) noexcept = default;
+
+Result<CertificateAuthority> CertificateAuthority::init(const fs::path& dir, std::string_view name) {
+  std::error_code ec;
+  for (const char* f : {"ca.crt", "ca.key"}) {
+    if (fs::exists(dir / f, ec)) {
+      return Error(Errc::kAlreadyExists, (dir / f).string() +
+                                             " already exists; this directory already holds a CA (use another --dir)");
+    }
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->key = generate_p256();
+  if (!impl->key) return crypto_error("generating the CA key");
+  IssueOptions options;
+  options.not_after = std::chrono::hours(24 * 365 * 10);
+  auto cert = make_certificate(impl->key.get(), std::string(name), "ca", nullptr, impl->key.get(), options, true);
+  if (!cert) return cert.error();
+  impl->cert = std::move(cert).value();
+  std::string pem = cert_to_pem(impl->cert.get());
+  fs::create_directories(dir, ec);
+  if (auto st = write_new_file(dir / "ca.key", key_to_pem(impl->key.get()), 0600); !st) return st.error();
+  if (auto st = write_new_file(dir / "ca.crt", pem, 0644); !st) return st.error();
+  return CertificateAuthority(dir, std::move(pem), std::move(impl));
+}
+
+Result<CertificateAuthority> CertificateAuthority::open(const fs::path& dir) {
+  auto cert_pem = read_file(dir / "ca.crt", 64 * 1024);
+  if (!cert_pem) return cert_pem.error().with_context("no CA in " + dir.string() + " (run `fotactl pki init` first)");
+  auto key_pem = read_file(dir / "ca.key", 64 * 1024);
+  if (!key_pem) return key_pem.error().with_context("the CA key is missing");
+  auto impl = std::make_unique<Impl>();
+  auto cbio = detail::memory_bio(*cert_pem);
+  impl->cert.reset(PEM_read_bio_X509(cbio.get(), nullptr, nullptr, nullptr));
+  auto kbio = detail::memory_bio(*key_pem);
+  impl->key.reset(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
+  if (!impl->cert || !impl->key) return crypto_error("reading the CA in " + dir.string());
+  if (X509_check_private_key(impl->cert.get(), impl->key.get()) != 1) {
+    return crypto_error("ca.key does not belong to ca.crt in " + dir.string());
+  }
+  return CertificateAuthority(dir, std::move(cert_pem).value(), std::move(impl));
+}
+
+Result<IssuedCertificate> CertificateAuthority::issue(const IssueOptions& options) const {
+  // Every identity obeys the device-id rules: it becomes an MQTT client id and a file name.
+  auto id = DeviceId::parse(options.common_name);
+  if (!id) return id.error().with_context(std::string(role_name(options.role)) + " name");
+  EvpPkeyPtr key = generate_p256();
+  if (!key) return crypto_error("generating a P-256 key");
+  auto cert = make_certificate(key.get(), options.common_name, role_name(options.role), impl_->cert.get(),
+                               impl_->key.get(), options, false);
+  if (!cert) return cert.error();
+  return IssuedCertificate{cert_to_pem(cert->get()), key_to_pem(key.get()), serial_hex_of(cert->get())};
+}
+
+IssuedFiles CertificateAuthority::paths_for(Role role, std::string_view common_name) const {
+  fs::path base = dir_ / std::string(role_name(role));
+  return IssuedFiles{base / (std::string(common_name) + ".crt"), base / (std::string(common_name) + ".key")};
+}
+
+Result<IssuedFiles> CertificateAuthority::issue_to_files(const IssueOptions& options) const {
+  auto id = DeviceId::parse(options.common_name);
+  if (!id) return id.error().with_context(std::string(role_name(options.role)) + " name");
+  IssuedFiles files = paths_for(options.role, options.common_name);
+  std::error_code ec;
+  for (const auto& p : {files.cert, files.key}) {
+    if (fs::exists(p, ec)) {
+      return Error(Errc::kAlreadyExists, p.string() + " already exists; refusing to overwrite (revoke and remove it first)");
+    }
+  }
+  auto issued = issue(options);
+  if (!issued) return issued.error();
+  if (auto st = write_new_file(files.key, issued->key_pem, 0600); !st) return st.error();
+  if (auto st = write_new_file(files.cert, issued->cert_pem, 0644); !st) return st.error();
+  return files;
+}
+
+Result<PeerIdentity> peer_identity(const X509* certificate) {
+  if (certificate == nullptr) return Error(Errc::kInvalidArgument, "no client certificate");
+  const X509_NAME* name = X509_get_subject_name(certificate);
+  auto field = [&](int nid) -> std::string {
+    int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+    if (idx < 0) return {};
+    // A second entry of the same field makes the identity ambiguous.
+    if (X509_NAME_get_index_by_NID(name, nid, idx) >= 0) return {};
+    const ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(data)),
+                       static_cast<std::size_t>(ASN1_STRING_length(data)));
+  };
+  std::string cn = field(NID_commonName);
+  auto id = DeviceId::parse(cn);
+  if (!id) return id.error().with_context("certificate common name");
+  auto role = parse_role(field(NID_organizationalUnitName));
+  if (!role) return role.error().with_context("certificate OU");
+  return PeerIdentity{cn, *role, serial_hex_of(certificate)};
+}
+
+Result<PeerIdentity> peer_identity_from_pem(std::string_view cert_pem) {
+  auto bio = detail::memory_bio(cert_pem);
+  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) {
+    detail::openssl_error();
+    return Error(Errc::kInvalidArgument, "not a PEM certificate");
+  }
+  return peer_identity(cert.get());
+}
+
+}  // namespace fota::common
