@@ -113,7 +113,10 @@ TEST(Codec, RoundTripsEveryMessage) {
 }
 
 TEST(Codec, RefusesMalformedInput) {
-  for (std::string_view junk : {std::string_view("\xff\xff\xff", 3), std::string_view("\x0a\x05""ab", 4),
+  for (std::string_view junk : {std::string_view("\xff\xff\xff", 3),
+                                std::string_view("\x0a\x05"
+                                                 "ab",
+                                                 4),
                                 std::string_view("\x08", 1)}) {
     auto decoded = decode<v1::Progress>(junk, 4096);
     ASSERT_FALSE(decoded.ok());

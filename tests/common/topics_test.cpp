@@ -14,11 +14,11 @@ TEST(DeviceId, AcceptsAllowedCharacters) {
 
 TEST(DeviceId, RefusesBadIds) {
   const std::string too_long(65, 'x');
-  for (std::string_view id : {std::string_view(""), std::string_view("+"), std::string_view("#"),
-                              std::string_view("a/b"), std::string_view("dev+1"), std::string_view("dev#"),
-                              std::string_view(too_long), std::string_view("d\xc3\xa9v"), std::string_view("a b"),
-                              std::string_view("-lead"), std::string_view(".."), std::string_view("$SYS"),
-                              std::string_view("a\0b", 3)}) {
+  for (std::string_view id :
+       {std::string_view(""), std::string_view("+"), std::string_view("#"), std::string_view("a/b"),
+        std::string_view("dev+1"), std::string_view("dev#"), std::string_view(too_long),
+        std::string_view("d\xc3\xa9v"), std::string_view("a b"), std::string_view("-lead"),
+        std::string_view(".."), std::string_view("$SYS"), std::string_view("a\0b", 3)}) {
     auto parsed = DeviceId::parse(id);
     EXPECT_FALSE(parsed.ok()) << "accepted: " << id;
     if (!parsed.ok()) {
@@ -47,8 +47,9 @@ TEST(TopicScheme, BuildsAndParsesEveryChannel) {
 
 TEST(TopicScheme, ParseRefusesForeignAndMalformedTopics) {
   TopicScheme scheme;
-  for (const char* topic : {"other/v1/dev/a/cmd", "fota/v1/dev/a", "fota/v1/dev/+/cmd", "fota/v1/dev/#",
-                            "fota/v1/dev/a/cmd/extra", "fota/v1/dev//cmd", "fota/v1/dev/a/unknown", "fota/v1/dev/"}) {
+  for (const char* topic :
+       {"other/v1/dev/a/cmd", "fota/v1/dev/a", "fota/v1/dev/+/cmd", "fota/v1/dev/#",
+        "fota/v1/dev/a/cmd/extra", "fota/v1/dev//cmd", "fota/v1/dev/a/unknown", "fota/v1/dev/"}) {
     EXPECT_FALSE(scheme.parse(topic).ok()) << topic;
   }
 }

@@ -79,8 +79,8 @@ Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const Ar
   }
   if (spec.chunk_size < kMinChunkSize || spec.chunk_size > kMaxChunkSize) {
     return Error(Errc::kInvalidArgument, "chunk size " + std::to_string(spec.chunk_size) + " is outside [" +
-                                             std::to_string(kMinChunkSize) + ", " + std::to_string(kMaxChunkSize) +
-                                             "]");
+                                             std::to_string(kMinChunkSize) + ", " +
+                                             std::to_string(kMaxChunkSize) + "]");
   }
   std::error_code ec;
   if (!fs::is_regular_file(image, ec)) {
@@ -89,7 +89,8 @@ Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const Ar
   const std::uint64_t size = fs::file_size(image, ec);
   if (size == 0) return Error(Errc::kInvalidArgument, "image " + image.string() + " is empty");
   std::ifstream in(image, std::ios::binary);
-  if (!in) return Error(Errc::kPermissionDenied, "cannot open " + image.string() + ": " + std::strerror(errno));
+  if (!in)
+    return Error(Errc::kPermissionDenied, "cannot open " + image.string() + ": " + std::strerror(errno));
   auto hashes = hash_image(in, size, spec.chunk_size);
   if (!hashes) return hashes.error().with_context(image.string());
 
@@ -112,7 +113,8 @@ Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const Ar
 
 Status write_bundle(const fs::path& out, const v1::SignedManifest& manifest, const fs::path& image) {
   std::error_code ec;
-  if (fs::exists(out, ec)) return Error(Errc::kAlreadyExists, out.string() + " already exists; refusing to overwrite it");
+  if (fs::exists(out, ec))
+    return Error(Errc::kAlreadyExists, out.string() + " already exists; refusing to overwrite it");
   std::ifstream in(image, std::ios::binary);
   if (!in) return Error(Errc::kNotFound, "cannot open image " + image.string() + ": " + std::strerror(errno));
   const std::string tmp = out.string() + ".tmp." + std::to_string(::getpid());
@@ -135,7 +137,8 @@ Status write_bundle(const fs::path& out, const v1::SignedManifest& manifest, con
   if (::link(tmp.c_str(), out.c_str()) != 0) {
     int err = errno;
     fs::remove(tmp, ec);
-    return Error(err == EEXIST ? Errc::kAlreadyExists : Errc::kIo, "cannot create " + out.string() + ": " + std::strerror(err));
+    return Error(err == EEXIST ? Errc::kAlreadyExists : Errc::kIo,
+                 "cannot create " + out.string() + ": " + std::strerror(err));
   }
   fs::remove(tmp, ec);
   return ok_status();
@@ -143,14 +146,17 @@ Status write_bundle(const fs::path& out, const v1::SignedManifest& manifest, con
 
 Result<BundleInfo> read_bundle_header(const fs::path& bundle) {
   std::ifstream in(bundle, std::ios::binary);
-  if (!in) return Error(Errc::kNotFound, "cannot open bundle " + bundle.string() + ": " + std::strerror(errno));
+  if (!in)
+    return Error(Errc::kNotFound, "cannot open bundle " + bundle.string() + ": " + std::strerror(errno));
   std::error_code ec;
   const std::uint64_t file_size = fs::file_size(bundle, ec);
   char fixed[kHeaderFixedBytes];
   in.read(fixed, sizeof(fixed));
   if (in.gcount() != static_cast<std::streamsize>(sizeof(fixed)) ||
       std::memcmp(fixed, kBundleMagic, sizeof(kBundleMagic)) != 0) {
-    return Error(Errc::kMalformed, bundle.string() + " is not a fota bundle (bad magic); create one with `fotactl artifact create`");
+    return Error(
+        Errc::kMalformed,
+        bundle.string() + " is not a fota bundle (bad magic); create one with `fotactl artifact create`");
   }
   const std::uint32_t version = get_u32(fixed + 8);
   if (version != kBundleFormatVersion) {
@@ -179,8 +185,8 @@ Result<VerifiedBundle> verify_bundle(const fs::path& bundle, const TrustStore& t
   if (!manifest) return manifest.error().with_context(bundle.string());
   if (manifest->image_size() != info->image_size) {
     return Error(Errc::kIntegrity, bundle.string() + ": the manifest says the image has " +
-                                       std::to_string(manifest->image_size()) + " bytes but the bundle holds " +
-                                       std::to_string(info->image_size));
+                                       std::to_string(manifest->image_size()) +
+                                       " bytes but the bundle holds " + std::to_string(info->image_size));
   }
   std::ifstream in(bundle, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(info->image_offset));
@@ -188,8 +194,9 @@ Result<VerifiedBundle> verify_bundle(const fs::path& bundle, const TrustStore& t
   if (!hashes) return hashes.error().with_context(bundle.string());
   for (std::size_t i = 0; i < hashes->chunks.size(); ++i) {
     if (digest_bytes(hashes->chunks[i]) != manifest->chunk_sha256(static_cast<int>(i))) {
-      return Error(Errc::kIntegrity, bundle.string() + ": chunk " + std::to_string(i) +
-                                         " does not match its hash in the signed manifest (the image was altered)");
+      return Error(Errc::kIntegrity,
+                   bundle.string() + ": chunk " + std::to_string(i) +
+                       " does not match its hash in the signed manifest (the image was altered)");
     }
   }
   if (digest_bytes(hashes->image) != manifest->image_sha256()) {
@@ -301,13 +308,15 @@ Result<ArtifactStore::OpenImage> ArtifactStore::open_image(const std::string& ar
   return img;
 }
 
-Status ArtifactStore::read_chunk(const std::string& artifact_id, std::uint32_t index, std::string& out) const {
+Status ArtifactStore::read_chunk(const std::string& artifact_id, std::uint32_t index,
+                                 std::string& out) const {
   std::lock_guard lock(mutex_);
   auto img = open_image(artifact_id);
   if (!img) return img.error();
   const std::uint64_t offset = std::uint64_t{index} * img->chunk_size;
   if (img->chunk_size == 0 || offset >= img->image_size) {
-    return Error(Errc::kInvalidArgument, "chunk " + std::to_string(index) + " is past the end of artifact " + artifact_id);
+    return Error(Errc::kInvalidArgument,
+                 "chunk " + std::to_string(index) + " is past the end of artifact " + artifact_id);
   }
   const std::uint64_t left = img->image_size - offset;
   out.resize(static_cast<std::size_t>(left < img->chunk_size ? left : img->chunk_size));

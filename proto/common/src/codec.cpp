@@ -9,8 +9,8 @@ Status check_device_message(const DeviceId& device, std::string_view bytes, std:
   if (!decoded) return decoded.error();
   if (decoded->device_id() != device.str()) {
     return Error(Errc::kPermissionDenied, decoded->GetTypeName() + " names device \"" +
-                                              decoded->device_id().substr(0, 64) + "\" but was published for \"" +
-                                              device.str() + "\"");
+                                              decoded->device_id().substr(0, 64) +
+                                              "\" but was published for \"" + device.str() + "\"");
   }
   return ok_status();
 }
@@ -19,13 +19,20 @@ Status check_device_message(const DeviceId& device, std::string_view bytes, std:
 
 std::size_t max_message_bytes(Channel channel) noexcept {
   switch (channel) {
-    case Channel::kCommand: return kMaxCommandBytes;
-    case Channel::kInventory: return kMaxInventoryBytes;
-    case Channel::kProgress: return kMaxProgressBytes;
-    case Channel::kLog: return kMaxLogBatchBytes;
-    case Channel::kPresence: return kMaxPresenceBytes;
-    case Channel::kChunkRequest: return kMaxChunkRequestBytes;
-    case Channel::kChunk: return kMaxChunkDataBytes;
+    case Channel::kCommand:
+      return kMaxCommandBytes;
+    case Channel::kInventory:
+      return kMaxInventoryBytes;
+    case Channel::kProgress:
+      return kMaxProgressBytes;
+    case Channel::kLog:
+      return kMaxLogBatchBytes;
+    case Channel::kPresence:
+      return kMaxPresenceBytes;
+    case Channel::kChunkRequest:
+      return kMaxChunkRequestBytes;
+    case Channel::kChunk:
+      return kMaxChunkDataBytes;
   }
   return 0;
 }
@@ -33,12 +40,18 @@ std::size_t max_message_bytes(Channel channel) noexcept {
 Status validate_device_message(Channel channel, const DeviceId& device, std::string_view bytes) {
   const std::size_t cap = max_message_bytes(channel);
   switch (channel) {
-    case Channel::kInventory: return check_device_message<v1::Inventory>(device, bytes, cap);
-    case Channel::kProgress: return check_device_message<v1::Progress>(device, bytes, cap);
-    case Channel::kLog: return check_device_message<v1::LogBatch>(device, bytes, cap);
-    case Channel::kPresence: return check_device_message<v1::Presence>(device, bytes, cap);
-    case Channel::kChunkRequest: return check_device_message<v1::ChunkRequest>(device, bytes, cap);
-    case Channel::kCommand: return check_device_message<v1::Command>(device, bytes, cap);
+    case Channel::kInventory:
+      return check_device_message<v1::Inventory>(device, bytes, cap);
+    case Channel::kProgress:
+      return check_device_message<v1::Progress>(device, bytes, cap);
+    case Channel::kLog:
+      return check_device_message<v1::LogBatch>(device, bytes, cap);
+    case Channel::kPresence:
+      return check_device_message<v1::Presence>(device, bytes, cap);
+    case Channel::kChunkRequest:
+      return check_device_message<v1::ChunkRequest>(device, bytes, cap);
+    case Channel::kCommand:
+      return check_device_message<v1::Command>(device, bytes, cap);
     case Channel::kChunk: {
       auto decoded = decode<v1::ChunkData>(bytes, cap);
       return decoded ? ok_status() : Status(decoded.error());
@@ -76,18 +89,19 @@ Status check_manifest_structure(const v1::Manifest& m) {
     return bad("payload type is unspecified or unknown");
   }
   if (m.chunk_size() < kMinChunkSize || m.chunk_size() > kMaxChunkSize) {
-    return bad("chunk size " + std::to_string(m.chunk_size()) + " is outside [" + std::to_string(kMinChunkSize) +
-               ", " + std::to_string(kMaxChunkSize) + "]");
+    return bad("chunk size " + std::to_string(m.chunk_size()) + " is outside [" +
+               std::to_string(kMinChunkSize) + ", " + std::to_string(kMaxChunkSize) + "]");
   }
   if (m.image_sha256().size() != kSha256Bytes) return bad("image_sha256 is not 32 bytes");
   const std::uint64_t expected = chunk_count(m.image_size(), m.chunk_size());
   if (expected != static_cast<std::uint64_t>(m.chunk_sha256_size())) {
     return bad("has " + std::to_string(m.chunk_sha256_size()) + " chunk hashes but an image of " +
-               std::to_string(m.image_size()) + " bytes in chunks of " + std::to_string(m.chunk_size()) + " needs " +
-               std::to_string(expected));
+               std::to_string(m.image_size()) + " bytes in chunks of " + std::to_string(m.chunk_size()) +
+               " needs " + std::to_string(expected));
   }
   for (int i = 0; i < m.chunk_sha256_size(); ++i) {
-    if (m.chunk_sha256(i).size() != kSha256Bytes) return bad("chunk hash " + std::to_string(i) + " is not 32 bytes");
+    if (m.chunk_sha256(i).size() != kSha256Bytes)
+      return bad("chunk hash " + std::to_string(i) + " is not 32 bytes");
   }
   return ok_status();
 }

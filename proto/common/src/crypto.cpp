@@ -99,7 +99,8 @@ Result<std::string> from_hex(std::string_view hex) {
 Status write_new_file(const std::filesystem::path& path, std::string_view content, unsigned mode) {
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
-    return Error(Errc::kAlreadyExists, path.string() + " already exists; refusing to overwrite it (move it away first)");
+    return Error(Errc::kAlreadyExists,
+                 path.string() + " already exists; refusing to overwrite it (move it away first)");
   }
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
   const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
@@ -126,7 +127,8 @@ Status write_new_file(const std::filesystem::path& path, std::string_view conten
   if (::link(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
-    if (err == EEXIST) return Error(Errc::kAlreadyExists, path.string() + " already exists; refusing to overwrite it");
+    if (err == EEXIST)
+      return Error(Errc::kAlreadyExists, path.string() + " already exists; refusing to overwrite it");
     return Error(Errc::kIo, "cannot create " + path.string() + ": " + std::strerror(err));
   }
   ::unlink(tmp.c_str());
@@ -145,10 +147,12 @@ Result<std::string> read_file(const std::filesystem::path& path, std::size_t max
                                       std::to_string(max_bytes) + " expected");
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Error(Errc::kPermissionDenied, "cannot open " + path.string() + ": " + std::strerror(errno));
+  if (!in)
+    return Error(Errc::kPermissionDenied, "cannot open " + path.string() + ": " + std::strerror(errno));
   std::string out(size, '\0');
   in.read(out.data(), static_cast<std::streamsize>(size));
-  if (static_cast<std::uintmax_t>(in.gcount()) != size) return Error(Errc::kIo, "short read of " + path.string());
+  if (static_cast<std::uintmax_t>(in.gcount()) != size)
+    return Error(Errc::kIo, "short read of " + path.string());
   return out;
 }
 
@@ -156,7 +160,8 @@ Result<std::string> read_file(const std::filesystem::path& path, std::size_t max
 
 Result<Ed25519PublicKey> Ed25519PublicKey::from_raw(std::string_view raw) {
   if (raw.size() != kRawSize) {
-    return Error(Errc::kInvalidArgument, "an Ed25519 public key has 32 bytes, not " + std::to_string(raw.size()));
+    return Error(Errc::kInvalidArgument,
+                 "an Ed25519 public key has 32 bytes, not " + std::to_string(raw.size()));
   }
   return Ed25519PublicKey(std::string(raw));
 }
@@ -169,7 +174,8 @@ Result<Ed25519PublicKey> Ed25519PublicKey::from_pem(std::string_view pem) {
     return Error(Errc::kInvalidArgument, "not a PEM public key (expected \"-----BEGIN PUBLIC KEY-----\")");
   }
   if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519) {
-    return Error(Errc::kInvalidArgument, "the public key is not an Ed25519 key (make one with `fotactl keys generate`)");
+    return Error(Errc::kInvalidArgument,
+                 "the public key is not an Ed25519 key (make one with `fotactl keys generate`)");
   }
   std::string raw(kRawSize, '\0');
   std::size_t len = raw.size();
@@ -194,8 +200,8 @@ std::string Ed25519PublicKey::key_id() const {
 
 namespace {
 EvpPkeyPtr public_pkey(const std::string& raw) {
-  return EvpPkeyPtr(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
-                                                reinterpret_cast<const unsigned char*>(raw.data()), raw.size()));
+  return EvpPkeyPtr(EVP_PKEY_new_raw_public_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size()));
 }
 }  // namespace
 
@@ -216,8 +222,9 @@ Status Ed25519PublicKey::verify(std::string_view message, std::string_view signa
   if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
     return crypto_error("initialising Ed25519 verification");
   }
-  int rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
-                            reinterpret_cast<const unsigned char*>(message.data()), message.size());
+  int rc =
+      EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size());
   if (rc != 1) {
     detail::openssl_error();
     return Error(Errc::kBadSignature, "Ed25519 signature does not verify with key " + key_id());
@@ -253,7 +260,8 @@ Result<Ed25519PrivateKey> Ed25519PrivateKey::from_pem(std::string_view pem) {
     return Error(Errc::kInvalidArgument, "not a PEM private key (expected \"-----BEGIN PRIVATE KEY-----\")");
   }
   if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519) {
-    return Error(Errc::kInvalidArgument, "the private key is not an Ed25519 key (make one with `fotactl keys generate`)");
+    return Error(Errc::kInvalidArgument,
+                 "the private key is not an Ed25519 key (make one with `fotactl keys generate`)");
   }
   auto impl = std::make_unique<Impl>();
   impl->key = std::move(key);
@@ -347,7 +355,8 @@ const Ed25519PublicKey* TrustStore::find(std::string_view key_id) const {
 Result<v1::Manifest> TrustStore::verify(const v1::SignedManifest& signed_manifest) const {
   const Ed25519PublicKey* key = find(signed_manifest.key_id());
   if (key == nullptr) {
-    return Error(Errc::kUntrustedKey, "manifest is signed with key \"" + signed_manifest.key_id().substr(0, 32) +
+    return Error(Errc::kUntrustedKey, "manifest is signed with key \"" +
+                                          signed_manifest.key_id().substr(0, 32) +
                                           "\", which is not among the trusted keys");
   }
   if (auto st = key->verify(signed_manifest.manifest(), signed_manifest.signature()); !st) return st.error();

@@ -39,7 +39,9 @@ inline std::string openssl_error() {
   return buf;
 }
 
-inline Error crypto_error(const std::string& what) { return Error(Errc::kCrypto, what + ": " + openssl_error()); }
+inline Error crypto_error(const std::string& what) {
+  return Error(Errc::kCrypto, what + ": " + openssl_error());
+}
 
 inline BioPtr memory_bio(std::string_view data) {
   return BioPtr(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));

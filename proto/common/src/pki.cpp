@@ -16,7 +16,8 @@ using detail::X509Ptr;
 
 namespace {
 
-constexpr Role kAllRoles[] = {Role::kDevice, Role::kOrchestrator, Role::kObserver, Role::kOperator, Role::kBroker};
+constexpr Role kAllRoles[] = {Role::kDevice, Role::kOrchestrator, Role::kObserver, Role::kOperator,
+                              Role::kBroker};
 
 EvpPkeyPtr generate_p256() { return EvpPkeyPtr(EVP_EC_gen("P-256")); }
 
@@ -54,8 +55,9 @@ std::string serial_hex_of(const X509* cert) {
 }
 
 // Builds and signs a certificate for `subject_key`.
-Result<X509Ptr> make_certificate(EVP_PKEY* subject_key, const std::string& cn, std::string_view ou, X509* issuer,
-                                 EVP_PKEY* issuer_key, const IssueOptions& options, bool is_ca) {
+Result<X509Ptr> make_certificate(EVP_PKEY* subject_key, const std::string& cn, std::string_view ou,
+                                 X509* issuer, EVP_PKEY* issuer_key, const IssueOptions& options,
+                                 bool is_ca) {
   X509Ptr cert(X509_new());
   X509_set_version(cert.get(), 2);
   unsigned char serial[16];
@@ -69,8 +71,8 @@ Result<X509Ptr> make_certificate(EVP_PKEY* subject_key, const std::string& cn, s
   X509_set_pubkey(cert.get(), subject_key);
   X509_NAME* name = X509_get_subject_name(cert.get());
   auto add = [&](const char* field, const std::string& value) {
-    X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(value.c_str()), -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0);
   };
   add("O", "fota");
   add("OU", std::string(ou));
@@ -103,11 +105,16 @@ Result<X509Ptr> make_certificate(EVP_PKEY* subject_key, const std::string& cn, s
 
 std::string_view role_name(Role role) noexcept {
   switch (role) {
-    case Role::kDevice: return "device";
-    case Role::kOrchestrator: return "orchestrator";
-    case Role::kObserver: return "observer";
-    case Role::kOperator: return "operator";
-    case Role::kBroker: return "broker";
+    case Role::kDevice:
+      return "device";
+    case Role::kOrchestrator:
+      return "orchestrator";
+    case Role::kObserver:
+      return "observer";
+    case Role::kOperator:
+      return "operator";
+    case Role::kBroker:
+      return "broker";
   }
   return "unknown";
 }
@@ -135,8 +142,9 @@ Result<CertificateAuthority> CertificateAuthority::init(const fs::path& dir, std
   std::error_code ec;
   for (const char* f : {"ca.crt", "ca.key"}) {
     if (fs::exists(dir / f, ec)) {
-      return Error(Errc::kAlreadyExists, (dir / f).string() +
-                                             " already exists; this directory already holds a CA (use another --dir)");
+      return Error(
+          Errc::kAlreadyExists,
+          (dir / f).string() + " already exists; this directory already holds a CA (use another --dir)");
     }
   }
   auto impl = std::make_unique<Impl>();
@@ -144,7 +152,8 @@ Result<CertificateAuthority> CertificateAuthority::init(const fs::path& dir, std
   if (!impl->key) return crypto_error("generating the CA key");
   IssueOptions options;
   options.not_after = std::chrono::hours(24 * 365 * 10);
-  auto cert = make_certificate(impl->key.get(), std::string(name), "ca", nullptr, impl->key.get(), options, true);
+  auto cert =
+      make_certificate(impl->key.get(), std::string(name), "ca", nullptr, impl->key.get(), options, true);
   if (!cert) return cert.error();
   impl->cert = std::move(cert).value();
   std::string pem = cert_to_pem(impl->cert.get());
@@ -156,7 +165,8 @@ Result<CertificateAuthority> CertificateAuthority::init(const fs::path& dir, std
 
 Result<CertificateAuthority> CertificateAuthority::open(const fs::path& dir) {
   auto cert_pem = read_file(dir / "ca.crt", 64 * 1024);
-  if (!cert_pem) return cert_pem.error().with_context("no CA in " + dir.string() + " (run `fotactl pki init` first)");
+  if (!cert_pem)
+    return cert_pem.error().with_context("no CA in " + dir.string() + " (run `fotactl pki init` first)");
   auto key_pem = read_file(dir / "ca.key", 64 * 1024);
   if (!key_pem) return key_pem.error().with_context("the CA key is missing");
   auto impl = std::make_unique<Impl>();
@@ -195,7 +205,8 @@ Result<IssuedFiles> CertificateAuthority::issue_to_files(const IssueOptions& opt
   std::error_code ec;
   for (const auto& p : {files.cert, files.key}) {
     if (fs::exists(p, ec)) {
-      return Error(Errc::kAlreadyExists, p.string() + " already exists; refusing to overwrite (revoke and remove it first)");
+      return Error(Errc::kAlreadyExists,
+                   p.string() + " already exists; refusing to overwrite (revoke and remove it first)");
     }
   }
   auto issued = issue(options);

@@ -38,17 +38,18 @@ Result<DeviceId> DeviceId::parse(std::string_view text) {
   if (text.empty()) return Error(Errc::kInvalidArgument, "device id is empty");
   if (text.size() > kMaxLength) {
     return Error(Errc::kInvalidArgument, "device id " + quoted(text) + " is " + std::to_string(text.size()) +
-                                             " characters long; the maximum is " + std::to_string(kMaxLength));
+                                             " characters long; the maximum is " +
+                                             std::to_string(kMaxLength));
   }
   if (!is_alnum(text.front())) {
-    return Error(Errc::kInvalidArgument,
-                 "device id " + quoted(text) + " must start with a letter or digit");
+    return Error(Errc::kInvalidArgument, "device id " + quoted(text) + " must start with a letter or digit");
   }
   for (char c : text) {
     if (!is_id_char(c)) {
-      return Error(Errc::kInvalidArgument, "device id " + quoted(text) +
-                                               " contains a character outside [A-Za-z0-9._-] (no '/', '+', '#', "
-                                               "spaces or non-ASCII)");
+      return Error(Errc::kInvalidArgument,
+                   "device id " + quoted(text) +
+                       " contains a character outside [A-Za-z0-9._-] (no '/', '+', '#', "
+                       "spaces or non-ASCII)");
     }
   }
   return DeviceId(std::string(text));
@@ -56,13 +57,20 @@ Result<DeviceId> DeviceId::parse(std::string_view text) {
 
 std::string_view channel_suffix(Channel channel) noexcept {
   switch (channel) {
-    case Channel::kCommand: return "cmd";
-    case Channel::kInventory: return "inventory";
-    case Channel::kProgress: return "progress";
-    case Channel::kLog: return "log";
-    case Channel::kPresence: return "presence";
-    case Channel::kChunkRequest: return "chunk/req";
-    case Channel::kChunk: return "chunk";
+    case Channel::kCommand:
+      return "cmd";
+    case Channel::kInventory:
+      return "inventory";
+    case Channel::kProgress:
+      return "progress";
+    case Channel::kLog:
+      return "log";
+    case Channel::kPresence:
+      return "presence";
+    case Channel::kChunkRequest:
+      return "chunk/req";
+    case Channel::kChunk:
+      return "chunk";
   }
   return "";
 }
@@ -73,9 +81,11 @@ bool device_publishes(Channel channel) noexcept {
     case Channel::kProgress:
     case Channel::kLog:
     case Channel::kPresence:
-    case Channel::kChunkRequest: return true;
+    case Channel::kChunkRequest:
+      return true;
     case Channel::kCommand:
-    case Channel::kChunk: return false;
+    case Channel::kChunk:
+      return false;
   }
   return false;
 }

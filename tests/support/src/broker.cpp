@@ -50,7 +50,8 @@ std::string current_user() {
 
 TempDir::TempDir() {
   std::string tmpl = (fs::temp_directory_path() / "fota-test-XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + std::string(std::strerror(errno)));
+  if (::mkdtemp(tmpl.data()) == nullptr)
+    throw std::runtime_error("mkdtemp failed: " + std::string(std::strerror(errno)));
   path_ = tmpl;
 }
 
@@ -136,9 +137,11 @@ void MosquittoBroker::write_config() {
        << "use_identity_as_username false\n";
   if (options_.with_plugin) {
     const std::string plugin = FOTA_PLUGIN_PATH;
-    if (plugin.empty()) throw std::runtime_error("BrokerOptions::with_plugin set but the plugin was not built");
+    if (plugin.empty())
+      throw std::runtime_error("BrokerOptions::with_plugin set but the plugin was not built");
     conf << "plugin " << plugin << "\n";
-    for (const auto& [key, value] : options_.plugin_options) conf << "plugin_opt_" << key << " " << value << "\n";
+    for (const auto& [key, value] : options_.plugin_options)
+      conf << "plugin_opt_" << key << " " << value << "\n";
   }
   conf << options_.extra_config << "\n";
 }
@@ -156,7 +159,8 @@ void MosquittoBroker::start() {
       ::setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
     }
     // The broker's own stderr (e.g. its warning about running as root) goes next to its log.
-    int err_fd = ::open((work_dir_ / "mosquitto.stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int err_fd =
+        ::open((work_dir_ / "mosquitto.stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (err_fd >= 0) {
       ::dup2(err_fd, STDOUT_FILENO);
       ::dup2(err_fd, STDERR_FILENO);

@@ -63,15 +63,16 @@ common::Status TestMqttClient::connect(std::chrono::milliseconds timeout) {
                      .finalize();
   try {
     auto token = impl_->client.connect(options);
-    if (!token->wait_for(timeout + std::chrono::seconds(1))) return Error(Errc::kUnavailable, "connect timed out");
+    if (!token->wait_for(timeout + std::chrono::seconds(1)))
+      return Error(Errc::kUnavailable, "connect timed out");
     {
       std::lock_guard lock(impl_->mutex);
       impl_->lost = false;
     }
     return common::ok_status();
   } catch (const mqtt::exception& e) {
-    return Error(Errc::kPermissionDenied, std::string("connect refused: ") + e.what() +
-                                              " (reason code " + std::to_string(e.get_reason_code()) + ")");
+    return Error(Errc::kPermissionDenied, std::string("connect refused: ") + e.what() + " (reason code " +
+                                              std::to_string(e.get_reason_code()) + ")");
   }
 }
 

@@ -38,8 +38,8 @@ Result<M> decode(std::string_view bytes, std::size_t max_bytes) {
   }
   M message;
   if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return Error(Errc::kMalformed, "payload of " + std::to_string(bytes.size()) + " bytes is not a valid " +
-                                       M().GetTypeName());
+    return Error(Errc::kMalformed,
+                 "payload of " + std::to_string(bytes.size()) + " bytes is not a valid " + M().GetTypeName());
   }
   return message;
 }

@@ -47,7 +47,8 @@ struct IssuedFiles {
 class CertificateAuthority {
  public:
   // Creates a new CA in `dir` (created if missing); refuses when ca.crt or ca.key exists.
-  static Result<CertificateAuthority> init(const std::filesystem::path& dir, std::string_view name = "fota fleet CA");
+  static Result<CertificateAuthority> init(const std::filesystem::path& dir,
+                                           std::string_view name = "fota fleet CA");
   static Result<CertificateAuthority> open(const std::filesystem::path& dir);
 
   ~CertificateAuthority();

@@ -9,18 +9,18 @@ namespace fota::common {
 
 // Broad error categories shared by every module. Detail goes into Error::message.
 enum class Errc {
-  kInvalidArgument,   // caller passed something malformed
-  kMalformed,         // bytes from outside did not parse
-  kTooLarge,          // input over a size cap
+  kInvalidArgument,  // caller passed something malformed
+  kMalformed,        // bytes from outside did not parse
+  kTooLarge,         // input over a size cap
   kNotFound,
   kAlreadyExists,
   kPermissionDenied,
   kBadSignature,
   kUntrustedKey,
-  kIntegrity,         // a hash did not match
+  kIntegrity,  // a hash did not match
   kIo,
-  kCrypto,            // OpenSSL failed for a reason other than a bad signature
-  kUnavailable,       // try again later
+  kCrypto,       // OpenSSL failed for a reason other than a bad signature
+  kUnavailable,  // try again later
   kConflict,
   kInternal,
 };
@@ -43,8 +43,8 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}    // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }

@@ -37,8 +37,8 @@ enum class Channel {
   kChunk,         // .../chunk       chunk server -> device   ChunkData
 };
 
-inline constexpr Channel kAllChannels[] = {Channel::kCommand,  Channel::kInventory,    Channel::kProgress,
-                                           Channel::kLog,      Channel::kPresence,     Channel::kChunkRequest,
+inline constexpr Channel kAllChannels[] = {Channel::kCommand, Channel::kInventory, Channel::kProgress,
+                                           Channel::kLog,     Channel::kPresence,  Channel::kChunkRequest,
                                            Channel::kChunk};
 
 // Topic suffix of a channel, e.g. "chunk/req".

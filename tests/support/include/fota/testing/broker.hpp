@@ -72,9 +72,9 @@ class MosquittoBroker {
   int port() const noexcept { return port_; }
   std::string uri() const;  // "ssl://127.0.0.1:<port>"
   bool running() const noexcept { return pid_ > 0; }
-  void stop();           // SIGTERM, wait (SIGKILL after 5 s)
-  void kill_hard();      // SIGKILL
-  void start();          // start again on the same port
+  void stop();       // SIGTERM, wait (SIGKILL after 5 s)
+  void kill_hard();  // SIGKILL
+  void start();      // start again on the same port
   void send_signal(int signal);
   std::string log() const;  // the broker's log file
   const std::filesystem::path& config_path() const noexcept { return config_path_; }

@@ -1,0 +1,159 @@
+// fotactl artifact create | inspect | verify: signed bundles (manifest + image in one file).
+#include <chrono>
+#include <iostream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "fota/common/artifact.hpp"
+#include "fota/common/codec.hpp"
+
+namespace fota::cli {
+namespace {
+
+struct CreateArgs {
+  std::string image;
+  std::string version;
+  std::vector<std::string> hardware;
+  std::uint64_t security_counter = 0;
+  std::uint32_t chunk_size = common::kDefaultChunkSize;
+  std::string name;
+  std::string payload = "ab";
+  std::string target;
+  std::string key;
+  std::string out;
+};
+
+v1::PayloadType parse_payload(const std::string& text) {
+  if (text == "ab") return v1::PAYLOAD_TYPE_AB_IMAGE;
+  if (text == "file") return v1::PAYLOAD_TYPE_FILE;
+  if (text == "module") return v1::PAYLOAD_TYPE_MODULE;
+  throw std::runtime_error("--payload must be ab, file or module, not \"" + text + "\"");
+}
+
+const char* payload_name(v1::PayloadType type) {
+  switch (type) {
+    case v1::PAYLOAD_TYPE_AB_IMAGE:
+      return "ab";
+    case v1::PAYLOAD_TYPE_FILE:
+      return "file";
+    case v1::PAYLOAD_TYPE_MODULE:
+      return "module";
+    default:
+      return "unspecified";
+  }
+}
+
+nlohmann::json describe(const v1::SignedManifest& sm, const v1::Manifest& m) {
+  return {{"artifact_id", m.artifact_id()},
+          {"name", m.name()},
+          {"version", m.version()},
+          {"security_counter", m.security_counter()},
+          {"compatible_hardware",
+           std::vector<std::string>(m.compatible_hardware().begin(), m.compatible_hardware().end())},
+          {"payload", payload_name(m.payload_type())},
+          {"payload_target", m.payload_target()},
+          {"image_size", m.image_size()},
+          {"image_sha256", common::to_hex(m.image_sha256())},
+          {"chunk_size", m.chunk_size()},
+          {"chunks", m.chunk_sha256_size()},
+          {"created_at_ms", m.created_at_ms()},
+          {"key_id", sm.key_id()}};
+}
+
+void print_human(const nlohmann::json& j) {
+  for (const auto& [k, v] : j.items()) {
+    std::cout << "  " << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
+  }
+}
+
+}  // namespace
+
+void register_artifact_commands(CLI::App& app) {
+  auto* artifact = app.add_subcommand("artifact", "Signed update artifacts");
+  artifact->require_subcommand(1);
+
+  auto c = std::make_shared<CreateArgs>();
+  auto* create = artifact->add_subcommand("create", "Sign an image into a bundle (signed manifest + image)");
+  create->add_option("--image", c->image, "Image file")->required()->check(CLI::ExistingFile);
+  create->add_option("--version", c->version, "Version string, e.g. 1.4.2")->required();
+  create->add_option("--hardware", c->hardware, "Compatible hardware types, comma separated")
+      ->required()
+      ->delimiter(',');
+  create
+      ->add_option("--security-counter", c->security_counter,
+                   "Anti-rollback counter; devices refuse anything lower than what they run")
+      ->required();
+  create->add_option("--chunk-size", c->chunk_size, "Chunk size in bytes (1024..1048576)")
+      ->capture_default_str();
+  create->add_option("--name", c->name, "Artifact name (default: image file name)");
+  create->add_option("--payload", c->payload, "ab (A/B slot image), file, or module")->capture_default_str();
+  create->add_option("--target", c->target, "File target or update-module name");
+  create->add_option("--key", c->key, "Ed25519 private key (fotactl keys generate)")->required();
+  create->add_option("-o,--out", c->out, "Bundle file to write")->required();
+  create->callback([c] {
+    auto key = common::Ed25519PrivateKey::load(c->key);
+    if (!key) throw std::runtime_error(key.error().message);
+    common::ArtifactSpec spec;
+    spec.name = c->name;
+    spec.version = c->version;
+    spec.security_counter = c->security_counter;
+    spec.compatible_hardware = c->hardware;
+    spec.payload_type = parse_payload(c->payload);
+    spec.payload_target = c->target;
+    spec.chunk_size = c->chunk_size;
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    if (std::filesystem::exists(c->out)) {
+      throw std::runtime_error(c->out + " already exists; refusing to overwrite it (choose another -o)");
+    }
+    auto sm = common::build_signed_manifest(c->image, spec, *key, now_ms);
+    if (!sm) throw std::runtime_error(sm.error().message);
+    if (auto st = common::write_bundle(c->out, *sm, c->image); !st)
+      throw std::runtime_error(st.error().message);
+    auto m = common::decode<v1::Manifest>(sm->manifest(), common::kMaxCommandBytes);
+    std::cout << "wrote " << c->out << "\n";
+    print_human(describe(*sm, *m));
+  });
+
+  auto bundle = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  auto* inspect = artifact->add_subcommand("inspect", "Show a bundle's manifest (does not verify it)");
+  inspect->add_option("bundle", *bundle, "Bundle file")->required();
+  inspect->add_flag("--json", *json, "Print JSON");
+  inspect->callback([bundle, json] {
+    auto info = common::read_bundle_header(*bundle);
+    if (!info) throw std::runtime_error(info.error().message);
+    auto m = common::decode<v1::Manifest>(info->signed_manifest.manifest(), common::kMaxCommandBytes);
+    if (!m) throw std::runtime_error(*bundle + ": " + m.error().message);
+    auto j = describe(info->signed_manifest, *m);
+    j["bundle_image_bytes"] = info->image_size;
+    if (*json) {
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cout << *bundle << " (not verified; use `fotactl artifact verify`)\n";
+      print_human(j);
+    }
+  });
+
+  auto vbundle = std::make_shared<std::string>();
+  auto trust = std::make_shared<std::vector<std::string>>();
+  auto* verify = artifact->add_subcommand("verify", "Verify signature, every chunk hash and the image hash");
+  verify->add_option("bundle", *vbundle, "Bundle file")->required();
+  verify->add_option("--trust", *trust, "Trusted public key file or directory (repeatable)")->required();
+  verify->callback([vbundle, trust] {
+    common::TrustStore store;
+    for (const auto& path : *trust) {
+      if (auto st = store.load(path); !st) throw std::runtime_error(st.error().message);
+    }
+    auto verified = common::verify_bundle(*vbundle, store);
+    if (!verified) throw std::runtime_error("verification FAILED: " + verified.error().message);
+    std::cout << "OK: " << *vbundle << " is signed by trusted key " << verified->info.signed_manifest.key_id()
+              << " and all " << verified->manifest.chunk_sha256_size() << " chunks match\n";
+    print_human(describe(verified->info.signed_manifest, verified->manifest));
+  });
+}
+
+}  // namespace fota::cli

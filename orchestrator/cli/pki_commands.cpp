@@ -1,0 +1,83 @@
+// fotactl pki ...: the fleet CA and certificates for devices, orchestrators, observers,
+// operators and brokers.
+#include <iostream>
+#include <stdexcept>
+
+#include "commands.hpp"
+#include "fota/common/pki.hpp"
+
+namespace fota::cli {
+namespace {
+
+using common::Role;
+
+struct IssueArgs {
+  std::string name;
+  std::string dir = "pki";
+  int days = 825;
+  std::vector<std::string> dns;
+  std::vector<std::string> ips;
+};
+
+void issue(Role role, const IssueArgs& args) {
+  auto ca = common::CertificateAuthority::open(args.dir);
+  if (!ca) throw std::runtime_error(ca.error().message);
+  if (args.days <= 0) throw std::runtime_error("--days must be positive");
+  common::IssueOptions options;
+  options.role = role;
+  options.common_name = args.name;
+  options.not_after = std::chrono::hours(24) * args.days;
+  options.dns_names = args.dns;
+  options.ip_addresses = args.ips;
+  auto files = ca->issue_to_files(options);
+  if (!files) throw std::runtime_error(files.error().message);
+  std::cout << "issued " << common::role_name(role) << " certificate for \"" << args.name << "\"\n"
+            << "  certificate: " << files->cert.string() << "\n"
+            << "  key:         " << files->key.string() << " (mode 0600)\n";
+}
+
+void add_issue_command(CLI::App& pki, const std::string& verb, Role role, const std::string& what,
+                       const std::string& name_help, bool san) {
+  auto args = std::make_shared<IssueArgs>();
+  auto* cmd = pki.add_subcommand(verb, "Issue a certificate for " + what);
+  cmd->add_option("name", args->name, name_help)->required();
+  cmd->add_option("--dir", args->dir, "PKI directory made by `fotactl pki init`")->capture_default_str();
+  cmd->add_option("--days", args->days, "Validity in days")->capture_default_str();
+  if (san) {
+    cmd->add_option("--dns", args->dns, "DNS name the broker is reached by (repeatable)");
+    cmd->add_option("--ip", args->ips, "IP address the broker is reached by (repeatable)");
+  }
+  cmd->callback([args, role] { issue(role, *args); });
+}
+
+}  // namespace
+
+void register_pki_commands(CLI::App& app) {
+  auto* pki =
+      app.add_subcommand("pki", "Fleet PKI: one ECDSA P-256 CA; certificate CN = identity, OU = role");
+  pki->require_subcommand(1);
+
+  auto dir = std::make_shared<std::string>("pki");
+  auto name = std::make_shared<std::string>("fota fleet CA");
+  auto* init = pki->add_subcommand("init", "Create a new fleet CA (ca.crt, ca.key mode 0600)");
+  init->add_option("--dir", *dir, "Directory for the CA and issued certificates")->capture_default_str();
+  init->add_option("--name", *name, "CA common name")->capture_default_str();
+  init->callback([dir, name] {
+    auto ca = common::CertificateAuthority::init(*dir, *name);
+    if (!ca) throw std::runtime_error(ca.error().message);
+    std::cout << "created fleet CA in " << *dir << "\n  certificate: " << ca->ca_cert_path().string()
+              << "\n  key:         " << (ca->dir() / "ca.key").string() << " (mode 0600; keep it offline)\n";
+  });
+
+  add_issue_command(*pki, "issue-device", Role::kDevice, "a device (CN = device id = MQTT client id)",
+                    "Device id: 1-64 of [A-Za-z0-9._-]", false);
+  add_issue_command(*pki, "issue-orchestrator", Role::kOrchestrator, "an orchestrator instance",
+                    "Orchestrator name (its MQTT client id)", false);
+  add_issue_command(*pki, "issue-observer", Role::kObserver, "a read-only observer", "Observer name", false);
+  add_issue_command(*pki, "issue-operator", Role::kOperator, "an operator of the HTTP API", "Operator name",
+                    false);
+  add_issue_command(*pki, "issue-broker", Role::kBroker, "an MQTT broker (server certificate)", "Broker name",
+                    true);
+}
+
+}  // namespace fota::cli

@@ -1,0 +1,133 @@
+// fotactl's foundation commands, run as the real binary: success paths and bad-input errors.
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "fota/testing/broker.hpp"
+
+namespace fota::testing {
+namespace {
+namespace fs = std::filesystem;
+
+struct CommandRun {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+};
+
+class FotactlTest : public ::testing::Test {
+ protected:
+  CommandRun run(const std::string& args) {
+    const std::string cmd = "cd '" + dir_.path().string() + "' && '" FOTACTL_PATH "' " + args + " 2>&1";
+    CommandRun r;
+    FILE* pipe = ::popen(cmd.c_str(), "r");
+    std::array<char, 4096> buf{};
+    while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) r.output.append(buf.data(), n);
+    int status = ::pclose(pipe);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+  CommandRun ok(const std::string& args) {
+    CommandRun r = run(args);
+    EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.output;
+    return r;
+  }
+  CommandRun fails(const std::string& args, const std::string& expected_text) {
+    CommandRun r = run(args);
+    EXPECT_NE(r.exit_code, 0) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(expected_text), std::string::npos) << args << "\n" << r.output;
+    return r;
+  }
+  static unsigned mode_of(const fs::path& p) {
+    struct stat st {};
+    ::stat(p.c_str(), &st);
+    return st.st_mode & 0777;
+  }
+  void write_image(const std::string& name, std::size_t size) {
+    std::ofstream out(dir_.path() / name, std::ios::binary);
+    for (std::size_t i = 0; i < size; ++i) out.put(static_cast<char>(i * 31 + 7));
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(FotactlTest, PkiInitAndIssueEveryRole) {
+  ok("pki init --dir pki");
+  EXPECT_EQ(mode_of(dir_.path() / "pki/ca.key"), 0600u);
+  ok("pki issue-device dev-1 --dir pki");
+  ok("pki issue-orchestrator orch-1 --dir pki");
+  ok("pki issue-observer watcher --dir pki");
+  ok("pki issue-broker broker --dir pki --dns localhost --ip 127.0.0.1");
+  EXPECT_EQ(mode_of(dir_.path() / "pki/device/dev-1.key"), 0600u);
+  EXPECT_TRUE(fs::exists(dir_.path() / "pki/orchestrator/orch-1.crt"));
+  EXPECT_TRUE(fs::exists(dir_.path() / "pki/observer/watcher.crt"));
+}
+
+TEST_F(FotactlTest, PkiBadInput) {
+  fails("pki issue-device dev-1 --dir pki", "fotactl pki init");
+  ok("pki init --dir pki");
+  fails("pki init --dir pki", "already exists");
+  ok("pki issue-device dev-1 --dir pki");
+  fails("pki issue-device dev-1 --dir pki", "already exists");
+  fails("pki issue-device 'a/b' --dir pki", "device id");
+  fails("pki issue-device '#' --dir pki", "device id");
+  fails("pki issue-device", "name is required");
+}
+
+TEST_F(FotactlTest, KeysGenerateRefusesOverwrite) {
+  ok("keys generate -o sk");
+  EXPECT_EQ(mode_of(dir_.path() / "sk.key"), 0600u);
+  EXPECT_TRUE(fs::exists(dir_.path() / "sk.pub"));
+  fails("keys generate -o sk", "already exists");
+}
+
+TEST_F(FotactlTest, ArtifactCreateInspectVerify) {
+  ok("keys generate -o sk");
+  write_image("img", 70000);
+  CommandRun created =
+      ok("artifact create --image img --version 2.1.0 --hardware gw-v2,gw-v3 --security-counter 5 "
+         "--chunk-size 4096 --key sk.key -o a.fota");
+  EXPECT_NE(created.output.find("artifact_id"), std::string::npos);
+  CommandRun inspected = ok("artifact inspect a.fota --json");
+  EXPECT_NE(inspected.output.find("\"version\": \"2.1.0\""), std::string::npos) << inspected.output;
+  EXPECT_NE(inspected.output.find("\"chunks\": 18"), std::string::npos) << inspected.output;
+  ok("artifact verify a.fota --trust sk.pub");
+}
+
+TEST_F(FotactlTest, ArtifactBadInput) {
+  ok("keys generate -o sk");
+  ok("keys generate -o other");
+  write_image("img", 5000);
+  fails(
+      "artifact create --image missing --version 1 --hardware h --security-counter 1 --key sk.key -o a.fota",
+      "missing");
+  fails("artifact create --image img --version 1 --hardware h --security-counter 1 --key nokey.key -o a.fota",
+        "nokey.key");
+  fails("artifact create --image img --version 1 --hardware h --security-counter 1 --key sk.pub -o a.fota",
+        "private key");
+  fails(
+      "artifact create --image img --version 1 --hardware h --security-counter 1 --chunk-size 10 --key "
+      "sk.key "
+      "-o a.fota",
+      "chunk size");
+  ok("artifact create --image img --version 1 --hardware h --security-counter 1 --key sk.key -o a.fota");
+  fails("artifact create --image img --version 1 --hardware h --security-counter 1 --key sk.key -o a.fota",
+        "already exists");
+  fails("artifact verify a.fota --trust other.pub", "not among the trusted keys");
+  fails("artifact verify missing.fota --trust sk.pub", "cannot open bundle");
+  fails("artifact inspect img", "not a fota bundle");
+  // One flipped image byte: verify names the chunk.
+  {
+    std::fstream f(dir_.path() / "a.fota", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-10, std::ios::end);
+    f.put('\x55');
+  }
+  fails("artifact verify a.fota --trust sk.pub", "chunk 0");
+}
+
+}  // namespace
+}  // namespace fota::testing
