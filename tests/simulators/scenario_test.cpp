@@ -1,0 +1,204 @@
+#include "fota/sim/scenario.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace fota::sim {
+namespace {
+
+using common::Errc;
+
+TEST(ScenarioValues, DurationsNeedAUnit) {
+  EXPECT_EQ(*parse_duration_ms("250ms"), 250);
+  EXPECT_EQ(*parse_duration_ms("5s"), 5000);
+  EXPECT_EQ(*parse_duration_ms("1.5s"), 1500);
+  EXPECT_EQ(*parse_duration_ms("2m"), 120000);
+  EXPECT_EQ(*parse_duration_ms("1h"), 3600000);
+  for (const char* bad : {"5", "-5s", "s", "5 days", "", "1e3s", "1.2.3s"}) {
+    auto r = parse_duration_ms(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, Errc::kInvalidArgument);
+    EXPECT_NE(r.error().message.find("250ms"), std::string::npos) << "message shows an example";
+  }
+}
+
+TEST(ScenarioValues, SizesAndRates) {
+  EXPECT_EQ(*parse_size_bytes("512"), 512u);
+  EXPECT_EQ(*parse_size_bytes("16KiB"), 16384u);
+  EXPECT_EQ(*parse_size_bytes("1MiB"), 1048576u);
+  EXPECT_EQ(*parse_size_bytes("10MB"), 10000000u);
+  EXPECT_FALSE(parse_size_bytes("1.5B").ok());
+  EXPECT_FALSE(parse_size_bytes("12 parsecs").ok());
+  EXPECT_EQ(*parse_rate_bytes_per_second("256KiB/s"), 262144u);
+  EXPECT_EQ(*parse_rate_bytes_per_second("8Mbit/s"), 1000000u);
+  EXPECT_EQ(*parse_rate_bytes_per_second("1MB/s"), 1000000u);
+  EXPECT_FALSE(parse_rate_bytes_per_second("1MB").ok());
+  EXPECT_FALSE(parse_rate_bytes_per_second("fast/s").ok());
+}
+
+TEST(ScenarioValues, FractionsAndTimesOfDay) {
+  EXPECT_DOUBLE_EQ(*parse_fraction("20%"), 0.2);
+  EXPECT_DOUBLE_EQ(*parse_fraction("0.25"), 0.25);
+  EXPECT_FALSE(parse_fraction("120%").ok());
+  EXPECT_FALSE(parse_fraction("2").ok());
+  EXPECT_EQ(*parse_time_of_day_minutes("02:30"), 150);
+  EXPECT_EQ(*parse_time_of_day_minutes("24:00"), 1440);
+  EXPECT_FALSE(parse_time_of_day_minutes("25:00").ok());
+  EXPECT_FALSE(parse_time_of_day_minutes("2:5").ok());
+  EXPECT_FALSE(parse_time_of_day_minutes("noon").ok());
+}
+
+constexpr const char* kMinimal = R"(name: tiny
+fleet:
+  groups:
+    - {count: 3, hardware: hw, version: 1.0.0}
+artifact:
+  version: 2.0.0
+)";
+
+TEST(ScenarioParser, MinimalScenarioGetsDefaults) {
+  auto s = parse_scenario(kMinimal, "tiny.yaml");
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(s->name, "tiny");
+  EXPECT_EQ(s->fleet.total(), 3u);
+  EXPECT_EQ(s->fleet.groups[0].name, "group1");
+  ASSERT_EQ(s->fleet.groups[0].links.size(), 1u);
+  EXPECT_EQ(s->fleet.groups[0].links[0].value, "ideal");
+  EXPECT_EQ(s->fleet.groups[0].time_zones[0].value, "UTC");
+  ASSERT_EQ(s->rollout.waves.size(), 1u);
+  EXPECT_DOUBLE_EQ(s->rollout.waves[0].percent, 100.0);
+  EXPECT_EQ(s->artifact.compatible_hardware, std::vector<std::string>{"hw"});
+  EXPECT_EQ(s->rollout.driver, RolloutDriver::kBuiltin);
+  EXPECT_EQ(s->expect.outcome, ExpectedOutcome::kCompleted);
+  EXPECT_TRUE(s->link_profiles.count("ideal"));
+}
+
+// Each bad scenario must be refused with the file, line, field path and what was wrong.
+struct BadCase {
+  const char* name;
+  const char* yaml;
+  const char* expected_fragment;
+};
+
+class ScenarioParserRefuses : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ScenarioParserRefuses, WithLineAndField) {
+  auto s = parse_scenario(GetParam().yaml, "bad.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find(GetParam().expected_fragment), std::string::npos)
+      << "message was: " << s.error().message;
+  EXPECT_EQ(s.error().message.rfind("bad.yaml", 0), 0u) << s.error().message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ScenarioParserRefuses,
+    ::testing::Values(
+        BadCase{"empty", "", "the scenario is empty"},
+        BadCase{"not_yaml", "name: [unclosed\n", "not valid YAML"},
+        BadCase{"typo", "name: x\nfleet:\n  groups:\n    - {coutn: 3, hardware: hw, version: 1}\n",
+                "bad.yaml:4:8: fleet.groups[0].coutn: unknown field"},
+        BadCase{"count_not_number",
+                "name: x\nfleet:\n  groups:\n    - {count: ten, hardware: hw, version: 1}\nartifact: "
+                "{version: 2}\n",
+                "fleet.groups[0].count: expected a whole number from 1 to 100000, got 'ten'"},
+        BadCase{"missing_hardware", "name: x\nfleet:\n  groups:\n    - {count: 3, version: 1}\n",
+                "fleet.groups[0]: missing field 'hardware'"},
+        BadCase{"bad_duration",
+                "name: x\nduration: 90\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\n",
+                "bad.yaml:2:11: duration: expected a duration"},
+        BadCase{"unknown_link",
+                "name: x\nfleet:\n  groups:\n    - {count: 3, hardware: hw, version: 1, link: "
+                "wifi}\nartifact: {version: 2}\n",
+                "unknown link profile 'wifi'"},
+        BadCase{"shares",
+                "name: x\nlink_profiles: {a: {}, b: {}}\nfleet:\n  groups:\n    - {count: 3, hardware: hw, "
+                "version: 1, "
+                "links: {a: 50%, b: 40%}}\nartifact: {version: 2}\n",
+                "shares must add up to 100%, they add up to 90%"},
+        BadCase{"waves",
+                "name: x\n"
+                "fleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "rollout: {waves: [10%, 80%]}\n",
+                "rollout.waves: wave shares must add up to 100%"},
+        BadCase{"jitter", "name: x\nlink_profiles: {a: {latency: 5ms, jitter: 10ms}}\n",
+                "link_profiles.a.jitter"},
+        BadCase{"drops_both", "name: x\nlink_profiles: {a: {drops: {count: 2, per_minute: 1}}}\n",
+                "give either count or per_minute"},
+        BadCase{"fault_group",
+                "name: x\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "faults: {bad_image: {fraction: 10%, groups: [nope]}}\n",
+                "faults.bad_image: unknown group 'nope'"},
+        BadCase{"phase",
+                "name: x\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "faults: {power_loss: {fraction: 10%, during: [dancing]}}\n",
+                "faults.power_loss.during[0]: unknown phase 'dancing'"},
+        BadCase{"kill_builtin",
+                "name: x\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "faults: {orchestrator_kill: {at: 5s}}\n",
+                "needs rollout.driver orchestrator"},
+        BadCase{"bad_prefix",
+                "name: x\nfleet: {id_prefix: 'a/b', groups: [{count: 1, hardware: h, version: 1}]}\n",
+                "fleet.id_prefix: must be"},
+        BadCase{"attach_without_id",
+                "name: x\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "rollout: {driver: attach}\n",
+                "driver attach needs"}),
+    [](const ::testing::TestParamInfo<BadCase>& param) { return std::string(param.param.name); });
+
+TEST(ScenarioParser, ShippedScenariosAllParse) {
+  std::size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(FOTA_SCENARIO_DIR)) {
+    if (entry.path().extension() != ".yaml") continue;
+    auto s = load_scenario(entry.path());
+    EXPECT_TRUE(s.ok()) << entry.path() << ": " << (s.ok() ? "" : s.error().message);
+    ++count;
+  }
+  EXPECT_GE(count, 7u);
+}
+
+TEST(ScenarioParser, ShippedScenariosSayWhatTheIssueAsksFor) {
+  const std::filesystem::path dir = FOTA_SCENARIO_DIR;
+  auto flaky = load_scenario(dir / "flaky-links.yaml");
+  ASSERT_TRUE(flaky.ok()) << flaky.error().message;
+  ASSERT_EQ(flaky->fleet.groups[0].links.size(), 2u);
+  EXPECT_DOUBLE_EQ(flaky->fleet.groups[0].links[1].weight, 0.2);
+  EXPECT_EQ(flaky->link_profiles.at("flaky").drops.count, 3u);
+  EXPECT_DOUBLE_EQ(*flaky->expect.max_wire_ratio, 1.10);
+
+  auto bad = load_scenario(dir / "bad-image.yaml");
+  ASSERT_TRUE(bad.ok());
+  EXPECT_TRUE(bad->artifact.fails_health_check);
+  EXPECT_EQ(bad->expect.outcome, ExpectedOutcome::kHalted);
+
+  auto windows = load_scenario(dir / "maintenance-windows.yaml");
+  ASSERT_TRUE(windows.ok());
+  ASSERT_TRUE(windows->rollout.maintenance_window.has_value());
+  EXPECT_EQ(windows->rollout.maintenance_window->start_minute, 120);
+  EXPECT_EQ(windows->fleet.groups[0].time_zones.size(), 8u);
+
+  auto broker = load_scenario(dir / "broker-restart.yaml");
+  ASSERT_TRUE(broker.ok());
+  ASSERT_TRUE(broker->faults.broker_restart.has_value());
+  EXPECT_EQ(broker->faults.broker_restart->at_ms, 8000);
+  EXPECT_FALSE(broker->faults.broker_restart->hard_kill);
+
+  auto kill = load_scenario(dir / "orchestrator-kill.yaml");
+  ASSERT_TRUE(kill.ok());
+  ASSERT_TRUE(kill->faults.orchestrator_kill.has_value());
+  EXPECT_TRUE(kill->faults.orchestrator_kill->hard_kill);
+
+  auto big = load_scenario(dir / "fleet-10k.yaml");
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(big->fleet.total(), 10000u);
+}
+
+TEST(ScenarioParser, MissingFileSaysSo) {
+  auto s = load_scenario("/nonexistent/dir/x.yaml");
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, Errc::kNotFound);
+  EXPECT_NE(s.error().message.find("/nonexistent/dir/x.yaml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fota::sim
