@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: installs missing Debian packages, builds, runs the whole suite.
+#   scripts/test.sh              RelWithDebInfo build in build/
+#   scripts/test.sh --sanitize   ASan+UBSan build in build-asan/
+# Warnings are errors here (FOTA_WERROR=OFF in the environment relaxes that).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-deps.sh"
+
+build_dir="$root/build"
+cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+if [[ "${1:-}" == "--sanitize" ]]; then
+  build_dir="$root/build-asan"
+  cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DFOTA_SANITIZE=ON)
+elif [[ -n "${1:-}" ]]; then
+  echo "usage: scripts/test.sh [--sanitize]" >&2
+  exit 2
+fi
+
+cmake -S "$root" -B "$build_dir" -G Ninja -DFOTA_WERROR="${FOTA_WERROR:-ON}" "${cmake_args[@]}"
+cmake --build "$build_dir" -j"$(nproc)"
+
+# Integration tests open many sockets; the simulator tests open thousands.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+cd "$build_dir"
+ctest --output-on-failure -j"$(nproc)" --timeout 300
