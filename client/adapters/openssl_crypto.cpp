@@ -1,0 +1,15 @@
+// EngineCrypto over fota_crypto: the engine stays free of OpenSSL.
+#include "fota/client/runtime.hpp"
+
+namespace fota::client {
+
+std::string OpenSslEngineCrypto::sha256(std::string_view data) const {
+  return common::digest_bytes(common::Sha256::digest(data));
+}
+
+common::Result<v1::Manifest> OpenSslEngineCrypto::verify_manifest(
+    const v1::SignedManifest& signed_manifest) const {
+  return trust_.verify(signed_manifest);
+}
+
+}  // namespace fota::client

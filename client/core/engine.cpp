@@ -1,0 +1,1260 @@
+// The update engine's transition table and its handlers. docs/CLIENT.md draws the states.
+#include "fota/client/engine.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include "fota/common/codec.hpp"
+
+namespace fota::client {
+namespace {
+
+using common::Errc;
+using common::Error;
+using journal::JournalRecord;
+using S = EngineState;
+
+constexpr std::size_t kHashBytes = 32;
+
+journal::EngineState to_record_state(EngineState state) {
+  switch (state) {
+    case S::kDownloading:
+      return journal::ENGINE_STATE_DOWNLOADING;
+    case S::kVerifying:
+      return journal::ENGINE_STATE_VERIFYING;
+    case S::kInstalling:
+      return journal::ENGINE_STATE_INSTALLING;
+    case S::kRebooting:
+      return journal::ENGINE_STATE_REBOOTING;
+    case S::kConfirming:
+      return journal::ENGINE_STATE_CONFIRMING;
+    case S::kRollingBack:
+      return journal::ENGINE_STATE_ROLLING_BACK;
+    case S::kAwaitingStart:
+    case S::kIdle:
+      break;
+  }
+  return journal::ENGINE_STATE_IDLE;
+}
+
+v1::Phase phase_of(EngineState state) {
+  switch (state) {
+    case S::kDownloading:
+      return v1::PHASE_DOWNLOADING;
+    case S::kVerifying:
+      return v1::PHASE_VERIFYING;
+    case S::kInstalling:
+      return v1::PHASE_INSTALLING;
+    case S::kRebooting:
+      return v1::PHASE_REBOOTING;
+    case S::kConfirming:
+      return v1::PHASE_CONFIRMING;
+    case S::kRollingBack:
+      return v1::PHASE_ROLLING_BACK;
+    case S::kAwaitingStart:
+    case S::kIdle:
+      break;
+  }
+  return v1::PHASE_IDLE;
+}
+
+bool bit(const std::string& bitmap, std::uint32_t index) {
+  return (static_cast<unsigned char>(bitmap[index / 8]) >> (index % 8)) & 1U;
+}
+
+void set_bit(std::string& bitmap, std::uint32_t index) {
+  bitmap[index / 8] = static_cast<char>(static_cast<unsigned char>(bitmap[index / 8]) | (1U << (index % 8)));
+}
+
+enum class Event {
+  kStarted,
+  kCommand,
+  kChunk,
+  kTick,
+  kConnected,
+  kDisconnected,
+  kSlotHash,
+  kHealthResult,
+  kActionFailed
+};
+
+const char* event_name(Event event) {
+  switch (event) {
+    case Event::kStarted:
+      return "Started";
+    case Event::kCommand:
+      return "Command";
+    case Event::kChunk:
+      return "Chunk";
+    case Event::kTick:
+      return "Tick";
+    case Event::kConnected:
+      return "Connected";
+    case Event::kDisconnected:
+      return "Disconnected";
+    case Event::kSlotHash:
+      return "SlotHash";
+    case Event::kHealthResult:
+      return "HealthResult";
+    case Event::kActionFailed:
+      return "ActionFailed";
+  }
+  return "?";
+}
+
+// The payload of one input; only the fields of its event are set.
+struct EventData {
+  const BootStatus* boot = nullptr;
+  const v1::Command* command = nullptr;
+  v1::ChunkData* chunk = nullptr;
+  const common::Result<std::string>* digest = nullptr;
+  bool healthy = false;
+  const std::string* detail = nullptr;
+  const Action* failed = nullptr;
+  const Error* error = nullptr;
+};
+
+struct Refusal {
+  v1::ErrorCode code;
+  std::string detail;
+};
+
+}  // namespace
+
+const char* action_name(const Action& action) noexcept {
+  static constexpr const char* kNames[] = {
+      "PublishProgress", "PublishInventory", "RequestChunks", "PersistJournal", "StoreManifest",
+      "PrepareSlot",     "WriteChunk",       "HashSlot",      "ActivateSlot",   "Reboot",
+      "RunHealthCheck",  "CommitSlot",       "RevertSlot",    "SetLogLevel",    "Log"};
+  return kNames[action.index()];
+}
+
+bool is_side_effect(const Action& action) noexcept {
+  return std::holds_alternative<action::PersistJournal>(action) ||
+         std::holds_alternative<action::StoreManifest>(action) ||
+         std::holds_alternative<action::PrepareSlot>(action) ||
+         std::holds_alternative<action::WriteChunk>(action) ||
+         std::holds_alternative<action::ActivateSlot>(action) ||
+         std::holds_alternative<action::Reboot>(action) ||
+         std::holds_alternative<action::CommitSlot>(action) ||
+         std::holds_alternative<action::RevertSlot>(action);
+}
+
+const char* engine_state_name(EngineState state) noexcept {
+  switch (state) {
+    case S::kAwaitingStart:
+      return "AwaitingStart";
+    case S::kIdle:
+      return "Idle";
+    case S::kDownloading:
+      return "Downloading";
+    case S::kVerifying:
+      return "Verifying";
+    case S::kInstalling:
+      return "Installing";
+    case S::kRebooting:
+      return "Rebooting";
+    case S::kConfirming:
+      return "Confirming";
+    case S::kRollingBack:
+      return "RollingBack";
+  }
+  return "?";
+}
+
+struct UpdateEngine::Impl {
+  Impl(EngineConfig c, const EngineCrypto& cr) : config(std::move(c)), crypto(cr) {}
+
+  EngineConfig config;
+  const EngineCrypto& crypto;
+  EngineState state = S::kAwaitingStart;
+  JournalRecord record;
+  bool have_journal = false;
+  std::string stored_manifest;  // only until on_started() has restored from it
+  EngineStats stats;
+  Actions out;
+  std::int64_t now = 0;
+  bool connected = false;
+
+  // Download state that is not persisted (rebuilt from the journal and the manifest).
+  struct InFlight {
+    std::int64_t sent_at_ms = 0;
+  };
+  std::string chunk_hashes;  // kHashBytes per chunk, contiguous: ~34 bytes per chunk in all
+  std::string image_hash;
+  std::map<std::uint32_t, InFlight> inflight;
+  std::deque<std::uint32_t> retry_queue;
+  std::map<std::uint32_t, std::uint32_t> hash_failures;
+  std::uint32_t cursor = 0;
+  std::uint32_t verified_count = 0;
+  double window = 0;
+  std::uint64_t next_request_id = 1;
+  std::int64_t last_chunk_at = 0;
+  std::int64_t paused_until = 0;
+  std::uint32_t chunks_since_persist = 0;
+  double tokens = 0;
+  std::int64_t tokens_at = 0;
+  bool progress_dirty = false;
+  std::int64_t next_progress_at = 0;
+  std::uint64_t rate_bytes_at_report = 0;
+  std::int64_t rate_time_at_report = 0;
+  std::uint64_t rate_bytes_per_second = 0;
+  std::int64_t health_deadline = kNoDeadline;
+
+  using Handler = void (Impl::*)(EventData&);
+  struct Transition {
+    bool any_started_state;  // matches every state except kAwaitingStart
+    EngineState state;
+    Event event;
+    Handler handler;
+  };
+
+  // ---- The transition table: first matching row wins. ----------------------------------
+  static const Transition* find(EngineState state, Event event) {
+    static const Transition kTable[] = {
+        // state                     event                  handler
+        {false, S::kAwaitingStart, Event::kStarted, &Impl::boot},
+        {false, S::kIdle, Event::kCommand, &Impl::idle_command},
+        {false, S::kDownloading, Event::kChunk, &Impl::download_chunk},
+        {false, S::kDownloading, Event::kTick, &Impl::download_tick},
+        {false, S::kDownloading, Event::kConnected, &Impl::download_connected},
+        {false, S::kDownloading, Event::kDisconnected, &Impl::disconnected},
+        {false, S::kDownloading, Event::kActionFailed, &Impl::fail_before_install},
+        {false, S::kVerifying, Event::kSlotHash, &Impl::image_hashed},
+        {false, S::kVerifying, Event::kActionFailed, &Impl::fail_before_install},
+        {false, S::kInstalling, Event::kActionFailed, &Impl::activation_failed},
+        {false, S::kRebooting, Event::kActionFailed, &Impl::activation_failed},
+        {false, S::kConfirming, Event::kHealthResult, &Impl::health_result},
+        {false, S::kConfirming, Event::kTick, &Impl::confirm_tick},
+        {false, S::kConfirming, Event::kActionFailed, &Impl::commit_failed},
+        {false, S::kRollingBack, Event::kActionFailed, &Impl::revert_failed},
+        // Every state once started:
+        {true, S::kIdle, Event::kCommand, &Impl::busy_command},
+        {true, S::kIdle, Event::kConnected, &Impl::connected_event},
+        {true, S::kIdle, Event::kDisconnected, &Impl::disconnected},
+        {true, S::kIdle, Event::kTick, &Impl::nothing},
+        {true, S::kIdle, Event::kChunk, &Impl::stray_chunk},
+        {true, S::kIdle, Event::kActionFailed, &Impl::settled_action_failed},
+    };
+    for (const Transition& row : kTable) {
+      if (row.event != event) continue;
+      if (row.any_started_state ? state != S::kAwaitingStart : row.state == state) return &row;
+    }
+    return nullptr;
+  }
+
+  Actions dispatch(Event event, EventData& data, std::int64_t now_ms) {
+    now = now_ms;
+    out.clear();
+    if (const Transition* row = find(state, event)) {
+      (this->*(row->handler))(data);
+    } else {
+      ++stats.unexpected_events;
+      log(v1::LOG_LEVEL_ERROR, std::string("update engine bug: no transition for event ") +
+                                   event_name(event) + " in state " + engine_state_name(state) +
+                                   "; the event was ignored");
+    }
+    stats.window = static_cast<std::uint32_t>(window);
+    Actions result;
+    result.swap(out);
+    return result;
+  }
+
+  // ---- Small helpers ----------------------------------------------------------------------
+  void log(v1::LogLevel level, std::string message) {
+    out.emplace_back(action::Log{level, std::move(message)});
+  }
+
+  void persist() {
+    record.set_format_version(kJournalFormatVersion);
+    record.set_state(to_record_state(state));
+    record.set_store_count(record.store_count() + 1);
+    chunks_since_persist = 0;
+    out.emplace_back(action::PersistJournal{record});
+  }
+
+  std::uint64_t next_sequence() {
+    // Unix milliseconds keep the sequence increasing across restarts without a store per report.
+    const std::uint64_t seq = std::max<std::uint64_t>(
+        record.progress_sequence() + 1, static_cast<std::uint64_t>(std::max<std::int64_t>(now, 0)));
+    record.set_progress_sequence(seq);
+    return seq;
+  }
+
+  std::uint64_t verified_bytes() const {
+    const auto& u = record.update();
+    if (u.chunk_count() == 0) return 0;
+    std::uint64_t bytes = std::uint64_t{verified_count} * u.chunk_size();
+    const std::uint32_t last = u.chunk_count() - 1;
+    if (u.verified_bitmap().size() * 8 > last && bit(u.verified_bitmap(), last)) {
+      bytes -= u.chunk_size() - (u.image_size() - std::uint64_t{last} * u.chunk_size());
+    }
+    return bytes;
+  }
+
+  v1::Progress progress(v1::Phase phase, v1::ErrorCode error, const std::string& detail) {
+    const auto& u = record.update();
+    v1::Progress p;
+    p.set_device_id(config.device_id);
+    p.set_deployment_id(u.deployment_id());
+    p.set_command_id(u.command_id());
+    p.set_artifact_id(u.artifact_id());
+    p.set_version(u.version());
+    p.set_phase(phase);
+    p.set_bytes_done(u.no_download() ? 0 : verified_bytes());
+    p.set_bytes_total(u.no_download() ? 0 : u.image_size());
+    p.set_attempt(u.attempt());
+    p.set_error(error);
+    p.set_error_detail(detail);
+    p.set_timestamp_ms(now);
+    auto* link = p.mutable_link();
+    link->set_bytes_received(stats.bytes_received);
+    link->set_chunk_retries(static_cast<std::uint32_t>(stats.chunk_retries));
+    link->set_rtt_ms(stats.rtt_ms);
+    link->set_rate_bytes_per_second(rate_bytes_per_second);
+    p.set_sequence(next_sequence());
+    return p;
+  }
+
+  void report(v1::Phase phase, v1::ErrorCode error = v1::ERROR_NONE, const std::string& detail = {}) {
+    if (phase == v1::PHASE_DOWNLOADING) {
+      const std::uint64_t bytes = verified_bytes();
+      if (now > rate_time_at_report && bytes >= rate_bytes_at_report && rate_time_at_report > 0) {
+        rate_bytes_per_second =
+            (bytes - rate_bytes_at_report) * 1000 / static_cast<std::uint64_t>(now - rate_time_at_report);
+      }
+      rate_bytes_at_report = bytes;
+      rate_time_at_report = now;
+      progress_dirty = false;
+      next_progress_at = now + config.progress_interval_ms;
+    }
+    out.emplace_back(action::PublishProgress{progress(phase, error, detail)});
+  }
+
+  // A refusal of one command: the current update (if any) is not affected.
+  void refuse(const v1::Command& command, v1::ErrorCode code, const std::string& detail) {
+    log(v1::LOG_LEVEL_WARN, "refused command '" + command.command_id() + "': " + detail);
+    v1::Progress p = progress(v1::PHASE_FAILED, code, detail);
+    p.set_command_id(command.command_id());
+    p.set_deployment_id(command.deployment_id());
+    p.set_artifact_id("");
+    p.set_version("");
+    p.set_bytes_done(0);
+    p.set_bytes_total(0);
+    if (command.has_install() && command.install().has_manifest()) {
+      v1::Manifest m;
+      if (m.ParseFromString(command.install().manifest().manifest())) {
+        p.set_artifact_id(m.artifact_id());
+        p.set_version(m.version());
+      }
+    }
+    out.emplace_back(action::PublishProgress{std::move(p)});
+  }
+
+  journal::SlotRecord* slot(const std::string& name) {
+    for (auto& s : *record.mutable_slots()) {
+      if (s.name() == name) return &s;
+    }
+    return nullptr;
+  }
+
+  std::string other_slot(const std::string& name) const {
+    return name == config.slot_a ? config.slot_b : config.slot_a;
+  }
+
+  void publish_inventory() { out.emplace_back(action::PublishInventory{inventory(now)}); }
+
+  v1::Inventory inventory(std::int64_t at_ms) const {
+    v1::Inventory inv;
+    inv.set_device_id(config.device_id);
+    inv.set_hardware_type(config.hardware_type);
+    inv.set_security_counter(record.accepted_security_counter());
+    inv.set_active_slot(record.active_slot());
+    for (const auto& s : record.slots()) {
+      if (s.name() == record.active_slot()) {
+        inv.set_version(s.version());
+        inv.set_artifact_id(s.artifact_id());
+      }
+      auto* info = inv.add_slots();
+      info->set_name(s.name());
+      info->set_version(s.version());
+      info->set_artifact_id(s.artifact_id());
+      info->set_security_counter(s.security_counter());
+      info->set_bootable(s.valid());
+      info->set_capacity_bytes(config.slot_capacity_bytes);
+    }
+    for (auto c : config.capabilities) inv.add_capabilities(c);
+    inv.set_free_bytes(config.slot_capacity_bytes);
+    inv.set_time_zone(config.time_zone);
+    inv.set_client_version(config.client_version);
+    inv.set_reported_at_ms(at_ms);
+    for (const auto& [k, v] : config.attributes) (*inv.mutable_attributes())[k] = v;
+    if (state != S::kIdle && state != S::kAwaitingStart) {
+      inv.set_pending_deployment_id(record.update().deployment_id());
+      inv.set_pending_artifact_id(record.update().artifact_id());
+    }
+    return inv;
+  }
+
+  // Ends the update: records the outcome, goes idle, stores, reports.
+  void finish(v1::Phase phase, v1::ErrorCode error, const std::string& detail) {
+    if (error != v1::ERROR_NONE) {
+      log(v1::LOG_LEVEL_WARN, std::string("update ") + record.update().artifact_id() + " ended in " +
+                                  v1::Phase_Name(phase) + ": " + detail);
+    }
+    const v1::Progress final_report = progress(phase, error, detail);
+    record.set_last_phase(static_cast<std::uint32_t>(phase));
+    record.set_last_error(static_cast<std::uint32_t>(error));
+    record.set_last_error_detail(detail);
+    record.set_last_command_id(record.update().command_id());
+    record.set_last_deployment_id(record.update().deployment_id());
+    record.set_last_artifact_id(record.update().artifact_id());
+    record.clear_update();
+    clear_download();
+    health_deadline = kNoDeadline;
+    state = S::kIdle;
+    persist();
+    out.emplace_back(action::PublishProgress{final_report});
+    publish_inventory();
+  }
+
+  void clear_download() {
+    chunk_hashes.clear();
+    chunk_hashes.shrink_to_fit();
+    image_hash.clear();
+    inflight.clear();
+    retry_queue.clear();
+    hash_failures.clear();
+    cursor = 0;
+    verified_count = 0;
+  }
+
+  // ---- Boot -------------------------------------------------------------------------------
+  void boot(EventData& e) {
+    const BootStatus& b = *e.boot;
+    if (b.booted_slot != config.slot_a && b.booted_slot != config.slot_b) {
+      log(v1::LOG_LEVEL_ERROR, "bootloader reports unknown slot '" + b.booted_slot + "'; expected '" +
+                                   config.slot_a + "' or '" + config.slot_b + "'");
+    }
+    if (!have_journal) {
+      // First start: the booted slot holds the factory image.
+      record.Clear();
+      for (const std::string& name : {config.slot_a, config.slot_b}) {
+        auto* s = record.add_slots();
+        s->set_name(name);
+        if (name == b.booted_slot) {
+          s->set_version(config.factory_version);
+          s->set_security_counter(config.factory_security_counter);
+          s->set_valid(true);
+        }
+      }
+      record.set_active_slot(b.booted_slot);
+      record.set_accepted_security_counter(config.factory_security_counter);
+      state = S::kIdle;
+      persist();
+      return;
+    }
+    const auto& u = record.update();
+    switch (record.state()) {
+      case journal::ENGINE_STATE_DOWNLOADING:
+      case journal::ENGINE_STATE_VERIFYING:
+        if (!restore_manifest()) return;
+        if (record.state() == journal::ENGINE_STATE_DOWNLOADING) {
+          state = S::kDownloading;
+          start_download(/*resume=*/true);
+        } else {
+          state = S::kVerifying;
+          out.emplace_back(action::HashSlot{u.target_slot(), u.image_size()});
+        }
+        return;
+      case journal::ENGINE_STATE_INSTALLING:
+        if (b.booted_slot == u.target_slot() && b.trial) {
+          enter_confirming();
+        } else {
+          state = S::kInstalling;
+          activate();  // the switch may not have happened: do it again (idempotent)
+        }
+        return;
+      case journal::ENGINE_STATE_REBOOTING:
+      case journal::ENGINE_STATE_CONFIRMING:
+        if (b.booted_slot == u.target_slot() && b.trial) {
+          enter_confirming();
+        } else if (b.booted_slot == u.target_slot()) {
+          // Committed before the journal said so (power cut between commit and store).
+          complete_commit();
+        } else {
+          // The bootloader gave up on the new slot (boot attempts exhausted) and went back.
+          if (auto* t = slot(u.target_slot())) t->set_valid(false);
+          record.set_active_slot(b.booted_slot);
+          out.emplace_back(action::RevertSlot{b.booted_slot});
+          state = S::kRollingBack;
+          finish(u.is_rollback() ? v1::PHASE_FAILED : v1::PHASE_ROLLED_BACK, v1::ERROR_BOOT_FAILED,
+                 "slot '" + u.target_slot() + "' did not boot; the bootloader returned to slot '" +
+                     b.booted_slot + "'");
+        }
+        return;
+      case journal::ENGINE_STATE_ROLLING_BACK:
+        if (b.booted_slot == u.previous_slot() && !b.trial) {
+          record.set_active_slot(b.booted_slot);
+          finish(u.is_rollback() ? v1::PHASE_FAILED : v1::PHASE_ROLLED_BACK,
+                 static_cast<v1::ErrorCode>(record.last_error()), record.last_error_detail());
+        } else {
+          state = S::kRollingBack;
+          out.emplace_back(action::RevertSlot{u.previous_slot()});
+          out.emplace_back(action::Reboot{});
+        }
+        return;
+      case journal::ENGINE_STATE_IDLE:
+      default:
+        state = S::kIdle;
+        if (b.trial) {
+          // A trial boot nobody is confirming: do not keep running unconfirmed code.
+          log(v1::LOG_LEVEL_WARN, "booted slot '" + b.booted_slot +
+                                      "' on trial without an update in progress; reverting to '" +
+                                      record.active_slot() + "'");
+          out.emplace_back(action::RevertSlot{record.active_slot()});
+          out.emplace_back(action::Reboot{});
+        } else if (b.booted_slot != record.active_slot()) {
+          log(v1::LOG_LEVEL_WARN, "bootloader started slot '" + b.booted_slot + "' but the journal says '" +
+                                      record.active_slot() + "'; following the bootloader");
+          record.set_active_slot(b.booted_slot);
+          persist();
+        }
+        return;
+    }
+  }
+
+  bool restore_manifest() {
+    v1::SignedManifest signed_manifest;
+    common::Result<v1::Manifest> manifest = Error(Errc::kNotFound, "no stored manifest");
+    if (!stored_manifest.empty() && signed_manifest.ParseFromString(stored_manifest)) {
+      manifest = crypto.verify_manifest(signed_manifest);
+    }
+    stored_manifest.clear();
+    stored_manifest.shrink_to_fit();
+    if (!manifest.ok() || manifest->artifact_id() != record.update().artifact_id()) {
+      state = S::kDownloading;
+      finish(v1::PHASE_FAILED, v1::ERROR_INTERNAL,
+             "the stored manifest of the interrupted update is missing or invalid (" +
+                 (manifest.ok() ? std::string("different artifact") : manifest.error().to_string()) +
+                 "); send the install command again");
+      return false;
+    }
+    load_hashes(*manifest);
+    return true;
+  }
+
+  void load_hashes(const v1::Manifest& m) {
+    chunk_hashes.clear();
+    chunk_hashes.reserve(static_cast<std::size_t>(m.chunk_sha256_size()) * kHashBytes);
+    for (const auto& h : m.chunk_sha256()) chunk_hashes.append(h);
+    image_hash = m.image_sha256();
+  }
+
+  // ---- Commands ---------------------------------------------------------------------------
+  // Checks every command shares; records the id. Returns false when refused.
+  bool accept_command(const v1::Command& c) {
+    if (c.command_id().empty()) {
+      refuse(c, v1::ERROR_COMMAND_MALFORMED, "command has no command_id");
+      return false;
+    }
+    if (c.device_id() != config.device_id) {
+      refuse(c, v1::ERROR_COMMAND_MALFORMED,
+             "command is addressed to device '" + c.device_id() + "', this is '" + config.device_id + "'");
+      return false;
+    }
+    if (c.expires_at_ms() <= 0) {
+      refuse(c, v1::ERROR_COMMAND_MALFORMED,
+             "command has no expiry (expires_at_ms); the orchestrator must set one");
+      return false;
+    }
+    if (now > c.expires_at_ms()) {
+      refuse(c, v1::ERROR_COMMAND_EXPIRED,
+             "command expired " + std::to_string(now - c.expires_at_ms()) + " ms ago; send a fresh command");
+      return false;
+    }
+    for (const auto& id : record.recent_command_ids()) {
+      if (id == c.command_id()) {
+        refuse(c, v1::ERROR_COMMAND_REPLAYED,
+               "command id '" + c.command_id() + "' was already received; ignored");
+        return false;
+      }
+    }
+    record.add_recent_command_ids(c.command_id());
+    while (static_cast<std::size_t>(record.recent_command_ids_size()) >
+           std::max<std::size_t>(config.replay_memory, 1)) {
+      record.mutable_recent_command_ids()->erase(record.mutable_recent_command_ids()->begin());
+    }
+    return true;
+  }
+
+  void idle_command(EventData& e) {
+    const v1::Command& c = *e.command;
+    if (!accept_command(c)) return;
+    switch (c.body_case()) {
+      case v1::Command::kInstall:
+        if (!c.install().has_manifest()) {
+          persist();
+          refuse(c, v1::ERROR_COMMAND_MALFORMED, "install command carries no manifest");
+          return;
+        }
+        start_install(c, c.install().manifest(), /*is_rollback=*/false);
+        return;
+      case v1::Command::kRollback:
+        start_rollback(c);
+        return;
+      case v1::Command::kCancel:
+        persist();
+        log(v1::LOG_LEVEL_INFO, "cancel: nothing in progress");
+        {
+          v1::Progress p = progress(v1::PHASE_IDLE, v1::ERROR_NONE, "nothing to cancel");
+          p.set_command_id(c.command_id());
+          p.set_deployment_id(c.deployment_id());
+          out.emplace_back(action::PublishProgress{std::move(p)});
+        }
+        return;
+      default:
+        persist();
+        common_command(c);
+        return;
+    }
+  }
+
+  void busy_command(EventData& e) {
+    const v1::Command& c = *e.command;
+    if (!accept_command(c)) return;
+    persist();
+    switch (c.body_case()) {
+      case v1::Command::kInstall: {
+        v1::Manifest m;
+        if (c.install().has_manifest() && m.ParseFromString(c.install().manifest().manifest()) &&
+            m.artifact_id() == record.update().artifact_id()) {
+          // The orchestrator re-sent what we are doing (level-triggered): say where we are.
+          report(phase_of(state));
+          return;
+        }
+        refuse(c, v1::ERROR_BUSY,
+               std::string("an update of artifact ") + record.update().artifact_id() + " is in phase " +
+                   v1::Phase_Name(phase_of(state)) + "; cancel it first or wait");
+        return;
+      }
+      case v1::Command::kCancel:
+        if (state == S::kDownloading || state == S::kVerifying) {
+          if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
+          finish(v1::PHASE_CANCELLED, v1::ERROR_CANCELLED, "cancelled by command " + c.command_id());
+        } else {
+          refuse(
+              c, v1::ERROR_BUSY,
+              std::string("too late to cancel: the update is in phase ") + v1::Phase_Name(phase_of(state)));
+        }
+        return;
+      case v1::Command::kRollback:
+        refuse(c, v1::ERROR_BUSY, "an update is in progress; cancel it before rolling back");
+        return;
+      default:
+        common_command(c);
+        return;
+    }
+  }
+
+  // Commands that do not depend on the update state.
+  void common_command(const v1::Command& c) {
+    switch (c.body_case()) {
+      case v1::Command::kReportInventory:
+        publish_inventory();
+        return;
+      case v1::Command::kSetLogLevel:
+        out.emplace_back(action::SetLogLevel{c.set_log_level().level()});
+        return;
+      default:
+        refuse(c, v1::ERROR_COMMAND_MALFORMED, "command has no body this client understands");
+        return;
+    }
+  }
+
+  std::optional<Refusal> check_manifest(const v1::SignedManifest& signed_manifest, v1::Manifest& manifest) {
+    auto verified = crypto.verify_manifest(signed_manifest);
+    if (!verified.ok()) {
+      switch (verified.error().code) {
+        case Errc::kUntrustedKey:
+          return Refusal{v1::ERROR_UNTRUSTED_KEY, "manifest signed by an untrusted key (key id '" +
+                                                      signed_manifest.key_id() +
+                                                      "'): " + verified.error().message};
+        case Errc::kBadSignature:
+          return Refusal{v1::ERROR_BAD_SIGNATURE,
+                         "manifest signature does not verify: " + verified.error().message};
+        default:
+          return Refusal{v1::ERROR_MANIFEST_MALFORMED, "manifest is malformed: " + verified.error().message};
+      }
+    }
+    manifest = std::move(verified).value();
+    if (static_cast<std::uint64_t>(manifest.chunk_sha256_size()) !=
+            common::chunk_count(manifest.image_size(), manifest.chunk_size()) ||
+        manifest.image_sha256().size() != kHashBytes ||
+        std::any_of(manifest.chunk_sha256().begin(), manifest.chunk_sha256().end(),
+                    [](const std::string& h) { return h.size() != kHashBytes; })) {
+      return Refusal{v1::ERROR_MANIFEST_MALFORMED, "manifest chunk hashes do not match its image size"};
+    }
+    const auto& hw = manifest.compatible_hardware();
+    if (std::find(hw.begin(), hw.end(), config.hardware_type) == hw.end()) {
+      std::string list;
+      for (const auto& h : hw) list += (list.empty() ? "" : ", ") + h;
+      return Refusal{v1::ERROR_HARDWARE_MISMATCH, "artifact is for hardware [" + list +
+                                                      "], this device is '" + config.hardware_type + "'"};
+    }
+    if (std::find(config.capabilities.begin(), config.capabilities.end(), manifest.payload_type()) ==
+        config.capabilities.end()) {
+      return Refusal{v1::ERROR_UNSUPPORTED_PAYLOAD, std::string("payload type ") +
+                                                        v1::PayloadType_Name(manifest.payload_type()) +
+                                                        " is not supported by this device's installers"};
+    }
+    if (manifest.security_counter() < record.accepted_security_counter()) {
+      return Refusal{v1::ERROR_DOWNGRADE, "security counter " + std::to_string(manifest.security_counter()) +
+                                              " is lower than the device's " +
+                                              std::to_string(record.accepted_security_counter()) +
+                                              " (anti-rollback); sign the artifact with a counter >= " +
+                                              std::to_string(record.accepted_security_counter())};
+    }
+    if (config.slot_capacity_bytes > 0 && manifest.image_size() > config.slot_capacity_bytes) {
+      return Refusal{v1::ERROR_IMAGE_TOO_LARGE, "image of " + std::to_string(manifest.image_size()) +
+                                                    " bytes does not fit the slot of " +
+                                                    std::to_string(config.slot_capacity_bytes) + " bytes"};
+    }
+    return std::nullopt;
+  }
+
+  void start_install(const v1::Command& c, const v1::SignedManifest& signed_manifest, bool is_rollback) {
+    v1::Manifest manifest;
+    if (auto refusal = check_manifest(signed_manifest, manifest)) {
+      persist();
+      refuse(c, refusal->code, refusal->detail);
+      return;
+    }
+    const std::string target = other_slot(record.active_slot());
+    auto* u = record.mutable_update();
+    u->Clear();
+    u->set_command_id(c.command_id());
+    u->set_deployment_id(c.deployment_id());
+    u->set_artifact_id(manifest.artifact_id());
+    u->set_version(manifest.version());
+    u->set_security_counter(manifest.security_counter());
+    u->set_image_size(manifest.image_size());
+    u->set_chunk_size(manifest.chunk_size());
+    u->set_chunk_count(common::chunk_count(manifest.image_size(), manifest.chunk_size()));
+    u->set_target_slot(target);
+    u->set_previous_slot(record.active_slot());
+    u->set_attempt(1);
+    u->set_is_rollback(is_rollback);
+    u->set_payload_type(static_cast<std::uint32_t>(manifest.payload_type()));
+    u->set_payload_target(manifest.payload_target());
+    if (c.has_install()) {
+      u->set_max_inflight_chunks(c.install().max_inflight_chunks());
+      u->set_max_bytes_per_second(c.install().max_bytes_per_second());
+    }
+    const auto* active = slot(record.active_slot());
+    if (active != nullptr && active->artifact_id() == manifest.artifact_id() && active->valid()) {
+      state = S::kIdle;
+      finish(is_rollback ? v1::PHASE_ROLLED_BACK : v1::PHASE_COMMITTED, v1::ERROR_NONE,
+             "artifact already installed and running");
+      return;
+    }
+    u->set_verified_bitmap(std::string((u->chunk_count() + 7) / 8, '\0'));
+    if (auto* t = slot(target)) {
+      // The slot is about to be overwritten: it is no longer a rollback target.
+      t->set_valid(false);
+      t->set_version("");
+      t->set_artifact_id("");
+      t->set_security_counter(0);
+    }
+    load_hashes(manifest);
+    state = S::kDownloading;
+    out.emplace_back(action::StoreManifest{manifest.artifact_id(), signed_manifest.SerializeAsString()});
+    persist();
+    start_download(/*resume=*/false);
+  }
+
+  void start_rollback(const v1::Command& c) {
+    const std::string previous = other_slot(record.active_slot());
+    const auto* p = slot(previous);
+    if (p != nullptr && p->valid() && p->security_counter() >= record.accepted_security_counter()) {
+      auto* u = record.mutable_update();
+      u->Clear();
+      u->set_command_id(c.command_id());
+      u->set_deployment_id(c.deployment_id());
+      u->set_artifact_id(p->artifact_id());
+      u->set_version(p->version());
+      u->set_security_counter(p->security_counter());
+      u->set_target_slot(previous);
+      u->set_previous_slot(record.active_slot());
+      u->set_attempt(1);
+      u->set_is_rollback(true);
+      u->set_no_download(true);
+      state = S::kInstalling;
+      activate();
+      return;
+    }
+    if (c.rollback().has_manifest()) {
+      start_install(c, c.rollback().manifest(), /*is_rollback=*/true);
+      return;
+    }
+    persist();
+    std::string why = p == nullptr || !p->valid()
+                          ? "slot '" + previous + "' holds no valid image"
+                          : "slot '" + previous + "' has security counter " +
+                                std::to_string(p->security_counter()) + " below the accepted " +
+                                std::to_string(record.accepted_security_counter());
+    refuse(c, p != nullptr && p->valid() ? v1::ERROR_DOWNGRADE : v1::ERROR_NOTHING_TO_ROLL_BACK,
+           "cannot roll back: " + why + "; send a rollback command that carries an older signed artifact");
+  }
+
+  // ---- Download -----------------------------------------------------------------------------
+  void start_download(bool resume) {
+    const auto& u = record.update();
+    verified_count = 0;
+    for (std::uint32_t i = 0; i < u.chunk_count(); ++i) verified_count += bit(u.verified_bitmap(), i) ? 1 : 0;
+    cursor = 0;
+    inflight.clear();
+    retry_queue.clear();
+    window = static_cast<double>(effective_max_window() < config.initial_window ? effective_max_window()
+                                                                                : config.initial_window);
+    last_chunk_at = now;
+    tokens = 0;
+    tokens_at = now;
+    rate_time_at_report = now;
+    rate_bytes_at_report = verified_bytes();
+    out.emplace_back(action::PrepareSlot{u.target_slot(), u.image_size(), resume,
+                                         static_cast<v1::PayloadType>(u.payload_type()), u.payload_target()});
+    report(v1::PHASE_DOWNLOADING);
+    if (verified_count == u.chunk_count()) {
+      enter_verifying();
+      return;
+    }
+    fill_window();
+  }
+
+  std::uint32_t effective_max_window() const {
+    std::uint32_t max = std::max<std::uint32_t>(config.max_window, 1);
+    if (record.update().max_inflight_chunks() > 0) max = std::min(max, record.update().max_inflight_chunks());
+    return max;
+  }
+
+  std::optional<std::uint32_t> next_wanted() {
+    const auto& u = record.update();
+    while (!retry_queue.empty()) {
+      const std::uint32_t i = retry_queue.front();
+      retry_queue.pop_front();
+      if (!bit(u.verified_bitmap(), i) && inflight.count(i) == 0) return i;
+    }
+    while (cursor < u.chunk_count()) {
+      const std::uint32_t i = cursor++;
+      if (!bit(u.verified_bitmap(), i) && inflight.count(i) == 0) return i;
+    }
+    return std::nullopt;
+  }
+
+  void fill_window() {
+    if (!connected || now < paused_until) return;
+    const auto& u = record.update();
+    const std::uint64_t rate = u.max_bytes_per_second();
+    if (rate > 0) {
+      // Token bucket: at most one window of burst.
+      tokens = std::min(tokens + static_cast<double>(rate) * static_cast<double>(now - tokens_at) / 1000.0,
+                        static_cast<double>(u.chunk_size()) * std::max(window, 1.0));
+      tokens_at = now;
+    }
+    std::vector<std::uint32_t> wanted;
+    while (inflight.size() + wanted.size() < static_cast<std::size_t>(std::max(window, 1.0))) {
+      if (rate > 0 && tokens < static_cast<double>(u.chunk_size())) break;
+      auto next = next_wanted();
+      if (!next) break;
+      wanted.push_back(*next);
+      if (rate > 0) tokens -= static_cast<double>(u.chunk_size());
+    }
+    if (wanted.empty()) return;
+    std::sort(wanted.begin(), wanted.end());
+    v1::ChunkRequest request;
+    request.set_device_id(config.device_id);
+    request.set_artifact_id(u.artifact_id());
+    request.set_request_id(next_request_id++);
+    for (std::uint32_t i : wanted) {
+      inflight[i] = InFlight{now};
+      auto* ranges = request.mutable_ranges();
+      if (!ranges->empty() && ranges->rbegin()->first() + ranges->rbegin()->count() == i) {
+        ranges->rbegin()->set_count(ranges->rbegin()->count() + 1);
+      } else {
+        auto* r = request.add_ranges();
+        r->set_first(i);
+        r->set_count(1);
+      }
+    }
+    stats.chunks_requested += wanted.size();
+    out.emplace_back(action::RequestChunks{std::move(request)});
+  }
+
+  void download_chunk(EventData& e) {
+    v1::ChunkData& chunk = *e.chunk;
+    auto& u = *record.mutable_update();
+    if (chunk.artifact_id() != u.artifact_id()) {
+      log(v1::LOG_LEVEL_DEBUG,
+          "ignored a chunk of artifact " + chunk.artifact_id() + " (downloading " + u.artifact_id() + ")");
+      return;
+    }
+    switch (chunk.status()) {
+      case v1::CHUNK_STATUS_OK:
+        break;
+      case v1::CHUNK_STATUS_UNKNOWN_ARTIFACT:
+        if (auto* t = slot(u.target_slot())) t->set_valid(false);
+        finish(v1::PHASE_FAILED, v1::ERROR_UNKNOWN_ARTIFACT,
+               "the chunk server does not know artifact " + u.artifact_id() + "; upload it before deploying");
+        return;
+      case v1::CHUNK_STATUS_UNAVAILABLE:
+        // Ask again after a pause; what was in flight goes back into the queue.
+        for (const auto& [i, f] : inflight) retry_queue.push_back(i);
+        inflight.clear();
+        paused_until = now + config.unavailable_backoff_ms;
+        return;
+      default:
+        finish(v1::PHASE_FAILED, v1::ERROR_INTERNAL,
+               "the chunk server answered chunk " + std::to_string(chunk.index()) + " with status " +
+                   v1::ChunkStatus_Name(chunk.status()) + " although the manifest lists it");
+        return;
+    }
+    const std::uint32_t index = chunk.index();
+    if (index >= u.chunk_count()) {
+      log(v1::LOG_LEVEL_WARN, "ignored chunk " + std::to_string(index) + ": the artifact has " +
+                                  std::to_string(u.chunk_count()) + " chunks");
+      return;
+    }
+    const auto flight = inflight.find(index);
+    if (bit(u.verified_bitmap(), index)) {
+      if (flight != inflight.end()) inflight.erase(flight);
+      return;  // a duplicate (a re-request crossed the answer)
+    }
+    stats.bytes_received += chunk.data().size();
+    v1::Manifest view;  // only for the expected length
+    view.set_image_size(u.image_size());
+    view.set_chunk_size(u.chunk_size());
+    const std::uint32_t expected = common::chunk_length(view, index);
+    if (chunk.data().size() > expected) {
+      if (auto* t = slot(u.target_slot())) t->set_valid(false);
+      finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_TOO_LARGE,
+             "chunk " + std::to_string(index) + " has " + std::to_string(chunk.data().size()) +
+                 " bytes, the manifest allows " + std::to_string(expected));
+      return;
+    }
+    if (flight != inflight.end()) {
+      stats.rtt_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(now - flight->second.sent_at_ms, 0));
+      inflight.erase(flight);
+    }
+    const std::string digest = crypto.sha256(chunk.data());
+    if (chunk.data().size() != expected ||
+        digest.compare(0, kHashBytes, chunk_hashes, std::size_t{index} * kHashBytes, kHashBytes) != 0) {
+      ++stats.chunk_retries;
+      const std::uint32_t failures = ++hash_failures[index];
+      if (failures >= config.max_chunk_failures) {
+        if (auto* t = slot(u.target_slot())) t->set_valid(false);
+        finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_HASH_MISMATCH,
+               "chunk " + std::to_string(index) + " failed its manifest hash " + std::to_string(failures) +
+                   " times; the chunk server or the link corrupts data");
+        return;
+      }
+      log(v1::LOG_LEVEL_WARN,
+          "chunk " + std::to_string(index) + " does not match its manifest hash; asking again");
+      retry_queue.push_front(index);
+      fill_window();
+      return;
+    }
+    out.emplace_back(action::WriteChunk{u.target_slot(), std::uint64_t{index} * u.chunk_size(),
+                                        std::move(*chunk.mutable_data())});
+    set_bit(*u.mutable_verified_bitmap(), index);
+    ++verified_count;
+    ++stats.chunks_verified;
+    last_chunk_at = now;
+    if (config.adaptive_window) {
+      window = std::min(static_cast<double>(effective_max_window()), window + 1.0 / std::max(window, 1.0));
+    }
+    if (verified_count == u.chunk_count()) {
+      enter_verifying();
+      return;
+    }
+    if (++chunks_since_persist >= std::max<std::uint32_t>(config.persist_every_chunks, 1)) persist();
+    progress_dirty = true;
+    if (now >= next_progress_at) report(v1::PHASE_DOWNLOADING);
+    fill_window();
+  }
+
+  void download_tick(EventData&) {
+    bool timed_out = false;
+    for (auto it = inflight.begin(); it != inflight.end();) {
+      if (it->second.sent_at_ms + config.chunk_timeout_ms <= now) {
+        retry_queue.push_back(it->first);
+        ++stats.chunk_retries;
+        it = inflight.erase(it);
+        timed_out = true;
+      } else {
+        ++it;
+      }
+    }
+    if (timed_out && config.adaptive_window) {
+      window = std::max(static_cast<double>(std::max<std::uint32_t>(config.min_window, 1)), window / 2);
+    }
+    if (connected && now - last_chunk_at >= config.download_stall_timeout_ms) {
+      if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
+      finish(v1::PHASE_FAILED, v1::ERROR_DOWNLOAD_TIMEOUT,
+             "no chunk arrived for " + std::to_string(now - last_chunk_at) + " ms while connected");
+      return;
+    }
+    if (progress_dirty && now >= next_progress_at) report(v1::PHASE_DOWNLOADING);
+    fill_window();
+  }
+
+  void download_connected(EventData& e) {
+    connected_event(e);
+    // Requests sent before the link dropped may be lost: ask again (verified chunks never).
+    for (const auto& [i, f] : inflight) retry_queue.push_back(i);
+    inflight.clear();
+    last_chunk_at = now;
+    report(v1::PHASE_DOWNLOADING);
+    fill_window();
+  }
+
+  void connected_event(EventData&) {
+    connected = true;
+    publish_inventory();
+  }
+
+  void disconnected(EventData&) { connected = false; }
+
+  void nothing(EventData&) {}
+
+  void stray_chunk(EventData& e) {
+    log(v1::LOG_LEVEL_DEBUG, "ignored chunk " + std::to_string(e.chunk->index()) + " of " +
+                                 e.chunk->artifact_id() + ": no download in progress");
+  }
+
+  void settled_action_failed(EventData& e) {
+    log(v1::LOG_LEVEL_ERROR, std::string("action ") + action_name(*e.failed) + " failed in state " +
+                                 engine_state_name(state) + ": " + e.error->to_string());
+  }
+
+  void fail_before_install(EventData& e) {
+    const bool write = std::holds_alternative<action::WriteChunk>(*e.failed) ||
+                       std::holds_alternative<action::PrepareSlot>(*e.failed);
+    if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
+    finish(v1::PHASE_FAILED, write ? v1::ERROR_WRITE_FAILED : v1::ERROR_INTERNAL,
+           std::string(action_name(*e.failed)) + " failed: " + e.error->message);
+  }
+
+  // ---- Verify, install, reboot -------------------------------------------------------------
+  void enter_verifying() {
+    state = S::kVerifying;
+    inflight.clear();
+    retry_queue.clear();
+    persist();
+    report(v1::PHASE_VERIFYING);
+    out.emplace_back(action::HashSlot{record.update().target_slot(), record.update().image_size()});
+  }
+
+  void image_hashed(EventData& e) {
+    auto& u = *record.mutable_update();
+    if (!e.digest->ok()) {
+      finish(v1::PHASE_FAILED, v1::ERROR_WRITE_FAILED,
+             "reading slot '" + u.target_slot() + "' back failed: " + e.digest->error().message);
+      return;
+    }
+    if (e.digest->value() != image_hash) {
+      // Every chunk matched, so storage changed what was written: start over next time.
+      u.set_verified_bitmap(std::string(u.verified_bitmap().size(), '\0'));
+      finish(v1::PHASE_FAILED, v1::ERROR_IMAGE_HASH_MISMATCH,
+             "slot '" + u.target_slot() +
+                 "' read back does not match the manifest image hash; storage is unreliable");
+      return;
+    }
+    if (auto* t = slot(u.target_slot())) {
+      t->set_version(u.version());
+      t->set_artifact_id(u.artifact_id());
+      t->set_security_counter(u.security_counter());
+      t->set_valid(true);
+    }
+    clear_download();
+    state = S::kInstalling;
+    activate();
+  }
+
+  // Switch the bootloader to the target for one boot and reboot. Persisted on both sides.
+  void activate() {
+    const auto& u = record.update();
+    state = S::kInstalling;
+    persist();
+    report(v1::PHASE_INSTALLING);
+    out.emplace_back(action::ActivateSlot{u.target_slot()});
+    state = S::kRebooting;
+    persist();
+    report(v1::PHASE_REBOOTING);
+    out.emplace_back(action::Reboot{});
+  }
+
+  void activation_failed(EventData& e) {
+    const auto& u = record.update();
+    out.emplace_back(action::RevertSlot{u.previous_slot()});
+    finish(v1::PHASE_FAILED, v1::ERROR_INSTALL_FAILED,
+           std::string(action_name(*e.failed)) + " failed while switching to slot '" + u.target_slot() +
+               "': " + e.error->message);
+  }
+
+  void enter_confirming() {
+    state = S::kConfirming;
+    health_deadline = now + config.health_check_timeout_ms;
+    persist();
+    report(v1::PHASE_CONFIRMING);
+    out.emplace_back(action::RunHealthCheck{health_deadline});
+  }
+
+  void health_result(EventData& e) {
+    if (e.healthy) {
+      out.emplace_back(action::CommitSlot{record.update().target_slot()});
+      complete_commit();
+    } else {
+      start_revert(v1::ERROR_HEALTH_CHECK_FAILED, "health check failed: " + *e.detail);
+    }
+  }
+
+  void confirm_tick(EventData&) {
+    if (now >= health_deadline) {
+      start_revert(v1::ERROR_HEALTH_CHECK_FAILED, "health check gave no answer within " +
+                                                      std::to_string(config.health_check_timeout_ms) + " ms");
+    }
+  }
+
+  void complete_commit() {
+    const auto& u = record.update();
+    record.set_active_slot(u.target_slot());
+    record.set_accepted_security_counter(std::max(record.accepted_security_counter(), u.security_counter()));
+    if (auto* t = slot(u.target_slot())) t->set_valid(true);
+    finish(u.is_rollback() ? v1::PHASE_ROLLED_BACK : v1::PHASE_COMMITTED, v1::ERROR_NONE, "");
+  }
+
+  void start_revert(v1::ErrorCode error, const std::string& detail) {
+    const auto& u = record.update();
+    log(v1::LOG_LEVEL_WARN, "reverting to slot '" + u.previous_slot() + "': " + detail);
+    if (auto* t = slot(u.target_slot())) t->set_valid(false);
+    record.set_last_error(static_cast<std::uint32_t>(error));
+    record.set_last_error_detail(detail);
+    health_deadline = kNoDeadline;
+    state = S::kRollingBack;
+    persist();
+    report(v1::PHASE_ROLLING_BACK, error, detail);
+    out.emplace_back(action::RevertSlot{u.previous_slot()});
+    out.emplace_back(action::Reboot{});
+  }
+
+  void commit_failed(EventData& e) {
+    start_revert(v1::ERROR_INSTALL_FAILED,
+                 std::string(action_name(*e.failed)) + " failed while committing: " + e.error->message);
+  }
+
+  void revert_failed(EventData& e) {
+    log(v1::LOG_LEVEL_ERROR, std::string(action_name(*e.failed)) +
+                                 " failed while rolling back: " + e.error->message +
+                                 "; the bootloader's boot counter will revert on the next boot");
+    report(v1::PHASE_ROLLING_BACK, v1::ERROR_INTERNAL, e.error->message);
+  }
+
+  std::int64_t next_deadline() const {
+    std::int64_t deadline = kNoDeadline;
+    if (state == S::kDownloading) {
+      for (const auto& [i, f] : inflight)
+        deadline = std::min(deadline, f.sent_at_ms + config.chunk_timeout_ms);
+      if (connected) deadline = std::min(deadline, last_chunk_at + config.download_stall_timeout_ms);
+      if (progress_dirty) deadline = std::min(deadline, next_progress_at);
+      if (connected && now < paused_until) deadline = std::min(deadline, paused_until);
+      const std::uint64_t rate = record.update().max_bytes_per_second();
+      if (connected && rate > 0 && inflight.size() < static_cast<std::size_t>(std::max(window, 1.0)) &&
+          tokens < static_cast<double>(record.update().chunk_size())) {
+        const double missing = static_cast<double>(record.update().chunk_size()) - tokens;
+        deadline =
+            std::min(deadline,
+                     tokens_at + static_cast<std::int64_t>(missing * 1000.0 / static_cast<double>(rate)) + 1);
+      }
+    }
+    if (state == S::kConfirming) deadline = std::min(deadline, health_deadline);
+    return deadline;
+  }
+};
+
+UpdateEngine::UpdateEngine(EngineConfig config, const EngineCrypto& crypto,
+                           const journal::JournalRecord* journal, std::string_view signed_manifest)
+    : impl_(std::make_unique<Impl>(std::move(config), crypto)) {
+  if (journal != nullptr) {
+    impl_->record = *journal;
+    impl_->have_journal = true;
+    impl_->stored_manifest = std::string(signed_manifest);
+  }
+}
+
+UpdateEngine::~UpdateEngine() = default;
+
+Actions UpdateEngine::on_started(const BootStatus& boot, std::int64_t now_ms) {
+  EventData d;
+  d.boot = &boot;
+  return impl_->dispatch(Event::kStarted, d, now_ms);
+}
+
+Actions UpdateEngine::on_command(const v1::Command& command, std::int64_t now_ms) {
+  EventData d;
+  d.command = &command;
+  return impl_->dispatch(Event::kCommand, d, now_ms);
+}
+
+Actions UpdateEngine::on_chunk(v1::ChunkData chunk, std::int64_t now_ms) {
+  EventData d;
+  d.chunk = &chunk;
+  return impl_->dispatch(Event::kChunk, d, now_ms);
+}
+
+Actions UpdateEngine::on_tick(std::int64_t now_ms) {
+  EventData d;
+  return impl_->dispatch(Event::kTick, d, now_ms);
+}
+
+Actions UpdateEngine::on_connected(std::int64_t now_ms) {
+  EventData d;
+  return impl_->dispatch(Event::kConnected, d, now_ms);
+}
+
+Actions UpdateEngine::on_disconnected(std::int64_t now_ms) {
+  EventData d;
+  return impl_->dispatch(Event::kDisconnected, d, now_ms);
+}
+
+Actions UpdateEngine::on_slot_hash(const common::Result<std::string>& digest, std::int64_t now_ms) {
+  EventData d;
+  d.digest = &digest;
+  return impl_->dispatch(Event::kSlotHash, d, now_ms);
+}
+
+Actions UpdateEngine::on_health_result(bool healthy, const std::string& detail, std::int64_t now_ms) {
+  EventData d;
+  d.healthy = healthy;
+  d.detail = &detail;
+  return impl_->dispatch(Event::kHealthResult, d, now_ms);
+}
+
+Actions UpdateEngine::on_action_failed(const Action& failed, const common::Error& error,
+                                       std::int64_t now_ms) {
+  EventData d;
+  d.failed = &failed;
+  d.error = &error;
+  return impl_->dispatch(Event::kActionFailed, d, now_ms);
+}
+
+std::int64_t UpdateEngine::next_deadline_ms() const noexcept { return impl_->next_deadline(); }
+EngineState UpdateEngine::state() const noexcept { return impl_->state; }
+const journal::JournalRecord& UpdateEngine::record() const noexcept { return impl_->record; }
+const EngineStats& UpdateEngine::stats() const noexcept { return impl_->stats; }
+v1::Inventory UpdateEngine::inventory(std::int64_t now_ms) const { return impl_->inventory(now_ms); }
+
+}  // namespace fota::client

@@ -1,0 +1,105 @@
+// Installers and the bootloader environment they drive. C++17.
+//
+// An Installer executes the storage and boot actions of the UpdateEngine. The A/B slot
+// installer writes the inactive slot (a file or a block device) and switches the bootloader
+// through a BootEnvironment: a file-backed one for tests and the simulator, and documented
+// adapters for U-Boot (fw_setenv) and GRUB (grub-editenv) in docs/CLIENT.md.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "fota/client/engine.hpp"
+#include "fota/common/result.hpp"
+
+namespace fota::client {
+
+class Installer {
+ public:
+  virtual ~Installer() = default;
+  // Which slot runs now and whether it runs on trial.
+  virtual common::Result<BootStatus> boot_status() = 0;
+  // Opens `slot` for an image of `image_size` bytes; `resume` keeps its content.
+  virtual common::Status prepare(const action::PrepareSlot& prepare) = 0;
+  virtual common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) = 0;
+  // Makes the writes so far durable (called before every journal store).
+  virtual common::Status sync() = 0;
+  // SHA-256 (32 raw bytes) of the first `size` bytes of `slot`.
+  virtual common::Result<std::string> hash(const std::string& slot, std::uint64_t size) = 0;
+  // Boot `slot` once on trial at the next boot.
+  virtual common::Status activate(const std::string& slot) = 0;
+  // Make the running trial slot permanent.
+  virtual common::Status commit(const std::string& slot) = 0;
+  // Make `boot_slot` the committed slot and drop any trial.
+  virtual common::Status revert(const std::string& boot_slot) = 0;
+};
+
+// Key/value variables of a bootloader environment.
+class BootEnvironment {
+ public:
+  virtual ~BootEnvironment() = default;
+  virtual common::Result<std::map<std::string, std::string>> load() = 0;
+  // Sets the given variables (others unchanged) atomically.
+  virtual common::Status set(const std::map<std::string, std::string>& variables) = 0;
+};
+
+// Variables of the fota boot protocol (the same names are used for U-Boot and GRUB):
+//   fota_active   committed slot
+//   fota_trial    slot to boot once on trial ("" = none)
+//   fota_bootcount boot attempts of the trial slot
+//   fota_bootlimit attempts before the bootloader reverts to fota_active
+//   fota_booted   slot the bootloader started last (set by the bootloader or the kernel cmdline)
+inline constexpr std::string_view kEnvActive = "fota_active";
+inline constexpr std::string_view kEnvTrial = "fota_trial";
+inline constexpr std::string_view kEnvBootCount = "fota_bootcount";
+inline constexpr std::string_view kEnvBootLimit = "fota_bootlimit";
+inline constexpr std::string_view kEnvBooted = "fota_booted";
+
+// A bootloader environment in a text file of "key=value" lines, replaced atomically.
+class FileBootEnvironment : public BootEnvironment {
+ public:
+  explicit FileBootEnvironment(std::filesystem::path path);
+  common::Result<std::map<std::string, std::string>> load() override;
+  common::Status set(const std::map<std::string, std::string>& variables) override;
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// What a real bootloader script does at power-on, for tests, the simulator and fota-device:
+// boots the trial slot while attempts remain (counting them), otherwise falls back to the
+// committed slot. Records the choice in fota_booted and returns it.
+common::Result<std::string> simulate_bootloader(BootEnvironment& env, const std::string& default_slot,
+                                                int default_boot_limit = 3);
+
+// A/B slots over files or block devices.
+class AbSlotInstaller : public Installer {
+ public:
+  // `slots` maps slot names to their files (created when missing) or block devices.
+  AbSlotInstaller(std::map<std::string, std::filesystem::path> slots, BootEnvironment& env);
+  ~AbSlotInstaller() override;
+
+  common::Result<BootStatus> boot_status() override;
+  common::Status prepare(const action::PrepareSlot& prepare) override;
+  common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override;
+  common::Status sync() override;
+  common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override;
+  common::Status activate(const std::string& slot) override;
+  common::Status commit(const std::string& slot) override;
+  common::Status revert(const std::string& boot_slot) override;
+
+ private:
+  common::Status open_slot(const std::string& slot);
+  std::map<std::string, std::filesystem::path> slots_;
+  BootEnvironment& env_;
+  std::string open_name_;
+  int fd_ = -1;
+  bool dirty_ = false;
+};
+
+}  // namespace fota::client

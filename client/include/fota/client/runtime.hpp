@@ -1,0 +1,101 @@
+// Adapters around the engine: OpenSSL crypto, the file journal, and DeviceRuntime which
+// executes the engine's actions against an Installer, a journal and a transport. C++17.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fota/client/engine.hpp"
+#include "fota/client/installer.hpp"
+#include "fota/common/crypto.hpp"
+#include "fota/common/result.hpp"
+#include "fota/common/topics.hpp"
+
+namespace fota::client {
+
+// EngineCrypto over fota_crypto (OpenSSL 3).
+class OpenSslEngineCrypto : public EngineCrypto {
+ public:
+  explicit OpenSslEngineCrypto(common::TrustStore trust) : trust_(std::move(trust)) {}
+  std::string sha256(std::string_view data) const override;
+  common::Result<v1::Manifest> verify_manifest(const v1::SignedManifest& signed_manifest) const override;
+
+ private:
+  common::TrustStore trust_;
+};
+
+// The crash-safe journal: <dir>/journal.pb (JournalRecord) and <dir>/manifest.pb (the
+// SignedManifest of the current update). Each store writes a temp file, fsyncs it, renames it
+// over the old one and fsyncs the directory, so a power cut leaves the old or the new version.
+class FileJournal {
+ public:
+  explicit FileJournal(std::filesystem::path dir);
+
+  struct Loaded {
+    journal::JournalRecord record;
+    std::string signed_manifest;  // empty when none is stored
+  };
+  // nullopt when no journal exists yet (first start). Errors: kMalformed (unreadable journal,
+  // or a format version newer than this client), kIo.
+  common::Result<std::optional<Loaded>> load() const;
+  common::Status store(const journal::JournalRecord& record);
+  common::Status store_manifest(std::string_view signed_manifest);
+  const std::filesystem::path& dir() const noexcept { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+// Writes `content` to `path` atomically and durably (temp, fsync, rename, fsync dir).
+common::Status write_file_atomically(const std::filesystem::path& path, std::string_view content);
+
+// Where published messages go (the MQTT adapter, or a test).
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Errors are reported but not fatal: the engine repairs lost messages by re-requesting.
+  virtual common::Status publish(common::Channel channel, std::string payload) = 0;
+};
+
+// Executes engine actions in order, feeding results back into the engine.
+class DeviceRuntime {
+ public:
+  struct Hooks {
+    // Runs the application's health check (synchronously); true = healthy. Default: healthy.
+    std::function<bool(std::string& detail)> health_check;
+    // Called for Reboot. The runtime stops executing further actions after it.
+    std::function<void()> reboot;
+    // Called for SetLogLevel and Log actions.
+    std::function<void(v1::LogLevel level)> set_log_level;
+    std::function<void(v1::LogLevel level, const std::string& message)> log;
+    // Observes every executed action (tests: crash points). Returning false stops the
+    // runtime right after that action, as if power were cut.
+    std::function<bool(const Action& action)> after_action;
+  };
+
+  DeviceRuntime(UpdateEngine& engine, Installer& installer, FileJournal& journal, Transport& transport,
+                Hooks hooks);
+
+  // Executes `actions` and everything they lead to. Returns false once stopped (reboot or an
+  // after_action hook said stop); further calls then do nothing.
+  bool execute(Actions actions, std::int64_t now_ms);
+  bool stopped() const noexcept { return stopped_; }
+  bool reboot_requested() const noexcept { return reboot_requested_; }
+
+ private:
+  common::Status run_side_effect(const Action& action);
+  UpdateEngine& engine_;
+  Installer& installer_;
+  FileJournal& journal_;
+  Transport& transport_;
+  Hooks hooks_;
+  bool stopped_ = false;
+  bool reboot_requested_ = false;
+};
+
+}  // namespace fota::client
