@@ -1,0 +1,570 @@
+// The rollout engine with virtual time: every rule of docs/ORCHESTRATOR.md "Rollout engine".
+#include "fota/orchestrator/rollout_engine.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+namespace fota::orchestrator {
+namespace {
+
+constexpr const char* kArtifact = "0123456789abcdef0123456789abcdef";
+constexpr const char* kOldArtifact = "ffffffffffffffffffffffffffffffff";
+constexpr Millis kSecond = 1000;
+constexpr Millis kMinute = 60 * kSecond;
+constexpr Millis kHour = 60 * kMinute;
+
+Millis at(const char* rfc3339) { return *parse_timestamp(rfc3339); }
+
+class RolloutEngineTest : public ::testing::Test {
+ protected:
+  void add_device(const std::string& id, const std::string& tz = "UTC",
+                  std::vector<std::string> tags = {"fleet"}) {
+    DeviceFacts d;
+    d.id = id;
+    d.hardware_type = "gw-v2";
+    d.time_zone = tz;
+    d.artifact_id = kOldArtifact;
+    d.tags = std::move(tags);
+    d.online = true;
+    fleet_.devices[id] = d;
+  }
+  void add_devices(int n) {
+    for (int i = 0; i < n; ++i) add_device("dev-" + std::to_string(i));
+  }
+
+  Rollout make(const std::string& id, const std::string& extra) {
+    const std::string text =
+        std::string("name: t\nartifact: ") + kArtifact + "\ntarget: {tags: [fleet]}\n" + extra;
+    auto spec = parse_rollout_spec(text);
+    EXPECT_TRUE(spec.ok()) << spec.error().message;
+    auto r = RolloutEngine::create(id, *spec, now_);
+    EXPECT_TRUE(r.ok());
+    return std::move(r).value();
+  }
+
+  Rollout started(const std::string& id, const std::string& extra) {
+    Rollout r = make(id, extra);
+    auto d = engine_.start(r, fleet_, now_);
+    EXPECT_TRUE(d.ok()) << d.error().message;
+    return r;
+  }
+
+  Decisions tick(Rollout& r) {
+    Decisions d = engine_.tick(r, fleet_, now_);
+    for (const Decision& x : d) {
+      if (x.kind == Decision::Kind::kAudit) audit_.push_back(x.message);
+    }
+    return d;
+  }
+
+  // Device reports a phase for the command it last received.
+  Decisions report(Rollout& r, const std::string& device, v1::Phase phase,
+                   v1::ErrorCode error = v1::ERROR_NONE) {
+    const Member* m = r.find_member(device);
+    EXPECT_NE(m, nullptr) << device;
+    v1::Progress p;
+    p.set_device_id(device);
+    p.set_deployment_id(r.id);
+    p.set_command_id(m ? m->command_id : "");
+    p.set_phase(phase);
+    p.set_error(error);
+    p.set_sequence(++sequence_);
+    Decisions d = engine_.on_progress(r, p, now_);
+    for (const Decision& x : d) {
+      if (x.kind == Decision::Kind::kAudit) audit_.push_back(x.message);
+    }
+    if (phase == v1::PHASE_COMMITTED) fleet_.devices[device].artifact_id = kArtifact;
+    return d;
+  }
+
+  static std::vector<std::string> targets(const Decisions& d, Decision::Kind kind) {
+    std::vector<std::string> out;
+    for (const Decision& x : d) {
+      if (x.kind == kind) out.push_back(x.device_id);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  static std::vector<std::string> installs(const Decisions& d) {
+    return targets(d, Decision::Kind::kInstall);
+  }
+
+  std::vector<std::string> wave_members(const Rollout& r, int wave) {
+    std::vector<std::string> out;
+    for (const Member& m : r.members) {
+      if (m.wave == wave) out.push_back(m.device_id);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  void commit_all(Rollout& r, const std::vector<std::string>& devices) {
+    for (const auto& id : devices) {
+      report(r, id, v1::PHASE_DOWNLOADING);
+      report(r, id, v1::PHASE_REBOOTING);
+      report(r, id, v1::PHASE_COMMITTED);
+    }
+  }
+
+  bool audit_contains(const std::string& fragment) const {
+    return std::any_of(audit_.begin(), audit_.end(),
+                       [&](const std::string& s) { return s.find(fragment) != std::string::npos; });
+  }
+
+  Fleet fleet_;
+  RolloutEngine engine_;
+  Millis now_ = at("2026-11-25T12:00:00Z");
+  std::uint64_t sequence_ = 0;
+  std::vector<std::string> audit_;
+};
+
+TEST_F(RolloutEngineTest, WaveMembershipIsDeterministicAndSized) {
+  add_devices(20);
+  Rollout a = started("r-1", "waves: [{size: 2}, {size: 25%}, {size: 100%}]\n");
+  tick(a);
+  EXPECT_EQ(a.waves[0].planned_size, 2u);
+  EXPECT_EQ(a.waves[1].planned_size, 5u);
+  EXPECT_EQ(a.waves[2].planned_size, 13u);  // the last wave takes the rest
+
+  // A second evaluation with the same rollout id over the same fleet gives the same waves.
+  Fleet copy;
+  copy.devices = fleet_.devices;
+  auto spec = a.spec;
+  auto b = RolloutEngine::create("r-1", spec, now_);
+  ASSERT_TRUE(engine_.start(*b, copy, now_).ok());
+  engine_.tick(*b, copy, now_);
+  for (int w = 0; w < 3; ++w) EXPECT_EQ(wave_members(a, w), wave_members(*b, w));
+  // Another rollout id shuffles differently (membership is not just alphabetical).
+  Fleet other;
+  other.devices = fleet_.devices;
+  auto c = RolloutEngine::create("r-2", spec, now_);
+  ASSERT_TRUE(engine_.start(*c, other, now_).ok());
+  engine_.tick(*c, other, now_);
+  EXPECT_NE(wave_members(a, 1), wave_members(*c, 1));
+}
+
+TEST_F(RolloutEngineTest, NextWaveWaitsForGateAndSoak) {
+  add_devices(6);
+  Rollout r = started("r-gate", "waves: [{size: 2, soak: 30m}, {size: 100%}]\n");
+  auto d = tick(r);
+  EXPECT_EQ(installs(d), wave_members(r, 0));
+  ASSERT_EQ(installs(d).size(), 2u);
+
+  // Progress short of COMMITTED does not count as success: wave 2 stays closed.
+  for (const auto& id : wave_members(r, 0)) report(r, id, v1::PHASE_CONFIRMING);
+  now_ += kMinute;
+  EXPECT_TRUE(installs(tick(r)).empty());
+  EXPECT_EQ(r.waves[0].status, WaveStatus::kActive);
+
+  commit_all(r, wave_members(r, 0));
+  now_ += kMinute;
+  EXPECT_TRUE(installs(tick(r)).empty());
+  EXPECT_EQ(r.waves[0].status, WaveStatus::kSoaking);
+  EXPECT_TRUE(audit_contains("wave 1 gate passed: 2 of 2 succeeded"));
+
+  now_ += 29 * kMinute;
+  EXPECT_TRUE(installs(tick(r)).empty());  // still soaking
+  now_ += kMinute;
+  d = tick(r);
+  EXPECT_EQ(r.waves[0].status, WaveStatus::kPassed);
+  EXPECT_EQ(installs(d), wave_members(r, 1));
+  EXPECT_EQ(installs(d).size(), 4u);
+
+  commit_all(r, wave_members(r, 1));
+  now_ += kSecond;
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kCompleted);
+  EXPECT_TRUE(fleet_.claims.empty());  // devices are free for the next rollout
+}
+
+TEST_F(RolloutEngineTest, FailureDuringSoakBreaches) {
+  add_devices(4);
+  Rollout r =
+      started("r-soak", "waves: [{size: 2, soak: 1h}, {size: 100%}]\non_breach: pause\nretries: {max: 0}\n");
+  tick(r);
+  commit_all(r, wave_members(r, 0));
+  tick(r);
+  ASSERT_EQ(r.waves[0].status, WaveStatus::kSoaking);
+  // One device reverts after its health check fails later on.
+  report(r, wave_members(r, 0)[0], v1::PHASE_ROLLED_BACK);
+  now_ += kMinute;
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kPaused);
+  EXPECT_EQ(r.waves[0].status, WaveStatus::kBreached);
+  now_ += 2 * kHour;
+  EXPECT_TRUE(installs(tick(r)).empty());
+}
+
+TEST_F(RolloutEngineTest, FailureThresholdPauses) {
+  add_devices(10);
+  Rollout r = started("r-pause",
+                      "waves: [{size: 10, failure_threshold: 10%}]\nretries: {max: 0}\non_breach: pause\n");
+  tick(r);
+  const auto members = wave_members(r, 0);
+  report(r, members[0], v1::PHASE_FAILED, v1::ERROR_INSTALL_FAILED);
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kRunning);  // 1 of 10 = 10% is not over 10%
+  report(r, members[1], v1::PHASE_FAILED, v1::ERROR_INSTALL_FAILED);
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kPaused);
+  EXPECT_NE(r.reason.find("2 of 10 device(s) failed (20%), over the failure threshold of 10%"),
+            std::string::npos)
+      << r.reason;
+  EXPECT_TRUE(audit_contains("action: pause"));
+}
+
+TEST_F(RolloutEngineTest, FailureThresholdAborts) {
+  add_devices(4);
+  Rollout r = started("r-abort", "waves: [{size: 2}, {size: 100%}]\nretries: {max: 0}\non_breach: abort\n");
+  tick(r);
+  const auto w0 = wave_members(r, 0);
+  report(r, w0[0], v1::PHASE_FAILED, v1::ERROR_INSTALL_FAILED);
+  const auto d = tick(r);
+  EXPECT_EQ(r.state, RolloutState::kAborted);
+  EXPECT_EQ(targets(d, Decision::Kind::kCancel), std::vector<std::string>{w0[1]});  // the one still in flight
+  for (const auto& id : wave_members(r, 1)) EXPECT_EQ(r.find_member(id)->state, MemberState::kCancelled);
+  EXPECT_TRUE(fleet_.claims.empty());
+  now_ += kHour;
+  EXPECT_TRUE(tick(r).empty());
+}
+
+TEST_F(RolloutEngineTest, FailureThresholdRollsBackUpdatedDevices) {
+  add_devices(6);
+  Rollout r = started("r-rb",
+                      "waves: [{size: 3, failure_threshold: 0.4}, {size: 100%}]\nretries: {max: 0}\n"
+                      "on_breach: rollback\n");
+  tick(r);
+  const auto w0 = wave_members(r, 0);
+  commit_all(r, {w0[0]});
+  report(r, w0[1], v1::PHASE_FAILED, v1::ERROR_HEALTH_CHECK_FAILED);
+  tick(r);
+  ASSERT_EQ(r.state, RolloutState::kRunning);  // 1 of 3 = 33%
+  report(r, w0[2], v1::PHASE_FAILED, v1::ERROR_HEALTH_CHECK_FAILED);
+  const auto d = tick(r);
+  EXPECT_EQ(r.state, RolloutState::kRollingBack);
+  // Only the device that was updated goes back, to the artifact it ran before.
+  ASSERT_EQ(targets(d, Decision::Kind::kRollback), std::vector<std::string>{w0[0]});
+  for (const Decision& x : d) {
+    if (x.kind == Decision::Kind::kRollback) {
+      EXPECT_EQ(x.artifact_id, kOldArtifact);
+    }
+  }
+  report(r, w0[0], v1::PHASE_ROLLING_BACK);
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kRollingBack);
+  report(r, w0[0], v1::PHASE_ROLLED_BACK);
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kRolledBack);
+  EXPECT_EQ(r.find_member(w0[0])->state, MemberState::kRolledBack);
+  EXPECT_TRUE(audit_contains("rolled back: 1 device(s) restored, 0 failed"));
+}
+
+TEST_F(RolloutEngineTest, SuccessRatioGateBreachesWhenWaveEndsShort) {
+  add_devices(4);
+  Rollout r = started("r-ratio",
+                      "waves: [{size: 2, success_ratio: 1.0, failure_threshold: 0.5}, {size: 100%}]\n"
+                      "retries: {max: 0}\n");
+  tick(r);
+  const auto w0 = wave_members(r, 0);
+  commit_all(r, {w0[0]});
+  report(r, w0[1], v1::PHASE_FAILED, v1::ERROR_DOWNLOAD_TIMEOUT);  // 50%: not over the threshold
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kPaused);
+  EXPECT_NE(r.reason.find("only 1 of 2 device(s) succeeded (50%), the gate needs 100%"), std::string::npos)
+      << r.reason;
+
+  // The operator resumes: the gate of this wave is waived and wave 2 starts.
+  ASSERT_TRUE(engine_.resume(r, now_).ok());
+  const auto d = tick(r);
+  EXPECT_EQ(installs(d), wave_members(r, 1));
+}
+
+TEST_F(RolloutEngineTest, RetriesWithExponentialBackoff) {
+  add_devices(1);
+  Rollout r = started("r-retry", "retries: {max: 2, backoff: 10s, max_backoff: 15s}\n");
+  ASSERT_EQ(installs(tick(r)).size(), 1u);
+  report(r, "dev-0", v1::PHASE_FAILED, v1::ERROR_DOWNLOAD_TIMEOUT);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kRetryWait);
+  now_ += 9 * kSecond;
+  EXPECT_TRUE(installs(tick(r)).empty());
+  now_ += kSecond;
+  auto d = tick(r);
+  ASSERT_EQ(installs(d).size(), 1u);
+  EXPECT_EQ(r.find_member("dev-0")->attempt, 2u);
+  report(r, "dev-0", v1::PHASE_FAILED, v1::ERROR_DOWNLOAD_TIMEOUT);
+  now_ += 14 * kSecond;  // 20 s doubled, capped at 15 s
+  EXPECT_TRUE(installs(tick(r)).empty());
+  now_ += kSecond;
+  ASSERT_EQ(installs(tick(r)).size(), 1u);
+  report(r, "dev-0", v1::PHASE_FAILED, v1::ERROR_DOWNLOAD_TIMEOUT);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kFailed);
+  EXPECT_NE(r.find_member("dev-0")->last_error.find("ERROR_DOWNLOAD_TIMEOUT"), std::string::npos);
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kPaused);  // default threshold 0, default action pause
+}
+
+TEST_F(RolloutEngineTest, StuckDevicesTimeOutIntoFailures) {
+  add_devices(2);
+  Rollout r = started("r-timeout",
+                      "retries: {max: 1, backoff: 1s}\ntimeouts: {dispatch: 5m, downloading: 20m}\n"
+                      "waves: [{size: 2, failure_threshold: 1.0, success_ratio: 0}]\n");
+  tick(r);
+  // dev-0 never answers; dev-1 starts downloading and then hangs.
+  report(r, "dev-1", v1::PHASE_DOWNLOADING);
+  now_ += 5 * kMinute;
+  auto d = tick(r);
+  EXPECT_EQ(targets(d, Decision::Kind::kCancel), std::vector<std::string>{"dev-0"});
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kRetryWait);
+  EXPECT_NE(r.find_member("dev-0")->last_error.find("timed out after 5m in waiting for the device to start"),
+            std::string::npos);
+  now_ += kSecond;
+  EXPECT_EQ(installs(tick(r)), std::vector<std::string>{"dev-0"});  // retry
+  now_ += 15 * kMinute;
+  d = tick(r);
+  // dev-0 ignored its retry too; dev-1 hung in downloading for 20 minutes.
+  EXPECT_EQ(targets(d, Decision::Kind::kCancel), (std::vector<std::string>{"dev-0", "dev-1"}));
+  EXPECT_NE(r.find_member("dev-1")->last_error.find("in phase downloading"), std::string::npos);
+  // Both run out of attempts: never "in progress" forever.
+  now_ += kMinute;
+  tick(r);
+  now_ += 30 * kMinute;
+  tick(r);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kFailed);
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kFailed);
+  EXPECT_EQ(r.state, RolloutState::kCompleted);  // the gate accepts 0% success here
+}
+
+TEST_F(RolloutEngineTest, ReportsOfAnOldCommandAreIgnored) {
+  add_devices(1);
+  Rollout r = started("r-stale", "timeouts: {dispatch: 1m}\nretries: {max: 1, backoff: 1s}\n");
+  tick(r);
+  const std::string first_command = r.find_member("dev-0")->command_id;
+  now_ += kMinute;
+  tick(r);
+  now_ += kSecond;
+  tick(r);  // retry sends a new command
+  ASSERT_NE(r.find_member("dev-0")->command_id, first_command);
+  v1::Progress late;
+  late.set_device_id("dev-0");
+  late.set_deployment_id(r.id);
+  late.set_command_id(first_command);
+  late.set_phase(v1::PHASE_COMMITTED);
+  engine_.on_progress(r, late, now_);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kDispatched);
+}
+
+TEST_F(RolloutEngineTest, ConcurrencyCapAndBandwidthShare) {
+  add_devices(5);
+  Rollout r = started("r-cap", "max_concurrent: 2\nmax_bytes_per_second: 1000000\n");
+  auto d = tick(r);
+  ASSERT_EQ(installs(d).size(), 2u);
+  for (const Decision& x : d) {
+    if (x.kind == Decision::Kind::kInstall) {
+      EXPECT_EQ(x.max_bytes_per_second, 500'000u);
+    }
+  }
+  EXPECT_TRUE(installs(tick(r)).empty());
+  commit_all(r, installs(d));
+  EXPECT_EQ(installs(tick(r)).size(), 2u);
+}
+
+TEST_F(RolloutEngineTest, StartTimeIsHonoured) {
+  add_devices(2);
+  Rollout r = started("r-later", "start_at: 2026-11-25T14:00:00Z\n");
+  EXPECT_TRUE(tick(r).empty());
+  EXPECT_FALSE(r.targets_resolved);
+  now_ = at("2026-11-25T13:59:59Z");
+  EXPECT_TRUE(installs(tick(r)).empty());
+  now_ = at("2026-11-25T14:00:00Z");
+  EXPECT_EQ(installs(tick(r)).size(), 2u);
+}
+
+TEST_F(RolloutEngineTest, MaintenanceWindowsUseEachDevicesTimeZone) {
+  // 2026-11-25 is a Wednesday. Window: every day 02:00-04:00 local.
+  add_device("tokyo", "Asia/Tokyo");
+  add_device("berlin", "Europe/Berlin");
+  add_device("newyork", "America/New_York");
+  add_device("utc", "UTC");
+  Rollout r = started("r-win", "windows: [{days: [daily], start: '02:00', duration: 2h}]\n");
+  now_ = at("2026-11-25T16:30:00Z");  // Tokyo 01:30, Berlin 17:30, New York 11:30
+  EXPECT_TRUE(installs(tick(r)).empty());
+  now_ = at("2026-11-25T17:00:00Z");  // Tokyo 02:00
+  EXPECT_EQ(installs(tick(r)), std::vector<std::string>{"tokyo"});
+  now_ = at("2026-11-26T01:30:00Z");  // Berlin 02:30 (CET), UTC 01:30
+  EXPECT_EQ(installs(tick(r)), std::vector<std::string>{"berlin"});
+  now_ = at("2026-11-26T02:00:00Z");
+  EXPECT_EQ(installs(tick(r)), std::vector<std::string>{"utc"});
+  now_ = at("2026-11-26T06:59:00Z");  // New York 01:59 EST
+  EXPECT_TRUE(installs(tick(r)).empty());
+  now_ = at("2026-11-26T07:00:00Z");  // New York 02:00 EST
+  EXPECT_EQ(installs(tick(r)), std::vector<std::string>{"newyork"});
+}
+
+TEST_F(RolloutEngineTest, WindowsFollowDaylightSavingChanges) {
+  const std::vector<WeeklyWindow> sunday_night = {{0x01, 60, 180}};  // Sunday 01:00-04:00 local
+  // Europe/Berlin springs forward on 2026-03-29 at 02:00 CET -> 03:00 CEST.
+  EXPECT_TRUE(in_maintenance_window(sunday_night, "Europe/Berlin", at("2026-03-29T00:00:00Z")));  // 01:00 CET
+  EXPECT_TRUE(
+      in_maintenance_window(sunday_night, "Europe/Berlin", at("2026-03-29T01:59:00Z")));  // 03:59 CEST
+  EXPECT_FALSE(
+      in_maintenance_window(sunday_night, "Europe/Berlin", at("2026-03-29T02:00:00Z")));  // 04:00 CEST
+  // The week before, the same UTC instant is 03:00 CET: still inside.
+  EXPECT_TRUE(in_maintenance_window(sunday_night, "Europe/Berlin", at("2026-03-22T02:00:00Z")));
+  // America/New_York falls back on 2026-11-01 at 02:00 EDT -> 01:00 EST: the local hour 01:xx
+  // happens twice and both are inside; the window ends at 04:00 EST = 09:00Z.
+  EXPECT_TRUE(
+      in_maintenance_window(sunday_night, "America/New_York", at("2026-11-01T05:00:00Z")));  // 01:00 EDT
+  EXPECT_TRUE(
+      in_maintenance_window(sunday_night, "America/New_York", at("2026-11-01T06:30:00Z")));  // 01:30 EST
+  EXPECT_TRUE(
+      in_maintenance_window(sunday_night, "America/New_York", at("2026-11-01T08:59:00Z")));  // 03:59 EST
+  EXPECT_FALSE(
+      in_maintenance_window(sunday_night, "America/New_York", at("2026-11-01T09:00:00Z")));  // 04:00 EST
+  // next_window_open lands on the local start in the zone's offset of that day.
+  EXPECT_EQ(next_window_open(sunday_night, "Europe/Berlin", at("2026-03-28T12:00:00Z")),
+            at("2026-03-29T00:00:00Z"));
+  EXPECT_EQ(next_window_open(sunday_night, "Europe/Berlin", at("2026-04-01T12:00:00Z")),
+            at("2026-04-04T23:00:00Z"));
+  // A window crossing midnight: Saturday 23:00 for 2h includes Sunday 00:30.
+  const std::vector<WeeklyWindow> late = {{0x40, 23 * 60, 120}};
+  EXPECT_TRUE(in_maintenance_window(late, "Asia/Tokyo", at("2026-11-28T15:30:00Z")));   // Sun 00:30 JST
+  EXPECT_FALSE(in_maintenance_window(late, "Asia/Tokyo", at("2026-11-28T17:00:00Z")));  // Sun 02:00 JST
+  // Unknown zones fall back to UTC instead of failing.
+  EXPECT_TRUE(in_maintenance_window(late, "Mars/Olympus", at("2026-11-28T23:30:00Z")));
+}
+
+TEST_F(RolloutEngineTest, LateJoinersArePickedUp) {
+  add_devices(2);
+  Rollout r = started("r-late", "waves: [{size: 1}, {size: 100%}]\n");
+  tick(r);
+  add_device("newcomer");
+  auto d = tick(r);
+  EXPECT_EQ(installs(d), std::vector<std::string>{"newcomer"});  // joins the open wave 1
+  EXPECT_TRUE(r.find_member("newcomer")->late_joiner);
+  EXPECT_EQ(fleet_.claims["newcomer"], "r-late");
+  EXPECT_TRUE(audit_contains("device newcomer joined the target"));
+  // A device that does not match the selector is not picked up.
+  add_device("stranger", "UTC", {"other"});
+  tick(r);
+  EXPECT_EQ(r.find_member("stranger"), nullptr);
+}
+
+TEST_F(RolloutEngineTest, OverlappingRolloutIsRefused) {
+  add_devices(3);
+  Rollout a = started("r-a", "");
+  tick(a);
+  Rollout b = make("r-b", "");
+  auto st = engine_.start(b, fleet_, now_);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, common::Errc::kConflict);
+  EXPECT_NE(st.error().message.find("dev-0 (in r-a)"), std::string::npos) << st.error().message;
+  EXPECT_EQ(b.state, RolloutState::kCreated);
+  // Once r-a finishes, the devices are free.
+  ASSERT_TRUE(engine_.abort(a, fleet_, "operator", now_).ok());
+  EXPECT_TRUE(engine_.start(b, fleet_, now_).ok());
+  // A late joiner belongs to the first active rollout that picks it up; a second one is refused.
+  tick(b);
+  add_device("extra");
+  tick(b);
+  ASSERT_NE(b.find_member("extra"), nullptr);
+  Rollout c = make("r-c", "");
+  c.spec.target.tags.clear();
+  c.spec.target.device_ids = {"extra"};
+  st = engine_.start(c, fleet_, now_);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("extra (in r-b)"), std::string::npos) << st.error().message;
+}
+
+TEST_F(RolloutEngineTest, TargetMustSelectKnownDevices) {
+  add_devices(1);
+  Rollout r = make("r-none", "");
+  r.spec.target.tags = {"nobody"};
+  auto st = engine_.start(r, fleet_, now_);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("selects no registered device"), std::string::npos);
+  r.spec.target.tags.clear();
+  r.spec.target.device_ids = {"typo-device"};
+  st = engine_.start(r, fleet_, now_);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("'typo-device' is not registered"), std::string::npos);
+}
+
+TEST_F(RolloutEngineTest, PauseResumeAbort) {
+  add_devices(4);
+  Rollout r = started("r-ops", "max_concurrent: 1\n");
+  auto d = tick(r);
+  ASSERT_EQ(installs(d).size(), 1u);
+  ASSERT_TRUE(engine_.pause(r, "operator", now_).ok());
+  EXPECT_FALSE(engine_.pause(r, "again", now_).ok());  // only a running rollout pauses
+  commit_all(r, installs(d));                          // in-flight work finishes while paused
+  EXPECT_EQ(r.find_member(installs(d)[0])->state, MemberState::kSucceeded);
+  EXPECT_TRUE(installs(tick(r)).empty());  // but nothing new starts
+  ASSERT_TRUE(engine_.resume(r, now_).ok());
+  d = tick(r);
+  ASSERT_EQ(installs(d).size(), 1u);
+  auto aborted = engine_.abort(r, fleet_, "operator", now_);
+  ASSERT_TRUE(aborted.ok());
+  EXPECT_EQ(targets(*aborted, Decision::Kind::kCancel), installs(d));
+  EXPECT_EQ(r.state, RolloutState::kAborted);
+  EXPECT_FALSE(engine_.resume(r, now_).ok());
+  std::size_t cancelled = 0;
+  for (const Member& m : r.members) cancelled += m.state == MemberState::kCancelled ? 1 : 0;
+  EXPECT_EQ(cancelled, 3u);
+}
+
+TEST_F(RolloutEngineTest, ManualFleetRollbackReturnsTouchedDevicesToTheirPreviousArtifact) {
+  add_devices(3);
+  fleet_.devices["dev-2"].artifact_id = "22222222222222222222222222222222";
+  Rollout r = started("r-fleet", "");
+  tick(r);
+  commit_all(r, {"dev-0", "dev-1", "dev-2"});
+  tick(r);
+  ASSERT_EQ(r.state, RolloutState::kCompleted);
+  auto d = engine_.rollback(r, "operator: bad release", now_);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  std::set<std::pair<std::string, std::string>> sent;
+  for (const Decision& x : *d) {
+    if (x.kind == Decision::Kind::kRollback) sent.insert({x.device_id, x.artifact_id});
+  }
+  EXPECT_EQ(
+      sent,
+      (std::set<std::pair<std::string, std::string>>{
+          {"dev-0", kOldArtifact}, {"dev-1", kOldArtifact}, {"dev-2", "22222222222222222222222222222222"}}));
+  EXPECT_FALSE(engine_.rollback(r, "twice", now_).ok());
+  report(r, "dev-0", v1::PHASE_ROLLED_BACK);
+  report(r, "dev-1", v1::PHASE_ROLLED_BACK);
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kRollingBack);
+  // dev-2 never answers: its rollback times out instead of hanging the rollout.
+  now_ += r.spec.timeouts.rolling_back_ms;
+  tick(r);
+  EXPECT_EQ(r.find_member("dev-2")->state, MemberState::kRollbackFailed);
+  EXPECT_EQ(r.state, RolloutState::kRolledBack);
+}
+
+TEST_F(RolloutEngineTest, InventoryWithoutTheCommandGetsItAgain) {
+  add_devices(1);
+  Rollout r = started("r-level", "");
+  tick(r);
+  const std::string first = r.find_member("dev-0")->command_id;
+  // The device reconnects and reports it works on nothing: it lost the command.
+  auto d = engine_.on_inventory(r, fleet_.devices["dev-0"], "", now_);
+  EXPECT_EQ(installs(d), std::vector<std::string>{"dev-0"});
+  EXPECT_NE(r.find_member("dev-0")->command_id, first);
+  // When it reports working on this rollout, nothing is resent.
+  EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-0"], r.id, now_).empty());
+}
+
+TEST_F(RolloutEngineTest, DevicesAlreadyOnTheArtifactSucceedWithoutACommand) {
+  add_devices(2);
+  fleet_.devices["dev-1"].artifact_id = kArtifact;
+  Rollout r = started("r-noop", "");
+  const auto d = tick(r);
+  EXPECT_EQ(installs(d), std::vector<std::string>{"dev-0"});
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kSucceeded);
+}
+
+}  // namespace
+}  // namespace fota::orchestrator

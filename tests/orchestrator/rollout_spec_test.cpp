@@ -1,0 +1,120 @@
+#include "fota/orchestrator/rollout_spec.hpp"
+
+#include <gtest/gtest.h>
+
+namespace fota::orchestrator {
+namespace {
+
+constexpr const char* kArtifact = "0123456789abcdef0123456789abcdef";
+
+std::string spec_with(const std::string& extra) {
+  return std::string("name: spring\nartifact: ") + kArtifact + "\ntarget: {tags: [canary]}\n" + extra;
+}
+
+TEST(RolloutSpecTest, ParsesFullYamlSpec) {
+  const std::string text = std::string("name: spring\nartifact: ") + kArtifact + R"(
+target:
+  hardware: [gw-v2]
+  tags: [canary, lab]
+waves:
+  - size: 2
+    success_ratio: 100%
+    failure_threshold: 0
+    soak: 10m
+  - size: 50%
+    success_ratio: 0.9
+    failure_threshold: 0.05
+max_concurrent: 10
+max_bytes_per_second: 1000000
+retries: {max: 3, backoff: 30s, max_backoff: 5m}
+timeouts: {dispatch: 2m, downloading: 1h}
+start_at: 2026-11-25T21:00:00+01:00
+windows:
+  - days: [weekdays]
+    start: "02:00"
+    duration: 3h
+on_breach: rollback
+command_ttl: 2h
+)";
+  auto spec = parse_rollout_spec(text);
+  ASSERT_TRUE(spec.ok()) << spec.error().message;
+  EXPECT_EQ(spec->name, "spring");
+  ASSERT_EQ(spec->waves.size(), 2u);
+  EXPECT_EQ(spec->waves[0].size_kind, WaveSizeKind::kCount);
+  EXPECT_EQ(spec->waves[0].size, 2);
+  EXPECT_EQ(spec->waves[0].soak_ms, 600'000);
+  EXPECT_EQ(spec->waves[1].size_kind, WaveSizeKind::kPercent);
+  EXPECT_DOUBLE_EQ(spec->waves[1].success_ratio, 0.9);
+  EXPECT_EQ(spec->max_concurrent, 10u);
+  EXPECT_EQ(spec->retry.max_retries, 3u);
+  EXPECT_EQ(spec->retry.max_backoff_ms, 300'000);
+  EXPECT_EQ(spec->timeouts.dispatch_ms, 120'000);
+  ASSERT_TRUE(spec->start_at_ms.has_value());
+  EXPECT_EQ(format_timestamp(*spec->start_at_ms), "2026-11-25T20:00:00.000Z");
+  ASSERT_EQ(spec->windows.size(), 1u);
+  EXPECT_EQ(spec->windows[0].days_mask, 0x3e);
+  EXPECT_EQ(spec->windows[0].start_minute, 120);
+  EXPECT_EQ(spec->windows[0].duration_minutes, 180);
+  EXPECT_EQ(spec->on_breach, BreachAction::kRollback);
+
+  // The canonical JSON reads back to the same spec.
+  auto again = parse_rollout_spec(rollout_spec_to_json(*spec));
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(rollout_spec_to_json(*again), rollout_spec_to_json(*spec));
+}
+
+TEST(RolloutSpecTest, AcceptsJson) {
+  auto spec =
+      parse_rollout_spec(std::string(R"({"name":"j","artifact":")") + kArtifact +
+                         R"(","target":{"devices":["d1","d2"]},"waves":[{"size":1},{"size":"100%"}]})");
+  ASSERT_TRUE(spec.ok()) << spec.error().message;
+  EXPECT_EQ(spec->target.device_ids.size(), 2u);
+  EXPECT_EQ(spec->waves.size(), 2u);
+}
+
+struct BadSpec {
+  std::string text;
+  std::string expected_fragment;
+};
+
+TEST(RolloutSpecTest, MalformedSpecsSayWhatToFix) {
+  const std::vector<BadSpec> cases = {
+      {"name: x\nartifact: [unclosed", "not valid YAML or JSON"},
+      {"- just\n- a list", "expected a mapping"},
+      {std::string("name: x\nartifact: nothex\ntarget: {all: true}"),
+       "artifact: 'nothex' is not an artifact id"},
+      {std::string("name: x\nartifact: ") + kArtifact + "\n", "target: required"},
+      {std::string("name: x\nartifact: ") + kArtifact + "\ntarget: {}", "selects nothing"},
+      {spec_with("waves:\n  - size: 150%\n"), "waves[0].size: 150 is out of range"},
+      {spec_with("waves:\n  - size: 2.5\n"), "whole number"},
+      {spec_with("waves:\n  - size: 1\n    soak: forever\n"), "waves[0].soak: 'forever' is not a duration"},
+      {spec_with("waves: []\n"), "non-empty list"},
+      {spec_with("wavez: []\n"), "wavez: unknown field"},
+      {spec_with("on_breach: explode\n"), "use pause, abort or rollback"},
+      {spec_with("windows:\n  - days: [funday]\n    start: '02:00'\n    duration: 1h\n"),
+       "'funday' is not a day"},
+      {spec_with("windows:\n  - start: '25:00'\n    duration: 1h\n"), "HH:MM"},
+      {spec_with("windows:\n  - start: '01:00'\n    duration: 2d\n"), "between 1m and 24h"},
+      {spec_with("start_at: tomorrow\n"), "RFC 3339"},
+      {spec_with("waves:\n  - size: 1\n    success_ratio: 1.5\n"), "success_ratio: 1.5 is out of range"},
+  };
+  for (const BadSpec& c : cases) {
+    auto spec = parse_rollout_spec(c.text);
+    ASSERT_FALSE(spec.ok()) << c.text;
+    EXPECT_NE(spec.error().message.find(c.expected_fragment), std::string::npos)
+        << "spec:\n"
+        << c.text << "\nerror: " << spec.error().message;
+  }
+}
+
+TEST(RolloutSpecTest, Durations) {
+  EXPECT_EQ(*parse_duration("500ms"), 500);
+  EXPECT_EQ(*parse_duration("90"), 90'000);
+  EXPECT_EQ(*parse_duration("2h"), 7'200'000);
+  EXPECT_FALSE(parse_duration("-5s").ok());
+  EXPECT_FALSE(parse_duration("5 parsecs").ok());
+  EXPECT_EQ(format_duration(600'000), "10m");
+}
+
+}  // namespace
+}  // namespace fota::orchestrator
