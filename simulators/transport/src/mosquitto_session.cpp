@@ -1,0 +1,249 @@
+#include "fota/sim/transport/mosquitto_session.hpp"
+
+#include <linux/tcp.h>
+#include <mosquitto.h>
+#include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+namespace fota::sim::transport {
+
+using common::Errc;
+using common::Error;
+
+namespace {
+
+std::string openssl_error(const char* what) {
+  std::string message = what;
+  if (const unsigned long code = ERR_get_error(); code != 0) {
+    char buffer[256];
+    ERR_error_string_n(code, buffer, sizeof buffer);
+    message += ": ";
+    message += buffer;
+  }
+  ERR_clear_error();
+  return message;
+}
+
+Error mosquitto_error(const char* what, int rc) {
+  return Error(Errc::kInternal, std::string(what) + ": " + mosquitto_strerror(rc));
+}
+
+}  // namespace
+
+MosquittoLibrary::MosquittoLibrary() { mosquitto_lib_init(); }
+MosquittoLibrary::~MosquittoLibrary() { mosquitto_lib_cleanup(); }
+
+common::Result<std::shared_ptr<TlsContext>> TlsContext::create(std::string_view ca_pem,
+                                                               std::string_view cert_pem,
+                                                               std::string_view key_pem,
+                                                               std::string_view broker_host) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) return Error(Errc::kCrypto, openssl_error("cannot create a TLS context"));
+  std::shared_ptr<TlsContext> holder(new TlsContext(ctx));
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  // Fewer idle buffers: with thousands of connections this is most of a session's memory.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+
+  BIO* ca_bio = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  int loaded = 0;
+  while (X509* ca = PEM_read_bio_X509(ca_bio, nullptr, nullptr, nullptr)) {
+    loaded += X509_STORE_add_cert(store, ca) == 1;
+    X509_free(ca);
+  }
+  BIO_free(ca_bio);
+  ERR_clear_error();  // the loop ends on an expected "no start line"
+  if (loaded == 0) return Error(Errc::kCrypto, "the CA PEM holds no certificate");
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
+  const std::string host(broker_host);
+  if (X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) != 1) {
+    ERR_clear_error();
+    X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+  }
+
+  BIO* cert_bio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
+  X509* cert = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr);
+  BIO_free(cert_bio);
+  if (cert == nullptr)
+    return Error(Errc::kCrypto, openssl_error("the client certificate PEM does not parse"));
+  const int used = SSL_CTX_use_certificate(ctx, cert);
+  X509_free(cert);
+  if (used != 1) return Error(Errc::kCrypto, openssl_error("the client certificate was refused"));
+
+  BIO* key_bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);
+  BIO_free(key_bio);
+  if (key == nullptr) return Error(Errc::kCrypto, openssl_error("the client key PEM does not parse"));
+  const int key_used = SSL_CTX_use_PrivateKey(ctx, key);
+  EVP_PKEY_free(key);
+  if (key_used != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    return Error(Errc::kCrypto, openssl_error("the client key does not match its certificate"));
+  }
+  return holder;
+}
+
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+// libmosquitto calls plain C functions; these forward to the session in userdata.
+struct SessionTrampolines {
+  static void connected(struct mosquitto*, void* self, int rc, int, const mosquitto_property*) {
+    static_cast<MosquittoSession*>(self)->handle_connect(rc);
+  }
+  static void disconnected(struct mosquitto*, void* self, int rc, const mosquitto_property*) {
+    static_cast<MosquittoSession*>(self)->handle_disconnect(rc);
+  }
+  static void message(struct mosquitto*, void* self, const struct mosquitto_message* m,
+                      const mosquitto_property*) {
+    auto* session = static_cast<MosquittoSession*>(self);
+    if (session->callbacks_.on_message) {
+      session->callbacks_.on_message(m->topic, std::string_view(static_cast<const char*>(m->payload),
+                                                                static_cast<std::size_t>(m->payloadlen)));
+    }
+  }
+};
+
+MosquittoSession::MosquittoSession(SessionConfig config, SessionCallbacks callbacks)
+    : config_(std::move(config)), callbacks_(std::move(callbacks)) {}
+
+common::Result<std::unique_ptr<MosquittoSession>> MosquittoSession::create(SessionConfig config,
+                                                                           SessionCallbacks callbacks) {
+  if (config.client_id.empty()) return Error(Errc::kInvalidArgument, "a session needs a client id");
+  if (!config.tls)
+    return Error(Errc::kInvalidArgument, "a session needs a TLS context (the broker requires mTLS)");
+  std::unique_ptr<MosquittoSession> session(new MosquittoSession(std::move(config), std::move(callbacks)));
+  session->mosq_ = mosquitto_new(session->config_.client_id.c_str(), true, session.get());
+  if (session->mosq_ == nullptr) return Error(Errc::kInternal, "mosquitto_new failed (out of memory?)");
+  mosquitto_int_option(session->mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+  mosquitto_int_option(session->mosq_, MOSQ_OPT_TCP_NODELAY, 1);
+  int rc = mosquitto_void_option(session->mosq_, MOSQ_OPT_SSL_CTX, session->config_.tls->native());
+  if (rc != MOSQ_ERR_SUCCESS) return mosquitto_error("cannot use the TLS context", rc);
+  mosquitto_int_option(session->mosq_, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0);
+  if (const auto& will = session->config_.will) {
+    rc = mosquitto_will_set_v5(session->mosq_, will->topic.c_str(), static_cast<int>(will->payload.size()),
+                               will->payload.data(), will->qos, will->retain, nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) return mosquitto_error("cannot set the last will", rc);
+  }
+  mosquitto_connect_v5_callback_set(session->mosq_, &SessionTrampolines::connected);
+  mosquitto_disconnect_v5_callback_set(session->mosq_, &SessionTrampolines::disconnected);
+  mosquitto_message_v5_callback_set(session->mosq_, &SessionTrampolines::message);
+  return session;
+}
+
+MosquittoSession::~MosquittoSession() {
+  if (mosq_ != nullptr) mosquitto_destroy(mosq_);
+}
+
+common::Status MosquittoSession::connect() {
+  // A connect after a drop starts from a fresh socket; stale queued packets are dropped with it.
+  const int rc = connects_ == 0 ? mosquitto_connect_async(mosq_, config_.host.c_str(), config_.port,
+                                                          config_.keepalive_seconds)
+                                : mosquitto_reconnect_async(mosq_);
+  ++connects_;
+  if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_CONN_PENDING) {
+    active_ = false;
+    return mosquitto_error("connect failed", rc);
+  }
+  active_ = true;
+  current_ = {};
+  return common::ok_status();
+}
+
+void MosquittoSession::disconnect() {
+  if (!active_) return;
+  mosquitto_disconnect(mosq_);
+}
+
+void MosquittoSession::reset() {
+  const int fd = socket();
+  if (fd < 0) return;
+  sample_wire_counters();
+  // No DISCONNECT packet: the broker sees the connection die and publishes the last will.
+  ::shutdown(fd, SHUT_RDWR);
+}
+
+common::Status MosquittoSession::publish(const std::string& topic, std::string_view payload, int qos,
+                                         bool retain) {
+  if (!connected_) return Error(Errc::kUnavailable, "not connected");
+  const int rc = mosquitto_publish_v5(mosq_, nullptr, topic.c_str(), static_cast<int>(payload.size()),
+                                      payload.data(), qos, retain, nullptr);
+  if (rc != MOSQ_ERR_SUCCESS) return mosquitto_error("publish failed", rc);
+  return common::ok_status();
+}
+
+common::Status MosquittoSession::subscribe(const std::string& filter, int qos) {
+  if (!connected_) return Error(Errc::kUnavailable, "not connected");
+  const int rc = mosquitto_subscribe_v5(mosq_, nullptr, filter.c_str(), qos, 0, nullptr);
+  if (rc != MOSQ_ERR_SUCCESS) return mosquitto_error("subscribe failed", rc);
+  return common::ok_status();
+}
+
+int MosquittoSession::socket() const noexcept { return mosq_ == nullptr ? -1 : mosquitto_socket(mosq_); }
+
+bool MosquittoSession::want_write() const noexcept { return mosquitto_want_write(mosq_); }
+
+void MosquittoSession::on_readable() {
+  handle_loop_result(mosquitto_loop_read(mosq_, 16));
+  sample_wire_counters();
+}
+
+void MosquittoSession::on_writable() {
+  handle_loop_result(mosquitto_loop_write(mosq_, 16));
+  sample_wire_counters();
+}
+
+void MosquittoSession::on_idle() {
+  if (!active_) return;
+  handle_loop_result(mosquitto_loop_misc(mosq_));
+}
+
+void MosquittoSession::handle_loop_result(int rc) {
+  if (rc == MOSQ_ERR_SUCCESS || rc == MOSQ_ERR_CONN_PENDING) return;
+  // The connection failed before a CONNACK (refused TLS, broker gone): no disconnect callback
+  // comes for that, so report it here.
+  if (active_ && socket() < 0) handle_disconnect(rc == MOSQ_ERR_NO_CONN ? MOSQ_ERR_CONN_LOST : rc);
+}
+
+void MosquittoSession::handle_connect(int reason_code) {
+  connected_ = reason_code == 0;
+  if (callbacks_.on_connected) callbacks_.on_connected(reason_code);
+  if (!connected_) {
+    mosquitto_disconnect(mosq_);
+  }
+}
+
+void MosquittoSession::handle_disconnect(int reason_code) {
+  const bool was_active = active_;
+  connected_ = false;
+  active_ = false;
+  closed_connections_.bytes_sent += current_.bytes_sent;
+  closed_connections_.bytes_received += current_.bytes_received;
+  current_ = {};
+  if (was_active && callbacks_.on_disconnected) callbacks_.on_disconnected(reason_code);
+}
+
+void MosquittoSession::sample_wire_counters() {
+  const int fd = socket();
+  if (fd < 0) return;
+  struct tcp_info info;
+  std::memset(&info, 0, sizeof info);
+  socklen_t length = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) == 0) {
+    current_.bytes_sent = info.tcpi_bytes_acked;
+    current_.bytes_received = info.tcpi_bytes_received;
+  }
+}
+
+WireCounters MosquittoSession::wire() const noexcept {
+  return {closed_connections_.bytes_sent + current_.bytes_sent,
+          closed_connections_.bytes_received + current_.bytes_received};
+}
+
+}  // namespace fota::sim::transport

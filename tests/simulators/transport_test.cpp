@@ -1,0 +1,189 @@
+// The libmosquitto event-loop transport against a real mosquitto over mTLS.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fota/sim/transport/event_loop.hpp"
+#include "fota/sim/transport/mosquitto_session.hpp"
+#include "fota/testing/broker.hpp"
+
+namespace fota::sim::transport {
+namespace {
+
+using common::IssueOptions;
+using common::Role;
+
+class TransportTest : public ::testing::Test {
+ protected:
+  TransportTest() : pki_(dir_.path() / "pki"), broker_(pki_, dir_.path() / "broker") {}
+
+  std::shared_ptr<TlsContext> tls_for(Role role, const std::string& name) {
+    IssueOptions options;
+    options.role = role;
+    options.common_name = name;
+    auto issued = pki_.ca().issue(options);
+    EXPECT_TRUE(issued.ok()) << issued.error().message;
+    auto tls = TlsContext::create(pki_.ca().ca_cert_pem(), issued->cert_pem, issued->key_pem);
+    EXPECT_TRUE(tls.ok()) << tls.error().message;
+    return *tls;
+  }
+
+  template <typename Pred>
+  bool run_until(Pred pred, int timeout_ms = 5000) {
+    const auto deadline = EventLoop::wall_clock_ms() + timeout_ms;
+    while (!pred()) {
+      if (EventLoop::wall_clock_ms() > deadline) return false;
+      loop_.run_once(20);
+    }
+    return true;
+  }
+
+  MosquittoLibrary library_;
+  testing::TempDir dir_;
+  testing::TestPki pki_;
+  testing::MosquittoBroker broker_;
+  EventLoop loop_;
+};
+
+TEST_F(TransportTest, ManySessionsConnectAndExchangeMessagesOnOneThread) {
+  constexpr int kDevices = 50;
+  std::vector<std::unique_ptr<MosquittoSession>> devices;
+  std::vector<int> received(kDevices, 0);
+  int connected = 0;
+  for (int i = 0; i < kDevices; ++i) {
+    SessionConfig config;
+    config.port = broker_.port();
+    config.client_id = "dev-" + std::to_string(i);
+    config.tls = tls_for(Role::kDevice, config.client_id);
+    SessionCallbacks callbacks;
+    callbacks.on_connected = [&, i](int rc) {
+      ASSERT_EQ(rc, 0);
+      ++connected;
+      ASSERT_TRUE(devices[i]->subscribe("t/dev-" + std::to_string(i), 1).ok());
+    };
+    callbacks.on_message = [&, i](std::string_view topic, std::string_view payload) {
+      EXPECT_EQ(topic, "t/dev-" + std::to_string(i));
+      EXPECT_EQ(payload, "hello " + std::to_string(i));
+      ++received[i];
+    };
+    auto session = MosquittoSession::create(std::move(config), std::move(callbacks));
+    ASSERT_TRUE(session.ok()) << session.error().message;
+    devices.push_back(std::move(*session));
+    loop_.watch(devices.back().get());
+    ASSERT_TRUE(devices.back()->connect().ok());
+  }
+  ASSERT_TRUE(run_until([&] { return connected == kDevices; })) << connected << " connected";
+
+  SessionConfig sender_config;
+  sender_config.port = broker_.port();
+  sender_config.client_id = "orchestrator";
+  sender_config.tls = tls_for(Role::kOrchestrator, "orchestrator");
+  bool sender_up = false;
+  SessionCallbacks sender_callbacks;
+  sender_callbacks.on_connected = [&](int rc) { sender_up = rc == 0; };
+  auto sender = MosquittoSession::create(std::move(sender_config), std::move(sender_callbacks));
+  ASSERT_TRUE(sender.ok());
+  loop_.watch(sender->get());
+  ASSERT_TRUE((*sender)->connect().ok());
+  ASSERT_TRUE(run_until([&] { return sender_up; }));
+  // Let the SUBACKs land before publishing.
+  run_until([] { return false; }, 200);
+  for (int i = 0; i < kDevices; ++i) {
+    ASSERT_TRUE((*sender)->publish("t/dev-" + std::to_string(i), "hello " + std::to_string(i), 1).ok());
+  }
+  ASSERT_TRUE(run_until([&] {
+    for (int n : received) {
+      if (n == 0) return false;
+    }
+    return true;
+  }));
+  for (int n : received) EXPECT_EQ(n, 1);
+  // Bytes were counted from the kernel's TCP counters: at least the TLS handshake went both ways.
+  EXPECT_GT(devices[0]->wire().bytes_received, 500u);
+  EXPECT_GT(devices[0]->wire().bytes_sent, 300u);
+}
+
+TEST_F(TransportTest, ResetLooksLikeALostLinkAndTheSessionReconnects) {
+  SessionConfig watcher_config;
+  watcher_config.port = broker_.port();
+  watcher_config.client_id = "observer";
+  watcher_config.tls = tls_for(Role::kObserver, "observer");
+  std::vector<std::string> wills;
+  bool watcher_up = false;
+  SessionCallbacks watcher_callbacks;
+  watcher_callbacks.on_connected = [&](int) { watcher_up = true; };
+  watcher_callbacks.on_message = [&](std::string_view, std::string_view payload) {
+    wills.emplace_back(payload);
+  };
+  auto watcher = MosquittoSession::create(std::move(watcher_config), std::move(watcher_callbacks));
+  ASSERT_TRUE(watcher.ok());
+  loop_.watch(watcher->get());
+  ASSERT_TRUE((*watcher)->connect().ok());
+  ASSERT_TRUE(run_until([&] { return watcher_up; }));
+  ASSERT_TRUE((*watcher)->subscribe("will/#", 1).ok());
+
+  SessionConfig config;
+  config.port = broker_.port();
+  config.client_id = "dev-reset";
+  config.tls = tls_for(Role::kDevice, "dev-reset");
+  config.will = LastWill{"will/dev-reset", "gone", 1, false};
+  int connects = 0;
+  int disconnects = 0;
+  SessionCallbacks callbacks;
+  callbacks.on_connected = [&](int rc) { connects += rc == 0; };
+  callbacks.on_disconnected = [&](int) { ++disconnects; };
+  auto device = MosquittoSession::create(std::move(config), std::move(callbacks));
+  ASSERT_TRUE(device.ok());
+  loop_.watch(device->get());
+  ASSERT_TRUE((*device)->connect().ok());
+  ASSERT_TRUE(run_until([&] { return connects == 1; }));
+
+  (*device)->reset();
+  ASSERT_TRUE(run_until([&] { return disconnects == 1; }));
+  EXPECT_FALSE((*device)->connected());
+  ASSERT_TRUE(run_until([&] { return wills.size() == 1; })) << "the broker must publish the last will";
+  EXPECT_EQ(wills[0], "gone");
+
+  ASSERT_TRUE((*device)->connect().ok());
+  ASSERT_TRUE(run_until([&] { return connects == 2; }));
+  EXPECT_EQ((*device)->connects(), 2u);
+}
+
+TEST_F(TransportTest, ForeignCertificateIsRefused) {
+  testing::TempDir other_dir;
+  testing::TestPki other(other_dir.path());
+  IssueOptions options;
+  options.common_name = "intruder";
+  auto issued = other.ca().issue(options);
+  ASSERT_TRUE(issued.ok());
+  // Trusts our broker's CA but presents a certificate from another CA.
+  auto tls = TlsContext::create(pki_.ca().ca_cert_pem(), issued->cert_pem, issued->key_pem);
+  ASSERT_TRUE(tls.ok());
+  SessionConfig config;
+  config.port = broker_.port();
+  config.client_id = "intruder";
+  config.tls = *tls;
+  bool connected = false;
+  bool ended = false;
+  SessionCallbacks callbacks;
+  callbacks.on_connected = [&](int rc) { connected = rc == 0; };
+  callbacks.on_disconnected = [&](int) { ended = true; };
+  auto session = MosquittoSession::create(std::move(config), std::move(callbacks));
+  ASSERT_TRUE(session.ok());
+  loop_.watch(session->get());
+  ASSERT_TRUE((*session)->connect().ok());
+  run_until([&] { return ended; }, 3000);
+  EXPECT_FALSE(connected);
+  EXPECT_TRUE(ended);
+}
+
+TEST(TlsContextTest, GarbageIsRefusedWithAMessage) {
+  auto tls = TlsContext::create("not a pem", "x", "y");
+  ASSERT_FALSE(tls.ok());
+  EXPECT_NE(tls.error().message.find("CA"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fota::sim::transport
