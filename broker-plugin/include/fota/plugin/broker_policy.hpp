@@ -1,0 +1,154 @@
+// The broker plugin's policy: a sans-IO core with no Mosquitto dependency. The Mosquitto shim
+// feeds it broker events with `now` and carries out what it returns; tests drive it directly.
+//
+// Connections are identified by the client id plus an opaque `ConnectionId` the adapter picks
+// (the Mosquitto shim uses the address of the client context): when a device reconnects, the
+// broker reports the old connection's disconnect after the new one authenticated, and the
+// handle keeps the two apart.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "fota/common/pki.hpp"
+#include "fota/common/result.hpp"
+#include "fota/plugin/chunk_source.hpp"
+#include "fota/plugin/deny_list.hpp"
+#include "fota/plugin/options.hpp"
+#include "fota/plugin/token_bucket.hpp"
+#include "fota/plugin/topic_acl.hpp"
+#include "fota/v1/fota.pb.h"
+
+namespace fota::plugin {
+
+using ConnectionId = std::uint64_t;
+
+enum class Refusal {
+  kNone,
+  kNoCertificate,     // no verified client certificate, or one without a usable CN / role
+  kClientIdMismatch,  // MQTT client id differs from the certificate CN
+  kRoleNotAllowed,    // a role that has no business on MQTT (operator, broker)
+  kRevoked,           // CN or serial on the deny list
+  kBanned,            // recently disconnected as an abuser
+  kUnknownClient,     // an event for a client this policy never admitted
+  kAclDenied,
+  kInvalidPayload,
+  kRateLimited,
+};
+
+std::string_view refusal_name(Refusal refusal) noexcept;
+
+struct Decision {
+  Refusal refusal = Refusal::kNone;
+  // Set when this refusal made the connection an abuser: the adapter closes it now.
+  bool disconnect = false;
+  std::string reason;  // for the log: what was refused and why
+
+  bool allowed() const noexcept { return refusal == Refusal::kNone; }
+  static Decision allow() { return {}; }
+};
+
+struct Publication {
+  std::string topic;
+  std::string payload;
+  int qos = 0;
+  bool retain = false;
+};
+
+// What to do with a PUBLISH that passed the ACL (MESSAGE event).
+struct MessageOutcome {
+  // True when the plugin answered the chunk request itself; the adapter then drops the
+  // request instead of forwarding it to the orchestrator.
+  bool served = false;
+  // Replies for the publishing client only (its chunk topic).
+  std::vector<Publication> replies;
+};
+
+struct TickOutcome {
+  std::optional<Publication> stats;  // retained BrokerStats for everyone allowed to read it
+};
+
+class BrokerPolicy {
+ public:
+  // `chunks` may be null (no chunk serving); it must outlive the policy.
+  BrokerPolicy(PluginOptions options, DenyList deny_list, const ChunkSource* chunks,
+               std::shared_ptr<spdlog::logger> logger, std::int64_t now_ms);
+
+  // CONNECT. `certificate` is the identity read from the verified client certificate, or the
+  // error of reading it (no certificate, no CN, no role).
+  Decision on_connect(ConnectionId connection, std::string_view client_id,
+                      const common::Result<common::PeerIdentity>& certificate, std::int64_t now_ms);
+  // SUBSCRIBE of one filter.
+  Decision on_subscribe(ConnectionId connection, std::string_view client_id, std::string_view filter,
+                        std::int64_t now_ms);
+  // An incoming PUBLISH (also a will, checked when it is sent): ACL, payload, rate limits.
+  Decision on_publish(ConnectionId connection, std::string_view client_id, std::string_view topic,
+                      std::string_view payload, bool retain, std::int64_t now_ms);
+  // Delivery of a message on `topic` to the client (also queued and retained messages).
+  Decision on_deliver(std::string_view client_id, std::string_view topic) const;
+  // A PUBLISH that passed on_publish, before it is routed: chunk requests the store can answer
+  // are answered here.
+  MessageOutcome on_message(ConnectionId connection, std::string_view client_id, std::string_view topic,
+                            std::string_view payload, std::int64_t now_ms);
+  void on_disconnect(ConnectionId connection, std::string_view client_id);
+  TickOutcome on_tick(std::int64_t now_ms);
+
+  // Replaces the deny list (SIGHUP). Returns the client ids of connected clients that are
+  // now revoked; the adapter disconnects them.
+  std::vector<std::string> replace_deny_list(DenyList deny_list);
+
+  const v1::BrokerStats& stats() const noexcept { return stats_; }
+  const PluginOptions& options() const noexcept { return options_; }
+
+ private:
+  struct Session {
+    ConnectionId connection = 0;
+    bool online = false;
+    common::PeerIdentity identity;
+    std::string chunk_request_topic;  // devices only: the one topic the plugin may answer
+    std::string chunk_topic;
+    TokenBucket messages;
+    TokenBucket bytes;
+    TokenBucket chunk_bytes;
+    TokenBucket refusals;
+    bool abuser = false;
+  };
+
+  Session* live_session(ConnectionId connection, std::string_view client_id);
+  const Session* known_session(std::string_view client_id) const;
+  Decision refuse_connect(Refusal refusal, std::string reason);
+  // Counts a refusal of a live session; may make it an abuser.
+  Decision refuse(Session* session, Refusal refusal, std::string reason, std::int64_t now_ms);
+  void serve_chunks(Session& session, const v1::ChunkRequest& request, std::int64_t now_ms,
+                    MessageOutcome& out);
+  void add_chunk_reply(const Session& session, const v1::ChunkRequest& request, std::uint32_t index,
+                       v1::ChunkStatus status, std::string data, MessageOutcome& out);
+
+  PluginOptions options_;
+  TopicAcl acl_;
+  DenyList deny_list_;
+  const ChunkSource* chunks_;
+  std::shared_ptr<spdlog::logger> log_;
+  // One entry per client id admitted since start: Mosquitto checks wills and messages queued
+  // for offline sessions after the connection is gone, and those checks need the identity.
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept {
+      return std::hash<std::string_view>{}(text);
+    }
+  };
+  std::unordered_map<std::string, Session, StringHash, std::equal_to<>> sessions_;
+  std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>> banned_until_ms_;
+  v1::BrokerStats stats_;
+  std::int64_t next_stats_ms_ = 0;
+  std::string stats_topic_;
+};
+
+}  // namespace fota::plugin

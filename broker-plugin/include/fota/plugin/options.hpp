@@ -1,0 +1,52 @@
+// The plugin's settings, from the `plugin_opt_<key> <value>` lines of mosquitto.conf.
+// docs/BROKER_PLUGIN.md lists every key with its default.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fota/common/result.hpp"
+#include "fota/common/topics.hpp"
+#include "fota/plugin/token_bucket.hpp"
+
+namespace fota::plugin {
+
+struct PluginOptions {
+  common::TopicScheme scheme;
+  // Read-only content-addressed artifact store (the orchestrator's); none = no chunk serving.
+  std::optional<std::filesystem::path> artifact_dir;
+  // Deny list file (device ids and certificate serials), re-read on SIGHUP; none = empty list.
+  std::optional<std::filesystem::path> deny_list;
+
+  // Per device connection. Orchestrator and observer connections are not rate limited: the
+  // orchestrator talks to the whole fleet, an observer cannot publish at all.
+  RateLimit device_messages{100, 200};
+  RateLimit device_bytes{1024 * 1024, 4 * 1024 * 1024};
+  // Chunk bytes the plugin serves to one device; past it, requests get CHUNK_STATUS_UNAVAILABLE.
+  RateLimit device_chunk_bytes{16 * 1024 * 1024, 16 * 1024 * 1024};
+  // Refusals (ACL, invalid payload, rate limit) a connection may collect: `abuse_refusals` per
+  // `abuse_window_ms`. One more and it is disconnected and refused for `abuser_ban_ms`.
+  std::uint32_t abuse_refusals = 50;
+  std::int64_t abuse_window_ms = 10'000;
+  std::int64_t abuser_ban_ms = 30'000;
+
+  // Work bound per chunk request: at most this many chunks are read and answered.
+  std::uint32_t max_chunks_per_request = 64;
+  int chunk_qos = 1;
+
+  // BrokerStats period on the retained stats topic; 0 = never.
+  std::int64_t stats_interval_ms = 10'000;
+  // spdlog level name: trace, debug, info, warn, error, off.
+  std::string log_level = "info";
+};
+
+// Parses key/value pairs (keys without the "plugin_opt_" prefix). Unknown keys and bad values
+// are errors that name the key, the value and what is expected.
+common::Result<PluginOptions> parse_plugin_options(
+    const std::vector<std::pair<std::string, std::string>>& pairs);
+
+}  // namespace fota::plugin

@@ -1,0 +1,361 @@
+#include "fota/plugin/broker_policy.hpp"
+
+#include <algorithm>
+
+#include "fota/common/codec.hpp"
+
+namespace fota::plugin {
+
+using common::Channel;
+using common::Role;
+
+std::string_view refusal_name(Refusal refusal) noexcept {
+  switch (refusal) {
+    case Refusal::kNone:
+      return "none";
+    case Refusal::kNoCertificate:
+      return "no usable client certificate";
+    case Refusal::kClientIdMismatch:
+      return "client id differs from certificate CN";
+    case Refusal::kRoleNotAllowed:
+      return "role not allowed on MQTT";
+    case Refusal::kRevoked:
+      return "revoked";
+    case Refusal::kBanned:
+      return "banned as an abuser";
+    case Refusal::kUnknownClient:
+      return "unknown client";
+    case Refusal::kAclDenied:
+      return "ACL denied";
+    case Refusal::kInvalidPayload:
+      return "invalid payload";
+    case Refusal::kRateLimited:
+      return "rate limited";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// Client ids and topics come from the network: keep log lines short and printable.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 120)) {
+    auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u >= 0x7f) ? '?' : c;
+  }
+  if (text.size() > 120) out += "...";
+  return out;
+}
+
+}  // namespace
+
+BrokerPolicy::BrokerPolicy(PluginOptions options, DenyList deny_list, const ChunkSource* chunks,
+                           std::shared_ptr<spdlog::logger> logger, std::int64_t now_ms)
+    : options_(std::move(options)),
+      acl_(options_.scheme),
+      deny_list_(std::move(deny_list)),
+      chunks_(chunks),
+      log_(std::move(logger)),
+      stats_topic_(options_.scheme.broker_stats_topic()) {
+  next_stats_ms_ = now_ms + options_.stats_interval_ms;
+}
+
+BrokerPolicy::Session* BrokerPolicy::live_session(ConnectionId connection, std::string_view client_id) {
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end() || !it->second.online || it->second.connection != connection) return nullptr;
+  return &it->second;
+}
+
+const BrokerPolicy::Session* BrokerPolicy::known_session(std::string_view client_id) const {
+  auto it = sessions_.find(client_id);
+  return it == sessions_.end() ? nullptr : &it->second;
+}
+
+Decision BrokerPolicy::refuse_connect(Refusal refusal, std::string reason) {
+  stats_.set_connections_refused(stats_.connections_refused() + 1);
+  if (refusal == Refusal::kRevoked) stats_.set_revoked_refused(stats_.revoked_refused() + 1);
+  log_->info("refused connection: {}", reason);
+  return Decision{refusal, false, std::move(reason)};
+}
+
+Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view client_id,
+                                  const common::Result<common::PeerIdentity>& certificate,
+                                  std::int64_t now_ms) {
+  const std::string who = "client \"" + printable(client_id) + "\"";
+  if (!certificate) {
+    return refuse_connect(Refusal::kNoCertificate,
+                          who + " has no usable client certificate (" + certificate.error().message + ")");
+  }
+  const common::PeerIdentity& identity = *certificate;
+  if (identity.common_name != client_id) {
+    return refuse_connect(Refusal::kClientIdMismatch, who + " presented a certificate for \"" +
+                                                          printable(identity.common_name) +
+                                                          "\"; the client id must equal the certificate CN");
+  }
+  if (identity.role != Role::kDevice && identity.role != Role::kOrchestrator &&
+      identity.role != Role::kObserver) {
+    return refuse_connect(Refusal::kRoleNotAllowed,
+                          who + " has role " + std::string(common::role_name(identity.role)) +
+                              "; only device, orchestrator and observer certificates may connect");
+  }
+  if (deny_list_.denies(identity.common_name, identity.serial_hex)) {
+    return refuse_connect(Refusal::kRevoked,
+                          who + " (certificate serial " + identity.serial_hex + ") is on the deny list");
+  }
+  if (auto ban = banned_until_ms_.find(client_id); ban != banned_until_ms_.end()) {
+    if (now_ms < ban->second) {
+      return refuse_connect(Refusal::kBanned, who + " was disconnected as an abuser; refused for another " +
+                                                  std::to_string((ban->second - now_ms + 999) / 1000) + " s");
+    }
+    banned_until_ms_.erase(ban);
+  }
+
+  Session session;
+  session.connection = connection;
+  session.online = true;
+  session.identity = identity;
+  if (identity.role == Role::kDevice) {
+    // peer_identity validated the CN as a device id.
+    auto device = common::DeviceId::parse(identity.common_name);
+    if (device) {
+      session.chunk_request_topic = options_.scheme.device_topic(*device, Channel::kChunkRequest);
+      session.chunk_topic = options_.scheme.device_topic(*device, Channel::kChunk);
+    }
+    session.messages = TokenBucket(options_.device_messages, now_ms);
+    session.bytes = TokenBucket(options_.device_bytes, now_ms);
+    session.chunk_bytes = TokenBucket(options_.device_chunk_bytes, now_ms);
+  }
+  const double refusals = static_cast<double>(options_.abuse_refusals);
+  session.refusals = TokenBucket(
+      RateLimit{refusals * 1000.0 / static_cast<double>(options_.abuse_window_ms), refusals}, now_ms);
+  sessions_.insert_or_assign(std::string(client_id), std::move(session));
+  log_->debug("admitted {} as {}", who, common::role_name(identity.role));
+  return Decision::allow();
+}
+
+Decision BrokerPolicy::refuse(Session* session, Refusal refusal, std::string reason, std::int64_t now_ms) {
+  switch (refusal) {
+    case Refusal::kAclDenied:
+    case Refusal::kUnknownClient:
+      stats_.set_acl_denials(stats_.acl_denials() + 1);
+      break;
+    case Refusal::kInvalidPayload:
+      stats_.set_invalid_payloads(stats_.invalid_payloads() + 1);
+      break;
+    case Refusal::kRateLimited:
+      stats_.set_rate_limited(stats_.rate_limited() + 1);
+      break;
+    default:
+      break;
+  }
+  Decision decision{refusal, false, std::move(reason)};
+  if (session == nullptr) return decision;
+  if (session->abuser) {
+    decision.disconnect = true;
+    return decision;
+  }
+  if (!session->refusals.try_take(1, now_ms)) {
+    session->abuser = true;
+    decision.disconnect = true;
+    banned_until_ms_[session->identity.common_name] = now_ms + options_.abuser_ban_ms;
+    stats_.set_disconnected_abusers(stats_.disconnected_abusers() + 1);
+    log_->warn("disconnecting \"{}\": more than {} refusals within {} ms (last: {}); refused for {} ms",
+               printable(session->identity.common_name), options_.abuse_refusals, options_.abuse_window_ms,
+               decision.reason, options_.abuser_ban_ms);
+  } else {
+    log_->debug("refused: {}", decision.reason);
+  }
+  return decision;
+}
+
+Decision BrokerPolicy::on_subscribe(ConnectionId connection, std::string_view client_id,
+                                    std::string_view filter, std::int64_t now_ms) {
+  Session* session = live_session(connection, client_id);
+  if (session == nullptr) {
+    return refuse(nullptr, Refusal::kUnknownClient,
+                  "subscribe from \"" + printable(client_id) + "\", which the plugin did not admit", now_ms);
+  }
+  if (session->abuser) return refuse(session, Refusal::kAclDenied, "abuser", now_ms);
+  if (!acl_.may_subscribe(session->identity.role, session->identity.common_name, filter)) {
+    return refuse(session, Refusal::kAclDenied,
+                  std::string(common::role_name(session->identity.role)) + " \"" + printable(client_id) +
+                      "\" may not subscribe to \"" + printable(filter) + "\"",
+                  now_ms);
+  }
+  return Decision::allow();
+}
+
+Decision BrokerPolicy::on_publish(ConnectionId connection, std::string_view client_id, std::string_view topic,
+                                  std::string_view payload, bool retain, std::int64_t now_ms) {
+  // A will or a source check of a retained message arrives after (or outside) the connection:
+  // it gets the ACL and payload checks of its client, without rate limits or abuse counting.
+  Session* live = live_session(connection, client_id);
+  const Session* session = live != nullptr ? live : known_session(client_id);
+  if (session == nullptr) {
+    return refuse(nullptr, Refusal::kUnknownClient,
+                  "publish from \"" + printable(client_id) + "\", which the plugin did not admit", now_ms);
+  }
+  if (live != nullptr && live->abuser) return refuse(live, Refusal::kAclDenied, "abuser", now_ms);
+  const common::PeerIdentity& identity = session->identity;
+  auto target = acl_.publishable(identity.role, identity.common_name, topic);
+  const auto who = [&] {
+    return std::string(common::role_name(identity.role)) + " \"" + printable(client_id) + "\"";
+  };
+  if (!target) {
+    return refuse(live, Refusal::kAclDenied, who() + " may not publish to \"" + printable(topic) + "\"",
+                  now_ms);
+  }
+  if (retain && identity.role == Role::kDevice && target->channel != Channel::kInventory &&
+      target->channel != Channel::kPresence) {
+    return refuse(live, Refusal::kAclDenied,
+                  who() + " may not retain on \"" + printable(topic) + "\" (only inventory and presence)",
+                  now_ms);
+  }
+  if (live != nullptr && identity.role == Role::kDevice) {
+    // Bytes first: a message refused for size must not also use up a message token.
+    if (!live->bytes.try_take(static_cast<double>(payload.size()), now_ms) ||
+        !live->messages.try_take(1, now_ms)) {
+      return refuse(live, Refusal::kRateLimited,
+                    who() + " is over its rate limit (" + std::to_string(payload.size()) + " bytes to \"" +
+                        printable(topic) + "\")",
+                    now_ms);
+    }
+  }
+  if (auto valid = common::validate_device_message(target->channel, target->device, payload); !valid) {
+    return refuse(
+        live, Refusal::kInvalidPayload,
+        who() + " published an invalid payload to \"" + printable(topic) + "\": " + valid.error().message,
+        now_ms);
+  }
+  return Decision::allow();
+}
+
+Decision BrokerPolicy::on_deliver(std::string_view client_id, std::string_view topic) const {
+  const Session* session = known_session(client_id);
+  if (session == nullptr) return Decision{Refusal::kUnknownClient, false, "unknown client"};
+  if (!acl_.may_receive(session->identity.role, session->identity.common_name, topic)) {
+    return Decision{Refusal::kAclDenied, false,
+                    "\"" + printable(client_id) + "\" may not receive \"" + printable(topic) + "\""};
+  }
+  return Decision::allow();
+}
+
+MessageOutcome BrokerPolicy::on_message(ConnectionId connection, std::string_view client_id,
+                                        std::string_view topic, std::string_view payload,
+                                        std::int64_t now_ms) {
+  MessageOutcome out;
+  if (chunks_ == nullptr) return out;
+  Session* session = live_session(connection, client_id);
+  // Cheap test first: this runs for every PUBLISH the broker receives.
+  if (session == nullptr || session->chunk_request_topic.empty() || topic != session->chunk_request_topic)
+    return out;
+  auto request = common::decode<v1::ChunkRequest>(payload, common::kMaxChunkRequestBytes);
+  if (!request) return out;  // on_publish already refused it; nothing to serve
+  if (!chunks_->has_artifact(request->artifact_id())) {
+    stats_.set_chunk_requests_forwarded(stats_.chunk_requests_forwarded() + 1);
+    return out;
+  }
+  serve_chunks(*session, *request, now_ms, out);
+  out.served = true;
+  return out;
+}
+
+void BrokerPolicy::add_chunk_reply(const Session& session, const v1::ChunkRequest& request,
+                                   std::uint32_t index, v1::ChunkStatus status, std::string data,
+                                   MessageOutcome& out) {
+  v1::ChunkData chunk;
+  chunk.set_artifact_id(request.artifact_id());
+  chunk.set_index(index);
+  chunk.set_request_id(request.request_id());
+  chunk.set_status(status);
+  if (status == v1::CHUNK_STATUS_OK) {
+    stats_.set_chunks_served(stats_.chunks_served() + 1);
+    stats_.set_chunk_bytes_served(stats_.chunk_bytes_served() + data.size());
+    chunk.set_data(std::move(data));
+  }
+  out.replies.push_back(
+      Publication{session.chunk_topic, chunk.SerializeAsString(), options_.chunk_qos, false});
+}
+
+void BrokerPolicy::serve_chunks(Session& session, const v1::ChunkRequest& request, std::int64_t now_ms,
+                                MessageOutcome& out) {
+  // Work per request is bounded: at most max_chunks_per_request indices are looked at, ranges
+  // and bitmap together, whatever counts the request claims.
+  std::uint32_t budget = options_.max_chunks_per_request;
+  std::string buffer;
+  const auto serve_one = [&](std::uint32_t index) {
+    --budget;
+    if (session.chunk_bytes.exhausted(now_ms)) {
+      add_chunk_reply(session, request, index, v1::CHUNK_STATUS_UNAVAILABLE, {}, out);
+      return;
+    }
+    auto read = chunks_->read_chunk(request.artifact_id(), index, buffer);
+    if (!read) {
+      const bool past_end = read.error().code == common::Errc::kInvalidArgument;
+      if (!past_end)
+        log_->warn("reading chunk {} of {}: {}", index, request.artifact_id(), read.error().message);
+      add_chunk_reply(session, request, index,
+                      past_end ? v1::CHUNK_STATUS_OUT_OF_RANGE : v1::CHUNK_STATUS_UNAVAILABLE, {}, out);
+      return;
+    }
+    if (!session.chunk_bytes.try_take(static_cast<double>(buffer.size()), now_ms)) {
+      add_chunk_reply(session, request, index, v1::CHUNK_STATUS_UNAVAILABLE, {}, out);
+      return;
+    }
+    add_chunk_reply(session, request, index, v1::CHUNK_STATUS_OK, std::move(buffer), out);
+    buffer.clear();
+  };
+
+  for (const auto& range : request.ranges()) {
+    for (std::uint64_t i = 0; i < range.count() && budget > 0; ++i) {
+      const std::uint64_t index = std::uint64_t{range.first()} + i;
+      if (index > UINT32_MAX) break;
+      serve_one(static_cast<std::uint32_t>(index));
+    }
+  }
+  const std::string& bitmap = request.bitmap();
+  for (std::size_t byte = 0; byte < bitmap.size() && budget > 0; ++byte) {
+    const auto bits = static_cast<unsigned char>(bitmap[byte]);
+    for (unsigned bit = 0; bit < 8 && budget > 0; ++bit) {
+      if ((bits & (1u << bit)) == 0) continue;
+      const std::uint64_t index = std::uint64_t{request.bitmap_base()} + byte * 8 + bit;
+      if (index > UINT32_MAX) break;
+      serve_one(static_cast<std::uint32_t>(index));
+    }
+  }
+}
+
+void BrokerPolicy::on_disconnect(ConnectionId connection, std::string_view client_id) {
+  auto it = sessions_.find(client_id);
+  // A reconnect authenticates before the broker drops the old connection: only the current
+  // connection's disconnect counts.
+  if (it == sessions_.end() || it->second.connection != connection) return;
+  it->second.online = false;
+}
+
+TickOutcome BrokerPolicy::on_tick(std::int64_t now_ms) {
+  TickOutcome out;
+  if (options_.stats_interval_ms <= 0 || now_ms < next_stats_ms_) return out;
+  next_stats_ms_ = now_ms + options_.stats_interval_ms;
+  stats_.set_timestamp_ms(now_ms);
+  out.stats = Publication{stats_topic_, stats_.SerializeAsString(), 0, true};
+  // Expired bans are dropped here, off the per-message path.
+  std::erase_if(banned_until_ms_, [&](const auto& entry) { return entry.second <= now_ms; });
+  return out;
+}
+
+std::vector<std::string> BrokerPolicy::replace_deny_list(DenyList deny_list) {
+  deny_list_ = std::move(deny_list);
+  std::vector<std::string> revoked;
+  for (const auto& [client_id, session] : sessions_) {
+    if (session.online && deny_list_.denies(session.identity.common_name, session.identity.serial_hex)) {
+      revoked.push_back(client_id);
+    }
+  }
+  if (!revoked.empty())
+    log_->info("{} connected client(s) are now revoked and will be disconnected", revoked.size());
+  return revoked;
+}
+
+}  // namespace fota::plugin
