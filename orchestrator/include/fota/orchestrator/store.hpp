@@ -1,0 +1,122 @@
+// Durable state of the orchestrator behind a repository interface. SqliteStore is the embedded
+// default (WAL mode, schema migrations, batched transactions); a server database would implement
+// the same interface for several replicas.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fota/common/result.hpp"
+#include "fota/orchestrator/audit.hpp"
+#include "fota/orchestrator/rollout_engine.hpp"
+
+struct sqlite3;
+
+namespace fota::orchestrator {
+
+struct DeviceRecord {
+  DeviceFacts facts;
+  std::string client_version;
+  std::uint64_t security_counter = 0;
+  std::uint64_t free_bytes = 0;
+  std::string pending_deployment_id;
+  Millis registered_ms = 0;
+  std::string last_phase;  // from the last progress report
+  std::string last_error;
+};
+
+struct EventRecord {
+  std::int64_t id = 0;
+  Millis time_ms = 0;
+  std::string device_id;
+  std::string rollout_id;
+  std::string kind;  // "progress", "presence", "inventory", "command", "rollout"
+  std::string detail;
+};
+
+struct LogRecord {
+  std::int64_t id = 0;
+  std::string device_id;
+  Millis time_ms = 0;
+  int level = 0;
+  std::string message;
+  std::string source;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Runs `body` in one transaction: all its writes land together or not at all.
+  virtual common::Status transaction(const std::function<common::Status()>& body) = 0;
+
+  virtual common::Status upsert_device(const DeviceRecord& device) = 0;
+  virtual common::Result<std::vector<DeviceRecord>> load_devices() = 0;
+  virtual common::Result<DeviceRecord> device(const std::string& id) = 0;
+
+  // Inserts or updates the rollout and its dirty members; clears the dirty flags.
+  virtual common::Status save_rollout(Rollout& rollout) = 0;
+  virtual common::Result<std::vector<Rollout>> load_rollouts() = 0;
+
+  virtual common::Status append_event(const EventRecord& event) = 0;
+  // Newest first; `device` / `rollout` empty = any.
+  virtual common::Result<std::vector<EventRecord>> events(const std::string& device,
+                                                          const std::string& rollout, std::size_t limit) = 0;
+
+  virtual common::Status append_logs(const std::vector<LogRecord>& logs) = 0;
+  // Oldest first, with id > after_id.
+  virtual common::Result<std::vector<LogRecord>> logs(const std::string& device, std::int64_t after_id,
+                                                      std::size_t limit) = 0;
+
+  // Appends to the hash chain (prev_hash, hash and seq are filled in).
+  virtual common::Result<AuditEntry> append_audit(const std::string& actor, const std::string& action,
+                                                  const std::string& detail, Millis now) = 0;
+  virtual common::Result<std::vector<AuditEntry>> audit_entries(std::int64_t after_seq,
+                                                                std::size_t limit) = 0;
+};
+
+class SqliteStore final : public Store {
+ public:
+  static constexpr int kSchemaVersion = 2;
+
+  // Opens (creating if missing) and migrates the database. Errors name the file and the cause.
+  static common::Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
+  ~SqliteStore() override;
+
+  int schema_version();
+  std::string journal_mode();
+
+  common::Status transaction(const std::function<common::Status()>& body) override;
+  common::Status upsert_device(const DeviceRecord& device) override;
+  common::Result<std::vector<DeviceRecord>> load_devices() override;
+  common::Result<DeviceRecord> device(const std::string& id) override;
+  common::Status save_rollout(Rollout& rollout) override;
+  common::Result<std::vector<Rollout>> load_rollouts() override;
+  common::Status append_event(const EventRecord& event) override;
+  common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
+                                                  std::size_t limit) override;
+  common::Status append_logs(const std::vector<LogRecord>& logs) override;
+  common::Result<std::vector<LogRecord>> logs(const std::string& device, std::int64_t after_id,
+                                              std::size_t limit) override;
+  common::Result<AuditEntry> append_audit(const std::string& actor, const std::string& action,
+                                          const std::string& detail, Millis now) override;
+  common::Result<std::vector<AuditEntry>> audit_entries(std::int64_t after_seq, std::size_t limit) override;
+
+ private:
+  explicit SqliteStore(sqlite3* db, std::filesystem::path path);
+  common::Status exec(const char* sql);
+  common::Status migrate();
+
+  sqlite3* db_;
+  std::filesystem::path path_;
+  std::recursive_mutex mutex_;
+  int transaction_depth_ = 0;
+};
+
+}  // namespace fota::orchestrator
