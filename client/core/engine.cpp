@@ -18,6 +18,7 @@ using journal::JournalRecord;
 using S = EngineState;
 
 constexpr std::size_t kHashBytes = 32;
+constexpr std::uint64_t kSequenceGapAfterRestart = 1'000'000;
 
 journal::EngineState to_record_state(EngineState state) {
   switch (state) {
@@ -416,8 +417,10 @@ struct UpdateEngine::Impl {
     clear_download();
     health_deadline = kNoDeadline;
     state = S::kIdle;
-    persist();
+    // Report before storing: a power cut in between repeats the report after restart (the
+    // journal still holds the old state), while the reverse order could lose it for good.
     out.emplace_back(action::PublishProgress{final_report});
+    persist();
     publish_inventory();
   }
 
@@ -1190,6 +1193,8 @@ UpdateEngine::UpdateEngine(EngineConfig config, const EngineCrypto& crypto,
     : impl_(std::make_unique<Impl>(std::move(config), crypto)) {
   if (journal != nullptr) {
     impl_->record = *journal;
+    // Reports after the last store were not journaled: skip past any sequence they may have used.
+    impl_->record.set_progress_sequence(journal->progress_sequence() + kSequenceGapAfterRestart);
     impl_->have_journal = true;
     impl_->stored_manifest = std::string(signed_manifest);
   }

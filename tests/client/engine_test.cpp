@@ -1,0 +1,602 @@
+// Transition tests of the update engine over virtual time, and one test per refusal.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "fota/client/engine.hpp"
+#include "fota/client/runtime.hpp"
+#include "fota/testing/broker.hpp"
+#include "fota/testing/clock.hpp"
+#include "sim_device.hpp"
+
+namespace fota::client {
+namespace {
+
+using testing::ArtifactOptions;
+using testing::ChunkServer;
+using testing::make_artifact;
+using testing::SimDevice;
+using testing::TestArtifact;
+
+std::vector<std::string> names(const Actions& actions, bool skip_logs = true) {
+  std::vector<std::string> out;
+  for (const auto& a : actions) {
+    if (skip_logs && std::holds_alternative<action::Log>(a)) continue;
+    out.emplace_back(action_name(a));
+  }
+  return out;
+}
+
+template <typename T>
+std::vector<const T*> all_of(const Actions& actions) {
+  std::vector<const T*> out;
+  for (const auto& a : actions) {
+    if (const auto* t = std::get_if<T>(&a)) out.push_back(t);
+  }
+  return out;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineTest()
+      : key_(std::move(common::Ed25519PrivateKey::generate()).value()),
+        crypto_(trust_with(key_)),
+        artifact_(make_artifact(key_)),
+        server_(&artifact_) {}
+
+  static common::TrustStore trust_with(const common::Ed25519PrivateKey& key) {
+    common::TrustStore trust;
+    trust.add(key.public_key());
+    return trust;
+  }
+
+  SimDevice& device() {
+    if (!device_) {
+      device_ = std::make_unique<SimDevice>(dir_.path() / "dev", crypto_, factory_image_, config_);
+    }
+    return *device_;
+  }
+
+  // Boots the device and hands it a command; returns the last Progress.
+  v1::Progress send(const v1::Command& command) {
+    while (!device().running()) device().power_on(clock_.now_ms());
+    device().run(device().engine().on_command(command, clock_.now_ms()), clock_.now_ms());
+    return device().transport().progress.back();
+  }
+
+  // Runs the update to its end, rebooting when asked.
+  void run_to_completion() {
+    for (int round = 0; round < 20; ++round) {
+      if (!device().running() && !device().power_on(clock_.now_ms())) continue;
+      if (!testing::serve_chunks(device(), server_, clock_.now_ms())) continue;
+      if (device().engine().state() == EngineState::kIdle) return;
+      clock_.advance(std::chrono::milliseconds(500));
+      device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
+    }
+    FAIL() << "update did not finish";
+  }
+
+  fota::testing::TempDir dir_;
+  fota::testing::ManualClock clock_;
+  common::Ed25519PrivateKey key_;
+  OpenSslEngineCrypto crypto_;
+  TestArtifact artifact_;
+  ChunkServer server_;
+  EngineConfig config_ = SimDevice::default_config();
+  std::string factory_image_ = testing::make_image(9000, 1);
+  std::unique_ptr<SimDevice> device_;
+};
+
+// ---- Boot transitions: journal state x boot status -> engine state and actions -----------
+struct BootRow {
+  const char* name;
+  bool have_journal;
+  journal::EngineState journal_state;
+  BootStatus boot;
+  EngineState expected_state;
+  std::vector<std::string> expected_actions;
+};
+
+class BootTransitionTest : public EngineTest, public ::testing::WithParamInterface<BootRow> {};
+
+TEST_P(BootTransitionTest, FollowsTheTable) {
+  const BootRow& row = GetParam();
+  journal::JournalRecord record;
+  for (const char* name : {"a", "b"}) {
+    auto* s = record.add_slots();
+    s->set_name(name);
+    s->set_valid(true);
+    s->set_version(std::string(name) == "a" ? "1.0.0" : "2.0.0");
+  }
+  record.set_active_slot("a");
+  record.set_state(row.journal_state);
+  if (row.journal_state != journal::ENGINE_STATE_IDLE) {
+    auto* u = record.mutable_update();
+    u->set_command_id("c1");
+    u->set_artifact_id(artifact_.manifest.artifact_id());
+    u->set_image_size(artifact_.manifest.image_size());
+    u->set_chunk_size(artifact_.manifest.chunk_size());
+    u->set_chunk_count(static_cast<std::uint32_t>(artifact_.manifest.chunk_sha256_size()));
+    u->set_verified_bitmap(std::string((u->chunk_count() + 7) / 8, '\0'));
+    u->set_target_slot("b");
+    u->set_previous_slot("a");
+  }
+  UpdateEngine engine(config_, crypto_, row.have_journal ? &record : nullptr,
+                      artifact_.signed_manifest.SerializeAsString());
+  const Actions actions = engine.on_started(row.boot, clock_.now_ms());
+  EXPECT_EQ(engine.state(), row.expected_state) << engine_state_name(engine.state());
+  EXPECT_EQ(names(actions), row.expected_actions);
+  EXPECT_EQ(engine.stats().unexpected_events, 0U);
+}
+
+const std::vector<std::string> kActivate = {"PersistJournal", "PublishProgress", "ActivateSlot",
+                                            "PersistJournal", "PublishProgress", "Reboot"};
+const std::vector<std::string> kConfirm = {"PersistJournal", "PublishProgress", "RunHealthCheck"};
+const std::vector<std::string> kFinish = {"PublishProgress", "PersistJournal", "PublishInventory"};
+
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BootTransitionTest,
+    ::testing::Values(
+        BootRow{"FirstStartRecordsFactoryState",
+                false,
+                journal::ENGINE_STATE_IDLE,
+                {"a", false},
+                EngineState::kIdle,
+                {"PersistJournal"}},
+        BootRow{"IdleStaysIdle", true, journal::ENGINE_STATE_IDLE, {"a", false}, EngineState::kIdle, {}},
+        BootRow{"IdleOnUnexpectedTrialReverts",
+                true,
+                journal::ENGINE_STATE_IDLE,
+                {"b", true},
+                EngineState::kIdle,
+                {"RevertSlot", "Reboot"}},
+        BootRow{"DownloadingResumes",
+                true,
+                journal::ENGINE_STATE_DOWNLOADING,
+                {"a", false},
+                EngineState::kDownloading,
+                {"PrepareSlot", "PublishProgress"}},
+        BootRow{"VerifyingHashesAgain",
+                true,
+                journal::ENGINE_STATE_VERIFYING,
+                {"a", false},
+                EngineState::kVerifying,
+                {"HashSlot"}},
+        BootRow{"InstallingBeforeSwitchSwitchesAgain",
+                true,
+                journal::ENGINE_STATE_INSTALLING,
+                {"a", false},
+                EngineState::kRebooting,
+                kActivate},
+        BootRow{"InstallingAfterSwitchConfirms",
+                true,
+                journal::ENGINE_STATE_INSTALLING,
+                {"b", true},
+                EngineState::kConfirming,
+                kConfirm},
+        BootRow{"RebootingIntoTrialConfirms",
+                true,
+                journal::ENGINE_STATE_REBOOTING,
+                {"b", true},
+                EngineState::kConfirming,
+                kConfirm},
+        BootRow{"RebootingBackToOldSlotIsBootFailure",
+                true,
+                journal::ENGINE_STATE_REBOOTING,
+                {"a", false},
+                EngineState::kIdle,
+                concat({"RevertSlot"}, kFinish)},
+        BootRow{"ConfirmingAgainAfterCrash",
+                true,
+                journal::ENGINE_STATE_CONFIRMING,
+                {"b", true},
+                EngineState::kConfirming,
+                kConfirm},
+        BootRow{"ConfirmingAlreadyCommittedFinishes",
+                true,
+                journal::ENGINE_STATE_CONFIRMING,
+                {"b", false},
+                EngineState::kIdle,
+                kFinish},
+        BootRow{"RollingBackDone",
+                true,
+                journal::ENGINE_STATE_ROLLING_BACK,
+                {"a", false},
+                EngineState::kIdle,
+                kFinish},
+        BootRow{"RollingBackNotYetRevertsAgain",
+                true,
+                journal::ENGINE_STATE_ROLLING_BACK,
+                {"b", true},
+                EngineState::kRollingBack,
+                {"RevertSlot", "Reboot"}}),
+    [](const ::testing::TestParamInfo<BootRow>& row_info) { return std::string(row_info.param.name); });
+
+// ---- Events without a transition are reported loudly ---------------------------------------
+TEST_F(EngineTest, EventWithoutTransitionIsReportedLoudly) {
+  UpdateEngine engine(config_, crypto_);
+  (void)engine.on_started({"a", false}, clock_.now_ms());
+  const Actions actions = engine.on_health_result(true, "", clock_.now_ms());
+  EXPECT_EQ(engine.stats().unexpected_events, 1U);
+  ASSERT_EQ(actions.size(), 1U);
+  const auto* log = std::get_if<action::Log>(&actions[0]);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->level, v1::LOG_LEVEL_ERROR);
+  EXPECT_NE(log->message.find("no transition for event HealthResult in state Idle"), std::string::npos);
+  // Before on_started nothing but Started is accepted.
+  UpdateEngine fresh(config_, crypto_);
+  (void)fresh.on_connected(clock_.now_ms());
+  EXPECT_EQ(fresh.stats().unexpected_events, 1U);
+}
+
+// ---- A complete update ------------------------------------------------------------------
+TEST_F(EngineTest, CompleteUpdateCommitsAndRaisesSecurityCounter) {
+  const v1::Progress first = send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  EXPECT_EQ(first.phase(), v1::PHASE_DOWNLOADING);
+  run_to_completion();
+  const auto& progress = device().transport().progress;
+  EXPECT_EQ(progress.back().phase(), v1::PHASE_COMMITTED) << progress.back().error_detail();
+  EXPECT_EQ(device().booted_slot(), "b");
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+  EXPECT_EQ(device().boot_env()["fota_active"], "b");
+  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+  EXPECT_EQ(device().engine().record().accepted_security_counter(), 2U);
+  const v1::Inventory& inv = device().transport().inventory.back();
+  EXPECT_EQ(inv.version(), "2.0.0");
+  EXPECT_EQ(inv.active_slot(), "b");
+  // Phases in order, sequence numbers increasing.
+  std::vector<v1::Phase> phases;
+  for (const auto& p : progress) {
+    if (phases.empty() || phases.back() != p.phase()) phases.push_back(p.phase());
+  }
+  EXPECT_EQ(phases, (std::vector<v1::Phase>{v1::PHASE_DOWNLOADING, v1::PHASE_VERIFYING, v1::PHASE_INSTALLING,
+                                            v1::PHASE_REBOOTING, v1::PHASE_CONFIRMING, v1::PHASE_COMMITTED}));
+  for (std::size_t i = 1; i < progress.size(); ++i)
+    EXPECT_GT(progress[i].sequence(), progress[i - 1].sequence());
+  for (const auto& [index, count] : server_.requested) EXPECT_EQ(count, 1) << "chunk " << index;
+}
+
+TEST_F(EngineTest, WindowLimitsOutstandingRequestsAndTimeoutsReRequest) {
+  config_.initial_window = 3;
+  config_.adaptive_window = true;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  auto& requests = device().transport().chunk_requests;
+  ASSERT_EQ(requests.size(), 1U);
+  ASSERT_EQ(requests.front().ranges_size(), 1);
+  EXPECT_EQ(requests.front().ranges(0).first(), 0U);
+  EXPECT_EQ(requests.front().ranges(0).count(), 3U);
+  requests.clear();
+  // Nothing answers: before the timeout, no re-request; after it, the same chunks again.
+  clock_.advance(std::chrono::milliseconds(999));
+  device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
+  EXPECT_TRUE(requests.empty());
+  EXPECT_EQ(device().engine().next_deadline_ms(), clock_.now_ms() + 1);
+  clock_.advance(std::chrono::milliseconds(1));
+  device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
+  ASSERT_EQ(requests.size(), 1U);
+  // The window halved (3 -> 1.5): one chunk at a time until answers come back.
+  EXPECT_EQ(requests.front().ranges(0).first(), 0U);
+  EXPECT_EQ(requests.front().ranges(0).count(), 1U);
+  EXPECT_EQ(device().engine().stats().chunk_retries, 3U);
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+}
+
+TEST_F(EngineTest, OutOfOrderChunksAreWrittenByOffset) {
+  config_.initial_window = 11;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  auto& requests = device().transport().chunk_requests;
+  ASSERT_EQ(requests.size(), 1U);
+  auto chunks = server_.answer(requests.front());
+  requests.clear();
+  std::reverse(chunks.begin(), chunks.end());
+  for (auto& c : chunks)
+    device().run(device().engine().on_chunk(std::move(c), clock_.now_ms()), clock_.now_ms());
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+}
+
+TEST_F(EngineTest, LinkLossResumesWithoutRefetchingVerifiedChunks) {
+  config_.initial_window = 2;
+  config_.adaptive_window = false;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  auto& requests = device().transport().chunk_requests;
+  // Answer the first request only, then the link drops.
+  auto chunks = server_.answer(requests.front());
+  requests.clear();
+  for (auto& c : chunks)
+    device().run(device().engine().on_chunk(std::move(c), clock_.now_ms()), clock_.now_ms());
+  device().run(device().engine().on_disconnected(clock_.now_ms()), clock_.now_ms());
+  requests.clear();                          // lost with the link
+  clock_.advance(std::chrono::minutes(30));  // long outage: no stall failure while disconnected
+  device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
+  EXPECT_EQ(device().engine().state(), EngineState::kDownloading);
+  device().run(device().engine().on_connected(clock_.now_ms()), clock_.now_ms());
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  for (const auto& [index, count] : server_.requested) EXPECT_EQ(count, 1) << "chunk " << index;
+}
+
+TEST_F(EngineTest, StalledDownloadFailsWithTimeout) {
+  config_.download_stall_timeout_ms = 10'000;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  for (int i = 0; i < 20 && device().engine().state() == EngineState::kDownloading; ++i) {
+    clock_.set(device().engine().next_deadline_ms());
+    device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
+  }
+  EXPECT_EQ(device().engine().state(), EngineState::kIdle);
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_DOWNLOAD_TIMEOUT);
+}
+
+TEST_F(EngineTest, RateLimitPacesRequests) {
+  auto command = testing::install_command("c1", artifact_, clock_.now_ms());
+  command.mutable_install()->set_max_bytes_per_second(1024);  // one chunk per second
+  send(command);
+  auto& requests = device().transport().chunk_requests;
+  EXPECT_TRUE(requests.empty());
+  EXPECT_LE(device().engine().next_deadline_ms(), clock_.now_ms() + 1001);
+  clock_.advance(std::chrono::milliseconds(1001));
+  device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests.front().ranges(0).count(), 1U);
+}
+
+TEST_F(EngineTest, FailedHealthCheckRevertsToPreviousSlot) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  device().healthy = false;
+  run_to_completion();
+  const auto& last = device().transport().progress.back();
+  EXPECT_EQ(last.phase(), v1::PHASE_ROLLED_BACK);
+  EXPECT_EQ(last.error(), v1::ERROR_HEALTH_CHECK_FAILED);
+  EXPECT_EQ(device().booted_slot(), "a");
+  EXPECT_TRUE(device().slot_content("a") == factory_image_);
+  EXPECT_EQ(device().boot_env()["fota_active"], "a");
+  EXPECT_EQ(device().engine().record().accepted_security_counter(), 1U);
+}
+
+TEST_F(EngineTest, HealthCheckWithoutAnswerTimesOut) {
+  UpdateEngine engine(config_, crypto_);
+  (void)engine.on_started({"a", false}, clock_.now_ms());
+  journal::JournalRecord record = engine.record();
+  record.set_state(journal::ENGINE_STATE_REBOOTING);
+  auto* u = record.mutable_update();
+  u->set_target_slot("b");
+  u->set_previous_slot("a");
+  UpdateEngine rebooted(config_, crypto_, &record);
+  const Actions confirm = rebooted.on_started({"b", true}, clock_.now_ms());
+  ASSERT_EQ(all_of<action::RunHealthCheck>(confirm).size(), 1U);
+  EXPECT_EQ(rebooted.next_deadline_ms(), clock_.now_ms() + config_.health_check_timeout_ms);
+  clock_.advance(std::chrono::milliseconds(config_.health_check_timeout_ms));
+  const Actions revert = rebooted.on_tick(clock_.now_ms());
+  EXPECT_EQ(rebooted.state(), EngineState::kRollingBack);
+  EXPECT_EQ(names(revert),
+            (std::vector<std::string>{"PersistJournal", "PublishProgress", "RevertSlot", "Reboot"}));
+}
+
+TEST_F(EngineTest, BootLimitExhaustedReportsBootFailure) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  EXPECT_FALSE(testing::serve_chunks(device(), server_, clock_.now_ms()));
+  ASSERT_FALSE(device().running()) << "the device should have rebooted into the new slot";
+  // The new image never gets far enough to answer: every boot dies during the health check.
+  for (int boot = 0; boot < 3; ++boot) {
+    device().side_effects_executed = 0;
+    device().cut_after_side_effects = 1;  // dies right after storing CONFIRMING
+    device().power_on(clock_.now_ms());
+    EXPECT_EQ(device().booted_slot(), "b");
+    EXPECT_FALSE(device().running());
+  }
+  device().power_on(clock_.now_ms());
+  EXPECT_EQ(device().booted_slot(), "a");
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_ROLLED_BACK);
+  EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_BOOT_FAILED);
+}
+
+TEST_F(EngineTest, RollbackCommandReturnsToPreviousSlot) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  ASSERT_EQ(device().booted_slot(), "b");
+  // The factory image has counter 1, the device accepted 2: going back would be a downgrade.
+  v1::Progress refused = send(testing::rollback_command("r1", clock_.now_ms()));
+  EXPECT_EQ(refused.error(), v1::ERROR_DOWNGRADE);
+  // Install a second release with the same counter, then roll back to the first.
+  ArtifactOptions o;
+  o.version = "2.1.0";
+  o.seed = 9;
+  const TestArtifact second = make_artifact(key_, o);
+  server_.artifact = &second;
+  send(testing::install_command("c2", second, clock_.now_ms()));
+  run_to_completion();
+  ASSERT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  ASSERT_EQ(device().booted_slot(), "a");
+  send(testing::rollback_command("r2", clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_ROLLED_BACK);
+  EXPECT_EQ(device().booted_slot(), "b");
+  EXPECT_EQ(device().transport().inventory.back().version(), "2.0.0");
+}
+
+TEST_F(EngineTest, RollbackCommandInstallsCarriedArtifactWhenPreviousSlotIsGone) {
+  // Fresh device: slot b is empty, so the rollback installs the artifact it carries.
+  v1::Progress p = send(testing::rollback_command("r1", clock_.now_ms(), &artifact_));
+  EXPECT_EQ(p.phase(), v1::PHASE_DOWNLOADING);
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_ROLLED_BACK);
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+  v1::Progress nothing = send(testing::rollback_command("r2", clock_.now_ms()));
+  // Slot a still holds the factory image (counter 1 < accepted 2): going back is a downgrade.
+  EXPECT_EQ(nothing.error(), v1::ERROR_DOWNGRADE);
+}
+
+TEST_F(EngineTest, CancelDuringDownload) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  v1::Command cancel;
+  cancel.set_command_id("x1");
+  cancel.set_device_id(testing::kDeviceId);
+  cancel.set_expires_at_ms(clock_.now_ms() + 1000);
+  cancel.mutable_cancel();
+  const v1::Progress p = send(cancel);
+  EXPECT_EQ(p.phase(), v1::PHASE_CANCELLED);
+  EXPECT_EQ(device().engine().state(), EngineState::kIdle);
+}
+
+TEST_F(EngineTest, InstallWhileBusyIsRefusedButResendIsAnswered) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  EXPECT_EQ(send(testing::install_command("c2", artifact_, clock_.now_ms())).phase(), v1::PHASE_DOWNLOADING);
+  ArtifactOptions o;
+  o.seed = 3;
+  o.version = "3.0.0";
+  const v1::Progress busy = send(testing::install_command("c3", make_artifact(key_, o), clock_.now_ms()));
+  EXPECT_EQ(busy.error(), v1::ERROR_BUSY);
+  EXPECT_EQ(busy.command_id(), "c3");
+  EXPECT_EQ(device().engine().state(), EngineState::kDownloading);
+}
+
+// ---- Refusals before download: one test each -------------------------------------------
+class RefusalTest : public EngineTest {
+ protected:
+  void expect_refused(const v1::Command& command, v1::ErrorCode code) {
+    const v1::Progress p = send(command);
+    EXPECT_EQ(p.phase(), v1::PHASE_FAILED);
+    EXPECT_EQ(p.error(), code) << v1::ErrorCode_Name(p.error()) << ": " << p.error_detail();
+    EXPECT_FALSE(p.error_detail().empty());
+    EXPECT_EQ(p.command_id(), command.command_id());
+    EXPECT_EQ(device().engine().state(), EngineState::kIdle);
+    EXPECT_TRUE(device().transport().chunk_requests.empty()) << "refused update must not download";
+    EXPECT_TRUE(device().slot_content("a") == factory_image_);
+  }
+};
+
+TEST_F(RefusalTest, ExpiredCommand) {
+  auto command = testing::install_command("c1", artifact_, clock_.now_ms() - 120'000);
+  expect_refused(command, v1::ERROR_COMMAND_EXPIRED);
+}
+
+TEST_F(RefusalTest, ReplayedCommandIdEvenAfterReboot) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  device().power_off();
+  device().power_on(clock_.now_ms());
+  expect_refused(testing::install_command("c1", artifact_, clock_.now_ms()), v1::ERROR_COMMAND_REPLAYED);
+}
+
+TEST_F(RefusalTest, BadSignature) {
+  auto command = testing::install_command("c1", artifact_, clock_.now_ms());
+  std::string& manifest = *command.mutable_install()->mutable_manifest()->mutable_manifest();
+  // Change the version string inside the signed bytes.
+  const auto at = manifest.find("2.0.0");
+  ASSERT_NE(at, std::string::npos);
+  manifest[at] = '9';
+  expect_refused(command, v1::ERROR_BAD_SIGNATURE);
+}
+
+TEST_F(RefusalTest, UntrustedKey) {
+  auto other = std::move(common::Ed25519PrivateKey::generate()).value();
+  expect_refused(testing::install_command("c1", make_artifact(other), clock_.now_ms()),
+                 v1::ERROR_UNTRUSTED_KEY);
+}
+
+TEST_F(RefusalTest, WrongHardware) {
+  ArtifactOptions o;
+  o.hardware = {"board-rev1"};
+  expect_refused(testing::install_command("c1", make_artifact(key_, o), clock_.now_ms()),
+                 v1::ERROR_HARDWARE_MISMATCH);
+}
+
+TEST_F(RefusalTest, LowerSecurityCounterIsADowngrade) {
+  config_.factory_security_counter = 5;
+  expect_refused(testing::install_command("c1", artifact_, clock_.now_ms()), v1::ERROR_DOWNGRADE);
+}
+
+TEST_F(RefusalTest, ImageLargerThanSlot) {
+  config_.slot_capacity_bytes = 4096;
+  expect_refused(testing::install_command("c1", artifact_, clock_.now_ms()), v1::ERROR_IMAGE_TOO_LARGE);
+}
+
+TEST_F(RefusalTest, UnsupportedPayload) {
+  ArtifactOptions o;
+  o.payload = v1::PAYLOAD_TYPE_MODULE;
+  expect_refused(testing::install_command("c1", make_artifact(key_, o), clock_.now_ms()),
+                 v1::ERROR_UNSUPPORTED_PAYLOAD);
+}
+
+TEST_F(RefusalTest, CommandForAnotherDevice) {
+  auto command = testing::install_command("c1", artifact_, clock_.now_ms());
+  command.set_device_id("dev-0002");
+  expect_refused(command, v1::ERROR_COMMAND_MALFORMED);
+}
+
+// ---- Refusals during download -----------------------------------------------------------
+TEST_F(EngineTest, TamperedChunkIsReRequestedOnce) {
+  server_.corrupt[3] = 1;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  EXPECT_EQ(server_.requested[3], 2);
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+}
+
+TEST_F(EngineTest, RepeatedlyTamperedChunkFailsTheUpdate) {
+  server_.corrupt[3] = 100;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  const auto& last = device().transport().progress.back();
+  EXPECT_EQ(last.phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(last.error(), v1::ERROR_CHUNK_HASH_MISMATCH);
+  EXPECT_EQ(server_.requested[3], static_cast<int>(config_.max_chunk_failures));
+  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+  EXPECT_TRUE(device().slot_content("a") == factory_image_);
+}
+
+TEST_F(EngineTest, OversizedChunkFailsTheUpdate) {
+  server_.oversize[2] = 1;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_CHUNK_TOO_LARGE);
+  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+}
+
+TEST_F(EngineTest, UnknownArtifactFailsTheUpdate) {
+  server_.status = v1::CHUNK_STATUS_UNKNOWN_ARTIFACT;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_UNKNOWN_ARTIFACT);
+}
+
+TEST_F(EngineTest, ImageThatChangedOnStorageFailsVerification) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  // Every chunk verified, but flash corrupted one byte before the read-back.
+  UpdateEngine& engine = device().engine();
+  auto& requests = device().transport().chunk_requests;
+  while (!requests.empty()) {
+    auto request = requests.front();
+    requests.pop_front();
+    for (auto& chunk : server_.answer(request)) {
+      Actions actions = engine.on_chunk(std::move(chunk), clock_.now_ms());
+      for (auto& a : actions) {
+        if (auto* h = std::get_if<action::HashSlot>(&a)) {
+          (void)h;
+          std::string wrong(32, '\0');
+          actions = engine.on_slot_hash(wrong, clock_.now_ms());
+          break;
+        }
+      }
+      device().run(std::move(actions), clock_.now_ms());
+    }
+  }
+  EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_IMAGE_HASH_MISMATCH);
+  EXPECT_EQ(engine.state(), EngineState::kIdle);
+}
+
+}  // namespace
+}  // namespace fota::client

@@ -1,0 +1,216 @@
+#include "sim_device.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace fota::client::testing {
+
+std::string make_image(std::size_t size, std::uint32_t seed) {
+  std::string image(size, '\0');
+  std::uint32_t x = seed * 2654435761U + 1;
+  for (auto& c : image) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x & 0xFF);
+  }
+  return image;
+}
+
+TestArtifact make_artifact(const common::Ed25519PrivateKey& key, const ArtifactOptions& options) {
+  TestArtifact a;
+  a.image = make_image(options.size, options.seed);
+  v1::Manifest& m = a.manifest;
+  const std::string id_source = options.version + "/" + std::to_string(options.seed);
+  m.set_artifact_id(common::to_hex(common::digest_bytes(common::Sha256::digest(id_source))).substr(0, 32));
+  m.set_name("firmware");
+  m.set_version(options.version);
+  m.set_security_counter(options.security_counter);
+  for (const auto& h : options.hardware) m.add_compatible_hardware(h);
+  m.set_payload_type(options.payload);
+  m.set_image_size(a.image.size());
+  m.set_image_sha256(common::digest_bytes(common::Sha256::digest(a.image)));
+  m.set_chunk_size(options.chunk_size);
+  for (std::size_t off = 0; off < a.image.size(); off += options.chunk_size) {
+    m.add_chunk_sha256(common::digest_bytes(common::Sha256::digest(a.image.substr(off, options.chunk_size))));
+  }
+  m.set_created_at_ms(1'700'000'000'000);
+  auto signed_manifest = common::sign_manifest(m, key);
+  if (!signed_manifest.ok()) throw std::runtime_error(signed_manifest.error().to_string());
+  a.signed_manifest = *signed_manifest;
+  return a;
+}
+
+v1::Command install_command(const std::string& id, const TestArtifact& artifact, std::int64_t now_ms,
+                            std::int64_t valid_for_ms) {
+  v1::Command c;
+  c.set_command_id(id);
+  c.set_deployment_id("dep-1");
+  c.set_device_id(kDeviceId);
+  c.set_issued_at_ms(now_ms);
+  c.set_expires_at_ms(now_ms + valid_for_ms);
+  *c.mutable_install()->mutable_manifest() = artifact.signed_manifest;
+  return c;
+}
+
+v1::Command rollback_command(const std::string& id, std::int64_t now_ms, const TestArtifact* artifact) {
+  v1::Command c;
+  c.set_command_id(id);
+  c.set_deployment_id("dep-rb");
+  c.set_device_id(kDeviceId);
+  c.set_issued_at_ms(now_ms);
+  c.set_expires_at_ms(now_ms + 60'000);
+  c.mutable_rollback();
+  if (artifact != nullptr) *c.mutable_rollback()->mutable_manifest() = artifact->signed_manifest;
+  return c;
+}
+
+std::vector<v1::ChunkData> ChunkServer::answer(const v1::ChunkRequest& request) {
+  std::vector<v1::ChunkData> chunks;
+  const v1::Manifest& m = artifact->manifest;
+  for (const auto& range : request.ranges()) {
+    for (std::uint32_t i = range.first(); i < range.first() + range.count(); ++i) {
+      ++requested[i];
+      v1::ChunkData d;
+      d.set_artifact_id(request.artifact_id());
+      d.set_index(i);
+      d.set_request_id(request.request_id());
+      d.set_status(status);
+      if (status == v1::CHUNK_STATUS_OK) {
+        std::string data = artifact->image.substr(std::size_t{i} * m.chunk_size(), m.chunk_size());
+        if (corrupt[i] > 0) {
+          --corrupt[i];
+          data[0] = static_cast<char>(data[0] ^ 0x5A);
+        }
+        if (oversize[i] > 0) {
+          --oversize[i];
+          data += "extra bytes";
+        }
+        d.set_data(std::move(data));
+      }
+      chunks.push_back(std::move(d));
+    }
+  }
+  return chunks;
+}
+
+common::Status RecordingTransport::publish(common::Channel channel, std::string payload) {
+  switch (channel) {
+    case common::Channel::kProgress:
+      progress.emplace_back().ParseFromString(payload);
+      break;
+    case common::Channel::kInventory:
+      inventory.emplace_back().ParseFromString(payload);
+      break;
+    case common::Channel::kChunkRequest:
+      chunk_requests.emplace_back().ParseFromString(payload);
+      break;
+    default:
+      break;
+  }
+  return common::ok_status();
+}
+
+SimDevice::SimDevice(std::filesystem::path dir, const EngineCrypto& crypto, std::string factory_image,
+                     EngineConfig config)
+    : dir_(std::move(dir)),
+      crypto_(crypto),
+      config_(std::move(config)),
+      env_(dir_ / "bootenv.txt"),
+      journal_(dir_ / "journal") {
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ / "slot-a", std::ios::binary) << factory_image;
+  std::ofstream(dir_ / "slot-b", std::ios::binary) << "";
+  (void)env_.set({{"fota_active", "a"}});
+}
+
+EngineConfig SimDevice::default_config() {
+  EngineConfig c;
+  c.device_id = kDeviceId;
+  c.hardware_type = kHardware;
+  c.slot_capacity_bytes = 64 * 1024;
+  c.factory_version = "1.0.0";
+  c.factory_security_counter = 1;
+  c.initial_window = 4;
+  c.chunk_timeout_ms = 1000;
+  c.progress_interval_ms = 0;
+  return c;
+}
+
+bool SimDevice::power_on(std::int64_t now_ms) {
+  auto booted = simulate_bootloader(env_, "a");
+  if (!booted.ok()) throw std::runtime_error(booted.error().to_string());
+  booted_slot_ = *booted;
+  installer_ = std::make_unique<AbSlotInstaller>(
+      std::map<std::string, std::filesystem::path>{{"a", dir_ / "slot-a"}, {"b", dir_ / "slot-b"}}, env_);
+  auto loaded = journal_.load();
+  if (!loaded.ok()) throw std::runtime_error(loaded.error().to_string());
+  if (loaded->has_value()) {
+    engine_ =
+        std::make_unique<UpdateEngine>(config_, crypto_, &(*loaded)->record, (*loaded)->signed_manifest);
+  } else {
+    engine_ = std::make_unique<UpdateEngine>(config_, crypto_);
+  }
+  DeviceRuntime::Hooks hooks;
+  hooks.health_check = [this](std::string& detail) {
+    if (!healthy) detail = "application did not start";
+    return healthy;
+  };
+  hooks.after_action = [this](const Action& a) {
+    if (!is_side_effect(a) || std::holds_alternative<action::Reboot>(a)) return true;
+    ++side_effects_executed;
+    if (cut_after_side_effects >= 0 && side_effects_executed >= cut_after_side_effects) {
+      cut_after_side_effects = -1;
+      cut_happened = true;
+      return false;
+    }
+    return true;
+  };
+  runtime_ = std::make_unique<DeviceRuntime>(*engine_, *installer_, journal_, transport_, hooks);
+  auto status = installer_->boot_status();
+  if (!status.ok()) throw std::runtime_error(status.error().to_string());
+  if (!run(engine_->on_started(*status, now_ms), now_ms)) return false;
+  return run(engine_->on_connected(now_ms), now_ms);
+}
+
+void SimDevice::power_off() {
+  runtime_.reset();
+  engine_.reset();
+  installer_.reset();
+  transport_.chunk_requests.clear();
+}
+
+bool SimDevice::run(Actions actions, std::int64_t now_ms) {
+  if (!runtime_ || runtime_->stopped()) return false;
+  if (runtime_->execute(std::move(actions), now_ms)) return true;
+  power_off();  // rebooted or power cut: only the files remain
+  return false;
+}
+
+std::string SimDevice::slot_content(const std::string& slot) const {
+  std::ifstream in(dir_ / ("slot-" + slot), std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::map<std::string, std::string> SimDevice::boot_env() {
+  auto vars = env_.load();
+  return vars.ok() ? *vars : std::map<std::string, std::string>{};
+}
+
+bool serve_chunks(SimDevice& device, ChunkServer& server, std::int64_t now_ms) {
+  auto& requests = device.transport().chunk_requests;
+  while (device.running() && !requests.empty()) {
+    v1::ChunkRequest request = std::move(requests.front());
+    requests.pop_front();
+    for (auto& chunk : server.answer(request)) {
+      if (!device.running() || !device.run(device.engine().on_chunk(std::move(chunk), now_ms), now_ms))
+        return false;
+    }
+  }
+  return device.running();
+}
+
+}  // namespace fota::client::testing

@@ -1,0 +1,118 @@
+// Test fixtures for the client: signed test artifacts, a simulated device (slot files, a
+// file-backed bootloader environment, the file journal) driven through the real adapters, and
+// an in-memory chunk server.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fota/client/engine.hpp"
+#include "fota/client/installer.hpp"
+#include "fota/client/runtime.hpp"
+#include "fota/common/codec.hpp"
+#include "fota/common/crypto.hpp"
+#include "fota/common/topics.hpp"
+
+namespace fota::client::testing {
+
+inline constexpr char kHardware[] = "board-rev2";
+inline constexpr char kDeviceId[] = "dev-0001";
+
+struct TestArtifact {
+  std::string image;
+  v1::Manifest manifest;
+  v1::SignedManifest signed_manifest;
+};
+
+// Deterministic pseudo-random image bytes.
+std::string make_image(std::size_t size, std::uint32_t seed);
+
+struct ArtifactOptions {
+  std::string version = "2.0.0";
+  std::uint64_t security_counter = 2;
+  std::size_t size = 10 * 1024 + 300;
+  std::uint32_t chunk_size = 1024;
+  std::vector<std::string> hardware = {kHardware};
+  v1::PayloadType payload = v1::PAYLOAD_TYPE_AB_IMAGE;
+  std::uint32_t seed = 7;
+};
+TestArtifact make_artifact(const common::Ed25519PrivateKey& key, const ArtifactOptions& options = {});
+
+v1::Command install_command(const std::string& id, const TestArtifact& artifact, std::int64_t now_ms,
+                            std::int64_t valid_for_ms = 60'000);
+v1::Command rollback_command(const std::string& id, std::int64_t now_ms,
+                             const TestArtifact* artifact = nullptr);
+
+// Answers chunk requests from one artifact.
+struct ChunkServer {
+  explicit ChunkServer(const TestArtifact* served) : artifact(served) {}
+  const TestArtifact* artifact = nullptr;
+  v1::ChunkStatus status = v1::CHUNK_STATUS_OK;
+  // Chunks to corrupt, by index, how many times.
+  std::map<std::uint32_t, int> corrupt;
+  std::map<std::uint32_t, int> oversize;
+  std::map<std::uint32_t, int> requested;  // how often each index was asked for
+  std::vector<v1::ChunkData> answer(const v1::ChunkRequest& request);
+};
+
+// Captures what the runtime publishes.
+class RecordingTransport : public Transport {
+ public:
+  common::Status publish(common::Channel channel, std::string payload) override;
+  std::vector<v1::Progress> progress;
+  std::vector<v1::Inventory> inventory;
+  std::deque<v1::ChunkRequest> chunk_requests;
+};
+
+// A device made of files: slots a and b, a boot environment, a journal directory.
+class SimDevice {
+ public:
+  SimDevice(std::filesystem::path dir, const EngineCrypto& crypto, std::string factory_image,
+            EngineConfig config = default_config());
+  static EngineConfig default_config();
+
+  // Power-on: the simulated bootloader picks a slot, the engine loads the journal and starts.
+  // Returns false when the batch stopped (reboot or cut).
+  bool power_on(std::int64_t now_ms);
+  // Power cut / reboot: the engine and runtime vanish; only files remain.
+  void power_off();
+  bool running() const { return engine_ != nullptr; }
+  // Feeds an input's actions through the runtime. Returns false when execution stopped.
+  bool run(Actions actions, std::int64_t now_ms);
+
+  UpdateEngine& engine() { return *engine_; }
+  RecordingTransport& transport() { return transport_; }
+  std::string slot_content(const std::string& slot) const;
+  std::map<std::string, std::string> boot_env();
+  const std::string& booted_slot() const { return booted_slot_; }
+
+  bool healthy = true;
+  // Cut power after this many executed side effects (counted from now); < 0 = never.
+  int cut_after_side_effects = -1;
+  int side_effects_executed = 0;
+  bool cut_happened = false;
+
+ private:
+  std::filesystem::path dir_;
+  const EngineCrypto& crypto_;
+  EngineConfig config_;
+  FileBootEnvironment env_;
+  FileJournal journal_;
+  RecordingTransport transport_;
+  std::unique_ptr<AbSlotInstaller> installer_;
+  std::unique_ptr<UpdateEngine> engine_;
+  std::unique_ptr<DeviceRuntime> runtime_;
+  std::string booted_slot_;
+};
+
+// Serves chunk requests until nothing is requested any more or the device stops (reboot or
+// power cut). Returns false when the device stopped.
+bool serve_chunks(SimDevice& device, ChunkServer& server, std::int64_t now_ms);
+
+}  // namespace fota::client::testing
