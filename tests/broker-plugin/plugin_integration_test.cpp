@@ -1,0 +1,503 @@
+// Attacks and valid flows against a real mosquitto with the plugin loaded, real clients over
+// mTLS. Each attack expects a refusal; each flow expects delivery.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "fota/common/artifact.hpp"
+#include "fota/common/codec.hpp"
+#include "fota/common/crypto.hpp"
+#include "fota/common/pki.hpp"
+#include "fota/common/topics.hpp"
+#include "fota/testing/broker.hpp"
+
+namespace fota::plugin {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using common::Channel;
+using common::Role;
+using testing::TestMqttClient;
+
+constexpr int kNotAuthorized = 0x87;
+constexpr std::uint32_t kChunkSize = 4096;
+
+common::DeviceId device(const std::string& id) { return common::DeviceId::parse(id).value(); }
+
+std::string topic(const std::string& id, Channel channel) {
+  return common::TopicScheme().device_topic(device(id), channel);
+}
+
+std::string progress(const std::string& id, std::size_t detail_bytes = 0) {
+  v1::Progress p;
+  p.set_device_id(id);
+  p.set_phase(v1::PHASE_DOWNLOADING);
+  p.set_bytes_done(42);
+  p.set_error_detail(std::string(detail_bytes, 'x'));
+  return common::encode(p);
+}
+
+std::string command(const std::string& id, const std::string& command_id) {
+  v1::Command c;
+  c.set_command_id(command_id);
+  c.set_device_id(id);
+  c.mutable_report_inventory();
+  return common::encode(c);
+}
+
+std::string chunk_request(const std::string& id, const std::string& artifact, std::uint32_t first,
+                          std::uint32_t count, std::uint64_t request_id = 1) {
+  v1::ChunkRequest r;
+  r.set_device_id(id);
+  r.set_artifact_id(artifact);
+  r.set_request_id(request_id);
+  auto* range = r.add_ranges();
+  range->set_first(first);
+  range->set_count(count);
+  return common::encode(r);
+}
+
+// One PKI, one artifact store with one artifact, for the whole suite.
+class PluginEnvironment {
+ public:
+  PluginEnvironment() : pki_(dir_.path()) {
+    const fs::path image = dir_.path() / "image.bin";
+    std::mt19937 rng(7);
+    image_bytes_.resize(37 * kChunkSize + 1234);
+    for (auto& c : image_bytes_) c = static_cast<char>(rng());
+    std::ofstream(image, std::ios::binary) << image_bytes_;
+    auto key = common::Ed25519PrivateKey::generate().value();
+    common::TrustStore trust;
+    trust.add(key.public_key());
+    common::ArtifactSpec spec;
+    spec.name = "firmware";
+    spec.version = "2.0.0";
+    spec.compatible_hardware = {"gw"};
+    spec.chunk_size = kChunkSize;
+    auto manifest = common::build_signed_manifest(image, spec, key, 1'700'000'000'000).value();
+    const fs::path bundle = dir_.path() / "firmware.fota";
+    EXPECT_TRUE(common::write_bundle(bundle, manifest, image));
+    store_dir_ = dir_.path() / "artifacts";
+    fs::create_directories(store_dir_);
+    common::ArtifactStore store(store_dir_);
+    auto imported = store.import_bundle(bundle, trust);
+    if (!imported) throw std::runtime_error("importing the test artifact: " + imported.error().to_string());
+    artifact_id_ = imported->artifact_id();
+  }
+
+  testing::TestPki& pki() { return pki_; }
+  const fs::path& dir() const { return dir_.path(); }
+  const fs::path& store_dir() const { return store_dir_; }
+  const std::string& artifact_id() const { return artifact_id_; }
+  const std::string& image_bytes() const { return image_bytes_; }
+
+ private:
+  testing::TempDir dir_;
+  testing::TestPki pki_;
+  fs::path store_dir_;
+  std::string artifact_id_;
+  std::string image_bytes_;
+};
+
+class PluginTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { env_ = new PluginEnvironment(); }
+  static void TearDownTestSuite() {
+    delete env_;
+    env_ = nullptr;
+  }
+
+  void start_broker(std::vector<std::pair<std::string, std::string>> extra_options = {}) {
+    testing::BrokerOptions options;
+    options.with_plugin = true;
+    options.plugin_options = {{"artifact_dir", env_->store_dir().string()}};
+    for (auto& option : extra_options) options.plugin_options.push_back(std::move(option));
+    broker_ = std::make_unique<testing::MosquittoBroker>(env_->pki(), work_.path() / "broker", options);
+  }
+
+  TestMqttClient::Identity identity(Role role, const std::string& cn) {
+    return TestMqttClient::Identity{env_->pki().ca_cert(), env_->pki().issue(role, cn)};
+  }
+
+  // A connected client whose certificate CN is its client id.
+  std::unique_ptr<TestMqttClient> client(Role role, const std::string& cn) {
+    auto c = std::make_unique<TestMqttClient>(broker_->uri(), cn, identity(role, cn));
+    auto st = c->connect();
+    EXPECT_TRUE(st) << cn << ": " << (st ? "" : st.error().to_string()) << "\n" << broker_->log();
+    return c;
+  }
+
+  // Connects several clients at once. Paho's shared network thread notices a new socket only
+  // when its poll() times out (about a second), so one-by-one connects would cost seconds each.
+  template <std::size_t N>
+  std::array<std::unique_ptr<TestMqttClient>, N> clients(
+      const std::array<std::pair<Role, std::string>, N>& who) {
+    std::array<std::unique_ptr<TestMqttClient>, N> out;
+    std::array<common::Status, N> results;
+    for (std::size_t i = 0; i < N; ++i) {
+      out[i] = std::make_unique<TestMqttClient>(broker_->uri(), who[i].second,
+                                                identity(who[i].first, who[i].second));
+    }
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < N; ++i) threads.emplace_back([&, i] { results[i] = out[i]->connect(); });
+    for (auto& thread : threads) thread.join();
+    for (std::size_t i = 0; i < N; ++i) {
+      EXPECT_TRUE(results[i]) << who[i].second << ": " << (results[i] ? "" : results[i].error().to_string());
+    }
+    return out;
+  }
+
+  static void expect_subscribed(TestMqttClient& c, const std::string& filter) {
+    auto rc = c.subscribe(filter);
+    ASSERT_TRUE(rc) << rc.error().to_string();
+    EXPECT_LT(*rc, 0x80) << filter;
+  }
+
+  static void expect_no_message(TestMqttClient& c, std::chrono::milliseconds wait = 300ms) {
+    auto m = c.wait_message(wait);
+    EXPECT_FALSE(m) << "unexpected message on " << m->topic;
+  }
+
+  static PluginEnvironment* env_;
+  testing::TempDir work_;
+  std::unique_ptr<testing::MosquittoBroker> broker_;
+};
+
+PluginEnvironment* PluginTest::env_ = nullptr;
+
+// ---------------------------------------------------------------------------------------
+// Attacks
+// ---------------------------------------------------------------------------------------
+
+TEST_F(PluginTest, ConnectWithoutCertificateIsRefused) {
+  start_broker();
+  TestMqttClient anonymous(broker_->uri(), "dev-1",
+                           TestMqttClient::Identity{env_->pki().ca_cert(), std::nullopt});
+  EXPECT_FALSE(anonymous.connect(3s));
+}
+
+TEST_F(PluginTest, ClientIdDifferentFromCertificateCnIsRefused) {
+  start_broker();
+  TestMqttClient spoofer(broker_->uri(), "dev-victim", identity(Role::kDevice, "dev-attacker"));
+  auto st = spoofer.connect(3s);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("135"), std::string::npos) << st.error().message;  // 0x87 not authorized
+  EXPECT_NE(broker_->log().find("the client id must equal the certificate CN"), std::string::npos);
+}
+
+TEST_F(PluginTest, DeviceSubscribingToAnotherDevicesCommandsIsRefused) {
+  start_broker();
+  auto [attacker, orchestrator] =
+      clients<2>({{{Role::kDevice, "dev-attacker"}, {Role::kOrchestrator, "orch-1"}}});
+  auto rc = attacker->subscribe(topic("dev-victim", Channel::kCommand));
+  ASSERT_TRUE(rc) << rc.error().to_string();
+  EXPECT_EQ(*rc, kNotAuthorized);
+  // Nothing sent to the victim reaches the attacker.
+  ASSERT_TRUE(orchestrator->publish(topic("dev-victim", Channel::kCommand), command("dev-victim", "c1")));
+  expect_no_message(*attacker);
+}
+
+TEST_F(PluginTest, DeviceSubscribingWithWildcardsIsRefused) {
+  start_broker();
+  auto [attacker, orchestrator] =
+      clients<2>({{{Role::kDevice, "dev-attacker"}, {Role::kOrchestrator, "orch-1"}}});
+  for (const std::string filter :
+       {"fota/v1/dev/+/cmd", "#", "fota/#", "fota/v1/dev/dev-attacker/#", "$share/g/fota/v1/dev/+/cmd"}) {
+    auto rc = attacker->subscribe(filter);
+    ASSERT_TRUE(rc) << filter << ": " << rc.error().to_string();
+    EXPECT_EQ(*rc, kNotAuthorized) << filter;
+  }
+  ASSERT_TRUE(orchestrator->publish(topic("dev-victim", Channel::kCommand), command("dev-victim", "c1")));
+  expect_no_message(*attacker);
+}
+
+TEST_F(PluginTest, DevicePublishingACommandIsRefused) {
+  start_broker();
+  auto [victim, attacker] = clients<2>({{{Role::kDevice, "dev-victim"}, {Role::kDevice, "dev-attacker"}}});
+  expect_subscribed(*victim, topic("dev-victim", Channel::kCommand));
+  auto rc = attacker->publish(topic("dev-victim", Channel::kCommand), command("dev-victim", "forged"));
+  ASSERT_TRUE(rc) << rc.error().to_string();
+  EXPECT_EQ(*rc, kNotAuthorized);
+  // Not even to itself.
+  rc = attacker->publish(topic("dev-attacker", Channel::kCommand), command("dev-attacker", "forged"));
+  ASSERT_TRUE(rc);
+  EXPECT_EQ(*rc, kNotAuthorized);
+  expect_no_message(*victim);
+}
+
+TEST_F(PluginTest, DevicePublishingAnotherDevicesProgressIsRefused) {
+  start_broker();
+  auto [orchestrator, attacker] =
+      clients<2>({{{Role::kOrchestrator, "orch-1"}, {Role::kDevice, "dev-attacker"}}});
+  expect_subscribed(*orchestrator, "$share/fota-orchestrator/fota/v1/dev/+/progress");
+  auto rc = attacker->publish(topic("dev-victim", Channel::kProgress), progress("dev-victim"));
+  ASSERT_TRUE(rc) << rc.error().to_string();
+  EXPECT_EQ(*rc, kNotAuthorized);
+  expect_no_message(*orchestrator);
+}
+
+TEST_F(PluginTest, MalformedOversizedAndMisaddressedPayloadsAreRefused) {
+  start_broker();
+  auto [orchestrator, dev] = clients<2>({{{Role::kOrchestrator, "orch-1"}, {Role::kDevice, "dev-1"}}});
+  expect_subscribed(*orchestrator, "fota/v1/dev/+/progress");
+  const std::string own_progress = topic("dev-1", Channel::kProgress);
+
+  auto malformed = dev->publish(own_progress, std::string("\xff\xff\xff\xff\x0f not protobuf", 18));
+  ASSERT_TRUE(malformed) << malformed.error().to_string();
+  EXPECT_EQ(*malformed, kNotAuthorized);
+
+  auto oversized = dev->publish(own_progress, progress("dev-1", common::kMaxProgressBytes));
+  ASSERT_TRUE(oversized) << oversized.error().to_string();
+  EXPECT_EQ(*oversized, kNotAuthorized);
+
+  auto misaddressed = dev->publish(own_progress, progress("dev-2"));
+  ASSERT_TRUE(misaddressed) << misaddressed.error().to_string();
+  EXPECT_EQ(*misaddressed, kNotAuthorized);
+
+  expect_no_message(*orchestrator);
+  // The device is still welcome with a valid report.
+  auto ok = dev->publish(own_progress, progress("dev-1"));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(*ok, 0);
+  auto m = orchestrator->wait_message();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->topic, own_progress);
+}
+
+TEST_F(PluginTest, FloodIsRateLimitedThenDisconnectedAndBanned) {
+  start_broker({{"device_msgs_per_second", "5"},
+                {"device_msg_burst", "5"},
+                {"abuse_refusals", "10"},
+                {"abuse_window_seconds", "60"},
+                {"abuser_ban_seconds", "60"}});
+  auto [flooder, other] = clients<2>({{{Role::kDevice, "dev-flood"}, {Role::kDevice, "dev-calm"}}});
+  int accepted = 0;
+  int rate_limited = 0;
+  bool cut_off = false;
+  for (int i = 0; i < 200 && !cut_off; ++i) {
+    auto rc = flooder->publish(topic("dev-flood", Channel::kProgress), progress("dev-flood"));
+    if (!rc) {
+      cut_off = true;
+    } else if (*rc == 0) {
+      ++accepted;
+    } else if (*rc == kNotAuthorized) {
+      ++rate_limited;
+    }
+  }
+  EXPECT_TRUE(cut_off || flooder->wait_disconnected(2s));
+  EXPECT_GE(accepted, 5);
+  EXPECT_LE(accepted, 7);  // the burst plus what refilled while flooding
+  EXPECT_GE(rate_limited, 10);
+  EXPECT_NE(broker_->log().find("disconnecting \"dev-flood\""), std::string::npos) << broker_->log();
+  // Reconnecting straight away is refused while the ban lasts.
+  TestMqttClient again(broker_->uri(), "dev-flood", identity(Role::kDevice, "dev-flood"));
+  EXPECT_FALSE(again.connect(3s));
+  // Other devices are unaffected.
+  auto rc = other->publish(topic("dev-calm", Channel::kProgress), progress("dev-calm"));
+  ASSERT_TRUE(rc);
+  EXPECT_LT(*rc, 0x80);
+}
+
+TEST_F(PluginTest, RevokedDeviceIsRefusedAndDisconnectedOnSighup) {
+  const fs::path deny = work_.path() / "deny.txt";
+  std::ofstream(deny) << "dev-stolen\n";
+  start_broker({{"deny_list", deny.string()}});
+
+  TestMqttClient stolen(broker_->uri(), "dev-stolen", identity(Role::kDevice, "dev-stolen"));
+  EXPECT_FALSE(stolen.connect(3s));
+
+  auto [by_id, by_serial, keeper] =
+      clients<3>({{{Role::kDevice, "dev-lost"}, {Role::kDevice, "dev-cloned"}, {Role::kDevice, "dev-fine"}}});
+  ASSERT_TRUE(by_id->connected() && by_serial->connected() && keeper->connected());
+
+  auto cert_pem = common::read_file(env_->pki().issue(Role::kDevice, "dev-cloned").cert);
+  ASSERT_TRUE(cert_pem);
+  auto cloned = common::peer_identity_from_pem(*cert_pem);
+  ASSERT_TRUE(cloned) << cloned.error().to_string();
+  std::ofstream(deny, std::ios::app) << "dev-lost\nserial:" << cloned->serial_hex << "\n";
+  broker_->send_signal(SIGHUP);
+
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while ((by_id->connected() || by_serial->connected()) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_FALSE(by_id->connected());
+  EXPECT_FALSE(by_serial->connected());
+  EXPECT_TRUE(keeper->connected());
+  TestMqttClient lost_again(broker_->uri(), "dev-lost", identity(Role::kDevice, "dev-lost"));
+  EXPECT_FALSE(lost_again.connect(3s));
+}
+
+TEST_F(PluginTest, BrokenDenyListOnReloadKeepsThePreviousOne) {
+  const fs::path deny = work_.path() / "deny.txt";
+  std::ofstream(deny) << "dev-stolen\n";
+  start_broker({{"deny_list", deny.string()}});
+  // A connected client proves the broker has installed its signal handlers.
+  auto keeper = client(Role::kDevice, "dev-fine");
+  std::ofstream(deny) << "this line is not a device id\n";
+  broker_->send_signal(SIGHUP);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (broker_->log().find("previous one stays in force") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(broker_->log().find("line 1"), std::string::npos) << broker_->log();
+  TestMqttClient stolen(broker_->uri(), "dev-stolen", identity(Role::kDevice, "dev-stolen"));
+  EXPECT_FALSE(stolen.connect(3s));
+}
+
+TEST_F(PluginTest, BadOptionStopsTheBrokerWithAClearMessage) {
+  EXPECT_THROW(
+      {
+        try {
+          start_broker({{"max_chunks_per_request", "lots"}});
+        } catch (const std::runtime_error& e) {
+          EXPECT_NE(std::string(e.what()).find("plugin_opt_max_chunks_per_request \"lots\""),
+                    std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      std::runtime_error);
+}
+
+// ---------------------------------------------------------------------------------------
+// Valid flows
+// ---------------------------------------------------------------------------------------
+
+TEST_F(PluginTest, DeviceAndOrchestratorExchangeCommandsReportsAndChunks) {
+  start_broker();
+  auto [orchestrator, observer, dev] =
+      clients<3>({{{Role::kOrchestrator, "orch-1"}, {Role::kObserver, "obs-1"}, {Role::kDevice, "dev-1"}}});
+  for (Channel channel :
+       {Channel::kInventory, Channel::kProgress, Channel::kLog, Channel::kPresence, Channel::kChunkRequest}) {
+    expect_subscribed(*orchestrator, common::TopicScheme().shared_filter(channel));
+  }
+  expect_subscribed(*observer, "fota/v1/dev/+/progress");
+  expect_subscribed(*dev, topic("dev-1", Channel::kCommand));
+  expect_subscribed(*dev, topic("dev-1", Channel::kChunk));
+
+  // Command down.
+  ASSERT_EQ(orchestrator->publish(topic("dev-1", Channel::kCommand), command("dev-1", "cmd-1")).value(), 0);
+  auto cmd = dev->wait_message();
+  ASSERT_TRUE(cmd);
+  EXPECT_EQ(cmd->topic, topic("dev-1", Channel::kCommand));
+  EXPECT_EQ(common::decode<v1::Command>(cmd->payload, common::kMaxCommandBytes)->command_id(), "cmd-1");
+
+  // Reports up: retained inventory, progress (also seen by the observer).
+  v1::Inventory inventory;
+  inventory.set_device_id("dev-1");
+  inventory.set_version("1.0.0");
+  EXPECT_EQ(dev->publish(topic("dev-1", Channel::kInventory), common::encode(inventory), 1, true).value(), 0);
+  auto inv = orchestrator->wait_message();
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(inv->topic, topic("dev-1", Channel::kInventory));
+  EXPECT_EQ(dev->publish(topic("dev-1", Channel::kProgress), progress("dev-1")).value(), 0);
+  auto prog = orchestrator->wait_message();
+  ASSERT_TRUE(prog);
+  EXPECT_EQ(prog->topic, topic("dev-1", Channel::kProgress));
+  auto seen = observer->wait_message();
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->topic, topic("dev-1", Channel::kProgress));
+
+  // A chunk request for an artifact the plugin's store lacks goes on to the orchestrator,
+  // which answers it.
+  const std::string unknown = "ffffffffffffffffffffffffffffffff";
+  EXPECT_EQ(
+      dev->publish(topic("dev-1", Channel::kChunkRequest), chunk_request("dev-1", unknown, 0, 1)).value(), 0);
+  auto req = orchestrator->wait_message();
+  ASSERT_TRUE(req);
+  EXPECT_EQ(req->topic, topic("dev-1", Channel::kChunkRequest));
+  v1::ChunkData chunk;
+  chunk.set_artifact_id(unknown);
+  chunk.set_index(0);
+  chunk.set_data("orchestrator bytes");
+  chunk.set_request_id(1);
+  EXPECT_EQ(orchestrator->publish(topic("dev-1", Channel::kChunk), common::encode(chunk)).value(), 0);
+  auto got = dev->wait_message();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->topic, topic("dev-1", Channel::kChunk));
+  EXPECT_EQ(common::decode<v1::ChunkData>(got->payload, common::kMaxChunkDataBytes)->data(),
+            "orchestrator bytes");
+}
+
+TEST_F(PluginTest, PluginServedChunksArriveByteIdenticalAndAreNotForwarded) {
+  start_broker({{"max_chunks_per_request", "16"}});
+  auto [orchestrator, dev] = clients<2>({{{Role::kOrchestrator, "orch-1"}, {Role::kDevice, "dev-1"}}});
+  expect_subscribed(*orchestrator, common::TopicScheme().shared_filter(Channel::kChunkRequest));
+  expect_subscribed(*dev, topic("dev-1", Channel::kChunk));
+
+  const std::string& image = env_->image_bytes();
+  const auto chunk_total = static_cast<std::uint32_t>((image.size() + kChunkSize - 1) / kChunkSize);
+  std::string assembled(image.size(), '\0');
+  std::vector<bool> have(chunk_total, false);
+  std::uint32_t received = 0;
+  for (std::uint32_t first = 0; first < chunk_total; first += 16) {
+    const std::uint32_t count = std::min<std::uint32_t>(16, chunk_total - first);
+    auto rc = dev->publish(topic("dev-1", Channel::kChunkRequest),
+                           chunk_request("dev-1", env_->artifact_id(), first, count, first));
+    ASSERT_TRUE(rc) << rc.error().to_string();
+    EXPECT_LT(*rc, 0x80);
+    for (std::uint32_t i = 0; i < count; ++i) {
+      auto m = dev->wait_message();
+      ASSERT_TRUE(m) << "chunk " << first + i << " missing\n" << broker_->log();
+      auto chunk = common::decode<v1::ChunkData>(m->payload, common::kMaxChunkDataBytes);
+      ASSERT_TRUE(chunk);
+      ASSERT_EQ(chunk->status(), v1::CHUNK_STATUS_OK);
+      EXPECT_EQ(chunk->artifact_id(), env_->artifact_id());
+      EXPECT_EQ(chunk->request_id(), first);
+      ASSERT_LT(chunk->index(), chunk_total);
+      EXPECT_FALSE(have[chunk->index()]);
+      have[chunk->index()] = true;
+      assembled.replace(std::size_t{chunk->index()} * kChunkSize, chunk->data().size(), chunk->data());
+      ++received;
+    }
+  }
+  EXPECT_EQ(received, chunk_total);
+  EXPECT_EQ(assembled, image);
+  EXPECT_EQ(common::Sha256::digest(assembled), common::Sha256::digest(image));
+  expect_no_message(*orchestrator);
+
+  // Past the end: a typed answer, not silence.
+  ASSERT_TRUE(dev->publish(topic("dev-1", Channel::kChunkRequest),
+                           chunk_request("dev-1", env_->artifact_id(), chunk_total, 1)));
+  auto past = dev->wait_message();
+  ASSERT_TRUE(past);
+  EXPECT_EQ(common::decode<v1::ChunkData>(past->payload, common::kMaxChunkDataBytes)->status(),
+            v1::CHUNK_STATUS_OUT_OF_RANGE);
+}
+
+TEST_F(PluginTest, StatsArePublishedRetainedForObservers) {
+  start_broker({{"stats_interval_seconds", "0.1"}});
+  TestMqttClient spoofer(broker_->uri(), "dev-victim", identity(Role::kDevice, "dev-attacker"));
+  EXPECT_FALSE(spoofer.connect(3s));
+  auto [attacker, observer] = clients<2>({{{Role::kDevice, "dev-attacker"}, {Role::kObserver, "obs-1"}}});
+  EXPECT_EQ(attacker->subscribe("#").value(), kNotAuthorized);
+  // The device itself may not read the stats.
+  EXPECT_EQ(attacker->subscribe(common::TopicScheme().broker_stats_topic()).value(), kNotAuthorized);
+
+  expect_subscribed(*observer, common::TopicScheme().broker_stats_topic());
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  v1::BrokerStats stats;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto m = observer->wait_message(1s);
+    if (!m) continue;
+    ASSERT_EQ(m->topic, common::TopicScheme().broker_stats_topic());
+    auto decoded = common::decode<v1::BrokerStats>(m->payload, 4096);
+    ASSERT_TRUE(decoded);
+    stats = *decoded;
+    if (stats.acl_denials() >= 2) break;
+  }
+  EXPECT_GE(stats.connections_refused(), 1u);
+  EXPECT_GE(stats.acl_denials(), 2u);
+  EXPECT_GT(stats.timestamp_ms(), 0);
+}
+
+}  // namespace
+}  // namespace fota::plugin
