@@ -1,0 +1,488 @@
+// Measures, in one run and with the same fleet size and chunk size (mTLS, QoS 1, loopback):
+//   1. raw ceiling: one publisher -> N subscribers on their own topics, broker without plugin;
+//   2. the same fan-out through the broker with the plugin (plugin overhead on ordinary publishes);
+//   3. chunks served by the plugin from its artifact store (N devices pulling with a window);
+//   4. small device reports fan-in (N devices -> one orchestrator), without and with the plugin.
+// Clients are libmosquitto sessions driven by one poll() loop per side, so the client side
+// costs little next to the broker's single thread.
+#include <poll.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <mosquitto.h>
+
+#include "fota/common/artifact.hpp"
+#include "fota/common/codec.hpp"
+#include "fota/common/crypto.hpp"
+#include "fota/common/topics.hpp"
+#include "fota/testing/broker.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using fota::common::Channel;
+using fota::common::Role;
+
+struct BenchOptions {
+  int devices = 100;
+  std::uint32_t chunk_size = 16 * 1024;
+  std::uint32_t chunks_per_device = 64;
+  std::uint32_t window = 16;  // chunks a device keeps requested
+  std::uint32_t reports_per_device = 200;
+  int repeat = 3;
+};
+
+std::string device_name(int i) { return "bench-dev-" + std::to_string(i); }
+
+std::string device_topic(const std::string& id, Channel channel) {
+  return fota::common::TopicScheme().device_topic(fota::common::DeviceId::parse(id).value(), channel);
+}
+
+// One libmosquitto session; callbacks reach it through the userdata pointer.
+class Session {
+ public:
+  Session(const std::string& id, const fota::testing::TestPki& pki, const fota::common::IssuedFiles& cert)
+      : id_(id) {
+    mosq_ = mosquitto_new(id.c_str(), true, this);
+    if (mosq_ == nullptr) throw std::runtime_error("mosquitto_new failed");
+    mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    if (mosquitto_tls_set(mosq_, pki.ca_cert().c_str(), nullptr, cert.cert.c_str(), cert.key.c_str(),
+                          nullptr) != MOSQ_ERR_SUCCESS) {
+      throw std::runtime_error("mosquitto_tls_set failed for " + id);
+    }
+    mosquitto_connect_callback_set(
+        mosq_, [](mosquitto*, void* self, int rc) { static_cast<Session*>(self)->connect_rc_ = rc; });
+    mosquitto_subscribe_callback_set(
+        mosq_, [](mosquitto*, void* self, int, int, const int*) { ++static_cast<Session*>(self)->subacks_; });
+    mosquitto_publish_callback_set(
+        mosq_, [](mosquitto*, void* self, int) { ++static_cast<Session*>(self)->acked_; });
+    mosquitto_message_callback_set(mosq_, [](mosquitto*, void* self, const mosquitto_message* message) {
+      auto* session = static_cast<Session*>(self);
+      if (session->on_message) session->on_message(*message);
+    });
+  }
+  ~Session() {
+    if (mosq_ != nullptr) {
+      mosquitto_disconnect(mosq_);
+      mosquitto_destroy(mosq_);
+    }
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void connect(int port) {
+    const int rc = mosquitto_connect(mosq_, "127.0.0.1", port, 60);
+    if (rc != MOSQ_ERR_SUCCESS) throw std::runtime_error(id_ + ": connect failed: " + mosquitto_strerror(rc));
+  }
+  void subscribe(const std::string& filter) {
+    if (mosquitto_subscribe(mosq_, nullptr, filter.c_str(), 1) != MOSQ_ERR_SUCCESS) {
+      throw std::runtime_error(id_ + ": subscribe failed");
+    }
+  }
+  void publish(const std::string& topic, const std::string& payload) {
+    const int rc = mosquitto_publish(mosq_, nullptr, topic.c_str(), static_cast<int>(payload.size()),
+                                     payload.data(), 1, false);
+    if (rc != MOSQ_ERR_SUCCESS) throw std::runtime_error(id_ + ": publish failed: " + mosquitto_strerror(rc));
+    ++published_;
+  }
+
+  mosquitto* handle() const { return mosq_; }
+  const std::string& id() const { return id_; }
+  bool connected() const { return connect_rc_ == 0; }
+  int connect_rc() const { return connect_rc_; }
+  int subacks() const { return subacks_; }
+  std::uint64_t outstanding() const { return published_ - acked_; }
+
+  std::function<void(const mosquitto_message&)> on_message;
+
+ private:
+  std::string id_;
+  mosquitto* mosq_ = nullptr;
+  int connect_rc_ = -1;
+  int subacks_ = 0;
+  std::uint64_t published_ = 0;
+  std::uint64_t acked_ = 0;
+};
+
+// Drives many sessions from one thread with poll().
+class Loop {
+ public:
+  void add(Session* session) { sessions_.push_back(session); }
+
+  // Runs until done() or the timeout; false on timeout.
+  bool run_until(const std::function<bool()>& done, std::chrono::seconds timeout,
+                 const std::function<void()>& each_round = {}) {
+    const auto deadline = Clock::now() + timeout;
+    std::vector<pollfd> fds(sessions_.size());
+    auto last_misc = Clock::now();
+    while (!done()) {
+      if (Clock::now() > deadline) return false;
+      if (each_round) each_round();
+      for (std::size_t i = 0; i < sessions_.size(); ++i) {
+        fds[i].fd = mosquitto_socket(sessions_[i]->handle());
+        fds[i].events =
+            static_cast<short>(POLLIN | (mosquitto_want_write(sessions_[i]->handle()) ? POLLOUT : 0));
+        fds[i].revents = 0;
+      }
+      ::poll(fds.data(), fds.size(), 10);
+      for (std::size_t i = 0; i < sessions_.size(); ++i) {
+        mosquitto* m = sessions_[i]->handle();
+        if (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) mosquitto_loop_read(m, 1);
+        if (fds[i].revents & POLLOUT) mosquitto_loop_write(m, 1);
+      }
+      if (Clock::now() - last_misc > std::chrono::seconds(1)) {
+        for (auto* session : sessions_) mosquitto_loop_misc(session->handle());
+        last_misc = Clock::now();
+      }
+    }
+    return true;
+  }
+
+ private:
+  std::vector<Session*> sessions_;
+};
+
+struct Fleet {
+  std::vector<std::unique_ptr<Session>> devices;
+  Loop loop;
+};
+
+Fleet connect_devices(const BenchOptions& o, fota::testing::TestPki& pki, int port, bool subscribe_chunks) {
+  Fleet fleet;
+  for (int i = 0; i < o.devices; ++i) {
+    const std::string id = device_name(i);
+    fleet.devices.push_back(std::make_unique<Session>(id, pki, pki.issue(Role::kDevice, id)));
+    fleet.devices.back()->connect(port);
+    fleet.loop.add(fleet.devices.back().get());
+  }
+  auto all = [&](auto pred) {
+    return std::all_of(fleet.devices.begin(), fleet.devices.end(), [&](const auto& d) { return pred(*d); });
+  };
+  if (!fleet.loop.run_until([&] { return all([](const Session& s) { return s.connect_rc() >= 0; }); },
+                            std::chrono::seconds(60))) {
+    throw std::runtime_error("devices did not connect within 60 s");
+  }
+  if (!all([](const Session& s) { return s.connected(); })) throw std::runtime_error("a device was refused");
+  if (subscribe_chunks) {
+    for (auto& d : fleet.devices) d->subscribe(device_topic(d->id(), Channel::kChunk));
+    if (!fleet.loop.run_until([&] { return all([](const Session& s) { return s.subacks() == 1; }); },
+                              std::chrono::seconds(30))) {
+      throw std::runtime_error("devices did not subscribe within 30 s");
+    }
+  }
+  return fleet;
+}
+
+struct Result {
+  double seconds = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t messages = 0;
+  double mb_per_s() const { return static_cast<double>(bytes) / seconds / 1e6; }
+  double msgs_per_s() const { return static_cast<double>(messages) / seconds; }
+};
+
+// One orchestrator-role publisher -> each device's chunk topic, ChunkData of chunk_size bytes.
+Result fan_out(const BenchOptions& o, fota::testing::TestPki& pki, int port) {
+  Fleet fleet = connect_devices(o, pki, port, true);
+  const std::uint64_t total = std::uint64_t(o.devices) * o.chunks_per_device;
+  std::uint64_t received = 0;
+  std::uint64_t bytes = 0;
+  for (auto& d : fleet.devices) {
+    d->on_message = [&](const mosquitto_message& m) {
+      ++received;
+      bytes += static_cast<std::uint64_t>(m.payloadlen);
+    };
+  }
+  Session publisher("orch-bench", pki, pki.issue(Role::kOrchestrator, "orch-bench"));
+  publisher.connect(port);
+  Loop pub_loop;
+  pub_loop.add(&publisher);
+  if (!pub_loop.run_until([&] { return publisher.connect_rc() >= 0; }, std::chrono::seconds(10)) ||
+      !publisher.connected()) {
+    throw std::runtime_error("publisher did not connect");
+  }
+  std::vector<std::string> payloads;
+  for (int i = 0; i < o.devices; ++i) {
+    fota::v1::ChunkData chunk;
+    chunk.set_artifact_id("0123456789abcdef0123456789abcdef");
+    chunk.set_index(static_cast<std::uint32_t>(i));
+    chunk.set_data(std::string(o.chunk_size, static_cast<char>('a' + i % 26)));
+    payloads.push_back(fota::common::encode(chunk));
+  }
+  std::vector<std::string> topics;
+  for (int i = 0; i < o.devices; ++i) topics.push_back(device_topic(device_name(i), Channel::kChunk));
+
+  const auto start = Clock::now();
+  std::atomic<bool> publisher_failed{false};
+  std::thread pub_thread([&] {
+    std::uint64_t sent = 0;
+    try {
+      pub_loop.run_until(
+          [&] { return sent == total && publisher.outstanding() == 0; }, std::chrono::seconds(120),
+          [&] {
+            // Keep a bounded window of unacknowledged messages.
+            while (sent < total && publisher.outstanding() < 256) {
+              const auto i = static_cast<std::size_t>(sent % static_cast<std::uint64_t>(o.devices));
+              publisher.publish(topics[i], payloads[i]);
+              ++sent;
+            }
+          });
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      publisher_failed = true;
+    }
+  });
+  const bool done =
+      fleet.loop.run_until([&] { return received == total || publisher_failed; }, std::chrono::seconds(120));
+  pub_thread.join();
+  if (!done || publisher_failed) throw std::runtime_error("fan-out did not complete");
+  Result r;
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.bytes = total * o.chunk_size;  // chunk data, without the ChunkData envelope
+  r.messages = total;
+  (void)bytes;
+  return r;
+}
+
+// Each device pulls all chunks of the artifact from the plugin with a window of requests.
+Result plugin_served(const BenchOptions& o, fota::testing::TestPki& pki, int port,
+                     const std::string& artifact_id, std::uint32_t chunk_count) {
+  Fleet fleet = connect_devices(o, pki, port, true);
+  struct Pull {
+    std::uint32_t next = 0;         // next chunk index to request
+    std::uint32_t outstanding = 0;  // requested, not yet received
+    std::uint32_t received = 0;
+    std::uint64_t request_id = 0;
+  };
+  std::vector<Pull> pulls(fleet.devices.size());
+  std::uint64_t total_received = 0;
+  std::uint64_t bytes = 0;
+  bool bad_chunk = false;
+  const std::uint32_t batch = std::max<std::uint32_t>(1, o.window / 2);
+  auto request_more = [&](std::size_t i) {
+    Pull& p = pulls[i];
+    while (p.next < chunk_count && p.outstanding + batch <= o.window) {
+      const std::uint32_t count = std::min(batch, chunk_count - p.next);
+      fota::v1::ChunkRequest request;
+      request.set_device_id(fleet.devices[i]->id());
+      request.set_artifact_id(artifact_id);
+      request.set_request_id(++p.request_id);
+      auto* range = request.add_ranges();
+      range->set_first(p.next);
+      range->set_count(count);
+      fleet.devices[i]->publish(device_topic(fleet.devices[i]->id(), Channel::kChunkRequest),
+                                fota::common::encode(request));
+      p.next += count;
+      p.outstanding += count;
+    }
+  };
+  for (std::size_t i = 0; i < fleet.devices.size(); ++i) {
+    fleet.devices[i]->on_message = [&, i](const mosquitto_message& m) {
+      auto chunk = fota::common::decode<fota::v1::ChunkData>(
+          std::string_view(static_cast<const char*>(m.payload), static_cast<std::size_t>(m.payloadlen)),
+          fota::common::kMaxChunkDataBytes);
+      if (!chunk || chunk->status() != fota::v1::CHUNK_STATUS_OK) {
+        bad_chunk = true;
+        return;
+      }
+      bytes += chunk->data().size();
+      ++total_received;
+      Pull& p = pulls[i];
+      --p.outstanding;
+      ++p.received;
+      request_more(i);
+    };
+  }
+  const std::uint64_t total = std::uint64_t(o.devices) * chunk_count;
+  const auto start = Clock::now();
+  for (std::size_t i = 0; i < fleet.devices.size(); ++i) request_more(i);
+  const bool done =
+      fleet.loop.run_until([&] { return total_received == total || bad_chunk; }, std::chrono::seconds(120));
+  if (!done || bad_chunk) throw std::runtime_error("plugin-served download did not complete");
+  Result r;
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.bytes = bytes;
+  r.messages = total;
+  return r;
+}
+
+// N devices publish small progress reports; one orchestrator receives them all.
+Result fan_in(const BenchOptions& o, fota::testing::TestPki& pki, int port) {
+  Session orchestrator("orch-bench", pki, pki.issue(Role::kOrchestrator, "orch-bench"));
+  orchestrator.connect(port);
+  Loop orch_loop;
+  orch_loop.add(&orchestrator);
+  if (!orch_loop.run_until([&] { return orchestrator.connect_rc() >= 0; }, std::chrono::seconds(10)) ||
+      !orchestrator.connected()) {
+    throw std::runtime_error("orchestrator did not connect");
+  }
+  orchestrator.subscribe("fota/v1/dev/+/progress");
+  if (!orch_loop.run_until([&] { return orchestrator.subacks() == 1; }, std::chrono::seconds(10))) {
+    throw std::runtime_error("orchestrator did not subscribe");
+  }
+  std::atomic<std::uint64_t> received{0};
+  orchestrator.on_message = [&](const mosquitto_message&) {
+    received.fetch_add(1, std::memory_order_relaxed);
+  };
+
+  Fleet fleet = connect_devices(o, pki, port, false);
+  std::vector<std::string> payloads;
+  for (const auto& d : fleet.devices) {
+    fota::v1::Progress p;
+    p.set_device_id(d->id());
+    p.set_deployment_id("deployment-bench");
+    p.set_phase(fota::v1::PHASE_DOWNLOADING);
+    p.set_bytes_done(123456);
+    p.set_bytes_total(1 << 20);
+    payloads.push_back(fota::common::encode(p));
+  }
+  const std::uint64_t total = std::uint64_t(o.devices) * o.reports_per_device;
+  std::vector<std::uint32_t> sent(fleet.devices.size(), 0);
+  const auto start = Clock::now();
+  std::atomic<bool> stop{false};
+  std::thread orch_thread([&] {
+    orch_loop.run_until([&] { return received.load() == total || stop.load(); }, std::chrono::seconds(120));
+  });
+  const bool devices_done = fleet.loop.run_until(
+      [&] { return received.load() == total; }, std::chrono::seconds(120),
+      [&] {
+        for (std::size_t i = 0; i < fleet.devices.size(); ++i) {
+          while (sent[i] < o.reports_per_device && fleet.devices[i]->outstanding() < 10) {
+            fleet.devices[i]->publish(device_topic(fleet.devices[i]->id(), Channel::kProgress), payloads[i]);
+            ++sent[i];
+          }
+        }
+      });
+  stop = true;
+  orch_thread.join();
+  if (!devices_done) throw std::runtime_error("fan-in did not complete");
+  Result r;
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.messages = total;
+  r.bytes = total * payloads.front().size();
+  return r;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  BenchOptions o;
+  CLI::App app{"fota broker plugin benchmark: raw broker ceiling vs plugin-served chunks vs plugin overhead"};
+  app.add_option("--devices", o.devices, "fleet size (subscribers / pulling devices)")
+      ->check(CLI::Range(1, 2000));
+  app.add_option("--chunk-size", o.chunk_size, "chunk size in bytes")
+      ->check(CLI::Range(1024u, 1024u * 1024u));
+  app.add_option("--chunks", o.chunks_per_device, "chunks per device")->check(CLI::Range(1u, 100000u));
+  app.add_option("--window", o.window, "chunks a device keeps requested (plugin-served)")
+      ->check(CLI::Range(1u, 1024u));
+  app.add_option("--reports", o.reports_per_device, "small reports per device (fan-in)")
+      ->check(CLI::Range(1u, 100000u));
+  app.add_option("--repeat", o.repeat, "rounds; the median is reported")->check(CLI::Range(1, 20));
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    mosquitto_lib_init();
+    fota::testing::TempDir dir;
+    fota::testing::TestPki pki(dir.path());
+
+    // The artifact the plugin serves: chunks_per_device chunks of chunk_size bytes.
+    const fs::path image = dir.path() / "image.bin";
+    {
+      std::mt19937 rng(1);
+      std::string bytes(std::size_t{o.chunk_size} * o.chunks_per_device, '\0');
+      for (auto& c : bytes) c = static_cast<char>(rng());
+      std::ofstream(image, std::ios::binary) << bytes;
+    }
+    auto key = fota::common::Ed25519PrivateKey::generate().value();
+    fota::common::TrustStore trust;
+    trust.add(key.public_key());
+    fota::common::ArtifactSpec spec;
+    spec.name = "bench";
+    spec.version = "1.0.0";
+    spec.compatible_hardware = {"bench"};
+    spec.chunk_size = o.chunk_size;
+    auto manifest = fota::common::build_signed_manifest(image, spec, key, 1'700'000'000'000);
+    if (!manifest) throw std::runtime_error(manifest.error().to_string());
+    const fs::path bundle = dir.path() / "bench.fota";
+    if (auto st = fota::common::write_bundle(bundle, *manifest, image); !st)
+      throw std::runtime_error(st.error().to_string());
+    const fs::path store_dir = dir.path() / "artifacts";
+    fs::create_directories(store_dir);
+    fota::common::ArtifactStore store(store_dir);
+    auto imported = store.import_bundle(bundle, trust);
+    if (!imported) throw std::runtime_error(imported.error().to_string());
+
+    fota::testing::BrokerOptions raw_options;
+    fota::testing::BrokerOptions plugin_options;
+    plugin_options.with_plugin = true;
+    // Limits out of the way: this measures the plugin's cost, not its limits.
+    plugin_options.plugin_options = {
+        {"artifact_dir", store_dir.string()}, {"device_msgs_per_second", "1e9"},
+        {"device_msg_burst", "1e9"},          {"device_bytes_per_second", "1e12"},
+        {"device_byte_burst", "1e12"},        {"device_chunk_bytes_per_second", "0"},
+        {"max_chunks_per_request", "1024"}};
+    fota::testing::MosquittoBroker raw_broker(pki, dir.path() / "raw", raw_options);
+    fota::testing::MosquittoBroker plugin_broker(pki, dir.path() / "plugin", plugin_options);
+
+    std::printf(
+        "fota broker plugin benchmark: %d devices, %u-byte chunks, %u chunks per device, window %u, "
+        "mTLS, QoS 1, loopback, %d round(s), median shown\n",
+        o.devices, o.chunk_size, o.chunks_per_device, o.window, o.repeat);
+    std::vector<double> raw_mb, plugin_fanout_mb, served_mb, fanin_raw, fanin_plugin;
+    for (int round = 0; round < o.repeat; ++round) {
+      raw_mb.push_back(fan_out(o, pki, raw_broker.port()).mb_per_s());
+      plugin_fanout_mb.push_back(fan_out(o, pki, plugin_broker.port()).mb_per_s());
+      served_mb.push_back(
+          plugin_served(o, pki, plugin_broker.port(), imported->artifact_id(), o.chunks_per_device)
+              .mb_per_s());
+      fanin_raw.push_back(fan_in(o, pki, raw_broker.port()).msgs_per_s());
+      fanin_plugin.push_back(fan_in(o, pki, plugin_broker.port()).msgs_per_s());
+      std::printf(
+          "  round %d: raw %.1f MB/s, fan-out via plugin %.1f MB/s, plugin-served %.1f MB/s, "
+          "reports %.0f/s raw, %.0f/s via plugin\n",
+          round + 1, raw_mb.back(), plugin_fanout_mb.back(), served_mb.back(), fanin_raw.back(),
+          fanin_plugin.back());
+    }
+    const double raw = median(raw_mb);
+    const double fanout = median(plugin_fanout_mb);
+    const double served = median(served_mb);
+    const double in_raw = median(fanin_raw);
+    const double in_plugin = median(fanin_plugin);
+    std::printf("\n%-58s %10.1f MB/s\n", "raw broker ceiling (publisher -> N subscribers, no plugin)", raw);
+    std::printf("%-58s %10.1f MB/s\n", "chunks served by the plugin", served);
+    std::printf("%-58s %10s\n", "chunks served by the orchestrator",
+                "n/a (no orchestrator chunk server yet)");
+    std::printf("%-58s %10.2f   (target >= 0.80)\n", "plugin-served goodput / raw ceiling", served / raw);
+    std::printf("%-58s %10.1f MB/s\n", "same fan-out through the broker with the plugin", fanout);
+    std::printf("%-58s %9.1f %%   (target < 10 %%)\n", "plugin overhead, 16 KiB-class publishes",
+                100.0 * (1.0 - fanout / raw));
+    std::printf("%-58s %10.0f msg/s\n", "small reports N -> 1, no plugin", in_raw);
+    std::printf("%-58s %10.0f msg/s\n", "small reports N -> 1, with plugin", in_plugin);
+    std::printf("%-58s %9.1f %%   (target < 10 %%)\n", "plugin overhead, small reports",
+                100.0 * (1.0 - in_plugin / in_raw));
+    mosquitto_lib_cleanup();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "benchmark failed: %s\n", e.what());
+    return 1;
+  }
+}
