@@ -94,7 +94,7 @@ struct RolloutPlan {
   std::string attach_id;           // kAttach only
   std::vector<RolloutWave> waves;  // default: one wave of 100%
   double failure_threshold = 0.1;  // fraction of a wave's devices failing halts the rollout
-  double success_gate = 1.0;       // fraction of a wave that must commit before the next wave
+  double success_gate = 0.0;       // fraction of a wave that must commit before the next wave (0 = off)
   std::int64_t soak_ms = 0;
   std::int64_t start_after_ms = 0;
   std::uint32_t max_concurrent = 0;  // 0 = unlimited

@@ -1,0 +1,109 @@
+// Runs a scenario: plans the fleet, signs an image, issues every device a certificate, starts the
+// virtual devices and the rollout driver on one event loop, injects the faults, samples progress,
+// and checks the scenario's invariants at the end.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "fota/common/pki.hpp"
+#include "fota/common/result.hpp"
+#include "fota/sim/scenario.hpp"
+#include "fota/sim/scenario_driver.hpp"
+#include "fota/sim/virtual_device.hpp"
+
+namespace fota::sim {
+
+// Where the run happens. The broker is real and already running; the CA is the one it trusts.
+struct RunEnvironment {
+  std::string broker_host = "127.0.0.1";
+  int broker_port = 0;
+  const common::CertificateAuthority* ca = nullptr;
+  std::filesystem::path work_dir;  // artifact store, image, keys
+  // For faults.broker_restart: stop the broker (hard = SIGKILL) and start it again on the same port.
+  std::function<void(bool hard)> stop_broker;
+  std::function<void()> start_broker;
+};
+
+struct RunOptions {
+  // Live progress; nullptr = quiet. `tty` redraws a block of bars in place.
+  std::ostream* progress = nullptr;
+  bool tty = false;
+  std::int64_t sample_interval_ms = 500;
+  // Devices started per 100 ms (the broker's listen backlog is 100).
+  std::uint32_t connect_rate = 250;
+};
+
+struct Sample {
+  std::int64_t at_ms = 0;
+  std::map<std::string, std::uint32_t> by_state;  // "offline", "idle", "downloading", ..., "committed"
+  std::uint64_t wire_bytes = 0;
+  std::uint64_t image_bytes = 0;
+};
+
+struct DeviceResult {
+  std::string device_id;
+  std::string group;
+  std::string hardware_type;
+  std::string link_profile;
+  std::string time_zone;
+  std::string initial_version;
+  std::string final_version;
+  std::string final_phase;
+  std::string last_error;
+  bool targeted = false;
+  bool expected_failure = false;
+  bool on_trial = false;
+  bool bricked = false;
+  std::vector<std::string> planned_power_cuts;  // "installing@0.42"
+  DeviceCounters counters;
+  std::uint64_t wire_bytes = 0;
+  std::uint64_t image_bytes = 0;
+  std::vector<TimelineEntry> timeline;
+};
+
+struct InvariantResult {
+  std::string name;
+  bool held = false;
+  std::string detail;
+};
+
+struct RunReport {
+  std::string scenario;
+  std::uint64_t seed = 0;
+  std::uint32_t device_count = 0;
+  std::string outcome;  // running (timed out), completed, halted
+  std::string halt_reason;
+  std::string expected_outcome;
+  bool timed_out = false;
+  std::int64_t duration_ms = 0;            // wall time from the first command to the end
+  std::int64_t predicted_duration_ms = 0;  // the simulator's estimate from link profiles (see docs)
+  std::string prediction_source;
+  std::uint64_t image_size = 0;
+  std::uint64_t wire_bytes = 0;             // every device connection, both directions, TLS included
+  std::uint64_t image_bytes_delivered = 0;  // image bytes written to slots
+  double wire_ratio = 0.0;
+  std::uint64_t reconnects = 0;
+  std::uint64_t power_cuts = 0;
+  std::uint64_t link_resets = 0;
+  std::uint64_t memory_per_device_bytes = 0;
+  std::int64_t setup_ms = 0;
+  DriverStats driver;
+  std::vector<WaveRecord> waves;
+  std::vector<Sample> samples;
+  std::vector<DeviceResult> devices;
+  std::vector<InvariantResult> invariants;
+  bool passed = false;
+};
+
+// Errors: scenario cannot be set up (bad plan, driver orchestrator not available, CA missing,
+// broker unreachable). A scenario whose invariants fail is a successful run with passed = false.
+common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnvironment& environment,
+                                       const RunOptions& options = {});
+
+}  // namespace fota::sim

@@ -1,0 +1,92 @@
+// A virtual device's flash and bootloader, in memory: A/B slots plus the fota boot environment
+// variables. Implements the client's Installer and BootEnvironment, so the real engine drives it
+// exactly as it drives AbSlotInstaller on a device, and the client's own simulate_bootloader()
+// decides what boots.
+//
+// Every device of a run downloads the same image, so slot contents are interned in a ChunkPool:
+// 10,000 devices holding a 256 KiB image cost 256 KiB, not 2.5 GB.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+
+#include "fota/client/installer.hpp"
+
+namespace fota::sim {
+
+class ChunkPool {
+ public:
+  std::shared_ptr<const std::string> intern(std::string_view data);
+  std::size_t distinct() const noexcept { return pool_.size(); }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    std::size_t operator()(const std::shared_ptr<const std::string>& s) const noexcept { return (*this)(*s); }
+  };
+  struct Equal {
+    using is_transparent = void;
+    static std::string_view view(std::string_view s) { return s; }
+    static std::string_view view(const std::shared_ptr<const std::string>& s) { return *s; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return view(a) == view(b);
+    }
+  };
+  std::unordered_set<std::shared_ptr<const std::string>, Hash, Equal> pool_;
+};
+
+struct StorageFaults {
+  // Writes fail with "no space left on device" past this many bytes of a slot (0 = never).
+  std::uint64_t space_for_bytes = 0;
+};
+
+class SimulatedStorage : public client::Installer, public client::BootEnvironment {
+ public:
+  // Slot "a" holds the factory image of `factory_version` and is committed.
+  SimulatedStorage(ChunkPool& pool, std::string factory_version, StorageFaults faults = {});
+
+  // Installer
+  common::Result<client::BootStatus> boot_status() override;
+  common::Status prepare(const client::action::PrepareSlot& prepare) override;
+  common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override;
+  common::Status sync() override { return common::ok_status(); }
+  common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override;
+  common::Status activate(const std::string& slot) override;
+  common::Status commit(const std::string& slot) override;
+  common::Status revert(const std::string& boot_slot) override;
+
+  // BootEnvironment
+  common::Result<std::map<std::string, std::string>> load() override { return env_; }
+  common::Status set(const std::map<std::string, std::string>& variables) override;
+
+  // Power-on: the bootloader picks a slot (client::simulate_bootloader). Returns the booted slot.
+  common::Result<std::string> boot();
+  // What a slot holds as the bootloader would find it: the factory version, the version of a
+  // complete image with the given hash, or "" (partial or corrupt: booting it bricks the device).
+  std::string bootable_version(const std::string& slot, const std::string& image_sha256,
+                               const std::string& image_version) const;
+  std::uint64_t bytes_written() const noexcept { return bytes_written_; }
+
+ private:
+  struct Slot {
+    std::string factory_version;  // set while the slot still holds the factory image
+    std::uint64_t size = 0;
+    std::map<std::uint64_t, std::shared_ptr<const std::string>> pieces;  // offset -> bytes
+  };
+  common::Result<std::string> digest(const Slot& slot, std::uint64_t size) const;
+  Slot* find(const std::string& name);
+
+  ChunkPool& pool_;
+  StorageFaults faults_;
+  std::map<std::string, Slot> slots_;
+  std::map<std::string, std::string> env_;
+  std::uint64_t bytes_written_ = 0;
+};
+
+}  // namespace fota::sim

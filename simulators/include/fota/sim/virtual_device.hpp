@@ -1,0 +1,156 @@
+// One virtual device: the real client UpdateEngine with simulated flash and bootloader, its own
+// mTLS MQTT session, a link emulator between the two, and the faults its plan gives it.
+// Everything runs on the runner's event loop thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fota/client/engine.hpp"
+#include "fota/common/topics.hpp"
+#include "fota/sim/fleet_plan.hpp"
+#include "fota/sim/link_emulator.hpp"
+#include "fota/sim/simulated_storage.hpp"
+#include "fota/sim/transport/event_loop.hpp"
+#include "fota/sim/transport/mosquitto_session.hpp"
+
+namespace fota::sim {
+
+// What every device of a run shares.
+struct FleetContext {
+  transport::EventLoop* loop = nullptr;
+  const Scenario* scenario = nullptr;
+  common::TopicScheme topics;
+  const client::EngineCrypto* crypto = nullptr;
+  ChunkPool* pool = nullptr;
+  std::string broker_host = "127.0.0.1";
+  int broker_port = 0;
+  std::int64_t run_start_ms = 0;  // link schedules are relative to this
+  // The image the rollout installs: a slot holding it boots as target_version.
+  std::string image_sha256;
+  std::string target_version;
+};
+
+struct TimelineEntry {
+  std::int64_t at_ms = 0;  // since run start
+  std::string event;       // a phase name ("downloading"), or "connected", "power-cut", ...
+  std::string detail;
+};
+
+struct DeviceCounters {
+  std::uint32_t connects = 0;
+  std::uint32_t reconnects = 0;  // connects after the first
+  std::uint32_t link_resets = 0;
+  std::uint32_t link_stalls = 0;
+  std::uint32_t power_cuts = 0;
+  std::uint32_t reboots = 0;
+  std::uint64_t chunks_received = 0;
+  std::uint64_t messages_dropped_by_link = 0;
+};
+
+class VirtualDevice {
+ public:
+  VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan, std::shared_ptr<transport::TlsContext> tls);
+  ~VirtualDevice();
+  VirtualDevice(const VirtualDevice&) = delete;
+  VirtualDevice& operator=(const VirtualDevice&) = delete;
+
+  // First power-on: boot, start the engine, connect.
+  common::Status start();
+  // The rollout starts now (fleet.run_start_ms was just set): schedule the link faults of the
+  // plan, which are relative to it.
+  void arm_link_faults();
+  // Ends the run for this device: disconnects gracefully, stops reacting.
+  void stop();
+
+  const VirtualDevicePlan& plan() const noexcept { return plan_; }
+  // Last phase the device reported (PHASE_IDLE before any).
+  v1::Phase phase() const noexcept { return phase_; }
+  v1::ErrorCode last_error() const noexcept { return last_error_; }
+  bool connected() const noexcept { return session_ && session_->connected(); }
+  bool powered() const noexcept { return powered_; }
+  // True once the device booted a slot without a complete image.
+  bool bricked() const noexcept { return bricked_; }
+  // Powered and the engine is in the middle of an update (or has not started yet).
+  bool busy() const noexcept;
+  // The version running now ("" while powered off), and whether it runs on trial.
+  std::string running_version() const;
+  bool running_on_trial() const;
+  std::uint64_t image_bytes_written() const noexcept { return storage_.bytes_written(); }
+  transport::WireCounters wire() const noexcept;
+  const DeviceCounters& counters() const noexcept { return counters_; }
+  const std::vector<TimelineEntry>& timeline() const noexcept { return timeline_; }
+  std::int64_t engine_unexpected_events() const noexcept;
+
+ private:
+  std::int64_t now() const noexcept;         // the loop's wall clock
+  std::int64_t device_now() const noexcept;  // with this device's clock skew
+  std::int64_t since_start() const noexcept { return now() - fleet_.run_start_ms; }
+  void note(std::string event, std::string detail = {});
+
+  void power_on();
+  void power_off(bool orderly);
+  void connect_when_possible(std::int64_t delay_ms);
+  void apply_link_fault(const LinkFault& fault);
+
+  void on_connected(int reason_code);
+  void on_disconnected(int reason_code);
+  void on_message(std::string_view topic, std::string_view payload);
+  void deliver(common::Channel channel, std::string payload, std::uint64_t epoch);
+  void send(common::Channel channel, std::string payload, int qos, bool retain);
+
+  void execute(client::Actions actions);
+  bool run_action(client::Action& action, client::Actions& follow_up);
+  void check_power_cut(const client::Action* action, std::size_t action_index);
+  void plan_cut_in_batch(const client::Actions& actions, std::size_t report_index);
+  void schedule_tick();
+  std::string presence(bool online) const;
+
+  FleetContext& fleet_;
+  VirtualDevicePlan plan_;
+  std::shared_ptr<transport::TlsContext> tls_;
+  common::DeviceId id_;
+  SimulatedStorage storage_;
+  LinkEmulator link_;
+  std::unique_ptr<transport::MosquittoSession> session_;
+  std::unique_ptr<client::UpdateEngine> engine_;
+  std::optional<client::journal::JournalRecord> journal_;
+  std::string stored_manifest_;
+
+  bool started_ = false;
+  bool stopped_ = false;
+  bool powered_ = false;
+  bool bricked_ = false;
+  bool halt_batch_ = false;             // a power cut or reboot ends the batch being executed
+  std::uint64_t power_epoch_ = 0;       // timers of an earlier power cycle are stale
+  std::uint64_t connection_epoch_ = 0;  // in-flight messages die with their connection
+  std::optional<transport::EventLoop::TimerId> tick_timer_;
+  std::int64_t tick_at_ = client::UpdateEngine::kNoDeadline;
+  std::optional<transport::EventLoop::TimerId> reconnect_timer_;
+  std::int64_t reconnect_backoff_ms_ = 250;
+  std::int64_t flash_busy_until_ = 0;  // slow flash: the device works through writes first
+  std::size_t next_power_cut_ = 0;
+  std::optional<std::size_t> cut_at_index_;  // action index of the batch being executed
+  std::uint64_t update_bytes_total_ = 0;
+  std::uint64_t update_bytes_written_ = 0;
+  v1::Phase phase_ = v1::PHASE_IDLE;
+  v1::ErrorCode last_error_ = v1::ERROR_NONE;
+  Rng rng_;
+  DeviceCounters counters_;
+  std::vector<TimelineEntry> timeline_;
+  // Reports made while offline, sent on the next connect (as an MQTT client's offline buffer
+  // would); chunk requests are not kept, the engine re-requests on its own.
+  struct Pending {
+    common::Channel channel;
+    std::string payload;
+    int qos;
+    bool retain;
+  };
+  std::vector<Pending> offline_queue_;
+  static constexpr std::size_t kOfflineQueueLimit = 16;
+};
+
+}  // namespace fota::sim

@@ -1,0 +1,517 @@
+#include "fota/sim/runner.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "fota/client/runtime.hpp"
+#include "fota/common/artifact.hpp"
+#include "fota/common/codec.hpp"
+#include "fota/sim/fleet_plan.hpp"
+
+namespace fota::sim {
+
+using common::Errc;
+using common::Error;
+
+namespace {
+
+// Resident set size of this process, from /proc/self/statm.
+std::uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t pages_total = 0;
+  std::uint64_t pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+const char* const kStateOrder[] = {"idle",      "downloading", "verifying",    "installing",
+                                   "rebooting", "confirming",  "rolling-back", "committed",
+                                   "failed",    "rolled-back", "cancelled"};
+
+std::string state_of(const VirtualDevice& device) {
+  switch (device.phase()) {
+    case v1::PHASE_DOWNLOADING:
+      return "downloading";
+    case v1::PHASE_VERIFYING:
+      return "verifying";
+    case v1::PHASE_INSTALLING:
+      return "installing";
+    case v1::PHASE_REBOOTING:
+      return "rebooting";
+    case v1::PHASE_CONFIRMING:
+      return "confirming";
+    case v1::PHASE_COMMITTED:
+      return "committed";
+    case v1::PHASE_FAILED:
+      return "failed";
+    case v1::PHASE_ROLLING_BACK:
+      return "rolling-back";
+    case v1::PHASE_ROLLED_BACK:
+      return "rolled-back";
+    case v1::PHASE_CANCELLED:
+      return "cancelled";
+    default:
+      return "idle";
+  }
+}
+
+// Deterministic image content for the scenario's seed.
+common::Status write_image(const std::filesystem::path& path, std::uint64_t size, std::uint64_t seed) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Error(Errc::kIo, "cannot create " + path.string());
+  Rng rng(derive_seed(seed, "image"));
+  std::string block;
+  block.reserve(64 * 1024);
+  std::uint64_t left = size;
+  while (left > 0) {
+    block.clear();
+    const std::uint64_t n = std::min<std::uint64_t>(left, 64 * 1024);
+    while (block.size() < n) {
+      const std::uint64_t word = rng.next();
+      for (int b = 0; b < 8 && block.size() < n; ++b)
+        block.push_back(static_cast<char>((word >> (8 * b)) & 0xFF));
+    }
+    out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    left -= n;
+  }
+  out.close();
+  if (!out) return Error(Errc::kIo, "cannot write " + path.string());
+  return common::ok_status();
+}
+
+// The simulator's own estimate of the rollout's duration from the link profiles (the builtin
+// driver has no predictor; the orchestrator's prediction replaces this when it drives the run).
+std::int64_t estimate_duration_ms(const Scenario& scenario, const std::vector<VirtualDevicePlan>& plans,
+                                  const std::vector<WaveRecord>& waves) {
+  std::map<std::string, const VirtualDevicePlan*> by_id;
+  for (const auto& p : plans) by_id[p.device_id] = &p;
+  const double image = double(scenario.artifact.image_size);
+  const double chunks = std::ceil(image / double(scenario.artifact.chunk_size));
+  double total = double(scenario.rollout.start_after_ms);
+  for (std::size_t w = 0; w < waves.size(); ++w) {
+    double slowest = 0;
+    for (const auto& id : waves[w].devices) {
+      const VirtualDevicePlan& p = *by_id.at(id);
+      const LinkProfile& link = scenario.link_profiles.at(p.link_profile);
+      const double rate =
+          link.bandwidth_bytes_per_second > 0 ? double(link.bandwidth_bytes_per_second) : 50e6;
+      double transfer_ms = image * 1000.0 / rate;
+      if (p.faults.flash_write_bytes_per_second > 0) {
+        transfer_ms = std::max(transfer_ms, image * 1000.0 / double(p.faults.flash_write_bytes_per_second));
+      }
+      const double rtt_ms = 2.0 * double(link.latency_ms) + 2.0;
+      const double request_rounds = std::ceil(chunks / 8.0);  // the engine's initial window
+      // command, download, verify, activate + reboot + health check + commit.
+      const double device_ms =
+          rtt_ms * 2 + transfer_ms + request_rounds * rtt_ms + 200 + 100 + 400 + rtt_ms * 2;
+      slowest = std::max(slowest, device_ms);
+    }
+    total += slowest;
+    if (w + 1 < waves.size()) total += double(scenario.rollout.soak_ms);
+  }
+  return static_cast<std::int64_t>(total);
+}
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 3) {
+    bytes /= 1024;
+    ++u;
+  }
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(u == 0 ? 0 : 1) << bytes << " " << units[u];
+  return out.str();
+}
+
+class ProgressPrinter {
+ public:
+  ProgressPrinter(std::ostream* out, bool tty, std::uint32_t devices)
+      : out_(out), tty_(tty), devices_(devices) {}
+
+  void print(const Sample& sample, std::size_t connected, const std::string& wave, std::int64_t eta_ms) {
+    if (out_ == nullptr) return;
+    std::ostringstream block;
+    block << std::fixed << std::setprecision(1) << "[" << double(sample.at_ms) / 1000.0 << " s] " << wave
+          << "  connected " << connected << "/" << devices_ << "  wire "
+          << human_bytes(double(sample.wire_bytes)) << "  ETA "
+          << (eta_ms < 0 ? std::string("?") : std::to_string((eta_ms + 999) / 1000) + " s") << "\n";
+    if (tty_) {
+      for (const char* state : kStateOrder) {
+        const std::uint32_t n = sample.by_state.count(state) ? sample.by_state.at(state) : 0;
+        const int width = 30;
+        const int filled = devices_ == 0 ? 0 : static_cast<int>(double(n) * width / double(devices_) + 0.5);
+        block << "  " << std::left << std::setw(13) << state << " [" << std::string(std::size_t(filled), '#')
+              << std::string(std::size_t(width - filled), '.') << "] " << n << "\n";
+      }
+      if (lines_ > 0) *out_ << "\x1b[" << lines_ << "A";
+      const std::string text = block.str();
+      lines_ = static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+      *out_ << text << std::flush;
+    } else {
+      block.seekp(-1, std::ios_base::end);
+      block << " |";
+      for (const char* state : kStateOrder) {
+        if (sample.by_state.count(state)) block << " " << state << " " << sample.by_state.at(state);
+      }
+      block << "\n";
+      *out_ << block.str() << std::flush;
+    }
+  }
+
+ private:
+  std::ostream* out_;
+  bool tty_;
+  std::uint32_t devices_;
+  int lines_ = 0;
+};
+
+}  // namespace
+
+common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnvironment& environment,
+                                       const RunOptions& options) {
+  if (scenario.rollout.driver != RolloutDriver::kBuiltin) {
+    return Error(Errc::kUnavailable,
+                 "scenario '" + scenario.name +
+                     "' uses rollout.driver orchestrator/attach, which fota-sim cannot drive yet (the "
+                     "fota-orchestrator integration is not built); use driver: builtin");
+  }
+  if (environment.ca == nullptr)
+    return Error(Errc::kInvalidArgument, "the run needs the fleet CA to issue certificates");
+  if (scenario.faults.broker_restart && (!environment.stop_broker || !environment.start_broker)) {
+    return Error(Errc::kInvalidArgument,
+                 "faults.broker_restart needs a broker fota-sim controls (use --spawn-broker)");
+  }
+  const auto setup_started = transport::EventLoop::wall_clock_ms();
+  auto plans = plan_fleet(scenario);
+  if (!plans.ok()) return plans.error();
+
+  // The artifact: a seeded image, signed with a fresh key the devices trust, in an ArtifactStore.
+  std::error_code ec;
+  std::filesystem::create_directories(environment.work_dir, ec);
+  const auto image_path = environment.work_dir / "image.bin";
+  const auto bundle_path = environment.work_dir / "artifact.fota";
+  std::filesystem::remove(bundle_path, ec);
+  if (auto s = write_image(image_path, scenario.artifact.image_size, scenario.seed); !s.ok())
+    return s.error();
+  auto key = common::Ed25519PrivateKey::generate();
+  if (!key.ok()) return key.error();
+  common::TrustStore trust;
+  trust.add(key->public_key());
+  common::ArtifactSpec spec;
+  spec.name = scenario.artifact.name;
+  spec.version = scenario.artifact.version;
+  spec.security_counter = scenario.artifact.security_counter;
+  spec.compatible_hardware = scenario.artifact.compatible_hardware;
+  spec.chunk_size = scenario.artifact.chunk_size;
+  auto signed_manifest =
+      common::build_signed_manifest(image_path, spec, *key, transport::EventLoop::wall_clock_ms());
+  if (!signed_manifest.ok()) return signed_manifest.error().with_context("signing the scenario's image");
+  if (auto s = common::write_bundle(bundle_path, *signed_manifest, image_path); !s.ok()) return s.error();
+  common::ArtifactStore store(environment.work_dir / "store");
+  auto manifest = store.import_bundle(bundle_path, trust);
+  if (!manifest.ok()) return manifest.error().with_context("importing the scenario's artifact");
+  client::OpenSslEngineCrypto crypto(trust);
+
+  // Waves over the targeted devices, in a seeded order.
+  std::vector<std::string> targeted;
+  for (const auto& p : *plans) {
+    if (p.targeted) targeted.push_back(p.device_id);
+  }
+  {
+    Rng rng(derive_seed(scenario.seed, "waves"));
+    for (std::size_t i = targeted.size(); i > 1; --i) std::swap(targeted[i - 1], targeted[rng.below(i)]);
+  }
+  std::vector<double> weights;
+  for (const auto& w : scenario.rollout.waves) weights.push_back(w.percent);
+  const auto shares = apportion(static_cast<std::uint32_t>(targeted.size()), weights);
+  std::vector<WaveRecord> waves;
+  std::size_t next = 0;
+  for (std::size_t w = 0; w < shares.size(); ++w) {
+    WaveRecord record;
+    record.name = scenario.rollout.waves[w].name;
+    record.devices.assign(targeted.begin() + static_cast<std::ptrdiff_t>(next),
+                          targeted.begin() + static_cast<std::ptrdiff_t>(next + shares[w]));
+    next += shares[w];
+    waves.push_back(std::move(record));
+  }
+  const std::int64_t predicted_ms = estimate_duration_ms(scenario, *plans, waves);
+
+  transport::MosquittoLibrary mosquitto_library;
+  transport::EventLoop loop;
+  ChunkPool pool;
+  FleetContext fleet;
+  fleet.loop = &loop;
+  fleet.scenario = &scenario;
+  fleet.crypto = &crypto;
+  fleet.pool = &pool;
+  fleet.broker_host = environment.broker_host;
+  fleet.broker_port = environment.broker_port;
+  fleet.run_start_ms = loop.now_ms();
+  fleet.image_sha256 = manifest->image_sha256();
+  fleet.target_version = manifest->version();
+
+  const std::uint64_t rss_before = resident_bytes();
+  std::vector<std::unique_ptr<VirtualDevice>> devices;
+  devices.reserve(plans->size());
+  for (const auto& plan : *plans) {
+    common::IssueOptions issue;
+    issue.role = common::Role::kDevice;
+    issue.common_name = plan.device_id;
+    auto issued = environment.ca->issue(issue);
+    if (!issued.ok()) return issued.error().with_context("issuing the certificate of " + plan.device_id);
+    auto tls = transport::TlsContext::create(environment.ca->ca_cert_pem(), issued->cert_pem, issued->key_pem,
+                                             environment.broker_host);
+    if (!tls.ok()) return tls.error().with_context(plan.device_id);
+    devices.push_back(std::make_unique<VirtualDevice>(fleet, plan, *tls));
+  }
+
+  // The driver connects first so no progress report or chunk request goes unheard.
+  ScenarioDriver driver(loop, fleet.topics, store, *signed_manifest, *manifest, scenario.rollout, waves);
+  {
+    common::IssueOptions issue;
+    issue.role = common::Role::kOrchestrator;
+    issue.common_name = "fota-sim-driver";
+    auto issued = environment.ca->issue(issue);
+    if (!issued.ok()) return issued.error().with_context("issuing the driver's certificate");
+    auto tls = transport::TlsContext::create(environment.ca->ca_cert_pem(), issued->cert_pem, issued->key_pem,
+                                             environment.broker_host);
+    if (!tls.ok()) return tls.error();
+    transport::SessionConfig session;
+    session.host = environment.broker_host;
+    session.port = environment.broker_port;
+    session.client_id = "fota-sim-driver";
+    session.tls = *tls;
+    if (auto s = driver.start(std::move(session)); !s.ok()) return s.error();
+  }
+  const auto wait_until = [&](auto pred, std::int64_t timeout_ms) {
+    const std::int64_t deadline = transport::EventLoop::wall_clock_ms() + timeout_ms;
+    while (!pred()) {
+      if (transport::EventLoop::wall_clock_ms() > deadline) return false;
+      loop.run_once(20);
+    }
+    return true;
+  };
+  if (!wait_until([&] { return driver.ready(); }, 10'000)) {
+    return Error(Errc::kUnavailable, "the scenario driver could not connect to the broker at " +
+                                         environment.broker_host + ":" +
+                                         std::to_string(environment.broker_port));
+  }
+
+  // Power the fleet on in batches: the broker's listen backlog is 100.
+  std::size_t powered = 0;
+  const std::size_t batch = std::max<std::uint32_t>(1, options.connect_rate);
+  while (powered < devices.size()) {
+    const std::size_t end = std::min(devices.size(), powered + batch);
+    for (; powered < end; ++powered) {
+      if (auto s = devices[powered]->start(); !s.ok()) return s.error();
+    }
+    const std::int64_t until = transport::EventLoop::wall_clock_ms() + 100;
+    while (transport::EventLoop::wall_clock_ms() < until) loop.run_once(10);
+  }
+  const auto all_connected = [&] {
+    return std::all_of(devices.begin(), devices.end(), [](const auto& d) { return d->connected(); });
+  };
+  const std::int64_t connect_timeout_ms = 30'000 + static_cast<std::int64_t>(devices.size()) * 10;
+  const bool everyone_connected = wait_until(all_connected, connect_timeout_ms);
+  // Give the subscriptions and the retained inventories a moment to land.
+  wait_until([] { return false; }, 300);
+
+  RunReport report;
+  report.scenario = scenario.name;
+  report.seed = scenario.seed;
+  report.device_count = static_cast<std::uint32_t>(devices.size());
+  report.expected_outcome = std::string(expected_outcome_name(scenario.expect.outcome));
+  report.predicted_duration_ms = predicted_ms;
+  report.prediction_source = "simulator estimate from link profiles (builtin driver)";
+  report.image_size = scenario.artifact.image_size;
+  report.setup_ms = transport::EventLoop::wall_clock_ms() - setup_started;
+  const std::uint64_t rss_after = resident_bytes();
+  report.memory_per_device_bytes =
+      devices.empty() ? 0 : (rss_after > rss_before ? rss_after - rss_before : 0) / devices.size();
+  if (!everyone_connected && options.progress != nullptr) {
+    *options.progress << "warning: not every device connected within " << connect_timeout_ms / 1000
+                      << " s; starting the rollout anyway\n";
+  }
+
+  // The rollout starts now; every scenario time counts from here.
+  loop.run_once(0);
+  fleet.run_start_ms = loop.now_ms();
+  for (auto& d : devices) d->arm_link_faults();
+  driver.begin(fleet.run_start_ms);
+  if (const auto& restart = scenario.faults.broker_restart) {
+    loop.at(fleet.run_start_ms + restart->at_ms, [&environment, &loop, restart] {
+      environment.stop_broker(restart->hard_kill);
+      loop.after(restart->down_ms, [&environment] { environment.start_broker(); });
+    });
+  }
+
+  ProgressPrinter printer(options.progress, options.tty, report.device_count);
+  const auto take_sample = [&] {
+    Sample sample;
+    sample.at_ms = loop.now_ms() - fleet.run_start_ms;
+    std::size_t connected = 0;
+    std::uint32_t terminal = 0;
+    for (const auto& d : devices) {
+      ++sample.by_state[state_of(*d)];
+      const auto wire = d->wire();
+      sample.wire_bytes += wire.bytes_sent + wire.bytes_received;
+      sample.image_bytes += std::min<std::uint64_t>(d->image_bytes_written(), scenario.artifact.image_size);
+      connected += d->connected();
+      const auto phase = d->phase();
+      terminal += phase == v1::PHASE_COMMITTED || phase == v1::PHASE_FAILED ||
+                  phase == v1::PHASE_ROLLED_BACK || phase == v1::PHASE_CANCELLED;
+    }
+    std::string wave = "waiting";
+    for (const auto& w : driver.waves()) {
+      if (w.started_ms >= 0) wave = "wave " + w.name;
+    }
+    if (driver.outcome() != RolloutOutcome::kRunning)
+      wave = std::string(rollout_outcome_name(driver.outcome()));
+    std::int64_t eta = -1;
+    if (terminal > 0 && sample.at_ms > 0) {
+      const double rate = double(terminal) / double(sample.at_ms);
+      eta = static_cast<std::int64_t>(
+          double(targeted.size() - std::min<std::size_t>(terminal, targeted.size())) / rate);
+    }
+    printer.print(sample, connected, wave, eta);
+    report.samples.push_back(std::move(sample));
+  };
+  take_sample();
+  std::int64_t next_sample = loop.now_ms() + options.sample_interval_ms;
+
+  const auto settled = [&] {
+    if (driver.outcome() == RolloutOutcome::kRunning) return false;
+    return std::none_of(devices.begin(), devices.end(), [](const auto& d) { return d->busy(); });
+  };
+  while (true) {
+    loop.run_once(20);
+    if (loop.now_ms() >= next_sample) {
+      take_sample();
+      next_sample += options.sample_interval_ms;
+    }
+    if (settled()) break;
+    if (loop.now_ms() - fleet.run_start_ms > scenario.duration_ms) {
+      report.timed_out = true;
+      break;
+    }
+  }
+  report.duration_ms = loop.now_ms() - fleet.run_start_ms;
+  // Last progress reports and PUBACKs in flight.
+  wait_until([] { return false; }, 300);
+  take_sample();
+
+  report.outcome = std::string(rollout_outcome_name(driver.outcome()));
+  report.halt_reason = driver.halt_reason();
+  report.driver = driver.stats();
+  report.waves = driver.waves();
+
+  std::set<std::string> started_wave_devices;
+  for (const auto& w : driver.waves()) {
+    if (w.started_ms >= 0) started_wave_devices.insert(w.devices.begin(), w.devices.end());
+  }
+  std::uint32_t bricked = 0;
+  std::vector<std::string> wrong_version;
+  std::vector<std::string> unexpected_failures;
+  std::vector<std::string> unhealthy_committed;
+  for (const auto& d : devices) {
+    DeviceResult r;
+    const auto& plan = d->plan();
+    r.device_id = plan.device_id;
+    r.group = plan.group;
+    r.hardware_type = plan.hardware_type;
+    r.link_profile = plan.link_profile;
+    r.time_zone = plan.time_zone;
+    r.initial_version = plan.installed_version;
+    r.final_version = d->running_version();
+    r.final_phase = state_of(*d);
+    r.last_error = d->last_error() == v1::ERROR_NONE ? "" : v1::ErrorCode_Name(d->last_error());
+    r.targeted = plan.targeted;
+    r.expected_failure = plan.faults.expected_to_fail();
+    r.on_trial = d->running_on_trial();
+    r.bricked = d->bricked();
+    for (const auto& cut : plan.faults.power_cuts) {
+      std::ostringstream text;
+      text << device_phase_name(cut.phase) << "@" << std::fixed << std::setprecision(2) << cut.at_progress;
+      r.planned_power_cuts.push_back(text.str());
+    }
+    r.counters = d->counters();
+    const auto wire = d->wire();
+    r.wire_bytes = wire.bytes_sent + wire.bytes_received;
+    r.image_bytes = std::min<std::uint64_t>(d->image_bytes_written(), scenario.artifact.image_size);
+    r.timeline = d->timeline();
+    report.wire_bytes += r.wire_bytes;
+    report.image_bytes_delivered += r.image_bytes;
+    report.reconnects += r.counters.reconnects;
+    report.power_cuts += r.counters.power_cuts;
+    report.link_resets += r.counters.link_resets;
+    bricked += r.bricked;
+    const bool on_target = r.final_version == fleet.target_version && !r.on_trial;
+    const bool on_previous = r.final_version == r.initial_version && !r.on_trial;
+    if (!on_target && !on_previous) wrong_version.push_back(r.device_id + " runs '" + r.final_version + "'");
+    if (started_wave_devices.count(r.device_id) && !r.expected_failure && !on_target) {
+      unexpected_failures.push_back(r.device_id + " (" + r.final_phase +
+                                    (r.last_error.empty() ? "" : ", " + r.last_error) + ")");
+    }
+    if (r.expected_failure && on_target && plan.faults.fails_health_check)
+      unhealthy_committed.push_back(r.device_id);
+    report.devices.push_back(std::move(r));
+  }
+  report.wire_ratio = report.image_bytes_delivered == 0
+                          ? 0.0
+                          : double(report.wire_bytes) / double(report.image_bytes_delivered);
+
+  auto list = [](const std::vector<std::string>& items) {
+    std::string out;
+    for (std::size_t i = 0; i < items.size() && i < 10; ++i) out += (i ? ", " : "") + items[i];
+    if (items.size() > 10) out += ", ... (" + std::to_string(items.size()) + " in all)";
+    return out;
+  };
+  report.invariants.push_back({"no bricked device", bricked == 0,
+                               bricked == 0
+                                   ? "every device booted a complete image"
+                                   : std::to_string(bricked) + " devices booted an incomplete slot"});
+  report.invariants.push_back({"every device on the target version or its previous one",
+                               wrong_version.empty(), wrong_version.empty() ? "" : list(wrong_version)});
+  report.invariants.push_back(
+      {"failures only where injected", unexpected_failures.empty() && unhealthy_committed.empty(),
+       unexpected_failures.empty() && unhealthy_committed.empty()
+           ? ""
+           : "not updated without an injected fault: " + list(unexpected_failures) +
+                 (unhealthy_committed.empty()
+                      ? std::string()
+                      : "; committed an unhealthy image: " + list(unhealthy_committed))});
+  const bool outcome_ok = !report.timed_out && (scenario.expect.outcome == ExpectedOutcome::kAny ||
+                                                report.outcome == report.expected_outcome);
+  report.invariants.push_back(
+      {"expected rollout outcome", outcome_ok,
+       "expected " + report.expected_outcome + ", got " + report.outcome +
+           (report.timed_out ? " (timed out after " + std::to_string(scenario.duration_ms / 1000) + " s)"
+                             : "") +
+           (report.halt_reason.empty() ? "" : ": " + report.halt_reason)});
+  if (scenario.expect.max_wire_ratio) {
+    std::ostringstream detail;
+    detail << std::fixed << std::setprecision(4) << report.wire_ratio << " (limit "
+           << *scenario.expect.max_wire_ratio << ")";
+    report.invariants.push_back({"bytes on the wire / image bytes delivered",
+                                 report.wire_ratio <= *scenario.expect.max_wire_ratio, detail.str()});
+  }
+  if (scenario.expect.max_duration_ms) {
+    report.invariants.push_back({"duration", report.duration_ms <= *scenario.expect.max_duration_ms,
+                                 std::to_string(report.duration_ms) + " ms (limit " +
+                                     std::to_string(*scenario.expect.max_duration_ms) + " ms)"});
+  }
+  report.passed = std::all_of(report.invariants.begin(), report.invariants.end(),
+                              [](const InvariantResult& i) { return i.held; });
+
+  for (auto& d : devices) d->stop();
+  wait_until([] { return false; }, 200);
+  return report;
+}
+
+}  // namespace fota::sim

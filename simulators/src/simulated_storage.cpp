@@ -1,0 +1,118 @@
+#include "fota/sim/simulated_storage.hpp"
+
+#include "fota/common/crypto.hpp"
+
+namespace fota::sim {
+
+using common::Errc;
+using common::Error;
+
+std::shared_ptr<const std::string> ChunkPool::intern(std::string_view data) {
+  if (auto it = pool_.find(data); it != pool_.end()) return *it;
+  auto stored = std::make_shared<const std::string>(data);
+  pool_.insert(stored);
+  return stored;
+}
+
+SimulatedStorage::SimulatedStorage(ChunkPool& pool, std::string factory_version, StorageFaults faults)
+    : pool_(pool), faults_(faults) {
+  slots_["a"].factory_version = std::move(factory_version);
+  slots_["b"];
+  env_[std::string(client::kEnvActive)] = "a";
+  env_[std::string(client::kEnvBootLimit)] = "3";
+}
+
+SimulatedStorage::Slot* SimulatedStorage::find(const std::string& name) {
+  auto it = slots_.find(name);
+  return it == slots_.end() ? nullptr : &it->second;
+}
+
+common::Result<client::BootStatus> SimulatedStorage::boot_status() {
+  client::BootStatus status;
+  status.booted_slot = env_[std::string(client::kEnvBooted)];
+  if (status.booted_slot.empty()) return Error(Errc::kNotFound, "the simulated bootloader has not run yet");
+  status.trial = env_[std::string(client::kEnvTrial)] == status.booted_slot;
+  return status;
+}
+
+common::Status SimulatedStorage::prepare(const client::action::PrepareSlot& prepare) {
+  Slot* slot = find(prepare.slot);
+  if (slot == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + prepare.slot + "'");
+  if (!prepare.resume) slot->pieces.clear();
+  slot->factory_version.clear();
+  slot->size = prepare.image_size;
+  return common::ok_status();
+}
+
+common::Status SimulatedStorage::write(const std::string& name, std::uint64_t offset, std::string_view data) {
+  Slot* slot = find(name);
+  if (slot == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + name + "'");
+  if (faults_.space_for_bytes > 0 && offset + data.size() > faults_.space_for_bytes) {
+    return Error(Errc::kIo, "cannot write slot '" + name + "': no space left on device");
+  }
+  slot->factory_version.clear();
+  slot->pieces[offset] = pool_.intern(data);
+  bytes_written_ += data.size();
+  return common::ok_status();
+}
+
+common::Result<std::string> SimulatedStorage::digest(const Slot& slot, std::uint64_t size) const {
+  common::Sha256 sha;
+  std::uint64_t done = 0;
+  for (const auto& [offset, piece] : slot.pieces) {
+    if (done >= size) break;
+    if (offset != done) break;  // a hole: the image is incomplete
+    const std::uint64_t take = std::min<std::uint64_t>(piece->size(), size - done);
+    sha.update(piece->data(), static_cast<std::size_t>(take));
+    done += take;
+  }
+  if (done < size)
+    return Error(Errc::kIo, "slot is shorter than the image (" + std::to_string(done) + " of " +
+                                std::to_string(size) + " bytes present)");
+  return common::digest_bytes(sha.finish());
+}
+
+common::Result<std::string> SimulatedStorage::hash(const std::string& name, std::uint64_t size) {
+  Slot* slot = find(name);
+  if (slot == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + name + "'");
+  return digest(*slot, size);
+}
+
+common::Status SimulatedStorage::activate(const std::string& slot) {
+  if (find(slot) == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + slot + "'");
+  return set({{std::string(client::kEnvTrial), slot}, {std::string(client::kEnvBootCount), "0"}});
+}
+
+common::Status SimulatedStorage::commit(const std::string& slot) {
+  if (find(slot) == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + slot + "'");
+  return set({{std::string(client::kEnvActive), slot},
+              {std::string(client::kEnvTrial), ""},
+              {std::string(client::kEnvBootCount), "0"}});
+}
+
+common::Status SimulatedStorage::revert(const std::string& boot_slot) {
+  if (find(boot_slot) == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + boot_slot + "'");
+  return set({{std::string(client::kEnvActive), boot_slot},
+              {std::string(client::kEnvTrial), ""},
+              {std::string(client::kEnvBootCount), "0"}});
+}
+
+common::Status SimulatedStorage::set(const std::map<std::string, std::string>& variables) {
+  for (const auto& [key, value] : variables) env_[key] = value;
+  return common::ok_status();
+}
+
+common::Result<std::string> SimulatedStorage::boot() { return client::simulate_bootloader(*this, "a"); }
+
+std::string SimulatedStorage::bootable_version(const std::string& name, const std::string& image_sha256,
+                                               const std::string& image_version) const {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) return {};
+  const Slot& slot = it->second;
+  if (!slot.factory_version.empty()) return slot.factory_version;
+  if (slot.size == 0) return {};
+  auto d = digest(slot, slot.size);
+  return d.ok() && *d == image_sha256 ? image_version : std::string();
+}
+
+}  // namespace fota::sim
