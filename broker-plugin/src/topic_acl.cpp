@@ -23,47 +23,79 @@ std::optional<std::string_view> strip_share(std::string_view filter) {
   return rest.substr(slash + 1);
 }
 
+bool is_device_id(std::string_view id) noexcept {
+  if (id.empty() || id.size() > common::DeviceId::kMaxLength) return false;
+  const auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(id.front())) return false;
+  for (char c : id) {
+    if (!alnum(c) && c != '.' && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool is_report_channel(Channel channel) noexcept { return common::device_publishes(channel); }
 
 TopicAcl::TopicAcl(common::TopicScheme scheme)
-    : scheme_(std::move(scheme)), stats_topic_(scheme_.broker_stats_topic()) {}
+    : scheme_(std::move(scheme)),
+      dev_root_(scheme_.prefix() + "/dev/"),
+      stats_topic_(scheme_.broker_stats_topic()) {}
+
+std::optional<DeviceTopicView> TopicAcl::split(std::string_view topic) const {
+  if (topic.size() <= dev_root_.size() || topic.compare(0, dev_root_.size(), dev_root_) != 0)
+    return std::nullopt;
+  const std::string_view rest = topic.substr(dev_root_.size());
+  const auto slash = rest.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  const std::string_view id = rest.substr(0, slash);
+  if (!is_device_id(id)) return std::nullopt;
+  const std::string_view suffix = rest.substr(slash + 1);
+  for (Channel channel : common::kAllChannels) {
+    if (suffix == common::channel_suffix(channel)) return DeviceTopicView{id, channel};
+  }
+  return std::nullopt;
+}
 
 std::optional<common::ParsedTopic> TopicAcl::publishable(Role role, std::string_view common_name,
                                                          std::string_view topic) const {
-  auto parsed = scheme_.parse(topic);
-  if (!parsed) return std::nullopt;
+  const auto parts = split(topic);
+  if (!parts) return std::nullopt;
+  bool allowed = false;
   switch (role) {
     case Role::kDevice:
       // Only its own subtree, only the channels a device writes.
-      if (parsed->device.str() != common_name || !common::device_publishes(parsed->channel))
-        return std::nullopt;
-      return std::move(parsed).value();
+      allowed = parts->device == common_name && common::device_publishes(parts->channel);
+      break;
     case Role::kOrchestrator:
-      if (parsed->channel != Channel::kCommand && parsed->channel != Channel::kChunk) return std::nullopt;
-      return std::move(parsed).value();
+      allowed = parts->channel == Channel::kCommand || parts->channel == Channel::kChunk;
+      break;
     case Role::kObserver:
     case Role::kOperator:
     case Role::kBroker:
-      return std::nullopt;
+      allowed = false;
+      break;
   }
-  return std::nullopt;
+  if (!allowed) return std::nullopt;
+  auto device = common::DeviceId::parse(parts->device);
+  if (!device) return std::nullopt;
+  return common::ParsedTopic{std::move(device).value(), parts->channel};
 }
 
 bool TopicAcl::is_report_filter(std::string_view filter) const {
   if (filter == stats_topic_) return true;
   // The device level may be '+' or one id; the channel part must be literal, so the filter
   // can only ever match report topics.
-  const std::string dev_root = scheme_.prefix() + "/dev/";
-  if (filter.substr(0, dev_root.size()) != dev_root) return false;
-  std::string_view rest = filter.substr(dev_root.size());
+  if (filter.substr(0, dev_root_.size()) != dev_root_) return false;
+  std::string_view rest = filter.substr(dev_root_.size());
   const auto slash = rest.find('/');
   if (slash == std::string_view::npos) return false;
   const std::string_view id_level = rest.substr(0, slash);
   const std::string_view suffix = rest.substr(slash + 1);
   if (suffix.find_first_of("+#") != std::string_view::npos) return false;
-  if (id_level != "+" && !common::DeviceId::parse(id_level)) return false;
+  if (id_level != "+" && !is_device_id(id_level)) return false;
   for (Channel channel : common::kAllChannels) {
     if (suffix == common::channel_suffix(channel)) return is_report_channel(channel);
   }
@@ -89,9 +121,9 @@ bool TopicAcl::may_subscribe(Role role, std::string_view common_name, std::strin
 }
 
 bool TopicAcl::is_device_readable(std::string_view common_name, std::string_view topic) const {
-  auto parsed = scheme_.parse(topic);
-  return parsed && parsed->device.str() == common_name &&
-         (parsed->channel == Channel::kCommand || parsed->channel == Channel::kChunk);
+  const auto parts = split(topic);
+  return parts && parts->device == common_name &&
+         (parts->channel == Channel::kCommand || parts->channel == Channel::kChunk);
 }
 
 bool TopicAcl::may_receive(Role role, std::string_view common_name, std::string_view topic) const {
@@ -101,8 +133,8 @@ bool TopicAcl::may_receive(Role role, std::string_view common_name, std::string_
     case Role::kOrchestrator:
     case Role::kObserver: {
       if (topic == stats_topic_) return true;
-      auto parsed = scheme_.parse(topic);
-      return parsed && is_report_channel(parsed->channel);
+      const auto parts = split(topic);
+      return parts && is_report_channel(parts->channel);
     }
     case Role::kOperator:
     case Role::kBroker:

@@ -110,6 +110,26 @@ INSTANTIATE_TEST_SUITE_P(
                       AclCase{Role::kObserver, "obs", "fota/v1/dev/dev-1/presence", true},
                       AclCase{Role::kObserver, "obs", "fota/v1/dev/dev-1/chunk", false}));
 
+TEST(TopicAcl, SplitAgreesWithTheTopicScheme) {
+  const common::TopicScheme scheme;
+  TopicAcl acl{scheme};
+  for (const char* topic : {"fota/v1/dev/d-1/cmd", "fota/v1/dev/d-1/chunk/req", "fota/v1/dev/d-1/chunk",
+                            "fota/v1/dev/d/inventory", "fota/v1/dev/-d/cmd", "fota/v1/dev//cmd",
+                            "fota/v1/dev/d", "fota/v1/dev/d/", "fota/v1/dev/d/cmd/x", "fota/v1/dev/d+/cmd",
+                            "fota/v2/dev/d/cmd", "fota/v1/devx/d/cmd", "fota/v1/broker/stats", ""}) {
+    const auto parsed = scheme.parse(topic);
+    const auto split = acl.split(topic);
+    ASSERT_EQ(parsed.ok(), split.has_value()) << topic;
+    if (split) {
+      EXPECT_EQ(split->device, parsed->device.str()) << topic;
+      EXPECT_EQ(split->channel, parsed->channel) << topic;
+    }
+  }
+  const std::string long_id(65, 'a');
+  EXPECT_FALSE(acl.split("fota/v1/dev/" + long_id + "/cmd"));
+  EXPECT_TRUE(acl.split("fota/v1/dev/" + long_id.substr(1) + "/cmd"));
+}
+
 TEST(TopicAcl, FollowsAConfiguredPrefix) {
   TopicAcl acl{common::TopicScheme::create("acme/fleet").value()};
   EXPECT_TRUE(acl.may_subscribe(Role::kDevice, "d", "acme/fleet/dev/d/cmd"));

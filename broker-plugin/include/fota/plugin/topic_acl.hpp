@@ -3,12 +3,19 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "fota/common/pki.hpp"
 #include "fota/common/topics.hpp"
 
 namespace fota::plugin {
+
+// A concrete device topic split into its parts, pointing into the topic string.
+struct DeviceTopicView {
+  std::string_view device;
+  common::Channel channel;
+};
 
 class TopicAcl {
  public:
@@ -25,11 +32,16 @@ class TopicAcl {
   // Whether a message on the concrete `topic` may be delivered to the client.
   bool may_receive(common::Role role, std::string_view common_name, std::string_view topic) const;
 
+  // The same result as TopicScheme::parse but without allocating: this runs for every
+  // message the broker receives and every delivery.
+  std::optional<DeviceTopicView> split(std::string_view topic) const;
+
  private:
   bool is_report_filter(std::string_view filter) const;
   bool is_device_readable(std::string_view common_name, std::string_view topic) const;
 
   common::TopicScheme scheme_;
+  std::string dev_root_;  // "{prefix}/dev/"
   std::string stats_topic_;
 };
 
