@@ -233,7 +233,13 @@ Decision BrokerPolicy::on_publish(ConnectionId connection, std::string_view clie
 
 Decision BrokerPolicy::on_deliver(std::string_view client_id, std::string_view topic) const {
   const Session* session = known_session(client_id);
-  if (session == nullptr) return Decision{Refusal::kUnknownClient, false, "unknown client"};
+  if (session == nullptr) {
+    // A persistent session restored by the broker (persistence) before its client came back:
+    // only a certificate with this CN could have created it, so the client's own device topics
+    // are safe to queue for it; anything else waits for it to authenticate again.
+    if (acl_.may_receive(Role::kDevice, client_id, topic)) return Decision::allow();
+    return Decision{Refusal::kUnknownClient, false, "unknown client"};
+  }
   if (!acl_.may_receive(session->identity.role, session->identity.common_name, topic)) {
     return Decision{Refusal::kAclDenied, false,
                     "\"" + printable(client_id) + "\" may not receive \"" + printable(topic) + "\""};

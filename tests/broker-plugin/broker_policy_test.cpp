@@ -331,6 +331,22 @@ TEST_F(BrokerPolicyTest, WillOfADisconnectedDeviceIsStillChecked) {
       publish(kConn1, "dev-1", "fota/v1/dev/dev-2/presence", common::encode(offline), true).allowed());
 }
 
+TEST_F(BrokerPolicyTest, QueuesForOfflineSessions) {
+  make();
+  ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  policy_->on_disconnect(kConn1, "dev-1");
+  // A command for a device that is away is queued in its persistent session.
+  EXPECT_TRUE(policy_->on_deliver("dev-1", "fota/v1/dev/dev-1/cmd").allowed());
+  EXPECT_FALSE(policy_->on_deliver("dev-1", "fota/v1/dev/dev-2/cmd").allowed());
+  // A session restored from the broker's persistence before its client reconnected: only the
+  // client id's own device topics.
+  EXPECT_TRUE(policy_->on_deliver("dev-7", "fota/v1/dev/dev-7/cmd").allowed());
+  EXPECT_TRUE(policy_->on_deliver("dev-7", "fota/v1/dev/dev-7/chunk").allowed());
+  EXPECT_FALSE(policy_->on_deliver("dev-7", "fota/v1/dev/dev-8/cmd").allowed());
+  EXPECT_FALSE(policy_->on_deliver("dev-7", "fota/v1/dev/dev-8/progress").allowed());
+  EXPECT_FALSE(policy_->on_deliver("dev-7", "fota/v1/broker/stats").allowed());
+}
+
 TEST_F(BrokerPolicyTest, ReconnectKeepsTheNewConnectionWhenTheOldOneDropsLater) {
   make();
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
