@@ -10,5 +10,12 @@ namespace fota::cli {
 void register_pki_commands(CLI::App& app);       // pki init | issue-device | issue-orchestrator | ...
 void register_key_commands(CLI::App& app);       // keys generate
 void register_artifact_commands(CLI::App& app);  // artifact create | inspect | verify (| upload)
+// The orchestrator API commands (orchestrator/cli/fleet_commands.cpp, deploy_command.cpp).
+void register_artifact_upload_commands(
+    CLI::App& app);                             // artifact upload | list (after register_artifact_commands)
+void register_device_commands(CLI::App& app);   // device list | show | logs
+void register_rollout_commands(CLI::App& app);  // rollout create | plan | start | ... | status | watch
+void register_audit_commands(CLI::App& app);    // audit list | verify
+void register_deploy_command(CLI::App& app);    // deploy --device ID IMAGE
 
 }  // namespace fota::cli

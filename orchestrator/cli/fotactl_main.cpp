@@ -12,6 +12,11 @@ int main(int argc, char** argv) {
   fota::cli::register_pki_commands(app);
   fota::cli::register_key_commands(app);
   fota::cli::register_artifact_commands(app);
+  fota::cli::register_artifact_upload_commands(app);
+  fota::cli::register_device_commands(app);
+  fota::cli::register_rollout_commands(app);
+  fota::cli::register_audit_commands(app);
+  fota::cli::register_deploy_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,127 @@
+#include "api_client.hpp"
+
+#include <httplib.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+namespace fota::cli {
+
+using common::Errc;
+using common::Error;
+using nlohmann::json;
+
+void ApiConnection::add_options(CLI::App* command, bool with_json) {
+  const char* server_env = std::getenv("FOTA_SERVER");
+  server = server_env ? server_env : "http://127.0.0.1:8080";
+  command->add_option("--server", server, "orchestrator API URL (env FOTA_SERVER)")->capture_default_str();
+  command->add_option("--token", token, "API token (env FOTA_TOKEN)")->envname("FOTA_TOKEN");
+  if (with_json) command->add_flag("--json", json, "print JSON instead of a table");
+}
+
+ApiClient::ApiClient(ApiConnection connection) : c_(std::move(connection)) {}
+
+namespace {
+
+common::Result<json> interpret(const httplib::Result& res, const std::string& server,
+                               const std::string& what) {
+  if (!res) {
+    return Error(Errc::kUnavailable, "cannot reach the orchestrator at " + server + " (" +
+                                         httplib::to_string(res.error()) +
+                                         "); is fota-orchestrator running? set --server or FOTA_SERVER");
+  }
+  json body;
+  try {
+    body = res->body.empty() ? json::object() : json::parse(res->body);
+  } catch (const json::exception&) {
+    return Error(Errc::kMalformed,
+                 what + ": HTTP " + std::to_string(res->status) + " with a body that is not JSON");
+  }
+  if (res->status >= 200 && res->status < 300) return body;
+  std::string message = body.contains("error") ? body["error"].value("message", "") : res->body;
+  Errc code = Errc::kInternal;
+  switch (res->status) {
+    case 400:
+      code = Errc::kInvalidArgument;
+      break;
+    case 401:
+      code = Errc::kPermissionDenied;
+      break;
+    case 404:
+      code = Errc::kNotFound;
+      break;
+    case 409:
+      code = Errc::kConflict;
+      break;
+    case 422:
+      code = Errc::kIntegrity;
+      break;
+    default:
+      break;
+  }
+  return Error(code, message);
+}
+
+std::unique_ptr<httplib::Client> make_client(const ApiConnection& c) {
+  auto client = std::make_unique<httplib::Client>(c.server);
+  client->set_connection_timeout(std::chrono::seconds(5));
+  client->set_read_timeout(std::chrono::seconds(120));
+  client->set_write_timeout(std::chrono::seconds(120));
+  if (!c.token.empty()) client->set_bearer_token_auth(c.token);
+  return client;
+}
+
+}  // namespace
+
+common::Result<json> ApiClient::get(const std::string& path) const {
+  auto client = make_client(c_);
+  return interpret(client->Get(path.c_str()), c_.server, "GET " + path);
+}
+
+common::Result<json> ApiClient::post(const std::string& path, const std::string& body,
+                                     const std::string& content_type) const {
+  auto client = make_client(c_);
+  return interpret(client->Post(path.c_str(), body, content_type.c_str()), c_.server, "POST " + path);
+}
+
+common::Result<json> ApiClient::post_file(
+    const std::string& path, const std::filesystem::path& file,
+    const std::function<void(std::uint64_t, std::uint64_t)>& progress) const {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  if (ec) return Error(Errc::kNotFound, "cannot read " + file.string() + ": " + ec.message());
+  auto in = std::make_shared<std::ifstream>(file, std::ios::binary);
+  if (!*in) return Error(Errc::kIo, "cannot open " + file.string());
+  auto client = make_client(c_);
+  auto res = client->Post(
+      path.c_str(), static_cast<std::size_t>(size),
+      [in, size, &progress](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+        std::vector<char> buf(std::min<std::size_t>(length, 256 * 1024));
+        in->seekg(static_cast<std::streamoff>(offset));
+        in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        const auto got = static_cast<std::size_t>(in->gcount());
+        if (got == 0) return false;
+        sink.write(buf.data(), got);
+        if (progress) progress(offset + got, size);
+        return true;
+      },
+      "application/octet-stream");
+  return interpret(res, c_.server, "POST " + path);
+}
+
+int report_error(const Error& error) {
+  std::fprintf(stderr, "fotactl: error: %s\n", error.message.c_str());
+  return 1;
+}
+
+std::string progress_bar(double fraction, int width) {
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  const int filled = static_cast<int>(fraction * width + 0.5);
+  char pct[8];
+  std::snprintf(pct, sizeof pct, "%3d%%", static_cast<int>(fraction * 100 + 0.5));
+  return "[" + std::string(static_cast<std::size_t>(filled), '#') +
+         std::string(static_cast<std::size_t>(width - filled), '-') + "] " + pct;
+}
+
+}  // namespace fota::cli

@@ -1,0 +1,46 @@
+// fotactl's connection to the orchestrator HTTP API: where (--server / FOTA_SERVER) and who
+// (--token / FOTA_TOKEN). Errors come back as text that says what to fix.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "fota/common/result.hpp"
+
+namespace fota::cli {
+
+struct ApiConnection {
+  std::string server;  // http://host:port
+  std::string token;
+  bool json = false;  // --json on read commands
+
+  // Adds --server and --token (with their environment fallbacks) to a command.
+  void add_options(CLI::App* command, bool with_json);
+};
+
+class ApiClient {
+ public:
+  explicit ApiClient(ApiConnection connection);
+  common::Result<nlohmann::json> get(const std::string& path) const;
+  common::Result<nlohmann::json> post(const std::string& path, const std::string& body,
+                                      const std::string& content_type = "application/yaml") const;
+  // Streams a file as the body, calling progress(sent, total).
+  common::Result<nlohmann::json> post_file(
+      const std::string& path, const std::filesystem::path& file,
+      const std::function<void(std::uint64_t, std::uint64_t)>& progress) const;
+
+ private:
+  ApiConnection c_;
+};
+
+// Prints "fotactl: error: <message>" and returns the exit code 1.
+int report_error(const common::Error& error);
+// A text progress bar like "[########------------]  42%".
+std::string progress_bar(double fraction, int width = 30);
+
+}  // namespace fota::cli

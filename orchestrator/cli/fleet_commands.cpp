@@ -1,0 +1,395 @@
+// fotactl commands that talk to the orchestrator API: artifact upload/list, device, rollout, audit.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "api_client.hpp"
+#include "commands.hpp"
+#include "fota/orchestrator/audit.hpp"
+
+namespace fota::cli {
+
+using nlohmann::json;
+
+namespace {
+
+json must(common::Result<json> r) {
+  if (!r) throw std::runtime_error(r.error().message);
+  return std::move(r).value();
+}
+
+std::string str(const json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return "";
+  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+}
+
+// Fixed-width table for human output.
+void print_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      out += cells[i];
+      if (i + 1 < cells.size()) out += std::string(width[i] - cells[i].size() + 2, ' ');
+    }
+    std::cout << out << "\n";
+  };
+  line(header);
+  for (const auto& row : rows) line(row);
+}
+
+std::string read_spec(const std::string& path) {
+  if (path == "-") {
+    std::stringstream s;
+    s << std::cin.rdbuf();
+    return s.str();
+  }
+  std::ifstream in(path);
+  if (!in)
+    throw std::runtime_error("cannot read rollout spec " + path + "; give the path of a YAML or JSON file");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string wave_line(const json& w) {
+  const double devices = w.value("devices", 0);
+  const json counts = w.value("counts", json::object());
+  const double done = counts.value("succeeded", 0) + counts.value("failed", 0) +
+                      counts.value("cancelled", 0) + counts.value("rolled_back", 0) +
+                      counts.value("rollback_failed", 0);
+  const double fraction = devices > 0 ? done / devices : (w.value("status", "") == "passed" ? 1.0 : 0.0);
+  std::ostringstream out;
+  out << "  wave " << w.value("index", 0) << " " << progress_bar(fraction) << "  " << w.value("status", "")
+      << "  " << counts.value("succeeded", 0) << " ok / " << counts.value("failed", 0) << " failed / "
+      << (counts.value("dispatched", 0) + counts.value("updating", 0)) << " updating / "
+      << (counts.value("pending", 0) + counts.value("retry_wait", 0)) << " waiting of " << devices;
+  return out.str();
+}
+
+void print_rollout(const json& r) {
+  std::cout << "rollout " << str(r, "id") << " (" << str(r, "name") << ")  state: " << str(r, "state")
+            << "\n";
+  std::cout << "  artifact: " << str(r, "artifact") << "\n";
+  if (!str(r, "reason").empty()) std::cout << "  reason: " << str(r, "reason") << "\n";
+  if (r.contains("eta")) {
+    std::cout << "  eta: " << r["eta"].value("end_at", "") << " (" << r["eta"].value("remaining_seconds", 0)
+              << " s remaining)\n";
+  }
+  for (const auto& w : r.value("waves", json::array())) std::cout << wave_line(w) << "\n";
+}
+
+struct RolloutArgs {
+  ApiConnection conn;
+  std::string id;
+  std::string file;
+  bool start = false;
+  double interval = 1.0;
+};
+
+}  // namespace
+
+void register_artifact_upload_commands(CLI::App& app) {
+  CLI::App* artifact = app.get_subcommand("artifact");
+  auto a = std::make_shared<RolloutArgs>();
+  auto* upload =
+      artifact->add_subcommand("upload", "Upload a signed bundle to the orchestrator (verified there)");
+  upload->add_option("bundle", a->file, "Bundle file from `fotactl artifact create`")
+      ->required()
+      ->check(CLI::ExistingFile);
+  a->conn.add_options(upload, true);
+  upload->callback([a] {
+    const bool tty = isatty(fileno(stderr)) != 0;
+    auto result = ApiClient(a->conn).post_file(
+        "/api/v1/artifacts", a->file, [&](std::uint64_t sent, std::uint64_t total) {
+          if (!a->conn.json) {
+            std::fprintf(
+                stderr, "%supload %s %llu/%llu bytes%s", tty ? "\r" : "",
+                progress_bar(total ? static_cast<double>(sent) / static_cast<double>(total) : 1).c_str(),
+                static_cast<unsigned long long>(sent), static_cast<unsigned long long>(total),
+                tty ? "" : "\n");
+          }
+        });
+    if (!a->conn.json) std::fprintf(stderr, "\n");
+    json m = must(std::move(result));
+    if (a->conn.json) {
+      std::cout << m.dump(2) << "\n";
+    } else {
+      std::cout << "uploaded artifact " << str(m, "artifact_id") << " (" << str(m, "name") << " "
+                << str(m, "version") << ", " << str(m, "image_size") << " bytes)\n";
+    }
+  });
+  auto l = std::make_shared<RolloutArgs>();
+  auto* list = artifact->add_subcommand("list", "List the artifacts the orchestrator has");
+  l->conn.add_options(list, true);
+  list->callback([l] {
+    json all = must(ApiClient(l->conn).get("/api/v1/artifacts"));
+    if (l->conn.json) {
+      std::cout << all.dump(2) << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& m : all) {
+      rows.push_back({str(m, "artifact_id"), str(m, "name"), str(m, "version"), str(m, "image_size"),
+                      str(m, "created_at")});
+    }
+    print_table({"ARTIFACT", "NAME", "VERSION", "BYTES", "CREATED"}, rows);
+  });
+}
+
+void register_device_commands(CLI::App& app) {
+  auto* device = app.add_subcommand("device", "Registered devices: list, show, logs");
+  device->require_subcommand(1);
+  auto l = std::make_shared<RolloutArgs>();
+  auto* list = device->add_subcommand("list", "List registered devices");
+  l->conn.add_options(list, true);
+  list->callback([l] {
+    json all = must(ApiClient(l->conn).get("/api/v1/devices"));
+    if (l->conn.json) {
+      std::cout << all.dump(2) << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& d : all) {
+      std::string tags;
+      for (const auto& t : d.value("tags", json::array()))
+        tags += (tags.empty() ? "" : ",") + t.get<std::string>();
+      rows.push_back({str(d, "id"), d.value("online", false) ? "online" : "offline", str(d, "hardware"),
+                      str(d, "version"), str(d, "time_zone"), tags, str(d, "last_phase"), str(d, "rollout"),
+                      str(d, "last_seen")});
+    }
+    print_table(
+        {"DEVICE", "PRESENCE", "HARDWARE", "VERSION", "TIME ZONE", "TAGS", "PHASE", "ROLLOUT", "LAST SEEN"},
+        rows);
+  });
+
+  auto s = std::make_shared<RolloutArgs>();
+  auto* show = device->add_subcommand("show", "Show one device with its recent events");
+  show->add_option("device", s->id, "Device id")->required();
+  s->conn.add_options(show, true);
+  show->callback([s] {
+    json d = must(ApiClient(s->conn).get("/api/v1/devices/" + s->id));
+    if (s->conn.json) {
+      std::cout << d.dump(2) << "\n";
+      return;
+    }
+    for (const auto& [k, v] : d.items()) {
+      if (k == "recent_events") continue;
+      std::cout << "  " << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
+    }
+    std::cout << "  recent events:\n";
+    for (const auto& e : d.value("recent_events", json::array())) {
+      std::cout << "    " << str(e, "time") << "  " << str(e, "kind") << "  " << str(e, "detail") << "\n";
+    }
+  });
+
+  auto g = std::make_shared<RolloutArgs>();
+  auto follow = std::make_shared<bool>(false);
+  auto* logs = device->add_subcommand("logs", "Print a device's log (--follow to stream)");
+  logs->add_option("device", g->id, "Device id")->required();
+  logs->add_flag("-f,--follow", *follow, "Keep printing new entries until interrupted");
+  g->conn.add_options(logs, true);
+  logs->callback([g, follow] {
+    static const char* kLevels[] = {"?", "TRACE", "DEBUG", "INFO", "WARN", "ERROR"};
+    std::int64_t after = 0;
+    ApiClient client(g->conn);
+    do {
+      json entries = must(client.get("/api/v1/devices/" + g->id + "/logs?after=" + std::to_string(after)));
+      for (const auto& e : entries) {
+        after = std::max<std::int64_t>(after, e.value("id", 0));
+        if (g->conn.json) {
+          std::cout << e.dump() << "\n";
+        } else {
+          const int level = std::clamp(e.value("level", 0), 0, 5);
+          std::cout << str(e, "time") << " " << kLevels[level] << " " << str(e, "source") << ": "
+                    << str(e, "message") << "\n";
+        }
+      }
+      std::cout.flush();
+      if (*follow && entries.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    } while (*follow);
+  });
+}
+
+void register_rollout_commands(CLI::App& app) {
+  auto* rollout = app.add_subcommand("rollout",
+                                     "Staged rollouts: create, plan, start, pause, resume, abort, rollback, "
+                                     "status, watch");
+  rollout->require_subcommand(1);
+
+  auto c = std::make_shared<RolloutArgs>();
+  auto* create = rollout->add_subcommand("create", "Create a rollout from a spec (docs/ORCHESTRATOR.md)");
+  create->add_option("-f,--file", c->file, "Spec file, YAML or JSON ('-' = stdin)")->required();
+  create->add_flag("--start", c->start, "Start it right away");
+  c->conn.add_options(create, true);
+  create->callback([c] {
+    ApiClient client(c->conn);
+    json r = must(client.post("/api/v1/rollouts", read_spec(c->file)));
+    if (c->start) r = must(client.post("/api/v1/rollouts/" + str(r, "id") + "/start", ""));
+    if (c->conn.json) {
+      std::cout << r.dump(2) << "\n";
+    } else {
+      std::cout << "created rollout " << str(r, "id")
+                << (c->start ? " and started it"
+                             : "; start it with `fotactl rollout start " + str(r, "id") + "`")
+                << "\n";
+    }
+  });
+
+  auto p = std::make_shared<RolloutArgs>();
+  auto* plan = rollout->add_subcommand("plan", "Predict how long a rollout takes, wave by wave");
+  plan->add_option("rollout", p->id, "Rollout id")->required();
+  p->conn.add_options(plan, true);
+  plan->callback([p] {
+    json plan_json = must(ApiClient(p->conn).get("/api/v1/rollouts/" + p->id + "/plan"));
+    if (p->conn.json) {
+      std::cout << plan_json.dump(2) << "\n";
+      return;
+    }
+    std::cout << "rollout " << p->id << ": " << plan_json.value("devices", 0) << " device(s), predicted "
+              << plan_json.value("duration_seconds", 0) << " s, from " << str(plan_json, "start_at") << " to "
+              << str(plan_json, "end_at") << "\n";
+    std::cout << "  model: " << plan_json.value("devices_with_measured_rate", 0)
+              << " device(s) with a measured rate, "
+              << "others at " << str(plan_json, "assumed_rate_bytes_per_second") << " B/s; "
+              << str(plan_json, "fixed_seconds_per_device") << " s install+reboot+confirm per device\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& w : plan_json.value("waves", json::array())) {
+      rows.push_back({str(w, "index"), str(w, "devices"), str(w, "start_at"), str(w, "end_at"),
+                      str(w, "duration_seconds")});
+    }
+    print_table({"WAVE", "DEVICES", "START", "END", "SECONDS"}, rows);
+  });
+
+  for (const char* action : {"start", "pause", "resume", "abort", "rollback"}) {
+    auto a = std::make_shared<RolloutArgs>();
+    const std::string help =
+        std::string(action) == "rollback"
+            ? "Send every device this rollout updated back to the artifact it ran before"
+            : std::string(1, static_cast<char>(std::toupper(action[0]))) + (action + 1) + " a rollout";
+    auto* cmd = rollout->add_subcommand(action, help);
+    cmd->add_option("rollout", a->id, "Rollout id")->required();
+    a->conn.add_options(cmd, true);
+    const std::string act = action;
+    cmd->callback([a, act] {
+      json r = must(ApiClient(a->conn).post("/api/v1/rollouts/" + a->id + "/" + act, ""));
+      if (a->conn.json) {
+        std::cout << r.dump(2) << "\n";
+      } else {
+        std::cout << "rollout " << a->id << ": " << str(r, "state") << "\n";
+      }
+    });
+  }
+
+  auto s = std::make_shared<RolloutArgs>();
+  auto* status = rollout->add_subcommand("status", "Show one rollout (or list all without an id)");
+  status->add_option("rollout", s->id, "Rollout id");
+  s->conn.add_options(status, true);
+  status->callback([s] {
+    ApiClient client(s->conn);
+    if (s->id.empty()) {
+      json all = must(client.get("/api/v1/rollouts"));
+      if (s->conn.json) {
+        std::cout << all.dump(2) << "\n";
+        return;
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& r : all) {
+        rows.push_back({str(r, "id"), str(r, "name"), str(r, "state"), str(r, "devices"), str(r, "artifact"),
+                        str(r, "created_at")});
+      }
+      print_table({"ROLLOUT", "NAME", "STATE", "DEVICES", "ARTIFACT", "CREATED"}, rows);
+      return;
+    }
+    json r = must(client.get("/api/v1/rollouts/" + s->id));
+    if (s->conn.json) {
+      std::cout << r.dump(2) << "\n";
+      return;
+    }
+    print_rollout(r);
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& m : r.value("members", json::array())) {
+      rows.push_back({str(m, "device"), str(m, "wave"), str(m, "state"), str(m, "phase"), str(m, "attempt"),
+                      str(m, "error")});
+    }
+    print_table({"DEVICE", "WAVE", "STATE", "PHASE", "ATTEMPT", "ERROR"}, rows);
+  });
+
+  auto w = std::make_shared<RolloutArgs>();
+  auto* watch =
+      rollout->add_subcommand("watch", "Live view: a bar per wave and the ETA, until the rollout ends");
+  watch->add_option("rollout", w->id, "Rollout id")->required();
+  watch->add_option("--interval", w->interval, "Seconds between updates")->capture_default_str();
+  w->conn.add_options(watch, true);
+  watch->callback([w] {
+    ApiClient client(w->conn);
+    const bool tty = isatty(fileno(stdout)) != 0;
+    for (;;) {
+      json r = must(client.get("/api/v1/rollouts/" + w->id));
+      if (w->conn.json) {
+        r.erase("members");
+        std::cout << r.dump() << "\n";
+      } else {
+        if (tty) std::cout << "\x1b[2J\x1b[H";
+        print_rollout(r);
+      }
+      std::cout.flush();
+      const std::string state = str(r, "state");
+      if (state == "completed" || state == "aborted" || state == "rolled_back") return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(w->interval * 1000)));
+    }
+  });
+}
+
+void register_audit_commands(CLI::App& app) {
+  auto* audit = app.add_subcommand("audit", "The hash-chained audit log: list, verify");
+  audit->require_subcommand(1);
+  auto l = std::make_shared<RolloutArgs>();
+  auto* list = audit->add_subcommand("list", "Print audit entries");
+  l->conn.add_options(list, true);
+  list->callback([l] {
+    json all = must(ApiClient(l->conn).get("/api/v1/audit"));
+    if (l->conn.json) {
+      std::cout << all.dump(2) << "\n";
+      return;
+    }
+    for (const auto& e : all) {
+      std::cout << str(e, "seq") << "  " << str(e, "time") << "  " << str(e, "actor") << "  "
+                << str(e, "action") << "  " << str(e, "detail") << "\n";
+    }
+  });
+  auto v = std::make_shared<RolloutArgs>();
+  auto* verify =
+      audit->add_subcommand("verify", "Re-compute the hash chain; fails on any edited or deleted entry");
+  verify->add_option("--head", v->id, "A head hash recorded earlier: also detects entries cut from the end");
+  v->conn.add_options(verify, true);
+  verify->callback([v] {
+    json all = must(ApiClient(v->conn).get("/api/v1/audit"));
+    std::vector<orchestrator::AuditEntry> entries;
+    for (const auto& e : all) {
+      entries.push_back(orchestrator::AuditEntry{
+          e.value("seq", std::int64_t{0}), e.value("time_ms", std::int64_t{0}), str(e, "actor"),
+          str(e, "action"), str(e, "detail"), str(e, "prev_hash"), str(e, "hash")});
+    }
+    auto result = orchestrator::verify_audit_chain(entries, v->id);
+    if (!result) throw std::runtime_error("audit log verification FAILED: " + result.error().message);
+    if (v->conn.json) {
+      std::cout << json{{"ok", true}, {"entries", result->entries}, {"head", result->head_hash}}.dump(2)
+                << "\n";
+    } else {
+      std::cout << "OK: " << result->entries << " audit entries, chain intact; head " << result->head_hash
+                << " (record it to detect truncation later with --head)\n";
+    }
+  });
+}
+
+}  // namespace fota::cli

@@ -1,0 +1,45 @@
+// fota-orchestrator configuration: a YAML file, overridden by command-line flags.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "fota/common/result.hpp"
+
+namespace fota::orchestrator {
+
+struct ApiToken {
+  std::string name;  // shows up as the actor in the audit log
+  std::string token;
+};
+
+struct ServiceConfig {
+  // Broker: mutual TLS with the orchestrator-role certificate.
+  std::string broker_uri = "ssl://127.0.0.1:8883";
+  std::filesystem::path ca_cert;
+  std::filesystem::path cert;
+  std::filesystem::path key;
+  std::string client_id = "fota-orchestrator";
+  std::string topic_prefix = "fota/v1";
+
+  std::filesystem::path data_dir = "/var/lib/fota-orchestrator";  // state.db lives here
+  std::filesystem::path artifacts_dir;  // default <data_dir>/artifacts; the broker plugin reads it
+  std::filesystem::path trusted_keys;   // Ed25519 public key file or directory of *.pub
+
+  std::string http_listen = "127.0.0.1";
+  int http_port = 8080;
+  std::vector<ApiToken> api_tokens;
+
+  std::int64_t tick_interval_ms = 200;
+  std::int64_t default_link_rate = 1'000'000;  // bytes/s for predictions without history
+  std::string log_level = "info";
+};
+
+// Reads the YAML file. Errors name the key and say what is expected.
+common::Result<ServiceConfig> load_service_config(const std::filesystem::path& path);
+// Checks the combination (files exist, tokens present, ...). Errors say what to fix.
+common::Status validate_service_config(const ServiceConfig& config);
+
+}  // namespace fota::orchestrator

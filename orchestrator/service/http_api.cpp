@@ -1,0 +1,205 @@
+#include "http_api.hpp"
+
+#include <httplib.h>
+#include <openssl/crypto.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+
+#include "fota/common/crypto.hpp"
+
+namespace fota::orchestrator {
+
+using nlohmann::json;
+
+namespace {
+
+Millis now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(2) + "\n", "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  send_json(res, status, json{{"error", {{"status", status}, {"message", message}}}});
+}
+
+void send(httplib::Response& res, const ApiResult& result, int ok_status = 200) {
+  if (const auto* body = std::get_if<json>(&result)) {
+    send_json(res, ok_status, *body);
+  } else {
+    const auto& e = std::get<ApiError>(result);
+    send_error(res, e.status, e.message);
+  }
+}
+
+std::int64_t int_param(const httplib::Request& req, const char* name, std::int64_t fallback) {
+  if (!req.has_param(name)) return fallback;
+  try {
+    return std::stoll(req.get_param_value(name));
+  } catch (const std::exception&) {
+    return fallback;
+  }
+}
+
+}  // namespace
+
+HttpApi::HttpApi(OrchestratorService& service, std::vector<ApiToken> tokens, std::filesystem::path upload_dir,
+                 std::shared_ptr<spdlog::logger> logger)
+    : service_(service),
+      tokens_(std::move(tokens)),
+      upload_dir_(std::move(upload_dir)),
+      log_(std::move(logger)),
+      server_(std::make_unique<httplib::Server>()) {
+  routes();
+}
+
+HttpApi::~HttpApi() { stop(); }
+
+void HttpApi::routes() {
+  httplib::Server& s = *server_;
+  s.set_payload_max_length(std::size_t{4} * 1024 * 1024 * 1024);
+  // Who is calling: the token's name, or empty when the request carries no valid token.
+  auto actor = [this](const httplib::Request& req) -> std::string {
+    const std::string header = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (header.rfind(prefix, 0) != 0) return {};
+    const std::string presented = header.substr(prefix.size());
+    for (const ApiToken& t : tokens_) {
+      // Constant-time compare: the response time must not reveal how much of a token matched.
+      if (t.token.size() == presented.size() &&
+          CRYPTO_memcmp(t.token.data(), presented.data(), presented.size()) == 0) {
+        return "operator:" + t.name;
+      }
+    }
+    return {};
+  };
+  s.set_pre_routing_handler([actor](const httplib::Request& req, httplib::Response& res) {
+    if (req.path.rfind("/api/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+    if (!req.has_header("Authorization")) {
+      send_error(res, 401,
+                 "missing credentials: send 'Authorization: Bearer <token>' (fotactl reads FOTA_TOKEN or "
+                 "--token)");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (actor(req).empty()) {
+      send_error(res, 401,
+                 "invalid API token: use a token listed under api_tokens in the orchestrator config");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_exception_handler([this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    log_->error("{} {} failed: {}", req.method, req.path, what);
+    send_error(res, 500, "internal error: " + what);
+  });
+
+  s.Get("/healthz",
+        [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(service_.metrics(now_ms()), "text/plain; version=0.0.4");
+  });
+
+  s.Post("/api/v1/artifacts", [this, actor](const httplib::Request& req, httplib::Response& res) {
+    if (req.body.empty()) {
+      send_error(res, 400,
+                 "empty body: send the bundle file made by `fotactl artifact create` as the request body");
+      return;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(upload_dir_, ec);
+    const auto path = upload_dir_ / ("upload-" + std::to_string(std::random_device{}()) + ".bundle");
+    {
+      std::ofstream out(path, std::ios::binary);
+      out.write(req.body.data(), static_cast<std::streamsize>(req.body.size()));
+      if (!out) {
+        send_error(res, 500, "cannot store the upload in " + upload_dir_.string());
+        return;
+      }
+    }
+    auto result = service_.import_artifact(path, actor(req), now_ms());
+    std::filesystem::remove(path, ec);
+    send(res, result, 201);
+  });
+  s.Get("/api/v1/artifacts",
+        [this](const httplib::Request&, httplib::Response& res) { send(res, service_.list_artifacts()); });
+  s.Get(R"(/api/v1/artifacts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    send(res, service_.get_artifact(req.matches[1]));
+  });
+
+  s.Get("/api/v1/devices",
+        [this](const httplib::Request&, httplib::Response& res) { send(res, service_.list_devices()); });
+  s.Get(R"(/api/v1/devices/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    send(res, service_.get_device(req.matches[1]));
+  });
+  s.Get(R"(/api/v1/devices/([^/]+)/logs)", [this](const httplib::Request& req, httplib::Response& res) {
+    send(res, service_.device_logs(req.matches[1], int_param(req, "after", 0),
+                                   static_cast<std::size_t>(int_param(req, "limit", 200))));
+  });
+
+  s.Post("/api/v1/rollouts", [this, actor](const httplib::Request& req, httplib::Response& res) {
+    if (req.body.empty()) {
+      send_error(res, 400, "empty body: send the rollout spec (YAML or JSON) as the request body");
+      return;
+    }
+    send(res, service_.create_rollout(req.body, actor(req), now_ms()), 201);
+  });
+  s.Get("/api/v1/rollouts", [this](const httplib::Request&, httplib::Response& res) {
+    send(res, service_.list_rollouts(now_ms()));
+  });
+  s.Get(R"(/api/v1/rollouts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    send(res, service_.get_rollout(req.matches[1], now_ms()));
+  });
+  s.Get(R"(/api/v1/rollouts/([^/]+)/plan)", [this](const httplib::Request& req, httplib::Response& res) {
+    send(res, service_.plan_rollout(req.matches[1], now_ms()));
+  });
+  s.Post(R"(/api/v1/rollouts/([^/]+)/(start|pause|resume|abort|rollback))",
+         [this, actor](const httplib::Request& req, httplib::Response& res) {
+           send(res, service_.rollout_action(req.matches[1], req.matches[2], actor(req), now_ms()));
+         });
+
+  s.Get("/api/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
+    send(res, service_.events(req.get_param_value("device"), req.get_param_value("rollout"),
+                              static_cast<std::size_t>(int_param(req, "limit", 100))));
+  });
+  s.Get("/api/v1/audit", [this](const httplib::Request& req, httplib::Response& res) {
+    send(res, service_.audit(int_param(req, "after", 0),
+                             static_cast<std::size_t>(int_param(req, "limit", 100'000))));
+  });
+}
+
+common::Result<int> HttpApi::start(const std::string& host, int port) {
+  int bound = port;
+  if (port == 0) {
+    bound = server_->bind_to_any_port(host);
+  } else if (!server_->bind_to_port(host, port)) {
+    bound = -1;
+  }
+  if (bound <= 0) {
+    return common::Error(common::Errc::kUnavailable,
+                         "cannot listen on " + host + ":" + std::to_string(port) +
+                             "; is another process using the port? change http.port");
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return bound;
+}
+
+void HttpApi::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace fota::orchestrator

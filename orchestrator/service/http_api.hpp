@@ -1,0 +1,40 @@
+// The HTTP JSON API (docs/openapi.yaml) over cpp-httplib. Every /api/ route needs
+// "Authorization: Bearer <token>" with a token from the config; /healthz and /metrics are open.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "config.hpp"
+#include "orchestrator_service.hpp"
+
+namespace httplib {
+class Server;
+}
+
+namespace fota::orchestrator {
+
+class HttpApi {
+ public:
+  HttpApi(OrchestratorService& service, std::vector<ApiToken> tokens, std::filesystem::path upload_dir,
+          std::shared_ptr<spdlog::logger> logger);
+  ~HttpApi();
+  // Binds and serves on its own thread. Returns the bound port (port 0 = any free port).
+  common::Result<int> start(const std::string& host, int port);
+  void stop();
+
+ private:
+  void routes();
+  OrchestratorService& service_;
+  std::vector<ApiToken> tokens_;
+  std::filesystem::path upload_dir_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+}  // namespace fota::orchestrator

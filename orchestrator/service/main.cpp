@@ -1,0 +1,90 @@
+// fota-orchestrator: runs rollouts. `fota-orchestrator --config orchestrator.yaml`.
+#include <csignal>
+#include <cstdio>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <CLI/CLI.hpp>
+
+#include "config.hpp"
+#include "http_api.hpp"
+#include "mqtt_link.hpp"
+#include "orchestrator_service.hpp"
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "fota-orchestrator: error: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace fota;
+  CLI::App app{"fota-orchestrator - runs staged, scheduled fleet rollouts over MQTT (docs/ORCHESTRATOR.md)"};
+  std::string config_path, data_dir, broker_uri, log_level;
+  int http_port = -1;
+  app.add_option("-c,--config", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  app.add_option("--data-dir", data_dir, "override data_dir (state.db and artifacts)");
+  app.add_option("--broker-uri", broker_uri, "override broker.uri, e.g. ssl://127.0.0.1:8883");
+  app.add_option("--http-port", http_port, "override http.port (0 = any free port)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  CLI11_PARSE(app, argc, argv);
+
+  auto config = orchestrator::load_service_config(config_path);
+  if (!config) return fail(config.error().message);
+  if (!data_dir.empty()) config->data_dir = data_dir;
+  if (!broker_uri.empty()) config->broker_uri = broker_uri;
+  if (http_port >= 0) config->http_port = http_port;
+  if (!log_level.empty()) config->log_level = log_level;
+  if (auto st = orchestrator::validate_service_config(*config); !st) return fail(st.error().message);
+
+  auto log = spdlog::stderr_color_mt("orchestrator");
+  log->set_level(spdlog::level::from_str(config->log_level));
+
+  auto topics = common::TopicScheme::create(config->topic_prefix);
+  if (!topics) return fail("topic_prefix: " + topics.error().message);
+  orchestrator::ServiceOptions options;
+  options.topics = *topics;
+  options.data_dir = config->data_dir;
+  options.artifacts_dir = config->artifacts_dir;
+  options.default_link_rate = static_cast<std::uint64_t>(config->default_link_rate);
+  if (auto st = options.trust.load(config->trusted_keys); !st)
+    return fail("trusted_keys: " + st.error().message);
+
+  auto service = orchestrator::OrchestratorService::open(std::move(options), log);
+  if (!service) return fail(service.error().message);
+
+  orchestrator::MqttLink mqtt(*config, *topics, **service, log);
+  (*service)->set_publisher(&mqtt);
+  if (auto st = mqtt.connect(std::chrono::seconds(10)); !st) return fail(st.error().message);
+
+  orchestrator::HttpApi api(**service, config->api_tokens, config->data_dir / "uploads", log);
+  auto port = api.start(config->http_listen, config->http_port);
+  if (!port) return fail(port.error().message);
+  std::printf("fota-orchestrator: http api on %s:%d\n", config->http_listen.c_str(), *port);
+  std::fflush(stdout);
+
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  const auto tick = std::chrono::milliseconds(config->tick_interval_ms);
+  while (!g_stop) {
+    (*service)->wait_for_input(tick);
+    (*service)->run_once(now_ms());
+  }
+  log->info("stopping");
+  api.stop();
+  (*service)->run_once(now_ms());
+  (*service)->set_publisher(nullptr);
+  mqtt.disconnect();
+  return 0;
+}

@@ -1,0 +1,854 @@
+#include "orchestrator_service.hpp"
+
+#include <algorithm>
+#include <random>
+#include <sstream>
+
+#include "fota/common/codec.hpp"
+#include "fota/common/crypto.hpp"
+
+namespace fota::orchestrator {
+
+using common::Channel;
+using common::Errc;
+using common::Error;
+using common::Status;
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kMaxChunksPerRequest = 256;
+constexpr std::size_t kMaxLogsPerBatch = 200;
+
+ApiError api_error(const Error& e) {
+  int status = 500;
+  switch (e.code) {
+    case Errc::kInvalidArgument:
+    case Errc::kMalformed:
+      status = 400;
+      break;
+    case Errc::kNotFound:
+      status = 404;
+      break;
+    case Errc::kConflict:
+    case Errc::kAlreadyExists:
+      status = 409;
+      break;
+    case Errc::kTooLarge:
+      status = 413;
+      break;
+    case Errc::kBadSignature:
+    case Errc::kUntrustedKey:
+    case Errc::kIntegrity:
+      status = 422;
+      break;
+    case Errc::kPermissionDenied:
+      status = 403;
+      break;
+    default:
+      status = 500;
+  }
+  return ApiError{status, e.message};
+}
+
+std::string phase_label(v1::Phase phase) {
+  std::string name = v1::Phase_Name(phase);
+  if (name.rfind("PHASE_", 0) == 0) name = name.substr(6);
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  return name;
+}
+
+std::string random_id(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string(prefix) + std::string(buf, 10);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+json device_json(const DeviceRecord& d) {
+  return json{{"id", d.facts.id},
+              {"hardware", d.facts.hardware_type},
+              {"time_zone", d.facts.time_zone},
+              {"artifact_id", d.facts.artifact_id},
+              {"version", d.facts.version},
+              {"tags", d.facts.tags},
+              {"group", d.facts.group},
+              {"online", d.facts.online},
+              {"last_seen", d.facts.last_seen_ms ? format_timestamp(d.facts.last_seen_ms) : ""},
+              {"client_version", d.client_version},
+              {"security_counter", d.security_counter},
+              {"free_bytes", d.free_bytes},
+              {"pending_deployment_id", d.pending_deployment_id},
+              {"last_phase", d.last_phase},
+              {"last_error", d.last_error},
+              {"registered_at", d.registered_ms ? format_timestamp(d.registered_ms) : ""}};
+}
+
+json manifest_json(const v1::Manifest& m) {
+  return json{{"artifact_id", m.artifact_id()},
+              {"name", m.name()},
+              {"version", m.version()},
+              {"security_counter", m.security_counter()},
+              {"compatible_hardware",
+               std::vector<std::string>(m.compatible_hardware().begin(), m.compatible_hardware().end())},
+              {"image_size", m.image_size()},
+              {"chunk_size", m.chunk_size()},
+              {"chunks", m.chunk_sha256_size()},
+              {"image_sha256", common::to_hex(m.image_sha256())},
+              {"created_at", format_timestamp(m.created_at_ms())}};
+}
+
+}  // namespace
+
+OrchestratorService::OrchestratorService(ServiceOptions options, std::shared_ptr<spdlog::logger> logger,
+                                         std::unique_ptr<Store> store)
+    : options_(std::move(options)),
+      log_(std::move(logger)),
+      store_(std::move(store)),
+      artifacts_(options_.artifacts_dir) {
+  link_model_.default_rate_bytes_per_second = options_.default_link_rate;
+}
+
+OrchestratorService::~OrchestratorService() = default;
+
+common::Result<std::unique_ptr<OrchestratorService>> OrchestratorService::open(
+    ServiceOptions options, std::shared_ptr<spdlog::logger> logger) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec)
+    return Error(Errc::kIo,
+                 "cannot create data directory " + options.data_dir.string() + ": " + ec.message());
+  if (options.artifacts_dir.empty()) options.artifacts_dir = options.data_dir / "artifacts";
+  std::filesystem::create_directories(options.artifacts_dir, ec);
+  if (ec) {
+    return Error(Errc::kIo,
+                 "cannot create artifacts directory " + options.artifacts_dir.string() + ": " + ec.message());
+  }
+  auto store = SqliteStore::open(options.data_dir / "state.db");
+  if (!store) return store.error();
+  std::unique_ptr<OrchestratorService> service(
+      new OrchestratorService(std::move(options), std::move(logger), std::move(store).value()));
+  if (auto st = service->load(); !st) return st.error();
+  return service;
+}
+
+Status OrchestratorService::load() {
+  auto devices = store_->load_devices();
+  if (!devices) return devices.error();
+  for (DeviceRecord& d : *devices) {
+    d.facts.online = false;  // presence is re-learned from the broker's retained messages
+    fleet_.devices[d.facts.id] = d.facts;
+    devices_[d.facts.id] = std::move(d);
+  }
+  auto rollouts = store_->load_rollouts();
+  if (!rollouts) return rollouts.error();
+  for (Rollout& r : *rollouts) {
+    if (is_active(r.state)) {
+      for (const Member& m : r.members) fleet_.claims[m.device_id] = r.id;
+    }
+    const std::string id = r.id;
+    rollouts_.emplace(id, std::move(r));
+  }
+  log_->info("loaded {} device(s) and {} rollout(s)", devices_.size(), rollouts_.size());
+  return common::ok_status();
+}
+
+void OrchestratorService::set_publisher(Publisher* publisher) {
+  std::lock_guard lock(state_mutex_);
+  publisher_ = publisher;
+}
+
+void OrchestratorService::on_message(const std::string& topic, const std::string& payload) {
+  auto parsed = options_.topics.parse(topic);
+  if (!parsed) {
+    ++messages_rejected_;
+    log_->debug("ignoring message on {}: {}", topic, parsed.error().message);
+    return;
+  }
+  if (!common::device_publishes(parsed->channel)) return;
+  if (auto st = common::validate_device_message(parsed->channel, parsed->device, payload); !st) {
+    ++messages_rejected_;
+    log_->warn("rejected message from {} on {}: {}", parsed->device.str(), topic, st.error().message);
+    return;
+  }
+  if (parsed->channel == Channel::kChunkRequest) {
+    handle_chunk_request(parsed->device, payload);
+    return;
+  }
+  {
+    std::lock_guard lock(inbox_mutex_);
+    inbox_.push_back(Inbound{parsed->device, parsed->channel, payload});
+  }
+  inbox_cv_.notify_one();
+}
+
+void OrchestratorService::wait_for_input(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(inbox_mutex_);
+  inbox_cv_.wait_for(lock, timeout, [&] { return !inbox_.empty(); });
+}
+
+void OrchestratorService::handle_chunk_request(const common::DeviceId& device, const std::string& payload) {
+  auto request = common::decode<v1::ChunkRequest>(payload, common::kMaxChunkRequestBytes);
+  if (!request) return;
+  std::vector<std::uint32_t> wanted;
+  for (const auto& range : request->ranges()) {
+    for (std::uint32_t i = 0; i < range.count() && wanted.size() < kMaxChunksPerRequest; ++i) {
+      wanted.push_back(range.first() + i);
+    }
+  }
+  const std::string& bitmap = request->bitmap();
+  for (std::size_t byte = 0; byte < bitmap.size() && wanted.size() < kMaxChunksPerRequest; ++byte) {
+    for (int bit = 0; bit < 8; ++bit) {
+      if ((static_cast<unsigned char>(bitmap[byte]) >> bit) & 1u) {
+        wanted.push_back(request->bitmap_base() +
+                         static_cast<std::uint32_t>(byte * 8 + static_cast<std::size_t>(bit)));
+      }
+    }
+  }
+  Publisher* publisher = nullptr;
+  {
+    std::lock_guard lock(state_mutex_);
+    publisher = publisher_;
+  }
+  if (publisher == nullptr) return;
+  const std::string topic = options_.topics.device_topic(device, Channel::kChunk);
+  v1::ChunkData data;
+  data.set_artifact_id(request->artifact_id());
+  data.set_request_id(request->request_id());
+  if (!artifacts_.contains(request->artifact_id())) {
+    data.set_status(v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+    publisher->publish(topic, common::encode(data), 1);
+    return;
+  }
+  std::string chunk;
+  for (std::uint32_t index : wanted) {
+    data.set_index(index);
+    auto st = artifacts_.read_chunk(request->artifact_id(), index, chunk);
+    if (st) {
+      data.set_status(v1::CHUNK_STATUS_OK);
+      data.set_data(chunk);
+      ++chunks_served_;
+      chunk_bytes_served_ += chunk.size();
+    } else {
+      data.set_status(st.error().code == Errc::kInvalidArgument ? v1::CHUNK_STATUS_OUT_OF_RANGE
+                                                                : v1::CHUNK_STATUS_UNAVAILABLE);
+      data.clear_data();
+    }
+    publisher->publish(topic, common::encode(data), 1);
+  }
+}
+
+DeviceRecord& OrchestratorService::device_record(const std::string& id, Millis now) {
+  auto it = devices_.find(id);
+  if (it == devices_.end()) {
+    DeviceRecord d;
+    d.facts.id = id;
+    d.registered_ms = now;
+    it = devices_.emplace(id, std::move(d)).first;
+    log_->info("registered device {}", id);
+  }
+  dirty_devices_.insert(id);
+  return it->second;
+}
+
+void OrchestratorService::handle(const Inbound& in, Millis now) {
+  const std::string& id = in.device.str();
+  switch (in.channel) {
+    case Channel::kInventory: {
+      auto inv = common::decode<v1::Inventory>(in.payload, common::kMaxInventoryBytes);
+      if (!inv) return;
+      DeviceRecord& d = device_record(id, now);
+      d.facts.hardware_type = inv->hardware_type();
+      d.facts.time_zone = inv->time_zone();
+      d.facts.artifact_id = inv->artifact_id();
+      d.facts.version = inv->version();
+      auto tags = inv->attributes().find("tags");
+      d.facts.tags = tags == inv->attributes().end() ? std::vector<std::string>{} : split_list(tags->second);
+      auto group = inv->attributes().find("group");
+      d.facts.group = group == inv->attributes().end() ? std::string() : group->second;
+      d.facts.online = true;
+      d.facts.last_seen_ms = now;
+      d.client_version = inv->client_version();
+      d.security_counter = inv->security_counter();
+      d.free_bytes = inv->free_bytes();
+      d.pending_deployment_id = inv->pending_deployment_id();
+      fleet_.devices[id] = d.facts;
+      pending_events_.push_back(EventRecord{0, now, id, inv->pending_deployment_id(), "inventory",
+                                            "running " + inv->version() + " (" + inv->artifact_id() + ")"});
+      auto claim = fleet_.claims.find(id);
+      if (claim != fleet_.claims.end()) {
+        if (Rollout* r = find_rollout(claim->second)) {
+          apply(*r, engine_.on_inventory(*r, d.facts, inv->pending_deployment_id(), now), now);
+        }
+      }
+      break;
+    }
+    case Channel::kProgress: {
+      auto p = common::decode<v1::Progress>(in.payload, common::kMaxProgressBytes);
+      if (!p) return;
+      ++reports_ingested_;
+      DeviceRecord& d = device_record(id, now);
+      d.facts.last_seen_ms = now;
+      d.facts.online = true;
+      fleet_.devices[id].last_seen_ms = now;
+      fleet_.devices[id].online = true;
+      if (fleet_.devices[id].id.empty()) fleet_.devices[id].id = id;
+      const std::string phase = phase_label(p->phase());
+      if (phase != d.last_phase) {
+        pending_events_.push_back(
+            EventRecord{0, now, id, p->deployment_id(), "progress",
+                        phase + (p->error() != v1::ERROR_NONE ? " " + v1::ErrorCode_Name(p->error()) : "") +
+                            (p->error_detail().empty() ? "" : ": " + p->error_detail())});
+      }
+      d.last_phase = phase;
+      d.last_error =
+          p->error() == v1::ERROR_NONE ? "" : v1::ErrorCode_Name(p->error()) + " " + p->error_detail();
+      if (p->link().rate_bytes_per_second() > 0)
+        link_model_.measured_rate[id] = p->link().rate_bytes_per_second();
+      if (Rollout* r = find_rollout(p->deployment_id())) {
+        const Member* before = r->find_member(id);
+        const bool was_in_flight = before != nullptr && is_in_flight(before->state);
+        apply(*r, engine_.on_progress(*r, *p, now), now);
+        const Member* after = r->find_member(id);
+        if (was_in_flight && after != nullptr && after->state == MemberState::kSucceeded &&
+            after->started_ms > 0) {
+          // Phase-time history for predictions: whole update minus the transfer.
+          const Millis total = now - after->started_ms;
+          const auto rate = link_model_.measured_rate.count(id) ? link_model_.measured_rate[id]
+                                                                : options_.default_link_rate;
+          const Millis transfer = static_cast<Millis>(static_cast<double>(after->bytes_total) * 1000.0 /
+                                                      static_cast<double>(std::max<std::uint64_t>(rate, 1)));
+          const Millis fixed = std::max<Millis>(0, total - transfer);
+          link_model_.measured_fixed_ms =
+              link_model_.measured_fixed_ms == 0 ? fixed : (link_model_.measured_fixed_ms * 7 + fixed) / 8;
+        }
+      }
+      break;
+    }
+    case Channel::kPresence: {
+      auto p = common::decode<v1::Presence>(in.payload, common::kMaxPresenceBytes);
+      if (!p) return;
+      DeviceRecord& d = device_record(id, now);
+      d.facts.online = p->online();
+      d.facts.last_seen_ms = now;
+      if (!p->client_version().empty()) d.client_version = p->client_version();
+      fleet_.devices[id] = d.facts;
+      pending_events_.push_back(EventRecord{0, now, id, "", "presence", p->online() ? "online" : "offline"});
+      break;
+    }
+    case Channel::kLog: {
+      auto batch = common::decode<v1::LogBatch>(in.payload, common::kMaxLogBatchBytes);
+      if (!batch) return;
+      std::size_t n = 0;
+      for (const auto& e : batch->entries()) {
+        if (++n > kMaxLogsPerBatch) break;
+        pending_logs_.push_back(
+            LogRecord{0, id, e.timestamp_ms(), static_cast<int>(e.level()), e.message(), e.source()});
+      }
+      if (batch->dropped() > 0) {
+        pending_logs_.push_back(LogRecord{
+            0, id, now, static_cast<int>(v1::LOG_LEVEL_WARN),
+            std::to_string(batch->dropped()) + " log entries dropped on the device", "fota-orchestrator"});
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+Rollout* OrchestratorService::find_rollout(const std::string& id) {
+  auto it = rollouts_.find(id);
+  return it == rollouts_.end() ? nullptr : &it->second;
+}
+
+void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis now) {
+  for (const Decision& d : decisions) {
+    if (d.kind == Decision::Kind::kAudit) {
+      pending_audit_.push_back({"engine", d.message});
+      log_->info("{}", d.message);
+      continue;
+    }
+    auto device = common::DeviceId::parse(d.device_id);
+    if (!device) continue;
+    v1::Command cmd;
+    cmd.set_command_id(d.command_id);
+    cmd.set_deployment_id(r.id);
+    cmd.set_device_id(d.device_id);
+    cmd.set_issued_at_ms(now);
+    cmd.set_expires_at_ms(now + r.spec.command_ttl_ms);
+    std::string what;
+    switch (d.kind) {
+      case Decision::Kind::kInstall: {
+        auto manifest = artifacts_.signed_manifest(d.artifact_id);
+        if (!manifest) {
+          log_->error("cannot send install to {}: {}", d.device_id, manifest.error().message);
+          continue;
+        }
+        auto* install = cmd.mutable_install();
+        *install->mutable_manifest() = *manifest;
+        install->set_max_bytes_per_second(d.max_bytes_per_second);
+        what = "install " + d.artifact_id;
+        break;
+      }
+      case Decision::Kind::kCancel:
+        cmd.mutable_cancel();
+        what = "cancel";
+        break;
+      case Decision::Kind::kRollback: {
+        auto* rollback = cmd.mutable_rollback();
+        if (!d.artifact_id.empty()) {
+          auto manifest = artifacts_.signed_manifest(d.artifact_id);
+          // Without the previous artifact in the store the device reverts to its previous slot.
+          if (manifest) *rollback->mutable_manifest() = *manifest;
+        }
+        what = "rollback to " + (d.artifact_id.empty() ? std::string("previous slot") : d.artifact_id);
+        break;
+      }
+      default:
+        continue;
+    }
+    pending_events_.push_back(
+        EventRecord{0, now, d.device_id, r.id, "command", what + " (" + d.command_id + ")"});
+    outbox_.push_back(
+        Outbound{options_.topics.device_topic(*device, Channel::kCommand), common::encode(cmd)});
+  }
+}
+
+Status OrchestratorService::persist(Millis now) {
+  auto st = store_->transaction([&]() -> Status {
+    for (const std::string& id : dirty_devices_) {
+      if (auto s = store_->upsert_device(devices_[id]); !s) return s;
+    }
+    for (auto& [id, r] : rollouts_) {
+      bool dirty = r.dirty;
+      if (!dirty)
+        dirty = std::any_of(r.members.begin(), r.members.end(), [](const Member& m) { return m.dirty; });
+      if (!dirty) continue;
+      if (auto s = store_->save_rollout(r); !s) return s;
+    }
+    for (const EventRecord& e : pending_events_) {
+      if (auto s = store_->append_event(e); !s) return s;
+    }
+    if (!pending_logs_.empty()) {
+      if (auto s = store_->append_logs(pending_logs_); !s) return s;
+    }
+    for (const auto& [actor_action, detail] : pending_audit_) {
+      // Entries are "actor" + detail for engine decisions, "actor\naction" for operator actions.
+      const auto nl = actor_action.find('\n');
+      const std::string actor = nl == std::string::npos ? actor_action : actor_action.substr(0, nl);
+      const std::string action = nl == std::string::npos ? "engine.decision" : actor_action.substr(nl + 1);
+      if (auto s = store_->append_audit(actor, action, detail, now); !s) return s.error();
+    }
+    return common::ok_status();
+  });
+  if (!st) {
+    log_->error("persisting state failed (will retry): {}", st.error().message);
+    return st;
+  }
+  dirty_devices_.clear();
+  pending_events_.clear();
+  pending_logs_.clear();
+  pending_audit_.clear();
+  return st;
+}
+
+void OrchestratorService::flush_outbox() {
+  if (publisher_ == nullptr) return;
+  for (const Outbound& o : outbox_) {
+    publisher_->publish(o.topic, o.payload, 1);
+    ++commands_sent_;
+  }
+  outbox_.clear();
+}
+
+std::size_t OrchestratorService::run_once(Millis now) {
+  std::deque<Inbound> batch;
+  {
+    std::lock_guard lock(inbox_mutex_);
+    batch.swap(inbox_);
+  }
+  std::lock_guard lock(state_mutex_);
+  for (const Inbound& in : batch) handle(in, now);
+  for (auto& [id, r] : rollouts_) {
+    if (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused ||
+        r.state == RolloutState::kRollingBack) {
+      apply(r, engine_.tick(r, fleet_, now), now);
+    }
+  }
+  // Commands go out only after the state that produced them is durable.
+  if (persist(now)) flush_outbox();
+  return batch.size();
+}
+
+Status OrchestratorService::audit_now(const std::string& actor, const std::string& action,
+                                      const std::string& detail, Millis now) {
+  pending_audit_.push_back({actor + "\n" + action, detail});
+  return persist(now);
+}
+
+ApiResult OrchestratorService::import_artifact(const std::filesystem::path& bundle, const std::string& actor,
+                                               Millis now) {
+  auto manifest = artifacts_.import_bundle(bundle, options_.trust);
+  if (!manifest) {
+    std::lock_guard lock(state_mutex_);
+    pending_audit_.push_back({actor + "\nartifact.refused", manifest.error().message});
+    (void)persist(now);
+    Error e = manifest.error();
+    e.message = "bundle refused: " + e.message;
+    if (e.code == Errc::kUntrustedKey) {
+      e.message +=
+          "; sign it with a key listed in the orchestrator's trusted_keys, or add its public key there";
+    }
+    return api_error(e);
+  }
+  std::lock_guard lock(state_mutex_);
+  if (auto st = audit_now(actor, "artifact.upload",
+                          manifest->artifact_id() + " " + manifest->name() + " " + manifest->version(), now);
+      !st) {
+    return api_error(st.error());
+  }
+  return manifest_json(*manifest);
+}
+
+ApiResult OrchestratorService::list_artifacts() {
+  json out = json::array();
+  for (const std::string& id : artifacts_.list()) {
+    auto m = artifacts_.manifest(id);
+    if (m) out.push_back(manifest_json(*m));
+  }
+  return out;
+}
+
+ApiResult OrchestratorService::get_artifact(const std::string& id) {
+  auto m = artifacts_.manifest(id);
+  if (!m)
+    return ApiError{404,
+                    "artifact '" + id + "' is not uploaded; `fotactl artifact list` shows the uploaded ones"};
+  return manifest_json(*m);
+}
+
+ApiResult OrchestratorService::list_devices() {
+  std::lock_guard lock(state_mutex_);
+  std::vector<const DeviceRecord*> sorted;
+  sorted.reserve(devices_.size());
+  for (const auto& [id, d] : devices_) sorted.push_back(&d);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->facts.id < b->facts.id; });
+  json out = json::array();
+  for (const DeviceRecord* d : sorted) {
+    json j = device_json(*d);
+    auto claim = fleet_.claims.find(d->facts.id);
+    j["rollout"] = claim == fleet_.claims.end() ? "" : claim->second;
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+ApiResult OrchestratorService::get_device(const std::string& id) {
+  std::lock_guard lock(state_mutex_);
+  auto it = devices_.find(id);
+  if (it == devices_.end())
+    return ApiError{404,
+                    "device '" + id + "' is not registered; `fotactl device list` shows the known devices"};
+  json j = device_json(it->second);
+  auto claim = fleet_.claims.find(id);
+  j["rollout"] = claim == fleet_.claims.end() ? "" : claim->second;
+  auto events = store_->events(id, "", 20);
+  json ev = json::array();
+  if (events) {
+    for (const EventRecord& e : *events) {
+      ev.push_back({{"time", format_timestamp(e.time_ms)},
+                    {"kind", e.kind},
+                    {"rollout", e.rollout_id},
+                    {"detail", e.detail}});
+    }
+  }
+  j["recent_events"] = ev;
+  return j;
+}
+
+ApiResult OrchestratorService::device_logs(const std::string& id, std::int64_t after, std::size_t limit) {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (!devices_.count(id)) return ApiError{404, "device '" + id + "' is not registered"};
+  }
+  auto logs = store_->logs(id, after, std::min<std::size_t>(limit, 1000));
+  if (!logs) return api_error(logs.error());
+  json out = json::array();
+  for (const LogRecord& l : *logs) {
+    out.push_back({{"id", l.id},
+                   {"time", format_timestamp(l.time_ms)},
+                   {"level", l.level},
+                   {"message", l.message},
+                   {"source", l.source}});
+  }
+  return out;
+}
+
+ApiResult OrchestratorService::create_rollout(const std::string& spec_text, const std::string& actor,
+                                              Millis now) {
+  auto spec = parse_rollout_spec(spec_text);
+  if (!spec) return api_error(spec.error());
+  if (!artifacts_.contains(spec->artifact_id)) {
+    return ApiError{404,
+                    "artifact " + spec->artifact_id +
+                        " is not uploaded; upload its bundle first with `fotactl artifact upload BUNDLE`"};
+  }
+  std::lock_guard lock(state_mutex_);
+  std::string id = random_id("r-");
+  while (rollouts_.count(id)) id = random_id("r-");
+  auto rollout = RolloutEngine::create(id, *spec, now);
+  if (!rollout) return api_error(rollout.error());
+  if (auto st = RolloutEngine::check_target(*rollout, fleet_); !st) return api_error(st.error());
+  Rollout& r = rollouts_.emplace(id, std::move(rollout).value()).first->second;
+  if (auto st =
+          audit_now(actor, "rollout.create", id + " " + r.spec.name + " artifact " + r.spec.artifact_id, now);
+      !st) {
+    rollouts_.erase(id);
+    return api_error(st.error());
+  }
+  return rollout_json(r, now, false);
+}
+
+ApiResult OrchestratorService::rollout_action(const std::string& id, const std::string& action,
+                                              const std::string& actor, Millis now) {
+  std::lock_guard lock(state_mutex_);
+  Rollout* r = find_rollout(id);
+  if (r == nullptr)
+    return ApiError{404, "rollout '" + id + "' does not exist; `fotactl rollout status` lists them"};
+  const Rollout before = *r;
+  common::Result<Decisions> result = Decisions{};
+  const std::string reason = "operator " + actor;
+  if (action == "start") {
+    result = engine_.start(*r, fleet_, now);
+  } else if (action == "pause") {
+    result = engine_.pause(*r, reason, now);
+  } else if (action == "resume") {
+    result = engine_.resume(*r, now);
+  } else if (action == "abort") {
+    result = engine_.abort(*r, fleet_, reason, now);
+  } else if (action == "rollback") {
+    result = engine_.rollback(*r, reason, now);
+  } else {
+    return ApiError{400, "unknown action '" + action + "'; use start, pause, resume, abort or rollback"};
+  }
+  if (!result) return api_error(result.error());
+  apply(*r, *result, now);
+  if (action == "start") apply(*r, engine_.tick(*r, fleet_, now), now);
+  if (auto st = audit_now(actor, "rollout." + action, id, now); !st) {
+    *r = before;  // not durable: the request failed and nothing changed
+    outbox_.clear();
+    return api_error(st.error());
+  }
+  flush_outbox();
+  return rollout_json(*r, now, false);
+}
+
+RolloutPrediction OrchestratorService::predict(const Rollout& r, Millis now) {
+  std::uint64_t size = 0;
+  if (auto m = artifacts_.manifest(r.spec.artifact_id)) size = m->image_size();
+  return predict_rollout(r, fleet_, size, link_model_, now);
+}
+
+json OrchestratorService::rollout_json(const Rollout& r, Millis now, bool with_members) {
+  json j;
+  j["id"] = r.id;
+  j["name"] = r.spec.name;
+  j["artifact"] = r.spec.artifact_id;
+  j["state"] = std::string(rollout_state_name(r.state));
+  j["reason"] = r.reason;
+  j["created_at"] = format_timestamp(r.created_ms);
+  j["started_at"] = r.started_ms ? format_timestamp(r.started_ms) : "";
+  j["finished_at"] = r.finished_ms ? format_timestamp(r.finished_ms) : "";
+  j["spec"] = json::parse(rollout_spec_to_json(r.spec));
+  json waves = json::array();
+  std::map<std::string, std::size_t> totals;
+  for (std::size_t w = 0; w < r.waves.size(); ++w) {
+    std::map<std::string, std::size_t> counts;
+    std::size_t size = 0;
+    std::uint64_t bytes_done = 0, bytes_total = 0;
+    for (const Member& m : r.members) {
+      if (m.wave != static_cast<int>(w)) continue;
+      ++size;
+      ++counts[std::string(member_state_name(m.state))];
+      ++totals[std::string(member_state_name(m.state))];
+      bytes_done += m.bytes_done;
+      bytes_total += m.bytes_total;
+    }
+    waves.push_back({{"index", w + 1},
+                     {"status", std::string(wave_status_name(r.waves[w].status))},
+                     {"devices", size},
+                     {"counts", counts},
+                     {"bytes_done", bytes_done},
+                     {"bytes_total", bytes_total}});
+  }
+  j["waves"] = waves;
+  j["counts"] = totals;
+  j["devices"] = r.members.size();
+  if (r.state == RolloutState::kRunning || r.state == RolloutState::kCreated ||
+      r.state == RolloutState::kPaused) {
+    const RolloutPrediction p = predict(r, now);
+    j["eta"] = {{"end_at", format_timestamp(p.end_ms)}, {"remaining_seconds", (p.end_ms - now) / 1000}};
+  }
+  if (with_members) {
+    json members = json::array();
+    for (const Member& m : r.members) {
+      members.push_back({{"device", m.device_id},
+                         {"wave", m.wave + 1},
+                         {"state", std::string(member_state_name(m.state))},
+                         {"phase", phase_label(m.phase)},
+                         {"attempt", m.attempt},
+                         {"bytes_done", m.bytes_done},
+                         {"bytes_total", m.bytes_total},
+                         {"previous_artifact", m.previous_artifact_id},
+                         {"error", m.last_error},
+                         {"late_joiner", m.late_joiner}});
+    }
+    j["members"] = members;
+  }
+  return j;
+}
+
+ApiResult OrchestratorService::list_rollouts(Millis now) {
+  std::lock_guard lock(state_mutex_);
+  json out = json::array();
+  for (const auto& [id, r] : rollouts_) out.push_back(rollout_json(r, now, false));
+  return out;
+}
+
+ApiResult OrchestratorService::get_rollout(const std::string& id, Millis now) {
+  std::lock_guard lock(state_mutex_);
+  Rollout* r = find_rollout(id);
+  if (r == nullptr)
+    return ApiError{404, "rollout '" + id + "' does not exist; `fotactl rollout status` lists them"};
+  return rollout_json(*r, now, true);
+}
+
+ApiResult OrchestratorService::plan_rollout(const std::string& id, Millis now) {
+  std::lock_guard lock(state_mutex_);
+  Rollout* r = find_rollout(id);
+  if (r == nullptr) return ApiError{404, "rollout '" + id + "' does not exist"};
+  const RolloutPrediction p = predict(*r, now);
+  json waves = json::array();
+  for (std::size_t w = 0; w < p.waves.size(); ++w) {
+    waves.push_back({{"index", w + 1},
+                     {"devices", p.waves[w].devices},
+                     {"start_at", format_timestamp(p.waves[w].start_ms)},
+                     {"end_at", format_timestamp(p.waves[w].end_ms)},
+                     {"duration_seconds", (p.waves[w].end_ms - p.waves[w].start_ms) / 1000}});
+  }
+  std::uint64_t size = 0;
+  if (auto m = artifacts_.manifest(r->spec.artifact_id)) size = m->image_size();
+  return json{
+      {"rollout", id},
+      {"start_at", format_timestamp(p.start_ms)},
+      {"end_at", format_timestamp(p.end_ms)},
+      {"duration_seconds", p.duration_ms / 1000},
+      {"devices", p.devices},
+      {"devices_with_measured_rate", p.devices_with_history},
+      {"image_size", size},
+      {"assumed_rate_bytes_per_second", link_model_.default_rate_bytes_per_second},
+      {"fixed_seconds_per_device",
+       (link_model_.measured_fixed_ms > 0 ? link_model_.measured_fixed_ms : link_model_.default_fixed_ms) /
+           1000},
+      {"waves", waves}};
+}
+
+ApiResult OrchestratorService::events(const std::string& device, const std::string& rollout,
+                                      std::size_t limit) {
+  auto events = store_->events(device, rollout, std::min<std::size_t>(limit, 10'000));
+  if (!events) return api_error(events.error());
+  json out = json::array();
+  for (const EventRecord& e : *events) {
+    out.push_back({{"id", e.id},
+                   {"time", format_timestamp(e.time_ms)},
+                   {"device", e.device_id},
+                   {"rollout", e.rollout_id},
+                   {"kind", e.kind},
+                   {"detail", e.detail}});
+  }
+  return out;
+}
+
+ApiResult OrchestratorService::audit(std::int64_t after, std::size_t limit) {
+  auto entries = store_->audit_entries(after, std::min<std::size_t>(limit, 100'000));
+  if (!entries) return api_error(entries.error());
+  json out = json::array();
+  for (const AuditEntry& e : *entries) {
+    out.push_back({{"seq", e.seq},
+                   {"time_ms", e.time_ms},
+                   {"time", format_timestamp(e.time_ms)},
+                   {"actor", e.actor},
+                   {"action", e.action},
+                   {"detail", e.detail},
+                   {"prev_hash", e.prev_hash},
+                   {"hash", e.hash}});
+  }
+  return out;
+}
+
+std::string OrchestratorService::metrics(Millis now) {
+  std::lock_guard lock(state_mutex_);
+  std::ostringstream out;
+  std::size_t online = 0;
+  std::map<std::string, std::size_t> phases;
+  for (const auto& [id, d] : devices_) {
+    online += d.facts.online ? 1 : 0;
+    ++phases[d.last_phase.empty() ? "unknown" : d.last_phase];
+  }
+  out << "# HELP fota_devices Registered devices by presence.\n# TYPE fota_devices gauge\n";
+  out << "fota_devices{presence=\"online\"} " << online << "\n";
+  out << "fota_devices{presence=\"offline\"} " << devices_.size() - online << "\n";
+  out << "# HELP fota_devices_by_phase Devices by the phase of their last progress report.\n"
+         "# TYPE fota_devices_by_phase gauge\n";
+  for (const auto& [phase, n] : phases)
+    out << "fota_devices_by_phase{phase=\"" << phase << "\"} " << n << "\n";
+  std::map<std::string, std::size_t> states;
+  for (const char* s :
+       {"created", "running", "paused", "completed", "aborted", "rolling_back", "rolled_back"})
+    states[s] = 0;
+  for (const auto& [id, r] : rollouts_) ++states[std::string(rollout_state_name(r.state))];
+  out << "# HELP fota_rollouts Rollouts by state.\n# TYPE fota_rollouts gauge\n";
+  for (const auto& [state, n] : states) out << "fota_rollouts{state=\"" << state << "\"} " << n << "\n";
+  out << "# HELP fota_rollout_eta_seconds Predicted seconds until an active rollout finishes.\n"
+         "# TYPE fota_rollout_eta_seconds gauge\n";
+  for (const auto& [id, r] : rollouts_) {
+    if (r.state != RolloutState::kRunning) continue;
+    out << "fota_rollout_eta_seconds{rollout=\"" << id << "\"} " << (predict(r, now).end_ms - now) / 1000
+        << "\n";
+  }
+  const std::uint64_t reports = reports_ingested_.load();
+  if (last_rate_ms_ > 0 && now > last_rate_ms_) {
+    report_rate_ =
+        static_cast<double>(reports - last_reports_) * 1000.0 / static_cast<double>(now - last_rate_ms_);
+  }
+  last_reports_ = reports;
+  last_rate_ms_ = now;
+  out << "# TYPE fota_chunks_served_total counter\nfota_chunks_served_total " << chunks_served_.load()
+      << "\n";
+  out << "# TYPE fota_chunk_bytes_served_total counter\nfota_chunk_bytes_served_total "
+      << chunk_bytes_served_.load() << "\n";
+  out << "# TYPE fota_progress_reports_total counter\nfota_progress_reports_total " << reports << "\n";
+  out << "# HELP fota_progress_report_rate Reports per second since the previous scrape.\n"
+         "# TYPE fota_progress_report_rate gauge\nfota_progress_report_rate "
+      << report_rate_ << "\n";
+  out << "# TYPE fota_commands_sent_total counter\nfota_commands_sent_total " << commands_sent_.load()
+      << "\n";
+  out << "# TYPE fota_messages_rejected_total counter\nfota_messages_rejected_total "
+      << messages_rejected_.load() << "\n";
+  return out.str();
+}
+
+}  // namespace fota::orchestrator

@@ -1,0 +1,144 @@
+// The orchestrator service core: devices, artifacts, rollouts and the audit log, driven by MQTT
+// messages, operator requests and time. Transport-free: MQTT arrives through on_message() and
+// leaves through a Publisher; the HTTP API calls the operator methods. One worker (run_once)
+// drains the inbox in batches, ticks the engine, commits everything in one transaction and only
+// then publishes commands, so a command never goes out that a restart would forget.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "fota/common/artifact.hpp"
+#include "fota/common/topics.hpp"
+#include "fota/orchestrator/prediction.hpp"
+#include "fota/orchestrator/rollout_engine.hpp"
+#include "fota/orchestrator/store.hpp"
+
+namespace fota::orchestrator {
+
+class Publisher {
+ public:
+  virtual ~Publisher() = default;
+  virtual void publish(const std::string& topic, const std::string& payload, int qos) = 0;
+};
+
+struct ServiceOptions {
+  common::TopicScheme topics;
+  std::filesystem::path data_dir;
+  std::filesystem::path artifacts_dir;
+  common::TrustStore trust;
+  std::uint64_t default_link_rate = 1'000'000;
+};
+
+// What an operator call returns: a JSON body or an error with the HTTP status it maps to.
+struct ApiError {
+  int status = 400;
+  std::string message;
+};
+using ApiResult = std::variant<nlohmann::json, ApiError>;
+
+class OrchestratorService {
+ public:
+  static common::Result<std::unique_ptr<OrchestratorService>> open(ServiceOptions options,
+                                                                   std::shared_ptr<spdlog::logger> logger);
+  ~OrchestratorService();
+
+  void set_publisher(Publisher* publisher);
+
+  // MQTT input; any thread. Chunk requests are answered at once, the rest is queued for run_once.
+  void on_message(const std::string& topic, const std::string& payload);
+  // Drains the inbox, ticks every rollout, commits, publishes. Returns the messages processed.
+  std::size_t run_once(Millis now);
+  // Blocks until a message arrives or the timeout passes.
+  void wait_for_input(std::chrono::milliseconds timeout);
+
+  // Operator actions; `actor` goes to the audit log.
+  ApiResult import_artifact(const std::filesystem::path& bundle, const std::string& actor, Millis now);
+  ApiResult list_artifacts();
+  ApiResult get_artifact(const std::string& id);
+  ApiResult list_devices();
+  ApiResult get_device(const std::string& id);
+  ApiResult device_logs(const std::string& id, std::int64_t after, std::size_t limit);
+  ApiResult create_rollout(const std::string& spec_text, const std::string& actor, Millis now);
+  ApiResult rollout_action(const std::string& id, const std::string& action, const std::string& actor,
+                           Millis now);
+  ApiResult list_rollouts(Millis now);
+  ApiResult get_rollout(const std::string& id, Millis now);
+  ApiResult plan_rollout(const std::string& id, Millis now);
+  ApiResult events(const std::string& device, const std::string& rollout, std::size_t limit);
+  ApiResult audit(std::int64_t after, std::size_t limit);
+  std::string metrics(Millis now);
+
+ private:
+  OrchestratorService(ServiceOptions options, std::shared_ptr<spdlog::logger> logger,
+                      std::unique_ptr<Store> store);
+  struct Inbound {
+    common::DeviceId device;
+    common::Channel channel;
+    std::string payload;
+  };
+  struct Outbound {
+    std::string topic;
+    std::string payload;
+  };
+  common::Status load();
+  void handle(const Inbound& message, Millis now);
+  void handle_chunk_request(const common::DeviceId& device, const std::string& payload);
+  DeviceRecord& device_record(const std::string& id, Millis now);
+  void apply(Rollout& rollout, const Decisions& decisions, Millis now);
+  common::Status persist(Millis now);
+  void flush_outbox();
+  Rollout* find_rollout(const std::string& id);
+  nlohmann::json rollout_json(const Rollout& rollout, Millis now, bool with_members);
+  RolloutPrediction predict(const Rollout& rollout, Millis now);
+  common::Status audit_now(const std::string& actor, const std::string& action, const std::string& detail,
+                           Millis now);
+
+  ServiceOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Store> store_;
+  common::ArtifactStore artifacts_;
+  RolloutEngine engine_;
+  Publisher* publisher_ = nullptr;
+
+  std::mutex inbox_mutex_;
+  std::condition_variable inbox_cv_;
+  std::deque<Inbound> inbox_;
+
+  // Everything below is guarded by state_mutex_.
+  std::mutex state_mutex_;
+  Fleet fleet_;
+  std::unordered_map<std::string, DeviceRecord> devices_;
+  std::unordered_set<std::string> dirty_devices_;
+  std::map<std::string, Rollout> rollouts_;
+  std::vector<EventRecord> pending_events_;
+  std::vector<LogRecord> pending_logs_;
+  std::vector<std::pair<std::string, std::string>> pending_audit_;  // engine decisions: (action, detail)
+  std::vector<Outbound> outbox_;
+  LinkModel link_model_;
+
+  // Metrics.
+  std::atomic<std::uint64_t> chunks_served_{0};
+  std::atomic<std::uint64_t> chunk_bytes_served_{0};
+  std::atomic<std::uint64_t> reports_ingested_{0};
+  std::atomic<std::uint64_t> commands_sent_{0};
+  std::atomic<std::uint64_t> messages_rejected_{0};
+  std::uint64_t last_reports_ = 0;
+  Millis last_rate_ms_ = 0;
+  double report_rate_ = 0;
+};
+
+}  // namespace fota::orchestrator
