@@ -1027,6 +1027,19 @@ struct UpdateEngine::Impl {
   void connected_event(EventData&) {
     connected = true;
     publish_inventory();
+    if (state == S::kIdle && !record.last_command_id().empty()) {
+      // The outcome may have been reported while offline (e.g. right after the reboot that
+      // confirmed it): repeat it on every connect; receivers deduplicate by command id.
+      v1::Progress p = progress(static_cast<v1::Phase>(record.last_phase()),
+                                static_cast<v1::ErrorCode>(record.last_error()), record.last_error_detail());
+      p.set_command_id(record.last_command_id());
+      p.set_deployment_id(record.last_deployment_id());
+      p.set_artifact_id(record.last_artifact_id());
+      for (const auto& s : record.slots()) {
+        if (s.artifact_id() == record.last_artifact_id()) p.set_version(s.version());
+      }
+      out.emplace_back(action::PublishProgress{std::move(p)});
+    }
   }
 
   void disconnected(EventData&) { connected = false; }
