@@ -1,0 +1,121 @@
+// fota-sim: rehearse a rollout with virtual devices. docs/SIMULATOR.md.
+//   fota-sim simulators/scenarios/happy-path.yaml --out sim-report
+// Exit status: 0 = every invariant held, 1 = an invariant failed, 2 = the run could not start.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "fota/sim/broker_process.hpp"
+#include "fota/sim/report.hpp"
+#include "fota/sim/runner.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "fota-sim: thousands of virtual devices with flaky links and device faults, from a scenario file"};
+  std::string scenario_path;
+  std::string out_dir = "fota-sim-report";
+  int broker_port = 0;
+  std::string ca_dir;
+  std::string seed_text;
+  std::string duration_text;
+  bool quiet = false;
+  std::uint32_t connect_rate = 250;
+  app.add_option("scenario", scenario_path, "scenario YAML file (see simulators/scenarios/)")->required();
+  app.add_option("--out", out_dir, "directory for report.json and report.html (and the run's work files)");
+  app.add_option("--broker-port", broker_port,
+                 "use a running mosquitto on 127.0.0.1:<port> (needs --ca-dir); default: start one");
+  app.add_option("--ca-dir", ca_dir, "fleet CA directory (ca.crt, ca.key) the running broker trusts");
+  app.add_option("--seed", seed_text, "override the scenario's seed");
+  app.add_option("--duration", duration_text, "override the scenario's duration, e.g. 5m");
+  app.add_option("--connect-rate", connect_rate, "devices powered on per 100 ms");
+  app.add_flag("--quiet", quiet, "no live progress");
+  CLI11_PARSE(app, argc, argv);
+
+  auto scenario = fota::sim::load_scenario(scenario_path);
+  if (!scenario.ok()) {
+    std::cerr << "fota-sim: " << scenario.error().message << "\n";
+    return 2;
+  }
+  if (!seed_text.empty()) {
+    try {
+      scenario->seed = std::stoull(seed_text);
+    } catch (const std::exception&) {
+      std::cerr << "fota-sim: --seed expects a whole number, got '" << seed_text << "'\n";
+      return 2;
+    }
+  }
+  if (!duration_text.empty()) {
+    auto duration = fota::sim::parse_duration_ms(duration_text);
+    if (!duration.ok()) {
+      std::cerr << "fota-sim: --duration: " << duration.error().message << "\n";
+      return 2;
+    }
+    scenario->duration_ms = *duration;
+  }
+  // Every virtual device holds a socket.
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < scenario->fleet.total() + 256) {
+    std::cerr << "fota-sim: " << scenario->fleet.total() << " devices need about "
+              << scenario->fleet.total() + 256 << " open files but the limit is " << limit.rlim_cur
+              << "; raise it (ulimit -n)\n";
+    return 2;
+  }
+
+  const std::filesystem::path out = out_dir;
+  fota::sim::RunEnvironment env;
+  env.work_dir = out / "work";
+  std::unique_ptr<fota::sim::BrokerProcess> broker;
+  std::optional<fota::common::CertificateAuthority> external_ca;
+  if (broker_port > 0) {
+    if (ca_dir.empty()) {
+      std::cerr << "fota-sim: --broker-port needs --ca-dir (the CA the broker trusts, with its key)\n";
+      return 2;
+    }
+    auto ca = fota::common::CertificateAuthority::open(ca_dir);
+    if (!ca.ok()) {
+      std::cerr << "fota-sim: --ca-dir: " << ca.error().message << "\n";
+      return 2;
+    }
+    external_ca.emplace(std::move(*ca));
+    env.ca = &*external_ca;
+    env.broker_port = broker_port;
+  } else {
+    auto launched = fota::sim::BrokerProcess::launch(out / "work");
+    if (!launched.ok()) {
+      std::cerr << "fota-sim: starting mosquitto: " << launched.error().message << "\n";
+      return 2;
+    }
+    broker = std::move(*launched);
+    env.ca = &broker->ca();
+    env.broker_port = broker->port();
+    env.stop_broker = [&broker](bool hard) { broker->stop(hard); };
+    env.start_broker = [&broker] {
+      if (auto s = broker->start(); !s.ok())
+        std::cerr << "fota-sim: restarting mosquitto: " << s.error().message << "\n";
+    };
+  }
+
+  fota::sim::RunOptions options;
+  options.progress = quiet ? nullptr : &std::cerr;
+  options.tty = !quiet && ::isatty(STDERR_FILENO);
+  options.connect_rate = connect_rate;
+  if (!quiet) std::cerr << "fota-sim: " << scenario->name << ", " << scenario->fleet.total() << " devices\n";
+  auto report = fota::sim::run_scenario(*scenario, env, options);
+  if (!report.ok()) {
+    std::cerr << "fota-sim: " << report.error().message << "\n";
+    return 2;
+  }
+  if (auto s = fota::sim::write_reports(*report, out); !s.ok()) {
+    std::cerr << "fota-sim: " << s.error().message << "\n";
+    return 2;
+  }
+  std::cout << fota::sim::summary_text(*report) << "reports: " << (out / "report.json").string() << ", "
+            << (out / "report.html").string() << "\n";
+  return report->passed ? 0 : 1;
+}
