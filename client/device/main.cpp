@@ -1,0 +1,168 @@
+// fota-device: a small Linux agent running the client with file-backed A/B slots.
+// docs/CLIENT.md ("fota-device") describes the config file.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <yaml-cpp/yaml.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "fota/client/mqtt_client.hpp"
+#include "fota/client/runtime.hpp"
+
+namespace {
+
+using namespace fota;
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop = true; }
+
+struct DeviceConfig {
+  client::MqttClientConfig mqtt;
+  client::EngineConfig engine;
+  std::filesystem::path trust;
+  std::filesystem::path state_dir;
+  std::map<std::string, std::filesystem::path> slots;
+  std::string health_check_command;
+  std::string reboot_command;  // empty = simulated reboot inside this process
+  std::string log_level = "info";
+};
+
+// Loads the YAML config; paths are relative to the config file's directory.
+common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
+  DeviceConfig c;
+  try {
+    const YAML::Node y = YAML::LoadFile(path.string());
+    const std::filesystem::path base = std::filesystem::absolute(path).parent_path();
+    auto rel = [&](const std::string& p) {
+      return std::filesystem::path(p).is_absolute() ? std::filesystem::path(p) : base / p;
+    };
+    auto need = [&](const char* key) -> std::string {
+      if (!y[key]) throw std::runtime_error(std::string("missing required key '") + key + "'");
+      return y[key].as<std::string>();
+    };
+    c.engine.device_id = need("device_id");
+    c.engine.hardware_type = need("hardware_type");
+    c.mqtt.broker_uri = need("broker");
+    c.mqtt.ca_cert = rel(need("ca"));
+    c.mqtt.cert = rel(need("cert"));
+    c.mqtt.key = rel(need("key"));
+    c.trust = rel(need("trust"));
+    c.state_dir = rel(need("state_dir"));
+    if (y["topic_prefix"]) c.mqtt.topic_prefix = y["topic_prefix"].as<std::string>();
+    if (y["factory_version"]) c.engine.factory_version = y["factory_version"].as<std::string>();
+    if (y["factory_security_counter"]) {
+      c.engine.factory_security_counter = y["factory_security_counter"].as<std::uint64_t>();
+    }
+    c.engine.slot_capacity_bytes =
+        y["slot_capacity_bytes"] ? y["slot_capacity_bytes"].as<std::uint64_t>() : std::uint64_t{1} << 30;
+    if (y["time_zone"]) c.engine.time_zone = y["time_zone"].as<std::string>();
+    if (y["window"]) c.engine.max_window = y["window"].as<std::uint32_t>();
+    if (y["progress_interval_ms"])
+      c.engine.progress_interval_ms = y["progress_interval_ms"].as<std::int64_t>();
+    if (y["health_check_timeout_ms"]) {
+      c.engine.health_check_timeout_ms = y["health_check_timeout_ms"].as<std::int64_t>();
+    }
+    if (y["attributes"]) {
+      for (const auto& kv : y["attributes"]) {
+        c.engine.attributes[kv.first.as<std::string>()] = kv.second.as<std::string>();
+      }
+    }
+    c.slots = {{"a", c.state_dir / "slot-a"}, {"b", c.state_dir / "slot-b"}};
+    if (y["slots"]) {
+      for (const char* name : {"a", "b"}) {
+        if (y["slots"][name]) c.slots[name] = rel(y["slots"][name].as<std::string>());
+      }
+    }
+    if (y["health_check"]) c.health_check_command = y["health_check"].as<std::string>();
+    if (y["reboot_command"]) c.reboot_command = y["reboot_command"].as<std::string>();
+    if (y["log_level"]) c.log_level = y["log_level"].as<std::string>();
+  } catch (const std::exception& e) {
+    return common::Error(common::Errc::kInvalidArgument,
+                         "config " + path.string() + ": " + e.what() + " (see docs/CLIENT.md, fota-device)");
+  }
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"fota-device: runs the fota client with file-backed A/B slots"};
+  std::filesystem::path config_path;
+  app.add_option("-c,--config", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = std::make_shared<spdlog::logger>("fota-device",
+                                                 std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  auto config = load_config(config_path);
+  if (!config.ok()) {
+    logger->error("{}", config.error().message);
+    return 2;
+  }
+  logger->set_level(spdlog::level::from_str(config->log_level));
+  common::TrustStore trust;
+  if (auto s = trust.load(config->trust); !s.ok() || trust.empty()) {
+    logger->error("cannot load the artifact signing keys from {}: {}", config->trust.string(),
+                  s.ok() ? std::string("no keys found") : s.error().to_string());
+    return 2;
+  }
+  std::filesystem::create_directories(config->state_dir);
+  client::OpenSslEngineCrypto crypto(std::move(trust));
+  client::FileBootEnvironment env(config->state_dir / "bootenv.txt");
+  client::FileJournal journal(config->state_dir / "journal");
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  // Each pass of this loop is one boot of the simulated device.
+  while (!g_stop) {
+    auto booted = client::simulate_bootloader(env, "a");
+    if (!booted.ok()) {
+      logger->error("boot environment {}: {}", env.path().string(), booted.error().to_string());
+      return 1;
+    }
+    {
+      // A fresh device: the factory image is whatever slot a holds (created empty if missing).
+      std::ofstream touch(config->slots["a"], std::ios::app);
+    }
+    logger->info("booted slot {}", *booted);
+    client::AbSlotInstaller installer(config->slots, env);
+    client::MqttDeviceClient::Hooks hooks;
+    const std::string health = config->health_check_command;
+    hooks.health_check = [health, logger](std::string& detail) {
+      if (health.empty()) return true;
+      const int status = std::system(health.c_str());
+      const bool ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (!ok) detail = "health check command '" + health + "' exited with status " + std::to_string(status);
+      logger->info("health check: {}", ok ? "healthy" : detail);
+      return ok;
+    };
+    auto client = client::MqttDeviceClient::create(config->mqtt, config->engine, installer, journal, crypto,
+                                                   hooks, logger);
+    if (!client.ok()) {
+      logger->error("{}", client.error().to_string());
+      return 1;
+    }
+    (*client)->start();
+    while (!g_stop && !(*client)->wait(std::chrono::milliseconds(200))) {
+    }
+    const bool reboot = (*client)->reboot_requested();
+    (*client)->stop();
+    if (!reboot) break;
+    if (!config->reboot_command.empty()) {
+      logger->info("rebooting: {}", config->reboot_command);
+      return std::system(config->reboot_command.c_str()) == 0 ? 0 : 1;
+    }
+    logger->info("simulated reboot");
+  }
+  return 0;
+}
