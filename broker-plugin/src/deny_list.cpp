@@ -37,7 +37,7 @@ std::optional<std::string> normalise_serial(std::string_view serial) {
   }
   if (out.empty()) {
     if (serial.find('0') == std::string_view::npos) return std::nullopt;
-    out = "0";
+    out.assign(1, '0');
   }
   return out;
 }

@@ -191,6 +191,31 @@ TEST_F(PluginTest, ClientIdDifferentFromCertificateCnIsRefused) {
   EXPECT_NE(broker_->log().find("the client id must equal the certificate CN"), std::string::npos);
 }
 
+TEST_F(PluginTest, ExpiredCertificateIsRefused) {
+  start_broker();
+  common::IssueOptions expired;
+  expired.role = Role::kDevice;
+  expired.common_name = "dev-expired";
+  expired.not_before = -std::chrono::hours(48);
+  expired.not_after = -std::chrono::hours(1);
+  TestMqttClient client(
+      broker_->uri(), "dev-expired",
+      TestMqttClient::Identity{env_->pki().ca_cert(), env_->pki().issue_custom(expired, "expired")});
+  EXPECT_FALSE(client.connect(3s));
+}
+
+TEST_F(PluginTest, WithoutTheAuthEventThePluginFailsClosed) {
+  // use_identity_as_username makes Mosquitto 2.0.11 skip the plugin's BASIC_AUTH: the client gets
+  // in, but the plugin never admitted it, so it may do nothing.
+  testing::BrokerOptions options;
+  options.with_plugin = true;
+  options.extra_config = "use_identity_as_username true\n";
+  broker_ = std::make_unique<testing::MosquittoBroker>(env_->pki(), work_.path() / "broker", options);
+  auto dev = client(Role::kDevice, "dev-1");
+  EXPECT_EQ(dev->subscribe(topic("dev-1", Channel::kCommand)).value(), kNotAuthorized);
+  EXPECT_EQ(dev->publish(topic("dev-1", Channel::kProgress), progress("dev-1")).value(), kNotAuthorized);
+}
+
 TEST_F(PluginTest, DeviceSubscribingToAnotherDevicesCommandsIsRefused) {
   start_broker();
   auto [attacker, orchestrator] =
