@@ -369,6 +369,14 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
   }
 }
 
+std::vector<const Rollout*> OrchestratorService::unresolved_rollouts() const {
+  std::vector<const Rollout*> out;
+  for (const auto& [id, r] : rollouts_) {
+    if (is_active(r.state) && !r.targets_resolved) out.push_back(&r);
+  }
+  return out;
+}
+
 Rollout* OrchestratorService::find_rollout(const std::string& id) {
   auto it = rollouts_.find(id);
   return it == rollouts_.end() ? nullptr : &it->second;
@@ -611,7 +619,8 @@ ApiResult OrchestratorService::create_rollout(const std::string& spec_text, cons
   while (rollouts_.count(id)) id = random_id("r-");
   auto rollout = RolloutEngine::create(id, *spec, now);
   if (!rollout) return api_error(rollout.error());
-  if (auto st = RolloutEngine::check_target(*rollout, fleet_); !st) return api_error(st.error());
+  if (auto st = RolloutEngine::check_target(*rollout, fleet_, unresolved_rollouts()); !st)
+    return api_error(st.error());
   Rollout& r = rollouts_.emplace(id, std::move(rollout).value()).first->second;
   if (auto st =
           audit_now(actor, "rollout.create", id + " " + r.spec.name + " artifact " + r.spec.artifact_id, now);
@@ -632,7 +641,7 @@ ApiResult OrchestratorService::rollout_action(const std::string& id, const std::
   common::Result<Decisions> result = Decisions{};
   const std::string reason = "operator " + actor;
   if (action == "start") {
-    result = engine_.start(*r, fleet_, now);
+    result = engine_.start(*r, fleet_, now, unresolved_rollouts());
   } else if (action == "pause") {
     result = engine_.pause(*r, reason, now);
   } else if (action == "resume") {

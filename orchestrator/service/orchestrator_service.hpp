@@ -102,6 +102,7 @@ class OrchestratorService {
   common::Status persist(Millis now);
   void flush_outbox();
   Rollout* find_rollout(const std::string& id);
+  std::vector<const Rollout*> unresolved_rollouts() const;
   nlohmann::json rollout_json(const Rollout& rollout, Millis now, bool with_members);
   RolloutPrediction predict(const Rollout& rollout, Millis now);
   common::Status audit_now(const std::string& actor, const std::string& action, const std::string& detail,

@@ -222,15 +222,25 @@ Result<Rollout> RolloutEngine::create(std::string id, RolloutSpec spec, Millis n
   return r;
 }
 
-Status RolloutEngine::check_target(const Rollout& rollout, const Fleet& fleet) {
+Status RolloutEngine::check_target(const Rollout& rollout, const Fleet& fleet,
+                                   const std::vector<const Rollout*>& unresolved_others) {
   std::vector<std::string> conflicts;
   std::size_t selected = 0;
   for (const auto& [id, device] : fleet.devices) {
     if (!selector_matches(rollout.spec.target, device)) continue;
     ++selected;
     auto claim = fleet.claims.find(id);
-    if (claim != fleet.claims.end() && claim->second != rollout.id)
+    if (claim != fleet.claims.end() && claim->second != rollout.id) {
       conflicts.push_back(id + " (in " + claim->second + ")");
+      continue;
+    }
+    for (const Rollout* other : unresolved_others) {
+      if (other->id != rollout.id && is_active(other->state) && !other->targets_resolved &&
+          selector_matches(other->spec.target, device)) {
+        conflicts.push_back(id + " (in " + other->id + ")");
+        break;
+      }
+    }
   }
   if (!conflicts.empty()) {
     std::sort(conflicts.begin(), conflicts.end());
@@ -258,12 +268,13 @@ Status RolloutEngine::check_target(const Rollout& rollout, const Fleet& fleet) {
   return common::ok_status();
 }
 
-Result<Decisions> RolloutEngine::start(Rollout& r, const Fleet& fleet, Millis now) const {
+Result<Decisions> RolloutEngine::start(Rollout& r, const Fleet& fleet, Millis now,
+                                       const std::vector<const Rollout*>& unresolved_others) const {
   if (r.state != RolloutState::kCreated) {
     return Error(Errc::kConflict, "rollout " + r.id + " is " + std::string(rollout_state_name(r.state)) +
                                       "; only a created rollout can be started");
   }
-  if (auto st = check_target(r, fleet); !st) return st.error();
+  if (auto st = check_target(r, fleet, unresolved_others); !st) return st.error();
   r.state = RolloutState::kRunning;
   r.started_ms = now;
   r.dirty = true;

@@ -477,6 +477,23 @@ TEST_F(RolloutEngineTest, OverlappingRolloutIsRefused) {
   EXPECT_NE(st.error().message.find("extra (in r-b)"), std::string::npos) << st.error().message;
 }
 
+TEST_F(RolloutEngineTest, RolloutsNotStartedYetAlsoOwnTheirTarget) {
+  add_devices(2);
+  Rollout scheduled = started("r-later", "start_at: 2030-01-01T00:00:00Z\n");
+  tick(scheduled);
+  ASSERT_FALSE(scheduled.targets_resolved);
+  Rollout created = make("r-created", "");
+  Rollout b = make("r-b", "");
+  b.spec.target.tags.clear();
+  b.spec.target.device_ids = {"dev-1"};
+  auto st = RolloutEngine::check_target(b, fleet_, {&scheduled, &created});
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("dev-1 (in r-later)"), std::string::npos) << st.error().message;
+  EXPECT_FALSE(engine_.start(b, fleet_, now_, {&scheduled}).ok());
+  EXPECT_TRUE(engine_.abort(scheduled, fleet_, "operator", now_).ok());
+  EXPECT_TRUE(engine_.start(b, fleet_, now_, {&scheduled}).ok());
+}
+
 TEST_F(RolloutEngineTest, TargetMustSelectKnownDevices) {
   add_devices(1);
   Rollout r = make("r-none", "");

@@ -148,11 +148,14 @@ class RolloutEngine {
   static common::Result<Rollout> create(std::string id, RolloutSpec spec, Millis now);
 
   // kConflict naming the devices (and their rollout) when a device the spec selects is owned by
-  // another active rollout; kInvalidArgument when the spec selects no known device.
-  static common::Status check_target(const Rollout& rollout, const Fleet& fleet);
+  // another active rollout, or selected by another active rollout that has not resolved its
+  // targets yet (`unresolved_others`); kInvalidArgument when the spec selects no known device.
+  static common::Status check_target(const Rollout& rollout, const Fleet& fleet,
+                                     const std::vector<const Rollout*>& unresolved_others = {});
 
   // Created -> running. Targets resolve at the first tick at or after spec.start_at.
-  common::Result<Decisions> start(Rollout& rollout, const Fleet& fleet, Millis now) const;
+  common::Result<Decisions> start(Rollout& rollout, const Fleet& fleet, Millis now,
+                                  const std::vector<const Rollout*>& unresolved_others = {}) const;
   common::Result<Decisions> pause(Rollout& rollout, std::string reason, Millis now) const;
   // Paused -> running; a wave that breached has its gate waived (the operator decided).
   common::Result<Decisions> resume(Rollout& rollout, Millis now) const;

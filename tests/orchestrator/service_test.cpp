@@ -1,0 +1,525 @@
+// The real fota-orchestrator process over a real mosquitto with mTLS, driven through fotactl and
+// the HTTP API. Devices are played by TestMqttClient speaking the wire protocol (they verify every
+// chunk against the signed manifest).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <httplib.h>
+
+#include <array>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "fota/common/artifact.hpp"
+#include "fota/common/codec.hpp"
+#include "fota/common/crypto.hpp"
+#include "fota/common/topics.hpp"
+#include "fota/testing/broker.hpp"
+
+namespace fota::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using common::Channel;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kToken = "test-token-0123456789abcdef";
+constexpr const char* kOldArtifact = "ffffffffffffffffffffffffffffffff";
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct CommandRun {
+  int exit_code = -1;
+  std::string output;
+};
+
+CommandRun run_fotactl(const std::string& args) {
+  const std::string cmd = "'" FOTACTL_PATH "' " + args + " 2>&1";
+  CommandRun r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) r.output.append(buf.data(), n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// A device played over MQTT: answers install commands by fetching and verifying every chunk, then
+// reports the phases up to COMMITTED and a new inventory.
+class PlayedDevice {
+ public:
+  PlayedDevice(TestPki& pki, const std::string& uri, std::string id, std::string tz)
+      : id_(std::move(id)),
+        tz_(std::move(tz)),
+        device_(*common::DeviceId::parse(id_)),
+        client_(uri, id_, TestMqttClient::Identity{pki.ca_cert(), pki.issue(common::Role::kDevice, id_)}) {}
+
+  void connect() {
+    auto st = client_.connect();
+    ASSERT_TRUE(st.ok()) << st.error().message;
+    ASSERT_TRUE(client_.subscribe(topics_.device_topic(device_, Channel::kCommand)).ok());
+    ASSERT_TRUE(client_.subscribe(topics_.device_topic(device_, Channel::kChunk)).ok());
+    publish_inventory();
+  }
+
+  void publish_inventory() {
+    v1::Inventory inv;
+    inv.set_device_id(id_);
+    inv.set_hardware_type("gw-v2");
+    inv.set_version(version_);
+    inv.set_artifact_id(artifact_);
+    inv.set_time_zone(tz_);
+    inv.set_security_counter(1);
+    (*inv.mutable_attributes())["tags"] = "fleet";
+    inv.set_pending_deployment_id(working_ ? deployment_ : "");
+    inv.set_reported_at_ms(now_ms());
+    send(Channel::kInventory, common::encode(inv), true);
+  }
+
+  // Handles whatever arrived; returns after `budget` without messages.
+  void pump(std::chrono::milliseconds budget) {
+    while (auto msg = client_.wait_message(budget)) handle(*msg);
+  }
+
+  const std::string& id() const { return id_; }
+  const std::string& artifact() const { return artifact_; }
+  int installs = 0;
+  bool fail_next = false;
+
+ private:
+  void send(Channel channel, const std::string& payload, bool retain = false) {
+    auto rc = client_.publish(topics_.device_topic(device_, channel), payload, 1, retain);
+    EXPECT_TRUE(rc.ok() && *rc == 0) << id_ << ": publish refused";
+  }
+
+  void report(v1::Phase phase, v1::ErrorCode error = v1::ERROR_NONE) {
+    v1::Progress p;
+    p.set_device_id(id_);
+    p.set_deployment_id(deployment_);
+    p.set_command_id(command_);
+    p.set_artifact_id(manifest_.artifact_id());
+    p.set_phase(phase);
+    p.set_error(error);
+    p.set_bytes_total(manifest_.image_size());
+    p.set_bytes_done(received_bytes_);
+    p.set_sequence(++sequence_);
+    p.set_timestamp_ms(now_ms());
+    p.mutable_link()->set_rate_bytes_per_second(50'000'000);
+    send(Channel::kProgress, common::encode(p));
+  }
+
+  void handle(const TestMessage& msg) {
+    auto parsed = topics_.parse(msg.topic);
+    if (!parsed) return;
+    if (parsed->channel == Channel::kCommand) {
+      auto cmd = common::decode<v1::Command>(msg.payload, common::kMaxCommandBytes);
+      ASSERT_TRUE(cmd.ok());
+      ASSERT_EQ(cmd->device_id(), id_);
+      ASSERT_GT(cmd->expires_at_ms(), now_ms());
+      if (cmd->has_install()) {
+        ++installs;
+        auto m = common::decode<v1::Manifest>(cmd->install().manifest().manifest(), common::kMaxCommandBytes);
+        ASSERT_TRUE(m.ok());
+        manifest_ = *m;
+        deployment_ = cmd->deployment_id();
+        command_ = cmd->command_id();
+        working_ = true;
+        received_.assign(common::chunk_count(manifest_.image_size(), manifest_.chunk_size()), false);
+        received_bytes_ = 0;
+        report(v1::PHASE_DOWNLOADING);
+        v1::ChunkRequest req;
+        req.set_device_id(id_);
+        req.set_artifact_id(manifest_.artifact_id());
+        req.set_request_id(++request_id_);
+        auto* range = req.add_ranges();
+        range->set_first(0);
+        range->set_count(static_cast<std::uint32_t>(received_.size()));
+        send(Channel::kChunkRequest, common::encode(req));
+      } else if (cmd->has_rollback()) {
+        deployment_ = cmd->deployment_id();
+        command_ = cmd->command_id();
+        artifact_ = kOldArtifact;
+        version_ = "1.0";
+        report(v1::PHASE_ROLLED_BACK);
+        publish_inventory();
+      }
+    } else if (parsed->channel == Channel::kChunk) {
+      auto chunk = common::decode<v1::ChunkData>(msg.payload, common::kMaxChunkDataBytes);
+      ASSERT_TRUE(chunk.ok());
+      ASSERT_EQ(chunk->status(), v1::CHUNK_STATUS_OK);
+      ASSERT_LT(chunk->index(), received_.size());
+      // A real device writes only chunks whose hash is in the signed manifest.
+      ASSERT_EQ(common::digest_bytes(common::Sha256::digest(chunk->data())),
+                manifest_.chunk_sha256(static_cast<int>(chunk->index())));
+      if (!received_[chunk->index()]) received_bytes_ += chunk->data().size();
+      received_[chunk->index()] = true;
+      if (std::all_of(received_.begin(), received_.end(), [](bool b) { return b; })) {
+        working_ = false;
+        if (fail_next) {
+          fail_next = false;
+          report(v1::PHASE_FAILED, v1::ERROR_INSTALL_FAILED);
+          return;
+        }
+        report(v1::PHASE_VERIFYING);
+        report(v1::PHASE_INSTALLING);
+        report(v1::PHASE_REBOOTING);
+        artifact_ = manifest_.artifact_id();
+        version_ = manifest_.version();
+        report(v1::PHASE_CONFIRMING);
+        report(v1::PHASE_COMMITTED);
+        publish_inventory();
+      }
+    }
+  }
+
+  std::string id_;
+  std::string tz_;
+  common::DeviceId device_;
+  common::TopicScheme topics_;
+  TestMqttClient client_;
+  std::string artifact_ = kOldArtifact;
+  std::string version_ = "1.0";
+  v1::Manifest manifest_;
+  std::string deployment_;
+  std::string command_;
+  bool working_ = false;
+  std::vector<bool> received_;
+  std::uint64_t received_bytes_ = 0;
+  std::uint64_t sequence_ = 0;
+  std::uint64_t request_id_ = 0;
+};
+
+class OrchestratorServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = std::make_unique<TestPki>(dir_.path() / "pki");
+    broker_ = std::make_unique<MosquittoBroker>(*pki_, dir_.path() / "broker");
+    auto orch = pki_->issue(common::Role::kOrchestrator, "fota-orchestrator");
+    // Release signing key, trusted by the orchestrator; a second key that is not.
+    fs::create_directories(dir_.path() / "keys");
+    auto key = common::Ed25519PrivateKey::generate();
+    ASSERT_TRUE(key.ok());
+    ASSERT_TRUE(
+        common::save_key_pair(*key, dir_.path() / "release.key", dir_.path() / "keys/release.pub").ok());
+    auto rogue = common::Ed25519PrivateKey::generate();
+    ASSERT_TRUE(common::save_key_pair(*rogue, dir_.path() / "rogue.key", dir_.path() / "rogue.pub").ok());
+    http_port_ = free_loopback_port();
+    std::ofstream(dir_.path() / "orchestrator.yaml")
+        << "broker:\n  uri: " << broker_->uri() << "\n  ca: " << pki_->ca_cert().string()
+        << "\n  cert: " << orch.cert.string() << "\n  key: " << orch.key.string()
+        << "\ndata_dir: " << (dir_.path() / "data").string()
+        << "\ntrusted_keys: " << (dir_.path() / "keys").string()
+        << "\nhttp:\n  listen: 127.0.0.1\n  port: " << http_port_
+        << "\napi_tokens:\n  - name: alice\n    token: " << kToken << "\ntick_interval: 50ms\n";
+    server_ = "--server http://127.0.0.1:" + std::to_string(http_port_) + " --token " + kToken;
+  }
+
+  void TearDown() override { stop_orchestrator(SIGTERM); }
+
+  void start_orchestrator() {
+    const auto log = dir_.path() / "orchestrator.log";
+    pid_ = fork();
+    ASSERT_GE(pid_, 0);
+    if (pid_ == 0) {
+      FILE* out = std::freopen(log.c_str(), "a", stderr);
+      (void)out;
+      dup2(fileno(stderr), fileno(stdout));
+      execl(FOTA_ORCHESTRATOR_PATH, FOTA_ORCHESTRATOR_PATH, "--config",
+            (dir_.path() / "orchestrator.yaml").c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    httplib::Client http("127.0.0.1", http_port_);
+    for (int i = 0; i < 200; ++i) {
+      if (auto res = http.Get("/healthz"); res && res->status == 200) return;
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL() << "fota-orchestrator exited:\n" << read_log();
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "fota-orchestrator did not start:\n" << read_log();
+  }
+
+  void stop_orchestrator(int signal) {
+    if (pid_ <= 0) return;
+    kill(pid_, signal);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  std::string read_log() {
+    std::ifstream in(dir_.path() / "orchestrator.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  fs::path make_bundle(const std::string& name, const std::string& version, std::size_t size,
+                       const char* key_file = "release.key") {
+    const auto image = dir_.path() / (name + ".img");
+    std::ofstream out(image, std::ios::binary);
+    for (std::size_t i = 0; i < size; ++i) out.put(static_cast<char>((i * 131 + version.size()) & 0xff));
+    out.close();
+    auto key = common::Ed25519PrivateKey::load(dir_.path() / key_file);
+    common::ArtifactSpec spec;
+    spec.name = name;
+    spec.version = version;
+    spec.security_counter = 2;
+    spec.compatible_hardware = {"gw-v2"};
+    spec.chunk_size = 16 * 1024;
+    auto manifest = common::build_signed_manifest(image, spec, *key, now_ms());
+    EXPECT_TRUE(manifest.ok());
+    const auto bundle = dir_.path() / (name + ".bundle");
+    EXPECT_TRUE(common::write_bundle(bundle, *manifest, image).ok());
+    return bundle;
+  }
+
+  json api_get(const std::string& path) {
+    httplib::Client http("127.0.0.1", http_port_);
+    http.set_bearer_token_auth(kToken);
+    auto res = http.Get(path.c_str());
+    EXPECT_TRUE(res);
+    if (!res) return json();
+    EXPECT_EQ(res->status, 200) << res->body;
+    return json::parse(res->body);
+  }
+
+  CommandRun fotactl(const std::string& args) { return run_fotactl(args + " " + server_); }
+  CommandRun fotactl_ok(const std::string& args) {
+    CommandRun r = fotactl(args);
+    EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.output << "\n" << read_log();
+    return r;
+  }
+
+  std::vector<std::unique_ptr<PlayedDevice>> make_devices(int n) {
+    static const char* zones[] = {"Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC"};
+    std::vector<std::unique_ptr<PlayedDevice>> devices;
+    for (int i = 0; i < n; ++i) {
+      devices.push_back(
+          std::make_unique<PlayedDevice>(*pki_, broker_->uri(), "dev-" + std::to_string(i), zones[i % 4]));
+      devices.back()->connect();
+    }
+    return devices;
+  }
+
+  // Pumps the devices until the predicate over the rollout JSON holds.
+  json pump_until(std::vector<std::unique_ptr<PlayedDevice>>& devices, const std::string& rollout,
+                  const std::function<bool(const json&)>& done, std::chrono::seconds timeout = 30s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    json r;
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (auto& d : devices) d->pump(5ms);
+      r = api_get("/api/v1/rollouts/" + rollout);
+      if (done(r)) return r;
+    }
+    ADD_FAILURE() << "timed out; rollout: " << r.dump(2) << "\nlog:\n" << read_log();
+    return r;
+  }
+
+  void wait_registered(std::size_t n) {
+    for (int i = 0; i < 200; ++i) {
+      if (api_get("/api/v1/devices").size() >= n) return;
+      std::this_thread::sleep_for(25ms);
+    }
+    FAIL() << "devices did not register";
+  }
+
+  std::string create_rollout(const std::string& spec_yaml) {
+    std::ofstream(dir_.path() / "spec.yaml") << spec_yaml;
+    CommandRun r = fotactl_ok("rollout create --json -f " + (dir_.path() / "spec.yaml").string());
+    return json::parse(r.output.substr(r.output.find('{'))).value("id", "");
+  }
+
+  TempDir dir_;
+  std::unique_ptr<TestPki> pki_;
+  std::unique_ptr<MosquittoBroker> broker_;
+  int http_port_ = 0;
+  pid_t pid_ = -1;
+  std::string server_;
+};
+
+std::string uploaded_id(const CommandRun& r) {
+  const auto pos = r.output.find("uploaded artifact ");
+  return pos == std::string::npos ? "" : r.output.substr(pos + 18, 32);
+}
+
+TEST_F(OrchestratorServiceTest, TwoWaveRolloutCompletesOverRealBroker) {
+  start_orchestrator();
+  auto devices = make_devices(4);
+  wait_registered(4);
+  const auto bundle = make_bundle("fw", "2.0", 100 * 1024);
+  const CommandRun up = fotactl_ok("artifact upload " + bundle.string());
+  const std::string artifact = uploaded_id(up);
+  ASSERT_EQ(artifact.size(), 32u) << up.output;
+
+  const std::string id = create_rollout("name: two-waves\nartifact: " + artifact +
+                                        "\ntarget: {tags: [fleet]}\nwaves:\n  - size: 1\n  - size: 100%\n");
+  ASSERT_FALSE(id.empty());
+  const CommandRun plan = fotactl_ok("rollout plan " + id);
+  EXPECT_NE(plan.output.find("4 device(s)"), std::string::npos) << plan.output;
+  fotactl_ok("rollout start " + id);
+
+  // Wave 1 finishes before any wave-2 device gets a command.
+  json r = pump_until(devices, id, [](const json& j) { return j["waves"][0]["status"] != "active"; });
+  json members = api_get("/api/v1/rollouts/" + id)["members"];
+  r = pump_until(devices, id, [](const json& j) { return j["state"] == "completed"; });
+  EXPECT_EQ(r["counts"].value("succeeded", 0), 4);
+  for (auto& d : devices) {
+    EXPECT_EQ(d->artifact(), artifact) << d->id();
+    EXPECT_EQ(d->installs, 1) << d->id();
+  }
+  // The devices' new state is registered; audit log verifies.
+  for (const auto& d : api_get("/api/v1/devices")) EXPECT_EQ(d.value("artifact_id", ""), artifact);
+  const CommandRun verify = fotactl_ok("audit verify");
+  EXPECT_NE(verify.output.find("chain intact"), std::string::npos);
+  const CommandRun audit = fotactl_ok("audit list");
+  EXPECT_NE(audit.output.find("wave 1 gate passed"), std::string::npos) << audit.output;
+  EXPECT_NE(audit.output.find("rollout.start"), std::string::npos);
+  // Metrics show the chunks the orchestrator served itself (no broker plugin here).
+  httplib::Client http("127.0.0.1", http_port_);
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("fota_rollouts{state=\"completed\"} 1"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("fota_chunk_bytes_served_total 409600"), std::string::npos) << metrics->body;
+}
+
+TEST_F(OrchestratorServiceTest, KillNineMidRolloutThenRestartFinishesConsistently) {
+  start_orchestrator();
+  auto devices = make_devices(4);
+  wait_registered(4);
+  const std::string artifact =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw", "2.0", 64 * 1024).string()));
+  const std::string id = create_rollout("name: crash\nartifact: " + artifact +
+                                        "\ntarget: {tags: [fleet]}\nwaves:\n  - size: 2\n  - size: 100%\n"
+                                        "timeouts: {dispatch: 20s}\n");
+  fotactl_ok("rollout start " + id);
+  pump_until(devices, id, [](const json& j) { return j["waves"][0]["status"] != "active"; });
+  // Crash without any chance to flush.
+  stop_orchestrator(SIGKILL);
+  for (auto& d : devices) d->pump(20ms);
+  start_orchestrator();
+  const json after_restart = api_get("/api/v1/rollouts/" + id);
+  EXPECT_NE(after_restart.value("state", ""), "created");
+  // Devices re-announce themselves (retained inventory arrives on the new subscription).
+  json r = pump_until(devices, id, [](const json& j) { return j["state"] == "completed"; });
+  EXPECT_EQ(r["counts"].value("succeeded", 0), 4);
+  for (auto& d : devices) EXPECT_EQ(d->artifact(), artifact);
+  fotactl_ok("audit verify");
+}
+
+TEST_F(OrchestratorServiceTest, BadInputIsRefusedClearlyWithoutStateChange) {
+  start_orchestrator();
+  auto devices = make_devices(2);
+  wait_registered(2);
+  const auto bundle = make_bundle("fw", "2.0", 32 * 1024);
+
+  // Wrong or missing credentials.
+  CommandRun r = run_fotactl("artifact list --server http://127.0.0.1:" + std::to_string(http_port_) +
+                             " --token wrong-token-wrong-token");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("invalid API token"), std::string::npos) << r.output;
+  r = run_fotactl("artifact upload " + bundle.string() +
+                  " --server http://127.0.0.1:" + std::to_string(http_port_));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("missing credentials"), std::string::npos) << r.output;
+  EXPECT_TRUE(api_get("/api/v1/artifacts").empty());
+
+  // Tampered bundle: one byte of the image flipped.
+  const auto tampered = dir_.path() / "tampered.bundle";
+  fs::copy_file(bundle, tampered);
+  {
+    std::fstream f(tampered, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-100, std::ios::end);
+    f.put('\x5a');
+  }
+  r = fotactl("artifact upload " + tampered.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("bundle refused"), std::string::npos) << r.output;
+  // Signed by a key the orchestrator does not trust.
+  r = fotactl("artifact upload " + make_bundle("rogue", "6.6", 8 * 1024, "rogue.key").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("trusted_keys"), std::string::npos) << r.output;
+  EXPECT_TRUE(api_get("/api/v1/artifacts").empty());
+
+  // Malformed spec and unknown artifact.
+  std::ofstream(dir_.path() / "bad.yaml") << "name: x\nartifact: 0123\ntarget: {all: true}\n";
+  r = fotactl("rollout create -f " + (dir_.path() / "bad.yaml").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("artifact: '0123' is not an artifact id"), std::string::npos) << r.output;
+  std::ofstream(dir_.path() / "unknown.yaml")
+      << "name: x\nartifact: 0123456789abcdef0123456789abcdef\ntarget: {all: true}\n";
+  r = fotactl("rollout create -f " + (dir_.path() / "unknown.yaml").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("is not uploaded"), std::string::npos) << r.output;
+  EXPECT_TRUE(api_get("/api/v1/rollouts").empty());
+
+  // Overlapping rollout.
+  const std::string artifact = uploaded_id(fotactl_ok("artifact upload " + bundle.string()));
+  const std::string first =
+      create_rollout("name: a\nartifact: " + artifact + "\ntarget: {devices: [dev-0, dev-1]}\n");
+  std::ofstream(dir_.path() / "overlap.yaml")
+      << "name: b\nartifact: " << artifact << "\ntarget: {devices: [dev-1]}\n";
+  r = fotactl("rollout create -f " + (dir_.path() / "overlap.yaml").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("dev-1 (in " + first + ")"), std::string::npos) << r.output;
+  EXPECT_EQ(api_get("/api/v1/rollouts").size(), 1u);
+  // Invalid state transitions say what is allowed.
+  r = fotactl("rollout resume " + first);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("only a paused rollout can be resumed"), std::string::npos) << r.output;
+  r = fotactl("rollout start r-doesnotexist");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
+  // Unknown device for logs.
+  r = fotactl("device logs nobody");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("not registered"), std::string::npos) << r.output;
+  // Every refused upload is in the audit log, and the chain is intact.
+  const json audit = api_get("/api/v1/audit");
+  std::size_t refused = 0;
+  for (const auto& e : audit) refused += e.value("action", "") == "artifact.refused" ? 1 : 0;
+  EXPECT_EQ(refused, 2u);
+  fotactl_ok("audit verify");
+}
+
+TEST_F(OrchestratorServiceTest, FailureThresholdPausesThenOperatorRollsBackTheFleet) {
+  start_orchestrator();
+  auto devices = make_devices(3);
+  wait_registered(3);
+  const std::string artifact =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw", "2.0", 20 * 1024).string()));
+  const std::string id = create_rollout("name: rb\nartifact: " + artifact +
+                                        "\ntarget: {tags: [fleet]}\nretries: {max: 0}\nwaves:\n  - size: 2\n"
+                                        "    failure_threshold: 0.4\n  - size: 100%\non_breach: pause\n");
+  fotactl_ok("rollout start " + id);
+  json r = api_get("/api/v1/rollouts/" + id);
+  // Make the first wave's second device fail its install.
+  std::vector<std::string> wave1;
+  for (const auto& m : r["members"]) {
+    if (m.value("wave", 0) == 1) wave1.push_back(m.value("device", ""));
+  }
+  ASSERT_EQ(wave1.size(), 2u);
+  for (auto& d : devices) {
+    if (d->id() == wave1[1]) d->fail_next = true;
+  }
+  r = pump_until(devices, id, [](const json& j) { return j["state"] == "paused"; });
+  EXPECT_NE(r.value("reason", "").find("over the failure threshold"), std::string::npos) << r.dump();
+  fotactl_ok("rollout rollback " + id);
+  r = pump_until(devices, id, [](const json& j) { return j["state"] == "rolled_back"; });
+  EXPECT_EQ(r["counts"].value("rolled_back", 0), 1);
+  for (auto& d : devices) EXPECT_EQ(d->artifact(), kOldArtifact) << d->id();
+}
+
+}  // namespace
+}  // namespace fota::testing
