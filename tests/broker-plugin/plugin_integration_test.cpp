@@ -524,5 +524,62 @@ TEST_F(PluginTest, StatsArePublishedRetainedForObservers) {
   EXPECT_GT(stats.timestamp_ms(), 0);
 }
 
+// ---------------------------------------------------------------------------------------
+// The documented fallback without the plugin (docs/BROKER_PLUGIN.md): weaker, but it must
+// still keep devices in their own subtree and bind the client id to the certificate.
+// ---------------------------------------------------------------------------------------
+
+TEST_F(PluginTest, AclFileFallbackWithoutThePluginKeepsDevicesInTheirSubtree) {
+  const fs::path acl = work_.path() / "acl";
+  std::ofstream(acl) << "pattern read fota/v1/dev/%u/cmd\n"
+                        "pattern read fota/v1/dev/%u/chunk\n"
+                        "pattern write fota/v1/dev/%u/inventory\n"
+                        "pattern write fota/v1/dev/%u/progress\n"
+                        "pattern write fota/v1/dev/%u/log\n"
+                        "pattern write fota/v1/dev/%u/presence\n"
+                        "pattern write fota/v1/dev/%u/chunk/req\n"
+                        "\n"
+                        "user orch-1\n"
+                        "topic write fota/v1/dev/+/cmd\n"
+                        "topic write fota/v1/dev/+/chunk\n"
+                        "topic read fota/v1/dev/+/progress\n";
+  testing::BrokerOptions options;
+  options.extra_config =
+      "use_identity_as_username true\nuse_username_as_clientid true\nallow_anonymous false\n"
+      "acl_file " +
+      acl.string() + "\n";
+  broker_ = std::make_unique<testing::MosquittoBroker>(env_->pki(), work_.path() / "broker", options);
+  auto [orchestrator, dev, attacker] = clients<3>(
+      {{{Role::kOrchestrator, "orch-1"}, {Role::kDevice, "dev-1"}, {Role::kDevice, "dev-attacker"}}});
+  expect_subscribed(*orchestrator, "fota/v1/dev/+/progress");
+  expect_subscribed(*dev, topic("dev-1", Channel::kCommand));
+
+  // The attacker can neither send dev-1 a command nor report for it ...
+  EXPECT_EQ(attacker->publish(topic("dev-1", Channel::kCommand), command("dev-1", "forged")).value(),
+            kNotAuthorized);
+  EXPECT_EQ(attacker->publish(topic("dev-1", Channel::kProgress), progress("dev-1")).value(), kNotAuthorized);
+  // ... nor read dev-1's commands (the broker accepts the subscription but delivers nothing).
+  (void)attacker->subscribe(topic("dev-1", Channel::kCommand));
+  ASSERT_EQ(orchestrator->publish(topic("dev-1", Channel::kCommand), command("dev-1", "c1")).value(), 0);
+  auto cmd = dev->wait_message();
+  ASSERT_TRUE(cmd);
+  EXPECT_EQ(cmd->topic, topic("dev-1", Channel::kCommand));
+  expect_no_message(*attacker);
+  expect_no_message(*orchestrator, 50ms);
+
+  // Claiming dev-1's client id with another certificate does not take over dev-1's session:
+  // the broker replaces the client id with the CN.
+  TestMqttClient spoofer(broker_->uri(), "dev-1", identity(Role::kDevice, "dev-attacker-2"));
+  ASSERT_TRUE(spoofer.connect());
+  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(dev->connected());
+
+  // What the fallback cannot do: a malformed report gets through to the orchestrator.
+  EXPECT_EQ(dev->publish(topic("dev-1", Channel::kProgress), "not protobuf").value(), 0);
+  auto junk = orchestrator->wait_message();
+  ASSERT_TRUE(junk);
+  EXPECT_EQ(junk->payload, "not protobuf");
+}
+
 }  // namespace
 }  // namespace fota::plugin
