@@ -362,6 +362,24 @@ struct UpdateEngine::Impl {
     return nullptr;
   }
 
+  // A/B image updates switch slots and reboot; file and module payloads are activated in place
+  // (no reboot) and reverted by their installer.
+  bool ab_update() const {
+    const auto type = record.update().payload_type();
+    return type == v1::PAYLOAD_TYPE_AB_IMAGE || type == v1::PAYLOAD_TYPE_UNSPECIFIED;
+  }
+
+  static std::string payload_slot(const v1::Manifest& m) {
+    switch (m.payload_type()) {
+      case v1::PAYLOAD_TYPE_FILE:
+        return std::string(kFileSlotPrefix) + m.payload_target();
+      case v1::PAYLOAD_TYPE_MODULE:
+        return std::string(kModuleSlotPrefix) + m.payload_target();
+      default:
+        return {};
+    }
+  }
+
   std::string other_slot(const std::string& name) const {
     return name == config.slot_a ? config.slot_b : config.slot_a;
   }
@@ -474,6 +492,19 @@ struct UpdateEngine::Impl {
         }
         return;
       case journal::ENGINE_STATE_INSTALLING:
+      case journal::ENGINE_STATE_REBOOTING:
+      case journal::ENGINE_STATE_CONFIRMING:
+      case journal::ENGINE_STATE_ROLLING_BACK:
+        if (!ab_update()) {
+          boot_in_place_update();
+          return;
+        }
+        break;
+      default:
+        break;
+    }
+    switch (record.state()) {
+      case journal::ENGINE_STATE_INSTALLING:
         if (b.booted_slot == u.target_slot() && b.trial) {
           enter_confirming();
         } else {
@@ -526,6 +557,25 @@ struct UpdateEngine::Impl {
           record.set_active_slot(b.booted_slot);
           persist();
         }
+        return;
+    }
+  }
+
+  // A restart during a file or module install: activation is idempotent, so redo the step.
+  void boot_in_place_update() {
+    const auto& u = record.update();
+    switch (record.state()) {
+      case journal::ENGINE_STATE_INSTALLING:
+        activate();
+        return;
+      case journal::ENGINE_STATE_ROLLING_BACK:
+        state = S::kRollingBack;
+        out.emplace_back(action::RevertSlot{u.target_slot()});
+        finish(v1::PHASE_ROLLED_BACK, static_cast<v1::ErrorCode>(record.last_error()),
+               record.last_error_detail());
+        return;
+      default:
+        enter_confirming();
         return;
     }
   }
@@ -736,7 +786,8 @@ struct UpdateEngine::Impl {
       refuse(c, refusal->code, refusal->detail);
       return;
     }
-    const std::string target = other_slot(record.active_slot());
+    const bool ab = manifest.payload_type() == v1::PAYLOAD_TYPE_AB_IMAGE;
+    const std::string target = ab ? other_slot(record.active_slot()) : payload_slot(manifest);
     auto* u = record.mutable_update();
     u->Clear();
     u->set_command_id(c.command_id());
@@ -758,7 +809,7 @@ struct UpdateEngine::Impl {
       u->set_max_bytes_per_second(c.install().max_bytes_per_second());
     }
     const auto* active = slot(record.active_slot());
-    if (active != nullptr && active->artifact_id() == manifest.artifact_id() && active->valid()) {
+    if (ab && active != nullptr && active->artifact_id() == manifest.artifact_id() && active->valid()) {
       state = S::kIdle;
       finish(is_rollback ? v1::PHASE_ROLLED_BACK : v1::PHASE_COMMITTED, v1::ERROR_NONE,
              "artifact already installed and running");
@@ -1107,6 +1158,10 @@ struct UpdateEngine::Impl {
     persist();
     report(v1::PHASE_INSTALLING);
     out.emplace_back(action::ActivateSlot{u.target_slot()});
+    if (!ab_update()) {
+      enter_confirming();  // in place: the new payload is live now
+      return;
+    }
     state = S::kRebooting;
     persist();
     report(v1::PHASE_REBOOTING);
@@ -1115,7 +1170,7 @@ struct UpdateEngine::Impl {
 
   void activation_failed(EventData& e) {
     const auto& u = record.update();
-    out.emplace_back(action::RevertSlot{u.previous_slot()});
+    out.emplace_back(action::RevertSlot{ab_update() ? u.previous_slot() : u.target_slot()});
     finish(v1::PHASE_FAILED, v1::ERROR_INSTALL_FAILED,
            std::string(action_name(*e.failed)) + " failed while switching to slot '" + u.target_slot() +
                "': " + e.error->message);
@@ -1147,7 +1202,7 @@ struct UpdateEngine::Impl {
 
   void complete_commit() {
     const auto& u = record.update();
-    record.set_active_slot(u.target_slot());
+    if (ab_update()) record.set_active_slot(u.target_slot());
     record.set_accepted_security_counter(std::max(record.accepted_security_counter(), u.security_counter()));
     if (auto* t = slot(u.target_slot())) t->set_valid(true);
     finish(u.is_rollback() ? v1::PHASE_ROLLED_BACK : v1::PHASE_COMMITTED, v1::ERROR_NONE, "");
@@ -1163,13 +1218,19 @@ struct UpdateEngine::Impl {
     state = S::kRollingBack;
     persist();
     report(v1::PHASE_ROLLING_BACK, error, detail);
+    if (!ab_update()) {
+      // The installer restores the previous payload in place.
+      out.emplace_back(action::RevertSlot{u.target_slot()});
+      finish(v1::PHASE_ROLLED_BACK, error, detail);
+      return;
+    }
     out.emplace_back(action::RevertSlot{u.previous_slot()});
     out.emplace_back(action::Reboot{});
   }
 
   void commit_failed(EventData& e) {
-    start_revert(v1::ERROR_INSTALL_FAILED,
-                 std::string(action_name(*e.failed)) + " failed while committing: " + e.error->message);
+    start_revert(v1::ERROR_INSTALL_FAILED, std::string(action_name(*e.failed)) +
+                                               " failed while confirming the update: " + e.error->message);
   }
 
   void revert_failed(EventData& e) {

@@ -32,6 +32,8 @@ struct DeviceConfig {
   std::filesystem::path trust;
   std::filesystem::path state_dir;
   std::map<std::string, std::filesystem::path> slots;
+  std::map<std::string, std::filesystem::path> files;  // file payload targets
+  std::filesystem::path modules_dir;                   // update modules (empty = none)
   std::string health_check_command;
   std::string reboot_command;  // empty = simulated reboot inside this process
   std::string log_level = "info";
@@ -82,6 +84,15 @@ common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
       for (const char* name : {"a", "b"}) {
         if (y["slots"][name]) c.slots[name] = rel(y["slots"][name].as<std::string>());
       }
+    }
+    if (y["files"]) {
+      for (const auto& kv : y["files"])
+        c.files[kv.first.as<std::string>()] = rel(kv.second.as<std::string>());
+      c.engine.capabilities.push_back(v1::PAYLOAD_TYPE_FILE);
+    }
+    if (y["modules_dir"]) {
+      c.modules_dir = rel(y["modules_dir"].as<std::string>());
+      c.engine.capabilities.push_back(v1::PAYLOAD_TYPE_MODULE);
     }
     if (y["health_check"]) c.health_check_command = y["health_check"].as<std::string>();
     if (y["reboot_command"]) c.reboot_command = y["reboot_command"].as<std::string>();
@@ -135,7 +146,11 @@ int main(int argc, char** argv) {
       std::ofstream touch(config->slots["a"], std::ios::app);
     }
     logger->info("booted slot {}", *booted);
-    client::AbSlotInstaller installer(config->slots, env);
+    client::AbSlotInstaller slots(config->slots, env);
+    client::FileInstaller files(config->files);
+    client::ModuleInstaller modules(config->modules_dir, config->state_dir / "module-work");
+    client::PayloadRouter installer(slots, config->files.empty() ? nullptr : &files,
+                                    config->modules_dir.empty() ? nullptr : &modules);
     client::MqttDeviceClient::Hooks hooks;
     const std::string health = config->health_check_command;
     hooks.health_check = [health, logger](std::string& detail) {

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -596,6 +599,103 @@ TEST_F(EngineTest, ImageThatChangedOnStorageFailsVerification) {
   }
   EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_IMAGE_HASH_MISMATCH);
   EXPECT_EQ(engine.state(), EngineState::kIdle);
+}
+
+}  // namespace
+}  // namespace fota::client
+
+namespace fota::client {
+namespace {
+
+// ---- File and update-module payloads (installed in place, no reboot) ----------------------
+class InPlaceInstallTest : public EngineTest {
+ protected:
+  InPlaceInstallTest() {
+    config_.capabilities = {v1::PAYLOAD_TYPE_AB_IMAGE, v1::PAYLOAD_TYPE_FILE, v1::PAYLOAD_TYPE_MODULE};
+  }
+  TestArtifact payload(v1::PayloadType type, const std::string& target) {
+    ArtifactOptions o;
+    o.payload = type;
+    o.payload_target = target;
+    o.size = 3000;
+    o.seed = 11;
+    return make_artifact(key_, o);
+  }
+  std::string read(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  void write_module(const std::string& name, const std::string& script) {
+    const auto path = device().modules_dir() / name;
+    std::ofstream(path) << script;
+    std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+  }
+};
+
+TEST_F(InPlaceInstallTest, FileIsReplacedAtomicallyWithoutReboot) {
+  const TestArtifact file = payload(v1::PAYLOAD_TYPE_FILE, "app.conf");
+  server_.artifact = &file;
+  std::ofstream(device().file_target("app.conf")) << "old config";
+  send(testing::install_command("c1", file, clock_.now_ms()));
+  ASSERT_TRUE(testing::serve_chunks(device(), server_, clock_.now_ms())) << "a file install must not reboot";
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  EXPECT_TRUE(read(device().file_target("app.conf")) == file.image);
+  EXPECT_FALSE(std::filesystem::exists(device().file_target("app.conf").string() + ".fota-prev"));
+  EXPECT_EQ(device().booted_slot(), "a");
+}
+
+TEST_F(InPlaceInstallTest, UnhealthyFileIsRestored) {
+  const TestArtifact file = payload(v1::PAYLOAD_TYPE_FILE, "app.conf");
+  server_.artifact = &file;
+  std::ofstream(device().file_target("app.conf")) << "old config";
+  device().healthy = false;
+  send(testing::install_command("c1", file, clock_.now_ms()));
+  testing::serve_chunks(device(), server_, clock_.now_ms());
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_ROLLED_BACK);
+  EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_HEALTH_CHECK_FAILED);
+  EXPECT_EQ(read(device().file_target("app.conf")), "old config");
+}
+
+TEST_F(InPlaceInstallTest, UnknownFileTargetFails) {
+  const TestArtifact file = payload(v1::PAYLOAD_TYPE_FILE, "etc-passwd");
+  server_.artifact = &file;
+  const v1::Progress p = send(testing::install_command("c1", file, clock_.now_ms()));
+  EXPECT_EQ(p.phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(p.error(), v1::ERROR_WRITE_FAILED);
+  EXPECT_NE(p.error_detail().find("no file target named 'etc-passwd'"), std::string::npos)
+      << p.error_detail();
+}
+
+TEST_F(InPlaceInstallTest, UpdateModuleRunsInItsOwnProcess) {
+  const TestArtifact module_payload = payload(v1::PAYLOAD_TYPE_MODULE, "blob");
+  server_.artifact = &module_payload;
+  const auto log = dir_.path() / "module.log";
+  write_module("blob",
+               "#!/bin/sh\nread line\necho \"$1 $line\" >> " + log.string() + "\necho working\necho ok\n");
+  send(testing::install_command("c1", module_payload, clock_.now_ms()));
+  testing::serve_chunks(device(), server_, clock_.now_ms());
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED)
+      << device().transport().progress.back().error_detail();
+  const std::string calls = read(log);
+  EXPECT_NE(calls.find("install image="), std::string::npos) << calls;
+  EXPECT_NE(calls.find("commit image="), std::string::npos) << calls;
+}
+
+TEST_F(InPlaceInstallTest, FailingUpdateModuleFailsTheInstall) {
+  const TestArtifact module_payload = payload(v1::PAYLOAD_TYPE_MODULE, "blob");
+  server_.artifact = &module_payload;
+  write_module(
+      "blob",
+      "#!/bin/sh\nif [ \"$1\" = install ]; then echo 'error disk is read-only'; exit 3; fi\necho ok\n");
+  send(testing::install_command("c1", module_payload, clock_.now_ms()));
+  testing::serve_chunks(device(), server_, clock_.now_ms());
+  // In-place installs activate and confirm in one step: the module is asked to roll back.
+  const v1::Progress& p = device().transport().progress.back();
+  EXPECT_EQ(p.phase(), v1::PHASE_ROLLED_BACK);
+  EXPECT_EQ(p.error(), v1::ERROR_INSTALL_FAILED);
+  EXPECT_NE(p.error_detail().find("disk is read-only"), std::string::npos) << p.error_detail();
 }
 
 }  // namespace

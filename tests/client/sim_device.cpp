@@ -29,6 +29,7 @@ TestArtifact make_artifact(const common::Ed25519PrivateKey& key, const ArtifactO
   m.set_security_counter(options.security_counter);
   for (const auto& h : options.hardware) m.add_compatible_hardware(h);
   m.set_payload_type(options.payload);
+  m.set_payload_target(options.payload_target);
   m.set_image_size(a.image.size());
   m.set_image_sha256(common::digest_bytes(common::Sha256::digest(a.image)));
   m.set_chunk_size(options.chunk_size);
@@ -119,7 +120,8 @@ SimDevice::SimDevice(std::filesystem::path dir, const EngineCrypto& crypto, std:
       config_(std::move(config)),
       env_(dir_ / "bootenv.txt"),
       journal_(dir_ / "journal") {
-  std::filesystem::create_directories(dir_);
+  std::filesystem::create_directories(dir_ / "files");
+  std::filesystem::create_directories(dir_ / "modules");
   std::ofstream(dir_ / "slot-a", std::ios::binary) << factory_image;
   std::ofstream(dir_ / "slot-b", std::ios::binary) << "";
   (void)env_.set({{"fota_active", "a"}});
@@ -142,8 +144,12 @@ bool SimDevice::power_on(std::int64_t now_ms) {
   auto booted = simulate_bootloader(env_, "a");
   if (!booted.ok()) throw std::runtime_error(booted.error().to_string());
   booted_slot_ = *booted;
-  installer_ = std::make_unique<AbSlotInstaller>(
+  slots_ = std::make_unique<AbSlotInstaller>(
       std::map<std::string, std::filesystem::path>{{"a", dir_ / "slot-a"}, {"b", dir_ / "slot-b"}}, env_);
+  files_ = std::make_unique<FileInstaller>(
+      std::map<std::string, std::filesystem::path>{{"app.conf", file_target("app.conf")}});
+  modules_ = std::make_unique<ModuleInstaller>(modules_dir(), dir_ / "module-work", std::chrono::seconds(10));
+  installer_ = std::make_unique<PayloadRouter>(*slots_, files_.get(), modules_.get());
   auto loaded = journal_.load();
   if (!loaded.ok()) throw std::runtime_error(loaded.error().to_string());
   if (loaded->has_value()) {
@@ -178,6 +184,9 @@ void SimDevice::power_off() {
   runtime_.reset();
   engine_.reset();
   installer_.reset();
+  modules_.reset();
+  files_.reset();
+  slots_.reset();
   transport_.chunk_requests.clear();
 }
 

@@ -40,6 +40,7 @@ struct ArtifactOptions {
   std::uint32_t chunk_size = 1024;
   std::vector<std::string> hardware = {kHardware};
   v1::PayloadType payload = v1::PAYLOAD_TYPE_AB_IMAGE;
+  std::string payload_target;
   std::uint32_t seed = 7;
 };
 TestArtifact make_artifact(const common::Ed25519PrivateKey& key, const ArtifactOptions& options = {});
@@ -89,6 +90,9 @@ class SimDevice {
   UpdateEngine& engine() { return *engine_; }
   RecordingTransport& transport() { return transport_; }
   std::string slot_content(const std::string& slot) const;
+  // Files a "file:" payload may replace: <dir>/files/<name>. Update modules: <dir>/modules/<name>.
+  std::filesystem::path file_target(const std::string& name) const { return dir_ / "files" / name; }
+  std::filesystem::path modules_dir() const { return dir_ / "modules"; }
   std::map<std::string, std::string> boot_env();
   const std::string& booted_slot() const { return booted_slot_; }
 
@@ -105,7 +109,10 @@ class SimDevice {
   FileBootEnvironment env_;
   FileJournal journal_;
   RecordingTransport transport_;
-  std::unique_ptr<AbSlotInstaller> installer_;
+  std::unique_ptr<AbSlotInstaller> slots_;
+  std::unique_ptr<FileInstaller> files_;
+  std::unique_ptr<ModuleInstaller> modules_;
+  std::unique_ptr<PayloadRouter> installer_;
   std::unique_ptr<UpdateEngine> engine_;
   std::unique_ptr<DeviceRuntime> runtime_;
   std::string booted_slot_;

@@ -30,6 +30,11 @@
 
 namespace fota::client {
 
+// Slot names of payloads that are installed in place rather than into an A/B slot:
+// "file:<payload_target>" and "module:<payload_target>" (see PayloadRouter).
+inline constexpr char kFileSlotPrefix[] = "file:";
+inline constexpr char kModuleSlotPrefix[] = "module:";
+
 // Crypto the engine needs. The real implementation (OpenSslEngineCrypto, target fota_client)
 // uses fota_crypto's Sha256 and TrustStore.
 class EngineCrypto {

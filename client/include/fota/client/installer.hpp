@@ -6,6 +6,7 @@
 // adapters for U-Boot (fw_setenv) and GRUB (grub-editenv) in docs/CLIENT.md.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -100,6 +101,69 @@ class AbSlotInstaller : public Installer {
   std::string open_name_;
   int fd_ = -1;
   bool dirty_ = false;
+};
+
+// Replaces files atomically (slot "file:<target>"): the image is staged next to the target
+// as <path>.fota-new, activation keeps the old file as <path>.fota-prev and renames the new one
+// over it; commit deletes the backup, revert renames it back.
+class FileInstaller {
+ public:
+  // `targets` maps payload_target names to the files they replace.
+  explicit FileInstaller(std::map<std::string, std::filesystem::path> targets);
+  common::Status prepare(const std::string& target, std::uint64_t image_size, bool resume);
+  common::Status write(const std::string& target, std::uint64_t offset, std::string_view data);
+  common::Result<std::string> hash(const std::string& target, std::uint64_t size);
+  common::Status activate(const std::string& target);
+  common::Status commit(const std::string& target);
+  common::Status revert(const std::string& target);
+
+ private:
+  common::Result<std::filesystem::path> path_of(const std::string& target) const;
+  std::map<std::string, std::filesystem::path> targets_;
+};
+
+// Hands payloads to external update-module executables (slot "module:<name>"), each run in
+// its own process: <modules_dir>/<name> <verb>, verb = install | commit | rollback.
+// stdin: "key=value" lines (image, image_size, work_dir), then EOF.
+// stdout: free-form progress lines, the last line "ok" or "error <message>"; exit status 0.
+// docs/CLIENT.md ("Update modules") has the details.
+class ModuleInstaller {
+ public:
+  ModuleInstaller(std::filesystem::path modules_dir, std::filesystem::path work_dir,
+                  std::chrono::milliseconds timeout = std::chrono::minutes(10));
+  common::Status prepare(const std::string& module, std::uint64_t image_size, bool resume);
+  common::Status write(const std::string& module, std::uint64_t offset, std::string_view data);
+  common::Result<std::string> hash(const std::string& module, std::uint64_t size);
+  common::Status activate(const std::string& module);
+  common::Status commit(const std::string& module);
+  common::Status revert(const std::string& module);
+
+ private:
+  common::Status run(const std::string& module, const std::string& verb);
+  std::filesystem::path image_path(const std::string& module) const;
+  std::filesystem::path modules_dir_;
+  std::filesystem::path work_dir_;
+  std::chrono::milliseconds timeout_;
+};
+
+// One Installer for the engine: routes "file:" and "module:" slots to their installers and
+// everything else to the A/B slot installer.
+class PayloadRouter : public Installer {
+ public:
+  PayloadRouter(AbSlotInstaller& slots, FileInstaller* files, ModuleInstaller* modules);
+  common::Result<BootStatus> boot_status() override;
+  common::Status prepare(const action::PrepareSlot& prepare) override;
+  common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override;
+  common::Status sync() override;
+  common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override;
+  common::Status activate(const std::string& slot) override;
+  common::Status commit(const std::string& slot) override;
+  common::Status revert(const std::string& boot_slot) override;
+
+ private:
+  AbSlotInstaller& slots_;
+  FileInstaller* files_;
+  ModuleInstaller* modules_;
 };
 
 }  // namespace fota::client
