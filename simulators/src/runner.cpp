@@ -303,6 +303,11 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
                                          std::to_string(environment.broker_port));
   }
 
+  if (options.progress != nullptr) {
+    *options.progress << "setup: " << devices.size() << " certificates issued in "
+                      << double(transport::EventLoop::wall_clock_ms() - setup_started) / 1000.0
+                      << " s; powering on\n";
+  }
   // Power the fleet on in batches: the broker's listen backlog is 100.
   std::size_t powered = 0;
   const std::size_t batch = std::max<std::uint32_t>(1, options.connect_rate);
@@ -318,7 +323,19 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     return std::all_of(devices.begin(), devices.end(), [](const auto& d) { return d->connected(); });
   };
   const std::int64_t connect_timeout_ms = 30'000 + static_cast<std::int64_t>(devices.size()) * 10;
-  const bool everyone_connected = wait_until(all_connected, connect_timeout_ms);
+  std::int64_t next_note = transport::EventLoop::wall_clock_ms() + 2000;
+  const bool everyone_connected = wait_until(
+      [&] {
+        if (options.progress != nullptr && transport::EventLoop::wall_clock_ms() >= next_note) {
+          next_note += 2000;
+          *options.progress << "connecting: "
+                            << std::count_if(devices.begin(), devices.end(),
+                                             [](const auto& d) { return d->connected(); })
+                            << "/" << devices.size() << " devices online\n";
+        }
+        return all_connected();
+      },
+      connect_timeout_ms);
   // Give the subscriptions and the retained inventories a moment to land.
   wait_until([] { return false; }, 300);
 

@@ -156,9 +156,13 @@ void ScenarioDriver::on_chunk_request(const common::DeviceId& device, std::strin
     if (read.ok()) {
       chunk.set_data(chunk_buffer_);
       chunk.set_status(v1::CHUNK_STATUS_OK);
+    } else if (read.error().code == common::Errc::kInvalidArgument) {
+      chunk.set_status(v1::CHUNK_STATUS_OUT_OF_RANGE);
+    } else if (request->artifact_id() == manifest_.artifact_id()) {
+      // We know the artifact; reading it failed (e.g. out of file descriptors): try again later.
+      chunk.set_status(v1::CHUNK_STATUS_UNAVAILABLE);
     } else {
-      chunk.set_status(read.error().code == common::Errc::kNotFound ? v1::CHUNK_STATUS_UNKNOWN_ARTIFACT
-                                                                    : v1::CHUNK_STATUS_OUT_OF_RANGE);
+      chunk.set_status(v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
     }
     if (session_->publish(topic, common::encode(chunk), 0).ok() && read.ok()) {
       ++stats_.chunks_served;

@@ -69,6 +69,7 @@ constexpr std::int64_t kPowerOffMs = 400;
 constexpr std::int64_t kRebootMs = 200;
 constexpr std::int64_t kHealthCheckMs = 100;
 constexpr std::int64_t kMaxReconnectBackoffMs = 4000;
+constexpr std::int64_t kConnectTimeoutMs = 15000;
 
 }  // namespace
 
@@ -261,7 +262,20 @@ void VirtualDevice::connect_when_possible(std::int64_t delay_ms) {
       reconnect_backoff_ms_ = std::min(reconnect_backoff_ms_ * 2, kMaxReconnectBackoffMs);
       connect_when_possible(reconnect_backoff_ms_ / 2 +
                             static_cast<std::int64_t>(rng_.uniform(0, double(reconnect_backoff_ms_))));
+      return;
     }
+    // A handshake that never finishes (SYN lost to a full listen backlog, broker gone mid-TLS)
+    // must not leave the device waiting forever.
+    const std::uint32_t attempt = session_->connects();
+    fleet_.loop->after(kConnectTimeoutMs, [this, epoch, attempt] {
+      if (epoch != power_epoch_ || stopped_ || !powered_ || session_->connected() || !session_->active() ||
+          session_->connects() != attempt) {
+        return;
+      }
+      note("connect-timeout");
+      session_->abandon();
+      connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 1000)));
+    });
   });
 }
 

@@ -169,6 +169,15 @@ void MosquittoSession::reset() {
   ::shutdown(fd, SHUT_RDWR);
 }
 
+void MosquittoSession::abandon() {
+  if (const int fd = socket(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  connected_ = false;
+  active_ = false;
+  closed_connections_.bytes_sent += current_.bytes_sent;
+  closed_connections_.bytes_received += current_.bytes_received;
+  current_ = {};
+}
+
 common::Status MosquittoSession::publish(const std::string& topic, std::string_view payload, int qos,
                                          bool retain) {
   if (!connected_) return Error(Errc::kUnavailable, "not connected");

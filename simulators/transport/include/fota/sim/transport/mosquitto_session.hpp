@@ -97,6 +97,9 @@ class MosquittoSession {
   // Cuts the connection without a DISCONNECT packet, like a pulled cable: the broker publishes
   // the last will. on_disconnected follows from the next on_readable().
   void reset();
+  // Gives up on a connection attempt that is not finishing: closes whatever socket there is
+  // without callbacks; the next connect() starts afresh.
+  void abandon();
   bool connected() const noexcept { return connected_; }
   // True between connect() and the end of the connection.
   bool active() const noexcept { return active_; }
