@@ -6,6 +6,9 @@
 // Clients are libmosquitto sessions driven by one poll() loop per side, so the client side
 // costs little next to the broker's single thread.
 #include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -259,9 +262,10 @@ Result fan_out(const BenchOptions& o, fota::testing::TestPki& pki, int port) {
   return r;
 }
 
-// Each device pulls all chunks of the artifact from the plugin with a window of requests.
-Result plugin_served(const BenchOptions& o, fota::testing::TestPki& pki, int port,
-                     const std::string& artifact_id, std::uint32_t chunk_count) {
+// Each device pulls all chunks of the artifact with a window of requests, from whoever answers
+// (the plugin, or the orchestrator).
+Result pull_chunks(const BenchOptions& o, fota::testing::TestPki& pki, int port,
+                   const std::string& artifact_id, std::uint32_t chunk_count) {
   Fleet fleet = connect_devices(o, pki, port, true);
   struct Pull {
     std::uint32_t next = 0;         // next chunk index to request
@@ -313,7 +317,7 @@ Result plugin_served(const BenchOptions& o, fota::testing::TestPki& pki, int por
   for (std::size_t i = 0; i < fleet.devices.size(); ++i) request_more(i);
   const bool done =
       fleet.loop.run_until([&] { return total_received == total || bad_chunk; }, std::chrono::seconds(120));
-  if (!done || bad_chunk) throw std::runtime_error("plugin-served download did not complete");
+  if (!done || bad_chunk) throw std::runtime_error("chunk download did not complete");
   Result r;
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   r.bytes = bytes;
@@ -376,6 +380,80 @@ Result fan_in(const BenchOptions& o, fota::testing::TestPki& pki, int port) {
   r.messages = total;
   r.bytes = total * payloads.front().size();
   return r;
+}
+
+// A fota-orchestrator process answering chunk requests from the same artifact store.
+class OrchestratorProcess {
+ public:
+  OrchestratorProcess(const fs::path& binary, const fs::path& dir, fota::testing::TestPki& pki, int port,
+                      const fs::path& store_dir, const fs::path& trusted_key) {
+    fs::create_directories(dir / "data");
+    const auto cert = pki.issue(Role::kOrchestrator, "orch-bench-svc");
+    const fs::path config = dir / "orchestrator.yaml";
+    std::ofstream(config) << "broker:\n"
+                          << "  uri: ssl://127.0.0.1:" << port << "\n"
+                          << "  ca: " << pki.ca_cert().string() << "\n"
+                          << "  cert: " << cert.cert.string() << "\n"
+                          << "  key: " << cert.key.string() << "\n"
+                          << "  client_id: orch-bench-svc\n"
+                          << "data_dir: " << (dir / "data").string() << "\n"
+                          << "artifacts_dir: " << store_dir.string() << "\n"
+                          << "trusted_keys: " << trusted_key.string() << "\n"
+                          << "http:\n  listen: 127.0.0.1\n  port: 0\n"
+                          << "api_tokens:\n  - name: bench\n    token: bench-token-0123456789abcdef\n"
+                          << "log_level: warn\n";
+    const fs::path log = dir / "orchestrator.log";
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      std::FILE* out = std::freopen(log.c_str(), "w", stdout);
+      if (out != nullptr) ::dup2(::fileno(stdout), STDERR_FILENO);
+      ::execl(binary.c_str(), "fota-orchestrator", "-c", config.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  ~OrchestratorProcess() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 500; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  OrchestratorProcess(const OrchestratorProcess&) = delete;
+  OrchestratorProcess& operator=(const OrchestratorProcess&) = delete;
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Waits until something answers a chunk request (the orchestrator has subscribed).
+void wait_for_chunk_server(fota::testing::TestPki& pki, int port, const std::string& artifact_id) {
+  const std::string id = "bench-probe";
+  Session probe(id, pki, pki.issue(Role::kDevice, id));
+  probe.connect(port);
+  Loop loop;
+  loop.add(&probe);
+  if (!loop.run_until([&] { return probe.connect_rc() >= 0; }, std::chrono::seconds(10)) ||
+      !probe.connected()) {
+    throw std::runtime_error("probe did not connect");
+  }
+  probe.subscribe(device_topic(id, Channel::kChunk));
+  bool answered = false;
+  probe.on_message = [&](const mosquitto_message&) { answered = true; };
+  fota::v1::ChunkRequest request;
+  request.set_device_id(id);
+  request.set_artifact_id(artifact_id);
+  auto* range = request.add_ranges();
+  range->set_count(1);
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (!answered && Clock::now() < deadline) {
+    probe.publish(device_topic(id, Channel::kChunkRequest), fota::common::encode(request));
+    loop.run_until([&] { return answered; }, std::chrono::seconds(1));
+  }
+  if (!answered) throw std::runtime_error("the orchestrator answered no chunk request within 30 s");
 }
 
 double median(std::vector<double> v) {
@@ -480,6 +558,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 100000u));
   app.add_option("--repeat", o.repeat, "rounds; the best and the median are reported")
       ->check(CLI::Range(1, 20));
+  std::string orchestrator_binary = FOTA_ORCHESTRATOR_PATH;
+  app.add_option("--orchestrator", orchestrator_binary,
+                 "fota-orchestrator binary for the orchestrator-served figure (empty = skip)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -530,20 +611,42 @@ int main(int argc, char** argv) {
         "fota broker plugin benchmark: %d devices, %u-byte chunks, %u chunks per device, window %u, "
         "mTLS, QoS 1, loopback, %d round(s); best round shown (median in brackets)\n",
         o.devices, o.chunk_size, o.chunks_per_device, o.window, o.repeat);
-    std::vector<double> raw_mb, plugin_fanout_mb, served_mb, fanin_raw, fanin_plugin;
+    // The orchestrator gets a broker of its own (no plugin), so its report subscriptions do not
+    // disturb the other measurements.
+    std::unique_ptr<fota::testing::MosquittoBroker> orch_broker;
+    std::unique_ptr<OrchestratorProcess> orchestrator;
+    if (!orchestrator_binary.empty() && !fs::exists(orchestrator_binary)) {
+      std::printf("note: %s is not built; skipping the orchestrator-served figure\n",
+                  orchestrator_binary.c_str());
+      orchestrator_binary.clear();
+    }
+    if (!orchestrator_binary.empty()) {
+      const fs::path trusted = dir.path() / "trusted.pub";
+      std::ofstream(trusted) << key.public_key().to_pem();
+      orch_broker =
+          std::make_unique<fota::testing::MosquittoBroker>(pki, dir.path() / "orch-broker", raw_options);
+      orchestrator = std::make_unique<OrchestratorProcess>(orchestrator_binary, dir.path() / "orchestrator",
+                                                           pki, orch_broker->port(), store_dir, trusted);
+      wait_for_chunk_server(pki, orch_broker->port(), imported->artifact_id());
+    }
+    std::vector<double> raw_mb, plugin_fanout_mb, served_mb, orchestrator_mb, fanin_raw, fanin_plugin;
     for (int round = 0; round < o.repeat; ++round) {
       raw_mb.push_back(fan_out(o, pki, raw_broker.port()).mb_per_s());
       plugin_fanout_mb.push_back(fan_out(o, pki, plugin_broker.port()).mb_per_s());
       served_mb.push_back(
-          plugin_served(o, pki, plugin_broker.port(), imported->artifact_id(), o.chunks_per_device)
-              .mb_per_s());
+          pull_chunks(o, pki, plugin_broker.port(), imported->artifact_id(), o.chunks_per_device).mb_per_s());
+      if (orchestrator) {
+        orchestrator_mb.push_back(
+            pull_chunks(o, pki, orch_broker->port(), imported->artifact_id(), o.chunks_per_device)
+                .mb_per_s());
+      }
       fanin_raw.push_back(fan_in(o, pki, raw_broker.port()).msgs_per_s());
       fanin_plugin.push_back(fan_in(o, pki, plugin_broker.port()).msgs_per_s());
       std::printf(
           "  round %d: raw %.1f MB/s, fan-out via plugin %.1f MB/s, plugin-served %.1f MB/s, "
-          "reports %.0f/s raw, %.0f/s via plugin\n",
-          round + 1, raw_mb.back(), plugin_fanout_mb.back(), served_mb.back(), fanin_raw.back(),
-          fanin_plugin.back());
+          "orchestrator-served %.1f MB/s, reports %.0f/s raw, %.0f/s via plugin\n",
+          round + 1, raw_mb.back(), plugin_fanout_mb.back(), served_mb.back(),
+          orchestrator_mb.empty() ? 0.0 : orchestrator_mb.back(), fanin_raw.back(), fanin_plugin.back());
     }
     // Other work on the machine only ever slows a round down, so the best round of each is the
     // fairest comparison; the median shows the spread.
@@ -556,8 +659,13 @@ int main(int argc, char** argv) {
     std::printf("\n%-58s %10.1f MB/s  (%.1f)\n", "raw broker ceiling (publisher -> N subscribers, no plugin)",
                 raw, median(raw_mb));
     std::printf("%-58s %10.1f MB/s  (%.1f)\n", "chunks served by the plugin", served, median(served_mb));
-    std::printf("%-58s %10s\n", "chunks served by the orchestrator",
-                "n/a (no orchestrator chunk server yet)");
+    if (orchestrator_mb.empty()) {
+      std::printf("%-58s %10s\n", "chunks served by the orchestrator", "not measured (no --orchestrator)");
+    } else {
+      std::printf("%-58s %10.1f MB/s  (%.1f)\n", "chunks served by the orchestrator (fota-orchestrator)",
+                  best(orchestrator_mb), median(orchestrator_mb));
+      std::printf("%-58s %10.2f\n", "orchestrator-served goodput / raw ceiling", best(orchestrator_mb) / raw);
+    }
     std::printf("%-58s %10.2f        (target >= 0.80)\n", "plugin-served goodput / raw ceiling",
                 served / raw);
     std::printf("%-58s %10.1f MB/s  (%.1f)\n", "same fan-out through the broker with the plugin", fanout,
