@@ -4,7 +4,10 @@ target_compile_options(fota_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Woverloaded-virtual
   -Wcast-align -Wnull-dereference -Wimplicit-fallthrough)
 if(FOTA_WERROR)
-  target_compile_options(fota_warnings INTERFACE -Werror)
+  # GCC 12's flow-sensitive warnings at -O2 fire inside libstdc++ and date.h inlined into our code
+  # (known false positives); they stay visible as warnings but do not fail the build.
+  target_compile_options(fota_warnings INTERFACE -Werror -Wno-error=maybe-uninitialized -Wno-error=restrict
+                         -Wno-error=array-bounds -Wno-error=stringop-overflow -Wno-error=stringop-overread)
 endif()
 
 if(FOTA_SANITIZE)
