@@ -29,7 +29,7 @@ namespace fota::plugin {
 namespace {
 
 // Served chunk requests are re-routed to this topic, which no client may subscribe to, so
-// they are acknowledged to the device (reason "no matching subscribers") and go nowhere.
+// they are acknowledged to the device as usual and go nowhere.
 constexpr const char* kServedRequestSink = "$fota-plugin/served-chunk-request";
 
 // spdlog sink that writes into the broker's own log.
