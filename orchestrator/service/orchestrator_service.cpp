@@ -383,6 +383,7 @@ Rollout* OrchestratorService::find_rollout(const std::string& id) {
 }
 
 void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis now) {
+  touched_rollouts_.insert(r.id);
   for (const Decision& d : decisions) {
     if (d.kind == Decision::Kind::kAudit) {
       pending_audit_.push_back({"engine", d.message});
@@ -440,12 +441,10 @@ Status OrchestratorService::persist(Millis now) {
     for (const std::string& id : dirty_devices_) {
       if (auto s = store_->upsert_device(devices_[id]); !s) return s;
     }
-    for (auto& [id, r] : rollouts_) {
-      bool dirty = r.dirty;
-      if (!dirty)
-        dirty = std::any_of(r.members.begin(), r.members.end(), [](const Member& m) { return m.dirty; });
-      if (!dirty) continue;
-      if (auto s = store_->save_rollout(r); !s) return s;
+    for (const std::string& id : touched_rollouts_) {
+      Rollout* r = find_rollout(id);
+      if (r == nullptr) continue;
+      if (auto s = store_->save_rollout(*r); !s) return s;
     }
     for (const EventRecord& e : pending_events_) {
       if (auto s = store_->append_event(e); !s) return s;
@@ -467,6 +466,7 @@ Status OrchestratorService::persist(Millis now) {
     return st;
   }
   dirty_devices_.clear();
+  touched_rollouts_.clear();
   pending_events_.clear();
   pending_logs_.clear();
   pending_audit_.clear();
@@ -490,10 +490,13 @@ std::size_t OrchestratorService::run_once(Millis now) {
   }
   std::lock_guard lock(state_mutex_);
   for (const Inbound& in : batch) handle(in, now);
-  for (auto& [id, r] : rollouts_) {
-    if (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused ||
-        r.state == RolloutState::kRollingBack) {
-      apply(r, engine_.tick(r, fleet_, now), now);
+  if (now - last_tick_ms_ >= options_.tick_interval_ms || now < last_tick_ms_) {
+    last_tick_ms_ = now;
+    for (auto& [id, r] : rollouts_) {
+      if (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused ||
+          r.state == RolloutState::kRollingBack) {
+        apply(r, engine_.tick(r, fleet_, now), now);
+      }
     }
   }
   // Commands go out only after the state that produced them is durable.
@@ -622,6 +625,7 @@ ApiResult OrchestratorService::create_rollout(const std::string& spec_text, cons
   if (auto st = RolloutEngine::check_target(*rollout, fleet_, unresolved_rollouts()); !st)
     return api_error(st.error());
   Rollout& r = rollouts_.emplace(id, std::move(rollout).value()).first->second;
+  touched_rollouts_.insert(id);
   if (auto st =
           audit_now(actor, "rollout.create", id + " " + r.spec.name + " artifact " + r.spec.artifact_id, now);
       !st) {

@@ -41,6 +41,8 @@ struct ServiceOptions {
   std::filesystem::path artifacts_dir;
   common::TrustStore trust;
   std::uint64_t default_link_rate = 1'000'000;
+  // Rollouts are ticked at most this often; reports in between are applied at once.
+  Millis tick_interval_ms = 200;
 };
 
 // What an operator call returns: a JSON body or an error with the HTTP status it maps to.
@@ -130,6 +132,8 @@ class OrchestratorService {
   std::vector<std::pair<std::string, std::string>> pending_audit_;  // engine decisions: (action, detail)
   std::vector<Outbound> outbox_;
   LinkModel link_model_;
+  Millis last_tick_ms_ = 0;
+  std::unordered_set<std::string> touched_rollouts_;
 
   // Metrics.
   std::atomic<std::uint64_t> chunks_served_{0};
