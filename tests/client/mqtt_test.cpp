@@ -6,6 +6,10 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -350,6 +354,37 @@ TEST_F(MqttClientTest, ApplicationLogsArriveBatched) {
   ASSERT_EQ(entries, 2);
   EXPECT_EQ(logs_.front().entries(0).message(), "sensor started");
   EXPECT_EQ(logs_.front().device_id(), testing::kDeviceId);
+}
+
+// fota-device, the agent the demo uses: a YAML config, file-backed slots, a simulated reboot.
+TEST_F(MqttClientTest, FotaDeviceAgentInstallsAnUpdate) {
+  connect_server();
+  const auto agent_dir = dir_.path() / "agent";
+  std::filesystem::create_directories(agent_dir / "keys");
+  std::ofstream(agent_dir / "keys" / "signing.pub") << key_.public_key().to_pem();
+  std::ofstream(agent_dir / "device.yaml")
+      << "device_id: " << testing::kDeviceId << "\nhardware_type: " << testing::kHardware
+      << "\nbroker: " << broker_.uri() << "\nca: " << pki_.ca_cert().string()
+      << "\ncert: " << device_files_.cert.string() << "\nkey: " << device_files_.key.string()
+      << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nhealth_check: \"test -s "
+      << (agent_dir / "state" / "slot-b").string() << "\"\nlog_level: warn\n";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl(FOTA_DEVICE_BIN, FOTA_DEVICE_BIN, "--config", (agent_dir / "device.yaml").c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  wait_device_online();
+  send_command(install_command("c1"));
+  const v1::Progress last = serve_until_terminal();
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
+  EXPECT_TRUE(read_all(agent_dir / "state" / "slot-b") == image_);
+  EXPECT_NE(read_all(agent_dir / "state" / "bootenv.txt").find("fota_active=b"), std::string::npos);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
 }
 
 }  // namespace
