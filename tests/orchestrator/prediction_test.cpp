@@ -1,0 +1,87 @@
+#include "fota/orchestrator/prediction.hpp"
+
+#include <gtest/gtest.h>
+
+namespace fota::orchestrator {
+namespace {
+
+constexpr const char* kArtifact = "0123456789abcdef0123456789abcdef";
+
+class PredictionTest : public ::testing::Test {
+ protected:
+  void add(const std::string& id, const std::string& tz = "UTC") {
+    DeviceFacts d;
+    d.id = id;
+    d.time_zone = tz;
+    d.tags = {"fleet"};
+    fleet_.devices[id] = d;
+  }
+  Rollout make(const std::string& extra) {
+    auto spec = parse_rollout_spec(std::string("name: p\nartifact: ") + kArtifact +
+                                   "\ntarget: {tags: [fleet]}\n" + extra);
+    EXPECT_TRUE(spec.ok()) << spec.error().message;
+    return std::move(RolloutEngine::create("r-plan", *spec, now_)).value();
+  }
+  Fleet fleet_;
+  Millis now_ = *parse_timestamp("2026-11-25T12:00:00Z");
+  LinkModel model_;  // 1 MB/s, 30 s fixed
+};
+
+TEST_F(PredictionTest, WavesConcurrencyAndSoakWithoutHistory) {
+  for (int i = 0; i < 4; ++i) add("dev-" + std::to_string(i));
+  const Rollout r = make("waves: [{size: 1, soak: 10m}, {size: 100%}]\nmax_concurrent: 2\n");
+  const auto p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
+  ASSERT_EQ(p.waves.size(), 2u);
+  EXPECT_EQ(p.waves[0].devices, 1u);
+  EXPECT_EQ(p.waves[0].end_ms - p.waves[0].start_ms, 31'000 + 600'000);  // 1 s transfer + 30 s fixed + soak
+  EXPECT_EQ(p.waves[1].devices, 3u);
+  EXPECT_EQ(p.waves[1].end_ms - p.waves[1].start_ms, 2 * 31'000);  // 3 devices on 2 slots
+  EXPECT_EQ(p.duration_ms, 631'000 + 62'000);
+  EXPECT_EQ(p.devices_with_history, 0u);
+  // The plan's waves are the ones the engine will use.
+  const auto membership = plan_wave_membership(r, fleet_);
+  Rollout started = r;
+  RolloutEngine engine;
+  ASSERT_TRUE(engine.start(started, fleet_, now_).ok());
+  engine.tick(started, fleet_, now_);
+  for (const Member& m : started.members) {
+    const auto& wave = membership[static_cast<std::size_t>(m.wave)];
+    EXPECT_NE(std::find(wave.begin(), wave.end(), m.device_id), wave.end());
+  }
+}
+
+TEST_F(PredictionTest, MeasuredRatesBandwidthCapAndWindows) {
+  add("fast");
+  add("tokyo", "Asia/Tokyo");
+  model_.measured_rate["fast"] = 10'000'000;
+  model_.measured_fixed_ms = 10'000;
+  // Cap 2 MB/s shared by 2 devices = 1 MB/s each, so the measured 10 MB/s does not help.
+  Rollout r = make("max_bytes_per_second: 2000000\n");
+  auto p = predict_rollout(r, fleet_, 4'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 14'000);
+  EXPECT_EQ(p.devices_with_history, 1u);
+  // A window at 02:00 local: Tokyo opens at 17:00 UTC today, the UTC device only tomorrow at 02:00.
+  r = make("windows: [{days: [daily], start: '02:00', duration: 1h}]\n");
+  p = predict_rollout(r, fleet_, 4'000'000, model_, now_);
+  EXPECT_EQ(p.end_ms, *parse_timestamp("2026-11-26T02:00:00Z") + 400 + 10'000);
+  fleet_.devices.erase("fast");
+  p = predict_rollout(r, fleet_, 4'000'000, model_, now_);
+  EXPECT_EQ(p.end_ms, *parse_timestamp("2026-11-25T17:00:00Z") + 4'000 + 10'000);
+}
+
+TEST_F(PredictionTest, LiveEtaCountsOnlyRemainingWork) {
+  for (int i = 0; i < 2; ++i) add("dev-" + std::to_string(i));
+  Rollout r = make("");
+  RolloutEngine engine;
+  ASSERT_TRUE(engine.start(r, fleet_, now_).ok());
+  engine.tick(r, fleet_, now_);
+  r.members[0].state = MemberState::kSucceeded;
+  r.members[1].state = MemberState::kUpdating;
+  r.members[1].phase = v1::PHASE_DOWNLOADING;
+  r.members[1].bytes_done = 500'000;
+  const auto p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(p.end_ms - now_, 500 + 30'000);
+}
+
+}  // namespace
+}  // namespace fota::orchestrator
