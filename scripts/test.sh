@@ -17,6 +17,11 @@ elif [[ -n "${1:-}" ]]; then
   exit 2
 fi
 
+# ccache (when installed) keys on paths relative to the checkout, so a fresh clone reuses the cache.
+if command -v ccache >/dev/null 2>&1; then
+  cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+  export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+fi
 cmake -S "$root" -B "$build_dir" -G Ninja -DFOTA_WERROR="${FOTA_WERROR:-ON}" "${cmake_args[@]}"
 cmake --build "$build_dir" -j"$(nproc)"
 
