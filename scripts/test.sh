@@ -5,6 +5,8 @@
 # Warnings are errors here (FOTA_WERROR=OFF in the environment relaxes that).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+export FOTA_ROOT="$root"
+. "$root/scripts/lib.sh"
 "$root/scripts/install-deps.sh"
 
 build_dir="$root/build"
@@ -17,12 +19,7 @@ elif [[ -n "${1:-}" ]]; then
   exit 2
 fi
 
-# ccache (when installed) keys on paths relative to the checkout, so a fresh clone reuses the cache.
-if command -v ccache >/dev/null 2>&1; then
-  cmake_args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-  export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
-fi
-cmake -S "$root" -B "$build_dir" -G Ninja -DFOTA_WERROR="${FOTA_WERROR:-ON}" "${cmake_args[@]}"
+fota_configure "$build_dir" "${cmake_args[@]}"
 cmake --build "$build_dir" -j"$(nproc)"
 
 # Integration tests open many sockets; the simulator tests open thousands.
