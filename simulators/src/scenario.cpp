@@ -508,7 +508,7 @@ class ScenarioParser {
   RolloutPlan rollout(const YAML::Node& node, const std::string& path) const {
     expect_map(node, path,
                {"driver", "name", "attach", "waves", "failure_threshold", "success_gate", "soak",
-                "start_after", "max_concurrent", "command_ttl", "maintenance_window"});
+                "start_after", "max_concurrent", "command_ttl", "max_inflight_chunks", "maintenance_window"});
     RolloutPlan r;
     if (node["driver"]) {
       const std::string d = lower(scalar(node["driver"], join(path, "driver")));
@@ -564,6 +564,10 @@ class ScenarioParser {
           whole(node["max_concurrent"], join(path, "max_concurrent"), 0, 1'000'000));
     }
     if (node["command_ttl"]) r.command_ttl_ms = duration(node["command_ttl"], join(path, "command_ttl"));
+    if (node["max_inflight_chunks"]) {
+      r.max_inflight_chunks = static_cast<std::uint32_t>(
+          whole(node["max_inflight_chunks"], join(path, "max_inflight_chunks"), 0, 1024));
+    }
     if (const auto w = node["maintenance_window"]) {
       const std::string p = join(path, "maintenance_window");
       expect_map(w, p, {"start", "end"});

@@ -78,9 +78,23 @@ void ScenarioDriver::on_connected(int reason_code) {
 
 void ScenarioDriver::on_disconnected(int) {
   subscribed_ = false;
-  // The broker went away (restart fault): come back with jitter, like everyone else.
-  loop_.after(500, [this] {
-    if (!session_->active()) (void)session_->connect();
+  // The broker went away (restart fault): keep trying until it is back.
+  reconnect(500);
+}
+
+void ScenarioDriver::reconnect(std::int64_t delay_ms) {
+  loop_.after(delay_ms, [this, delay_ms] {
+    if (session_->connected()) return;
+    if (session_->active()) session_->abandon();  // a connect that did not finish
+    if (!session_->connect().ok()) {
+      reconnect(std::min<std::int64_t>(delay_ms * 2, 2000));
+      return;
+    }
+    // on_disconnected follows a refused attempt; this covers one that hangs.
+    const std::uint32_t attempt = session_->connects();
+    loop_.after(5000, [this, attempt] {
+      if (!session_->connected() && session_->connects() == attempt) reconnect(0);
+    });
   });
 }
 
@@ -115,6 +129,7 @@ void ScenarioDriver::send_install(const std::string& device_id, bool resend) {
   command.set_issued_at_ms(loop_.now_ms());
   command.set_expires_at_ms(loop_.now_ms() + plan_.command_ttl_ms);
   *command.mutable_install()->mutable_manifest() = signed_manifest_;
+  command.mutable_install()->set_max_inflight_chunks(plan_.max_inflight_chunks);
   if (session_->publish(topics_.device_topic(*id, Channel::kCommand), common::encode(command), 1).ok()) {
     state.command_ids.insert(command.command_id());
     state.commanded = true;

@@ -69,7 +69,7 @@ constexpr std::int64_t kPowerOffMs = 400;
 constexpr std::int64_t kRebootMs = 200;
 constexpr std::int64_t kHealthCheckMs = 100;
 constexpr std::int64_t kMaxReconnectBackoffMs = 4000;
-constexpr std::int64_t kConnectTimeoutMs = 15000;
+constexpr std::int64_t kConnectTimeoutMs = 10000;
 
 }  // namespace
 
@@ -489,6 +489,14 @@ bool VirtualDevice::run_action(client::Action& action, client::Actions& follow_u
     return false;
   };
   if (auto* p = std::get_if<a::PublishProgress>(&action)) {
+    const bool refusal_only =
+        p->progress.error() == v1::ERROR_BUSY || p->progress.error() == v1::ERROR_COMMAND_REPLAYED;
+    if (refusal_only) {
+      // "Not now" / "seen it": the update in progress goes on; the device's phase is unchanged.
+      note("refused", p->progress.error_detail());
+      send(common::Channel::kProgress, common::encode(p->progress), 1, false);
+      return true;
+    }
     if (p->progress.phase() != phase_) {
       note(phase_label(p->progress.phase()),
            p->progress.error() != v1::ERROR_NONE ? p->progress.error_detail() : std::string());

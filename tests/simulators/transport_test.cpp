@@ -179,6 +179,32 @@ TEST_F(TransportTest, ForeignCertificateIsRefused) {
   EXPECT_TRUE(ended);
 }
 
+TEST_F(TransportTest, ConnectingToAStoppedBrokerFailsPromptly) {
+  SessionConfig config;
+  config.port = broker_.port();
+  config.client_id = "dev-early";
+  config.tls = tls_for(Role::kDevice, "dev-early");
+  int disconnects = 0;
+  int connects = 0;
+  SessionCallbacks callbacks;
+  callbacks.on_connected = [&](int rc) { connects += rc == 0; };
+  callbacks.on_disconnected = [&](int) { ++disconnects; };
+  auto session = MosquittoSession::create(std::move(config), std::move(callbacks));
+  ASSERT_TRUE(session.ok());
+  loop_.watch(session->get());
+  broker_.stop();
+  const auto started = EventLoop::wall_clock_ms();
+  if ((*session)->connect().ok()) {
+    ASSERT_TRUE(run_until([&] { return disconnects == 1; }, 3000)) << "a refused connect must be reported";
+  }
+  EXPECT_LT(EventLoop::wall_clock_ms() - started, 3000);
+  EXPECT_FALSE((*session)->active());
+  // And once the broker is back, the same session connects.
+  broker_.start();
+  ASSERT_TRUE((*session)->connect().ok());
+  ASSERT_TRUE(run_until([&] { return connects == 1; }));
+}
+
 TEST(TlsContextTest, GarbageIsRefusedWithAMessage) {
   auto tls = TlsContext::create("not a pem", "x", "y");
   ASSERT_FALSE(tls.ok());

@@ -82,6 +82,7 @@ void EventLoop::run_once(int max_wait_ms) {
       if (session->socket() != fds[i].fd) continue;
       if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) session->on_readable();
       if ((fds[i].revents & POLLOUT) && session->socket() == fds[i].fd) session->on_writable();
+      if ((fds[i].revents & (POLLHUP | POLLERR)) && session->socket() == fds[i].fd) session->on_hangup();
     }
   }
   run_due_timers();

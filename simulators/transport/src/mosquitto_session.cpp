@@ -203,6 +203,14 @@ void MosquittoSession::on_readable() {
   sample_wire_counters();
 }
 
+void MosquittoSession::on_hangup() {
+  if (!active_) return;
+  // While libmosquitto waits for a TLS handshake it reports a refused or reset connection as
+  // success, so the socket would hang up forever unnoticed.
+  if (const int fd = socket(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  handle_disconnect(MOSQ_ERR_CONN_LOST);
+}
+
 void MosquittoSession::on_writable() {
   handle_loop_result(mosquitto_loop_write(mosq_, 16));
   sample_wire_counters();
@@ -214,10 +222,11 @@ void MosquittoSession::on_idle() {
 }
 
 void MosquittoSession::handle_loop_result(int rc) {
-  if (rc == MOSQ_ERR_SUCCESS || rc == MOSQ_ERR_CONN_PENDING) return;
-  // The connection failed before a CONNACK (refused TLS, broker gone): no disconnect callback
-  // comes for that, so report it here.
-  if (active_ && socket() < 0) handle_disconnect(rc == MOSQ_ERR_NO_CONN ? MOSQ_ERR_CONN_LOST : rc);
+  if (rc == MOSQ_ERR_SUCCESS || rc == MOSQ_ERR_CONN_PENDING || !active_) return;
+  // libmosquitto's own loop would now close the socket and call on_disconnect; with an external
+  // loop that is ours to do (a reset during the TLS handshake, for one, is reported only here).
+  if (const int fd = socket(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  handle_disconnect(rc == MOSQ_ERR_NO_CONN ? MOSQ_ERR_CONN_LOST : rc);
 }
 
 void MosquittoSession::handle_connect(int reason_code) {

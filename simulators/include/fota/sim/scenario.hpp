@@ -99,6 +99,9 @@ struct RolloutPlan {
   std::int64_t start_after_ms = 0;
   std::uint32_t max_concurrent = 0;  // 0 = unlimited
   std::int64_t command_ttl_ms = 10 * 60 * 1000;
+  // Sent in the install command: caps the device's download window (0 = the device's default).
+  // On a slow link a big window only queues chunks that a reset then throws away.
+  std::uint32_t max_inflight_chunks = 0;
   std::optional<MaintenanceWindow> maintenance_window;
 };
 

@@ -74,6 +74,7 @@ class ScenarioDriver {
 
   void on_connected(int reason_code);
   void on_disconnected(int reason_code);
+  void reconnect(std::int64_t delay_ms);
   void on_message(std::string_view topic, std::string_view payload);
   void on_chunk_request(const common::DeviceId& device, std::string_view payload);
   void on_progress(const common::DeviceId& device, std::string_view payload);

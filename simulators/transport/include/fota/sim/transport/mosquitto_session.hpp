@@ -115,6 +115,8 @@ class MosquittoSession {
   void on_readable();
   void on_writable();
   void on_idle();
+  // The socket reported POLLHUP or POLLERR and is still open after on_readable().
+  void on_hangup();
 
   // Totals over every connection this session made.
   WireCounters wire() const noexcept;
