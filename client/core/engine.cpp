@@ -630,11 +630,17 @@ struct UpdateEngine::Impl {
       return false;
     }
     for (const auto& id : record.recent_command_ids()) {
-      if (id == c.command_id()) {
-        refuse(c, v1::ERROR_COMMAND_REPLAYED,
-               "command id '" + c.command_id() + "' was already received; ignored");
+      if (id != c.command_id()) continue;
+      if (state != S::kIdle && id == record.update().command_id()) {
+        // A QoS 1 redelivery of the command being worked on: answer with where we are, not
+        // with a failure the orchestrator would count against this update.
+        log(v1::LOG_LEVEL_DEBUG, "command '" + id + "' delivered again; reporting the current phase");
+        report(phase_of(state));
         return false;
       }
+      refuse(c, v1::ERROR_COMMAND_REPLAYED,
+             "command id '" + c.command_id() + "' was already received; ignored");
+      return false;
     }
     record.add_recent_command_ids(c.command_id());
     while (static_cast<std::size_t>(record.recent_command_ids_size()) >

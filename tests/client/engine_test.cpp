@@ -451,6 +451,15 @@ TEST_F(EngineTest, CancelDuringDownload) {
   EXPECT_EQ(device().engine().state(), EngineState::kIdle);
 }
 
+TEST_F(EngineTest, RedeliveryOfTheCurrentCommandIsNotAFailure) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  const v1::Progress again = send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  EXPECT_EQ(again.phase(), v1::PHASE_DOWNLOADING);
+  EXPECT_EQ(again.error(), v1::ERROR_NONE);
+  EXPECT_EQ(again.command_id(), "c1");
+  EXPECT_EQ(device().engine().state(), EngineState::kDownloading);
+}
+
 TEST_F(EngineTest, InstallWhileBusyIsRefusedButResendIsAnswered) {
   send(testing::install_command("c1", artifact_, clock_.now_ms()));
   EXPECT_EQ(send(testing::install_command("c2", artifact_, clock_.now_ms())).phase(), v1::PHASE_DOWNLOADING);
