@@ -179,6 +179,7 @@ struct UpdateEngine::Impl {
   Actions out;
   std::int64_t now = 0;
   bool connected = false;
+  bool ever_connected = false;
 
   // Download state that is not persisted (rebuilt from the journal and the manifest).
   struct InFlight {
@@ -312,6 +313,7 @@ struct UpdateEngine::Impl {
     p.set_error_detail(detail);
     p.set_timestamp_ms(now);
     auto* link = p.mutable_link();
+    link->set_reconnects(stats.reconnects);
     link->set_bytes_received(stats.bytes_received);
     link->set_chunk_retries(static_cast<std::uint32_t>(stats.chunk_retries));
     link->set_rtt_ms(stats.rtt_ms);
@@ -1082,6 +1084,8 @@ struct UpdateEngine::Impl {
   }
 
   void connected_event(EventData&) {
+    if (ever_connected) ++stats.reconnects;
+    ever_connected = true;
     connected = true;
     publish_inventory();
     if (state == S::kIdle && !record.last_command_id().empty()) {

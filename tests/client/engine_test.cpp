@@ -323,6 +323,7 @@ TEST_F(EngineTest, LinkLossResumesWithoutRefetchingVerifiedChunks) {
   device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
   EXPECT_EQ(device().engine().state(), EngineState::kDownloading);
   device().run(device().engine().on_connected(clock_.now_ms()), clock_.now_ms());
+  EXPECT_EQ(device().transport().progress.back().link().reconnects(), 1U);
   run_to_completion();
   EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
   for (const auto& [index, count] : server_.requested) EXPECT_EQ(count, 1) << "chunk " << index;

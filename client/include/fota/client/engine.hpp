@@ -188,6 +188,7 @@ struct EngineStats {
   std::uint64_t chunk_retries = 0;     // timeouts and hash mismatches
   std::uint64_t bytes_received = 0;
   std::uint64_t unexpected_events = 0;  // events without a transition (a bug, also logged)
+  std::uint32_t reconnects = 0;         // on_connected() calls after the first, this session
   std::uint32_t window = 0;
   std::uint32_t rtt_ms = 0;
 };
