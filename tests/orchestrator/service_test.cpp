@@ -317,8 +317,11 @@ class OrchestratorServiceTest : public ::testing::Test {
     for (int i = 0; i < n; ++i) {
       devices.push_back(
           std::make_unique<PlayedDevice>(*pki_, broker_->uri(), "dev-" + std::to_string(i), zones[i % 4]));
-      devices.back()->connect();
     }
+    // Connect in parallel: each Paho connect + subscribe takes over a second of mostly waiting.
+    std::vector<std::thread> connecting;
+    for (auto& d : devices) connecting.emplace_back([&d] { d->connect(); });
+    for (auto& t : connecting) t.join();
     return devices;
   }
 
