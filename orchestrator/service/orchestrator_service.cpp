@@ -150,6 +150,7 @@ Status OrchestratorService::load() {
   for (DeviceRecord& d : *devices) {
     d.facts.online = false;  // presence is re-learned from the broker's retained messages
     fleet_.devices[d.facts.id] = d.facts;
+    fleet_.generation = 1;
     devices_[d.facts.id] = std::move(d);
   }
   auto rollouts = store_->load_rollouts();
@@ -285,6 +286,7 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       d.free_bytes = inv->free_bytes();
       d.pending_deployment_id = inv->pending_deployment_id();
       fleet_.devices[id] = d.facts;
+      ++fleet_.generation;
       pending_events_.push_back(EventRecord{0, now, id, inv->pending_deployment_id(), "inventory",
                                             "running " + inv->version() + " (" + inv->artifact_id() + ")"});
       auto claim = fleet_.claims.find(id);
@@ -302,9 +304,13 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       DeviceRecord& d = device_record(id, now);
       d.facts.last_seen_ms = now;
       d.facts.online = true;
-      fleet_.devices[id].last_seen_ms = now;
-      fleet_.devices[id].online = true;
-      if (fleet_.devices[id].id.empty()) fleet_.devices[id].id = id;
+      DeviceFacts& facts = fleet_.devices[id];
+      facts.last_seen_ms = now;
+      facts.online = true;
+      if (facts.id.empty()) {
+        facts.id = id;
+        ++fleet_.generation;
+      }
       const std::string phase = phase_label(p->phase());
       if (phase != d.last_phase) {
         pending_events_.push_back(
@@ -344,6 +350,7 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       d.facts.online = p->online();
       d.facts.last_seen_ms = now;
       if (!p->client_version().empty()) d.client_version = p->client_version();
+      if (!fleet_.devices.count(id)) ++fleet_.generation;
       fleet_.devices[id] = d.facts;
       pending_events_.push_back(EventRecord{0, now, id, "", "presence", p->online() ? "online" : "offline"});
       break;

@@ -470,6 +470,8 @@ void RolloutEngine::pick_up_late_joiners(Rollout& r, Fleet& fleet, Millis now, D
     }
   }
   if (wave < 0) return;
+  if (fleet.generation != 0 && fleet.generation == r.scanned_fleet_generation) return;
+  r.scanned_fleet_generation = fleet.generation;
   std::vector<const DeviceFacts*> joiners;
   for (const auto& [id, device] : fleet.devices) {
     if (fleet.claims.count(id)) continue;  // ours already, or another rollout's

@@ -451,6 +451,19 @@ TEST_F(RolloutEngineTest, LateJoinersArePickedUp) {
   EXPECT_EQ(r.find_member("stranger"), nullptr);
 }
 
+TEST_F(RolloutEngineTest, LateJoinerScanFollowsTheFleetGeneration) {
+  add_devices(2);
+  fleet_.generation = 7;
+  Rollout r = started("r-gen", "");
+  tick(r);
+  add_device("quiet");  // added without telling the engine: not seen until the generation moves
+  tick(r);
+  EXPECT_EQ(r.find_member("quiet"), nullptr);
+  ++fleet_.generation;
+  tick(r);
+  EXPECT_NE(r.find_member("quiet"), nullptr);
+}
+
 TEST_F(RolloutEngineTest, OverlappingRolloutIsRefused) {
   add_devices(3);
   Rollout a = started("r-a", "");

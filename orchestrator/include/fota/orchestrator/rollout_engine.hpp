@@ -34,6 +34,9 @@ struct DeviceFacts {
 struct Fleet {
   std::unordered_map<std::string, DeviceFacts> devices;
   std::unordered_map<std::string, std::string> claims;  // device id -> rollout id
+  // Bumped by the owner whenever a device is added or its selectable facts change, so ticks can
+  // skip the late-joiner scan of a large fleet. 0 = not tracked: scan on every tick.
+  std::uint64_t generation = 0;
 };
 
 enum class RolloutState { kCreated, kRunning, kPaused, kCompleted, kAborted, kRollingBack, kRolledBack };
@@ -104,6 +107,7 @@ struct Rollout {
   std::vector<WaveState> waves;
   std::vector<Member> members;
   bool dirty = true;
+  std::uint64_t scanned_fleet_generation = 0;  // not persisted: a restart scans once
 
   Member* find_member(std::string_view device_id);
   const Member* find_member(std::string_view device_id) const;
