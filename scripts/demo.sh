@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The README's demo command. Installs what is missing, builds, then runs the whole stack locally:
+#   1. a fleet PKI and an Ed25519 signing key (fotactl), a signed 1 MiB firmware bundle;
+#   2. mosquitto with the fota plugin over mutual TLS (identity, ACLs, chunk serving);
+#   3. fota-orchestrator on its embedded SQLite store, with the bundle uploaded through its API;
+#   4. a fleet of real fota-device agents (file-backed A/B slots) taken through a three-wave staged
+#      rollout, watched live with `fotactl rollout watch`, then the hash-chained audit log verified;
+#   5. fota-sim with 1,000 virtual devices on flaky links through a three-wave rollout, with live
+#      progress and a JSON + HTML report.
+# Everything it starts is stopped on exit; each run works in a fresh .demo/<time>/ directory.
+#   FOTA_DEMO_DEVICES=N       real device agents (default 12)
+#   FOTA_DEMO_SIM=0           skip part 5
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export FOTA_ROOT="$root"
+. "$root/scripts/lib.sh"
+devices=${FOTA_DEMO_DEVICES:-12}
+
+"$root/scripts/install-deps.sh"
+build="$root/build"
+fota_configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j"$(nproc)" --target fotactl fota-orchestrator fota-device fota-sim fota_broker_plugin
+
+fotactl="$build/orchestrator/fotactl"
+orchestrator="$build/orchestrator/fota-orchestrator"
+device_bin="$build/client/fota-device"
+sim="$build/simulators/fota-sim"
+plugin=$(find "$build/broker-plugin" -maxdepth 1 -name '*fota_broker_plugin*.so' | head -n 1)
+
+run="$root/.demo/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$run"
+cd "$run"
+echo "== fota demo: working in $run"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  local port
+  for _ in $(seq 1 200); do
+    port=$((20000 + RANDOM % 40000))
+    if ! ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then echo "$port"; return 0; fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+  local seconds=$1 what=$2
+  shift 2
+  for _ in $(seq 1 $((seconds * 10))); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "demo: timed out waiting for $what" >&2
+  return 1
+}
+
+echo "== 1. PKI, signing key and a signed firmware bundle"
+"$fotactl" pki init --dir pki >/dev/null
+"$fotactl" pki issue-broker broker --dir pki --dns localhost --ip 127.0.0.1 >/dev/null
+"$fotactl" pki issue-orchestrator fota-orchestrator --dir pki >/dev/null
+mkdir -p keys secrets data/artifacts
+"$fotactl" keys generate -o keys/signing
+head -c $((1024 * 1024)) /dev/urandom >firmware-2.0.0.img
+"$fotactl" artifact create --image firmware-2.0.0.img --version 2.0.0 --hardware demo-gw \
+  --security-counter 2 --key keys/signing.key -o firmware-2.0.0.fota >/dev/null
+artifact_id=$("$fotactl" artifact inspect firmware-2.0.0.fota --json | sed -n 's/.*"artifact_id": "\([0-9a-f]*\)".*/\1/p')
+echo "   artifact $artifact_id (version 2.0.0, 1 MiB, signed with key $(basename keys/signing.pub))"
+
+echo "== 2. mosquitto with the fota plugin over mutual TLS"
+mqtt_port=$(free_port)
+cat >mosquitto.conf <<CONF
+per_listener_settings false
+allow_anonymous true
+persistence false
+user $(id -un)
+log_dest file $run/mosquitto.log
+connection_messages true
+max_queued_messages 100000
+listener $mqtt_port 127.0.0.1
+cafile $run/pki/ca.crt
+certfile $run/pki/broker/broker.crt
+keyfile $run/pki/broker/broker.key
+require_certificate true
+use_identity_as_username false
+plugin $plugin
+plugin_opt_artifact_dir $run/data/artifacts
+plugin_opt_stats_interval_seconds 5
+CONF
+mosquitto -c mosquitto.conf >mosquitto.stderr 2>&1 &
+pids+=($!)
+wait_for 10 "mosquitto on port $mqtt_port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$mqtt_port"
+echo "   broker on ssl://127.0.0.1:$mqtt_port (log: $run/mosquitto.log)"
+
+echo "== 3. fota-orchestrator on SQLite"
+http_port=$(free_port)
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >secrets/demo.token
+cat >orchestrator.yaml <<CONF
+broker:
+  uri: ssl://127.0.0.1:$mqtt_port
+  ca: pki/ca.crt
+  cert: pki/orchestrator/fota-orchestrator.crt
+  key: pki/orchestrator/fota-orchestrator.key
+  client_id: fota-orchestrator
+data_dir: data
+artifacts_dir: data/artifacts
+trusted_keys: keys/signing.pub
+http: {listen: 127.0.0.1, port: $http_port}
+api_tokens:
+  - {name: demo, token_file: secrets/demo.token}
+tick_interval: 200ms
+log_level: info
+CONF
+"$orchestrator" --config orchestrator.yaml >orchestrator.log 2>&1 &
+pids+=($!)
+export FOTA_SERVER="http://127.0.0.1:$http_port"
+FOTA_TOKEN=$(cat secrets/demo.token)
+export FOTA_TOKEN
+wait_for 15 "the orchestrator API" "$fotactl" device list
+"$fotactl" artifact upload firmware-2.0.0.fota
+
+echo "== 4. $devices fota-device agents, three-wave rollout"
+zones=(Europe/Berlin America/New_York Asia/Tokyo UTC)
+for i in $(seq 1 "$devices"); do
+  id=$(printf 'demo-%04d' "$i")
+  "$fotactl" pki issue-device "$id" --dir pki >/dev/null
+  mkdir -p "devices/$id"
+  cat >"devices/$id/device.yaml" <<CONF
+device_id: $id
+hardware_type: demo-gw
+broker: ssl://127.0.0.1:$mqtt_port
+ca: ../../pki/ca.crt
+cert: ../../pki/device/$id.crt
+key: ../../pki/device/$id.key
+trust: ../../keys/signing.pub
+state_dir: state/
+factory_version: 1.0.0
+time_zone: ${zones[$((i % ${#zones[@]}))]}
+progress_interval_ms: 500
+CONF
+  "$device_bin" --config "devices/$id/device.yaml" >"devices/$id/device.log" 2>&1 &
+  pids+=($!)
+done
+registered() { [[ $("$fotactl" device list --json | grep -c '"online": true') -ge $devices ]]; }
+wait_for 60 "$devices devices to register" registered
+echo "   $devices devices online"
+
+cat >rollout.yaml <<CONF
+name: demo-2.0.0
+artifact: $artifact_id
+target: {hardware: [demo-gw]}
+waves:
+  - {size: 1, success_ratio: 100%, failure_threshold: 0, soak: 2s}
+  - {size: 25%, success_ratio: 90%, failure_threshold: 10%, soak: 2s}
+  - {size: 100%, success_ratio: 90%, failure_threshold: 10%}
+max_concurrent: 8
+on_breach: pause
+CONF
+rollout_id=$("$fotactl" rollout create -f rollout.yaml --json | sed -n 's/^  "id": "\([^"]*\)".*/\1/p' | head -n 1)
+"$fotactl" rollout plan "$rollout_id"
+"$fotactl" rollout start "$rollout_id" >/dev/null
+"$fotactl" rollout watch "$rollout_id" --interval 1
+"$fotactl" rollout status "$rollout_id"
+"$fotactl" audit verify
+
+if [[ "${FOTA_DEMO_SIM:-1}" != "0" ]]; then
+  echo "== 5. fota-sim: 1,000 virtual devices on flaky links, three waves"
+  "$sim" "$root/scripts/demo/fleet-1000-flaky.yaml" --out "$run/sim-report" || sim_status=$?
+  if [[ -f "$run/sim-report/report.html" ]]; then
+    echo "   report: $run/sim-report/report.html (JSON: $run/sim-report/report.json)"
+  fi
+fi
+echo "== demo finished; everything it started is being stopped. Files: $run"
+exit "${sim_status:-0}"
