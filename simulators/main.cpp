@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 
 #include "fota/sim/broker_process.hpp"
@@ -21,7 +22,7 @@ int main(int argc, char** argv) {
   std::string seed_text;
   std::string duration_text;
   bool quiet = false;
-  std::uint32_t connect_rate = 250;
+  std::uint32_t connect_rate = 50;
   app.add_option("scenario", scenario_path, "scenario YAML file (see simulators/scenarios/)")->required();
   app.add_option("--out", out_dir, "directory for report.json and report.html (and the run's work files)");
   app.add_option("--broker-port", broker_port,
@@ -54,16 +55,24 @@ int main(int argc, char** argv) {
     }
     scenario->duration_ms = *duration;
   }
-  // Every virtual device holds a socket.
+  // Every virtual device holds one socket (the transport suppresses libmosquitto's wake-up socket
+  // pair), and the broker as many. Raise the limit (the hard one too, when allowed); the spawned
+  // broker inherits it.
+  const rlim_t needed = rlim_t{scenario->fleet.total()} + 1024;
   rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < needed) {
+    rlimit wanted = limit;
+    wanted.rlim_cur = needed;
+    wanted.rlim_max = std::max(limit.rlim_max, needed);
+    if (::setrlimit(RLIMIT_NOFILE, &wanted) != 0) {
+      limit.rlim_cur = limit.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
   }
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < scenario->fleet.total() + 256) {
-    std::cerr << "fota-sim: " << scenario->fleet.total() << " devices need about "
-              << scenario->fleet.total() + 256 << " open files but the limit is " << limit.rlim_cur
-              << "; raise it (ulimit -n)\n";
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < needed) {
+    std::cerr << "fota-sim: " << scenario->fleet.total() << " devices need about " << needed
+              << " open files (one per device) but the limit is " << limit.rlim_cur
+              << "; raise it (ulimit -n, or run with CAP_SYS_RESOURCE)\n";
     return 2;
   }
 

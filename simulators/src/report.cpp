@@ -58,7 +58,8 @@ std::string summary_text(const RunReport& r) {
       << fixed(double(r.predicted_duration_ms) / 1000.0, 1) << " s, " << r.prediction_source << ")\n";
   out << "  setup              " << fixed(double(r.setup_ms) / 1000.0, 1) << " s (certificates, connects)\n";
   out << "  wire / image bytes " << fixed(r.wire_ratio, 4) << " (" << mib(r.wire_bytes) << " on the wire for "
-      << mib(r.image_bytes_delivered) << " of image)\n";
+      << mib(r.image_bytes_delivered) << " of image; connecting the fleet before: " << mib(r.setup_wire_bytes)
+      << ")\n";
   out << "  reconnects         " << r.reconnects << " (link resets " << r.link_resets << ", power cuts "
       << r.power_cuts << ")\n";
   out << "  memory per device  " << fixed(double(r.memory_per_device_bytes) / 1024.0, 1)
@@ -104,6 +105,7 @@ std::string report_json(const RunReport& r) {
                    {"setup_ms", r.setup_ms},
                    {"image_size", r.image_size},
                    {"wire_bytes", r.wire_bytes},
+                   {"setup_wire_bytes", r.setup_wire_bytes},
                    {"image_bytes_delivered", r.image_bytes_delivered},
                    {"wire_ratio", r.wire_ratio},
                    {"reconnects", r.reconnects},

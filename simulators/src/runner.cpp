@@ -356,8 +356,16 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
                       << " s; starting the rollout anyway\n";
   }
 
-  // The rollout starts now; every scenario time counts from here.
+  // The rollout starts now; every scenario time counts from here. Bytes too: connecting a fleet
+  // that is already online is not the rollout's cost (it is reported as setup_wire_bytes).
   loop.run_once(0);
+  std::vector<std::uint64_t> wire_at_start;
+  wire_at_start.reserve(devices.size());
+  for (const auto& d : devices) {
+    const auto wire = d->wire();
+    wire_at_start.push_back(wire.bytes_sent + wire.bytes_received);
+    report.setup_wire_bytes += wire_at_start.back();
+  }
   fleet.run_start_ms = loop.now_ms();
   for (auto& d : devices) d->arm_link_faults();
   driver.begin(fleet.run_start_ms);
@@ -374,10 +382,11 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     sample.at_ms = loop.now_ms() - fleet.run_start_ms;
     std::size_t connected = 0;
     std::uint32_t terminal = 0;
-    for (const auto& d : devices) {
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+      const auto& d = devices[i];
       ++sample.by_state[state_of(*d)];
       const auto wire = d->wire();
-      sample.wire_bytes += wire.bytes_sent + wire.bytes_received;
+      sample.wire_bytes += wire.bytes_sent + wire.bytes_received - wire_at_start[i];
       sample.image_bytes += std::min<std::uint64_t>(d->image_bytes_written(), scenario.artifact.image_size);
       connected += d->connected();
       const auto phase = d->phase();
@@ -436,7 +445,8 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   std::vector<std::string> wrong_version;
   std::vector<std::string> unexpected_failures;
   std::vector<std::string> unhealthy_committed;
-  for (const auto& d : devices) {
+  for (std::size_t index = 0; index < devices.size(); ++index) {
+    const auto& d = devices[index];
     DeviceResult r;
     const auto& plan = d->plan();
     r.device_id = plan.device_id;
@@ -459,7 +469,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     }
     r.counters = d->counters();
     const auto wire = d->wire();
-    r.wire_bytes = wire.bytes_sent + wire.bytes_received;
+    r.wire_bytes = wire.bytes_sent + wire.bytes_received - wire_at_start[index];
     r.image_bytes = std::min<std::uint64_t>(d->image_bytes_written(), scenario.artifact.image_size);
     r.timeline = d->timeline();
     report.wire_bytes += r.wire_bytes;

@@ -69,7 +69,7 @@ constexpr std::int64_t kPowerOffMs = 400;
 constexpr std::int64_t kRebootMs = 200;
 constexpr std::int64_t kHealthCheckMs = 100;
 constexpr std::int64_t kMaxReconnectBackoffMs = 4000;
-constexpr std::int64_t kConnectTimeoutMs = 10000;
+constexpr std::int64_t kConnectTimeoutMs = 30000;
 
 }  // namespace
 

@@ -36,7 +36,7 @@ struct RunOptions {
   bool tty = false;
   std::int64_t sample_interval_ms = 500;
   // Devices started per 100 ms (the broker's listen backlog is 100).
-  std::uint32_t connect_rate = 250;
+  std::uint32_t connect_rate = 50;
 };
 
 struct Sample {
@@ -85,7 +85,9 @@ struct RunReport {
   std::int64_t predicted_duration_ms = 0;  // the simulator's estimate from link profiles (see docs)
   std::string prediction_source;
   std::uint64_t image_size = 0;
-  std::uint64_t wire_bytes = 0;             // every device connection, both directions, TLS included
+  // Every device connection, both directions, TLS included, from the rollout's start.
+  std::uint64_t wire_bytes = 0;
+  std::uint64_t setup_wire_bytes = 0;       // connecting the fleet before the rollout
   std::uint64_t image_bytes_delivered = 0;  // image bytes written to slots
   double wire_ratio = 0.0;
   std::uint64_t reconnects = 0;
