@@ -176,7 +176,9 @@ void MosquittoBroker::start() {
       pid_ = -1;
       throw std::runtime_error("mosquitto exited at start-up; its log:\n" + log());
     }
-    if (tcp_accepts(port_)) return;
+    // "running" is logged after mosquitto installed its signal handlers, so a SIGHUP sent by a
+    // test right after start() reloads instead of killing the broker.
+    if (tcp_accepts(port_) && log().find(" running") != std::string::npos) return;
     std::this_thread::sleep_for(10ms);
   }
   stop();
