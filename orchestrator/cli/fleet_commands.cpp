@@ -1,4 +1,6 @@
 // fotactl commands that talk to the orchestrator API: artifact upload/list, device, rollout, audit.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>

@@ -9,6 +9,10 @@
 #include <cmath>
 #include <sstream>
 
+// date.h's parser trips GCC 12's -Wmaybe-uninitialized in optimized builds (a false positive inside
+// date::from_stream); the pragma must cover the header and the instantiation below.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <date/date.h>
 #include <nlohmann/json.hpp>
 
@@ -484,3 +488,5 @@ std::string rollout_spec_to_json(const RolloutSpec& spec) {
 }
 
 }  // namespace fota::orchestrator
+
+#pragma GCC diagnostic pop
