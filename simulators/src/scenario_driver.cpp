@@ -1,5 +1,7 @@
 #include "fota/sim/scenario_driver.hpp"
 
+#include <algorithm>
+
 #include "fota/common/codec.hpp"
 
 namespace fota::sim {
@@ -252,8 +254,10 @@ void ScenarioDriver::repair() {
   if (outcome_ != RolloutOutcome::kRunning) return;
   // Commands nobody answered (lost before the device subscribed): send again.
   for (auto& [id, state] : devices_) {
-    if (state.commanded && !state.heard && !state.terminal &&
-        loop_.now_ms() - state.last_sent_ms > kResendAfterMs) {
+    // Backing off per device: in a big wave a device may simply be waiting its turn.
+    const std::int64_t wait = kResendAfterMs << std::min<std::uint32_t>(state.resends, 3);
+    if (state.commanded && !state.heard && !state.terminal && loop_.now_ms() - state.last_sent_ms > wait) {
+      ++state.resends;
       send_install(id, true);
     }
   }

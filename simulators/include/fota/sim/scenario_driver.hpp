@@ -70,6 +70,7 @@ class ScenarioDriver {
     bool commanded = false;
     std::int64_t last_sent_ms = 0;
     bool heard = false;  // any progress for our commands
+    std::uint32_t resends = 0;
   };
 
   void on_connected(int reason_code);
