@@ -53,7 +53,8 @@ TEST(LinkSchedule, StallShareFollowsTheProfile) {
   std::uint32_t stalls = 0;
   std::uint32_t total = 0;
   for (std::uint32_t device = 0; device < 2'000; ++device) {
-    for (const auto& f : LinkSchedule::build(flaky_profile(), {}, 9, device, 60'000).faults()) {
+    const auto schedule = LinkSchedule::build(flaky_profile(), {}, 9, device, 60'000);
+    for (const auto& f : schedule.faults()) {
       ++total;
       stalls += f.state == LinkState::kStalled;
     }
