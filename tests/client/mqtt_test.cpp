@@ -192,6 +192,10 @@ class MqttClientTest : public ::testing::Test {
   std::optional<v1::Progress> serve(std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     do {
+      if (interrupt_serving_) {  // the test wants to act (e.g. kill the broker) right now
+        interrupt_serving_ = false;
+        return std::nullopt;
+      }
       if (client_ && client_->reboot_requested()) {
         ++reboots_;
         boot_device();
@@ -254,6 +258,7 @@ class MqttClientTest : public ::testing::Test {
   bool healthy_ = true;
   std::map<std::uint32_t, int> requested_;
   int served_ = 0;
+  bool interrupt_serving_ = false;
   int reboots_ = 0;
   int inventories_ = 0;
   std::function<void()> on_served;
@@ -293,8 +298,14 @@ TEST_F(MqttClientTest, DownloadSurvivesTwoBrokerKillsWithoutRefetchingVerifiedCh
   boot_device();
   int kills = 0;
   bool kill_pending = false;
+  // Kill after 20 and after 45 served chunks; serve() stops at once so the download cannot
+  // finish before the kill happens, however fast the machine is.
   on_served = [&] {
-    if ((served_ == 20 || served_ == 45) && kills < 2) kill_pending = true;
+    const int kill_at = kills == 0 ? 20 : 45;
+    if (kills < 2 && !kill_pending && served_ >= kill_at) {
+      kill_pending = true;
+      interrupt_serving_ = true;
+    }
   };
   wait_device_online();
   send_command(install_command("c1"));
