@@ -21,17 +21,10 @@ std::vector<std::vector<std::string>> plan_wave_membership(const Rollout& r, con
     candidates.emplace_back(membership_rank(r.id, id), id);
   }
   std::sort(candidates.begin(), candidates.end());
-  const std::size_t total = candidates.size();
+  const auto sizes = wave_sizes(r.spec, candidates.size());
   std::size_t next = 0;
-  for (std::size_t w = 0; w < r.spec.waves.size(); ++w) {
-    const WaveSpec& spec = r.spec.waves[w];
-    std::size_t size =
-        spec.size_kind == WaveSizeKind::kCount
-            ? static_cast<std::size_t>(spec.size)
-            : static_cast<std::size_t>(std::ceil(static_cast<double>(total) * spec.size / 100.0 - 1e-9));
-    if (w + 1 == r.spec.waves.size()) size = total - next;
-    size = std::min(size, total - next);
-    for (std::size_t i = 0; i < size; ++i) waves[w].push_back(candidates[next++].second);
+  for (std::size_t w = 0; w < sizes.size(); ++w) {
+    for (std::size_t i = 0; i < sizes[w]; ++i) waves[w].push_back(candidates[next++].second);
   }
   return waves;
 }

@@ -430,16 +430,10 @@ void RolloutEngine::resolve_targets(Rollout& r, Fleet& fleet, Millis now, Decisi
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
     return a.rank != b.rank ? a.rank < b.rank : a.device->id < b.device->id;
   });
-  const std::size_t total = candidates.size();
+  const auto sizes = wave_sizes(r.spec, candidates.size());
   std::size_t next = 0;
-  for (std::size_t w = 0; w < r.spec.waves.size(); ++w) {
-    const WaveSpec& spec = r.spec.waves[w];
-    std::size_t size =
-        spec.size_kind == WaveSizeKind::kCount
-            ? static_cast<std::size_t>(spec.size)
-            : static_cast<std::size_t>(std::ceil(static_cast<double>(total) * spec.size / 100.0 - 1e-9));
-    if (w + 1 == r.spec.waves.size()) size = total - next;  // the last wave takes the rest
-    size = std::min(size, total - next);
+  for (std::size_t w = 0; w < sizes.size(); ++w) {
+    const std::size_t size = sizes[w];
     r.waves[w].planned_size = static_cast<std::uint32_t>(size);
     for (std::size_t i = 0; i < size; ++i, ++next) {
       Member m;
@@ -454,7 +448,7 @@ void RolloutEngine::resolve_targets(Rollout& r, Fleet& fleet, Millis now, Decisi
   r.rebuild_index();
   r.targets_resolved = true;
   r.dirty = true;
-  std::string text = "rollout " + r.id + " started: " + std::to_string(total) + " device(s) in " +
+  std::string text = "rollout " + r.id + " started: " + std::to_string(candidates.size()) + " device(s) in " +
                      std::to_string(r.spec.waves.size()) + " wave(s)";
   if (skipped) text += "; " + std::to_string(skipped) + " device(s) skipped, owned by another rollout";
   out.push_back(audit(text));

@@ -487,6 +487,23 @@ std::string rollout_spec_to_json(const RolloutSpec& spec) {
   return j.dump();
 }
 
+std::vector<std::size_t> wave_sizes(const RolloutSpec& spec, std::size_t total) {
+  std::vector<std::size_t> sizes;
+  std::size_t next = 0;
+  for (std::size_t w = 0; w < spec.waves.size(); ++w) {
+    const WaveSpec& wave = spec.waves[w];
+    std::size_t size =
+        wave.size_kind == WaveSizeKind::kCount
+            ? static_cast<std::size_t>(wave.size)
+            : static_cast<std::size_t>(std::ceil(static_cast<double>(total) * wave.size / 100.0 - 1e-9));
+    if (w + 1 == spec.waves.size()) size = total - next;  // the last wave takes the rest
+    size = std::min(size, total - next);
+    sizes.push_back(size);
+    next += size;
+  }
+  return sizes;
+}
+
 }  // namespace fota::orchestrator
 
 #pragma GCC diagnostic pop

@@ -77,6 +77,10 @@ struct RolloutSpec {
   Millis command_ttl_ms = 3'600'000;
 };
 
+// How many of `total` targeted devices each wave takes: counts as given, percentages rounded up,
+// the last wave takes the rest; never more than remain. The engine and the prediction both use it.
+std::vector<std::size_t> wave_sizes(const RolloutSpec& spec, std::size_t total);
+
 // Parses YAML or JSON. Errors name the field and say what is accepted, e.g.
 // "waves[1].size: '150%' is over 100%; give a count like 10 or a percentage like 25%".
 common::Result<RolloutSpec> parse_rollout_spec(std::string_view text);
