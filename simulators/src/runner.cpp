@@ -34,30 +34,8 @@ const char* const kStateOrder[] = {"idle",      "downloading", "verifying",    "
                                    "failed",    "rolled-back", "cancelled"};
 
 std::string state_of(const VirtualDevice& device) {
-  switch (device.phase()) {
-    case v1::PHASE_DOWNLOADING:
-      return "downloading";
-    case v1::PHASE_VERIFYING:
-      return "verifying";
-    case v1::PHASE_INSTALLING:
-      return "installing";
-    case v1::PHASE_REBOOTING:
-      return "rebooting";
-    case v1::PHASE_CONFIRMING:
-      return "confirming";
-    case v1::PHASE_COMMITTED:
-      return "committed";
-    case v1::PHASE_FAILED:
-      return "failed";
-    case v1::PHASE_ROLLING_BACK:
-      return "rolling-back";
-    case v1::PHASE_ROLLED_BACK:
-      return "rolled-back";
-    case v1::PHASE_CANCELLED:
-      return "cancelled";
-    default:
-      return "idle";
-  }
+  const std::string_view label = phase_label(device.phase());
+  return label == "unknown" ? "idle" : std::string(label);
 }
 
 // Deterministic image content for the scenario's seed.

@@ -19,7 +19,32 @@ common::DeviceId checked_id(const std::string& text) {
   return *id;
 }
 
-const char* phase_label(v1::Phase phase) {
+v1::Phase reported_phase(DevicePhase phase) {
+  switch (phase) {
+    case DevicePhase::kDownloading:
+      return v1::PHASE_DOWNLOADING;
+    case DevicePhase::kVerifying:
+      return v1::PHASE_VERIFYING;
+    case DevicePhase::kInstalling:
+      return v1::PHASE_INSTALLING;
+    case DevicePhase::kRebooting:
+      return v1::PHASE_REBOOTING;
+    case DevicePhase::kConfirming:
+      return v1::PHASE_CONFIRMING;
+  }
+  return v1::PHASE_UNSPECIFIED;
+}
+
+// How long a power cycle keeps the device dark, and how long a reboot takes.
+constexpr std::int64_t kPowerOffMs = 400;
+constexpr std::int64_t kRebootMs = 200;
+constexpr std::int64_t kHealthCheckMs = 100;
+constexpr std::int64_t kMaxReconnectBackoffMs = 4000;
+constexpr std::int64_t kConnectTimeoutMs = 30000;
+
+}  // namespace
+
+std::string_view phase_label(v1::Phase phase) noexcept {
   switch (phase) {
     case v1::PHASE_IDLE:
       return "idle";
@@ -47,31 +72,6 @@ const char* phase_label(v1::Phase phase) {
       return "unknown";
   }
 }
-
-v1::Phase reported_phase(DevicePhase phase) {
-  switch (phase) {
-    case DevicePhase::kDownloading:
-      return v1::PHASE_DOWNLOADING;
-    case DevicePhase::kVerifying:
-      return v1::PHASE_VERIFYING;
-    case DevicePhase::kInstalling:
-      return v1::PHASE_INSTALLING;
-    case DevicePhase::kRebooting:
-      return v1::PHASE_REBOOTING;
-    case DevicePhase::kConfirming:
-      return v1::PHASE_CONFIRMING;
-  }
-  return v1::PHASE_UNSPECIFIED;
-}
-
-// How long a power cycle keeps the device dark, and how long a reboot takes.
-constexpr std::int64_t kPowerOffMs = 400;
-constexpr std::int64_t kRebootMs = 200;
-constexpr std::int64_t kHealthCheckMs = 100;
-constexpr std::int64_t kMaxReconnectBackoffMs = 4000;
-constexpr std::int64_t kConnectTimeoutMs = 30000;
-
-}  // namespace
 
 VirtualDevice::VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
                              std::shared_ptr<transport::TlsContext> tls)
@@ -498,7 +498,7 @@ bool VirtualDevice::run_action(client::Action& action, client::Actions& follow_u
       return true;
     }
     if (p->progress.phase() != phase_) {
-      note(phase_label(p->progress.phase()),
+      note(std::string(phase_label(p->progress.phase())),
            p->progress.error() != v1::ERROR_NONE ? p->progress.error_detail() : std::string());
     }
     phase_ = p->progress.phase();

@@ -51,6 +51,9 @@ struct DeviceCounters {
   std::uint64_t messages_dropped_by_link = 0;
 };
 
+// The name reports and timelines use for a wire phase ("rolling-back", ...; "unknown" otherwise).
+std::string_view phase_label(v1::Phase phase) noexcept;
+
 class VirtualDevice {
  public:
   VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan, std::shared_ptr<transport::TlsContext> tls);
