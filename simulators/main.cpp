@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <iostream>
 
+#include "fota/common/crypto.hpp"
 #include "fota/sim/broker_process.hpp"
 #include "fota/sim/report.hpp"
 #include "fota/sim/runner.hpp"
@@ -23,6 +24,13 @@ int main(int argc, char** argv) {
   std::string duration_text;
   bool quiet = false;
   std::uint32_t connect_rate = 50;
+  std::string orchestrator_bin = FOTA_ORCHESTRATOR_BIN;
+  std::string plugin_path = FOTA_PLUGIN_PATH;
+  bool no_plugin = false;
+  std::string orchestrator_url;
+  std::string token_file;
+  std::string signing_key;
+  std::string artifacts_dir;
   app.add_option("scenario", scenario_path, "scenario YAML file (see simulators/scenarios/)")->required();
   app.add_option("--out", out_dir, "directory for report.json and report.html (and the run's work files)");
   app.add_option("--broker-port", broker_port,
@@ -32,6 +40,25 @@ int main(int argc, char** argv) {
   app.add_option("--duration", duration_text, "override the scenario's duration, e.g. 5m");
   app.add_option("--connect-rate", connect_rate, "devices powered on per 100 ms");
   app.add_flag("--quiet", quiet, "no live progress");
+  auto* orchestration =
+      app.add_option_group("orchestrator", "rollout.driver orchestrator (docs/SIMULATOR.md)");
+  orchestration->add_option("--orchestrator-bin", orchestrator_bin, "the fota-orchestrator fota-sim starts")
+      ->capture_default_str();
+  orchestration->add_option("--plugin", plugin_path, "fota_broker_plugin.so for the broker fota-sim starts")
+      ->capture_default_str();
+  orchestration->add_flag("--no-plugin", no_plugin,
+                          "start the broker without the plugin (the orchestrator serves chunks)");
+  orchestration->add_option(
+      "--orchestrator", orchestrator_url,
+      "use a running orchestrator at this API URL instead of starting one (needs --token-file, "
+      "--signing-key, --broker-port and --ca-dir)");
+  orchestration->add_option("--token-file", token_file, "file holding the API token for --orchestrator");
+  orchestration->add_option(
+      "--signing-key", signing_key,
+      "Ed25519 private key (PEM) the running orchestrator trusts; signs the scenario's image");
+  orchestration->add_option(
+      "--artifacts-dir", artifacts_dir,
+      "the orchestrator's artifact store the broker plugin reads (default: under --out)");
   CLI11_PARSE(app, argc, argv);
 
   auto scenario = fota::sim::load_scenario(scenario_path);
@@ -79,6 +106,25 @@ int main(int argc, char** argv) {
   const std::filesystem::path out = out_dir;
   fota::sim::RunEnvironment env;
   env.work_dir = out / "work";
+  const bool orchestrated = scenario->rollout.driver != fota::sim::RolloutDriver::kBuiltin;
+  env.orchestrator_binary = orchestrator_bin;
+  env.orchestrator_url = orchestrator_url;
+  env.signing_key = signing_key;
+  env.artifacts_dir = artifacts_dir.empty() ? env.work_dir / "orchestrator" / "artifacts"
+                                            : std::filesystem::path(artifacts_dir);
+  if (!orchestrator_url.empty()) {
+    if (token_file.empty() || signing_key.empty() || broker_port <= 0) {
+      std::cerr << "fota-sim: --orchestrator needs --token-file, --signing-key, --broker-port and --ca-dir\n";
+      return 2;
+    }
+    auto token = fota::common::read_file(token_file, 4096);
+    if (!token.ok()) {
+      std::cerr << "fota-sim: --token-file: " << token.error().message << "\n";
+      return 2;
+    }
+    while (!token->empty() && (token->back() == '\n' || token->back() == '\r')) token->pop_back();
+    env.orchestrator_token = *token;
+  }
   std::unique_ptr<fota::sim::BrokerProcess> broker;
   std::optional<fota::common::CertificateAuthority> external_ca;
   if (broker_port > 0) {
@@ -95,7 +141,9 @@ int main(int argc, char** argv) {
     env.ca = &*external_ca;
     env.broker_port = broker_port;
   } else {
-    auto launched = fota::sim::BrokerProcess::launch(out / "work");
+    std::optional<fota::sim::BrokerPlugin> plugin;
+    if (orchestrated && !no_plugin) plugin = fota::sim::BrokerPlugin{plugin_path, env.artifacts_dir};
+    auto launched = fota::sim::BrokerProcess::launch(out / "work", plugin);
     if (!launched.ok()) {
       std::cerr << "fota-sim: starting mosquitto: " << launched.error().message << "\n";
       return 2;

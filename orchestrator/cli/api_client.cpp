@@ -79,6 +79,17 @@ common::Result<json> ApiClient::get(const std::string& path) const {
   return interpret(client->Get(path.c_str()), c_.server, "GET " + path);
 }
 
+common::Result<std::string> ApiClient::get_text(const std::string& path) const {
+  auto client = make_client(c_);
+  auto res = client->Get(path.c_str());
+  if (!res || res->status != 200) {
+    auto failed = interpret(res, c_.server, "GET " + path);
+    return failed.ok() ? Error(Errc::kInternal, "GET " + path + ": HTTP " + std::to_string(res->status))
+                       : failed.error();
+  }
+  return res->body;
+}
+
 common::Result<json> ApiClient::post(const std::string& path, const std::string& body,
                                      const std::string& content_type) const {
   auto client = make_client(c_);

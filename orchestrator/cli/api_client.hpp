@@ -27,6 +27,8 @@ class ApiClient {
  public:
   explicit ApiClient(ApiConnection connection);
   common::Result<nlohmann::json> get(const std::string& path) const;
+  // A body that is not JSON (GET /metrics).
+  common::Result<std::string> get_text(const std::string& path) const;
   common::Result<nlohmann::json> post(const std::string& path, const std::string& body,
                                       const std::string& content_type = "application/yaml") const;
   // Streams a file as the body, calling progress(sent, total).

@@ -84,6 +84,10 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
         c.tick_interval_ms = *d;
       } else if (key == "default_link_rate") {
         c.default_link_rate = v.as<std::int64_t>();
+      } else if (key == "default_device_time") {
+        auto d = parse_duration(v.as<std::string>());
+        if (!d) return d.error().with_context("config: default_device_time");
+        c.default_device_time_ms = *d;
       } else if (key == "log_level") {
         c.log_level = v.as<std::string>();
       } else {
@@ -91,7 +95,7 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
                      "config: " + key +
                          ": unknown key; known: broker, topic_prefix, data_dir, "
                          "artifacts_dir, trusted_keys, http, api_tokens, tick_interval, "
-                         "default_link_rate, log_level");
+                         "default_link_rate, default_device_time, log_level");
       }
     }
   } catch (const YAML::Exception& e) {

@@ -34,6 +34,9 @@ struct ServiceConfig {
 
   std::int64_t tick_interval_ms = 200;
   std::int64_t default_link_rate = 1'000'000;  // bytes/s for predictions without history
+  // Time per device besides the transfer (verify, install, reboot, health check, commit) assumed by
+  // predictions until finished updates have been measured.
+  std::int64_t default_device_time_ms = 30'000;
   std::string log_level = "info";
 };
 

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   options.data_dir = config->data_dir;
   options.artifacts_dir = config->artifacts_dir;
   options.default_link_rate = static_cast<std::uint64_t>(config->default_link_rate);
+  options.default_device_time_ms = config->default_device_time_ms;
   options.tick_interval_ms = config->tick_interval_ms;
   if (auto st = options.trust.load(config->trusted_keys); !st)
     return fail("trusted_keys: " + st.error().message);

@@ -119,6 +119,7 @@ OrchestratorService::OrchestratorService(ServiceOptions options, std::shared_ptr
       store_(std::move(store)),
       artifacts_(options_.artifacts_dir) {
   link_model_.default_rate_bytes_per_second = options_.default_link_rate;
+  link_model_.default_fixed_ms = options_.default_device_time_ms;
 }
 
 OrchestratorService::~OrchestratorService() = default;
@@ -776,6 +777,7 @@ ApiResult OrchestratorService::plan_rollout(const std::string& id, Millis now) {
       {"start_at", format_timestamp(p.start_ms)},
       {"end_at", format_timestamp(p.end_ms)},
       {"duration_seconds", p.duration_ms / 1000},
+      {"duration_ms", p.duration_ms},
       {"devices", p.devices},
       {"devices_with_measured_rate", p.devices_with_history},
       {"image_size", size},

@@ -41,6 +41,7 @@ struct ServiceOptions {
   std::filesystem::path artifacts_dir;
   common::TrustStore trust;
   std::uint64_t default_link_rate = 1'000'000;
+  Millis default_device_time_ms = 30'000;  // verify + install + reboot + confirm, until measured
   // Rollouts are ticked at most this often; reports in between are applied at once.
   Millis tick_interval_ms = 200;
 };

@@ -21,9 +21,7 @@ namespace fota::sim {
 using common::Errc;
 using common::Error;
 
-namespace {
-
-int free_port() {
+int free_loopback_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
   sockaddr_in addr{};
@@ -39,7 +37,7 @@ int free_port() {
   return port;
 }
 
-bool accepts(int port) {
+bool loopback_accepts(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return false;
   sockaddr_in addr{};
@@ -50,6 +48,42 @@ bool accepts(int port) {
   ::close(fd);
   return ok;
 }
+
+int spawn_process(const std::vector<std::string>& argv, const std::filesystem::path& output) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const std::string out = output.string();
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, STDOUT_FILENO);
+      ::dup2(fd, STDERR_FILENO);
+    }
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+void stop_process(int& pid, bool hard) {
+  if (pid <= 0) return;
+  ::kill(pid, hard ? SIGKILL : SIGTERM);
+  for (int i = 0; i < 500; ++i) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+      pid = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  pid = -1;
+}
+
+namespace {
 
 std::string current_user() {
   const passwd* pw = ::getpwuid(::geteuid());
@@ -63,7 +97,8 @@ BrokerProcess::BrokerProcess(std::filesystem::path dir, common::CertificateAutho
 
 BrokerProcess::~BrokerProcess() { stop(false); }
 
-common::Result<std::unique_ptr<BrokerProcess>> BrokerProcess::launch(const std::filesystem::path& dir) {
+common::Result<std::unique_ptr<BrokerProcess>> BrokerProcess::launch(
+    const std::filesystem::path& dir, const std::optional<BrokerPlugin>& plugin) {
   std::error_code ec;
   std::filesystem::create_directories(dir / "broker", ec);
   if (ec) return Error(Errc::kIo, "cannot create " + (dir / "broker").string() + ": " + ec.message());
@@ -83,7 +118,7 @@ common::Result<std::unique_ptr<BrokerProcess>> BrokerProcess::launch(const std::
   std::filesystem::remove(key, ec);
   if (auto s = common::write_new_file(cert, issued->cert_pem, 0644); !s.ok()) return s.error();
   if (auto s = common::write_new_file(key, issued->key_pem, 0600); !s.ok()) return s.error();
-  const int port = free_port();
+  const int port = free_loopback_port();
   if (port <= 0) return Error(Errc::kUnavailable, "no free port on 127.0.0.1");
   std::ofstream conf(dir / "broker" / "mosquitto.conf", std::ios::trunc);
   conf << "# written by fota-sim --spawn-broker\n"
@@ -96,6 +131,15 @@ common::Result<std::unique_ptr<BrokerProcess>> BrokerProcess::launch(const std::
        << "cafile " << ca->ca_cert_path().string() << "\n"
        << "certfile " << cert.string() << "\nkeyfile " << key.string() << "\n"
        << "require_certificate true\nuse_identity_as_username false\n";
+  if (plugin) {
+    std::filesystem::create_directories(plugin->artifact_dir, ec);  // the plugin needs it at start
+    // Limits sized for a simulated fleet on one machine: every device shares the loopback link.
+    conf << "max_packet_size 4210688\n"
+         << "plugin " << plugin->library.string() << "\n"
+         << "plugin_opt_artifact_dir " << plugin->artifact_dir.string() << "\n"
+         << "plugin_opt_device_msgs_per_second 1000\nplugin_opt_device_msg_burst 2000\n"
+         << "plugin_opt_log_level warn\n";
+  }
   conf.close();
   if (!conf) return Error(Errc::kIo, "cannot write the broker configuration");
   std::unique_ptr<BrokerProcess> broker(new BrokerProcess(dir, std::move(*ca), port));
@@ -107,17 +151,8 @@ common::Status BrokerProcess::start() {
   if (pid_ > 0) return common::ok_status();
   const std::string config = (dir_ / "broker" / "mosquitto.conf").string();
   const std::string err = (dir_ / "broker" / "mosquitto.stderr").string();
-  const pid_t pid = ::fork();
-  if (pid < 0) return Error(Errc::kInternal, "fork failed");
-  if (pid == 0) {
-    const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-    }
-    ::execl(FOTA_MOSQUITTO_BIN, "mosquitto", "-c", config.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  const int pid = spawn_process({FOTA_MOSQUITTO_BIN, "-c", config}, err);
+  if (pid < 0) return Error(Errc::kInternal, "cannot start " + std::string(FOTA_MOSQUITTO_BIN));
   pid_ = pid;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -126,7 +161,7 @@ common::Status BrokerProcess::start() {
       pid_ = -1;
       return Error(Errc::kUnavailable, "mosquitto exited at start-up; its log ends:\n" + log_tail());
     }
-    if (accepts(port_)) return common::ok_status();
+    if (loopback_accepts(port_)) return common::ok_status();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   stop(true);
@@ -134,20 +169,7 @@ common::Status BrokerProcess::start() {
                "mosquitto did not accept connections within 10 s; its log ends:\n" + log_tail());
 }
 
-void BrokerProcess::stop(bool hard) {
-  if (pid_ <= 0) return;
-  ::kill(pid_, hard ? SIGKILL : SIGTERM);
-  for (int i = 0; i < 500; ++i) {
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  pid_ = -1;
-}
+void BrokerProcess::stop(bool hard) { stop_process(pid_, hard); }
 
 std::string BrokerProcess::log_tail(std::size_t bytes) const {
   std::ifstream in(dir_ / "broker" / "mosquitto.log");

@@ -56,6 +56,11 @@ std::string summary_text(const RunReport& r) {
       << (r.halt_reason.empty() ? "" : " - " + r.halt_reason) << "\n";
   out << "  time to complete   " << fixed(double(r.duration_ms) / 1000.0, 1) << " s (predicted "
       << fixed(double(r.predicted_duration_ms) / 1000.0, 1) << " s, " << r.prediction_source << ")\n";
+  if (r.predicted_at_first_wave_ms >= 0) {
+    out << "  predicted at wave 1 end " << fixed(double(r.predicted_at_first_wave_ms) / 1000.0, 1)
+        << " s (the orchestrator's live ETA once the first wave finished)\n";
+  }
+  if (r.orchestrator_restarts > 0) out << "  orchestrator restarts " << r.orchestrator_restarts << "\n";
   out << "  setup              " << fixed(double(r.setup_ms) / 1000.0, 1) << " s (certificates, connects)\n";
   out << "  wire / image bytes " << fixed(r.wire_ratio, 4) << " (" << mib(r.wire_bytes) << " on the wire for "
       << mib(r.image_bytes_delivered) << " of image; connecting the fleet before: " << mib(r.setup_wire_bytes)
@@ -102,6 +107,9 @@ std::string report_json(const RunReport& r) {
                    {"duration_ms", r.duration_ms},
                    {"predicted_duration_ms", r.predicted_duration_ms},
                    {"prediction_source", r.prediction_source},
+                   {"predicted_at_first_wave_ms", r.predicted_at_first_wave_ms},
+                   {"rollout_id", r.rollout_id},
+                   {"orchestrator_restarts", r.orchestrator_restarts},
                    {"setup_ms", r.setup_ms},
                    {"image_size", r.image_size},
                    {"wire_bytes", r.wire_bytes},
@@ -238,6 +246,12 @@ std::string report_html(const RunReport& r) {
       fixed(double(r.duration_ms) / 1000.0, 1) + " s" + (r.timed_out ? " (timed out)" : ""));
   row("predicted duration",
       fixed(double(r.predicted_duration_ms) / 1000.0, 1) + " s (" + r.prediction_source + ")");
+  if (r.predicted_at_first_wave_ms >= 0) {
+    row("predicted when wave 1 finished",
+        fixed(double(r.predicted_at_first_wave_ms) / 1000.0, 1) + " s (the orchestrator's live ETA)");
+  }
+  if (!r.rollout_id.empty()) row("orchestrator rollout", r.rollout_id);
+  if (r.orchestrator_restarts > 0) row("orchestrator restarts", std::to_string(r.orchestrator_restarts));
   row("bytes on the wire / image bytes delivered", fixed(r.wire_ratio, 4));
   row("bytes on the wire", mib(r.wire_bytes));
   row("image bytes delivered", mib(r.image_bytes_delivered));

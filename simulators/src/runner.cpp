@@ -3,15 +3,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <sstream>
+#include <thread>
 
 #include "fota/client/runtime.hpp"
 #include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
 #include "fota/sim/fleet_plan.hpp"
+#include "fota/sim/orchestrator_driver.hpp"
+#include "fota/sim/orchestrator_process.hpp"
 
 namespace fota::sim {
 
@@ -95,6 +100,18 @@ std::int64_t estimate_duration_ms(const Scenario& scenario, const std::vector<Vi
   return static_cast<std::int64_t>(total);
 }
 
+// What an operator would configure as the orchestrator's prediction defaults for this fleet: the
+// link rate that gives the fleet's total transfer time (harmonic mean of the devices' bandwidths),
+// and a simulated device's time besides the transfer (reboot, health check, reconnect, reports).
+std::uint64_t nominal_link_rate(const Scenario& scenario, const std::vector<VirtualDevicePlan>& plans) {
+  double seconds_per_byte = 0;
+  for (const auto& p : plans) {
+    const auto bandwidth = scenario.link_profiles.at(p.link_profile).bandwidth_bytes_per_second;
+    seconds_per_byte += 1.0 / double(bandwidth > 0 ? bandwidth : 50'000'000);
+  }
+  return plans.empty() ? 1'000'000 : static_cast<std::uint64_t>(double(plans.size()) / seconds_per_byte);
+}
+
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB"};
   int u = 0;
@@ -153,11 +170,22 @@ class ProgressPrinter {
 
 common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnvironment& environment,
                                        const RunOptions& options) {
-  if (scenario.rollout.driver != RolloutDriver::kBuiltin) {
+  const bool use_orchestrator = scenario.rollout.driver == RolloutDriver::kOrchestrator;
+  if (scenario.rollout.driver == RolloutDriver::kAttach) {
     return Error(Errc::kUnavailable,
                  "scenario '" + scenario.name +
-                     "' uses rollout.driver orchestrator/attach, which fota-sim cannot drive yet (the "
-                     "fota-orchestrator integration is not built); use driver: builtin");
+                     "' uses rollout.driver attach, which fota-sim does not support yet; use "
+                     "driver: orchestrator (fota-sim creates the rollout) or builtin");
+  }
+  const bool spawn_orchestrator = use_orchestrator && environment.orchestrator_url.empty();
+  if (scenario.faults.orchestrator_kill && !spawn_orchestrator) {
+    return Error(
+        Errc::kInvalidArgument,
+        "faults.orchestrator_kill needs an orchestrator fota-sim starts itself (leave out --orchestrator)");
+  }
+  if (use_orchestrator && !spawn_orchestrator && environment.signing_key.empty()) {
+    return Error(Errc::kInvalidArgument,
+                 "with --orchestrator, fota-sim needs --signing-key: a private key the orchestrator trusts");
   }
   if (environment.ca == nullptr)
     return Error(Errc::kInvalidArgument, "the run needs the fleet CA to issue certificates");
@@ -177,8 +205,9 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   std::filesystem::remove(bundle_path, ec);
   if (auto s = write_image(image_path, scenario.artifact.image_size, scenario.seed); !s.ok())
     return s.error();
-  auto key = common::Ed25519PrivateKey::generate();
-  if (!key.ok()) return key.error();
+  auto key = environment.signing_key.empty() ? common::Ed25519PrivateKey::generate()
+                                             : common::Ed25519PrivateKey::load(environment.signing_key);
+  if (!key.ok()) return key.error().with_context("the signing key");
   common::TrustStore trust;
   trust.add(key->public_key());
   common::ArtifactSpec spec;
@@ -218,7 +247,36 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     next += shares[w];
     waves.push_back(std::move(record));
   }
-  const std::int64_t predicted_ms = estimate_duration_ms(scenario, *plans, waves);
+  std::int64_t predicted_ms = estimate_duration_ms(scenario, *plans, waves);
+
+  // rollout.driver orchestrator: a real fota-orchestrator runs the rollout; chunks come from the
+  // broker plugin when it is loaded on the same artifact store, else from the orchestrator.
+  std::unique_ptr<OrchestratorProcess> orchestrator;
+  OrchestratorEndpoint endpoint{environment.orchestrator_url, environment.orchestrator_token};
+  if (spawn_orchestrator) {
+    const auto public_key = environment.work_dir / "signing.pub";
+    std::filesystem::remove(public_key, ec);
+    if (auto s = common::write_new_file(public_key, key->public_key().to_pem(), 0644); !s.ok())
+      return s.error();
+    OrchestratorSettings settings;
+    settings.binary = environment.orchestrator_binary;
+    settings.dir = environment.work_dir / "orchestrator";
+    settings.artifacts_dir =
+        environment.artifacts_dir.empty() ? settings.dir / "artifacts" : environment.artifacts_dir;
+    settings.trusted_key = public_key;
+    settings.broker_host = environment.broker_host;
+    settings.broker_port = environment.broker_port;
+    settings.default_link_rate = nominal_link_rate(scenario, *plans);
+    settings.default_device_time_ms = kNominalDeviceTimeMs;
+    // A fresh store per run: the previous run's devices and rollouts are not this run's.
+    std::filesystem::remove_all(settings.dir / "data", ec);
+    auto launched = OrchestratorProcess::launch(settings, *environment.ca);
+    if (!launched.ok()) return launched.error();
+    orchestrator = std::move(*launched);
+    endpoint = {orchestrator->api_url(), orchestrator->token()};
+    if (options.progress != nullptr)
+      *options.progress << "orchestrator: fota-orchestrator running, API " << endpoint.api_url << "\n";
+  }
 
   transport::MosquittoLibrary mosquitto_library;
   transport::EventLoop loop;
@@ -249,9 +307,30 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     devices.push_back(std::make_unique<VirtualDevice>(fleet, plan, *tls));
   }
 
-  // The driver connects first so no progress report or chunk request goes unheard.
-  ScenarioDriver driver(loop, fleet.topics, store, *signed_manifest, *manifest, scenario.rollout, waves);
-  {
+  // The builtin driver connects first so no progress report or chunk request goes unheard.
+  std::unique_ptr<ScenarioDriver> builtin;
+  std::unique_ptr<OrchestratorDriver> orchestrated;
+  RolloutDriverApi* driver = nullptr;
+  if (use_orchestrator) {
+    std::vector<std::string> names;
+    for (const auto& w : scenario.rollout.waves) names.push_back(w.name);
+    orchestrated = std::make_unique<OrchestratorDriver>(
+        endpoint, [&loop] { return loop.now_ms(); }, names);
+    driver = orchestrated.get();
+  } else {
+    builtin = std::make_unique<ScenarioDriver>(loop, fleet.topics, store, *signed_manifest, *manifest,
+                                               scenario.rollout, waves);
+    driver = builtin.get();
+  }
+  const auto wait_until = [&](auto pred, std::int64_t timeout_ms) {
+    const std::int64_t deadline = transport::EventLoop::wall_clock_ms() + timeout_ms;
+    while (!pred()) {
+      if (transport::EventLoop::wall_clock_ms() > deadline) return false;
+      loop.run_once(20);
+    }
+    return true;
+  };
+  if (builtin) {
     common::IssueOptions issue;
     issue.role = common::Role::kOrchestrator;
     issue.common_name = "fota-sim-driver";
@@ -265,20 +344,12 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     session.port = environment.broker_port;
     session.client_id = "fota-sim-driver";
     session.tls = *tls;
-    if (auto s = driver.start(std::move(session)); !s.ok()) return s.error();
-  }
-  const auto wait_until = [&](auto pred, std::int64_t timeout_ms) {
-    const std::int64_t deadline = transport::EventLoop::wall_clock_ms() + timeout_ms;
-    while (!pred()) {
-      if (transport::EventLoop::wall_clock_ms() > deadline) return false;
-      loop.run_once(20);
+    if (auto s = builtin->start(std::move(session)); !s.ok()) return s.error();
+    if (!wait_until([&] { return builtin->ready(); }, 10'000)) {
+      return Error(Errc::kUnavailable, "the scenario driver could not connect to the broker at " +
+                                           environment.broker_host + ":" +
+                                           std::to_string(environment.broker_port));
     }
-    return true;
-  };
-  if (!wait_until([&] { return driver.ready(); }, 10'000)) {
-    return Error(Errc::kUnavailable, "the scenario driver could not connect to the broker at " +
-                                         environment.broker_host + ":" +
-                                         std::to_string(environment.broker_port));
   }
 
   if (options.progress != nullptr) {
@@ -317,13 +388,74 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   // Give the subscriptions and the retained inventories a moment to land.
   wait_until([] { return false; }, 300);
 
+  // A window given as open_now_in is fixed now; devices whose window is closed must stay untouched.
+  RolloutPlan rollout_plan = scenario.rollout;
+  std::set<std::string> outside_window;
+  if (rollout_plan.maintenance_window) {
+    const auto now = transport::EventLoop::wall_clock_ms();
+    auto resolved = resolve_window(*rollout_plan.maintenance_window, now);
+    if (!resolved.ok()) return resolved.error().with_context("rollout.maintenance_window");
+    rollout_plan.maintenance_window = *resolved;
+    for (const auto& p : *plans) {
+      if (p.targeted && !window_open(*resolved, p.time_zone, now)) outside_window.insert(p.device_id);
+    }
+  }
+
+  std::string prediction_source = "simulator estimate from link profiles (builtin driver)";
+  if (orchestrated) {
+    // The orchestrator registers devices from their retained inventories; the rollout is created
+    // once every targeted device is known. The devices keep running on the loop meanwhile, so the
+    // blocking API calls run on a helper thread.
+    std::vector<std::string> targeted_ids;
+    for (const auto& p : *plans) {
+      if (p.targeted) targeted_ids.push_back(p.device_id);
+    }
+    common::Status prepared = common::ok_status();
+    std::int64_t orchestrator_prediction = -1;
+    std::atomic<bool> done{false};
+    std::thread setup([&] {
+      prepared = [&]() -> common::Status {
+        auto artifact = orchestrated->upload_artifact(bundle_path);
+        if (!artifact.ok()) return artifact.error();
+        if (*artifact != manifest->artifact_id())
+          return Error(Errc::kIntegrity, "the orchestrator stored the bundle as " + *artifact +
+                                             ", expected " + manifest->artifact_id());
+        if (auto s = orchestrated->wait_for_devices(targeted_ids,
+                                                    60'000 + std::int64_t(targeted_ids.size()) * 10, nullptr);
+            !s.ok())
+          return s;
+        const auto rollout_spec = orchestrator_rollout_spec(rollout_plan, *artifact, targeted_ids,
+                                                            transport::EventLoop::wall_clock_ms());
+        if (auto s = orchestrated->create_rollout(rollout_spec); !s.ok()) return s;
+        auto predicted = orchestrated->predicted_duration_ms();
+        if (!predicted.ok()) return predicted.error();
+        orchestrator_prediction = *predicted;
+        return common::ok_status();
+      }();
+      done = true;
+    });
+    wait_until([&] { return done.load(); }, std::numeric_limits<std::int64_t>::max() / 2);
+    setup.join();
+    if (!prepared.ok()) {
+      return prepared.error().with_context(orchestrator ? "orchestrator log: " + orchestrator->log_tail(1500)
+                                                        : std::string("orchestrator"));
+    }
+    predicted_ms = orchestrator_prediction;
+    prediction_source = "fota-orchestrator's plan before the start (rollout " + orchestrated->rollout_id() +
+                        "; link rate and device time defaults as configured for the fleet)";
+    if (options.progress != nullptr) {
+      *options.progress << "orchestrator: rollout " << orchestrated->rollout_id() << " created; predicted "
+                        << double(predicted_ms) / 1000.0 << " s\n";
+    }
+  }
+
   RunReport report;
   report.scenario = scenario.name;
   report.seed = scenario.seed;
   report.device_count = static_cast<std::uint32_t>(devices.size());
   report.expected_outcome = std::string(expected_outcome_name(scenario.expect.outcome));
   report.predicted_duration_ms = predicted_ms;
-  report.prediction_source = "simulator estimate from link profiles (builtin driver)";
+  report.prediction_source = prediction_source;
   report.image_size = scenario.artifact.image_size;
   report.setup_ms = transport::EventLoop::wall_clock_ms() - setup_started;
   const std::uint64_t rss_after = resident_bytes();
@@ -346,11 +478,28 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   }
   fleet.run_start_ms = loop.now_ms();
   for (auto& d : devices) d->arm_link_faults();
-  driver.begin(fleet.run_start_ms);
+  driver->begin(fleet.run_start_ms);
   if (const auto& restart = scenario.faults.broker_restart) {
     loop.at(fleet.run_start_ms + restart->at_ms, [&environment, &loop, restart] {
       environment.stop_broker(restart->hard_kill);
       loop.after(restart->down_ms, [&environment] { environment.start_broker(); });
+    });
+  }
+  if (const auto& kill = scenario.faults.orchestrator_kill; kill && orchestrator) {
+    loop.at(fleet.run_start_ms + kill->at_ms, [&orchestrator, &loop, &report, &options, kill] {
+      orchestrator->stop(kill->hard_kill);
+      if (options.progress != nullptr)
+        *options.progress << "fault: fota-orchestrator " << (kill->hard_kill ? "killed (SIGKILL)" : "stopped")
+                          << "\n";
+      loop.after(kill->down_ms, [&orchestrator, &report, &options] {
+        if (auto s = orchestrator->start(); !s.ok()) {
+          if (options.progress != nullptr)
+            *options.progress << "fota-sim: restarting fota-orchestrator: " << s.error().message << "\n";
+          return;
+        }
+        ++report.orchestrator_restarts;
+        if (options.progress != nullptr) *options.progress << "fault: fota-orchestrator restarted\n";
+      });
     });
   }
 
@@ -371,14 +520,14 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
       terminal += phase == v1::PHASE_COMMITTED || phase == v1::PHASE_FAILED ||
                   phase == v1::PHASE_ROLLED_BACK || phase == v1::PHASE_CANCELLED;
     }
-    std::string wave = "waiting";
-    for (const auto& w : driver.waves()) {
-      if (w.started_ms >= 0) wave = "wave " + w.name;
+    const std::string wave = driver->current_wave();
+    std::int64_t eta = driver->eta_ms();
+    if (orchestrated && report.predicted_at_first_wave_ms < 0 && eta >= 0) {
+      const auto waves_now = orchestrated->waves();
+      if (!waves_now.empty() && waves_now.front().finished_ms >= 0)
+        report.predicted_at_first_wave_ms = sample.at_ms + eta;
     }
-    if (driver.outcome() != RolloutOutcome::kRunning)
-      wave = std::string(rollout_outcome_name(driver.outcome()));
-    std::int64_t eta = -1;
-    if (terminal > 0 && sample.at_ms > 0) {
+    if (eta < 0 && terminal > 0 && sample.at_ms > 0) {
       const double rate = double(terminal) / double(sample.at_ms);
       eta = static_cast<std::int64_t>(
           double(targeted.size() - std::min<std::size_t>(terminal, targeted.size())) / rate);
@@ -390,8 +539,16 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   std::int64_t next_sample = loop.now_ms() + options.sample_interval_ms;
 
   const auto settled = [&] {
-    if (driver.outcome() == RolloutOutcome::kRunning) return false;
-    return std::none_of(devices.begin(), devices.end(), [](const auto& d) { return d->busy(); });
+    if (std::any_of(devices.begin(), devices.end(), [](const auto& d) { return d->busy(); })) return false;
+    if (driver->outcome() != RolloutOutcome::kRunning) return true;
+    // Waiting for closed windows: done once every device whose window is open has finished.
+    if (scenario.expect.outcome != ExpectedOutcome::kRunning) return false;
+    return std::all_of(devices.begin(), devices.end(), [&](const auto& d) {
+      const auto phase = d->phase();
+      return !d->plan().targeted || outside_window.count(d->plan().device_id) ||
+             phase == v1::PHASE_COMMITTED || phase == v1::PHASE_FAILED || phase == v1::PHASE_ROLLED_BACK ||
+             phase == v1::PHASE_CANCELLED;
+    });
   };
   while (true) {
     loop.run_once(20);
@@ -410,19 +567,24 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   wait_until([] { return false; }, 300);
   take_sample();
 
-  report.outcome = std::string(rollout_outcome_name(driver.outcome()));
-  report.halt_reason = driver.halt_reason();
-  report.driver = driver.stats();
-  report.waves = driver.waves();
+  if (orchestrated) {
+    orchestrated->finish();
+    report.rollout_id = orchestrated->rollout_id();
+  }
+  report.outcome = std::string(rollout_outcome_name(driver->outcome()));
+  report.halt_reason = driver->halt_reason();
+  report.driver = driver->stats();
+  report.waves = driver->waves();
 
   std::set<std::string> started_wave_devices;
-  for (const auto& w : driver.waves()) {
+  for (const auto& w : report.waves) {
     if (w.started_ms >= 0) started_wave_devices.insert(w.devices.begin(), w.devices.end());
   }
   std::uint32_t bricked = 0;
   std::vector<std::string> wrong_version;
   std::vector<std::string> unexpected_failures;
   std::vector<std::string> unhealthy_committed;
+  std::vector<std::string> touched_outside_window;
   for (std::size_t index = 0; index < devices.size(); ++index) {
     const auto& d = devices[index];
     DeviceResult r;
@@ -459,7 +621,10 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     const bool on_target = r.final_version == fleet.target_version && !r.on_trial;
     const bool on_previous = r.final_version == r.initial_version && !r.on_trial;
     if (!on_target && !on_previous) wrong_version.push_back(r.device_id + " runs '" + r.final_version + "'");
-    if (started_wave_devices.count(r.device_id) && !r.expected_failure && !on_target) {
+    const bool window_closed = outside_window.count(r.device_id) > 0;
+    if (window_closed && (r.image_bytes > 0 || r.final_version != r.initial_version))
+      touched_outside_window.push_back(r.device_id + " (" + r.time_zone + ")");
+    if (started_wave_devices.count(r.device_id) && !window_closed && !r.expected_failure && !on_target) {
       unexpected_failures.push_back(r.device_id + " (" + r.final_phase +
                                     (r.last_error.empty() ? "" : ", " + r.last_error) + ")");
     }
@@ -491,6 +656,13 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
                  (unhealthy_committed.empty()
                       ? std::string()
                       : "; committed an unhealthy image: " + list(unhealthy_committed))});
+  if (scenario.rollout.maintenance_window) {
+    report.invariants.push_back(
+        {"no device updated outside its maintenance window", touched_outside_window.empty(),
+         touched_outside_window.empty()
+             ? std::to_string(outside_window.size()) + " devices had a closed window and were left alone"
+             : list(touched_outside_window)});
+  }
   const bool outcome_ok = !report.timed_out && (scenario.expect.outcome == ExpectedOutcome::kAny ||
                                                 report.outcome == report.expected_outcome);
   report.invariants.push_back(

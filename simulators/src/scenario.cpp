@@ -40,12 +40,26 @@ std::string_view device_phase_name(DevicePhase phase) noexcept {
   return "unknown";
 }
 
+std::string_view breach_action_name(BreachAction action) noexcept {
+  switch (action) {
+    case BreachAction::kPause:
+      return "pause";
+    case BreachAction::kAbort:
+      return "abort";
+    case BreachAction::kRollback:
+      return "rollback";
+  }
+  return "unknown";
+}
+
 std::string_view expected_outcome_name(ExpectedOutcome outcome) noexcept {
   switch (outcome) {
     case ExpectedOutcome::kCompleted:
       return "completed";
     case ExpectedOutcome::kHalted:
       return "halted";
+    case ExpectedOutcome::kRunning:
+      return "running";
     case ExpectedOutcome::kAny:
       return "any";
   }
@@ -506,9 +520,10 @@ class ScenarioParser {
   }
 
   RolloutPlan rollout(const YAML::Node& node, const std::string& path) const {
-    expect_map(node, path,
-               {"driver", "name", "attach", "waves", "failure_threshold", "success_gate", "soak",
-                "start_after", "max_concurrent", "command_ttl", "max_inflight_chunks", "maintenance_window"});
+    expect_map(
+        node, path,
+        {"driver", "name", "attach", "waves", "failure_threshold", "success_gate", "soak", "start_after",
+         "max_concurrent", "command_ttl", "max_inflight_chunks", "maintenance_window", "on_breach"});
     RolloutPlan r;
     if (node["driver"]) {
       const std::string d = lower(scalar(node["driver"], join(path, "driver")));
@@ -523,6 +538,18 @@ class ScenarioParser {
              "unknown driver '" + d + "'; use builtin, orchestrator or attach");
     }
     if (node["name"]) r.name = string(node["name"], join(path, "name"));
+    if (node["on_breach"]) {
+      const std::string a = lower(scalar(node["on_breach"], join(path, "on_breach")));
+      if (a == "pause")
+        r.on_breach = BreachAction::kPause;
+      else if (a == "abort")
+        r.on_breach = BreachAction::kAbort;
+      else if (a == "rollback")
+        r.on_breach = BreachAction::kRollback;
+      else
+        fail(node["on_breach"], join(path, "on_breach"),
+             "unknown action '" + a + "'; use pause, abort or rollback");
+    }
     if (node["attach"]) {
       r.attach_id = string(node["attach"], join(path, "attach"));
       if (!node["driver"]) r.driver = RolloutDriver::kAttach;
@@ -570,15 +597,29 @@ class ScenarioParser {
     }
     if (const auto w = node["maintenance_window"]) {
       const std::string p = join(path, "maintenance_window");
-      expect_map(w, p, {"start", "end"});
-      if (!w["start"] || !w["end"])
-        fail(w, p, "needs start and end, e.g. {start: \"02:00\", end: \"04:00\"}");
+      expect_map(w, p, {"start", "end", "open_now_in", "length"});
       MaintenanceWindow mw;
-      mw.start_minute = check(w["start"], join(p, "start"),
-                              parse_time_of_day_minutes(scalar(w["start"], join(p, "start"))));
-      mw.end_minute =
-          check(w["end"], join(p, "end"), parse_time_of_day_minutes(scalar(w["end"], join(p, "end"))));
-      if (mw.start_minute == mw.end_minute) fail(w, p, "start and end are equal: the window would be empty");
+      if (w["open_now_in"]) {
+        if (w["start"] || w["end"]) fail(w, p, "give either start and end, or open_now_in and length");
+        if (!w["length"])
+          fail(w, p, "open_now_in needs a length, e.g. {open_now_in: Asia/Tokyo, length: 2h}");
+        mw.open_now_in = scalar(w["open_now_in"], join(p, "open_now_in"));
+        const auto length = duration(w["length"], join(p, "length"));
+        if (length < 60'000 || length >= 24 * 3'600'000)
+          fail(w["length"], join(p, "length"), "must be from 1m to less than 24h");
+        mw.length_minutes = static_cast<int>(length / 60'000);
+        check(w["open_now_in"], join(p, "open_now_in"), resolve_window(mw, 0));  // the zone exists
+      } else {
+        if (!w["start"] || !w["end"])
+          fail(w, p,
+               "needs start and end, e.g. {start: \"02:00\", end: \"04:00\"}, or open_now_in and length");
+        mw.start_minute = check(w["start"], join(p, "start"),
+                                parse_time_of_day_minutes(scalar(w["start"], join(p, "start"))));
+        mw.end_minute =
+            check(w["end"], join(p, "end"), parse_time_of_day_minutes(scalar(w["end"], join(p, "end"))));
+        if (mw.start_minute == mw.end_minute)
+          fail(w, p, "start and end are equal: the window would be empty");
+      }
       r.maintenance_window = mw;
     }
     return r;
@@ -617,11 +658,13 @@ class ScenarioParser {
         e.outcome = ExpectedOutcome::kCompleted;
       else if (o == "halted")
         e.outcome = ExpectedOutcome::kHalted;
+      else if (o == "running")
+        e.outcome = ExpectedOutcome::kRunning;
       else if (o == "any")
         e.outcome = ExpectedOutcome::kAny;
       else
         fail(node["outcome"], join(path, "outcome"),
-             "unknown outcome '" + o + "'; use completed, halted or any");
+             "unknown outcome '" + o + "'; use completed, halted, running or any");
     }
     if (node["max_wire_ratio"])
       e.max_wire_ratio = real(node["max_wire_ratio"], join(path, "max_wire_ratio"), 1.0, 100.0);
@@ -715,7 +758,23 @@ class ScenarioParser {
       fail(root["faults"]["orchestrator_kill"], "faults.orchestrator_kill",
            "needs rollout.driver orchestrator or attach (the builtin driver is not a separate process)");
     }
+    if (s.rollout.driver == RolloutDriver::kBuiltin) {
+      // The builtin stand-in only knows waves, gate, threshold (halt) and soak.
+      const YAML::Node r = root["rollout"];
+      if (s.rollout.maintenance_window)
+        fail(r["maintenance_window"], "rollout.maintenance_window", "needs rollout.driver orchestrator");
+      if (s.rollout.max_concurrent > 0)
+        fail(r["max_concurrent"], "rollout.max_concurrent", "needs rollout.driver orchestrator");
+      if (s.rollout.on_breach != BreachAction::kPause)
+        fail(r["on_breach"], "rollout.on_breach",
+             "needs rollout.driver orchestrator (the builtin driver only halts)");
+    }
     if (root["expect"]) s.expect = expectations(root["expect"], "expect");
+    if (s.expect.outcome == ExpectedOutcome::kRunning && !s.rollout.maintenance_window) {
+      fail(root["expect"]["outcome"], "expect.outcome",
+           "running means the rollout waits for closed maintenance windows; it needs "
+           "rollout.maintenance_window");
+    }
     return s;
   }
 

@@ -100,6 +100,15 @@ void ScenarioDriver::reconnect(std::int64_t delay_ms) {
   });
 }
 
+std::string ScenarioDriver::current_wave() const {
+  if (outcome_ != RolloutOutcome::kRunning) return std::string(rollout_outcome_name(outcome_));
+  std::string wave = "waiting";
+  for (const auto& w : waves_) {
+    if (w.started_ms >= 0) wave = "wave " + w.name;
+  }
+  return wave;
+}
+
 void ScenarioDriver::begin(std::int64_t run_start_ms) {
   if (begun_) return;
   begun_ = true;

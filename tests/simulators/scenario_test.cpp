@@ -174,7 +174,10 @@ TEST(ScenarioParser, ShippedScenariosSayWhatTheIssueAsksFor) {
   auto windows = load_scenario(dir / "maintenance-windows.yaml");
   ASSERT_TRUE(windows.ok());
   ASSERT_TRUE(windows->rollout.maintenance_window.has_value());
-  EXPECT_EQ(windows->rollout.maintenance_window->start_minute, 120);
+  EXPECT_EQ(windows->rollout.maintenance_window->open_now_in, "Asia/Tokyo");
+  EXPECT_EQ(windows->rollout.maintenance_window->length_minutes, 120);
+  EXPECT_EQ(windows->rollout.driver, RolloutDriver::kOrchestrator);
+  EXPECT_EQ(windows->expect.outcome, ExpectedOutcome::kRunning);
   EXPECT_EQ(windows->fleet.groups[0].time_zones.size(), 8u);
 
   auto broker = load_scenario(dir / "broker-restart.yaml");
@@ -198,6 +201,80 @@ TEST(ScenarioParser, MissingFileSaysSo) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, Errc::kNotFound);
   EXPECT_NE(s.error().message.find("/nonexistent/dir/x.yaml"), std::string::npos);
+}
+
+// 2026-11-25T12:00:00Z and friends, as Unix milliseconds.
+constexpr std::int64_t kNoonUtc = 1'795'608'000'000;
+constexpr std::int64_t kHour = 3'600'000;
+
+TEST(MaintenanceWindow, OpenNowInResolvesToAWindowThatOpenedAMinuteAgoThere) {
+  MaintenanceWindow w;
+  w.open_now_in = "Asia/Tokyo";
+  w.length_minutes = 120;
+  auto fixed = resolve_window(w, kNoonUtc);  // 21:00 in Tokyo
+  ASSERT_TRUE(fixed.ok()) << fixed.error().message;
+  EXPECT_EQ(fixed->start_minute, 20 * 60 + 59);
+  EXPECT_EQ(fixed->end_minute, 22 * 60 + 59);
+  EXPECT_TRUE(window_open(*fixed, "Asia/Tokyo", kNoonUtc));
+  EXPECT_TRUE(window_open(*fixed, "Asia/Seoul", kNoonUtc));          // same offset
+  EXPECT_TRUE(window_open(*fixed, "Australia/Brisbane", kNoonUtc));  // 22:00
+  EXPECT_FALSE(window_open(*fixed, "Pacific/Auckland", kNoonUtc));   // 01:00 next day
+  EXPECT_FALSE(window_open(*fixed, "Europe/Berlin", kNoonUtc));      // 13:00
+  EXPECT_FALSE(window_open(*fixed, "America/New_York", kNoonUtc));   // 07:00
+}
+
+TEST(MaintenanceWindow, AWindowAcrossMidnightIsOpenOnBothSides) {
+  MaintenanceWindow w;
+  w.open_now_in = "Asia/Tokyo";
+  w.length_minutes = 120;
+  auto fixed = resolve_window(w, kNoonUtc + 2 * kHour + kHour / 2);  // 23:30 in Tokyo
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->start_minute, 23 * 60 + 29);
+  EXPECT_EQ(fixed->end_minute, 60 + 29);
+  EXPECT_TRUE(window_open(*fixed, "Asia/Tokyo", kNoonUtc + 2 * kHour + kHour / 2));
+  EXPECT_TRUE(window_open(*fixed, "Australia/Brisbane", kNoonUtc + 2 * kHour + kHour / 2));  // 00:30
+  EXPECT_FALSE(window_open(*fixed, "Asia/Tokyo", kNoonUtc + 5 * kHour));                     // 02:00
+}
+
+TEST(MaintenanceWindow, FollowsDaylightSavingTime) {
+  MaintenanceWindow w;  // 02:00-04:00 local
+  w.start_minute = 120;
+  w.end_minute = 240;
+  // Berlin springs forward on 2026-03-29 at 01:00 UTC (02:00 CET becomes 03:00 CEST).
+  constexpr std::int64_t kMarch29 = 1'774'742'400'000;                              // 2026-03-29T00:00:00Z
+  EXPECT_FALSE(window_open(w, "Europe/Berlin", kMarch29 + kHour / 2));              // 01:30 CET
+  EXPECT_TRUE(window_open(w, "Europe/Berlin", kMarch29 + kHour + kHour / 2));       // 03:30 CEST
+  EXPECT_TRUE(window_open(w, "Europe/Berlin", kMarch29 - 22 * kHour - kHour / 2));  // 28th, 02:30 CET
+  EXPECT_FALSE(window_open(w, "Europe/Berlin", kMarch29 + 2 * kHour + kHour / 2));  // 04:30 CEST
+  EXPECT_TRUE(window_open(w, "No/Such_Zone", kMarch29 + 3 * kHour));  // unknown zone = UTC, 03:00
+}
+
+TEST(MaintenanceWindow, BadWindowsSayWhatToFix) {
+  const std::string head =
+      "name: w\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\nrollout:\n  "
+      "driver: orchestrator\n";
+  auto unknown_zone =
+      parse_scenario(head + "  maintenance_window: {open_now_in: Mars/Olympus, length: 1h}\n");
+  ASSERT_FALSE(unknown_zone.ok());
+  EXPECT_NE(unknown_zone.error().message.find("not an IANA time zone"), std::string::npos)
+      << unknown_zone.error().message;
+  auto both = parse_scenario(
+      head + "  maintenance_window: {open_now_in: Asia/Tokyo, length: 1h, start: \"02:00\"}\n");
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(both.error().message.find("either start and end, or open_now_in"), std::string::npos);
+  auto no_length = parse_scenario(head + "  maintenance_window: {open_now_in: Asia/Tokyo}\n");
+  ASSERT_FALSE(no_length.ok());
+  EXPECT_NE(no_length.error().message.find("needs a length"), std::string::npos);
+  auto builtin = parse_scenario(
+      "name: w\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\nrollout:\n"
+      "  maintenance_window: {start: \"02:00\", end: \"04:00\"}\n");
+  ASSERT_FALSE(builtin.ok());
+  EXPECT_NE(builtin.error().message.find("needs rollout.driver orchestrator"), std::string::npos);
+  auto running = parse_scenario(
+      "name: w\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\nexpect: "
+      "{outcome: running}\n");
+  ASSERT_FALSE(running.ok());
+  EXPECT_NE(running.error().message.find("needs rollout.maintenance_window"), std::string::npos);
 }
 
 }  // namespace

@@ -1,22 +1,39 @@
-// A mosquitto that fota-sim starts for a run (--spawn-broker): a fresh fleet CA and broker
-// certificate, an mTLS listener on 127.0.0.1, and control for the broker-restart fault.
+// A mosquitto that fota-sim starts for a run: a fresh fleet CA and broker certificate, an mTLS
+// listener on 127.0.0.1, optionally the fota broker plugin, and control for the broker-restart
+// fault.
 #pragma once
 
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fota/common/pki.hpp"
 #include "fota/common/result.hpp"
 
 namespace fota::sim {
 
+// A free TCP port on 127.0.0.1 (-1 if none), and whether something accepts connections on it.
+int free_loopback_port();
+bool loopback_accepts(int port);
+// Starts `argv` with stdout and stderr appended to `output`; the child's pid, or -1.
+int spawn_process(const std::vector<std::string>& argv, const std::filesystem::path& output);
+// Stops a child started by spawn_process: SIGKILL when hard, else SIGTERM and up to 5 s' wait.
+void stop_process(int& pid, bool hard);
+
+// The fota broker plugin (certificate binding, ACLs, chunk serving from the orchestrator's store).
+struct BrokerPlugin {
+  std::filesystem::path library;       // fota_broker_plugin.so
+  std::filesystem::path artifact_dir;  // the orchestrator's artifacts_dir (read only)
+};
+
 class BrokerProcess {
  public:
   // Creates <dir>/pki (a new CA) and <dir>/broker, picks a free port, starts mosquitto and waits
   // until it accepts connections. Errors name the broker's log.
-  static common::Result<std::unique_ptr<BrokerProcess>> launch(const std::filesystem::path& dir);
+  static common::Result<std::unique_ptr<BrokerProcess>> launch(
+      const std::filesystem::path& dir, const std::optional<BrokerPlugin>& plugin = {});
   ~BrokerProcess();
   BrokerProcess(const BrokerProcess&) = delete;
   BrokerProcess& operator=(const BrokerProcess&) = delete;

@@ -28,6 +28,21 @@ struct RunEnvironment {
   // For faults.broker_restart: stop the broker (hard = SIGKILL) and start it again on the same port.
   std::function<void(bool hard)> stop_broker;
   std::function<void()> start_broker;
+
+  // rollout.driver orchestrator / attach.
+  // Either fota-sim starts fota-orchestrator itself (this binary; the orchestrator-kill fault
+  // needs that) ...
+  std::filesystem::path orchestrator_binary;
+  // ... or it uses one that runs already: its API, a token, and for driver orchestrator the
+  // Ed25519 private key (PEM) whose public key the orchestrator trusts (the image is signed with
+  // it). For attach, trust_key is the public key the attached rollout's artifact is signed with.
+  std::string orchestrator_url;
+  std::string orchestrator_token;
+  std::filesystem::path signing_key;
+  std::filesystem::path trust_key;
+  // The orchestrator's artifact store, which the broker plugin (when loaded) reads; empty =
+  // <work_dir>/orchestrator/artifacts.
+  std::filesystem::path artifacts_dir;
 };
 
 struct RunOptions {
@@ -82,8 +97,13 @@ struct RunReport {
   std::string expected_outcome;
   bool timed_out = false;
   std::int64_t duration_ms = 0;            // wall time from the first command to the end
-  std::int64_t predicted_duration_ms = 0;  // the simulator's estimate from link profiles (see docs)
+  std::int64_t predicted_duration_ms = 0;  // before the start (see prediction_source)
   std::string prediction_source;
+  std::string rollout_id;  // the orchestrator's, with driver orchestrator/attach
+  // The orchestrator's live ETA when the first wave finished, as a predicted total duration
+  // (its model has measured link rates and phase times by then); -1 when not available.
+  std::int64_t predicted_at_first_wave_ms = -1;
+  std::uint64_t orchestrator_restarts = 0;
   std::uint64_t image_size = 0;
   // Every device connection, both directions, TLS included, from the rollout's start.
   std::uint64_t wire_bytes = 0;

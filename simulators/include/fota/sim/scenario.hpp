@@ -72,10 +72,25 @@ struct ArtifactPlan {
   bool fails_health_check = false;
 };
 
+// A daily maintenance window on each device's own clock. Either fixed local times, or
+// `open_now_in: <zone>` with a length: resolved when the run starts to a window that opened a
+// minute ago in that zone, so which zones are inside does not depend on the hour of the run.
 struct MaintenanceWindow {
-  int start_minute = 0;  // minute of the day in the device's own time zone
-  int end_minute = 0;    // may be less than start (window across midnight)
+  int start_minute = 0;     // minute of the day in the device's own time zone
+  int end_minute = 0;       // may be less than start (window across midnight)
+  std::string open_now_in;  // IANA zone; when set, start/end are resolved by resolve_window()
+  int length_minutes = 0;   // with open_now_in
 };
+// The fixed window for a run starting at unix_ms (open_now_in resolved; a fixed window as is).
+common::Result<MaintenanceWindow> resolve_window(const MaintenanceWindow& window, std::int64_t unix_ms);
+// Whether a device in `time_zone` is inside a resolved window at unix_ms (unknown zones are UTC,
+// as in the orchestrator).
+bool window_open(const MaintenanceWindow& window, const std::string& time_zone, std::int64_t unix_ms);
+
+// What happens when a wave's failures pass the threshold (the orchestrator's on_breach). The
+// builtin driver only halts (pause).
+enum class BreachAction { kPause, kAbort, kRollback };
+std::string_view breach_action_name(BreachAction action) noexcept;
 
 struct RolloutWave {
   std::string name;
@@ -103,6 +118,7 @@ struct RolloutPlan {
   // On a slow link a big window only queues chunks that a reset then throws away.
   std::uint32_t max_inflight_chunks = 0;
   std::optional<MaintenanceWindow> maintenance_window;
+  BreachAction on_breach = BreachAction::kPause;
 };
 
 // Which devices a fault hits: a seeded random fraction, optionally limited to some groups.
@@ -166,6 +182,8 @@ struct Faults {
 enum class ExpectedOutcome {
   kCompleted,  // every targeted device committed the new version (except injected failures)
   kHalted,     // the failure threshold stopped the rollout; nobody is left on a broken image
+  kRunning,    // the rollout still waits for closed maintenance windows; every device whose window
+               // was open committed, no other device was touched
   kAny,
 };
 std::string_view expected_outcome_name(ExpectedOutcome outcome) noexcept;

@@ -41,7 +41,24 @@ struct DriverStats {
   std::uint64_t progress_reports = 0;
 };
 
-class ScenarioDriver {
+// What the runner needs from whoever runs the rollout: the builtin ScenarioDriver below, or
+// OrchestratorDriver (orchestrator_driver.hpp), which drives a real fota-orchestrator.
+class RolloutDriverApi {
+ public:
+  virtual ~RolloutDriverApi() = default;
+  // Starts the rollout; times in the records count from run_start_ms.
+  virtual void begin(std::int64_t run_start_ms) = 0;
+  virtual RolloutOutcome outcome() const = 0;
+  virtual std::string halt_reason() const = 0;
+  // "wave canary", "waiting", ...: for the live progress line.
+  virtual std::string current_wave() const = 0;
+  // The driver's own ETA in ms from now; -1 when it has none.
+  virtual std::int64_t eta_ms() const { return -1; }
+  virtual std::vector<WaveRecord> waves() const = 0;
+  virtual DriverStats stats() const = 0;
+};
+
+class ScenarioDriver final : public RolloutDriverApi {
  public:
   ScenarioDriver(transport::EventLoop& loop, common::TopicScheme topics, const common::ArtifactStore& store,
                  v1::SignedManifest signed_manifest, v1::Manifest manifest, RolloutPlan plan,
@@ -50,14 +67,14 @@ class ScenarioDriver {
   // Connects with the given session settings (role orchestrator) and subscribes.
   common::Status start(transport::SessionConfig session);
   bool ready() const noexcept { return subscribed_; }
-  // Starts the first wave (after the plan's start_after); times in the records count from
-  // run_start_ms.
-  void begin(std::int64_t run_start_ms);
+  // Starts the first wave (after the plan's start_after).
+  void begin(std::int64_t run_start_ms) override;
 
-  RolloutOutcome outcome() const noexcept { return outcome_; }
-  std::string halt_reason() const { return halt_reason_; }
-  const std::vector<WaveRecord>& waves() const noexcept { return waves_; }
-  const DriverStats& stats() const noexcept { return stats_; }
+  RolloutOutcome outcome() const override { return outcome_; }
+  std::string halt_reason() const override { return halt_reason_; }
+  std::string current_wave() const override;
+  std::vector<WaveRecord> waves() const override { return waves_; }
+  DriverStats stats() const override { return stats_; }
   transport::WireCounters wire() const noexcept;
   std::uint32_t reconnects() const noexcept;
 

@@ -19,6 +19,12 @@
 
 namespace fota::sim {
 
+// A simulated device's reboot and health check take kRebootMs + kHealthCheckMs (virtual_device.cpp);
+// with the reconnect after the reboot, the final read-back and the progress reports, an update
+// costs about this much besides the transfer. fota-sim gives it to the orchestrator as its
+// prediction default (default_device_time), as an operator would for a real fleet.
+inline constexpr std::int64_t kNominalDeviceTimeMs = 1000;
+
 // What every device of a run shares.
 struct FleetContext {
   transport::EventLoop* loop = nullptr;

@@ -1,0 +1,101 @@
+// Drives a real fota-orchestrator through its HTTP API (rollout.driver: orchestrator): uploads the
+// scenario's signed bundle, waits until the orchestrator has registered the fleet from its
+// inventories, creates the rollout from the scenario, asks for the orchestrator's prediction,
+// starts it, and follows it. The rollout itself (waves, gates, thresholds, windows, retries,
+// dispatch, repair after restarts) is entirely the orchestrator's; this class only watches.
+//
+// The HTTP calls block, so following runs on a thread of its own that polls the rollout every
+// poll_interval and publishes a snapshot; the event loop only reads the snapshot.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fota/common/result.hpp"
+#include "fota/sim/scenario.hpp"
+#include "fota/sim/scenario_driver.hpp"
+
+namespace fota::sim {
+
+struct OrchestratorEndpoint {
+  std::string api_url;  // http://127.0.0.1:<port>
+  std::string token;
+};
+
+// The orchestrator's rollout spec (docs/ORCHESTRATOR.md) for the scenario's rollout section:
+// the targeted devices by id, waves by percentage, gate, threshold, soak, concurrency, the
+// maintenance window on every day, the breach action and the start delay.
+nlohmann::json orchestrator_rollout_spec(const RolloutPlan& plan, const std::string& artifact_id,
+                                         const std::vector<std::string>& targeted, std::int64_t now_unix_ms);
+
+class OrchestratorDriver final : public RolloutDriverApi {
+ public:
+  // `clock` is the run's clock (ms); records count from the run_start_ms given to begin().
+  OrchestratorDriver(OrchestratorEndpoint endpoint, std::function<std::int64_t()> clock,
+                     std::vector<std::string> wave_names, std::int64_t poll_interval_ms = 500);
+  ~OrchestratorDriver() override;
+  OrchestratorDriver(const OrchestratorDriver&) = delete;
+  OrchestratorDriver& operator=(const OrchestratorDriver&) = delete;
+
+  // Blocking set-up calls, before begin(). Errors carry the orchestrator's message.
+  common::Result<std::string> upload_artifact(const std::filesystem::path& bundle);
+  // Waits until every id is a registered device (from its inventory).
+  common::Status wait_for_devices(const std::vector<std::string>& ids, std::int64_t timeout_ms,
+                                  std::ostream* progress);
+  common::Status create_rollout(const nlohmann::json& spec);
+  // Follows a rollout that already exists (rollout.driver: attach) instead of creating one.
+  common::Status attach(const std::string& rollout_id);
+  // The orchestrator's predicted duration of the whole rollout from now (GET .../plan).
+  common::Result<std::int64_t> predicted_duration_ms() const;
+  const std::string& rollout_id() const noexcept { return rollout_id_; }
+
+  // Starts the rollout (unless attached to one that runs already) and the follower thread.
+  void begin(std::int64_t run_start_ms) override;
+  // Stops following and reads the final membership (which device was in which wave).
+  void finish();
+
+  RolloutOutcome outcome() const override;
+  std::string halt_reason() const override;
+  std::string current_wave() const override;
+  std::int64_t eta_ms() const override;
+  std::vector<WaveRecord> waves() const override;
+  DriverStats stats() const override;
+  // Failed polls (the orchestrator was down or slow), for the report.
+  std::uint64_t failed_polls() const noexcept { return failed_polls_; }
+  std::string state() const;
+
+ private:
+  void follow();
+  void apply(const nlohmann::json& rollout);
+  common::Result<nlohmann::json> get(const std::string& path) const;
+  common::Result<nlohmann::json> post(const std::string& path, const std::string& body) const;
+
+  OrchestratorEndpoint endpoint_;
+  std::function<std::int64_t()> clock_;
+  std::int64_t poll_interval_ms_;
+  std::string rollout_id_;
+  bool attached_ = false;
+  std::int64_t run_start_ms_ = 0;
+
+  mutable std::mutex mutex_;  // guards everything below
+  std::string state_ = "created";
+  std::string reason_;
+  std::int64_t eta_ms_ = -1;
+  std::vector<WaveRecord> waves_;
+  std::vector<std::string> wave_status_;
+  DriverStats stats_;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> failed_polls_{0};
+  std::thread follower_;
+};
+
+}  // namespace fota::sim

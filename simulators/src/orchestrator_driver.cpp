@@ -1,0 +1,302 @@
+#include "fota/sim/orchestrator_driver.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <set>
+#include <sstream>
+
+#include "api_client.hpp"
+
+namespace fota::sim {
+
+using common::Errc;
+using common::Error;
+using nlohmann::json;
+
+namespace {
+
+std::string percent_text(double percent) {
+  std::ostringstream out;
+  out << std::setprecision(10) << percent << "%";
+  return out.str();
+}
+
+std::string utc_timestamp(std::int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&seconds, &tm);
+  std::ostringstream out;
+  out << std::put_time(&tm, "%Y-%m-%dT%H:%M:%S") << "Z";
+  return out.str();
+}
+
+std::string clock_text(int minute_of_day) {
+  std::ostringstream out;
+  out << std::setw(2) << std::setfill('0') << minute_of_day / 60 << ":" << std::setw(2) << std::setfill('0')
+      << minute_of_day % 60;
+  return out.str();
+}
+
+bool wave_started(const std::string& status) { return status != "waiting"; }
+bool wave_finished(const std::string& status) { return status == "passed" || status == "breached"; }
+
+// One counter from Prometheus text, 0 when absent.
+std::uint64_t metric(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + " ", 0) == 0) return std::stoull(line.substr(name.size() + 1));
+  }
+  return 0;
+}
+
+}  // namespace
+
+json orchestrator_rollout_spec(const RolloutPlan& plan, const std::string& artifact_id,
+                               const std::vector<std::string>& targeted, std::int64_t now_unix_ms) {
+  json spec;
+  spec["name"] = plan.name;
+  spec["artifact"] = artifact_id;
+  spec["target"] = {{"devices", targeted}};
+  json waves = json::array();
+  for (const auto& w : plan.waves) {
+    waves.push_back({{"size", percent_text(w.percent)},
+                     {"success_ratio", plan.success_gate},
+                     {"failure_threshold", plan.failure_threshold},
+                     {"soak", std::to_string(plan.soak_ms) + "ms"}});
+  }
+  spec["waves"] = waves;
+  spec["max_concurrent"] = plan.max_concurrent;
+  spec["on_breach"] = std::string(breach_action_name(plan.on_breach));
+  spec["command_ttl"] = std::to_string(plan.command_ttl_ms) + "ms";
+  if (plan.start_after_ms > 0) spec["start_at"] = utc_timestamp(now_unix_ms + plan.start_after_ms);
+  if (plan.maintenance_window) {
+    const int start = plan.maintenance_window->start_minute;
+    int length = plan.maintenance_window->end_minute - start;
+    if (length <= 0) length += 24 * 60;  // across midnight
+    spec["windows"] = json::array({{{"days", json::array({"daily"})},
+                                    {"start", clock_text(start)},
+                                    {"duration", std::to_string(length) + "m"}}});
+  }
+  return spec;
+}
+
+OrchestratorDriver::OrchestratorDriver(OrchestratorEndpoint endpoint, std::function<std::int64_t()> clock,
+                                       std::vector<std::string> wave_names, std::int64_t poll_interval_ms)
+    : endpoint_(std::move(endpoint)), clock_(std::move(clock)), poll_interval_ms_(poll_interval_ms) {
+  for (auto& name : wave_names) {
+    WaveRecord record;
+    record.name = std::move(name);
+    waves_.push_back(std::move(record));
+    wave_status_.emplace_back("waiting");
+  }
+}
+
+OrchestratorDriver::~OrchestratorDriver() {
+  stop_ = true;
+  if (follower_.joinable()) follower_.join();
+}
+
+common::Result<json> OrchestratorDriver::get(const std::string& path) const {
+  return cli::ApiClient({endpoint_.api_url, endpoint_.token, false}).get(path);
+}
+
+common::Result<json> OrchestratorDriver::post(const std::string& path, const std::string& body) const {
+  return cli::ApiClient({endpoint_.api_url, endpoint_.token, false}).post(path, body, "application/json");
+}
+
+common::Result<std::string> OrchestratorDriver::upload_artifact(const std::filesystem::path& bundle) {
+  auto uploaded =
+      cli::ApiClient({endpoint_.api_url, endpoint_.token, false}).post_file("/api/v1/artifacts", bundle, {});
+  if (!uploaded.ok())
+    return uploaded.error().with_context("uploading the scenario's bundle to the orchestrator");
+  const std::string id = uploaded->value("id", uploaded->value("artifact_id", ""));
+  if (id.empty()) return Error(Errc::kMalformed, "the orchestrator's upload answer names no artifact id");
+  return id;
+}
+
+common::Status OrchestratorDriver::wait_for_devices(const std::vector<std::string>& ids,
+                                                    std::int64_t timeout_ms, std::ostream* progress) {
+  const std::set<std::string> wanted(ids.begin(), ids.end());
+  const auto started = std::chrono::steady_clock::now();
+  std::size_t known = 0;
+  while (true) {
+    auto devices = get("/api/v1/devices");
+    if (devices.ok()) {
+      known = 0;
+      for (const auto& d : *devices) known += wanted.count(d.value("id", "")) ? 1 : 0;
+      if (known == wanted.size()) return common::ok_status();
+    }
+    const auto waited =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+            .count();
+    if (waited > timeout_ms) {
+      return Error(Errc::kUnavailable, "the orchestrator registered " + std::to_string(known) + " of " +
+                                           std::to_string(wanted.size()) + " devices within " +
+                                           std::to_string(timeout_ms / 1000) + " s (from their inventories)");
+    }
+    if (progress != nullptr)
+      *progress << "orchestrator: " << known << "/" << wanted.size() << " devices registered\n";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+common::Status OrchestratorDriver::create_rollout(const json& spec) {
+  auto created = post("/api/v1/rollouts", spec.dump());
+  if (!created.ok())
+    return created.error().with_context("creating the scenario's rollout on the orchestrator");
+  rollout_id_ = created->value("id", "");
+  if (rollout_id_.empty()) return Error(Errc::kMalformed, "the orchestrator's answer names no rollout id");
+  return common::ok_status();
+}
+
+common::Status OrchestratorDriver::attach(const std::string& rollout_id) {
+  auto rollout = get("/api/v1/rollouts/" + rollout_id);
+  if (!rollout.ok()) return rollout.error().with_context("attaching to rollout " + rollout_id);
+  rollout_id_ = rollout_id;
+  attached_ = true;
+  const std::size_t waves = (*rollout)["spec"]["waves"].size();
+  std::lock_guard lock(mutex_);
+  waves_.resize(waves);
+  wave_status_.resize(waves, "waiting");
+  for (std::size_t w = 0; w < waves; ++w) {
+    if (waves_[w].name.empty()) waves_[w].name = "wave" + std::to_string(w + 1);
+  }
+  return common::ok_status();
+}
+
+common::Result<std::int64_t> OrchestratorDriver::predicted_duration_ms() const {
+  auto plan = get("/api/v1/rollouts/" + rollout_id_ + "/plan");
+  if (!plan.ok()) return plan.error().with_context("asking the orchestrator for its prediction");
+  return plan->value("duration_ms", std::int64_t{-1});
+}
+
+void OrchestratorDriver::begin(std::int64_t run_start_ms) {
+  run_start_ms_ = run_start_ms;
+  bool start = !attached_;
+  if (attached_) {
+    auto rollout = get("/api/v1/rollouts/" + rollout_id_);
+    start = rollout.ok() && rollout->value("state", "") == "created";
+  }
+  if (start) {
+    auto started = post("/api/v1/rollouts/" + rollout_id_ + "/start", "");
+    std::lock_guard lock(mutex_);
+    if (!started.ok()) {
+      state_ = "aborted";
+      reason_ = "starting the rollout failed: " + started.error().message;
+      return;
+    }
+  }
+  follower_ = std::thread([this] { follow(); });
+}
+
+void OrchestratorDriver::follow() {
+  while (!stop_) {
+    // The list omits the member table: a cheap call even for a 10,000-device rollout.
+    auto rollouts = get("/api/v1/rollouts");
+    bool seen = false;
+    if (rollouts.ok()) {
+      for (const auto& r : *rollouts) {
+        if (r.value("id", "") != rollout_id_) continue;
+        apply(r);
+        seen = true;
+      }
+    }
+    if (!seen) ++failed_polls_;  // down (kill -9 fault) or restarting: keep the last snapshot
+    for (std::int64_t slept = 0; slept < poll_interval_ms_ && !stop_; slept += 20)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void OrchestratorDriver::apply(const json& rollout) {
+  const std::int64_t now = clock_() - run_start_ms_;
+  std::lock_guard lock(mutex_);
+  state_ = rollout.value("state", state_);
+  reason_ = rollout.value("reason", "");
+  eta_ms_ = rollout.contains("eta") ? rollout["eta"].value("remaining_seconds", std::int64_t{-1}) * 1000 : -1;
+  const auto& waves = rollout["waves"];
+  for (std::size_t w = 0; w < waves.size() && w < waves_.size(); ++w) {
+    const std::string status = waves[w].value("status", "waiting");
+    auto& record = waves_[w];
+    if (wave_started(status) && record.started_ms < 0) record.started_ms = now;
+    if (wave_finished(status) && record.finished_ms < 0) record.finished_ms = now;
+    const auto& counts = waves[w]["counts"];
+    record.committed = counts.value("succeeded", 0u);
+    record.failed = counts.value("failed", 0u);
+    wave_status_[w] = status;
+  }
+  if (state_ == "completed" || state_ == "aborted" || state_ == "rolled_back" || state_ == "paused") {
+    for (auto& record : waves_) {
+      if (record.started_ms >= 0 && record.finished_ms < 0) record.finished_ms = now;
+    }
+  }
+}
+
+void OrchestratorDriver::finish() {
+  stop_ = true;
+  if (follower_.joinable()) follower_.join();
+  if (auto rollout = get("/api/v1/rollouts/" + rollout_id_); rollout.ok()) {
+    apply(*rollout);
+    std::lock_guard lock(mutex_);
+    for (auto& record : waves_) record.devices.clear();
+    for (const auto& m : (*rollout)["members"]) {
+      const auto wave = m.value("wave", 0);
+      if (wave >= 1 && static_cast<std::size_t>(wave) <= waves_.size())
+        waves_[static_cast<std::size_t>(wave - 1)].devices.push_back(m.value("device", ""));
+    }
+  }
+  // Counters since the orchestrator's last start (a kill -9 restarts them).
+  auto metrics = cli::ApiClient({endpoint_.api_url, endpoint_.token, false}).get_text("/metrics");
+  if (metrics.ok()) {
+    std::lock_guard lock(mutex_);
+    stats_.commands_sent = metric(*metrics, "fota_commands_sent_total");
+    stats_.chunks_served = metric(*metrics, "fota_chunks_served_total");
+    stats_.chunk_bytes_served = metric(*metrics, "fota_chunk_bytes_served_total");
+    stats_.progress_reports = metric(*metrics, "fota_progress_reports_total");
+  }
+}
+
+RolloutOutcome OrchestratorDriver::outcome() const {
+  std::lock_guard lock(mutex_);
+  if (state_ == "completed") return RolloutOutcome::kCompleted;
+  if (state_ == "paused" || state_ == "aborted" || state_ == "rolled_back") return RolloutOutcome::kHalted;
+  return RolloutOutcome::kRunning;
+}
+
+std::string OrchestratorDriver::halt_reason() const {
+  std::lock_guard lock(mutex_);
+  return reason_;
+}
+
+std::string OrchestratorDriver::state() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+std::string OrchestratorDriver::current_wave() const {
+  std::lock_guard lock(mutex_);
+  std::string wave = state_ == "created" ? "waiting" : state_;
+  for (std::size_t w = 0; w < waves_.size(); ++w) {
+    if (state_ == "running" && wave_started(wave_status_[w]) && !wave_finished(wave_status_[w]))
+      wave = "wave " + waves_[w].name + " (" + wave_status_[w] + ")";
+  }
+  return wave;
+}
+
+std::int64_t OrchestratorDriver::eta_ms() const {
+  std::lock_guard lock(mutex_);
+  return eta_ms_;
+}
+
+std::vector<WaveRecord> OrchestratorDriver::waves() const {
+  std::lock_guard lock(mutex_);
+  return waves_;
+}
+
+DriverStats OrchestratorDriver::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+}  // namespace fota::sim
