@@ -721,7 +721,9 @@ json OrchestratorService::rollout_json(const Rollout& r, Millis now, bool with_m
   if (r.state == RolloutState::kRunning || r.state == RolloutState::kCreated ||
       r.state == RolloutState::kPaused) {
     const RolloutPrediction p = predict(r, now);
-    j["eta"] = {{"end_at", format_timestamp(p.end_ms)}, {"remaining_seconds", (p.end_ms - now) / 1000}};
+    j["eta"] = {{"end_at", format_timestamp(p.end_ms)},
+                {"remaining_seconds", (p.end_ms - now) / 1000},
+                {"remaining_ms", p.end_ms - now}};
   }
   if (with_members) {
     json members = json::array();

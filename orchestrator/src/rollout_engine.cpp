@@ -710,8 +710,14 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
   Decisions out;
   Member* m = r.find_member(p.device_id());
   if (m == nullptr || p.deployment_id() != r.id) return out;
-  // Reports about an older command of ours (e.g. a timed-out attempt) change nothing.
-  if (!p.command_id().empty() && p.command_id() != m->command_id) return out;
+  // Reports about an older command of ours change nothing, with one exception: a device that is
+  // still working on this rollout's artifact under an earlier command (the re-sent command crossed
+  // its reconnect; the client keeps going under the id it started with) is making progress we
+  // want, so its forward progress counts. Failures of older commands stay ignored.
+  if (!p.command_id().empty() && p.command_id() != m->command_id) {
+    const bool forward = p.phase() >= v1::PHASE_DOWNLOADING && p.phase() <= v1::PHASE_COMMITTED;
+    if (!forward || p.artifact_id() != r.spec.artifact_id || !is_in_flight(m->state)) return out;
+  }
   if (p.sequence() != 0 && p.sequence() <= m->last_sequence) return out;
   if (p.sequence() != 0) m->last_sequence = p.sequence();
   m->dirty = true;

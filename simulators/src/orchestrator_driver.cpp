@@ -70,6 +70,9 @@ json orchestrator_rollout_spec(const RolloutPlan& plan, const std::string& artif
   spec["max_concurrent"] = plan.max_concurrent;
   spec["on_breach"] = std::string(breach_action_name(plan.on_breach));
   spec["command_ttl"] = std::to_string(plan.command_ttl_ms) + "ms";
+  if (plan.retries) {
+    spec["retries"] = {{"max", *plan.retries}, {"backoff", std::to_string(plan.retry_backoff_ms) + "ms"}};
+  }
   if (plan.start_after_ms > 0) spec["start_at"] = utc_timestamp(now_unix_ms + plan.start_after_ms);
   if (plan.maintenance_window) {
     const int start = plan.maintenance_window->start_minute;
@@ -214,7 +217,7 @@ void OrchestratorDriver::apply(const json& rollout) {
   std::lock_guard lock(mutex_);
   state_ = rollout.value("state", state_);
   reason_ = rollout.value("reason", "");
-  eta_ms_ = rollout.contains("eta") ? rollout["eta"].value("remaining_seconds", std::int64_t{-1}) * 1000 : -1;
+  eta_ms_ = rollout.contains("eta") ? rollout["eta"].value("remaining_ms", std::int64_t{-1}) : -1;
   const auto& waves = rollout["waves"];
   for (std::size_t w = 0; w < waves.size() && w < waves_.size(); ++w) {
     const std::string status = waves[w].value("status", "waiting");

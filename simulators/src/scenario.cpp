@@ -520,10 +520,10 @@ class ScenarioParser {
   }
 
   RolloutPlan rollout(const YAML::Node& node, const std::string& path) const {
-    expect_map(
-        node, path,
-        {"driver", "name", "attach", "waves", "failure_threshold", "success_gate", "soak", "start_after",
-         "max_concurrent", "command_ttl", "max_inflight_chunks", "maintenance_window", "on_breach"});
+    expect_map(node, path,
+               {"driver", "name", "attach", "waves", "failure_threshold", "success_gate", "soak",
+                "start_after", "max_concurrent", "command_ttl", "max_inflight_chunks", "maintenance_window",
+                "on_breach", "retries"});
     RolloutPlan r;
     if (node["driver"]) {
       const std::string d = lower(scalar(node["driver"], join(path, "driver")));
@@ -549,6 +549,13 @@ class ScenarioParser {
       else
         fail(node["on_breach"], join(path, "on_breach"),
              "unknown action '" + a + "'; use pause, abort or rollback");
+    }
+    if (const auto n = node["retries"]) {
+      const std::string p = join(path, "retries");
+      expect_map(n, p, {"max", "backoff"});
+      if (!n["max"]) fail(n, p, "needs max, e.g. {max: 1, backoff: 5s}");
+      r.retries = static_cast<std::uint32_t>(whole(n["max"], join(p, "max"), 0, 100));
+      if (n["backoff"]) r.retry_backoff_ms = duration(n["backoff"], join(p, "backoff"));
     }
     if (node["attach"]) {
       r.attach_id = string(node["attach"], join(path, "attach"));
@@ -765,6 +772,9 @@ class ScenarioParser {
         fail(r["maintenance_window"], "rollout.maintenance_window", "needs rollout.driver orchestrator");
       if (s.rollout.max_concurrent > 0)
         fail(r["max_concurrent"], "rollout.max_concurrent", "needs rollout.driver orchestrator");
+      if (s.rollout.retries)
+        fail(r["retries"], "rollout.retries",
+             "needs rollout.driver orchestrator (the builtin driver resends only)");
       if (s.rollout.on_breach != BreachAction::kPause)
         fail(r["on_breach"], "rollout.on_breach",
              "needs rollout.driver orchestrator (the builtin driver only halts)");

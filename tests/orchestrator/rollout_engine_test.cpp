@@ -355,6 +355,36 @@ TEST_F(RolloutEngineTest, ReportsOfAnOldCommandAreIgnored) {
   EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kDispatched);
 }
 
+TEST_F(RolloutEngineTest, ForwardProgressOnOurArtifactUnderAnEarlierCommandCounts) {
+  // The device reconnected, the orchestrator re-sent the install with a new id, and the device
+  // carries on under the id it started with (found by fota-sim's flaky-links scenario).
+  add_devices(1);
+  Rollout r = started("r-crossed", "retries: {max: 1, backoff: 1s}\n");
+  tick(r);
+  const std::string first_command = r.find_member("dev-0")->command_id;
+  r.find_member("dev-0")->command_id = first_command + "-resent";  // what the re-dispatch does
+  v1::Progress failed;
+  failed.set_device_id("dev-0");
+  failed.set_deployment_id(r.id);
+  failed.set_command_id(first_command);
+  failed.set_artifact_id(r.spec.artifact_id);
+  failed.set_phase(v1::PHASE_FAILED);
+  failed.set_error(v1::ERROR_BUSY);
+  engine_.on_progress(r, failed, now_);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kDispatched)
+      << "failures of old commands stay ignored";
+  v1::Progress other = failed;
+  other.set_phase(v1::PHASE_COMMITTED);
+  other.set_error(v1::ERROR_NONE);
+  other.set_artifact_id("00000000000000000000000000000000");
+  engine_.on_progress(r, other, now_);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kDispatched) << "another artifact is not ours";
+  v1::Progress committed = other;
+  committed.set_artifact_id(r.spec.artifact_id);
+  engine_.on_progress(r, committed, now_);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kSucceeded);
+}
+
 TEST_F(RolloutEngineTest, ConcurrencyCapAndBandwidthShare) {
   add_devices(5);
   Rollout r = started("r-cap", "max_concurrent: 2\nmax_bytes_per_second: 1000000\n");

@@ -119,6 +119,10 @@ struct RolloutPlan {
   std::uint32_t max_inflight_chunks = 0;
   std::optional<MaintenanceWindow> maintenance_window;
   BreachAction on_breach = BreachAction::kPause;
+  // Orchestrator retries of a failed device (attempts after the first, first backoff); unset =
+  // the orchestrator's defaults.
+  std::optional<std::uint32_t> retries;
+  std::int64_t retry_backoff_ms = 5'000;
 };
 
 // Which devices a fault hits: a seeded random fraction, optionally limited to some groups.
