@@ -1099,14 +1099,17 @@ struct UpdateEngine::Impl {
                  " bytes, the manifest allows " + std::to_string(expected));
       return;
     }
-    if (flight != inflight.end()) {
+    const bool was_in_flight = flight != inflight.end();
+    if (was_in_flight) {
       stats.rtt_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(now - flight->second.sent_at_ms, 0));
       inflight.erase(flight);
     }
     const std::string_view expected_digest = expected_hash(index);
     if (expected_digest.empty()) {
-      // Its hash chunk left the cache while the chunk was on the way: ask for both again.
-      retry_queue.push_back(index);
+      // A late answer (its request timed out and is queued again) whose hash chunk has left the
+      // cache: dropped, the queued request fetches both again. Only a hash chunk no request in
+      // flight needs is evicted, so a chunk in flight lands here only if that rule is broken.
+      if (was_in_flight) retry_queue.push_back(index);
       fill_window();
       return;
     }
