@@ -5,7 +5,9 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "fota/common/codec.hpp"
 
@@ -18,6 +20,8 @@ using journal::JournalRecord;
 using S = EngineState;
 
 constexpr std::size_t kHashBytes = 32;
+// Verified hash-table chunks kept in memory: the one the download is in and the next.
+constexpr std::size_t kHashChunkCache = 2;
 constexpr std::uint64_t kSequenceGapAfterRestart = 1'000'000;
 
 journal::EngineState to_record_state(EngineState state) {
@@ -185,7 +189,19 @@ struct UpdateEngine::Impl {
   struct InFlight {
     std::int64_t sent_at_ms = 0;
   };
-  std::string chunk_hashes;  // kHashBytes per chunk, contiguous: ~34 bytes per chunk in all
+  // Where each chunk's hash comes from (docs/PROTOCOL.md, "Chunk hashes"). Inline manifests:
+  // chunk_hashes holds kHashBytes per image chunk. Hash-table manifests: hash_chunk_hashes holds
+  // the manifest's kHashBytes per hash chunk, and verified hash chunks are cached, at most
+  // kHashChunkCache of them, so memory does not grow with the image.
+  struct CachedHashChunk {
+    std::uint32_t hash_chunk = 0;
+    bool ready = false;  // false: requested, not verified yet
+    std::string hashes;
+  };
+  common::ChunkSpace space;
+  std::string chunk_hashes;
+  std::string hash_chunk_hashes;
+  std::vector<CachedHashChunk> hash_cache;
   std::string image_hash;
   std::map<std::uint32_t, InFlight> inflight;
   std::deque<std::uint32_t> retry_queue;
@@ -445,8 +461,12 @@ struct UpdateEngine::Impl {
   }
 
   void clear_download() {
+    space = {};
     chunk_hashes.clear();
     chunk_hashes.shrink_to_fit();
+    hash_chunk_hashes.clear();
+    hash_chunk_hashes.shrink_to_fit();
+    hash_cache.clear();
     image_hash.clear();
     inflight.clear();
     retry_queue.clear();
@@ -603,10 +623,53 @@ struct UpdateEngine::Impl {
   }
 
   void load_hashes(const v1::Manifest& m) {
+    space = common::ChunkSpace::of(m);
     chunk_hashes.clear();
     chunk_hashes.reserve(static_cast<std::size_t>(m.chunk_sha256_size()) * kHashBytes);
     for (const auto& h : m.chunk_sha256()) chunk_hashes.append(h);
+    hash_chunk_hashes.clear();
+    hash_chunk_hashes.reserve(static_cast<std::size_t>(m.hash_table_sha256_size()) * kHashBytes);
+    for (const auto& h : m.hash_table_sha256()) hash_chunk_hashes.append(h);
+    hash_cache.clear();
     image_hash = m.image_sha256();
+  }
+
+  CachedHashChunk* cached_hash_chunk(std::uint32_t hash_chunk) {
+    for (auto& entry : hash_cache) {
+      if (entry.hash_chunk == hash_chunk) return &entry;
+    }
+    return nullptr;
+  }
+
+  // The manifest's hash of image chunk `index`; empty when its hash chunk is not at hand.
+  std::string_view expected_hash(std::uint32_t index) {
+    if (!space.has_hash_table()) {
+      return std::string_view(chunk_hashes).substr(std::size_t{index} * kHashBytes, kHashBytes);
+    }
+    const CachedHashChunk* entry = cached_hash_chunk(space.hash_chunk_index(index));
+    if (entry == nullptr || !entry->ready) return {};
+    return std::string_view(entry->hashes).substr(space.hash_offset(index), kHashBytes);
+  }
+
+  // Reserves a cache entry for `hash_chunk`, evicting a verified one that no chunk in flight
+  // needs. False when every entry is still needed: the caller waits for answers.
+  bool reserve_hash_chunk(std::uint32_t hash_chunk) {
+    if (hash_cache.size() < kHashChunkCache) {
+      hash_cache.push_back(CachedHashChunk{hash_chunk, false, {}});
+      return true;
+    }
+    for (auto& entry : hash_cache) {
+      if (!entry.ready) continue;
+      const bool needed = std::any_of(inflight.begin(), inflight.end(), [&](const auto& flight) {
+        return flight.first < space.image_chunks() &&
+               space.hash_chunk_index(flight.first) == entry.hash_chunk;
+      });
+      if (!needed) {
+        entry = CachedHashChunk{hash_chunk, false, {}};
+        return true;
+      }
+    }
+    return false;
   }
 
   // ---- Commands ---------------------------------------------------------------------------
@@ -752,12 +815,9 @@ struct UpdateEngine::Impl {
       }
     }
     manifest = std::move(verified).value();
-    if (static_cast<std::uint64_t>(manifest.chunk_sha256_size()) !=
-            common::chunk_count(manifest.image_size(), manifest.chunk_size()) ||
-        manifest.image_sha256().size() != kHashBytes ||
-        std::any_of(manifest.chunk_sha256().begin(), manifest.chunk_sha256().end(),
-                    [](const std::string& h) { return h.size() != kHashBytes; })) {
-      return Refusal{v1::ERROR_MANIFEST_MALFORMED, "manifest chunk hashes do not match its image size"};
+    // EngineCrypto implementations are meant to check this; the engine relies on it, so it checks too.
+    if (auto structure = common::check_manifest_structure(manifest); !structure.ok()) {
+      return Refusal{v1::ERROR_MANIFEST_MALFORMED, structure.error().message};
     }
     const auto& hw = manifest.compatible_hardware();
     if (std::find(hw.begin(), hw.end(), config.hardware_type) == hw.end()) {
@@ -903,18 +963,49 @@ struct UpdateEngine::Impl {
     return max;
   }
 
+  // The next index to request: a missing image chunk whose hash is at hand, or first the hash
+  // chunk it needs; nothing when everything is requested or a hash chunk must arrive first.
   std::optional<std::uint32_t> next_wanted() {
     const auto& u = record.update();
-    while (!retry_queue.empty()) {
-      const std::uint32_t i = retry_queue.front();
-      retry_queue.pop_front();
-      if (!bit(u.verified_bitmap(), i) && inflight.count(i) == 0) return i;
+    for (;;) {
+      const bool from_retry = !retry_queue.empty();
+      if (!from_retry && cursor >= u.chunk_count()) return std::nullopt;
+      const std::uint32_t i = from_retry ? retry_queue.front() : cursor;
+      auto take = [&] {
+        if (from_retry) {
+          retry_queue.pop_front();
+        } else {
+          ++cursor;
+        }
+      };
+      if (space.is_hash_chunk(i)) {
+        take();
+        // A hash chunk whose request was lost: ask again while it is still awaited.
+        const CachedHashChunk* entry = cached_hash_chunk(i - space.image_chunks());
+        if (entry != nullptr && !entry->ready && inflight.count(i) == 0) return i;
+        continue;
+      }
+      if (bit(u.verified_bitmap(), i) || inflight.count(i) != 0) {
+        take();
+        continue;
+      }
+      if (!space.has_hash_table()) {
+        take();
+        return i;
+      }
+      const std::uint32_t hash_chunk = space.hash_chunk_index(i);
+      const std::uint32_t hash_index = space.image_chunks() + hash_chunk;
+      if (const CachedHashChunk* entry = cached_hash_chunk(hash_chunk)) {
+        if (entry->ready) {
+          take();
+          return i;
+        }
+        if (inflight.count(hash_index) == 0) return hash_index;
+        return std::nullopt;  // its hash chunk is on the way
+      }
+      if (!reserve_hash_chunk(hash_chunk)) return std::nullopt;
+      return hash_index;
     }
-    while (cursor < u.chunk_count()) {
-      const std::uint32_t i = cursor++;
-      if (!bit(u.verified_bitmap(), i) && inflight.count(i) == 0) return i;
-    }
-    return std::nullopt;
   }
 
   void fill_window() {
@@ -928,11 +1019,12 @@ struct UpdateEngine::Impl {
       tokens_at = now;
     }
     std::vector<std::uint32_t> wanted;
-    while (inflight.size() + wanted.size() < static_cast<std::size_t>(std::max(window, 1.0))) {
+    while (inflight.size() < static_cast<std::size_t>(std::max(window, 1.0))) {
       if (rate > 0 && tokens < static_cast<double>(u.chunk_size())) break;
       auto next = next_wanted();
       if (!next) break;
       wanted.push_back(*next);
+      inflight[*next] = InFlight{now};  // before the next pick, which looks at what is in flight
       if (rate > 0) tokens -= static_cast<double>(u.chunk_size());
     }
     if (wanted.empty()) return;
@@ -942,7 +1034,6 @@ struct UpdateEngine::Impl {
     request.set_artifact_id(u.artifact_id());
     request.set_request_id(next_request_id++);
     for (std::uint32_t i : wanted) {
-      inflight[i] = InFlight{now};
       auto* ranges = request.mutable_ranges();
       if (!ranges->empty() && ranges->rbegin()->first() + ranges->rbegin()->count() == i) {
         ranges->rbegin()->set_count(ranges->rbegin()->count() + 1);
@@ -985,9 +1076,13 @@ struct UpdateEngine::Impl {
         return;
     }
     const std::uint32_t index = chunk.index();
-    if (index >= u.chunk_count()) {
+    if (index >= space.total()) {
       log(v1::LOG_LEVEL_WARN, "ignored chunk " + std::to_string(index) + ": the artifact has " +
-                                  std::to_string(u.chunk_count()) + " chunks");
+                                  std::to_string(space.total()) + " chunks");
+      return;
+    }
+    if (space.is_hash_chunk(index)) {
+      hash_chunk_arrived(chunk);
       return;
     }
     const auto flight = inflight.find(index);
@@ -996,10 +1091,7 @@ struct UpdateEngine::Impl {
       return;  // a duplicate (a re-request crossed the answer)
     }
     stats.bytes_received += chunk.data().size();
-    v1::Manifest view;  // only for the expected length
-    view.set_image_size(u.image_size());
-    view.set_chunk_size(u.chunk_size());
-    const std::uint32_t expected = common::chunk_length(view, index);
+    const std::uint32_t expected = space.length(index);
     if (chunk.data().size() > expected) {
       if (auto* t = slot(u.target_slot())) t->set_valid(false);
       finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_TOO_LARGE,
@@ -1007,13 +1099,22 @@ struct UpdateEngine::Impl {
                  " bytes, the manifest allows " + std::to_string(expected));
       return;
     }
-    if (flight != inflight.end()) {
+    const bool was_in_flight = flight != inflight.end();
+    if (was_in_flight) {
       stats.rtt_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(now - flight->second.sent_at_ms, 0));
       inflight.erase(flight);
     }
+    const std::string_view expected_digest = expected_hash(index);
+    if (expected_digest.empty()) {
+      // A late answer (its request timed out and is queued again) whose hash chunk has left the
+      // cache: dropped, the queued request fetches both again. Only a hash chunk no request in
+      // flight needs is evicted, so a chunk in flight lands here only if that rule is broken.
+      if (was_in_flight) retry_queue.push_back(index);
+      fill_window();
+      return;
+    }
     const std::string digest = crypto.sha256(chunk.data());
-    if (chunk.data().size() != expected ||
-        digest.compare(0, kHashBytes, chunk_hashes, std::size_t{index} * kHashBytes, kHashBytes) != 0) {
+    if (chunk.data().size() != expected || digest != expected_digest) {
       ++stats.chunk_retries;
       const std::uint32_t failures = ++hash_failures[index];
       if (failures >= config.max_chunk_failures) {
@@ -1045,6 +1146,60 @@ struct UpdateEngine::Impl {
     if (++chunks_since_persist >= std::max<std::uint32_t>(config.persist_every_chunks, 1)) persist();
     progress_dirty = true;
     if (now >= next_progress_at) report(v1::PHASE_DOWNLOADING);
+    fill_window();
+  }
+
+  // A chunk of the hash table: verified against the manifest, then cached for the image chunks
+  // it covers.
+  void hash_chunk_arrived(v1::ChunkData& chunk) {
+    const std::uint32_t index = chunk.index();
+    const std::uint32_t hash_chunk = index - space.image_chunks();
+    const auto flight = inflight.find(index);
+    CachedHashChunk* entry = cached_hash_chunk(hash_chunk);
+    if (entry == nullptr || entry->ready) {
+      if (flight != inflight.end()) inflight.erase(flight);
+      return;  // a duplicate, or no longer needed
+    }
+    const auto& u = record.update();
+    stats.bytes_received += chunk.data().size();
+    const std::uint32_t expected = space.length(index);
+    const std::string name =
+        "hash-table chunk " + std::to_string(hash_chunk) + " (chunk " + std::to_string(index) + ")";
+    if (chunk.data().size() > expected) {
+      if (auto* t = slot(u.target_slot())) t->set_valid(false);
+      finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_TOO_LARGE,
+             name + " has " + std::to_string(chunk.data().size()) + " bytes, the manifest allows " +
+                 std::to_string(expected));
+      return;
+    }
+    if (flight != inflight.end()) {
+      stats.rtt_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(now - flight->second.sent_at_ms, 0));
+      inflight.erase(flight);
+    }
+    const std::string digest = crypto.sha256(chunk.data());
+    if (chunk.data().size() != expected ||
+        digest.compare(0, kHashBytes, hash_chunk_hashes, std::size_t{hash_chunk} * kHashBytes, kHashBytes) !=
+            0) {
+      ++stats.chunk_retries;
+      const std::uint32_t failures = ++hash_failures[index];
+      if (failures >= config.max_chunk_failures) {
+        if (auto* t = slot(u.target_slot())) t->set_valid(false);
+        finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_HASH_MISMATCH,
+               name + " failed its manifest hash " + std::to_string(failures) +
+                   " times; the chunk server or the link corrupts data");
+        return;
+      }
+      log(v1::LOG_LEVEL_WARN, name + " does not match its manifest hash; asking again");
+      retry_queue.push_front(index);
+      fill_window();
+      return;
+    }
+    entry->hashes = std::move(*chunk.mutable_data());
+    entry->ready = true;
+    last_chunk_at = now;
+    if (config.adaptive_window) {
+      window = std::min(static_cast<double>(effective_max_window()), window + 1.0 / std::max(window, 1.0));
+    }
     fill_window();
   }
 

@@ -57,7 +57,7 @@ nlohmann::json describe(const v1::SignedManifest& sm, const v1::Manifest& m) {
           {"image_size", m.image_size()},
           {"image_sha256", common::to_hex(m.image_sha256())},
           {"chunk_size", m.chunk_size()},
-          {"chunks", m.chunk_sha256_size()},
+          {"chunks", common::ChunkSpace::of(m).image_chunks()},
           {"created_at_ms", m.created_at_ms()},
           {"key_id", sm.key_id()}};
 }
@@ -151,7 +151,8 @@ void register_artifact_commands(CLI::App& app) {
     auto verified = common::verify_bundle(*vbundle, store);
     if (!verified) throw std::runtime_error("verification FAILED: " + verified.error().message);
     std::cout << "OK: " << *vbundle << " is signed by trusted key " << verified->info.signed_manifest.key_id()
-              << " and all " << verified->manifest.chunk_sha256_size() << " chunks match\n";
+              << " and all " << common::ChunkSpace::of(verified->manifest).image_chunks()
+              << " chunks match\n";
     print_human(describe(verified->info.signed_manifest, verified->manifest));
   });
 }

@@ -105,7 +105,7 @@ json manifest_json(const v1::Manifest& m) {
                std::vector<std::string>(m.compatible_hardware().begin(), m.compatible_hardware().end())},
               {"image_size", m.image_size()},
               {"chunk_size", m.chunk_size()},
-              {"chunks", m.chunk_sha256_size()},
+              {"chunks", common::ChunkSpace::of(m).image_chunks()},
               {"image_sha256", common::to_hex(m.image_sha256())},
               {"created_at", format_timestamp(m.created_at_ms())}};
 }

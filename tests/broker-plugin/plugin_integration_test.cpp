@@ -89,6 +89,19 @@ class PluginEnvironment {
     auto imported = store.import_bundle(bundle, trust);
     if (!imported) throw std::runtime_error("importing the test artifact: " + imported.error().to_string());
     artifact_id_ = imported->artifact_id();
+    // A second artifact large enough for a hash table: 201 chunks, hash chunks of 128 and 73 hashes.
+    const fs::path large_image = dir_.path() / "large.bin";
+    std::string large(200 * kChunkSize + 100, '\0');
+    for (auto& c : large) c = static_cast<char>(rng());
+    std::ofstream(large_image, std::ios::binary) << large;
+    spec.version = "3.0.0";
+    auto large_manifest = common::build_signed_manifest(large_image, spec, key, 1'700'000'000'000).value();
+    const fs::path large_bundle = dir_.path() / "large.fota";
+    EXPECT_TRUE(common::write_bundle(large_bundle, large_manifest, large_image));
+    auto large_imported = store.import_bundle(large_bundle, trust);
+    if (!large_imported)
+      throw std::runtime_error("importing the large artifact: " + large_imported.error().to_string());
+    hash_table_manifest_ = *large_imported;
   }
 
   testing::TestPki& pki() { return pki_; }
@@ -96,6 +109,7 @@ class PluginEnvironment {
   const fs::path& store_dir() const { return store_dir_; }
   const std::string& artifact_id() const { return artifact_id_; }
   const std::string& image_bytes() const { return image_bytes_; }
+  const v1::Manifest& hash_table_manifest() const { return hash_table_manifest_; }
 
  private:
   testing::TempDir dir_;
@@ -103,6 +117,7 @@ class PluginEnvironment {
   fs::path store_dir_;
   std::string artifact_id_;
   std::string image_bytes_;
+  v1::Manifest hash_table_manifest_;
 };
 
 class PluginTest : public ::testing::Test {
@@ -496,6 +511,37 @@ TEST_F(PluginTest, PluginServedChunksArriveByteIdenticalAndAreNotForwarded) {
   ASSERT_TRUE(past);
   EXPECT_EQ(common::decode<v1::ChunkData>(past->payload, common::kMaxChunkDataBytes)->status(),
             v1::CHUNK_STATUS_OUT_OF_RANGE);
+}
+
+// Chunk indices after the image's are the hash table's chunks (docs/PROTOCOL.md, "Chunk hashes"):
+// the plugin serves them from the store, each matching the signed manifest, and nothing past them.
+TEST_F(PluginTest, PluginServesHashTableChunksAfterTheImageChunks) {
+  start_broker();
+  auto [orchestrator, dev] = clients<2>({{{Role::kOrchestrator, "orch-1"}, {Role::kDevice, "dev-1"}}});
+  expect_subscribed(*orchestrator, common::TopicScheme().shared_filter(Channel::kChunkRequest));
+  expect_subscribed(*dev, topic("dev-1", Channel::kChunk));
+  const v1::Manifest& m = env_->hash_table_manifest();
+  const common::ChunkSpace space = common::ChunkSpace::of(m);
+  ASSERT_EQ(space.image_chunks(), 201u);
+  ASSERT_EQ(space.hash_chunks(), 2u);
+  ASSERT_TRUE(dev->publish(topic("dev-1", Channel::kChunkRequest),
+                           chunk_request("dev-1", m.artifact_id(), space.image_chunks(), 3)));
+  for (std::uint32_t j = 0; j < 3; ++j) {
+    auto msg = dev->wait_message();
+    ASSERT_TRUE(msg) << "answer " << j << " missing\n" << broker_->log();
+    auto chunk = common::decode<v1::ChunkData>(msg->payload, common::kMaxChunkDataBytes);
+    ASSERT_TRUE(chunk);
+    EXPECT_EQ(chunk->index(), space.image_chunks() + j);
+    if (j == 2) {
+      EXPECT_EQ(chunk->status(), v1::CHUNK_STATUS_OUT_OF_RANGE);
+      continue;
+    }
+    ASSERT_EQ(chunk->status(), v1::CHUNK_STATUS_OK);
+    EXPECT_EQ(chunk->data().size(), (j == 0 ? 128u : 73u) * 32);
+    EXPECT_EQ(common::digest_bytes(common::Sha256::digest(chunk->data())),
+              m.hash_table_sha256(static_cast<int>(j)));
+  }
+  expect_no_message(*orchestrator);
 }
 
 TEST_F(PluginTest, StatsArePublishedRetainedForObservers) {

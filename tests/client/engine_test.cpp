@@ -710,3 +710,182 @@ TEST_F(InPlaceInstallTest, FailingUpdateModuleFailsTheInstall) {
 
 }  // namespace
 }  // namespace fota::client
+
+namespace fota::client {
+namespace {
+
+// ---- Manifests with a hash table (docs/PROTOCOL.md, "Chunk hashes") -----------------------
+// 101 image chunks of 1 KiB: the manifest carries 4 hash-table hashes instead of 101 chunk
+// hashes; hash chunks 0-3 (32, 32, 32 and 5 hashes) are chunk indices 101-104.
+class HashTableEngineTest : public EngineTest {
+ protected:
+  static constexpr std::uint32_t kImageChunks = 101;
+  static constexpr std::uint32_t kHashChunk0 = kImageChunks;
+
+  HashTableEngineTest() {
+    ArtifactOptions o;
+    o.size = kImageChunks * 1024 - 700;
+    artifact_ = make_artifact(key_, o);
+    config_.slot_capacity_bytes = 256 * 1024;
+    config_.initial_window = 8;
+  }
+
+  // Answers every pending request (each answer's chunks in reverse order) until none is left.
+  void serve_reversed() {
+    auto& requests = device().transport().chunk_requests;
+    while (!requests.empty() && device().running()) {
+      auto chunks = server_.answer(requests.front());
+      requests.pop_front();
+      std::reverse(chunks.begin(), chunks.end());
+      for (auto& c : chunks) {
+        if (!device().running()) break;
+        device().run(device().engine().on_chunk(std::move(c), clock_.now_ms()), clock_.now_ms());
+      }
+    }
+  }
+
+  // Hash chunk that covers image chunk `index`.
+  static std::uint32_t hash_chunk_of(std::uint32_t index) { return kHashChunk0 + index / 32; }
+};
+
+TEST_F(HashTableEngineTest, ManifestCarriesHashTableHashesInsteadOfChunkHashes) {
+  EXPECT_EQ(artifact_.manifest.chunk_sha256_size(), 0);
+  EXPECT_EQ(artifact_.manifest.hash_table_sha256_size(), 4);
+  EXPECT_EQ(common::ChunkSpace::of(artifact_.manifest).total(), kImageChunks + 4);
+}
+
+TEST_F(HashTableEngineTest, CompleteUpdateFetchesEachHashChunkBeforeTheChunksItCovers) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED)
+      << device().transport().progress.back().error_detail();
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+  EXPECT_EQ(server_.requested.size(), kImageChunks + 4);
+  for (const auto& [index, count] : server_.requested) EXPECT_EQ(count, 1) << "chunk " << index;
+  // The first request is the first hash chunk alone; no image chunk is asked for before its hash
+  // chunk.
+  ASSERT_FALSE(server_.request_order.empty());
+  EXPECT_EQ(server_.request_order.front(), kHashChunk0);
+  std::map<std::uint32_t, std::size_t> first_asked;
+  for (std::size_t n = 0; n < server_.request_order.size(); ++n)
+    first_asked.emplace(server_.request_order[n], n);
+  for (std::uint32_t i = 0; i < kImageChunks; ++i) {
+    EXPECT_LT(first_asked.at(hash_chunk_of(i)), first_asked.at(i)) << "chunk " << i;
+  }
+  EXPECT_EQ(device().engine().stats().unexpected_events, 0U);
+}
+
+TEST_F(HashTableEngineTest, OutOfOrderChunksAcrossHashChunksAreVerified) {
+  config_.initial_window = 40;
+  config_.max_window = 40;
+  config_.adaptive_window = false;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  serve_reversed();
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED)
+      << device().transport().progress.back().error_detail();
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+}
+
+TEST_F(HashTableEngineTest, TamperedImageChunkIsCheckedAgainstTheHashTable) {
+  server_.corrupt[40] = 1;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  EXPECT_EQ(server_.requested[40], 2);
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+}
+
+TEST_F(HashTableEngineTest, TamperedHashChunkIsReRequestedOnce) {
+  server_.corrupt[kHashChunk0 + 1] = 1;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  EXPECT_EQ(server_.requested[kHashChunk0 + 1], 2);
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+}
+
+TEST_F(HashTableEngineTest, RepeatedlyTamperedHashChunkFailsTheUpdate) {
+  server_.corrupt[kHashChunk0 + 2] = 100;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  const auto& last = device().transport().progress.back();
+  EXPECT_EQ(last.phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(last.error(), v1::ERROR_CHUNK_HASH_MISMATCH);
+  EXPECT_NE(last.error_detail().find("hash-table chunk 2"), std::string::npos) << last.error_detail();
+  EXPECT_EQ(server_.requested[kHashChunk0 + 2], static_cast<int>(config_.max_chunk_failures));
+  // The image chunks it covers (64-95) were never asked for: nothing unverifiable was fetched.
+  for (std::uint32_t i = 64; i < 96; ++i) EXPECT_EQ(server_.requested.count(i), 0U) << "chunk " << i;
+  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+  EXPECT_TRUE(device().slot_content("a") == factory_image_);
+}
+
+TEST_F(HashTableEngineTest, OversizedHashChunkFailsTheUpdate) {
+  server_.oversize[kHashChunk0 + 3] = 1;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_CHUNK_TOO_LARGE);
+  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+}
+
+TEST_F(HashTableEngineTest, LostHashChunkRequestIsAskedAgainAfterTheTimeout) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  auto& requests = device().transport().chunk_requests;
+  ASSERT_EQ(requests.size(), 1U);
+  ASSERT_EQ(requests.front().ranges_size(), 1);
+  EXPECT_EQ(requests.front().ranges(0).first(), kHashChunk0);
+  EXPECT_EQ(requests.front().ranges(0).count(), 1U);
+  requests.clear();  // lost
+  clock_.advance(std::chrono::milliseconds(config_.chunk_timeout_ms));
+  device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_EQ(requests.front().ranges(0).first(), kHashChunk0);
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+}
+
+TEST_F(HashTableEngineTest, LinkLossKeepsTheHashChunksAndRefetchesNothing) {
+  config_.initial_window = 4;
+  config_.adaptive_window = false;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  auto& requests = device().transport().chunk_requests;
+  while (device().engine().stats().chunks_verified < 40 && !requests.empty()) {
+    auto request = requests.front();
+    requests.pop_front();
+    for (auto& c : server_.answer(request))
+      device().run(device().engine().on_chunk(std::move(c), clock_.now_ms()), clock_.now_ms());
+  }
+  device().run(device().engine().on_disconnected(clock_.now_ms()), clock_.now_ms());
+  requests.clear();  // lost with the link
+  device().run(device().engine().on_connected(clock_.now_ms()), clock_.now_ms());
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  for (const auto& [index, count] : server_.requested) EXPECT_EQ(count, 1) << "chunk " << index;
+}
+
+TEST_F(HashTableEngineTest, PowerCutRefetchesTheHashChunkButNoVerifiedChunk) {
+  config_.initial_window = 4;
+  config_.adaptive_window = false;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  auto& requests = device().transport().chunk_requests;
+  while (device().engine().stats().chunks_verified < 50 && !requests.empty()) {
+    auto request = requests.front();
+    requests.pop_front();
+    for (auto& c : server_.answer(request))
+      device().run(device().engine().on_chunk(std::move(c), clock_.now_ms()), clock_.now_ms());
+  }
+  ASSERT_GE(device().engine().stats().chunks_verified, 50U);
+  device().power_off();  // the hash chunks in memory and the requests in flight are gone
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+  int refetched = 0;
+  for (std::uint32_t i = 0; i < kImageChunks; ++i) refetched += server_.requested[i] - 1;
+  EXPECT_LE(refetched, 4) << "only chunks in flight at the cut may be fetched again";
+  EXPECT_EQ(server_.requested[kHashChunk0], 1);      // chunks 0-31 were all verified before the cut
+  EXPECT_EQ(server_.requested[kHashChunk0 + 1], 2);  // needed again for chunks 50-63
+}
+
+}  // namespace
+}  // namespace fota::client

@@ -1,6 +1,7 @@
 // The device client over a real Mosquitto with mutual TLS. The test plays the server side
-// (orchestrator and chunk server) with TestMqttClient and answers chunk requests from a signed
-// artifact bundle.
+// (orchestrator and chunk server) with TestMqttClient and answers chunk requests from an
+// ArtifactStore holding a signed bundle, as the orchestrator does; one test lets the broker
+// plugin serve the chunks instead.
 #include <gtest/gtest.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -92,10 +93,17 @@ class MqttClientTest : public ::testing::Test {
     signed_manifest_ = verified->info.signed_manifest;
     manifest_ = verified->manifest;
     image_ = read_all(bundle).substr(verified->info.image_offset);
+    // 65 chunks of 1 KiB: more than one 1 KiB hash chunk holds, so the manifest has a hash table.
+    ASSERT_EQ(manifest_.hash_table_sha256_size(), 3);
+    store_ = std::make_unique<common::ArtifactStore>(dir_.path() / "artifacts");
+    ASSERT_TRUE(store_->import_bundle(bundle, trust).ok());
   }
 
+  // The URI devices and the test's server connect to.
+  std::string uri() const { return plugin_broker_ ? plugin_broker_->uri() : broker_.uri(); }
+
   void connect_server() {
-    server_ = std::make_unique<TestMqttClient>(broker_.uri(), "orchestrator",
+    server_ = std::make_unique<TestMqttClient>(uri(), "orchestrator",
                                                TestMqttClient::Identity{pki_.ca_cert(), server_files_});
     ASSERT_TRUE(server_->connect().ok());
     for (Channel c : {Channel::kChunkRequest, Channel::kProgress, Channel::kInventory, Channel::kPresence,
@@ -114,7 +122,7 @@ class MqttClientTest : public ::testing::Test {
                                                      {"b", dev_dir() / "slot-b"}},
         *env_);
     MqttClientConfig mqtt;
-    mqtt.broker_uri = broker_.uri();
+    mqtt.broker_uri = uri();
     mqtt.ca_cert = pki_.ca_cert();
     mqtt.cert = device_files_.cert;
     mqtt.key = device_files_.key;
@@ -174,7 +182,13 @@ class MqttClientTest : public ::testing::Test {
         d.set_artifact_id(request.artifact_id());
         d.set_index(i);
         d.set_request_id(request.request_id());
-        d.set_data(image_.substr(std::size_t{i} * manifest_.chunk_size(), manifest_.chunk_size()));
+        std::string data;
+        if (auto read = store_->read_chunk(request.artifact_id(), i, data); !read) {
+          d.set_status(read.error().code == common::Errc::kInvalidArgument
+                           ? v1::CHUNK_STATUS_OUT_OF_RANGE
+                           : v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+        }
+        d.set_data(std::move(data));
         (void)server_->publish(topics_.device_topic(device_id_, Channel::kChunk), d.SerializeAsString(), 0);
         if (on_served) on_served();
       }
@@ -240,6 +254,8 @@ class MqttClientTest : public ::testing::Test {
   fota::testing::TempDir dir_;
   fota::testing::TestPki pki_;
   fota::testing::MosquittoBroker broker_;
+  std::unique_ptr<fota::testing::MosquittoBroker> plugin_broker_;  // when set, used instead of broker_
+  std::unique_ptr<common::ArtifactStore> store_;
   common::Ed25519PrivateKey key_;
   common::DeviceId device_id_;
   common::TopicScheme topics_;
@@ -279,7 +295,8 @@ TEST_F(MqttClientTest, CompleteUpdateOverMutualTls) {
   EXPECT_TRUE(read_all(dev_dir() / "slot-b") == image_);
   EXPECT_EQ(env_->load()->at("fota_active"), "b");
   for (const auto& [index, count] : requested_) EXPECT_EQ(count, 1) << "chunk " << index;
-  EXPECT_EQ(requested_.size(), static_cast<std::size_t>(manifest_.chunk_sha256_size()));
+  // Every image chunk and every hash chunk, each once.
+  EXPECT_EQ(requested_.size(), common::ChunkSpace::of(manifest_).total());
   // Inventory after the commit reports the new version; presence says online.
   const auto until = std::chrono::steady_clock::now() + 5s;
   while (last_inventory_.version() != "2.0.0" && std::chrono::steady_clock::now() < until) {
@@ -329,8 +346,27 @@ TEST_F(MqttClientTest, DownloadSurvivesTwoBrokerKillsWithoutRefetchingVerifiedCh
   EXPECT_TRUE(read_all(dev_dir() / "slot-b") == image_);
   // Each kill may lose at most one window (4) of requested-but-unanswered chunks; a verified
   // chunk is never asked for again.
-  const int chunks = manifest_.chunk_sha256_size();
+  const int chunks = static_cast<int>(common::ChunkSpace::of(manifest_).total());
   EXPECT_LE(served_, chunks + 2 * 4 * 2) << "served " << served_ << " chunks for an image of " << chunks;
+}
+
+// What fleets run: the broker plugin answers chunk requests (image chunks and hash-table chunks)
+// from the orchestrator's artifact store; nothing reaches the test's server.
+TEST_F(MqttClientTest, PluginServesAHashTableArtifactEndToEnd) {
+  fota::testing::BrokerOptions options;
+  options.with_plugin = true;
+  options.plugin_options = {{"artifact_dir", store_->root().string()}};
+  plugin_broker_ =
+      std::make_unique<fota::testing::MosquittoBroker>(pki_, dir_.path() / "plugin-broker", options);
+  connect_server();
+  boot_device();
+  wait_device_online();
+  send_command(install_command("c1"));
+  const v1::Progress last = serve_until_terminal();
+  EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail() << "\n" << plugin_broker_->log();
+  EXPECT_EQ(reboots_, 1);
+  EXPECT_TRUE(read_all(dev_dir() / "slot-b") == image_);
+  EXPECT_TRUE(requested_.empty()) << requested_.size() << " chunk requests were forwarded to the server";
 }
 
 TEST_F(MqttClientTest, FailedHealthCheckRevertsOverMqtt) {

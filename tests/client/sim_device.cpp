@@ -34,8 +34,10 @@ TestArtifact make_artifact(const common::Ed25519PrivateKey& key, const ArtifactO
   m.set_image_sha256(common::digest_bytes(common::Sha256::digest(a.image)));
   m.set_chunk_size(options.chunk_size);
   for (std::size_t off = 0; off < a.image.size(); off += options.chunk_size) {
-    m.add_chunk_sha256(common::digest_bytes(common::Sha256::digest(a.image.substr(off, options.chunk_size))));
+    a.hash_table += common::digest_bytes(common::Sha256::digest(a.image.substr(off, options.chunk_size)));
   }
+  common::set_chunk_hashes(m, a.hash_table,
+                           common::ChunkSpace::wants_hash_table(m.image_size(), m.chunk_size()));
   m.set_created_at_ms(1'700'000'000'000);
   auto signed_manifest = common::sign_manifest(m, key);
   if (!signed_manifest.ok()) throw std::runtime_error(signed_manifest.error().to_string());
@@ -69,17 +71,19 @@ v1::Command rollback_command(const std::string& id, std::int64_t now_ms, const T
 
 std::vector<v1::ChunkData> ChunkServer::answer(const v1::ChunkRequest& request) {
   std::vector<v1::ChunkData> chunks;
-  const v1::Manifest& m = artifact->manifest;
+  const common::ChunkSpace space = common::ChunkSpace::of(artifact->manifest);
   for (const auto& range : request.ranges()) {
     for (std::uint32_t i = range.first(); i < range.first() + range.count(); ++i) {
       ++requested[i];
+      request_order.push_back(i);
       v1::ChunkData d;
       d.set_artifact_id(request.artifact_id());
       d.set_index(i);
       d.set_request_id(request.request_id());
-      d.set_status(status);
-      if (status == v1::CHUNK_STATUS_OK) {
-        std::string data = artifact->image.substr(std::size_t{i} * m.chunk_size(), m.chunk_size());
+      d.set_status(space.length(i) == 0 ? v1::CHUNK_STATUS_OUT_OF_RANGE : status);
+      if (d.status() == v1::CHUNK_STATUS_OK) {
+        const std::string& file = space.is_hash_chunk(i) ? artifact->hash_table : artifact->image;
+        std::string data = file.substr(static_cast<std::size_t>(space.offset(i)), space.length(i));
         if (corrupt[i] > 0) {
           --corrupt[i];
           data[0] = static_cast<char>(data[0] ^ 0x5A);

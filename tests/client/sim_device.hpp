@@ -15,6 +15,7 @@
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
 #include "fota/client/runtime.hpp"
+#include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
 #include "fota/common/topics.hpp"
@@ -26,6 +27,7 @@ inline constexpr char kDeviceId[] = "dev-0001";
 
 struct TestArtifact {
   std::string image;
+  std::string hash_table;  // every chunk's SHA-256, concatenated (served as hash chunks)
   v1::Manifest manifest;
   v1::SignedManifest signed_manifest;
 };
@@ -43,6 +45,8 @@ struct ArtifactOptions {
   std::string payload_target;
   std::uint32_t seed = 7;
 };
+// Chunk hashes as `fotactl artifact create` puts them: a hash table for an image of more than
+// min(kMaxInlineChunkHashes, chunk_size / 32) chunks (33 at 1 KiB chunks), inline otherwise.
 TestArtifact make_artifact(const common::Ed25519PrivateKey& key, const ArtifactOptions& options = {});
 
 v1::Command install_command(const std::string& id, const TestArtifact& artifact, std::int64_t now_ms,
@@ -50,7 +54,7 @@ v1::Command install_command(const std::string& id, const TestArtifact& artifact,
 v1::Command rollback_command(const std::string& id, std::int64_t now_ms,
                              const TestArtifact* artifact = nullptr);
 
-// Answers chunk requests from one artifact.
+// Answers chunk requests from one artifact: image chunks and hash-table chunks (ChunkSpace).
 struct ChunkServer {
   explicit ChunkServer(const TestArtifact* served) : artifact(served) {}
   const TestArtifact* artifact = nullptr;
@@ -58,7 +62,8 @@ struct ChunkServer {
   // Chunks to corrupt, by index, how many times.
   std::map<std::uint32_t, int> corrupt;
   std::map<std::uint32_t, int> oversize;
-  std::map<std::uint32_t, int> requested;  // how often each index was asked for
+  std::map<std::uint32_t, int> requested;    // how often each index was asked for
+  std::vector<std::uint32_t> request_order;  // every index asked for, in order
   std::vector<v1::ChunkData> answer(const v1::ChunkRequest& request);
 };
 

@@ -137,6 +137,69 @@ TEST_F(ArtifactTest, StoreImportsAndServesChunks) {
   EXPECT_TRUE(store.import_bundle(bundle, trust_).ok());
 }
 
+// 40 chunks of 1 KiB: more than fit inline in one 1 KiB hash chunk (32), so a hash table.
+class HashTableArtifactTest : public ArtifactTest {
+ protected:
+  void SetUp() override {
+    ArtifactTest::SetUp();
+    image_bytes_.resize(40 * 1024 - 100);
+    std::mt19937 rng(43);
+    for (auto& c : image_bytes_) c = static_cast<char>(rng());
+    std::ofstream(image_, std::ios::binary | std::ios::trunc) << image_bytes_;
+    spec_.chunk_size = 1024;
+  }
+  std::string chunk_hash(std::uint32_t i) const {
+    return digest_bytes(Sha256::digest(std::string_view(image_bytes_).substr(std::size_t{i} * 1024, 1024)));
+  }
+};
+
+TEST_F(HashTableArtifactTest, ManifestCarriesTheHashOfEachHashChunk) {
+  auto sm = build_signed_manifest(image_, spec_, key_, 1700000000000).value();
+  auto m = trust_.verify(sm);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->chunk_sha256_size(), 0);
+  ASSERT_EQ(m->hash_table_sha256_size(), 2);
+  std::string first, second;
+  for (std::uint32_t i = 0; i < 32; ++i) first += chunk_hash(i);
+  for (std::uint32_t i = 32; i < 40; ++i) second += chunk_hash(i);
+  EXPECT_EQ(m->hash_table_sha256(0), digest_bytes(Sha256::digest(first)));
+  EXPECT_EQ(m->hash_table_sha256(1), digest_bytes(Sha256::digest(second)));
+}
+
+TEST_F(HashTableArtifactTest, TamperedImageIsRefusedThroughTheHashTable) {
+  auto bundle = make_bundle("a.fota");
+  ASSERT_TRUE(verify_bundle(bundle, trust_).ok());
+  auto info = read_bundle_header(bundle).value();
+  flip_byte(bundle, info.image_offset + 35 * 1024 + 7);
+  auto verified = verify_bundle(bundle, trust_);
+  ASSERT_FALSE(verified.ok());
+  EXPECT_EQ(verified.error().code, Errc::kIntegrity);
+  EXPECT_NE(verified.error().message.find("chunks 32-39 do not match hash-table chunk 1"), std::string::npos)
+      << verified.error().message;
+}
+
+TEST_F(HashTableArtifactTest, StoreServesImageChunksThenHashChunks) {
+  auto bundle = make_bundle("a.fota");
+  ArtifactStore store(dir_.path() / "store");
+  auto m = store.import_bundle(bundle, trust_);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  std::string chunk;
+  std::string reassembled;
+  for (std::uint32_t i = 0; i < 40; ++i) {
+    ASSERT_TRUE(store.read_chunk(m->artifact_id(), i, chunk).ok());
+    reassembled += chunk;
+  }
+  EXPECT_EQ(reassembled, image_bytes_);
+  // Index 40 + j is hash chunk j, and it matches the signed manifest.
+  for (std::uint32_t j = 0; j < 2; ++j) {
+    ASSERT_TRUE(store.read_chunk(m->artifact_id(), 40 + j, chunk).ok());
+    EXPECT_EQ(chunk.size(), j == 0 ? 32u * 32 : 8u * 32);
+    EXPECT_EQ(digest_bytes(Sha256::digest(chunk)), m->hash_table_sha256(static_cast<int>(j)));
+    EXPECT_EQ(chunk.substr(0, 32), chunk_hash(j * 32));
+  }
+  EXPECT_EQ(store.read_chunk(m->artifact_id(), 42, chunk).error().code, Errc::kInvalidArgument);
+}
+
 TEST_F(ArtifactTest, StoreRefusesTamperedBundleAndKeepsNothing) {
   auto bundle = make_bundle("a.fota");
   auto info = read_bundle_header(bundle).value();

@@ -172,5 +172,83 @@ TEST(Codec, ManifestStructure) {
   EXPECT_EQ(chunk_length(m, 3), 0u);
 }
 
+// 100 chunks of 1 KiB: 32 hashes per hash chunk, so hash chunks 0-3 (32, 32, 32, 4 hashes) are
+// chunk indices 100-103.
+v1::Manifest hash_table_manifest() {
+  v1::Manifest m = sample_manifest();
+  m.clear_chunk_sha256();
+  m.set_image_size(100 * 1024 - 24);
+  m.set_chunk_size(1024);
+  for (int j = 0; j < 4; ++j) m.add_hash_table_sha256(std::string(32, static_cast<char>('p' + j)));
+  return m;
+}
+
+TEST(Codec, ManifestStructureWithHashTable) {
+  EXPECT_TRUE(check_manifest_structure(hash_table_manifest()).ok());
+  auto m = hash_table_manifest();
+  m.add_chunk_sha256(std::string(32, 'a'));  // both forms
+  EXPECT_FALSE(check_manifest_structure(m).ok());
+  m = hash_table_manifest();
+  m.add_hash_table_sha256(std::string(32, 'z'));  // one hash too many
+  EXPECT_FALSE(check_manifest_structure(m).ok());
+  m = hash_table_manifest();
+  m.mutable_hash_table_sha256()->RemoveLast();  // one too few
+  EXPECT_FALSE(check_manifest_structure(m).ok());
+  m = hash_table_manifest();
+  m.set_hash_table_sha256(1, std::string(31, 'x'));
+  auto short_hash = check_manifest_structure(m);
+  ASSERT_FALSE(short_hash.ok());
+  EXPECT_NE(short_hash.error().message.find("hash-table hash 1"), std::string::npos)
+      << short_hash.error().message;
+  m = hash_table_manifest();
+  m.set_image_size(std::uint64_t{1} << 62);  // more chunks than a chunk index can address
+  EXPECT_FALSE(check_manifest_structure(m).ok());
+  m = hash_table_manifest();
+  m.clear_hash_table_sha256();  // neither form
+  EXPECT_FALSE(check_manifest_structure(m).ok());
+}
+
+TEST(Codec, ChunkSpaceAddressesImageThenHashChunks) {
+  const ChunkSpace inline_space = ChunkSpace::of(sample_manifest());
+  EXPECT_FALSE(inline_space.has_hash_table());
+  EXPECT_EQ(inline_space.total(), 3u);
+  EXPECT_FALSE(inline_space.is_hash_chunk(3));
+
+  const v1::Manifest m = hash_table_manifest();
+  const ChunkSpace space = ChunkSpace::of(m);
+  EXPECT_TRUE(space.has_hash_table());
+  EXPECT_EQ(space.image_chunks(), 100u);
+  EXPECT_EQ(space.hashes_per_hash_chunk(), 32u);
+  EXPECT_EQ(space.hash_chunks(), 4u);
+  EXPECT_EQ(space.total(), 104u);
+  EXPECT_EQ(space.length(99), 1000u);  // the image's last chunk
+  EXPECT_EQ(space.offset(99), 99u * 1024);
+  EXPECT_FALSE(space.is_hash_chunk(99));
+  EXPECT_TRUE(space.is_hash_chunk(100));
+  EXPECT_EQ(space.offset(100), 0u);
+  EXPECT_EQ(space.length(100), 32u * 32);
+  EXPECT_EQ(space.offset(103), 3u * 32 * 32);
+  EXPECT_EQ(space.length(103), 4u * 32);  // hashes of chunks 96-99
+  EXPECT_EQ(space.length(104), 0u);
+  EXPECT_FALSE(space.is_hash_chunk(104));
+  EXPECT_EQ(chunk_length(m, 103), 128u);
+  EXPECT_EQ(space.hash_chunk_index(31), 0u);
+  EXPECT_EQ(space.hash_chunk_index(32), 1u);
+  EXPECT_EQ(space.hash_offset(33), 32u);
+  // A chunk size that is not a multiple of 32: a hash never straddles two hash chunks.
+  const ChunkSpace odd(5000 * 1030, 1030, true);
+  EXPECT_EQ(odd.hashes_per_hash_chunk(), 32u);
+  EXPECT_EQ(odd.length(odd.image_chunks()), 32u * 32);
+}
+
+TEST(Codec, HashTableIsChosenOnlyWhenInlineHashesWouldNotFitOneHashChunkOr16KiB) {
+  EXPECT_FALSE(ChunkSpace::wants_hash_table(32 * 1024, 1024));     // 32 chunks: fit one 1 KiB hash chunk
+  EXPECT_TRUE(ChunkSpace::wants_hash_table(32 * 1024 + 1, 1024));  // 33
+  EXPECT_FALSE(ChunkSpace::wants_hash_table(std::uint64_t{8} << 20, 16 * 1024));  // 512 chunks
+  EXPECT_TRUE(ChunkSpace::wants_hash_table((std::uint64_t{8} << 20) + 1, 16 * 1024));
+  EXPECT_FALSE(ChunkSpace::wants_hash_table(std::uint64_t{128} << 20, 256 * 1024));  // 512 chunks
+  EXPECT_TRUE(ChunkSpace::wants_hash_table(std::uint64_t{1} << 30, 256 * 1024));     // 4096 chunks
+}
+
 }  // namespace
 }  // namespace fota::common

@@ -43,12 +43,13 @@ Status pread_all(int fd, char* out, std::size_t size, std::uint64_t offset) {
 
 // Streams `size` bytes of `in` through per-chunk and whole-image hashes.
 struct ImageHashes {
-  std::vector<Sha256Digest> chunks;
+  std::string table;  // every chunk's SHA-256, concatenated
   Sha256Digest image{};
 };
 
 Result<ImageHashes> hash_image(std::istream& in, std::uint64_t size, std::uint32_t chunk_size) {
   ImageHashes out;
+  out.table.reserve(std::size_t{chunk_count(size, chunk_size)} * kSha256Bytes);
   Sha256 whole;
   Sha256 chunk;
   std::string buf(chunk_size, '\0');
@@ -59,14 +60,34 @@ Result<ImageHashes> hash_image(std::istream& in, std::uint64_t size, std::uint32
     if (static_cast<std::size_t>(in.gcount()) != n) return Error(Errc::kIo, "image ended early");
     chunk.update(buf.data(), n);
     whole.update(buf.data(), n);
-    out.chunks.push_back(chunk.finish());
+    out.table += digest_bytes(chunk.finish());
     left -= n;
   }
   out.image = whole.finish();
   return out;
 }
 
+std::string_view hash_chunk(const ChunkSpace& space, std::string_view table, std::uint32_t j) {
+  const std::uint32_t index = space.image_chunks() + j;
+  return table.substr(static_cast<std::size_t>(space.offset(index)), space.length(index));
+}
+
 }  // namespace
+
+void set_chunk_hashes(v1::Manifest& m, std::string_view table, bool use_hash_table) {
+  m.clear_chunk_sha256();
+  m.clear_hash_table_sha256();
+  const ChunkSpace space(m.image_size(), m.chunk_size(), use_hash_table);
+  if (!use_hash_table) {
+    for (std::size_t off = 0; off + kSha256Bytes <= table.size(); off += kSha256Bytes) {
+      m.add_chunk_sha256(std::string(table.substr(off, kSha256Bytes)));
+    }
+    return;
+  }
+  for (std::uint32_t j = 0; j < space.hash_chunks(); ++j) {
+    m.add_hash_table_sha256(digest_bytes(Sha256::digest(hash_chunk(space, table, j))));
+  }
+}
 
 Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const ArtifactSpec& spec,
                                                  const Ed25519PrivateKey& key, std::int64_t now_ms) {
@@ -104,7 +125,7 @@ Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const Ar
   m.set_image_size(size);
   m.set_image_sha256(digest_bytes(hashes->image));
   m.set_chunk_size(spec.chunk_size);
-  for (const auto& d : hashes->chunks) m.add_chunk_sha256(digest_bytes(d));
+  set_chunk_hashes(m, hashes->table, ChunkSpace::wants_hash_table(size, spec.chunk_size));
   m.set_created_at_ms(now_ms);
   // Content-addressed id: a hash of everything else the manifest says.
   m.set_artifact_id(to_hex(digest_bytes(Sha256::digest(m.SerializeAsString()))).substr(0, kArtifactIdLength));
@@ -192,17 +213,32 @@ Result<VerifiedBundle> verify_bundle(const fs::path& bundle, const TrustStore& t
   in.seekg(static_cast<std::streamoff>(info->image_offset));
   auto hashes = hash_image(in, info->image_size, manifest->chunk_size());
   if (!hashes) return hashes.error().with_context(bundle.string());
-  for (std::size_t i = 0; i < hashes->chunks.size(); ++i) {
-    if (digest_bytes(hashes->chunks[i]) != manifest->chunk_sha256(static_cast<int>(i))) {
-      return Error(Errc::kIntegrity,
-                   bundle.string() + ": chunk " + std::to_string(i) +
-                       " does not match its hash in the signed manifest (the image was altered)");
+  const ChunkSpace space = ChunkSpace::of(*manifest);
+  if (!space.has_hash_table()) {
+    for (std::uint32_t i = 0; i < space.image_chunks(); ++i) {
+      if (hashes->table.compare(std::size_t{i} * kSha256Bytes, kSha256Bytes,
+                                manifest->chunk_sha256(static_cast<int>(i))) != 0) {
+        return Error(Errc::kIntegrity,
+                     bundle.string() + ": chunk " + std::to_string(i) +
+                         " does not match its hash in the signed manifest (the image was altered)");
+      }
+    }
+  }
+  for (std::uint32_t j = 0; j < space.hash_chunks(); ++j) {
+    if (digest_bytes(Sha256::digest(hash_chunk(space, hashes->table, j))) !=
+        manifest->hash_table_sha256(static_cast<int>(j))) {
+      const std::uint32_t first = j * space.hashes_per_hash_chunk();
+      const std::uint32_t last = first + space.length(space.image_chunks() + j) / kSha256Bytes - 1;
+      return Error(Errc::kIntegrity, bundle.string() + ": chunks " + std::to_string(first) + "-" +
+                                         std::to_string(last) + " do not match hash-table chunk " +
+                                         std::to_string(j) +
+                                         " of the signed manifest (the image was altered)");
     }
   }
   if (digest_bytes(hashes->image) != manifest->image_sha256()) {
     return Error(Errc::kIntegrity, bundle.string() + ": image hash does not match the signed manifest");
   }
-  return VerifiedBundle{std::move(info).value(), std::move(manifest).value()};
+  return VerifiedBundle{std::move(info).value(), std::move(manifest).value(), std::move(hashes->table)};
 }
 
 // ---------------------------------------------------------------------------------- store
@@ -210,8 +246,15 @@ Result<VerifiedBundle> verify_bundle(const fs::path& bundle, const TrustStore& t
 ArtifactStore::ArtifactStore(fs::path root, std::size_t max_open_files)
     : root_(std::move(root)), max_open_files_(max_open_files == 0 ? 1 : max_open_files) {}
 
+namespace {
+void close_image(int fd, int hash_table_fd) {
+  ::close(fd);
+  if (hash_table_fd >= 0) ::close(hash_table_fd);
+}
+}  // namespace
+
 ArtifactStore::~ArtifactStore() {
-  for (auto& [id, img] : open_) ::close(img.fd);
+  for (auto& [id, img] : open_) close_image(img.fd, img.hash_table_fd);
 }
 
 Result<v1::Manifest> ArtifactStore::import_bundle(const fs::path& bundle, const TrustStore& trust) {
@@ -242,9 +285,15 @@ Result<v1::Manifest> ArtifactStore::import_bundle(const fs::path& bundle, const 
     mf << verified->info.signed_manifest.SerializeAsString();
     mf.flush();
     if (!mf) return fail("writing the manifest into the store failed (disk full?)");
+    if (verified->manifest.hash_table_sha256_size() > 0) {
+      std::ofstream table(tmp_dir / "hash_table", std::ios::binary);
+      table << verified->hash_table;
+      table.flush();
+      if (!table) return fail("writing the hash table into the store failed (disk full?)");
+    }
   }
   // Data must be on disk before the directory becomes visible under its final name.
-  for (const char* name : {"image", "manifest.pb"}) {
+  for (const char* name : {"image", "manifest.pb", "hash_table"}) {
     int fd = ::open((tmp_dir / name).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
       ::fsync(fd);
@@ -299,11 +348,20 @@ Result<ArtifactStore::OpenImage> ArtifactStore::open_image(const std::string& ar
   if (!m) return m.error();
   int fd = ::open((root_ / artifact_id / "image").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Error(Errc::kNotFound, "artifact " + artifact_id + " has no image in the store");
+  const ChunkSpace space = ChunkSpace::of(*m);
+  int table_fd = -1;
+  if (space.has_hash_table()) {
+    table_fd = ::open((root_ / artifact_id / "hash_table").c_str(), O_RDONLY | O_CLOEXEC);
+    if (table_fd < 0) {
+      ::close(fd);
+      return Error(Errc::kNotFound, "artifact " + artifact_id + " has no hash table in the store");
+    }
+  }
   if (open_.size() >= max_open_files_) {
-    ::close(open_.begin()->second.fd);
+    close_image(open_.begin()->second.fd, open_.begin()->second.hash_table_fd);
     open_.erase(open_.begin());
   }
-  OpenImage img{fd, m->image_size(), m->chunk_size()};
+  OpenImage img{fd, table_fd, space};
   open_.emplace(artifact_id, img);
   return img;
 }
@@ -313,14 +371,14 @@ Status ArtifactStore::read_chunk(const std::string& artifact_id, std::uint32_t i
   std::lock_guard lock(mutex_);
   auto img = open_image(artifact_id);
   if (!img) return img.error();
-  const std::uint64_t offset = std::uint64_t{index} * img->chunk_size;
-  if (img->chunk_size == 0 || offset >= img->image_size) {
+  const std::uint32_t length = img->space.length(index);
+  if (length == 0) {
     return Error(Errc::kInvalidArgument,
                  "chunk " + std::to_string(index) + " is past the end of artifact " + artifact_id);
   }
-  const std::uint64_t left = img->image_size - offset;
-  out.resize(static_cast<std::size_t>(left < img->chunk_size ? left : img->chunk_size));
-  return pread_all(img->fd, out.data(), out.size(), offset);
+  out.resize(length);
+  return pread_all(img->space.is_hash_chunk(index) ? img->hash_table_fd : img->fd, out.data(), out.size(),
+                   img->space.offset(index));
 }
 
 }  // namespace fota::common

@@ -1,5 +1,8 @@
 #include "fota/common/codec.hpp"
 
+#include <algorithm>
+#include <limits>
+
 namespace fota::common {
 namespace {
 
@@ -73,11 +76,57 @@ std::uint32_t chunk_count(std::uint64_t image_size, std::uint32_t chunk_size) no
   return static_cast<std::uint32_t>((image_size + chunk_size - 1) / chunk_size);
 }
 
+ChunkSpace::ChunkSpace(std::uint64_t image_size, std::uint32_t chunk_size, bool hash_table) noexcept
+    : image_size_(image_size), chunk_size_(chunk_size), image_chunks_(chunk_count(image_size, chunk_size)) {
+  const std::uint32_t per = hashes_per_hash_chunk();
+  if (hash_table && per > 0) hash_chunks_ = image_chunks_ / per + (image_chunks_ % per != 0 ? 1 : 0);
+}
+
+ChunkSpace ChunkSpace::of(const v1::Manifest& manifest) noexcept {
+  return ChunkSpace(manifest.image_size(), manifest.chunk_size(), manifest.hash_table_sha256_size() > 0);
+}
+
+bool ChunkSpace::wants_hash_table(std::uint64_t image_size, std::uint32_t chunk_size) noexcept {
+  const std::uint32_t chunks = chunk_count(image_size, chunk_size);
+  return chunks > std::min<std::uint32_t>(kMaxInlineChunkHashes, chunk_size / kSha256Bytes);
+}
+
+std::uint32_t ChunkSpace::total() const noexcept {
+  const std::uint64_t sum = std::uint64_t{image_chunks_} + hash_chunks_;
+  return sum > std::numeric_limits<std::uint32_t>::max() ? std::numeric_limits<std::uint32_t>::max()
+                                                         : static_cast<std::uint32_t>(sum);
+}
+
+std::uint32_t ChunkSpace::hash_chunk_index(std::uint32_t image_index) const noexcept {
+  const std::uint32_t per = hashes_per_hash_chunk();
+  return per == 0 ? 0 : image_index / per;
+}
+
+std::size_t ChunkSpace::hash_offset(std::uint32_t image_index) const noexcept {
+  const std::uint32_t per = hashes_per_hash_chunk();
+  return per == 0 ? 0 : std::size_t{image_index % per} * kSha256Bytes;
+}
+
+std::uint64_t ChunkSpace::offset(std::uint32_t index) const noexcept {
+  if (index < image_chunks_) return std::uint64_t{index} * chunk_size_;
+  if (!is_hash_chunk(index)) return 0;
+  return std::uint64_t{index - image_chunks_} * hashes_per_hash_chunk() * kSha256Bytes;
+}
+
+std::uint32_t ChunkSpace::length(std::uint32_t index) const noexcept {
+  if (index < image_chunks_) {
+    const std::uint64_t left = image_size_ - std::uint64_t{index} * chunk_size_;
+    return static_cast<std::uint32_t>(left < chunk_size_ ? left : chunk_size_);
+  }
+  if (!is_hash_chunk(index)) return 0;
+  const std::uint32_t per = hashes_per_hash_chunk();
+  const std::uint32_t first = (index - image_chunks_) * per;
+  const std::uint32_t hashes = std::min(per, image_chunks_ - first);
+  return static_cast<std::uint32_t>(hashes * kSha256Bytes);
+}
+
 std::uint32_t chunk_length(const v1::Manifest& manifest, std::uint32_t index) noexcept {
-  const std::uint64_t offset = std::uint64_t{index} * manifest.chunk_size();
-  if (offset >= manifest.image_size()) return 0;
-  const std::uint64_t left = manifest.image_size() - offset;
-  return static_cast<std::uint32_t>(left < manifest.chunk_size() ? left : manifest.chunk_size());
+  return ChunkSpace::of(manifest).length(index);
 }
 
 Status check_manifest_structure(const v1::Manifest& m) {
@@ -93,15 +142,27 @@ Status check_manifest_structure(const v1::Manifest& m) {
                std::to_string(kMinChunkSize) + ", " + std::to_string(kMaxChunkSize) + "]");
   }
   if (m.image_sha256().size() != kSha256Bytes) return bad("image_sha256 is not 32 bytes");
-  const std::uint64_t expected = chunk_count(m.image_size(), m.chunk_size());
-  if (expected != static_cast<std::uint64_t>(m.chunk_sha256_size())) {
-    return bad("has " + std::to_string(m.chunk_sha256_size()) + " chunk hashes but an image of " +
-               std::to_string(m.image_size()) + " bytes in chunks of " + std::to_string(m.chunk_size()) +
-               " needs " + std::to_string(expected));
+  const std::uint64_t image_chunks = (m.image_size() + m.chunk_size() - 1) / m.chunk_size();
+  if (image_chunks > std::numeric_limits<std::uint32_t>::max() / 2) {
+    return bad("an image of " + std::to_string(m.image_size()) + " bytes has too many chunks of " +
+               std::to_string(m.chunk_size()) + " bytes");
   }
-  for (int i = 0; i < m.chunk_sha256_size(); ++i) {
-    if (m.chunk_sha256(i).size() != kSha256Bytes)
-      return bad("chunk hash " + std::to_string(i) + " is not 32 bytes");
+  if (m.chunk_sha256_size() > 0 && m.hash_table_sha256_size() > 0) {
+    return bad("has both inline chunk hashes and a hash table");
+  }
+  const bool table = m.hash_table_sha256_size() > 0;
+  const ChunkSpace space = ChunkSpace::of(m);
+  const std::uint64_t expected = table ? space.hash_chunks() : space.image_chunks();
+  const auto& hashes = table ? m.hash_table_sha256() : m.chunk_sha256();
+  if (expected != static_cast<std::uint64_t>(hashes.size())) {
+    return bad("has " + std::to_string(hashes.size()) + (table ? " hash-table hashes" : " chunk hashes") +
+               " but an image of " + std::to_string(m.image_size()) + " bytes in chunks of " +
+               std::to_string(m.chunk_size()) + " needs " + std::to_string(expected));
+  }
+  for (int i = 0; i < hashes.size(); ++i) {
+    if (hashes.Get(i).size() != kSha256Bytes) {
+      return bad((table ? "hash-table hash " : "chunk hash ") + std::to_string(i) + " is not 32 bytes");
+    }
   }
   return ok_status();
 }

@@ -7,8 +7,10 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
 #include "fota/common/result.hpp"
 #include "fota/v1/fota.pb.h"
@@ -25,7 +27,13 @@ struct ArtifactSpec {
   std::uint32_t chunk_size = 16 * 1024;
 };
 
-// Builds and signs the manifest of an image file (streams the file once).
+// Puts an image's chunk hashes into `manifest` (image_size and chunk_size already set).
+// `hash_table` is every image chunk's SHA-256, concatenated. Inline (chunk_sha256) unless
+// `use_hash_table`; then hash_table_sha256 gets the SHA-256 of each hash chunk (ChunkSpace).
+void set_chunk_hashes(v1::Manifest& manifest, std::string_view hash_table, bool use_hash_table);
+
+// Builds and signs the manifest of an image file (streams the file once). Uses a hash table when
+// ChunkSpace::wants_hash_table says so.
 Result<v1::SignedManifest> build_signed_manifest(const std::filesystem::path& image, const ArtifactSpec& spec,
                                                  const Ed25519PrivateKey& key, std::int64_t now_ms);
 
@@ -50,14 +58,18 @@ Result<BundleInfo> read_bundle_header(const std::filesystem::path& bundle);
 struct VerifiedBundle {
   BundleInfo info;
   v1::Manifest manifest;
+  // Every image chunk's SHA-256, concatenated, checked against the manifest: what a store serves
+  // as hash chunks when the manifest has a hash table.
+  std::string hash_table;
 };
 
-// Verifies signature, structure, every chunk hash and the image hash. Errors name the first
-// chunk that does not match.
+// Verifies signature, structure, every chunk hash (directly, or through the hash table) and the
+// image hash. Errors name the first chunk (or hash chunk) that does not match.
 Result<VerifiedBundle> verify_bundle(const std::filesystem::path& bundle, const TrustStore& trust);
 
-// Content-addressed store: <root>/<artifact_id>/manifest.pb (SignedManifest) and
-// <root>/<artifact_id>/image. Entries appear atomically (built in a temp dir, then renamed).
+// Content-addressed store: <root>/<artifact_id>/manifest.pb (SignedManifest),
+// <root>/<artifact_id>/image and, for a manifest with a hash table, <root>/<artifact_id>/hash_table
+// (verified at import like the image). Entries appear atomically (built in a temp dir, then renamed).
 // Thread-safe. Readers keep a small cache of open images.
 class ArtifactStore {
  public:
@@ -78,15 +90,15 @@ class ArtifactStore {
   Result<v1::Manifest> manifest(const std::string& artifact_id) const;
   std::vector<std::string> list() const;
 
-  // Reads chunk `index` into `out` (resized). kNotFound for an unknown artifact, kInvalidArgument
-  // for an index past the end.
+  // Reads chunk `index` of the artifact's ChunkSpace (image chunks, then hash-table chunks) into
+  // `out` (resized). kNotFound for an unknown artifact, kInvalidArgument for an index past the end.
   Status read_chunk(const std::string& artifact_id, std::uint32_t index, std::string& out) const;
 
  private:
   struct OpenImage {
     int fd = -1;
-    std::uint64_t image_size = 0;
-    std::uint32_t chunk_size = 0;
+    int hash_table_fd = -1;  // only for a manifest with a hash table
+    ChunkSpace space;
   };
   Result<OpenImage> open_image(const std::string& artifact_id) const;
 

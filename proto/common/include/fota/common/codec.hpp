@@ -16,7 +16,9 @@ namespace fota::common {
 inline constexpr std::size_t kMinChunkSize = 1024;
 inline constexpr std::size_t kMaxChunkSize = 1024 * 1024;
 inline constexpr std::size_t kDefaultChunkSize = 16 * 1024;
-inline constexpr std::size_t kMaxCommandBytes = 4 * 1024 * 1024;  // carries a manifest with chunk hashes
+// Carries a manifest. Manifests of large images carry a hash table's hashes instead of one hash
+// per chunk (ChunkSpace), so 4 MiB is far more than any manifest this build creates needs.
+inline constexpr std::size_t kMaxCommandBytes = 4 * 1024 * 1024;
 inline constexpr std::size_t kMaxInventoryBytes = 64 * 1024;
 inline constexpr std::size_t kMaxProgressBytes = 4 * 1024;
 inline constexpr std::size_t kMaxLogBatchBytes = 64 * 1024;
@@ -57,12 +59,59 @@ Status validate_device_message(Channel channel, const DeviceId& device, std::str
 bool is_valid_artifact_id(std::string_view id) noexcept;
 
 // Structural checks of a manifest that need no key: id format, sizes, chunk size in
-// [kMinChunkSize, kMaxChunkSize], chunk count = ceil(image_size / chunk_size), every hash 32
-// bytes, at least one compatible hardware type, a known payload type.
+// [kMinChunkSize, kMaxChunkSize], exactly one form of chunk hashes with the count ChunkSpace
+// says, every hash 32 bytes, at least one compatible hardware type, a known payload type.
 Status check_manifest_structure(const v1::Manifest& manifest);
 
-// Number of chunks and the size of chunk `index` of a manifest.
+// Number of image chunks: ceil(image_size / chunk_size).
 std::uint32_t chunk_count(std::uint64_t image_size, std::uint32_t chunk_size) noexcept;
+
+// Manifests list chunk hashes inline only for images of at most this many chunks (and only when
+// the list fits in one hash chunk); larger images get a hash table, so a manifest, and the
+// memory a device needs for it, does not grow with the image (docs/PROTOCOL.md, "Chunk hashes").
+inline constexpr std::uint32_t kMaxInlineChunkHashes = 512;
+
+// The chunk index space of an artifact, the one place that says what chunk i is. Indices
+// [0, image_chunks) are the image's chunks; with a hash table, indices image_chunks + j for j in
+// [0, hash_chunks) are the hash table's chunks: hash chunk j is the SHA-256s of image chunks
+// [j * H, j * H + H), concatenated, H = hashes_per_hash_chunk(). Every chunk server reads chunk i
+// of an artifact through ArtifactStore::read_chunk, which uses this.
+class ChunkSpace {
+ public:
+  ChunkSpace() = default;
+  ChunkSpace(std::uint64_t image_size, std::uint32_t chunk_size, bool hash_table) noexcept;
+  // The space a manifest addresses: with a hash table when hash_table_sha256 is not empty.
+  static ChunkSpace of(const v1::Manifest& manifest) noexcept;
+  // Whether an image of this size is given a hash table when its manifest is built.
+  static bool wants_hash_table(std::uint64_t image_size, std::uint32_t chunk_size) noexcept;
+
+  std::uint64_t image_size() const noexcept { return image_size_; }
+  std::uint32_t chunk_size() const noexcept { return chunk_size_; }
+  bool has_hash_table() const noexcept { return hash_chunks_ > 0; }
+  std::uint32_t image_chunks() const noexcept { return image_chunks_; }
+  std::uint32_t hash_chunks() const noexcept { return hash_chunks_; }
+  // Image and hash chunks: valid indices are [0, total()). Saturates at UINT32_MAX.
+  std::uint32_t total() const noexcept;
+  std::uint32_t hashes_per_hash_chunk() const noexcept { return chunk_size_ / kSha256Bytes; }
+  bool is_hash_chunk(std::uint32_t index) const noexcept {
+    return index >= image_chunks_ && index - image_chunks_ < hash_chunks_;
+  }
+  // Index of the hash chunk that holds image chunk `image_index`'s hash, and where in it.
+  std::uint32_t hash_chunk_index(std::uint32_t image_index) const noexcept;
+  std::size_t hash_offset(std::uint32_t image_index) const noexcept;
+  // Where chunk `index` starts in its file (the image, or the hash table), and its length; 0
+  // for an index outside the space.
+  std::uint64_t offset(std::uint32_t index) const noexcept;
+  std::uint32_t length(std::uint32_t index) const noexcept;
+
+ private:
+  std::uint64_t image_size_ = 0;
+  std::uint32_t chunk_size_ = 0;
+  std::uint32_t image_chunks_ = 0;
+  std::uint32_t hash_chunks_ = 0;
+};
+
+// Length of chunk `index` (image or hash chunk) of a manifest: ChunkSpace::of(manifest).length(index).
 std::uint32_t chunk_length(const v1::Manifest& manifest, std::uint32_t index) noexcept;
 
 }  // namespace fota::common
