@@ -5,8 +5,9 @@
 #   3. fota-orchestrator on its embedded SQLite store, with the bundle uploaded through its API;
 #   4. a fleet of real fota-device agents (file-backed A/B slots) taken through a three-wave staged
 #      rollout, watched live with `fotactl rollout watch`, then the hash-chained audit log verified;
-#   5. fota-sim with 1,000 virtual devices on flaky links through a three-wave rollout, with live
-#      progress and a JSON + HTML report.
+#   5. fota-sim with 1,000 virtual devices on flaky links, connected to the same broker and driven by
+#      the same orchestrator (the simulator uploads its signed image, the orchestrator runs the
+#      three-wave rollout), with live progress and a JSON + HTML report.
 # Everything it starts is stopped on exit; each run works in a fresh .demo/<time>/ directory.
 #   FOTA_DEMO_DEVICES=N       real device agents (default 12)
 #   FOTA_DEMO_SIM=0           skip part 5
@@ -170,8 +171,13 @@ rollout_id=$("$fotactl" rollout create -f rollout.yaml --json | sed -n 's/^  "id
 "$fotactl" audit verify
 
 if [[ "${FOTA_DEMO_SIM:-1}" != "0" ]]; then
-  echo "== 5. fota-sim: 1,000 virtual devices on flaky links, three waves"
-  "$sim" "$root/scripts/demo/fleet-1000-flaky.yaml" --out "$run/sim-report" || sim_status=$?
+  echo "== 5. fota-sim: 1,000 virtual devices on flaky links, three waves run by the same orchestrator"
+  "$sim" "$root/scripts/demo/fleet-1000-flaky.yaml" --out "$run/sim-report" \
+    --broker-port "$mqtt_port" --ca-dir pki --orchestrator "$FOTA_SERVER" \
+    --token-file secrets/demo.token --signing-key keys/signing.key || sim_status=$?
+  sim_rollout=$(sed -n 's/.*"rollout_id": "\([^"]*\)".*/\1/p' "$run/sim-report/report.json" 2>/dev/null | head -n 1)
+  if [[ -n "$sim_rollout" ]]; then "$fotactl" rollout status "$sim_rollout"; fi
+  "$fotactl" audit verify
   if [[ -f "$run/sim-report/report.html" ]]; then
     echo "   report: $run/sim-report/report.html (JSON: $run/sim-report/report.json)"
   fi

@@ -352,7 +352,17 @@ Result<Decisions> RolloutEngine::rollback(Rollout& r, std::string reason, Millis
   Decisions out;
   std::size_t count = 0;
   for (Member& m : r.members) {
-    if (is_in_flight(m.state)) {
+    if (is_in_flight(m.state) && m.phase >= v1::PHASE_INSTALLING && m.phase <= v1::PHASE_CONFIRMING &&
+        m.previous_artifact_id != r.spec.artifact_id) {
+      // Too late to cancel: the device finishes the update. Wait for it: when its inventory shows
+      // the new artifact it gets the rollback (on_inventory); when it reverted on its own, it is
+      // back already. The pending id keeps the update's own reports from counting.
+      m.command_id = r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + ".rollback-pending";
+      m.state = MemberState::kRollingBack;
+      m.since_ms = now;
+      m.dirty = true;
+      ++count;
+    } else if (is_in_flight(m.state)) {
       m.command_id = r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + ".cancel";
       out.push_back(Decision{Decision::Kind::kCancel, m.device_id, m.command_id, 0, r.spec.artifact_id, {}});
       m.state = MemberState::kCancelled;
@@ -776,8 +786,20 @@ Decisions RolloutEngine::on_inventory(Rollout& r, const DeviceFacts& device,
   Decisions out;
   Member* m = r.find_member(device.id);
   if (m == nullptr || pending_deployment_id == r.id) return out;
-  if (is_in_flight(m->state) && (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused) &&
-      device.artifact_id != r.spec.artifact_id) {
+  if (is_in_flight(m->state) && device.artifact_id == r.spec.artifact_id) {
+    // The device runs our artifact with no update pending: it committed and we missed the report
+    // (found by fota-sim's orchestrator-kill scenario: it came while the orchestrator was down).
+    // A retained inventory without a pending deployment is the device's own word for it.
+    m->state = MemberState::kSucceeded;
+    m->phase = v1::PHASE_COMMITTED;
+    m->since_ms = now;
+    m->finished_ms = now;
+    m->last_error.clear();
+    m->dirty = true;
+    out.push_back(audit("device " + m->device_id + " runs the artifact (inventory); counted as succeeded"));
+  } else if (is_in_flight(m->state) &&
+             (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused) &&
+             device.artifact_id != r.spec.artifact_id) {
     // The device does not work on our command: it lost it (offline, expired, rebooted). Resend.
     std::size_t wave_members = 0;
     for (const Member& x : r.members) wave_members += x.wave == m->wave ? 1 : 0;

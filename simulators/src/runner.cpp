@@ -522,7 +522,8 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     }
     const std::string wave = driver->current_wave();
     std::int64_t eta = driver->eta_ms();
-    if (orchestrated && report.predicted_at_first_wave_ms < 0 && eta >= 0) {
+    if (orchestrated && report.predicted_at_first_wave_ms < 0 && eta >= 0 &&
+        orchestrated->state() == "running") {
       const auto waves_now = orchestrated->waves();
       if (!waves_now.empty() && waves_now.front().finished_ms >= 0)
         report.predicted_at_first_wave_ms = sample.at_ms + eta;
@@ -624,7 +625,11 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     const bool window_closed = outside_window.count(r.device_id) > 0;
     if (window_closed && (r.image_bytes > 0 || r.final_version != r.initial_version))
       touched_outside_window.push_back(r.device_id + " (" + r.time_zone + ")");
-    if (started_wave_devices.count(r.device_id) && !window_closed && !r.expected_failure && !on_target) {
+    // A breach with on_breach rollback sends the devices that did update back on purpose.
+    const bool rolled_back_on_breach =
+        report.outcome == "halted" && scenario.rollout.on_breach == BreachAction::kRollback && on_previous;
+    if (started_wave_devices.count(r.device_id) && !window_closed && !r.expected_failure && !on_target &&
+        !rolled_back_on_breach) {
       unexpected_failures.push_back(r.device_id + " (" + r.final_phase +
                                     (r.last_error.empty() ? "" : ", " + r.last_error) + ")");
     }
@@ -656,6 +661,15 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
                  (unhealthy_committed.empty()
                       ? std::string()
                       : "; committed an unhealthy image: " + list(unhealthy_committed))});
+  if (report.outcome == "halted" && scenario.rollout.on_breach == BreachAction::kRollback) {
+    std::vector<std::string> not_back;
+    for (const auto& r : report.devices) {
+      if (r.final_version != r.initial_version || r.on_trial)
+        not_back.push_back(r.device_id + " runs " + r.final_version);
+    }
+    report.invariants.push_back({"breach action rollback: every device back on its previous version",
+                                 not_back.empty(), not_back.empty() ? "" : list(not_back)});
+  }
   if (scenario.rollout.maintenance_window) {
     report.invariants.push_back(
         {"no device updated outside its maintenance window", touched_outside_window.empty(),

@@ -604,6 +604,56 @@ TEST_F(RolloutEngineTest, ManualFleetRollbackReturnsTouchedDevicesToTheirPreviou
   EXPECT_EQ(r.state, RolloutState::kRolledBack);
 }
 
+TEST_F(RolloutEngineTest, RollbackWaitsForDevicesTooFarIntoTheUpdateToCancel) {
+  // Found by fota-sim's bad-image-rollback scenario: a device installing when the rollback starts
+  // refuses the cancel, finishes and commits; it must still end on its previous artifact.
+  add_devices(3);
+  Rollout r = started("r-late", "");
+  tick(r);
+  report(r, "dev-0", v1::PHASE_COMMITTED);
+  report(r, "dev-1", v1::PHASE_INSTALLING);
+  report(r, "dev-2", v1::PHASE_DOWNLOADING);
+  auto d = engine_.rollback(r, "operator: bad release", now_);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(targets(*d, Decision::Kind::kRollback), std::vector<std::string>{"dev-0"});
+  EXPECT_EQ(targets(*d, Decision::Kind::kCancel), std::vector<std::string>{"dev-2"});
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRollingBack);
+  // dev-1's own update reports do not count as its rollback.
+  v1::Progress late;
+  late.set_device_id("dev-1");
+  late.set_deployment_id(r.id);
+  late.set_command_id(r.id + ".dev-1.1");
+  late.set_artifact_id(kArtifact);
+  late.set_phase(v1::PHASE_COMMITTED);
+  engine_.on_progress(r, late, now_);
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRollingBack);
+  // Its inventory shows the new artifact: now it gets the rollback.
+  fleet_.devices["dev-1"].artifact_id = kArtifact;
+  const auto sent = engine_.on_inventory(r, fleet_.devices["dev-1"], "", now_);
+  EXPECT_EQ(targets(sent, Decision::Kind::kRollback), std::vector<std::string>{"dev-1"});
+  report(r, "dev-0", v1::PHASE_ROLLED_BACK);
+  report(r, "dev-1", v1::PHASE_ROLLED_BACK);
+  tick(r);
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRolledBack);
+  EXPECT_EQ(r.state, RolloutState::kRolledBack);
+}
+
+TEST_F(RolloutEngineTest, InventoryOfACommittedDeviceCountsWhenItsReportWasLost) {
+  add_devices(2);
+  Rollout r = started("r-lost", "");
+  tick(r);
+  report(r, "dev-0", v1::PHASE_DOWNLOADING);
+  report(r, "dev-1", v1::PHASE_CONFIRMING);
+  fleet_.devices["dev-1"].artifact_id = kArtifact;
+  // On trial (still pending this rollout): not yet a success.
+  EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-1"], r.id, now_).empty());
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kUpdating);
+  // Committed, no update pending any more, and the COMMITTED report never arrived.
+  engine_.on_inventory(r, fleet_.devices["dev-1"], "", now_);
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kSucceeded);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kUpdating);
+}
+
 TEST_F(RolloutEngineTest, InventoryWithoutTheCommandGetsItAgain) {
   add_devices(1);
   Rollout r = started("r-level", "");

@@ -1,5 +1,6 @@
-// Small shipped scenarios run end to end against a real mosquitto over mTLS, with the real client
-// engine in every virtual device; each test asserts the scenario's invariants.
+// Small shipped scenarios run end to end against a real mosquitto over mTLS with the fota broker
+// plugin, a real fota-orchestrator (started by the runner) and the real client engine in every
+// virtual device; each test asserts the scenario's invariants. One test runs the builtin driver.
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -11,9 +12,28 @@
 namespace fota::sim {
 namespace {
 
+// The orchestrator's artifact store, which the broker plugin reads; it must exist before the broker.
+std::filesystem::path make_artifact_dir(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+testing::BrokerOptions plugin_options(const std::filesystem::path& artifacts) {
+  testing::BrokerOptions options;
+  options.with_plugin = true;
+  options.plugin_options = {
+      {"artifact_dir", artifacts.string()}, {"device_msgs_per_second", "1000"}, {"device_msg_burst", "2000"}};
+  options.extra_config = "max_packet_size 4210688\n";
+  return options;
+}
+
 class ScenarioRun : public ::testing::Test {
  protected:
-  ScenarioRun() : pki_(dir_.path() / "pki"), broker_(pki_, dir_.path() / "broker") {}
+  explicit ScenarioRun(bool with_plugin = true)
+      : pki_(dir_.path() / "pki"),
+        artifacts_(make_artifact_dir(dir_.path() / "artifacts")),
+        broker_(pki_, dir_.path() / "broker",
+                with_plugin ? plugin_options(artifacts_) : testing::BrokerOptions{}) {}
 
   RunReport run(const std::string& file, const std::function<void(Scenario&)>& adjust = {}) {
     auto scenario = load_scenario(std::filesystem::path(FOTA_SCENARIO_DIR) / file);
@@ -24,6 +44,8 @@ class ScenarioRun : public ::testing::Test {
     env.broker_port = broker_.port();
     env.ca = &pki_.ca();
     env.work_dir = dir_.path() / "run";
+    env.orchestrator_binary = FOTA_ORCHESTRATOR_BIN;
+    env.artifacts_dir = artifacts_;
     env.stop_broker = [this](bool hard) {
       if (hard)
         broker_.kill_hard();
@@ -51,13 +73,31 @@ class ScenarioRun : public ::testing::Test {
 
   testing::TempDir dir_;
   testing::TestPki pki_;
+  std::filesystem::path artifacts_;
   testing::MosquittoBroker broker_;
 };
+
+// The builtin driver serves chunks itself: a broker without the plugin.
+class BuiltinScenarioRun : public ScenarioRun {
+ protected:
+  BuiltinScenarioRun() : ScenarioRun(false) {}
+};
+
+TEST_F(BuiltinScenarioRun, HappyPathWithTheBuiltinDriver) {
+  const RunReport report =
+      run("happy-path.yaml", [](Scenario& s) { s.rollout.driver = RolloutDriver::kBuiltin; });
+  EXPECT_TRUE(report.passed);
+  EXPECT_EQ(report.outcome, "completed");
+  EXPECT_TRUE(report.rollout_id.empty());
+  for (const auto& d : report.devices) EXPECT_EQ(d.final_version, "1.1.0") << d.device_id;
+}
 
 TEST_F(ScenarioRun, HappyPathEveryDeviceCommits) {
   const RunReport report = run("happy-path.yaml");
   EXPECT_TRUE(report.passed);
   EXPECT_EQ(report.outcome, "completed");
+  EXPECT_FALSE(report.rollout_id.empty()) << "the real orchestrator ran it";
+  EXPECT_GT(report.predicted_duration_ms, 0);
   EXPECT_EQ(report.device_count, 100u);
   for (const auto& d : report.devices) EXPECT_EQ(d.final_version, "1.1.0") << d.device_id;
   ASSERT_EQ(report.waves.size(), 2u);
@@ -109,6 +149,56 @@ TEST_F(ScenarioRun, BadImageRollsBackAndHaltsTheRollout) {
     rolled_back += d.final_phase == "rolled-back";
   }
   EXPECT_EQ(rolled_back, 10u);  // the whole canary wave, nobody else
+}
+
+TEST_F(ScenarioRun, BadImageBreachRollsBackEveryUpdatedDevice) {
+  const RunReport report = run("bad-image-rollback.yaml");
+  EXPECT_TRUE(report.passed);
+  EXPECT_EQ(report.outcome, "halted");
+  ASSERT_EQ(report.waves.size(), 2u);
+  EXPECT_EQ(report.waves[1].started_ms, -1) << "the second wave must never start";
+  std::uint32_t committed_then_reverted = 0;
+  for (const auto& d : report.devices) {
+    EXPECT_EQ(d.final_version, "1.0.0") << d.device_id;
+    EXPECT_FALSE(d.on_trial) << d.device_id;
+    bool committed = false;
+    for (const auto& t : d.timeline) committed |= t.event == "committed";
+    committed_then_reverted += committed && !d.expected_failure;
+  }
+  EXPECT_GT(committed_then_reverted, 0u) << "some healthy canary devices committed and were rolled back";
+}
+
+TEST_F(ScenarioRun, OrchestratorKilledMidRolloutRestartsAndFinishes) {
+  const RunReport report = run("orchestrator-kill.yaml");
+  EXPECT_TRUE(report.passed);
+  EXPECT_EQ(report.outcome, "completed");
+  EXPECT_EQ(report.orchestrator_restarts, 1u);
+  ASSERT_FALSE(report.waves.empty());
+  EXPECT_GT(report.waves.back().finished_ms, 5000) << "the kill at 5 s must land mid-rollout";
+  for (const auto& d : report.devices) EXPECT_EQ(d.final_version, "1.1.0") << d.device_id;
+}
+
+TEST_F(ScenarioRun, BrokerRestartMidRolloutLosesNothing) {
+  const RunReport report = run("broker-restart.yaml");
+  EXPECT_TRUE(report.passed);
+  EXPECT_EQ(report.outcome, "completed");
+  ASSERT_FALSE(report.waves.empty());
+  EXPECT_GT(report.waves.back().finished_ms, 8000) << "the restart at 8 s must land mid-rollout";
+  for (const auto& d : report.devices) EXPECT_EQ(d.final_version, "1.1.0") << d.device_id;
+}
+
+TEST_F(ScenarioRun, MaintenanceWindowsUpdateOnlyTheZonesInsideTheirWindow) {
+  const RunReport report = run("maintenance-windows.yaml");
+  EXPECT_TRUE(report.passed);
+  EXPECT_EQ(report.outcome, "running");
+  std::uint32_t updated = 0;
+  for (const auto& d : report.devices) {
+    const bool inside =
+        d.time_zone == "Asia/Tokyo" || d.time_zone == "Asia/Seoul" || d.time_zone == "Australia/Brisbane";
+    EXPECT_EQ(d.final_version, inside ? "1.1.0" : "1.0.0") << d.device_id << " in " << d.time_zone;
+    updated += d.final_version == "1.1.0";
+  }
+  EXPECT_EQ(updated, 90u);  // 3 of 8 zones, 30 devices each
 }
 
 }  // namespace
