@@ -16,6 +16,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export FOTA_ROOT="$root"
 . "$root/scripts/lib.sh"
 devices=${FOTA_DEMO_DEVICES:-12}
+# The broker holds a socket per device (1,000 simulated ones in part 5) and inherits this limit.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 "$root/scripts/install-deps.sh"
 build="$root/build"
@@ -116,6 +118,7 @@ http: {listen: 127.0.0.1, port: $http_port}
 api_tokens:
   - {name: demo, token_file: secrets/demo.token}
 tick_interval: 200ms
+default_device_time: 3s
 log_level: info
 CONF
 "$orchestrator" --config orchestrator.yaml >orchestrator.log 2>&1 &

@@ -1,6 +1,7 @@
 #include "orchestrator_service.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 #include <sstream>
 
@@ -280,6 +281,8 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       d.facts.tags = tags == inv->attributes().end() ? std::vector<std::string>{} : split_list(tags->second);
       auto group = inv->attributes().find("group");
       d.facts.group = group == inv->attributes().end() ? std::string() : group->second;
+      if (auto rate = inv->attributes().find("link_rate"); rate != inv->attributes().end())
+        link_model_.nominal_rate[id] = std::strtoull(rate->second.c_str(), nullptr, 10);
       d.facts.online = true;
       d.facts.last_seen_ms = now;
       d.client_version = inv->client_version();

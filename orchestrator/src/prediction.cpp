@@ -58,6 +58,9 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
     for (const std::string& id : waves[w]) {
       auto device = fleet.devices.find(id);
       std::uint64_t rate = model.default_rate_bytes_per_second;
+      if (auto nominal = model.nominal_rate.find(id);
+          nominal != model.nominal_rate.end() && nominal->second > 0)
+        rate = nominal->second;
       auto measured = model.measured_rate.find(id);
       ++out.devices;
       if (measured != model.measured_rate.end() && measured->second > 0) {

@@ -203,6 +203,11 @@ void VirtualDevice::power_on() {
   config.factory_security_counter = plan_.security_counter;
   config.attributes["group"] = plan_.group;
   config.attributes["link"] = plan_.link_profile;
+  // The link's nominal speed, as a device knows it from its modem class: the orchestrator's
+  // prediction uses it until it has measured the device.
+  if (const auto bandwidth = fleet_.scenario->link_profiles.at(plan_.link_profile).bandwidth_bytes_per_second;
+      bandwidth > 0)
+    config.attributes["link_rate"] = std::to_string(bandwidth);
   engine_ = std::make_unique<client::UpdateEngine>(config, *fleet_.crypto, journal_ ? &*journal_ : nullptr,
                                                    stored_manifest_);
   auto status = storage_.boot_status();

@@ -69,6 +69,18 @@ TEST_F(PredictionTest, MeasuredRatesBandwidthCapAndWindows) {
   EXPECT_EQ(p.end_ms, *parse_timestamp("2026-11-25T17:00:00Z") + 4'000 + 10'000);
 }
 
+TEST_F(PredictionTest, NominalLinkRatesFromInventoryUntilMeasured) {
+  add("cellular");
+  add("ethernet");
+  model_.nominal_rate["cellular"] = 100'000;  // the device says its link does 100 kB/s
+  model_.nominal_rate["ethernet"] = 10'000'000;
+  model_.measured_rate["ethernet"] = 2'000'000;  // measured beats nominal
+  const Rollout r = make("");
+  const auto p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 10'000 + 30'000);  // the slowest device: 1 MB at 100 kB/s, plus fixed
+  EXPECT_EQ(p.devices_with_history, 1u);
+}
+
 TEST_F(PredictionTest, LiveEtaCountsOnlyRemainingWork) {
   for (int i = 0; i < 2; ++i) add("dev-" + std::to_string(i));
   Rollout r = make("");

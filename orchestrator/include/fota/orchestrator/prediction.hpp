@@ -18,7 +18,10 @@ struct LinkModel {
   // Verify + install + reboot + confirm, when nothing was measured.
   Millis default_fixed_ms = 30'000;
   std::unordered_map<std::string, std::uint64_t> measured_rate;  // device id -> bytes/s
-  Millis measured_fixed_ms = 0;                                  // 0 = use the default
+  // A device's own word for its link before anything was measured: the inventory attribute
+  // `link_rate` (bytes/s, e.g. from its modem class). measured > nominal > default.
+  std::unordered_map<std::string, std::uint64_t> nominal_rate;
+  Millis measured_fixed_ms = 0;  // 0 = use the default
 };
 
 struct WavePrediction {
