@@ -39,7 +39,18 @@ for name in "${names[@]}"; do
     1) verdict="FAILED (an invariant did not hold)"; failed=$((failed + 1)) ;;
     *) verdict="FAILED (could not run, exit $status)"; failed=$((failed + 1)) ;;
   esac
-  results+=("$(printf '%-22s %-40s %4ss' "$name" "$verdict" "$(($(date +%s) - start))")")
+  # The orchestrator's prediction before the start against the actual duration.
+  json="$out/$name/report.json"
+  figure() { sed -n "s/.*\"$1\": \(-\{0,1\}[0-9.]*\).*/\1/p" "$json" 2>/dev/null | head -n 1; }
+  outcome=$(sed -n 's/.*"outcome": "\([a-z]*\)".*/\1/p' "$json" 2>/dev/null | head -n 1)
+  actual=$(figure duration_ms)
+  predicted=$(figure predicted_duration_ms)
+  at_wave1=$(figure predicted_at_first_wave_ms)
+  error=$(awk -v a="${actual:-0}" -v p="${predicted:-0}" 'BEGIN { if (a > 0) printf "%+.0f%%", (p - a) * 100 / a; else print "-" }')
+  results+=("$(printf '%-22s %-36s %5ss  %-10s actual %7.1fs  predicted %8.1fs (%s)  at wave-1 end %s' \
+    "$name" "$verdict" "$(($(date +%s) - start))" "${outcome:-?}" \
+    "$(awk -v a="${actual:-0}" 'BEGIN { print a / 1000 }')" "$(awk -v p="${predicted:-0}" 'BEGIN { print p / 1000 }')" \
+    "$error" "$(awk -v w="${at_wave1:--1}" 'BEGIN { if (w < 0) print "-"; else printf "%.1fs", w / 1000 }')")")
 done
 echo
 echo "== scenario results (reports in $out)"
