@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   std::string orchestrator_url;
   std::string token_file;
   std::string signing_key;
+  std::string trust_key;
   std::string artifacts_dir;
   app.add_option("scenario", scenario_path, "scenario YAML file (see simulators/scenarios/)")->required();
   app.add_option("--out", out_dir, "directory for report.json and report.html (and the run's work files)");
@@ -56,6 +57,9 @@ int main(int argc, char** argv) {
   orchestration->add_option(
       "--signing-key", signing_key,
       "Ed25519 private key (PEM) the running orchestrator trusts; signs the scenario's image");
+  orchestration->add_option(
+      "--trust-key", trust_key,
+      "rollout.driver attach: the Ed25519 public key (PEM) that signed the rollout's artifact");
   orchestration->add_option(
       "--artifacts-dir", artifacts_dir,
       "the orchestrator's artifact store the broker plugin reads (default: under --out)");
@@ -110,11 +114,14 @@ int main(int argc, char** argv) {
   env.orchestrator_binary = orchestrator_bin;
   env.orchestrator_url = orchestrator_url;
   env.signing_key = signing_key;
+  env.trust_key = trust_key;
   env.artifacts_dir = artifacts_dir.empty() ? env.work_dir / "orchestrator" / "artifacts"
                                             : std::filesystem::path(artifacts_dir);
   if (!orchestrator_url.empty()) {
-    if (token_file.empty() || signing_key.empty() || broker_port <= 0) {
-      std::cerr << "fota-sim: --orchestrator needs --token-file, --signing-key, --broker-port and --ca-dir\n";
+    const bool attaching = scenario->rollout.driver == fota::sim::RolloutDriver::kAttach;
+    if (token_file.empty() || (attaching ? trust_key.empty() : signing_key.empty()) || broker_port <= 0) {
+      std::cerr << "fota-sim: --orchestrator needs --token-file, --broker-port, --ca-dir and "
+                << (attaching ? "--trust-key (rollout.driver attach)" : "--signing-key") << "\n";
       return 2;
     }
     auto token = fota::common::read_file(token_file, 4096);

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "api_client.hpp"
+#include "fota/common/crypto.hpp"
 
 namespace fota::sim {
 
@@ -83,6 +84,26 @@ json orchestrator_rollout_spec(const RolloutPlan& plan, const std::string& artif
                                     {"duration", std::to_string(length) + "m"}}});
   }
   return spec;
+}
+
+common::Result<RolloutArtifact> rollout_artifact(const OrchestratorEndpoint& endpoint,
+                                                 const std::string& rollout_id) {
+  const cli::ApiClient api({endpoint.api_url, endpoint.token, false});
+  auto rollout = api.get("/api/v1/rollouts/" + rollout_id);
+  if (!rollout.ok()) return rollout.error().with_context("rollout.attach: rollout " + rollout_id);
+  RolloutArtifact out;
+  out.artifact_id = rollout->value("artifact", "");
+  out.state = rollout->value("state", "");
+  auto artifact = api.get("/api/v1/artifacts/" + out.artifact_id);
+  if (!artifact.ok()) return artifact.error().with_context("rollout.attach: artifact " + out.artifact_id);
+  out.version = artifact->value("version", "");
+  out.image_size = artifact->value("image_size", std::uint64_t{0});
+  auto digest = common::from_hex(artifact->value("image_sha256", ""));
+  if (!digest.ok() || digest->size() != 32)
+    return Error(Errc::kMalformed, "rollout.attach: the orchestrator's artifact " + out.artifact_id +
+                                       " has no valid image_sha256");
+  out.image_sha256 = *digest;
+  return out;
 }
 
 OrchestratorDriver::OrchestratorDriver(OrchestratorEndpoint endpoint, std::function<std::int64_t()> clock,

@@ -170,12 +170,13 @@ class ProgressPrinter {
 
 common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnvironment& environment,
                                        const RunOptions& options) {
-  const bool use_orchestrator = scenario.rollout.driver == RolloutDriver::kOrchestrator;
-  if (scenario.rollout.driver == RolloutDriver::kAttach) {
-    return Error(Errc::kUnavailable,
-                 "scenario '" + scenario.name +
-                     "' uses rollout.driver attach, which fota-sim does not support yet; use "
-                     "driver: orchestrator (fota-sim creates the rollout) or builtin");
+  const bool attach = scenario.rollout.driver == RolloutDriver::kAttach;
+  const bool use_orchestrator = scenario.rollout.driver == RolloutDriver::kOrchestrator || attach;
+  if (attach && (environment.orchestrator_url.empty() || environment.trust_key.empty())) {
+    return Error(
+        Errc::kInvalidArgument,
+        "rollout.driver attach follows a rollout of a running orchestrator: it needs --orchestrator, "
+        "--token-file and --trust-key (the public key that signed the rollout's artifact)");
   }
   const bool spawn_orchestrator = use_orchestrator && environment.orchestrator_url.empty();
   if (scenario.faults.orchestrator_kill && !spawn_orchestrator) {
@@ -183,7 +184,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
         Errc::kInvalidArgument,
         "faults.orchestrator_kill needs an orchestrator fota-sim starts itself (leave out --orchestrator)");
   }
-  if (use_orchestrator && !spawn_orchestrator && environment.signing_key.empty()) {
+  if (use_orchestrator && !attach && !spawn_orchestrator && environment.signing_key.empty()) {
     return Error(Errc::kInvalidArgument,
                  "with --orchestrator, fota-sim needs --signing-key: a private key the orchestrator trusts");
   }
@@ -223,6 +224,19 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   common::ArtifactStore store(environment.work_dir / "store");
   auto manifest = store.import_bundle(bundle_path, trust);
   if (!manifest.ok()) return manifest.error().with_context("importing the scenario's artifact");
+  // What the devices boot as the target: the scenario's image, or the attached rollout's artifact.
+  std::string target_sha256 = manifest->image_sha256();
+  std::string target_version = manifest->version();
+  std::uint64_t image_size = scenario.artifact.image_size;
+  if (attach) {
+    if (auto s = trust.load(environment.trust_key); !s.ok()) return s.error().with_context("--trust-key");
+    auto target = rollout_artifact({environment.orchestrator_url, environment.orchestrator_token},
+                                   scenario.rollout.attach_id);
+    if (!target.ok()) return target.error();
+    target_sha256 = target->image_sha256;
+    target_version = target->version;
+    image_size = target->image_size;
+  }
   client::OpenSslEngineCrypto crypto(trust);
 
   // Waves over the targeted devices, in a seeded order.
@@ -289,8 +303,8 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   fleet.broker_host = environment.broker_host;
   fleet.broker_port = environment.broker_port;
   fleet.run_start_ms = loop.now_ms();
-  fleet.image_sha256 = manifest->image_sha256();
-  fleet.target_version = manifest->version();
+  fleet.image_sha256 = target_sha256;
+  fleet.target_version = target_version;
 
   const std::uint64_t rss_before = resident_bytes();
   std::vector<std::unique_ptr<VirtualDevice>> devices;
@@ -415,6 +429,19 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     std::atomic<bool> done{false};
     std::thread setup([&] {
       prepared = [&]() -> common::Status {
+        if (attach) {
+          // The rollout exists; its selector decides which of our devices it takes. Registered
+          // first, so a rollout that is not started yet resolves its targets with them.
+          if (auto s = orchestrated->wait_for_devices(
+                  targeted_ids, 60'000 + std::int64_t(targeted_ids.size()) * 10, nullptr);
+              !s.ok())
+            return s;
+          if (auto s = orchestrated->attach(scenario.rollout.attach_id); !s.ok()) return s;
+          auto predicted = orchestrated->predicted_duration_ms();
+          if (!predicted.ok()) return predicted.error();
+          orchestrator_prediction = *predicted;
+          return common::ok_status();
+        }
         auto artifact = orchestrated->upload_artifact(bundle_path);
         if (!artifact.ok()) return artifact.error();
         if (*artifact != manifest->artifact_id())
@@ -441,10 +468,13 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
                                                         : std::string("orchestrator"));
     }
     predicted_ms = orchestrator_prediction;
-    prediction_source = "fota-orchestrator's plan before the start (rollout " + orchestrated->rollout_id() +
+    prediction_source = "fota-orchestrator's plan " +
+                        std::string(attach ? "when attached" : "before the start") + " (rollout " +
+                        orchestrated->rollout_id() +
                         "; link rate and device time defaults as configured for the fleet)";
     if (options.progress != nullptr) {
-      *options.progress << "orchestrator: rollout " << orchestrated->rollout_id() << " created; predicted "
+      *options.progress << "orchestrator: rollout " << orchestrated->rollout_id()
+                        << (attach ? " attached" : " created") << "; predicted "
                         << double(predicted_ms) / 1000.0 << " s\n";
     }
   }
@@ -456,7 +486,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   report.expected_outcome = std::string(expected_outcome_name(scenario.expect.outcome));
   report.predicted_duration_ms = predicted_ms;
   report.prediction_source = prediction_source;
-  report.image_size = scenario.artifact.image_size;
+  report.image_size = image_size;
   report.setup_ms = transport::EventLoop::wall_clock_ms() - setup_started;
   const std::uint64_t rss_after = resident_bytes();
   report.memory_per_device_bytes =
@@ -514,7 +544,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
       ++sample.by_state[state_of(*d)];
       const auto wire = d->wire();
       sample.wire_bytes += wire.bytes_sent + wire.bytes_received - wire_at_start[i];
-      sample.image_bytes += std::min<std::uint64_t>(d->image_bytes_written(), scenario.artifact.image_size);
+      sample.image_bytes += std::min<std::uint64_t>(d->image_bytes_written(), image_size);
       connected += d->connected();
       const auto phase = d->phase();
       terminal += phase == v1::PHASE_COMMITTED || phase == v1::PHASE_FAILED ||
@@ -611,7 +641,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     r.counters = d->counters();
     const auto wire = d->wire();
     r.wire_bytes = wire.bytes_sent + wire.bytes_received - wire_at_start[index];
-    r.image_bytes = std::min<std::uint64_t>(d->image_bytes_written(), scenario.artifact.image_size);
+    r.image_bytes = std::min<std::uint64_t>(d->image_bytes_written(), image_size);
     r.timeline = d->timeline();
     report.wire_bytes += r.wire_bytes;
     report.image_bytes_delivered += r.image_bytes;

@@ -4,8 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fstream>
 #include <iostream>
 
+#include "api_client.hpp"
+#include "fota/common/artifact.hpp"
+#include "fota/common/crypto.hpp"
+#include "fota/sim/orchestrator_process.hpp"
 #include "fota/sim/runner.hpp"
 #include "fota/testing/broker.hpp"
 
@@ -35,7 +40,8 @@ class ScenarioRun : public ::testing::Test {
         broker_(pki_, dir_.path() / "broker",
                 with_plugin ? plugin_options(artifacts_) : testing::BrokerOptions{}) {}
 
-  RunReport run(const std::string& file, const std::function<void(Scenario&)>& adjust = {}) {
+  RunReport run(const std::string& file, const std::function<void(Scenario&)>& adjust = {},
+                const std::function<void(RunEnvironment&)>& adjust_env = {}) {
     auto scenario = load_scenario(std::filesystem::path(FOTA_SCENARIO_DIR) / file);
     EXPECT_TRUE(scenario.ok()) << scenario.error().message;
     if (!scenario.ok()) return {};
@@ -53,6 +59,7 @@ class ScenarioRun : public ::testing::Test {
         broker_.stop();
     };
     env.start_broker = [this] { broker_.start(); };
+    if (adjust_env) adjust_env(env);
     RunOptions options;
     options.progress = &std::cerr;
     auto report = run_scenario(*scenario, env, options);
@@ -199,6 +206,70 @@ TEST_F(ScenarioRun, MaintenanceWindowsUpdateOnlyTheZonesInsideTheirWindow) {
     updated += d.final_version == "1.1.0";
   }
   EXPECT_EQ(updated, 90u);  // 3 of 8 zones, 30 devices each
+}
+
+TEST_F(ScenarioRun, AttachFollowsARolloutAnOperatorCreated) {
+  // An operator's orchestrator with a signed 2.0.0 for gw-a and a two-wave rollout, not started.
+  const auto dir = dir_.path() / "operator";
+  std::filesystem::create_directories(dir);
+  auto key = common::Ed25519PrivateKey::generate();
+  ASSERT_TRUE(key.ok());
+  ASSERT_TRUE(common::write_new_file(dir / "signing.pub", key->public_key().to_pem(), 0644).ok());
+  {
+    std::ofstream image(dir / "image.bin", std::ios::binary);
+    for (int i = 0; i < 96 * 1024; ++i) image.put(static_cast<char>(i * 7 + 3));
+  }
+  common::ArtifactSpec spec;
+  spec.name = "firmware";
+  spec.version = "2.0.0";
+  spec.security_counter = 2;
+  spec.compatible_hardware = {"gw-a"};
+  auto manifest = common::build_signed_manifest(dir / "image.bin", spec, *key, 1'795'600'000'000);
+  ASSERT_TRUE(manifest.ok()) << manifest.error().message;
+  ASSERT_TRUE(common::write_bundle(dir / "firmware.fota", *manifest, dir / "image.bin").ok());
+  OrchestratorSettings settings;
+  settings.binary = FOTA_ORCHESTRATOR_BIN;
+  settings.dir = dir / "orchestrator";
+  settings.artifacts_dir = artifacts_;
+  settings.trusted_key = dir / "signing.pub";
+  settings.broker_port = broker_.port();
+  auto orchestrator = OrchestratorProcess::launch(settings, pki_.ca());
+  ASSERT_TRUE(orchestrator.ok()) << orchestrator.error().message;
+  const cli::ApiClient api({(*orchestrator)->api_url(), (*orchestrator)->token(), false});
+  auto uploaded = api.post_file("/api/v1/artifacts", dir / "firmware.fota", {});
+  ASSERT_TRUE(uploaded.ok()) << uploaded.error().message;
+  // The fleet first meets this orchestrator through an ordinary run (rollout.driver orchestrator
+  // with --orchestrator: fota-sim signs with a key the operator's orchestrator trusts), so the
+  // devices are registered when the operator creates the release rollout.
+  const auto operator_env = [&](RunEnvironment& env) {
+    env.orchestrator_url = (*orchestrator)->api_url();
+    env.orchestrator_token = (*orchestrator)->token();
+    env.signing_key = dir / "signing.key";
+    env.trust_key = dir / "signing.pub";
+  };
+  ASSERT_TRUE(common::write_new_file(dir / "signing.key", key->to_pem(), 0600).ok());
+  const RunReport first = run("happy-path.yaml", {}, operator_env);
+  ASSERT_TRUE(first.passed);
+  auto created =
+      api.post("/api/v1/rollouts", "name: operator-release\nartifact: " + uploaded->value("artifact_id", "") +
+                                       "\ntarget: {hardware: [gw-a]}\nwaves: [{size: 50%}, {size: 100%}]\n");
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  const std::string rollout = created->value("id", "");
+
+  // The same fleet (60 gw-a, 40 gw-b, back on 1.0.0) attaches: only gw-a is targeted.
+  const RunReport report = run(
+      "happy-path.yaml",
+      [&](Scenario& s) {
+        s.rollout.driver = RolloutDriver::kAttach;
+        s.rollout.attach_id = rollout;
+        s.expect.max_wire_ratio.reset();
+      },
+      operator_env);
+  EXPECT_TRUE(report.passed);
+  EXPECT_EQ(report.outcome, "completed");
+  EXPECT_EQ(report.rollout_id, rollout);
+  for (const auto& d : report.devices)
+    EXPECT_EQ(d.final_version, d.hardware_type == "gw-a" ? "2.0.0" : "1.0.0") << d.device_id;
 }
 
 }  // namespace

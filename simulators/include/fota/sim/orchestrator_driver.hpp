@@ -36,6 +36,17 @@ struct OrchestratorEndpoint {
 nlohmann::json orchestrator_rollout_spec(const RolloutPlan& plan, const std::string& artifact_id,
                                          const std::vector<std::string>& targeted, std::int64_t now_unix_ms);
 
+// What an existing rollout installs (rollout.driver attach): read from the orchestrator's API.
+struct RolloutArtifact {
+  std::string artifact_id;
+  std::string version;
+  std::string image_sha256;  // 32 raw bytes
+  std::uint64_t image_size = 0;
+  std::string state;  // the rollout's state when asked
+};
+common::Result<RolloutArtifact> rollout_artifact(const OrchestratorEndpoint& endpoint,
+                                                 const std::string& rollout_id);
+
 class OrchestratorDriver final : public RolloutDriverApi {
  public:
   // `clock` is the run's clock (ms); records count from the run_start_ms given to begin().
