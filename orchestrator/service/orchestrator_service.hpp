@@ -16,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -34,6 +35,9 @@ class Publisher {
   virtual ~Publisher() = default;
   virtual void publish(const std::string& topic, const std::string& payload, int qos) = 0;
 };
+
+// A decoded message from a device channel.
+using DeviceMessage = std::variant<v1::Inventory, v1::Progress, v1::Presence, v1::LogBatch, v1::ChunkRequest>;
 
 struct ServiceOptions {
   common::TopicScheme topics;
@@ -90,7 +94,7 @@ class OrchestratorService {
   struct Inbound {
     common::DeviceId device;
     common::Channel channel;
-    std::string payload;
+    DeviceMessage message;
   };
   struct Outbound {
     std::string topic;
@@ -98,7 +102,7 @@ class OrchestratorService {
   };
   common::Status load();
   void handle(const Inbound& message, Millis now);
-  void handle_chunk_request(const common::DeviceId& device, const std::string& payload);
+  void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
   DeviceRecord& device_record(const std::string& id, Millis now);
   void apply(Rollout& rollout, const Decisions& decisions, Millis now);
   common::Status persist(Millis now);
