@@ -18,6 +18,9 @@ using nlohmann::json;
 namespace {
 
 constexpr std::size_t kMaxChunksPerRequest = 256;
+// Chunk requests waiting for serve_chunk_requests(); beyond this they are dropped (and counted):
+// the transport's thread never waits, and the device asks again for what it did not get.
+constexpr std::size_t kMaxQueuedChunkRequests = 8192;
 constexpr std::size_t kMaxLogsPerBatch = 200;
 
 ApiError api_error(const Error& e) {
@@ -215,7 +218,19 @@ void OrchestratorService::on_message(const std::string& topic, const std::string
     return;
   }
   if (auto* request = std::get_if<v1::ChunkRequest>(&*message)) {
-    handle_chunk_request(parsed->device, *request);
+    bool queued = false;
+    {
+      std::lock_guard lock(chunk_mutex_);
+      if (chunk_requests_.size() < kMaxQueuedChunkRequests) {
+        chunk_requests_.push_back(ChunkWork{parsed->device, std::move(*request)});
+        queued = true;
+      }
+    }
+    if (queued) {
+      chunk_cv_.notify_one();
+    } else {
+      ++chunk_requests_dropped_;
+    }
     return;
   }
   {
@@ -228,6 +243,17 @@ void OrchestratorService::on_message(const std::string& topic, const std::string
 void OrchestratorService::wait_for_input(std::chrono::milliseconds timeout) {
   std::unique_lock lock(inbox_mutex_);
   inbox_cv_.wait_for(lock, timeout, [&] { return !inbox_.empty(); });
+}
+
+std::size_t OrchestratorService::serve_chunk_requests(std::chrono::milliseconds wait) {
+  std::deque<ChunkWork> batch;
+  {
+    std::unique_lock lock(chunk_mutex_);
+    chunk_cv_.wait_for(lock, wait, [&] { return !chunk_requests_.empty(); });
+    batch.swap(chunk_requests_);
+  }
+  for (const ChunkWork& work : batch) handle_chunk_request(work.device, work.request);
+  return batch.size();
 }
 
 void OrchestratorService::handle_chunk_request(const common::DeviceId& device,
@@ -905,6 +931,9 @@ std::string OrchestratorService::metrics(Millis now) {
       << "\n";
   out << "# TYPE fota_messages_rejected_total counter\nfota_messages_rejected_total "
       << messages_rejected_.load() << "\n";
+  out << "# HELP fota_chunk_requests_dropped_total Chunk requests dropped because the queue was full.\n"
+         "# TYPE fota_chunk_requests_dropped_total counter\nfota_chunk_requests_dropped_total "
+      << chunk_requests_dropped_.load() << "\n";
   return out.str();
 }
 

@@ -64,8 +64,13 @@ class OrchestratorService {
 
   void set_publisher(Publisher* publisher);
 
-  // MQTT input; any thread. Chunk requests are answered at once, the rest is queued for run_once.
+  // MQTT input; any thread, never waits. Chunk requests are queued for serve_chunk_requests(),
+  // the rest for run_once().
   void on_message(const std::string& topic, const std::string& payload);
+  // Answers the queued chunk requests (waiting up to `wait` for one); returns how many. Run it on
+  // a thread of its own: publishing waits for the broker's acknowledgements, so it must not run
+  // on the transport's callback thread, and it should not hold up run_once().
+  std::size_t serve_chunk_requests(std::chrono::milliseconds wait);
   // Drains the inbox, ticks every rollout, commits, publishes. Returns the messages processed.
   std::size_t run_once(Millis now);
   // Blocks until a message arrives or the timeout passes.
@@ -96,6 +101,10 @@ class OrchestratorService {
     common::Channel channel;
     DeviceMessage message;
   };
+  struct ChunkWork {
+    common::DeviceId device;
+    v1::ChunkRequest request;
+  };
   struct Outbound {
     std::string topic;
     std::string payload;
@@ -125,6 +134,10 @@ class OrchestratorService {
   std::condition_variable inbox_cv_;
   std::deque<Inbound> inbox_;
 
+  std::mutex chunk_mutex_;
+  std::condition_variable chunk_cv_;
+  std::deque<ChunkWork> chunk_requests_;
+
   // Everything below is guarded by state_mutex_.
   std::mutex state_mutex_;
   Fleet fleet_;
@@ -145,6 +158,7 @@ class OrchestratorService {
   std::atomic<std::uint64_t> reports_ingested_{0};
   std::atomic<std::uint64_t> commands_sent_{0};
   std::atomic<std::uint64_t> messages_rejected_{0};
+  std::atomic<std::uint64_t> chunk_requests_dropped_{0};
   std::uint64_t last_reports_ = 0;
   Millis last_rate_ms_ = 0;
   double report_rate_ = 0;
