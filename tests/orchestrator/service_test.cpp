@@ -88,9 +88,12 @@ class PlayedDevice {
     send(Channel::kInventory, common::encode(inv), true);
   }
 
-  // Handles whatever arrived; returns after `budget` without messages.
+  // Handles whatever arrived; returns after `budget` without messages. Like the real client
+  // (chunk_timeout_ms), asks again for the chunks it still misses when none arrived for a while:
+  // a request published while the orchestrator was down (killed) is lost for good.
   void pump(std::chrono::milliseconds budget) {
     while (auto msg = client_.wait_message(budget)) handle(*msg);
+    if (working_ && std::chrono::steady_clock::now() - last_chunk_ > kChunkTimeout) request_missing_chunks();
   }
 
   const std::string& id() const { return id_; }
@@ -139,14 +142,7 @@ class PlayedDevice {
         received_.assign(common::chunk_count(manifest_.image_size(), manifest_.chunk_size()), false);
         received_bytes_ = 0;
         report(v1::PHASE_DOWNLOADING);
-        v1::ChunkRequest req;
-        req.set_device_id(id_);
-        req.set_artifact_id(manifest_.artifact_id());
-        req.set_request_id(++request_id_);
-        auto* range = req.add_ranges();
-        range->set_first(0);
-        range->set_count(static_cast<std::uint32_t>(received_.size()));
-        send(Channel::kChunkRequest, common::encode(req));
+        request_missing_chunks();
       } else if (cmd->has_rollback()) {
         deployment_ = cmd->deployment_id();
         command_ = cmd->command_id();
@@ -165,6 +161,7 @@ class PlayedDevice {
                 manifest_.chunk_sha256(static_cast<int>(chunk->index())));
       if (!received_[chunk->index()]) received_bytes_ += chunk->data().size();
       received_[chunk->index()] = true;
+      last_chunk_ = std::chrono::steady_clock::now();
       if (std::all_of(received_.begin(), received_.end(), [](bool b) { return b; })) {
         working_ = false;
         if (fail_next) {
@@ -192,6 +189,23 @@ class PlayedDevice {
     }
   }
 
+  void request_missing_chunks() {
+    v1::ChunkRequest req;
+    req.set_device_id(id_);
+    req.set_artifact_id(manifest_.artifact_id());
+    req.set_request_id(++request_id_);
+    for (std::uint32_t i = 0; i < received_.size(); ++i) {
+      if (received_[i]) continue;
+      auto* range = req.add_ranges();
+      range->set_first(i);
+      range->set_count(1);
+    }
+    send(Channel::kChunkRequest, common::encode(req));
+    last_chunk_ = std::chrono::steady_clock::now();
+  }
+
+  static constexpr auto kChunkTimeout = std::chrono::seconds(2);
+  std::chrono::steady_clock::time_point last_chunk_{};
   std::string id_;
   std::string tz_;
   common::DeviceId device_;
