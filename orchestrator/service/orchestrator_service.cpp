@@ -273,11 +273,8 @@ void OrchestratorService::handle_chunk_request(const common::DeviceId& device,
       }
     }
   }
-  Publisher* publisher = nullptr;
-  {
-    std::lock_guard lock(state_mutex_);
-    publisher = publisher_;
-  }
+  // Not under state_mutex_: chunk serving must not wait for run_once's commit.
+  Publisher* publisher = publisher_.load();
   if (publisher == nullptr) return;
   const std::string topic = options_.topics.device_topic(device, Channel::kChunk);
   v1::ChunkData data;
@@ -544,9 +541,10 @@ Status OrchestratorService::persist(Millis now) {
 }
 
 void OrchestratorService::flush_outbox() {
-  if (publisher_ == nullptr) return;
+  Publisher* publisher = publisher_.load();
+  if (publisher == nullptr) return;
   for (const Outbound& o : outbox_) {
-    publisher_->publish(o.topic, o.payload, 1);
+    publisher->publish(o.topic, o.payload, 1);
     ++commands_sent_;
   }
   outbox_.clear();

@@ -128,7 +128,7 @@ class OrchestratorService {
   std::unique_ptr<Store> store_;
   common::ArtifactStore artifacts_;
   RolloutEngine engine_;
-  Publisher* publisher_ = nullptr;
+  std::atomic<Publisher*> publisher_{nullptr};
 
   std::mutex inbox_mutex_;
   std::condition_variable inbox_cv_;
