@@ -22,6 +22,8 @@ constexpr int kMaxBufferedMessages = 4 * static_cast<int>(kMaxPublishesInFlight)
 // A publish whose completion Paho never reports (the connection dropped under it) must not
 // stall the link for good: the window is re-opened after this long.
 constexpr auto kInFlightWait = std::chrono::seconds(2);
+// Marks the retained-inventory snapshot subscription (see subscribe_all).
+constexpr int kSnapshotSubscription = 1;
 }  // namespace
 
 struct MqttLink::Impl {
@@ -49,6 +51,25 @@ struct MqttLink::Impl {
         log->error("subscribe {} failed: {}", filter, e.what());
       }
     }
+    // Brokers send no retained messages on shared subscriptions (MQTT 5; mosquitto 2.0 included),
+    // yet the retained inventories are what repairs, after a restart, commands and reports lost
+    // while the orchestrator was away. A plain subscription marked with a subscription identifier
+    // fetches that snapshot; its live copies (not retained) are dropped in on_message below,
+    // because the shared subscription delivers them too.
+    const std::string snapshot = topics.all_devices_filter(Channel::kInventory);
+    try {
+      client.subscribe(snapshot, 1, mqtt::subscribe_options(),
+                       mqtt::properties{{mqtt::property::SUBSCRIPTION_IDENTIFIER, kSnapshotSubscription}});
+    } catch (const mqtt::exception& e) {
+      log->warn("subscribe {} failed: {}; lost commands are repaired when devices reconnect", snapshot,
+                e.what());
+    }
+  }
+
+  static bool is_snapshot_duplicate(const mqtt::const_message_ptr& msg) {
+    const auto& props = msg->get_properties();
+    if (msg->is_retained() || !props.contains(mqtt::property::SUBSCRIPTION_IDENTIFIER)) return false;
+    return mqtt::get<int>(props, mqtt::property::SUBSCRIPTION_IDENTIFIER) == kSnapshotSubscription;
   }
 
   // Flow control of publishes (see kMaxPublishesInFlight).
@@ -102,6 +123,7 @@ MqttLink::MqttLink(const ServiceConfig& config, const common::TopicScheme& topic
   Impl* impl = impl_.get();
   impl_->client.set_message_callback([impl](mqtt::const_message_ptr msg) {
     // Paho's thread: hand over without blocking (the service queues it).
+    if (Impl::is_snapshot_duplicate(msg)) return;
     impl->service.on_message(msg->get_topic(), msg->get_payload_str());
   });
   impl_->client.set_connected_handler([impl](const std::string&) {
