@@ -1,6 +1,8 @@
 // fota-orchestrator: runs rollouts. `fota-orchestrator --config orchestrator.yaml`.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <CLI/CLI.hpp>
@@ -78,12 +80,20 @@ int main(int argc, char** argv) {
 
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
+  // Chunk requests are answered on a thread of their own: publishing chunks waits for the broker,
+  // which must hold up neither Paho's callback thread nor the rollout loop.
+  std::atomic<bool> stop_chunks{false};
+  std::thread chunk_server([&] {
+    while (!stop_chunks) (*service)->serve_chunk_requests(std::chrono::milliseconds(200));
+  });
   const auto tick = std::chrono::milliseconds(config->tick_interval_ms);
   while (!g_stop) {
     (*service)->wait_for_input(tick);
     (*service)->run_once(now_ms());
   }
   log->info("stopping");
+  stop_chunks = true;
+  chunk_server.join();
   api.stop();
   (*service)->run_once(now_ms());
   (*service)->set_publisher(nullptr);

@@ -19,6 +19,9 @@ using nlohmann::json;
 namespace {
 
 constexpr std::size_t kMaxChunksPerRequest = 256;
+// Chunk requests waiting for serve_chunk_requests(); beyond this they are dropped (and counted):
+// the transport's thread never waits, and the device asks again for what it did not get.
+constexpr std::size_t kMaxQueuedChunkRequests = 8192;
 constexpr std::size_t kMaxLogsPerBatch = 200;
 
 ApiError api_error(const Error& e) {
@@ -57,6 +60,34 @@ std::string phase_label(v1::Phase phase) {
   if (name.rfind("PHASE_", 0) == 0) name = name.substr(6);
   std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
   return name;
+}
+
+// The typed message of a device channel, checked like common::validate_device_message (type,
+// size cap, device id = topic id).
+template <typename M>
+common::Result<DeviceMessage> decode_as(common::Channel channel, const common::DeviceId& device,
+                                        std::string_view payload) {
+  auto m = common::decode_device_message<M>(device, payload, common::max_message_bytes(channel));
+  if (!m) return m.error();
+  return DeviceMessage(std::move(m).value());
+}
+
+common::Result<DeviceMessage> decode_message(common::Channel channel, const common::DeviceId& device,
+                                             std::string_view payload) {
+  switch (channel) {
+    case Channel::kInventory:
+      return decode_as<v1::Inventory>(channel, device, payload);
+    case Channel::kProgress:
+      return decode_as<v1::Progress>(channel, device, payload);
+    case Channel::kPresence:
+      return decode_as<v1::Presence>(channel, device, payload);
+    case Channel::kLog:
+      return decode_as<v1::LogBatch>(channel, device, payload);
+    case Channel::kChunkRequest:
+      return decode_as<v1::ChunkRequest>(channel, device, payload);
+    default:
+      return Error(Errc::kInvalidArgument, "not a device channel");
+  }
 }
 
 std::string random_id(const char* prefix) {
@@ -181,18 +212,32 @@ void OrchestratorService::on_message(const std::string& topic, const std::string
     return;
   }
   if (!common::device_publishes(parsed->channel)) return;
-  if (auto st = common::validate_device_message(parsed->channel, parsed->device, payload); !st) {
+  // Decoded once, here on the transport's thread; the worker uses the decoded message.
+  auto message = decode_message(parsed->channel, parsed->device, payload);
+  if (!message) {
     ++messages_rejected_;
-    log_->warn("rejected message from {} on {}: {}", parsed->device.str(), topic, st.error().message);
+    log_->warn("rejected message from {} on {}: {}", parsed->device.str(), topic, message.error().message);
     return;
   }
-  if (parsed->channel == Channel::kChunkRequest) {
-    handle_chunk_request(parsed->device, payload);
+  if (auto* request = std::get_if<v1::ChunkRequest>(&*message)) {
+    bool queued = false;
+    {
+      std::lock_guard lock(chunk_mutex_);
+      if (chunk_requests_.size() < kMaxQueuedChunkRequests) {
+        chunk_requests_.push_back(ChunkWork{parsed->device, std::move(*request)});
+        queued = true;
+      }
+    }
+    if (queued) {
+      chunk_cv_.notify_one();
+    } else {
+      ++chunk_requests_dropped_;
+    }
     return;
   }
   {
     std::lock_guard lock(inbox_mutex_);
-    inbox_.push_back(Inbound{parsed->device, parsed->channel, payload});
+    inbox_.push_back(Inbound{parsed->device, parsed->channel, std::move(message).value()});
   }
   inbox_cv_.notify_one();
 }
@@ -202,35 +247,42 @@ void OrchestratorService::wait_for_input(std::chrono::milliseconds timeout) {
   inbox_cv_.wait_for(lock, timeout, [&] { return !inbox_.empty(); });
 }
 
-void OrchestratorService::handle_chunk_request(const common::DeviceId& device, const std::string& payload) {
-  auto request = common::decode<v1::ChunkRequest>(payload, common::kMaxChunkRequestBytes);
-  if (!request) return;
+std::size_t OrchestratorService::serve_chunk_requests(std::chrono::milliseconds wait) {
+  std::deque<ChunkWork> batch;
+  {
+    std::unique_lock lock(chunk_mutex_);
+    chunk_cv_.wait_for(lock, wait, [&] { return !chunk_requests_.empty(); });
+    batch.swap(chunk_requests_);
+  }
+  for (const ChunkWork& work : batch) handle_chunk_request(work.device, work.request);
+  return batch.size();
+}
+
+void OrchestratorService::handle_chunk_request(const common::DeviceId& device,
+                                               const v1::ChunkRequest& request) {
   std::vector<std::uint32_t> wanted;
-  for (const auto& range : request->ranges()) {
+  for (const auto& range : request.ranges()) {
     for (std::uint32_t i = 0; i < range.count() && wanted.size() < kMaxChunksPerRequest; ++i) {
       wanted.push_back(range.first() + i);
     }
   }
-  const std::string& bitmap = request->bitmap();
+  const std::string& bitmap = request.bitmap();
   for (std::size_t byte = 0; byte < bitmap.size() && wanted.size() < kMaxChunksPerRequest; ++byte) {
     for (int bit = 0; bit < 8; ++bit) {
       if ((static_cast<unsigned char>(bitmap[byte]) >> bit) & 1u) {
-        wanted.push_back(request->bitmap_base() +
+        wanted.push_back(request.bitmap_base() +
                          static_cast<std::uint32_t>(byte * 8 + static_cast<std::size_t>(bit)));
       }
     }
   }
-  Publisher* publisher = nullptr;
-  {
-    std::lock_guard lock(state_mutex_);
-    publisher = publisher_;
-  }
+  // Not under state_mutex_: chunk serving must not wait for run_once's commit.
+  Publisher* publisher = publisher_.load();
   if (publisher == nullptr) return;
   const std::string topic = options_.topics.device_topic(device, Channel::kChunk);
   v1::ChunkData data;
-  data.set_artifact_id(request->artifact_id());
-  data.set_request_id(request->request_id());
-  if (!artifacts_.contains(request->artifact_id())) {
+  data.set_artifact_id(request.artifact_id());
+  data.set_request_id(request.request_id());
+  if (!artifacts_.contains(request.artifact_id())) {
     data.set_status(v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
     publisher->publish(topic, common::encode(data), 1);
     return;
@@ -238,7 +290,7 @@ void OrchestratorService::handle_chunk_request(const common::DeviceId& device, c
   std::string chunk;
   for (std::uint32_t index : wanted) {
     data.set_index(index);
-    auto st = artifacts_.read_chunk(request->artifact_id(), index, chunk);
+    auto st = artifacts_.read_chunk(request.artifact_id(), index, chunk);
     if (st) {
       data.set_status(v1::CHUNK_STATUS_OK);
       data.set_data(chunk);
@@ -270,8 +322,8 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
   const std::string& id = in.device.str();
   switch (in.channel) {
     case Channel::kInventory: {
-      auto inv = common::decode<v1::Inventory>(in.payload, common::kMaxInventoryBytes);
-      if (!inv) return;
+      const auto* inv = std::get_if<v1::Inventory>(&in.message);
+      if (inv == nullptr) return;
       DeviceRecord& d = device_record(id, now);
       d.facts.hardware_type = inv->hardware_type();
       d.facts.time_zone = inv->time_zone();
@@ -302,8 +354,8 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       break;
     }
     case Channel::kProgress: {
-      auto p = common::decode<v1::Progress>(in.payload, common::kMaxProgressBytes);
-      if (!p) return;
+      const auto* p = std::get_if<v1::Progress>(&in.message);
+      if (p == nullptr) return;
       ++reports_ingested_;
       DeviceRecord& d = device_record(id, now);
       d.facts.last_seen_ms = now;
@@ -348,8 +400,8 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       break;
     }
     case Channel::kPresence: {
-      auto p = common::decode<v1::Presence>(in.payload, common::kMaxPresenceBytes);
-      if (!p) return;
+      const auto* p = std::get_if<v1::Presence>(&in.message);
+      if (p == nullptr) return;
       DeviceRecord& d = device_record(id, now);
       d.facts.online = p->online();
       d.facts.last_seen_ms = now;
@@ -360,8 +412,8 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       break;
     }
     case Channel::kLog: {
-      auto batch = common::decode<v1::LogBatch>(in.payload, common::kMaxLogBatchBytes);
-      if (!batch) return;
+      const auto* batch = std::get_if<v1::LogBatch>(&in.message);
+      if (batch == nullptr) return;
       std::size_t n = 0;
       for (const auto& e : batch->entries()) {
         if (++n > kMaxLogsPerBatch) break;
@@ -395,6 +447,14 @@ Rollout* OrchestratorService::find_rollout(const std::string& id) {
 
 void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis now) {
   touched_rollouts_.insert(r.id);
+  // A wave start sends the same manifest to every member: read each artifact's once per call.
+  std::map<std::string, common::Result<v1::SignedManifest>> manifests;
+  auto signed_manifest = [&](const std::string& artifact_id) -> const common::Result<v1::SignedManifest>& {
+    auto it = manifests.find(artifact_id);
+    if (it == manifests.end())
+      it = manifests.emplace(artifact_id, artifacts_.signed_manifest(artifact_id)).first;
+    return it->second;
+  };
   for (const Decision& d : decisions) {
     if (d.kind == Decision::Kind::kAudit) {
       pending_audit_.push_back({"engine", d.message});
@@ -412,7 +472,7 @@ void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis n
     std::string what;
     switch (d.kind) {
       case Decision::Kind::kInstall: {
-        auto manifest = artifacts_.signed_manifest(d.artifact_id);
+        const auto& manifest = signed_manifest(d.artifact_id);
         if (!manifest) {
           log_->error("cannot send install to {}: {}", d.device_id, manifest.error().message);
           continue;
@@ -430,7 +490,7 @@ void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis n
       case Decision::Kind::kRollback: {
         auto* rollback = cmd.mutable_rollback();
         if (!d.artifact_id.empty()) {
-          auto manifest = artifacts_.signed_manifest(d.artifact_id);
+          const auto& manifest = signed_manifest(d.artifact_id);
           // Without the previous artifact in the store the device reverts to its previous slot.
           if (manifest) *rollback->mutable_manifest() = *manifest;
         }
@@ -485,9 +545,10 @@ Status OrchestratorService::persist(Millis now) {
 }
 
 void OrchestratorService::flush_outbox() {
-  if (publisher_ == nullptr) return;
+  Publisher* publisher = publisher_.load();
+  if (publisher == nullptr) return;
   for (const Outbound& o : outbox_) {
-    publisher_->publish(o.topic, o.payload, 1);
+    publisher->publish(o.topic, o.payload, 1);
     ++commands_sent_;
   }
   outbox_.clear();
@@ -875,6 +936,9 @@ std::string OrchestratorService::metrics(Millis now) {
       << "\n";
   out << "# TYPE fota_messages_rejected_total counter\nfota_messages_rejected_total "
       << messages_rejected_.load() << "\n";
+  out << "# HELP fota_chunk_requests_dropped_total Chunk requests dropped because the queue was full.\n"
+         "# TYPE fota_chunk_requests_dropped_total counter\nfota_chunk_requests_dropped_total "
+      << chunk_requests_dropped_.load() << "\n";
   return out.str();
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -34,6 +35,9 @@ class Publisher {
   virtual ~Publisher() = default;
   virtual void publish(const std::string& topic, const std::string& payload, int qos) = 0;
 };
+
+// A decoded message from a device channel.
+using DeviceMessage = std::variant<v1::Inventory, v1::Progress, v1::Presence, v1::LogBatch, v1::ChunkRequest>;
 
 struct ServiceOptions {
   common::TopicScheme topics;
@@ -61,8 +65,13 @@ class OrchestratorService {
 
   void set_publisher(Publisher* publisher);
 
-  // MQTT input; any thread. Chunk requests are answered at once, the rest is queued for run_once.
+  // MQTT input; any thread, never waits. Chunk requests are queued for serve_chunk_requests(),
+  // the rest for run_once().
   void on_message(const std::string& topic, const std::string& payload);
+  // Answers the queued chunk requests (waiting up to `wait` for one); returns how many. Run it on
+  // a thread of its own: publishing waits for the broker's acknowledgements, so it must not run
+  // on the transport's callback thread, and it should not hold up run_once().
+  std::size_t serve_chunk_requests(std::chrono::milliseconds wait);
   // Drains the inbox, ticks every rollout, commits, publishes. Returns the messages processed.
   std::size_t run_once(Millis now);
   // Blocks until a message arrives or the timeout passes.
@@ -91,7 +100,11 @@ class OrchestratorService {
   struct Inbound {
     common::DeviceId device;
     common::Channel channel;
-    std::string payload;
+    DeviceMessage message;
+  };
+  struct ChunkWork {
+    common::DeviceId device;
+    v1::ChunkRequest request;
   };
   struct Outbound {
     std::string topic;
@@ -99,7 +112,7 @@ class OrchestratorService {
   };
   common::Status load();
   void handle(const Inbound& message, Millis now);
-  void handle_chunk_request(const common::DeviceId& device, const std::string& payload);
+  void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
   DeviceRecord& device_record(const std::string& id, Millis now);
   void apply(Rollout& rollout, const Decisions& decisions, Millis now);
   common::Status persist(Millis now);
@@ -116,11 +129,15 @@ class OrchestratorService {
   std::unique_ptr<Store> store_;
   common::ArtifactStore artifacts_;
   RolloutEngine engine_;
-  Publisher* publisher_ = nullptr;
+  std::atomic<Publisher*> publisher_{nullptr};
 
   std::mutex inbox_mutex_;
   std::condition_variable inbox_cv_;
   std::deque<Inbound> inbox_;
+
+  std::mutex chunk_mutex_;
+  std::condition_variable chunk_cv_;
+  std::deque<ChunkWork> chunk_requests_;
 
   // Everything below is guarded by state_mutex_.
   std::mutex state_mutex_;
@@ -142,6 +159,7 @@ class OrchestratorService {
   std::atomic<std::uint64_t> reports_ingested_{0};
   std::atomic<std::uint64_t> commands_sent_{0};
   std::atomic<std::uint64_t> messages_rejected_{0};
+  std::atomic<std::uint64_t> chunk_requests_dropped_{0};
   std::uint64_t last_reports_ = 0;
   Millis last_rate_ms_ = 0;
   double report_rate_ = 0;

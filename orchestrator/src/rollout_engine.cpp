@@ -804,6 +804,17 @@ Decisions RolloutEngine::on_inventory(Rollout& r, const DeviceFacts& device,
     std::size_t wave_members = 0;
     for (const Member& x : r.members) wave_members += x.wave == m->wave ? 1 : 0;
     send_install(r, *m, per_device_rate(r.spec, wave_members), now, out);
+  } else if (is_in_flight(m->state) && device.artifact_id == r.spec.artifact_id) {
+    // It runs our artifact and works on nothing: it committed, and the COMMITTED report was lost
+    // (sent while the orchestrator was down). A device still confirming names our deployment.
+    m->state = MemberState::kSucceeded;
+    m->phase = v1::PHASE_COMMITTED;
+    m->since_ms = now;
+    m->finished_ms = now;
+    m->last_error.clear();
+    m->dirty = true;
+    out.push_back(audit("device " + m->device_id + " runs " + r.spec.artifact_id +
+                        " (its inventory says so; the COMMITTED report was lost): counted as succeeded"));
   } else if (m->state == MemberState::kRollingBack && device.artifact_id == m->previous_artifact_id &&
              !m->previous_artifact_id.empty()) {
     m->state = MemberState::kRolledBack;

@@ -1,5 +1,8 @@
 #include <sqlite3.h>
 
+#include <string_view>
+#include <type_traits>
+
 #include <nlohmann/json.hpp>
 
 #include "fota/orchestrator/store.hpp"
@@ -96,31 +99,32 @@ CREATE INDEX logs_by_device ON device_logs(device_id, id);
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == SqliteStore::kSchemaVersion);
 
-// RAII prepared statement with positional binds.
+// A prepared statement from the store's cache, in use. Binds positionally without copying
+// (SQLITE_STATIC: the bound values must outlive the last step(), which the helpers below
+// guarantee by binding and stepping in one call) and is reset and unbound when it goes out of
+// scope, so the next user finds it clean and a read releases its snapshot.
 class Statement {
  public:
-  Statement(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  ~Statement() {
+    if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
   bool ok() const { return stmt_ != nullptr; }
-  Statement& bind(int i, const std::string& v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Statement& bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  void reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
+  template <typename... Args>
+  void bind_all(const Args&... args) {
+    int i = 0;
+    (bind(++i, args), ...);
   }
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int step() { return sqlite3_step(stmt_); }
+  // Ready for the next set of binds (the statement stays prepared).
+  void rewind() { sqlite3_reset(stmt_); }
   std::string text(int i) const {
     const auto* p = sqlite3_column_text(stmt_, i);
     return p ? std::string(reinterpret_cast<const char*>(p),
@@ -128,12 +132,43 @@ class Statement {
              : std::string();
   }
   std::int64_t integer(int i) const { return sqlite3_column_int64(stmt_, i); }
-  Error error(const std::string& what) const { return Error(Errc::kIo, what + ": " + sqlite3_errmsg(db_)); }
+  Error error(std::string_view what) const {
+    return Error(Errc::kIo, std::string(what) + ": " + sqlite3_errmsg(db_));
+  }
 
  private:
+  void bind(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+  template <typename T>
+  requires std::is_integral_v<T>
+  void bind(int i, T v) { sqlite3_bind_int64(stmt_, i, static_cast<std::int64_t>(v)); }
+
   sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
+  sqlite3_stmt* stmt_;
 };
+
+// The one write path: binds `args` to ?1..?N and steps to completion.
+template <typename... Args>
+Status run(Statement&& s, std::string_view what, const Args&... args) {
+  if (!s.ok()) return s.error(std::string("preparing ") + std::string(what));
+  s.bind_all(args...);
+  if (s.step() != SQLITE_DONE) return s.error(what);
+  return common::ok_status();
+}
+
+// The one read path: binds `args`, then calls `row` (returning Status) for every result row.
+template <typename RowFn, typename... Args>
+Status each_row(Statement&& s, std::string_view what, RowFn&& row, const Args&... args) {
+  if (!s.ok()) return s.error(std::string("preparing ") + std::string(what));
+  s.bind_all(args...);
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    if (auto st = row(static_cast<const Statement&>(s)); !st) return st;
+  }
+  if (rc != SQLITE_DONE) return s.error(what);
+  return common::ok_status();
+}
 
 std::string join(const std::vector<std::string>& v) {
   std::string out;
@@ -155,11 +190,28 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 SqliteStore::SqliteStore(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
-SqliteStore::~SqliteStore() { sqlite3_close_v2(db_); }
+SqliteStore::~SqliteStore() {
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  sqlite3_close_v2(db_);
+}
+
+sqlite3_stmt* SqliteStore::prepared(const char* sql) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) return it->second;
+  sqlite3_stmt* stmt = nullptr;
+  // PERSISTENT: kept for the connection's life; a batch reuses it for every row.
+  if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return nullptr;
+  }
+  statements_.emplace(sql, stmt);
+  return stmt;
+}
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path) {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+  // NOMUTEX: the store serialises every use of the connection with its own mutex.
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);
@@ -194,14 +246,24 @@ Status SqliteStore::exec(const char* sql) {
 
 int SqliteStore::schema_version() {
   std::lock_guard lock(mutex_);
-  Statement s(db_, "PRAGMA user_version");
-  return s.ok() && s.step() == SQLITE_ROW ? static_cast<int>(s.integer(0)) : -1;
+  int version = -1;
+  (void)each_row(Statement(db_, prepared("PRAGMA user_version")), "reading the schema version",
+                 [&](const Statement& s) {
+                   version = static_cast<int>(s.integer(0));
+                   return common::ok_status();
+                 });
+  return version;
 }
 
 std::string SqliteStore::journal_mode() {
   std::lock_guard lock(mutex_);
-  Statement s(db_, "PRAGMA journal_mode");
-  return s.ok() && s.step() == SQLITE_ROW ? s.text(0) : std::string();
+  std::string mode;
+  (void)each_row(Statement(db_, prepared("PRAGMA journal_mode")), "reading the journal mode",
+                 [&](const Statement& s) {
+                   mode = s.text(0);
+                   return common::ok_status();
+                 });
+  return mode;
 }
 
 Status SqliteStore::migrate() {
@@ -248,39 +310,34 @@ Status SqliteStore::transaction(const std::function<Status()>& body) {
 
 Status SqliteStore::upsert_device(const DeviceRecord& d) {
   std::lock_guard lock(mutex_);
-  Statement s(
-      db_,
-      "INSERT INTO devices (id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, "
-      "client_version, security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, "
-      "last_error) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16) ON CONFLICT(id) DO UPDATE "
-      "SET hardware=?2, time_zone=?3, artifact_id=?4, version=?5, tags=?6, grp=?7, online=?8, "
-      "last_seen_ms=?9, client_version=?10, security_counter=?11, free_bytes=?12, "
-      "pending_deployment_id=?13, last_phase=?15, last_error=?16");
-  if (!s.ok()) return s.error("preparing device upsert");
-  s.bind(1, d.facts.id)
-      .bind(2, d.facts.hardware_type)
-      .bind(3, d.facts.time_zone)
-      .bind(4, d.facts.artifact_id)
-      .bind(5, d.facts.version)
-      .bind(6, join(d.facts.tags))
-      .bind(7, d.facts.group)
-      .bind(8, std::int64_t{d.facts.online ? 1 : 0})
-      .bind(9, d.facts.last_seen_ms)
-      .bind(10, d.client_version)
-      .bind(11, static_cast<std::int64_t>(d.security_counter))
-      .bind(12, static_cast<std::int64_t>(d.free_bytes))
-      .bind(13, d.pending_deployment_id)
-      .bind(14, d.registered_ms)
-      .bind(15, d.last_phase)
-      .bind(16, d.last_error);
-  if (s.step() != SQLITE_DONE) return s.error("saving device " + d.facts.id);
-  return common::ok_status();
+  auto st =
+      run(Statement(
+              db_,
+              prepared(
+                  "INSERT INTO devices (id, hardware, time_zone, artifact_id, version, tags, grp, online, "
+                  "last_seen_ms, client_version, security_counter, free_bytes, pending_deployment_id, "
+                  "registered_ms, last_phase, last_error) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,"
+                  "?14,?15,?16) ON CONFLICT(id) DO UPDATE SET hardware=?2, time_zone=?3, artifact_id=?4, "
+                  "version=?5, tags=?6, grp=?7, online=?8, last_seen_ms=?9, client_version=?10, "
+                  "security_counter=?11, free_bytes=?12, pending_deployment_id=?13, last_phase=?15, "
+                  "last_error=?16")),
+          "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
+          d.facts.version, join(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
+          d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
+          d.last_phase, d.last_error);
+  if (!st) return st.error().with_context("device " + d.facts.id);
+  return st;
 }
 
 namespace {
-const char* const kDeviceColumns =
+constexpr const char* kLoadDevices =
     "SELECT id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, client_version, "
-    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error FROM devices";
+    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error FROM devices "
+    "ORDER BY id";
+constexpr const char* kReadDevice =
+    "SELECT id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, client_version, "
+    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error FROM devices "
+    "WHERE id = ?1";
 
 DeviceRecord read_device(const Statement& s) {
   DeviceRecord d;
@@ -302,90 +359,97 @@ DeviceRecord read_device(const Statement& s) {
   d.last_error = s.text(15);
   return d;
 }
+
+// Wave state is stored as JSON in the rollout row.
+std::string waves_json(const std::vector<WaveState>& waves) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const WaveState& w : waves) {
+    out.push_back({{"status", std::string(wave_status_name(w.status))},
+                   {"planned_size", w.planned_size},
+                   {"started_ms", w.started_ms},
+                   {"gate_passed_ms", w.gate_passed_ms},
+                   {"finished_ms", w.finished_ms},
+                   {"breach_overridden", w.breach_overridden}});
+  }
+  return out.dump();
+}
+
+Status parse_waves(const std::string& text, Rollout& r) {
+  try {
+    for (const auto& w : nlohmann::json::parse(text)) {
+      WaveState ws;
+      auto status = parse_wave_status(w.at("status").get<std::string>());
+      if (!status) return status.error();
+      ws.status = *status;
+      ws.planned_size = w.at("planned_size").get<std::uint32_t>();
+      ws.started_ms = w.at("started_ms").get<Millis>();
+      ws.gate_passed_ms = w.at("gate_passed_ms").get<Millis>();
+      ws.finished_ms = w.at("finished_ms").get<Millis>();
+      ws.breach_overridden = w.at("breach_overridden").get<bool>();
+      r.waves.push_back(ws);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return Error(Errc::kMalformed, std::string("unreadable wave state: ") + e.what());
+  }
+  return common::ok_status();
+}
 }  // namespace
 
 Result<std::vector<DeviceRecord>> SqliteStore::load_devices() {
   std::lock_guard lock(mutex_);
-  Statement s(db_, (std::string(kDeviceColumns) + " ORDER BY id").c_str());
-  if (!s.ok()) return s.error("preparing device load");
   std::vector<DeviceRecord> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_device(s));
-  if (rc != SQLITE_DONE) return s.error("loading devices");
+  auto st = each_row(Statement(db_, prepared(kLoadDevices)), "loading devices", [&](const Statement& s) {
+    out.push_back(read_device(s));
+    return common::ok_status();
+  });
+  if (!st) return st.error();
   return out;
 }
 
 Result<DeviceRecord> SqliteStore::device(const std::string& id) {
   std::lock_guard lock(mutex_);
-  Statement s(db_, (std::string(kDeviceColumns) + " WHERE id = ?1").c_str());
-  if (!s.ok()) return s.error("preparing device read");
-  s.bind(1, id);
-  const int rc = s.step();
-  if (rc == SQLITE_ROW) return read_device(s);
-  if (rc == SQLITE_DONE) return Error(Errc::kNotFound, "device '" + id + "' is not registered");
-  return s.error("reading device " + id);
+  std::optional<DeviceRecord> found;
+  auto st = each_row(
+      Statement(db_, prepared(kReadDevice)), "reading a device",
+      [&](const Statement& s) {
+        found = read_device(s);
+        return common::ok_status();
+      },
+      id);
+  if (!st) return st.error().with_context("device " + id);
+  if (!found) return Error(Errc::kNotFound, "device '" + id + "' is not registered");
+  return std::move(*found);
 }
 
 Status SqliteStore::save_rollout(Rollout& r) {
   return transaction([&]() -> Status {
     if (r.dirty) {
-      nlohmann::json waves = nlohmann::json::array();
-      for (const WaveState& w : r.waves) {
-        waves.push_back({{"status", std::string(wave_status_name(w.status))},
-                         {"planned_size", w.planned_size},
-                         {"started_ms", w.started_ms},
-                         {"gate_passed_ms", w.gate_passed_ms},
-                         {"finished_ms", w.finished_ms},
-                         {"breach_overridden", w.breach_overridden}});
-      }
-      Statement s(
-          db_,
-          "INSERT INTO rollouts (id, spec, state, created_ms, started_ms, finished_ms, targets_resolved, "
-          "reason, waves) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT(id) DO UPDATE SET spec=?2, "
-          "state=?3, started_ms=?5, finished_ms=?6, targets_resolved=?7, reason=?8, waves=?9");
-      if (!s.ok()) return s.error("preparing rollout save");
-      s.bind(1, r.id)
-          .bind(2, rollout_spec_to_json(r.spec))
-          .bind(3, std::string(rollout_state_name(r.state)))
-          .bind(4, r.created_ms)
-          .bind(5, r.started_ms)
-          .bind(6, r.finished_ms)
-          .bind(7, std::int64_t{r.targets_resolved ? 1 : 0})
-          .bind(8, r.reason)
-          .bind(9, waves.dump());
-      if (s.step() != SQLITE_DONE) return s.error("saving rollout " + r.id);
+      auto st =
+          run(Statement(db_, prepared("INSERT INTO rollouts (id, spec, state, created_ms, started_ms, "
+                                      "finished_ms, targets_resolved, reason, waves) VALUES "
+                                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT(id) DO UPDATE SET "
+                                      "spec=?2, state=?3, started_ms=?5, finished_ms=?6, "
+                                      "targets_resolved=?7, reason=?8, waves=?9")),
+              "saving a rollout", r.id, rollout_spec_to_json(r.spec), rollout_state_name(r.state),
+              r.created_ms, r.started_ms, r.finished_ms, r.targets_resolved, r.reason, waves_json(r.waves));
+      if (!st) return st.error().with_context("rollout " + r.id);
     }
-    Statement m(
-        db_,
-        "INSERT OR REPLACE INTO members (rollout_id, device_id, wave, state, phase, since_ms, attempt, "
-        "command_seq, command_id, retry_at_ms, previous_artifact_id, last_error, bytes_done, bytes_total, "
-        "last_sequence, started_ms, finished_ms, late_joiner) VALUES "
-        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)");
+    Statement m(db_,
+                prepared("INSERT OR REPLACE INTO members (rollout_id, device_id, wave, state, phase, "
+                         "since_ms, attempt, command_seq, command_id, retry_at_ms, previous_artifact_id, "
+                         "last_error, bytes_done, bytes_total, last_sequence, started_ms, finished_ms, "
+                         "late_joiner) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
+                         "?17,?18)"));
     if (!m.ok()) return m.error("preparing member save");
     for (Member& x : r.members) {
       if (!x.dirty) continue;
-      m.bind(1, r.id)
-          .bind(2, x.device_id)
-          .bind(3, std::int64_t{x.wave})
-          .bind(4, std::string(member_state_name(x.state)))
-          .bind(5, std::int64_t{x.phase})
-          .bind(6, x.since_ms)
-          .bind(7, std::int64_t{x.attempt})
-          .bind(8, std::int64_t{x.command_seq})
-          .bind(9, x.command_id)
-          .bind(10, x.retry_at_ms)
-          .bind(11, x.previous_artifact_id)
-          .bind(12, x.last_error)
-          .bind(13, static_cast<std::int64_t>(x.bytes_done))
-          .bind(14, static_cast<std::int64_t>(x.bytes_total))
-          .bind(15, static_cast<std::int64_t>(x.last_sequence))
-          .bind(16, x.started_ms)
-          .bind(17, x.finished_ms)
-          .bind(18, std::int64_t{x.late_joiner ? 1 : 0});
+      m.bind_all(r.id, x.device_id, x.wave, member_state_name(x.state), static_cast<int>(x.phase), x.since_ms,
+                 x.attempt, x.command_seq, x.command_id, x.retry_at_ms, x.previous_artifact_id, x.last_error,
+                 x.bytes_done, x.bytes_total, x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner);
       if (m.step() != SQLITE_DONE) return m.error("saving member " + x.device_id + " of rollout " + r.id);
-      m.reset();
+      m.rewind();
+      x.dirty = false;
     }
-    for (Member& x : r.members) x.dirty = false;
     r.dirty = false;
     return common::ok_status();
   });
@@ -394,80 +458,67 @@ Status SqliteStore::save_rollout(Rollout& r) {
 Result<std::vector<Rollout>> SqliteStore::load_rollouts() {
   std::lock_guard lock(mutex_);
   std::vector<Rollout> out;
-  Statement s(
-      db_,
-      "SELECT id, spec, state, created_ms, started_ms, finished_ms, targets_resolved, reason, waves FROM "
-      "rollouts ORDER BY created_ms, id");
-  if (!s.ok()) return s.error("preparing rollout load");
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    Rollout r;
-    r.id = s.text(0);
-    auto spec = parse_rollout_spec(s.text(1));
-    if (!spec) return spec.error().with_context("stored rollout " + r.id);
-    r.spec = std::move(spec).value();
-    auto state = parse_rollout_state(s.text(2));
-    if (!state) return state.error().with_context("stored rollout " + r.id);
-    r.state = *state;
-    r.created_ms = s.integer(3);
-    r.started_ms = s.integer(4);
-    r.finished_ms = s.integer(5);
-    r.targets_resolved = s.integer(6) != 0;
-    r.reason = s.text(7);
-    try {
-      for (const auto& w : nlohmann::json::parse(s.text(8))) {
-        WaveState ws;
-        auto status = parse_wave_status(w.at("status").get<std::string>());
-        if (!status) return status.error().with_context("stored rollout " + r.id);
-        ws.status = *status;
-        ws.planned_size = w.at("planned_size").get<std::uint32_t>();
-        ws.started_ms = w.at("started_ms").get<Millis>();
-        ws.gate_passed_ms = w.at("gate_passed_ms").get<Millis>();
-        ws.finished_ms = w.at("finished_ms").get<Millis>();
-        ws.breach_overridden = w.at("breach_overridden").get<bool>();
-        r.waves.push_back(ws);
-      }
-    } catch (const nlohmann::json::exception& e) {
-      return Error(Errc::kMalformed, "stored rollout " + r.id + " has unreadable wave state: " + e.what());
-    }
-    if (r.waves.size() != r.spec.waves.size()) r.waves.resize(r.spec.waves.size());
-    r.dirty = false;
-    out.push_back(std::move(r));
-  }
-  if (rc != SQLITE_DONE) return s.error("loading rollouts");
+  auto st = each_row(
+      Statement(db_,
+                prepared("SELECT id, spec, state, created_ms, started_ms, finished_ms, targets_resolved, "
+                         "reason, waves FROM rollouts ORDER BY created_ms, id")),
+      "loading rollouts", [&](const Statement& s) -> Status {
+        Rollout r;
+        r.id = s.text(0);
+        auto spec = parse_rollout_spec(s.text(1));
+        if (!spec) return spec.error().with_context("stored rollout " + r.id);
+        r.spec = std::move(spec).value();
+        auto state = parse_rollout_state(s.text(2));
+        if (!state) return state.error().with_context("stored rollout " + r.id);
+        r.state = *state;
+        r.created_ms = s.integer(3);
+        r.started_ms = s.integer(4);
+        r.finished_ms = s.integer(5);
+        r.targets_resolved = s.integer(6) != 0;
+        r.reason = s.text(7);
+        if (auto w = parse_waves(s.text(8), r); !w) return w.error().with_context("stored rollout " + r.id);
+        if (r.waves.size() != r.spec.waves.size()) r.waves.resize(r.spec.waves.size());
+        r.dirty = false;
+        out.push_back(std::move(r));
+        return common::ok_status();
+      });
+  if (!st) return st.error();
   for (Rollout& r : out) {
-    Statement m(
-        db_,
-        "SELECT device_id, wave, state, phase, since_ms, attempt, command_seq, command_id, retry_at_ms, "
-        "previous_artifact_id, last_error, bytes_done, bytes_total, last_sequence, started_ms, finished_ms, "
-        "late_joiner FROM members WHERE rollout_id = ?1 ORDER BY wave, device_id");
-    if (!m.ok()) return m.error("preparing member load");
-    m.bind(1, r.id);
-    while ((rc = m.step()) == SQLITE_ROW) {
-      Member x;
-      x.device_id = m.text(0);
-      x.wave = static_cast<int>(m.integer(1));
-      auto state = parse_member_state(m.text(2));
-      if (!state) return state.error().with_context("stored member " + x.device_id + " of rollout " + r.id);
-      x.state = *state;
-      x.phase = static_cast<v1::Phase>(m.integer(3));
-      x.since_ms = m.integer(4);
-      x.attempt = static_cast<std::uint32_t>(m.integer(5));
-      x.command_seq = static_cast<std::uint32_t>(m.integer(6));
-      x.command_id = m.text(7);
-      x.retry_at_ms = m.integer(8);
-      x.previous_artifact_id = m.text(9);
-      x.last_error = m.text(10);
-      x.bytes_done = static_cast<std::uint64_t>(m.integer(11));
-      x.bytes_total = static_cast<std::uint64_t>(m.integer(12));
-      x.last_sequence = static_cast<std::uint64_t>(m.integer(13));
-      x.started_ms = m.integer(14);
-      x.finished_ms = m.integer(15);
-      x.late_joiner = m.integer(16) != 0;
-      x.dirty = false;
-      r.members.push_back(std::move(x));
-    }
-    if (rc != SQLITE_DONE) return m.error("loading members of rollout " + r.id);
+    st = each_row(
+        Statement(db_,
+                  prepared("SELECT device_id, wave, state, phase, since_ms, attempt, command_seq, "
+                           "command_id, retry_at_ms, previous_artifact_id, last_error, bytes_done, "
+                           "bytes_total, last_sequence, started_ms, finished_ms, late_joiner FROM members "
+                           "WHERE rollout_id = ?1 ORDER BY wave, device_id")),
+        "loading members",
+        [&](const Statement& m) -> Status {
+          Member x;
+          x.device_id = m.text(0);
+          x.wave = static_cast<int>(m.integer(1));
+          auto state = parse_member_state(m.text(2));
+          if (!state)
+            return state.error().with_context("stored member " + x.device_id + " of rollout " + r.id);
+          x.state = *state;
+          x.phase = static_cast<v1::Phase>(m.integer(3));
+          x.since_ms = m.integer(4);
+          x.attempt = static_cast<std::uint32_t>(m.integer(5));
+          x.command_seq = static_cast<std::uint32_t>(m.integer(6));
+          x.command_id = m.text(7);
+          x.retry_at_ms = m.integer(8);
+          x.previous_artifact_id = m.text(9);
+          x.last_error = m.text(10);
+          x.bytes_done = static_cast<std::uint64_t>(m.integer(11));
+          x.bytes_total = static_cast<std::uint64_t>(m.integer(12));
+          x.last_sequence = static_cast<std::uint64_t>(m.integer(13));
+          x.started_ms = m.integer(14);
+          x.finished_ms = m.integer(15);
+          x.late_joiner = m.integer(16) != 0;
+          x.dirty = false;
+          r.members.push_back(std::move(x));
+          return common::ok_status();
+        },
+        r.id);
+    if (!st) return st.error().with_context("rollout " + r.id);
     r.rebuild_index();
   }
   return out;
@@ -475,45 +526,36 @@ Result<std::vector<Rollout>> SqliteStore::load_rollouts() {
 
 Status SqliteStore::append_event(const EventRecord& e) {
   std::lock_guard lock(mutex_);
-  Statement s(db_,
-              "INSERT INTO events (time_ms, device_id, rollout_id, kind, detail) VALUES (?1,?2,?3,?4,?5)");
-  if (!s.ok()) return s.error("preparing event append");
-  s.bind(1, e.time_ms).bind(2, e.device_id).bind(3, e.rollout_id).bind(4, e.kind).bind(5, e.detail);
-  if (s.step() != SQLITE_DONE) return s.error("appending event");
-  return common::ok_status();
+  return run(Statement(db_, prepared("INSERT INTO events (time_ms, device_id, rollout_id, kind, detail) "
+                                     "VALUES (?1,?2,?3,?4,?5)")),
+             "appending an event", e.time_ms, e.device_id, e.rollout_id, e.kind, e.detail);
 }
 
 Result<std::vector<EventRecord>> SqliteStore::events(const std::string& device, const std::string& rollout,
                                                      std::size_t limit) {
   std::lock_guard lock(mutex_);
-  Statement s(
-      db_,
-      "SELECT id, time_ms, device_id, rollout_id, kind, detail FROM events WHERE (?1 = '' OR device_id = ?1) "
-      "AND (?2 = '' OR rollout_id = ?2) ORDER BY id DESC LIMIT ?3");
-  if (!s.ok()) return s.error("preparing event read");
-  s.bind(1, device).bind(2, rollout).bind(3, static_cast<std::int64_t>(limit));
   std::vector<EventRecord> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    out.push_back(EventRecord{s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), s.text(5)});
-  }
-  if (rc != SQLITE_DONE) return s.error("reading events");
+  auto st = each_row(
+      Statement(db_, prepared("SELECT id, time_ms, device_id, rollout_id, kind, detail FROM events WHERE "
+                              "(?1 = '' OR device_id = ?1) AND (?2 = '' OR rollout_id = ?2) ORDER BY id DESC "
+                              "LIMIT ?3")),
+      "reading events",
+      [&](const Statement& s) {
+        out.push_back(EventRecord{s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), s.text(5)});
+        return common::ok_status();
+      },
+      device, rollout, limit);
+  if (!st) return st.error();
   return out;
 }
 
 Status SqliteStore::append_logs(const std::vector<LogRecord>& logs) {
   return transaction([&]() -> Status {
-    Statement s(
-        db_, "INSERT INTO device_logs (device_id, time_ms, level, message, source) VALUES (?1,?2,?3,?4,?5)");
-    if (!s.ok()) return s.error("preparing log append");
     for (const LogRecord& l : logs) {
-      s.bind(1, l.device_id)
-          .bind(2, l.time_ms)
-          .bind(3, std::int64_t{l.level})
-          .bind(4, l.message)
-          .bind(5, l.source);
-      if (s.step() != SQLITE_DONE) return s.error("appending device log");
-      s.reset();
+      auto st = run(Statement(db_, prepared("INSERT INTO device_logs (device_id, time_ms, level, message, "
+                                            "source) VALUES (?1,?2,?3,?4,?5)")),
+                    "appending a device log", l.device_id, l.time_ms, l.level, l.message, l.source);
+      if (!st) return st;
     }
     return common::ok_status();
   });
@@ -522,19 +564,18 @@ Status SqliteStore::append_logs(const std::vector<LogRecord>& logs) {
 Result<std::vector<LogRecord>> SqliteStore::logs(const std::string& device, std::int64_t after_id,
                                                  std::size_t limit) {
   std::lock_guard lock(mutex_);
-  Statement s(db_,
-              "SELECT id, device_id, time_ms, level, message, source FROM device_logs WHERE device_id = ?1 "
-              "AND id > ?2 "
-              "ORDER BY id LIMIT ?3");
-  if (!s.ok()) return s.error("preparing log read");
-  s.bind(1, device).bind(2, after_id).bind(3, static_cast<std::int64_t>(limit));
   std::vector<LogRecord> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    out.push_back(LogRecord{s.integer(0), s.text(1), s.integer(2), static_cast<int>(s.integer(3)), s.text(4),
-                            s.text(5)});
-  }
-  if (rc != SQLITE_DONE) return s.error("reading device logs");
+  auto st = each_row(
+      Statement(db_, prepared("SELECT id, device_id, time_ms, level, message, source FROM device_logs WHERE "
+                              "device_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")),
+      "reading device logs",
+      [&](const Statement& s) {
+        out.push_back(LogRecord{s.integer(0), s.text(1), s.integer(2), static_cast<int>(s.integer(3)),
+                                s.text(4), s.text(5)});
+        return common::ok_status();
+      },
+      device, after_id, limit);
+  if (!st) return st.error();
   return out;
 }
 
@@ -542,35 +583,24 @@ Result<AuditEntry> SqliteStore::append_audit(const std::string& actor, const std
                                              const std::string& detail, Millis now) {
   AuditEntry e;
   auto st = transaction([&]() -> Status {
-    Statement last(db_, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
-    if (!last.ok()) return last.error("preparing audit head read");
     e.seq = 1;
     e.prev_hash = genesis_hash();
-    const int rc = last.step();
-    if (rc == SQLITE_ROW) {
-      e.seq = last.integer(0) + 1;
-      e.prev_hash = last.text(1);
-    } else if (rc != SQLITE_DONE) {
-      return last.error("reading the audit head");
-    }
+    auto head = each_row(Statement(db_, prepared("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")),
+                         "reading the audit head", [&](const Statement& s) {
+                           e.seq = s.integer(0) + 1;
+                           e.prev_hash = s.text(1);
+                           return common::ok_status();
+                         });
+    if (!head) return head;
     e.time_ms = now;
     e.actor = actor;
     e.action = action;
     e.detail = detail;
     e.hash = audit_entry_hash(e);
-    Statement s(db_,
-                "INSERT INTO audit (seq, time_ms, actor, action, detail, prev_hash, hash) VALUES "
-                "(?1,?2,?3,?4,?5,?6,?7)");
-    if (!s.ok()) return s.error("preparing audit append");
-    s.bind(1, e.seq)
-        .bind(2, e.time_ms)
-        .bind(3, e.actor)
-        .bind(4, e.action)
-        .bind(5, e.detail)
-        .bind(6, e.prev_hash)
-        .bind(7, e.hash);
-    if (s.step() != SQLITE_DONE) return s.error("appending audit entry");
-    return common::ok_status();
+    return run(Statement(db_, prepared("INSERT INTO audit (seq, time_ms, actor, action, detail, prev_hash, "
+                                       "hash) VALUES (?1,?2,?3,?4,?5,?6,?7)")),
+               "appending an audit entry", e.seq, e.time_ms, e.actor, e.action, e.detail, e.prev_hash,
+               e.hash);
   });
   if (!st) return st.error();
   return e;
@@ -578,18 +608,18 @@ Result<AuditEntry> SqliteStore::append_audit(const std::string& actor, const std
 
 Result<std::vector<AuditEntry>> SqliteStore::audit_entries(std::int64_t after_seq, std::size_t limit) {
   std::lock_guard lock(mutex_);
-  Statement s(db_,
-              "SELECT seq, time_ms, actor, action, detail, prev_hash, hash FROM audit WHERE seq > ?1 ORDER "
-              "BY seq LIMIT ?2");
-  if (!s.ok()) return s.error("preparing audit read");
-  s.bind(1, after_seq).bind(2, static_cast<std::int64_t>(limit));
   std::vector<AuditEntry> out;
-  int rc;
-  while ((rc = s.step()) == SQLITE_ROW) {
-    out.push_back(
-        AuditEntry{s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6)});
-  }
-  if (rc != SQLITE_DONE) return s.error("reading the audit log");
+  auto st = each_row(
+      Statement(db_, prepared("SELECT seq, time_ms, actor, action, detail, prev_hash, hash FROM audit WHERE "
+                              "seq > ?1 ORDER BY seq LIMIT ?2")),
+      "reading the audit log",
+      [&](const Statement& s) {
+        out.push_back(
+            AuditEntry{s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6)});
+        return common::ok_status();
+      },
+      after_seq, limit);
+  if (!st) return st.error();
   return out;
 }
 

@@ -667,6 +667,23 @@ TEST_F(RolloutEngineTest, InventoryWithoutTheCommandGetsItAgain) {
   EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-0"], r.id, now_).empty());
 }
 
+TEST_F(RolloutEngineTest, InventoryRunningTheArtifactCountsAsCommittedWhenTheReportWasLost) {
+  add_devices(2);
+  Rollout r = started("r-lost", "");
+  tick(r);
+  report(r, "dev-0", v1::PHASE_DOWNLOADING);
+  report(r, "dev-1", v1::PHASE_DOWNLOADING);
+  // dev-0 committed while the orchestrator was down; only its inventory tells.
+  fleet_.devices["dev-0"].artifact_id = kArtifact;
+  auto d = engine_.on_inventory(r, fleet_.devices["dev-0"], "", now_);
+  EXPECT_TRUE(installs(d).empty());
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kSucceeded);
+  // Still confirming (names the deployment): not yet a success.
+  fleet_.devices["dev-1"].artifact_id = kArtifact;
+  EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-1"], r.id, now_).empty());
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kUpdating);
+}
+
 TEST_F(RolloutEngineTest, DevicesAlreadyOnTheArtifactSucceedWithoutACommand) {
   add_devices(2);
   fleet_.devices["dev-1"].artifact_id = kArtifact;

@@ -88,9 +88,12 @@ class PlayedDevice {
     send(Channel::kInventory, common::encode(inv), true);
   }
 
-  // Handles whatever arrived; returns after `budget` without messages.
+  // Handles whatever arrived; returns after `budget` without messages. Like the real client
+  // (chunk_timeout_ms), asks again for the chunks it still misses when none arrived for a while:
+  // a request published while the orchestrator was down (killed) is lost for good.
   void pump(std::chrono::milliseconds budget) {
     while (auto msg = client_.wait_message(budget)) handle(*msg);
+    if (working_ && std::chrono::steady_clock::now() - last_chunk_ > kChunkTimeout) request_missing_chunks();
   }
 
   const std::string& id() const { return id_; }
@@ -139,14 +142,7 @@ class PlayedDevice {
         received_.assign(common::chunk_count(manifest_.image_size(), manifest_.chunk_size()), false);
         received_bytes_ = 0;
         report(v1::PHASE_DOWNLOADING);
-        v1::ChunkRequest req;
-        req.set_device_id(id_);
-        req.set_artifact_id(manifest_.artifact_id());
-        req.set_request_id(++request_id_);
-        auto* range = req.add_ranges();
-        range->set_first(0);
-        range->set_count(static_cast<std::uint32_t>(received_.size()));
-        send(Channel::kChunkRequest, common::encode(req));
+        request_missing_chunks();
       } else if (cmd->has_rollback()) {
         deployment_ = cmd->deployment_id();
         command_ = cmd->command_id();
@@ -165,6 +161,7 @@ class PlayedDevice {
                 manifest_.chunk_sha256(static_cast<int>(chunk->index())));
       if (!received_[chunk->index()]) received_bytes_ += chunk->data().size();
       received_[chunk->index()] = true;
+      last_chunk_ = std::chrono::steady_clock::now();
       if (std::all_of(received_.begin(), received_.end(), [](bool b) { return b; })) {
         working_ = false;
         if (fail_next) {
@@ -192,6 +189,23 @@ class PlayedDevice {
     }
   }
 
+  void request_missing_chunks() {
+    v1::ChunkRequest req;
+    req.set_device_id(id_);
+    req.set_artifact_id(manifest_.artifact_id());
+    req.set_request_id(++request_id_);
+    for (std::uint32_t i = 0; i < received_.size(); ++i) {
+      if (received_[i]) continue;
+      auto* range = req.add_ranges();
+      range->set_first(i);
+      range->set_count(1);
+    }
+    send(Channel::kChunkRequest, common::encode(req));
+    last_chunk_ = std::chrono::steady_clock::now();
+  }
+
+  static constexpr auto kChunkTimeout = std::chrono::seconds(2);
+  std::chrono::steady_clock::time_point last_chunk_{};
   std::string id_;
   std::string tz_;
   common::DeviceId device_;
@@ -404,6 +418,90 @@ TEST_F(OrchestratorServiceTest, TwoWaveRolloutCompletesOverRealBroker) {
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("fota_rollouts{state=\"completed\"} 1"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("fota_chunk_bytes_served_total 409600"), std::string::npos) << metrics->body;
+}
+
+// Real devices: the client library's `fota-device` agent (file-backed A/B slots), one process
+// each (within one process every Paho connect after the first takes about 2 s), over the real
+// broker with mTLS; the orchestrator serves the chunks (no broker plugin).
+class DeviceAgents {
+ public:
+  ~DeviceAgents() {
+    for (pid_t pid : pids_) kill(pid, SIGTERM);
+    for (pid_t pid : pids_) waitpid(pid, nullptr, 0);
+  }
+  void start(const fs::path& config, const fs::path& log) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      FILE* out = std::freopen(log.c_str(), "a", stderr);
+      (void)out;
+      dup2(fileno(stderr), fileno(stdout));
+      execl(FOTA_DEVICE_PATH, FOTA_DEVICE_PATH, "--config", config.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    pids_.push_back(pid);
+  }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+TEST_F(OrchestratorServiceTest, TwoWaveRolloutToRealDeviceAgentsCompletes) {
+  start_orchestrator();
+  constexpr int kAgents = 3;
+  DeviceAgents agents;
+  for (int i = 0; i < kAgents; ++i) {
+    const std::string id = "agent-" + std::to_string(i);
+    const auto files = pki_->issue(common::Role::kDevice, id);
+    const auto home = dir_.path() / id;
+    fs::create_directories(home);
+    std::ofstream(home / "device.yaml")
+        << "device_id: " << id << "\nhardware_type: gw-v2\nbroker: " << broker_->uri()
+        << "\nca: " << pki_->ca_cert().string() << "\ncert: " << files.cert.string()
+        << "\nkey: " << files.key.string() << "\ntrust: " << (dir_.path() / "keys").string()
+        << "\nstate_dir: " << (home / "state").string()
+        << "\nfactory_version: 1.0.0\ntime_zone: UTC\nprogress_interval_ms: 200\nlog_level: info\n";
+    agents.start(home / "device.yaml", home / "device.log");
+  }
+  wait_registered(kAgents);
+  const std::string artifact =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw", "2.0", 256 * 1024).string()));
+  ASSERT_EQ(artifact.size(), 32u);
+  const std::string id =
+      create_rollout("name: real-devices\nartifact: " + artifact +
+                     "\ntarget: {hardware: [gw-v2]}\nwaves:\n  - size: 1\n  - size: 100%\n");
+  const json plan = api_get("/api/v1/rollouts/" + id + "/plan");
+  const auto started = std::chrono::steady_clock::now();
+  fotactl_ok("rollout start " + id);
+  json r;
+  for (int i = 0; i < 1200; ++i) {
+    r = api_get("/api/v1/rollouts/" + id);
+    if (r.value("state", "") != "running") break;
+    std::this_thread::sleep_for(50ms);
+  }
+  const double actual_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(r.value("state", ""), "completed") << r.dump(2) << "\n" << read_log();
+  EXPECT_EQ(r["counts"].value("succeeded", 0), kAgents);
+  ASSERT_EQ(r["waves"].size(), 2u);
+  EXPECT_EQ(r["waves"][0].value("devices", 0), 1);
+  EXPECT_EQ(r["waves"][1].value("devices", 0), kAgents - 1);
+  for (const auto& m : r["members"]) EXPECT_EQ(m.value("state", ""), "succeeded") << m.dump();
+  // Every device runs and reports the new version.
+  for (int i = 0; i < 100; ++i) {
+    std::size_t updated = 0;
+    for (const auto& d : api_get("/api/v1/devices")) {
+      updated += d.value("artifact_id", "") == artifact && d.value("version", "") == "2.0" ? 1 : 0;
+    }
+    if (updated == kAgents) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  for (const auto& d : api_get("/api/v1/devices")) {
+    EXPECT_EQ(d.value("artifact_id", ""), artifact) << d.dump();
+    EXPECT_EQ(d.value("version", ""), "2.0") << d.dump();
+  }
+  std::printf("[ figure ] %d fota-device agents, two waves, 256 KiB image: predicted %lld s, took %.1f s\n",
+              kAgents, static_cast<long long>(plan.value("duration_seconds", 0)), actual_s);
+  fotactl_ok("audit verify");
 }
 
 TEST_F(OrchestratorServiceTest, KillNineMidRolloutThenRestartFinishesConsistently) {

@@ -8,14 +8,8 @@ namespace {
 
 template <typename M>
 Status check_device_message(const DeviceId& device, std::string_view bytes, std::size_t cap) {
-  auto decoded = decode<M>(bytes, cap);
-  if (!decoded) return decoded.error();
-  if (decoded->device_id() != device.str()) {
-    return Error(Errc::kPermissionDenied, decoded->GetTypeName() + " names device \"" +
-                                              decoded->device_id().substr(0, 64) +
-                                              "\" but was published for \"" + device.str() + "\"");
-  }
-  return ok_status();
+  auto decoded = decode_device_message<M>(device, bytes, cap);
+  return decoded ? ok_status() : Status(decoded.error());
 }
 
 }  // namespace

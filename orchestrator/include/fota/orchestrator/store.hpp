@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fota/common/result.hpp"
@@ -17,6 +18,7 @@
 #include "fota/orchestrator/rollout_engine.hpp"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace fota::orchestrator {
 
@@ -112,11 +114,15 @@ class SqliteStore final : public Store {
   explicit SqliteStore(sqlite3* db, std::filesystem::path path);
   common::Status exec(const char* sql);
   common::Status migrate();
+  // The statement for `sql` (a string constant), prepared once per connection; nullptr when it
+  // does not prepare (the caller reports sqlite3_errmsg). Callers hold mutex_.
+  sqlite3_stmt* prepared(const char* sql);
 
   sqlite3* db_;
   std::filesystem::path path_;
   std::recursive_mutex mutex_;
   int transaction_depth_ = 0;
+  std::unordered_map<const char*, sqlite3_stmt*> statements_;  // keyed by the constant's address
 };
 
 }  // namespace fota::orchestrator

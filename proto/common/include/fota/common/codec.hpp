@@ -51,6 +51,20 @@ std::string encode(const M& message) {
   return message.SerializeAsString();
 }
 
+// Decodes a message a device published as M: it parses, fits `max_bytes`, and names `device` as
+// its device_id (kPermissionDenied otherwise). For callers that use the message afterwards.
+template <typename M>
+Result<M> decode_device_message(const DeviceId& device, std::string_view bytes, std::size_t max_bytes) {
+  auto decoded = decode<M>(bytes, max_bytes);
+  if (!decoded) return decoded.error();
+  if (decoded->device_id() != device.str()) {
+    return Error(Errc::kPermissionDenied, decoded->GetTypeName() + " names device \"" +
+                                              decoded->device_id().substr(0, 64) +
+                                              "\" but was published for \"" + device.str() + "\"");
+  }
+  return decoded;
+}
+
 // Checks a message a device published: it parses as the channel's type, fits the channel's
 // cap, and names `device` as its device_id. The plugin and the orchestrator both call this.
 Status validate_device_message(Channel channel, const DeviceId& device, std::string_view bytes);
