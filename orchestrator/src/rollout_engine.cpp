@@ -786,27 +786,16 @@ Decisions RolloutEngine::on_inventory(Rollout& r, const DeviceFacts& device,
   Decisions out;
   Member* m = r.find_member(device.id);
   if (m == nullptr || pending_deployment_id == r.id) return out;
-  if (is_in_flight(m->state) && device.artifact_id == r.spec.artifact_id) {
-    // The device runs our artifact with no update pending: it committed and we missed the report
-    // (found by fota-sim's orchestrator-kill scenario: it came while the orchestrator was down).
-    // A retained inventory without a pending deployment is the device's own word for it.
-    m->state = MemberState::kSucceeded;
-    m->phase = v1::PHASE_COMMITTED;
-    m->since_ms = now;
-    m->finished_ms = now;
-    m->last_error.clear();
-    m->dirty = true;
-    out.push_back(audit("device " + m->device_id + " runs the artifact (inventory); counted as succeeded"));
-  } else if (is_in_flight(m->state) &&
-             (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused) &&
-             device.artifact_id != r.spec.artifact_id) {
+  if (is_in_flight(m->state) && (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused) &&
+      device.artifact_id != r.spec.artifact_id) {
     // The device does not work on our command: it lost it (offline, expired, rebooted). Resend.
     std::size_t wave_members = 0;
     for (const Member& x : r.members) wave_members += x.wave == m->wave ? 1 : 0;
     send_install(r, *m, per_device_rate(r.spec, wave_members), now, out);
   } else if (is_in_flight(m->state) && device.artifact_id == r.spec.artifact_id) {
     // It runs our artifact and works on nothing: it committed, and the COMMITTED report was lost
-    // (sent while the orchestrator was down). A device still confirming names our deployment.
+    // (sent while the orchestrator was down; found by the kill -9 test and fota-sim's
+    // orchestrator-kill scenario). A device still confirming names our deployment.
     m->state = MemberState::kSucceeded;
     m->phase = v1::PHASE_COMMITTED;
     m->since_ms = now;

@@ -638,22 +638,6 @@ TEST_F(RolloutEngineTest, RollbackWaitsForDevicesTooFarIntoTheUpdateToCancel) {
   EXPECT_EQ(r.state, RolloutState::kRolledBack);
 }
 
-TEST_F(RolloutEngineTest, InventoryOfACommittedDeviceCountsWhenItsReportWasLost) {
-  add_devices(2);
-  Rollout r = started("r-lost", "");
-  tick(r);
-  report(r, "dev-0", v1::PHASE_DOWNLOADING);
-  report(r, "dev-1", v1::PHASE_CONFIRMING);
-  fleet_.devices["dev-1"].artifact_id = kArtifact;
-  // On trial (still pending this rollout): not yet a success.
-  EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-1"], r.id, now_).empty());
-  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kUpdating);
-  // Committed, no update pending any more, and the COMMITTED report never arrived.
-  engine_.on_inventory(r, fleet_.devices["dev-1"], "", now_);
-  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kSucceeded);
-  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kUpdating);
-}
-
 TEST_F(RolloutEngineTest, InventoryWithoutTheCommandGetsItAgain) {
   add_devices(1);
   Rollout r = started("r-level", "");
