@@ -480,6 +480,7 @@ void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis n
         auto* install = cmd.mutable_install();
         *install->mutable_manifest() = *manifest;
         install->set_max_bytes_per_second(d.max_bytes_per_second);
+        install->set_max_inflight_chunks(r.spec.max_inflight_chunks);
         what = "install " + d.artifact_id;
         break;
       }

@@ -219,9 +219,10 @@ Result<RolloutSpec> parse_node(const YAML::Node& root) {
     return Error(Errc::kInvalidArgument,
                  "rollout spec: expected a mapping with name, artifact, "
                  "target and waves at the top level");
-  if (auto st = check_keys(root, "",
-                           {"name", "artifact", "target", "waves", "max_concurrent", "max_bytes_per_second",
-                            "retries", "timeouts", "start_at", "windows", "on_breach", "command_ttl"});
+  if (auto st = check_keys(
+          root, "",
+          {"name", "artifact", "target", "waves", "max_concurrent", "max_bytes_per_second", "retries",
+           "timeouts", "start_at", "windows", "on_breach", "command_ttl", "max_inflight_chunks"});
       !st) {
     return st.error();
   }
@@ -315,6 +316,11 @@ Result<RolloutSpec> parse_node(const YAML::Node& root) {
     auto v = number(root["max_concurrent"], "max_concurrent", 0, 1'000'000);
     if (!v) return v.error();
     spec.max_concurrent = static_cast<std::uint32_t>(*v);
+  }
+  if (root["max_inflight_chunks"]) {
+    auto v = number(root["max_inflight_chunks"], "max_inflight_chunks", 0, 1024);
+    if (!v) return v.error();
+    spec.max_inflight_chunks = static_cast<std::uint32_t>(*v);
   }
   if (root["max_bytes_per_second"]) {
     auto v = number(root["max_bytes_per_second"], "max_bytes_per_second", 0, 1e13);
@@ -459,6 +465,7 @@ std::string rollout_spec_to_json(const RolloutSpec& spec) {
   j["waves"] = waves;
   j["max_concurrent"] = spec.max_concurrent;
   j["max_bytes_per_second"] = spec.max_bytes_per_second;
+  j["max_inflight_chunks"] = spec.max_inflight_chunks;
   j["retries"] = {{"max", spec.retry.max_retries},
                   {"backoff", format_duration(spec.retry.backoff_ms)},
                   {"max_backoff", format_duration(spec.retry.max_backoff_ms)}};

@@ -69,6 +69,7 @@ json orchestrator_rollout_spec(const RolloutPlan& plan, const std::string& artif
   }
   spec["waves"] = waves;
   spec["max_concurrent"] = plan.max_concurrent;
+  spec["max_inflight_chunks"] = plan.max_inflight_chunks;
   spec["on_breach"] = std::string(breach_action_name(plan.on_breach));
   spec["command_ttl"] = std::to_string(plan.command_ttl_ms) + "ms";
   if (plan.retries) {

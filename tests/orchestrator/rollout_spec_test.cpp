@@ -46,6 +46,10 @@ command_ttl: 2h
   EXPECT_EQ(spec->waves[1].size_kind, WaveSizeKind::kPercent);
   EXPECT_DOUBLE_EQ(spec->waves[1].success_ratio, 0.9);
   EXPECT_EQ(spec->max_concurrent, 10u);
+  EXPECT_EQ(spec->max_inflight_chunks, 0u);  // the device's default unless set
+  auto windowed = parse_rollout_spec(spec_with("max_inflight_chunks: 4\n"));
+  ASSERT_TRUE(windowed.ok()) << windowed.error().message;
+  EXPECT_EQ(windowed->max_inflight_chunks, 4u);
   EXPECT_EQ(spec->retry.max_retries, 3u);
   EXPECT_EQ(spec->retry.max_backoff_ms, 300'000);
   EXPECT_EQ(spec->timeouts.dispatch_ms, 120'000);
@@ -97,6 +101,7 @@ TEST(RolloutSpecTest, MalformedSpecsSayWhatToFix) {
       {spec_with("windows:\n  - start: '01:00'\n    duration: 2d\n"), "between 1m and 24h"},
       {spec_with("start_at: tomorrow\n"), "RFC 3339"},
       {spec_with("waves:\n  - size: 1\n    success_ratio: 1.5\n"), "success_ratio: 1.5 is out of range"},
+      {spec_with("max_inflight_chunks: 5000\n"), "max_inflight_chunks: 5000 is out of range"},
   };
   for (const BadSpec& c : cases) {
     auto spec = parse_rollout_spec(c.text);

@@ -69,6 +69,9 @@ struct RolloutSpec {
   std::vector<WaveSpec> waves;
   std::uint32_t max_concurrent = 0;        // 0 = no limit
   std::uint64_t max_bytes_per_second = 0;  // whole rollout; 0 = no limit
+  // Download window sent in the install command (0 = the device's default). On a slow link a big
+  // window only queues chunks that a dropped connection then throws away.
+  std::uint32_t max_inflight_chunks = 0;
   RetryPolicy retry;
   PhaseTimeouts timeouts;
   std::optional<Millis> start_at_ms;
