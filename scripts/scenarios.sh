@@ -41,8 +41,8 @@ for name in "${names[@]}"; do
   esac
   # The orchestrator's prediction before the start against the actual duration.
   json="$out/$name/report.json"
-  figure() { sed -n "s/.*\"$1\": \(-\{0,1\}[0-9.]*\).*/\1/p" "$json" 2>/dev/null | head -n 1; }
-  outcome=$(sed -n 's/.*"outcome": "\([a-z]*\)".*/\1/p' "$json" 2>/dev/null | head -n 1)
+  figure() { { sed -n "s/.*\"$1\": \(-\{0,1\}[0-9.]*\).*/\1/p" "$json" 2>/dev/null || true; } | head -n 1; }
+  outcome=$({ sed -n 's/.*"outcome": "\([a-z]*\)".*/\1/p' "$json" 2>/dev/null || true; } | head -n 1)
   actual=$(figure duration_ms)
   predicted=$(figure predicted_duration_ms)
   at_wave1=$(figure predicted_at_first_wave_ms)

@@ -1,9 +1,54 @@
 // Executes engine actions in order against the installer, the journal and the transport.
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
 
 #include "fota/client/runtime.hpp"
 
 namespace fota::client {
+
+namespace {
+
+// Runs the application's health check on a thread of its own and waits for it no longer than
+// the engine's deadline: a hook that hangs must not hang the client. No answer in time counts as
+// unhealthy (the engine reverts); the hook's thread is left to finish on its own.
+std::pair<bool, std::string> run_health_check(const std::function<bool(std::string&)>& hook,
+                                              std::int64_t budget_ms) {
+  if (!hook) return {true, ""};
+  struct Answer {
+    std::mutex mutex;
+    std::condition_variable ready;
+    bool done = false;
+    bool healthy = false;
+    std::string detail;
+  };
+  auto answer = std::make_shared<Answer>();
+  std::thread([answer, hook] {
+    std::string detail;
+    bool healthy = false;
+    try {
+      healthy = hook(detail);
+    } catch (const std::exception& e) {
+      detail = std::string("the health check threw: ") + e.what();
+    }
+    std::lock_guard lock(answer->mutex);
+    answer->done = true;
+    answer->healthy = healthy;
+    answer->detail = std::move(detail);
+    answer->ready.notify_all();
+  }).detach();
+  std::unique_lock lock(answer->mutex);
+  const auto budget = std::chrono::milliseconds(std::max<std::int64_t>(budget_ms, 0));
+  if (!answer->ready.wait_for(lock, budget, [&] { return answer->done; }))
+    return {false, "the health check gave no answer within " + std::to_string(budget.count()) + " ms"};
+  return {answer->healthy, answer->detail};
+}
+
+}  // namespace
 
 DeviceRuntime::DeviceRuntime(UpdateEngine& engine, Installer& installer, FileJournal& journal,
                              Transport& transport, Hooks hooks)
@@ -63,9 +108,8 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
       (void)transport_.publish(common::Channel::kChunkRequest, r->request.SerializeAsString());
     } else if (auto* h = std::get_if<action::HashSlot>(&a)) {
       feed(engine_.on_slot_hash(installer_.hash(h->slot, h->size), now_ms), /*replace=*/false);
-    } else if (std::holds_alternative<action::RunHealthCheck>(a)) {
-      std::string detail;
-      const bool healthy = hooks_.health_check ? hooks_.health_check(detail) : true;
+    } else if (auto* check = std::get_if<action::RunHealthCheck>(&a)) {
+      const auto [healthy, detail] = run_health_check(hooks_.health_check, check->deadline_ms - now_ms);
       feed(engine_.on_health_result(healthy, detail, now_ms), /*replace=*/false);
     } else if (auto* l = std::get_if<action::SetLogLevel>(&a)) {
       if (hooks_.set_log_level) hooks_.set_log_level(l->level);

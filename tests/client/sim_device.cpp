@@ -1,8 +1,10 @@
 #include "sim_device.hpp"
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace fota::client::testing {
 
@@ -164,6 +166,7 @@ bool SimDevice::power_on(std::int64_t now_ms) {
   }
   DeviceRuntime::Hooks hooks;
   hooks.health_check = [this](std::string& detail) {
+    while (health_check_hangs) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     if (!healthy) detail = "application did not start";
     return healthy;
   };

@@ -3,6 +3,7 @@
 // an in-memory chunk server.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -102,6 +103,8 @@ class SimDevice {
   const std::string& booted_slot() const { return booted_slot_; }
 
   bool healthy = true;
+  // While set, the health check does not answer (it waits until the flag is cleared).
+  std::atomic<bool> health_check_hangs{false};
   // Cut power after this many executed side effects (counted from now); < 0 = never.
   int cut_after_side_effects = -1;
   int side_effects_executed = 0;

@@ -66,7 +66,9 @@ class Transport {
 class DeviceRuntime {
  public:
   struct Hooks {
-    // Runs the application's health check (synchronously); true = healthy. Default: healthy.
+    // Runs the application's health check; true = healthy. Default: healthy. It runs on a thread
+    // of its own and is waited for until the engine's deadline (health_check_timeout_ms); no
+    // answer by then counts as unhealthy, so a hanging check cannot hang the client.
     std::function<bool(std::string& detail)> health_check;
     // Called for Reboot. The runtime stops executing further actions after it.
     std::function<void()> reboot;
