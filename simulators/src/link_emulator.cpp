@@ -187,9 +187,10 @@ LinkEmulator::LinkEmulator(const LinkProfile& profile, const std::vector<OutageF
 
 std::optional<std::int64_t> LinkEmulator::send(LinkPipe& pipe, std::int64_t& last_arrival_ms,
                                                std::int64_t now_ms, std::uint64_t bytes) noexcept {
-  if (schedule_.state_at(now_ms) == LinkState::kDown) return std::nullopt;
+  if (armed_ && schedule_.state_at(now_ms) == LinkState::kDown) return std::nullopt;
   const std::int64_t arrival = pipe.schedule(now_ms, bytes);
-  last_arrival_ms = std::max(last_arrival_ms, schedule_.arrival_with_stalls(now_ms, arrival));
+  last_arrival_ms =
+      std::max(last_arrival_ms, armed_ ? schedule_.arrival_with_stalls(now_ms, arrival) : arrival);
   return last_arrival_ms;
 }
 

@@ -83,7 +83,9 @@ VirtualDevice::VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
                StorageFaults{plan_.faults.storage_full ? fleet.scenario->artifact.image_size / 2 + 1 : 0}),
       link_(fleet.scenario->link_profiles.at(plan_.link_profile), fleet.scenario->faults.outages,
             fleet.scenario->seed, plan_.index, fleet.scenario->duration_ms),
-      rng_(derive_seed(fleet.scenario->seed, "device", plan_.index)) {}
+      rng_(derive_seed(fleet.scenario->seed, "device", plan_.index)) {
+  link_.set_faults_armed(false);  // until the rollout starts (arm_link_faults)
+}
 
 VirtualDevice::~VirtualDevice() {
   if (session_) fleet_.loop->unwatch(session_.get());
@@ -124,6 +126,7 @@ bool VirtualDevice::busy() const noexcept {
 }
 
 void VirtualDevice::arm_link_faults() {
+  link_.set_faults_armed(true);
   link_.on_reset(since_start());
   for (const LinkFault& fault : link_.schedule().faults()) {
     fleet_.loop->at(fleet_.run_start_ms + fault.start_ms, [this, fault] { apply_link_fault(fault); });

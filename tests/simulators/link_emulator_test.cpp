@@ -178,5 +178,18 @@ TEST(LinkEmulator, DownLinkLosesMessagesStallHoldsThem) {
   EXPECT_EQ(*stalled.uplink(700, 100), 710);  // after the stall: normal
 }
 
+TEST(LinkEmulator, FaultsApplyOnlyOnceArmed) {
+  // A virtual device's link is disarmed while the fleet is set up: fota-sim lost devices' first
+  // inventory when a drop window fell into a slow set-up (found at 10,000 devices and under ASan).
+  LinkProfile p;
+  p.latency_ms = 10;
+  std::vector<OutageFault> outages = {{1'000, 1'000, 1.0}};
+  LinkEmulator link(p, outages, 1, 0, 60'000);
+  link.set_faults_armed(false);
+  EXPECT_EQ(*link.uplink(1'500, 100), 1'510);
+  link.set_faults_armed(true);
+  EXPECT_FALSE(link.uplink(1'600, 100).has_value());
+}
+
 }  // namespace
 }  // namespace fota::sim

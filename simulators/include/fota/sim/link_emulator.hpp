@@ -107,6 +107,10 @@ class LinkEmulator {
   std::optional<std::int64_t> downlink(std::int64_t now_ms, std::uint64_t bytes) noexcept;
   // Called by the transport when it closes the connection for a reset.
   void on_reset(std::int64_t now_ms) noexcept;
+  // Faults (downs, stalls) apply only while armed (the default). A virtual device disarms its link
+  // until the rollout starts: the schedule counts from the rollout's start, and a drop window that
+  // fell into the fleet's set-up would otherwise swallow messages of a connection that stays up.
+  void set_faults_armed(bool armed) noexcept { armed_ = armed; }
 
  private:
   std::optional<std::int64_t> send(LinkPipe& pipe, std::int64_t& last_arrival_ms, std::int64_t now_ms,
@@ -117,6 +121,7 @@ class LinkEmulator {
   // Arrivals after stall hold-ups, so stalls cannot reorder messages either.
   std::int64_t last_up_ms_ = 0;
   std::int64_t last_down_ms_ = 0;
+  bool armed_ = true;
 };
 
 }  // namespace fota::sim
