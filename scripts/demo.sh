@@ -19,10 +19,8 @@ devices=${FOTA_DEMO_DEVICES:-12}
 # The broker holds a socket per device (1,000 simulated ones in part 5) and inherits this limit.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-"$root/scripts/install-deps.sh"
+fota_build_targets fotactl fota-orchestrator fota-device fota-sim fota_broker_plugin
 build="$root/build"
-fota_configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fotactl fota-orchestrator fota-device fota-sim fota_broker_plugin
 
 fotactl="$build/orchestrator/fotactl"
 orchestrator="$build/orchestrator/fota-orchestrator"

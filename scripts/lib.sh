@@ -11,3 +11,11 @@ fota_configure() {
   fi
   cmake -S "$FOTA_ROOT" -B "$build_dir" "${args[@]}"
 }
+
+# fota_build_targets TARGET...: install missing packages, then configure and build the given
+# targets in $FOTA_ROOT/build (RelWithDebInfo), the tree the demo and the scenario runner use.
+fota_build_targets() {
+  "$FOTA_ROOT/scripts/install-deps.sh"
+  fota_configure "$FOTA_ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$FOTA_ROOT/build" -j"$(nproc)" --target "$@"
+}

@@ -10,10 +10,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export FOTA_ROOT="$root"
 . "$root/scripts/lib.sh"
 
-"$root/scripts/install-deps.sh"
+fota_build_targets fota-sim fota-orchestrator fota_broker_plugin
 build="$root/build"
-fota_configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fota-sim fota-orchestrator fota_broker_plugin
 
 names=("$@")
 if [[ ${#names[@]} -eq 0 ]]; then
