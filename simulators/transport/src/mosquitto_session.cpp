@@ -238,7 +238,12 @@ void MosquittoSession::on_hangup() {
 }
 
 void MosquittoSession::on_writable() {
-  handle_loop_result(mosquitto_loop_write(mosq_, 16));
+  // A TLS handshake that must write (its TCP connect was still in progress, as when the broker's
+  // listen backlog is full) makes no progress in loop_write, which only flushes MQTT packets:
+  // libmosquitto's own loop advances it from loop_read, so do the same. Without this the
+  // connection waits silently until the keepalive gives up on it, 30 s later.
+  if (!connected_) handle_loop_result(mosquitto_loop_read(mosq_, 1));
+  if (active_) handle_loop_result(mosquitto_loop_write(mosq_, 16));
   sample_wire_counters();
 }
 
