@@ -19,6 +19,10 @@ using common::Status;
 
 namespace {
 
+// The command id suffix of a member that was too far into its update to cancel when the rollout
+// started rolling back: the rollback waits for the update to end (see rollback()).
+constexpr std::string_view kRollbackPending = ".rollback-pending";
+
 constexpr std::string_view kRolloutStateNames[] = {"created", "running",      "paused",     "completed",
                                                    "aborted", "rolling_back", "rolled_back"};
 constexpr std::string_view kMemberStateNames[] = {
@@ -357,7 +361,8 @@ Result<Decisions> RolloutEngine::rollback(Rollout& r, std::string reason, Millis
       // Too late to cancel: the device finishes the update. Wait for it: when its inventory shows
       // the new artifact it gets the rollback (on_inventory); when it reverted on its own, it is
       // back already. The pending id keeps the update's own reports from counting.
-      m.command_id = r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + ".rollback-pending";
+      m.command_id =
+          r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + std::string(kRollbackPending);
       m.state = MemberState::kRollingBack;
       m.since_ms = now;
       m.dirty = true;
@@ -724,6 +729,17 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
   // still working on this rollout's artifact under an earlier command (the re-sent command crossed
   // its reconnect; the client keeps going under the id it started with) is making progress we
   // want, so its forward progress counts. Failures of older commands stay ignored.
+  if (m->state == MemberState::kRollingBack && p.command_id() != m->command_id &&
+      p.artifact_id() == r.spec.artifact_id && p.phase() == v1::PHASE_ROLLED_BACK &&
+      std::string_view(m->command_id).ends_with(kRollbackPending)) {
+    // Too late to cancel, the update failed on the device, which reverted by itself: it is back.
+    m->state = MemberState::kRolledBack;
+    m->phase = v1::PHASE_ROLLED_BACK;
+    m->since_ms = now;
+    m->finished_ms = now;
+    m->dirty = true;
+    return out;
+  }
   if (!p.command_id().empty() && p.command_id() != m->command_id) {
     const bool forward = p.phase() >= v1::PHASE_DOWNLOADING && p.phase() <= v1::PHASE_COMMITTED;
     if (!forward || p.artifact_id() != r.spec.artifact_id || !is_in_flight(m->state)) return out;
@@ -804,8 +820,8 @@ Decisions RolloutEngine::on_inventory(Rollout& r, const DeviceFacts& device,
     m->dirty = true;
     out.push_back(audit("device " + m->device_id + " runs " + r.spec.artifact_id +
                         " (its inventory says so; the COMMITTED report was lost): counted as succeeded"));
-  } else if (m->state == MemberState::kRollingBack && device.artifact_id == m->previous_artifact_id &&
-             !m->previous_artifact_id.empty()) {
+  } else if (m->state == MemberState::kRollingBack && device.artifact_id == m->previous_artifact_id) {
+    // Back on what it ran before (an empty id is a factory image), working on nothing of ours.
     m->state = MemberState::kRolledBack;
     m->finished_ms = now;
     m->dirty = true;

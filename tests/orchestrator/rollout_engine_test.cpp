@@ -638,6 +638,36 @@ TEST_F(RolloutEngineTest, RollbackWaitsForDevicesTooFarIntoTheUpdateToCancel) {
   EXPECT_EQ(r.state, RolloutState::kRolledBack);
 }
 
+TEST_F(RolloutEngineTest, ADeviceTooLateToCancelThatRevertsOnItsOwnIsRolledBack) {
+  // Found by fota-sim's bad-image-rollback scenario under load: a device confirming the bad image
+  // when the rollback starts fails its health check and reverts by itself. Factory devices report
+  // no artifact id, so "back on the previous artifact" must match an empty one too.
+  add_devices(2);
+  fleet_.devices["dev-1"].artifact_id.clear();  // factory image
+  Rollout r = started("r-self", "");
+  tick(r);
+  report(r, "dev-0", v1::PHASE_CONFIRMING);
+  report(r, "dev-1", v1::PHASE_CONFIRMING);
+  ASSERT_TRUE(engine_.rollback(r, "wave 1 breached", now_).ok());
+  ASSERT_EQ(r.find_member("dev-0")->state, MemberState::kRollingBack);
+  ASSERT_EQ(r.find_member("dev-1")->state, MemberState::kRollingBack);
+  // dev-0 says so under its update's command: it is back.
+  v1::Progress reverted;
+  reverted.set_device_id("dev-0");
+  reverted.set_deployment_id(r.id);
+  reverted.set_command_id(r.id + ".dev-0.1");
+  reverted.set_artifact_id(kArtifact);
+  reverted.set_phase(v1::PHASE_ROLLED_BACK);
+  engine_.on_progress(r, reverted, now_);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kRolledBack);
+  // dev-1's report was lost; its inventory shows the factory image and no pending deployment.
+  const auto d = engine_.on_inventory(r, fleet_.devices["dev-1"], "", now_);
+  EXPECT_TRUE(targets(d, Decision::Kind::kRollback).empty());
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRolledBack);
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kRolledBack);
+}
+
 TEST_F(RolloutEngineTest, InventoryWithoutTheCommandGetsItAgain) {
   add_devices(1);
   Rollout r = started("r-level", "");
