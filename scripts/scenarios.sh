@@ -44,11 +44,14 @@ for name in "${names[@]}"; do
   actual=$(figure duration_ms)
   predicted=$(figure predicted_duration_ms)
   at_wave1=$(figure predicted_at_first_wave_ms)
+  at_half=$(figure predicted_at_half_ms)
   error=$(awk -v a="${actual:-0}" -v p="${predicted:-0}" 'BEGIN { if (a > 0) printf "%+.0f%%", (p - a) * 100 / a; else print "-" }')
-  results+=("$(printf '%-22s %-36s %5ss  %-10s actual %7.1fs  predicted %8.1fs (%s)  at wave-1 end %s' \
+  # Live ETAs as predicted totals, with their error against the actual duration.
+  live() { awk -v w="${1:--1}" -v a="${actual:-0}" 'BEGIN { if (w < 0 || a <= 0) print "-"; else printf "%.1fs (%+.0f%%)", w / 1000, (w - a) * 100 / a }'; }
+  results+=("$(printf '%-22s %-36s %5ss  %-10s actual %7.1fs  plan %8.1fs (%s)  at wave-1 end %s  at half time %s' \
     "$name" "$verdict" "$(($(date +%s) - start))" "${outcome:-?}" \
     "$(awk -v a="${actual:-0}" 'BEGIN { print a / 1000 }')" "$(awk -v p="${predicted:-0}" 'BEGIN { print p / 1000 }')" \
-    "$error" "$(awk -v w="${at_wave1:--1}" 'BEGIN { if (w < 0) print "-"; else printf "%.1fs", w / 1000 }')")")
+    "$error" "$(live "$at_wave1")" "$(live "$at_half")")")
 done
 echo
 echo "== scenario results (reports in $out)"

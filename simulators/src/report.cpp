@@ -60,6 +60,10 @@ std::string summary_text(const RunReport& r) {
     out << "  predicted at wave 1 end " << fixed(double(r.predicted_at_first_wave_ms) / 1000.0, 1)
         << " s (the orchestrator's live ETA once the first wave finished)\n";
   }
+  if (r.predicted_at_half_ms >= 0) {
+    out << "  predicted at half time " << fixed(double(r.predicted_at_half_ms) / 1000.0, 1)
+        << " s (the orchestrator's live ETA at half the actual duration)\n";
+  }
   if (r.orchestrator_restarts > 0) out << "  orchestrator restarts " << r.orchestrator_restarts << "\n";
   out << "  setup              " << fixed(double(r.setup_ms) / 1000.0, 1) << " s (certificates, connects)\n";
   out << "  wire / image bytes " << fixed(r.wire_ratio, 4) << " (" << mib(r.wire_bytes) << " on the wire for "
@@ -108,6 +112,7 @@ std::string report_json(const RunReport& r) {
                    {"predicted_duration_ms", r.predicted_duration_ms},
                    {"prediction_source", r.prediction_source},
                    {"predicted_at_first_wave_ms", r.predicted_at_first_wave_ms},
+                   {"predicted_at_half_ms", r.predicted_at_half_ms},
                    {"rollout_id", r.rollout_id},
                    {"orchestrator_restarts", r.orchestrator_restarts},
                    {"setup_ms", r.setup_ms},
@@ -144,6 +149,7 @@ std::string report_json(const RunReport& r) {
   json samples = json::array();
   for (const auto& s : r.samples) {
     samples.push_back({{"at_ms", s.at_ms},
+                       {"eta_ms", s.eta_ms},
                        {"by_state", s.by_state},
                        {"wire_bytes", s.wire_bytes},
                        {"image_bytes", s.image_bytes}});
@@ -249,6 +255,10 @@ std::string report_html(const RunReport& r) {
   if (r.predicted_at_first_wave_ms >= 0) {
     row("predicted when wave 1 finished",
         fixed(double(r.predicted_at_first_wave_ms) / 1000.0, 1) + " s (the orchestrator's live ETA)");
+  }
+  if (r.predicted_at_half_ms >= 0) {
+    row("predicted at half time",
+        fixed(double(r.predicted_at_half_ms) / 1000.0, 1) + " s (the orchestrator's live ETA)");
   }
   if (!r.rollout_id.empty()) row("orchestrator rollout", r.rollout_id);
   if (r.orchestrator_restarts > 0) row("orchestrator restarts", std::to_string(r.orchestrator_restarts));

@@ -552,6 +552,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     }
     const std::string wave = driver->current_wave();
     std::int64_t eta = driver->eta_ms();
+    if (orchestrated) sample.eta_ms = eta;
     if (orchestrated && report.predicted_at_first_wave_ms < 0 && eta >= 0 &&
         orchestrated->state() == "running") {
       const auto waves_now = orchestrated->waves();
@@ -594,6 +595,12 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     }
   }
   report.duration_ms = loop.now_ms() - fleet.run_start_ms;
+  for (const Sample& s : report.samples) {
+    if (s.at_ms >= report.duration_ms / 2 && s.eta_ms >= 0) {
+      report.predicted_at_half_ms = s.at_ms + s.eta_ms;
+      break;
+    }
+  }
   // Last progress reports and PUBACKs in flight.
   wait_until([] { return false; }, 300);
   take_sample();

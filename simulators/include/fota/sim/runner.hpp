@@ -59,6 +59,7 @@ struct Sample {
   std::map<std::string, std::uint32_t> by_state;  // "offline", "idle", "downloading", ..., "committed"
   std::uint64_t wire_bytes = 0;
   std::uint64_t image_bytes = 0;
+  std::int64_t eta_ms = -1;  // the orchestrator's live ETA (remaining), -1 when it gave none
 };
 
 struct DeviceResult {
@@ -103,6 +104,8 @@ struct RunReport {
   // The orchestrator's live ETA when the first wave finished, as a predicted total duration
   // (its model has measured link rates and phase times by then); -1 when not available.
   std::int64_t predicted_at_first_wave_ms = -1;
+  // The same at half the actual duration: what an operator watching the rollout was told then.
+  std::int64_t predicted_at_half_ms = -1;
   std::uint64_t orchestrator_restarts = 0;
   std::uint64_t image_size = 0;
   // Every device connection, both directions, TLS included, from the rollout's start.
