@@ -46,7 +46,7 @@ std::int64_t wall_ms() {
 
 class CountingPublisher : public orchestrator::Publisher {
  public:
-  void publish(const std::string&, const std::string&, int) override { ++published; }
+  void publish(const std::string&, const std::string&, int, std::uint32_t) override { ++published; }
   std::size_t published = 0;
 };
 

@@ -689,9 +689,12 @@ struct UpdateEngine::Impl {
              "command has no expiry (expires_at_ms); the orchestrator must set one");
       return false;
     }
-    if (now > c.expires_at_ms()) {
+    if (now > c.expires_at_ms() + config.clock_skew_allowance_ms) {
       refuse(c, v1::ERROR_COMMAND_EXPIRED,
-             "command expired " + std::to_string(now - c.expires_at_ms()) + " ms ago; send a fresh command");
+             "command expired " + std::to_string(now - c.expires_at_ms()) +
+                 " ms ago by this device's clock (beyond the clock skew allowance of " +
+                 std::to_string(config.clock_skew_allowance_ms) +
+                 " ms); send a fresh command, and check the device's clock if this repeats");
       return false;
     }
     for (const auto& id : record.recent_command_ids()) {

@@ -182,7 +182,8 @@ void MqttLink::disconnect() {
   }
 }
 
-void MqttLink::publish(const std::string& topic, const std::string& payload, int qos) {
+void MqttLink::publish(const std::string& topic, const std::string& payload, int qos,
+                       std::uint32_t expiry_seconds) {
   // Never called on Paho's thread: this may wait for acknowledgements, which that thread reads.
   if (!impl_->client.is_connected()) {
     // Level-triggered dispatch repairs a lost command on the device's next report; a device
@@ -192,7 +193,14 @@ void MqttLink::publish(const std::string& topic, const std::string& payload, int
   }
   impl_->acquire_slot();
   try {
-    impl_->client.publish(topic, payload.data(), payload.size(), qos, false, nullptr, impl_->delivered);
+    auto message = mqtt::make_message(topic, payload.data(), payload.size(), qos, false);
+    if (expiry_seconds > 0) {
+      mqtt::properties properties;
+      properties.add(
+          mqtt::property(mqtt::property::MESSAGE_EXPIRY_INTERVAL, static_cast<int>(expiry_seconds)));
+      message->set_properties(std::move(properties));
+    }
+    impl_->client.publish(std::move(message), nullptr, impl_->delivered);
   } catch (const mqtt::exception& e) {
     impl_->release_slot();
     impl_->log->warn("publish to {} failed: {}", topic, e.what());

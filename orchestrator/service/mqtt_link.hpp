@@ -20,7 +20,8 @@ class MqttLink final : public Publisher {
   // Connects (and subscribes; re-subscribes after every automatic reconnect).
   common::Status connect(std::chrono::milliseconds timeout);
   void disconnect();
-  void publish(const std::string& topic, const std::string& payload, int qos) override;
+  void publish(const std::string& topic, const std::string& payload, int qos,
+               std::uint32_t expiry_seconds) override;
 
  private:
   struct Impl;

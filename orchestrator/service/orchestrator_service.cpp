@@ -284,7 +284,7 @@ void OrchestratorService::handle_chunk_request(const common::DeviceId& device,
   data.set_request_id(request.request_id());
   if (!artifacts_.contains(request.artifact_id())) {
     data.set_status(v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
-    publisher->publish(topic, common::encode(data), 1);
+    publisher->publish(topic, common::encode(data), 1, 0);
     return;
   }
   std::string chunk;
@@ -301,7 +301,7 @@ void OrchestratorService::handle_chunk_request(const common::DeviceId& device,
                                                                 : v1::CHUNK_STATUS_UNAVAILABLE);
       data.clear_data();
     }
-    publisher->publish(topic, common::encode(data), 1);
+    publisher->publish(topic, common::encode(data), 1, 0);
   }
 }
 
@@ -503,8 +503,8 @@ void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis n
     }
     pending_events_.push_back(
         EventRecord{0, now, d.device_id, r.id, "command", what + " (" + d.command_id + ")"});
-    outbox_.push_back(
-        Outbound{options_.topics.device_topic(*device, Channel::kCommand), common::encode(cmd)});
+    outbox_.push_back(Outbound{options_.topics.device_topic(*device, Channel::kCommand), common::encode(cmd),
+                               static_cast<std::uint32_t>((r.spec.command_ttl_ms + 999) / 1000)});
   }
 }
 
@@ -549,7 +549,7 @@ void OrchestratorService::flush_outbox() {
   Publisher* publisher = publisher_.load();
   if (publisher == nullptr) return;
   for (const Outbound& o : outbox_) {
-    publisher->publish(o.topic, o.payload, 1);
+    publisher->publish(o.topic, o.payload, 1, o.expiry_seconds);
     ++commands_sent_;
   }
   outbox_.clear();

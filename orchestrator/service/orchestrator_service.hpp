@@ -33,7 +33,10 @@ namespace fota::orchestrator {
 class Publisher {
  public:
   virtual ~Publisher() = default;
-  virtual void publish(const std::string& topic, const std::string& payload, int qos) = 0;
+  // expiry_seconds > 0: the MQTT 5 message expiry interval; the broker drops the message when it
+  // could not deliver it within that time (a command queued for a device that stayed offline).
+  virtual void publish(const std::string& topic, const std::string& payload, int qos,
+                       std::uint32_t expiry_seconds) = 0;
 };
 
 // A decoded message from a device channel.
@@ -109,6 +112,7 @@ class OrchestratorService {
   struct Outbound {
     std::string topic;
     std::string payload;
+    std::uint32_t expiry_seconds;  // the command's TTL
   };
   common::Status load();
   void handle(const Inbound& message, Millis now);

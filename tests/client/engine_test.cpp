@@ -508,8 +508,21 @@ class RefusalTest : public EngineTest {
 };
 
 TEST_F(RefusalTest, ExpiredCommand) {
-  auto command = testing::install_command("c1", artifact_, clock_.now_ms() - 120'000);
+  // Expired longer ago than any clock skew explains.
+  const std::int64_t allowance = EngineConfig{}.clock_skew_allowance_ms;
+  auto command = testing::install_command("c1", artifact_, clock_.now_ms() - allowance - 120'000);
   expect_refused(command, v1::ERROR_COMMAND_EXPIRED);
+}
+
+TEST_F(EngineTest, AClockRunningFastStillTakesAFreshCommand) {
+  // Found by fota-sim's device-faults scenario: devices whose clocks ran 10 to 25 minutes fast
+  // refused every 10-minute command as expired, and never updated.
+  const std::int64_t orchestrator_now = clock_.now_ms() - 25 * 60 * 1000;
+  const v1::Progress first =
+      send(testing::install_command("c1", artifact_, orchestrator_now, 10 * 60 * 1000));
+  EXPECT_EQ(first.phase(), v1::PHASE_DOWNLOADING) << first.error_detail();
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
 }
 
 TEST_F(RefusalTest, ReplayedCommandIdEvenAfterReboot) {

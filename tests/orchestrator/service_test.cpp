@@ -131,6 +131,10 @@ class PlayedDevice {
       ASSERT_TRUE(cmd.ok());
       ASSERT_EQ(cmd->device_id(), id_);
       ASSERT_GT(cmd->expires_at_ms(), now_ms());
+      // The broker drops a command queued past its TTL (devices' clocks are not trusted for it).
+      EXPECT_GT(msg.expiry_seconds, 0u);
+      EXPECT_LE(static_cast<std::int64_t>(msg.expiry_seconds) * 1000,
+                cmd->expires_at_ms() - cmd->issued_at_ms() + 1000);
       if (cmd->has_install()) {
         ++installs;
         auto m = common::decode<v1::Manifest>(cmd->install().manifest().manifest(), common::kMaxCommandBytes);

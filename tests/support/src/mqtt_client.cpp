@@ -17,7 +17,12 @@ struct TestMqttClient::Impl : public virtual mqtt::callback {
 
   void message_arrived(mqtt::const_message_ptr msg) override {
     std::lock_guard lock(mutex);
-    messages.push_back(TestMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained()});
+    const auto& properties = msg->get_properties();
+    const std::uint32_t expiry =
+        properties.contains(mqtt::property::MESSAGE_EXPIRY_INTERVAL)
+            ? mqtt::get<std::uint32_t>(properties, mqtt::property::MESSAGE_EXPIRY_INTERVAL)
+            : 0;
+    messages.push_back(TestMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained(), expiry});
     cv.notify_all();
   }
   void connection_lost(const std::string& /*cause*/) override {

@@ -83,6 +83,11 @@ struct EngineConfig {
   std::uint32_t persist_every_chunks = 1;
   // How many recent command ids are remembered to refuse replays.
   std::size_t replay_memory = 128;
+  // Device clocks run fast or slow (no RTC, no NTP yet): a command counts as expired only this
+  // long after its expires_at_ms by this device's clock. Freshness does not rest on the device's
+  // clock alone: the orchestrator sets the MQTT message expiry to the same TTL, so the broker
+  // drops a command that sat queued too long. Replays are refused by id either way.
+  std::int64_t clock_skew_allowance_ms = 60 * 60 * 1000;
 };
 
 // Which slot the bootloader started, reported once after every (re)start.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -96,6 +97,7 @@ struct TestMessage {
   std::string topic;
   std::string payload;
   bool retained = false;
+  std::uint32_t expiry_seconds = 0;  // MQTT 5 message expiry interval as delivered; 0 = none
 };
 
 class TestMqttClient {
