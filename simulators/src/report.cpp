@@ -175,6 +175,10 @@ std::string report_json(const RunReport& r) {
                        {"targeted", d.targeted},
                        {"expected_failure", d.expected_failure},
                        {"planned_power_cuts", d.planned_power_cuts},
+                       {"bad_image", d.faults.fails_health_check},
+                       {"storage_full", d.faults.storage_full},
+                       {"slow_flash_bytes_per_second", d.faults.flash_write_bytes_per_second},
+                       {"clock_skew_ms", d.faults.clock_skew_ms},
                        {"bricked", d.bricked},
                        {"connects", d.counters.connects},
                        {"reconnects", d.counters.reconnects},
@@ -387,6 +391,11 @@ std::string report_html(const RunReport& r) {
     std::string injected;
     if (d.expected_failure) injected += "failure ";
     for (const auto& c : d.planned_power_cuts) injected += "power@" + c + " ";
+    if (d.faults.flash_write_bytes_per_second > 0)
+      injected += "slow-flash@" + std::to_string(d.faults.flash_write_bytes_per_second / 1024) + "KiB/s ";
+    if (d.faults.clock_skew_ms != 0)
+      injected += std::string(d.faults.clock_skew_ms > 0 ? "clock+" : "clock") +
+                  fixed(double(d.faults.clock_skew_ms) / 1000.0, 0) + "s ";
     html << "<tr><td>" << escape_html(d.device_id) << "</td><td>" << escape_html(d.group) << "</td><td>"
          << escape_html(d.link_profile) << "</td><td>" << escape_html(d.final_phase) << "</td><td>"
          << escape_html(d.final_version) << "</td><td>" << escape_html(d.last_error) << "</td><td>"

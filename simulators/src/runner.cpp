@@ -645,6 +645,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
       text << device_phase_name(cut.phase) << "@" << std::fixed << std::setprecision(2) << cut.at_progress;
       r.planned_power_cuts.push_back(text.str());
     }
+    r.faults = plan.faults;
     r.counters = d->counters();
     const auto wire = d->wire();
     r.wire_bytes = wire.bytes_sent + wire.bytes_received - wire_at_start[index];

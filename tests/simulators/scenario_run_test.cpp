@@ -144,6 +144,45 @@ TEST_F(ScenarioRun, PowerLossLeavesEveryDeviceBootableAndUpdated) {
   EXPECT_EQ(report.power_cuts, 20u);
 }
 
+TEST_F(ScenarioRun, SlowFlashSkewedClocksAndFullStorageBehave) {
+  const RunReport report = run("device-faults.yaml");
+  EXPECT_TRUE(report.passed);
+  const std::uint64_t chunks = report.image_size / (16 * 1024);
+  // When a device entered a phase, from its timeline.
+  const auto at = [](const DeviceResult& d, const std::string& event) -> std::int64_t {
+    for (const auto& t : d.timeline)
+      if (t.event == event) return t.at_ms;
+    return -1;
+  };
+  std::uint32_t slow = 0, skewed_past_ttl = 0, full = 0;
+  for (const auto& d : report.devices) {
+    if (d.faults.storage_full) {
+      // Fails cleanly on its old version, bootable.
+      ++full;
+      EXPECT_EQ(d.final_phase, "failed") << d.device_id;
+      EXPECT_EQ(d.last_error, "ERROR_WRITE_FAILED") << d.device_id;
+      EXPECT_EQ(d.final_version, "1.0.0") << d.device_id;
+      EXPECT_FALSE(d.bricked) << d.device_id;
+      continue;
+    }
+    EXPECT_EQ(d.final_version, "1.1.0") << d.device_id << " " << d.last_error;
+    if (d.faults.flash_write_bytes_per_second > 0) {
+      // Throttled by its flash, not by re-sent chunks.
+      ++slow;
+      const double flash_ms =
+          double(report.image_size) * 1000.0 / double(d.faults.flash_write_bytes_per_second);
+      EXPECT_GE(double(at(d, "verifying") - at(d, "downloading")), 0.9 * flash_ms) << d.device_id;
+      EXPECT_EQ(d.counters.chunks_received, chunks) << d.device_id << ": chunks sent twice";
+      EXPECT_LE(double(d.wire_bytes) / double(d.image_bytes), 1.06) << d.device_id;
+    }
+    // The scenario's commands live 10 minutes: these clocks run further ahead than that.
+    skewed_past_ttl += d.faults.clock_skew_ms > 10 * 60 * 1000;
+  }
+  EXPECT_EQ(full, 5u);
+  EXPECT_GE(slow, 15u);
+  EXPECT_GE(skewed_past_ttl, 3u);
+}
+
 TEST_F(ScenarioRun, BadImageRollsBackAndHaltsTheRollout) {
   const RunReport report = run("bad-image.yaml");
   EXPECT_TRUE(report.passed);

@@ -77,6 +77,7 @@ struct DeviceResult {
   bool on_trial = false;
   bool bricked = false;
   std::vector<std::string> planned_power_cuts;  // "installing@0.42"
+  DeviceFaultPlan faults;                       // everything injected into this device
   DeviceCounters counters;
   std::uint64_t wire_bytes = 0;
   std::uint64_t image_bytes = 0;
