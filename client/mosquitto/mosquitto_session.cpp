@@ -1,4 +1,4 @@
-#include "fota/sim/transport/mosquitto_session.hpp"
+#include "fota/client/mosquitto/mosquitto_session.hpp"
 
 #include <linux/tcp.h>
 #include <mosquitto.h>
@@ -14,7 +14,7 @@
 
 #include <cstring>
 
-namespace fota::sim::transport {
+namespace fota::client::mosquitto {
 
 using common::Errc;
 using common::Error;
@@ -290,4 +290,4 @@ WireCounters MosquittoSession::wire() const noexcept {
           closed_connections_.bytes_received + current_.bytes_received};
 }
 
-}  // namespace fota::sim::transport
+}  // namespace fota::client::mosquitto

@@ -2,9 +2,8 @@
 // the caller's own poll loop (socket(), want_write(), on_readable(), on_writable(), on_idle()).
 // Thousands of these share one thread: unlike Paho, the cost of a message does not grow with the
 // number of clients in the process (DESIGN.md, "Platform facts").
-//
-// This is a transport adapter like client/'s Paho adapter; it lives in simulators/transport/ for
-// now and should move into client/ as a supported second adapter.
+// MosquittoDeviceClient (device_client.hpp) runs the update engine over it; fota-sim's virtual
+// devices use it directly. C++17.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +18,7 @@
 struct mosquitto;
 typedef struct ssl_ctx_st SSL_CTX;  // NOLINT: OpenSSL's forward declaration
 
-namespace fota::sim::transport {
+namespace fota::client::mosquitto {
 
 // Initialises libmosquitto for the lifetime of the object; create one before any session.
 class MosquittoLibrary {
@@ -140,4 +139,4 @@ class MosquittoSession {
   WireCounters current_;             // last sample of the open connection
 };
 
-}  // namespace fota::sim::transport
+}  // namespace fota::client::mosquitto
