@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -38,6 +39,12 @@ class TlsContext {
                                                             std::string_view cert_pem,
                                                             std::string_view key_pem,
                                                             std::string_view broker_host = "127.0.0.1");
+  // The same from PEM files (a device's provisioned CA, certificate and key). Errors: kIo naming
+  // the file that cannot be read, then as create().
+  static common::Result<std::shared_ptr<TlsContext>> create_from_files(const std::filesystem::path& ca_pem,
+                                                                       const std::filesystem::path& cert_pem,
+                                                                       const std::filesystem::path& key_pem,
+                                                                       std::string_view broker_host);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -70,6 +77,9 @@ struct SessionCallbacks {
   // The connection ended (reason 0 = we asked for it).
   std::function<void(int reason_code)> on_disconnected;
   std::function<void(std::string_view topic, std::string_view payload)> on_message;
+  // libmosquitto's own error lines (such as the OpenSSL reason a handshake failed), which say
+  // more than a reason code. Optional: without it none are formatted.
+  std::function<void(std::string_view message)> on_error_log;
 };
 
 // Byte counters of the TCP connection (TLS records and all): what actually crossed the wire.
