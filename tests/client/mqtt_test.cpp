@@ -1,26 +1,19 @@
 // The Paho device client over a real Mosquitto with mutual TLS; UpdateServerFixture plays the
 // orchestrator and chunk server (one test lets the broker plugin serve the chunks instead).
 #include <gtest/gtest.h>
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
-#include "fota/common/artifact.hpp"
-#include "fota/common/codec.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/testing/broker.hpp"
 #include "sim_device.hpp"
