@@ -3,7 +3,9 @@
 // adapter; this fixture runs the event loop on the test's thread while the server waits.
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -238,6 +240,31 @@ TEST_F(MosquittoDeviceTest, CertificateFromAnotherCaIsRefusedWithAClearError) {
   EXPECT_FALSE(client_->connected());
   EXPECT_FALSE(server_->wait_message(0ms)) << "a refused device published something";
   EXPECT_EQ(inventories_, 0);
+}
+
+// A broker that accepts TCP but never answers the TLS handshake (a listening socket nobody
+// accepts from): the connect timeout abandons the attempt and the client tries again.
+TEST_F(MosquittoDeviceTest, AHandshakeThatNeverFinishesTimesOutAndIsRetried) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  MosquittoClientConfig mqtt = client_config();
+  mqtt.broker_uri = "ssl://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  mqtt.connect_timeout = 300ms;
+  mqtt.reconnect_max = 200ms;
+  config_override_ = mqtt;
+  boot_device();
+  EXPECT_TRUE(run_loop_for(5s, [&] { return client_->failed_attempts() >= 2; })) << client_->last_error();
+  EXPECT_NE(client_->last_error().find("timed out after 300 ms"), std::string::npos) << client_->last_error();
+  EXPECT_FALSE(client_->connected());
+  shut_down_client();
+  ::close(listener);
 }
 
 TEST_F(MosquittoDeviceTest, CreateRefusesABadConfigurationWithTheReason) {
