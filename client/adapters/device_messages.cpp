@@ -17,7 +17,7 @@ std::string encode_presence(const common::DeviceId& device, bool online, std::in
   presence.set_online(online);
   if (now_ms != 0) presence.set_timestamp_ms(now_ms);
   presence.set_client_version(client_version);
-  return presence.SerializeAsString();
+  return common::encode(presence);
 }
 
 bool is_retained_channel(Channel channel) noexcept {

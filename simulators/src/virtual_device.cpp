@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "fota/client/device_messages.hpp"
 #include "fota/common/codec.hpp"
 
 namespace fota::sim {
@@ -169,12 +170,7 @@ std::int64_t VirtualDevice::engine_unexpected_events() const noexcept {
 }
 
 std::string VirtualDevice::presence(bool online) const {
-  v1::Presence p;
-  p.set_device_id(plan_.device_id);
-  p.set_online(online);
-  p.set_timestamp_ms(device_now());
-  p.set_client_version("fota-sim");
-  return common::encode(p);
+  return client::encode_presence(id_, online, device_now(), "fota-sim");
 }
 
 // ---- power ---------------------------------------------------------------------------------
