@@ -10,11 +10,15 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "fota/client/mosquitto/device_client.hpp"
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
 
@@ -37,7 +41,17 @@ struct DeviceConfig {
   std::string health_check_command;
   std::string reboot_command;  // empty = simulated reboot inside this process
   std::string log_level = "info";
+  std::string transport = "paho";  // or "mosquitto" (the event-loop adapter)
 };
+
+constexpr const char* kTransports[] = {"paho", "mosquitto"};
+
+bool known_transport(const std::string& name) {
+  for (const char* known : kTransports) {
+    if (name == known) return true;
+  }
+  return false;
+}
 
 // Loads the YAML config; paths are relative to the config file's directory.
 common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
@@ -97,11 +111,78 @@ common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
     if (y["health_check"]) c.health_check_command = y["health_check"].as<std::string>();
     if (y["reboot_command"]) c.reboot_command = y["reboot_command"].as<std::string>();
     if (y["log_level"]) c.log_level = y["log_level"].as<std::string>();
+    if (y["transport"]) {
+      c.transport = y["transport"].as<std::string>();
+      if (!known_transport(c.transport)) {
+        throw std::runtime_error("transport '" + c.transport + "' is not paho or mosquitto");
+      }
+    }
   } catch (const std::exception& e) {
     return common::Error(common::Errc::kInvalidArgument,
                          "config " + path.string() + ": " + e.what() + " (see docs/CLIENT.md, fota-device)");
   }
   return c;
+}
+
+// The application hooks, the same for both transports.
+struct DeviceHooks {
+  std::function<bool(std::string& detail)> health_check;
+};
+
+enum class BootEnd { kStopped, kReboot, kFailed };
+
+// One boot on the Paho adapter: its own thread runs the client; this one waits for a signal or
+// the end of the client's loop (a reboot).
+BootEnd run_paho_client(const DeviceConfig& config, client::Installer& installer,
+                        client::FileJournal& journal, const client::OpenSslEngineCrypto& crypto,
+                        const DeviceHooks& device_hooks, const std::shared_ptr<spdlog::logger>& logger) {
+  client::MqttDeviceClient::Hooks hooks;
+  hooks.health_check = device_hooks.health_check;
+  auto client =
+      client::MqttDeviceClient::create(config.mqtt, config.engine, installer, journal, crypto, hooks, logger);
+  if (!client.ok()) {
+    logger->error("{}", client.error().to_string());
+    return BootEnd::kFailed;
+  }
+  (*client)->start();
+  while (!g_stop && !(*client)->wait(std::chrono::milliseconds(200))) {
+  }
+  const bool reboot = (*client)->reboot_requested();
+  (*client)->stop();
+  return reboot ? BootEnd::kReboot : BootEnd::kStopped;
+}
+
+// One boot on the libmosquitto adapter: this thread runs the event loop the client lives on.
+BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& installer,
+                             client::FileJournal& journal, const client::OpenSslEngineCrypto& crypto,
+                             const DeviceHooks& device_hooks, const std::shared_ptr<spdlog::logger>& logger) {
+  client::mosquitto::MosquittoLibrary library;
+  client::mosquitto::EventLoop loop;
+  client::mosquitto::MosquittoClientConfig mqtt;
+  mqtt.broker_uri = config.mqtt.broker_uri;
+  mqtt.ca_cert = config.mqtt.ca_cert;
+  mqtt.cert = config.mqtt.cert;
+  mqtt.key = config.mqtt.key;
+  mqtt.topic_prefix = config.mqtt.topic_prefix;
+  client::mosquitto::MosquittoDeviceClient::Hooks hooks;
+  hooks.health_check = device_hooks.health_check;
+  auto client = client::mosquitto::MosquittoDeviceClient::create(loop, mqtt, config.engine, installer,
+                                                                 journal, crypto, hooks, logger);
+  if (!client.ok()) {
+    logger->error("{}", client.error().to_string());
+    return BootEnd::kFailed;
+  }
+  if (auto started = (*client)->start(); !started.ok()) {
+    logger->error("{}", started.error().to_string());
+    return BootEnd::kFailed;
+  }
+  while (!g_stop && !(*client)->finished()) loop.run_once(200);
+  const bool reboot = (*client)->reboot_requested();
+  (*client)->stop();
+  // Let the offline presence and the DISCONNECT leave (bounded: the broker may be gone).
+  const std::int64_t until = client::mosquitto::EventLoop::wall_clock_ms() + 2000;
+  while (!(*client)->closed() && client::mosquitto::EventLoop::wall_clock_ms() < until) loop.run_once(50);
+  return reboot ? BootEnd::kReboot : BootEnd::kStopped;
 }
 
 }  // namespace
@@ -110,6 +191,11 @@ int main(int argc, char** argv) {
   CLI::App app{"fota-device: runs the fota client with file-backed A/B slots"};
   std::filesystem::path config_path;
   app.add_option("-c,--config", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+  std::string transport;
+  app.add_option("--transport", transport,
+                 "MQTT adapter: paho (a client thread, the default) or mosquitto (libmosquitto on an "
+                 "event loop); overrides the config's 'transport'")
+      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kTransports), std::end(kTransports))));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = std::make_shared<spdlog::logger>("fota-device",
@@ -120,6 +206,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   logger->set_level(spdlog::level::from_str(config->log_level));
+  if (!transport.empty()) config->transport = transport;
+  logger->info("transport: {}", config->transport);
   common::TrustStore trust;
   if (auto s = trust.load(config->trust); !s.ok() || trust.empty()) {
     logger->error("cannot load the artifact signing keys from {}: {}", config->trust.string(),
@@ -151,7 +239,7 @@ int main(int argc, char** argv) {
     client::ModuleInstaller modules(config->modules_dir, config->state_dir / "module-work");
     client::PayloadRouter installer(slots, config->files.empty() ? nullptr : &files,
                                     config->modules_dir.empty() ? nullptr : &modules);
-    client::MqttDeviceClient::Hooks hooks;
+    DeviceHooks hooks;
     const std::string health = config->health_check_command;
     hooks.health_check = [health, logger](std::string& detail) {
       if (health.empty()) return true;
@@ -161,18 +249,11 @@ int main(int argc, char** argv) {
       logger->info("health check: {}", ok ? "healthy" : detail);
       return ok;
     };
-    auto client = client::MqttDeviceClient::create(config->mqtt, config->engine, installer, journal, crypto,
-                                                   hooks, logger);
-    if (!client.ok()) {
-      logger->error("{}", client.error().to_string());
-      return 1;
-    }
-    (*client)->start();
-    while (!g_stop && !(*client)->wait(std::chrono::milliseconds(200))) {
-    }
-    const bool reboot = (*client)->reboot_requested();
-    (*client)->stop();
-    if (!reboot) break;
+    const auto boot = config->transport == "mosquitto"
+                          ? run_mosquitto_client(*config, installer, journal, crypto, hooks, logger)
+                          : run_paho_client(*config, installer, journal, crypto, hooks, logger);
+    if (boot == BootEnd::kFailed) return 1;
+    if (boot == BootEnd::kStopped) break;
     if (!config->reboot_command.empty()) {
       logger->info("rebooting: {}", config->reboot_command);
       return std::system(config->reboot_command.c_str()) == 0 ? 0 : 1;

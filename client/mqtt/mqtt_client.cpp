@@ -10,10 +10,10 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <thread>
 
-#include "fota/common/codec.hpp"
+#include "../adapters/spdlog_level.hpp"
+#include "fota/client/device_messages.hpp"
 #include "fota/common/topics.hpp"
 
 namespace fota::client {
@@ -27,21 +27,6 @@ std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-spdlog::level::level_enum to_spdlog(v1::LogLevel level) {
-  switch (level) {
-    case v1::LOG_LEVEL_TRACE:
-      return spdlog::level::trace;
-    case v1::LOG_LEVEL_DEBUG:
-      return spdlog::level::debug;
-    case v1::LOG_LEVEL_WARN:
-      return spdlog::level::warn;
-    case v1::LOG_LEVEL_ERROR:
-      return spdlog::level::err;
-    default:
-      return spdlog::level::info;
-  }
 }
 
 constexpr std::size_t kMaxLogMessageBytes = 1024;
@@ -69,7 +54,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         device(std::move(id)),
         topics(std::move(t)),
         client(config.broker_uri, device.str(), mqtt::create_options(MQTTVERSION_5)),
-        rng(config.random_seed != 0 ? config.random_seed : std::random_device{}()) {}
+        backoff(config.reconnect_base.count(), config.reconnect_max.count(), config.random_seed) {}
 
   // ---- Paho callbacks: network thread, never block --------------------------------------
   void connected(const std::string&) override { push({Event::Kind::kConnected, {}, {}}); }
@@ -94,7 +79,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   // ---- Transport (loop thread) -------------------------------------------------------------
   common::Status publish(Channel channel, std::string payload) override {
     if (!is_connected.load()) return Error(Errc::kUnavailable, "not connected");
-    const bool retained = channel == Channel::kInventory || channel == Channel::kPresence;
+    const bool retained = is_retained_channel(channel);
     try {
       client.publish(topics.device_topic(device, channel), payload.data(), payload.size(), 1, retained);
       return common::ok_status();
@@ -183,7 +168,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         schedule_reconnect(now);
         return;
       case Event::Kind::kConnectFailed:
-        logger->warn("connecting to {} failed (attempt {})", config.broker_uri, connect_attempt);
+        logger->warn("connecting to {} failed (attempt {})", config.broker_uri, backoff.attempts());
         connecting = false;
         schedule_reconnect(now);
         return;
@@ -202,11 +187,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
                    .enable_server_cert_auth(true)
                    .verify(true)
                    .finalize();
-    v1::Presence offline;
-    offline.set_device_id(device.str());
-    offline.set_online(false);
-    offline.set_client_version(engine_config.client_version);
-    const std::string will_payload = offline.SerializeAsString();
+    const std::string will_payload = encode_presence(device, false, 0, engine_config.client_version);
     mqtt::will_options will(topics.device_topic(device, Channel::kPresence), will_payload.data(),
                             will_payload.size(), 1, true);
     mqtt::properties props;
@@ -230,18 +211,11 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
     }
   }
 
-  void schedule_reconnect(std::int64_t now) {
-    const int exponent = std::min(connect_attempt, 20);
-    ++connect_attempt;
-    const std::int64_t cap = std::min<std::int64_t>(
-        config.reconnect_max.count(), config.reconnect_base.count() * (std::int64_t{1} << exponent));
-    std::uniform_int_distribution<std::int64_t> jitter(0, std::max<std::int64_t>(cap, 0));
-    next_connect_at = now + jitter(rng);
-  }
+  void schedule_reconnect(std::int64_t now) { next_connect_at = now + backoff.next_delay_ms(); }
 
   void on_connected(std::int64_t now) {
     connecting = false;
-    connect_attempt = 0;
+    backoff.reset();
     is_connected = true;
     logger->info("connected to {} as {}", config.broker_uri, device.str());
     try {
@@ -251,36 +225,17 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
     } catch (const mqtt::exception& e) {
       logger->error("subscribing failed: {}", e.what());
     }
-    v1::Presence online;
-    online.set_device_id(device.str());
-    online.set_online(true);
-    online.set_timestamp_ms(now);
-    online.set_client_version(engine_config.client_version);
-    (void)publish(Channel::kPresence, online.SerializeAsString());
+    (void)publish(Channel::kPresence, encode_presence(device, true, now, engine_config.client_version));
     execute(engine->on_connected(now));
   }
 
   void on_message(const std::string& topic, const std::string& payload, std::int64_t now) {
-    auto parsed = topics.parse(topic);
-    if (!parsed.ok() || parsed->device != device) {
-      logger->warn("ignored a message on unexpected topic '{}'", topic);
+    auto actions = dispatch_device_message(*engine, topics, device, topic, payload, now);
+    if (!actions.ok()) {
+      logger->warn("ignored {}", actions.error().message);
       return;
     }
-    if (parsed->channel == Channel::kCommand) {
-      auto command = common::decode<v1::Command>(payload, common::kMaxCommandBytes);
-      if (!command.ok()) {
-        logger->warn("ignored a command that does not decode: {}", command.error().to_string());
-        return;
-      }
-      execute(engine->on_command(*command, now));
-    } else if (parsed->channel == Channel::kChunk) {
-      auto chunk = common::decode<v1::ChunkData>(payload, common::kMaxChunkDataBytes);
-      if (!chunk.ok()) {
-        logger->warn("ignored a chunk that does not decode: {}", chunk.error().to_string());
-        return;
-      }
-      execute(engine->on_chunk(std::move(chunk).value(), now));
-    }
+    execute(std::move(actions).value());
   }
 
   void enqueue_log(v1::LogLevel level, std::string message, std::string source) {
@@ -329,7 +284,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   common::DeviceId device;
   common::TopicScheme topics;
   mqtt::async_client client;
-  std::mt19937_64 rng;
+  ReconnectBackoff backoff;
 
   std::unique_ptr<UpdateEngine> engine;
   std::unique_ptr<DeviceRuntime> runtime;
@@ -348,7 +303,6 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   std::atomic<std::uint32_t> reconnect_count{0};
   std::atomic<v1::LogLevel> min_level{v1::LOG_LEVEL_INFO};
   bool connecting = false;
-  int connect_attempt = 0;
   std::int64_t next_connect_at = 0;
 
   std::mutex log_mutex;
@@ -423,12 +377,8 @@ void MqttDeviceClient::stop() {
   if (impl_->thread.joinable()) impl_->thread.join();
   try {
     if (impl_->client.is_connected()) {
-      v1::Presence offline;
-      offline.set_device_id(impl_->device.str());
-      offline.set_online(false);
-      offline.set_timestamp_ms(wall_ms());
-      offline.set_client_version(impl_->engine_config.client_version);
-      (void)impl_->publish(Channel::kPresence, offline.SerializeAsString());
+      (void)impl_->publish(Channel::kPresence, encode_presence(impl_->device, false, wall_ms(),
+                                                               impl_->engine_config.client_version));
       impl_->client.disconnect()->wait_for(std::chrono::seconds(2));
     }
   } catch (const mqtt::exception&) {

@@ -194,7 +194,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     return Error(Errc::kInvalidArgument,
                  "faults.broker_restart needs a broker fota-sim controls (use --spawn-broker)");
   }
-  const auto setup_started = transport::EventLoop::wall_clock_ms();
+  const auto setup_started = client::mosquitto::EventLoop::wall_clock_ms();
   auto plans = plan_fleet(scenario);
   if (!plans.ok()) return plans.error();
 
@@ -218,7 +218,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   spec.compatible_hardware = scenario.artifact.compatible_hardware;
   spec.chunk_size = scenario.artifact.chunk_size;
   auto signed_manifest =
-      common::build_signed_manifest(image_path, spec, *key, transport::EventLoop::wall_clock_ms());
+      common::build_signed_manifest(image_path, spec, *key, client::mosquitto::EventLoop::wall_clock_ms());
   if (!signed_manifest.ok()) return signed_manifest.error().with_context("signing the scenario's image");
   if (auto s = common::write_bundle(bundle_path, *signed_manifest, image_path); !s.ok()) return s.error();
   common::ArtifactStore store(environment.work_dir / "store");
@@ -292,8 +292,8 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
       *options.progress << "orchestrator: fota-orchestrator running, API " << endpoint.api_url << "\n";
   }
 
-  transport::MosquittoLibrary mosquitto_library;
-  transport::EventLoop loop;
+  client::mosquitto::MosquittoLibrary mosquitto_library;
+  client::mosquitto::EventLoop loop;
   ChunkPool pool;
   FleetContext fleet;
   fleet.loop = &loop;
@@ -315,8 +315,8 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     issue.common_name = plan.device_id;
     auto issued = environment.ca->issue(issue);
     if (!issued.ok()) return issued.error().with_context("issuing the certificate of " + plan.device_id);
-    auto tls = transport::TlsContext::create(environment.ca->ca_cert_pem(), issued->cert_pem, issued->key_pem,
-                                             environment.broker_host);
+    auto tls = client::mosquitto::TlsContext::create(environment.ca->ca_cert_pem(), issued->cert_pem,
+                                                     issued->key_pem, environment.broker_host);
     if (!tls.ok()) return tls.error().with_context(plan.device_id);
     devices.push_back(std::make_unique<VirtualDevice>(fleet, plan, *tls));
   }
@@ -337,9 +337,9 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     driver = builtin.get();
   }
   const auto wait_until = [&](auto pred, std::int64_t timeout_ms) {
-    const std::int64_t deadline = transport::EventLoop::wall_clock_ms() + timeout_ms;
+    const std::int64_t deadline = client::mosquitto::EventLoop::wall_clock_ms() + timeout_ms;
     while (!pred()) {
-      if (transport::EventLoop::wall_clock_ms() > deadline) return false;
+      if (client::mosquitto::EventLoop::wall_clock_ms() > deadline) return false;
       loop.run_once(20);
     }
     return true;
@@ -350,10 +350,10 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     issue.common_name = "fota-sim-driver";
     auto issued = environment.ca->issue(issue);
     if (!issued.ok()) return issued.error().with_context("issuing the driver's certificate");
-    auto tls = transport::TlsContext::create(environment.ca->ca_cert_pem(), issued->cert_pem, issued->key_pem,
-                                             environment.broker_host);
+    auto tls = client::mosquitto::TlsContext::create(environment.ca->ca_cert_pem(), issued->cert_pem,
+                                                     issued->key_pem, environment.broker_host);
     if (!tls.ok()) return tls.error();
-    transport::SessionConfig session;
+    client::mosquitto::SessionConfig session;
     session.host = environment.broker_host;
     session.port = environment.broker_port;
     session.client_id = "fota-sim-driver";
@@ -368,7 +368,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
 
   if (options.progress != nullptr) {
     *options.progress << "setup: " << devices.size() << " certificates issued in "
-                      << double(transport::EventLoop::wall_clock_ms() - setup_started) / 1000.0
+                      << double(client::mosquitto::EventLoop::wall_clock_ms() - setup_started) / 1000.0
                       << " s; powering on\n";
   }
   // Power the fleet on in batches: the broker's listen backlog is 100.
@@ -379,17 +379,17 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     for (; powered < end; ++powered) {
       if (auto s = devices[powered]->start(); !s.ok()) return s.error();
     }
-    const std::int64_t until = transport::EventLoop::wall_clock_ms() + 100;
-    while (transport::EventLoop::wall_clock_ms() < until) loop.run_once(10);
+    const std::int64_t until = client::mosquitto::EventLoop::wall_clock_ms() + 100;
+    while (client::mosquitto::EventLoop::wall_clock_ms() < until) loop.run_once(10);
   }
   const auto all_connected = [&] {
     return std::all_of(devices.begin(), devices.end(), [](const auto& d) { return d->connected(); });
   };
   const std::int64_t connect_timeout_ms = 30'000 + static_cast<std::int64_t>(devices.size()) * 10;
-  std::int64_t next_note = transport::EventLoop::wall_clock_ms() + 2000;
+  std::int64_t next_note = client::mosquitto::EventLoop::wall_clock_ms() + 2000;
   const bool everyone_connected = wait_until(
       [&] {
-        if (options.progress != nullptr && transport::EventLoop::wall_clock_ms() >= next_note) {
+        if (options.progress != nullptr && client::mosquitto::EventLoop::wall_clock_ms() >= next_note) {
           next_note += 2000;
           *options.progress << "connecting: "
                             << std::count_if(devices.begin(), devices.end(),
@@ -406,7 +406,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   RolloutPlan rollout_plan = scenario.rollout;
   std::set<std::string> outside_window;
   if (rollout_plan.maintenance_window) {
-    const auto now = transport::EventLoop::wall_clock_ms();
+    const auto now = client::mosquitto::EventLoop::wall_clock_ms();
     auto resolved = resolve_window(*rollout_plan.maintenance_window, now);
     if (!resolved.ok()) return resolved.error().with_context("rollout.maintenance_window");
     rollout_plan.maintenance_window = *resolved;
@@ -452,7 +452,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
             !s.ok())
           return s;
         const auto rollout_spec = orchestrator_rollout_spec(rollout_plan, *artifact, targeted_ids,
-                                                            transport::EventLoop::wall_clock_ms());
+                                                            client::mosquitto::EventLoop::wall_clock_ms());
         if (auto s = orchestrated->create_rollout(rollout_spec); !s.ok()) return s;
         auto predicted = orchestrated->predicted_duration_ms();
         if (!predicted.ok()) return predicted.error();
@@ -487,7 +487,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   report.predicted_duration_ms = predicted_ms;
   report.prediction_source = prediction_source;
   report.image_size = image_size;
-  report.setup_ms = transport::EventLoop::wall_clock_ms() - setup_started;
+  report.setup_ms = client::mosquitto::EventLoop::wall_clock_ms() - setup_started;
   const std::uint64_t rss_after = resident_bytes();
   report.memory_per_device_bytes =
       devices.empty() ? 0 : (rss_after > rss_before ? rss_after - rss_before : 0) / devices.size();

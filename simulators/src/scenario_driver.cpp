@@ -33,7 +33,7 @@ constexpr std::int64_t kRepairIntervalMs = 3000;
 constexpr std::int64_t kResendAfterMs = 8000;
 }  // namespace
 
-ScenarioDriver::ScenarioDriver(transport::EventLoop& loop, common::TopicScheme topics,
+ScenarioDriver::ScenarioDriver(client::mosquitto::EventLoop& loop, common::TopicScheme topics,
                                const common::ArtifactStore& store, v1::SignedManifest signed_manifest,
                                v1::Manifest manifest, RolloutPlan plan, std::vector<WaveRecord> waves)
     : loop_(loop),
@@ -49,22 +49,22 @@ ScenarioDriver::ScenarioDriver(transport::EventLoop& loop, common::TopicScheme t
   }
 }
 
-common::Status ScenarioDriver::start(transport::SessionConfig session) {
-  transport::SessionCallbacks callbacks;
+common::Status ScenarioDriver::start(client::mosquitto::SessionConfig session) {
+  client::mosquitto::SessionCallbacks callbacks;
   callbacks.on_connected = [this](int rc) { on_connected(rc); };
   callbacks.on_disconnected = [this](int rc) { on_disconnected(rc); };
   callbacks.on_message = [this](std::string_view topic, std::string_view payload) {
     on_message(topic, payload);
   };
-  auto created = transport::MosquittoSession::create(std::move(session), std::move(callbacks));
+  auto created = client::mosquitto::MosquittoSession::create(std::move(session), std::move(callbacks));
   if (!created.ok()) return created.error().with_context("scenario driver");
   session_ = std::move(*created);
   loop_.watch(session_.get());
   return session_->connect();
 }
 
-transport::WireCounters ScenarioDriver::wire() const noexcept {
-  return session_ ? session_->wire() : transport::WireCounters{};
+client::mosquitto::WireCounters ScenarioDriver::wire() const noexcept {
+  return session_ ? session_->wire() : client::mosquitto::WireCounters{};
 }
 
 std::uint32_t ScenarioDriver::reconnects() const noexcept { return connects_ > 0 ? connects_ - 1 : 0; }

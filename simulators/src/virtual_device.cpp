@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "fota/client/device_messages.hpp"
 #include "fota/common/codec.hpp"
 
 namespace fota::sim {
@@ -74,7 +75,7 @@ std::string_view phase_label(v1::Phase phase) noexcept {
 }
 
 VirtualDevice::VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
-                             std::shared_ptr<transport::TlsContext> tls)
+                             std::shared_ptr<client::mosquitto::TlsContext> tls)
     : fleet_(fleet),
       plan_(std::move(plan)),
       tls_(std::move(tls)),
@@ -99,20 +100,20 @@ void VirtualDevice::note(std::string event, std::string detail) {
 }
 
 common::Status VirtualDevice::start() {
-  transport::SessionConfig config;
+  client::mosquitto::SessionConfig config;
   config.host = fleet_.broker_host;
   config.port = fleet_.broker_port;
   config.client_id = plan_.device_id;
   config.tls = tls_;
-  config.will =
-      transport::LastWill{fleet_.topics.device_topic(id_, Channel::kPresence), presence(false), 1, true};
-  transport::SessionCallbacks callbacks;
+  config.will = client::mosquitto::LastWill{fleet_.topics.device_topic(id_, Channel::kPresence),
+                                            presence(false), 1, true};
+  client::mosquitto::SessionCallbacks callbacks;
   callbacks.on_connected = [this](int rc) { on_connected(rc); };
   callbacks.on_disconnected = [this](int rc) { on_disconnected(rc); };
   callbacks.on_message = [this](std::string_view topic, std::string_view payload) {
     on_message(topic, payload);
   };
-  auto session = transport::MosquittoSession::create(std::move(config), std::move(callbacks));
+  auto session = client::mosquitto::MosquittoSession::create(std::move(config), std::move(callbacks));
   if (!session.ok()) return session.error().with_context("device " + plan_.device_id);
   session_ = std::move(*session);
   fleet_.loop->watch(session_.get());
@@ -160,8 +161,8 @@ bool VirtualDevice::running_on_trial() const {
   return vars.ok() && vars->trial;
 }
 
-transport::WireCounters VirtualDevice::wire() const noexcept {
-  return session_ ? session_->wire() : transport::WireCounters{};
+client::mosquitto::WireCounters VirtualDevice::wire() const noexcept {
+  return session_ ? session_->wire() : client::mosquitto::WireCounters{};
 }
 
 std::int64_t VirtualDevice::engine_unexpected_events() const noexcept {
@@ -169,12 +170,7 @@ std::int64_t VirtualDevice::engine_unexpected_events() const noexcept {
 }
 
 std::string VirtualDevice::presence(bool online) const {
-  v1::Presence p;
-  p.set_device_id(plan_.device_id);
-  p.set_online(online);
-  p.set_timestamp_ms(device_now());
-  p.set_client_version("fota-sim");
-  return common::encode(p);
+  return client::encode_presence(id_, online, device_now(), "fota-sim");
 }
 
 // ---- power ---------------------------------------------------------------------------------

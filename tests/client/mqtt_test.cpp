@@ -1,119 +1,32 @@
-// The device client over a real Mosquitto with mutual TLS. The test plays the server side
-// (orchestrator and chunk server) with TestMqttClient and answers chunk requests from an
-// ArtifactStore holding a signed bundle, as the orchestrator does; one test lets the broker
-// plugin serve the chunks instead.
+// The Paho device client over a real Mosquitto with mutual TLS; UpdateServerFixture plays the
+// orchestrator and chunk server (one test lets the broker plugin serve the chunks instead).
 #include <gtest/gtest.h>
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
-#include "fota/common/artifact.hpp"
-#include "fota/common/codec.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/testing/broker.hpp"
 #include "sim_device.hpp"
+#include "update_server_fixture.hpp"
 
 namespace fota::client {
 namespace {
 
-using namespace std::chrono_literals;
-using common::Channel;
-using fota::testing::TestMqttClient;
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string read_all(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-class MqttClientTest : public ::testing::Test {
+class MqttClientTest : public UpdateServerFixture {
  protected:
-  MqttClientTest()
-      : pki_(dir_.path() / "pki"),
-        broker_(pki_, dir_.path() / "broker"),
-        key_(std::move(common::Ed25519PrivateKey::generate()).value()),
-        device_id_(std::move(common::DeviceId::parse(testing::kDeviceId)).value()) {
-    device_files_ = pki_.issue(common::Role::kDevice, testing::kDeviceId);
-    server_files_ = pki_.issue(common::Role::kOrchestrator, "orchestrator");
-    common::TrustStore trust;
-    trust.add(key_.public_key());
-    crypto_ = std::make_unique<OpenSslEngineCrypto>(std::move(trust));
-    make_bundle();
-    std::filesystem::create_directories(dev_dir());
-    factory_ = testing::make_image(5000, 1);
-    std::ofstream(dev_dir() / "slot-a", std::ios::binary) << factory_;
-    env_ = std::make_unique<FileBootEnvironment>(dev_dir() / "bootenv.txt");
-    (void)env_->set({{"fota_active", "a"}});
-    journal_ = std::make_unique<FileJournal>(dev_dir() / "journal");
-  }
-
   ~MqttClientTest() override { client_.reset(); }
 
-  std::filesystem::path dev_dir() const { return dir_.path() / "device"; }
-
-  // A signed bundle on disk, read back through the common artifact code like a server would.
-  void make_bundle() {
-    const std::filesystem::path image = dir_.path() / "image.bin";
-    std::ofstream(image, std::ios::binary) << testing::make_image(64 * 1024 + 100, 5);
-    common::ArtifactSpec spec;
-    spec.name = "firmware";
-    spec.version = "2.0.0";
-    spec.security_counter = 2;
-    spec.compatible_hardware = {testing::kHardware};
-    spec.chunk_size = 1024;
-    auto manifest = common::build_signed_manifest(image, spec, key_, wall_ms());
-    ASSERT_TRUE(manifest.ok()) << manifest.error().to_string();
-    const std::filesystem::path bundle = dir_.path() / "firmware.fota";
-    ASSERT_TRUE(common::write_bundle(bundle, *manifest, image).ok());
-    common::TrustStore trust;
-    trust.add(key_.public_key());
-    auto verified = common::verify_bundle(bundle, trust);
-    ASSERT_TRUE(verified.ok()) << verified.error().to_string();
-    signed_manifest_ = verified->info.signed_manifest;
-    manifest_ = verified->manifest;
-    image_ = read_all(bundle).substr(verified->info.image_offset);
-    // 65 chunks of 1 KiB: more than one 1 KiB hash chunk holds, so the manifest has a hash table.
-    ASSERT_EQ(manifest_.hash_table_sha256_size(), 3);
-    store_ = std::make_unique<common::ArtifactStore>(dir_.path() / "artifacts");
-    ASSERT_TRUE(store_->import_bundle(bundle, trust).ok());
-  }
-
-  // The URI devices and the test's server connect to.
-  std::string uri() const { return plugin_broker_ ? plugin_broker_->uri() : broker_.uri(); }
-
-  void connect_server() {
-    server_ = std::make_unique<TestMqttClient>(uri(), "orchestrator",
-                                               TestMqttClient::Identity{pki_.ca_cert(), server_files_});
-    ASSERT_TRUE(server_->connect().ok());
-    for (Channel c : {Channel::kChunkRequest, Channel::kProgress, Channel::kInventory, Channel::kPresence,
-                      Channel::kLog}) {
-      ASSERT_EQ(*server_->subscribe(topics_.device_topic(device_id_, c)), 1);
-    }
-  }
-
-  // Boots the device (simulated bootloader) and starts a client on it.
-  void boot_device() {
+  void boot_device() override {
     client_.reset();
     auto booted = simulate_bootloader(*env_, "a");
     ASSERT_TRUE(booted.ok());
@@ -129,159 +42,21 @@ class MqttClientTest : public ::testing::Test {
     mqtt.reconnect_base = 100ms;
     mqtt.reconnect_max = 1000ms;
     mqtt.log_flush_interval = 100ms;
-    EngineConfig engine = testing::SimDevice::default_config();
-    engine.slot_capacity_bytes = 1024 * 1024;
-    engine.initial_window = 4;
-    engine.max_window = 4;
-    engine.chunk_timeout_ms = 1500;
-    engine.progress_interval_ms = 200;
     MqttDeviceClient::Hooks hooks;
     hooks.health_check = [this](std::string& detail) {
       if (!healthy_) detail = "service did not come up";
       return healthy_;
     };
-    // FOTA_TEST_VERBOSE=1 shows the client's log on stderr.
-    spdlog::sink_ptr sink = std::make_shared<spdlog::sinks::null_sink_mt>();
-    if (std::getenv("FOTA_TEST_VERBOSE") != nullptr) sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    auto logger = std::make_shared<spdlog::logger>("fota.client.test", sink);
-    logger->set_level(spdlog::level::debug);
-    auto client = MqttDeviceClient::create(mqtt, engine, *installer_, *journal_, *crypto_, hooks, logger);
+    auto client = MqttDeviceClient::create(mqtt, test_engine_config(), *installer_, *journal_, *crypto_,
+                                           hooks, test_logger());
     ASSERT_TRUE(client.ok()) << client.error().to_string();
     client_ = std::move(client).value();
     client_->start();
   }
 
-  // The device has connected and subscribed once its inventory arrives.
-  void wait_device_online() {
-    for (int i = 0; i < 100 && inventories_ == 0; ++i) (void)serve(100ms);
-    ASSERT_GT(inventories_, 0) << "the device did not connect";
-  }
+  bool device_reboot_requested() override { return client_ && client_->reboot_requested(); }
 
-  v1::Command install_command(const std::string& id) {
-    v1::Command c;
-    c.set_command_id(id);
-    c.set_deployment_id("dep-1");
-    c.set_device_id(testing::kDeviceId);
-    c.set_issued_at_ms(wall_ms());
-    c.set_expires_at_ms(wall_ms() + 60'000);
-    *c.mutable_install()->mutable_manifest() = signed_manifest_;
-    return c;
-  }
-
-  void send_command(const v1::Command& c) {
-    ASSERT_EQ(*server_->publish(topics_.device_topic(device_id_, Channel::kCommand), c.SerializeAsString()),
-              0);
-  }
-
-  void answer(const v1::ChunkRequest& request) {
-    for (const auto& range : request.ranges()) {
-      for (std::uint32_t i = range.first(); i < range.first() + range.count(); ++i) {
-        ++requested_[i];
-        ++served_;
-        v1::ChunkData d;
-        d.set_artifact_id(request.artifact_id());
-        d.set_index(i);
-        d.set_request_id(request.request_id());
-        std::string data;
-        if (auto read = store_->read_chunk(request.artifact_id(), i, data); !read) {
-          d.set_status(read.error().code == common::Errc::kInvalidArgument
-                           ? v1::CHUNK_STATUS_OUT_OF_RANGE
-                           : v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
-        }
-        d.set_data(std::move(data));
-        (void)server_->publish(topics_.device_topic(device_id_, Channel::kChunk), d.SerializeAsString(), 0);
-        if (on_served) on_served();
-      }
-    }
-  }
-
-  v1::Progress serve_until_terminal(std::chrono::milliseconds limit = 40s) {
-    if (auto p = serve(limit)) return *p;
-    ADD_FAILURE() << "no terminal progress within " << limit.count() << " ms";
-    return {};
-  }
-
-  // Plays the server for `limit` or until a terminal phase arrives; reboots the device when
-  // it asks.
-  std::optional<v1::Progress> serve(std::chrono::milliseconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    do {
-      if (interrupt_serving_) {  // the test wants to act (e.g. kill the broker) right now
-        interrupt_serving_ = false;
-        return std::nullopt;
-      }
-      if (client_ && client_->reboot_requested()) {
-        ++reboots_;
-        boot_device();
-      }
-      auto msg = server_->wait_message(100ms);
-      if (!msg) continue;
-      auto parsed = topics_.parse(msg->topic);
-      if (!parsed.ok()) continue;
-      switch (parsed->channel) {
-        case Channel::kChunkRequest: {
-          auto request = common::decode<v1::ChunkRequest>(msg->payload, common::kMaxChunkRequestBytes);
-          if (request.ok()) answer(*request);
-          break;
-        }
-        case Channel::kProgress: {
-          v1::Progress p;
-          p.ParseFromString(msg->payload);
-          phases_.push_back(p.phase());
-          if (p.phase() == v1::PHASE_COMMITTED || p.phase() == v1::PHASE_ROLLED_BACK ||
-              p.phase() == v1::PHASE_FAILED) {
-            return p;
-          }
-          break;
-        }
-        case Channel::kInventory:
-          ++inventories_;
-          last_inventory_.ParseFromString(msg->payload);
-          break;
-        case Channel::kPresence:
-          last_presence_.ParseFromString(msg->payload);
-          break;
-        case Channel::kLog:
-          logs_.emplace_back().ParseFromString(msg->payload);
-          break;
-        default:
-          break;
-      }
-    } while (std::chrono::steady_clock::now() < deadline);
-    return std::nullopt;
-  }
-
-  fota::testing::TempDir dir_;
-  fota::testing::TestPki pki_;
-  fota::testing::MosquittoBroker broker_;
-  std::unique_ptr<fota::testing::MosquittoBroker> plugin_broker_;  // when set, used instead of broker_
-  std::unique_ptr<common::ArtifactStore> store_;
-  common::Ed25519PrivateKey key_;
-  common::DeviceId device_id_;
-  common::TopicScheme topics_;
-  common::IssuedFiles device_files_;
-  common::IssuedFiles server_files_;
-  std::unique_ptr<OpenSslEngineCrypto> crypto_;
-  v1::SignedManifest signed_manifest_;
-  v1::Manifest manifest_;
-  std::string image_;
-  std::string factory_;
-  std::unique_ptr<FileBootEnvironment> env_;
-  std::unique_ptr<FileJournal> journal_;
-  std::unique_ptr<AbSlotInstaller> installer_;
   std::unique_ptr<MqttDeviceClient> client_;
-  std::unique_ptr<TestMqttClient> server_;
-  bool healthy_ = true;
-  std::map<std::uint32_t, int> requested_;
-  int served_ = 0;
-  bool interrupt_serving_ = false;
-  int reboots_ = 0;
-  int inventories_ = 0;
-  std::function<void()> on_served;
-  std::vector<v1::Phase> phases_;
-  v1::Inventory last_inventory_;
-  v1::Presence last_presence_;
-  std::vector<v1::LogBatch> logs_;
 };
 
 TEST_F(MqttClientTest, CompleteUpdateOverMutualTls) {
@@ -300,7 +75,7 @@ TEST_F(MqttClientTest, CompleteUpdateOverMutualTls) {
   // Inventory after the commit reports the new version; presence says online.
   const auto until = std::chrono::steady_clock::now() + 5s;
   while (last_inventory_.version() != "2.0.0" && std::chrono::steady_clock::now() < until) {
-    if (auto msg = server_->wait_message(200ms)) {
+    if (auto msg = next_server_message(200ms)) {
       if (msg->topic == topics_.device_topic(device_id_, Channel::kInventory))
         last_inventory_.ParseFromString(msg->payload);
     }

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "fota/client/mosquitto/event_loop.hpp"
+#include "fota/client/mosquitto/mosquitto_session.hpp"
 #include "fota/common/artifact.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/sim/scenario.hpp"
-#include "fota/sim/transport/event_loop.hpp"
-#include "fota/sim/transport/mosquitto_session.hpp"
 
 namespace fota::sim {
 
@@ -60,12 +60,12 @@ class RolloutDriverApi {
 
 class ScenarioDriver final : public RolloutDriverApi {
  public:
-  ScenarioDriver(transport::EventLoop& loop, common::TopicScheme topics, const common::ArtifactStore& store,
-                 v1::SignedManifest signed_manifest, v1::Manifest manifest, RolloutPlan plan,
-                 std::vector<WaveRecord> waves);
+  ScenarioDriver(client::mosquitto::EventLoop& loop, common::TopicScheme topics,
+                 const common::ArtifactStore& store, v1::SignedManifest signed_manifest,
+                 v1::Manifest manifest, RolloutPlan plan, std::vector<WaveRecord> waves);
 
   // Connects with the given session settings (role orchestrator) and subscribes.
-  common::Status start(transport::SessionConfig session);
+  common::Status start(client::mosquitto::SessionConfig session);
   bool ready() const noexcept { return subscribed_; }
   // Starts the first wave (after the plan's start_after).
   void begin(std::int64_t run_start_ms) override;
@@ -75,7 +75,7 @@ class ScenarioDriver final : public RolloutDriverApi {
   std::string current_wave() const override;
   std::vector<WaveRecord> waves() const override { return waves_; }
   DriverStats stats() const override { return stats_; }
-  transport::WireCounters wire() const noexcept;
+  client::mosquitto::WireCounters wire() const noexcept;
   std::uint32_t reconnects() const noexcept;
 
  private:
@@ -104,7 +104,7 @@ class ScenarioDriver final : public RolloutDriverApi {
   void repair();
   std::int64_t since_start() const { return loop_.now_ms() - run_start_ms_; }
 
-  transport::EventLoop& loop_;
+  client::mosquitto::EventLoop& loop_;
   common::TopicScheme topics_;
   const common::ArtifactStore& store_;
   v1::SignedManifest signed_manifest_;
@@ -113,7 +113,7 @@ class ScenarioDriver final : public RolloutDriverApi {
   std::vector<WaveRecord> waves_;
   std::int64_t run_start_ms_ = 0;
   std::string deployment_id_;
-  std::unique_ptr<transport::MosquittoSession> session_;
+  std::unique_ptr<client::mosquitto::MosquittoSession> session_;
   bool subscribed_ = false;
   bool begun_ = false;
   std::size_t current_wave_ = 0;

@@ -10,12 +10,12 @@
 #include <vector>
 
 #include "fota/client/engine.hpp"
+#include "fota/client/mosquitto/event_loop.hpp"
+#include "fota/client/mosquitto/mosquitto_session.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/sim/fleet_plan.hpp"
 #include "fota/sim/link_emulator.hpp"
 #include "fota/sim/simulated_storage.hpp"
-#include "fota/sim/transport/event_loop.hpp"
-#include "fota/sim/transport/mosquitto_session.hpp"
 
 namespace fota::sim {
 
@@ -27,7 +27,7 @@ inline constexpr std::int64_t kNominalDeviceTimeMs = 1000;
 
 // What every device of a run shares.
 struct FleetContext {
-  transport::EventLoop* loop = nullptr;
+  client::mosquitto::EventLoop* loop = nullptr;
   const Scenario* scenario = nullptr;
   common::TopicScheme topics;
   const client::EngineCrypto* crypto = nullptr;
@@ -62,7 +62,8 @@ std::string_view phase_label(v1::Phase phase) noexcept;
 
 class VirtualDevice {
  public:
-  VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan, std::shared_ptr<transport::TlsContext> tls);
+  VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
+                std::shared_ptr<client::mosquitto::TlsContext> tls);
   ~VirtualDevice();
   VirtualDevice(const VirtualDevice&) = delete;
   VirtualDevice& operator=(const VirtualDevice&) = delete;
@@ -89,7 +90,7 @@ class VirtualDevice {
   std::string running_version() const;
   bool running_on_trial() const;
   std::uint64_t image_bytes_written() const noexcept { return storage_.bytes_written(); }
-  transport::WireCounters wire() const noexcept;
+  client::mosquitto::WireCounters wire() const noexcept;
   const DeviceCounters& counters() const noexcept { return counters_; }
   const std::vector<TimelineEntry>& timeline() const noexcept { return timeline_; }
   std::int64_t engine_unexpected_events() const noexcept;
@@ -120,11 +121,11 @@ class VirtualDevice {
 
   FleetContext& fleet_;
   VirtualDevicePlan plan_;
-  std::shared_ptr<transport::TlsContext> tls_;
+  std::shared_ptr<client::mosquitto::TlsContext> tls_;
   common::DeviceId id_;
   SimulatedStorage storage_;
   LinkEmulator link_;
-  std::unique_ptr<transport::MosquittoSession> session_;
+  std::unique_ptr<client::mosquitto::MosquittoSession> session_;
   std::unique_ptr<client::UpdateEngine> engine_;
   std::optional<client::journal::JournalRecord> journal_;
   std::string stored_manifest_;
@@ -136,9 +137,9 @@ class VirtualDevice {
   bool halt_batch_ = false;             // a power cut or reboot ends the batch being executed
   std::uint64_t power_epoch_ = 0;       // timers of an earlier power cycle are stale
   std::uint64_t connection_epoch_ = 0;  // in-flight messages die with their connection
-  std::optional<transport::EventLoop::TimerId> tick_timer_;
+  std::optional<client::mosquitto::EventLoop::TimerId> tick_timer_;
   std::int64_t tick_at_ = client::UpdateEngine::kNoDeadline;
-  std::optional<transport::EventLoop::TimerId> reconnect_timer_;
+  std::optional<client::mosquitto::EventLoop::TimerId> reconnect_timer_;
   std::int64_t reconnect_backoff_ms_ = 250;
   std::int64_t flash_busy_until_ = 0;  // slow flash: the device works through writes first
   std::size_t next_power_cut_ = 0;

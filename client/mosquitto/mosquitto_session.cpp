@@ -1,4 +1,4 @@
-#include "fota/sim/transport/mosquitto_session.hpp"
+#include "fota/client/mosquitto/mosquitto_session.hpp"
 
 #include <linux/tcp.h>
 #include <mosquitto.h>
@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
-namespace fota::sim::transport {
+namespace fota::client::mosquitto {
 
 using common::Errc;
 using common::Error;
@@ -116,6 +118,21 @@ common::Result<std::shared_ptr<TlsContext>> TlsContext::create(std::string_view 
   return holder;
 }
 
+common::Result<std::shared_ptr<TlsContext>> TlsContext::create_from_files(
+    const std::filesystem::path& ca_pem, const std::filesystem::path& cert_pem,
+    const std::filesystem::path& key_pem, std::string_view broker_host) {
+  std::string contents[3];
+  const std::filesystem::path* paths[3] = {&ca_pem, &cert_pem, &key_pem};
+  for (int i = 0; i < 3; ++i) {
+    std::ifstream in(*paths[i], std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in || text.str().empty()) return Error(Errc::kIo, "cannot read " + paths[i]->string());
+    contents[i] = text.str();
+  }
+  return create(contents[0], contents[1], contents[2], broker_host);
+}
+
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
 // libmosquitto calls plain C functions; these forward to the session in userdata.
@@ -133,6 +150,10 @@ struct SessionTrampolines {
       session->callbacks_.on_message(m->topic, std::string_view(static_cast<const char*>(m->payload),
                                                                 static_cast<std::size_t>(m->payloadlen)));
     }
+  }
+  static void log(struct mosquitto*, void* self, int level, const char* line) {
+    auto* session = static_cast<MosquittoSession*>(self);
+    if (level == MOSQ_LOG_ERR && session->callbacks_.on_error_log) session->callbacks_.on_error_log(line);
   }
 };
 
@@ -160,6 +181,7 @@ common::Result<std::unique_ptr<MosquittoSession>> MosquittoSession::create(Sessi
   mosquitto_connect_v5_callback_set(session->mosq_, &SessionTrampolines::connected);
   mosquitto_disconnect_v5_callback_set(session->mosq_, &SessionTrampolines::disconnected);
   mosquitto_message_v5_callback_set(session->mosq_, &SessionTrampolines::message);
+  if (session->callbacks_.on_error_log) mosquitto_log_callback_set(session->mosq_, &SessionTrampolines::log);
   return session;
 }
 
@@ -168,6 +190,9 @@ MosquittoSession::~MosquittoSession() {
 }
 
 common::Status MosquittoSession::connect() {
+  // OpenSSL's error queue is per thread and shared by every session on it: an error another
+  // session (or the last attempt) left there would make this handshake fail at once.
+  ERR_clear_error();
   // A connect after a drop starts from a fresh socket; stale queued packets are dropped with it.
   const int rc = connects_ == 0 ? mosquitto_connect_async(mosq_, config_.host.c_str(), config_.port,
                                                           config_.keepalive_seconds)
@@ -295,4 +320,4 @@ WireCounters MosquittoSession::wire() const noexcept {
           closed_connections_.bytes_received + current_.bytes_received};
 }
 
-}  // namespace fota::sim::transport
+}  // namespace fota::client::mosquitto

@@ -2,12 +2,12 @@
 // the caller's own poll loop (socket(), want_write(), on_readable(), on_writable(), on_idle()).
 // Thousands of these share one thread: unlike Paho, the cost of a message does not grow with the
 // number of clients in the process (DESIGN.md, "Platform facts").
-//
-// This is a transport adapter like client/'s Paho adapter; it lives in simulators/transport/ for
-// now and should move into client/ as a supported second adapter.
+// MosquittoDeviceClient (device_client.hpp) runs the update engine over it; fota-sim's virtual
+// devices use it directly. C++17.
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -19,7 +19,7 @@
 struct mosquitto;
 typedef struct ssl_ctx_st SSL_CTX;  // NOLINT: OpenSSL's forward declaration
 
-namespace fota::sim::transport {
+namespace fota::client::mosquitto {
 
 // Initialises libmosquitto for the lifetime of the object; create one before any session.
 class MosquittoLibrary {
@@ -39,6 +39,12 @@ class TlsContext {
                                                             std::string_view cert_pem,
                                                             std::string_view key_pem,
                                                             std::string_view broker_host = "127.0.0.1");
+  // The same from PEM files (a device's provisioned CA, certificate and key). Errors: kIo naming
+  // the file that cannot be read, then as create().
+  static common::Result<std::shared_ptr<TlsContext>> create_from_files(const std::filesystem::path& ca_pem,
+                                                                       const std::filesystem::path& cert_pem,
+                                                                       const std::filesystem::path& key_pem,
+                                                                       std::string_view broker_host);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -71,6 +77,9 @@ struct SessionCallbacks {
   // The connection ended (reason 0 = we asked for it).
   std::function<void(int reason_code)> on_disconnected;
   std::function<void(std::string_view topic, std::string_view payload)> on_message;
+  // libmosquitto's own error lines (such as the OpenSSL reason a handshake failed), which say
+  // more than a reason code. Optional: without it none are formatted.
+  std::function<void(std::string_view message)> on_error_log;
 };
 
 // Byte counters of the TCP connection (TLS records and all): what actually crossed the wire.
@@ -140,4 +149,4 @@ class MosquittoSession {
   WireCounters current_;             // last sample of the open connection
 };
 
-}  // namespace fota::sim::transport
+}  // namespace fota::client::mosquitto

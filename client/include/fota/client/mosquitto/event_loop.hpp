@@ -10,9 +10,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "fota/sim/transport/mosquitto_session.hpp"
+#include "fota/client/mosquitto/mosquitto_session.hpp"
 
-namespace fota::sim::transport {
+namespace fota::client::mosquitto {
 
 class EventLoop {
  public:
@@ -62,4 +62,4 @@ class EventLoop {
   TimerId next_timer_ = 1;
 };
 
-}  // namespace fota::sim::transport
+}  // namespace fota::client::mosquitto

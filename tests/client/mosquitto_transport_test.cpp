@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "fota/sim/transport/event_loop.hpp"
-#include "fota/sim/transport/mosquitto_session.hpp"
+#include "fota/client/mosquitto/event_loop.hpp"
+#include "fota/client/mosquitto/mosquitto_session.hpp"
 #include "fota/testing/broker.hpp"
 
-namespace fota::sim::transport {
+namespace fota::client::mosquitto {
 namespace {
 
 using common::IssueOptions;
@@ -245,4 +245,4 @@ TEST(TlsContextTest, GarbageIsRefusedWithAMessage) {
 }
 
 }  // namespace
-}  // namespace fota::sim::transport
+}  // namespace fota::client::mosquitto

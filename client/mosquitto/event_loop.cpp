@@ -1,4 +1,4 @@
-#include "fota/sim/transport/event_loop.hpp"
+#include "fota/client/mosquitto/event_loop.hpp"
 
 #include <poll.h>
 
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <chrono>
 
-namespace fota::sim::transport {
+namespace fota::client::mosquitto {
 
 std::int64_t EventLoop::wall_clock_ms() noexcept {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -94,4 +94,4 @@ void EventLoop::run_once(int max_wait_ms) {
   }
 }
 
-}  // namespace fota::sim::transport
+}  // namespace fota::client::mosquitto

@@ -1,0 +1,59 @@
+#include "fota/client/device_messages.hpp"
+
+#include <algorithm>
+
+#include "fota/common/codec.hpp"
+
+namespace fota::client {
+
+using common::Channel;
+using common::Errc;
+using common::Error;
+
+std::string encode_presence(const common::DeviceId& device, bool online, std::int64_t now_ms,
+                            const std::string& client_version) {
+  v1::Presence presence;
+  presence.set_device_id(device.str());
+  presence.set_online(online);
+  if (now_ms != 0) presence.set_timestamp_ms(now_ms);
+  presence.set_client_version(client_version);
+  return common::encode(presence);
+}
+
+bool is_retained_channel(Channel channel) noexcept {
+  return channel == Channel::kInventory || channel == Channel::kPresence;
+}
+
+common::Result<Actions> dispatch_device_message(UpdateEngine& engine, const common::TopicScheme& topics,
+                                                const common::DeviceId& device, std::string_view topic,
+                                                std::string_view payload, std::int64_t now_ms) {
+  auto parsed = topics.parse(topic);
+  if (!parsed.ok() || parsed->device != device) {
+    return Error(Errc::kInvalidArgument, "a message on unexpected topic '" + std::string(topic) + "'");
+  }
+  if (parsed->channel == Channel::kCommand) {
+    auto command = common::decode<v1::Command>(payload, common::kMaxCommandBytes);
+    if (!command.ok()) return command.error().with_context("a command that does not decode");
+    return engine.on_command(*command, now_ms);
+  }
+  if (parsed->channel == Channel::kChunk) {
+    auto chunk = common::decode<v1::ChunkData>(payload, common::kMaxChunkDataBytes);
+    if (!chunk.ok()) return chunk.error().with_context("a chunk that does not decode");
+    return engine.on_chunk(std::move(chunk).value(), now_ms);
+  }
+  return Error(Errc::kInvalidArgument, "a message on the device's own '" + std::string(topic) +
+                                           "' topic, which devices only publish to");
+}
+
+ReconnectBackoff::ReconnectBackoff(std::int64_t base_ms, std::int64_t max_ms, std::uint64_t seed)
+    : base_ms_(base_ms), max_ms_(max_ms), rng_(seed != 0 ? seed : std::random_device{}()) {}
+
+std::int64_t ReconnectBackoff::next_delay_ms() {
+  const int exponent = std::min(attempt_, 20);
+  ++attempt_;
+  const std::int64_t cap = std::min<std::int64_t>(max_ms_, base_ms_ * (std::int64_t{1} << exponent));
+  std::uniform_int_distribution<std::int64_t> jitter(0, std::max<std::int64_t>(cap, 0));
+  return jitter(rng_);
+}
+
+}  // namespace fota::client

@@ -1,0 +1,54 @@
+// What every MQTT adapter of the device client does the same way, whatever carries the bytes
+// (Paho's MqttDeviceClient, the event loop's MosquittoDeviceClient): presence payloads, which
+// channels are retained, turning an inbound message into an engine input, and the reconnect
+// delay. One place, so the two adapters cannot drift apart. C++17.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+
+#include "fota/client/engine.hpp"
+#include "fota/common/result.hpp"
+#include "fota/common/topics.hpp"
+
+namespace fota::client {
+
+// The Presence a device publishes retained on connect (online) and leaves as its last will
+// (offline; a will has no meaningful timestamp, so pass 0).
+std::string encode_presence(const common::DeviceId& device, bool online, std::int64_t now_ms,
+                            const std::string& client_version);
+
+// Inventory and presence are published retained, so a server subscribing later sees the latest.
+bool is_retained_channel(common::Channel channel) noexcept;
+
+// Decodes a message delivered on one of the device's own topics within the protocol's size
+// limits (common/codec.hpp) and hands it to the engine: a Command to on_command, a ChunkData to
+// on_chunk. Errors (the engine is not called): kInvalidArgument for a topic that is not this
+// device's command or chunk topic, kMalformed / kTooLarge for a payload that does not decode.
+// Adapters log these and carry on: bytes from the network never end the client.
+common::Result<Actions> dispatch_device_message(UpdateEngine& engine, const common::TopicScheme& topics,
+                                                const common::DeviceId& device, std::string_view topic,
+                                                std::string_view payload, std::int64_t now_ms);
+
+// Reconnect delay with exponential backoff and full jitter: uniform in
+// [0, min(max, base * 2^attempt)], so a fleet that lost its broker does not come back at once.
+class ReconnectBackoff {
+ public:
+  // seed 0 = from std::random_device.
+  ReconnectBackoff(std::int64_t base_ms, std::int64_t max_ms, std::uint64_t seed);
+  // The delay before the next attempt; counts the attempt.
+  std::int64_t next_delay_ms();
+  // A connection succeeded: the next failure starts from base again.
+  void reset() noexcept { attempt_ = 0; }
+  int attempts() const noexcept { return attempt_; }
+
+ private:
+  std::int64_t base_ms_;
+  std::int64_t max_ms_;
+  int attempt_ = 0;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace fota::client

@@ -1,0 +1,157 @@
+// The device client over MQTT 5 on libmosquitto and a caller-owned EventLoop: the event-loop twin
+// of MqttDeviceClient (mqtt_client.hpp). Same engine, same DeviceRuntime, same wire behaviour:
+// mutual TLS, last-will presence (retained, offline) and online presence on connect, command and
+// chunk subscriptions (QoS 1) on every connect, reconnect with exponential backoff and full
+// jitter, a connect timeout, inventory and presence published retained. C++17.
+//
+// Threads: none of its own. Everything (socket I/O, engine, flash writes, journal stores) runs
+// on the thread that calls EventLoop::run_once(), which must be the thread that created the
+// client and calls every method below. So firmware with its own loop, or one process with
+// thousands of devices on one loop, can embed it. The one blocking step is the application's
+// health check, which DeviceRuntime waits for (at most the engine's health_check_timeout_ms).
+//
+// Unlike MqttDeviceClient it connects with a clean start (libmosquitto has no non-blocking
+// connect that carries MQTT 5 properties such as the session expiry), so it resubscribes on every
+// connect and a command published while the device was offline is not queued by the broker; the
+// engine re-requests chunks it did not get either way.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fota/client/device_messages.hpp"
+#include "fota/client/engine.hpp"
+#include "fota/client/installer.hpp"
+#include "fota/client/mosquitto/event_loop.hpp"
+#include "fota/client/mosquitto/mosquitto_session.hpp"
+#include "fota/client/runtime.hpp"
+#include "fota/common/result.hpp"
+#include "fota/common/topics.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace fota::client::mosquitto {
+
+struct MosquittoClientConfig {
+  std::string broker_uri;  // "ssl://127.0.0.1:8883" (also "mqtts://host:port")
+  // PEM files, read once by create(): the fleet CA, the device certificate (CN = device id), its key.
+  std::filesystem::path ca_cert;
+  std::filesystem::path cert;
+  std::filesystem::path key;
+  // When set, used instead of the three files (certificates held in memory, or one context
+  // shared by many devices of a process).
+  std::shared_ptr<TlsContext> tls;
+  std::string topic_prefix = "fota/v1";
+  std::chrono::seconds keep_alive{30};
+  // A TCP connect, TLS handshake and CONNACK that take longer than this are abandoned and retried.
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
+  // Reconnect delay: uniform in [0, min(max, base * 2^attempt)] (full jitter).
+  std::chrono::milliseconds reconnect_base{500};
+  std::chrono::milliseconds reconnect_max{std::chrono::seconds(60)};
+  std::uint64_t random_seed = 0;  // 0 = from std::random_device
+};
+
+class MosquittoDeviceClient {
+ public:
+  struct Hooks {
+    // The application's health check after an update (DeviceRuntime runs it; see runtime.hpp).
+    std::function<bool(std::string& detail)> health_check;
+    // Reboot the device. Called on the loop's thread; the client stops feeding the engine
+    // afterwards (finished() turns true) and the caller ends it with stop().
+    std::function<void()> reboot;
+  };
+
+  // Loads the journal, reads the TLS files and prepares the session; start() does the rest.
+  // `loop` must outlive the client. A MosquittoLibrary must exist for the client's lifetime.
+  // Errors: an invalid device id or topic prefix, a broker URI that is not ssl://host:port or
+  // mqtts://host:port (kInvalidArgument), an unreadable journal, unreadable or mismatched TLS
+  // files (kIo, kCrypto), libmosquitto refusing the session (kInternal).
+  static common::Result<std::unique_ptr<MosquittoDeviceClient>> create(
+      EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine, Installer& installer,
+      FileJournal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger);
+  // Leaves the loop (its socket and timers). Without a stop() first the broker sees the
+  // connection drop and publishes the last will.
+  ~MosquittoDeviceClient();
+  MosquittoDeviceClient(const MosquittoDeviceClient&) = delete;
+  MosquittoDeviceClient& operator=(const MosquittoDeviceClient&) = delete;
+
+  // Asks the installer which slot booted, starts the engine and begins connecting. Errors: a
+  // boot status the installer cannot read (the client stays inert). Call once.
+  common::Status start();
+  // Stops feeding the engine, publishes presence offline and disconnects gracefully (the loop
+  // must run until closed() for the DISCONNECT to leave). Safe to call twice.
+  void stop();
+  // True once the engine asked for a reboot or stop() was called: the caller should stop().
+  bool finished() const noexcept;
+  // True after stop() once the connection is gone.
+  bool closed() const noexcept;
+
+  bool connected() const noexcept;
+  bool reboot_requested() const noexcept;
+  EngineState state() const noexcept;
+  EngineStats stats() const noexcept;
+  // Connections lost after they were established.
+  std::uint32_t reconnects() const noexcept { return reconnects_; }
+  // Failed connection attempts since the last successful one.
+  int failed_attempts() const noexcept { return backoff_.attempts(); }
+  // Why the last connection attempt failed or the connection ended, with libmosquitto's and
+  // OpenSSL's reason ("" until something failed).
+  const std::string& last_error() const noexcept { return last_error_; }
+
+ private:
+  MosquittoDeviceClient(EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine,
+                        Installer& installer, FileJournal& journal, Hooks hooks,
+                        std::shared_ptr<spdlog::logger> logger, common::DeviceId device,
+                        common::TopicScheme topics);
+  class Uplink;  // the engine's Transport: publishes through the session
+
+  void connect_now();
+  void schedule_reconnect(const std::string& why);
+  void on_connected(int reason_code);
+  void on_disconnected(int reason_code);
+  void on_message(std::string_view topic, std::string_view payload);
+  common::Status publish(common::Channel channel, std::string payload);
+  void execute(Actions actions);
+  void schedule_tick();
+  void cancel_timers();
+  std::string describe(const std::string& what, int code) const;
+
+  EventLoop& loop_;
+  MosquittoClientConfig config_;
+  EngineConfig engine_config_;
+  Installer& installer_;
+  FileJournal& journal_;
+  Hooks hooks_;
+  std::shared_ptr<spdlog::logger> logger_;
+  common::DeviceId device_;
+  common::TopicScheme topics_;
+  std::string broker_host_;
+  int broker_port_ = 0;
+  ReconnectBackoff backoff_;
+
+  std::unique_ptr<Uplink> uplink_;
+  std::unique_ptr<UpdateEngine> engine_;
+  std::unique_ptr<DeviceRuntime> runtime_;
+  std::unique_ptr<MosquittoSession> session_;
+
+  bool started_ = false;
+  bool stopping_ = false;
+  bool link_up_ = false;  // a connection was accepted and has not ended yet
+  std::uint32_t reconnects_ = 0;
+  std::string last_error_;
+  std::string last_library_error_;  // libmosquitto's latest error line, for the next report
+  std::optional<EventLoop::TimerId> tick_timer_;
+  std::int64_t tick_at_ = UpdateEngine::kNoDeadline;
+  std::optional<EventLoop::TimerId> reconnect_timer_;
+  std::optional<EventLoop::TimerId> connect_timer_;
+};
+
+}  // namespace fota::client::mosquitto

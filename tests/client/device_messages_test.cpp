@@ -1,0 +1,144 @@
+// What both MQTT adapters share (device_messages.hpp), without a broker: inbound dispatch and its
+// refusals, presence payloads, retained channels, the reconnect backoff.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "fota/client/device_messages.hpp"
+#include "fota/common/codec.hpp"
+#include "fota/testing/broker.hpp"
+#include "fota/testing/clock.hpp"
+#include "sim_device.hpp"
+
+namespace fota::client {
+namespace {
+
+using common::Channel;
+using common::Errc;
+
+class DispatchTest : public ::testing::Test {
+ protected:
+  DispatchTest()
+      : key_(std::move(common::Ed25519PrivateKey::generate()).value()),
+        crypto_(trust_with(key_)),
+        artifact_(testing::make_artifact(key_)),
+        device_(dir_.path() / "dev", crypto_, testing::make_image(5000, 1)),
+        id_(std::move(common::DeviceId::parse(testing::kDeviceId)).value()) {
+    device_.power_on(clock_.now_ms());
+  }
+
+  static common::TrustStore trust_with(const common::Ed25519PrivateKey& key) {
+    common::TrustStore trust;
+    trust.add(key.public_key());
+    return trust;
+  }
+
+  common::Result<Actions> dispatch(const std::string& topic, const std::string& payload) {
+    return dispatch_device_message(device_.engine(), topics_, id_, topic, payload, clock_.now_ms());
+  }
+
+  fota::testing::TempDir dir_;
+  fota::testing::ManualClock clock_;
+  common::Ed25519PrivateKey key_;
+  OpenSslEngineCrypto crypto_;
+  testing::TestArtifact artifact_;
+  testing::SimDevice device_;
+  common::DeviceId id_;
+  common::TopicScheme topics_;
+};
+
+TEST_F(DispatchTest, ACommandOnTheDevicesCommandTopicReachesTheEngine) {
+  const auto command = testing::install_command("c1", artifact_, clock_.now_ms());
+  auto actions = dispatch(topics_.device_topic(id_, Channel::kCommand), common::encode(command));
+  ASSERT_TRUE(actions.ok()) << actions.error().to_string();
+  device_.run(std::move(actions).value(), clock_.now_ms());
+  EXPECT_EQ(device_.engine().state(), EngineState::kDownloading);
+}
+
+TEST_F(DispatchTest, RefusalsLeaveTheEngineAlone) {
+  const std::string command = common::encode(testing::install_command("c1", artifact_, clock_.now_ms()));
+  const auto other = std::move(common::DeviceId::parse("dev-0002")).value();
+  struct Case {
+    const char* name;
+    std::string topic;
+    std::string payload;
+    Errc code;
+  };
+  const Case cases[] = {
+      {"another device's command topic", topics_.device_topic(other, Channel::kCommand), command,
+       Errc::kInvalidArgument},
+      {"not a fota topic", "elsewhere/command", command, Errc::kInvalidArgument},
+      {"a channel devices only publish to", topics_.device_topic(id_, Channel::kProgress), command,
+       Errc::kInvalidArgument},
+      {"a command that does not parse", topics_.device_topic(id_, Channel::kCommand), "\xff\xff\xff garbage",
+       Errc::kMalformed},
+      {"a chunk that does not parse", topics_.device_topic(id_, Channel::kChunk), "\xff\xff\xff garbage",
+       Errc::kMalformed},
+      {"a command over the size cap", topics_.device_topic(id_, Channel::kCommand),
+       std::string(common::kMaxCommandBytes + 1, 'x'), Errc::kTooLarge},
+  };
+  for (const Case& c : cases) {
+    auto actions = dispatch(c.topic, c.payload);
+    ASSERT_FALSE(actions.ok()) << c.name;
+    EXPECT_EQ(actions.error().code, c.code) << c.name << ": " << actions.error().to_string();
+    EXPECT_EQ(device_.engine().state(), EngineState::kIdle) << c.name;
+  }
+}
+
+TEST(PresenceTest, EncodesOnlineAndTheOfflineWillWithoutATimestamp) {
+  const auto id = std::move(common::DeviceId::parse(testing::kDeviceId)).value();
+  auto online =
+      common::decode<v1::Presence>(encode_presence(id, true, 1234, "1.2.3"), common::kMaxPresenceBytes);
+  ASSERT_TRUE(online.ok());
+  EXPECT_EQ(online->device_id(), testing::kDeviceId);
+  EXPECT_TRUE(online->online());
+  EXPECT_EQ(online->timestamp_ms(), 1234);
+  EXPECT_EQ(online->client_version(), "1.2.3");
+  auto will = common::decode<v1::Presence>(encode_presence(id, false, 0, "1.2.3"), common::kMaxPresenceBytes);
+  ASSERT_TRUE(will.ok());
+  EXPECT_FALSE(will->online());
+  EXPECT_EQ(will->timestamp_ms(), 0);
+}
+
+TEST(PresenceTest, InventoryAndPresenceAreTheRetainedChannels) {
+  for (Channel c : {Channel::kInventory, Channel::kPresence}) EXPECT_TRUE(is_retained_channel(c));
+  for (Channel c : {Channel::kProgress, Channel::kChunkRequest, Channel::kLog})
+    EXPECT_FALSE(is_retained_channel(c));
+}
+
+TEST(ReconnectBackoffTest, FullJitterUnderACapThatDoublesUpToTheMaximum) {
+  ReconnectBackoff backoff(100, 1000, 42);
+  for (int round = 0; round < 200; ++round) {
+    const int attempt = backoff.attempts();
+    const std::int64_t cap = std::min<std::int64_t>(1000, std::int64_t{100} << std::min(attempt, 20));
+    const std::int64_t delay = backoff.next_delay_ms();
+    EXPECT_GE(delay, 0) << "attempt " << attempt;
+    EXPECT_LE(delay, cap) << "attempt " << attempt;
+    EXPECT_EQ(backoff.attempts(), attempt + 1);
+  }
+  backoff.reset();
+  EXPECT_EQ(backoff.attempts(), 0);
+  EXPECT_LE(backoff.next_delay_ms(), 100);
+}
+
+TEST(ReconnectBackoffTest, TheSameSeedGivesTheSameDelaysAndLateAttemptsSpreadOut) {
+  ReconnectBackoff a(500, 60'000, 7);
+  ReconnectBackoff b(500, 60'000, 7);
+  std::int64_t smallest = INT64_MAX;
+  std::int64_t largest = 0;
+  for (int i = 0; i < 100; ++i) {
+    const std::int64_t delay = a.next_delay_ms();
+    EXPECT_EQ(delay, b.next_delay_ms());
+    if (i >= 20) {  // capped at 60 s from here on: spread over the whole range, not bunched
+      smallest = std::min(smallest, delay);
+      largest = std::max(largest, delay);
+    }
+  }
+  EXPECT_LT(smallest, 15'000);
+  EXPECT_GT(largest, 45'000);
+}
+
+}  // namespace
+}  // namespace fota::client
