@@ -1,10 +1,19 @@
 // The libmosquitto event-loop transport against a real mosquitto over mTLS.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fota/client/mosquitto/event_loop.hpp"
@@ -48,6 +57,123 @@ class TransportTest : public ::testing::Test {
   testing::MosquittoBroker broker_;
   EventLoop loop_;
 };
+
+// A loopback listener that holds connections back, then relays them to the broker. While its accept
+// queue is full the kernel drops a client's SYN, so the client's TCP connect stays in progress and
+// the TLS handshake's first write must wait for the socket to become writable.
+class HeldBackListener {
+ public:
+  explicit HeldBackListener(int target_port) : target_port_(target_port) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof addr;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listener_, 0) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+      throw std::runtime_error("cannot listen on loopback");
+    }
+    port_ = ntohs(addr.sin_port);
+    // A backlog of 0 holds one connection; this one fills it, so later SYNs are dropped.
+    filler_ = connect_to(port_, /*blocking=*/true);
+  }
+  ~HeldBackListener() {
+    stop_ = true;
+    if (relay_.joinable()) relay_.join();
+    for (int fd : fds_) ::close(fd);
+    ::close(filler_);
+    ::close(listener_);
+  }
+  int port() const { return port_; }
+
+  // Accepts what is queued and what arrives from now on, relaying each connection to the target.
+  void open() {
+    relay_ = std::thread([this] {
+      std::vector<std::pair<int, int>> pairs;  // accepted, upstream
+      while (!stop_) {
+        std::vector<pollfd> polled{{listener_, POLLIN, 0}};
+        for (auto [a, b] : pairs) {
+          polled.push_back({a, POLLIN, 0});
+          polled.push_back({b, POLLIN, 0});
+        }
+        if (::poll(polled.data(), polled.size(), 50) <= 0) continue;
+        if (polled[0].revents & POLLIN) {
+          const int accepted = ::accept(listener_, nullptr, nullptr);
+          if (accepted >= 0) {
+            pairs.emplace_back(accepted, connect_to(target_port_, true));
+            fds_.push_back(accepted);
+            fds_.push_back(pairs.back().second);
+          }
+        }
+        for (std::size_t i = 1; i < polled.size(); ++i) {
+          if (!(polled[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+          auto& pair = pairs[(i - 1) / 2];
+          const int from = polled[i].fd;
+          const int to = from == pair.first ? pair.second : pair.first;
+          char buffer[16384];
+          const ssize_t n = ::read(from, buffer, sizeof buffer);
+          if (n <= 0 || ::write(to, buffer, static_cast<std::size_t>(n)) != n) {
+            ::shutdown(pair.first, SHUT_RDWR);
+            ::shutdown(pair.second, SHUT_RDWR);
+            closed_.push_back((i - 1) / 2);
+          }
+        }
+        // Forget relays that ended (back to front, so indexes stay valid).
+        std::sort(closed_.begin(), closed_.end());
+        closed_.erase(std::unique(closed_.begin(), closed_.end()), closed_.end());
+        for (auto it = closed_.rbegin(); it != closed_.rend(); ++it)
+          pairs.erase(pairs.begin() + static_cast<std::ptrdiff_t>(*it));
+        closed_.clear();
+      }
+    });
+  }
+
+ private:
+  static int connect_to(int port, bool blocking) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | (blocking ? 0 : SOCK_NONBLOCK), 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    (void)::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    return fd;
+  }
+
+  int target_port_;
+  int listener_ = -1;
+  int port_ = 0;
+  int filler_ = -1;
+  std::vector<int> fds_;
+  std::vector<std::size_t> closed_;
+  std::atomic<bool> stop_{false};
+  std::thread relay_;
+};
+
+TEST_F(TransportTest, AHandshakeThatMustWaitToWriteStillCompletes) {
+  // Found at 1,000 devices: reconnecting after their reboot, a few devices met a full listen backlog;
+  // their TLS handshake then had to wait to write, which loop_write never drove, and each waited
+  // 30 s for the keepalive to give up.
+  HeldBackListener listener(broker_.port());
+  SessionConfig config;
+  config.port = listener.port();
+  config.client_id = "dev-held";
+  config.tls = tls_for(Role::kDevice, config.client_id);
+  bool connected = false;
+  SessionCallbacks callbacks;
+  callbacks.on_connected = [&](int rc) { connected = rc == 0; };
+  auto session = MosquittoSession::create(std::move(config), std::move(callbacks));
+  ASSERT_TRUE(session.ok()) << session.error().message;
+  loop_.watch(session->get());
+  ASSERT_TRUE((*session)->connect().ok());
+  // The SYN is dropped; let the session sit on its pending connect, then let it through.
+  run_until([] { return false; }, 300);
+  EXPECT_FALSE(connected);
+  listener.open();
+  // The client retransmits its SYN after 1 s (then 3 s): well inside this, far from the 30 s keepalive.
+  EXPECT_TRUE(run_until([&] { return connected; }, 10'000));
+  loop_.unwatch(session->get());
+}
 
 TEST_F(TransportTest, ManySessionsConnectAndExchangeMessagesOnOneThread) {
   constexpr int kDevices = 50;
