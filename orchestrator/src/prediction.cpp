@@ -6,6 +6,12 @@
 #include <queue>
 
 namespace fota::orchestrator {
+namespace {
+
+// A measured rate counts down to this fraction of the device's declared link rate, no lower.
+constexpr std::uint64_t kMeasuredBelowNominal = 4;
+
+}  // namespace
 
 std::vector<std::vector<std::string>> plan_wave_membership(const Rollout& r, const Fleet& fleet) {
   std::vector<std::vector<std::string>> waves(r.spec.waves.size());
@@ -58,13 +64,18 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
     for (const std::string& id : waves[w]) {
       auto device = fleet.devices.find(id);
       std::uint64_t rate = model.default_rate_bytes_per_second;
+      std::uint64_t floor = 0;
       if (auto nominal = model.nominal_rate.find(id);
-          nominal != model.nominal_rate.end() && nominal->second > 0)
+          nominal != model.nominal_rate.end() && nominal->second > 0) {
         rate = nominal->second;
+        floor = nominal->second / kMeasuredBelowNominal;
+      }
       auto measured = model.measured_rate.find(id);
       ++out.devices;
       if (measured != model.measured_rate.end() && measured->second > 0) {
-        rate = measured->second;
+        // A device's latest sample right after a stall says almost nothing moves; its declared
+        // link bounds how far that is believed.
+        rate = std::max(measured->second, floor);
         ++out.devices_with_history;
       }
       if (cap > 0) rate = std::min(rate, cap);

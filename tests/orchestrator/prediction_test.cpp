@@ -81,6 +81,20 @@ TEST_F(PredictionTest, NominalLinkRatesFromInventoryUntilMeasured) {
   EXPECT_EQ(p.devices_with_history, 1u);
 }
 
+TEST_F(PredictionTest, AMeasuredRateRightAfterAStallIsBoundedByTheDeclaredLink) {
+  // Found by fota-sim's flaky-links: a device's rate sample after a 2 s stall is near zero, and the
+  // live ETA jumped to four times the actual duration.
+  add("stalled");
+  model_.nominal_rate["stalled"] = 1'000'000;
+  model_.measured_rate["stalled"] = 1'000;
+  model_.measured_fixed_ms = 1'000;
+  const auto p = predict_rollout(make(""), fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 4'000 + 1'000);  // a quarter of the declared link, not 1 kB/s
+  // Without a declared link the measurement stands.
+  model_.nominal_rate.clear();
+  EXPECT_EQ(predict_rollout(make(""), fleet_, 1'000'000, model_, now_).duration_ms, 1'000'000 + 1'000);
+}
+
 TEST_F(PredictionTest, LiveEtaCountsOnlyRemainingWork) {
   for (int i = 0; i < 2; ++i) add("dev-" + std::to_string(i));
   Rollout r = make("");
