@@ -6,9 +6,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -237,6 +240,148 @@ class UpdateServerFixture : public ::testing::Test {
       }
     } while (std::chrono::steady_clock::now() < deadline);
     return std::nullopt;
+  }
+
+  // ---- What every adapter must do, run by each adapter's tests -----------------------------
+  virtual std::uint32_t device_reconnects() = 0;
+
+  void expect_complete_update() {
+    connect_server();
+    boot_device();
+    wait_device_online();  // inventory and presence arrive on connect
+    EXPECT_TRUE(last_presence_.online());
+    send_command(install_command("c1"));
+    const v1::Progress last = serve_until_terminal();
+    EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
+    EXPECT_EQ(reboots_, 1);
+    EXPECT_TRUE(read_all(dev_dir() / "slot-b") == image_);
+    EXPECT_EQ(env_->load()->at("fota_active"), "b");
+    for (const auto& [index, count] : requested_) EXPECT_EQ(count, 1) << "chunk " << index;
+    // Every image chunk and every hash chunk, each once.
+    EXPECT_EQ(requested_.size(), common::ChunkSpace::of(manifest_).total());
+    // Inventory after the commit reports the new version; presence says online again.
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (last_inventory_.version() != "2.0.0" && std::chrono::steady_clock::now() < until) {
+      if (auto msg = next_server_message(200ms)) {
+        if (msg->topic == topics_.device_topic(device_id_, Channel::kInventory))
+          last_inventory_.ParseFromString(msg->payload);
+      }
+    }
+    EXPECT_EQ(last_inventory_.version(), "2.0.0");
+    EXPECT_EQ(last_inventory_.active_slot(), "b");
+    EXPECT_TRUE(last_presence_.online());
+  }
+
+  // Kills the broker after 20 and after 45 served chunks; serve() stops at once so the download
+  // cannot finish before the kill happens, however fast the machine is.
+  void expect_download_to_survive_two_broker_kills() {
+    connect_server();
+    boot_device();
+    int kills = 0;
+    bool kill_pending = false;
+    on_served = [&] {
+      const int kill_at = kills == 0 ? 20 : 45;
+      if (kills < 2 && !kill_pending && served_ >= kill_at) {
+        kill_pending = true;
+        interrupt_serving_ = true;
+      }
+    };
+    wait_device_online();
+    send_command(install_command("c1"));
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    v1::Progress last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (auto p = serve(200ms)) {
+        last = *p;
+        break;
+      }
+      if (kill_pending) {
+        kill_pending = false;
+        ++kills;
+        broker_.kill_hard();
+        broker_.start();
+        connect_server();
+      }
+    }
+    EXPECT_EQ(kills, 2);
+    EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
+    EXPECT_TRUE(read_all(dev_dir() / "slot-b") == image_);
+    EXPECT_GE(device_reconnects() + static_cast<std::uint32_t>(reboots_), 1u);
+    // Each kill may lose at most one window (4) of requested-but-unanswered chunks; a verified
+    // chunk is never asked for again.
+    const int chunks = static_cast<int>(common::ChunkSpace::of(manifest_).total());
+    EXPECT_LE(served_, chunks + 2 * 4 * 2) << "served " << served_ << " chunks for an image of " << chunks;
+  }
+
+  // What fleets run: the broker plugin answers chunk requests (image chunks and hash-table chunks)
+  // from the orchestrator's artifact store; nothing reaches the test's server.
+  void expect_plugin_to_serve_a_hash_table_artifact() {
+    fota::testing::BrokerOptions options;
+    options.with_plugin = true;
+    options.plugin_options = {{"artifact_dir", store_->root().string()}};
+    plugin_broker_ =
+        std::make_unique<fota::testing::MosquittoBroker>(pki_, dir_.path() / "plugin-broker", options);
+    connect_server();
+    boot_device();
+    wait_device_online();
+    send_command(install_command("c1"));
+    const v1::Progress last = serve_until_terminal();
+    EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail() << "\n" << plugin_broker_->log();
+    EXPECT_EQ(reboots_, 1);
+    EXPECT_TRUE(read_all(dev_dir() / "slot-b") == image_);
+    EXPECT_TRUE(requested_.empty()) << requested_.size() << " chunk requests were forwarded to the server";
+  }
+
+  void expect_failed_health_check_to_revert() {
+    connect_server();
+    healthy_ = false;
+    boot_device();
+    wait_device_online();
+    send_command(install_command("c1"));
+    const v1::Progress last = serve_until_terminal();
+    EXPECT_EQ(last.phase(), v1::PHASE_ROLLED_BACK);
+    EXPECT_EQ(last.error(), v1::ERROR_HEALTH_CHECK_FAILED);
+    EXPECT_EQ(reboots_, 2);  // into the new slot, and back
+    EXPECT_EQ(env_->load()->at("fota_active"), "a");
+    EXPECT_EQ(env_->load()->at("fota_booted"), "a");
+    EXPECT_TRUE(read_all(dev_dir() / "slot-a") == factory_);
+  }
+
+  // fota-device, the agent the demo uses: a YAML config, file-backed slots, a simulated reboot;
+  // `extra_args` pick its transport.
+  void expect_agent_to_install_an_update(const std::string& agent_bin,
+                                         const std::vector<std::string>& extra_args) {
+    connect_server();
+    const auto agent_dir = dir_.path() / "agent";
+    std::filesystem::create_directories(agent_dir / "keys");
+    std::ofstream(agent_dir / "keys" / "signing.pub") << key_.public_key().to_pem();
+    std::ofstream(agent_dir / "device.yaml")
+        << "device_id: " << testing::kDeviceId << "\nhardware_type: " << testing::kHardware
+        << "\nbroker: " << broker_.uri() << "\nca: " << pki_.ca_cert().string()
+        << "\ncert: " << device_files_.cert.string() << "\nkey: " << device_files_.key.string()
+        << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nhealth_check: \"test -s "
+        << (agent_dir / "state" / "slot-b").string() << "\"\nlog_level: warn\n";
+    std::vector<std::string> args = {agent_bin, "--config", (agent_dir / "device.yaml").string()};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    wait_device_online();
+    send_command(install_command("c1"));
+    const v1::Progress last = serve_until_terminal();
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
+    EXPECT_TRUE(read_all(agent_dir / "state" / "slot-b") == image_);
+    EXPECT_NE(read_all(agent_dir / "state" / "bootenv.txt").find("fota_active=b"), std::string::npos);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   }
 
   fota::testing::TempDir dir_;
