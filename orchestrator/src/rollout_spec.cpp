@@ -25,18 +25,6 @@ using common::Error;
 using common::Result;
 using common::Status;
 
-std::string_view breach_action_name(BreachAction action) noexcept {
-  switch (action) {
-    case BreachAction::kPause:
-      return "pause";
-    case BreachAction::kAbort:
-      return "abort";
-    case BreachAction::kRollback:
-      return "rollback";
-  }
-  return "pause";
-}
-
 Result<Millis> parse_duration(std::string_view text) {
   std::string s(text);
   s.erase(std::remove_if(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c) != 0; }), s.end());
@@ -402,14 +390,11 @@ Result<RolloutSpec> parse_node(const YAML::Node& root) {
   }
   if (root["on_breach"]) {
     const std::string action = scalar(root["on_breach"]);
-    if (action == "pause")
-      spec.on_breach = BreachAction::kPause;
-    else if (action == "abort")
-      spec.on_breach = BreachAction::kAbort;
-    else if (action == "rollback")
-      spec.on_breach = BreachAction::kRollback;
-    else
-      return field_error("on_breach", "'" + action + "' is not an action; use pause, abort or rollback");
+    const auto parsed = common::parse_breach_action(action);
+    if (!parsed)
+      return field_error("on_breach",
+                         "'" + action + "' is not an action; use " + std::string(common::kBreachActionNames));
+    spec.on_breach = *parsed;
   }
   if (root["command_ttl"]) {
     auto d = duration_field(root["command_ttl"], "command_ttl");

@@ -40,18 +40,6 @@ std::string_view device_phase_name(DevicePhase phase) noexcept {
   return "unknown";
 }
 
-std::string_view breach_action_name(BreachAction action) noexcept {
-  switch (action) {
-    case BreachAction::kPause:
-      return "pause";
-    case BreachAction::kAbort:
-      return "abort";
-    case BreachAction::kRollback:
-      return "rollback";
-  }
-  return "unknown";
-}
-
 std::string_view expected_outcome_name(ExpectedOutcome outcome) noexcept {
   switch (outcome) {
     case ExpectedOutcome::kCompleted:
@@ -540,15 +528,11 @@ class ScenarioParser {
     if (node["name"]) r.name = string(node["name"], join(path, "name"));
     if (node["on_breach"]) {
       const std::string a = lower(scalar(node["on_breach"], join(path, "on_breach")));
-      if (a == "pause")
-        r.on_breach = BreachAction::kPause;
-      else if (a == "abort")
-        r.on_breach = BreachAction::kAbort;
-      else if (a == "rollback")
-        r.on_breach = BreachAction::kRollback;
-      else
+      const auto parsed = common::parse_breach_action(a);
+      if (!parsed)
         fail(node["on_breach"], join(path, "on_breach"),
-             "unknown action '" + a + "'; use pause, abort or rollback");
+             "unknown action '" + a + "'; use " + std::string(common::kBreachActionNames));
+      r.on_breach = *parsed;
     }
     if (const auto n = node["retries"]) {
       const std::string p = join(path, "retries");

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "fota/common/breach_action.hpp"
 #include "fota/common/topics.hpp"
 
 namespace fota::common {
@@ -64,6 +65,21 @@ TEST(TopicScheme, CustomPrefix) {
   for (const char* bad : {"", "/a", "a/", "a/+/b", "#", "$SYS", "a//b"}) {
     EXPECT_FALSE(TopicScheme::create(bad).ok()) << bad;
   }
+}
+
+}  // namespace
+}  // namespace fota::common
+
+namespace fota::common {
+namespace {
+
+TEST(BreachActionTest, NamesRoundTripAndNothingElseParses) {
+  for (const BreachAction action : {BreachAction::kPause, BreachAction::kAbort, BreachAction::kRollback})
+    EXPECT_EQ(parse_breach_action(breach_action_name(action)), action);
+  EXPECT_EQ(breach_action_name(BreachAction::kRollback), "rollback");
+  EXPECT_FALSE(parse_breach_action("Pause"));  // exact names; callers lower-case if they accept any case
+  EXPECT_FALSE(parse_breach_action("halt"));
+  EXPECT_FALSE(parse_breach_action(""));
 }
 
 }  // namespace

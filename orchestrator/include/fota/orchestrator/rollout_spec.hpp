@@ -8,14 +8,15 @@
 #include <string_view>
 #include <vector>
 
+#include "fota/common/breach_action.hpp"
 #include "fota/common/result.hpp"
 
 namespace fota::orchestrator {
 
 using Millis = std::int64_t;  // Unix milliseconds, or a duration in milliseconds
 
-enum class BreachAction { kPause, kAbort, kRollback };
-std::string_view breach_action_name(BreachAction action) noexcept;
+using common::breach_action_name;
+using common::BreachAction;
 
 enum class WaveSizeKind { kCount, kPercent };
 

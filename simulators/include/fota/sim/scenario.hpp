@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fota/common/breach_action.hpp"
 #include "fota/common/result.hpp"
 
 namespace fota::sim {
@@ -89,8 +90,8 @@ bool window_open(const MaintenanceWindow& window, const std::string& time_zone, 
 
 // What happens when a wave's failures pass the threshold (the orchestrator's on_breach). The
 // builtin driver only halts (pause).
-enum class BreachAction { kPause, kAbort, kRollback };
-std::string_view breach_action_name(BreachAction action) noexcept;
+using common::breach_action_name;
+using common::BreachAction;
 
 struct RolloutWave {
   std::string name;
