@@ -64,18 +64,18 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
     for (const std::string& id : waves[w]) {
       auto device = fleet.devices.find(id);
       std::uint64_t rate = model.default_rate_bytes_per_second;
-      std::uint64_t floor = 0;
+      std::uint64_t rate_floor = 0;
       if (auto nominal = model.nominal_rate.find(id);
           nominal != model.nominal_rate.end() && nominal->second > 0) {
         rate = nominal->second;
-        floor = nominal->second / kMeasuredBelowNominal;
+        rate_floor = nominal->second / kMeasuredBelowNominal;
       }
       auto measured = model.measured_rate.find(id);
       ++out.devices;
       if (measured != model.measured_rate.end() && measured->second > 0) {
         // A device's latest sample right after a stall says almost nothing moves; its declared
         // link bounds how far that is believed.
-        rate = std::max(measured->second, floor);
+        rate = std::max(measured->second, rate_floor);
         ++out.devices_with_history;
       }
       if (cap > 0) rate = std::min(rate, cap);

@@ -60,15 +60,24 @@ class RolloutEngineTest : public ::testing::Test {
   }
 
   // Device reports a phase for the command it last received.
+  // A report of `device` in rollout `r` under `command_id` (the id it works on, as it says).
+  static v1::Progress progress_under(const Rollout& r, const std::string& device,
+                                     const std::string& command_id, v1::Phase phase,
+                                     const std::string& artifact_id = "") {
+    v1::Progress p;
+    p.set_device_id(device);
+    p.set_deployment_id(r.id);
+    p.set_command_id(command_id);
+    p.set_artifact_id(artifact_id);
+    p.set_phase(phase);
+    return p;
+  }
+
   Decisions report(Rollout& r, const std::string& device, v1::Phase phase,
                    v1::ErrorCode error = v1::ERROR_NONE) {
     const Member* m = r.find_member(device);
     EXPECT_NE(m, nullptr) << device;
-    v1::Progress p;
-    p.set_device_id(device);
-    p.set_deployment_id(r.id);
-    p.set_command_id(m ? m->command_id : "");
-    p.set_phase(phase);
+    v1::Progress p = progress_under(r, device, m ? m->command_id : "", phase);
     p.set_error(error);
     p.set_sequence(++sequence_);
     Decisions d = engine_.on_progress(r, p, now_);
@@ -346,12 +355,7 @@ TEST_F(RolloutEngineTest, ReportsOfAnOldCommandAreIgnored) {
   now_ += kSecond;
   tick(r);  // retry sends a new command
   ASSERT_NE(r.find_member("dev-0")->command_id, first_command);
-  v1::Progress late;
-  late.set_device_id("dev-0");
-  late.set_deployment_id(r.id);
-  late.set_command_id(first_command);
-  late.set_phase(v1::PHASE_COMMITTED);
-  engine_.on_progress(r, late, now_);
+  engine_.on_progress(r, progress_under(r, "dev-0", first_command, v1::PHASE_COMMITTED), now_);
   EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kDispatched);
 }
 
@@ -363,12 +367,7 @@ TEST_F(RolloutEngineTest, ForwardProgressOnOurArtifactUnderAnEarlierCommandCount
   tick(r);
   const std::string first_command = r.find_member("dev-0")->command_id;
   r.find_member("dev-0")->command_id = first_command + "-resent";  // what the re-dispatch does
-  v1::Progress failed;
-  failed.set_device_id("dev-0");
-  failed.set_deployment_id(r.id);
-  failed.set_command_id(first_command);
-  failed.set_artifact_id(r.spec.artifact_id);
-  failed.set_phase(v1::PHASE_FAILED);
+  v1::Progress failed = progress_under(r, "dev-0", first_command, v1::PHASE_FAILED, r.spec.artifact_id);
   failed.set_error(v1::ERROR_BUSY);
   engine_.on_progress(r, failed, now_);
   EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kDispatched)
@@ -619,13 +618,7 @@ TEST_F(RolloutEngineTest, RollbackWaitsForDevicesTooFarIntoTheUpdateToCancel) {
   EXPECT_EQ(targets(*d, Decision::Kind::kCancel), std::vector<std::string>{"dev-2"});
   EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRollingBack);
   // dev-1's own update reports do not count as its rollback.
-  v1::Progress late;
-  late.set_device_id("dev-1");
-  late.set_deployment_id(r.id);
-  late.set_command_id(r.id + ".dev-1.1");
-  late.set_artifact_id(kArtifact);
-  late.set_phase(v1::PHASE_COMMITTED);
-  engine_.on_progress(r, late, now_);
+  engine_.on_progress(r, progress_under(r, "dev-1", r.id + ".dev-1.1", v1::PHASE_COMMITTED, kArtifact), now_);
   EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRollingBack);
   // Its inventory shows the new artifact: now it gets the rollback.
   fleet_.devices["dev-1"].artifact_id = kArtifact;
@@ -652,13 +645,8 @@ TEST_F(RolloutEngineTest, ADeviceTooLateToCancelThatRevertsOnItsOwnIsRolledBack)
   ASSERT_EQ(r.find_member("dev-0")->state, MemberState::kRollingBack);
   ASSERT_EQ(r.find_member("dev-1")->state, MemberState::kRollingBack);
   // dev-0 says so under its update's command: it is back.
-  v1::Progress reverted;
-  reverted.set_device_id("dev-0");
-  reverted.set_deployment_id(r.id);
-  reverted.set_command_id(r.id + ".dev-0.1");
-  reverted.set_artifact_id(kArtifact);
-  reverted.set_phase(v1::PHASE_ROLLED_BACK);
-  engine_.on_progress(r, reverted, now_);
+  engine_.on_progress(r, progress_under(r, "dev-0", r.id + ".dev-0.1", v1::PHASE_ROLLED_BACK, kArtifact),
+                      now_);
   EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kRolledBack);
   // dev-1's report was lost; its inventory shows the factory image and no pending deployment.
   const auto d = engine_.on_inventory(r, fleet_.devices["dev-1"], "", now_);

@@ -147,7 +147,9 @@ TEST_F(ScenarioRun, PowerLossLeavesEveryDeviceBootableAndUpdated) {
 TEST_F(ScenarioRun, SlowFlashSkewedClocksAndFullStorageBehave) {
   const RunReport report = run("device-faults.yaml");
   EXPECT_TRUE(report.passed);
-  const std::uint64_t chunks = report.image_size / (16 * 1024);
+  const auto scenario = load_scenario(std::filesystem::path(FOTA_SCENARIO_DIR) / "device-faults.yaml");
+  ASSERT_TRUE(scenario.ok());
+  const std::uint64_t chunks = report.image_size / scenario->artifact.chunk_size;
   // When a device entered a phase, from its timeline.
   const auto at = [](const DeviceResult& d, const std::string& event) -> std::int64_t {
     for (const auto& t : d.timeline)
