@@ -192,10 +192,16 @@ Status OrchestratorService::load() {
     if (is_active(r.state)) {
       for (const Member& m : r.members) fleet_.claims[m.device_id] = r.id;
     }
+    for (Member& m : r.members)
+      m.sampled = m.state == MemberState::kSucceeded || m.state == MemberState::kFailed;
     const std::string id = r.id;
     rollouts_.emplace(id, std::move(r));
   }
-  log_->info("loaded {} device(s) and {} rollout(s)", devices_.size(), rollouts_.size());
+  auto history = store_->update_samples(kHistoryKept);
+  if (!history) return history.error();
+  link_model_.history = std::move(history).value();
+  log_->info("loaded {} device(s), {} rollout(s) and {} finished update(s) as prediction history",
+             devices_.size(), rollouts_.size(), link_model_.history.size());
   return common::ok_status();
 }
 
@@ -516,7 +522,11 @@ Status OrchestratorService::persist(Millis now) {
     for (const std::string& id : touched_rollouts_) {
       Rollout* r = find_rollout(id);
       if (r == nullptr) continue;
+      record_history(*r);
       if (auto s = store_->save_rollout(*r); !s) return s;
+    }
+    if (!pending_samples_.empty()) {
+      if (auto s = store_->append_update_samples(pending_samples_); !s) return s;
     }
     for (const EventRecord& e : pending_events_) {
       if (auto s = store_->append_event(e); !s) return s;
@@ -539,6 +549,7 @@ Status OrchestratorService::persist(Millis now) {
   }
   dirty_devices_.clear();
   touched_rollouts_.clear();
+  pending_samples_.clear();
   pending_events_.clear();
   pending_logs_.clear();
   pending_audit_.clear();
@@ -742,6 +753,27 @@ ApiResult OrchestratorService::rollout_action(const std::string& id, const std::
   return rollout_json(*r, now, false);
 }
 
+void OrchestratorService::record_history(Rollout& r) {
+  std::uint64_t image_size = 0;
+  bool size_known = false;
+  auto& history = link_model_.history;
+  for (Member& m : r.members) {
+    if (!m.dirty || m.sampled) continue;
+    if (!size_known) {
+      if (auto manifest = artifacts_.manifest(r.spec.artifact_id)) image_size = manifest->image_size();
+      size_known = true;
+    }
+    auto sample = update_sample(r, m, image_size, link_model_);
+    if (!sample) continue;
+    m.sampled = true;
+    history.push_back(*sample);
+    pending_samples_.push_back(std::move(*sample));
+  }
+  if (history.size() > 2 * kHistoryKept)
+    history.erase(history.begin(),
+                  history.begin() + static_cast<std::ptrdiff_t>(history.size() - kHistoryKept));
+}
+
 RolloutPrediction OrchestratorService::predict(const Rollout& r, Millis now) {
   std::uint64_t size = 0;
   if (auto m = artifacts_.manifest(r.spec.artifact_id)) size = m->image_size();
@@ -758,6 +790,9 @@ json OrchestratorService::rollout_json(const Rollout& r, Millis now, bool with_m
   j["created_at"] = format_timestamp(r.created_ms);
   j["started_at"] = r.started_ms ? format_timestamp(r.started_ms) : "";
   j["finished_at"] = r.finished_ms ? format_timestamp(r.finished_ms) : "";
+  // From the operator's start (or the spec's later start_at) to the end, as the plan counts it.
+  if (r.finished_ms > 0 && r.started_ms > 0)
+    j["duration_ms"] = r.finished_ms - std::max(r.started_ms, r.spec.start_at_ms.value_or(r.started_ms));
   j["spec"] = json::parse(rollout_spec_to_json(r.spec));
   json waves = json::array();
   std::map<std::string, std::size_t> totals;
@@ -773,8 +808,11 @@ json OrchestratorService::rollout_json(const Rollout& r, Millis now, bool with_m
       bytes_done += m.bytes_done;
       bytes_total += m.bytes_total;
     }
+    const WaveState& state = r.waves[w];
     waves.push_back({{"index", w + 1},
-                     {"status", std::string(wave_status_name(r.waves[w].status))},
+                     {"status", std::string(wave_status_name(state.status))},
+                     {"started_at", state.started_ms ? format_timestamp(state.started_ms) : ""},
+                     {"finished_at", state.finished_ms ? format_timestamp(state.finished_ms) : ""},
                      {"devices", size},
                      {"counts", counts},
                      {"bytes_done", bytes_done},
@@ -847,6 +885,7 @@ ApiResult OrchestratorService::plan_rollout(const std::string& id, Millis now) {
       {"duration_ms", p.duration_ms},
       {"devices", p.devices},
       {"devices_with_measured_rate", p.devices_with_history},
+      {"history_samples", p.history_samples},
       {"image_size", size},
       {"assumed_rate_bytes_per_second", link_model_.default_rate_bytes_per_second},
       {"fixed_seconds_per_device",

@@ -120,6 +120,8 @@ class OrchestratorService {
   DeviceRecord& device_record(const std::string& id, Millis now);
   void apply(Rollout& rollout, const Decisions& decisions, Millis now);
   common::Status persist(Millis now);
+  // Moves the rollout's newly finished updates into the prediction history (and the store's).
+  void record_history(Rollout& rollout);
   void flush_outbox();
   Rollout* find_rollout(const std::string& id);
   std::vector<const Rollout*> unresolved_rollouts() const;
@@ -154,6 +156,7 @@ class OrchestratorService {
   std::vector<std::pair<std::string, std::string>> pending_audit_;  // engine decisions: (action, detail)
   std::vector<Outbound> outbox_;
   LinkModel link_model_;
+  std::vector<UpdateSample> pending_samples_;
   Millis last_tick_ms_ = 0;
   std::unordered_set<std::string> touched_rollouts_;
 

@@ -4,14 +4,96 @@
 #include <cmath>
 #include <functional>
 #include <queue>
+#include <unordered_map>
 
 namespace fota::orchestrator {
 namespace {
 
 // A measured rate counts down to this fraction of the device's declared link rate, no lower.
 constexpr std::uint64_t kMeasuredBelowNominal = 4;
+// Fewer finished updates than this say too little about the fleet: the link model is used instead.
+constexpr std::size_t kMinHistory = 8;
+// History from waves that updated within this factor as many devices at once is preferred: a
+// host busy with ten thousand TLS sessions is not the one that served ten.
+constexpr std::size_t kComparableConcurrency = 4;
+
+Millis transfer_ms(std::uint64_t bytes, std::uint64_t rate) {
+  return static_cast<Millis>(static_cast<double>(bytes) * 1000.0 /
+                             static_cast<double>(std::max<std::uint64_t>(rate, 1)));
+}
+
+// Baselines in the same band of a factor of 1.4 share a class (a link class, in practice):
+// history is read per class, because a queue that costs a fast device 20 times its baseline does
+// not cost a slow one 20 times its own.
+int baseline_class(Millis baseline) {
+  return static_cast<int>(std::lround(2.0 * std::log2(static_cast<double>(std::max<Millis>(baseline, 1)))));
+}
+
+// Sorted ratios (duration / baseline) of the finished updates that best describe a device with
+// this baseline in a wave updating `concurrency` devices at once: the same class in comparable
+// waves, else any class in comparable waves, else all; empty when even that is too few.
+std::vector<double> history_ratios(const std::vector<UpdateSample>& history, std::size_t concurrency,
+                                   int device_class) {
+  std::vector<double> same_class, comparable, all;
+  for (const UpdateSample& s : history) {
+    if (s.baseline_ms <= 0 || s.duration_ms < 0) continue;
+    const double ratio = static_cast<double>(s.duration_ms) / static_cast<double>(s.baseline_ms);
+    all.push_back(ratio);
+    if (s.concurrency * kComparableConcurrency < concurrency ||
+        s.concurrency > concurrency * kComparableConcurrency)
+      continue;
+    comparable.push_back(ratio);
+    if (baseline_class(s.baseline_ms) == device_class) same_class.push_back(ratio);
+  }
+  std::vector<double>& chosen = same_class.size() >= kMinHistory   ? same_class
+                                : comparable.size() >= kMinHistory ? comparable
+                                                                   : all;
+  if (chosen.size() < kMinHistory) return {};
+  std::sort(chosen.begin(), chosen.end());
+  return std::move(chosen);
+}
+
+// The empirical quantile at u in (0, 1]: of n draws, the k-th smallest is expected near k / (n + 1).
+double quantile(const std::vector<double>& sorted, double u) {
+  const auto index = static_cast<std::size_t>(std::ceil(u * static_cast<double>(sorted.size())));
+  return sorted[std::clamp<std::size_t>(index, 1, sorted.size()) - 1];
+}
+
+bool finished(MemberState state) {
+  return state == MemberState::kSucceeded || state == MemberState::kFailed ||
+         state == MemberState::kCancelled || state == MemberState::kRolledBack ||
+         state == MemberState::kRollbackFailed;
+}
 
 }  // namespace
+
+Millis baseline_ms(const LinkModel& model, const std::string& device_id, std::uint64_t bytes,
+                   std::uint64_t rate_cap) {
+  std::uint64_t rate = model.default_rate_bytes_per_second;
+  if (auto nominal = model.nominal_rate.find(device_id);
+      nominal != model.nominal_rate.end() && nominal->second > 0)
+    rate = nominal->second;
+  if (rate_cap > 0) rate = std::min(rate, rate_cap);
+  return transfer_ms(bytes, rate) + model.default_fixed_ms;
+}
+
+std::optional<UpdateSample> update_sample(const Rollout& r, const Member& m, std::uint64_t image_size,
+                                          const LinkModel& model) {
+  if (m.state != MemberState::kSucceeded && m.state != MemberState::kFailed) return std::nullopt;
+  if (m.started_ms <= 0 || m.finished_ms < m.started_ms) return std::nullopt;
+  const auto wave = static_cast<std::size_t>(m.wave);
+  const std::size_t wave_size = wave < r.waves.size() ? r.waves[wave].planned_size : r.members.size();
+  UpdateSample s;
+  s.rollout_id = r.id;
+  s.device_id = m.device_id;
+  s.attempt = m.attempt;
+  s.finished_ms = m.finished_ms;
+  s.concurrency = wave_concurrency(r.spec, wave_size);
+  s.baseline_ms = baseline_ms(model, m.device_id, m.bytes_total > 0 ? m.bytes_total : image_size,
+                              per_device_rate(r.spec, wave_size));
+  s.duration_ms = m.finished_ms - m.started_ms;
+  return s;
+}
 
 std::vector<std::vector<std::string>> plan_wave_membership(const Rollout& r, const Fleet& fleet) {
   std::vector<std::vector<std::string>> waves(r.spec.waves.size());
@@ -54,6 +136,37 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
     }
     wp.start_ms = cursor;
     const std::uint64_t cap = per_device_rate(r.spec, waves[w].size());
+    const std::size_t concurrency = wave_concurrency(r.spec, waves[w].size());
+    // With history, the wave's devices take evenly spread quantiles of it, in an order unrelated
+    // to anything else, and those still open take the upper ones: the quick finish first.
+    std::vector<std::pair<std::uint64_t, const std::string*>> open_devices;
+    std::size_t finished_in_wave = 0;
+    for (const std::string& id : waves[w]) {
+      const Member* m = r.targets_resolved ? r.find_member(id) : nullptr;
+      if (m != nullptr && finished(m->state)) {
+        ++finished_in_wave;
+      } else {
+        open_devices.emplace_back(membership_rank(r.id + "/eta", id), &id);
+      }
+    }
+    std::sort(open_devices.begin(), open_devices.end());
+    std::unordered_map<int, std::vector<double>> ratios_by_class;
+    std::unordered_map<std::string, Millis> drawn_ms;  // device -> its update time drawn from history
+    for (std::size_t k = 0; k < open_devices.size() && !model.history.empty(); ++k) {
+      const std::string& id = *open_devices[k].second;
+      const Millis baseline = baseline_ms(model, id, image_size, cap);
+      const int device_class = baseline_class(baseline);
+      auto ratios = ratios_by_class.find(device_class);
+      if (ratios == ratios_by_class.end())
+        ratios =
+            ratios_by_class.emplace(device_class, history_ratios(model.history, concurrency, device_class))
+                .first;
+      if (ratios->second.empty()) continue;
+      out.history_samples = std::max(out.history_samples, ratios->second.size());
+      const double u =
+          static_cast<double>(finished_in_wave + k + 1) / static_cast<double>(waves[w].size() + 1);
+      drawn_ms[id] = static_cast<Millis>(quantile(ratios->second, u) * static_cast<double>(baseline));
+    }
     struct Job {
       Millis duration;
       std::string tz;
@@ -81,31 +194,24 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
       if (cap > 0) rate = std::min(rate, cap);
       rate = std::max<std::uint64_t>(rate, 1);
       const Member* m = r.targets_resolved ? r.find_member(id) : nullptr;
-      std::uint64_t bytes = image_size;
-      if (m != nullptr) {
-        if (m->state == MemberState::kSucceeded || m->state == MemberState::kFailed ||
-            m->state == MemberState::kCancelled || m->state == MemberState::kRolledBack ||
-            m->state == MemberState::kRollbackFailed) {
-          continue;
-        }
-        if (is_in_flight(m->state)) {
-          const bool downloaded = m->phase > v1::PHASE_DOWNLOADING;
-          bytes = downloaded ? 0 : image_size - std::min(image_size, m->bytes_done);
-          const Millis left =
-              static_cast<Millis>(static_cast<double>(bytes) * 1000.0 / static_cast<double>(rate)) +
-              (m->phase >= v1::PHASE_REBOOTING ? fixed / 2 : fixed);
-          busy.push_back(cursor + left);
-          running_until = std::max(running_until, cursor + left);
-          continue;
-        }
+      if (m != nullptr && finished(m->state)) continue;
+      const auto drawn = drawn_ms.find(id);
+      const Millis from_history = drawn == drawn_ms.end() ? -1 : drawn->second;
+      if (m != nullptr && is_in_flight(m->state)) {
+        const bool downloaded = m->phase > v1::PHASE_DOWNLOADING;
+        const std::uint64_t bytes_left = downloaded ? 0 : image_size - std::min(image_size, m->bytes_done);
+        Millis left = transfer_ms(bytes_left, rate) + (m->phase >= v1::PHASE_REBOOTING ? fixed / 2 : fixed);
+        // History says when it ends; one already past that has at least what its link needs left.
+        if (from_history >= 0) left = std::max(left, m->started_ms + from_history - now);
+        busy.push_back(cursor + left);
+        running_until = std::max(running_until, cursor + left);
+        continue;
       }
-      const Millis duration =
-          static_cast<Millis>(static_cast<double>(bytes) * 1000.0 / static_cast<double>(rate)) + fixed;
+      const Millis duration = from_history >= 0 ? from_history : transfer_ms(image_size, rate) + fixed;
       jobs.push_back({duration, device == fleet.devices.end() ? std::string() : device->second.time_zone});
     }
     // List scheduling on the concurrency slots; a device starts when a slot is free and its window open.
-    const std::size_t slots = r.spec.max_concurrent > 0 ? r.spec.max_concurrent
-                                                        : std::max<std::size_t>(1, jobs.size() + busy.size());
+    const std::size_t slots = std::max(concurrency, busy.size());
     std::priority_queue<Millis, std::vector<Millis>, std::greater<>> free_at;
     for (Millis b : busy) free_at.push(b);
     while (free_at.size() < slots) free_at.push(cursor);

@@ -205,11 +205,15 @@ std::uint64_t membership_rank(std::string_view rollout_id, std::string_view devi
   return rank;
 }
 
+std::size_t wave_concurrency(const RolloutSpec& spec, std::size_t wave_members) {
+  std::size_t share = std::max<std::size_t>(wave_members, 1);
+  if (spec.max_concurrent > 0) share = std::min<std::size_t>(share, spec.max_concurrent);
+  return share;
+}
+
 std::uint64_t per_device_rate(const RolloutSpec& spec, std::size_t wave_members) {
   if (spec.max_bytes_per_second == 0) return 0;
-  std::size_t share = wave_members == 0 ? 1 : wave_members;
-  if (spec.max_concurrent > 0) share = std::min<std::size_t>(share, spec.max_concurrent);
-  return std::max<std::uint64_t>(1, spec.max_bytes_per_second / share);
+  return std::max<std::uint64_t>(1, spec.max_bytes_per_second / wave_concurrency(spec, wave_members));
 }
 
 Result<Rollout> RolloutEngine::create(std::string id, RolloutSpec spec, Millis now) {

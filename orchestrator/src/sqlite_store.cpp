@@ -96,6 +96,19 @@ CREATE INDEX events_by_device ON events(device_id, id);
 CREATE INDEX events_by_rollout ON events(rollout_id, id);
 CREATE INDEX logs_by_device ON device_logs(device_id, id);
 )sql",
+    // 3: finished device updates, the history rollout predictions draw on
+    R"sql(
+CREATE TABLE update_samples (
+  rollout_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL,
+  concurrency INTEGER NOT NULL,
+  baseline_ms INTEGER NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  PRIMARY KEY (rollout_id, device_id, attempt));
+CREATE INDEX update_samples_by_time ON update_samples(finished_ms);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == SqliteStore::kSchemaVersion);
 
@@ -521,6 +534,39 @@ Result<std::vector<Rollout>> SqliteStore::load_rollouts() {
     if (!st) return st.error().with_context("rollout " + r.id);
     r.rebuild_index();
   }
+  return out;
+}
+
+Status SqliteStore::append_update_samples(const std::vector<UpdateSample>& samples) {
+  return transaction([&]() -> Status {
+    for (const UpdateSample& x : samples) {
+      auto st = run(Statement(db_, prepared("INSERT OR IGNORE INTO update_samples (rollout_id, device_id, "
+                                            "attempt, finished_ms, concurrency, baseline_ms, duration_ms) "
+                                            "VALUES (?1,?2,?3,?4,?5,?6,?7)")),
+                    "saving an update sample", x.rollout_id, x.device_id, x.attempt, x.finished_ms,
+                    x.concurrency, x.baseline_ms, x.duration_ms);
+      if (!st) return st;
+    }
+    return common::ok_status();
+  });
+}
+
+Result<std::vector<UpdateSample>> SqliteStore::update_samples(std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  std::vector<UpdateSample> out;
+  auto st = each_row(
+      Statement(db_, prepared("SELECT rollout_id, device_id, attempt, finished_ms, concurrency, baseline_ms, "
+                              "duration_ms FROM update_samples ORDER BY finished_ms DESC LIMIT ?1")),
+      "reading update samples",
+      [&](const Statement& s) {
+        out.push_back(UpdateSample{s.text(0), s.text(1), static_cast<std::uint32_t>(s.integer(2)),
+                                   s.integer(3), static_cast<std::size_t>(s.integer(4)), s.integer(5),
+                                   s.integer(6)});
+        return common::ok_status();
+      },
+      limit);
+  if (!st) return st.error();
+  std::reverse(out.begin(), out.end());
   return out;
 }
 

@@ -109,5 +109,99 @@ TEST_F(PredictionTest, LiveEtaCountsOnlyRemainingWork) {
   EXPECT_EQ(p.end_ms - now_, 500 + 30'000);
 }
 
+// `count` finished updates that took `ratio` times their baseline, in waves of `concurrency`.
+void add_history(LinkModel& model, std::size_t count, double ratio, std::size_t concurrency,
+                 Millis baseline = 10'000) {
+  for (std::size_t i = 0; i < count; ++i) {
+    UpdateSample s;
+    s.rollout_id = "r-old";
+    s.device_id = "old-" + std::to_string(model.history.size());
+    s.concurrency = concurrency;
+    s.baseline_ms = baseline;
+    s.duration_ms = static_cast<Millis>(static_cast<double>(baseline) * ratio);
+    model.history.push_back(s);
+  }
+}
+
+TEST_F(PredictionTest, WithHistoryAWaveLastsAsLongAsItsSlowTail) {
+  for (int i = 0; i < 100; ++i) add("dev-" + std::to_string(i));
+  // Last time four in five updates took their baseline and one in five three times as long (a
+  // flaky link, a slow flash): a wave of 100 ends with its slowest.
+  add_history(model_, 80, 1.0, 100);
+  add_history(model_, 20, 3.0, 100);
+  const auto p = predict_rollout(make(""), fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 3 * 31'000);  // baseline: 1 s transfer + 30 s default device time
+  EXPECT_EQ(p.history_samples, 100u);
+  // The canary of 5 draws from the lower quantiles too; the 95 others include the tail.
+  const auto waves =
+      predict_rollout(make("waves: [{size: 5}, {size: 100%}]\n"), fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(waves.waves[0].end_ms - waves.waves[0].start_ms, 3 * 31'000);
+  EXPECT_EQ(waves.waves[1].end_ms - waves.waves[1].start_ms, 3 * 31'000);
+  // Too little history says nothing: the link model decides.
+  model_.history.resize(7);
+  EXPECT_EQ(predict_rollout(make(""), fleet_, 1'000'000, model_, now_).duration_ms, 31'000);
+}
+
+TEST_F(PredictionTest, HistoryFromWavesOfComparableSizeIsPreferred) {
+  for (int i = 0; i < 40; ++i) add("dev-" + std::to_string(i));
+  add_history(model_, 10, 1.0, 2);   // small waves went at their links' pace
+  add_history(model_, 10, 2.0, 40);  // big ones were host-bound
+  EXPECT_EQ(predict_rollout(make(""), fleet_, 1'000'000, model_, now_).duration_ms, 2 * 31'000);
+  EXPECT_EQ(predict_rollout(make("max_concurrent: 2\n"), fleet_, 1'000'000, model_, now_).duration_ms,
+            20 * 31'000);
+}
+
+TEST_F(PredictionTest, EachLinkClassReadsItsOwnHistory) {
+  for (int i = 0; i < 20; ++i) add("dev-" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) model_.nominal_rate["dev-" + std::to_string(i)] = 20'000;  // 50 s + 30 s
+  // Fast links queued behind the host took twice their 31 s; slow ones only 1.2 times their 80 s.
+  add_history(model_, 10, 2.0, 20, 31'000);
+  add_history(model_, 10, 1.2, 20, 80'000);
+  EXPECT_EQ(predict_rollout(make(""), fleet_, 1'000'000, model_, now_).duration_ms, 96'000);  // not 2 x 80 s
+}
+
+TEST_F(PredictionTest, ARunningDeviceFinishesWhenHistorySaysUnlessItsLinkNeedsLonger) {
+  for (int i = 0; i < 10; ++i) add("dev-" + std::to_string(i));
+  add_history(model_, 10, 2.0, 10);
+  Rollout r = make("");
+  RolloutEngine engine;
+  ASSERT_TRUE(engine.start(r, fleet_, now_).ok());
+  engine.tick(r, fleet_, now_);
+  for (Member& m : r.members) m.state = MemberState::kSucceeded;
+  Member& running = r.members[3];
+  running.state = MemberState::kUpdating;
+  running.phase = v1::PHASE_DOWNLOADING;
+  running.started_ms = now_ - 10'000;
+  running.bytes_done = 900'000;
+  // Drawn: twice its 31 s baseline from its start; the link alone would say 0.1 s + 30 s.
+  EXPECT_EQ(predict_rollout(r, fleet_, 1'000'000, model_, now_).end_ms - now_, 62'000 - 10'000);
+  running.started_ms = now_ - 60'000;
+  EXPECT_EQ(predict_rollout(r, fleet_, 1'000'000, model_, now_).end_ms - now_, 100 + 30'000);
+}
+
+TEST_F(PredictionTest, AFinishedUpdateBecomesASampleAgainstItsBaseline) {
+  for (int i = 0; i < 4; ++i) add("dev-" + std::to_string(i));
+  model_.nominal_rate["dev-0"] = 500'000;
+  Rollout r = make("max_concurrent: 2\n");
+  RolloutEngine engine;
+  ASSERT_TRUE(engine.start(r, fleet_, now_).ok());
+  engine.tick(r, fleet_, now_);
+  Member& m = *r.find_member("dev-0");
+  EXPECT_FALSE(update_sample(r, m, 1'000'000, model_));  // dispatched, not finished
+  m.state = MemberState::kSucceeded;
+  m.started_ms = now_;
+  m.finished_ms = now_ + 45'000;
+  m.attempt = 1;
+  const auto sample = update_sample(r, m, 1'000'000, model_);
+  ASSERT_TRUE(sample);
+  EXPECT_EQ(sample->rollout_id, "r-plan");
+  EXPECT_EQ(sample->device_id, "dev-0");
+  EXPECT_EQ(sample->concurrency, 2u);
+  EXPECT_EQ(sample->baseline_ms, 2'000 + 30'000);  // 1 MB at its declared 500 kB/s, plus the default
+  EXPECT_EQ(sample->duration_ms, 45'000);
+  m.state = MemberState::kCancelled;
+  EXPECT_FALSE(update_sample(r, m, 1'000'000, model_));
+}
+
 }  // namespace
 }  // namespace fota::orchestrator

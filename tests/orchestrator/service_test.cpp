@@ -532,6 +532,28 @@ TEST_F(OrchestratorServiceTest, KillNineMidRolloutThenRestartFinishesConsistentl
   fotactl_ok("audit verify");
 }
 
+TEST_F(OrchestratorServiceTest, FinishedUpdatesAreHistoryTheNextPlanDrawsOnAfterARestart) {
+  start_orchestrator();
+  auto devices = make_devices(8);
+  wait_registered(8);
+  const std::string first =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw", "2.0", 32 * 1024).string()));
+  const std::string id = create_rollout("name: first\nartifact: " + first + "\ntarget: {tags: [fleet]}\n");
+  EXPECT_EQ(api_get("/api/v1/rollouts/" + id + "/plan").value("history_samples", -1), 0);
+  fotactl_ok("rollout start " + id);
+  const json r = pump_until(devices, id, [](const json& j) { return j["state"] == "completed"; });
+  // The rollout's own start-to-end time, which its plan predicted.
+  EXPECT_GE(r.value("duration_ms", std::int64_t{-1}), 0) << r.dump(2);
+  stop_orchestrator(SIGTERM);
+  start_orchestrator();
+  const std::string second =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw-next", "3.0", 32 * 1024).string()));
+  const std::string next =
+      create_rollout("name: second\nartifact: " + second + "\ntarget: {tags: [fleet]}\n");
+  const json plan = api_get("/api/v1/rollouts/" + next + "/plan");
+  EXPECT_EQ(plan.value("history_samples", 0), 8) << plan.dump(2);
+}
+
 TEST_F(OrchestratorServiceTest, BadInputIsRefusedClearlyWithoutStateChange) {
   start_orchestrator();
   auto devices = make_devices(2);

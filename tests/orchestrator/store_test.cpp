@@ -73,10 +73,11 @@ TEST(SqliteStoreTest, OlderSchemaIsMigratedKeepingItsData) {
   // Take the database back to version 1 as an older release left it.
   raw_exec(path,
            "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
-           "PRAGMA user_version=1;");
+           "DROP TABLE update_samples; PRAGMA user_version=1;");
   auto store = SqliteStore::open(path);
   ASSERT_TRUE(store.ok()) << store.error().message;
-  EXPECT_EQ((*store)->schema_version(), 2);
+  EXPECT_EQ((*store)->schema_version(), SqliteStore::kSchemaVersion);
+  EXPECT_TRUE((*store)->update_samples(10).ok());
   auto d = (*store)->device("dev-1");
   ASSERT_TRUE(d.ok());
 }
@@ -148,6 +149,32 @@ TEST(SqliteStoreTest, RolloutsDevicesAndMembersSurviveReopen) {
   }
   EXPECT_EQ(dispatched, 1u);
   EXPECT_NE(r.find_member("dev-2"), nullptr);
+}
+
+TEST(SqliteStoreTest, UpdateHistorySurvivesReopenOncePerUpdateAndLatestLast) {
+  ScratchDir dir;
+  const auto path = dir.path() / "state.db";
+  {
+    auto store = SqliteStore::open(path);
+    ASSERT_TRUE(store.ok());
+    std::vector<UpdateSample> samples;
+    for (int i = 0; i < 5; ++i)
+      samples.push_back({"r-1", "dev-" + std::to_string(i), 1, 1000 + i, 50, 2000, 3000 + i});
+    ASSERT_TRUE((*store)->append_update_samples(samples).ok());
+    // Saved again (a retried transaction): still one row per rollout, device and attempt.
+    ASSERT_TRUE((*store)->append_update_samples({samples[4]}).ok());
+  }
+  auto store = SqliteStore::open(path);
+  ASSERT_TRUE(store.ok());
+  auto latest = (*store)->update_samples(3);
+  ASSERT_TRUE(latest.ok()) << latest.error().message;
+  ASSERT_EQ(latest->size(), 3u);
+  EXPECT_EQ((*latest)[0].device_id, "dev-2");
+  EXPECT_EQ((*latest)[2].device_id, "dev-4");
+  EXPECT_EQ((*latest)[2].concurrency, 50u);
+  EXPECT_EQ((*latest)[2].baseline_ms, 2000);
+  EXPECT_EQ((*latest)[2].duration_ms, 3004);
+  EXPECT_EQ((*store)->update_samples(100)->size(), 5u);
 }
 
 TEST(SqliteStoreTest, FailedTransactionLeavesNoTrace) {

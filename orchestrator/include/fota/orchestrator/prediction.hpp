@@ -1,9 +1,13 @@
 // How long a rollout will take: before start (plan) and while it runs (ETA). Pure: it replays the
 // engine's rules (wave order, membership, concurrency, bandwidth share, windows, soak) over a
-// model of each device's link rate and fixed phase time, measured from history or defaulted.
+// model of each device's update time. With history (finished updates of this and earlier
+// rollouts), a device takes its baseline time (declared link, default device time) times a ratio
+// drawn from what comparable updates took; without it, its measured or declared link rate plus
+// the measured or default fixed time.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -11,6 +15,17 @@
 #include "fota/orchestrator/rollout_engine.hpp"
 
 namespace fota::orchestrator {
+
+// One finished device update, kept (in the store too) as history for later predictions.
+struct UpdateSample {
+  std::string rollout_id;
+  std::string device_id;
+  std::uint32_t attempt = 0;
+  Millis finished_ms = 0;
+  std::size_t concurrency = 0;  // devices its wave could update at once
+  Millis baseline_ms = 0;       // what baseline_ms() expected for it
+  Millis duration_ms = 0;       // first dispatch to its terminal state
+};
 
 struct LinkModel {
   // Used when a device has no measured rate.
@@ -22,7 +37,11 @@ struct LinkModel {
   // `link_rate` (bytes/s, e.g. from its modem class). measured > nominal > default.
   std::unordered_map<std::string, std::uint64_t> nominal_rate;
   Millis measured_fixed_ms = 0;  // 0 = use the default
+  // Finished updates, oldest first (the service keeps the latest kHistoryKept).
+  std::vector<UpdateSample> history;
 };
+
+inline constexpr std::size_t kHistoryKept = 20'000;
 
 struct WavePrediction {
   std::size_t devices = 0;
@@ -37,11 +56,22 @@ struct RolloutPrediction {
   Millis duration_ms = 0;  // end - max(now, start)
   std::size_t devices_with_history = 0;
   std::size_t devices = 0;
+  std::size_t history_samples = 0;  // finished updates the waves drew their times from
 };
 
 // The wave each target device would be in if the rollout resolved its targets now
 // (RolloutEngine uses the same order).
 std::vector<std::vector<std::string>> plan_wave_membership(const Rollout& rollout, const Fleet& fleet);
+
+// A device's update time from its declared link rate (or the default), capped by the rollout's
+// bandwidth share, plus the default device time: the yardstick history is measured against.
+Millis baseline_ms(const LinkModel& model, const std::string& device_id, std::uint64_t bytes,
+                   std::uint64_t rate_cap);
+
+// The history sample of a member that reached success or failure, or nothing for one that did not
+// (still running, cancelled, rolled back, never dispatched).
+std::optional<UpdateSample> update_sample(const Rollout& rollout, const Member& member,
+                                          std::uint64_t image_size, const LinkModel& model);
 
 RolloutPrediction predict_rollout(const Rollout& rollout, const Fleet& fleet, std::uint64_t image_size,
                                   const LinkModel& model, Millis now);

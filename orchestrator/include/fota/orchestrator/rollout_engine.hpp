@@ -79,7 +79,8 @@ struct Member {
   Millis started_ms = 0;   // first dispatch
   Millis finished_ms = 0;  // reached a terminal state
   bool late_joiner = false;
-  bool dirty = true;  // changed since the store last saved it
+  bool dirty = true;     // changed since the store last saved it
+  bool sampled = false;  // its finished update is in the prediction history (not stored)
 };
 
 enum class WaveStatus { kWaiting, kActive, kSoaking, kPassed, kBreached };
@@ -143,6 +144,8 @@ Millis next_window_open(const std::vector<WeeklyWindow>& windows, std::string_vi
 std::uint64_t membership_rank(std::string_view rollout_id, std::string_view device_id);
 
 // The device's share of the rollout bandwidth cap (0 = unlimited).
+// How many of a wave's members update at once (at least one).
+std::size_t wave_concurrency(const RolloutSpec& spec, std::size_t wave_members);
 std::uint64_t per_device_rate(const RolloutSpec& spec, std::size_t wave_members);
 
 class RolloutEngine {

@@ -15,6 +15,7 @@
 
 #include "fota/common/result.hpp"
 #include "fota/orchestrator/audit.hpp"
+#include "fota/orchestrator/prediction.hpp"
 #include "fota/orchestrator/rollout_engine.hpp"
 
 struct sqlite3;
@@ -66,6 +67,11 @@ class Store {
   virtual common::Status save_rollout(Rollout& rollout) = 0;
   virtual common::Result<std::vector<Rollout>> load_rollouts() = 0;
 
+  // Finished device updates, the history predictions draw on; a sample already stored is ignored.
+  virtual common::Status append_update_samples(const std::vector<UpdateSample>& samples) = 0;
+  // The latest `limit` samples, oldest first.
+  virtual common::Result<std::vector<UpdateSample>> update_samples(std::size_t limit) = 0;
+
   virtual common::Status append_event(const EventRecord& event) = 0;
   // Newest first; `device` / `rollout` empty = any.
   virtual common::Result<std::vector<EventRecord>> events(const std::string& device,
@@ -85,7 +91,7 @@ class Store {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating if missing) and migrates the database. Errors name the file and the cause.
   static common::Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
@@ -100,6 +106,8 @@ class SqliteStore final : public Store {
   common::Result<DeviceRecord> device(const std::string& id) override;
   common::Status save_rollout(Rollout& rollout) override;
   common::Result<std::vector<Rollout>> load_rollouts() override;
+  common::Status append_update_samples(const std::vector<UpdateSample>& samples) override;
+  common::Result<std::vector<UpdateSample>> update_samples(std::size_t limit) override;
   common::Status append_event(const EventRecord& event) override;
   common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
                                                   std::size_t limit) override;
