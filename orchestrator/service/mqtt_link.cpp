@@ -19,9 +19,11 @@ namespace {
 // (messages queued inside Paho beyond the broker's window are sent far more slowly).
 constexpr std::size_t kMaxPublishesInFlight = 32;
 constexpr int kMaxBufferedMessages = 4 * static_cast<int>(kMaxPublishesInFlight);
-// A publish whose completion Paho never reports (the connection dropped under it) must not
-// stall the link for good: the window is re-opened after this long.
-constexpr auto kInFlightWait = std::chrono::seconds(2);
+// A lost connection re-opens the window (reset_slots). While connected, acknowledgements are
+// waited for this long before the window is re-opened regardless: a broker busy with a reconnect
+// storm can take seconds, and re-opening early (it was 2 s) let publishes pile up past Paho's
+// buffer, which then refused install commands (fota-sim's fleet-10k lost 487 of 8,000).
+constexpr auto kInFlightWait = std::chrono::seconds(30);
 // Marks the retained-inventory snapshot subscription (see subscribe_all).
 constexpr int kSnapshotSubscription = 1;
 }  // namespace
