@@ -31,23 +31,21 @@ int baseline_class(Millis baseline) {
 
 // Sorted ratios (duration / baseline) of the finished updates that best describe a device with
 // this baseline in a wave updating `concurrency` devices at once: the same class in comparable
-// waves, else any class in comparable waves, else all; empty when even that is too few.
+// waves, else any class in comparable waves; empty when too few. Waves of very different size
+// say nothing (a dozen updates one at a time do not describe a wave of 700).
 std::vector<double> history_ratios(const std::vector<UpdateSample>& history, std::size_t concurrency,
                                    int device_class) {
-  std::vector<double> same_class, comparable, all;
+  std::vector<double> same_class, comparable;
   for (const UpdateSample& s : history) {
     if (s.baseline_ms <= 0 || s.duration_ms < 0) continue;
-    const double ratio = static_cast<double>(s.duration_ms) / static_cast<double>(s.baseline_ms);
-    all.push_back(ratio);
     if (s.concurrency * kComparableConcurrency < concurrency ||
         s.concurrency > concurrency * kComparableConcurrency)
       continue;
+    const double ratio = static_cast<double>(s.duration_ms) / static_cast<double>(s.baseline_ms);
     comparable.push_back(ratio);
     if (baseline_class(s.baseline_ms) == device_class) same_class.push_back(ratio);
   }
-  std::vector<double>& chosen = same_class.size() >= kMinHistory   ? same_class
-                                : comparable.size() >= kMinHistory ? comparable
-                                                                   : all;
+  std::vector<double>& chosen = same_class.size() >= kMinHistory ? same_class : comparable;
   if (chosen.size() < kMinHistory) return {};
   std::sort(chosen.begin(), chosen.end());
   return std::move(chosen);
