@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   std::string signing_key;
   std::string trust_key;
   std::string artifacts_dir;
+  std::string orchestrator_data;
   app.add_option("scenario", scenario_path, "scenario YAML file (see simulators/scenarios/)")->required();
   app.add_option("--out", out_dir, "directory for report.json and report.html (and the run's work files)");
   app.add_option("--broker-port", broker_port,
@@ -63,6 +64,10 @@ int main(int argc, char** argv) {
   orchestration->add_option(
       "--artifacts-dir", artifacts_dir,
       "the orchestrator's artifact store the broker plugin reads (default: under --out)");
+  orchestration->add_option(
+      "--orchestrator-data", orchestrator_data,
+      "keep the started orchestrator's store (state.db) in this directory: a later run given the "
+      "same directory plans from this run's history (default: a fresh store per run)");
   CLI11_PARSE(app, argc, argv);
 
   auto scenario = fota::sim::load_scenario(scenario_path);
@@ -115,8 +120,14 @@ int main(int argc, char** argv) {
   env.orchestrator_url = orchestrator_url;
   env.signing_key = signing_key;
   env.trust_key = trust_key;
+  env.orchestrator_data = orchestrator_data;
   env.artifacts_dir = artifacts_dir.empty() ? env.work_dir / "orchestrator" / "artifacts"
                                             : std::filesystem::path(artifacts_dir);
+  if (!orchestrator_url.empty() && !orchestrator_data.empty()) {
+    std::cerr << "fota-sim: --orchestrator-data is the store of the orchestrator fota-sim starts; "
+                 "a running one (--orchestrator) keeps its own\n";
+    return 2;
+  }
   if (!orchestrator_url.empty()) {
     const bool attaching = scenario->rollout.driver == fota::sim::RolloutDriver::kAttach;
     if (token_file.empty() || (attaching ? trust_key.empty() : signing_key.empty()) || broker_port <= 0) {

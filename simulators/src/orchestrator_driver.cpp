@@ -1,5 +1,6 @@
 #include "fota/sim/orchestrator_driver.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iomanip>
@@ -8,6 +9,7 @@
 
 #include "api_client.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/orchestrator/rollout_spec.hpp"
 
 namespace fota::sim {
 
@@ -41,6 +43,12 @@ std::string clock_text(int minute_of_day) {
 
 bool wave_started(const std::string& status) { return status != "waiting"; }
 bool wave_finished(const std::string& status) { return status == "passed" || status == "breached"; }
+
+// Milliseconds since the epoch of one of the API's timestamps; -1 when empty or not one.
+std::int64_t unix_ms(const std::string& text) {
+  auto time = orchestrator::parse_timestamp(text);
+  return time.ok() ? *time : -1;
+}
 
 // One counter from Prometheus text, 0 when absent.
 std::uint64_t metric(const std::string& text, const std::string& name) {
@@ -141,16 +149,18 @@ common::Result<std::string> OrchestratorDriver::upload_artifact(const std::files
   return id;
 }
 
-common::Status OrchestratorDriver::wait_for_devices(const std::vector<std::string>& ids,
+common::Status OrchestratorDriver::wait_for_devices(const std::map<std::string, std::string>& wanted,
                                                     std::int64_t timeout_ms, std::ostream* progress) {
-  const std::set<std::string> wanted(ids.begin(), ids.end());
   const auto started = std::chrono::steady_clock::now();
   std::size_t known = 0;
   while (true) {
     auto devices = get("/api/v1/devices");
     if (devices.ok()) {
       known = 0;
-      for (const auto& d : *devices) known += wanted.count(d.value("id", "")) ? 1 : 0;
+      for (const auto& d : *devices) {
+        auto it = wanted.find(d.value("id", ""));
+        known += it != wanted.end() && d.value("online", false) && d.value("version", "") == it->second;
+      }
       if (known == wanted.size()) return common::ok_status();
     }
     const auto waited =
@@ -191,10 +201,10 @@ common::Status OrchestratorDriver::attach(const std::string& rollout_id) {
   return common::ok_status();
 }
 
-common::Result<std::int64_t> OrchestratorDriver::predicted_duration_ms() const {
+common::Result<OrchestratorDriver::Plan> OrchestratorDriver::plan() const {
   auto plan = get("/api/v1/rollouts/" + rollout_id_ + "/plan");
   if (!plan.ok()) return plan.error().with_context("asking the orchestrator for its prediction");
-  return plan->value("duration_ms", std::int64_t{-1});
+  return Plan{plan->value("duration_ms", std::int64_t{-1}), plan->value("history_samples", std::size_t{0})};
 }
 
 void OrchestratorDriver::begin(std::int64_t run_start_ms) {
@@ -240,6 +250,8 @@ void OrchestratorDriver::apply(const json& rollout) {
   state_ = rollout.value("state", state_);
   reason_ = rollout.value("reason", "");
   eta_ms_ = rollout.contains("eta") ? rollout["eta"].value("remaining_ms", std::int64_t{-1}) : -1;
+  eta_polled_at_ = clock_();
+  rollout_duration_ms_ = rollout.value("duration_ms", std::int64_t{-1});
   const auto& waves = rollout["waves"];
   for (std::size_t w = 0; w < waves.size() && w < waves_.size(); ++w) {
     const std::string status = waves[w].value("status", "waiting");
@@ -264,6 +276,17 @@ void OrchestratorDriver::finish() {
   if (auto rollout = get("/api/v1/rollouts/" + rollout_id_); rollout.ok()) {
     apply(*rollout);
     std::lock_guard lock(mutex_);
+    // The orchestrator's own wave times, counted from its start of the rollout (which begin()
+    // asked for at run start), replace what the polls saw: a busy orchestrator answers late.
+    if (const std::int64_t start = unix_ms(rollout->value("started_at", "")); start >= 0) {
+      const auto& waves = (*rollout)["waves"];
+      for (std::size_t w = 0; w < waves.size() && w < waves_.size(); ++w) {
+        const std::int64_t started = unix_ms(waves[w].value("started_at", ""));
+        const std::int64_t finished = unix_ms(waves[w].value("finished_at", ""));
+        if (started >= 0) waves_[w].started_ms = started - start;
+        if (finished >= 0) waves_[w].finished_ms = finished - start;
+      }
+    }
     for (auto& record : waves_) record.devices.clear();
     for (const auto& m : (*rollout)["members"]) {
       const auto wave = m.value("wave", 0);
@@ -280,6 +303,20 @@ void OrchestratorDriver::finish() {
     stats_.chunk_bytes_served = metric(*metrics, "fota_chunk_bytes_served_total");
     stats_.progress_reports = metric(*metrics, "fota_progress_reports_total");
   }
+}
+
+common::Status OrchestratorDriver::abort_if_active() {
+  const std::string now = state();
+  if (now != "created" && now != "running" && now != "paused") return common::ok_status();
+  auto aborted = post("/api/v1/rollouts/" + rollout_id_ + "/abort", "");
+  if (!aborted.ok())
+    return aborted.error().with_context("aborting rollout " + rollout_id_ + " for the next run");
+  return common::ok_status();
+}
+
+std::int64_t OrchestratorDriver::rollout_duration_ms() const {
+  std::lock_guard lock(mutex_);
+  return rollout_duration_ms_;
 }
 
 RolloutOutcome OrchestratorDriver::outcome() const {
@@ -311,7 +348,9 @@ std::string OrchestratorDriver::current_wave() const {
 
 std::int64_t OrchestratorDriver::eta_ms() const {
   std::lock_guard lock(mutex_);
-  return eta_ms_;
+  if (eta_ms_ < 0) return -1;
+  // The orchestrator said this when last polled; the time since has passed.
+  return std::max<std::int64_t>(0, eta_ms_ - (clock_() - eta_polled_at_));
 }
 
 std::vector<WaveRecord> OrchestratorDriver::waves() const {

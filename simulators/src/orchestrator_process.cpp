@@ -32,7 +32,8 @@ common::Result<std::unique_ptr<OrchestratorProcess>> OrchestratorProcess::launch
                                       "; build it (cmake --build build) or pass --orchestrator-bin");
   }
   const auto& dir = settings.dir;
-  std::filesystem::create_directories(dir / "data", ec);
+  const auto data_dir = settings.data_dir.empty() ? dir / "data" : settings.data_dir;
+  std::filesystem::create_directories(data_dir, ec);
   std::filesystem::create_directories(settings.artifacts_dir, ec);
   if (ec) return Error(Errc::kIo, "cannot create " + dir.string() + ": " + ec.message());
 
@@ -62,7 +63,7 @@ common::Result<std::unique_ptr<OrchestratorProcess>> OrchestratorProcess::launch
        << "  cert: " << cert.string() << "\n"
        << "  key: " << key.string() << "\n"
        << "  client_id: " << kClientId << "\n"
-       << "data_dir: " << (dir / "data").string() << "\n"
+       << "data_dir: " << data_dir.string() << "\n"
        << "artifacts_dir: " << settings.artifacts_dir.string() << "\n"
        << "trusted_keys: " << settings.trusted_key.string() << "\n"
        << "http: {listen: 127.0.0.1, port: " << http_port << "}\n"

@@ -56,6 +56,10 @@ std::string summary_text(const RunReport& r) {
       << (r.halt_reason.empty() ? "" : " - " + r.halt_reason) << "\n";
   out << "  time to complete   " << fixed(double(r.duration_ms) / 1000.0, 1) << " s (predicted "
       << fixed(double(r.predicted_duration_ms) / 1000.0, 1) << " s, " << r.prediction_source << ")\n";
+  if (r.rollout_duration_ms >= 0) {
+    out << "  rollout duration   " << fixed(double(r.rollout_duration_ms) / 1000.0, 1)
+        << " s (the orchestrator's own start to end, which its plan predicts)\n";
+  }
   if (r.predicted_at_first_wave_ms >= 0) {
     out << "  predicted at wave 1 end " << fixed(double(r.predicted_at_first_wave_ms) / 1000.0, 1)
         << " s (the orchestrator's live ETA once the first wave finished)\n";
@@ -109,6 +113,7 @@ std::string report_json(const RunReport& r) {
                    {"halt_reason", r.halt_reason},
                    {"timed_out", r.timed_out},
                    {"duration_ms", r.duration_ms},
+                   {"rollout_duration_ms", r.rollout_duration_ms},
                    {"predicted_duration_ms", r.predicted_duration_ms},
                    {"prediction_source", r.prediction_source},
                    {"predicted_at_first_wave_ms", r.predicted_at_first_wave_ms},
@@ -254,6 +259,8 @@ std::string report_html(const RunReport& r) {
   };
   row("time to complete",
       fixed(double(r.duration_ms) / 1000.0, 1) + " s" + (r.timed_out ? " (timed out)" : ""));
+  if (r.rollout_duration_ms >= 0)
+    row("rollout duration", fixed(double(r.rollout_duration_ms) / 1000.0, 1) + " s (the orchestrator's own)");
   row("predicted duration",
       fixed(double(r.predicted_duration_ms) / 1000.0, 1) + " s (" + r.prediction_source + ")");
   if (r.predicted_at_first_wave_ms >= 0) {

@@ -282,8 +282,10 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     settings.broker_port = environment.broker_port;
     settings.default_link_rate = nominal_link_rate(scenario, *plans);
     settings.default_device_time_ms = kNominalDeviceTimeMs;
-    // A fresh store per run: the previous run's devices and rollouts are not this run's.
-    std::filesystem::remove_all(settings.dir / "data", ec);
+    // A fresh store per run unless told to keep one: the previous run's devices and rollouts
+    // are not this run's, but its history is worth predicting from.
+    settings.data_dir = environment.orchestrator_data;
+    if (settings.data_dir.empty()) std::filesystem::remove_all(settings.dir / "data", ec);
     auto launched = OrchestratorProcess::launch(settings, *environment.ca);
     if (!launched.ok()) return launched.error();
     orchestrator = std::move(*launched);
@@ -421,11 +423,14 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     // once every targeted device is known. The devices keep running on the loop meanwhile, so the
     // blocking API calls run on a helper thread.
     std::vector<std::string> targeted_ids;
+    std::map<std::string, std::string> targeted_versions;  // device -> the version it runs
     for (const auto& p : *plans) {
-      if (p.targeted) targeted_ids.push_back(p.device_id);
+      if (!p.targeted) continue;
+      targeted_ids.push_back(p.device_id);
+      targeted_versions.emplace(p.device_id, p.installed_version);
     }
     common::Status prepared = common::ok_status();
-    std::int64_t orchestrator_prediction = -1;
+    OrchestratorDriver::Plan orchestrator_plan;
     std::atomic<bool> done{false};
     std::thread setup([&] {
       prepared = [&]() -> common::Status {
@@ -433,13 +438,13 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
           // The rollout exists; its selector decides which of our devices it takes. Registered
           // first, so a rollout that is not started yet resolves its targets with them.
           if (auto s = orchestrated->wait_for_devices(
-                  targeted_ids, 60'000 + std::int64_t(targeted_ids.size()) * 10, nullptr);
+                  targeted_versions, 60'000 + std::int64_t(targeted_ids.size()) * 10, nullptr);
               !s.ok())
             return s;
           if (auto s = orchestrated->attach(scenario.rollout.attach_id); !s.ok()) return s;
-          auto predicted = orchestrated->predicted_duration_ms();
+          auto predicted = orchestrated->plan();
           if (!predicted.ok()) return predicted.error();
-          orchestrator_prediction = *predicted;
+          orchestrator_plan = *predicted;
           return common::ok_status();
         }
         auto artifact = orchestrated->upload_artifact(bundle_path);
@@ -447,16 +452,16 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
         if (*artifact != manifest->artifact_id())
           return Error(Errc::kIntegrity, "the orchestrator stored the bundle as " + *artifact +
                                              ", expected " + manifest->artifact_id());
-        if (auto s = orchestrated->wait_for_devices(targeted_ids,
+        if (auto s = orchestrated->wait_for_devices(targeted_versions,
                                                     60'000 + std::int64_t(targeted_ids.size()) * 10, nullptr);
             !s.ok())
           return s;
         const auto rollout_spec = orchestrator_rollout_spec(rollout_plan, *artifact, targeted_ids,
                                                             client::mosquitto::EventLoop::wall_clock_ms());
         if (auto s = orchestrated->create_rollout(rollout_spec); !s.ok()) return s;
-        auto predicted = orchestrated->predicted_duration_ms();
+        auto predicted = orchestrated->plan();
         if (!predicted.ok()) return predicted.error();
-        orchestrator_prediction = *predicted;
+        orchestrator_plan = *predicted;
         return common::ok_status();
       }();
       done = true;
@@ -467,11 +472,15 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
       return prepared.error().with_context(orchestrator ? "orchestrator log: " + orchestrator->log_tail(1500)
                                                         : std::string("orchestrator"));
     }
-    predicted_ms = orchestrator_prediction;
-    prediction_source = "fota-orchestrator's plan " +
-                        std::string(attach ? "when attached" : "before the start") + " (rollout " +
-                        orchestrated->rollout_id() +
-                        "; link rate and device time defaults as configured for the fleet)";
+    predicted_ms = orchestrator_plan.duration_ms;
+    prediction_source =
+        "fota-orchestrator's plan " + std::string(attach ? "when attached" : "before the start") +
+        " (rollout " + orchestrated->rollout_id() + "; " +
+        (orchestrator_plan.history_samples > 0
+             ? "device times drawn from " + std::to_string(orchestrator_plan.history_samples) +
+                   " finished updates in its history"
+             : std::string("no history: link rate and device time defaults as configured for the fleet")) +
+        ")";
     if (options.progress != nullptr) {
       *options.progress << "orchestrator: rollout " << orchestrated->rollout_id()
                         << (attach ? " attached" : " created") << "; predicted "
@@ -608,6 +617,11 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   if (orchestrated) {
     orchestrated->finish();
     report.rollout_id = orchestrated->rollout_id();
+    report.rollout_duration_ms = orchestrated->rollout_duration_ms();
+    if (!environment.orchestrator_data.empty()) {
+      if (auto s = orchestrated->abort_if_active(); !s.ok() && options.progress != nullptr)
+        *options.progress << "fota-sim: " << s.error().message << "\n";
+    }
   }
   report.outcome = std::string(rollout_outcome_name(driver->outcome()));
   report.halt_reason = driver->halt_reason();

@@ -58,20 +58,30 @@ class OrchestratorDriver final : public RolloutDriverApi {
 
   // Blocking set-up calls, before begin(). Errors carry the orchestrator's message.
   common::Result<std::string> upload_artifact(const std::filesystem::path& bundle);
-  // Waits until every id is a registered device (from its inventory).
-  common::Status wait_for_devices(const std::vector<std::string>& ids, std::int64_t timeout_ms,
+  // Waits until every device (id -> version) is registered online, running that version (from
+  // its inventory: a kept store may still list it as it was at the end of an earlier run).
+  common::Status wait_for_devices(const std::map<std::string, std::string>& devices, std::int64_t timeout_ms,
                                   std::ostream* progress);
   common::Status create_rollout(const nlohmann::json& spec);
   // Follows a rollout that already exists (rollout.driver: attach) instead of creating one.
   common::Status attach(const std::string& rollout_id);
-  // The orchestrator's predicted duration of the whole rollout from now (GET .../plan).
-  common::Result<std::int64_t> predicted_duration_ms() const;
+  // The orchestrator's plan for the whole rollout from now (GET .../plan).
+  struct Plan {
+    std::int64_t duration_ms = -1;
+    std::size_t history_samples = 0;  // finished updates it drew device times from
+  };
+  common::Result<Plan> plan() const;
   const std::string& rollout_id() const noexcept { return rollout_id_; }
+  // The orchestrator's start-to-end time of the finished rollout (after finish()); -1 = not finished.
+  std::int64_t rollout_duration_ms() const;
 
   // Starts the rollout (unless attached to one that runs already) and the follower thread.
   void begin(std::int64_t run_start_ms) override;
   // Stops following and reads the final membership (which device was in which wave).
   void finish();
+  // Aborts the rollout if it is still active (paused by a breach, waiting for windows), so a kept
+  // store does not hold the devices for the next run.
+  common::Status abort_if_active();
 
   RolloutOutcome outcome() const override;
   std::string halt_reason() const override;
@@ -99,7 +109,9 @@ class OrchestratorDriver final : public RolloutDriverApi {
   mutable std::mutex mutex_;  // guards everything below
   std::string state_ = "created";
   std::string reason_;
-  std::int64_t eta_ms_ = -1;
+  std::int64_t eta_ms_ = -1;  // as of eta_polled_at_ (clock_)
+  std::int64_t eta_polled_at_ = 0;
+  std::int64_t rollout_duration_ms_ = -1;
   std::vector<WaveRecord> waves_;
   std::vector<std::string> wave_status_;
   DriverStats stats_;

@@ -16,7 +16,8 @@ namespace fota::sim {
 
 struct OrchestratorSettings {
   std::filesystem::path binary;         // fota-orchestrator
-  std::filesystem::path dir;            // config, certificate, state.db, logs
+  std::filesystem::path dir;            // config, certificate, logs
+  std::filesystem::path data_dir;       // state.db (its history); empty = <dir>/data
   std::filesystem::path artifacts_dir;  // shared with the broker plugin
   std::filesystem::path trusted_key;    // Ed25519 public key (PEM) that signs the scenario's image
   std::string broker_host = "127.0.0.1";

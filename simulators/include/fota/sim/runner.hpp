@@ -43,6 +43,9 @@ struct RunEnvironment {
   // The orchestrator's artifact store, which the broker plugin (when loaded) reads; empty =
   // <work_dir>/orchestrator/artifacts.
   std::filesystem::path artifacts_dir;
+  // The started orchestrator's store (state.db). Empty = a fresh one for this run; a directory
+  // kept from an earlier run gives the orchestrator that run's history to predict from.
+  std::filesystem::path orchestrator_data;
 };
 
 struct RunOptions {
@@ -98,7 +101,9 @@ struct RunReport {
   std::string halt_reason;
   std::string expected_outcome;
   bool timed_out = false;
-  std::int64_t duration_ms = 0;            // wall time from the first command to the end
+  std::int64_t duration_ms = 0;  // wall time from the first command to the end
+  // The orchestrator's own start-to-end time of the rollout (what its plan predicts); -1 = none.
+  std::int64_t rollout_duration_ms = -1;
   std::int64_t predicted_duration_ms = 0;  // before the start (see prediction_source)
   std::string prediction_source;
   std::string rollout_id;  // the orchestrator's, with driver orchestrator/attach
