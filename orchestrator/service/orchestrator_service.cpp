@@ -758,8 +758,9 @@ void OrchestratorService::record_history(Rollout& r) {
   bool size_known = false;
   auto& history = link_model_.history;
   for (Member& m : r.members) {
-    if (!m.dirty || m.sampled) continue;
-    if (!size_known) {
+    if (!m.dirty || m.sampled || (m.state != MemberState::kSucceeded && m.state != MemberState::kFailed))
+      continue;
+    if (!size_known) {  // read once per call, and only when an update has finished
       if (auto manifest = artifacts_.manifest(r.spec.artifact_id)) image_size = manifest->image_size();
       size_known = true;
     }
