@@ -1,17 +1,40 @@
 // fota-sim: rehearse a rollout with virtual devices. docs/SIMULATOR.md.
 //   fota-sim simulators/scenarios/happy-path.yaml --out sim-report
-// Exit status: 0 = every invariant held, 1 = an invariant failed, 2 = the run could not start.
+// Exit status: 0 = every invariant held, 1 = an invariant failed, 2 = the run could not start,
+// 130 = interrupted (SIGINT or SIGTERM; the broker and orchestrator it started are stopped).
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <iostream>
 
 #include "fota/common/crypto.hpp"
 #include "fota/sim/broker_process.hpp"
 #include "fota/sim/report.hpp"
 #include "fota/sim/runner.hpp"
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+extern "C" void request_stop(int) { stop_requested.store(true); }
+
+// The first SIGINT or SIGTERM ends the run and stops what fota-sim started; a second one (the
+// handler resets itself) ends the process at once.
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -180,11 +203,13 @@ int main(int argc, char** argv) {
   options.progress = quiet ? nullptr : &std::cerr;
   options.tty = !quiet && ::isatty(STDERR_FILENO);
   options.connect_rate = connect_rate;
+  options.stop = &stop_requested;
+  install_stop_handlers();
   if (!quiet) std::cerr << "fota-sim: " << scenario->name << ", " << scenario->fleet.total() << " devices\n";
   auto report = fota::sim::run_scenario(*scenario, env, options);
   if (!report.ok()) {
     std::cerr << "fota-sim: " << report.error().message << "\n";
-    return 2;
+    return stop_requested.load() ? 130 : 2;
   }
   if (auto s = fota::sim::write_reports(*report, out); !s.ok()) {
     std::cerr << "fota-sim: " << s.error().message << "\n";

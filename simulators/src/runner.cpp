@@ -338,10 +338,12 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
                                                scenario.rollout, waves);
     driver = builtin.get();
   }
+  const auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
+  const Error interrupted(Errc::kUnavailable, "interrupted by a signal; the run was not finished");
   const auto wait_until = [&](auto pred, std::int64_t timeout_ms) {
     const std::int64_t deadline = client::mosquitto::EventLoop::wall_clock_ms() + timeout_ms;
     while (!pred()) {
-      if (client::mosquitto::EventLoop::wall_clock_ms() > deadline) return false;
+      if (stopped() || client::mosquitto::EventLoop::wall_clock_ms() > deadline) return false;
       loop.run_once(20);
     }
     return true;
@@ -466,8 +468,10 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
       }();
       done = true;
     });
-    wait_until([&] { return done.load(); }, std::numeric_limits<std::int64_t>::max() / 2);
+    // Even when stopping: the set-up thread's calls need the devices running, and end on their own.
+    while (!done.load()) loop.run_once(20);
     setup.join();
+    if (stopped()) return interrupted;
     if (!prepared.ok()) {
       return prepared.error().with_context(orchestrator ? "orchestrator log: " + orchestrator->log_tail(1500)
                                                         : std::string("orchestrator"));
@@ -488,6 +492,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     }
   }
 
+  if (stopped()) return interrupted;
   RunReport report;
   report.scenario = scenario.name;
   report.seed = scenario.seed;
@@ -593,6 +598,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   };
   while (true) {
     loop.run_once(20);
+    if (stopped()) return interrupted;
     if (loop.now_ms() >= next_sample) {
       take_sample();
       next_sample += options.sample_interval_ms;

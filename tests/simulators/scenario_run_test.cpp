@@ -1,11 +1,18 @@
 // Small shipped scenarios run end to end against a real mosquitto over mTLS with the fota broker
 // plugin, a real fota-orchestrator (started by the runner) and the real client engine in every
 // virtual device; each test asserts the scenario's invariants. One test runs the builtin driver.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <thread>
 
 #include "api_client.hpp"
 #include "fota/common/artifact.hpp"
@@ -313,6 +320,62 @@ TEST_F(ScenarioRun, AttachFollowsARolloutAnOperatorCreated) {
   EXPECT_EQ(report.rollout_id, rollout);
   for (const auto& d : report.devices)
     EXPECT_EQ(d.final_version, d.hardware_type == "gw-a" ? "2.0.0" : "1.0.0") << d.device_id;
+}
+
+// Command lines of the running processes that mention `text`.
+std::vector<std::string> processes_mentioning(const std::string& text) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(text) != std::string::npos) out.push_back(pid + ": " + cmdline);
+  }
+  return out;
+}
+
+TEST(FotaSimProcess, SigtermStopsTheBrokerAndOrchestratorItStarted) {
+  const auto out =
+      std::filesystem::temp_directory_path() / ("fota-sim-sigterm-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(out);
+  const std::string scenario = std::string(FOTA_SCENARIO_DIR) + "/happy-path.yaml";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, STDOUT_FILENO);
+    ::dup2(null, STDERR_FILENO);
+    ::execl(FOTA_SIM_BIN, FOTA_SIM_BIN, scenario.c_str(), "--out", out.c_str(), "--quiet",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Once the orchestrator has a log, fota-sim has started it and the broker.
+  const auto started = out / "work" / "orchestrator" / "orchestrator.log";
+  for (int i = 0; i < 600 && !std::filesystem::exists(started); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(std::filesystem::exists(started));
+  const std::string children = (out / "work").string();  // in the broker's and orchestrator's command lines
+  EXPECT_GE(processes_mentioning(children).size(), 2u);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  int status = 0;
+  pid_t done = 0;
+  for (int i = 0; i < 1200 && done == 0; ++i) {
+    done = ::waitpid(pid, &status, WNOHANG);
+    if (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (done == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL() << "fota-sim did not end within 60 s of SIGTERM";
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  const auto left = processes_mentioning(children);
+  EXPECT_TRUE(left.empty()) << "still running after fota-sim ended: " << left.front();
+  std::filesystem::remove_all(out);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // and checks the scenario's invariants at the end.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -55,6 +56,9 @@ struct RunOptions {
   std::int64_t sample_interval_ms = 500;
   // Devices started per 100 ms (the broker's listen backlog is 100).
   std::uint32_t connect_rate = 50;
+  // Set from outside (fota-sim: SIGINT, SIGTERM) to end the run early: run_scenario then returns
+  // an error, and what it started is stopped on the way out.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 struct Sample {
