@@ -193,7 +193,7 @@ Status OrchestratorService::load() {
       for (const Member& m : r.members) fleet_.claims[m.device_id] = r.id;
     }
     for (Member& m : r.members)
-      m.sampled = m.state == MemberState::kSucceeded || m.state == MemberState::kFailed;
+      m.sampled = becomes_history(m);  // sampled when it finished (update_samples holds it)
     const std::string id = r.id;
     rollouts_.emplace(id, std::move(r));
   }
@@ -758,8 +758,7 @@ void OrchestratorService::record_history(Rollout& r) {
   bool size_known = false;
   auto& history = link_model_.history;
   for (Member& m : r.members) {
-    if (!m.dirty || m.sampled || (m.state != MemberState::kSucceeded && m.state != MemberState::kFailed))
-      continue;
+    if (!m.dirty || m.sampled || !becomes_history(m)) continue;
     if (!size_known) {  // read once per call, and only when an update has finished
       if (auto manifest = artifacts_.manifest(r.spec.artifact_id)) image_size = manifest->image_size();
       size_known = true;

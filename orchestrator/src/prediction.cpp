@@ -57,12 +57,6 @@ double quantile(const std::vector<double>& sorted, double u) {
   return sorted[std::clamp<std::size_t>(index, 1, sorted.size()) - 1];
 }
 
-bool finished(MemberState state) {
-  return state == MemberState::kSucceeded || state == MemberState::kFailed ||
-         state == MemberState::kCancelled || state == MemberState::kRolledBack ||
-         state == MemberState::kRollbackFailed;
-}
-
 }  // namespace
 
 Millis baseline_ms(const LinkModel& model, const std::string& device_id, std::uint64_t bytes,
@@ -75,10 +69,14 @@ Millis baseline_ms(const LinkModel& model, const std::string& device_id, std::ui
   return transfer_ms(bytes, rate) + model.default_fixed_ms;
 }
 
+bool becomes_history(const Member& m) noexcept {
+  return (m.state == MemberState::kSucceeded || m.state == MemberState::kFailed) && m.started_ms > 0 &&
+         m.finished_ms >= m.started_ms;
+}
+
 std::optional<UpdateSample> update_sample(const Rollout& r, const Member& m, std::uint64_t image_size,
                                           const LinkModel& model) {
-  if (m.state != MemberState::kSucceeded && m.state != MemberState::kFailed) return std::nullopt;
-  if (m.started_ms <= 0 || m.finished_ms < m.started_ms) return std::nullopt;
+  if (!becomes_history(m)) return std::nullopt;
   const auto wave = static_cast<std::size_t>(m.wave);
   const std::size_t wave_size = wave < r.waves.size() ? r.waves[wave].planned_size : r.members.size();
   UpdateSample s;
@@ -137,11 +135,13 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
     const std::size_t concurrency = wave_concurrency(r.spec, waves[w].size());
     // With history, the wave's devices take evenly spread quantiles of it, in an order unrelated
     // to anything else, and those still open take the upper ones: the quick finish first.
+    // Nothing of this runs without history: the live ETA is computed on every status call.
     std::vector<std::pair<std::uint64_t, const std::string*>> open_devices;
     std::size_t finished_in_wave = 0;
-    for (const std::string& id : waves[w]) {
+    for (std::size_t i = 0; i < waves[w].size() && !model.history.empty(); ++i) {
+      const std::string& id = waves[w][i];
       const Member* m = r.targets_resolved ? r.find_member(id) : nullptr;
-      if (m != nullptr && finished(m->state)) {
+      if (m != nullptr && is_terminal(m->state)) {
         ++finished_in_wave;
       } else {
         open_devices.emplace_back(membership_rank(r.id + "/eta", id), &id);
@@ -150,7 +150,7 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
     std::sort(open_devices.begin(), open_devices.end());
     std::unordered_map<int, std::vector<double>> ratios_by_class;
     std::unordered_map<std::string, Millis> drawn_ms;  // device -> its update time drawn from history
-    for (std::size_t k = 0; k < open_devices.size() && !model.history.empty(); ++k) {
+    for (std::size_t k = 0; k < open_devices.size(); ++k) {
       const std::string& id = *open_devices[k].second;
       const Millis baseline = baseline_ms(model, id, image_size, cap);
       const int device_class = baseline_class(baseline);
@@ -192,7 +192,7 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
       if (cap > 0) rate = std::min(rate, cap);
       rate = std::max<std::uint64_t>(rate, 1);
       const Member* m = r.targets_resolved ? r.find_member(id) : nullptr;
-      if (m != nullptr && finished(m->state)) continue;
+      if (m != nullptr && is_terminal(m->state)) continue;
       const auto drawn = drawn_ms.find(id);
       const Millis from_history = drawn == drawn_ms.end() ? -1 : drawn->second;
       if (m != nullptr && is_in_flight(m->state)) {

@@ -38,11 +38,6 @@ Result<E> parse_enum(std::string_view name, const std::string_view (&names)[N], 
   return Error(Errc::kMalformed, std::string("unknown ") + what + " '" + std::string(name) + "'");
 }
 
-bool is_terminal(MemberState s) {
-  return s == MemberState::kSucceeded || s == MemberState::kFailed || s == MemberState::kCancelled ||
-         s == MemberState::kRolledBack || s == MemberState::kRollbackFailed;
-}
-
 const date::time_zone* zone_or_utc(std::string_view name) {
   if (!name.empty()) {
     try {
@@ -113,6 +108,11 @@ std::string_view member_state_name(MemberState state) noexcept {
 Result<MemberState> parse_member_state(std::string_view name) {
   return parse_enum<MemberState>(name, kMemberStateNames, "member state");
 }
+bool is_terminal(MemberState s) noexcept {
+  return s == MemberState::kSucceeded || s == MemberState::kFailed || s == MemberState::kCancelled ||
+         s == MemberState::kRolledBack || s == MemberState::kRollbackFailed;
+}
+
 bool is_in_flight(MemberState s) noexcept {
   return s == MemberState::kDispatched || s == MemberState::kUpdating;
 }

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <iomanip>
-#include <set>
 #include <sstream>
 
 #include "api_client.hpp"

@@ -424,12 +424,9 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     // The orchestrator registers devices from their retained inventories; the rollout is created
     // once every targeted device is known. The devices keep running on the loop meanwhile, so the
     // blocking API calls run on a helper thread.
-    std::vector<std::string> targeted_ids;
     std::map<std::string, std::string> targeted_versions;  // device -> the version it runs
     for (const auto& p : *plans) {
-      if (!p.targeted) continue;
-      targeted_ids.push_back(p.device_id);
-      targeted_versions.emplace(p.device_id, p.installed_version);
+      if (p.targeted) targeted_versions.emplace(p.device_id, p.installed_version);
     }
     common::Status prepared = common::ok_status();
     OrchestratorDriver::Plan orchestrator_plan;
@@ -440,7 +437,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
           // The rollout exists; its selector decides which of our devices it takes. Registered
           // first, so a rollout that is not started yet resolves its targets with them.
           if (auto s = orchestrated->wait_for_devices(
-                  targeted_versions, 60'000 + std::int64_t(targeted_ids.size()) * 10, nullptr);
+                  targeted_versions, 60'000 + std::int64_t(targeted_versions.size()) * 10, nullptr);
               !s.ok())
             return s;
           if (auto s = orchestrated->attach(scenario.rollout.attach_id); !s.ok()) return s;
@@ -454,10 +451,12 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
         if (*artifact != manifest->artifact_id())
           return Error(Errc::kIntegrity, "the orchestrator stored the bundle as " + *artifact +
                                              ", expected " + manifest->artifact_id());
-        if (auto s = orchestrated->wait_for_devices(targeted_versions,
-                                                    60'000 + std::int64_t(targeted_ids.size()) * 10, nullptr);
+        if (auto s = orchestrated->wait_for_devices(
+                targeted_versions, 60'000 + std::int64_t(targeted_versions.size()) * 10, nullptr);
             !s.ok())
           return s;
+        std::vector<std::string> targeted_ids;
+        for (const auto& [id, version] : targeted_versions) targeted_ids.push_back(id);
         const auto rollout_spec = orchestrator_rollout_spec(rollout_plan, *artifact, targeted_ids,
                                                             client::mosquitto::EventLoop::wall_clock_ms());
         if (auto s = orchestrated->create_rollout(rollout_spec); !s.ok()) return s;

@@ -68,8 +68,11 @@ std::vector<std::vector<std::string>> plan_wave_membership(const Rollout& rollou
 Millis baseline_ms(const LinkModel& model, const std::string& device_id, std::uint64_t bytes,
                    std::uint64_t rate_cap);
 
-// The history sample of a member that reached success or failure, or nothing for one that did not
-// (still running, cancelled, rolled back, never dispatched).
+// A member dispatched that then succeeded or failed: its update is history. Not one still
+// running, cancelled, rolled back or never dispatched.
+bool becomes_history(const Member& member) noexcept;
+
+// The history sample of a member for which becomes_history() holds, else nothing.
 std::optional<UpdateSample> update_sample(const Rollout& rollout, const Member& member,
                                           std::uint64_t image_size, const LinkModel& model);
 

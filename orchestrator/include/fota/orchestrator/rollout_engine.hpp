@@ -60,6 +60,7 @@ enum class MemberState {
 std::string_view member_state_name(MemberState state) noexcept;
 common::Result<MemberState> parse_member_state(std::string_view name);
 bool is_in_flight(MemberState state) noexcept;  // dispatched or updating
+bool is_terminal(MemberState state) noexcept;   // nothing more will happen to it in this rollout
 
 struct Member {
   std::string device_id;
