@@ -1,5 +1,6 @@
 #include "mqtt_link.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 
@@ -13,10 +14,13 @@ using common::Error;
 
 namespace {
 // Publishes handed to Paho and not yet acknowledged (PUBACK for QoS 1). Paho refuses a publish
-// once more than its max_buffered_messages are queued, so publish() waits below this instead of
-// losing the message. Just above the broker's receive window: measured with
-// fota_broker_plugin_bench, 32 gave 56 MB/s of 16 KiB chunks, 128 gave 16 MB/s and 1024 5 MB/s
-// (messages queued inside Paho beyond the broker's window are sent far more slowly).
+// once more than its max_buffered_messages are queued, so publish() waits below a window instead
+// of losing the message. The window is this or the broker's Receive Maximum (CONNACK), whichever
+// is smaller (mosquitto's default is 20). Paho C before 1.3.14 (Debian 12 has 1.3.12) does not
+// wake its send thread when an acknowledgement frees a slot of the broker's window, so a publish
+// queued inside Paho beyond that window waits for the thread's 1 s timeout: install commands of
+// one wave went out in two bursts a second apart (fota-sim's happy-path and power-loss), and
+// 128 or 1,024 in flight served chunks at a third or a tenth of the rate 32 did.
 constexpr std::size_t kMaxPublishesInFlight = 32;
 constexpr int kMaxBufferedMessages = 4 * static_cast<int>(kMaxPublishesInFlight);
 // A lost connection re-opens the window (reset_slots). While connected, acknowledgements are
@@ -77,7 +81,7 @@ struct MqttLink::Impl {
   // Flow control of publishes (see kMaxPublishesInFlight).
   bool acquire_slot() {
     std::unique_lock lock(flow_mutex);
-    if (!flow_cv.wait_for(lock, kInFlightWait, [&] { return in_flight < kMaxPublishesInFlight; })) {
+    if (!flow_cv.wait_for(lock, kInFlightWait, [&] { return in_flight < window; })) {
       log->warn("{} publishes unacknowledged for {} s; re-opening the window", in_flight,
                 std::chrono::duration_cast<std::chrono::seconds>(kInFlightWait).count());
       in_flight = 0;
@@ -91,6 +95,20 @@ struct MqttLink::Impl {
       if (in_flight > 0) --in_flight;
     }
     flow_cv.notify_one();
+  }
+  // The broker's Receive Maximum bounds the window (absent: 65,535, no bound below ours). Read at
+  // the first connect; a reconnect goes to the same broker.
+  void fit_window(const mqtt::properties& connack) {
+    std::size_t receive_maximum = 65535;
+    if (connack.contains(mqtt::property::RECEIVE_MAXIMUM))
+      receive_maximum = mqtt::get<std::uint16_t>(connack, mqtt::property::RECEIVE_MAXIMUM);
+    const std::size_t fitted = std::clamp<std::size_t>(receive_maximum, 1, kMaxPublishesInFlight);
+    {
+      std::lock_guard lock(flow_mutex);
+      window = fitted;
+    }
+    log->info("broker receive maximum {}: at most {} publishes in flight", receive_maximum, fitted);
+    flow_cv.notify_all();
   }
   void reset_slots() {
     {
@@ -115,6 +133,7 @@ struct MqttLink::Impl {
   std::mutex flow_mutex;
   std::condition_variable flow_cv;
   std::size_t in_flight = 0;
+  std::size_t window = kMaxPublishesInFlight;  // guarded by flow_mutex
   Delivered delivered;  // declared before the client: it must outlive the client's callbacks
   mqtt::async_client client;
 };
@@ -167,6 +186,7 @@ common::Status MqttLink::connect(std::chrono::milliseconds timeout) {
       return Error(Errc::kUnavailable, "no answer from the broker at " + impl_->config.broker_uri +
                                            " within " + std::to_string(timeout.count()) + " ms");
     }
+    impl_->fit_window(token->get_connect_response().get_properties());
   } catch (const mqtt::exception& e) {
     return Error(Errc::kUnavailable, "cannot connect to the broker at " + impl_->config.broker_uri + ": " +
                                          e.what() +

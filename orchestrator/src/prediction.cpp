@@ -198,9 +198,13 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
       if (m != nullptr && is_in_flight(m->state)) {
         const bool downloaded = m->phase > v1::PHASE_DOWNLOADING;
         const std::uint64_t bytes_left = downloaded ? 0 : image_size - std::min(image_size, m->bytes_done);
-        Millis left = transfer_ms(bytes_left, rate) + (m->phase >= v1::PHASE_REBOOTING ? fixed / 2 : fixed);
-        // History says when it ends; one already past that has at least what its link needs left.
-        if (from_history >= 0) left = std::max(left, m->started_ms + from_history - now);
+        // History says when it ends while the device is within that; one already past it has what
+        // its link needs left. (Not the larger of the two: early in a download the measured rate
+        // and the default device time make the link's figure several times too long.)
+        const Millis drawn_end = from_history >= 0 ? m->started_ms + from_history : now;
+        const Millis left = drawn_end > now ? drawn_end - now
+                                            : transfer_ms(bytes_left, rate) +
+                                                  (m->phase >= v1::PHASE_REBOOTING ? fixed / 2 : fixed);
         busy.push_back(cursor + left);
         running_until = std::max(running_until, cursor + left);
         continue;

@@ -163,7 +163,7 @@ TEST_F(PredictionTest, EachLinkClassReadsItsOwnHistory) {
   EXPECT_EQ(predict_rollout(make(""), fleet_, 1'000'000, model_, now_).duration_ms, 96'000);  // not 2 x 80 s
 }
 
-TEST_F(PredictionTest, ARunningDeviceFinishesWhenHistorySaysUnlessItsLinkNeedsLonger) {
+TEST_F(PredictionTest, ARunningDeviceFinishesWhenHistorySaysOrOnceOverdueWhenItsLinkSays) {
   for (int i = 0; i < 10; ++i) add("dev-" + std::to_string(i));
   add_history(model_, 10, 2.0, 10);
   Rollout r = make("");
@@ -178,7 +178,11 @@ TEST_F(PredictionTest, ARunningDeviceFinishesWhenHistorySaysUnlessItsLinkNeedsLo
   running.bytes_done = 900'000;
   // Drawn: twice its 31 s baseline from its start; the link alone would say 0.1 s + 30 s.
   EXPECT_EQ(predict_rollout(r, fleet_, 1'000'000, model_, now_).end_ms - now_, 62'000 - 10'000);
+  // Two seconds before its drawn end, history still says when; the link's 30.1 s is not believed.
   running.started_ms = now_ - 60'000;
+  EXPECT_EQ(predict_rollout(r, fleet_, 1'000'000, model_, now_).end_ms - now_, 2'000);
+  // Past its drawn end: what its link needs.
+  running.started_ms = now_ - 70'000;
   EXPECT_EQ(predict_rollout(r, fleet_, 1'000'000, model_, now_).end_ms - now_, 100 + 30'000);
 }
 

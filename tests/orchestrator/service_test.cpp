@@ -424,6 +424,34 @@ TEST_F(OrchestratorServiceTest, TwoWaveRolloutCompletesOverRealBroker) {
   EXPECT_NE(metrics->body.find("fota_chunk_bytes_served_total 409600"), std::string::npos) << metrics->body;
 }
 
+// mosquitto takes max_inflight_messages unacknowledged publishes per client (its Receive Maximum).
+// The orchestrator keeps its window within that: Paho C 1.3.12 holds a publish beyond it until its
+// send thread's 1 s timeout. With a window of 2, every command and served chunk still goes out.
+TEST_F(OrchestratorServiceTest, PublishesStayWithinTheBrokersReceiveMaximum) {
+  BrokerOptions narrow;
+  narrow.port = broker_->port();  // the orchestrator's config names this port
+  narrow.extra_config = "max_inflight_messages 2";
+  broker_.reset();
+  broker_ = std::make_unique<MosquittoBroker>(*pki_, dir_.path() / "narrow-broker", narrow);
+  start_orchestrator();
+  EXPECT_NE(read_log().find("broker receive maximum 2: at most 2 publishes in flight"), std::string::npos)
+      << read_log();
+  auto devices = make_devices(6);
+  wait_registered(6);
+  const std::string artifact =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw", "2.0", 64 * 1024).string()));
+  ASSERT_EQ(artifact.size(), 32u);
+  const std::string id = create_rollout("name: narrow\nartifact: " + artifact +
+                                        "\ntarget: {tags: [fleet]}\nwaves:\n  - size: 100%\n");
+  fotactl_ok("rollout start " + id);
+  const json r = pump_until(devices, id, [](const json& j) { return j["state"] == "completed"; });
+  EXPECT_EQ(r["counts"].value("succeeded", 0), 6);
+  for (auto& d : devices) {
+    EXPECT_EQ(d->artifact(), artifact) << d->id();
+    EXPECT_EQ(d->installs, 1) << d->id();
+  }
+}
+
 // Real devices: the client library's `fota-device` agent (file-backed A/B slots), one process
 // each (within one process every Paho connect after the first takes about 2 s), over the real
 // broker with mTLS; the orchestrator serves the chunks (no broker plugin).
