@@ -388,8 +388,10 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       if (Rollout* r = find_rollout(p->deployment_id())) {
         const Member* before = r->find_member(id);
         const bool was_in_flight = before != nullptr && is_in_flight(before->state);
+        const bool was_open = before != nullptr && !is_terminal(before->state);
         apply(*r, engine_.on_progress(*r, *p, now), now);
         const Member* after = r->find_member(id);
+        if (was_open && after != nullptr && is_terminal(after->state)) settled_rollouts_.insert(r->id);
         if (was_in_flight && after != nullptr && after->state == MemberState::kSucceeded &&
             after->started_ms > 0) {
           // Phase-time history for predictions: whole update minus the transfer.
@@ -574,15 +576,24 @@ std::size_t OrchestratorService::run_once(Millis now) {
   }
   std::lock_guard lock(state_mutex_);
   for (const Inbound& in : batch) handle(in, now);
+  const auto tickable = [](const Rollout& r) {
+    return r.state == RolloutState::kRunning || r.state == RolloutState::kPaused ||
+           r.state == RolloutState::kRollingBack;
+  };
   if (now - last_tick_ms_ >= options_.tick_interval_ms || now < last_tick_ms_) {
     last_tick_ms_ = now;
     for (auto& [id, r] : rollouts_) {
-      if (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused ||
-          r.state == RolloutState::kRollingBack) {
-        apply(r, engine_.tick(r, fleet_, now), now);
-      }
+      if (tickable(r)) apply(r, engine_.tick(r, fleet_, now), now);
+    }
+  } else {
+    // A device that just finished may close its wave: its gate, the next wave's commands and the
+    // rollout's end follow at once, not up to a tick_interval later.
+    for (const std::string& id : settled_rollouts_) {
+      if (Rollout* r = find_rollout(id); r != nullptr && tickable(*r))
+        apply(*r, engine_.tick(*r, fleet_, now), now);
     }
   }
+  settled_rollouts_.clear();
   // Commands go out only after the state that produced them is durable.
   if (persist(now)) flush_outbox();
   return batch.size();

@@ -159,6 +159,7 @@ class OrchestratorService {
   std::vector<UpdateSample> pending_samples_;
   Millis last_tick_ms_ = 0;
   std::unordered_set<std::string> touched_rollouts_;
+  std::unordered_set<std::string> settled_rollouts_;  // a member finished in this batch: tick now
 
   // Metrics.
   std::atomic<std::uint64_t> chunks_served_{0};
