@@ -128,6 +128,7 @@ int main(int argc, char** argv) {
   const std::string rollout_id = std::get<nlohmann::json>(created).value("id", "");
   (void)(*service)->rollout_action(rollout_id, "start", "operator:bench", wall_ms());
   (*service)->run_once(wall_ms());
+  (*service)->send_commands(std::chrono::milliseconds(0));
   const long rss_rollout = rss_kib();
   // Command ids of each device, to report against.
   auto status = std::get<nlohmann::json>((*service)->get_rollout(rollout_id, wall_ms()));

@@ -86,6 +86,11 @@ int main(int argc, char** argv) {
   std::thread chunk_server([&] {
     while (!stop_chunks) (*service)->serve_chunk_requests(std::chrono::milliseconds(200));
   });
+  // So are the commands: a wave of thousands waits for the broker's acknowledgements.
+  std::atomic<bool> stop_commands{false};
+  std::thread command_sender([&] {
+    while (!stop_commands) (*service)->send_commands(std::chrono::milliseconds(200));
+  });
   const auto tick = std::chrono::milliseconds(config->tick_interval_ms);
   while (!g_stop) {
     (*service)->wait_for_input(tick);
@@ -96,6 +101,9 @@ int main(int argc, char** argv) {
   chunk_server.join();
   api.stop();
   (*service)->run_once(now_ms());
+  stop_commands = true;
+  command_sender.join();
+  (*service)->send_commands(std::chrono::milliseconds(0));
   (*service)->set_publisher(nullptr);
   mqtt.disconnect();
   return 0;

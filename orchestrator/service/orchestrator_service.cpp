@@ -559,13 +559,31 @@ Status OrchestratorService::persist(Millis now) {
 }
 
 void OrchestratorService::flush_outbox() {
+  if (outbox_.empty()) return;
+  {
+    std::lock_guard lock(command_mutex_);
+    for (Outbound& o : outbox_) commands_.push_back(std::move(o));
+  }
+  outbox_.clear();
+  command_cv_.notify_one();
+}
+
+std::size_t OrchestratorService::send_commands(std::chrono::milliseconds wait) {
+  std::deque<Outbound> batch;
+  {
+    std::unique_lock lock(command_mutex_);
+    command_cv_.wait_for(lock, wait, [&] { return !commands_.empty(); });
+    batch.swap(commands_);
+  }
+  // Not under state_mutex_. Without a publisher (disconnected, shutting down) a command is
+  // dropped: level-triggered dispatch repairs it when the device next reports.
   Publisher* publisher = publisher_.load();
-  if (publisher == nullptr) return;
-  for (const Outbound& o : outbox_) {
+  for (const Outbound& o : batch) {
+    if (publisher == nullptr) break;
     publisher->publish(o.topic, o.payload, 1, o.expiry_seconds);
     ++commands_sent_;
   }
-  outbox_.clear();
+  return batch.size();
 }
 
 std::size_t OrchestratorService::run_once(Millis now) {

@@ -75,7 +75,13 @@ class OrchestratorService {
   // a thread of its own: publishing waits for the broker's acknowledgements, so it must not run
   // on the transport's callback thread, and it should not hold up run_once().
   std::size_t serve_chunk_requests(std::chrono::milliseconds wait);
-  // Drains the inbox, ticks every rollout, commits, publishes. Returns the messages processed.
+  // Sends the commands that run_once() and the operator actions committed (waiting up to `wait`
+  // for one); returns how many. Run it on a thread of its own, like serve_chunk_requests():
+  // sending waits for the broker's acknowledgements, and the commands of a wave of thousands must
+  // hold up neither the rollout loop nor the HTTP API (fota-sim's fleet-10k: 8,000 took 32 s).
+  std::size_t send_commands(std::chrono::milliseconds wait);
+  // Drains the inbox, ticks every rollout, commits, queues the commands. Returns the messages
+  // processed.
   std::size_t run_once(Millis now);
   // Blocks until a message arrives or the timeout passes.
   void wait_for_input(std::chrono::milliseconds timeout);
@@ -144,6 +150,10 @@ class OrchestratorService {
   std::mutex chunk_mutex_;
   std::condition_variable chunk_cv_;
   std::deque<ChunkWork> chunk_requests_;
+
+  std::mutex command_mutex_;
+  std::condition_variable command_cv_;
+  std::deque<Outbound> commands_;  // committed, waiting for send_commands()
 
   // Everything below is guarded by state_mutex_.
   std::mutex state_mutex_;
