@@ -73,6 +73,8 @@ std::string summary_text(const RunReport& r) {
   out << "  wire / image bytes " << fixed(r.wire_ratio, 4) << " (" << mib(r.wire_bytes) << " on the wire for "
       << mib(r.image_bytes_delivered) << " of image; connecting the fleet before: " << mib(r.setup_wire_bytes)
       << ")\n";
+  out << "  messages           " << r.messages << " (" << fixed(r.messages_per_second, 0)
+      << "/s; MQTT publishes the devices sent and received in the rollout)\n";
   out << "  reconnects         " << r.reconnects << " (link resets " << r.link_resets << ", power cuts "
       << r.power_cuts << ")\n";
   out << "  memory per device  " << fixed(double(r.memory_per_device_bytes) / 1024.0, 1)
@@ -126,6 +128,8 @@ std::string report_json(const RunReport& r) {
                    {"setup_wire_bytes", r.setup_wire_bytes},
                    {"image_bytes_delivered", r.image_bytes_delivered},
                    {"wire_ratio", r.wire_ratio},
+                   {"messages", r.messages},
+                   {"messages_per_second", r.messages_per_second},
                    {"reconnects", r.reconnects},
                    {"link_resets", r.link_resets},
                    {"power_cuts", r.power_cuts},
@@ -276,6 +280,8 @@ std::string report_html(const RunReport& r) {
   row("bytes on the wire / image bytes delivered", fixed(r.wire_ratio, 4));
   row("bytes on the wire", mib(r.wire_bytes));
   row("image bytes delivered", mib(r.image_bytes_delivered));
+  row("MQTT messages to and from the devices",
+      std::to_string(r.messages) + " (" + fixed(r.messages_per_second, 0) + "/s)");
   row("reconnects", std::to_string(r.reconnects));
   row("link resets / power cuts", std::to_string(r.link_resets) + " / " + std::to_string(r.power_cuts));
   row("memory per virtual device", fixed(double(r.memory_per_device_bytes) / 1024.0, 1) + " KiB");

@@ -514,10 +514,12 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   loop.run_once(0);
   std::vector<std::uint64_t> wire_at_start;
   wire_at_start.reserve(devices.size());
+  std::uint64_t messages_at_start = 0;
   for (const auto& d : devices) {
     const auto wire = d->wire();
     wire_at_start.push_back(wire.bytes_sent + wire.bytes_received);
     report.setup_wire_bytes += wire_at_start.back();
+    messages_at_start += d->counters().messages_sent + d->counters().messages_received;
   }
   fleet.run_start_ms = loop.now_ms();
   for (auto& d : devices) d->arm_link_faults();
@@ -673,6 +675,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     report.wire_bytes += r.wire_bytes;
     report.image_bytes_delivered += r.image_bytes;
     report.reconnects += r.counters.reconnects;
+    report.messages += r.counters.messages_sent + r.counters.messages_received;
     report.power_cuts += r.counters.power_cuts;
     report.link_resets += r.counters.link_resets;
     bricked += r.bricked;
@@ -694,6 +697,10 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
       unhealthy_committed.push_back(r.device_id);
     report.devices.push_back(std::move(r));
   }
+  report.messages -= std::min(report.messages, messages_at_start);
+  const std::int64_t measured_ms =
+      report.rollout_duration_ms > 0 ? report.rollout_duration_ms : report.duration_ms;
+  report.messages_per_second = measured_ms > 0 ? double(report.messages) * 1000.0 / double(measured_ms) : 0.0;
   report.wire_ratio = report.image_bytes_delivered == 0
                           ? 0.0
                           : double(report.wire_bytes) / double(report.image_bytes_delivered);

@@ -336,6 +336,7 @@ void VirtualDevice::on_message(std::string_view topic, std::string_view payload)
   if (stopped_ || !powered_) return;
   auto parsed = fleet_.topics.parse(topic);
   if (!parsed.ok() || parsed->device != id_) return;
+  ++counters_.messages_received;
   const auto arrival = link_.downlink(since_start(), payload.size() + topic.size() + 8);
   if (!arrival) {
     ++counters_.messages_dropped_by_link;
@@ -392,7 +393,7 @@ void VirtualDevice::send(Channel channel, std::string payload, int qos, bool ret
       ++counters_.messages_dropped_by_link;
       return;
     }
-    (void)session_->publish(topic, data, qos, retain);
+    if (session_->publish(topic, data, qos, retain)) ++counters_.messages_sent;
   };
   if (*arrival <= since_start())
     publish();

@@ -19,6 +19,8 @@ RunReport sample_report() {
   r.wire_bytes = 2100;
   r.image_bytes_delivered = 2000;
   r.wire_ratio = 1.05;
+  r.messages = 1234;
+  r.messages_per_second = 308.5;
   r.waves = {{"canary", {"d-1"}, 0, 1000, 1, 0}, {"rest", {"d-2"}, 1000, 4000, 1, 0}};
   for (std::int64_t t : {0, 2000, 4000}) {
     Sample s;
@@ -43,6 +45,8 @@ TEST(Report, JsonCarriesTotalsTimelinesAndInvariants) {
   const auto doc = nlohmann::json::parse(report_json(sample_report()));
   EXPECT_EQ(doc["totals"]["devices"], 2);
   EXPECT_DOUBLE_EQ(doc["totals"]["wire_ratio"].get<double>(), 1.05);
+  EXPECT_EQ(doc["totals"]["messages"], 1234);
+  EXPECT_DOUBLE_EQ(doc["totals"]["messages_per_second"].get<double>(), 308.5);
   EXPECT_EQ(doc["devices"][0]["timeline"][1]["event"], "committed");
   EXPECT_EQ(doc["invariants"][1]["held"], false);
   EXPECT_EQ(doc["waves"][1]["started_ms"], 1000);

@@ -113,7 +113,14 @@ TEST_F(ScenarioRun, HappyPathEveryDeviceCommits) {
   EXPECT_FALSE(report.rollout_id.empty()) << "the real orchestrator ran it";
   EXPECT_GT(report.predicted_duration_ms, 0);
   EXPECT_EQ(report.device_count, 100u);
-  for (const auto& d : report.devices) EXPECT_EQ(d.final_version, "1.1.0") << d.device_id;
+  for (const auto& d : report.devices) {
+    EXPECT_EQ(d.final_version, "1.1.0") << d.device_id;
+    // Its command and 64 chunks in; a chunk request and its progress reports out.
+    EXPECT_GE(d.counters.messages_received, 1u + 64u) << d.device_id;
+    EXPECT_GE(d.counters.messages_sent, 1u + 3u) << d.device_id;
+  }
+  EXPECT_GE(report.messages, 100u * (1 + 64 + 1 + 3));
+  EXPECT_GT(report.messages_per_second, 0.0);
   ASSERT_EQ(report.waves.size(), 2u);
   EXPECT_GE(report.waves[1].started_ms, report.waves[0].finished_ms);
 }

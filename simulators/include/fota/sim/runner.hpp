@@ -123,6 +123,10 @@ struct RunReport {
   std::uint64_t setup_wire_bytes = 0;       // connecting the fleet before the rollout
   std::uint64_t image_bytes_delivered = 0;  // image bytes written to slots
   double wire_ratio = 0.0;
+  // MQTT PUBLISH packets the devices sent and received from the rollout's start (commands,
+  // chunks, requests, reports), and their rate over the rollout's duration.
+  std::uint64_t messages = 0;
+  double messages_per_second = 0.0;
   std::uint64_t reconnects = 0;
   std::uint64_t power_cuts = 0;
   std::uint64_t link_resets = 0;

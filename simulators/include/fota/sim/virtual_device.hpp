@@ -55,6 +55,8 @@ struct DeviceCounters {
   std::uint32_t reboots = 0;
   std::uint64_t chunks_received = 0;
   std::uint64_t messages_dropped_by_link = 0;
+  std::uint64_t messages_sent = 0;      // PUBLISH packets handed to the broker
+  std::uint64_t messages_received = 0;  // PUBLISH packets the broker delivered
 };
 
 // The name reports and timelines use for a wire phase ("rolling-back", ...; "unknown" otherwise).
