@@ -30,25 +30,34 @@ int baseline_class(Millis baseline) {
 }
 
 // Sorted ratios (duration / baseline) of the finished updates that best describe a device with
-// this baseline in a wave updating `concurrency` devices at once: the same class in comparable
-// waves, else any class in comparable waves; empty when too few. Waves of very different size
-// say nothing (a dozen updates one at a time do not describe a wave of 700).
+// this baseline in a wave of rollout `rollout_id` updating `concurrency` devices at once: the same
+// class in comparable waves, else any class in comparable waves; for want of those, the
+// rollout's own earlier waves (its canary calibrates the waves after it: the same image, the same
+// fleet, the same hour), the same class first; empty when too few. Other rollouts' waves of very
+// different size say nothing (a dozen updates one at a time do not describe a wave of 700).
 std::vector<double> history_ratios(const std::vector<UpdateSample>& history, std::size_t concurrency,
-                                   int device_class) {
-  std::vector<double> same_class, comparable;
+                                   int device_class, const std::string& rollout_id) {
+  std::vector<double> same_class, comparable, own_same_class, own;
   for (const UpdateSample& s : history) {
     if (s.baseline_ms <= 0 || s.duration_ms < 0) continue;
+    const double ratio = static_cast<double>(s.duration_ms) / static_cast<double>(s.baseline_ms);
+    const bool in_class = baseline_class(s.baseline_ms) == device_class;
+    if (s.rollout_id == rollout_id) {
+      own.push_back(ratio);
+      if (in_class) own_same_class.push_back(ratio);
+    }
     if (s.concurrency * kComparableConcurrency < concurrency ||
         s.concurrency > concurrency * kComparableConcurrency)
       continue;
-    const double ratio = static_cast<double>(s.duration_ms) / static_cast<double>(s.baseline_ms);
     comparable.push_back(ratio);
-    if (baseline_class(s.baseline_ms) == device_class) same_class.push_back(ratio);
+    if (in_class) same_class.push_back(ratio);
   }
-  std::vector<double>& chosen = same_class.size() >= kMinHistory ? same_class : comparable;
-  if (chosen.size() < kMinHistory) return {};
-  std::sort(chosen.begin(), chosen.end());
-  return std::move(chosen);
+  for (std::vector<double>* chosen : {&same_class, &comparable, &own_same_class, &own}) {
+    if (chosen->size() < kMinHistory) continue;
+    std::sort(chosen->begin(), chosen->end());
+    return std::move(*chosen);
+  }
+  return {};
 }
 
 // The empirical quantile at u in (0, 1]: of n draws, the k-th smallest is expected near k / (n + 1).
@@ -156,9 +165,9 @@ RolloutPrediction predict_rollout(const Rollout& r, const Fleet& fleet, std::uin
       const int device_class = baseline_class(baseline);
       auto ratios = ratios_by_class.find(device_class);
       if (ratios == ratios_by_class.end())
-        ratios =
-            ratios_by_class.emplace(device_class, history_ratios(model.history, concurrency, device_class))
-                .first;
+        ratios = ratios_by_class
+                     .emplace(device_class, history_ratios(model.history, concurrency, device_class, r.id))
+                     .first;
       if (ratios->second.empty()) continue;
       out.history_samples = std::max(out.history_samples, ratios->second.size());
       const double u =

@@ -154,6 +154,31 @@ TEST_F(PredictionTest, HistoryComesFromWavesOfComparableSize) {
   EXPECT_EQ(predict_rollout(make(""), fleet_, 1'000'000, model_, now_).duration_ms, 31'000);
 }
 
+TEST_F(PredictionTest, ARolloutsCanaryCalibratesItsLaterWavesWhenNothingComparableExists) {
+  for (int i = 0; i < 100; ++i) add("dev-" + std::to_string(i));
+  Rollout r = make("waves: [{size: 10}, {size: 100%}]\n");
+  RolloutEngine engine;
+  ASSERT_TRUE(engine.start(r, fleet_, now_).ok());
+  engine.tick(r, fleet_, now_);
+  // The canary's ten took twice their 31 s baseline.
+  for (Member& m : r.members) {
+    if (m.wave != 0) continue;
+    m.state = MemberState::kSucceeded;
+    m.started_ms = now_ - 62'000;
+    m.finished_ms = now_;
+    m.attempt = 1;
+    model_.history.push_back(*update_sample(r, m, 1'000'000, model_));
+  }
+  r.waves[0].status = WaveStatus::kPassed;
+  r.waves[0].started_ms = now_ - 62'000;
+  r.waves[0].finished_ms = now_;
+  // Ten at once say little about ninety at once, but more than the link model's 31 s.
+  EXPECT_EQ(predict_rollout(r, fleet_, 1'000'000, model_, now_).end_ms - now_, 62'000);
+  // Another rollout's ten say nothing.
+  for (UpdateSample& s : model_.history) s.rollout_id = "r-other";
+  EXPECT_EQ(predict_rollout(r, fleet_, 1'000'000, model_, now_).end_ms - now_, 31'000);
+}
+
 TEST_F(PredictionTest, EachLinkClassReadsItsOwnHistory) {
   for (int i = 0; i < 20; ++i) add("dev-" + std::to_string(i));
   for (int i = 0; i < 10; ++i) model_.nominal_rate["dev-" + std::to_string(i)] = 20'000;  // 50 s + 30 s
