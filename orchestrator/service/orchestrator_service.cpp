@@ -197,6 +197,8 @@ Status OrchestratorService::load() {
     const std::string id = r.id;
     rollouts_.emplace(id, std::move(r));
   }
+  // Only the latest kHistoryKept are ever read: the table keeps no more (here and in persist()).
+  if (auto st = store_->prune_update_samples(kHistoryKept); !st) return st;
   auto history = store_->update_samples(kHistoryKept);
   if (!history) return history.error();
   link_model_.history = std::move(history).value();
@@ -517,6 +519,7 @@ void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis n
 }
 
 Status OrchestratorService::persist(Millis now) {
+  bool pruned = false;
   auto st = store_->transaction([&]() -> Status {
     for (const std::string& id : dirty_devices_) {
       if (auto s = store_->upsert_device(devices_[id]); !s) return s;
@@ -529,6 +532,10 @@ Status OrchestratorService::persist(Millis now) {
     }
     if (!pending_samples_.empty()) {
       if (auto s = store_->append_update_samples(pending_samples_); !s) return s;
+      if (samples_since_prune_ + pending_samples_.size() >= kHistoryKept) {
+        if (auto s = store_->prune_update_samples(kHistoryKept); !s) return s;
+        pruned = true;
+      }
     }
     for (const EventRecord& e : pending_events_) {
       if (auto s = store_->append_event(e); !s) return s;
@@ -551,6 +558,7 @@ Status OrchestratorService::persist(Millis now) {
   }
   dirty_devices_.clear();
   touched_rollouts_.clear();
+  samples_since_prune_ = pruned ? 0 : samples_since_prune_ + pending_samples_.size();
   pending_samples_.clear();
   pending_events_.clear();
   pending_logs_.clear();

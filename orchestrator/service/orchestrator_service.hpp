@@ -167,6 +167,7 @@ class OrchestratorService {
   std::vector<Outbound> outbox_;
   LinkModel link_model_;
   std::vector<UpdateSample> pending_samples_;
+  std::size_t samples_since_prune_ = 0;  // stored since update_samples was last pruned
   Millis last_tick_ms_ = 0;
   std::unordered_set<std::string> touched_rollouts_;
   std::unordered_set<std::string> settled_rollouts_;  // a member finished in this batch: tick now

@@ -570,6 +570,15 @@ Result<std::vector<UpdateSample>> SqliteStore::update_samples(std::size_t limit)
   return out;
 }
 
+Status SqliteStore::prune_update_samples(std::size_t keep) {
+  std::lock_guard lock(mutex_);
+  return run(
+      Statement(db_, prepared("DELETE FROM update_samples WHERE finished_ms < (SELECT finished_ms FROM "
+                              "update_samples ORDER BY finished_ms DESC LIMIT 1 OFFSET ?1)")),
+      "pruning update samples",
+      static_cast<std::int64_t>(std::max<std::size_t>(keep, 1) - 1));  // the oldest kept
+}
+
 Status SqliteStore::append_event(const EventRecord& e) {
   std::lock_guard lock(mutex_);
   return run(Statement(db_, prepared("INSERT INTO events (time_ms, device_id, rollout_id, kind, detail) "

@@ -175,6 +175,14 @@ TEST(SqliteStoreTest, UpdateHistorySurvivesReopenOncePerUpdateAndLatestLast) {
   EXPECT_EQ((*latest)[2].baseline_ms, 2000);
   EXPECT_EQ((*latest)[2].duration_ms, 3004);
   EXPECT_EQ((*store)->update_samples(100)->size(), 5u);
+  // Pruned to the latest two; pruning to more than there are deletes nothing.
+  ASSERT_TRUE((*store)->prune_update_samples(10).ok());
+  EXPECT_EQ((*store)->update_samples(100)->size(), 5u);
+  ASSERT_TRUE((*store)->prune_update_samples(2).ok());
+  auto kept = (*store)->update_samples(100);
+  ASSERT_EQ(kept->size(), 2u);
+  EXPECT_EQ((*kept)[0].device_id, "dev-3");
+  EXPECT_EQ((*kept)[1].device_id, "dev-4");
 }
 
 TEST(SqliteStoreTest, FailedTransactionLeavesNoTrace) {

@@ -71,6 +71,8 @@ class Store {
   virtual common::Status append_update_samples(const std::vector<UpdateSample>& samples) = 0;
   // The latest `limit` samples, oldest first.
   virtual common::Result<std::vector<UpdateSample>> update_samples(std::size_t limit) = 0;
+  // Deletes all but the latest `keep` samples (by finish time; ties at the boundary stay).
+  virtual common::Status prune_update_samples(std::size_t keep) = 0;
 
   virtual common::Status append_event(const EventRecord& event) = 0;
   // Newest first; `device` / `rollout` empty = any.
@@ -108,6 +110,7 @@ class SqliteStore final : public Store {
   common::Result<std::vector<Rollout>> load_rollouts() override;
   common::Status append_update_samples(const std::vector<UpdateSample>& samples) override;
   common::Result<std::vector<UpdateSample>> update_samples(std::size_t limit) override;
+  common::Status prune_update_samples(std::size_t keep) override;
   common::Status append_event(const EventRecord& event) override;
   common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
                                                   std::size_t limit) override;
