@@ -22,6 +22,14 @@ class PredictionTest : public ::testing::Test {
     EXPECT_TRUE(spec.ok()) << spec.error().message;
     return std::move(RolloutEngine::create("r-plan", *spec, now_)).value();
   }
+  // A rollout over the fleet, started and ticked once (the first wave dispatched).
+  Rollout start(const std::string& extra) {
+    Rollout r = make(extra);
+    RolloutEngine engine;
+    EXPECT_TRUE(engine.start(r, fleet_, now_).ok());
+    engine.tick(r, fleet_, now_);
+    return r;
+  }
   Fleet fleet_;
   Millis now_ = *parse_timestamp("2026-11-25T12:00:00Z");
   LinkModel model_;  // 1 MB/s, 30 s fixed
@@ -97,10 +105,7 @@ TEST_F(PredictionTest, AMeasuredRateRightAfterAStallIsBoundedByTheDeclaredLink) 
 
 TEST_F(PredictionTest, LiveEtaCountsOnlyRemainingWork) {
   for (int i = 0; i < 2; ++i) add("dev-" + std::to_string(i));
-  Rollout r = make("");
-  RolloutEngine engine;
-  ASSERT_TRUE(engine.start(r, fleet_, now_).ok());
-  engine.tick(r, fleet_, now_);
+  Rollout r = start("");
   r.members[0].state = MemberState::kSucceeded;
   r.members[1].state = MemberState::kUpdating;
   r.members[1].phase = v1::PHASE_DOWNLOADING;
@@ -156,10 +161,7 @@ TEST_F(PredictionTest, HistoryComesFromWavesOfComparableSize) {
 
 TEST_F(PredictionTest, ARolloutsCanaryCalibratesItsLaterWavesWhenNothingComparableExists) {
   for (int i = 0; i < 100; ++i) add("dev-" + std::to_string(i));
-  Rollout r = make("waves: [{size: 10}, {size: 100%}]\n");
-  RolloutEngine engine;
-  ASSERT_TRUE(engine.start(r, fleet_, now_).ok());
-  engine.tick(r, fleet_, now_);
+  Rollout r = start("waves: [{size: 10}, {size: 100%}]\n");
   // The canary's ten took twice their 31 s baseline.
   for (Member& m : r.members) {
     if (m.wave != 0) continue;
@@ -191,10 +193,7 @@ TEST_F(PredictionTest, EachLinkClassReadsItsOwnHistory) {
 TEST_F(PredictionTest, ARunningDeviceFinishesWhenHistorySaysOrOnceOverdueWhenItsLinkSays) {
   for (int i = 0; i < 10; ++i) add("dev-" + std::to_string(i));
   add_history(model_, 10, 2.0, 10);
-  Rollout r = make("");
-  RolloutEngine engine;
-  ASSERT_TRUE(engine.start(r, fleet_, now_).ok());
-  engine.tick(r, fleet_, now_);
+  Rollout r = start("");
   for (Member& m : r.members) m.state = MemberState::kSucceeded;
   Member& running = r.members[3];
   running.state = MemberState::kUpdating;
@@ -214,10 +213,7 @@ TEST_F(PredictionTest, ARunningDeviceFinishesWhenHistorySaysOrOnceOverdueWhenIts
 TEST_F(PredictionTest, AFinishedUpdateBecomesASampleAgainstItsBaseline) {
   for (int i = 0; i < 4; ++i) add("dev-" + std::to_string(i));
   model_.nominal_rate["dev-0"] = 500'000;
-  Rollout r = make("max_concurrent: 2\n");
-  RolloutEngine engine;
-  ASSERT_TRUE(engine.start(r, fleet_, now_).ok());
-  engine.tick(r, fleet_, now_);
+  Rollout r = start("max_concurrent: 2\n");
   Member& m = *r.find_member("dev-0");
   EXPECT_FALSE(update_sample(r, m, 1'000'000, model_));  // dispatched, not finished
   m.state = MemberState::kSucceeded;
