@@ -255,17 +255,8 @@ class OrchestratorServiceTest : public ::testing::Test {
   void TearDown() override { stop_orchestrator(SIGTERM); }
 
   void start_orchestrator() {
-    const auto log = dir_.path() / "orchestrator.log";
-    pid_ = fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      FILE* out = std::freopen(log.c_str(), "a", stderr);
-      (void)out;
-      dup2(fileno(stderr), fileno(stdout));
-      execl(FOTA_ORCHESTRATOR_PATH, FOTA_ORCHESTRATOR_PATH, "--config",
-            (dir_.path() / "orchestrator.yaml").c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
+    pid_ = spawn({FOTA_ORCHESTRATOR_PATH, "--config", (dir_.path() / "orchestrator.yaml").string()},
+                 dir_.path() / "orchestrator.log");
     httplib::Client http("127.0.0.1", http_port_);
     for (int i = 0; i < 200; ++i) {
       if (auto res = http.Get("/healthz"); res && res->status == 200) return;
@@ -471,16 +462,7 @@ class DeviceAgents {
     for (pid_t pid : pids_) waitpid(pid, nullptr, 0);
   }
   void start(const fs::path& config, const fs::path& log) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      FILE* out = std::freopen(log.c_str(), "a", stderr);
-      (void)out;
-      dup2(fileno(stderr), fileno(stdout));
-      execl(FOTA_DEVICE_PATH, FOTA_DEVICE_PATH, "--config", config.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    pids_.push_back(pid);
+    pids_.push_back(spawn({FOTA_DEVICE_PATH, "--config", config.string()}, log));
   }
 
  private:

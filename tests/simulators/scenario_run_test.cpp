@@ -366,7 +366,11 @@ TEST(FotaSimProcess, SigtermStopsTheBrokerAndOrchestratorItStarted) {
   for (int i = 0; i < 600 && !std::filesystem::exists(started); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(std::filesystem::exists(started));
-  const std::string children = (out / "work").string();  // in the broker's and orchestrator's command lines
+  // In the broker's and orchestrator's command lines once they exec'd (their logs can be opened
+  // a moment before).
+  const std::string children = (out / "work").string();
+  for (int i = 0; i < 200 && processes_mentioning(children).size() < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
   EXPECT_GE(processes_mentioning(children).size(), 2u);
   ASSERT_EQ(::kill(pid, SIGTERM), 0);
   int status = 0;

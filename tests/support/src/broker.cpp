@@ -10,11 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 namespace fota::testing {
@@ -58,6 +60,37 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   fs::remove_all(path_, ec);
+}
+
+pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& output,
+            const std::vector<std::string>& extra_env) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const bool replaced = std::any_of(extra_env.begin(), extra_env.end(), [&](const std::string& x) {
+      return entry.substr(0, entry.find('=') + 1) == std::string_view(x).substr(0, x.find('=') + 1);
+    });
+    if (!replaced) env.emplace_back(entry);
+  }
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  std::vector<char*> envp, args;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const std::string out = output.string();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed: " + std::string(std::strerror(errno)));
+  if (pid == 0) {
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, STDOUT_FILENO);
+      ::dup2(fd, STDERR_FILENO);
+    }
+    ::execve(args[0], args.data(), envp.data());
+    ::_exit(127);
+  }
+  return pid;
 }
 
 int free_loopback_port() {
@@ -148,27 +181,13 @@ void MosquittoBroker::write_config() {
 
 void MosquittoBroker::start() {
   if (pid_ > 0) return;
-  pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed: " + std::string(std::strerror(errno)));
-  if (pid == 0) {
-    // An instrumented plugin needs the sanitizer runtime loaded first; the broker's own
-    // shutdown leaks are not ours to judge.
-    const std::string asan = FOTA_ASAN_RUNTIME;
-    if (!asan.empty() && options_.with_plugin) {
-      ::setenv("LD_PRELOAD", asan.c_str(), 1);
-      ::setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
-    }
-    // The broker's own stderr (e.g. its warning about running as root) goes next to its log.
-    int err_fd =
-        ::open((work_dir_ / "mosquitto.stderr").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (err_fd >= 0) {
-      ::dup2(err_fd, STDOUT_FILENO);
-      ::dup2(err_fd, STDERR_FILENO);
-    }
-    ::execl(FOTA_MOSQUITTO_BIN, "mosquitto", "-c", config_path_.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  pid_ = pid;
+  // An instrumented plugin needs the sanitizer runtime loaded first; the broker's own shutdown
+  // leaks are not ours to judge.
+  std::vector<std::string> env;
+  const std::string asan = FOTA_ASAN_RUNTIME;
+  if (!asan.empty() && options_.with_plugin) env = {"LD_PRELOAD=" + asan, "ASAN_OPTIONS=detect_leaks=0"};
+  // The broker's own stderr (e.g. its warning about running as root) goes next to its log.
+  pid_ = spawn({FOTA_MOSQUITTO_BIN, "-c", config_path_.string()}, work_dir_ / "mosquitto.stderr", env);
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;

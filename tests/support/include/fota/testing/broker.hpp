@@ -2,6 +2,8 @@
 // mTLS listener (optionally with the fota plugin). Everything started is stopped on destruction.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -31,6 +33,14 @@ class TempDir {
 
 // A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
 int free_loopback_port();
+
+// Starts argv[0] with stdout and stderr appended to `output` and `extra_env` ("NAME=value") added
+// to the environment; returns its pid (throws when fork fails). Everything is prepared before
+// the fork: in the child of a multithreaded process (Paho's threads, the sanitizer's) only
+// async-signal-safe calls are allowed, and a malloc there can hang forever on a lock another
+// thread held at the fork (a restarted test broker that never ran, under ASan).
+pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& output,
+            const std::vector<std::string>& extra_env = {});
 
 // A fleet CA plus a broker certificate for 127.0.0.1 / localhost, in a directory of its own.
 class TestPki {
