@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "fota/common/crypto.hpp"
+#include "fota/common/process.hpp"
 
 namespace fota::sim {
 
@@ -47,25 +48,6 @@ bool loopback_accepts(int port) {
   const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
-}
-
-int spawn_process(const std::vector<std::string>& argv, const std::filesystem::path& output) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const std::string out = output.string();
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-    }
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return pid;
 }
 
 void stop_process(int& pid, bool hard) {
@@ -151,7 +133,7 @@ common::Status BrokerProcess::start() {
   if (pid_ > 0) return common::ok_status();
   const std::string config = (dir_ / "broker" / "mosquitto.conf").string();
   const std::string err = (dir_ / "broker" / "mosquitto.stderr").string();
-  const int pid = spawn_process({FOTA_MOSQUITTO_BIN, "-c", config}, err);
+  const int pid = common::spawn_process({FOTA_MOSQUITTO_BIN, "-c", config}, err);
   if (pid < 0) return Error(Errc::kInternal, "cannot start " + std::string(FOTA_MOSQUITTO_BIN));
   pid_ = pid;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "fota/common/crypto.hpp"
+#include "fota/common/process.hpp"
 #include "fota/sim/broker_process.hpp"
 
 namespace fota::sim {
@@ -83,9 +84,9 @@ std::string OrchestratorProcess::api_url() const { return "http://127.0.0.1:" + 
 
 common::Status OrchestratorProcess::start() {
   if (pid_ > 0) return common::ok_status();
-  pid_ =
-      spawn_process({settings_.binary.string(), "--config", (settings_.dir / "orchestrator.yaml").string()},
-                    settings_.dir / "orchestrator.log");
+  pid_ = common::spawn_process(
+      {settings_.binary.string(), "--config", (settings_.dir / "orchestrator.yaml").string()},
+      settings_.dir / "orchestrator.log");
   if (pid_ < 0) return Error(Errc::kInternal, "cannot start " + settings_.binary.string());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {

@@ -1,5 +1,7 @@
 #include "fota/testing/broker.hpp"
 
+#include "fota/common/process.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -64,32 +66,8 @@ TempDir::~TempDir() {
 
 pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& output,
             const std::vector<std::string>& extra_env) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string_view entry(*e);
-    const bool replaced = std::any_of(extra_env.begin(), extra_env.end(), [&](const std::string& x) {
-      return entry.substr(0, entry.find('=') + 1) == std::string_view(x).substr(0, x.find('=') + 1);
-    });
-    if (!replaced) env.emplace_back(entry);
-  }
-  env.insert(env.end(), extra_env.begin(), extra_env.end());
-  std::vector<char*> envp, args;
-  for (std::string& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const std::string out = output.string();
-  const pid_t pid = ::fork();
+  const pid_t pid = common::spawn_process(argv, output, extra_env);
   if (pid < 0) throw std::runtime_error("fork failed: " + std::string(std::strerror(errno)));
-  if (pid == 0) {
-    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-    }
-    ::execve(args[0], args.data(), envp.data());
-    ::_exit(127);
-  }
   return pid;
 }
 

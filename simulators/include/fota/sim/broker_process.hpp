@@ -17,9 +17,8 @@ namespace fota::sim {
 // A free TCP port on 127.0.0.1 (-1 if none), and whether something accepts connections on it.
 int free_loopback_port();
 bool loopback_accepts(int port);
-// Starts `argv` with stdout and stderr appended to `output`; the child's pid, or -1.
-int spawn_process(const std::vector<std::string>& argv, const std::filesystem::path& output);
-// Stops a child started by spawn_process: SIGKILL when hard, else SIGTERM and up to 5 s' wait.
+// Stops a child started by common::spawn_process: SIGKILL when hard, else SIGTERM and up to 5 s'
+// wait.
 void stop_process(int& pid, bool hard);
 
 // The fota broker plugin (certificate binding, ACLs, chunk serving from the orchestrator's store).

@@ -34,11 +34,7 @@ class TempDir {
 // A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
 int free_loopback_port();
 
-// Starts argv[0] with stdout and stderr appended to `output` and `extra_env` ("NAME=value") added
-// to the environment; returns its pid (throws when fork fails). Everything is prepared before
-// the fork: in the child of a multithreaded process (Paho's threads, the sanitizer's) only
-// async-signal-safe calls are allowed, and a malloc there can hang forever on a lock another
-// thread held at the fork (a restarted test broker that never ran, under ASan).
+// common::spawn_process, throwing when fork fails.
 pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& output,
             const std::vector<std::string>& extra_env = {});
 
