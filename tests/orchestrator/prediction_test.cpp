@@ -210,6 +210,30 @@ TEST_F(PredictionTest, ARunningDeviceFinishesWhenHistorySaysOrOnceOverdueWhenIts
   EXPECT_EQ(predict_rollout(r, fleet_, 1'000'000, model_, now_).end_ms - now_, 100 + 30'000);
 }
 
+TEST_F(PredictionTest, HistoryNeverBeatsTheBandwidthCap) {
+  // Issue 14: an 8 MiB image under a 100 KiB/s cap was planned at 11 s from the history of fast
+  // updates (a tenth of their baseline); the cap alone needs 80 s.
+  add("dev-0");
+  add_history(model_, 10, 0.1, 1);
+  const std::uint64_t image = 8 * 1024 * 1024;
+  Rollout r = make("max_bytes_per_second: 102400\n");
+  EXPECT_EQ(predict_rollout(r, fleet_, image, model_, now_).duration_ms, 81'920);
+  // Two devices at once share the cap: each needs twice as long.
+  add("dev-1");
+  r = make("max_bytes_per_second: 102400\n");
+  EXPECT_EQ(predict_rollout(r, fleet_, image, model_, now_).duration_ms, 2 * 81'920);
+  // The live ETA: a running device that stalled on its way (a quarter done after 100 s) needs what
+  // its share of the cap allows for the rest, not the 64 s left of its drawn time.
+  r = start("max_bytes_per_second: 102400\n");
+  for (Member& m : r.members) m.state = MemberState::kSucceeded;
+  Member& running = r.members[0];
+  running.state = MemberState::kUpdating;
+  running.phase = v1::PHASE_DOWNLOADING;
+  running.started_ms = now_ - 100'000;
+  running.bytes_done = image / 4;
+  EXPECT_EQ(predict_rollout(r, fleet_, image, model_, now_).end_ms - now_, 3 * 40'960);
+}
+
 TEST_F(PredictionTest, AFinishedUpdateBecomesASampleAgainstItsBaseline) {
   for (int i = 0; i < 4; ++i) add("dev-" + std::to_string(i));
   model_.nominal_rate["dev-0"] = 500'000;
