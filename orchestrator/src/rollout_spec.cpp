@@ -74,6 +74,20 @@ Result<Millis> parse_timestamp(std::string_view text) {
     in.str(s.substr(0, s.size() - 1));
     in >> date::parse("%FT%T", tp);
   } else {
+    // date::parse takes any two digits for the offset's hours and minutes (+25:00, +23:75), which
+    // would schedule the rollout elsewhere in time; RFC 3339 allows 00-23 and 00-59.
+    const std::string offset = s.substr(s.size() - 6);
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if ((offset[0] != '+' && offset[0] != '-') || !digit(offset[1]) || !digit(offset[2]) ||
+        offset[3] != ':' || !digit(offset[4]) || !digit(offset[5]))
+      return bad;
+    const int hours = (offset[1] - '0') * 10 + (offset[2] - '0');
+    const int minutes = (offset[4] - '0') * 10 + (offset[5] - '0');
+    if (hours > 23 || minutes > 59) {
+      return Error(Errc::kInvalidArgument, "UTC offset " + offset + " is impossible in '" + s +
+                                               "'; an offset is +HH:MM or -HH:MM with hours 00 to 23 and "
+                                               "minutes 00 to 59, e.g. +01:00 or -05:30");
+    }
     in.str(s);
     in >> date::parse("%FT%T%Ez", tp);
   }

@@ -112,6 +112,36 @@ TEST(RolloutSpecTest, MalformedSpecsSayWhatToFix) {
   }
 }
 
+// Issue 14: date::parse takes any two-digit UTC offset, so +25:00 scheduled the rollout a day
+// early. Impossible dates and times it refuses itself.
+TEST(RolloutSpecTest, StartAtRefusesImpossibleOffsetsAndFields) {
+  const std::vector<BadSpec> cases = {
+      {spec_with("start_at: 2026-11-25T21:00:00+25:00\n"), "start_at: UTC offset +25:00 is impossible"},
+      {spec_with("start_at: 2026-11-25T21:00:00+23:75\n"), "UTC offset +23:75 is impossible"},
+      {spec_with("start_at: 2026-11-25T21:00:00+99:59\n"), "UTC offset +99:59 is impossible"},
+      {spec_with("start_at: 2026-11-25T21:00:00-24:00\n"), "UTC offset -24:00 is impossible"},
+      {spec_with("start_at: 2026-11-25T21:00:00+1:00\n"), "RFC 3339"},
+      {spec_with("start_at: 2026-13-25T21:00:00+01:00\n"), "RFC 3339"},
+      {spec_with("start_at: 2026-02-30T21:00:00Z\n"), "RFC 3339"},
+      {spec_with("start_at: 2026-11-25T24:00:00+01:00\n"), "RFC 3339"},
+      {spec_with("start_at: 2026-11-25T23:60:00Z\n"), "RFC 3339"},
+      {spec_with("start_at: 2026-11-25T23:59:61+01:00\n"), "RFC 3339"},
+  };
+  for (const BadSpec& c : cases) {
+    auto spec = parse_rollout_spec(c.text);
+    if (spec.ok()) {
+      ADD_FAILURE() << "accepted:\n" << c.text;
+      continue;
+    }
+    EXPECT_NE(spec.error().message.find(c.expected_fragment), std::string::npos)
+        << "spec:\n"
+        << c.text << "\nerror: " << spec.error().message;
+  }
+  auto edge = parse_rollout_spec(spec_with("start_at: 2026-11-25T21:00:00-23:59\n"));
+  ASSERT_TRUE(edge.ok()) << edge.error().message;
+  EXPECT_EQ(format_timestamp(*edge->start_at_ms), "2026-11-26T20:59:00.000Z");
+}
+
 TEST(RolloutSpecTest, Durations) {
   EXPECT_EQ(*parse_duration("500ms"), 500);
   EXPECT_EQ(*parse_duration("90"), 90'000);
