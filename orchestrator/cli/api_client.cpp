@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "fota/common/topics.hpp"
+
 namespace fota::cli {
 
 using common::Errc;
@@ -40,6 +42,11 @@ common::Result<json> interpret(const httplib::Result& res, const std::string& se
   }
   if (res->status >= 200 && res->status < 300) return body;
   std::string message = body.contains("error") ? body["error"].value("message", "") : res->body;
+  if (message.empty()) {
+    // An answer without a message (a proxy in between, an older orchestrator) still says what failed.
+    message = what + ": HTTP " + std::to_string(res->status) + " from " + server +
+              " with no message; check the id and the --server URL";
+  }
   Errc code = Errc::kInternal;
   switch (res->status) {
     case 400:
@@ -119,6 +126,15 @@ common::Result<json> ApiClient::post_file(
       },
       "application/octet-stream");
   return interpret(res, c_.server, "POST " + path);
+}
+
+common::Status check_device_id(const std::string& id) {
+  auto parsed = common::DeviceId::parse(id);
+  if (parsed) return common::ok_status();
+  return Error(parsed.error().code,
+               parsed.error().message +
+                   "; a device id is 1 to 64 characters of [A-Za-z0-9._-] starting with a "
+                   "letter or digit (`fotactl device list` shows them)");
 }
 
 int report_error(const Error& error) {

@@ -40,6 +40,10 @@ class ApiClient {
   ApiConnection c_;
 };
 
+// Checks a device id given on the command line the way the orchestrator and the broker do
+// (common::DeviceId), so that an id no device can have is refused with what an id may contain
+// instead of asking the API for a path that does not exist.
+common::Status check_device_id(const std::string& id);
 // Prints "fotactl: error: <message>" and returns the exit code 1.
 int report_error(const common::Error& error);
 // A text progress bar like "[########------------]  42%".

@@ -76,6 +76,7 @@ void register_deploy_command(CLI::App& app) {
     auto elapsed = [&] {
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     };
+    if (auto st = check_device_id(a->device); !st) throw std::runtime_error(st.error().message);
     ApiClient client(a->conn);
     json device = must(client.get("/api/v1/devices/" + a->device));
     if (device.value("hardware", "").empty()) {

@@ -24,6 +24,10 @@ json must(common::Result<json> r) {
   return std::move(r).value();
 }
 
+void must_be_device_id(const std::string& id) {
+  if (auto st = check_device_id(id); !st) throw std::runtime_error(st.error().message);
+}
+
 std::string str(const json& j, const char* key) {
   if (!j.contains(key) || j[key].is_null()) return "";
   return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
@@ -179,6 +183,7 @@ void register_device_commands(CLI::App& app) {
   show->add_option("device", s->id, "Device id")->required();
   s->conn.add_options(show, true);
   show->callback([s] {
+    must_be_device_id(s->id);
     json d = must(ApiClient(s->conn).get("/api/v1/devices/" + s->id));
     if (s->conn.json) {
       std::cout << d.dump(2) << "\n";
@@ -201,6 +206,7 @@ void register_device_commands(CLI::App& app) {
   logs->add_flag("-f,--follow", *follow, "Keep printing new entries until interrupted");
   g->conn.add_options(logs, true);
   logs->callback([g, follow] {
+    must_be_device_id(g->id);
     static const char* kLevels[] = {"?", "TRACE", "DEBUG", "INFO", "WARN", "ERROR"};
     std::int64_t after = 0;
     ApiClient client(g->conn);

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <fstream>
 #include <random>
+#include <regex>
+#include <set>
 
 #include "fota/common/crypto.hpp"
 
@@ -65,6 +67,16 @@ HttpApi::~HttpApi() { stop(); }
 void HttpApi::routes() {
   httplib::Server& s = *server_;
   s.set_payload_max_length(std::size_t{4} * 1024 * 1024 * 1024);
+  // Every route with its methods, so that a method a route does not take is answered 405.
+  auto known = std::make_shared<std::vector<std::pair<std::string, std::regex>>>();
+  auto get = [&s, known](const std::string& pattern, httplib::Server::Handler handler) {
+    known->emplace_back("GET", std::regex(pattern));
+    s.Get(pattern, std::move(handler));
+  };
+  auto post = [&s, known](const std::string& pattern, httplib::Server::Handler handler) {
+    known->emplace_back("POST", std::regex(pattern));
+    s.Post(pattern, std::move(handler));
+  };
   // Who is calling: the token's name, or empty when the request carries no valid token.
   auto actor = [this](const httplib::Request& req) -> std::string {
     const std::string header = req.get_header_value("Authorization");
@@ -107,13 +119,58 @@ void HttpApi::routes() {
     send_error(res, 500, "internal error: " + what);
   });
 
-  s.Get("/healthz",
-        [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  // What cpp-httplib answers itself (no route, a malformed request) comes with an empty body: give
+  // it the JSON error every other answer has.
+  s.set_error_handler(httplib::Server::HandlerWithResponse([known](const httplib::Request& req,
+                                                                   httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string request = req.method + " " + req.path;
+    std::string message;
+    switch (res.status) {
+      case 404: {
+        std::set<std::string> methods;
+        for (const auto& [method, pattern] : *known) {
+          if (std::regex_match(req.path, pattern)) methods.insert(method);
+        }
+        if (!methods.empty()) {
+          std::string allowed, alternatives;
+          for (const std::string& method : methods) {
+            const bool last = method == *methods.rbegin();
+            allowed += (allowed.empty() ? "" : ", ") + method;
+            alternatives += (alternatives.empty() ? "" : last ? " or " : ", ") + method;
+          }
+          res.status = 405;
+          res.set_header("Allow", allowed);
+          message = req.method + " is not allowed on " + req.path + "; use " + alternatives;
+        } else {
+          message = "no such route: " + request +
+                    "; the routes are listed in docs/openapi.yaml (an id is one path segment: no '/')";
+        }
+        break;
+      }
+      case 414:
+        message = "request URI too long: shorten the path and query of " + req.method + " " +
+                  req.path.substr(0, 64) + "...";
+        break;
+      case 400:
+        message = "malformed request " + request +
+                  ": the request line, a header or the body could not be read; send a well-formed HTTP/1.1 "
+                  "request";
+        break;
+      default:
+        message = "HTTP " + std::to_string(res.status) + " for " + request + "; see the orchestrator's log";
+    }
+    send_error(res, res.status, message);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+
+  get("/healthz",
+      [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(service_.metrics(now_ms()), "text/plain; version=0.0.4");
   });
 
-  s.Post("/api/v1/artifacts", [this, actor](const httplib::Request& req, httplib::Response& res) {
+  post("/api/v1/artifacts", [this, actor](const httplib::Request& req, httplib::Response& res) {
     if (req.body.empty()) {
       send_error(res, 400,
                  "empty body: send the bundle file made by `fotactl artifact create` as the request body");
@@ -134,48 +191,48 @@ void HttpApi::routes() {
     std::filesystem::remove(path, ec);
     send(res, result, 201);
   });
-  s.Get("/api/v1/artifacts",
-        [this](const httplib::Request&, httplib::Response& res) { send(res, service_.list_artifacts()); });
-  s.Get(R"(/api/v1/artifacts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  get("/api/v1/artifacts",
+      [this](const httplib::Request&, httplib::Response& res) { send(res, service_.list_artifacts()); });
+  get(R"(/api/v1/artifacts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     send(res, service_.get_artifact(req.matches[1]));
   });
 
-  s.Get("/api/v1/devices",
-        [this](const httplib::Request&, httplib::Response& res) { send(res, service_.list_devices()); });
-  s.Get(R"(/api/v1/devices/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  get("/api/v1/devices",
+      [this](const httplib::Request&, httplib::Response& res) { send(res, service_.list_devices()); });
+  get(R"(/api/v1/devices/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     send(res, service_.get_device(req.matches[1]));
   });
-  s.Get(R"(/api/v1/devices/([^/]+)/logs)", [this](const httplib::Request& req, httplib::Response& res) {
+  get(R"(/api/v1/devices/([^/]+)/logs)", [this](const httplib::Request& req, httplib::Response& res) {
     send(res, service_.device_logs(req.matches[1], int_param(req, "after", 0),
                                    static_cast<std::size_t>(int_param(req, "limit", 200))));
   });
 
-  s.Post("/api/v1/rollouts", [this, actor](const httplib::Request& req, httplib::Response& res) {
+  post("/api/v1/rollouts", [this, actor](const httplib::Request& req, httplib::Response& res) {
     if (req.body.empty()) {
       send_error(res, 400, "empty body: send the rollout spec (YAML or JSON) as the request body");
       return;
     }
     send(res, service_.create_rollout(req.body, actor(req), now_ms()), 201);
   });
-  s.Get("/api/v1/rollouts", [this](const httplib::Request&, httplib::Response& res) {
+  get("/api/v1/rollouts", [this](const httplib::Request&, httplib::Response& res) {
     send(res, service_.list_rollouts(now_ms()));
   });
-  s.Get(R"(/api/v1/rollouts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  get(R"(/api/v1/rollouts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     send(res, service_.get_rollout(req.matches[1], now_ms()));
   });
-  s.Get(R"(/api/v1/rollouts/([^/]+)/plan)", [this](const httplib::Request& req, httplib::Response& res) {
+  get(R"(/api/v1/rollouts/([^/]+)/plan)", [this](const httplib::Request& req, httplib::Response& res) {
     send(res, service_.plan_rollout(req.matches[1], now_ms()));
   });
-  s.Post(R"(/api/v1/rollouts/([^/]+)/(start|pause|resume|abort|rollback))",
-         [this, actor](const httplib::Request& req, httplib::Response& res) {
-           send(res, service_.rollout_action(req.matches[1], req.matches[2], actor(req), now_ms()));
-         });
+  post(R"(/api/v1/rollouts/([^/]+)/(start|pause|resume|abort|rollback))",
+       [this, actor](const httplib::Request& req, httplib::Response& res) {
+         send(res, service_.rollout_action(req.matches[1], req.matches[2], actor(req), now_ms()));
+       });
 
-  s.Get("/api/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
+  get("/api/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
     send(res, service_.events(req.get_param_value("device"), req.get_param_value("rollout"),
                               static_cast<std::size_t>(int_param(req, "limit", 100))));
   });
-  s.Get("/api/v1/audit", [this](const httplib::Request& req, httplib::Response& res) {
+  get("/api/v1/audit", [this](const httplib::Request& req, httplib::Response& res) {
     send(res, service_.audit(int_param(req, "after", 0),
                              static_cast<std::size_t>(int_param(req, "limit", 100'000))));
   });

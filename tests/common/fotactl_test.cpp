@@ -2,9 +2,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <httplib.h>
+
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -127,6 +130,22 @@ TEST_F(FotactlTest, ArtifactBadInput) {
     f.put('\x55');
   }
   fails("artifact verify a.fota --trust sk.pub", "chunk 0");
+}
+
+// Issue 14: fotactl used an error response's body as the message, and printed "fotactl: error: "
+// alone when the body was empty. An orchestrator that answers every request 404 with no body:
+TEST_F(FotactlTest, AnEmptyErrorBodyStillSaysWhatFailed) {
+  httplib::Server server;
+  const int port = server.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread serving([&] { server.listen_after_bind(); });
+  const std::string at = "http://127.0.0.1:" + std::to_string(port);
+  CommandRun r = fails("device list --token t0123456789abcdef --server " + at, "GET /api/v1/devices");
+  EXPECT_NE(r.output.find("HTTP 404 from " + at), std::string::npos) << r.output;
+  r = fails("rollout start r-1 --token t0123456789abcdef --server " + at, "POST /api/v1/rollouts/r-1/start");
+  EXPECT_NE(r.output.find("HTTP 404"), std::string::npos) << r.output;
+  server.stop();
+  serving.join();
 }
 
 }  // namespace

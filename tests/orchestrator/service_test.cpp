@@ -648,6 +648,57 @@ TEST_F(OrchestratorServiceTest, BadInputIsRefusedClearlyWithoutStateChange) {
   fotactl_ok("audit verify");
 }
 
+// Issue 14: routes that do not match, wrong methods and refused requests answered with an empty
+// body, and fotactl printed "fotactl: error: " and nothing else.
+TEST_F(OrchestratorServiceTest, EveryApiErrorSaysWhatWasWrong) {
+  start_orchestrator();
+  httplib::Client http("127.0.0.1", http_port_);
+  http.set_bearer_token_auth(kToken);
+  auto error_of = [](const httplib::Result& res, int status) {
+    EXPECT_TRUE(res);
+    if (!res) return std::string();
+    EXPECT_EQ(res->status, status) << res->body;
+    EXPECT_EQ(res->get_header_value("Content-Type"), "application/json") << res->body;
+    const json body = json::parse(res->body, nullptr, false);
+    EXPECT_FALSE(body.is_discarded()) << res->body;
+    if (body.is_discarded() || !body.contains("error")) return std::string();
+    EXPECT_EQ(body["error"].value("status", 0), status);
+    return body["error"].value("message", std::string());
+  };
+  std::string m = error_of(http.Get("/api/v1/devices/a/b"), 404);
+  EXPECT_NE(m.find("GET /api/v1/devices/a/b"), std::string::npos) << m;
+  EXPECT_NE(m.find("docs/openapi.yaml"), std::string::npos) << m;
+  m = error_of(http.Get("/api/v1/devices/../x/logs"), 404);
+  EXPECT_NE(m.find("no such route"), std::string::npos) << m;
+  m = error_of(http.Get("/nothing-here"), 404);
+  EXPECT_NE(m.find("no such route"), std::string::npos) << m;
+  m = error_of(http.Post("/api/v1/rollouts/r-1/explode", "", "text/plain"), 404);
+  EXPECT_NE(m.find("POST /api/v1/rollouts/r-1/explode"), std::string::npos) << m;
+  // A route that exists with another method.
+  auto res = http.Delete("/api/v1/rollouts");
+  m = error_of(res, 405);
+  EXPECT_NE(m.find("use GET or POST"), std::string::npos) << m;
+  if (res) {
+    EXPECT_EQ(res->get_header_value("Allow"), "GET, POST");
+  }
+  m = error_of(http.Put("/api/v1/devices/dev-0", "x", "text/plain"), 405);
+  EXPECT_NE(m.find("use GET"), std::string::npos) << m;
+
+  // fotactl checks device ids itself and says what an id may contain.
+  for (const std::string& args :
+       {std::string("device show a/b"), std::string("device logs ../x"),
+        "deploy --device ../dev-01 " + (dir_.path() / "orchestrator.yaml").string()}) {
+    CommandRun r = fotactl(args);
+    EXPECT_EQ(r.exit_code, 1) << args;
+    EXPECT_NE(r.output.find("fotactl: error: device id"), std::string::npos) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find("[A-Za-z0-9._-]"), std::string::npos) << args << "\n" << r.output;
+  }
+  // Ids fotactl does not check still get the server's message.
+  CommandRun r = fotactl("rollout start a/b");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("no such route: POST /api/v1/rollouts/a/b/start"), std::string::npos) << r.output;
+}
+
 TEST_F(OrchestratorServiceTest, FailureThresholdPausesThenOperatorRollsBackTheFleet) {
   start_orchestrator();
   auto devices = make_devices(3);
