@@ -61,6 +61,9 @@ common::Result<json> interpret(const httplib::Result& res, const std::string& se
     case 409:
       code = Errc::kConflict;
       break;
+    case 413:
+      code = Errc::kTooLarge;
+      break;
     case 422:
       code = Errc::kIntegrity;
       break;

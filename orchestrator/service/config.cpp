@@ -63,8 +63,11 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
             c.http_listen = h.second.as<std::string>();
           else if (k == "port")
             c.http_port = h.second.as<int>();
+          else if (k == "max_body_bytes")
+            c.http_max_body_bytes = h.second.as<std::uint64_t>();
           else
-            return Error(Errc::kInvalidArgument, "config: http." + k + ": unknown key; known: listen, port");
+            return Error(Errc::kInvalidArgument,
+                         "config: http." + k + ": unknown key; known: listen, port, max_body_bytes");
         }
       } else if (key == "api_tokens") {
         for (const auto& t : v) {
@@ -129,6 +132,10 @@ common::Status validate_service_config(const ServiceConfig& c) {
   }
   if (c.http_port < 0 || c.http_port > 65535)
     return Error(Errc::kInvalidArgument, "config: http.port out of range");
+  if (c.http_max_body_bytes < 1024)
+    return Error(Errc::kInvalidArgument,
+                 "config: http.max_body_bytes must be at least 1024; set it to the largest artifact bundle "
+                 "you upload");
   if (c.tick_interval_ms < 10)
     return Error(Errc::kInvalidArgument, "config: tick_interval must be at least 10ms");
   return common::ok_status();

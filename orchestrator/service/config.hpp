@@ -30,6 +30,9 @@ struct ServiceConfig {
 
   std::string http_listen = "127.0.0.1";
   int http_port = 8080;
+  // Largest request body the API reads (into memory): an artifact bundle is the largest
+  // legitimate one. The default takes a 1 GiB image with its signed manifest and chunk hashes.
+  std::uint64_t http_max_body_bytes = (std::uint64_t{1024} + 16) * 1024 * 1024;
   std::vector<ApiToken> api_tokens;
 
   std::int64_t tick_interval_ms = 200;

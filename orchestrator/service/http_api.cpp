@@ -53,10 +53,11 @@ std::int64_t int_param(const httplib::Request& req, const char* name, std::int64
 }  // namespace
 
 HttpApi::HttpApi(OrchestratorService& service, std::vector<ApiToken> tokens, std::filesystem::path upload_dir,
-                 std::shared_ptr<spdlog::logger> logger)
+                 std::uint64_t max_body_bytes, std::shared_ptr<spdlog::logger> logger)
     : service_(service),
       tokens_(std::move(tokens)),
       upload_dir_(std::move(upload_dir)),
+      max_body_bytes_(max_body_bytes),
       log_(std::move(logger)),
       server_(std::make_unique<httplib::Server>()) {
   routes();
@@ -66,7 +67,9 @@ HttpApi::~HttpApi() { stop(); }
 
 void HttpApi::routes() {
   httplib::Server& s = *server_;
-  s.set_payload_max_length(std::size_t{4} * 1024 * 1024 * 1024);
+  // Bodies are read into memory before a handler sees them (an artifact bundle too): a body over
+  // the limit is drained without being kept and answered 413.
+  s.set_payload_max_length(static_cast<std::size_t>(max_body_bytes_));
   // Every route with its methods, so that a method a route does not take is answered 405.
   auto known = std::make_shared<std::vector<std::pair<std::string, std::regex>>>();
   auto get = [&s, known](const std::string& pattern, httplib::Server::Handler handler) {
@@ -92,7 +95,17 @@ void HttpApi::routes() {
     }
     return {};
   };
-  s.set_pre_routing_handler([actor](const httplib::Request& req, httplib::Response& res) {
+  s.set_pre_routing_handler([this, actor](const httplib::Request& req, httplib::Response& res) {
+    // cpp-httplib bounds only bodies with a Content-Length: a chunked body, or one that lasts until
+    // the connection closes, would be read into memory whatever its size.
+    const bool has_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
+    if (has_body && (req.has_header("Transfer-Encoding") || !req.has_header("Content-Length"))) {
+      send_error(res, 411,
+                 "length required: send the body of " + req.method + " " + req.path +
+                     " with a Content-Length header (at most " + std::to_string(max_body_bytes_) +
+                     " bytes, http.max_body_bytes), not chunked");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (req.path.rfind("/api/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
     if (!req.has_header("Authorization")) {
       send_error(res, 401,
@@ -119,10 +132,10 @@ void HttpApi::routes() {
     send_error(res, 500, "internal error: " + what);
   });
 
-  // What cpp-httplib answers itself (no route, a malformed request) comes with an empty body: give
-  // it the JSON error every other answer has.
-  s.set_error_handler(httplib::Server::HandlerWithResponse([known](const httplib::Request& req,
-                                                                   httplib::Response& res) {
+  // What cpp-httplib answers itself (no route, a body over the limit, a malformed request) comes
+  // with an empty body: give it the JSON error every other answer has.
+  s.set_error_handler(httplib::Server::HandlerWithResponse([this, known](const httplib::Request& req,
+                                                                         httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     const std::string request = req.method + " " + req.path;
     std::string message;
@@ -148,6 +161,11 @@ void HttpApi::routes() {
         }
         break;
       }
+      case 413:
+        message = "request body of " + req.get_header_value("Content-Length") + " bytes to " + request +
+                  " is larger than this orchestrator takes (" + std::to_string(max_body_bytes_) +
+                  " bytes); send less, or raise http.max_body_bytes in the orchestrator's config";
+        break;
       case 414:
         message = "request URI too long: shorten the path and query of " + req.method + " " +
                   req.path.substr(0, 64) + "...";

@@ -2,6 +2,7 @@
 // "Authorization: Bearer <token>" with a token from the config; /healthz and /metrics are open.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,8 +21,9 @@ namespace fota::orchestrator {
 
 class HttpApi {
  public:
+  // Request bodies over max_body_bytes are answered 413 without being kept in memory.
   HttpApi(OrchestratorService& service, std::vector<ApiToken> tokens, std::filesystem::path upload_dir,
-          std::shared_ptr<spdlog::logger> logger);
+          std::uint64_t max_body_bytes, std::shared_ptr<spdlog::logger> logger);
   ~HttpApi();
   // Binds and serves on its own thread. Returns the bound port (port 0 = any free port).
   common::Result<int> start(const std::string& host, int port);
@@ -32,6 +34,7 @@ class HttpApi {
   OrchestratorService& service_;
   std::vector<ApiToken> tokens_;
   std::filesystem::path upload_dir_;
+  std::uint64_t max_body_bytes_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
   (*service)->set_publisher(&mqtt);
   if (auto st = mqtt.connect(std::chrono::seconds(10)); !st) return fail(st.error().message);
 
-  orchestrator::HttpApi api(**service, config->api_tokens, config->data_dir / "uploads", log);
+  orchestrator::HttpApi api(**service, config->api_tokens, config->data_dir / "uploads",
+                            config->http_max_body_bytes, log);
   auto port = api.start(config->http_listen, config->http_port);
   if (!port) return fail(port.error().message);
   std::printf("fota-orchestrator: http api on %s:%d\n", config->http_listen.c_str(), *port);
