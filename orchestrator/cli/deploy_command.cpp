@@ -50,8 +50,10 @@ common::Ed25519PrivateKey load_or_create_key(const std::filesystem::path& path) 
   auto pub = path;
   pub.replace_extension(".pub");
   if (auto st = common::save_key_pair(*key, path, pub); !st) throw std::runtime_error(st.error().message);
-  std::cerr << "created development key " << path.string() << "; add " << pub.string()
-            << " to the orchestrator's trusted_keys and the device's trust store, then run deploy again\n";
+  std::cerr
+      << "created development key " << path.string() << "; copy " << pub.string()
+      << " into the orchestrator's trusted_keys directory (read at the next upload, no restart) and the "
+         "device's trust store, then run deploy again\n";
   throw std::runtime_error("the new development key is not trusted yet");
 }
 

@@ -16,6 +16,8 @@ namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
+volatile std::sig_atomic_t g_reload_keys = 0;
+void on_hangup(int) { g_reload_keys = 1; }
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -64,9 +66,12 @@ int main(int argc, char** argv) {
   options.tick_interval_ms = config->tick_interval_ms;
   if (auto st = options.trust.load(config->trusted_keys); !st)
     return fail("trusted_keys: " + st.error().message);
+  options.trusted_keys_path = config->trusted_keys;
 
   auto service = orchestrator::OrchestratorService::open(std::move(options), log);
   if (!service) return fail(service.error().message);
+
+  std::signal(SIGHUP, on_hangup);  // re-read trusted_keys (the default action would end the process)
 
   orchestrator::MqttLink mqtt(*config, *topics, **service, log);
   (*service)->set_publisher(&mqtt);
@@ -94,6 +99,10 @@ int main(int argc, char** argv) {
   });
   const auto tick = std::chrono::milliseconds(config->tick_interval_ms);
   while (!g_stop) {
+    if (g_reload_keys) {
+      g_reload_keys = 0;
+      (void)(*service)->reload_trusted_keys();  // logs what it did
+    }
     (*service)->wait_for_input(tick);
     (*service)->run_once(now_ms());
   }

@@ -149,7 +149,8 @@ OrchestratorService::OrchestratorService(ServiceOptions options, std::shared_ptr
     : options_(std::move(options)),
       log_(std::move(logger)),
       store_(std::move(store)),
-      artifacts_(options_.artifacts_dir) {
+      artifacts_(options_.artifacts_dir),
+      trust_(std::make_shared<const common::TrustStore>(options_.trust)) {
   link_model_.default_rate_bytes_per_second = options_.default_link_rate;
   link_model_.default_fixed_ms = options_.default_device_time_ms;
 }
@@ -631,9 +632,36 @@ Status OrchestratorService::audit_now(const std::string& actor, const std::strin
   return persist(now);
 }
 
+std::shared_ptr<const common::TrustStore> OrchestratorService::trusted_keys() const {
+  std::lock_guard lock(trust_mutex_);
+  return trust_;
+}
+
+Status OrchestratorService::reload_trusted_keys() {
+  const std::filesystem::path& path = options_.trusted_keys_path;
+  if (path.empty()) return Error(Errc::kInvalidArgument, "no trusted_keys path to read");
+  auto fresh = std::make_shared<common::TrustStore>();
+  if (auto st = fresh->load(path); !st) {
+    log_->warn("trusted keys not reloaded, the ones read before stay: {}: {}", path.string(),
+               st.error().message);
+    return st.error().with_context("trusted_keys " + path.string());
+  }
+  {
+    std::lock_guard lock(trust_mutex_);
+    trust_ = std::move(fresh);
+  }
+  log_->info("trusted keys reloaded from {}", path.string());
+  return common::ok_status();
+}
+
 ApiResult OrchestratorService::import_artifact(const std::filesystem::path& bundle, const std::string& actor,
                                                Millis now) {
-  auto manifest = artifacts_.import_bundle(bundle, options_.trust);
+  auto manifest = artifacts_.import_bundle(bundle, *trusted_keys());
+  if (!manifest && manifest.error().code == Errc::kUntrustedKey && !options_.trusted_keys_path.empty()) {
+    // A key added since the keys were read (the development key `fotactl deploy` creates on first
+    // use) is trusted without a restart: read them again and try once more.
+    if (reload_trusted_keys()) manifest = artifacts_.import_bundle(bundle, *trusted_keys());
+  }
   if (!manifest) {
     std::lock_guard lock(state_mutex_);
     pending_audit_.push_back({actor + "\nartifact.refused", manifest.error().message});
@@ -641,8 +669,19 @@ ApiResult OrchestratorService::import_artifact(const std::filesystem::path& bund
     Error e = manifest.error();
     e.message = "bundle refused: " + e.message;
     if (e.code == Errc::kUntrustedKey) {
-      e.message +=
-          "; sign it with a key listed in the orchestrator's trusted_keys, or add its public key there";
+      const std::filesystem::path& keys = options_.trusted_keys_path;
+      std::error_code ec;
+      if (keys.empty()) {
+        e.message += "; sign it with a key listed in the orchestrator's trusted_keys";
+      } else if (std::filesystem::is_directory(keys, ec)) {
+        e.message += "; copy its public key into the trusted_keys directory " + keys.string() +
+                     " (the .pub file beside the signing key; read at the next upload, no restart) or "
+                     "sign it with a key that is there";
+      } else {
+        e.message += "; trusted_keys is the single key file " + keys.string() +
+                     ": sign it with that key, or point trusted_keys at a directory holding both public "
+                     "keys (a config change: restart once; a directory is re-read without one)";
+      }
     }
     return api_error(e);
   }

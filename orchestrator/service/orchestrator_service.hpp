@@ -47,6 +47,9 @@ struct ServiceOptions {
   std::filesystem::path data_dir;
   std::filesystem::path artifacts_dir;
   common::TrustStore trust;
+  // Where `trust` was read from (a *.pub file or a directory of them): re-read by
+  // reload_trusted_keys() and when an upload is signed with a key not in `trust`. Empty: never.
+  std::filesystem::path trusted_keys_path;
   std::uint64_t default_link_rate = 1'000'000;
   Millis default_device_time_ms = 30'000;  // verify + install + reboot + confirm, until measured
   // Rollouts are ticked at most this often; reports in between are applied at once.
@@ -86,6 +89,11 @@ class OrchestratorService {
   std::size_t run_once(Millis now);
   // Blocks until a message arrives or the timeout passes.
   void wait_for_input(std::chrono::milliseconds timeout);
+
+  // Re-reads options.trusted_keys_path (on SIGHUP): keys added there are trusted from now on, keys
+  // removed no longer are. On error (unreadable file, no key left) the keys in use stay and the
+  // error says what to fix. Any thread.
+  common::Status reload_trusted_keys();
 
   // Operator actions; `actor` goes to the audit log.
   ApiResult import_artifact(const std::filesystem::path& bundle, const std::string& actor, Millis now);
@@ -137,10 +145,14 @@ class OrchestratorService {
   common::Status audit_now(const std::string& actor, const std::string& action, const std::string& detail,
                            Millis now);
 
+  std::shared_ptr<const common::TrustStore> trusted_keys() const;
+
   ServiceOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<Store> store_;
   common::ArtifactStore artifacts_;
+  mutable std::mutex trust_mutex_;
+  std::shared_ptr<const common::TrustStore> trust_;  // replaced whole by reload_trusted_keys()
   RolloutEngine engine_;
   std::atomic<Publisher*> publisher_{nullptr};
 

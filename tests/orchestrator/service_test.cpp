@@ -762,6 +762,45 @@ TEST_F(OrchestratorServiceTest, OversizedRequestBodyGets413AndTheOrchestratorSta
             32u);
 }
 
+// Issue 14: trusted keys were read only at start, so the key `fotactl deploy` creates on first use
+// needed a restart nobody mentioned.
+TEST_F(OrchestratorServiceTest, KeyAddedAfterStartIsTrustedWithoutARestart) {
+  start_orchestrator();
+  auto key = common::Ed25519PrivateKey::generate();
+  ASSERT_TRUE(key.ok());
+  ASSERT_TRUE(common::save_key_pair(*key, dir_.path() / "dev.key", dir_.path() / "dev.pub").ok());
+  const auto bundle = make_bundle("dev", "2.1", 32 * 1024, "dev.key");
+  // Not trusted yet: the error says where the public key goes.
+  CommandRun r = fotactl("artifact upload " + bundle.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(
+      r.output.find("copy its public key into the trusted_keys directory " + (dir_.path() / "keys").string()),
+      std::string::npos)
+      << r.output;
+  // Added after start: the next upload reads it.
+  fs::copy_file(dir_.path() / "dev.pub", dir_.path() / "keys/dev.pub");
+  EXPECT_EQ(uploaded_id(fotactl_ok("artifact upload " + bundle.string())).size(), 32u);
+  // SIGHUP re-reads the directory: a key removed from it is no longer trusted.
+  auto reloads = [this] {
+    const std::string log = read_log();
+    std::size_t n = 0;
+    for (auto at = log.find("trusted keys reloaded from"); at != std::string::npos;
+         at = log.find("trusted keys reloaded from", at + 1))
+      ++n;
+    return n;
+  };
+  const std::size_t before = reloads();
+  fs::remove(dir_.path() / "keys/dev.pub");
+  kill(pid_, SIGHUP);
+  for (int i = 0; i < 100 && reloads() == before; ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(reloads(), before + 1) << read_log();
+  r = fotactl("artifact upload " + make_bundle("dev2", "2.2", 32 * 1024, "dev.key").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("not among the trusted keys"), std::string::npos) << r.output;
+  // The release key still is.
+  fotactl_ok("artifact upload " + make_bundle("fw", "2.0", 32 * 1024).string());
+}
+
 TEST_F(OrchestratorServiceTest, FailureThresholdPausesThenOperatorRollsBackTheFleet) {
   start_orchestrator();
   auto devices = make_devices(3);
