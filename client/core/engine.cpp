@@ -689,7 +689,9 @@ struct UpdateEngine::Impl {
              "command has no expiry (expires_at_ms); the orchestrator must set one");
       return false;
     }
-    if (now > c.expires_at_ms() + config.clock_skew_allowance_ms) {
+    // expires_at_ms comes from the network: compare a difference, never a sum, so no value
+    // overflows. It is positive here, so now - expires_at_ms cannot overflow once now is past it.
+    if (now > c.expires_at_ms() && now - c.expires_at_ms() > config.clock_skew_allowance_ms) {
       refuse(c, v1::ERROR_COMMAND_EXPIRED,
              "command expired " + std::to_string(now - c.expires_at_ms()) +
                  " ms ago by this device's clock (beyond the clock skew allowance of " +

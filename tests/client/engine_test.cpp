@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -523,6 +524,44 @@ TEST_F(EngineTest, AClockRunningFastStillTakesAFreshCommand) {
   EXPECT_EQ(first.phase(), v1::PHASE_DOWNLOADING) << first.error_detail();
   run_to_completion();
   EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+}
+
+TEST_F(EngineTest, ExpiryNearTheLargestTimestampDoesNotOverflow) {
+  // expires_at_ms comes from the network: adding the skew allowance to it overflowed (undefined
+  // behaviour; the command was judged expired). Found by the client footprint benchmark.
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  const std::int64_t allowance = config_.clock_skew_allowance_ms;
+  struct Row {
+    std::int64_t now;
+    std::int64_t expires_at;
+    bool expired;
+  };
+  const Row rows[] = {
+      {clock_.now_ms(), kMax, false},
+      {clock_.now_ms(), kMax - 1, false},
+      {clock_.now_ms(), kMax - allowance + 1, false},
+      // A clock at the end of time (refused before any deadline is computed from it).
+      {kMax, kMax - allowance - 1, true},
+      {kMax, 1, true},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE("now " + std::to_string(row.now) + ", expires_at_ms " + std::to_string(row.expires_at));
+    UpdateEngine engine(config_, crypto_);
+    (void)engine.on_started({"a", false}, row.now);
+    auto command = testing::install_command("c1", artifact_, 1);
+    command.set_expires_at_ms(row.expires_at);
+    const Actions actions = engine.on_command(command, row.now);
+    const auto progress = all_of<action::PublishProgress>(actions);
+    ASSERT_FALSE(progress.empty());
+    if (row.expired) {
+      EXPECT_EQ(progress.back()->progress.error(), v1::ERROR_COMMAND_EXPIRED);
+      EXPECT_EQ(engine.state(), EngineState::kIdle);
+    } else {
+      EXPECT_EQ(progress.back()->progress.phase(), v1::PHASE_DOWNLOADING)
+          << progress.back()->progress.error_detail();
+      EXPECT_EQ(engine.state(), EngineState::kDownloading);
+    }
+  }
 }
 
 TEST_F(RefusalTest, ReplayedCommandIdEvenAfterReboot) {
