@@ -16,7 +16,7 @@ namespace {
 // Runs the application's health check on a thread of its own and waits for it no longer than
 // the engine's deadline: a hook that hangs must not hang the client. No answer in time counts as
 // unhealthy (the engine reverts); the hook's thread is left to finish on its own.
-std::pair<bool, std::string> run_health_check(const std::function<bool(std::string&)>& hook,
+std::pair<bool, std::string> run_health_check(const HealthCheck& hook, HealthCheckSubject subject,
                                               std::int64_t budget_ms) {
   if (!hook) return {true, ""};
   struct Answer {
@@ -27,11 +27,11 @@ std::pair<bool, std::string> run_health_check(const std::function<bool(std::stri
     std::string detail;
   };
   auto answer = std::make_shared<Answer>();
-  std::thread([answer, hook] {
+  std::thread([answer, hook, subject = std::move(subject)] {
     std::string detail;
     bool healthy = false;
     try {
-      healthy = hook(detail);
+      healthy = hook(subject, detail);
     } catch (const std::exception& e) {
       detail = std::string("the health check threw: ") + e.what();
     }
@@ -109,7 +109,10 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
     } else if (auto* h = std::get_if<action::HashSlot>(&a)) {
       feed(engine_.on_slot_hash(installer_.hash(h->slot, h->size), now_ms), /*replace=*/false);
     } else if (auto* check = std::get_if<action::RunHealthCheck>(&a)) {
-      const auto [healthy, detail] = run_health_check(hooks_.health_check, check->deadline_ms - now_ms);
+      const auto& update = engine_.record().update();
+      const auto [healthy, detail] = run_health_check(
+          hooks_.health_check, {update.target_slot(), update.version(), update.artifact_id()},
+          check->deadline_ms - now_ms);
       feed(engine_.on_health_result(healthy, detail, now_ms), /*replace=*/false);
     } else if (auto* l = std::get_if<action::SetLogLevel>(&a)) {
       if (hooks_.set_log_level) hooks_.set_log_level(l->level);

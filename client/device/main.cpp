@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -21,6 +22,7 @@
 #include "fota/client/mosquitto/device_client.hpp"
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
+#include "fota/common/process.hpp"
 
 namespace {
 
@@ -126,8 +128,35 @@ common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
 
 // The application hooks, the same for both transports.
 struct DeviceHooks {
-  std::function<bool(std::string& detail)> health_check;
+  client::HealthCheck health_check;
 };
+
+// Runs the configured health-check command with `/bin/sh -c`, telling it what it checks in the
+// environment (docs/CLIENT.md, "fota-device"): values from the network never become shell text.
+// Its output goes to this agent's stderr.
+bool run_health_check_command(const std::string& command, const std::string& device_id,
+                              const client::HealthCheckSubject& update, std::string& detail) {
+  const pid_t pid =
+      common::spawn_process({"/bin/sh", "-c", command}, "/dev/stderr",
+                            {"FOTA_SLOT=" + update.slot, "FOTA_VERSION=" + update.version,
+                             "FOTA_ARTIFACT_ID=" + update.artifact_id, "FOTA_DEVICE_ID=" + device_id});
+  if (pid < 0) {
+    detail = "cannot start the health check command '" + command + "': fork failed";
+    return false;
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      detail = "lost the health check command '" + command + "'";
+      return false;
+    }
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return true;
+  detail = "health check command '" + command + "' " +
+           (WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                              : "was killed by signal " + std::to_string(WTERMSIG(status)));
+  return false;
+}
 
 enum class BootEnd { kStopped, kReboot, kFailed };
 
@@ -241,12 +270,12 @@ int main(int argc, char** argv) {
                                     config->modules_dir.empty() ? nullptr : &modules);
     DeviceHooks hooks;
     const std::string health = config->health_check_command;
-    hooks.health_check = [health, logger](std::string& detail) {
+    const std::string device_id = config->engine.device_id;
+    hooks.health_check = [health, device_id, logger](const client::HealthCheckSubject& update,
+                                                     std::string& detail) {
       if (health.empty()) return true;
-      const int status = std::system(health.c_str());
-      const bool ok = status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      if (!ok) detail = "health check command '" + health + "' exited with status " + std::to_string(status);
-      logger->info("health check: {}", ok ? "healthy" : detail);
+      const bool ok = run_health_check_command(health, device_id, update, detail);
+      logger->info("health check of {} in slot {}: {}", update.version, update.slot, ok ? "healthy" : detail);
       return ok;
     };
     const auto boot = config->transport == "mosquitto"

@@ -54,7 +54,7 @@ class MosquittoDeviceTest : public UpdateServerFixture {
                                                      {"b", dev_dir() / "slot-b"}},
         *env_);
     MosquittoDeviceClient::Hooks hooks;
-    hooks.health_check = [this](std::string& detail) {
+    hooks.health_check = [this](const HealthCheckSubject&, std::string& detail) {
       if (!healthy_) detail = "service did not come up";
       return healthy_;
     };

@@ -38,7 +38,7 @@ class MqttClientTest : public UpdateServerFixture {
     mqtt.reconnect_max = 1000ms;
     mqtt.log_flush_interval = 100ms;
     MqttDeviceClient::Hooks hooks;
-    hooks.health_check = [this](std::string& detail) {
+    hooks.health_check = [this](const HealthCheckSubject&, std::string& detail) {
       if (!healthy_) detail = "service did not come up";
       return healthy_;
     };
@@ -88,6 +88,10 @@ TEST_F(MqttClientTest, ApplicationLogsArriveBatched) {
 
 TEST_F(MqttClientTest, FotaDeviceAgentInstallsAnUpdate) {
   expect_agent_to_install_an_update(FOTA_DEVICE_BIN, {});
+}
+
+TEST_F(MqttClientTest, FotaDeviceHealthCheckSeesTheUpdateItChecks) {
+  expect_agent_health_check_to_see_the_update(FOTA_DEVICE_BIN, {});
 }
 
 }  // namespace

@@ -165,7 +165,7 @@ bool SimDevice::power_on(std::int64_t now_ms) {
     engine_ = std::make_unique<UpdateEngine>(config_, crypto_);
   }
   DeviceRuntime::Hooks hooks;
-  hooks.health_check = [this](std::string& detail) {
+  hooks.health_check = [this](const HealthCheckSubject&, std::string& detail) {
     while (health_check_hangs) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     if (!healthy) detail = "application did not start";
     return healthy;

@@ -347,31 +347,30 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_TRUE(read_all(dev_dir() / "slot-a") == factory_);
   }
 
-  // fota-device, the agent the demo uses: a YAML config, file-backed slots, a simulated reboot;
-  // `extra_args` pick its transport.
-  void expect_agent_to_install_an_update(const std::string& agent_bin,
-                                         const std::vector<std::string>& extra_args) {
-    connect_server();
-    const auto agent_dir = dir_.path() / "agent";
-    std::filesystem::create_directories(agent_dir / "keys");
-    std::ofstream(agent_dir / "keys" / "signing.pub") << key_.public_key().to_pem();
-    std::ofstream(agent_dir / "device.yaml")
+  // fota-device, the agent the demo uses: a YAML config, file-backed slots, a simulated reboot.
+  // Starts it in agent_dir() with `health_check` as its health-check command; `extra_args` pick
+  // its transport. Its output goes to agent_dir()/agent.log.
+  std::filesystem::path agent_dir() const { return dir_.path() / "agent"; }
+  pid_t start_agent(const std::string& agent_bin, const std::vector<std::string>& extra_args,
+                    const std::string& health_check) {
+    std::filesystem::create_directories(agent_dir() / "keys");
+    std::ofstream(agent_dir() / "keys" / "signing.pub") << key_.public_key().to_pem();
+    std::ofstream(agent_dir() / "device.yaml")
         << "device_id: " << testing::kDeviceId << "\nhardware_type: " << testing::kHardware
         << "\nbroker: " << broker_.uri() << "\nca: " << pki_.ca_cert().string()
         << "\ncert: " << device_files_.cert.string() << "\nkey: " << device_files_.key.string()
-        << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nhealth_check: \"test -s "
-        << (agent_dir / "state" / "slot-b").string() << "\"\nlog_level: warn\n";
-    std::vector<std::string> args = {agent_bin, "--config", (agent_dir / "device.yaml").string()};
+        << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nhealth_check: '" << health_check
+        << "'\nlog_level: warn\n";
+    std::vector<std::string> args = {agent_bin, "--config", (agent_dir() / "device.yaml").string()};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    return fota::testing::spawn(args, agent_dir() / "agent.log");
+  }
+
+  void expect_agent_to_install_an_update(const std::string& agent_bin,
+                                         const std::vector<std::string>& extra_args) {
+    connect_server();
+    const pid_t pid =
+        start_agent(agent_bin, extra_args, "test -s " + (agent_dir() / "state" / "slot-b").string());
     wait_device_online();
     send_command(install_command("c1"));
     const v1::Progress last = serve_until_terminal();
@@ -379,8 +378,36 @@ class UpdateServerFixture : public ::testing::Test {
     int status = 0;
     ::waitpid(pid, &status, 0);
     EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
-    EXPECT_TRUE(read_all(agent_dir / "state" / "slot-b") == image_);
-    EXPECT_NE(read_all(agent_dir / "state" / "bootenv.txt").find("fota_active=b"), std::string::npos);
+    EXPECT_TRUE(read_all(agent_dir() / "state" / "slot-b") == image_);
+    EXPECT_NE(read_all(agent_dir() / "state" / "bootenv.txt").find("fota_active=b"), std::string::npos);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  }
+
+  // The agent's health-check command learns what it checks from its environment (docs/CLIENT.md,
+  // "fota-device"): here it writes that environment to a file.
+  void expect_agent_health_check_to_see_the_update(const std::string& agent_bin,
+                                                   const std::vector<std::string>& extra_args) {
+    connect_server();
+    const auto seen = agent_dir() / "health-check.env";
+    const pid_t pid = start_agent(agent_bin, extra_args, "env > " + seen.string());
+    wait_device_online();
+    send_command(install_command("c1"));
+    const v1::Progress last = serve_until_terminal();
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
+    std::map<std::string, std::string> env;
+    std::istringstream lines(read_all(seen));
+    for (std::string line; std::getline(lines, line);) {
+      const auto eq = line.find('=');
+      if (line.rfind("FOTA_", 0) == 0 && eq != std::string::npos)
+        env[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    EXPECT_EQ(env["FOTA_SLOT"], "b");
+    EXPECT_EQ(env["FOTA_VERSION"], "2.0.0");
+    EXPECT_EQ(env["FOTA_ARTIFACT_ID"], manifest_.artifact_id());
+    EXPECT_EQ(env["FOTA_DEVICE_ID"], testing::kDeviceId);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   }
 

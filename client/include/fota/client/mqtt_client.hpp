@@ -49,7 +49,7 @@ class MqttDeviceClient {
  public:
   struct Hooks {
     // The application's health check after an update (runs on the client thread).
-    std::function<bool(std::string& detail)> health_check;
+    HealthCheck health_check;
     // Reboot the device. Called on the client thread; the client's loop ends afterwards.
     std::function<void()> reboot;
   };

@@ -62,6 +62,17 @@ class Transport {
   virtual common::Status publish(common::Channel channel, std::string payload) = 0;
 };
 
+// What a health check is asked to confirm: the update on trial, as the engine's journal record
+// holds it when the engine asks for the check (RunHealthCheck).
+struct HealthCheckSubject {
+  std::string slot;  // the slot booted on trial; file:<target> or module:<name> for in-place payloads
+  std::string version;
+  std::string artifact_id;
+};
+
+// The application's health check: true = healthy; when unhealthy, `detail` says why.
+using HealthCheck = std::function<bool(const HealthCheckSubject& subject, std::string& detail)>;
+
 // Executes engine actions in order, feeding results back into the engine.
 class DeviceRuntime {
  public:
@@ -69,7 +80,7 @@ class DeviceRuntime {
     // Runs the application's health check; true = healthy. Default: healthy. It runs on a thread
     // of its own and is waited for until the engine's deadline (health_check_timeout_ms); no
     // answer by then counts as unhealthy, so a hanging check cannot hang the client.
-    std::function<bool(std::string& detail)> health_check;
+    HealthCheck health_check;
     // Called for Reboot. The runtime stops executing further actions after it.
     std::function<void()> reboot;
     // Called for SetLogLevel and Log actions.

@@ -63,7 +63,7 @@ class MosquittoDeviceClient {
  public:
   struct Hooks {
     // The application's health check after an update (DeviceRuntime runs it; see runtime.hpp).
-    std::function<bool(std::string& detail)> health_check;
+    HealthCheck health_check;
     // Reboot the device. Called on the loop's thread; the client stops feeding the engine
     // afterwards (finished() turns true) and the caller ends it with stop().
     std::function<void()> reboot;
