@@ -213,6 +213,38 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
 
   void schedule_reconnect(std::int64_t now) { next_connect_at = now + backoff.next_delay_ms(); }
 
+  // After the loop ended: offline presence and DISCONNECT, or the end of a connect attempt still
+  // in progress. Paho throws when the broker went away meanwhile (or froze: the disconnect never
+  // completes); that is logged here, never thrown out of stop() and the destructor.
+  void close_connection() {
+    try {
+      if (client.is_connected()) {
+        (void)publish(Channel::kPresence,
+                      encode_presence(device, false, wall_ms(), engine_config.client_version));
+        if (!client.disconnect()->wait_for(std::chrono::seconds(2))) {
+          logger->warn("{} did not complete the disconnect within 2 s", config.broker_uri);
+        }
+      } else if (connecting) {
+        // Paho refuses to disable callbacks while a connect is in progress; this ends it.
+        (void)client.disconnect()->wait_for(std::chrono::seconds(2));
+      }
+    } catch (const mqtt::exception& e) {
+      logger->info("disconnecting from {}: {}", config.broker_uri, e.what());
+    }
+    connecting = false;
+    is_connected = false;
+  }
+
+  // Paho calls back into this object until its callbacks are disabled; it refuses (throws) while
+  // a connect or disconnect is still in progress.
+  void disable_callbacks() {
+    try {
+      client.disable_callbacks();
+    } catch (const mqtt::exception& e) {
+      logger->warn("cannot disable the MQTT callbacks: {}", e.what());
+    }
+  }
+
   void on_connected(std::int64_t now) {
     connecting = false;
     backoff.reset();
@@ -360,7 +392,7 @@ MqttDeviceClient::MqttDeviceClient(std::unique_ptr<Impl> impl) : impl_(std::move
 
 MqttDeviceClient::~MqttDeviceClient() {
   stop();
-  impl_->client.disable_callbacks();
+  impl_->disable_callbacks();
 }
 
 void MqttDeviceClient::start() {
@@ -375,16 +407,7 @@ void MqttDeviceClient::stop() {
   }
   impl_->cv.notify_all();
   if (impl_->thread.joinable()) impl_->thread.join();
-  try {
-    if (impl_->client.is_connected()) {
-      (void)impl_->publish(Channel::kPresence, encode_presence(impl_->device, false, wall_ms(),
-                                                               impl_->engine_config.client_version));
-      impl_->client.disconnect()->wait_for(std::chrono::seconds(2));
-    }
-  } catch (const mqtt::exception&) {
-    // Already gone; the broker publishes the last will.
-  }
-  impl_->is_connected = false;
+  impl_->close_connection();
 }
 
 bool MqttDeviceClient::wait(std::chrono::milliseconds timeout) {
