@@ -13,7 +13,7 @@ build_dir="$root/build"
 cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 if [[ "${1:-}" == "--sanitize" ]]; then
   build_dir="$root/build-asan"
-  cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DFOTA_SANITIZE=ON -DFOTA_BUILD_BENCH=OFF)
+  cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DFOTA_SANITIZE=ON)
 elif [[ -n "${1:-}" ]]; then
   echo "usage: scripts/test.sh [--sanitize]" >&2
   exit 2

@@ -49,6 +49,7 @@ struct BenchOptions {
   std::uint32_t window = 16;  // chunks a device keeps requested
   std::uint32_t reports_per_device = 200;
   int repeat = 3;
+  int policy_reports = 200'000;  // in-process policy cost: reports timed (chunk events in proportion)
 };
 
 std::string device_name(int i) { return "bench-dev-" + std::to_string(i); }
@@ -520,14 +521,14 @@ PolicyCost measure_policy_cost(const BenchOptions& o, const fs::path& store_dir,
   };
   PolicyCost cost;
   std::int64_t now = 0;
-  cost.report_us = time_per(200'000, [&](int) {
+  cost.report_us = time_per(o.policy_reports, [&](int) {
     ++now;
     bool ok = policy.on_publish(1, dev, report_topic, report, false, now).allowed();
     ok = policy.on_message(1, dev, report_topic, report, now).served || ok;
     ok = policy.on_deliver("orch", report_topic).allowed() && ok;
     if (!ok) throw std::runtime_error("policy refused a valid report");
   });
-  cost.chunk_publish_us = time_per(20'000, [&](int) {
+  cost.chunk_publish_us = time_per(std::max(o.policy_reports / 10, 1), [&](int) {
     ++now;
     bool ok = policy.on_publish(2, "orch", chunk_topic, chunk_payload, false, now).allowed();
     ok = !policy.on_message(2, "orch", chunk_topic, chunk_payload, now).served && ok;
@@ -543,7 +544,7 @@ PolicyCost measure_policy_cost(const BenchOptions& o, const fs::path& store_dir,
   const std::string request_payload = fota::common::encode(request);
   const std::string request_topic = device_topic(dev, Channel::kChunkRequest);
   cost.served_chunk_us =
-      time_per(5'000,
+      time_per(std::max(o.policy_reports / 40, 1),
                [&](int i) {
                  range->set_first(static_cast<std::uint32_t>(i) % (o.chunks_per_device - per_request + 1));
                  auto outcome = policy.on_message(1, dev, request_topic, request_payload, ++now);
@@ -571,6 +572,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 100000u));
   app.add_option("--repeat", o.repeat, "rounds; the best and the median are reported")
       ->check(CLI::Range(1, 20));
+  app.add_option("--policy-reports", o.policy_reports,
+                 "device reports timed for the in-process policy cost (chunk events in proportion)")
+      ->check(CLI::Range(1, 10'000'000));
   std::string orchestrator_binary = FOTA_ORCHESTRATOR_PATH;
   app.add_option("--orchestrator", orchestrator_binary,
                  "fota-orchestrator binary for the orchestrator-served figure (empty = skip)");
