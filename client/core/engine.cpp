@@ -433,6 +433,7 @@ struct UpdateEngine::Impl {
       inv.set_pending_deployment_id(record.update().deployment_id());
       inv.set_pending_artifact_id(record.update().artifact_id());
     }
+    if (!record.last_command_id().empty()) *inv.mutable_last_outcome() = last_outcome(at_ms);
     return inv;
   }
 
@@ -955,6 +956,9 @@ struct UpdateEngine::Impl {
     out.emplace_back(action::PrepareSlot{u.target_slot(), u.image_size(), resume,
                                          static_cast<v1::PayloadType>(u.payload_type()), u.payload_target()});
     report(v1::PHASE_DOWNLOADING);
+    // The retained inventory now names the update: an orchestrator that restarts reads it and
+    // must not take the device for one that lost its command (found by RealAgentsTest's kill -9).
+    if (!resume) publish_inventory();
     if (verified_count == u.chunk_count()) {
       enter_verifying();
       return;
@@ -1250,17 +1254,30 @@ struct UpdateEngine::Impl {
     publish_inventory();
     if (state == S::kIdle && !record.last_command_id().empty()) {
       // The outcome may have been reported while offline (e.g. right after the reboot that
-      // confirmed it): repeat it on every connect; receivers deduplicate by command id.
-      v1::Progress p = progress(static_cast<v1::Phase>(record.last_phase()),
-                                static_cast<v1::ErrorCode>(record.last_error()), record.last_error_detail());
-      p.set_command_id(record.last_command_id());
-      p.set_deployment_id(record.last_deployment_id());
-      p.set_artifact_id(record.last_artifact_id());
-      for (const auto& s : record.slots()) {
-        if (s.artifact_id() == record.last_artifact_id()) p.set_version(s.version());
-      }
+      // confirmed it): repeat it on every connect; receivers deduplicate by command id. The
+      // inventory above carries it too, so the order in which the two arrive does not matter.
+      v1::Progress p = last_outcome(now);
+      p.set_sequence(next_sequence());
       out.emplace_back(action::PublishProgress{std::move(p)});
     }
+  }
+
+  // The terminal report of the last finished update, rebuilt from the journal (no sequence: it
+  // repeats a report already sent, or one that was lost).
+  v1::Progress last_outcome(std::int64_t at_ms) const {
+    v1::Progress p;
+    p.set_device_id(config.device_id);
+    p.set_deployment_id(record.last_deployment_id());
+    p.set_command_id(record.last_command_id());
+    p.set_artifact_id(record.last_artifact_id());
+    for (const auto& s : record.slots()) {
+      if (s.artifact_id() == record.last_artifact_id()) p.set_version(s.version());
+    }
+    p.set_phase(static_cast<v1::Phase>(record.last_phase()));
+    p.set_error(static_cast<v1::ErrorCode>(record.last_error()));
+    p.set_error_detail(record.last_error_detail());
+    p.set_timestamp_ms(at_ms);
+    return p;
   }
 
   void disconnected(EventData&) { connected = false; }

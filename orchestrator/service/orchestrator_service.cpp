@@ -327,6 +327,50 @@ DeviceRecord& OrchestratorService::device_record(const std::string& id, Millis n
   return it->second;
 }
 
+// A progress report, or the last outcome a device's inventory repeats: both are judged alike.
+void OrchestratorService::ingest_progress(const std::string& id, const v1::Progress& p, Millis now) {
+  DeviceRecord& d = device_record(id, now);
+  d.facts.last_seen_ms = now;
+  d.facts.online = true;
+  DeviceFacts& facts = fleet_.devices[id];
+  facts.last_seen_ms = now;
+  facts.online = true;
+  if (facts.id.empty()) {
+    facts.id = id;
+    ++fleet_.generation;
+  }
+  const std::string phase = phase_label(p.phase());
+  if (phase != d.last_phase) {
+    pending_events_.push_back(
+        EventRecord{0, now, id, p.deployment_id(), "progress",
+                    phase + (p.error() != v1::ERROR_NONE ? " " + v1::ErrorCode_Name(p.error()) : "") +
+                        (p.error_detail().empty() ? "" : ": " + p.error_detail())});
+  }
+  d.last_phase = phase;
+  d.last_error = p.error() == v1::ERROR_NONE ? "" : v1::ErrorCode_Name(p.error()) + " " + p.error_detail();
+  if (p.link().rate_bytes_per_second() > 0) link_model_.measured_rate[id] = p.link().rate_bytes_per_second();
+  if (Rollout* r = find_rollout(p.deployment_id())) {
+    const Member* before = r->find_member(id);
+    const bool was_in_flight = before != nullptr && is_in_flight(before->state);
+    const bool was_open = before != nullptr && !is_terminal(before->state);
+    apply(*r, engine_.on_progress(*r, p, now), now);
+    const Member* after = r->find_member(id);
+    if (was_open && after != nullptr && is_terminal(after->state)) settled_rollouts_.insert(r->id);
+    if (was_in_flight && after != nullptr && after->state == MemberState::kSucceeded &&
+        after->started_ms > 0) {
+      // Phase-time history for predictions: whole update minus the transfer.
+      const Millis total = now - after->started_ms;
+      const auto rate =
+          link_model_.measured_rate.count(id) ? link_model_.measured_rate[id] : options_.default_link_rate;
+      const Millis transfer = static_cast<Millis>(static_cast<double>(after->bytes_total) * 1000.0 /
+                                                  static_cast<double>(std::max<std::uint64_t>(rate, 1)));
+      const Millis fixed = std::max<Millis>(0, total - transfer);
+      link_model_.measured_fixed_ms =
+          link_model_.measured_fixed_ms == 0 ? fixed : (link_model_.measured_fixed_ms * 7 + fixed) / 8;
+    }
+  }
+}
+
 void OrchestratorService::handle(const Inbound& in, Millis now) {
   const std::string& id = in.device.str();
   switch (in.channel) {
@@ -354,10 +398,17 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       ++fleet_.generation;
       pending_events_.push_back(EventRecord{0, now, id, inv->pending_deployment_id(), "inventory",
                                             "running " + inv->version() + " (" + inv->artifact_id() + ")"});
+      // The outcome the inventory repeats is judged first, so that a report that arrives after
+      // the inventory (or never) cannot turn a finished update into a lost command.
+      if (inv->has_last_outcome() && !inv->last_outcome().deployment_id().empty()) {
+        v1::Progress outcome = inv->last_outcome();
+        outcome.set_device_id(id);
+        ingest_progress(id, outcome, now);
+      }
       auto claim = fleet_.claims.find(id);
       if (claim != fleet_.claims.end()) {
         if (Rollout* r = find_rollout(claim->second)) {
-          apply(*r, engine_.on_inventory(*r, d.facts, inv->pending_deployment_id(), now), now);
+          apply(*r, engine_.on_inventory(*r, fleet_.devices[id], *inv, now), now);
         }
       }
       break;
@@ -366,48 +417,7 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       const auto* p = std::get_if<v1::Progress>(&in.message);
       if (p == nullptr) return;
       ++reports_ingested_;
-      DeviceRecord& d = device_record(id, now);
-      d.facts.last_seen_ms = now;
-      d.facts.online = true;
-      DeviceFacts& facts = fleet_.devices[id];
-      facts.last_seen_ms = now;
-      facts.online = true;
-      if (facts.id.empty()) {
-        facts.id = id;
-        ++fleet_.generation;
-      }
-      const std::string phase = phase_label(p->phase());
-      if (phase != d.last_phase) {
-        pending_events_.push_back(
-            EventRecord{0, now, id, p->deployment_id(), "progress",
-                        phase + (p->error() != v1::ERROR_NONE ? " " + v1::ErrorCode_Name(p->error()) : "") +
-                            (p->error_detail().empty() ? "" : ": " + p->error_detail())});
-      }
-      d.last_phase = phase;
-      d.last_error =
-          p->error() == v1::ERROR_NONE ? "" : v1::ErrorCode_Name(p->error()) + " " + p->error_detail();
-      if (p->link().rate_bytes_per_second() > 0)
-        link_model_.measured_rate[id] = p->link().rate_bytes_per_second();
-      if (Rollout* r = find_rollout(p->deployment_id())) {
-        const Member* before = r->find_member(id);
-        const bool was_in_flight = before != nullptr && is_in_flight(before->state);
-        const bool was_open = before != nullptr && !is_terminal(before->state);
-        apply(*r, engine_.on_progress(*r, *p, now), now);
-        const Member* after = r->find_member(id);
-        if (was_open && after != nullptr && is_terminal(after->state)) settled_rollouts_.insert(r->id);
-        if (was_in_flight && after != nullptr && after->state == MemberState::kSucceeded &&
-            after->started_ms > 0) {
-          // Phase-time history for predictions: whole update minus the transfer.
-          const Millis total = now - after->started_ms;
-          const auto rate = link_model_.measured_rate.count(id) ? link_model_.measured_rate[id]
-                                                                : options_.default_link_rate;
-          const Millis transfer = static_cast<Millis>(static_cast<double>(after->bytes_total) * 1000.0 /
-                                                      static_cast<double>(std::max<std::uint64_t>(rate, 1)));
-          const Millis fixed = std::max<Millis>(0, total - transfer);
-          link_model_.measured_fixed_ms =
-              link_model_.measured_fixed_ms == 0 ? fixed : (link_model_.measured_fixed_ms * 7 + fixed) / 8;
-        }
-      }
+      ingest_progress(id, *p, now);
       break;
     }
     case Channel::kPresence: {

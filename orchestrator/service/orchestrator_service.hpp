@@ -131,6 +131,7 @@ class OrchestratorService {
   };
   common::Status load();
   void handle(const Inbound& message, Millis now);
+  void ingest_progress(const std::string& device_id, const v1::Progress& progress, Millis now);
   void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
   DeviceRecord& device_record(const std::string& id, Millis now);
   void apply(Rollout& rollout, const Decisions& decisions, Millis now);

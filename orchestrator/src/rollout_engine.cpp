@@ -801,14 +801,21 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
   return out;
 }
 
-Decisions RolloutEngine::on_inventory(Rollout& r, const DeviceFacts& device,
-                                      std::string_view pending_deployment_id, Millis now) const {
+Decisions RolloutEngine::on_inventory(Rollout& r, const DeviceFacts& device, const v1::Inventory& inventory,
+                                      Millis now) const {
   Decisions out;
   Member* m = r.find_member(device.id);
-  if (m == nullptr || pending_deployment_id == r.id) return out;
+  if (m == nullptr || inventory.pending_deployment_id() == r.id) return out;
+  // The device finished our last command: its outcome (judged by on_progress) decides, whatever
+  // the device runs now. Re-sending here would start a failed update all over again.
+  if (inventory.has_last_outcome() && inventory.last_outcome().deployment_id() == r.id &&
+      inventory.last_outcome().command_id() == m->command_id) {
+    return out;
+  }
   if (is_in_flight(m->state) && (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused) &&
       device.artifact_id != r.spec.artifact_id) {
-    // The device does not work on our command: it lost it (offline, expired, rebooted). Resend.
+    // The device does not work on our command and has no outcome for it: it lost it (offline,
+    // expired, rebooted before it arrived). Resend.
     std::size_t wave_members = 0;
     for (const Member& x : r.members) wave_members += x.wave == m->wave ? 1 : 0;
     send_install(r, *m, per_device_rate(r.spec, wave_members), now, out);

@@ -73,6 +73,15 @@ class RolloutEngineTest : public ::testing::Test {
     return p;
   }
 
+  // The inventory a device publishes: working on `pending_deployment` (empty = nothing).
+  static v1::Inventory inventory(const std::string& pending_deployment,
+                                 const v1::Progress* last_outcome = nullptr) {
+    v1::Inventory inv;
+    inv.set_pending_deployment_id(pending_deployment);
+    if (last_outcome != nullptr) *inv.mutable_last_outcome() = *last_outcome;
+    return inv;
+  }
+
   Decisions report(Rollout& r, const std::string& device, v1::Phase phase,
                    v1::ErrorCode error = v1::ERROR_NONE) {
     const Member* m = r.find_member(device);
@@ -622,7 +631,7 @@ TEST_F(RolloutEngineTest, RollbackWaitsForDevicesTooFarIntoTheUpdateToCancel) {
   EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRollingBack);
   // Its inventory shows the new artifact: now it gets the rollback.
   fleet_.devices["dev-1"].artifact_id = kArtifact;
-  const auto sent = engine_.on_inventory(r, fleet_.devices["dev-1"], "", now_);
+  const auto sent = engine_.on_inventory(r, fleet_.devices["dev-1"], inventory(""), now_);
   EXPECT_EQ(targets(sent, Decision::Kind::kRollback), std::vector<std::string>{"dev-1"});
   report(r, "dev-0", v1::PHASE_ROLLED_BACK);
   report(r, "dev-1", v1::PHASE_ROLLED_BACK);
@@ -649,7 +658,7 @@ TEST_F(RolloutEngineTest, ADeviceTooLateToCancelThatRevertsOnItsOwnIsRolledBack)
                       now_);
   EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kRolledBack);
   // dev-1's report was lost; its inventory shows the factory image and no pending deployment.
-  const auto d = engine_.on_inventory(r, fleet_.devices["dev-1"], "", now_);
+  const auto d = engine_.on_inventory(r, fleet_.devices["dev-1"], inventory(""), now_);
   EXPECT_TRUE(targets(d, Decision::Kind::kRollback).empty());
   EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRolledBack);
   tick(r);
@@ -662,11 +671,11 @@ TEST_F(RolloutEngineTest, InventoryWithoutTheCommandGetsItAgain) {
   tick(r);
   const std::string first = r.find_member("dev-0")->command_id;
   // The device reconnects and reports it works on nothing: it lost the command.
-  auto d = engine_.on_inventory(r, fleet_.devices["dev-0"], "", now_);
+  auto d = engine_.on_inventory(r, fleet_.devices["dev-0"], inventory(""), now_);
   EXPECT_EQ(installs(d), std::vector<std::string>{"dev-0"});
   EXPECT_NE(r.find_member("dev-0")->command_id, first);
   // When it reports working on this rollout, nothing is resent.
-  EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-0"], r.id, now_).empty());
+  EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-0"], inventory(r.id), now_).empty());
 }
 
 TEST_F(RolloutEngineTest, InventoryRunningTheArtifactCountsAsCommittedWhenTheReportWasLost) {
@@ -677,12 +686,12 @@ TEST_F(RolloutEngineTest, InventoryRunningTheArtifactCountsAsCommittedWhenTheRep
   report(r, "dev-1", v1::PHASE_DOWNLOADING);
   // dev-0 committed while the orchestrator was down; only its inventory tells.
   fleet_.devices["dev-0"].artifact_id = kArtifact;
-  auto d = engine_.on_inventory(r, fleet_.devices["dev-0"], "", now_);
+  auto d = engine_.on_inventory(r, fleet_.devices["dev-0"], inventory(""), now_);
   EXPECT_TRUE(installs(d).empty());
   EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kSucceeded);
   // Still confirming (names the deployment): not yet a success.
   fleet_.devices["dev-1"].artifact_id = kArtifact;
-  EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-1"], r.id, now_).empty());
+  EXPECT_TRUE(engine_.on_inventory(r, fleet_.devices["dev-1"], inventory(r.id), now_).empty());
   EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kUpdating);
 }
 
@@ -693,6 +702,52 @@ TEST_F(RolloutEngineTest, DevicesAlreadyOnTheArtifactSucceedWithoutACommand) {
   const auto d = tick(r);
   EXPECT_EQ(installs(d), std::vector<std::string>{"dev-0"});
   EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kSucceeded);
+}
+
+TEST_F(RolloutEngineTest, AnInventoryThatRepeatsTheOutcomeNeverResendsAFailedUpdate) {
+  // Issue 14: after the revert reboot a real agent publishes its inventory (not running our
+  // artifact, working on nothing) before it repeats the ROLLED_BACK report. That inventory used to
+  // read as a lost command: the install went out again under a new id, the outcome that followed
+  // carried the old id and was ignored, and the device downloaded the bad image forever.
+  add_devices(1);
+  Rollout r = started("r-bad", "retries: {max: 0}\nwaves:\n  - {size: 100%, failure_threshold: 0}\n");
+  tick(r);
+  const std::string command = r.find_member("dev-0")->command_id;
+  report(r, "dev-0", v1::PHASE_REBOOTING);
+  const v1::Progress outcome = progress_under(r, "dev-0", command, v1::PHASE_ROLLED_BACK, kArtifact);
+  // The inventory arrives first: no install, whatever the order.
+  EXPECT_TRUE(
+      installs(engine_.on_inventory(r, fleet_.devices["dev-0"], inventory("", &outcome), now_)).empty());
+  EXPECT_EQ(r.find_member("dev-0")->command_id, command);
+  // Judged as the report it repeats (the service does this before on_inventory): failed once.
+  engine_.on_progress(r, outcome, now_);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kFailed);
+  EXPECT_EQ(r.find_member("dev-0")->attempt, 1u);
+  // The separate report that follows changes nothing, and the breach fires.
+  engine_.on_progress(r, outcome, now_);
+  EXPECT_TRUE(installs(tick(r)).empty());
+  EXPECT_EQ(r.state, RolloutState::kPaused);
+  EXPECT_TRUE(
+      installs(engine_.on_inventory(r, fleet_.devices["dev-0"], inventory("", &outcome), now_)).empty());
+}
+
+TEST_F(RolloutEngineTest, AnOutcomeOfAnEarlierCommandDoesNotStopTheRepairOfALostRetry) {
+  // The first attempt failed; the retry's command never arrived. The device's last outcome names
+  // the first command, so the retry is sent again (the same attempt, not a new one).
+  add_devices(1);
+  Rollout r = started("r-retry", "retries: {max: 1, backoff: 1s}\n");
+  tick(r);
+  const std::string first = r.find_member("dev-0")->command_id;
+  report(r, "dev-0", v1::PHASE_FAILED, v1::ERROR_INSTALL_FAILED);
+  ASSERT_EQ(r.find_member("dev-0")->state, MemberState::kRetryWait);
+  now_ += 2 * kSecond;
+  EXPECT_EQ(installs(tick(r)), std::vector<std::string>{"dev-0"});
+  const std::string second = r.find_member("dev-0")->command_id;
+  ASSERT_NE(second, first);
+  const v1::Progress outcome = progress_under(r, "dev-0", first, v1::PHASE_FAILED, kArtifact);
+  EXPECT_EQ(installs(engine_.on_inventory(r, fleet_.devices["dev-0"], inventory("", &outcome), now_)),
+            std::vector<std::string>{"dev-0"});
+  EXPECT_EQ(r.find_member("dev-0")->attempt, 2u);
 }
 
 }  // namespace

@@ -177,9 +177,11 @@ class RolloutEngine {
   Decisions tick(Rollout& rollout, Fleet& fleet, Millis now) const;
   // A progress report from a member (others are ignored).
   Decisions on_progress(Rollout& rollout, const v1::Progress& progress, Millis now) const;
-  // Level-triggered repair: a device's inventory says what it runs and what it works on; when it
-  // lost the command (reconnected without it), the command is sent again.
-  Decisions on_inventory(Rollout& rollout, const DeviceFacts& device, std::string_view pending_deployment_id,
+  // Level-triggered repair: a device's inventory says what it runs, what it works on and how its
+  // last update ended. When it lost the command (reconnected without it and without an outcome
+  // for it), the command is sent again; a known outcome is never answered with a re-send. The
+  // caller judges `inventory.last_outcome()` with on_progress() first.
+  Decisions on_inventory(Rollout& rollout, const DeviceFacts& device, const v1::Inventory& inventory,
                          Millis now) const;
 
  private:
