@@ -173,7 +173,8 @@ void MosquittoDeviceClient::stop() {
   if (session_->connected()) {
     (void)publish(Channel::kPresence,
                   encode_presence(device_, false, EventLoop::wall_clock_ms(), engine_config_.client_version));
-    session_->disconnect();  // queued behind the presence; the loop sends both
+    // Once the broker has acknowledged the presence (and so every report before it).
+    session_->disconnect_when_acknowledged();
   } else if (session_->active()) {
     session_->abandon();
   }

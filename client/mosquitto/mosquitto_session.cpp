@@ -143,6 +143,9 @@ struct SessionTrampolines {
   static void disconnected(struct mosquitto*, void* self, int rc, const mosquitto_property*) {
     static_cast<MosquittoSession*>(self)->handle_disconnect(rc);
   }
+  static void published(struct mosquitto*, void* self, int mid, int, const mosquitto_property*) {
+    static_cast<MosquittoSession*>(self)->handle_published(mid);
+  }
   static void message(struct mosquitto*, void* self, const struct mosquitto_message* m,
                       const mosquitto_property*) {
     auto* session = static_cast<MosquittoSession*>(self);
@@ -181,6 +184,7 @@ common::Result<std::unique_ptr<MosquittoSession>> MosquittoSession::create(Sessi
   mosquitto_connect_v5_callback_set(session->mosq_, &SessionTrampolines::connected);
   mosquitto_disconnect_v5_callback_set(session->mosq_, &SessionTrampolines::disconnected);
   mosquitto_message_v5_callback_set(session->mosq_, &SessionTrampolines::message);
+  mosquitto_publish_v5_callback_set(session->mosq_, &SessionTrampolines::published);
   if (session->callbacks_.on_error_log) mosquitto_log_callback_set(session->mosq_, &SessionTrampolines::log);
   return session;
 }
@@ -212,6 +216,22 @@ void MosquittoSession::disconnect() {
   mosquitto_disconnect(mosq_);
 }
 
+void MosquittoSession::disconnect_when_acknowledged() {
+  if (!connected_ || unacknowledged_.empty()) {
+    disconnect();
+    return;
+  }
+  disconnect_when_acknowledged_ = true;
+}
+
+void MosquittoSession::handle_published(int mid) {
+  unacknowledged_.erase(mid);
+  if (disconnect_when_acknowledged_ && unacknowledged_.empty()) {
+    disconnect_when_acknowledged_ = false;
+    disconnect();
+  }
+}
+
 void MosquittoSession::reset() {
   const int fd = socket();
   if (fd < 0) return;
@@ -232,9 +252,11 @@ void MosquittoSession::abandon() {
 common::Status MosquittoSession::publish(const std::string& topic, std::string_view payload, int qos,
                                          bool retain) {
   if (!connected_) return Error(Errc::kUnavailable, "not connected");
-  const int rc = mosquitto_publish_v5(mosq_, nullptr, topic.c_str(), static_cast<int>(payload.size()),
+  int mid = 0;
+  const int rc = mosquitto_publish_v5(mosq_, &mid, topic.c_str(), static_cast<int>(payload.size()),
                                       payload.data(), qos, retain, nullptr);
   if (rc != MOSQ_ERR_SUCCESS) return mosquitto_error("publish failed", rc);
+  if (qos > 0) unacknowledged_.insert(mid);
   return common::ok_status();
 }
 
@@ -287,6 +309,8 @@ void MosquittoSession::handle_loop_result(int rc) {
 
 void MosquittoSession::handle_connect(int reason_code) {
   connected_ = reason_code == 0;
+  unacknowledged_.clear();  // a clean start: nothing of an earlier connection is resent
+  disconnect_when_acknowledged_ = false;
   if (callbacks_.on_connected) callbacks_.on_connected(reason_code);
   if (!connected_) {
     mosquitto_disconnect(mosq_);
@@ -297,6 +321,8 @@ void MosquittoSession::handle_disconnect(int reason_code) {
   const bool was_active = active_;
   connected_ = false;
   active_ = false;
+  unacknowledged_.clear();
+  disconnect_when_acknowledged_ = false;
   closed_connections_.bytes_sent += current_.bytes_sent;
   closed_connections_.bytes_received += current_.bytes_received;
   current_ = {};

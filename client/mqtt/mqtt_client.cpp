@@ -219,8 +219,16 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   void close_connection() {
     try {
       if (client.is_connected()) {
-        (void)publish(Channel::kPresence,
-                      encode_presence(device, false, wall_ms(), engine_config.client_version));
+        // Wait for the offline presence's PUBACK before the DISCONNECT: the broker acknowledges in
+        // order, so every report before it (REBOOTING right before a reboot) has been processed.
+        // Closing with acknowledgements still unread makes the kernel reset the connection, and
+        // the broker drops what it had not read yet (found by AgentParity).
+        const std::string presence = encode_presence(device, false, wall_ms(), engine_config.client_version);
+        auto delivered = client.publish(topics.device_topic(device, Channel::kPresence), presence.data(),
+                                        presence.size(), 1, true);
+        if (!delivered->wait_for(std::chrono::seconds(2))) {
+          logger->warn("{} did not acknowledge the offline presence within 2 s", config.broker_uri);
+        }
         if (!client.disconnect()->wait_for(std::chrono::seconds(2))) {
           logger->warn("{} did not complete the disconnect within 2 s", config.broker_uri);
         }

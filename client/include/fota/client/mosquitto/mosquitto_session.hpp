@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 #include "fota/common/result.hpp"
 
@@ -103,6 +104,13 @@ class MosquittoSession {
   common::Status connect();
   // Graceful DISCONNECT (no last will).
   void disconnect();
+  // The same once the broker has acknowledged every QoS 1/2 publish of this connection. Closing
+  // right behind unacknowledged publishes can leave acknowledgements unread, which makes the
+  // kernel reset the connection, and the broker then drops what it had not read yet (the reports
+  // before a reboot, the offline presence). The caller bounds the wait (reset() or abandon()).
+  void disconnect_when_acknowledged();
+  // QoS 1/2 publishes of this connection the broker has not acknowledged yet.
+  std::size_t unacknowledged() const noexcept { return unacknowledged_.size(); }
   // Cuts the connection without a DISCONNECT packet, like a pulled cable: the broker publishes
   // the last will. on_disconnected follows from the next on_readable().
   void reset();
@@ -136,6 +144,7 @@ class MosquittoSession {
   friend struct SessionTrampolines;  // libmosquitto's C callbacks
   void handle_connect(int reason_code);
   void handle_disconnect(int reason_code);
+  void handle_published(int mid);
   void handle_loop_result(int rc);
   void sample_wire_counters();
 
@@ -145,6 +154,8 @@ class MosquittoSession {
   bool connected_ = false;
   bool active_ = false;
   std::uint32_t connects_ = 0;
+  std::unordered_set<int> unacknowledged_;  // message ids
+  bool disconnect_when_acknowledged_ = false;
   WireCounters closed_connections_;  // totals of connections already gone
   WireCounters current_;             // last sample of the open connection
 };
