@@ -147,8 +147,37 @@ void VirtualDevice::stop() {
   if (reconnect_timer_) fleet_.loop->cancel(*reconnect_timer_);
   if (session_) {
     fleet_.loop->set_paused(session_.get(), false);
-    session_->disconnect();
+    // Like fota-device on SIGTERM: the retained presence says offline before the DISCONNECT
+    // (which suppresses the last will).
+    if (session_->connected()) {
+      (void)session_->publish(fleet_.topics.device_topic(id_, Channel::kPresence), presence(false), 1, true);
+    }
+    session_->disconnect_when_acknowledged();
   }
+}
+
+void VirtualDevice::reboot() {
+  // Like fota-device: the reports already handed to the link leave first (its DISCONNECT waits for
+  // them), then the offline presence and a DISCONNECT, then the device restarts.
+  rebooting_ = true;
+  halt_batch_ = true;
+  if (tick_timer_) fleet_.loop->cancel(*tick_timer_);
+  tick_timer_.reset();
+  tick_at_ = client::UpdateEngine::kNoDeadline;
+  const std::uint64_t epoch = power_epoch_;
+  fleet_.loop->at(std::max(now(), uplink_busy_until_), [this, epoch] {
+    if (epoch != power_epoch_ || !rebooting_) return;  // a power cut came first
+    if (!session_ || !session_->connected()) {
+      power_off(/*orderly=*/true);
+      return;
+    }
+    (void)session_->publish(fleet_.topics.device_topic(id_, Channel::kPresence), presence(false), 1, true);
+    session_->disconnect_when_acknowledged();  // on_disconnected powers off
+    // A broker that never answers must not keep the device from rebooting (fota-device waits 2 s).
+    fleet_.loop->after(2000, [this, epoch] {
+      if (epoch == power_epoch_ && rebooting_) power_off(/*orderly=*/true);
+    });
+  });
 }
 
 std::string VirtualDevice::running_version() const {
@@ -216,11 +245,14 @@ void VirtualDevice::power_on() {
     return;
   }
   execute(engine_->on_started(*status, device_now()));
-  connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
+  // fota-device finishes what the boot started (a trial boot's health check) before it connects.
+  if (!connect_after_health_check_) connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
 }
 
 void VirtualDevice::power_off(bool orderly) {
   powered_ = false;
+  rebooting_ = false;
+  connect_after_health_check_ = false;
   halt_batch_ = true;
   ++power_epoch_;
   ++connection_epoch_;
@@ -235,7 +267,6 @@ void VirtualDevice::power_off(bool orderly) {
     ++counters_.power_cuts;
   note(orderly ? "reboot" : "power-cut");
   engine_.reset();
-  offline_queue_.clear();  // RAM does not survive a power cycle
   flash_busy_until_ = 0;
   if (session_ && session_->active()) {
     fleet_.loop->set_paused(session_.get(), false);
@@ -248,7 +279,8 @@ void VirtualDevice::power_off(bool orderly) {
 // ---- connection ----------------------------------------------------------------------------
 
 void VirtualDevice::connect_when_possible(std::int64_t delay_ms) {
-  if (stopped_ || !powered_ || !session_ || session_->active()) return;
+  if (stopped_ || !powered_ || !session_ || session_->active() || connect_after_health_check_ || rebooting_)
+    return;
   if (reconnect_timer_) fleet_.loop->cancel(*reconnect_timer_);
   const std::uint64_t epoch = power_epoch_;
   reconnect_timer_ = fleet_.loop->after(delay_ms, [this, epoch] {
@@ -310,13 +342,10 @@ void VirtualDevice::on_connected(int reason_code) {
   if (counters_.connects > 1) ++counters_.reconnects;
   reconnect_backoff_ms_ = 250;
   note("connected");
-  if (stopped_ || !powered_ || !engine_) return;
+  if (stopped_ || !powered_ || !engine_ || rebooting_) return;
   (void)session_->subscribe(fleet_.topics.device_topic(id_, Channel::kCommand), 1);
   (void)session_->subscribe(fleet_.topics.device_topic(id_, Channel::kChunk), 0);
   send(Channel::kPresence, presence(true), 1, true);
-  auto queued = std::move(offline_queue_);
-  offline_queue_.clear();
-  for (auto& m : queued) send(m.channel, std::move(m.payload), m.qos, m.retain);
   execute(engine_->on_connected(device_now()));
 }
 
@@ -325,6 +354,10 @@ void VirtualDevice::on_disconnected(int reason_code) {
   if (stopped_) return;
   note("disconnected", "reason " + std::to_string(reason_code));
   if (!powered_ || !engine_) return;
+  if (rebooting_) {
+    power_off(/*orderly=*/true);
+    return;
+  }
   execute(engine_->on_disconnected(device_now()));
   reconnect_backoff_ms_ = std::min(reconnect_backoff_ms_ * 2, kMaxReconnectBackoffMs);
   // Jitter spreads a fleet's reconnects (the broker's listen backlog is 100).
@@ -350,7 +383,7 @@ void VirtualDevice::on_message(std::string_view topic, std::string_view payload)
 }
 
 void VirtualDevice::deliver(Channel channel, std::string payload, std::uint64_t epoch) {
-  if (epoch != connection_epoch_ || stopped_ || !powered_ || !engine_) return;
+  if (epoch != connection_epoch_ || stopped_ || !powered_ || !engine_ || rebooting_) return;
   if (flash_busy_until_ > now()) {
     // Still writing earlier chunks to slow flash: this message waits its turn.
     fleet_.loop->at(flash_busy_until_, [this, channel, data = std::move(payload), epoch]() mutable {
@@ -375,12 +408,8 @@ void VirtualDevice::deliver(Channel channel, std::string payload, std::uint64_t 
 }
 
 void VirtualDevice::send(Channel channel, std::string payload, int qos, bool retain) {
-  if (!session_ || !session_->connected()) {
-    if (qos > 0 && offline_queue_.size() < kOfflineQueueLimit) {
-      offline_queue_.push_back({channel, std::move(payload), qos, retain});
-    }
-    return;
-  }
+  // Offline: gone, as with fota-device (both transports refuse to publish while disconnected).
+  if (!session_ || !session_->connected()) return;
   const std::string topic = fleet_.topics.device_topic(id_, channel);
   const auto arrival = link_.uplink(since_start(), payload.size() + topic.size() + 8);
   if (!arrival) {
@@ -395,10 +424,12 @@ void VirtualDevice::send(Channel channel, std::string payload, int qos, bool ret
     }
     if (session_->publish(topic, data, qos, retain)) ++counters_.messages_sent;
   };
-  if (*arrival <= since_start())
+  if (*arrival <= since_start()) {
     publish();
-  else
+  } else {
+    uplink_busy_until_ = std::max(uplink_busy_until_, fleet_.run_start_ms + *arrival);
     fleet_.loop->at(fleet_.run_start_ms + *arrival, std::move(publish));
+  }
 }
 
 // ---- engine actions ------------------------------------------------------------------------
@@ -416,7 +447,7 @@ void VirtualDevice::schedule_tick() {
   tick_timer_ = fleet_.loop->at(deadline - plan_.faults.clock_skew_ms, [this, epoch] {
     tick_timer_.reset();
     tick_at_ = client::UpdateEngine::kNoDeadline;
-    if (epoch != power_epoch_ || !engine_ || stopped_) return;
+    if (epoch != power_epoch_ || !engine_ || stopped_ || rebooting_) return;
     execute(engine_->on_tick(device_now()));
   });
 }
@@ -535,14 +566,18 @@ bool VirtualDevice::run_action(client::Action& action, client::Actions& follow_u
   } else if (auto* act = std::get_if<a::ActivateSlot>(&action)) {
     if (auto s = storage_.activate(act->slot); !s.ok()) return fail(s.error());
   } else if (std::get_if<a::Reboot>(&action)) {
-    power_off(/*orderly=*/true);
+    reboot();
   } else if (std::get_if<a::RunHealthCheck>(&action)) {
     const std::uint64_t epoch = power_epoch_;
+    if (!session_ || !session_->connected()) connect_after_health_check_ = true;
     fleet_.loop->after(kHealthCheckMs, [this, epoch] {
       if (epoch != power_epoch_ || !engine_ || stopped_) return;
       const bool healthy = !plan_.faults.fails_health_check;
       execute(engine_->on_health_result(healthy, healthy ? "" : "injected fault: the new image is unhealthy",
                                         device_now()));
+      if (epoch != power_epoch_ || !connect_after_health_check_) return;
+      connect_after_health_check_ = false;
+      connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
     });
   } else if (auto* c = std::get_if<a::CommitSlot>(&action)) {
     if (auto s = storage_.commit(c->slot); !s.ok()) return fail(s.error());

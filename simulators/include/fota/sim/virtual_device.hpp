@@ -119,6 +119,7 @@ class VirtualDevice {
   void check_power_cut(const client::Action* action, std::size_t action_index);
   void plan_cut_in_batch(const client::Actions& actions, std::size_t report_index);
   void schedule_tick();
+  void reboot();
   std::string presence(bool online) const;
 
   FleetContext& fleet_;
@@ -153,16 +154,12 @@ class VirtualDevice {
   Rng rng_;
   DeviceCounters counters_;
   std::vector<TimelineEntry> timeline_;
-  // Reports made while offline, sent on the next connect (as an MQTT client's offline buffer
-  // would); chunk requests are not kept, the engine re-requests on its own.
-  struct Pending {
-    common::Channel channel;
-    std::string payload;
-    int qos;
-    bool retain;
-  };
-  std::vector<Pending> offline_queue_;
-  static constexpr std::size_t kOfflineQueueLimit = 16;
+  // Like fota-device, a virtual device sends nothing while it is offline (the engine repeats what
+  // matters on the next connect), runs the health check of a trial boot before it connects, and
+  // lets the reports it already sent leave before an orderly reboot.
+  std::int64_t uplink_busy_until_ = 0;  // loop time the last report handed to the link arrives
+  bool connect_after_health_check_ = false;
+  bool rebooting_ = false;  // the engine asked for a reboot; the device is shutting down
 };
 
 }  // namespace fota::sim
