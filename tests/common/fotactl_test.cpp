@@ -12,27 +12,16 @@
 #include <gtest/gtest.h>
 
 #include "fota/testing/broker.hpp"
+#include "fota/testing/command.hpp"
 
 namespace fota::testing {
 namespace {
 namespace fs = std::filesystem;
 
-struct CommandRun {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
 class FotactlTest : public ::testing::Test {
  protected:
   CommandRun run(const std::string& args) {
-    const std::string cmd = "cd '" + dir_.path().string() + "' && '" FOTACTL_PATH "' " + args + " 2>&1";
-    CommandRun r;
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    std::array<char, 4096> buf{};
-    while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) r.output.append(buf.data(), n);
-    int status = ::pclose(pipe);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
+    return run_command("cd '" + dir_.path().string() + "' && '" FOTACTL_PATH "' " + args);
   }
   CommandRun ok(const std::string& args) {
     CommandRun r = run(args);

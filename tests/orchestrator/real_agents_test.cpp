@@ -24,6 +24,9 @@
 #include "fota/common/crypto.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/testing/broker.hpp"
+#include "fota/testing/command.hpp"
+#include "fota/testing/orchestrator_setup.hpp"
+#include "fota/testing/signed_bundle.hpp"
 
 namespace fota::testing {
 namespace {
@@ -33,27 +36,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr const char* kToken = "agents-token-0123456789abcdef";
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-struct CommandRun {
-  int exit_code = -1;
-  std::string output;
-};
-
-CommandRun run_command(const std::string& cmd) {
-  CommandRun r;
-  FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) r.output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path);
@@ -121,20 +103,7 @@ class RealAgentsTest : public ::testing::Test {
     pki_ = std::make_unique<TestPki>(dir_.path() / "pki");
     broker_ = std::make_unique<MosquittoBroker>(*pki_, dir_.path() / "broker");
     observer_ = std::make_unique<CommandObserver>(*pki_, broker_->uri());
-    const auto orch = pki_->issue(common::Role::kOrchestrator, "fota-orchestrator");
-    fs::create_directories(dir_.path() / "keys");
-    auto key = common::Ed25519PrivateKey::generate();
-    ASSERT_TRUE(key.ok());
-    ASSERT_TRUE(
-        common::save_key_pair(*key, dir_.path() / "release.key", dir_.path() / "keys/release.pub").ok());
-    http_port_ = free_loopback_port();
-    std::ofstream(dir_.path() / "orchestrator.yaml")
-        << "broker:\n  uri: " << broker_->uri() << "\n  ca: " << pki_->ca_cert().string()
-        << "\n  cert: " << orch.cert.string() << "\n  key: " << orch.key.string()
-        << "\ndata_dir: " << (dir_.path() / "data").string()
-        << "\ntrusted_keys: " << (dir_.path() / "keys").string()
-        << "\nhttp:\n  listen: 127.0.0.1\n  port: " << http_port_
-        << "\napi_tokens:\n  - name: operator\n    token: " << kToken << "\ntick_interval: 50ms\n";
+    http_port_ = write_orchestrator_setup(dir_.path(), *pki_, *broker_, "operator", kToken).http_port;
     server_ = " --server http://127.0.0.1:" + std::to_string(http_port_) + " --token " + kToken;
   }
 
@@ -226,21 +195,8 @@ class RealAgentsTest : public ::testing::Test {
 
   // A signed image bundle of `size` bytes, uploaded; returns the artifact id.
   std::string upload(const std::string& version, std::size_t size) {
-    const auto image = dir_.path() / ("fw-" + version + ".img");
-    std::ofstream out(image, std::ios::binary);
-    for (std::size_t i = 0; i < size; ++i) out.put(static_cast<char>((i * 131 + version.size()) & 0xff));
-    out.close();
-    auto key = common::Ed25519PrivateKey::load(dir_.path() / "release.key");
-    common::ArtifactSpec spec;
-    spec.name = "fw";
-    spec.version = version;
-    spec.security_counter = 2;
-    spec.compatible_hardware = {"gw-v2"};
-    spec.chunk_size = 16 * 1024;
-    auto manifest = common::build_signed_manifest(image, spec, *key, now_ms());
-    EXPECT_TRUE(manifest.ok());
-    const auto bundle = dir_.path() / ("fw-" + version + ".bundle");
-    EXPECT_TRUE(common::write_bundle(bundle, *manifest, image).ok());
+    const auto bundle =
+        make_signed_bundle(dir_.path(), dir_.path() / "release.key", BundleSpec{"fw", version, size});
     const CommandRun r = fotactl_ok("artifact upload " + bundle.string());
     const auto pos = r.output.find("uploaded artifact ");
     return pos == std::string::npos ? "" : r.output.substr(pos + 18, 32);

@@ -25,6 +25,9 @@
 #include "fota/common/crypto.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/testing/broker.hpp"
+#include "fota/testing/command.hpp"
+#include "fota/testing/orchestrator_setup.hpp"
+#include "fota/testing/signed_bundle.hpp"
 
 namespace fota::testing {
 namespace {
@@ -37,27 +40,7 @@ using namespace std::chrono_literals;
 constexpr const char* kToken = "test-token-0123456789abcdef";
 constexpr const char* kOldArtifact = "ffffffffffffffffffffffffffffffff";
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-struct CommandRun {
-  int exit_code = -1;
-  std::string output;
-};
-
-CommandRun run_fotactl(const std::string& args) {
-  const std::string cmd = "'" FOTACTL_PATH "' " + args + " 2>&1";
-  CommandRun r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) r.output.append(buf.data(), n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+CommandRun run_fotactl(const std::string& args) { return run_command("'" FOTACTL_PATH "' " + args); }
 
 // A device played over MQTT: answers install commands by fetching and verifying every chunk, then
 // reports the phases up to COMMITTED and a new inventory.
@@ -87,7 +70,7 @@ class PlayedDevice {
     inv.set_security_counter(1);
     (*inv.mutable_attributes())["tags"] = "fleet";
     inv.set_pending_deployment_id(working_ ? deployment_ : "");
-    inv.set_reported_at_ms(now_ms());
+    inv.set_reported_at_ms(wall_clock_ms());
     send(Channel::kInventory, common::encode(inv), true);
   }
 
@@ -121,7 +104,7 @@ class PlayedDevice {
     p.set_bytes_total(manifest_.image_size());
     p.set_bytes_done(received_bytes_);
     p.set_sequence(++sequence_);
-    p.set_timestamp_ms(now_ms());
+    p.set_timestamp_ms(wall_clock_ms());
     p.mutable_link()->set_rate_bytes_per_second(50'000'000);
     send(Channel::kProgress, common::encode(p));
   }
@@ -133,7 +116,7 @@ class PlayedDevice {
       auto cmd = common::decode<v1::Command>(msg.payload, common::kMaxCommandBytes);
       ASSERT_TRUE(cmd.ok());
       ASSERT_EQ(cmd->device_id(), id_);
-      ASSERT_GT(cmd->expires_at_ms(), now_ms());
+      ASSERT_GT(cmd->expires_at_ms(), wall_clock_ms());
       // The broker drops a command queued past its TTL (devices' clocks are not trusted for it).
       EXPECT_GT(msg.expiry_seconds, 0u);
       EXPECT_LE(static_cast<std::int64_t>(msg.expiry_seconds) * 1000,
@@ -185,7 +168,7 @@ class PlayedDevice {
         v1::LogBatch logs;
         logs.set_device_id(id_);
         auto* entry = logs.add_entries();
-        entry->set_timestamp_ms(now_ms());
+        entry->set_timestamp_ms(wall_clock_ms());
         entry->set_level(v1::LOG_LEVEL_INFO);
         entry->set_message("booted " + version_ + ", health check passed");
         entry->set_source("app");
@@ -235,23 +218,10 @@ class OrchestratorServiceTest : public ::testing::Test {
   void SetUp() override {
     pki_ = std::make_unique<TestPki>(dir_.path() / "pki");
     broker_ = std::make_unique<MosquittoBroker>(*pki_, dir_.path() / "broker");
-    auto orch = pki_->issue(common::Role::kOrchestrator, "fota-orchestrator");
     // Release signing key, trusted by the orchestrator; a second key that is not.
-    fs::create_directories(dir_.path() / "keys");
-    auto key = common::Ed25519PrivateKey::generate();
-    ASSERT_TRUE(key.ok());
-    ASSERT_TRUE(
-        common::save_key_pair(*key, dir_.path() / "release.key", dir_.path() / "keys/release.pub").ok());
+    http_port_ = write_orchestrator_setup(dir_.path(), *pki_, *broker_, "alice", kToken).http_port;
     auto rogue = common::Ed25519PrivateKey::generate();
     ASSERT_TRUE(common::save_key_pair(*rogue, dir_.path() / "rogue.key", dir_.path() / "rogue.pub").ok());
-    http_port_ = free_loopback_port();
-    std::ofstream(dir_.path() / "orchestrator.yaml")
-        << "broker:\n  uri: " << broker_->uri() << "\n  ca: " << pki_->ca_cert().string()
-        << "\n  cert: " << orch.cert.string() << "\n  key: " << orch.key.string()
-        << "\ndata_dir: " << (dir_.path() / "data").string()
-        << "\ntrusted_keys: " << (dir_.path() / "keys").string()
-        << "\nhttp:\n  listen: 127.0.0.1\n  port: " << http_port_
-        << "\napi_tokens:\n  - name: alice\n    token: " << kToken << "\ntick_interval: 50ms\n";
     server_ = "--server http://127.0.0.1:" + std::to_string(http_port_) + " --token " + kToken;
   }
 
@@ -288,22 +258,7 @@ class OrchestratorServiceTest : public ::testing::Test {
 
   fs::path make_bundle(const std::string& name, const std::string& version, std::size_t size,
                        const char* key_file = "release.key") {
-    const auto image = dir_.path() / (name + ".img");
-    std::ofstream out(image, std::ios::binary);
-    for (std::size_t i = 0; i < size; ++i) out.put(static_cast<char>((i * 131 + version.size()) & 0xff));
-    out.close();
-    auto key = common::Ed25519PrivateKey::load(dir_.path() / key_file);
-    common::ArtifactSpec spec;
-    spec.name = name;
-    spec.version = version;
-    spec.security_counter = 2;
-    spec.compatible_hardware = {"gw-v2"};
-    spec.chunk_size = 16 * 1024;
-    auto manifest = common::build_signed_manifest(image, spec, *key, now_ms());
-    EXPECT_TRUE(manifest.ok());
-    const auto bundle = dir_.path() / (name + ".bundle");
-    EXPECT_TRUE(common::write_bundle(bundle, *manifest, image).ok());
-    return bundle;
+    return make_signed_bundle(dir_.path(), dir_.path() / key_file, BundleSpec{name, version, size});
   }
 
   json api_get(const std::string& path) {

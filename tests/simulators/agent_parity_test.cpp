@@ -25,6 +25,7 @@
 #include "fota/sim/runner.hpp"
 #include "fota/sim/scenario.hpp"
 #include "fota/testing/broker.hpp"
+#include "fota/testing/signed_bundle.hpp"
 
 namespace fota::sim {
 namespace {
@@ -238,21 +239,9 @@ class AgentParity : public ::testing::Test {
   }
 
   std::string upload(const std::string& name) {
-    const auto image = dir_.path() / (name + ".img");
-    std::ofstream out(image, std::ios::binary);
-    for (std::size_t i = 0; i < 96 * 1024; ++i) out.put(static_cast<char>((i * 131 + name.size()) & 0xff));
-    out.close();
-    auto key = common::Ed25519PrivateKey::load(dir_.path() / "release.key");
-    common::ArtifactSpec spec;
-    spec.name = name;
-    spec.version = "2.0-broken";
+    testing::BundleSpec spec{name, "2.0-broken", 96 * 1024};
     spec.security_counter = 1;
-    spec.compatible_hardware = {"gw-v2"};
-    spec.chunk_size = 16 * 1024;
-    auto manifest = common::build_signed_manifest(image, spec, *key, 0);
-    EXPECT_TRUE(manifest.ok());
-    const auto bundle = dir_.path() / (name + ".bundle");
-    EXPECT_TRUE(common::write_bundle(bundle, *manifest, image).ok());
+    const auto bundle = testing::make_signed_bundle(dir_.path(), dir_.path() / "release.key", spec);
     auto uploaded = api().post_file("/api/v1/artifacts", bundle, {});
     EXPECT_TRUE(uploaded.ok()) << uploaded.error().message;
     return uploaded.ok() ? uploaded->value("id", uploaded->value("artifact_id", "")) : "";
