@@ -493,7 +493,7 @@ PolicyCost measure_policy_cost(const BenchOptions& o, const fs::path& store_dir,
   options.device_chunk_bytes = {0, 1};
   options.max_chunks_per_request = 1024;
   fota::common::ArtifactStore store(store_dir);
-  fota::plugin::ArtifactStoreChunkSource chunks(store);
+  fota::common::ArtifactStoreChunkSource chunks(store);
   auto log = std::make_shared<spdlog::logger>("bench");
   log->set_level(spdlog::level::off);
   fota::plugin::BrokerPolicy policy(options, {}, &chunks, log, 0);

@@ -58,7 +58,7 @@ std::string quoted(std::string_view text) {
 
 }  // namespace
 
-BrokerPolicy::BrokerPolicy(PluginOptions options, DenyList deny_list, const ChunkSource* chunks,
+BrokerPolicy::BrokerPolicy(PluginOptions options, DenyList deny_list, const common::ChunkSource* chunks,
                            std::shared_ptr<spdlog::logger> logger, std::int64_t now_ms)
     : options_(std::move(options)),
       acl_(options_.scheme),
@@ -267,77 +267,33 @@ MessageOutcome BrokerPolicy::on_message(ConnectionId connection, std::string_vie
     return out;
   auto request = common::decode<v1::ChunkRequest>(payload, common::kMaxChunkRequestBytes);
   if (!request) return out;  // on_publish already refused it; nothing to serve
-  if (!chunks_->has_artifact(request->artifact_id())) {
-    stats_.set_chunk_requests_forwarded(stats_.chunk_requests_forwarded() + 1);
-    return out;
-  }
   serve_chunks(*session, *request, now_ms, out);
-  out.served = true;
   return out;
-}
-
-void BrokerPolicy::add_chunk_reply(const Session& session, const v1::ChunkRequest& request,
-                                   std::uint32_t index, v1::ChunkStatus status, std::string data,
-                                   MessageOutcome& out) {
-  v1::ChunkData chunk;
-  chunk.set_artifact_id(request.artifact_id());
-  chunk.set_index(index);
-  chunk.set_request_id(request.request_id());
-  chunk.set_status(status);
-  if (status == v1::CHUNK_STATUS_OK) {
-    stats_.set_chunks_served(stats_.chunks_served() + 1);
-    stats_.set_chunk_bytes_served(stats_.chunk_bytes_served() + data.size());
-    chunk.set_data(std::move(data));
-  }
-  out.replies.push_back(
-      Publication{session.chunk_topic, chunk.SerializeAsString(), options_.chunk_qos, false});
 }
 
 void BrokerPolicy::serve_chunks(Session& session, const v1::ChunkRequest& request, std::int64_t now_ms,
                                 MessageOutcome& out) {
-  // Work per request is bounded: at most max_chunks_per_request indices are looked at, ranges
-  // and bitmap together, whatever counts the request claims.
-  std::uint32_t budget = options_.max_chunks_per_request;
-  std::string buffer;
-  const auto serve_one = [&](std::uint32_t index) {
-    --budget;
-    if (session.chunk_bytes.exhausted(now_ms)) {
-      add_chunk_reply(session, request, index, v1::CHUNK_STATUS_UNAVAILABLE, {}, out);
-      return;
-    }
-    auto read = chunks_->read_chunk(request.artifact_id(), index, buffer);
-    if (!read) {
-      const bool past_end = read.error().code == common::Errc::kInvalidArgument;
-      if (!past_end)
-        log_->warn("reading chunk {} of {}: {}", index, request.artifact_id(), read.error().message);
-      add_chunk_reply(session, request, index,
-                      past_end ? v1::CHUNK_STATUS_OUT_OF_RANGE : v1::CHUNK_STATUS_UNAVAILABLE, {}, out);
-      return;
-    }
-    if (!session.chunk_bytes.try_take(static_cast<double>(buffer.size()), now_ms)) {
-      add_chunk_reply(session, request, index, v1::CHUNK_STATUS_UNAVAILABLE, {}, out);
-      return;
-    }
-    add_chunk_reply(session, request, index, v1::CHUNK_STATUS_OK, std::move(buffer), out);
-    buffer.clear();
-  };
-
-  for (const auto& range : request.ranges()) {
-    for (std::uint64_t i = 0; i < range.count() && budget > 0; ++i) {
-      const std::uint64_t index = std::uint64_t{range.first()} + i;
-      if (index > UINT32_MAX) break;
-      serve_one(static_cast<std::uint32_t>(index));
-    }
+  // Work per request is bounded by max_chunks_per_request; the device's chunk byte bucket is the
+  // byte budget, taken from once for what was served.
+  const common::ChunkBudget budget{options_.max_chunks_per_request, session.chunk_bytes.available(now_ms)};
+  const auto summary = common::respond_to_chunk_request(
+      request, *chunks_, budget,
+      [&](v1::ChunkData&& chunk) {
+        out.replies.push_back(
+            Publication{session.chunk_topic, chunk.SerializeAsString(), options_.chunk_qos, false});
+      },
+      common::UnknownArtifact::kLeave);
+  if (summary.refusal == common::ChunkRefusal::kUnknownArtifact) {  // the orchestrator may have it
+    stats_.set_chunk_requests_forwarded(stats_.chunk_requests_forwarded() + 1);
+    return;
   }
-  const std::string& bitmap = request.bitmap();
-  for (std::size_t byte = 0; byte < bitmap.size() && budget > 0; ++byte) {
-    const auto bits = static_cast<unsigned char>(bitmap[byte]);
-    for (unsigned bit = 0; bit < 8 && budget > 0; ++bit) {
-      if ((bits & (1u << bit)) == 0) continue;
-      const std::uint64_t index = std::uint64_t{request.bitmap_base()} + byte * 8 + bit;
-      if (index > UINT32_MAX) break;
-      serve_one(static_cast<std::uint32_t>(index));
-    }
+  out.served = true;
+  (void)session.chunk_bytes.try_take(static_cast<double>(summary.served_bytes), now_ms);
+  stats_.set_chunks_served(stats_.chunks_served() + summary.served);
+  stats_.set_chunk_bytes_served(stats_.chunk_bytes_served() + summary.served_bytes);
+  if (summary.read_error) {
+    log_->warn("reading chunks of {}: {} ({} chunk(s) answered unavailable)",
+               printable(request.artifact_id()), summary.read_error->message, summary.unavailable);
   }
 }
 

@@ -62,7 +62,7 @@ struct PluginState {
   mosquitto_plugin_id_t* identifier = nullptr;
   std::shared_ptr<spdlog::logger> log;
   std::unique_ptr<common::ArtifactStore> store;
-  std::unique_ptr<ArtifactStoreChunkSource> chunks;
+  std::unique_ptr<common::ArtifactStoreChunkSource> chunks;
   std::unique_ptr<BrokerPolicy> policy;
 };
 
@@ -275,7 +275,7 @@ int init(mosquitto_plugin_id_t* identifier, void** userdata, mosquitto_opt* opti
       return MOSQ_ERR_INVAL;
     }
     state->store = std::make_unique<common::ArtifactStore>(*opts.artifact_dir);
-    state->chunks = std::make_unique<ArtifactStoreChunkSource>(*state->store);
+    state->chunks = std::make_unique<common::ArtifactStoreChunkSource>(*state->store);
   }
   state->log->info("loaded: topic prefix {}, chunk serving {}, deny list {} entries", opts.scheme.prefix(),
                    opts.artifact_dir ? "from " + opts.artifact_dir->string() : std::string("off"),

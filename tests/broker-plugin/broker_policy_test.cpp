@@ -24,21 +24,24 @@ common::PeerIdentity identity(const std::string& cn, Role role, const std::strin
 
 // Chunk i of the fake artifact is `chunk_size` copies of the letter 'a' + i % 26; the last
 // chunk is shorter.
-class FakeChunkSource final : public ChunkSource {
+class FakeChunkSource final : public common::ChunkSource {
  public:
-  std::uint32_t chunk_count = 10;
+  std::uint32_t chunks = 10;
   std::size_t chunk_size = 1024;
   mutable int reads = 0;
   bool fail_reads = false;
 
-  bool has_artifact(const std::string& artifact_id) const override { return artifact_id == kArtifact; }
+  common::Result<std::uint32_t> chunk_count(const std::string& artifact_id) const override {
+    if (artifact_id != kArtifact) return common::Error(common::Errc::kNotFound, "no such artifact");
+    return chunks;
+  }
   common::Status read_chunk(const std::string& artifact_id, std::uint32_t index,
                             std::string& out) const override {
     ++reads;
     if (artifact_id != kArtifact) return common::Error(common::Errc::kNotFound, "no such artifact");
-    if (index >= chunk_count) return common::Error(common::Errc::kInvalidArgument, "past the end");
+    if (index >= chunks) return common::Error(common::Errc::kInvalidArgument, "past the end");
     if (fail_reads) return common::Error(common::Errc::kIo, "disk on fire");
-    out.assign(index + 1 == chunk_count ? chunk_size / 2 : chunk_size, static_cast<char>('a' + index % 26));
+    out.assign(index + 1 == chunks ? chunk_size / 2 : chunk_size, static_cast<char>('a' + index % 26));
     return common::ok_status();
   }
 };
@@ -396,12 +399,27 @@ TEST_F(BrokerPolicyTest, BoundsTheWorkOfOneRequest) {
   PluginOptions options;
   options.max_chunks_per_request = 4;
   make(options);
-  chunks_.chunk_count = 1'000'000;
+  chunks_.chunks = 1'000'000;
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
   auto outcome = request_chunks(
       "dev-1", chunk_request("dev-1", kArtifact, {{0, 4'000'000'000u}, {5, 9}}, std::string(1000, '\xff')));
   EXPECT_EQ(outcome.replies.size(), 4u);
   EXPECT_EQ(chunks_.reads, 4);
+}
+
+TEST_F(BrokerPolicyTest, AnswersEachChunkOnceAndNeverWrapsPastTheLastIndex) {
+  make();
+  ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  // Chunk 1 twice (ranges, then bitmap bit 1); a range that would wrap past 2^32 - 1 to 0, 1, ...
+  auto replies = decode_replies(request_chunks(
+      "dev-1", chunk_request("dev-1", kArtifact, {{0, 2}, {4'294'967'295u, 3}}, std::string(1, '\x02'))));
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_EQ(replies[0].index(), 0u);
+  EXPECT_EQ(replies[1].index(), 1u);
+  EXPECT_EQ(replies[2].index(), 4'294'967'295u);
+  EXPECT_EQ(replies[2].status(), v1::CHUNK_STATUS_OUT_OF_RANGE);
+  EXPECT_EQ(policy_->stats().chunks_served(), 2u);
+  EXPECT_EQ(chunks_.reads, 2);
 }
 
 TEST_F(BrokerPolicyTest, UnknownArtifactGoesOnToTheOrchestrator) {

@@ -132,6 +132,8 @@ TEST_F(ArtifactTest, StoreImportsAndServesChunks) {
   EXPECT_EQ(reassembled, image_bytes_);
   EXPECT_EQ(store.read_chunk(m->artifact_id(), 3, chunk).error().code, Errc::kInvalidArgument);
   EXPECT_EQ(store.read_chunk("0123456789abcdef0123456789abcdef", 0, chunk).error().code, Errc::kNotFound);
+  EXPECT_EQ(store.chunk_count(m->artifact_id()).value(), 3u);
+  EXPECT_EQ(store.chunk_count("0123456789abcdef0123456789abcdef").error().code, Errc::kNotFound);
   EXPECT_FALSE(store.contains("../../etc"));
   // Importing again is idempotent.
   EXPECT_TRUE(store.import_bundle(bundle, trust_).ok());
@@ -198,6 +200,19 @@ TEST_F(HashTableArtifactTest, StoreServesImageChunksThenHashChunks) {
     EXPECT_EQ(chunk.substr(0, 32), chunk_hash(j * 32));
   }
   EXPECT_EQ(store.read_chunk(m->artifact_id(), 42, chunk).error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(store.chunk_count(m->artifact_id()).value(), 42u);
+  // The responder over the store answers the same index space.
+  v1::ChunkRequest request;
+  request.set_artifact_id(m->artifact_id());
+  auto* range = request.add_ranges();
+  range->set_first(39);
+  range->set_count(4);
+  const auto response = respond_to_chunk_request(request, ArtifactStoreChunkSource(store), {});
+  ASSERT_EQ(response.replies.size(), 4u);
+  EXPECT_EQ(response.replies[0].data(), image_bytes_.substr(39 * 1024));
+  EXPECT_EQ(response.replies[1].data().substr(0, 32), chunk_hash(0));
+  EXPECT_EQ(response.replies[2].status(), v1::CHUNK_STATUS_OK);
+  EXPECT_EQ(response.replies[3].status(), v1::CHUNK_STATUS_OUT_OF_RANGE);
 }
 
 TEST_F(ArtifactTest, StoreRefusesTamperedBundleAndKeepsNothing) {

@@ -366,6 +366,16 @@ Result<ArtifactStore::OpenImage> ArtifactStore::open_image(const std::string& ar
   return img;
 }
 
+Result<std::uint32_t> ArtifactStore::chunk_count(const std::string& artifact_id) const {
+  if (!contains(artifact_id))
+    return Error(Errc::kNotFound, "artifact " + artifact_id + " is not in the store");
+  std::lock_guard lock(mutex_);
+  auto img = open_image(artifact_id);
+  // It is there (contains), so whatever failed may work on the next request.
+  if (!img) return Error(Errc::kUnavailable, img.error().message);
+  return img->space.total();
+}
+
 Status ArtifactStore::read_chunk(const std::string& artifact_id, std::uint32_t index,
                                  std::string& out) const {
   std::lock_guard lock(mutex_);

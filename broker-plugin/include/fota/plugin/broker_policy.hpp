@@ -17,9 +17,9 @@
 
 #include <spdlog/logger.h>
 
+#include "fota/common/chunk_responder.hpp"
 #include "fota/common/pki.hpp"
 #include "fota/common/result.hpp"
-#include "fota/plugin/chunk_source.hpp"
 #include "fota/plugin/deny_list.hpp"
 #include "fota/plugin/options.hpp"
 #include "fota/plugin/token_bucket.hpp"
@@ -77,8 +77,9 @@ struct TickOutcome {
 
 class BrokerPolicy {
  public:
-  // `chunks` may be null (no chunk serving); it must outlive the policy.
-  BrokerPolicy(PluginOptions options, DenyList deny_list, const ChunkSource* chunks,
+  // `chunks` may be null (no chunk serving); it must outlive the policy. The plugin serves from
+  // the orchestrator's read-only ArtifactStore (common::ArtifactStoreChunkSource).
+  BrokerPolicy(PluginOptions options, DenyList deny_list, const common::ChunkSource* chunks,
                std::shared_ptr<spdlog::logger> logger, std::int64_t now_ms);
 
   // CONNECT. `certificate` is the identity read from the verified client certificate, or the
@@ -128,13 +129,11 @@ class BrokerPolicy {
   Decision refuse(Session* session, Refusal refusal, std::string reason, std::int64_t now_ms);
   void serve_chunks(Session& session, const v1::ChunkRequest& request, std::int64_t now_ms,
                     MessageOutcome& out);
-  void add_chunk_reply(const Session& session, const v1::ChunkRequest& request, std::uint32_t index,
-                       v1::ChunkStatus status, std::string data, MessageOutcome& out);
 
   PluginOptions options_;
   TopicAcl acl_;
   DenyList deny_list_;
-  const ChunkSource* chunks_;
+  const common::ChunkSource* chunks_;
   std::shared_ptr<spdlog::logger> log_;
   // One entry per client id admitted since start: Mosquitto checks wills and messages queued
   // for offline sessions after the connection is gone, and those checks need the identity.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 
 namespace fota::plugin {
 
@@ -26,6 +27,14 @@ class TokenBucket {
     if (tokens_ < amount) return false;
     tokens_ -= amount;
     return true;
+  }
+
+  // Whole tokens in the bucket now; UINT64_MAX when unlimited.
+  std::uint64_t available(std::int64_t now_ms) noexcept {
+    if (limit_.unlimited()) return std::numeric_limits<std::uint64_t>::max();
+    refill(now_ms);
+    // Below 2^63: converting is defined and never reaches the unlimited value.
+    return tokens_ < 1 ? 0 : static_cast<std::uint64_t>(std::min(tokens_, 9.2e18));
   }
 
   // True when a limited bucket holds less than one token.

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fota/common/chunk_responder.hpp"
 #include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
 #include "fota/common/result.hpp"
@@ -90,6 +91,10 @@ class ArtifactStore {
   Result<v1::Manifest> manifest(const std::string& artifact_id) const;
   std::vector<std::string> list() const;
 
+  // Chunks in the artifact's ChunkSpace (image chunks, then hash-table chunks). kNotFound for an
+  // artifact the store does not have, kUnavailable when it has it but cannot open it now.
+  Result<std::uint32_t> chunk_count(const std::string& artifact_id) const;
+
   // Reads chunk `index` of the artifact's ChunkSpace (image chunks, then hash-table chunks) into
   // `out` (resized). kNotFound for an unknown artifact, kInvalidArgument for an index past the end.
   Status read_chunk(const std::string& artifact_id, std::uint32_t index, std::string& out) const;
@@ -106,6 +111,22 @@ class ArtifactStore {
   std::size_t max_open_files_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, OpenImage> open_;
+};
+
+// The store as the chunk responder's source: what the broker plugin, the orchestrator and fota-sim
+// serve from.
+class ArtifactStoreChunkSource final : public ChunkSource {
+ public:
+  explicit ArtifactStoreChunkSource(const ArtifactStore& store) : store_(store) {}
+  Result<std::uint32_t> chunk_count(const std::string& artifact_id) const override {
+    return store_.chunk_count(artifact_id);
+  }
+  Status read_chunk(const std::string& artifact_id, std::uint32_t index, std::string& out) const override {
+    return store_.read_chunk(artifact_id, index, out);
+  }
+
+ private:
+  const ArtifactStore& store_;
 };
 
 }  // namespace fota::common
