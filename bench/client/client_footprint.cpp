@@ -86,6 +86,31 @@ void prepare(const std::filesystem::path& dir, std::uint64_t size, std::uint32_t
   std::ofstream(dir / "command.pb", std::ios::binary) << c.SerializeAsString();
 }
 
+// The prepared artifact's image and hash table, read with pread.
+class FileChunkSource final : public common::ChunkSource {
+ public:
+  FileChunkSource(std::string artifact_id, common::ChunkSpace space, int image, int hash_table)
+      : artifact_id_(std::move(artifact_id)), space_(space), image_(image), hash_table_(hash_table) {}
+  common::Result<std::uint32_t> chunk_count(const std::string& artifact_id) const override {
+    if (artifact_id != artifact_id_)
+      return common::Error(common::Errc::kNotFound, "not the prepared artifact");
+    return space_.total();
+  }
+  common::Status read_chunk(const std::string&, std::uint32_t i, std::string& out) const override {
+    out.resize(space_.length(i));
+    const ssize_t n = ::pread(space_.is_hash_chunk(i) ? hash_table_ : image_, out.data(), out.size(),
+                              static_cast<off_t>(space_.offset(i)));
+    if (n != static_cast<ssize_t>(out.size())) return common::Error(common::Errc::kIo, "short read");
+    return common::ok_status();
+  }
+
+ private:
+  std::string artifact_id_;
+  common::ChunkSpace space_;
+  int image_;
+  int hash_table_;
+};
+
 // One update session; runs in a child. Prints "<baseline_kib> <peak_kib> <chunks>".
 int session(const std::filesystem::path& dir, const common::Ed25519PublicKey& pub,
             std::uint32_t persist_every) {
@@ -106,6 +131,7 @@ int session(const std::filesystem::path& dir, const common::Ed25519PublicKey& pu
   client::FileJournal journal(dir / "journal");
   NullTransport transport;
   common::ChunkSpace space;
+  std::string artifact_id;
   client::UpdateEngine engine(config, crypto);
   client::DeviceRuntime runtime(engine, slots, journal, transport, {});
   std::int64_t now = 1'700'000'000'000;
@@ -124,29 +150,22 @@ int session(const std::filesystem::path& dir, const common::Ed25519PublicKey& pu
     v1::Manifest manifest;
     manifest.ParseFromString(command->install().manifest().manifest());
     space = common::ChunkSpace::of(manifest);
+    artifact_id = manifest.artifact_id();
     runtime.execute(engine.on_command(*command, now), now);
   }
   const int image = ::open((dir / "image").c_str(), O_RDONLY);
   const int hash_table = ::open((dir / "hash_table").c_str(), O_RDONLY);
+  const FileChunkSource source(artifact_id, space, image, hash_table);
   std::uint64_t chunks = 0;
-  std::string buffer;
   while (!transport.requests.empty() && !runtime.stopped()) {
     auto requests = std::move(transport.requests);
     transport.requests.clear();
     for (const auto& r : requests) {
-      for (const auto& range : r.ranges()) {
-        for (std::uint32_t i = range.first(); i < range.first() + range.count(); ++i) {
-          v1::ChunkData d;
-          d.set_artifact_id(r.artifact_id());
-          d.set_index(i);
-          buffer.resize(space.length(i));
-          const ssize_t n = ::pread(space.is_hash_chunk(i) ? hash_table : image, buffer.data(), buffer.size(),
-                                    static_cast<off_t>(space.offset(i)));
-          d.set_data(buffer.data(), static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
-          ++chunks;
-          runtime.execute(engine.on_chunk(std::move(d), now), now);
-        }
-      }
+      // Streamed one chunk at a time, as a server would: the peak is the device's, not the server's.
+      (void)common::respond_to_chunk_request(r, source, common::ChunkBudget{}, [&](v1::ChunkData&& d) {
+        ++chunks;
+        runtime.execute(engine.on_chunk(std::move(d), now), now);
+      });
     }
   }
   ::close(image);

@@ -18,7 +18,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::size_t kMaxChunksPerRequest = 256;
+constexpr std::uint32_t kMaxChunksPerRequest = common::kDefaultMaxChunksPerRequest;
 // Chunk requests waiting for serve_chunk_requests(); beyond this they are dropped (and counted):
 // the transport's thread never waits, and the device asks again for what it did not get.
 constexpr std::size_t kMaxQueuedChunkRequests = 8192;
@@ -269,48 +269,20 @@ std::size_t OrchestratorService::serve_chunk_requests(std::chrono::milliseconds 
 
 void OrchestratorService::handle_chunk_request(const common::DeviceId& device,
                                                const v1::ChunkRequest& request) {
-  std::vector<std::uint32_t> wanted;
-  for (const auto& range : request.ranges()) {
-    for (std::uint32_t i = 0; i < range.count() && wanted.size() < kMaxChunksPerRequest; ++i) {
-      wanted.push_back(range.first() + i);
-    }
-  }
-  const std::string& bitmap = request.bitmap();
-  for (std::size_t byte = 0; byte < bitmap.size() && wanted.size() < kMaxChunksPerRequest; ++byte) {
-    for (int bit = 0; bit < 8; ++bit) {
-      if ((static_cast<unsigned char>(bitmap[byte]) >> bit) & 1u) {
-        wanted.push_back(request.bitmap_base() +
-                         static_cast<std::uint32_t>(byte * 8 + static_cast<std::size_t>(bit)));
-      }
-    }
-  }
   // Not under state_mutex_: chunk serving must not wait for run_once's commit.
   Publisher* publisher = publisher_.load();
   if (publisher == nullptr) return;
   const std::string topic = options_.topics.device_topic(device, Channel::kChunk);
-  v1::ChunkData data;
-  data.set_artifact_id(request.artifact_id());
-  data.set_request_id(request.request_id());
-  if (!artifacts_.contains(request.artifact_id())) {
-    data.set_status(v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
-    publisher->publish(topic, common::encode(data), 1, 0);
-    return;
-  }
-  std::string chunk;
-  for (std::uint32_t index : wanted) {
-    data.set_index(index);
-    auto st = artifacts_.read_chunk(request.artifact_id(), index, chunk);
-    if (st) {
-      data.set_status(v1::CHUNK_STATUS_OK);
-      data.set_data(chunk);
-      ++chunks_served_;
-      chunk_bytes_served_ += chunk.size();
-    } else {
-      data.set_status(st.error().code == Errc::kInvalidArgument ? v1::CHUNK_STATUS_OUT_OF_RANGE
-                                                                : v1::CHUNK_STATUS_UNAVAILABLE);
-      data.clear_data();
-    }
-    publisher->publish(topic, common::encode(data), 1, 0);
+  // Streamed: 256 chunks of up to 1 MiB are never held at once.
+  const auto summary = common::respond_to_chunk_request(
+      request, common::ArtifactStoreChunkSource(artifacts_),
+      common::ChunkBudget{kMaxChunksPerRequest, common::kUnlimitedChunkBytes},
+      [&](v1::ChunkData&& chunk) { publisher->publish(topic, common::encode(chunk), 1, 0); });
+  chunks_served_ += summary.served;
+  chunk_bytes_served_ += summary.served_bytes;
+  if (summary.read_error) {
+    log_->warn("reading chunks of {} for {}: {}", request.artifact_id().substr(0, 64), device.str(),
+               summary.read_error->message);
   }
 }
 

@@ -173,43 +173,15 @@ void ScenarioDriver::on_chunk_request(const common::DeviceId& device, std::strin
   if (!request.ok()) return;
   ++stats_.chunk_requests;
   const std::string topic = topics_.device_topic(device, Channel::kChunk);
-  auto serve = [&](std::uint32_t index) {
-    v1::ChunkData chunk;
-    chunk.set_artifact_id(request->artifact_id());
-    chunk.set_index(index);
-    chunk.set_request_id(request->request_id());
-    auto read = store_.read_chunk(request->artifact_id(), index, chunk_buffer_);
-    if (read.ok()) {
-      chunk.set_data(chunk_buffer_);
-      chunk.set_status(v1::CHUNK_STATUS_OK);
-    } else if (read.error().code == common::Errc::kInvalidArgument) {
-      chunk.set_status(v1::CHUNK_STATUS_OUT_OF_RANGE);
-    } else if (request->artifact_id() == manifest_.artifact_id()) {
-      // We know the artifact; reading it failed (e.g. out of file descriptors): try again later.
-      chunk.set_status(v1::CHUNK_STATUS_UNAVAILABLE);
-    } else {
-      chunk.set_status(v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
-    }
-    if (session_->publish(topic, common::encode(chunk), 0).ok() && read.ok()) {
-      ++stats_.chunks_served;
-      stats_.chunk_bytes_served += chunk_buffer_.size();
-    }
-  };
-  std::uint32_t served = 0;
-  constexpr std::uint32_t kMaxPerRequest = 256;  // a request cannot make us send a whole image at once
-  for (const auto& range : request->ranges()) {
-    for (std::uint32_t i = 0; i < range.count() && served < kMaxPerRequest; ++i, ++served)
-      serve(range.first() + i);
-  }
-  const std::string& bitmap = request->bitmap();
-  for (std::size_t byte = 0; byte < bitmap.size() && served < kMaxPerRequest; ++byte) {
-    for (int bit = 0; bit < 8; ++bit) {
-      if ((static_cast<unsigned char>(bitmap[byte]) >> bit) & 1U) {
-        serve(request->bitmap_base() + static_cast<std::uint32_t>(byte * 8 + bit));
-        ++served;
-      }
-    }
-  }
+  (void)common::respond_to_chunk_request(
+      *request, common::ArtifactStoreChunkSource(store_), common::ChunkBudget{}, [&](v1::ChunkData&& chunk) {
+        const bool ok = chunk.status() == v1::CHUNK_STATUS_OK;
+        const std::size_t bytes = chunk.data().size();
+        if (session_->publish(topic, common::encode(chunk), 0).ok() && ok) {
+          ++stats_.chunks_served;
+          stats_.chunk_bytes_served += bytes;
+        }
+      });
 }
 
 void ScenarioDriver::on_progress(const common::DeviceId& device, std::string_view payload) {

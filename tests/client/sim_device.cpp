@@ -71,35 +71,53 @@ v1::Command rollback_command(const std::string& id, std::int64_t now_ms, const T
   return c;
 }
 
+namespace {
+
+// The served artifact in memory, with the faults the test asked for.
+class FaultyMemorySource final : public common::ChunkSource {
+ public:
+  explicit FaultyMemorySource(ChunkServer& server)
+      : server_(server), space_(common::ChunkSpace::of(server.artifact->manifest)) {}
+
+  common::Result<std::uint32_t> chunk_count(const std::string& artifact_id) const override {
+    if (server_.status == v1::CHUNK_STATUS_UNKNOWN_ARTIFACT ||
+        artifact_id != server_.artifact->manifest.artifact_id())
+      return common::Error(common::Errc::kNotFound, "not served here");
+    return space_.total();
+  }
+  common::Status read_chunk(const std::string&, std::uint32_t i, std::string& out) const override {
+    if (server_.status != v1::CHUNK_STATUS_OK)
+      return common::Error(common::Errc::kUnavailable, "told to fail");
+    const std::string& file =
+        space_.is_hash_chunk(i) ? server_.artifact->hash_table : server_.artifact->image;
+    out = file.substr(static_cast<std::size_t>(space_.offset(i)), space_.length(i));
+    if (server_.corrupt[i] > 0) {
+      --server_.corrupt[i];
+      out[0] = static_cast<char>(out[0] ^ 0x5A);
+    }
+    if (server_.oversize[i] > 0) {
+      --server_.oversize[i];
+      out += "extra bytes";
+    }
+    return common::ok_status();
+  }
+
+ private:
+  ChunkServer& server_;
+  common::ChunkSpace space_;
+};
+
+}  // namespace
+
 std::vector<v1::ChunkData> ChunkServer::answer(const v1::ChunkRequest& request) {
-  std::vector<v1::ChunkData> chunks;
-  const common::ChunkSpace space = common::ChunkSpace::of(artifact->manifest);
-  for (const auto& range : request.ranges()) {
-    for (std::uint32_t i = range.first(); i < range.first() + range.count(); ++i) {
-      ++requested[i];
-      request_order.push_back(i);
-      v1::ChunkData d;
-      d.set_artifact_id(request.artifact_id());
-      d.set_index(i);
-      d.set_request_id(request.request_id());
-      d.set_status(space.length(i) == 0 ? v1::CHUNK_STATUS_OUT_OF_RANGE : status);
-      if (d.status() == v1::CHUNK_STATUS_OK) {
-        const std::string& file = space.is_hash_chunk(i) ? artifact->hash_table : artifact->image;
-        std::string data = file.substr(static_cast<std::size_t>(space.offset(i)), space.length(i));
-        if (corrupt[i] > 0) {
-          --corrupt[i];
-          data[0] = static_cast<char>(data[0] ^ 0x5A);
-        }
-        if (oversize[i] > 0) {
-          --oversize[i];
-          data += "extra bytes";
-        }
-        d.set_data(std::move(data));
-      }
-      chunks.push_back(std::move(d));
+  auto response = common::respond_to_chunk_request(request, FaultyMemorySource(*this), common::ChunkBudget{});
+  if (response.summary.refusal == common::ChunkRefusal::kNone) {
+    for (const auto& chunk : response.replies) {
+      ++requested[chunk.index()];
+      request_order.push_back(chunk.index());
     }
   }
-  return chunks;
+  return std::move(response.replies);
 }
 
 common::Status RecordingTransport::publish(common::Channel channel, std::string payload) {

@@ -59,12 +59,14 @@ v1::Command rollback_command(const std::string& id, std::int64_t now_ms,
 struct ChunkServer {
   explicit ChunkServer(const TestArtifact* served) : artifact(served) {}
   const TestArtifact* artifact = nullptr;
+  // UNKNOWN_ARTIFACT: the server does not have the artifact; UNAVAILABLE: every read fails.
   v1::ChunkStatus status = v1::CHUNK_STATUS_OK;
   // Chunks to corrupt, by index, how many times.
   std::map<std::uint32_t, int> corrupt;
   std::map<std::uint32_t, int> oversize;
   std::map<std::uint32_t, int> requested;    // how often each index was asked for
   std::vector<std::uint32_t> request_order;  // every index asked for, in order
+  // The replies of common::respond_to_chunk_request, with the faults above.
   std::vector<v1::ChunkData> answer(const v1::ChunkRequest& request);
 };
 

@@ -165,25 +165,14 @@ class UpdateServerFixture : public ::testing::Test {
   }
 
   void answer(const v1::ChunkRequest& request) {
-    for (const auto& range : request.ranges()) {
-      for (std::uint32_t i = range.first(); i < range.first() + range.count(); ++i) {
-        ++requested_[i];
-        ++served_;
-        v1::ChunkData d;
-        d.set_artifact_id(request.artifact_id());
-        d.set_index(i);
-        d.set_request_id(request.request_id());
-        std::string data;
-        if (auto read = store_->read_chunk(request.artifact_id(), i, data); !read) {
-          d.set_status(read.error().code == common::Errc::kInvalidArgument
-                           ? v1::CHUNK_STATUS_OUT_OF_RANGE
-                           : v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
-        }
-        d.set_data(std::move(data));
-        (void)server_->publish(topics_.device_topic(device_id_, Channel::kChunk), d.SerializeAsString(), 0);
-        if (on_served) on_served();
-      }
-    }
+    const std::string topic = topics_.device_topic(device_id_, Channel::kChunk);
+    (void)common::respond_to_chunk_request(request, common::ArtifactStoreChunkSource(*store_),
+                                           common::ChunkBudget{}, [&](v1::ChunkData&& chunk) {
+                                             ++requested_[chunk.index()];
+                                             ++served_;
+                                             (void)server_->publish(topic, chunk.SerializeAsString(), 0);
+                                             if (on_served) on_served();
+                                           });
   }
 
   v1::Progress serve_until_terminal(std::chrono::milliseconds limit = 40s) {

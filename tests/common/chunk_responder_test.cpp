@@ -280,10 +280,5 @@ TEST(ChunkResponder, StreamsEachReplyToTheSinkInOrder) {
   EXPECT_EQ(summary.served_bytes, 3u * 1024);
 }
 
-TEST(ChunkResponder, RefusalNames) {
-  EXPECT_EQ(chunk_refusal_name(ChunkRefusal::kNone), "none");
-  EXPECT_EQ(chunk_refusal_name(ChunkRefusal::kUnknownArtifact), "unknown artifact");
-}
-
 }  // namespace
 }  // namespace fota::common

@@ -5,16 +5,6 @@
 
 namespace fota::common {
 
-std::string_view chunk_refusal_name(ChunkRefusal refusal) noexcept {
-  switch (refusal) {
-    case ChunkRefusal::kNone:
-      return "none";
-    case ChunkRefusal::kUnknownArtifact:
-      return "unknown artifact";
-  }
-  return "unknown";
-}
-
 namespace {
 
 constexpr std::uint64_t kLastIndex = std::numeric_limits<std::uint32_t>::max();

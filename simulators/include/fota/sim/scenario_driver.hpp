@@ -123,7 +123,6 @@ class ScenarioDriver final : public RolloutDriverApi {
   std::uint64_t next_command_ = 1;
   std::uint32_t connects_ = 0;
   DriverStats stats_;
-  std::string chunk_buffer_;
 };
 
 }  // namespace fota::sim

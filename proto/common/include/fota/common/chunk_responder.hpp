@@ -9,7 +9,6 @@
 #include <limits>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "fota/common/result.hpp"
@@ -56,9 +55,6 @@ enum class ChunkRefusal {
   kNone,
   kUnknownArtifact,  // the source does not have the artifact
 };
-
-// "none", "unknown artifact".
-std::string_view chunk_refusal_name(ChunkRefusal refusal) noexcept;
 
 // What was answered, for the caller's counters and logs.
 struct ChunkResponseSummary {
