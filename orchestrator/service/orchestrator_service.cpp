@@ -7,6 +7,7 @@
 
 #include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/common/phase.hpp"
 
 namespace fota::orchestrator {
 
@@ -53,13 +54,6 @@ ApiError api_error(const Error& e) {
       status = 500;
   }
   return ApiError{status, e.message};
-}
-
-std::string phase_label(v1::Phase phase) {
-  std::string name = v1::Phase_Name(phase);
-  if (name.rfind("PHASE_", 0) == 0) name = name.substr(6);
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  return name;
 }
 
 // The typed message of a device channel, checked like common::validate_device_message (type,
@@ -311,7 +305,7 @@ void OrchestratorService::ingest_progress(const std::string& id, const v1::Progr
     facts.id = id;
     ++fleet_.generation;
   }
-  const std::string phase = phase_label(p.phase());
+  const std::string phase(common::phase_name(p.phase()));
   if (phase != d.last_phase) {
     pending_events_.push_back(
         EventRecord{0, now, id, p.deployment_id(), "progress",
@@ -892,7 +886,7 @@ json OrchestratorService::rollout_json(const Rollout& r, Millis now, bool with_m
       members.push_back({{"device", m.device_id},
                          {"wave", m.wave + 1},
                          {"state", std::string(member_state_name(m.state))},
-                         {"phase", phase_label(m.phase)},
+                         {"phase", std::string(common::phase_name(m.phase))},
                          {"attempt", m.attempt},
                          {"bytes_done", m.bytes_done},
                          {"bytes_total", m.bytes_total},

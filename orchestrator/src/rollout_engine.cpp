@@ -9,6 +9,7 @@
 
 #include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/common/phase.hpp"
 
 namespace fota::orchestrator {
 
@@ -68,13 +69,6 @@ Millis phase_timeout(const PhaseTimeouts& t, const Member& m) {
     default:
       return t.dispatch_ms;
   }
-}
-
-std::string phase_name(v1::Phase phase) {
-  std::string name = v1::Phase_Name(phase);
-  if (name.rfind("PHASE_", 0) == 0) name = name.substr(6);
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  return name;
 }
 
 std::string percent(double ratio) {
@@ -541,7 +535,7 @@ void RolloutEngine::apply_timeouts(Rollout& r, Millis now, Decisions& out) const
     if (now - m.since_ms < limit) continue;
     const std::string where = m.state == MemberState::kDispatched
                                   ? std::string("waiting for the device to start")
-                                  : "phase " + phase_name(m.phase);
+                                  : "phase " + std::string(common::phase_name(m.phase));
     const std::string error = "timed out after " + format_duration(limit) + " in " + where;
     if (m.state == MemberState::kRollingBack) {
       m.state = MemberState::kRollbackFailed;
@@ -789,7 +783,7 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
     case v1::PHASE_FAILED:
     case v1::PHASE_ROLLED_BACK:
     case v1::PHASE_CANCELLED: {
-      std::string error = phase_name(phase);
+      std::string error(common::phase_name(phase));
       if (p.error() != v1::ERROR_NONE) error += ": " + v1::ErrorCode_Name(p.error());
       if (!p.error_detail().empty()) error += ": " + p.error_detail();
       attempt_failed(r, *m, error, now, out);

@@ -6,15 +6,17 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "fota/common/phase.hpp"
+
 namespace fota::sim {
 
 namespace {
 
-const char* const kStates[] = {"idle",      "downloading", "verifying",    "installing",
-                               "rebooting", "confirming",  "rolling-back", "committed",
-                               "failed",    "rolled-back", "cancelled"};
-const char* const kColors[] = {"#c7c7c7", "#4e79a7", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-                               "#ff9da7", "#2ca02c", "#e15759", "#f28e2b", "#9c755f"};
+// One colour per phase of kReportPhaseOrder.
+constexpr const char* kColors[] = {"#c7c7c7", "#4e79a7", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+                                   "#ff9da7", "#2ca02c", "#e15759", "#f28e2b", "#9c755f"};
+
+static_assert(std::size(kColors) == kReportPhaseOrder.size());
 
 std::string fixed(double value, int digits) {
   std::ostringstream out;
@@ -306,11 +308,12 @@ std::string report_html(const RunReport& r) {
     std::ostringstream svg;
     svg << "<svg width='" << c.width << "' height='" << c.height << "' xmlns='http://www.w3.org/2000/svg'>";
     std::vector<double> base(r.samples.size(), 0.0);
-    for (std::size_t k = 0; k < std::size(kStates); ++k) {
+    for (std::size_t k = 0; k < kReportPhaseOrder.size(); ++k) {
+      const std::string state(common::phase_name(kReportPhaseOrder[k]));
       std::vector<double> top(base);
       bool any = false;
       for (std::size_t i = 0; i < r.samples.size(); ++i) {
-        auto it = r.samples[i].by_state.find(kStates[k]);
+        auto it = r.samples[i].by_state.find(state);
         if (it != r.samples[i].by_state.end()) {
           top[i] += it->second;
           any = true;
@@ -324,16 +327,16 @@ std::string report_html(const RunReport& r) {
       for (std::size_t i = r.samples.size(); i-- > 0;) {
         svg << fixed(c.x(double(r.samples[i].at_ms)), 1) << "," << fixed(c.y(base[i]), 1) << " ";
       }
-      svg << "'><title>" << kStates[k] << "</title></polygon>";
+      svg << "'><title>" << state << "</title></polygon>";
       base = top;
     }
     wave_markers(svg, c, r);
     axes(svg, c, "devices", 1, "");
     svg << "</svg>";
     html << "<h2>Devices by state over time</h2>" << svg.str() << "<p>";
-    for (std::size_t k = 0; k < std::size(kStates); ++k) {
+    for (std::size_t k = 0; k < kReportPhaseOrder.size(); ++k) {
       html << "<span style='display:inline-block;width:10px;height:10px;background:" << kColors[k]
-           << "'></span> " << kStates[k] << " &nbsp;";
+           << "'></span> " << common::phase_name(kReportPhaseOrder[k]) << " &nbsp;";
     }
     html << "<br>Dashed lines: wave starts.</p>";
   }

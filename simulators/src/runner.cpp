@@ -14,9 +14,11 @@
 #include "fota/client/runtime.hpp"
 #include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
+#include "fota/common/phase.hpp"
 #include "fota/sim/fleet_plan.hpp"
 #include "fota/sim/orchestrator_driver.hpp"
 #include "fota/sim/orchestrator_process.hpp"
+#include "fota/sim/report.hpp"
 
 namespace fota::sim {
 
@@ -34,13 +36,11 @@ std::uint64_t resident_bytes() {
   return pages_resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
-const char* const kStateOrder[] = {"idle",      "downloading", "verifying",    "installing",
-                                   "rebooting", "confirming",  "rolling-back", "committed",
-                                   "failed",    "rolled-back", "cancelled"};
-
+// A device that has not reported a phase this build knows counts as idle.
 std::string state_of(const VirtualDevice& device) {
-  const std::string_view label = phase_label(device.phase());
-  return label == "unknown" ? "idle" : std::string(label);
+  const v1::Phase phase = device.phase();
+  const bool known = phase != v1::PHASE_UNSPECIFIED && v1::Phase_IsValid(phase);
+  return std::string(common::phase_name(known ? phase : v1::PHASE_IDLE));
 }
 
 // Deterministic image content for the scenario's seed.
@@ -137,7 +137,8 @@ class ProgressPrinter {
           << human_bytes(double(sample.wire_bytes)) << "  ETA "
           << (eta_ms < 0 ? std::string("?") : std::to_string((eta_ms + 999) / 1000) + " s") << "\n";
     if (tty_) {
-      for (const char* state : kStateOrder) {
+      for (const v1::Phase phase : kReportPhaseOrder) {
+        const std::string state(common::phase_name(phase));
         const std::uint32_t n = sample.by_state.count(state) ? sample.by_state.at(state) : 0;
         const int width = 30;
         const int filled = devices_ == 0 ? 0 : static_cast<int>(double(n) * width / double(devices_) + 0.5);
@@ -151,7 +152,8 @@ class ProgressPrinter {
     } else {
       block.seekp(-1, std::ios_base::end);
       block << " |";
-      for (const char* state : kStateOrder) {
+      for (const v1::Phase phase : kReportPhaseOrder) {
+        const std::string state(common::phase_name(phase));
         if (sample.by_state.count(state)) block << " " << state << " " << sample.by_state.at(state);
       }
       block << "\n";

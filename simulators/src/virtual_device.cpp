@@ -4,6 +4,7 @@
 
 #include "fota/client/device_messages.hpp"
 #include "fota/common/codec.hpp"
+#include "fota/common/phase.hpp"
 
 namespace fota::sim {
 
@@ -44,35 +45,6 @@ constexpr std::int64_t kMaxReconnectBackoffMs = 4000;
 constexpr std::int64_t kConnectTimeoutMs = 30000;
 
 }  // namespace
-
-std::string_view phase_label(v1::Phase phase) noexcept {
-  switch (phase) {
-    case v1::PHASE_IDLE:
-      return "idle";
-    case v1::PHASE_DOWNLOADING:
-      return "downloading";
-    case v1::PHASE_VERIFYING:
-      return "verifying";
-    case v1::PHASE_INSTALLING:
-      return "installing";
-    case v1::PHASE_REBOOTING:
-      return "rebooting";
-    case v1::PHASE_CONFIRMING:
-      return "confirming";
-    case v1::PHASE_COMMITTED:
-      return "committed";
-    case v1::PHASE_FAILED:
-      return "failed";
-    case v1::PHASE_ROLLING_BACK:
-      return "rolling-back";
-    case v1::PHASE_ROLLED_BACK:
-      return "rolled-back";
-    case v1::PHASE_CANCELLED:
-      return "cancelled";
-    default:
-      return "unknown";
-  }
-}
 
 VirtualDevice::VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
                              std::shared_ptr<client::mosquitto::TlsContext> tls)
@@ -534,7 +506,7 @@ bool VirtualDevice::run_action(client::Action& action, client::Actions& follow_u
       return true;
     }
     if (p->progress.phase() != phase_) {
-      note(std::string(phase_label(p->progress.phase())),
+      note(std::string(common::phase_name(p->progress.phase())),
            p->progress.error() != v1::ERROR_NONE ? p->progress.error_detail() : std::string());
     }
     phase_ = p->progress.phase();

@@ -208,7 +208,7 @@ TEST_F(ScenarioRun, BadImageRollsBackAndHaltsTheRollout) {
   std::uint32_t rolled_back = 0;
   for (const auto& d : report.devices) {
     EXPECT_EQ(d.final_version, "1.0.0") << d.device_id;
-    rolled_back += d.final_phase == "rolled-back";
+    rolled_back += d.final_phase == "rolled_back";
   }
   EXPECT_EQ(rolled_back, 10u);  // the whole canary wave, nobody else
 }

@@ -59,9 +59,6 @@ struct DeviceCounters {
   std::uint64_t messages_received = 0;  // PUBLISH packets the broker delivered
 };
 
-// The name reports and timelines use for a wire phase ("rolling-back", ...; "unknown" otherwise).
-std::string_view phase_label(v1::Phase phase) noexcept;
-
 class VirtualDevice {
  public:
   VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
