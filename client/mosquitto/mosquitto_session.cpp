@@ -217,7 +217,7 @@ void MosquittoSession::disconnect() {
 }
 
 void MosquittoSession::disconnect_when_acknowledged() {
-  if (!connected_ || unacknowledged_.empty()) {
+  if (!connected_ || last_mid_ == 0) {
     disconnect();
     return;
   }
@@ -225,8 +225,9 @@ void MosquittoSession::disconnect_when_acknowledged() {
 }
 
 void MosquittoSession::handle_published(int mid) {
-  unacknowledged_.erase(mid);
-  if (disconnect_when_acknowledged_ && unacknowledged_.empty()) {
+  if (mid != last_mid_) return;
+  last_mid_ = 0;
+  if (disconnect_when_acknowledged_) {
     disconnect_when_acknowledged_ = false;
     disconnect();
   }
@@ -256,7 +257,7 @@ common::Status MosquittoSession::publish(const std::string& topic, std::string_v
   const int rc = mosquitto_publish_v5(mosq_, &mid, topic.c_str(), static_cast<int>(payload.size()),
                                       payload.data(), qos, retain, nullptr);
   if (rc != MOSQ_ERR_SUCCESS) return mosquitto_error("publish failed", rc);
-  if (qos > 0) unacknowledged_.insert(mid);
+  if (qos > 0) last_mid_ = mid;
   return common::ok_status();
 }
 
@@ -309,7 +310,7 @@ void MosquittoSession::handle_loop_result(int rc) {
 
 void MosquittoSession::handle_connect(int reason_code) {
   connected_ = reason_code == 0;
-  unacknowledged_.clear();  // a clean start: nothing of an earlier connection is resent
+  last_mid_ = 0;  // a clean start: nothing of an earlier connection is resent
   disconnect_when_acknowledged_ = false;
   if (callbacks_.on_connected) callbacks_.on_connected(reason_code);
   if (!connected_) {
@@ -321,7 +322,7 @@ void MosquittoSession::handle_disconnect(int reason_code) {
   const bool was_active = active_;
   connected_ = false;
   active_ = false;
-  unacknowledged_.clear();
+  last_mid_ = 0;
   disconnect_when_acknowledged_ = false;
   closed_connections_.bytes_sent += current_.bytes_sent;
   closed_connections_.bytes_received += current_.bytes_received;

@@ -225,7 +225,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         // the broker drops what it had not read yet (found by AgentParity).
         const std::string presence = encode_presence(device, false, wall_ms(), engine_config.client_version);
         auto delivered = client.publish(topics.device_topic(device, Channel::kPresence), presence.data(),
-                                        presence.size(), 1, true);
+                                        presence.size(), 1, is_retained_channel(Channel::kPresence));
         if (!delivered->wait_for(std::chrono::seconds(2))) {
           logger->warn("{} did not acknowledge the offline presence within 2 s", config.broker_uri);
         }

@@ -365,11 +365,18 @@ void OrchestratorService::handle(const Inbound& in, Millis now) {
       pending_events_.push_back(EventRecord{0, now, id, inv->pending_deployment_id(), "inventory",
                                             "running " + inv->version() + " (" + inv->artifact_id() + ")"});
       // The outcome the inventory repeats is judged first, so that a report that arrives after
-      // the inventory (or never) cannot turn a finished update into a lost command.
-      if (inv->has_last_outcome() && !inv->last_outcome().deployment_id().empty()) {
-        v1::Progress outcome = inv->last_outcome();
-        outcome.set_device_id(id);
-        ingest_progress(id, outcome, now);
+      // the inventory (or never) cannot turn a finished update into a lost command. Only while it
+      // can matter: the device works on nothing and its member of that rollout is still open.
+      // Otherwise it is old news (the inventory of the next update's start repeats the previous
+      // outcome) and must not touch the device's phase or its event log.
+      if (inv->has_last_outcome() && inv->pending_deployment_id().empty()) {
+        const Rollout* r = find_rollout(inv->last_outcome().deployment_id());
+        const Member* m = r != nullptr ? r->find_member(id) : nullptr;
+        if (m != nullptr && !is_terminal(m->state)) {
+          v1::Progress outcome = inv->last_outcome();
+          outcome.set_device_id(id);
+          ingest_progress(id, outcome, now);
+        }
       }
       auto claim = fleet_.claims.find(id);
       if (claim != fleet_.claims.end()) {

@@ -119,13 +119,18 @@ void VirtualDevice::stop() {
   if (reconnect_timer_) fleet_.loop->cancel(*reconnect_timer_);
   if (session_) {
     fleet_.loop->set_paused(session_.get(), false);
-    // Like fota-device on SIGTERM: the retained presence says offline before the DISCONNECT
-    // (which suppresses the last will).
-    if (session_->connected()) {
-      (void)session_->publish(fleet_.topics.device_topic(id_, Channel::kPresence), presence(false), 1, true);
-    }
-    session_->disconnect_when_acknowledged();
+    // Like fota-device on SIGTERM.
+    leave();
   }
+}
+
+void VirtualDevice::leave() {
+  // The retained presence says offline before the DISCONNECT (which suppresses the last will),
+  // and the DISCONNECT waits for its acknowledgement, as fota-device's stop() does.
+  if (session_->connected()) {
+    (void)session_->publish(fleet_.topics.device_topic(id_, Channel::kPresence), presence(false), 1, true);
+  }
+  session_->disconnect_when_acknowledged();
 }
 
 void VirtualDevice::reboot() {
@@ -143,8 +148,7 @@ void VirtualDevice::reboot() {
       power_off(/*orderly=*/true);
       return;
     }
-    (void)session_->publish(fleet_.topics.device_topic(id_, Channel::kPresence), presence(false), 1, true);
-    session_->disconnect_when_acknowledged();  // on_disconnected powers off
+    leave();  // on_disconnected powers off
     // A broker that never answers must not keep the device from rebooting (fota-device waits 2 s).
     fleet_.loop->after(2000, [this, epoch] {
       if (epoch == power_epoch_ && rebooting_) power_off(/*orderly=*/true);

@@ -385,5 +385,38 @@ TEST_F(RealAgentsTest, AgentKilledMidDownloadResumesWithoutRefetchingItsChunks) 
   EXPECT_LT(served, 2 * kImage + 256 * 1024) << "verified chunks were fetched again";
 }
 
+// The inventory an agent publishes when its next update starts still carries the previous
+// update's outcome. That is old news: it must not be judged again, add a "committed" event to
+// the finished rollout's log or show the device as committed while it downloads.
+TEST_F(RealAgentsTest, TheNextUpdateDoesNotReplayThePreviousOutcome) {
+  start_orchestrator();
+  start_agent("agent-0", AgentOptions{"paho"});
+  wait_registered(1);
+  const auto events_of = [&](const std::string& rollout) {
+    httplib::Client http("127.0.0.1", http_port_);
+    http.set_bearer_token_auth(kToken);
+    const auto res = http.Get(("/api/v1/events?device=agent-0&rollout=" + rollout).c_str());
+    return res && res->status == 200 ? json::parse(res->body) : json::array();
+  };
+  const auto spec = [](const std::string& name, const std::string& artifact) {
+    return "name: " + name + "\nartifact: " + artifact + "\ntarget: {devices: [agent-0]}\n";
+  };
+  const std::string first = create_rollout(spec("first", upload("2.0", 64 * 1024)));
+  fotactl_ok("rollout start " + first);
+  wait_rollout(first, [](const json& j) { return j.value("state", "") == "completed"; });
+  std::this_thread::sleep_for(500ms);  // the rollout loop stores its events
+  const json before = events_of(first);
+  ASSERT_FALSE(before.empty());
+  const std::string second = create_rollout(spec("second", upload("3.0", 64 * 1024)));
+  fotactl_ok("rollout start " + second);
+  const json r = wait_rollout(second, [](const json& j) { return j.value("state", "") == "completed"; });
+  EXPECT_EQ(r["counts"].value("succeeded", 0), 1) << r.dump(2);
+  std::this_thread::sleep_for(500ms);
+  const json after = events_of(first);
+  EXPECT_EQ(after.size(), before.size()) << "the first rollout's log grew during the second:\n"
+                                         << after.dump(2);
+  EXPECT_EQ(observer_->installs("agent-0"), 2);
+}
+
 }  // namespace
 }  // namespace fota::testing

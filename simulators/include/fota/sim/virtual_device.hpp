@@ -117,6 +117,7 @@ class VirtualDevice {
   void plan_cut_in_batch(const client::Actions& actions, std::size_t report_index);
   void schedule_tick();
   void reboot();
+  void leave();
   std::string presence(bool online) const;
 
   FleetContext& fleet_;

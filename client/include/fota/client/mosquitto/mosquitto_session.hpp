@@ -13,7 +13,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 
 #include "fota/common/result.hpp"
 
@@ -104,13 +103,12 @@ class MosquittoSession {
   common::Status connect();
   // Graceful DISCONNECT (no last will).
   void disconnect();
-  // The same once the broker has acknowledged every QoS 1/2 publish of this connection. Closing
-  // right behind unacknowledged publishes can leave acknowledgements unread, which makes the
-  // kernel reset the connection, and the broker then drops what it had not read yet (the reports
-  // before a reboot, the offline presence). The caller bounds the wait (reset() or abandon()).
+  // The same once the broker has acknowledged the last QoS 1/2 publish of this connection (it
+  // acknowledges in order, so every earlier one too). Closing right behind unacknowledged
+  // publishes can leave acknowledgements unread, which makes the kernel reset the connection, and
+  // the broker then drops what it had not read yet (the reports before a reboot, the offline
+  // presence). The caller bounds the wait (reset() or abandon()).
   void disconnect_when_acknowledged();
-  // QoS 1/2 publishes of this connection the broker has not acknowledged yet.
-  std::size_t unacknowledged() const noexcept { return unacknowledged_.size(); }
   // Cuts the connection without a DISCONNECT packet, like a pulled cable: the broker publishes
   // the last will. on_disconnected follows from the next on_readable().
   void reset();
@@ -154,7 +152,7 @@ class MosquittoSession {
   bool connected_ = false;
   bool active_ = false;
   std::uint32_t connects_ = 0;
-  std::unordered_set<int> unacknowledged_;  // message ids
+  int last_mid_ = 0;  // message id of this connection's last QoS 1/2 publish; 0 = acknowledged
   bool disconnect_when_acknowledged_ = false;
   WireCounters closed_connections_;  // totals of connections already gone
   WireCounters current_;             // last sample of the open connection
