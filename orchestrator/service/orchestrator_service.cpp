@@ -615,6 +615,19 @@ Status OrchestratorService::audit_now(const std::string& actor, const std::strin
   return persist(now);
 }
 
+OrchestratorService::UnsavedMark OrchestratorService::mark_unsaved() const {
+  return UnsavedMark{pending_events_.size(), pending_audit_.size(), outbox_.size()};
+}
+
+void OrchestratorService::drop_unsaved_since(const UnsavedMark& mark) {
+  const auto drop = [](auto& queued, std::size_t keep) {
+    if (queued.size() > keep) queued.erase(queued.begin() + static_cast<std::ptrdiff_t>(keep), queued.end());
+  };
+  drop(pending_events_, mark.events);
+  drop(pending_audit_, mark.audit);
+  drop(outbox_, mark.outbox);
+}
+
 std::shared_ptr<const common::TrustStore> OrchestratorService::trusted_keys() const {
   std::lock_guard lock(trust_mutex_);
   return trust_;
@@ -767,12 +780,16 @@ ApiResult OrchestratorService::create_rollout(const std::string& spec_text, cons
   if (!rollout) return api_error(rollout.error());
   if (auto st = RolloutEngine::check_target(*rollout, fleet_, unresolved_rollouts()); !st)
     return api_error(st.error());
+  const UnsavedMark mark = mark_unsaved();
   Rollout& r = rollouts_.emplace(id, std::move(rollout).value()).first->second;
   touched_rollouts_.insert(id);
   if (auto st =
           audit_now(actor, "rollout.create", id + " " + r.spec.name + " artifact " + r.spec.artifact_id, now);
       !st) {
+    // Not durable: the request failed and nothing changed, not even the audit line.
     rollouts_.erase(id);
+    touched_rollouts_.erase(id);
+    drop_unsaved_since(mark);
     return api_error(st.error());
   }
   return rollout_json(r, now, false);
@@ -785,6 +802,8 @@ ApiResult OrchestratorService::rollout_action(const std::string& id, const std::
   if (r == nullptr)
     return ApiError{404, "rollout '" + id + "' does not exist; `fotactl rollout status` lists them"};
   const Rollout before = *r;
+  const auto claims_before = fleet_.claims;
+  const UnsavedMark mark = mark_unsaved();
   common::Result<Decisions> result = Decisions{};
   const std::string reason = "operator " + actor;
   if (action == "start") {
@@ -804,8 +823,12 @@ ApiResult OrchestratorService::rollout_action(const std::string& id, const std::
   apply(*r, *result, now);
   if (action == "start") apply(*r, engine_.tick(*r, fleet_, now), now);
   if (auto st = audit_now(actor, "rollout." + action, id, now); !st) {
-    *r = before;  // not durable: the request failed and nothing changed
-    outbox_.clear();
+    // Not durable: the request failed and nothing changed — the rollout, its claims on devices,
+    // and what the action queued (its audit line, the engine's decisions, command events and the
+    // commands themselves) are all taken back. What was queued before the action stays queued.
+    *r = before;
+    fleet_.claims = claims_before;
+    drop_unsaved_since(mark);
     return api_error(st.error());
   }
   flush_outbox();

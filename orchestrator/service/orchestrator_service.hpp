@@ -145,6 +145,15 @@ class OrchestratorService {
   RolloutPrediction predict(const Rollout& rollout, Millis now);
   common::Status audit_now(const std::string& actor, const std::string& action, const std::string& detail,
                            Millis now);
+  // What is queued but not yet saved, counted before an operator action, so that an action whose
+  // save fails takes back exactly what it queued (and nothing queued before it).
+  struct UnsavedMark {
+    std::size_t events;
+    std::size_t audit;
+    std::size_t outbox;
+  };
+  UnsavedMark mark_unsaved() const;
+  void drop_unsaved_since(const UnsavedMark& mark);
 
   std::shared_ptr<const common::TrustStore> trusted_keys() const;
 

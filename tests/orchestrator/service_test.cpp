@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <httplib.h>
+#include <sqlite3.h>
 
 #include <array>
 #include <atomic>
@@ -623,6 +624,58 @@ TEST_F(OrchestratorServiceTest, BadInputIsRefusedClearlyWithoutStateChange) {
   for (const auto& e : audit) refused += e.value("action", "") == "artifact.refused" ? 1 : 0;
   EXPECT_EQ(refused, 2u);
   fotactl_ok("audit verify");
+}
+
+// Issue 16: an operator action whose save failed restored the rollout but left its audit line and
+// its command events queued, so the next save recorded an action the API had reported as failed.
+TEST_F(OrchestratorServiceTest, AnActionThatCouldNotBeSavedLeavesNoTrace) {
+  start_orchestrator();
+  auto devices = make_devices(3);
+  wait_registered(3);
+  const std::string artifact =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw", "2.0", 16 * 1024).string()));
+  const std::string id =
+      create_rollout("name: a\nartifact: " + artifact + "\ntarget: {devices: [dev-0, dev-1]}\n");
+  ASSERT_FALSE(id.empty());
+  const auto count_audit = [&](const std::string& action) {
+    std::size_t n = 0;
+    for (const auto& e : api_get("/api/v1/audit")) n += e.value("action", "") == action ? 1 : 0;
+    return n;
+  };
+  {
+    // Another process holds the database's write lock: the orchestrator's saves wait out their
+    // busy timeout and fail, as on a full or failing disk.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_.path() / "data" / "state.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    CommandRun r = fotactl("rollout start " + id);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    std::ofstream(dir_.path() / "second.yaml")
+        << "name: b\nartifact: " << artifact << "\ntarget: {devices: [dev-2]}\n";
+    r = fotactl("rollout create -f " + (dir_.path() / "second.yaml").string());
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  // The loop saves again (the devices keep reporting): nothing of the refused actions appears.
+  const auto settle = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < settle) {
+    for (auto& d : devices) d->pump(5ms);
+  }
+  EXPECT_EQ(count_audit("rollout.start"), 0u);
+  EXPECT_EQ(count_audit("rollout.create"), 1u);
+  for (const auto& e : api_get("/api/v1/events?rollout=" + id)) {
+    EXPECT_NE(e.value("kind", ""), "command") << e.dump();
+  }
+  EXPECT_EQ(api_get("/api/v1/rollouts/" + id).value("state", ""), "created");
+  EXPECT_EQ(api_get("/api/v1/rollouts").size(), 1u);
+  fotactl_ok("audit verify");
+
+  // Once the database is writable again the same action succeeds, recorded once.
+  fotactl_ok("rollout start " + id);
+  pump_until(devices, id, [](const json& r) { return r.value("state", "") == "completed"; });
+  EXPECT_EQ(count_audit("rollout.start"), 1u);
 }
 
 // Issue 14: routes that do not match, wrong methods and refused requests answered with an empty
