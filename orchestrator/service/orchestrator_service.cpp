@@ -189,6 +189,8 @@ Status OrchestratorService::load() {
     }
     for (Member& m : r.members)
       m.sampled = becomes_history(m);  // sampled when it finished (update_samples holds it)
+    // Read each rollout's manifest now, not first under the state lock (the store keeps it).
+    (void)artifacts_.manifest(r.spec.artifact_id);
     const std::string id = r.id;
     rollouts_.emplace(id, std::move(r));
   }
@@ -681,6 +683,7 @@ ApiResult OrchestratorService::import_artifact(const std::filesystem::path& bund
     }
     return api_error(e);
   }
+  (void)artifacts_.manifest(manifest->artifact_id());  // kept in memory before any use under the lock
   std::lock_guard lock(state_mutex_);
   if (auto st = audit_now(actor, "artifact.upload",
                           manifest->artifact_id() + " " + manifest->name() + " " + manifest->version(), now);
@@ -1039,21 +1042,13 @@ std::string OrchestratorService::metrics(Millis now) {
     out << "fota_rollout_eta_seconds{rollout=\"" << id << "\"} " << (predict(r, now).end_ms - now) / 1000
         << "\n";
   }
+  // A scrape reads and changes nothing: rates are the scraper's business (rate() over the counters).
   const std::uint64_t reports = reports_ingested_.load();
-  if (last_rate_ms_ > 0 && now > last_rate_ms_) {
-    report_rate_ =
-        static_cast<double>(reports - last_reports_) * 1000.0 / static_cast<double>(now - last_rate_ms_);
-  }
-  last_reports_ = reports;
-  last_rate_ms_ = now;
   out << "# TYPE fota_chunks_served_total counter\nfota_chunks_served_total " << chunks_served_.load()
       << "\n";
   out << "# TYPE fota_chunk_bytes_served_total counter\nfota_chunk_bytes_served_total "
       << chunk_bytes_served_.load() << "\n";
   out << "# TYPE fota_progress_reports_total counter\nfota_progress_reports_total " << reports << "\n";
-  out << "# HELP fota_progress_report_rate Reports per second since the previous scrape.\n"
-         "# TYPE fota_progress_report_rate gauge\nfota_progress_report_rate "
-      << report_rate_ << "\n";
   out << "# TYPE fota_commands_sent_total counter\nfota_commands_sent_total " << commands_sent_.load()
       << "\n";
   out << "# TYPE fota_messages_rejected_total counter\nfota_messages_rejected_total "

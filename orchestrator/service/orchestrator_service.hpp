@@ -202,9 +202,6 @@ class OrchestratorService {
   std::atomic<std::uint64_t> commands_sent_{0};
   std::atomic<std::uint64_t> messages_rejected_{0};
   std::atomic<std::uint64_t> chunk_requests_dropped_{0};
-  std::uint64_t last_reports_ = 0;
-  Millis last_rate_ms_ = 0;
-  double report_rate_ = 0;
 };
 
 }  // namespace fota::orchestrator

@@ -139,6 +139,32 @@ TEST_F(ArtifactTest, StoreImportsAndServesChunks) {
   EXPECT_TRUE(store.import_bundle(bundle, trust_).ok());
 }
 
+// Issue 16: the orchestrator asked for manifests while holding its state lock, and each ask read
+// the file. A stored artifact never changes, so its manifest is read once.
+TEST_F(ArtifactTest, StoreReadsAManifestFromDiskOnce) {
+  auto bundle = make_bundle("a.fota");
+  const fs::path root = dir_.path() / "store";
+  std::string id;
+  {
+    ArtifactStore importer(root);
+    auto m = importer.import_bundle(bundle, trust_);
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    id = m->artifact_id();
+  }
+  ArtifactStore store(root);
+  auto first = store.signed_manifest(id);
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  // Once read, the file is no longer consulted: removing it changes nothing for this store.
+  fs::remove(root / id / "manifest.pb");
+  auto again = store.signed_manifest(id);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->SerializeAsString(), first->SerializeAsString());
+  ASSERT_TRUE(store.manifest(id).ok());
+  EXPECT_EQ(store.manifest(id)->artifact_id(), id);
+  // A store that never read it finds it missing.
+  EXPECT_EQ(ArtifactStore(root).signed_manifest(id).error().code, Errc::kNotFound);
+}
+
 // 40 chunks of 1 KiB: more than fit inline in one 1 KiB hash chunk (32), so a hash table.
 class HashTableArtifactTest : public ArtifactTest {
  protected:

@@ -317,19 +317,38 @@ bool ArtifactStore::contains(const std::string& artifact_id) const {
   return fs::exists(root_ / artifact_id / "image", ec) && fs::exists(root_ / artifact_id / "manifest.pb", ec);
 }
 
-Result<v1::SignedManifest> ArtifactStore::signed_manifest(const std::string& artifact_id) const {
+Result<std::shared_ptr<const ArtifactStore::Manifests>> ArtifactStore::manifests(
+    const std::string& artifact_id) const {
   if (!is_valid_artifact_id(artifact_id)) {
     return Error(Errc::kInvalidArgument, "\"" + artifact_id.substr(0, 64) + "\" is not an artifact id");
   }
+  {
+    std::lock_guard lock(manifest_mutex_);
+    if (auto it = manifests_.find(artifact_id); it != manifests_.end()) return it->second;
+  }
+  // Read outside the lock.
   auto bytes = read_file(root_ / artifact_id / "manifest.pb", kMaxCommandBytes);
   if (!bytes) return Error(Errc::kNotFound, "artifact " + artifact_id + " is not in the store");
-  return decode<v1::SignedManifest>(*bytes, kMaxCommandBytes);
+  auto signed_manifest = decode<v1::SignedManifest>(*bytes, kMaxCommandBytes);
+  if (!signed_manifest) return signed_manifest.error();
+  auto manifest = decode<v1::Manifest>(signed_manifest->manifest(), kMaxCommandBytes);
+  if (!manifest) return manifest.error();
+  auto loaded = std::make_shared<const Manifests>(
+      Manifests{std::move(signed_manifest).value(), std::move(manifest).value()});
+  std::lock_guard lock(manifest_mutex_);
+  return manifests_.emplace(artifact_id, std::move(loaded)).first->second;
+}
+
+Result<v1::SignedManifest> ArtifactStore::signed_manifest(const std::string& artifact_id) const {
+  auto m = manifests(artifact_id);
+  if (!m) return m.error();
+  return (*m)->signed_manifest;
 }
 
 Result<v1::Manifest> ArtifactStore::manifest(const std::string& artifact_id) const {
-  auto sm = signed_manifest(artifact_id);
-  if (!sm) return sm.error();
-  return decode<v1::Manifest>(sm->manifest(), kMaxCommandBytes);
+  auto m = manifests(artifact_id);
+  if (!m) return m.error();
+  return (*m)->manifest;
 }
 
 std::vector<std::string> ArtifactStore::list() const {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -86,6 +87,8 @@ class ArtifactStore {
   Result<v1::Manifest> import_bundle(const std::filesystem::path& bundle, const TrustStore& trust);
 
   bool contains(const std::string& artifact_id) const;
+  // An artifact never changes once stored (its id is its content's): its manifest is read from
+  // disk once and then served from memory, so callers may ask while holding their own locks.
   Result<v1::SignedManifest> signed_manifest(const std::string& artifact_id) const;
   // Parsed, unverified manifest as stored (it was verified on import).
   Result<v1::Manifest> manifest(const std::string& artifact_id) const;
@@ -106,11 +109,18 @@ class ArtifactStore {
     ChunkSpace space;
   };
   Result<OpenImage> open_image(const std::string& artifact_id) const;
+  struct Manifests {
+    v1::SignedManifest signed_manifest;
+    v1::Manifest manifest;
+  };
+  Result<std::shared_ptr<const Manifests>> manifests(const std::string& artifact_id) const;
 
   std::filesystem::path root_;
   std::size_t max_open_files_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, OpenImage> open_;
+  mutable std::mutex manifest_mutex_;  // not mutex_: open_image() reads manifests under that one
+  mutable std::map<std::string, std::shared_ptr<const Manifests>> manifests_;
 };
 
 // The store as the chunk responder's source: what the broker plugin, the orchestrator and fota-sim
