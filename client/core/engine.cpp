@@ -289,7 +289,6 @@ struct UpdateEngine::Impl {
   void persist() {
     record.set_format_version(kJournalFormatVersion);
     record.set_state(to_record_state(state));
-    record.set_store_count(record.store_count() + 1);
     chunks_since_persist = 0;
     out.emplace_back(action::PersistJournal{record});
   }
