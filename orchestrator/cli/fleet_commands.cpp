@@ -1,10 +1,12 @@
 // fotactl commands that talk to the orchestrator API: artifact upload/list, device, rollout, audit.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -12,6 +14,7 @@
 #include "api_client.hpp"
 #include "commands.hpp"
 #include "fota/orchestrator/audit.hpp"
+#include "fota/orchestrator/rollout_engine.hpp"
 
 namespace fota::cli {
 
@@ -100,7 +103,33 @@ struct RolloutArgs {
   std::string file;
   bool start = false;
   double interval = 1.0;
+  bool devices = false;             // status: the device table
+  std::vector<std::string> states;  // status: only members in these states (implies the table)
 };
+
+// A rollout's members in a few lines: how many are in each state, and the first failures with
+// their errors. A fleet's rollout has thousands of members; the table is on request.
+void print_member_summary(const json& members) {
+  std::map<std::string, std::size_t> by_state;
+  std::vector<const json*> failures;
+  for (const auto& m : members) {
+    const std::string state = str(m, "state");
+    ++by_state[state];
+    if (state == "failed" || state == "rollback_failed") failures.push_back(&m);
+  }
+  std::cout << "  devices: " << members.size();
+  for (const auto& [state, n] : by_state) std::cout << ", " << n << " " << state;
+  std::cout << "\n";
+  constexpr std::size_t kShown = 10;
+  for (std::size_t i = 0; i < failures.size() && i < kShown; ++i) {
+    const json& m = *failures[i];
+    std::cout << "  " << str(m, "state") << ": " << str(m, "device") << " (wave " << str(m, "wave")
+              << ", attempt " << str(m, "attempt") << ")"
+              << (str(m, "error").empty() ? "" : ": " + str(m, "error")) << "\n";
+  }
+  if (failures.size() > kShown) std::cout << "  ... and " << failures.size() - kShown << " more failed\n";
+  std::cout << "  (--devices lists every device; --state STATE lists those in a state)\n";
+}
 
 }  // namespace
 
@@ -301,9 +330,21 @@ void register_rollout_commands(CLI::App& app) {
   auto s = std::make_shared<RolloutArgs>();
   auto* status = rollout->add_subcommand("status", "Show one rollout (or list all without an id)");
   status->add_option("rollout", s->id, "Rollout id");
+  status->add_flag("--devices", s->devices, "List every device of the rollout, not only a summary");
+  status
+      ->add_option("--state", s->states,
+                   "List only the devices in this state (repeatable): pending, dispatched, updating, "
+                   "retry_wait, succeeded, failed, cancelled, rolling_back, rolled_back, rollback_failed")
+      ->check([](const std::string& state) {
+        auto parsed = orchestrator::parse_member_state(state);
+        return parsed ? std::string() : parsed.error().message;
+      });
   s->conn.add_options(status, true);
   status->callback([s] {
     ApiClient client(s->conn);
+    if (s->id.empty() && (s->devices || !s->states.empty()))
+      throw std::runtime_error(
+          "--devices and --state need a rollout id: fotactl rollout status ID --devices");
     if (s->id.empty()) {
       json all = must(client.get("/api/v1/rollouts"));
       if (s->conn.json) {
@@ -324,10 +365,18 @@ void register_rollout_commands(CLI::App& app) {
       return;
     }
     print_rollout(r);
+    const json members = r.value("members", json::array());
+    if (!s->devices && s->states.empty()) {
+      print_member_summary(members);
+      return;
+    }
     std::vector<std::vector<std::string>> rows;
-    for (const auto& m : r.value("members", json::array())) {
-      rows.push_back({str(m, "device"), str(m, "wave"), str(m, "state"), str(m, "phase"), str(m, "attempt"),
-                      str(m, "error")});
+    for (const auto& m : members) {
+      const std::string state = str(m, "state");
+      if (!s->states.empty() && std::find(s->states.begin(), s->states.end(), state) == s->states.end())
+        continue;
+      rows.push_back(
+          {str(m, "device"), str(m, "wave"), state, str(m, "phase"), str(m, "attempt"), str(m, "error")});
     }
     print_table({"DEVICE", "WAVE", "STATE", "PHASE", "ATTEMPT", "ERROR"}, rows);
   });

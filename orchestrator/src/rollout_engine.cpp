@@ -23,6 +23,16 @@ namespace {
 // The command id suffix of a member that was too far into its update to cancel when the rollout
 // started rolling back: the rollback waits for the update to end (see rollback()).
 constexpr std::string_view kRollbackPending = ".rollback-pending";
+// The command id suffix of a member that was downloading when the rollout started rolling back:
+// it was sent a cancel, and is not done until its device says how its update ended (a cancel can
+// cross the update's last chunk, be refused as too late, or be lost).
+constexpr std::string_view kCancelPending = ".cancel";
+
+bool waits_for_its_update(const Member& m) {
+  return m.state == MemberState::kRollingBack &&
+         (std::string_view(m.command_id).ends_with(kRollbackPending) ||
+          std::string_view(m.command_id).ends_with(kCancelPending));
+}
 
 constexpr std::string_view kRolloutStateNames[] = {"created", "running",      "paused",     "completed",
                                                    "aborted", "rolling_back", "rolled_back"};
@@ -36,7 +46,10 @@ Result<E> parse_enum(std::string_view name, const std::string_view (&names)[N], 
   for (std::size_t i = 0; i < N; ++i) {
     if (names[i] == name) return static_cast<E>(i);
   }
-  return Error(Errc::kMalformed, std::string("unknown ") + what + " '" + std::string(name) + "'");
+  std::string known;
+  for (std::size_t i = 0; i < N; ++i) known += (i ? ", " : "") + std::string(names[i]);
+  return Error(Errc::kMalformed,
+               std::string("unknown ") + what + " '" + std::string(name) + "'; use one of " + known);
 }
 
 const date::time_zone* zone_or_utc(std::string_view name) {
@@ -366,11 +379,12 @@ Result<Decisions> RolloutEngine::rollback(Rollout& r, std::string reason, Millis
       m.dirty = true;
       ++count;
     } else if (is_in_flight(m.state)) {
-      m.command_id = r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + ".cancel";
+      // Still downloading: cancel it, and wait for the device to say how its update ended.
+      m.command_id =
+          r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + std::string(kCancelPending);
       out.push_back(Decision{Decision::Kind::kCancel, m.device_id, m.command_id, 0, r.spec.artifact_id, {}});
-      m.state = MemberState::kCancelled;
+      m.state = MemberState::kRollingBack;
       m.since_ms = now;
-      m.finished_ms = now;
       m.dirty = true;
     } else if (m.state == MemberState::kPending || m.state == MemberState::kRetryWait) {
       m.state = MemberState::kCancelled;
@@ -727,15 +741,30 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
   // still working on this rollout's artifact under an earlier command (the re-sent command crossed
   // its reconnect; the client keeps going under the id it started with) is making progress we
   // want, so its forward progress counts. Failures of older commands stay ignored.
-  if (m->state == MemberState::kRollingBack && p.command_id() != m->command_id &&
-      p.artifact_id() == r.spec.artifact_id && p.phase() == v1::PHASE_ROLLED_BACK &&
-      std::string_view(m->command_id).ends_with(kRollbackPending)) {
-    // Too late to cancel, the update failed on the device, which reverted by itself: it is back.
-    m->state = MemberState::kRolledBack;
-    m->phase = v1::PHASE_ROLLED_BACK;
-    m->since_ms = now;
-    m->finished_ms = now;
-    m->dirty = true;
+  if (waits_for_its_update(*m)) {
+    // The member's update was still running when the rollout started rolling back (see
+    // rollback()): its update's own reports, and the answer to our cancel, say how it ended.
+    const bool cancel_sent = std::string_view(m->command_id).ends_with(kCancelPending);
+    const bool about_update = p.command_id() != m->command_id && p.artifact_id() == r.spec.artifact_id;
+    const bool too_late =
+        p.command_id() == m->command_id && p.phase() == v1::PHASE_FAILED && p.error() == v1::ERROR_BUSY;
+    if ((about_update && p.phase() == v1::PHASE_COMMITTED) || too_late) {
+      // It runs (or will run) the new artifact: its next inventory gets it the rollback.
+      if (cancel_sent) {
+        m->command_id = r.id + "." + m->device_id + "." + std::to_string(++m->command_seq) +
+                        std::string(kRollbackPending);
+        m->dirty = true;
+      }
+    } else if (p.phase() == v1::PHASE_CANCELLED ||
+               (about_update && (p.phase() == v1::PHASE_FAILED || p.phase() == v1::PHASE_ROLLED_BACK))) {
+      // Cancelled, or the update failed and the device reverted by itself: it is back.
+      m->state = cancel_sent && p.phase() != v1::PHASE_ROLLED_BACK ? MemberState::kCancelled
+                                                                   : MemberState::kRolledBack;
+      m->phase = p.phase();
+      m->since_ms = now;
+      m->finished_ms = now;
+      m->dirty = true;
+    }
     return out;
   }
   if (!p.command_id().empty() && p.command_id() != m->command_id) {
@@ -827,7 +856,8 @@ Decisions RolloutEngine::on_inventory(Rollout& r, const DeviceFacts& device, con
                         " (its inventory says so; the COMMITTED report was lost): counted as succeeded"));
   } else if (m->state == MemberState::kRollingBack && device.artifact_id == m->previous_artifact_id) {
     // Back on what it ran before (an empty id is a factory image), working on nothing of ours.
-    m->state = MemberState::kRolledBack;
+    m->state = std::string_view(m->command_id).ends_with(kCancelPending) ? MemberState::kCancelled
+                                                                         : MemberState::kRolledBack;
     m->finished_ms = now;
     m->dirty = true;
   } else if (m->state == MemberState::kRollingBack && device.artifact_id == r.spec.artifact_id) {

@@ -637,6 +637,54 @@ TEST_F(RolloutEngineTest, RollbackWaitsForDevicesTooFarIntoTheUpdateToCancel) {
   report(r, "dev-1", v1::PHASE_ROLLED_BACK);
   tick(r);
   EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRolledBack);
+  // dev-2 has not yet said how its cancelled update ended: the rollback is not over.
+  EXPECT_EQ(r.find_member("dev-2")->state, MemberState::kRollingBack);
+  EXPECT_EQ(r.state, RolloutState::kRollingBack);
+  report(r, "dev-2", v1::PHASE_CANCELLED);
+  tick(r);
+  EXPECT_EQ(r.find_member("dev-2")->state, MemberState::kCancelled);
+  EXPECT_EQ(r.state, RolloutState::kRolledBack);
+}
+
+TEST_F(RolloutEngineTest, ACancelThatCrossesTheUpdatesEndStillEndsInARollback) {
+  // Found by OrchestratorServiceTest.FailureThresholdPausesThenOperatorRollsBackTheFleet (one run
+  // in three): a device downloading when the rollback started was sent a cancel and counted as
+  // cancelled at once; it finished its update anyway, and the rollout ended "rolled_back" with that
+  // device on the new artifact.
+  add_devices(3);
+  Rollout r = started("r-cross", "");
+  tick(r);
+  for (const char* id : {"dev-0", "dev-1", "dev-2"}) report(r, id, v1::PHASE_DOWNLOADING);
+  auto d = engine_.rollback(r, "operator: bad release", now_);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(targets(*d, Decision::Kind::kCancel), (std::vector<std::string>{"dev-0", "dev-1", "dev-2"}));
+  for (const char* id : {"dev-0", "dev-1", "dev-2"})
+    EXPECT_EQ(r.find_member(id)->state, MemberState::kRollingBack) << id;
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kRollingBack);
+  // dev-0's last chunk crossed the cancel: it commits under its update's command...
+  engine_.on_progress(r, progress_under(r, "dev-0", r.id + ".dev-0.1", v1::PHASE_COMMITTED, kArtifact), now_);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kRollingBack);
+  // ...and its inventory, on the new artifact, gets it the rollback.
+  fleet_.devices["dev-0"].artifact_id = kArtifact;
+  auto sent = engine_.on_inventory(r, fleet_.devices["dev-0"], inventory(""), now_);
+  EXPECT_EQ(targets(sent, Decision::Kind::kRollback), std::vector<std::string>{"dev-0"});
+  // dev-1 refuses the cancel as too late, then its update fails and it reverts by itself.
+  v1::Progress refusal = progress_under(r, "dev-1", r.find_member("dev-1")->command_id, v1::PHASE_FAILED);
+  refusal.set_error(v1::ERROR_BUSY);
+  engine_.on_progress(r, refusal, now_);
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRollingBack);
+  engine_.on_progress(r, progress_under(r, "dev-1", r.id + ".dev-1.1", v1::PHASE_ROLLED_BACK, kArtifact),
+                      now_);
+  EXPECT_EQ(r.find_member("dev-1")->state, MemberState::kRolledBack);
+  // dev-2 honours the cancel.
+  engine_.on_progress(r, progress_under(r, "dev-2", r.id + ".dev-2.1", v1::PHASE_CANCELLED, kArtifact), now_);
+  EXPECT_EQ(r.find_member("dev-2")->state, MemberState::kCancelled);
+  tick(r);
+  EXPECT_EQ(r.state, RolloutState::kRollingBack);  // dev-0's rollback is under way
+  report(r, "dev-0", v1::PHASE_ROLLED_BACK);
+  tick(r);
+  EXPECT_EQ(r.find_member("dev-0")->state, MemberState::kRolledBack);
   EXPECT_EQ(r.state, RolloutState::kRolledBack);
 }
 

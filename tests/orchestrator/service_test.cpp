@@ -367,6 +367,8 @@ TEST_F(OrchestratorServiceTest, TwoWaveRolloutCompletesOverRealBroker) {
   ASSERT_FALSE(id.empty());
   const CommandRun plan = fotactl_ok("rollout plan " + id);
   EXPECT_NE(plan.output.find("4 device(s)"), std::string::npos) << plan.output;
+  httplib::Client http("127.0.0.1", http_port_);
+  ASSERT_TRUE(http.Get("/metrics"));  // a scrape before the rollout's reports
   fotactl_ok("rollout start " + id);
 
   // Wave 1 finishes before any wave-2 device gets a command.
@@ -386,11 +388,16 @@ TEST_F(OrchestratorServiceTest, TwoWaveRolloutCompletesOverRealBroker) {
   EXPECT_NE(audit.output.find("wave 1 gate passed"), std::string::npos) << audit.output;
   EXPECT_NE(audit.output.find("rollout.start"), std::string::npos);
   // Metrics show the chunks the orchestrator served itself (no broker plugin here).
-  httplib::Client http("127.0.0.1", http_port_);
   auto metrics = http.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("fota_rollouts{state=\"completed\"} 1"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("fota_chunk_bytes_served_total 409600"), std::string::npos) << metrics->body;
+  // A scrape reads and changes nothing (issue 16: a rate since the previous scrape made two
+  // scrapers skew each other): with the fleet quiet, a later scrape is the same.
+  std::this_thread::sleep_for(100ms);
+  auto again = http.Get("/metrics");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->body, metrics->body);
 }
 
 // mosquitto takes max_inflight_messages unacknowledged publishes per client (its Receive Maximum).
@@ -835,6 +842,24 @@ TEST_F(OrchestratorServiceTest, FailureThresholdPausesThenOperatorRollsBackTheFl
   r = pump_until(devices, id, [](const json& j) { return j["state"] == "rolled_back"; });
   EXPECT_EQ(r["counts"].value("rolled_back", 0), 1);
   for (auto& d : devices) EXPECT_EQ(d->artifact(), kOldArtifact) << d->id();
+  // The status is a summary (issue 16: it printed a line per device, 1,000 in the demo): the
+  // counts by state and the failure with its error; the table only on request, filtered by state.
+  CommandRun status = fotactl_ok("rollout status " + id);
+  EXPECT_NE(status.output.find("devices: 3, 1 cancelled, 1 failed, 1 rolled_back"), std::string::npos)
+      << status.output;
+  EXPECT_NE(status.output.find("failed: " + wave1[1] + " (wave 1, attempt "), std::string::npos)
+      << status.output;
+  EXPECT_EQ(status.output.find("DEVICE"), std::string::npos) << status.output;
+  status = fotactl_ok("rollout status " + id + " --state failed");
+  EXPECT_NE(status.output.find("DEVICE"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find(wave1[1]), std::string::npos) << status.output;
+  EXPECT_EQ(status.output.find(wave1[0]), std::string::npos) << status.output;
+  status = fotactl_ok("rollout status " + id + " --devices");
+  for (auto& d : devices) EXPECT_NE(status.output.find(d->id()), std::string::npos) << status.output;
+  status = fotactl("rollout status " + id + " --state broken");
+  EXPECT_NE(status.exit_code, 0);
+  EXPECT_NE(status.output.find("unknown member state 'broken'; use one of pending"), std::string::npos)
+      << status.output;
 }
 
 TEST_F(OrchestratorServiceTest, DeployFastPathUpdatesOneDeviceAndShowsItsLogs) {
