@@ -138,7 +138,6 @@ int main(int argc, char** argv) {
   const std::filesystem::path out = out_dir;
   fota::sim::RunEnvironment env;
   env.work_dir = out / "work";
-  const bool orchestrated = scenario->rollout.driver != fota::sim::RolloutDriver::kBuiltin;
   env.orchestrator_binary = orchestrator_bin;
   env.orchestrator_url = orchestrator_url;
   env.signing_key = signing_key;
@@ -183,7 +182,7 @@ int main(int argc, char** argv) {
     env.broker_port = broker_port;
   } else {
     std::optional<fota::sim::BrokerPlugin> plugin;
-    if (orchestrated && !no_plugin) plugin = fota::sim::BrokerPlugin{plugin_path, env.artifacts_dir};
+    if (!no_plugin) plugin = fota::sim::BrokerPlugin{plugin_path, env.artifacts_dir};
     auto launched = fota::sim::BrokerProcess::launch(out / "work", plugin);
     if (!launched.ok()) {
       std::cerr << "fota-sim: starting mosquitto: " << launched.error().message << "\n";

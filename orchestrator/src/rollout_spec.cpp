@@ -1,5 +1,7 @@
 #include "fota/orchestrator/rollout_spec.hpp"
 
+#include "fota/orchestrator/rollout_spec_section.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <sstream>
+#include <utility>
 
 // date.h's parser trips GCC 12's -Wmaybe-uninitialized in optimized builds (a false positive inside
 // date::from_stream); the pragma must cover the header and the instantiation below.
@@ -104,320 +107,379 @@ std::string format_timestamp(Millis ms) {
 
 namespace {
 
-Error field_error(const std::string& field, const std::string& what) {
-  return Error(Errc::kInvalidArgument, "rollout spec: " + field + ": " + what);
+// A missing field is "" (yaml-cpp throws when asked the type of a node that is not there).
+std::string scalar(const YAML::Node& node) {
+  return node.IsDefined() && node.IsScalar() ? node.Scalar() : std::string();
 }
 
-std::string scalar(const YAML::Node& node) { return node.IsScalar() ? node.Scalar() : std::string(); }
+// Reads one spec from a YAML node. Errors name the field: "rollout spec: waves[1].size: ..." for a
+// spec of its own, "<document>:<line>:<column>: <path>.waves[1].size: ..." for a section of a
+// larger document, with the position of the field (or of the nearest enclosing node there is).
+class SpecParser {
+ public:
+  SpecParser(const YAML::Node& root, const RolloutSpecSection* section) : root_(root), section_(section) {}
 
-Result<std::vector<std::string>> string_list(const YAML::Node& node, const std::string& field) {
-  std::vector<std::string> out;
-  if (!node) return out;
-  if (node.IsScalar()) {
-    out.push_back(node.Scalar());
+ private:
+  Result<std::vector<std::string>> string_list(const YAML::Node& node, const std::string& field) const {
+    std::vector<std::string> out;
+    if (!node) return out;
+    if (node.IsScalar()) {
+      out.push_back(node.Scalar());
+      return out;
+    }
+    if (!node.IsSequence()) return field_error(field, "expected a list of strings");
+    for (const auto& item : node) {
+      if (!item.IsScalar() || item.Scalar().empty())
+        return field_error(field, "every entry must be a non-empty string");
+      out.push_back(item.Scalar());
+    }
     return out;
   }
-  if (!node.IsSequence()) return field_error(field, "expected a list of strings");
-  for (const auto& item : node) {
-    if (!item.IsScalar() || item.Scalar().empty())
-      return field_error(field, "every entry must be a non-empty string");
-    out.push_back(item.Scalar());
-  }
-  return out;
-}
 
-Result<double> number(const YAML::Node& node, const std::string& field, double min, double max) {
-  const std::string s = scalar(node);
-  double value = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-  if (s.empty() || ec != std::errc() || ptr != s.data() + s.size() || !std::isfinite(value)) {
-    return field_error(field, "'" + s + "' is not a number");
-  }
-  if (value < min || value > max) {
-    std::ostringstream msg;
-    msg << value << " is out of range; allowed " << min << " to " << max;
-    return field_error(field, msg.str());
-  }
-  return value;
-}
-
-Result<Millis> duration_field(const YAML::Node& node, const std::string& field) {
-  auto d = parse_duration(scalar(node));
-  if (!d) return field_error(field, d.error().message);
-  return *d;
-}
-
-// A ratio as 0.9 or "90%".
-Result<double> ratio(const YAML::Node& node, const std::string& field) {
-  std::string s = scalar(node);
-  if (!s.empty() && s.back() == '%') {
-    YAML::Node n(s.substr(0, s.size() - 1));
-    auto v = number(n, field, 0, 100);
-    if (!v) return v.error();
-    return *v / 100.0;
-  }
-  return number(node, field, 0, 1);
-}
-
-Result<int> clock_minutes(const std::string& text, const std::string& field) {
-  int h = 0, m = 0;
-  if (text.size() != 5 || text[2] != ':' || std::sscanf(text.c_str(), "%2d:%2d", &h, &m) != 2 || h < 0 ||
-      h > 23 || m < 0 || m > 59) {
-    return field_error(field, "'" + text + "' is not a local time; write HH:MM, e.g. 02:30");
-  }
-  return h * 60 + m;
-}
-
-Result<std::uint8_t> day_mask(const YAML::Node& node, const std::string& field) {
-  static const char* kDays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
-  auto list = string_list(node, field);
-  if (!list) return list.error();
-  std::uint8_t mask = 0;
-  for (std::string day : *list) {
-    std::transform(day.begin(), day.end(), day.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (day == "daily" || day == "all") {
-      mask = 0x7f;
-      continue;
+  Result<double> number(const YAML::Node& node, const std::string& field, double min, double max) const {
+    const std::string s = scalar(node);
+    double value = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (s.empty() || ec != std::errc() || ptr != s.data() + s.size() || !std::isfinite(value)) {
+      return field_error(field, "'" + s + "' is not a number");
     }
-    if (day == "weekdays") {
-      mask |= 0x3e;
-      continue;
+    if (value < min || value > max) {
+      std::ostringstream msg;
+      msg << value << " is out of range; allowed " << min << " to " << max;
+      return field_error(field, msg.str());
     }
-    if (day == "weekends") {
-      mask |= 0x41;
-      continue;
+    return value;
+  }
+
+  Result<Millis> duration_field(const YAML::Node& node, const std::string& field) const {
+    auto d = parse_duration(scalar(node));
+    if (!d) return field_error(field, d.error().message);
+    return *d;
+  }
+
+  // A ratio as 0.9 or "90%".
+  Result<double> ratio(const YAML::Node& node, const std::string& field) const {
+    std::string s = scalar(node);
+    if (!s.empty() && s.back() == '%') {
+      YAML::Node n(s.substr(0, s.size() - 1));
+      auto v = number(n, field, 0, 100);
+      if (!v) return v.error();
+      return *v / 100.0;
     }
-    bool found = false;
-    for (int i = 0; i < 7; ++i) {
-      if (day.rfind(kDays[i], 0) == 0) {
-        mask |= static_cast<std::uint8_t>(1u << i);
-        found = true;
+    return number(node, field, 0, 1);
+  }
+
+  Result<int> clock_minutes(const std::string& text, const std::string& field) const {
+    int h = 0, m = 0;
+    if (text.size() != 5 || text[2] != ':' || std::sscanf(text.c_str(), "%2d:%2d", &h, &m) != 2 || h < 0 ||
+        h > 23 || m < 0 || m > 59) {
+      return field_error(field, "'" + text + "' is not a local time; write HH:MM, e.g. 02:30");
+    }
+    return h * 60 + m;
+  }
+
+  Result<std::uint8_t> day_mask(const YAML::Node& node, const std::string& field) const {
+    static const char* kDays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+    auto list = string_list(node, field);
+    if (!list) return list.error();
+    std::uint8_t mask = 0;
+    for (std::string day : *list) {
+      std::transform(day.begin(), day.end(), day.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (day == "daily" || day == "all") {
+        mask = 0x7f;
+        continue;
       }
+      if (day == "weekdays") {
+        mask |= 0x3e;
+        continue;
+      }
+      if (day == "weekends") {
+        mask |= 0x41;
+        continue;
+      }
+      bool found = false;
+      for (int i = 0; i < 7; ++i) {
+        if (day.rfind(kDays[i], 0) == 0) {
+          mask |= static_cast<std::uint8_t>(1u << i);
+          found = true;
+        }
+      }
+      if (!found)
+        return field_error(field, "'" + day + "' is not a day; use mon..sun, weekdays, weekends or daily");
     }
-    if (!found)
-      return field_error(field, "'" + day + "' is not a day; use mon..sun, weekdays, weekends or daily");
+    if (mask == 0) return field_error(field, "name at least one day");
+    return mask;
   }
-  if (mask == 0) return field_error(field, "name at least one day");
-  return mask;
-}
 
-Status check_keys(const YAML::Node& map, const std::string& where,
-                  std::initializer_list<const char*> allowed) {
-  for (const auto& kv : map) {
-    const std::string key = kv.first.Scalar();
-    bool ok = false;
-    for (const char* a : allowed) ok = ok || key == a;
-    if (!ok) {
+  Status check_keys(const YAML::Node& map, const std::string& where, std::vector<std::string> allowed) const {
+    // The top level of a section also holds the enclosing document's own keys.
+    if (where.empty() && section_) {
+      allowed.insert(allowed.end(), section_->document_keys.begin(), section_->document_keys.end());
+    }
+    for (const auto& kv : map) {
+      const std::string key = kv.first.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
       std::string list;
-      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+      for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
       return field_error(where.empty() ? key : where + "." + key, "unknown field; known fields: " + list);
     }
-  }
-  return common::ok_status();
-}
-
-Result<RolloutSpec> parse_node(const YAML::Node& root) {
-  if (!root.IsMap())
-    return Error(Errc::kInvalidArgument,
-                 "rollout spec: expected a mapping with name, artifact, "
-                 "target and waves at the top level");
-  if (auto st = check_keys(
-          root, "",
-          {"name", "artifact", "target", "waves", "max_concurrent", "max_bytes_per_second", "retries",
-           "timeouts", "start_at", "windows", "on_breach", "command_ttl", "max_inflight_chunks"});
-      !st) {
-    return st.error();
-  }
-  RolloutSpec spec;
-  spec.name = scalar(root["name"]);
-  if (spec.name.empty() || spec.name.size() > 128)
-    return field_error("name", "required, 1 to 128 characters");
-  spec.artifact_id = scalar(root["artifact"]);
-  if (!common::is_valid_artifact_id(spec.artifact_id)) {
-    return field_error("artifact",
-                       "'" + spec.artifact_id +
-                           "' is not an artifact id (32 lowercase hex characters); `fotactl artifact "
-                           "list` shows the uploaded ones");
+    return common::ok_status();
   }
 
-  const YAML::Node target = root["target"];
-  if (!target || !target.IsMap()) {
-    return field_error("target", "required: give devices, tags, groups, hardware, or all: true");
-  }
-  if (auto st = check_keys(target, "target", {"all", "devices", "tags", "groups", "hardware"}); !st)
-    return st.error();
-  if (target["all"]) spec.target.all = scalar(target["all"]) == "true";
-  auto ids = string_list(target["devices"], "target.devices");
-  if (!ids) return ids.error();
-  spec.target.device_ids = *ids;
-  auto tags = string_list(target["tags"], "target.tags");
-  if (!tags) return tags.error();
-  spec.target.tags = *tags;
-  auto groups = string_list(target["groups"], "target.groups");
-  if (!groups) return groups.error();
-  spec.target.groups = *groups;
-  auto hw = string_list(target["hardware"], "target.hardware");
-  if (!hw) return hw.error();
-  spec.target.hardware_types = *hw;
-  if (!spec.target.all && spec.target.device_ids.empty() && spec.target.tags.empty() &&
-      spec.target.groups.empty() && spec.target.hardware_types.empty()) {
-    return field_error("target", "selects nothing; give devices, tags, groups, hardware, or all: true");
+ public:
+  Result<RolloutSpec> parse(const YAML::Node& root) const {
+    if (!root.IsMap()) {
+      return field_error(
+          "", section_ ? "expected a mapping of rollout spec fields (docs/ORCHESTRATOR.md)"
+                       : "expected a mapping with name, artifact, target and waves at the top level");
+    }
+    std::vector<std::string> keys = {"name",      "waves",       "max_concurrent",     "max_bytes_per_second",
+                                     "retries",   "timeouts",    "start_at",           "windows",
+                                     "on_breach", "command_ttl", "max_inflight_chunks"};
+    // A section's program supplies the artifact and the target itself.
+    if (!section_) keys.insert(keys.begin() + 1, {"artifact", "target"});
+    if (auto st = check_keys(root, "", keys); !st) return st.error();
+    RolloutSpec spec;
+    spec.name = scalar(root["name"]);
+    if ((!section_ || root["name"]) && (spec.name.empty() || spec.name.size() > 128))
+      return field_error("name", "required, 1 to 128 characters");
+    if (section_) return parse_waves_and_limits(root, std::move(spec));
+    spec.artifact_id = scalar(root["artifact"]);
+    if (!common::is_valid_artifact_id(spec.artifact_id)) {
+      return field_error("artifact",
+                         "'" + spec.artifact_id +
+                             "' is not an artifact id (32 lowercase hex characters); `fotactl artifact "
+                             "list` shows the uploaded ones");
+    }
+
+    const YAML::Node target = root["target"];
+    if (!target || !target.IsMap()) {
+      return field_error("target", "required: give devices, tags, groups, hardware, or all: true");
+    }
+    if (auto st = check_keys(target, "target", {"all", "devices", "tags", "groups", "hardware"}); !st)
+      return st.error();
+    if (target["all"]) spec.target.all = scalar(target["all"]) == "true";
+    auto ids = string_list(target["devices"], "target.devices");
+    if (!ids) return ids.error();
+    spec.target.device_ids = *ids;
+    auto tags = string_list(target["tags"], "target.tags");
+    if (!tags) return tags.error();
+    spec.target.tags = *tags;
+    auto groups = string_list(target["groups"], "target.groups");
+    if (!groups) return groups.error();
+    spec.target.groups = *groups;
+    auto hw = string_list(target["hardware"], "target.hardware");
+    if (!hw) return hw.error();
+    spec.target.hardware_types = *hw;
+    if (!spec.target.all && spec.target.device_ids.empty() && spec.target.tags.empty() &&
+        spec.target.groups.empty() && spec.target.hardware_types.empty()) {
+      return field_error("target", "selects nothing; give devices, tags, groups, hardware, or all: true");
+    }
+    return parse_waves_and_limits(root, std::move(spec));
   }
 
-  const YAML::Node waves = root["waves"];
-  if (!waves) {
-    spec.waves.push_back(WaveSpec{});
-  } else {
-    if (!waves.IsSequence() || waves.size() == 0)
-      return field_error("waves", "expected a non-empty list of waves");
-    if (waves.size() > 100) return field_error("waves", "at most 100 waves");
-    for (std::size_t i = 0; i < waves.size(); ++i) {
-      const std::string where = "waves[" + std::to_string(i) + "]";
-      const YAML::Node w = waves[i];
-      if (!w.IsMap())
-        return field_error(where, "expected a mapping with size, success_ratio, failure_threshold, soak");
-      if (auto st = check_keys(w, where, {"size", "success_ratio", "failure_threshold", "soak"}); !st) {
+ private:
+  // Everything but name, artifact and target.
+  Result<RolloutSpec> parse_waves_and_limits(const YAML::Node& root, RolloutSpec spec) const {
+    const YAML::Node waves = root["waves"];
+    if (!waves) {
+      spec.waves.push_back(WaveSpec{});
+    } else {
+      if (!waves.IsSequence() || waves.size() == 0)
+        return field_error("waves", "expected a non-empty list of waves");
+      if (waves.size() > 100) return field_error("waves", "at most 100 waves");
+      for (std::size_t i = 0; i < waves.size(); ++i) {
+        const std::string where = "waves[" + std::to_string(i) + "]";
+        const YAML::Node w = waves[i];
+        if (!w.IsMap())
+          return field_error(where, "expected a mapping with size, success_ratio, failure_threshold, soak");
+        if (auto st = check_keys(w, where, {"size", "success_ratio", "failure_threshold", "soak"}); !st) {
+          return st.error();
+        }
+        WaveSpec wave;
+        const std::string size = scalar(w["size"]);
+        if (size.empty())
+          return field_error(where + ".size", "required: a count like 10 or a percentage like 25%");
+        if (size.back() == '%') {
+          wave.size_kind = WaveSizeKind::kPercent;
+          auto v = number(YAML::Node(size.substr(0, size.size() - 1)), where + ".size", 0.001, 100);
+          if (!v) return v.error();
+          wave.size = *v;
+        } else {
+          wave.size_kind = WaveSizeKind::kCount;
+          auto v = number(w["size"], where + ".size", 1, 10'000'000);
+          if (!v) return v.error();
+          if (std::floor(*v) != *v) return field_error(where + ".size", "a count must be a whole number");
+          wave.size = *v;
+        }
+        if (w["success_ratio"]) {
+          auto r = ratio(w["success_ratio"], where + ".success_ratio");
+          if (!r) return r.error();
+          wave.success_ratio = *r;
+        }
+        if (w["failure_threshold"]) {
+          auto r = ratio(w["failure_threshold"], where + ".failure_threshold");
+          if (!r) return r.error();
+          wave.failure_threshold = *r;
+        }
+        if (w["soak"]) {
+          auto d = duration_field(w["soak"], where + ".soak");
+          if (!d) return d.error();
+          wave.soak_ms = *d;
+        }
+        spec.waves.push_back(wave);
+      }
+    }
+
+    if (root["max_concurrent"]) {
+      auto v = number(root["max_concurrent"], "max_concurrent", 0, 1'000'000);
+      if (!v) return v.error();
+      spec.max_concurrent = static_cast<std::uint32_t>(*v);
+    }
+    if (root["max_inflight_chunks"]) {
+      auto v = number(root["max_inflight_chunks"], "max_inflight_chunks", 0, 1024);
+      if (!v) return v.error();
+      spec.max_inflight_chunks = static_cast<std::uint32_t>(*v);
+    }
+    if (root["max_bytes_per_second"]) {
+      auto v = number(root["max_bytes_per_second"], "max_bytes_per_second", 0, 1e13);
+      if (!v) return v.error();
+      spec.max_bytes_per_second = static_cast<std::uint64_t>(*v);
+    }
+    if (const YAML::Node r = root["retries"]) {
+      if (!r.IsMap()) return field_error("retries", "expected a mapping with max, backoff, max_backoff");
+      if (auto st = check_keys(r, "retries", {"max", "backoff", "max_backoff"}); !st) return st.error();
+      if (r["max"]) {
+        auto v = number(r["max"], "retries.max", 0, 100);
+        if (!v) return v.error();
+        spec.retry.max_retries = static_cast<std::uint32_t>(*v);
+      }
+      if (r["backoff"]) {
+        auto d = duration_field(r["backoff"], "retries.backoff");
+        if (!d) return d.error();
+        spec.retry.backoff_ms = *d;
+      }
+      if (r["max_backoff"]) {
+        auto d = duration_field(r["max_backoff"], "retries.max_backoff");
+        if (!d) return d.error();
+        spec.retry.max_backoff_ms = *d;
+      }
+    }
+    if (const YAML::Node t = root["timeouts"]) {
+      if (!t.IsMap()) return field_error("timeouts", "expected a mapping of phase: duration");
+      if (auto st = check_keys(t, "timeouts",
+                               {"dispatch", "downloading", "verifying", "installing", "rebooting",
+                                "confirming", "rolling_back"});
+          !st) {
         return st.error();
       }
-      WaveSpec wave;
-      const std::string size = scalar(w["size"]);
-      if (size.empty())
-        return field_error(where + ".size", "required: a count like 10 or a percentage like 25%");
-      if (size.back() == '%') {
-        wave.size_kind = WaveSizeKind::kPercent;
-        auto v = number(YAML::Node(size.substr(0, size.size() - 1)), where + ".size", 0.001, 100);
-        if (!v) return v.error();
-        wave.size = *v;
-      } else {
-        wave.size_kind = WaveSizeKind::kCount;
-        auto v = number(w["size"], where + ".size", 1, 10'000'000);
-        if (!v) return v.error();
-        if (std::floor(*v) != *v) return field_error(where + ".size", "a count must be a whole number");
-        wave.size = *v;
-      }
-      if (w["success_ratio"]) {
-        auto r = ratio(w["success_ratio"], where + ".success_ratio");
-        if (!r) return r.error();
-        wave.success_ratio = *r;
-      }
-      if (w["failure_threshold"]) {
-        auto r = ratio(w["failure_threshold"], where + ".failure_threshold");
-        if (!r) return r.error();
-        wave.failure_threshold = *r;
-      }
-      if (w["soak"]) {
-        auto d = duration_field(w["soak"], where + ".soak");
+      struct Slot {
+        const char* key;
+        Millis* value;
+      };
+      const Slot slots[] = {
+          {"dispatch", &spec.timeouts.dispatch_ms},        {"downloading", &spec.timeouts.downloading_ms},
+          {"verifying", &spec.timeouts.verifying_ms},      {"installing", &spec.timeouts.installing_ms},
+          {"rebooting", &spec.timeouts.rebooting_ms},      {"confirming", &spec.timeouts.confirming_ms},
+          {"rolling_back", &spec.timeouts.rolling_back_ms}};
+      for (const Slot& slot : slots) {
+        if (!t[slot.key]) continue;
+        auto d = duration_field(t[slot.key], std::string("timeouts.") + slot.key);
         if (!d) return d.error();
-        wave.soak_ms = *d;
+        if (*d <= 0) return field_error(std::string("timeouts.") + slot.key, "must be greater than zero");
+        *slot.value = *d;
       }
-      spec.waves.push_back(wave);
     }
+    if (root["start_at"]) {
+      auto ts = parse_timestamp(scalar(root["start_at"]));
+      if (!ts) return field_error("start_at", ts.error().message);
+      spec.start_at_ms = *ts;
+    }
+    if (const YAML::Node windows = root["windows"]) {
+      if (!windows.IsSequence()) return field_error("windows", "expected a list of {days, start, duration}");
+      for (std::size_t i = 0; i < windows.size(); ++i) {
+        const std::string where = "windows[" + std::to_string(i) + "]";
+        const YAML::Node w = windows[i];
+        if (!w.IsMap()) return field_error(where, "expected a mapping with days, start (HH:MM) and duration");
+        if (auto st = check_keys(w, where, {"days", "start", "duration"}); !st) return st.error();
+        WeeklyWindow window;
+        if (w["days"]) {
+          auto mask = day_mask(w["days"], where + ".days");
+          if (!mask) return mask.error();
+          window.days_mask = *mask;
+        }
+        auto start = clock_minutes(scalar(w["start"]), where + ".start");
+        if (!start) return start.error();
+        window.start_minute = *start;
+        auto d = duration_field(w["duration"], where + ".duration");
+        if (!d) return d.error();
+        if (*d < 60'000 || *d > 86'400'000)
+          return field_error(where + ".duration", "must be between 1m and 24h");
+        window.duration_minutes = static_cast<int>(*d / 60'000);
+        spec.windows.push_back(window);
+      }
+    }
+    if (root["on_breach"]) {
+      const std::string action = scalar(root["on_breach"]);
+      const auto parsed = common::parse_breach_action(action);
+      if (!parsed)
+        return field_error(
+            "on_breach", "'" + action + "' is not an action; use " + std::string(common::kBreachActionNames));
+      spec.on_breach = *parsed;
+    }
+    if (root["command_ttl"]) {
+      auto d = duration_field(root["command_ttl"], "command_ttl");
+      if (!d) return d.error();
+      if (*d < 1000) return field_error("command_ttl", "must be at least 1s");
+      spec.command_ttl_ms = *d;
+    }
+    return spec;
   }
 
-  if (root["max_concurrent"]) {
-    auto v = number(root["max_concurrent"], "max_concurrent", 0, 1'000'000);
-    if (!v) return v.error();
-    spec.max_concurrent = static_cast<std::uint32_t>(*v);
+ private:
+  Error field_error(const std::string& field, const std::string& what) const {
+    if (!section_)
+      return Error(Errc::kInvalidArgument, "rollout spec: " + (field.empty() ? "" : field + ": ") + what);
+    const YAML::Mark mark = locate(field).Mark();
+    std::string where = section_->document;
+    if (mark.line >= 0) where += ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
+    std::string path = section_->path;
+    if (!field.empty()) path += (path.empty() ? "" : ".") + field;
+    return Error(Errc::kInvalidArgument, where + ": " + path + ": " + what);
   }
-  if (root["max_inflight_chunks"]) {
-    auto v = number(root["max_inflight_chunks"], "max_inflight_chunks", 0, 1024);
-    if (!v) return v.error();
-    spec.max_inflight_chunks = static_cast<std::uint32_t>(*v);
-  }
-  if (root["max_bytes_per_second"]) {
-    auto v = number(root["max_bytes_per_second"], "max_bytes_per_second", 0, 1e13);
-    if (!v) return v.error();
-    spec.max_bytes_per_second = static_cast<std::uint64_t>(*v);
-  }
-  if (const YAML::Node r = root["retries"]) {
-    if (!r.IsMap()) return field_error("retries", "expected a mapping with max, backoff, max_backoff");
-    if (auto st = check_keys(r, "retries", {"max", "backoff", "max_backoff"}); !st) return st.error();
-    if (r["max"]) {
-      auto v = number(r["max"], "retries.max", 0, 100);
-      if (!v) return v.error();
-      spec.retry.max_retries = static_cast<std::uint32_t>(*v);
-    }
-    if (r["backoff"]) {
-      auto d = duration_field(r["backoff"], "retries.backoff");
-      if (!d) return d.error();
-      spec.retry.backoff_ms = *d;
-    }
-    if (r["max_backoff"]) {
-      auto d = duration_field(r["max_backoff"], "retries.max_backoff");
-      if (!d) return d.error();
-      spec.retry.max_backoff_ms = *d;
-    }
-  }
-  if (const YAML::Node t = root["timeouts"]) {
-    if (!t.IsMap()) return field_error("timeouts", "expected a mapping of phase: duration");
-    if (auto st = check_keys(t, "timeouts",
-                             {"dispatch", "downloading", "verifying", "installing", "rebooting", "confirming",
-                              "rolling_back"});
-        !st) {
-      return st.error();
-    }
-    struct Slot {
-      const char* key;
-      Millis* value;
-    };
-    const Slot slots[] = {
-        {"dispatch", &spec.timeouts.dispatch_ms},        {"downloading", &spec.timeouts.downloading_ms},
-        {"verifying", &spec.timeouts.verifying_ms},      {"installing", &spec.timeouts.installing_ms},
-        {"rebooting", &spec.timeouts.rebooting_ms},      {"confirming", &spec.timeouts.confirming_ms},
-        {"rolling_back", &spec.timeouts.rolling_back_ms}};
-    for (const Slot& slot : slots) {
-      if (!t[slot.key]) continue;
-      auto d = duration_field(t[slot.key], std::string("timeouts.") + slot.key);
-      if (!d) return d.error();
-      if (*d <= 0) return field_error(std::string("timeouts.") + slot.key, "must be greater than zero");
-      *slot.value = *d;
-    }
-  }
-  if (root["start_at"]) {
-    auto ts = parse_timestamp(scalar(root["start_at"]));
-    if (!ts) return field_error("start_at", ts.error().message);
-    spec.start_at_ms = *ts;
-  }
-  if (const YAML::Node windows = root["windows"]) {
-    if (!windows.IsSequence()) return field_error("windows", "expected a list of {days, start, duration}");
-    for (std::size_t i = 0; i < windows.size(); ++i) {
-      const std::string where = "windows[" + std::to_string(i) + "]";
-      const YAML::Node w = windows[i];
-      if (!w.IsMap()) return field_error(where, "expected a mapping with days, start (HH:MM) and duration");
-      if (auto st = check_keys(w, where, {"days", "start", "duration"}); !st) return st.error();
-      WeeklyWindow window;
-      if (w["days"]) {
-        auto mask = day_mask(w["days"], where + ".days");
-        if (!mask) return mask.error();
-        window.days_mask = *mask;
+
+  // The node a field path such as "waves[1].size" names, or the nearest one above it that exists.
+  YAML::Node locate(const std::string& field) const {
+    YAML::Node node = root_;  // rebound below with reset(), never assigned to
+    std::size_t at = 0;
+    while (at < field.size()) {
+      const std::size_t end = field.find_first_of(".[", at);
+      const std::string key = field.substr(at, end == std::string::npos ? std::string::npos : end - at);
+      if (!key.empty()) {
+        const YAML::Node next = std::as_const(node)[key];
+        if (!node.IsMap() || !next) return node;
+        node.reset(next);
       }
-      auto start = clock_minutes(scalar(w["start"]), where + ".start");
-      if (!start) return start.error();
-      window.start_minute = *start;
-      auto d = duration_field(w["duration"], where + ".duration");
-      if (!d) return d.error();
-      if (*d < 60'000 || *d > 86'400'000)
-        return field_error(where + ".duration", "must be between 1m and 24h");
-      window.duration_minutes = static_cast<int>(*d / 60'000);
-      spec.windows.push_back(window);
+      if (end == std::string::npos) break;
+      if (field[end] == '[') {
+        const std::size_t close = field.find(']', end);
+        if (close == std::string::npos) return node;
+        const std::size_t index = std::stoul(field.substr(end + 1, close - end - 1));
+        if (!node.IsSequence() || index >= node.size()) return node;
+        const YAML::Node next = std::as_const(node)[index];
+        node.reset(next);
+        at = close + 1;
+        if (at < field.size() && field[at] == '.') ++at;
+      } else {
+        at = end + 1;
+      }
     }
+    return node;
   }
-  if (root["on_breach"]) {
-    const std::string action = scalar(root["on_breach"]);
-    const auto parsed = common::parse_breach_action(action);
-    if (!parsed)
-      return field_error("on_breach",
-                         "'" + action + "' is not an action; use " + std::string(common::kBreachActionNames));
-    spec.on_breach = *parsed;
-  }
-  if (root["command_ttl"]) {
-    auto d = duration_field(root["command_ttl"], "command_ttl");
-    if (!d) return d.error();
-    if (*d < 1000) return field_error("command_ttl", "must be at least 1s");
-    spec.command_ttl_ms = *d;
-  }
-  return spec;
-}
+
+  YAML::Node root_;
+  const RolloutSpecSection* section_;  // null: a spec of its own
+};
 
 }  // namespace
 
@@ -425,11 +487,19 @@ Result<RolloutSpec> parse_rollout_spec(std::string_view text) {
   if (text.size() > 1024 * 1024) return Error(Errc::kTooLarge, "rollout spec is larger than 1 MiB");
   try {
     const YAML::Node root = YAML::Load(std::string(text));
-    return parse_node(root);
+    return SpecParser(root, nullptr).parse(root);
   } catch (const YAML::Exception& e) {
     return Error(Errc::kInvalidArgument, "rollout spec is not valid YAML or JSON: line " +
                                              std::to_string(e.mark.line + 1) + ", column " +
                                              std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+}
+
+Result<RolloutSpec> parse_rollout_spec_section(const YAML::Node& section, const RolloutSpecSection& where) {
+  try {
+    return SpecParser(section, &where).parse(section);
+  } catch (const YAML::Exception& e) {
+    return Error(Errc::kInvalidArgument, where.document + ": " + where.path + ": " + e.msg);
   }
 }
 

@@ -18,28 +18,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string percent_text(double percent) {
-  std::ostringstream out;
-  out << std::setprecision(10) << percent << "%";
-  return out.str();
-}
-
-std::string utc_timestamp(std::int64_t unix_ms) {
-  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  ::gmtime_r(&seconds, &tm);
-  std::ostringstream out;
-  out << std::put_time(&tm, "%Y-%m-%dT%H:%M:%S") << "Z";
-  return out.str();
-}
-
-std::string clock_text(int minute_of_day) {
-  std::ostringstream out;
-  out << std::setw(2) << std::setfill('0') << minute_of_day / 60 << ":" << std::setw(2) << std::setfill('0')
-      << minute_of_day % 60;
-  return out.str();
-}
-
 bool wave_started(const std::string& status) { return status != "waiting"; }
 bool wave_finished(const std::string& status) { return status == "passed" || status == "breached"; }
 
@@ -61,37 +39,16 @@ std::uint64_t metric(const std::string& text, const std::string& name) {
 
 }  // namespace
 
-json orchestrator_rollout_spec(const RolloutPlan& plan, const std::string& artifact_id,
-                               const std::vector<std::string>& targeted, std::int64_t now_unix_ms) {
-  json spec;
-  spec["name"] = plan.name;
-  spec["artifact"] = artifact_id;
-  spec["target"] = {{"devices", targeted}};
-  json waves = json::array();
-  for (const auto& w : plan.waves) {
-    waves.push_back({{"size", percent_text(w.percent)},
-                     {"success_ratio", plan.success_gate},
-                     {"failure_threshold", plan.failure_threshold},
-                     {"soak", std::to_string(plan.soak_ms) + "ms"}});
+std::string_view rollout_outcome_name(RolloutOutcome outcome) noexcept {
+  switch (outcome) {
+    case RolloutOutcome::kRunning:
+      return "running";
+    case RolloutOutcome::kCompleted:
+      return "completed";
+    case RolloutOutcome::kHalted:
+      return "halted";
   }
-  spec["waves"] = waves;
-  spec["max_concurrent"] = plan.max_concurrent;
-  spec["max_inflight_chunks"] = plan.max_inflight_chunks;
-  spec["on_breach"] = std::string(breach_action_name(plan.on_breach));
-  spec["command_ttl"] = std::to_string(plan.command_ttl_ms) + "ms";
-  if (plan.retries) {
-    spec["retries"] = {{"max", *plan.retries}, {"backoff", std::to_string(plan.retry_backoff_ms) + "ms"}};
-  }
-  if (plan.start_after_ms > 0) spec["start_at"] = utc_timestamp(now_unix_ms + plan.start_after_ms);
-  if (plan.maintenance_window) {
-    const int start = plan.maintenance_window->start_minute;
-    int length = plan.maintenance_window->end_minute - start;
-    if (length <= 0) length += 24 * 60;  // across midnight
-    spec["windows"] = json::array({{{"days", json::array({"daily"})},
-                                    {"start", clock_text(start)},
-                                    {"duration", std::to_string(length) + "m"}}});
-  }
-  return spec;
+  return "unknown";
 }
 
 common::Result<RolloutArtifact> rollout_artifact(const OrchestratorEndpoint& endpoint,
@@ -176,8 +133,8 @@ common::Status OrchestratorDriver::wait_for_devices(const std::map<std::string, 
   }
 }
 
-common::Status OrchestratorDriver::create_rollout(const json& spec) {
-  auto created = post("/api/v1/rollouts", spec.dump());
+common::Status OrchestratorDriver::create_rollout(const orchestrator::RolloutSpec& spec) {
+  auto created = post("/api/v1/rollouts", orchestrator::rollout_spec_to_json(spec));
   if (!created.ok())
     return created.error().with_context("creating the scenario's rollout on the orchestrator");
   rollout_id_ = created->value("id", "");

@@ -15,6 +15,7 @@
 #include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
 #include "fota/common/phase.hpp"
+#include "fota/orchestrator/rollout_engine.hpp"
 #include "fota/sim/fleet_plan.hpp"
 #include "fota/sim/orchestrator_driver.hpp"
 #include "fota/sim/orchestrator_process.hpp"
@@ -65,39 +66,6 @@ common::Status write_image(const std::filesystem::path& path, std::uint64_t size
   out.close();
   if (!out) return Error(Errc::kIo, "cannot write " + path.string());
   return common::ok_status();
-}
-
-// The simulator's own estimate of the rollout's duration from the link profiles (the builtin
-// driver has no predictor; the orchestrator's prediction replaces this when it drives the run).
-std::int64_t estimate_duration_ms(const Scenario& scenario, const std::vector<VirtualDevicePlan>& plans,
-                                  const std::vector<WaveRecord>& waves) {
-  std::map<std::string, const VirtualDevicePlan*> by_id;
-  for (const auto& p : plans) by_id[p.device_id] = &p;
-  const double image = double(scenario.artifact.image_size);
-  const double chunks = std::ceil(image / double(scenario.artifact.chunk_size));
-  double total = double(scenario.rollout.start_after_ms);
-  for (std::size_t w = 0; w < waves.size(); ++w) {
-    double slowest = 0;
-    for (const auto& id : waves[w].devices) {
-      const VirtualDevicePlan& p = *by_id.at(id);
-      const LinkProfile& link = scenario.link_profiles.at(p.link_profile);
-      const double rate =
-          link.bandwidth_bytes_per_second > 0 ? double(link.bandwidth_bytes_per_second) : 50e6;
-      double transfer_ms = image * 1000.0 / rate;
-      if (p.faults.flash_write_bytes_per_second > 0) {
-        transfer_ms = std::max(transfer_ms, image * 1000.0 / double(p.faults.flash_write_bytes_per_second));
-      }
-      const double rtt_ms = 2.0 * double(link.latency_ms) + 2.0;
-      const double request_rounds = std::ceil(chunks / 8.0);  // the engine's initial window
-      // command, download, verify, activate + reboot + health check + commit.
-      const double device_ms =
-          rtt_ms * 2 + transfer_ms + request_rounds * rtt_ms + 200 + 100 + 400 + rtt_ms * 2;
-      slowest = std::max(slowest, device_ms);
-    }
-    total += slowest;
-    if (w + 1 < waves.size()) total += double(scenario.rollout.soak_ms);
-  }
-  return static_cast<std::int64_t>(total);
 }
 
 // What an operator would configure as the orchestrator's prediction defaults for this fleet: the
@@ -173,20 +141,19 @@ class ProgressPrinter {
 common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnvironment& environment,
                                        const RunOptions& options) {
   const bool attach = scenario.rollout.driver == RolloutDriver::kAttach;
-  const bool use_orchestrator = scenario.rollout.driver == RolloutDriver::kOrchestrator || attach;
   if (attach && (environment.orchestrator_url.empty() || environment.trust_key.empty())) {
     return Error(
         Errc::kInvalidArgument,
         "rollout.driver attach follows a rollout of a running orchestrator: it needs --orchestrator, "
         "--token-file and --trust-key (the public key that signed the rollout's artifact)");
   }
-  const bool spawn_orchestrator = use_orchestrator && environment.orchestrator_url.empty();
+  const bool spawn_orchestrator = environment.orchestrator_url.empty();
   if (scenario.faults.orchestrator_kill && !spawn_orchestrator) {
     return Error(
         Errc::kInvalidArgument,
         "faults.orchestrator_kill needs an orchestrator fota-sim starts itself (leave out --orchestrator)");
   }
-  if (use_orchestrator && !attach && !spawn_orchestrator && environment.signing_key.empty()) {
+  if (!attach && !spawn_orchestrator && environment.signing_key.empty()) {
     return Error(Errc::kInvalidArgument,
                  "with --orchestrator, fota-sim needs --signing-key: a private key the orchestrator trusts");
   }
@@ -241,29 +208,10 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   }
   client::OpenSslEngineCrypto crypto(trust);
 
-  // Waves over the targeted devices, in a seeded order.
   std::vector<std::string> targeted;
   for (const auto& p : *plans) {
     if (p.targeted) targeted.push_back(p.device_id);
   }
-  {
-    Rng rng(derive_seed(scenario.seed, "waves"));
-    for (std::size_t i = targeted.size(); i > 1; --i) std::swap(targeted[i - 1], targeted[rng.below(i)]);
-  }
-  std::vector<double> weights;
-  for (const auto& w : scenario.rollout.waves) weights.push_back(w.percent);
-  const auto shares = apportion(static_cast<std::uint32_t>(targeted.size()), weights);
-  std::vector<WaveRecord> waves;
-  std::size_t next = 0;
-  for (std::size_t w = 0; w < shares.size(); ++w) {
-    WaveRecord record;
-    record.name = scenario.rollout.waves[w].name;
-    record.devices.assign(targeted.begin() + static_cast<std::ptrdiff_t>(next),
-                          targeted.begin() + static_cast<std::ptrdiff_t>(next + shares[w]));
-    next += shares[w];
-    waves.push_back(std::move(record));
-  }
-  std::int64_t predicted_ms = estimate_duration_ms(scenario, *plans, waves);
 
   // rollout.driver orchestrator: a real fota-orchestrator runs the rollout; chunks come from the
   // broker plugin when it is loaded on the same artifact store, else from the orchestrator.
@@ -325,21 +273,13 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     devices.push_back(std::make_unique<VirtualDevice>(fleet, plan, *tls));
   }
 
-  // The builtin driver connects first so no progress report or chunk request goes unheard.
-  std::unique_ptr<ScenarioDriver> builtin;
-  std::unique_ptr<OrchestratorDriver> orchestrated;
-  RolloutDriverApi* driver = nullptr;
-  if (use_orchestrator) {
-    std::vector<std::string> names;
-    for (const auto& w : scenario.rollout.waves) names.push_back(w.name);
-    orchestrated = std::make_unique<OrchestratorDriver>(
-        endpoint, [&loop] { return loop.now_ms(); }, names);
-    driver = orchestrated.get();
-  } else {
-    builtin = std::make_unique<ScenarioDriver>(loop, fleet.topics, store, *signed_manifest, *manifest,
-                                               scenario.rollout, waves);
-    driver = builtin.get();
-  }
+  // The orchestrator runs the rollout; fota-sim follows it. Its waves are named by number, as
+  // the spec names none.
+  std::vector<std::string> wave_names;
+  for (std::size_t w = 0; w < scenario.rollout.spec.waves.size(); ++w)
+    wave_names.push_back("wave" + std::to_string(w + 1));
+  auto driver = std::make_unique<OrchestratorDriver>(
+      endpoint, [&loop] { return loop.now_ms(); }, std::move(wave_names));
   const auto stopped = [&] { return options.stop != nullptr && options.stop->load(); };
   const Error interrupted(Errc::kUnavailable, "interrupted by a signal; the run was not finished");
   const auto wait_until = [&](auto pred, std::int64_t timeout_ms) {
@@ -350,28 +290,6 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     }
     return true;
   };
-  if (builtin) {
-    common::IssueOptions issue;
-    issue.role = common::Role::kOrchestrator;
-    issue.common_name = "fota-sim-driver";
-    auto issued = environment.ca->issue(issue);
-    if (!issued.ok()) return issued.error().with_context("issuing the driver's certificate");
-    auto tls = client::mosquitto::TlsContext::create(environment.ca->ca_cert_pem(), issued->cert_pem,
-                                                     issued->key_pem, environment.broker_host);
-    if (!tls.ok()) return tls.error();
-    client::mosquitto::SessionConfig session;
-    session.host = environment.broker_host;
-    session.port = environment.broker_port;
-    session.client_id = "fota-sim-driver";
-    session.tls = *tls;
-    if (auto s = builtin->start(std::move(session)); !s.ok()) return s.error();
-    if (!wait_until([&] { return builtin->ready(); }, 10'000)) {
-      return Error(Errc::kUnavailable, "the scenario driver could not connect to the broker at " +
-                                           environment.broker_host + ":" +
-                                           std::to_string(environment.broker_port));
-    }
-  }
-
   if (options.progress != nullptr) {
     *options.progress << "setup: " << devices.size() << " certificates issued in "
                       << double(client::mosquitto::EventLoop::wall_clock_ms() - setup_started) / 1000.0
@@ -408,21 +326,29 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   // Give the subscriptions and the retained inventories a moment to land.
   wait_until([] { return false; }, 300);
 
-  // A window given as open_now_in is fixed now; devices whose window is closed must stay untouched.
-  RolloutPlan rollout_plan = scenario.rollout;
+  // The scenario's spec with what only the run knows: the artifact, the targeted devices, the start
+  // and a window given as open_now_in, fixed now. Devices whose window is closed must stay untouched
+  // (the orchestrator's own window rule decides which).
+  orchestrator::RolloutSpec rollout_spec = scenario.rollout.spec;
+  rollout_spec.artifact_id = manifest->artifact_id();
+  rollout_spec.target.device_ids = targeted;
+  const auto rollout_created_at = client::mosquitto::EventLoop::wall_clock_ms();
+  if (!scenario.rollout.window_open_now_in.empty()) {
+    auto window = window_open_now_in(scenario.rollout.window_open_now_in,
+                                     scenario.rollout.window_length_minutes, rollout_created_at);
+    if (!window.ok()) return window.error().with_context("rollout.maintenance_window");
+    rollout_spec.windows.push_back(*window);
+  }
   std::set<std::string> outside_window;
-  if (rollout_plan.maintenance_window) {
-    const auto now = client::mosquitto::EventLoop::wall_clock_ms();
-    auto resolved = resolve_window(*rollout_plan.maintenance_window, now);
-    if (!resolved.ok()) return resolved.error().with_context("rollout.maintenance_window");
-    rollout_plan.maintenance_window = *resolved;
-    for (const auto& p : *plans) {
-      if (p.targeted && !window_open(*resolved, p.time_zone, now)) outside_window.insert(p.device_id);
-    }
+  for (const auto& p : *plans) {
+    if (p.targeted &&
+        !orchestrator::in_maintenance_window(rollout_spec.windows, p.time_zone, rollout_created_at))
+      outside_window.insert(p.device_id);
   }
 
-  std::string prediction_source = "simulator estimate from link profiles (builtin driver)";
-  if (orchestrated) {
+  std::int64_t predicted_ms = -1;
+  std::string prediction_source;
+  {
     // The orchestrator registers devices from their retained inventories; the rollout is created
     // once every targeted device is known. The devices keep running on the loop meanwhile, so the
     // blocking API calls run on a helper thread.
@@ -438,31 +364,31 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
         if (attach) {
           // The rollout exists; its selector decides which of our devices it takes. Registered
           // first, so a rollout that is not started yet resolves its targets with them.
-          if (auto s = orchestrated->wait_for_devices(
+          if (auto s = driver->wait_for_devices(
                   targeted_versions, 60'000 + std::int64_t(targeted_versions.size()) * 10, nullptr);
               !s.ok())
             return s;
-          if (auto s = orchestrated->attach(scenario.rollout.attach_id); !s.ok()) return s;
-          auto predicted = orchestrated->plan();
+          if (auto s = driver->attach(scenario.rollout.attach_id); !s.ok()) return s;
+          auto predicted = driver->plan();
           if (!predicted.ok()) return predicted.error();
           orchestrator_plan = *predicted;
           return common::ok_status();
         }
-        auto artifact = orchestrated->upload_artifact(bundle_path);
+        auto artifact = driver->upload_artifact(bundle_path);
         if (!artifact.ok()) return artifact.error();
         if (*artifact != manifest->artifact_id())
           return Error(Errc::kIntegrity, "the orchestrator stored the bundle as " + *artifact +
                                              ", expected " + manifest->artifact_id());
-        if (auto s = orchestrated->wait_for_devices(
-                targeted_versions, 60'000 + std::int64_t(targeted_versions.size()) * 10, nullptr);
+        if (auto s = driver->wait_for_devices(targeted_versions,
+                                              60'000 + std::int64_t(targeted_versions.size()) * 10, nullptr);
             !s.ok())
           return s;
-        std::vector<std::string> targeted_ids;
-        for (const auto& [id, version] : targeted_versions) targeted_ids.push_back(id);
-        const auto rollout_spec = orchestrator_rollout_spec(rollout_plan, *artifact, targeted_ids,
-                                                            client::mosquitto::EventLoop::wall_clock_ms());
-        if (auto s = orchestrated->create_rollout(rollout_spec); !s.ok()) return s;
-        auto predicted = orchestrated->plan();
+        if (scenario.rollout.start_after_ms > 0) {
+          rollout_spec.start_at_ms =
+              client::mosquitto::EventLoop::wall_clock_ms() + scenario.rollout.start_after_ms;
+        }
+        if (auto s = driver->create_rollout(rollout_spec); !s.ok()) return s;
+        auto predicted = driver->plan();
         if (!predicted.ok()) return predicted.error();
         orchestrator_plan = *predicted;
         return common::ok_status();
@@ -480,14 +406,14 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     predicted_ms = orchestrator_plan.duration_ms;
     prediction_source =
         "fota-orchestrator's plan " + std::string(attach ? "when attached" : "before the start") +
-        " (rollout " + orchestrated->rollout_id() + "; " +
+        " (rollout " + driver->rollout_id() + "; " +
         (orchestrator_plan.history_samples > 0
              ? "device times drawn from " + std::to_string(orchestrator_plan.history_samples) +
                    " finished updates in its history"
              : std::string("no history: link rate and device time defaults as configured for the fleet")) +
         ")";
     if (options.progress != nullptr) {
-      *options.progress << "orchestrator: rollout " << orchestrated->rollout_id()
+      *options.progress << "orchestrator: rollout " << driver->rollout_id()
                         << (attach ? " attached" : " created") << "; predicted "
                         << double(predicted_ms) / 1000.0 << " s\n";
     }
@@ -569,10 +495,9 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     }
     const std::string wave = driver->current_wave();
     std::int64_t eta = driver->eta_ms();
-    if (orchestrated) sample.eta_ms = eta;
-    if (orchestrated && report.predicted_at_first_wave_ms < 0 && eta >= 0 &&
-        orchestrated->state() == "running") {
-      const auto waves_now = orchestrated->waves();
+    sample.eta_ms = eta;
+    if (report.predicted_at_first_wave_ms < 0 && eta >= 0 && driver->state() == "running") {
+      const auto waves_now = driver->waves();
       if (!waves_now.empty() && waves_now.front().finished_ms >= 0)
         report.predicted_at_first_wave_ms = sample.at_ms + eta;
     }
@@ -623,14 +548,12 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   wait_until([] { return false; }, 300);
   take_sample();
 
-  if (orchestrated) {
-    orchestrated->finish();
-    report.rollout_id = orchestrated->rollout_id();
-    report.rollout_duration_ms = orchestrated->rollout_duration_ms();
-    if (!environment.orchestrator_data.empty()) {
-      if (auto s = orchestrated->abort_if_active(); !s.ok() && options.progress != nullptr)
-        *options.progress << "fota-sim: " << s.error().message << "\n";
-    }
+  driver->finish();
+  report.rollout_id = driver->rollout_id();
+  report.rollout_duration_ms = driver->rollout_duration_ms();
+  if (!environment.orchestrator_data.empty()) {
+    if (auto s = driver->abort_if_active(); !s.ok() && options.progress != nullptr)
+      *options.progress << "fota-sim: " << s.error().message << "\n";
   }
   report.outcome = std::string(rollout_outcome_name(driver->outcome()));
   report.halt_reason = driver->halt_reason();
@@ -688,8 +611,9 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     if (window_closed && (r.image_bytes > 0 || r.final_version != r.initial_version))
       touched_outside_window.push_back(r.device_id + " (" + r.time_zone + ")");
     // A breach with on_breach rollback sends the devices that did update back on purpose.
-    const bool rolled_back_on_breach =
-        report.outcome == "halted" && scenario.rollout.on_breach == BreachAction::kRollback && on_previous;
+    const bool rolled_back_on_breach = report.outcome == "halted" &&
+                                       scenario.rollout.spec.on_breach == common::BreachAction::kRollback &&
+                                       on_previous;
     if (started_wave_devices.count(r.device_id) && !window_closed && !r.expected_failure && !on_target &&
         !rolled_back_on_breach) {
       unexpected_failures.push_back(r.device_id + " (" + r.final_phase +
@@ -727,7 +651,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
                  (unhealthy_committed.empty()
                       ? std::string()
                       : "; committed an unhealthy image: " + list(unhealthy_committed))});
-  if (report.outcome == "halted" && scenario.rollout.on_breach == BreachAction::kRollback) {
+  if (report.outcome == "halted" && scenario.rollout.spec.on_breach == common::BreachAction::kRollback) {
     std::vector<std::string> not_back;
     for (const auto& r : report.devices) {
       if (r.final_version != r.initial_version || r.on_trial)
@@ -736,7 +660,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     report.invariants.push_back({"breach action rollback: every device back on its previous version",
                                  not_back.empty(), not_back.empty() ? "" : list(not_back)});
   }
-  if (scenario.rollout.maintenance_window) {
+  if (scenario.rollout.has_windows()) {
     report.invariants.push_back(
         {"no device updated outside its maintenance window", touched_outside_window.empty(),
          touched_outside_window.empty()

@@ -1,5 +1,6 @@
 #include "fota/sim/scenario.hpp"
 
+#include <date/tz.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include <initializer_list>
 #include <set>
 #include <sstream>
+
+#include "fota/orchestrator/rollout_spec_section.hpp"
 
 namespace fota::sim {
 
@@ -38,6 +41,26 @@ std::string_view device_phase_name(DevicePhase phase) noexcept {
       return "confirming";
   }
   return "unknown";
+}
+
+common::Result<orchestrator::WeeklyWindow> window_open_now_in(const std::string& zone_name,
+                                                              int length_minutes, std::int64_t unix_ms) {
+  const date::time_zone* zone = nullptr;
+  try {
+    zone = date::locate_zone(zone_name);
+  } catch (const std::exception&) {
+    return Error(Errc::kInvalidArgument,
+                 "'" + zone_name + "' is not an IANA time zone; write e.g. Asia/Tokyo or Europe/Berlin");
+  }
+  const auto local =
+      zone->to_local(date::sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(unix_ms)));
+  const auto minute =
+      std::chrono::duration_cast<std::chrono::minutes>(local - date::floor<date::days>(local));
+  constexpr int kMinutesPerDay = 24 * 60;
+  orchestrator::WeeklyWindow window;  // every day
+  window.start_minute = (static_cast<int>(minute.count()) + kMinutesPerDay - 1) % kMinutesPerDay;
+  window.duration_minutes = length_minutes;
+  return window;
 }
 
 std::string_view expected_outcome_name(ExpectedOutcome outcome) noexcept {
@@ -507,39 +530,24 @@ class ScenarioParser {
     return f;
   }
 
-  RolloutPlan rollout(const YAML::Node& node, const std::string& path) const {
-    expect_map(node, path,
-               {"driver", "name", "attach", "waves", "failure_threshold", "success_gate", "soak",
-                "start_after", "max_concurrent", "command_ttl", "max_inflight_chunks", "maintenance_window",
-                "on_breach", "retries"});
-    RolloutPlan r;
+  // The rollout section is an orchestrator rollout spec, read by the orchestrator's parser; only
+  // the scenario's own keys are read here.
+  ScenarioRollout rollout(const YAML::Node& node, const std::string& path) const {
+    if (!node.IsMap())
+      fail(node, path, "expected a mapping: a rollout spec (docs/ORCHESTRATOR.md) and driver");
+    ScenarioRollout r;
     if (node["driver"]) {
       const std::string d = lower(scalar(node["driver"], join(path, "driver")));
-      if (d == "builtin")
-        r.driver = RolloutDriver::kBuiltin;
-      else if (d == "orchestrator")
+      if (d == "orchestrator")
         r.driver = RolloutDriver::kOrchestrator;
       else if (d == "attach")
         r.driver = RolloutDriver::kAttach;
-      else
+      else if (d == "builtin")
         fail(node["driver"], join(path, "driver"),
-             "unknown driver '" + d + "'; use builtin, orchestrator or attach");
-    }
-    if (node["name"]) r.name = string(node["name"], join(path, "name"));
-    if (node["on_breach"]) {
-      const std::string a = lower(scalar(node["on_breach"], join(path, "on_breach")));
-      const auto parsed = common::parse_breach_action(a);
-      if (!parsed)
-        fail(node["on_breach"], join(path, "on_breach"),
-             "unknown action '" + a + "'; use " + std::string(common::kBreachActionNames));
-      r.on_breach = *parsed;
-    }
-    if (const auto n = node["retries"]) {
-      const std::string p = join(path, "retries");
-      expect_map(n, p, {"max", "backoff"});
-      if (!n["max"]) fail(n, p, "needs max, e.g. {max: 1, backoff: 5s}");
-      r.retries = static_cast<std::uint32_t>(whole(n["max"], join(p, "max"), 0, 100));
-      if (n["backoff"]) r.retry_backoff_ms = duration(n["backoff"], join(p, "backoff"));
+             "the builtin driver is gone: fota-orchestrator runs every scenario's rollout (fota-sim starts "
+             "it); write driver: orchestrator or leave driver out");
+      else
+        fail(node["driver"], join(path, "driver"), "unknown driver '" + d + "'; use orchestrator or attach");
     }
     if (node["attach"]) {
       r.attach_id = string(node["attach"], join(path, "attach"));
@@ -548,71 +556,31 @@ class ScenarioParser {
     if (r.driver == RolloutDriver::kAttach && r.attach_id.empty()) {
       fail(node, path, "driver attach needs 'attach: <rollout id>'");
     }
-    if (node["waves"]) {
-      double sum = 0;
-      each(node["waves"], join(path, "waves"), [&](const YAML::Node& n, const std::string& p) {
-        RolloutWave w;
-        if (n.IsScalar()) {
-          w.percent = fraction(n, p) * 100.0;
-        } else {
-          expect_map(n, p, {"name", "share"});
-          if (!n["share"]) fail(n, p, "missing field 'share' (part of the fleet in this wave, e.g. 10%)");
-          w.percent = fraction(n["share"], join(p, "share")) * 100.0;
-          if (n["name"]) w.name = string(n["name"], join(p, "name"));
-        }
-        if (w.percent <= 0) fail(n, p, "a wave must hold more than 0% of the fleet");
-        if (w.name.empty()) w.name = "wave" + std::to_string(r.waves.size() + 1);
-        sum += w.percent;
-        r.waves.push_back(std::move(w));
-      });
-      if (std::fabs(sum - 100.0) > 1e-6) {
-        std::ostringstream msg;
-        msg << "wave shares must add up to 100%, they add up to " << sum << "%";
-        fail(node["waves"], join(path, "waves"), msg.str());
-      }
-    }
-    if (r.waves.empty()) r.waves.push_back({"all", 100.0});
-    if (node["failure_threshold"])
-      r.failure_threshold = fraction(node["failure_threshold"], join(path, "failure_threshold"));
-    if (node["success_gate"]) r.success_gate = fraction(node["success_gate"], join(path, "success_gate"));
-    if (node["soak"]) r.soak_ms = duration(node["soak"], join(path, "soak"));
     if (node["start_after"]) r.start_after_ms = duration(node["start_after"], join(path, "start_after"));
-    if (node["max_concurrent"]) {
-      r.max_concurrent = static_cast<std::uint32_t>(
-          whole(node["max_concurrent"], join(path, "max_concurrent"), 0, 1'000'000));
-    }
-    if (node["command_ttl"]) r.command_ttl_ms = duration(node["command_ttl"], join(path, "command_ttl"));
-    if (node["max_inflight_chunks"]) {
-      r.max_inflight_chunks = static_cast<std::uint32_t>(
-          whole(node["max_inflight_chunks"], join(path, "max_inflight_chunks"), 0, 1024));
-    }
     if (const auto w = node["maintenance_window"]) {
       const std::string p = join(path, "maintenance_window");
-      expect_map(w, p, {"start", "end", "open_now_in", "length"});
-      MaintenanceWindow mw;
-      if (w["open_now_in"]) {
-        if (w["start"] || w["end"]) fail(w, p, "give either start and end, or open_now_in and length");
-        if (!w["length"])
-          fail(w, p, "open_now_in needs a length, e.g. {open_now_in: Asia/Tokyo, length: 2h}");
-        mw.open_now_in = scalar(w["open_now_in"], join(p, "open_now_in"));
-        const auto length = duration(w["length"], join(p, "length"));
-        if (length < 60'000 || length >= 24 * 3'600'000)
-          fail(w["length"], join(p, "length"), "must be from 1m to less than 24h");
-        mw.length_minutes = static_cast<int>(length / 60'000);
-        check(w["open_now_in"], join(p, "open_now_in"), resolve_window(mw, 0));  // the zone exists
-      } else {
-        if (!w["start"] || !w["end"])
-          fail(w, p,
-               "needs start and end, e.g. {start: \"02:00\", end: \"04:00\"}, or open_now_in and length");
-        mw.start_minute = check(w["start"], join(p, "start"),
-                                parse_time_of_day_minutes(scalar(w["start"], join(p, "start"))));
-        mw.end_minute =
-            check(w["end"], join(p, "end"), parse_time_of_day_minutes(scalar(w["end"], join(p, "end"))));
-        if (mw.start_minute == mw.end_minute)
-          fail(w, p, "start and end are equal: the window would be empty");
+      if (w.IsMap() && (w["start"] || w["end"])) {
+        fail(w, p,
+             "a fixed window is the spec's windows field, e.g. windows: [{days: daily, start: \"02:00\", "
+             "duration: 2h}]; maintenance_window only takes {open_now_in: <zone>, length: <duration>}");
       }
-      r.maintenance_window = mw;
+      expect_map(w, p, {"open_now_in", "length"});
+      if (node["windows"]) fail(w, p, "give either windows or maintenance_window, not both");
+      if (!w["open_now_in"] || !w["length"])
+        fail(w, p, "needs open_now_in and length, e.g. {open_now_in: Asia/Tokyo, length: 2h}");
+      r.window_open_now_in = scalar(w["open_now_in"], join(p, "open_now_in"));
+      const auto length = duration(w["length"], join(p, "length"));
+      if (length < 60'000 || length > 24 * 3'600'000)
+        fail(w["length"], join(p, "length"), "must be from 1m to 24h");
+      r.window_length_minutes = static_cast<int>(length / 60'000);
+      check(w["open_now_in"], join(p, "open_now_in"),
+            window_open_now_in(r.window_open_now_in, r.window_length_minutes, 0));  // the zone exists
     }
+    auto spec = orchestrator::parse_rollout_spec_section(
+        node, {source_, path, {"driver", "attach", "start_after", "maintenance_window"}});
+    if (!spec) throw ScenarioError{spec.error().message};
+    r.spec = std::move(*spec);
+    if (r.spec.name.empty()) r.spec.name = "sim-rollout";
     return r;
   }
 
@@ -728,10 +696,7 @@ class ScenarioParser {
       for (const auto& g : s.fleet.groups) types.insert(g.hardware_type);
       s.artifact.compatible_hardware.assign(types.begin(), types.end());
     }
-    if (root["rollout"])
-      s.rollout = rollout(root["rollout"], "rollout");
-    else
-      s.rollout.waves.push_back({"all", 100.0});
+    s.rollout = rollout(root["rollout"] ? root["rollout"] : YAML::Node(YAML::NodeType::Map), "rollout");
     if (root["faults"]) s.faults = faults(root["faults"], "faults");
     auto check_groups = [&](const FaultTarget& t, const char* where) {
       for (const auto& g : t.groups) {
@@ -745,28 +710,10 @@ class ScenarioParser {
     for (const auto& f : s.faults.full_storage) check_groups(f.target, "full_storage");
     for (const auto& f : s.faults.clock_skew) check_groups(f.target, "clock_skew");
     for (const auto& f : s.faults.bad_image) check_groups(f.target, "bad_image");
-    if (s.faults.orchestrator_kill && s.rollout.driver == RolloutDriver::kBuiltin) {
-      fail(root["faults"]["orchestrator_kill"], "faults.orchestrator_kill",
-           "needs rollout.driver orchestrator or attach (the builtin driver is not a separate process)");
-    }
-    if (s.rollout.driver == RolloutDriver::kBuiltin) {
-      // The builtin stand-in only knows waves, gate, threshold (halt) and soak.
-      const YAML::Node r = root["rollout"];
-      if (s.rollout.maintenance_window)
-        fail(r["maintenance_window"], "rollout.maintenance_window", "needs rollout.driver orchestrator");
-      if (s.rollout.max_concurrent > 0)
-        fail(r["max_concurrent"], "rollout.max_concurrent", "needs rollout.driver orchestrator");
-      if (s.rollout.retries)
-        fail(r["retries"], "rollout.retries",
-             "needs rollout.driver orchestrator (the builtin driver resends only)");
-      if (s.rollout.on_breach != BreachAction::kPause)
-        fail(r["on_breach"], "rollout.on_breach",
-             "needs rollout.driver orchestrator (the builtin driver only halts)");
-    }
     if (root["expect"]) s.expect = expectations(root["expect"], "expect");
-    if (s.expect.outcome == ExpectedOutcome::kRunning && !s.rollout.maintenance_window) {
+    if (s.expect.outcome == ExpectedOutcome::kRunning && !s.rollout.has_windows()) {
       fail(root["expect"]["outcome"], "expect.outcome",
-           "running means the rollout waits for closed maintenance windows; it needs "
+           "running means the rollout waits for closed maintenance windows; it needs rollout.windows or "
            "rollout.maintenance_window");
     }
     return s;

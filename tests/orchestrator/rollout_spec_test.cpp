@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "fota/orchestrator/rollout_spec_section.hpp"
+
 namespace fota::orchestrator {
 namespace {
 
@@ -102,6 +104,9 @@ TEST(RolloutSpecTest, MalformedSpecsSayWhatToFix) {
       {spec_with("start_at: tomorrow\n"), "RFC 3339"},
       {spec_with("waves:\n  - size: 1\n    success_ratio: 1.5\n"), "success_ratio: 1.5 is out of range"},
       {spec_with("max_inflight_chunks: 5000\n"), "max_inflight_chunks: 5000 is out of range"},
+      // Missing fields are named, not reported as yaml-cpp's "invalid node".
+      {std::string("artifact: ") + kArtifact + "\ntarget: {all: true}\n", "name: required"},
+      {spec_with("windows:\n  - duration: 1h\n"), "windows[0].start: '' is not a local time"},
   };
   for (const BadSpec& c : cases) {
     auto spec = parse_rollout_spec(c.text);
@@ -140,6 +145,67 @@ TEST(RolloutSpecTest, StartAtRefusesImpossibleOffsetsAndFields) {
   auto edge = parse_rollout_spec(spec_with("start_at: 2026-11-25T21:00:00-23:59\n"));
   ASSERT_TRUE(edge.ok()) << edge.error().message;
   EXPECT_EQ(format_timestamp(*edge->start_at_ms), "2026-11-26T20:59:00.000Z");
+}
+
+// fota-sim's scenario `rollout:` section: the same spec, its program supplies artifact and target.
+TEST(RolloutSpecSectionTest, ParsesASectionWithoutArtifactAndTarget) {
+  const YAML::Node doc = YAML::Load(
+      "name: scenario\n"
+      "rollout:\n"
+      "  driver: orchestrator\n"
+      "  waves: [{size: 10%, failure_threshold: 5%, success_ratio: 0}, {size: 90%}]\n"
+      "  windows: [{days: daily, start: \"02:00\", duration: 2h}]\n"
+      "  command_ttl: 10m\n");
+  auto spec = parse_rollout_spec_section(doc["rollout"], {"s.yaml", "rollout", {"driver"}});
+  ASSERT_TRUE(spec.ok()) << spec.error().message;
+  EXPECT_TRUE(spec->name.empty());
+  EXPECT_TRUE(spec->artifact_id.empty());
+  ASSERT_EQ(spec->waves.size(), 2u);
+  EXPECT_DOUBLE_EQ(spec->waves[0].failure_threshold, 0.05);
+  EXPECT_DOUBLE_EQ(spec->waves[0].success_ratio, 0.0);
+  EXPECT_DOUBLE_EQ(spec->waves[1].success_ratio, 1.0);  // the spec's defaults
+  ASSERT_EQ(spec->windows.size(), 1u);
+  EXPECT_EQ(spec->windows[0].duration_minutes, 120);
+  EXPECT_EQ(spec->command_ttl_ms, 600'000);
+
+  auto empty = parse_rollout_spec_section(YAML::Node(YAML::NodeType::Map), {"s.yaml", "rollout", {}});
+  ASSERT_TRUE(empty.ok()) << empty.error().message;
+  EXPECT_EQ(empty->waves.size(), 1u);
+}
+
+TEST(RolloutSpecSectionTest, ErrorsNameTheDocumentLineColumnAndField) {
+  const YAML::Node doc = YAML::Load(
+      "name: scenario\n"
+      "rollout:\n"
+      "  driver: orchestrator\n"
+      "  waves:\n"
+      "    - size: 10%\n"
+      "    - size: 150%\n");
+  const RolloutSpecSection where{"bad.yaml", "rollout", {"driver"}};
+  auto spec = parse_rollout_spec_section(doc["rollout"], where);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.error().message.rfind("bad.yaml:6:13: rollout.waves[1].size: 150 is out of range", 0), 0u)
+      << spec.error().message;
+
+  const std::vector<BadSpec> cases = {
+      {"rollout:\n  wavez: []\n", "bad.yaml:2:10: rollout.wavez: unknown field; known fields: name, waves"},
+      {"rollout:\n  artifact: 0123456789abcdef0123456789abcdef\n", "rollout.artifact: unknown field"},
+      {"rollout:\n  target: {all: true}\n", "rollout.target: unknown field"},
+      {"rollout:\n  waves: [{size: 1, soak: forever}]\n",
+       "bad.yaml:2:27: rollout.waves[0].soak: 'forever' is not a duration"},
+      {"rollout:\n  on_breach: explode\n", "bad.yaml:2:14: rollout.on_breach: 'explode' is not an action"},
+      {"rollout:\n  retries: {max: 1, maxi: 2}\n", "rollout.retries.maxi: unknown field"},
+      {"rollout: [1, 2]\n", "bad.yaml:1:10: rollout: expected a mapping of rollout spec fields"},
+      {"rollout:\n  name: ''\n", "rollout.name: required, 1 to 128 characters"},
+  };
+  for (const BadSpec& c : cases) {
+    auto bad = parse_rollout_spec_section(YAML::Load(c.text)["rollout"], where);
+    ASSERT_FALSE(bad.ok()) << c.text;
+    EXPECT_NE(bad.error().message.find(c.expected_fragment), std::string::npos)
+        << "section:\n"
+        << c.text << "\nerror: " << bad.error().message;
+    EXPECT_EQ(bad.error().message.rfind("bad.yaml", 0), 0u) << bad.error().message;
+  }
 }
 
 TEST(RolloutSpecTest, Durations) {

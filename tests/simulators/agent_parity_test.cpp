@@ -170,7 +170,7 @@ class AgentParity : public ::testing::Test {
                            "artifact:\n  version: 2.0-broken\n  size: 96KiB\n  chunk_size: 16KiB\n"
                            "  fails_health_check: true\n"
                            "rollout:\n  driver: orchestrator\n  retries: {max: 0}\n"
-                           "  waves: [{name: all, share: 100%}]\n  failure_threshold: 0%\n"
+                           "  waves: [{size: 100%, success_ratio: 0, failure_threshold: 0}]\n"
                            "expect:\n  outcome: halted\n";
     auto scenario = load_scenario(file);
     EXPECT_TRUE(scenario.ok()) << scenario.error().message;

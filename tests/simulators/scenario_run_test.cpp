@@ -1,6 +1,6 @@
 // Small shipped scenarios run end to end against a real mosquitto over mTLS with the fota broker
 // plugin, a real fota-orchestrator (started by the runner) and the real client engine in every
-// virtual device; each test asserts the scenario's invariants. One test runs the builtin driver.
+// virtual device; each test asserts the scenario's invariants.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -41,11 +41,10 @@ testing::BrokerOptions plugin_options(const std::filesystem::path& artifacts) {
 
 class ScenarioRun : public ::testing::Test {
  protected:
-  explicit ScenarioRun(bool with_plugin = true)
+  ScenarioRun()
       : pki_(dir_.path() / "pki"),
         artifacts_(make_artifact_dir(dir_.path() / "artifacts")),
-        broker_(pki_, dir_.path() / "broker",
-                with_plugin ? plugin_options(artifacts_) : testing::BrokerOptions{}) {}
+        broker_(pki_, dir_.path() / "broker", plugin_options(artifacts_)) {}
 
   RunReport run(const std::string& file, const std::function<void(Scenario&)>& adjust = {},
                 const std::function<void(RunEnvironment&)>& adjust_env = {}) {
@@ -90,21 +89,6 @@ class ScenarioRun : public ::testing::Test {
   std::filesystem::path artifacts_;
   testing::MosquittoBroker broker_;
 };
-
-// The builtin driver serves chunks itself: a broker without the plugin.
-class BuiltinScenarioRun : public ScenarioRun {
- protected:
-  BuiltinScenarioRun() : ScenarioRun(false) {}
-};
-
-TEST_F(BuiltinScenarioRun, HappyPathWithTheBuiltinDriver) {
-  const RunReport report =
-      run("happy-path.yaml", [](Scenario& s) { s.rollout.driver = RolloutDriver::kBuiltin; });
-  EXPECT_TRUE(report.passed);
-  EXPECT_EQ(report.outcome, "completed");
-  EXPECT_TRUE(report.rollout_id.empty());
-  for (const auto& d : report.devices) EXPECT_EQ(d.final_version, "1.1.0") << d.device_id;
-}
 
 TEST_F(ScenarioRun, HappyPathEveryDeviceCommits) {
   const RunReport report = run("happy-path.yaml");

@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "fota/orchestrator/rollout_engine.hpp"
+
 namespace fota::sim {
 namespace {
 
@@ -66,10 +68,13 @@ TEST(ScenarioParser, MinimalScenarioGetsDefaults) {
   ASSERT_EQ(s->fleet.groups[0].links.size(), 1u);
   EXPECT_EQ(s->fleet.groups[0].links[0].value, "ideal");
   EXPECT_EQ(s->fleet.groups[0].time_zones[0].value, "UTC");
-  ASSERT_EQ(s->rollout.waves.size(), 1u);
-  EXPECT_DOUBLE_EQ(s->rollout.waves[0].percent, 100.0);
+  // No rollout section: the orchestrator's spec defaults, one wave of everyone.
+  ASSERT_EQ(s->rollout.spec.waves.size(), 1u);
+  EXPECT_EQ(s->rollout.spec.waves[0].size_kind, orchestrator::WaveSizeKind::kPercent);
+  EXPECT_DOUBLE_EQ(s->rollout.spec.waves[0].size, 100.0);
+  EXPECT_EQ(s->rollout.spec.name, "sim-rollout");
   EXPECT_EQ(s->artifact.compatible_hardware, std::vector<std::string>{"hw"});
-  EXPECT_EQ(s->rollout.driver, RolloutDriver::kBuiltin);
+  EXPECT_EQ(s->rollout.driver, RolloutDriver::kOrchestrator);
   EXPECT_EQ(s->expect.outcome, ExpectedOutcome::kCompleted);
   EXPECT_TRUE(s->link_profiles.count("ideal"));
 }
@@ -116,11 +121,36 @@ INSTANTIATE_TEST_SUITE_P(
                 "version: 1, "
                 "links: {a: 50%, b: 40%}}\nartifact: {version: 2}\n",
                 "shares must add up to 100%, they add up to 90%"},
-        BadCase{"waves",
+        BadCase{"wave_size",
                 "name: x\n"
                 "fleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
-                "rollout: {waves: [10%, 80%]}\n",
-                "rollout.waves: wave shares must add up to 100%"},
+                "rollout:\n  waves:\n    - {size: 10%}\n    - {size: 150%}\n",
+                "bad.yaml:7:14: rollout.waves[1].size: 150 is out of range"},
+        BadCase{"spec_typo",
+                "name: x\n"
+                "fleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "rollout:\n  driver: orchestrator\n  failure_treshold: 5%\n",
+                "bad.yaml:6:21: rollout.failure_treshold: unknown field; known fields: name, waves"},
+        BadCase{"old_wave_form",
+                "name: x\n"
+                "fleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "rollout: {waves: [{name: canary, share: 10%}]}\n",
+                "rollout.waves[0].name: unknown field; known fields: size, success_ratio"},
+        BadCase{"target_is_the_fleet",
+                "name: x\n"
+                "fleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "rollout: {target: {all: true}}\n",
+                "rollout.target: unknown field"},
+        BadCase{"builtin_driver_is_gone",
+                "name: x\n"
+                "fleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "rollout: {driver: builtin}\n",
+                "bad.yaml:4:19: rollout.driver: the builtin driver is gone"},
+        BadCase{"unknown_driver",
+                "name: x\n"
+                "fleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
+                "rollout: {driver: magic}\n",
+                "rollout.driver: unknown driver 'magic'; use orchestrator or attach"},
         BadCase{"jitter", "name: x\nlink_profiles: {a: {latency: 5ms, jitter: 10ms}}\n",
                 "link_profiles.a.jitter"},
         BadCase{"drops_both", "name: x\nlink_profiles: {a: {drops: {count: 2, per_minute: 1}}}\n",
@@ -133,10 +163,6 @@ INSTANTIATE_TEST_SUITE_P(
                 "name: x\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
                 "faults: {power_loss: {fraction: 10%, during: [dancing]}}\n",
                 "faults.power_loss.during[0]: unknown phase 'dancing'"},
-        BadCase{"kill_builtin",
-                "name: x\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\n"
-                "faults: {orchestrator_kill: {at: 5s}}\n",
-                "needs rollout.driver orchestrator"},
         BadCase{"bad_prefix",
                 "name: x\nfleet: {id_prefix: 'a/b', groups: [{count: 1, hardware: h, version: 1}]}\n",
                 "fleet.id_prefix: must be"},
@@ -170,12 +196,15 @@ TEST(ScenarioParser, ShippedScenariosSayWhatTheIssueAsksFor) {
   ASSERT_TRUE(bad.ok());
   EXPECT_TRUE(bad->artifact.fails_health_check);
   EXPECT_EQ(bad->expect.outcome, ExpectedOutcome::kHalted);
+  ASSERT_EQ(bad->rollout.spec.waves.size(), 2u);
+  EXPECT_DOUBLE_EQ(bad->rollout.spec.waves[0].failure_threshold, 0.2);
+  EXPECT_EQ(bad->rollout.spec.retry.max_retries, 0u);
 
   auto windows = load_scenario(dir / "maintenance-windows.yaml");
   ASSERT_TRUE(windows.ok());
-  ASSERT_TRUE(windows->rollout.maintenance_window.has_value());
-  EXPECT_EQ(windows->rollout.maintenance_window->open_now_in, "Asia/Tokyo");
-  EXPECT_EQ(windows->rollout.maintenance_window->length_minutes, 120);
+  EXPECT_EQ(windows->rollout.window_open_now_in, "Asia/Tokyo");
+  EXPECT_EQ(windows->rollout.window_length_minutes, 120);
+  EXPECT_TRUE(windows->rollout.has_windows());
   EXPECT_EQ(windows->rollout.driver, RolloutDriver::kOrchestrator);
   EXPECT_EQ(windows->expect.outcome, ExpectedOutcome::kRunning);
   EXPECT_EQ(windows->fleet.groups[0].time_zones.size(), 8u);
@@ -207,46 +236,34 @@ TEST(ScenarioParser, MissingFileSaysSo) {
 constexpr std::int64_t kNoonUtc = 1'795'608'000'000;
 constexpr std::int64_t kHour = 3'600'000;
 
+// open_now_in becomes a daily window of the orchestrator's, opened a minute ago in that zone; the
+// orchestrator's own rule (in_maintenance_window) says who is inside.
 TEST(MaintenanceWindow, OpenNowInResolvesToAWindowThatOpenedAMinuteAgoThere) {
-  MaintenanceWindow w;
-  w.open_now_in = "Asia/Tokyo";
-  w.length_minutes = 120;
-  auto fixed = resolve_window(w, kNoonUtc);  // 21:00 in Tokyo
+  auto fixed = window_open_now_in("Asia/Tokyo", 120, kNoonUtc);  // 21:00 in Tokyo
   ASSERT_TRUE(fixed.ok()) << fixed.error().message;
   EXPECT_EQ(fixed->start_minute, 20 * 60 + 59);
-  EXPECT_EQ(fixed->end_minute, 22 * 60 + 59);
-  EXPECT_TRUE(window_open(*fixed, "Asia/Tokyo", kNoonUtc));
-  EXPECT_TRUE(window_open(*fixed, "Asia/Seoul", kNoonUtc));          // same offset
-  EXPECT_TRUE(window_open(*fixed, "Australia/Brisbane", kNoonUtc));  // 22:00
-  EXPECT_FALSE(window_open(*fixed, "Pacific/Auckland", kNoonUtc));   // 01:00 next day
-  EXPECT_FALSE(window_open(*fixed, "Europe/Berlin", kNoonUtc));      // 13:00
-  EXPECT_FALSE(window_open(*fixed, "America/New_York", kNoonUtc));   // 07:00
+  EXPECT_EQ(fixed->duration_minutes, 120);
+  EXPECT_EQ(fixed->days_mask, 0x7f);
+  const std::vector<orchestrator::WeeklyWindow> windows{*fixed};
+  using orchestrator::in_maintenance_window;
+  EXPECT_TRUE(in_maintenance_window(windows, "Asia/Tokyo", kNoonUtc));
+  EXPECT_TRUE(in_maintenance_window(windows, "Asia/Seoul", kNoonUtc));          // same offset
+  EXPECT_TRUE(in_maintenance_window(windows, "Australia/Brisbane", kNoonUtc));  // 22:00
+  EXPECT_FALSE(in_maintenance_window(windows, "Pacific/Auckland", kNoonUtc));   // 01:00 next day
+  EXPECT_FALSE(in_maintenance_window(windows, "Europe/Berlin", kNoonUtc));      // 13:00
+  EXPECT_FALSE(in_maintenance_window(windows, "America/New_York", kNoonUtc));   // 07:00
 }
 
 TEST(MaintenanceWindow, AWindowAcrossMidnightIsOpenOnBothSides) {
-  MaintenanceWindow w;
-  w.open_now_in = "Asia/Tokyo";
-  w.length_minutes = 120;
-  auto fixed = resolve_window(w, kNoonUtc + 2 * kHour + kHour / 2);  // 23:30 in Tokyo
+  const std::int64_t now = kNoonUtc + 2 * kHour + kHour / 2;  // 23:30 in Tokyo
+  auto fixed = window_open_now_in("Asia/Tokyo", 120, now);
   ASSERT_TRUE(fixed.ok());
   EXPECT_EQ(fixed->start_minute, 23 * 60 + 29);
-  EXPECT_EQ(fixed->end_minute, 60 + 29);
-  EXPECT_TRUE(window_open(*fixed, "Asia/Tokyo", kNoonUtc + 2 * kHour + kHour / 2));
-  EXPECT_TRUE(window_open(*fixed, "Australia/Brisbane", kNoonUtc + 2 * kHour + kHour / 2));  // 00:30
-  EXPECT_FALSE(window_open(*fixed, "Asia/Tokyo", kNoonUtc + 5 * kHour));                     // 02:00
-}
-
-TEST(MaintenanceWindow, FollowsDaylightSavingTime) {
-  MaintenanceWindow w;  // 02:00-04:00 local
-  w.start_minute = 120;
-  w.end_minute = 240;
-  // Berlin springs forward on 2026-03-29 at 01:00 UTC (02:00 CET becomes 03:00 CEST).
-  constexpr std::int64_t kMarch29 = 1'774'742'400'000;                              // 2026-03-29T00:00:00Z
-  EXPECT_FALSE(window_open(w, "Europe/Berlin", kMarch29 + kHour / 2));              // 01:30 CET
-  EXPECT_TRUE(window_open(w, "Europe/Berlin", kMarch29 + kHour + kHour / 2));       // 03:30 CEST
-  EXPECT_TRUE(window_open(w, "Europe/Berlin", kMarch29 - 22 * kHour - kHour / 2));  // 28th, 02:30 CET
-  EXPECT_FALSE(window_open(w, "Europe/Berlin", kMarch29 + 2 * kHour + kHour / 2));  // 04:30 CEST
-  EXPECT_TRUE(window_open(w, "No/Such_Zone", kMarch29 + 3 * kHour));  // unknown zone = UTC, 03:00
+  const std::vector<orchestrator::WeeklyWindow> windows{*fixed};
+  using orchestrator::in_maintenance_window;
+  EXPECT_TRUE(in_maintenance_window(windows, "Asia/Tokyo", now));
+  EXPECT_TRUE(in_maintenance_window(windows, "Australia/Brisbane", now));            // 00:30
+  EXPECT_FALSE(in_maintenance_window(windows, "Asia/Tokyo", kNoonUtc + 5 * kHour));  // 02:00
 }
 
 TEST(MaintenanceWindow, BadWindowsSayWhatToFix) {
@@ -261,20 +278,29 @@ TEST(MaintenanceWindow, BadWindowsSayWhatToFix) {
   auto both = parse_scenario(
       head + "  maintenance_window: {open_now_in: Asia/Tokyo, length: 1h, start: \"02:00\"}\n");
   ASSERT_FALSE(both.ok());
-  EXPECT_NE(both.error().message.find("either start and end, or open_now_in"), std::string::npos);
+  EXPECT_NE(both.error().message.find("a fixed window is the spec's windows field"), std::string::npos);
   auto no_length = parse_scenario(head + "  maintenance_window: {open_now_in: Asia/Tokyo}\n");
   ASSERT_FALSE(no_length.ok());
-  EXPECT_NE(no_length.error().message.find("needs a length"), std::string::npos);
-  auto builtin = parse_scenario(
-      "name: w\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\nrollout:\n"
-      "  maintenance_window: {start: \"02:00\", end: \"04:00\"}\n");
-  ASSERT_FALSE(builtin.ok());
-  EXPECT_NE(builtin.error().message.find("needs rollout.driver orchestrator"), std::string::npos);
+  EXPECT_NE(no_length.error().message.find("needs open_now_in and length"), std::string::npos);
+  auto fixed = parse_scenario(head + "  maintenance_window: {start: \"02:00\", end: \"04:00\"}\n");
+  ASSERT_FALSE(fixed.ok());
+  EXPECT_NE(fixed.error().message.find("a fixed window is the spec's windows field"), std::string::npos)
+      << fixed.error().message;
+  auto two = parse_scenario(head +
+                            "  maintenance_window: {open_now_in: Asia/Tokyo, length: 1h}\n"
+                            "  windows: [{start: \"02:00\", duration: 1h}]\n");
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.error().message.find("either windows or maintenance_window"), std::string::npos);
+  auto weekly = parse_scenario(head + "  windows: [{days: weekdays, start: \"02:00\", duration: 2h}]\n");
+  ASSERT_TRUE(weekly.ok()) << weekly.error().message;
+  EXPECT_TRUE(weekly->rollout.has_windows());
+  EXPECT_EQ(weekly->rollout.spec.windows[0].days_mask, 0x3e);
   auto running = parse_scenario(
       "name: w\nfleet: {groups: [{count: 1, hardware: h, version: 1}]}\nartifact: {version: 2}\nexpect: "
       "{outcome: running}\n");
   ASSERT_FALSE(running.ok());
-  EXPECT_NE(running.error().message.find("needs rollout.maintenance_window"), std::string::npos);
+  EXPECT_NE(running.error().message.find("needs rollout.windows or rollout.maintenance_window"),
+            std::string::npos);
 }
 
 }  // namespace

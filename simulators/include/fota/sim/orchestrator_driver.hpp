@@ -16,25 +16,42 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "fota/common/result.hpp"
-#include "fota/sim/scenario.hpp"
-#include "fota/sim/scenario_driver.hpp"
+#include "fota/orchestrator/rollout_spec.hpp"
 
 namespace fota::sim {
+
+enum class RolloutOutcome { kRunning, kCompleted, kHalted };
+std::string_view rollout_outcome_name(RolloutOutcome outcome) noexcept;
+
+// One wave as the orchestrator ran it.
+struct WaveRecord {
+  std::string name;
+  std::vector<std::string> devices;
+  std::int64_t started_ms = -1;   // since run start; -1 = never started
+  std::int64_t finished_ms = -1;  // every device terminal (or the rollout halted)
+  std::uint32_t committed = 0;
+  std::uint32_t failed = 0;
+};
+
+// The orchestrator's counters for the run (from its metrics).
+struct DriverStats {
+  std::uint64_t commands_sent = 0;
+  std::uint64_t commands_resent = 0;
+  std::uint64_t chunk_requests = 0;
+  std::uint64_t chunks_served = 0;
+  std::uint64_t chunk_bytes_served = 0;
+  std::uint64_t progress_reports = 0;
+};
 
 struct OrchestratorEndpoint {
   std::string api_url;  // http://127.0.0.1:<port>
   std::string token;
 };
-
-// The orchestrator's rollout spec (docs/ORCHESTRATOR.md) for the scenario's rollout section:
-// the targeted devices by id, waves by percentage, gate, threshold, soak, concurrency, the
-// maintenance window on every day, the breach action and the start delay.
-nlohmann::json orchestrator_rollout_spec(const RolloutPlan& plan, const std::string& artifact_id,
-                                         const std::vector<std::string>& targeted, std::int64_t now_unix_ms);
 
 // What an existing rollout installs (rollout.driver attach): read from the orchestrator's API.
 struct RolloutArtifact {
@@ -47,12 +64,12 @@ struct RolloutArtifact {
 common::Result<RolloutArtifact> rollout_artifact(const OrchestratorEndpoint& endpoint,
                                                  const std::string& rollout_id);
 
-class OrchestratorDriver final : public RolloutDriverApi {
+class OrchestratorDriver {
  public:
   // `clock` is the run's clock (ms); records count from the run_start_ms given to begin().
   OrchestratorDriver(OrchestratorEndpoint endpoint, std::function<std::int64_t()> clock,
                      std::vector<std::string> wave_names, std::int64_t poll_interval_ms = 500);
-  ~OrchestratorDriver() override;
+  ~OrchestratorDriver();
   OrchestratorDriver(const OrchestratorDriver&) = delete;
   OrchestratorDriver& operator=(const OrchestratorDriver&) = delete;
 
@@ -62,7 +79,7 @@ class OrchestratorDriver final : public RolloutDriverApi {
   // its inventory: a kept store may still list it as it was at the end of an earlier run).
   common::Status wait_for_devices(const std::map<std::string, std::string>& devices, std::int64_t timeout_ms,
                                   std::ostream* progress);
-  common::Status create_rollout(const nlohmann::json& spec);
+  common::Status create_rollout(const orchestrator::RolloutSpec& spec);
   // Follows a rollout that already exists (rollout.driver: attach) instead of creating one.
   common::Status attach(const std::string& rollout_id);
   // The orchestrator's plan for the whole rollout from now (GET .../plan).
@@ -75,20 +92,23 @@ class OrchestratorDriver final : public RolloutDriverApi {
   // The orchestrator's start-to-end time of the finished rollout (after finish()); -1 = not finished.
   std::int64_t rollout_duration_ms() const;
 
-  // Starts the rollout (unless attached to one that runs already) and the follower thread.
-  void begin(std::int64_t run_start_ms) override;
+  // Starts the rollout (unless attached to one that runs already) and the follower thread; times in
+  // the records count from run_start_ms.
+  void begin(std::int64_t run_start_ms);
   // Stops following and reads the final membership (which device was in which wave).
   void finish();
   // Aborts the rollout if it is still active (paused by a breach, waiting for windows), so a kept
   // store does not hold the devices for the next run.
   common::Status abort_if_active();
 
-  RolloutOutcome outcome() const override;
-  std::string halt_reason() const override;
-  std::string current_wave() const override;
-  std::int64_t eta_ms() const override;
-  std::vector<WaveRecord> waves() const override;
-  DriverStats stats() const override;
+  RolloutOutcome outcome() const;
+  std::string halt_reason() const;
+  // "wave wave1 (dispatching)", "waiting", ...: for the live progress line.
+  std::string current_wave() const;
+  // The orchestrator's live ETA in ms from now; -1 when it has none.
+  std::int64_t eta_ms() const;
+  std::vector<WaveRecord> waves() const;
+  DriverStats stats() const;
   // Failed polls (the orchestrator was down or slow), for the report.
   std::uint64_t failed_polls() const noexcept { return failed_polls_; }
   std::string state() const;

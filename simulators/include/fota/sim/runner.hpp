@@ -14,8 +14,8 @@
 
 #include "fota/common/pki.hpp"
 #include "fota/common/result.hpp"
+#include "fota/sim/orchestrator_driver.hpp"
 #include "fota/sim/scenario.hpp"
-#include "fota/sim/scenario_driver.hpp"
 #include "fota/sim/virtual_device.hpp"
 
 namespace fota::sim {

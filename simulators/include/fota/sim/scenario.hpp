@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "fota/common/breach_action.hpp"
 #include "fota/common/result.hpp"
+#include "fota/orchestrator/rollout_spec.hpp"
 
 namespace fota::sim {
 
@@ -73,58 +73,36 @@ struct ArtifactPlan {
   bool fails_health_check = false;
 };
 
-// A daily maintenance window on each device's own clock. Either fixed local times, or
-// `open_now_in: <zone>` with a length: resolved when the run starts to a window that opened a
-// minute ago in that zone, so which zones are inside does not depend on the hour of the run.
-struct MaintenanceWindow {
-  int start_minute = 0;     // minute of the day in the device's own time zone
-  int end_minute = 0;       // may be less than start (window across midnight)
-  std::string open_now_in;  // IANA zone; when set, start/end are resolved by resolve_window()
-  int length_minutes = 0;   // with open_now_in
-};
-// The fixed window for a run starting at unix_ms (open_now_in resolved; a fixed window as is).
-common::Result<MaintenanceWindow> resolve_window(const MaintenanceWindow& window, std::int64_t unix_ms);
-// Whether a device in `time_zone` is inside a resolved window at unix_ms (unknown zones are UTC,
-// as in the orchestrator).
-bool window_open(const MaintenanceWindow& window, const std::string& time_zone, std::int64_t unix_ms);
-
-// What happens when a wave's failures pass the threshold (the orchestrator's on_breach). The
-// builtin driver only halts (pause).
-using common::breach_action_name;
-using common::BreachAction;
-
-struct RolloutWave {
-  std::string name;
-  double percent = 0.0;  // of the targeted fleet, cumulative share is the sum so far
-};
-
 enum class RolloutDriver {
-  kBuiltin,       // the simulator's minimal scenario driver sends commands and serves chunks
-  kOrchestrator,  // a rollout spec submitted to fota-orchestrator
+  kOrchestrator,  // fota-orchestrator runs the rollout created from the scenario's spec
   kAttach,        // attach to a rollout that already exists in the orchestrator
 };
 
-struct RolloutPlan {
-  RolloutDriver driver = RolloutDriver::kBuiltin;
-  std::string name = "sim-rollout";
-  std::string attach_id;           // kAttach only
-  std::vector<RolloutWave> waves;  // default: one wave of 100%
-  double failure_threshold = 0.1;  // fraction of a wave's devices failing halts the rollout
-  double success_gate = 0.0;       // fraction of a wave that must commit before the next wave (0 = off)
-  std::int64_t soak_ms = 0;
+// The scenario's `rollout:` section: an orchestrator rollout spec (docs/ORCHESTRATOR.md, parsed by
+// the orchestrator's own parser) plus what only a scenario can say.
+struct ScenarioRollout {
+  RolloutDriver driver = RolloutDriver::kOrchestrator;
+  std::string attach_id;  // kAttach only
+  // Without artifact and target: fota-sim uploads the scenario's image and targets the fleet's
+  // devices it fits. The name defaults to "sim-rollout".
+  orchestrator::RolloutSpec spec;
+  // The spec's start_at, relative to the rollout's start (a scenario cannot know the date).
   std::int64_t start_after_ms = 0;
-  std::uint32_t max_concurrent = 0;  // 0 = unlimited
-  std::int64_t command_ttl_ms = 10 * 60 * 1000;
-  // Sent in the install command: caps the device's download window (0 = the device's default).
-  // On a slow link a big window only queues chunks that a reset then throws away.
-  std::uint32_t max_inflight_chunks = 0;
-  std::optional<MaintenanceWindow> maintenance_window;
-  BreachAction on_breach = BreachAction::kPause;
-  // Orchestrator retries of a failed device (attempts after the first, first backoff); unset =
-  // the orchestrator's defaults.
-  std::optional<std::uint32_t> retries;
-  std::int64_t retry_backoff_ms = 5'000;
+  // `maintenance_window: {open_now_in: <zone>, length: 2h}`: a daily window that opened a minute
+  // before the run in that zone, so which zones are inside does not depend on the hour of the run.
+  // Added to spec.windows when the run starts (window_open_now_in()).
+  std::string window_open_now_in;  // IANA zone; empty = none
+  int window_length_minutes = 0;
+
+  // Whether any maintenance window limits the rollout.
+  bool has_windows() const noexcept { return !spec.windows.empty() || !window_open_now_in.empty(); }
 };
+
+// The daily window of `maintenance_window: {open_now_in: zone, length}` for a run starting at
+// unix_ms: it opened a minute earlier on the local clock of `zone`. kInvalidArgument for a zone
+// that is not an IANA name.
+common::Result<orchestrator::WeeklyWindow> window_open_now_in(const std::string& zone, int length_minutes,
+                                                              std::int64_t unix_ms);
 
 // Which devices a fault hits: a seeded random fraction, optionally limited to some groups.
 struct FaultTarget {
@@ -207,7 +185,7 @@ struct Scenario {
   std::map<std::string, LinkProfile> link_profiles;  // always contains "ideal"
   Fleet fleet;
   ArtifactPlan artifact;
-  RolloutPlan rollout;
+  ScenarioRollout rollout;
   Faults faults;
   Expectations expect;
 };
