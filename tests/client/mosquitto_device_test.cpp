@@ -42,6 +42,7 @@ class MosquittoDeviceTest : public UpdateServerFixture {
     mqtt.reconnect_base = 100ms;
     mqtt.reconnect_max = 1000ms;
     mqtt.connect_timeout = 3000ms;
+    mqtt.log_flush_interval = 100ms;
     return mqtt;
   }
 
@@ -75,6 +76,9 @@ class MosquittoDeviceTest : public UpdateServerFixture {
   }
 
   bool device_reboot_requested() override { return client_ && client_->reboot_requested(); }
+  void device_log(v1::LogLevel level, std::string message) override {
+    client_->log(level, std::move(message), "app");
+  }
   std::uint32_t device_reconnects() override { return client_ ? client_->reconnects() : 0; }
 
   std::optional<fota::testing::TestMessage> next_server_message(std::chrono::milliseconds wait) override {
@@ -113,6 +117,11 @@ TEST_F(MosquittoDeviceTest, DownloadSurvivesBrokerRestartsWithoutRefetchingVerif
 }
 
 TEST_F(MosquittoDeviceTest, FailedHealthCheckRevertsOverMqtt) { expect_failed_health_check_to_revert(); }
+
+// Issue 16: the event-loop adapter had no log API and ignored SetLogLevel.
+TEST_F(MosquittoDeviceTest, LogsArriveBatchedAndSetLogLevelIsHonoured) {
+  expect_set_log_level_to_be_honoured();
+}
 
 // Garbage on the command and chunk topics is logged and dropped; the client stays connected and
 // the next valid command still runs to the end.

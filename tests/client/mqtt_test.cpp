@@ -59,6 +59,9 @@ class MqttClientTest : public UpdateServerFixture {
   }
 
   bool device_reboot_requested() override { return client_ && client_->reboot_requested(); }
+  void device_log(v1::LogLevel level, std::string message) override {
+    client_->log(level, std::move(message), "app");
+  }
   std::uint32_t device_reconnects() override { return client_ ? client_->reconnects() : 0; }
 
   std::unique_ptr<MqttDeviceClient> client_;
@@ -94,6 +97,8 @@ TEST_F(MqttClientTest, ApplicationLogsArriveBatched) {
   EXPECT_EQ(logs_.front().entries(0).message(), "sensor started");
   EXPECT_EQ(logs_.front().device_id(), testing::kDeviceId);
 }
+
+TEST_F(MqttClientTest, SetLogLevelCommandIsHonoured) { expect_set_log_level_to_be_honoured(); }
 
 TEST_F(MqttClientTest, FotaDeviceAgentInstallsAnUpdate) {
   expect_agent_to_install_an_update(FOTA_DEVICE_BIN, {});

@@ -336,6 +336,52 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_TRUE(read_all(dev_dir() / "slot-a") == factory_);
   }
 
+  // The application's log API of the adapter under test.
+  virtual void device_log(v1::LogLevel level, std::string message) = 0;
+
+  // Every log entry of every LogBatch received so far.
+  std::vector<v1::LogEntry> log_entries() const {
+    std::vector<v1::LogEntry> entries;
+    for (const auto& batch : logs_)
+      entries.insert(entries.end(), batch.entries().begin(), batch.entries().end());
+    return entries;
+  }
+
+  // Application logs reach the broker as LogBatch, and a SetLogLevel command moves the threshold:
+  // a debug entry is dropped at the default level (info) and sent after the command lowered it.
+  void expect_set_log_level_to_be_honoured() {
+    connect_server();
+    boot_device();
+    wait_device_online();
+    device_log(v1::LOG_LEVEL_DEBUG, "debug before the command: dropped");
+    device_log(v1::LOG_LEVEL_INFO, "info before the command");
+    v1::Command command;
+    command.set_command_id("log-level-1");
+    command.set_device_id(testing::kDeviceId);
+    command.set_issued_at_ms(wall_ms());
+    command.set_expires_at_ms(wall_ms() + 60'000);
+    command.mutable_set_log_level()->set_level(v1::LOG_LEVEL_DEBUG);
+    send_command(command);
+    // The command reaches the device some time after it left: log debug probes until one arrives.
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    const auto has_debug = [&] {
+      for (const auto& entry : log_entries())
+        if (entry.level() == v1::LOG_LEVEL_DEBUG) return true;
+      return false;
+    };
+    for (int probe = 0; !has_debug() && std::chrono::steady_clock::now() < until; ++probe) {
+      device_log(v1::LOG_LEVEL_DEBUG, "debug probe " + std::to_string(probe));
+      (void)serve(200ms);
+    }
+    ASSERT_TRUE(has_debug()) << "no debug entry arrived after SetLogLevel(debug); " << log_entries().size()
+                             << " entries arrived";
+    const auto entries = log_entries();
+    EXPECT_EQ(entries.front().message(), "info before the command");
+    EXPECT_EQ(entries.front().source(), "app");
+    for (const auto& entry : entries) EXPECT_NE(entry.message(), "debug before the command: dropped");
+    EXPECT_EQ(logs_.front().device_id(), testing::kDeviceId);
+  }
+
   // fota-device, the agent the demo uses: a YAML config, file-backed slots, a simulated reboot.
   // Starts it in agent_dir() with `health_check` as its health-check command; `extra_args` pick
   // its transport. Its output goes to agent_dir()/agent.log.

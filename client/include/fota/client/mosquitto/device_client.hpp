@@ -1,8 +1,8 @@
 // The device client over MQTT 5 on libmosquitto and a caller-owned EventLoop: the event-loop twin
-// of MqttDeviceClient (mqtt_client.hpp). Same engine, same DeviceRuntime, same wire behaviour:
-// mutual TLS, last-will presence (retained, offline) and online presence on connect, command and
-// chunk subscriptions (QoS 1) on every connect, reconnect with exponential backoff and full
-// jitter, a connect timeout, inventory and presence published retained. C++17.
+// of MqttDeviceClient (mqtt_client.hpp). Both are transport adapters over one DeviceAgent
+// (device_agent.hpp), which owns what a device does: engine, runtime, presence, subscriptions,
+// LogBatch forwarding and SetLogLevel. This adapter adds mutual TLS, the last will, reconnect with
+// exponential backoff and full jitter, a connect timeout and the agent's timers on the loop. C++17.
 //
 // Threads: none of its own. Everything (socket I/O, engine, flash writes, journal stores) runs
 // on the thread that calls EventLoop::run_once(), which must be the thread that created the
@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 
+#include "fota/client/device_agent.hpp"
 #include "fota/client/device_messages.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
@@ -57,6 +58,10 @@ struct MosquittoClientConfig {
   std::chrono::milliseconds reconnect_base{500};
   std::chrono::milliseconds reconnect_max{std::chrono::seconds(60)};
   std::uint64_t random_seed = 0;  // 0 = from std::random_device
+  // Application logs: sent as one LogBatch when this many are queued or the interval passed.
+  std::size_t log_batch_entries = 50;
+  std::chrono::milliseconds log_flush_interval{std::chrono::seconds(2)};
+  std::size_t log_queue_limit = 1000;  // older entries are dropped (and counted) beyond this
 };
 
 class MosquittoDeviceClient {
@@ -94,6 +99,10 @@ class MosquittoDeviceClient {
   // True after stop() once the connection is gone.
   bool closed() const noexcept;
 
+  // The application's log API: batched to .../log (LogBatch) while connected; entries below the
+  // level the last SetLogLevel command set (default info) are dropped. Loop thread only.
+  void log(v1::LogLevel level, std::string message, std::string source = {});
+
   bool connected() const noexcept;
   bool reboot_requested() const noexcept;
   EngineState state() const noexcept;
@@ -107,39 +116,30 @@ class MosquittoDeviceClient {
   const std::string& last_error() const noexcept { return last_error_; }
 
  private:
-  MosquittoDeviceClient(EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine,
-                        Installer& installer, FileJournal& journal, Hooks hooks,
-                        std::shared_ptr<spdlog::logger> logger, common::DeviceId device,
-                        common::TopicScheme topics);
-  class Uplink;  // the engine's Transport: publishes through the session
+  MosquittoDeviceClient(EventLoop& loop, MosquittoClientConfig mqtt, Hooks hooks,
+                        std::shared_ptr<spdlog::logger> logger);
+  class Link;  // the agent's DeviceLink: publishes and subscribes through the session
 
   void connect_now();
   void schedule_reconnect(const std::string& why);
   void on_connected(int reason_code);
   void on_disconnected(int reason_code);
   void on_message(std::string_view topic, std::string_view payload);
-  common::Status publish(common::Channel channel, std::string payload);
-  void execute(Actions actions);
+  void after_input();  // the agent's timers, or none after a reboot
   void schedule_tick();
   void cancel_timers();
   std::string describe(const std::string& what, int code) const;
 
   EventLoop& loop_;
   MosquittoClientConfig config_;
-  EngineConfig engine_config_;
-  Installer& installer_;
-  FileJournal& journal_;
   Hooks hooks_;
   std::shared_ptr<spdlog::logger> logger_;
-  common::DeviceId device_;
-  common::TopicScheme topics_;
   std::string broker_host_;
   int broker_port_ = 0;
   ReconnectBackoff backoff_;
 
-  std::unique_ptr<Uplink> uplink_;
-  std::unique_ptr<UpdateEngine> engine_;
-  std::unique_ptr<DeviceRuntime> runtime_;
+  std::unique_ptr<Link> link_;
+  std::unique_ptr<DeviceAgent> agent_;
   std::unique_ptr<MosquittoSession> session_;
 
   bool started_ = false;
