@@ -25,8 +25,8 @@ class DeviceAgent::Uplink : public Transport {
   DeviceAgent& agent_;
 };
 
-DeviceAgent::DeviceAgent(DeviceAgentConfig config, Installer& installer, FileJournal& journal,
-                         DeviceLink& link, Hooks hooks, common::DeviceId device, common::TopicScheme topics)
+DeviceAgent::DeviceAgent(DeviceAgentConfig config, Installer& installer, Journal& journal, DeviceLink& link,
+                         Hooks hooks, common::DeviceId device, common::TopicScheme topics)
     : config_(std::move(config)),
       installer_(installer),
       journal_(journal),
@@ -38,7 +38,7 @@ DeviceAgent::DeviceAgent(DeviceAgentConfig config, Installer& installer, FileJou
 DeviceAgent::~DeviceAgent() = default;
 
 common::Result<std::unique_ptr<DeviceAgent>> DeviceAgent::create(DeviceAgentConfig config,
-                                                                 Installer& installer, FileJournal& journal,
+                                                                 Installer& installer, Journal& journal,
                                                                  const EngineCrypto& crypto, DeviceLink& link,
                                                                  Hooks hooks) {
   auto device = common::DeviceId::parse(config.engine.device_id);

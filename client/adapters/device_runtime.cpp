@@ -50,7 +50,7 @@ std::pair<bool, std::string> run_health_check(const HealthCheck& hook, HealthChe
 
 }  // namespace
 
-DeviceRuntime::DeviceRuntime(UpdateEngine& engine, Installer& installer, FileJournal& journal,
+DeviceRuntime::DeviceRuntime(UpdateEngine& engine, Installer& installer, Journal& journal,
                              Transport& transport, Hooks hooks)
     : engine_(engine),
       installer_(installer),

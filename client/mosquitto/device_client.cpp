@@ -74,7 +74,7 @@ MosquittoDeviceClient::MosquittoDeviceClient(EventLoop& loop, MosquittoClientCon
 
 common::Result<std::unique_ptr<MosquittoDeviceClient>> MosquittoDeviceClient::create(
     EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine_config, Installer& installer,
-    FileJournal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger) {
+    Journal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger) {
   // The device id and topic prefix first: the agent checks them, but a bad id should be named
   // before the TLS files are read.
   if (auto device = common::DeviceId::parse(engine_config.device_id); !device.ok())

@@ -302,7 +302,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
 };
 
 common::Result<std::unique_ptr<MqttDeviceClient>> MqttDeviceClient::create(
-    MqttClientConfig mqtt_config, EngineConfig engine_config, Installer& installer, FileJournal& journal,
+    MqttClientConfig mqtt_config, EngineConfig engine_config, Installer& installer, Journal& journal,
     const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger) {
   if (!logger) {
     logger =

@@ -73,7 +73,7 @@ class DeviceAgent {
   // outlive the agent. Errors: an invalid device id (kInvalidArgument, "device id: ..."), an
   // invalid topic prefix, an unreadable journal (kMalformed, kIo: "loading the journal: ...").
   static common::Result<std::unique_ptr<DeviceAgent>> create(DeviceAgentConfig config, Installer& installer,
-                                                             FileJournal& journal, const EngineCrypto& crypto,
+                                                             Journal& journal, const EngineCrypto& crypto,
                                                              DeviceLink& link, Hooks hooks);
   ~DeviceAgent();
   DeviceAgent(const DeviceAgent&) = delete;
@@ -119,8 +119,8 @@ class DeviceAgent {
 
  private:
   class Uplink;
-  DeviceAgent(DeviceAgentConfig config, Installer& installer, FileJournal& journal, DeviceLink& link,
-              Hooks hooks, common::DeviceId device, common::TopicScheme topics);
+  DeviceAgent(DeviceAgentConfig config, Installer& installer, Journal& journal, DeviceLink& link, Hooks hooks,
+              common::DeviceId device, common::TopicScheme topics);
   void execute(Actions actions, std::int64_t now_ms);
   common::Status publish(common::Channel channel, std::string payload);
   std::int64_t next_log_flush_ms() const;
@@ -129,7 +129,7 @@ class DeviceAgent {
 
   DeviceAgentConfig config_;
   Installer& installer_;
-  FileJournal& journal_;
+  Journal& journal_;
   DeviceLink& link_;
   Hooks hooks_;
   common::DeviceId device_;

@@ -58,7 +58,7 @@ class MqttDeviceClient {
   // a device id that is not valid, an unreadable journal, a boot status the installer cannot
   // read, a broker URI Paho refuses.
   static common::Result<std::unique_ptr<MqttDeviceClient>> create(MqttClientConfig mqtt, EngineConfig engine,
-                                                                  Installer& installer, FileJournal& journal,
+                                                                  Installer& installer, Journal& journal,
                                                                   const EngineCrypto& crypto, Hooks hooks,
                                                                   std::shared_ptr<spdlog::logger> logger);
   ~MqttDeviceClient();  // stops the loop and disconnects

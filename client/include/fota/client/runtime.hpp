@@ -1,5 +1,6 @@
-// Adapters around the engine: OpenSSL crypto, the file journal, and DeviceRuntime which
-// executes the engine's actions against an Installer, a journal and a transport. C++17.
+// Adapters around the engine: OpenSSL crypto, the Journal port and its file implementation, and
+// DeviceRuntime which executes the engine's actions against an Installer, a Journal and a
+// transport. C++17.
 #pragma once
 
 #include <cstdint>
@@ -29,12 +30,13 @@ class OpenSslEngineCrypto : public EngineCrypto {
   common::TrustStore trust_;
 };
 
-// The crash-safe journal: <dir>/journal.pb (JournalRecord) and <dir>/manifest.pb (the
-// SignedManifest of the current update). Each store writes a temp file, fsyncs it, renames it
-// over the old one and fsyncs the directory, so a power cut leaves the old or the new version.
-class FileJournal {
+// Where the engine's journal lives: the record (PersistJournal) and the signed manifest of the
+// update in progress (StoreManifest). A store must be durable when it returns: the engine runs
+// the next side effect on the strength of it. FileJournal on a device; fota-sim's simulated
+// storage keeps it in memory and loses what a power cut would.
+class Journal {
  public:
-  explicit FileJournal(std::filesystem::path dir);
+  virtual ~Journal() = default;
 
   struct Loaded {
     journal::JournalRecord record;
@@ -42,9 +44,22 @@ class FileJournal {
   };
   // nullopt when no journal exists yet (first start). Errors: kMalformed (unreadable journal,
   // or a format version newer than this client), kIo.
-  common::Result<std::optional<Loaded>> load() const;
-  common::Status store(const journal::JournalRecord& record);
-  common::Status store_manifest(std::string_view signed_manifest);
+  virtual common::Result<std::optional<Loaded>> load() const = 0;
+  // Errors: kIo (the store did not happen; the previous record stays).
+  virtual common::Status store(const journal::JournalRecord& record) = 0;
+  virtual common::Status store_manifest(std::string_view signed_manifest) = 0;
+};
+
+// The crash-safe journal: <dir>/journal.pb (JournalRecord) and <dir>/manifest.pb (the
+// SignedManifest of the current update). Each store writes a temp file, fsyncs it, renames it
+// over the old one and fsyncs the directory, so a power cut leaves the old or the new version.
+class FileJournal : public Journal {
+ public:
+  explicit FileJournal(std::filesystem::path dir);
+
+  common::Result<std::optional<Loaded>> load() const override;
+  common::Status store(const journal::JournalRecord& record) override;
+  common::Status store_manifest(std::string_view signed_manifest) override;
   const std::filesystem::path& dir() const noexcept { return dir_; }
 
  private:
@@ -91,7 +106,7 @@ class DeviceRuntime {
     std::function<bool(const Action& action)> after_action;
   };
 
-  DeviceRuntime(UpdateEngine& engine, Installer& installer, FileJournal& journal, Transport& transport,
+  DeviceRuntime(UpdateEngine& engine, Installer& installer, Journal& journal, Transport& transport,
                 Hooks hooks);
 
   // Executes `actions` and everything they lead to. Returns false once stopped (reboot or an
@@ -104,7 +119,7 @@ class DeviceRuntime {
   common::Status run_side_effect(const Action& action);
   UpdateEngine& engine_;
   Installer& installer_;
-  FileJournal& journal_;
+  Journal& journal_;
   Transport& transport_;
   Hooks hooks_;
   bool stopped_ = false;

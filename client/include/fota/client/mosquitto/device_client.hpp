@@ -81,7 +81,7 @@ class MosquittoDeviceClient {
   // files (kIo, kCrypto), libmosquitto refusing the session (kInternal).
   static common::Result<std::unique_ptr<MosquittoDeviceClient>> create(
       EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine, Installer& installer,
-      FileJournal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger);
+      Journal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger);
   // Leaves the loop (its socket and timers). Without a stop() first the broker sees the
   // connection drop and publishes the last will.
   ~MosquittoDeviceClient();

@@ -1,0 +1,124 @@
+// DeviceRuntime against the Journal and Installer ports with in-memory fakes: the rule "slot data
+// is durable before the journal claims it" holds for every store of a whole download.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fota/client/runtime.hpp"
+#include "sim_device.hpp"
+
+namespace fota::client {
+namespace {
+
+using testing::ChunkServer;
+using testing::make_artifact;
+using testing::RecordingTransport;
+
+// What the fakes saw, in order: "write", "sync", "store", "manifest".
+using Trace = std::vector<std::string>;
+
+class MemoryJournal : public Journal {
+ public:
+  explicit MemoryJournal(Trace& trace) : trace_(trace) {}
+  common::Result<std::optional<Loaded>> load() const override { return stored_; }
+  common::Status store(const journal::JournalRecord& record) override {
+    trace_.push_back("store");
+    if (!stored_) stored_.emplace();
+    stored_->record = record;
+    return common::ok_status();
+  }
+  common::Status store_manifest(std::string_view signed_manifest) override {
+    trace_.push_back("manifest");
+    if (!stored_) stored_.emplace();
+    stored_->signed_manifest = std::string(signed_manifest);
+    return common::ok_status();
+  }
+
+ private:
+  Trace& trace_;
+  std::optional<Loaded> stored_;
+};
+
+class MemoryInstaller : public Installer {
+ public:
+  MemoryInstaller(Trace& trace, const EngineCrypto& crypto) : trace_(trace), crypto_(crypto) {}
+  common::Result<BootStatus> boot_status() override { return BootStatus{"a", false}; }
+  common::Status prepare(const action::PrepareSlot& prepare) override {
+    if (!prepare.resume) slots_[prepare.slot].clear();
+    return common::ok_status();
+  }
+  common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override {
+    trace_.push_back("write");
+    auto& bytes = slots_[slot];
+    if (bytes.size() < offset + data.size()) bytes.resize(offset + data.size());
+    bytes.replace(offset, data.size(), data);
+    return common::ok_status();
+  }
+  common::Status sync() override {
+    trace_.push_back("sync");
+    return common::ok_status();
+  }
+  common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override {
+    return crypto_.sha256(std::string_view(slots_[slot]).substr(0, size));
+  }
+  common::Status activate(const std::string&) override { return common::ok_status(); }
+  common::Status commit(const std::string&) override { return common::ok_status(); }
+  common::Status revert(const std::string&) override { return common::ok_status(); }
+
+ private:
+  Trace& trace_;
+  const EngineCrypto& crypto_;
+  std::map<std::string, std::string> slots_;
+};
+
+TEST(RuntimeTest, SlotDataIsSyncedBeforeEveryJournalStore) {
+  auto key = std::move(common::Ed25519PrivateKey::generate()).value();
+  common::TrustStore trust;
+  trust.add(key.public_key());
+  OpenSslEngineCrypto crypto(std::move(trust));
+  const auto artifact = make_artifact(key);
+  ChunkServer server(&artifact);
+  Trace trace;
+  MemoryJournal journal(trace);
+  MemoryInstaller installer(trace, crypto);
+  RecordingTransport transport;
+  UpdateEngine engine(testing::SimDevice::default_config(), crypto);
+  DeviceRuntime runtime(engine, installer, journal, transport, {});
+
+  const std::int64_t now = 1'700'000'000'000;
+  ASSERT_TRUE(runtime.execute(engine.on_started({"a", false}, now), now));
+  ASSERT_TRUE(runtime.execute(engine.on_connected(now), now));
+  ASSERT_TRUE(runtime.execute(engine.on_command(testing::install_command("c1", artifact, now), now), now));
+  while (!transport.chunk_requests.empty() && !runtime.stopped()) {
+    const v1::ChunkRequest request = std::move(transport.chunk_requests.front());
+    transport.chunk_requests.pop_front();
+    for (auto& chunk : server.answer(request)) runtime.execute(engine.on_chunk(std::move(chunk), now), now);
+  }
+  EXPECT_TRUE(runtime.reboot_requested()) << engine_state_name(engine.state());
+
+  int writes = 0;
+  int stores_after_writes = 0;
+  bool unsynced = false;
+  for (const auto& step : trace) {
+    if (step == "write") {
+      ++writes;
+      unsynced = true;
+    } else if (step == "sync") {
+      unsynced = false;
+    } else if (step == "store") {
+      EXPECT_FALSE(unsynced) << "the journal was stored with slot writes not yet synced";
+      if (writes > 0) ++stores_after_writes;
+    }
+  }
+  EXPECT_GT(writes, 0);
+  EXPECT_GE(stores_after_writes, writes) << "persist_every_chunks is 1: a store after every chunk";
+  ASSERT_TRUE(journal.load().ok());
+  ASSERT_TRUE(journal.load()->has_value());
+  EXPECT_FALSE((*journal.load())->signed_manifest.empty());
+}
+
+}  // namespace
+}  // namespace fota::client
