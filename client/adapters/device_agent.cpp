@@ -60,7 +60,7 @@ common::Result<std::unique_ptr<DeviceAgent>> DeviceAgent::create(DeviceAgentConf
     self->engine_ = std::make_unique<UpdateEngine>(engine_config, crypto);
   }
   DeviceRuntime::Hooks runtime_hooks;
-  runtime_hooks.health_check = self->hooks_.health_check;
+  runtime_hooks.start_health_check = self->hooks_.start_health_check;
   runtime_hooks.reboot = [self] {
     self->diagnose(v1::LOG_LEVEL_INFO, "rebooting to continue the update");
     if (self->hooks_.reboot) self->hooks_.reboot();
@@ -129,6 +129,17 @@ void DeviceAgent::on_tick(std::int64_t now_ms) {
 std::int64_t DeviceAgent::next_deadline_ms() const {
   if (finished() || !started_) return UpdateEngine::kNoDeadline;
   return std::min(engine_->next_deadline_ms(), next_log_flush_ms());
+}
+
+void DeviceAgent::on_health_result(HealthCheckTicket ticket, bool healthy, const std::string& detail,
+                                   std::int64_t now_ms) {
+  if (finished() || !started_) return;
+  now_ms_ = now_ms;
+  runtime_->on_health_result(ticket, healthy, detail, now_ms);
+}
+
+bool DeviceAgent::health_check_pending() const noexcept {
+  return runtime_->health_check_pending() && engine_->state() == EngineState::kConfirming;
 }
 
 void DeviceAgent::execute(Actions actions, std::int64_t now_ms) {

@@ -18,6 +18,8 @@ using common::Error;
 
 namespace {
 
+constexpr std::int64_t kHealthPollMs = 10;
+
 struct BrokerAddress {
   std::string host;
   int port = 0;
@@ -105,7 +107,12 @@ common::Result<std::unique_ptr<MosquittoDeviceClient>> MosquittoDeviceClient::cr
   self->link_ = std::make_unique<Link>(*self);
 
   DeviceAgent::Hooks agent_hooks;
-  agent_hooks.health_check = self->hooks_.health_check;
+  self->health_ = std::make_unique<ThreadedHealthCheck>(self->hooks_.health_check);
+  agent_hooks.start_health_check = [self](HealthCheckTicket ticket, const HealthCheckSubject& subject,
+                                          std::int64_t) {
+    self->health_->start(ticket, subject);
+    self->poll_health_check();
+  };
   agent_hooks.reboot = self->hooks_.reboot;
   agent_hooks.log = [self](v1::LogLevel level, const std::string& message) {
     self->logger_->log(to_spdlog(level), "{}", message);
@@ -186,6 +193,11 @@ EngineStats MosquittoDeviceClient::stats() const noexcept { return agent_->stats
 
 void MosquittoDeviceClient::connect_now() {
   if (finished()) return;
+  // Not while a health check runs: after a trial boot the device connects once it knows the outcome.
+  if (agent_->health_check_pending()) {
+    connect_deferred_ = true;
+    return;
+  }
   // A previous attempt that never ended (no answer, no error) is dropped before the next.
   if (session_->active()) session_->abandon();
   last_library_error_.clear();
@@ -276,6 +288,25 @@ void MosquittoDeviceClient::after_input() {
     return;
   }
   schedule_tick();
+  if (connect_deferred_ && !agent_->health_check_pending() && !stopping_) {
+    connect_deferred_ = false;
+    connect_now();
+  }
+}
+
+// The loop has no way to be woken from another thread: while a check runs, look for its answer
+// every few milliseconds.
+void MosquittoDeviceClient::poll_health_check() {
+  if (health_timer_) return;
+  health_timer_ = loop_.after(kHealthPollMs, [this] {
+    health_timer_.reset();
+    if (finished()) return;
+    for (auto& answer : health_->take()) {
+      agent_->on_health_result(answer.ticket, answer.healthy, answer.detail, EventLoop::wall_clock_ms());
+    }
+    after_input();
+    if (!finished() && agent_->health_check_pending()) poll_health_check();
+  });
 }
 
 void MosquittoDeviceClient::schedule_tick() {
@@ -295,7 +326,7 @@ void MosquittoDeviceClient::schedule_tick() {
 }
 
 void MosquittoDeviceClient::cancel_timers() {
-  for (auto* timer : {&tick_timer_, &reconnect_timer_, &connect_timer_}) {
+  for (auto* timer : {&tick_timer_, &reconnect_timer_, &connect_timer_, &health_timer_}) {
     if (*timer) loop_.cancel(**timer);
     timer->reset();
   }

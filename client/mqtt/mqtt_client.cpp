@@ -36,7 +36,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
                                 public virtual mqtt::iaction_listener,
                                 public DeviceLink {
   struct Event {
-    enum class Kind { kConnected, kLost, kConnectFailed, kMessage, kLog } kind;
+    enum class Kind { kConnected, kLost, kConnectFailed, kMessage, kLog, kHealthAnswer } kind;
     std::string topic;  // kMessage
     std::string payload;
     v1::LogEntry entry;  // kLog
@@ -120,7 +120,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         std::unique_lock<std::mutex> lock(mutex);
         if (stop_requested) break;
         const std::int64_t wake =
-            std::min(agent->next_deadline_ms(), connecting ? UpdateEngine::kNoDeadline : next_connect_at);
+            std::min(agent->next_deadline_ms(), may_connect() ? next_connect_at : UpdateEngine::kNoDeadline);
         const std::int64_t wait_ms = std::clamp<std::int64_t>(wake - wall_ms(), 0, 1000);
         cv.wait_for(lock, std::chrono::milliseconds(wait_ms),
                     [&] { return !events.empty() || stop_requested; });
@@ -136,13 +136,16 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
       }
       if (agent->finished()) break;
       now = wall_ms();
-      if (!is_connected.load() && !connecting && now >= next_connect_at) start_connect();
+      if (may_connect() && now >= next_connect_at) start_connect();
       if (now >= agent->next_deadline_ms()) agent->on_tick(now);
       snapshot();
     }
     snapshot();
     finish_loop();
   }
+
+  // Not while a health check runs: after a trial boot the device connects once it knows the outcome.
+  bool may_connect() const { return !is_connected.load() && !connecting && !agent->health_check_pending(); }
 
   // Other threads read these copies, never the agent itself.
   void snapshot() {
@@ -180,6 +183,10 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         return;
       case Event::Kind::kMessage:
         agent->on_message(e.topic, e.payload, now);
+        return;
+      case Event::Kind::kHealthAnswer:
+        for (auto& answer : health->take())
+          agent->on_health_result(answer.ticket, answer.healthy, answer.detail, now);
         return;
       case Event::Kind::kLog: {
         const std::int64_t at = e.entry.timestamp_ms();
@@ -299,6 +306,8 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   std::atomic<std::uint32_t> reconnect_count{0};
   bool connecting = false;
   std::int64_t next_connect_at = 0;
+  // Last: destroyed first, so a check's thread finishing late no longer notifies this object.
+  std::unique_ptr<ThreadedHealthCheck> health;
 };
 
 common::Result<std::unique_ptr<MqttDeviceClient>> MqttDeviceClient::create(
@@ -324,7 +333,11 @@ common::Result<std::unique_ptr<MqttDeviceClient>> MqttDeviceClient::create(
   }
   Impl* self = impl.get();
   DeviceAgent::Hooks agent_hooks;
-  agent_hooks.health_check = self->hooks.health_check;
+  self->health = std::make_unique<ThreadedHealthCheck>(self->hooks.health_check, [self] {
+    self->push({Impl::Event::Kind::kHealthAnswer, {}, {}, {}});
+  });
+  agent_hooks.start_health_check = [self](HealthCheckTicket ticket, const HealthCheckSubject& subject,
+                                          std::int64_t) { self->health->start(ticket, subject); };
   agent_hooks.reboot = self->hooks.reboot;
   agent_hooks.log = [self](v1::LogLevel level, const std::string& message) {
     self->logger->log(to_spdlog(level), "{}", message);

@@ -55,13 +55,10 @@ class MosquittoDeviceTest : public UpdateServerFixture {
                                                      {"b", dev_dir() / "slot-b"}},
         *env_);
     MosquittoDeviceClient::Hooks hooks;
-    hooks.health_check = [this](const HealthCheckSubject&, std::string& detail) {
-      if (!healthy_) detail = "service did not come up";
-      return healthy_;
-    };
+    hooks.health_check = test_health_check();
     auto client = MosquittoDeviceClient::create(loop_, config_override_ ? *config_override_ : client_config(),
-                                                test_engine_config(), *installer_, *journal_, *crypto_, hooks,
-                                                test_logger());
+                                                device_engine_config(), *installer_, *journal_, *crypto_,
+                                                hooks, test_logger());
     ASSERT_TRUE(client.ok()) << client.error().to_string();
     client_ = std::move(client).value();
     ASSERT_TRUE(client_->start().ok());
@@ -117,6 +114,10 @@ TEST_F(MosquittoDeviceTest, DownloadSurvivesBrokerRestartsWithoutRefetchingVerif
 }
 
 TEST_F(MosquittoDeviceTest, FailedHealthCheckRevertsOverMqtt) { expect_failed_health_check_to_revert(); }
+
+TEST_F(MosquittoDeviceTest, HangingHealthCheckRevertsAtItsDeadline) {
+  expect_hanging_health_check_to_revert();
+}
 
 // Issue 16: the event-loop adapter had no log API and ignored SetLogLevel.
 TEST_F(MosquittoDeviceTest, LogsArriveBatchedAndSetLogLevelIsHonoured) {

@@ -47,11 +47,8 @@ class MqttClientTest : public UpdateServerFixture {
     mqtt.reconnect_max = 1000ms;
     mqtt.log_flush_interval = 100ms;
     MqttDeviceClient::Hooks hooks;
-    hooks.health_check = [this](const HealthCheckSubject&, std::string& detail) {
-      if (!healthy_) detail = "service did not come up";
-      return healthy_;
-    };
-    auto client = MqttDeviceClient::create(mqtt, test_engine_config(), *installer_, *journal_, *crypto_,
+    hooks.health_check = test_health_check();
+    auto client = MqttDeviceClient::create(mqtt, device_engine_config(), *installer_, *journal_, *crypto_,
                                            hooks, test_logger());
     ASSERT_TRUE(client.ok()) << client.error().to_string();
     client_ = std::move(client).value();
@@ -78,6 +75,8 @@ TEST_F(MqttClientTest, PluginServesAHashTableArtifactEndToEnd) {
 }
 
 TEST_F(MqttClientTest, FailedHealthCheckRevertsOverMqtt) { expect_failed_health_check_to_revert(); }
+
+TEST_F(MqttClientTest, HangingHealthCheckRevertsAtItsDeadline) { expect_hanging_health_check_to_revert(); }
 
 TEST_F(MqttClientTest, ApplicationLogsArriveBatched) {
   connect_server();

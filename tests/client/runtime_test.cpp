@@ -2,9 +2,12 @@
 // is durable before the journal claims it" holds for every store of a whole download.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fota/client/runtime.hpp"
@@ -118,6 +121,57 @@ TEST(RuntimeTest, SlotDataIsSyncedBeforeEveryJournalStore) {
   ASSERT_TRUE(journal.load().ok());
   ASSERT_TRUE(journal.load()->has_value());
   EXPECT_FALSE((*journal.load())->signed_manifest.empty());
+}
+
+// The check runs on its own thread: start() returns while it hangs, the answer waits in the
+// mailbox with its ticket, and the owner is notified.
+TEST(ThreadedHealthCheckTest, AHangingCheckDoesNotBlockTheCallerAndAnswersLater) {
+  std::atomic<bool> release{false};
+  std::atomic<int> notified{0};
+  ThreadedHealthCheck check(
+      [&](const HealthCheckSubject& subject, std::string& detail) {
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        detail = "checked " + subject.version;
+        return false;
+      },
+      [&] { ++notified; });
+  const auto started = std::chrono::steady_clock::now();
+  check.start(7, {"b", "2.0.0", "art"});
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1));
+  EXPECT_TRUE(check.take().empty());
+  release = true;
+  std::vector<ThreadedHealthCheck::Answer> answers;
+  for (int i = 0; i < 500 && answers.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    answers = check.take();
+  }
+  ASSERT_EQ(answers.size(), 1U);
+  EXPECT_EQ(answers[0].ticket, 7U);
+  EXPECT_FALSE(answers[0].healthy);
+  EXPECT_EQ(answers[0].detail, "checked 2.0.0");
+  EXPECT_EQ(notified, 1);
+}
+
+// A check still running when its owner goes finishes without touching the owner.
+TEST(ThreadedHealthCheckTest, ACheckMayOutliveItsOwner) {
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  std::atomic<int> notified{0};
+  {
+    ThreadedHealthCheck check(
+        [release, finished](const HealthCheckSubject&, std::string&) {
+          while (!*release) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          *finished = true;
+          return true;
+        },
+        [&] { ++notified; });
+    check.start(1, {});
+  }
+  *release = true;
+  for (int i = 0; i < 500 && !*finished; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(*finished);
+  EXPECT_EQ(notified, 0);
 }
 
 }  // namespace

@@ -105,8 +105,8 @@ class SimDevice {
   const std::string& booted_slot() const { return booted_slot_; }
 
   bool healthy = true;
-  // While set, the health check does not answer (it waits until the flag is cleared).
-  std::atomic<bool> health_check_hangs{false};
+  // While set, the health check does not answer.
+  bool health_check_hangs = false;
   // Cut power after this many executed side effects (counted from now); < 0 = never.
   int cut_after_side_effects = -1;
   int side_effects_executed = 0;
@@ -126,6 +126,7 @@ class SimDevice {
   std::unique_ptr<UpdateEngine> engine_;
   std::unique_ptr<DeviceRuntime> runtime_;
   std::string booted_slot_;
+  HealthCheckTicket pending_health_check_ = 0;  // a check started and not answered yet
 };
 
 // Serves chunk requests until nothing is requested any more or the device stops (reboot or

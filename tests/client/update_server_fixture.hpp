@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fota/client/runtime.hpp"
@@ -131,6 +133,24 @@ class UpdateServerFixture : public ::testing::Test {
     engine.chunk_timeout_ms = 1500;
     engine.progress_interval_ms = 200;
     return engine;
+  }
+
+  // The configuration a booting device gets: test_engine_config() and the test's overrides.
+  EngineConfig device_engine_config() const {
+    EngineConfig engine = test_engine_config();
+    if (health_check_timeout_ms_) engine.health_check_timeout_ms = *health_check_timeout_ms_;
+    return engine;
+  }
+
+  // The health check hook both adapters' tests install: healthy_ decides, and while
+  // health_check_hangs_ is set it does not answer. It may outlive the test (a hanging check's
+  // thread), so it holds only shared state.
+  HealthCheck test_health_check() const {
+    return [healthy = healthy_, hangs = health_check_hangs_](const HealthCheckSubject&, std::string& detail) {
+      while (*hangs) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (!healthy) detail = "service did not come up";
+      return healthy;
+    };
   }
 
   // FOTA_TEST_VERBOSE=1 shows the client's log on stderr.
@@ -321,6 +341,24 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_TRUE(requested_.empty()) << requested_.size() << " chunk requests were forwarded to the server";
   }
 
+  // A health check that never answers counts as unhealthy at the engine's deadline
+  // (health_check_timeout_ms); the client's loop keeps running meanwhile.
+  void expect_hanging_health_check_to_revert() {
+    connect_server();
+    health_check_timeout_ms_ = 1500;
+    *health_check_hangs_ = true;
+    boot_device();
+    wait_device_online();
+    send_command(install_command("c1"));
+    const v1::Progress last = serve_until_terminal();
+    *health_check_hangs_ = false;  // let the hook's threads finish
+    EXPECT_EQ(last.phase(), v1::PHASE_ROLLED_BACK);
+    EXPECT_EQ(last.error(), v1::ERROR_HEALTH_CHECK_FAILED);
+    EXPECT_NE(last.error_detail().find("no answer within 1500 ms"), std::string::npos) << last.error_detail();
+    EXPECT_EQ(reboots_, 2);  // into the new slot, and back
+    EXPECT_EQ(env_->load()->at("fota_active"), "a");
+  }
+
   void expect_failed_health_check_to_revert() {
     connect_server();
     healthy_ = false;
@@ -466,6 +504,8 @@ class UpdateServerFixture : public ::testing::Test {
   std::unique_ptr<AbSlotInstaller> installer_;
   std::unique_ptr<TestMqttClient> server_;
   bool healthy_ = true;
+  std::shared_ptr<std::atomic<bool>> health_check_hangs_ = std::make_shared<std::atomic<bool>>(false);
+  std::optional<std::int64_t> health_check_timeout_ms_;
   std::map<std::uint32_t, int> requested_;
   int served_ = 0;
   bool interrupt_serving_ = false;

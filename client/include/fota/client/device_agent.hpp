@@ -60,8 +60,11 @@ struct DeviceAgentConfig {
 class DeviceAgent {
  public:
   struct Hooks {
-    // The application's health check after an update (DeviceRuntime runs it; see runtime.hpp).
-    HealthCheck health_check;
+    // Starts the application's health check after an update and returns at once; the transport
+    // delivers the answer with on_health_result() on its thread (DeviceRuntime::Hooks, runtime.hpp;
+    // ThreadedHealthCheck runs a blocking check). Unset: healthy at once.
+    std::function<void(HealthCheckTicket ticket, const HealthCheckSubject& subject, std::int64_t deadline_ms)>
+        start_health_check;
     // Reboot the device. After it the agent is finished() and ignores further inputs.
     std::function<void()> reboot;
     // The agent's and the engine's diagnostics, for the transport's logger. The engine's
@@ -94,6 +97,13 @@ class DeviceAgent {
   void on_tick(std::int64_t now_ms);
   // When on_tick() is due next; UpdateEngine::kNoDeadline when nothing is pending.
   std::int64_t next_deadline_ms() const;
+  // The answer to a health check started through Hooks::start_health_check. A late or unknown
+  // answer is dropped (no answer by the deadline is unhealthy; on_tick() says so).
+  void on_health_result(HealthCheckTicket ticket, bool healthy, const std::string& detail,
+                        std::int64_t now_ms);
+  // A health check runs. A device does not start connecting meanwhile (as when the check blocked
+  // the agent): after a trial boot it reports the outcome of the check on its first connect.
+  bool health_check_pending() const noexcept;
 
   // The application's log API: queued below the SetLogLevel threshold (default info) is dropped;
   // sent batched while connected.

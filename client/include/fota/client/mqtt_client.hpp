@@ -48,7 +48,9 @@ struct MqttClientConfig {
 class MqttDeviceClient {
  public:
   struct Hooks {
-    // The application's health check after an update (runs on the client thread).
+    // The application's health check after an update. It runs on a thread of its own per check
+    // (ThreadedHealthCheck) and may block; no answer within the engine's health_check_timeout_ms
+    // counts as unhealthy. The client does not start connecting while it runs.
     HealthCheck health_check;
     // Reboot the device. Called on the client thread; the client's loop ends afterwards.
     std::function<void()> reboot;

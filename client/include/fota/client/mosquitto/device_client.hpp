@@ -7,8 +7,9 @@
 // Threads: none of its own. Everything (socket I/O, engine, flash writes, journal stores) runs
 // on the thread that calls EventLoop::run_once(), which must be the thread that created the
 // client and calls every method below. So firmware with its own loop, or one process with
-// thousands of devices on one loop, can embed it. The one blocking step is the application's
-// health check, which DeviceRuntime waits for (at most the engine's health_check_timeout_ms).
+// thousands of devices on one loop, can embed it. The application's health check runs on a thread
+// of its own (ThreadedHealthCheck); the loop looks for its answer every few milliseconds and the
+// engine counts no answer within health_check_timeout_ms as unhealthy.
 //
 // Unlike MqttDeviceClient it connects with a clean start (libmosquitto has no non-blocking
 // connect that carries MQTT 5 properties such as the session expiry), so it resubscribes on every
@@ -67,7 +68,8 @@ struct MosquittoClientConfig {
 class MosquittoDeviceClient {
  public:
   struct Hooks {
-    // The application's health check after an update (DeviceRuntime runs it; see runtime.hpp).
+    // The application's health check after an update: as for MqttDeviceClient (a thread of its
+    // own per check, no answer within health_check_timeout_ms = unhealthy, no connect meanwhile).
     HealthCheck health_check;
     // Reboot the device. Called on the loop's thread; the client stops feeding the engine
     // afterwards (finished() turns true) and the caller ends it with stop().
@@ -125,7 +127,8 @@ class MosquittoDeviceClient {
   void on_connected(int reason_code);
   void on_disconnected(int reason_code);
   void on_message(std::string_view topic, std::string_view payload);
-  void after_input();  // the agent's timers, or none after a reboot
+  void after_input();  // the agent's timers, or none after a reboot; a deferred connect
+  void poll_health_check();
   void schedule_tick();
   void cancel_timers();
   std::string describe(const std::string& what, int code) const;
@@ -141,6 +144,7 @@ class MosquittoDeviceClient {
   std::unique_ptr<Link> link_;
   std::unique_ptr<DeviceAgent> agent_;
   std::unique_ptr<MosquittoSession> session_;
+  std::unique_ptr<ThreadedHealthCheck> health_;
 
   bool started_ = false;
   bool stopping_ = false;
@@ -152,6 +156,8 @@ class MosquittoDeviceClient {
   std::int64_t tick_at_ = UpdateEngine::kNoDeadline;
   std::optional<EventLoop::TimerId> reconnect_timer_;
   std::optional<EventLoop::TimerId> connect_timer_;
+  std::optional<EventLoop::TimerId> health_timer_;
+  bool connect_deferred_ = false;  // a connect waits for the health check's answer
 };
 
 }  // namespace fota::client::mosquitto
