@@ -82,6 +82,10 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
   while (!queue.empty() && !stopped_) {
     Action a = std::move(queue.front());
     queue.pop_front();
+    if (hooks_.before_action && !hooks_.before_action(a, queue)) {
+      stopped_ = true;
+      return false;
+    }
     if (std::holds_alternative<action::Reboot>(a)) {
       reboot_requested_ = true;
       stopped_ = true;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -139,6 +140,10 @@ class DeviceRuntime {
     // Called for SetLogLevel and Log actions.
     std::function<void(v1::LogLevel level)> set_log_level;
     std::function<void(v1::LogLevel level, const std::string& message)> log;
+    // Sees each action before it runs, with the actions queued after it (simulators: a power cut
+    // somewhere inside a phase). Returning false stops the runtime before that action, as if
+    // power were cut.
+    std::function<bool(const Action& action, const std::deque<Action>& upcoming)> before_action;
     // Observes every executed action (tests: crash points). Returning false stops the
     // runtime right after that action, as if power were cut.
     std::function<bool(const Action& action)> after_action;
