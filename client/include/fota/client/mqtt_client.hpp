@@ -1,10 +1,11 @@
-// The device client over MQTT 5 (Paho MQTT C++): mutual TLS, persistent session, last-will
-// presence, reconnect with exponential backoff and full jitter, resubscribe, inventory on
-// every connect, batched application logs. C++17.
+// The device client over MQTT 5 (Paho MQTT C++): a transport adapter over DeviceAgent
+// (device_agent.hpp), which does what a device does (engine, runtime, presence, subscriptions,
+// batched application logs, SetLogLevel). This adapter adds mutual TLS, a persistent session, the
+// last will and reconnect with exponential backoff and full jitter. C++17.
 //
-// Threads: Paho calls back on its own network thread; those callbacks only enqueue. All engine
+// Threads: Paho calls back on its own network thread; those callbacks only enqueue. All agent
 // work (decoding, verification, flash writes, journal stores) runs on the client's own loop
-// thread, started by start().
+// thread, started by start(); the health check runs on a thread of its own per check.
 #pragma once
 
 #include <chrono>
