@@ -313,6 +313,9 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
 common::Result<std::unique_ptr<MqttDeviceClient>> MqttDeviceClient::create(
     MqttClientConfig mqtt_config, EngineConfig engine_config, Installer& installer, Journal& journal,
     const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger) {
+  // The device id is the MQTT client id: named as such before Paho sees it.
+  if (auto device = common::DeviceId::parse(engine_config.device_id); !device.ok())
+    return device.error().with_context("device id");
   if (!logger) {
     logger =
         std::make_shared<spdlog::logger>("fota.client", std::make_shared<spdlog::sinks::stderr_sink_mt>());
