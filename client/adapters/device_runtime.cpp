@@ -1,56 +1,54 @@
 // Executes engine actions in order against the installer, the journal and the transport.
-#include <algorithm>
-#include <chrono>
-#include <condition_variable>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "fota/client/runtime.hpp"
 
 namespace fota::client {
 
-namespace {
+struct ThreadedHealthCheck::Mailbox {
+  std::mutex mutex;
+  std::vector<Answer> answers;
+  std::function<void()> notify;  // cleared when the owner goes
+};
 
-// Runs the application's health check on a thread of its own and waits for it no longer than
-// the engine's deadline: a hook that hangs must not hang the client. No answer in time counts as
-// unhealthy (the engine reverts); the hook's thread is left to finish on its own.
-std::pair<bool, std::string> run_health_check(const HealthCheck& hook, HealthCheckSubject subject,
-                                              std::int64_t budget_ms) {
-  if (!hook) return {true, ""};
-  struct Answer {
-    std::mutex mutex;
-    std::condition_variable ready;
-    bool done = false;
-    bool healthy = false;
-    std::string detail;
-  };
-  auto answer = std::make_shared<Answer>();
-  std::thread([answer, hook, subject = std::move(subject)] {
-    std::string detail;
-    bool healthy = false;
-    try {
-      healthy = hook(subject, detail);
-    } catch (const std::exception& e) {
-      detail = std::string("the health check threw: ") + e.what();
-    }
-    std::lock_guard lock(answer->mutex);
-    answer->done = true;
-    answer->healthy = healthy;
-    answer->detail = std::move(detail);
-    answer->ready.notify_all();
-  }).detach();
-  std::unique_lock lock(answer->mutex);
-  const auto budget = std::chrono::milliseconds(std::max<std::int64_t>(budget_ms, 0));
-  if (!answer->ready.wait_for(lock, budget, [&] { return answer->done; }))
-    return {false, "the health check gave no answer within " + std::to_string(budget.count()) + " ms"};
-  return {answer->healthy, answer->detail};
+ThreadedHealthCheck::ThreadedHealthCheck(HealthCheck check, std::function<void()> notify)
+    : check_(std::move(check)), mailbox_(std::make_shared<Mailbox>()) {
+  mailbox_->notify = std::move(notify);
 }
 
-}  // namespace
+ThreadedHealthCheck::~ThreadedHealthCheck() {
+  std::lock_guard lock(mailbox_->mutex);
+  mailbox_->notify = nullptr;
+}
 
-DeviceRuntime::DeviceRuntime(UpdateEngine& engine, Installer& installer, FileJournal& journal,
+void ThreadedHealthCheck::start(HealthCheckTicket ticket, HealthCheckSubject subject) {
+  // The thread holds the mailbox, never this object: a check that hangs may outlive its owner.
+  std::thread([mailbox = mailbox_, check = check_, ticket, subject = std::move(subject)] {
+    Answer answer;
+    answer.ticket = ticket;
+    try {
+      answer.healthy = check ? check(subject, answer.detail) : true;
+    } catch (const std::exception& e) {
+      answer.healthy = false;
+      answer.detail = std::string("the health check threw: ") + e.what();
+    }
+    std::lock_guard lock(mailbox->mutex);
+    mailbox->answers.push_back(std::move(answer));
+    if (mailbox->notify) mailbox->notify();
+  }).detach();
+}
+
+std::vector<ThreadedHealthCheck::Answer> ThreadedHealthCheck::take() {
+  std::lock_guard lock(mailbox_->mutex);
+  return std::exchange(mailbox_->answers, {});
+}
+
+DeviceRuntime::DeviceRuntime(UpdateEngine& engine, Installer& installer, Journal& journal,
                              Transport& transport, Hooks hooks)
     : engine_(engine),
       installer_(installer),
@@ -84,6 +82,10 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
   while (!queue.empty() && !stopped_) {
     Action a = std::move(queue.front());
     queue.pop_front();
+    if (hooks_.before_action && !hooks_.before_action(a, queue)) {
+      stopped_ = true;
+      return false;
+    }
     if (std::holds_alternative<action::Reboot>(a)) {
       reboot_requested_ = true;
       stopped_ = true;
@@ -109,11 +111,17 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
     } else if (auto* h = std::get_if<action::HashSlot>(&a)) {
       feed(engine_.on_slot_hash(installer_.hash(h->slot, h->size), now_ms), /*replace=*/false);
     } else if (auto* check = std::get_if<action::RunHealthCheck>(&a)) {
-      const auto& update = engine_.record().update();
-      const auto [healthy, detail] = run_health_check(
-          hooks_.health_check, {update.target_slot(), update.version(), update.artifact_id()},
-          check->deadline_ms - now_ms);
-      feed(engine_.on_health_result(healthy, detail, now_ms), /*replace=*/false);
+      if (!hooks_.start_health_check) {
+        feed(engine_.on_health_result(true, "", now_ms), /*replace=*/false);
+      } else {
+        // The answer comes back through on_health_result(); the engine keeps the deadline.
+        const auto& update = engine_.record().update();
+        pending_check_ = ++last_ticket_;
+        pending_deadline_ms_ = check->deadline_ms;
+        hooks_.start_health_check(pending_check_,
+                                  {update.target_slot(), update.version(), update.artifact_id()},
+                                  check->deadline_ms);
+      }
     } else if (auto* l = std::get_if<action::SetLogLevel>(&a)) {
       if (hooks_.set_log_level) hooks_.set_log_level(l->level);
     } else if (auto* g = std::get_if<action::Log>(&a)) {
@@ -125,6 +133,17 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
     }
   }
   return !stopped_;
+}
+
+bool DeviceRuntime::on_health_result(HealthCheckTicket ticket, bool healthy, const std::string& detail,
+                                     std::int64_t now_ms) {
+  if (stopped_) return false;
+  if (ticket == 0 || ticket != pending_check_) return true;
+  pending_check_ = 0;
+  // Past the deadline the answer no longer counts: no answer in time is unhealthy, and the engine
+  // says so at its next tick (or already did and moved on).
+  if (now_ms >= pending_deadline_ms_ || engine_.state() != EngineState::kConfirming) return true;
+  return execute(engine_.on_health_result(healthy, detail, now_ms), now_ms);
 }
 
 }  // namespace fota::client

@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "../adapters/spdlog_level.hpp"
+#include "fota/client/device_agent.hpp"
 
 namespace fota::client::mosquitto {
 
@@ -16,6 +17,8 @@ using common::Errc;
 using common::Error;
 
 namespace {
+
+constexpr std::int64_t kHealthPollMs = 10;
 
 struct BrokerAddress {
   std::string host;
@@ -47,40 +50,37 @@ common::Result<BrokerAddress> parse_broker_uri(std::string_view uri) {
 
 }  // namespace
 
-// The engine's Transport (via DeviceRuntime): publishes through the client's session.
-class MosquittoDeviceClient::Uplink : public Transport {
+// The agent's DeviceLink: publishes and subscribes through the client's session.
+class MosquittoDeviceClient::Link : public DeviceLink {
  public:
-  explicit Uplink(MosquittoDeviceClient& client) : client_(client) {}
-  common::Status publish(Channel channel, std::string payload) override {
-    return client_.publish(channel, std::move(payload));
+  explicit Link(MosquittoDeviceClient& client) : client_(client) {}
+  common::Status publish(const OutboundMessage& message) override {
+    if (!client_.session_->connected()) return Error(Errc::kUnavailable, "not connected");
+    return client_.session_->publish(message.topic, message.payload, message.qos, message.retain);
+  }
+  common::Status subscribe(const std::string& topic, int qos) override {
+    return client_.session_->subscribe(topic, qos);
   }
 
  private:
   MosquittoDeviceClient& client_;
 };
 
-MosquittoDeviceClient::MosquittoDeviceClient(EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine,
-                                             Installer& installer, FileJournal& journal, Hooks hooks,
-                                             std::shared_ptr<spdlog::logger> logger, common::DeviceId device,
-                                             common::TopicScheme topics)
+MosquittoDeviceClient::MosquittoDeviceClient(EventLoop& loop, MosquittoClientConfig mqtt, Hooks hooks,
+                                             std::shared_ptr<spdlog::logger> logger)
     : loop_(loop),
       config_(std::move(mqtt)),
-      engine_config_(std::move(engine)),
-      installer_(installer),
-      journal_(journal),
       hooks_(std::move(hooks)),
       logger_(std::move(logger)),
-      device_(std::move(device)),
-      topics_(std::move(topics)),
       backoff_(config_.reconnect_base.count(), config_.reconnect_max.count(), config_.random_seed) {}
 
 common::Result<std::unique_ptr<MosquittoDeviceClient>> MosquittoDeviceClient::create(
     EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine_config, Installer& installer,
-    FileJournal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger) {
-  auto device = common::DeviceId::parse(engine_config.device_id);
-  if (!device.ok()) return device.error().with_context("device id");
-  auto topics = common::TopicScheme::create(mqtt.topic_prefix);
-  if (!topics.ok()) return topics.error().with_context("topic prefix");
+    Journal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger) {
+  // The device id and topic prefix first: the agent checks them, but a bad id should be named
+  // before the TLS files are read.
+  if (auto device = common::DeviceId::parse(engine_config.device_id); !device.ok())
+    return device.error().with_context("device id");
   auto address = parse_broker_uri(mqtt.broker_uri);
   if (!address.ok()) return address.error();
   if (!mqtt.tls) {
@@ -88,28 +88,48 @@ common::Result<std::unique_ptr<MosquittoDeviceClient>> MosquittoDeviceClient::cr
     if (!tls.ok()) return tls.error().with_context("TLS identity");
     mqtt.tls = std::move(tls).value();
   }
-  auto loaded = journal.load();
-  if (!loaded.ok()) return loaded.error().with_context("loading the journal");
   if (!logger) {
     logger =
         std::make_shared<spdlog::logger>("fota.client", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   }
+  DeviceAgentConfig agent_config;
+  agent_config.engine = std::move(engine_config);
+  agent_config.topic_prefix = mqtt.topic_prefix;
+  agent_config.log_batch_entries = mqtt.log_batch_entries;
+  agent_config.log_flush_interval_ms = mqtt.log_flush_interval.count();
+  agent_config.log_queue_limit = mqtt.log_queue_limit;
 
   std::unique_ptr<MosquittoDeviceClient> client(
-      new MosquittoDeviceClient(loop, std::move(mqtt), engine_config, installer, journal, std::move(hooks),
-                                std::move(logger), std::move(device).value(), std::move(topics).value()));
+      new MosquittoDeviceClient(loop, std::move(mqtt), std::move(hooks), std::move(logger)));
   MosquittoDeviceClient* self = client.get();
   self->broker_host_ = address->host;
   self->broker_port_ = address->port;
+  self->link_ = std::make_unique<Link>(*self);
+
+  DeviceAgent::Hooks agent_hooks;
+  self->health_ = std::make_unique<ThreadedHealthCheck>(self->hooks_.health_check);
+  agent_hooks.start_health_check = [self](HealthCheckTicket ticket, const HealthCheckSubject& subject,
+                                          std::int64_t) {
+    self->health_->start(ticket, subject);
+    self->poll_health_check();
+  };
+  agent_hooks.reboot = self->hooks_.reboot;
+  agent_hooks.log = [self](v1::LogLevel level, const std::string& message) {
+    self->logger_->log(to_spdlog(level), "{}", message);
+  };
+  auto agent = DeviceAgent::create(std::move(agent_config), installer, journal, crypto, *self->link_,
+                                   std::move(agent_hooks));
+  if (!agent.ok()) return agent.error();
+  self->agent_ = std::move(agent).value();
 
   SessionConfig session;
   session.host = self->broker_host_;
   session.port = self->broker_port_;
-  session.client_id = self->device_.str();
+  session.client_id = self->agent_->device().str();
   session.tls = self->config_.tls;
   session.keepalive_seconds = static_cast<int>(self->config_.keep_alive.count());
-  session.will = LastWill{self->topics_.device_topic(self->device_, Channel::kPresence),
-                          encode_presence(self->device_, false, 0, engine_config.client_version), 1, true};
+  const OutboundMessage will = self->agent_->last_will();
+  session.will = LastWill{will.topic, will.payload, will.qos, will.retain};
   SessionCallbacks callbacks;
   callbacks.on_connected = [self](int reason_code) { self->on_connected(reason_code); };
   callbacks.on_disconnected = [self](int reason_code) { self->on_disconnected(reason_code); };
@@ -125,25 +145,6 @@ common::Result<std::unique_ptr<MosquittoDeviceClient>> MosquittoDeviceClient::cr
   auto created = MosquittoSession::create(std::move(session), std::move(callbacks));
   if (!created.ok()) return created.error().with_context("MQTT session");
   self->session_ = std::move(created).value();
-
-  if (loaded->has_value()) {
-    self->engine_ =
-        std::make_unique<UpdateEngine>(engine_config, crypto, &(*loaded)->record, (*loaded)->signed_manifest);
-  } else {
-    self->engine_ = std::make_unique<UpdateEngine>(engine_config, crypto);
-  }
-  DeviceRuntime::Hooks runtime_hooks;
-  runtime_hooks.health_check = self->hooks_.health_check;
-  runtime_hooks.reboot = [self] {
-    self->logger_->info("rebooting to continue the update");
-    if (self->hooks_.reboot) self->hooks_.reboot();
-  };
-  runtime_hooks.log = [self](v1::LogLevel level, const std::string& message) {
-    self->logger_->log(to_spdlog(level), "{}", message);
-  };
-  self->uplink_ = std::make_unique<Uplink>(*self);
-  self->runtime_ = std::make_unique<DeviceRuntime>(*self->engine_, self->installer_, self->journal_,
-                                                   *self->uplink_, std::move(runtime_hooks));
   loop.watch(self->session_.get());
   return client;
 }
@@ -155,13 +156,9 @@ MosquittoDeviceClient::~MosquittoDeviceClient() {
 
 common::Status MosquittoDeviceClient::start() {
   if (started_) return common::ok_status();
-  auto boot = installer_.boot_status();
-  if (!boot.ok()) {
-    logger_->error("cannot read the boot status: {}", boot.error().to_string());
-    return boot.error().with_context("boot status");
-  }
+  if (auto s = agent_->start(EventLoop::wall_clock_ms()); !s.ok()) return s;
   started_ = true;
-  execute(engine_->on_started(*boot, EventLoop::wall_clock_ms()));
+  after_input();
   connect_now();
   return common::ok_status();
 }
@@ -171,8 +168,8 @@ void MosquittoDeviceClient::stop() {
   stopping_ = true;
   cancel_timers();
   if (session_->connected()) {
-    (void)publish(Channel::kPresence,
-                  encode_presence(device_, false, EventLoop::wall_clock_ms(), engine_config_.client_version));
+    const OutboundMessage presence = agent_->offline_presence(EventLoop::wall_clock_ms());
+    (void)session_->publish(presence.topic, presence.payload, presence.qos, presence.retain);
     // Once the broker has acknowledged the presence (and so every report before it).
     session_->disconnect_when_acknowledged();
   } else if (session_->active()) {
@@ -180,17 +177,27 @@ void MosquittoDeviceClient::stop() {
   }
 }
 
-bool MosquittoDeviceClient::finished() const noexcept { return stopping_ || runtime_->stopped(); }
+void MosquittoDeviceClient::log(v1::LogLevel level, std::string message, std::string source) {
+  agent_->log(level, std::move(message), std::move(source), EventLoop::wall_clock_ms());
+  if (started_ && !finished()) schedule_tick();
+}
+
+bool MosquittoDeviceClient::finished() const noexcept { return stopping_ || agent_->finished(); }
 bool MosquittoDeviceClient::closed() const noexcept { return stopping_ && !session_->active(); }
 bool MosquittoDeviceClient::connected() const noexcept { return session_->connected(); }
-bool MosquittoDeviceClient::reboot_requested() const noexcept { return runtime_->reboot_requested(); }
-EngineState MosquittoDeviceClient::state() const noexcept { return engine_->state(); }
-EngineStats MosquittoDeviceClient::stats() const noexcept { return engine_->stats(); }
+bool MosquittoDeviceClient::reboot_requested() const noexcept { return agent_->reboot_requested(); }
+EngineState MosquittoDeviceClient::state() const noexcept { return agent_->state(); }
+EngineStats MosquittoDeviceClient::stats() const noexcept { return agent_->stats(); }
 
 // ---- connection ----------------------------------------------------------------------------
 
 void MosquittoDeviceClient::connect_now() {
   if (finished()) return;
+  // Not while a health check runs: after a trial boot the device connects once it knows the outcome.
+  if (agent_->health_check_pending()) {
+    connect_deferred_ = true;
+    return;
+  }
   // A previous attempt that never ended (no answer, no error) is dropped before the next.
   if (session_->active()) session_->abandon();
   last_library_error_.clear();
@@ -241,16 +248,10 @@ void MosquittoDeviceClient::on_connected(int reason_code) {
   backoff_.reset();
   link_up_ = true;
   if (finished()) return;
-  logger_->info("connected to {} as {}", config_.broker_uri, device_.str());
-  // A clean start: the broker kept nothing from an earlier connection.
-  for (Channel channel : {Channel::kCommand, Channel::kChunk}) {
-    if (auto s = session_->subscribe(topics_.device_topic(device_, channel), 1); !s.ok()) {
-      logger_->error("subscribing failed: {}", s.error().to_string());
-    }
-  }
-  const std::int64_t now = EventLoop::wall_clock_ms();
-  (void)publish(Channel::kPresence, encode_presence(device_, true, now, engine_config_.client_version));
-  execute(engine_->on_connected(now));
+  logger_->info("connected to {} as {}", config_.broker_uri, agent_->device().str());
+  // A clean start: the broker kept nothing from an earlier connection; the agent subscribes.
+  agent_->on_connected(EventLoop::wall_clock_ms());
+  after_input();
 }
 
 void MosquittoDeviceClient::on_disconnected(int reason_code) {
@@ -263,7 +264,10 @@ void MosquittoDeviceClient::on_disconnected(int reason_code) {
   if (!was_up && reconnect_timer_) return;
   if (was_up) {
     ++reconnects_;
-    if (!finished()) execute(engine_->on_disconnected(EventLoop::wall_clock_ms()));
+    if (!finished()) {
+      agent_->on_disconnected(EventLoop::wall_clock_ms());
+      after_input();
+    }
   }
   schedule_reconnect(describe((was_up ? "connection to " : "connecting to ") + config_.broker_uri +
                                   (was_up ? " lost: " : " failed: ") + mosquitto_strerror(reason_code),
@@ -272,34 +276,41 @@ void MosquittoDeviceClient::on_disconnected(int reason_code) {
 
 void MosquittoDeviceClient::on_message(std::string_view topic, std::string_view payload) {
   if (finished()) return;
-  auto actions =
-      dispatch_device_message(*engine_, topics_, device_, topic, payload, EventLoop::wall_clock_ms());
-  if (!actions.ok()) {
-    logger_->warn("ignored {}", actions.error().message);
-    return;
-  }
-  execute(std::move(actions).value());
+  agent_->on_message(topic, payload, EventLoop::wall_clock_ms());
+  after_input();
 }
 
-common::Status MosquittoDeviceClient::publish(Channel channel, std::string payload) {
-  if (!session_->connected()) return Error(Errc::kUnavailable, "not connected");
-  return session_->publish(topics_.device_topic(device_, channel), payload, 1, is_retained_channel(channel));
-}
+// ---- agent timers --------------------------------------------------------------------------
 
-// ---- engine --------------------------------------------------------------------------------
-
-void MosquittoDeviceClient::execute(Actions actions) {
-  if (finished()) return;
-  runtime_->execute(std::move(actions), EventLoop::wall_clock_ms());
-  if (runtime_->stopped()) {
+void MosquittoDeviceClient::after_input() {
+  if (agent_->finished()) {
     cancel_timers();  // a reboot: nothing more runs until the caller stops the client
     return;
   }
   schedule_tick();
+  if (connect_deferred_ && !agent_->health_check_pending() && !stopping_) {
+    connect_deferred_ = false;
+    connect_now();
+  }
+}
+
+// The loop has no way to be woken from another thread: while a check runs, look for its answer
+// every few milliseconds.
+void MosquittoDeviceClient::poll_health_check() {
+  if (health_timer_) return;
+  health_timer_ = loop_.after(kHealthPollMs, [this] {
+    health_timer_.reset();
+    if (finished()) return;
+    for (auto& answer : health_->take()) {
+      agent_->on_health_result(answer.ticket, answer.healthy, answer.detail, EventLoop::wall_clock_ms());
+    }
+    after_input();
+    if (!finished() && agent_->health_check_pending()) poll_health_check();
+  });
 }
 
 void MosquittoDeviceClient::schedule_tick() {
-  const std::int64_t deadline = engine_->next_deadline_ms();
+  const std::int64_t deadline = agent_->next_deadline_ms();
   if (deadline == tick_at_ && tick_timer_) return;
   if (tick_timer_) loop_.cancel(*tick_timer_);
   tick_timer_.reset();
@@ -308,12 +319,14 @@ void MosquittoDeviceClient::schedule_tick() {
   tick_timer_ = loop_.at(deadline, [this] {
     tick_timer_.reset();
     tick_at_ = UpdateEngine::kNoDeadline;
-    execute(engine_->on_tick(EventLoop::wall_clock_ms()));
+    if (finished()) return;
+    agent_->on_tick(EventLoop::wall_clock_ms());
+    after_input();
   });
 }
 
 void MosquittoDeviceClient::cancel_timers() {
-  for (auto* timer : {&tick_timer_, &reconnect_timer_, &connect_timer_}) {
+  for (auto* timer : {&tick_timer_, &reconnect_timer_, &connect_timer_, &health_timer_}) {
     if (*timer) loop_.cancel(**timer);
     timer->reset();
   }

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "../adapters/spdlog_level.hpp"
+#include "fota/client/device_agent.hpp"
 #include "fota/client/device_messages.hpp"
 #include "fota/common/topics.hpp"
 
@@ -29,42 +30,34 @@ std::int64_t wall_ms() {
       .count();
 }
 
-constexpr std::size_t kMaxLogMessageBytes = 1024;
-
 }  // namespace
 
 struct MqttDeviceClient::Impl : public virtual mqtt::callback,
                                 public virtual mqtt::iaction_listener,
-                                public Transport {
+                                public DeviceLink {
   struct Event {
-    enum class Kind { kConnected, kLost, kConnectFailed, kMessage } kind;
-    std::string topic;
+    enum class Kind { kConnected, kLost, kConnectFailed, kMessage, kLog, kHealthAnswer } kind;
+    std::string topic;  // kMessage
     std::string payload;
+    v1::LogEntry entry;  // kLog
   };
 
-  Impl(MqttClientConfig m, EngineConfig e, Installer& inst, FileJournal& j, const EngineCrypto& c, Hooks h,
-       std::shared_ptr<spdlog::logger> l, common::DeviceId id, common::TopicScheme t)
+  Impl(MqttClientConfig m, Hooks h, std::shared_ptr<spdlog::logger> l, std::string client_id)
       : config(std::move(m)),
-        engine_config(std::move(e)),
-        installer(inst),
-        journal(j),
-        crypto(c),
         hooks(std::move(h)),
         logger(std::move(l)),
-        device(std::move(id)),
-        topics(std::move(t)),
-        client(config.broker_uri, device.str(), mqtt::create_options(MQTTVERSION_5)),
+        client(config.broker_uri, client_id, mqtt::create_options(MQTTVERSION_5)),
         backoff(config.reconnect_base.count(), config.reconnect_max.count(), config.random_seed) {}
 
   // ---- Paho callbacks: network thread, never block --------------------------------------
-  void connected(const std::string&) override { push({Event::Kind::kConnected, {}, {}}); }
-  void connection_lost(const std::string&) override { push({Event::Kind::kLost, {}, {}}); }
+  void connected(const std::string&) override { push({Event::Kind::kConnected, {}, {}, {}}); }
+  void connection_lost(const std::string&) override { push({Event::Kind::kLost, {}, {}, {}}); }
   void message_arrived(mqtt::const_message_ptr msg) override {
-    push({Event::Kind::kMessage, msg->get_topic(), msg->get_payload_str()});
+    push({Event::Kind::kMessage, msg->get_topic(), msg->get_payload_str(), {}});
   }
   void delivery_complete(mqtt::delivery_token_ptr) override {}
   void on_failure(const mqtt::token& tok) override {
-    if (tok.get_type() == mqtt::token::Type::CONNECT) push({Event::Kind::kConnectFailed, {}, {}});
+    if (tok.get_type() == mqtt::token::Type::CONNECT) push({Event::Kind::kConnectFailed, {}, {}, {}});
   }
   void on_success(const mqtt::token&) override {}
 
@@ -76,65 +69,90 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
     cv.notify_all();
   }
 
-  // ---- Transport (loop thread) -------------------------------------------------------------
-  common::Status publish(Channel channel, std::string payload) override {
+  // The application's log API, from any thread: handed to the loop, bounded.
+  void push_log(v1::LogEntry entry) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (pending_logs >= config.log_queue_limit) {
+        ++pending_logs_dropped;
+        return;
+      }
+      ++pending_logs;
+      events.push_back({Event::Kind::kLog, {}, {}, std::move(entry)});
+    }
+    cv.notify_all();
+  }
+
+  // ---- DeviceLink (loop thread) ------------------------------------------------------------
+  common::Status publish(const OutboundMessage& message) override {
     if (!is_connected.load()) return Error(Errc::kUnavailable, "not connected");
-    const bool retained = is_retained_channel(channel);
     try {
-      client.publish(topics.device_topic(device, channel), payload.data(), payload.size(), 1, retained);
+      client.publish(message.topic, message.payload.data(), message.payload.size(), message.qos,
+                     message.retain);
       return common::ok_status();
     } catch (const mqtt::exception& e) {
       return Error(Errc::kUnavailable, std::string("publish failed: ") + e.what());
     }
   }
 
+  common::Status subscribe(const std::string& topic, int qos) override {
+    try {
+      client.subscribe(topic, qos);
+      return common::ok_status();
+    } catch (const mqtt::exception& e) {
+      return Error(Errc::kUnavailable, e.what());
+    }
+  }
+
   // ---- Loop thread ---------------------------------------------------------------------------
   void run_loop() {
     std::int64_t now = wall_ms();
-    auto boot = installer.boot_status();
-    if (!boot.ok()) {
-      logger->error("cannot read the boot status: {}", boot.error().to_string());
+    if (!agent->start(now).ok()) {
       finish_loop();
       return;
     }
-    execute(engine->on_started(*boot, now));
     snapshot();
     next_connect_at = now;
-    while (!runtime->stopped()) {
+    while (!agent->finished()) {
       std::deque<Event> batch;
+      std::uint64_t logs_dropped = 0;
       {
         std::unique_lock<std::mutex> lock(mutex);
         if (stop_requested) break;
         const std::int64_t wake =
-            std::min({engine->next_deadline_ms(), connecting ? UpdateEngine::kNoDeadline : next_connect_at,
-                      next_log_flush_at()});
+            std::min(agent->next_deadline_ms(), may_connect() ? next_connect_at : UpdateEngine::kNoDeadline);
         const std::int64_t wait_ms = std::clamp<std::int64_t>(wake - wall_ms(), 0, 1000);
         cv.wait_for(lock, std::chrono::milliseconds(wait_ms),
                     [&] { return !events.empty() || stop_requested; });
         if (stop_requested) break;
         batch.swap(events);
+        pending_logs = 0;
+        std::swap(logs_dropped, pending_logs_dropped);
       }
+      if (logs_dropped > 0) agent->count_dropped_logs(logs_dropped);
       for (auto& e : batch) {
-        if (runtime->stopped()) break;
+        if (agent->finished()) break;
         handle(std::move(e));
       }
-      if (runtime->stopped()) break;
+      if (agent->finished()) break;
       now = wall_ms();
-      if (!is_connected.load() && !connecting && now >= next_connect_at) start_connect();
-      if (now >= engine->next_deadline_ms()) execute(engine->on_tick(now));
-      if (now >= next_log_flush_at()) flush_logs();
+      if (may_connect() && now >= next_connect_at) start_connect();
+      if (now >= agent->next_deadline_ms()) agent->on_tick(now);
       snapshot();
     }
     snapshot();
     finish_loop();
   }
 
-  // Other threads read these copies, never the engine itself.
+  // Not while a health check runs: after a trial boot the device connects once it knows the outcome.
+  bool may_connect() const { return !is_connected.load() && !connecting && !agent->health_check_pending(); }
+
+  // Other threads read these copies, never the agent itself.
   void snapshot() {
     std::lock_guard<std::mutex> lock(mutex);
-    state_snapshot = engine->state();
-    stats_snapshot = engine->stats();
-    reboot_snapshot = runtime->reboot_requested();
+    state_snapshot = agent->state();
+    stats_snapshot = agent->stats();
+    reboot_snapshot = agent->reboot_requested();
   }
 
   void finish_loop() {
@@ -142,15 +160,6 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
     loop_done = true;
     cv.notify_all();
   }
-
-  std::int64_t next_log_flush_at() {
-    std::lock_guard<std::mutex> lock(log_mutex);
-    if (log_queue.empty() || !is_connected.load()) return UpdateEngine::kNoDeadline;
-    if (log_queue.size() >= config.log_batch_entries) return 0;
-    return log_queue.front().timestamp_ms() + config.log_flush_interval.count();
-  }
-
-  void execute(Actions actions) { runtime->execute(std::move(actions), wall_ms()); }
 
   void handle(Event e) {
     const std::int64_t now = wall_ms();
@@ -162,7 +171,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         if (is_connected.exchange(false)) {
           ++reconnect_count;
           logger->warn("connection to {} lost; reconnecting", config.broker_uri);
-          execute(engine->on_disconnected(now));
+          agent->on_disconnected(now);
         }
         connecting = false;
         schedule_reconnect(now);
@@ -173,8 +182,18 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         schedule_reconnect(now);
         return;
       case Event::Kind::kMessage:
-        on_message(e.topic, e.payload, now);
+        agent->on_message(e.topic, e.payload, now);
         return;
+      case Event::Kind::kHealthAnswer:
+        for (auto& answer : health->take())
+          agent->on_health_result(answer.ticket, answer.healthy, answer.detail, now);
+        return;
+      case Event::Kind::kLog: {
+        const std::int64_t at = e.entry.timestamp_ms();
+        agent->log(e.entry.level(), std::move(*e.entry.mutable_message()),
+                   std::move(*e.entry.mutable_source()), at);
+        return;
+      }
     }
   }
 
@@ -187,9 +206,9 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
                    .enable_server_cert_auth(true)
                    .verify(true)
                    .finalize();
-    const std::string will_payload = encode_presence(device, false, 0, engine_config.client_version);
-    mqtt::will_options will(topics.device_topic(device, Channel::kPresence), will_payload.data(),
-                            will_payload.size(), 1, true);
+    const OutboundMessage last_will = agent->last_will();
+    mqtt::will_options will(last_will.topic, last_will.payload.data(), last_will.payload.size(),
+                            last_will.qos, last_will.retain);
     mqtt::properties props;
     props.add(mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL,
                              static_cast<int>(config.session_expiry.count())));
@@ -223,9 +242,9 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         // order, so every report before it (REBOOTING right before a reboot) has been processed.
         // Closing with acknowledgements still unread makes the kernel reset the connection, and
         // the broker drops what it had not read yet (found by AgentParity).
-        const std::string presence = encode_presence(device, false, wall_ms(), engine_config.client_version);
-        auto delivered = client.publish(topics.device_topic(device, Channel::kPresence), presence.data(),
-                                        presence.size(), 1, is_retained_channel(Channel::kPresence));
+        const OutboundMessage presence = agent->offline_presence(wall_ms());
+        auto delivered = client.publish(presence.topic, presence.payload.data(), presence.payload.size(),
+                                        presence.qos, presence.retain);
         if (!delivered->wait_for(std::chrono::seconds(2))) {
           logger->warn("{} did not acknowledge the offline presence within 2 s", config.broker_uri);
         }
@@ -257,82 +276,26 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
     connecting = false;
     backoff.reset();
     is_connected = true;
-    logger->info("connected to {} as {}", config.broker_uri, device.str());
-    try {
-      // The persistent session keeps subscriptions, but a new or expired session does not.
-      client.subscribe(topics.device_topic(device, Channel::kCommand), 1);
-      client.subscribe(topics.device_topic(device, Channel::kChunk), 1);
-    } catch (const mqtt::exception& e) {
-      logger->error("subscribing failed: {}", e.what());
-    }
-    (void)publish(Channel::kPresence, encode_presence(device, true, now, engine_config.client_version));
-    execute(engine->on_connected(now));
-  }
-
-  void on_message(const std::string& topic, const std::string& payload, std::int64_t now) {
-    auto actions = dispatch_device_message(*engine, topics, device, topic, payload, now);
-    if (!actions.ok()) {
-      logger->warn("ignored {}", actions.error().message);
-      return;
-    }
-    execute(std::move(actions).value());
-  }
-
-  void enqueue_log(v1::LogLevel level, std::string message, std::string source) {
-    if (level < min_level.load()) return;
-    if (message.size() > kMaxLogMessageBytes) message.resize(kMaxLogMessageBytes);
-    {
-      std::lock_guard<std::mutex> lock(log_mutex);
-      v1::LogEntry entry;
-      entry.set_timestamp_ms(wall_ms());
-      entry.set_level(level);
-      entry.set_message(std::move(message));
-      entry.set_source(std::move(source));
-      log_queue.push_back(std::move(entry));
-      while (log_queue.size() > config.log_queue_limit) {
-        log_queue.pop_front();
-        ++log_dropped;
-      }
-    }
-    cv.notify_all();
-  }
-
-  void flush_logs() {
-    if (!is_connected.load()) return;
-    v1::LogBatch batch;
-    batch.set_device_id(device.str());
-    {
-      std::lock_guard<std::mutex> lock(log_mutex);
-      const std::size_t n = std::min(log_queue.size(), std::max<std::size_t>(config.log_batch_entries, 1));
-      for (std::size_t i = 0; i < n; ++i) {
-        *batch.add_entries() = std::move(log_queue.front());
-        log_queue.pop_front();
-      }
-      batch.set_dropped(log_dropped);
-      log_dropped = 0;
-    }
-    if (batch.entries_size() > 0) (void)publish(Channel::kLog, batch.SerializeAsString());
+    logger->info("connected to {} as {}", config.broker_uri, agent->device().str());
+    // The persistent session keeps subscriptions, but a new or expired session does not: the
+    // agent subscribes again.
+    agent->on_connected(now);
   }
 
   MqttClientConfig config;
-  EngineConfig engine_config;
-  Installer& installer;
-  FileJournal& journal;
-  const EngineCrypto& crypto;
   Hooks hooks;
   std::shared_ptr<spdlog::logger> logger;
-  common::DeviceId device;
-  common::TopicScheme topics;
   mqtt::async_client client;
   ReconnectBackoff backoff;
 
-  std::unique_ptr<UpdateEngine> engine;
-  std::unique_ptr<DeviceRuntime> runtime;
+  std::unique_ptr<DeviceAgent> agent;  // loop thread only (and create/stop around it)
   std::thread thread;
 
   mutable std::mutex mutex;
   std::condition_variable cv;
   std::deque<Event> events;
+  std::size_t pending_logs = 0;  // kLog events in `events`
+  std::uint64_t pending_logs_dropped = 0;
   bool stop_requested = false;
   bool loop_done = false;
   EngineState state_snapshot = EngineState::kAwaitingStart;
@@ -341,57 +304,50 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
 
   std::atomic<bool> is_connected{false};
   std::atomic<std::uint32_t> reconnect_count{0};
-  std::atomic<v1::LogLevel> min_level{v1::LOG_LEVEL_INFO};
   bool connecting = false;
   std::int64_t next_connect_at = 0;
-
-  std::mutex log_mutex;
-  std::deque<v1::LogEntry> log_queue;
-  std::uint64_t log_dropped = 0;
+  // Last: destroyed first, so a check's thread finishing late no longer notifies this object.
+  std::unique_ptr<ThreadedHealthCheck> health;
 };
 
 common::Result<std::unique_ptr<MqttDeviceClient>> MqttDeviceClient::create(
-    MqttClientConfig mqtt_config, EngineConfig engine_config, Installer& installer, FileJournal& journal,
+    MqttClientConfig mqtt_config, EngineConfig engine_config, Installer& installer, Journal& journal,
     const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger) {
-  auto device = common::DeviceId::parse(engine_config.device_id);
-  if (!device.ok()) return device.error().with_context("device id");
-  auto topics = common::TopicScheme::create(mqtt_config.topic_prefix);
-  if (!topics.ok()) return topics.error().with_context("topic prefix");
-  auto loaded = journal.load();
-  if (!loaded.ok()) return loaded.error().with_context("loading the journal");
+  // The device id is the MQTT client id: named as such before Paho sees it.
+  if (auto device = common::DeviceId::parse(engine_config.device_id); !device.ok())
+    return device.error().with_context("device id");
   if (!logger) {
     logger =
         std::make_shared<spdlog::logger>("fota.client", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   }
+  DeviceAgentConfig agent_config;
+  agent_config.engine = engine_config;
+  agent_config.topic_prefix = mqtt_config.topic_prefix;
+  agent_config.log_batch_entries = mqtt_config.log_batch_entries;
+  agent_config.log_flush_interval_ms = mqtt_config.log_flush_interval.count();
+  agent_config.log_queue_limit = mqtt_config.log_queue_limit;
+  // Paho refuses a malformed URI at construction; the agent refuses a bad id or journal.
   std::unique_ptr<Impl> impl;
   try {
-    impl = std::make_unique<Impl>(std::move(mqtt_config), engine_config, installer, journal, crypto,
-                                  std::move(hooks), std::move(logger), std::move(device).value(),
-                                  std::move(topics).value());
+    impl = std::make_unique<Impl>(std::move(mqtt_config), std::move(hooks), std::move(logger),
+                                  engine_config.device_id);
   } catch (const mqtt::exception& e) {
     return Error(Errc::kInvalidArgument, std::string("cannot create the MQTT client: ") + e.what());
   }
-  if (loaded->has_value()) {
-    impl->engine =
-        std::make_unique<UpdateEngine>(engine_config, crypto, &(*loaded)->record, (*loaded)->signed_manifest);
-  } else {
-    impl->engine = std::make_unique<UpdateEngine>(engine_config, crypto);
-  }
   Impl* self = impl.get();
-  DeviceRuntime::Hooks runtime_hooks;
-  runtime_hooks.health_check = self->hooks.health_check;
-  runtime_hooks.reboot = [self] {
-    self->logger->info("rebooting to continue the update");
-    if (self->hooks.reboot) self->hooks.reboot();
-  };
-  runtime_hooks.set_log_level = [self](v1::LogLevel level) { self->min_level = level; };
-  runtime_hooks.log = [self](v1::LogLevel level, const std::string& message) {
+  DeviceAgent::Hooks agent_hooks;
+  self->health = std::make_unique<ThreadedHealthCheck>(self->hooks.health_check, [self] {
+    self->push({Impl::Event::Kind::kHealthAnswer, {}, {}, {}});
+  });
+  agent_hooks.start_health_check = [self](HealthCheckTicket ticket, const HealthCheckSubject& subject,
+                                          std::int64_t) { self->health->start(ticket, subject); };
+  agent_hooks.reboot = self->hooks.reboot;
+  agent_hooks.log = [self](v1::LogLevel level, const std::string& message) {
     self->logger->log(to_spdlog(level), "{}", message);
-    // The engine's warnings and errors also go to the fleet's log view.
-    if (level >= v1::LOG_LEVEL_WARN) self->enqueue_log(level, message, "fota-client");
   };
-  impl->runtime =
-      std::make_unique<DeviceRuntime>(*impl->engine, installer, journal, *impl, std::move(runtime_hooks));
+  auto agent = DeviceAgent::create(std::move(agent_config), installer, journal, crypto, *impl, agent_hooks);
+  if (!agent.ok()) return agent.error();
+  impl->agent = std::move(agent).value();
   impl->client.set_callback(*impl);
   return std::unique_ptr<MqttDeviceClient>(new MqttDeviceClient(std::move(impl)));
 }
@@ -424,7 +380,12 @@ bool MqttDeviceClient::wait(std::chrono::milliseconds timeout) {
 }
 
 void MqttDeviceClient::log(v1::LogLevel level, std::string message, std::string source) {
-  impl_->enqueue_log(level, std::move(message), std::move(source));
+  v1::LogEntry entry;
+  entry.set_timestamp_ms(wall_ms());
+  entry.set_level(level);
+  entry.set_message(std::move(message));
+  entry.set_source(std::move(source));
+  impl_->push_log(std::move(entry));
 }
 
 bool MqttDeviceClient::connected() const { return impl_->is_connected.load(); }

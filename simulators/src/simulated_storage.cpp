@@ -52,8 +52,21 @@ common::Status SimulatedStorage::write(const std::string& name, std::uint64_t of
   }
   slot->factory_version.clear();
   slot->pieces[offset] = pool_.intern(data);
+  unsynced_.emplace_back(name, offset);
   bytes_written_ += data.size();
   return common::ok_status();
+}
+
+common::Status SimulatedStorage::sync() {
+  unsynced_.clear();
+  return common::ok_status();
+}
+
+void SimulatedStorage::power_cut() {
+  for (const auto& [name, offset] : unsynced_) {
+    if (Slot* slot = find(name)) slot->pieces.erase(offset);
+  }
+  unsynced_.clear();
 }
 
 common::Result<std::string> SimulatedStorage::digest(const Slot& slot, std::uint64_t size) const {
@@ -113,6 +126,18 @@ std::string SimulatedStorage::bootable_version(const std::string& name, const st
   if (slot.size == 0) return {};
   auto d = digest(slot, slot.size);
   return d.ok() && *d == image_sha256 ? image_version : std::string();
+}
+
+common::Status SimulatedJournal::store(const client::journal::JournalRecord& record) {
+  if (!stored_) stored_.emplace();
+  stored_->record = record;
+  return common::ok_status();
+}
+
+common::Status SimulatedJournal::store_manifest(std::string_view signed_manifest) {
+  if (!stored_) stored_.emplace();
+  stored_->signed_manifest = std::string(signed_manifest);
+  return common::ok_status();
 }
 
 }  // namespace fota::sim

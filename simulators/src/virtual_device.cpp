@@ -46,6 +46,21 @@ constexpr std::int64_t kConnectTimeoutMs = 30000;
 
 }  // namespace
 
+// The runtime's Transport: the engine's reports leave through the link emulator.
+class VirtualDevice::Uplink : public client::Transport {
+ public:
+  explicit Uplink(VirtualDevice& device) : device_(device) {}
+  common::Status publish(Channel channel, std::string payload) override {
+    // Chunk requests at QoS 0: a lost one is asked for again after its timeout.
+    device_.send(channel, std::move(payload), channel == Channel::kChunkRequest ? 0 : 1,
+                 client::is_retained_channel(channel));
+    return common::ok_status();
+  }
+
+ private:
+  VirtualDevice& device_;
+};
+
 VirtualDevice::VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
                              std::shared_ptr<client::mosquitto::TlsContext> tls)
     : fleet_(fleet),
@@ -56,6 +71,7 @@ VirtualDevice::VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
                StorageFaults{plan_.faults.storage_full ? fleet.scenario->artifact.image_size / 2 + 1 : 0}),
       link_(fleet.scenario->link_profiles.at(plan_.link_profile), fleet.scenario->faults.outages,
             fleet.scenario->seed, plan_.index, fleet.scenario->duration_ms),
+      uplink_(std::make_unique<Uplink>(*this)),
       rng_(derive_seed(fleet.scenario->seed, "device", plan_.index)) {
   link_.set_faults_armed(false);  // until the rollout starts (arm_link_faults)
 }
@@ -137,7 +153,6 @@ void VirtualDevice::reboot() {
   // Like fota-device: the reports already handed to the link leave first (its DISCONNECT waits for
   // them), then the offline presence and a DISCONNECT, then the device restarts.
   rebooting_ = true;
-  halt_batch_ = true;
   if (tick_timer_) fleet_.loop->cancel(*tick_timer_);
   tick_timer_.reset();
   tick_at_ = client::UpdateEngine::kNoDeadline;
@@ -212,8 +227,20 @@ void VirtualDevice::power_on() {
   if (const auto bandwidth = fleet_.scenario->link_profiles.at(plan_.link_profile).bandwidth_bytes_per_second;
       bandwidth > 0)
     config.attributes["link_rate"] = std::to_string(bandwidth);
-  engine_ = std::make_unique<client::UpdateEngine>(config, *fleet_.crypto, journal_ ? &*journal_ : nullptr,
-                                                   stored_manifest_);
+  auto loaded = journal_.load();
+  const client::Journal::Loaded* stored = loaded.ok() && loaded->has_value() ? &**loaded : nullptr;
+  engine_ = std::make_unique<client::UpdateEngine>(config, *fleet_.crypto, stored ? &stored->record : nullptr,
+                                                   stored ? stored->signed_manifest : std::string());
+  client::DeviceRuntime::Hooks hooks;
+  hooks.reboot = [this] { reboot(); };
+  hooks.start_health_check = [this](client::HealthCheckTicket ticket, const client::HealthCheckSubject&,
+                                    std::int64_t) { start_health_check(ticket); };
+  hooks.before_action = [this](const client::Action& action, const std::deque<client::Action>& upcoming) {
+    return before_action(action, upcoming);
+  };
+  hooks.after_action = [this](const client::Action& action) { return after_action(action); };
+  runtime_ =
+      std::make_unique<client::DeviceRuntime>(*engine_, storage_, journal_, *uplink_, std::move(hooks));
   auto status = storage_.boot_status();
   if (!status.ok()) {
     note("boot-failed", status.error().message);
@@ -229,7 +256,6 @@ void VirtualDevice::power_off(bool orderly) {
   powered_ = false;
   rebooting_ = false;
   connect_after_health_check_ = false;
-  halt_batch_ = true;
   ++power_epoch_;
   ++connection_epoch_;
   if (tick_timer_) fleet_.loop->cancel(*tick_timer_);
@@ -242,6 +268,9 @@ void VirtualDevice::power_off(bool orderly) {
   else
     ++counters_.power_cuts;
   note(orderly ? "reboot" : "power-cut");
+  // Lost power loses the slot writes not yet synced; a reboot lets the system flush them.
+  if (!orderly) storage_.power_cut();
+  runtime_.reset();
   engine_.reset();
   flash_busy_until_ = 0;
   if (session_ && session_->active()) {
@@ -428,85 +457,58 @@ void VirtualDevice::schedule_tick() {
   });
 }
 
-void VirtualDevice::check_power_cut(const client::Action* action, std::size_t action_index) {
-  if (next_power_cut_ >= plan_.faults.power_cuts.size() || !engine_) return;
-  const PowerCut& cut = plan_.faults.power_cuts[next_power_cut_];
-  bool due = false;
-  if (cut.phase == DevicePhase::kDownloading) {
-    // Cut just before the write that would pass the planned share of the image.
-    const auto* write = action ? std::get_if<client::action::WriteChunk>(action) : nullptr;
-    due = write != nullptr && update_bytes_total_ > 0 &&
-          double(update_bytes_written_ + write->data.size()) >= cut.at_progress * double(update_bytes_total_);
-  } else {
-    due = cut_at_index_ && action_index >= *cut_at_index_;
-  }
-  if (!due) return;
-  ++next_power_cut_;
-  note("power-cut-injected", std::string(device_phase_name(cut.phase)));
-  power_off(/*orderly=*/false);
-}
+// ---- the runtime's hooks -------------------------------------------------------------------
 
-void VirtualDevice::plan_cut_in_batch(const client::Actions& actions, std::size_t report_index) {
-  if (next_power_cut_ >= plan_.faults.power_cuts.size()) return;
-  const PowerCut& cut = plan_.faults.power_cuts[next_power_cut_];
-  const auto* report = std::get_if<client::action::PublishProgress>(&actions[report_index]);
-  if (cut.phase == DevicePhase::kDownloading || report == nullptr ||
-      report->progress.phase() != reported_phase(cut.phase)) {
-    return;
-  }
-  // The phase lasts from this report to the next report of another phase (or the batch's end);
-  // transient phases such as installing never outlast one batch. Cut somewhere inside it.
-  std::size_t end = report_index + 1;
-  while (end < actions.size()) {
-    const auto* next = std::get_if<client::action::PublishProgress>(&actions[end]);
-    if (next != nullptr && next->progress.phase() != report->progress.phase()) break;
-    ++end;
-  }
-  const std::size_t span = end - report_index - 1;
-  cut_at_index_ = report_index + 1 + static_cast<std::size_t>(cut.at_progress * double(span));
-}
-
-void VirtualDevice::execute(client::Actions actions) {
-  halt_batch_ = false;
-  cut_at_index_.reset();
-  const std::uint64_t epoch = power_epoch_;
-  for (std::size_t i = 0; i < actions.size(); ++i) {
-    check_power_cut(&actions[i], i);
-    if (halt_batch_ || epoch != power_epoch_ || !engine_) return;
-    plan_cut_in_batch(actions, i);
-    if (halt_batch_ || epoch != power_epoch_ || !engine_) return;
-    client::Actions follow_up;
-    const bool ok = run_action(actions[i], follow_up);
-    if (halt_batch_ || epoch != power_epoch_ || !engine_) return;
-    if (!follow_up.empty() || !ok) {
-      // A failed side effect ends the batch; the engine's answer replaces the rest of it.
-      const auto saved_cut = cut_at_index_;
-      execute(std::move(follow_up));
-      cut_at_index_ = saved_cut;
-      if (!ok) return;
-      if (halt_batch_ || epoch != power_epoch_ || !engine_) return;
+// Plans and injects the scenario's power cuts. A download cut comes just before the write that
+// would pass the planned share of the image; a cut in another phase comes somewhere between that
+// phase's report and the next report of another phase (transient phases such as installing never
+// outlast the runtime's queue), at the planned share of the actions in between.
+bool VirtualDevice::before_action(const client::Action& action, const std::deque<client::Action>& upcoming) {
+  namespace a = client::action;
+  if (next_power_cut_ < plan_.faults.power_cuts.size()) {
+    const PowerCut& cut = plan_.faults.power_cuts[next_power_cut_];
+    if (cut.phase == DevicePhase::kDownloading) {
+      const auto* write = std::get_if<a::WriteChunk>(&action);
+      if (write != nullptr && update_bytes_total_ > 0 &&
+          double(update_bytes_written_ + write->data.size()) >=
+              cut.at_progress * double(update_bytes_total_)) {
+        cut_now_ = true;
+        return false;
+      }
+    } else if (cut_countdown_) {
+      if (*cut_countdown_ == 0) {
+        cut_now_ = true;
+        return false;
+      }
+      --*cut_countdown_;
+    } else if (const auto* report = std::get_if<a::PublishProgress>(&action);
+               report != nullptr && report->progress.phase() == reported_phase(cut.phase)) {
+      std::size_t span = 0;
+      while (span < upcoming.size()) {
+        const auto* next = std::get_if<a::PublishProgress>(&upcoming[span]);
+        if (next != nullptr && next->progress.phase() != report->progress.phase()) break;
+        ++span;
+      }
+      cut_countdown_ = static_cast<std::size_t>(cut.at_progress * double(span));
     }
   }
-  if (!actions.empty()) {
-    check_power_cut(nullptr, actions.size());
-    if (halt_batch_ || epoch != power_epoch_ || !engine_) return;
+  if (const auto* prep = std::get_if<a::PrepareSlot>(&action)) {
+    update_bytes_total_ = prep->image_size;
+    if (!prep->resume) update_bytes_written_ = 0;
   }
-  schedule_tick();
+  return true;
 }
 
-bool VirtualDevice::run_action(client::Action& action, client::Actions& follow_up) {
+// What the simulator observes of what the runtime did: phases for the report, written bytes, and
+// slow flash.
+bool VirtualDevice::after_action(const client::Action& action) {
   namespace a = client::action;
-  auto fail = [&](const common::Error& error) {
-    follow_up = engine_->on_action_failed(action, error, device_now());
-    return false;
-  };
-  if (auto* p = std::get_if<a::PublishProgress>(&action)) {
+  if (const auto* p = std::get_if<a::PublishProgress>(&action)) {
     const bool refusal_only =
         p->progress.error() == v1::ERROR_BUSY || p->progress.error() == v1::ERROR_COMMAND_REPLAYED;
     if (refusal_only) {
       // "Not now" / "seen it": the update in progress goes on; the device's phase is unchanged.
       note("refused", p->progress.error_detail());
-      send(common::Channel::kProgress, common::encode(p->progress), 1, false);
       return true;
     }
     if (p->progress.phase() != phase_) {
@@ -516,52 +518,58 @@ bool VirtualDevice::run_action(client::Action& action, client::Actions& follow_u
     phase_ = p->progress.phase();
     if (p->progress.error() != v1::ERROR_NONE) last_error_ = p->progress.error();
     if (phase_ == v1::PHASE_DOWNLOADING) update_bytes_total_ = p->progress.bytes_total();
-    send(common::Channel::kProgress, common::encode(p->progress), 1, false);
-  } else if (auto* inv = std::get_if<a::PublishInventory>(&action)) {
-    send(common::Channel::kInventory, common::encode(inv->inventory), 1, true);
-  } else if (auto* req = std::get_if<a::RequestChunks>(&action)) {
-    send(common::Channel::kChunkRequest, common::encode(req->request), 0, false);
-  } else if (auto* j = std::get_if<a::PersistJournal>(&action)) {
-    journal_ = j->record;
-  } else if (auto* m = std::get_if<a::StoreManifest>(&action)) {
-    stored_manifest_ = m->signed_manifest;
-  } else if (auto* prep = std::get_if<a::PrepareSlot>(&action)) {
-    update_bytes_total_ = prep->image_size;
-    if (!prep->resume) update_bytes_written_ = 0;
-    if (auto s = storage_.prepare(*prep); !s.ok()) return fail(s.error());
-  } else if (auto* w = std::get_if<a::WriteChunk>(&action)) {
-    if (auto s = storage_.write(w->slot, w->offset, w->data); !s.ok()) return fail(s.error());
+  } else if (const auto* w = std::get_if<a::WriteChunk>(&action)) {
     update_bytes_written_ += w->data.size();
     if (plan_.faults.flash_write_bytes_per_second > 0) {
       const auto ms = static_cast<std::int64_t>(double(w->data.size()) * 1000.0 /
                                                 double(plan_.faults.flash_write_bytes_per_second));
       flash_busy_until_ = std::max(flash_busy_until_, now()) + ms;
     }
-  } else if (auto* h = std::get_if<a::HashSlot>(&action)) {
-    follow_up = engine_->on_slot_hash(storage_.hash(h->slot, h->size), device_now());
-  } else if (auto* act = std::get_if<a::ActivateSlot>(&action)) {
-    if (auto s = storage_.activate(act->slot); !s.ok()) return fail(s.error());
-  } else if (std::get_if<a::Reboot>(&action)) {
-    reboot();
-  } else if (std::get_if<a::RunHealthCheck>(&action)) {
-    const std::uint64_t epoch = power_epoch_;
-    if (!session_ || !session_->connected()) connect_after_health_check_ = true;
-    fleet_.loop->after(kHealthCheckMs, [this, epoch] {
-      if (epoch != power_epoch_ || !engine_ || stopped_) return;
-      const bool healthy = !plan_.faults.fails_health_check;
-      execute(engine_->on_health_result(healthy, healthy ? "" : "injected fault: the new image is unhealthy",
-                                        device_now()));
-      if (epoch != power_epoch_ || !connect_after_health_check_) return;
-      connect_after_health_check_ = false;
-      connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
-    });
-  } else if (auto* c = std::get_if<a::CommitSlot>(&action)) {
-    if (auto s = storage_.commit(c->slot); !s.ok()) return fail(s.error());
-  } else if (auto* r = std::get_if<a::RevertSlot>(&action)) {
-    if (auto s = storage_.revert(r->boot_slot); !s.ok()) return fail(s.error());
   }
-  // SetLogLevel and Log: the simulator keeps no device logs beyond the timeline.
   return true;
+}
+
+// The health check takes kHealthCheckMs of loop time; its answer goes back through the runtime.
+void VirtualDevice::start_health_check(client::HealthCheckTicket ticket) {
+  const std::uint64_t epoch = power_epoch_;
+  if (!session_ || !session_->connected()) connect_after_health_check_ = true;
+  fleet_.loop->after(kHealthCheckMs, [this, epoch, ticket] {
+    if (epoch != power_epoch_ || !runtime_ || stopped_) return;
+    const bool healthy = !plan_.faults.fails_health_check;
+    cut_countdown_.reset();
+    runtime_->on_health_result(ticket, healthy, healthy ? "" : "injected fault: the new image is unhealthy",
+                               device_now());
+    after_runtime(epoch);
+    if (epoch != power_epoch_ || !connect_after_health_check_) return;
+    connect_after_health_check_ = false;
+    connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
+  });
+}
+
+void VirtualDevice::execute(client::Actions actions) {
+  if (!runtime_ || runtime_->stopped()) return;
+  const std::uint64_t epoch = power_epoch_;
+  cut_countdown_.reset();
+  runtime_->execute(std::move(actions), device_now());
+  after_runtime(epoch);
+}
+
+// After the runtime returned: inject the planned power cut (the runtime stopped for it, or the
+// phase it was planned in lasted to the end of the queue), or wait for the engine's next deadline.
+void VirtualDevice::after_runtime(std::uint64_t epoch) {
+  if (epoch != power_epoch_ || !runtime_) return;
+  if (cut_now_ || (cut_countdown_ && !rebooting_ && !runtime_->stopped())) {
+    cut_now_ = false;
+    cut_countdown_.reset();
+    const PowerCut& cut = plan_.faults.power_cuts[next_power_cut_];
+    ++next_power_cut_;
+    note("power-cut-injected", std::string(device_phase_name(cut.phase)));
+    power_off(/*orderly=*/false);
+    return;
+  }
+  cut_countdown_.reset();
+  if (rebooting_ || runtime_->stopped()) return;
+  schedule_tick();
 }
 
 }  // namespace fota::sim

@@ -371,20 +371,15 @@ TEST_F(EngineTest, FailedHealthCheckRevertsToPreviousSlot) {
 }
 
 TEST_F(EngineTest, AHangingHealthCheckCountsAsUnhealthyAtItsDeadline) {
-  config_.health_check_timeout_ms = 300;  // real milliseconds: the runtime waits for the hook
+  config_.health_check_timeout_ms = 300;  // the check never answers; the engine's deadline decides
   send(testing::install_command("c1", artifact_, clock_.now_ms()));
   device().health_check_hangs = true;
-  const auto started = std::chrono::steady_clock::now();
   run_to_completion();
-  const auto waited = std::chrono::steady_clock::now() - started;
   const auto& last = device().transport().progress.back();
   EXPECT_EQ(last.phase(), v1::PHASE_ROLLED_BACK);
   EXPECT_EQ(last.error(), v1::ERROR_HEALTH_CHECK_FAILED);
   EXPECT_NE(last.error_detail().find("no answer within"), std::string::npos) << last.error_detail();
   EXPECT_EQ(device().booted_slot(), "a");
-  EXPECT_LT(waited, std::chrono::seconds(20)) << "the client must not wait for the hook forever";
-  device().health_check_hangs = false;  // let the hook's thread finish
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }
 
 TEST_F(EngineTest, HealthCheckWithoutAnswerTimesOut) {

@@ -42,6 +42,7 @@ class MosquittoDeviceTest : public UpdateServerFixture {
     mqtt.reconnect_base = 100ms;
     mqtt.reconnect_max = 1000ms;
     mqtt.connect_timeout = 3000ms;
+    mqtt.log_flush_interval = 100ms;
     return mqtt;
   }
 
@@ -54,13 +55,10 @@ class MosquittoDeviceTest : public UpdateServerFixture {
                                                      {"b", dev_dir() / "slot-b"}},
         *env_);
     MosquittoDeviceClient::Hooks hooks;
-    hooks.health_check = [this](const HealthCheckSubject&, std::string& detail) {
-      if (!healthy_) detail = "service did not come up";
-      return healthy_;
-    };
+    hooks.health_check = test_health_check();
     auto client = MosquittoDeviceClient::create(loop_, config_override_ ? *config_override_ : client_config(),
-                                                test_engine_config(), *installer_, *journal_, *crypto_, hooks,
-                                                test_logger());
+                                                device_engine_config(), *installer_, *journal_, *crypto_,
+                                                hooks, test_logger());
     ASSERT_TRUE(client.ok()) << client.error().to_string();
     client_ = std::move(client).value();
     ASSERT_TRUE(client_->start().ok());
@@ -75,6 +73,9 @@ class MosquittoDeviceTest : public UpdateServerFixture {
   }
 
   bool device_reboot_requested() override { return client_ && client_->reboot_requested(); }
+  void device_log(v1::LogLevel level, std::string message) override {
+    client_->log(level, std::move(message), "app");
+  }
   std::uint32_t device_reconnects() override { return client_ ? client_->reconnects() : 0; }
 
   std::optional<fota::testing::TestMessage> next_server_message(std::chrono::milliseconds wait) override {
@@ -113,6 +114,15 @@ TEST_F(MosquittoDeviceTest, DownloadSurvivesBrokerRestartsWithoutRefetchingVerif
 }
 
 TEST_F(MosquittoDeviceTest, FailedHealthCheckRevertsOverMqtt) { expect_failed_health_check_to_revert(); }
+
+TEST_F(MosquittoDeviceTest, HangingHealthCheckRevertsAtItsDeadline) {
+  expect_hanging_health_check_to_revert();
+}
+
+// Issue 16: the event-loop adapter had no log API and ignored SetLogLevel.
+TEST_F(MosquittoDeviceTest, LogsArriveBatchedAndSetLogLevelIsHonoured) {
+  expect_set_log_level_to_be_honoured();
+}
 
 // Garbage on the command and chunk topics is logged and dropped; the client stays connected and
 // the next valid command still runs to the end.

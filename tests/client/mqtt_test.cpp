@@ -47,11 +47,8 @@ class MqttClientTest : public UpdateServerFixture {
     mqtt.reconnect_max = 1000ms;
     mqtt.log_flush_interval = 100ms;
     MqttDeviceClient::Hooks hooks;
-    hooks.health_check = [this](const HealthCheckSubject&, std::string& detail) {
-      if (!healthy_) detail = "service did not come up";
-      return healthy_;
-    };
-    auto client = MqttDeviceClient::create(mqtt, test_engine_config(), *installer_, *journal_, *crypto_,
+    hooks.health_check = test_health_check();
+    auto client = MqttDeviceClient::create(mqtt, device_engine_config(), *installer_, *journal_, *crypto_,
                                            hooks, test_logger());
     ASSERT_TRUE(client.ok()) << client.error().to_string();
     client_ = std::move(client).value();
@@ -59,6 +56,9 @@ class MqttClientTest : public UpdateServerFixture {
   }
 
   bool device_reboot_requested() override { return client_ && client_->reboot_requested(); }
+  void device_log(v1::LogLevel level, std::string message) override {
+    client_->log(level, std::move(message), "app");
+  }
   std::uint32_t device_reconnects() override { return client_ ? client_->reconnects() : 0; }
 
   std::unique_ptr<MqttDeviceClient> client_;
@@ -75,6 +75,8 @@ TEST_F(MqttClientTest, PluginServesAHashTableArtifactEndToEnd) {
 }
 
 TEST_F(MqttClientTest, FailedHealthCheckRevertsOverMqtt) { expect_failed_health_check_to_revert(); }
+
+TEST_F(MqttClientTest, HangingHealthCheckRevertsAtItsDeadline) { expect_hanging_health_check_to_revert(); }
 
 TEST_F(MqttClientTest, ApplicationLogsArriveBatched) {
   connect_server();
@@ -94,6 +96,8 @@ TEST_F(MqttClientTest, ApplicationLogsArriveBatched) {
   EXPECT_EQ(logs_.front().entries(0).message(), "sensor started");
   EXPECT_EQ(logs_.front().device_id(), testing::kDeviceId);
 }
+
+TEST_F(MqttClientTest, SetLogLevelCommandIsHonoured) { expect_set_log_level_to_be_honoured(); }
 
 TEST_F(MqttClientTest, FotaDeviceAgentInstallsAnUpdate) {
   expect_agent_to_install_an_update(FOTA_DEVICE_BIN, {});

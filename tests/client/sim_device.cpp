@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace fota::client::testing {
 
@@ -183,10 +184,9 @@ bool SimDevice::power_on(std::int64_t now_ms) {
     engine_ = std::make_unique<UpdateEngine>(config_, crypto_);
   }
   DeviceRuntime::Hooks hooks;
-  hooks.health_check = [this](const HealthCheckSubject&, std::string& detail) {
-    while (health_check_hangs) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (!healthy) detail = "application did not start";
-    return healthy;
+  // Answered when the batch that started it is done (run()), unless it hangs.
+  hooks.start_health_check = [this](HealthCheckTicket ticket, const HealthCheckSubject&, std::int64_t) {
+    pending_health_check_ = ticket;
   };
   hooks.after_action = [this](const Action& a) {
     if (!is_side_effect(a) || std::holds_alternative<action::Reboot>(a)) return true;
@@ -206,6 +206,7 @@ bool SimDevice::power_on(std::int64_t now_ms) {
 }
 
 void SimDevice::power_off() {
+  pending_health_check_ = 0;
   runtime_.reset();
   engine_.reset();
   installer_.reset();
@@ -217,7 +218,12 @@ void SimDevice::power_off() {
 
 bool SimDevice::run(Actions actions, std::int64_t now_ms) {
   if (!runtime_ || runtime_->stopped()) return false;
-  if (runtime_->execute(std::move(actions), now_ms)) return true;
+  bool running = runtime_->execute(std::move(actions), now_ms);
+  while (running && pending_health_check_ != 0 && !health_check_hangs) {
+    const HealthCheckTicket ticket = std::exchange(pending_health_check_, 0);
+    running = runtime_->on_health_result(ticket, healthy, healthy ? "" : "application did not start", now_ms);
+  }
+  if (running) return true;
   power_off();  // rebooted or power cut: only the files remain
   return false;
 }

@@ -79,6 +79,64 @@ class RecordingTransport : public Transport {
   std::deque<v1::ChunkRequest> chunk_requests;
 };
 
+// In-memory Journal and Installer for DeviceRuntime and DeviceAgent tests. What they saw goes to a
+// shared trace, in order: "write", "sync", "store", "manifest".
+using Trace = std::vector<std::string>;
+
+class MemoryJournal : public Journal {
+ public:
+  explicit MemoryJournal(Trace& trace) : trace_(trace) {}
+  common::Result<std::optional<Loaded>> load() const override { return stored_; }
+  common::Status store(const journal::JournalRecord& record) override {
+    trace_.push_back("store");
+    if (!stored_) stored_.emplace();
+    stored_->record = record;
+    return common::ok_status();
+  }
+  common::Status store_manifest(std::string_view signed_manifest) override {
+    trace_.push_back("manifest");
+    if (!stored_) stored_.emplace();
+    stored_->signed_manifest = std::string(signed_manifest);
+    return common::ok_status();
+  }
+
+ private:
+  Trace& trace_;
+  std::optional<Loaded> stored_;
+};
+
+class MemoryInstaller : public Installer {
+ public:
+  MemoryInstaller(Trace& trace, const EngineCrypto& crypto) : trace_(trace), crypto_(crypto) {}
+  common::Result<BootStatus> boot_status() override { return BootStatus{"a", false}; }
+  common::Status prepare(const action::PrepareSlot& prepare) override {
+    if (!prepare.resume) slots_[prepare.slot].clear();
+    return common::ok_status();
+  }
+  common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override {
+    trace_.push_back("write");
+    auto& bytes = slots_[slot];
+    if (bytes.size() < offset + data.size()) bytes.resize(offset + data.size());
+    bytes.replace(offset, data.size(), data);
+    return common::ok_status();
+  }
+  common::Status sync() override {
+    trace_.push_back("sync");
+    return common::ok_status();
+  }
+  common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override {
+    return crypto_.sha256(std::string_view(slots_[slot]).substr(0, size));
+  }
+  common::Status activate(const std::string&) override { return common::ok_status(); }
+  common::Status commit(const std::string&) override { return common::ok_status(); }
+  common::Status revert(const std::string&) override { return common::ok_status(); }
+
+ private:
+  Trace& trace_;
+  const EngineCrypto& crypto_;
+  std::map<std::string, std::string> slots_;
+};
+
 // A device made of files: slots a and b, a boot environment, a journal directory.
 class SimDevice {
  public:
@@ -105,8 +163,8 @@ class SimDevice {
   const std::string& booted_slot() const { return booted_slot_; }
 
   bool healthy = true;
-  // While set, the health check does not answer (it waits until the flag is cleared).
-  std::atomic<bool> health_check_hangs{false};
+  // While set, the health check does not answer.
+  bool health_check_hangs = false;
   // Cut power after this many executed side effects (counted from now); < 0 = never.
   int cut_after_side_effects = -1;
   int side_effects_executed = 0;
@@ -126,6 +184,7 @@ class SimDevice {
   std::unique_ptr<UpdateEngine> engine_;
   std::unique_ptr<DeviceRuntime> runtime_;
   std::string booted_slot_;
+  HealthCheckTicket pending_health_check_ = 0;  // a check started and not answered yet
 };
 
 // Serves chunk requests until nothing is requested any more or the device stops (reboot or

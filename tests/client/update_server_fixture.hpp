@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fota/client/runtime.hpp"
@@ -131,6 +133,24 @@ class UpdateServerFixture : public ::testing::Test {
     engine.chunk_timeout_ms = 1500;
     engine.progress_interval_ms = 200;
     return engine;
+  }
+
+  // The configuration a booting device gets: test_engine_config() and the test's overrides.
+  EngineConfig device_engine_config() const {
+    EngineConfig engine = test_engine_config();
+    if (health_check_timeout_ms_) engine.health_check_timeout_ms = *health_check_timeout_ms_;
+    return engine;
+  }
+
+  // The health check hook both adapters' tests install: healthy_ decides, and while
+  // health_check_hangs_ is set it does not answer. It may outlive the test (a hanging check's
+  // thread), so it holds only shared state.
+  HealthCheck test_health_check() const {
+    return [healthy = healthy_, hangs = health_check_hangs_](const HealthCheckSubject&, std::string& detail) {
+      while (*hangs) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (!healthy) detail = "service did not come up";
+      return healthy;
+    };
   }
 
   // FOTA_TEST_VERBOSE=1 shows the client's log on stderr.
@@ -321,6 +341,24 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_TRUE(requested_.empty()) << requested_.size() << " chunk requests were forwarded to the server";
   }
 
+  // A health check that never answers counts as unhealthy at the engine's deadline
+  // (health_check_timeout_ms); the client's loop keeps running meanwhile.
+  void expect_hanging_health_check_to_revert() {
+    connect_server();
+    health_check_timeout_ms_ = 1500;
+    *health_check_hangs_ = true;
+    boot_device();
+    wait_device_online();
+    send_command(install_command("c1"));
+    const v1::Progress last = serve_until_terminal();
+    *health_check_hangs_ = false;  // let the hook's threads finish
+    EXPECT_EQ(last.phase(), v1::PHASE_ROLLED_BACK);
+    EXPECT_EQ(last.error(), v1::ERROR_HEALTH_CHECK_FAILED);
+    EXPECT_NE(last.error_detail().find("no answer within 1500 ms"), std::string::npos) << last.error_detail();
+    EXPECT_EQ(reboots_, 2);  // into the new slot, and back
+    EXPECT_EQ(env_->load()->at("fota_active"), "a");
+  }
+
   void expect_failed_health_check_to_revert() {
     connect_server();
     healthy_ = false;
@@ -334,6 +372,52 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_EQ(env_->load()->at("fota_active"), "a");
     EXPECT_EQ(env_->load()->at("fota_booted"), "a");
     EXPECT_TRUE(read_all(dev_dir() / "slot-a") == factory_);
+  }
+
+  // The application's log API of the adapter under test.
+  virtual void device_log(v1::LogLevel level, std::string message) = 0;
+
+  // Every log entry of every LogBatch received so far.
+  std::vector<v1::LogEntry> log_entries() const {
+    std::vector<v1::LogEntry> entries;
+    for (const auto& batch : logs_)
+      entries.insert(entries.end(), batch.entries().begin(), batch.entries().end());
+    return entries;
+  }
+
+  // Application logs reach the broker as LogBatch, and a SetLogLevel command moves the threshold:
+  // a debug entry is dropped at the default level (info) and sent after the command lowered it.
+  void expect_set_log_level_to_be_honoured() {
+    connect_server();
+    boot_device();
+    wait_device_online();
+    device_log(v1::LOG_LEVEL_DEBUG, "debug before the command: dropped");
+    device_log(v1::LOG_LEVEL_INFO, "info before the command");
+    v1::Command command;
+    command.set_command_id("log-level-1");
+    command.set_device_id(testing::kDeviceId);
+    command.set_issued_at_ms(wall_ms());
+    command.set_expires_at_ms(wall_ms() + 60'000);
+    command.mutable_set_log_level()->set_level(v1::LOG_LEVEL_DEBUG);
+    send_command(command);
+    // The command reaches the device some time after it left: log debug probes until one arrives.
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    const auto has_debug = [&] {
+      for (const auto& entry : log_entries())
+        if (entry.level() == v1::LOG_LEVEL_DEBUG) return true;
+      return false;
+    };
+    for (int probe = 0; !has_debug() && std::chrono::steady_clock::now() < until; ++probe) {
+      device_log(v1::LOG_LEVEL_DEBUG, "debug probe " + std::to_string(probe));
+      (void)serve(200ms);
+    }
+    ASSERT_TRUE(has_debug()) << "no debug entry arrived after SetLogLevel(debug); " << log_entries().size()
+                             << " entries arrived";
+    const auto entries = log_entries();
+    EXPECT_EQ(entries.front().message(), "info before the command");
+    EXPECT_EQ(entries.front().source(), "app");
+    for (const auto& entry : entries) EXPECT_NE(entry.message(), "debug before the command: dropped");
+    EXPECT_EQ(logs_.front().device_id(), testing::kDeviceId);
   }
 
   // fota-device, the agent the demo uses: a YAML config, file-backed slots, a simulated reboot.
@@ -420,6 +504,8 @@ class UpdateServerFixture : public ::testing::Test {
   std::unique_ptr<AbSlotInstaller> installer_;
   std::unique_ptr<TestMqttClient> server_;
   bool healthy_ = true;
+  std::shared_ptr<std::atomic<bool>> health_check_hangs_ = std::make_shared<std::atomic<bool>>(false);
+  std::optional<std::int64_t> health_check_timeout_ms_;
   std::map<std::uint32_t, int> requested_;
   int served_ = 0;
   bool interrupt_serving_ = false;

@@ -75,5 +75,37 @@ TEST(SimulatedStorage, FullStorageRefusesWritesPastTheSpace) {
   EXPECT_FALSE(storage.write("c", 0, "x").ok()) << "unknown slot";
 }
 
+// Slot writes are volatile until synced: a power cut loses what sync() did not cover, so a
+// journal stored before its chunks were synced would claim data that is gone.
+TEST(SimulatedStorage, APowerCutLosesTheWritesSinceTheLastSync) {
+  ChunkPool pool;
+  SimulatedStorage storage(pool, "1.0.0");
+  ASSERT_TRUE(storage.boot().ok());
+  const std::string image(2000, 'i');
+  ASSERT_TRUE(storage.prepare({"b", image.size(), false, v1::PAYLOAD_TYPE_AB_IMAGE, ""}).ok());
+  ASSERT_TRUE(storage.write("b", 0, image.substr(0, 1000)).ok());
+  ASSERT_TRUE(storage.sync().ok());
+  ASSERT_TRUE(storage.write("b", 1000, image.substr(1000)).ok());
+  ASSERT_TRUE(storage.hash("b", image.size()).ok());
+  storage.power_cut();
+  EXPECT_FALSE(storage.hash("b", image.size()).ok()) << "the unsynced second half survived the cut";
+  EXPECT_TRUE(storage.hash("b", 1000).ok()) << "the synced first half was lost";
+}
+
+TEST(SimulatedJournal, KeepsTheLastRecordAndManifest) {
+  SimulatedJournal journal;
+  auto empty = journal.load();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->has_value());
+  client::journal::JournalRecord record;
+  record.set_store_count(3);
+  ASSERT_TRUE(journal.store(record).ok());
+  ASSERT_TRUE(journal.store_manifest("signed").ok());
+  auto loaded = journal.load();
+  ASSERT_TRUE(loaded.ok() && loaded->has_value());
+  EXPECT_EQ((*loaded)->record.store_count(), 3U);
+  EXPECT_EQ((*loaded)->signed_manifest, "signed");
+}
+
 }  // namespace
 }  // namespace fota::sim

@@ -1,10 +1,11 @@
-// The device client over MQTT 5 (Paho MQTT C++): mutual TLS, persistent session, last-will
-// presence, reconnect with exponential backoff and full jitter, resubscribe, inventory on
-// every connect, batched application logs. C++17.
+// The device client over MQTT 5 (Paho MQTT C++): a transport adapter over DeviceAgent
+// (device_agent.hpp), which does what a device does (engine, runtime, presence, subscriptions,
+// batched application logs, SetLogLevel). This adapter adds mutual TLS, a persistent session, the
+// last will and reconnect with exponential backoff and full jitter. C++17.
 //
-// Threads: Paho calls back on its own network thread; those callbacks only enqueue. All engine
+// Threads: Paho calls back on its own network thread; those callbacks only enqueue. All agent
 // work (decoding, verification, flash writes, journal stores) runs on the client's own loop
-// thread, started by start().
+// thread, started by start(); the health check runs on a thread of its own per check.
 #pragma once
 
 #include <chrono>
@@ -48,7 +49,9 @@ struct MqttClientConfig {
 class MqttDeviceClient {
  public:
   struct Hooks {
-    // The application's health check after an update (runs on the client thread).
+    // The application's health check after an update. It runs on a thread of its own per check
+    // (ThreadedHealthCheck) and may block; no answer within the engine's health_check_timeout_ms
+    // counts as unhealthy. The client does not start connecting while it runs.
     HealthCheck health_check;
     // Reboot the device. Called on the client thread; the client's loop ends afterwards.
     std::function<void()> reboot;
@@ -58,7 +61,7 @@ class MqttDeviceClient {
   // a device id that is not valid, an unreadable journal, a boot status the installer cannot
   // read, a broker URI Paho refuses.
   static common::Result<std::unique_ptr<MqttDeviceClient>> create(MqttClientConfig mqtt, EngineConfig engine,
-                                                                  Installer& installer, FileJournal& journal,
+                                                                  Installer& installer, Journal& journal,
                                                                   const EngineCrypto& crypto, Hooks hooks,
                                                                   std::shared_ptr<spdlog::logger> logger);
   ~MqttDeviceClient();  // stops the loop and disconnects

@@ -3,6 +3,10 @@
 // exactly as it drives AbSlotInstaller on a device, and the client's own simulate_bootloader()
 // decides what boots.
 //
+// Writes are volatile until sync(): a power cut (power_cut()) loses the writes since the last
+// sync, as a device's page cache does, so a journal stored before its chunks were synced would
+// claim data that is gone. SimulatedJournal is the device's journal in the same memory.
+//
 // Every device of a run downloads the same image, so slot contents are interned in a ChunkPool:
 // 10,000 devices holding a 256 KiB image cost 256 KiB, not 2.5 GB.
 #pragma once
@@ -10,11 +14,15 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "fota/client/installer.hpp"
+#include "fota/client/runtime.hpp"
 
 namespace fota::sim {
 
@@ -55,7 +63,7 @@ class SimulatedStorage : public client::Installer, public client::BootEnvironmen
   common::Result<client::BootStatus> boot_status() override;
   common::Status prepare(const client::action::PrepareSlot& prepare) override;
   common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override;
-  common::Status sync() override { return common::ok_status(); }
+  common::Status sync() override;
   common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override;
   common::Status activate(const std::string& slot) override;
   common::Status commit(const std::string& slot) override;
@@ -72,6 +80,8 @@ class SimulatedStorage : public client::Installer, public client::BootEnvironmen
   std::string bootable_version(const std::string& slot, const std::string& image_sha256,
                                const std::string& image_version) const;
   std::uint64_t bytes_written() const noexcept { return bytes_written_; }
+  // Power lost: the writes since the last sync() are gone.
+  void power_cut();
 
  private:
   struct Slot {
@@ -87,6 +97,19 @@ class SimulatedStorage : public client::Installer, public client::BootEnvironmen
   std::map<std::string, Slot> slots_;
   std::map<std::string, std::string> env_;
   std::uint64_t bytes_written_ = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> unsynced_;  // (slot, offset) written since sync()
+};
+
+// A virtual device's journal: the record and manifest it stored last, in memory. A store is
+// durable at once (what survives a power cut is decided by SimulatedStorage for slot data).
+class SimulatedJournal : public client::Journal {
+ public:
+  common::Result<std::optional<Loaded>> load() const override { return stored_; }
+  common::Status store(const client::journal::JournalRecord& record) override;
+  common::Status store_manifest(std::string_view signed_manifest) override;
+
+ private:
+  std::optional<Loaded> stored_;
 };
 
 }  // namespace fota::sim

@@ -1,9 +1,12 @@
-// One virtual device: the real client UpdateEngine with simulated flash and bootloader, its own
-// mTLS MQTT session, a link emulator between the two, and the faults its plan gives it.
-// Everything runs on the runner's event loop thread.
+// One virtual device: the real client UpdateEngine and DeviceRuntime (the same action executor as
+// fota-device: slot data synced before each journal store, the health check through the runtime's
+// asynchronous port) over simulated flash, journal and bootloader, its own mTLS MQTT session, a
+// link emulator between the two, and the faults its plan gives it. Everything runs on the
+// runner's event loop thread.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +15,7 @@
 #include "fota/client/engine.hpp"
 #include "fota/client/mosquitto/event_loop.hpp"
 #include "fota/client/mosquitto/mosquitto_session.hpp"
+#include "fota/client/runtime.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/sim/fleet_plan.hpp"
 #include "fota/sim/link_emulator.hpp"
@@ -111,10 +115,12 @@ class VirtualDevice {
   void deliver(common::Channel channel, std::string payload, std::uint64_t epoch);
   void send(common::Channel channel, std::string payload, int qos, bool retain);
 
+  class Uplink;  // the runtime's Transport: reports through the link emulator
   void execute(client::Actions actions);
-  bool run_action(client::Action& action, client::Actions& follow_up);
-  void check_power_cut(const client::Action* action, std::size_t action_index);
-  void plan_cut_in_batch(const client::Actions& actions, std::size_t report_index);
+  void after_runtime(std::uint64_t epoch);
+  bool before_action(const client::Action& action, const std::deque<client::Action>& upcoming);
+  bool after_action(const client::Action& action);
+  void start_health_check(client::HealthCheckTicket ticket);
   void schedule_tick();
   void reboot();
   void leave();
@@ -127,15 +133,15 @@ class VirtualDevice {
   SimulatedStorage storage_;
   LinkEmulator link_;
   std::unique_ptr<client::mosquitto::MosquittoSession> session_;
+  SimulatedJournal journal_;
+  std::unique_ptr<Uplink> uplink_;
   std::unique_ptr<client::UpdateEngine> engine_;
-  std::optional<client::journal::JournalRecord> journal_;
-  std::string stored_manifest_;
+  std::unique_ptr<client::DeviceRuntime> runtime_;  // one per power cycle, like the engine
 
   bool started_ = false;
   bool stopped_ = false;
   bool powered_ = false;
   bool bricked_ = false;
-  bool halt_batch_ = false;             // a power cut or reboot ends the batch being executed
   std::uint64_t power_epoch_ = 0;       // timers of an earlier power cycle are stale
   std::uint64_t connection_epoch_ = 0;  // in-flight messages die with their connection
   std::optional<client::mosquitto::EventLoop::TimerId> tick_timer_;
@@ -144,7 +150,9 @@ class VirtualDevice {
   std::int64_t reconnect_backoff_ms_ = 250;
   std::int64_t flash_busy_until_ = 0;  // slow flash: the device works through writes first
   std::size_t next_power_cut_ = 0;
-  std::optional<std::size_t> cut_at_index_;  // action index of the batch being executed
+  // A cut planned inside a phase: how many more actions run before it (DeviceRuntime's queue).
+  std::optional<std::size_t> cut_countdown_;
+  bool cut_now_ = false;  // the runtime stopped for the planned cut; power goes once it returned
   std::uint64_t update_bytes_total_ = 0;
   std::uint64_t update_bytes_written_ = 0;
   v1::Phase phase_ = v1::PHASE_IDLE;

@@ -1,14 +1,15 @@
 // The device client over MQTT 5 on libmosquitto and a caller-owned EventLoop: the event-loop twin
-// of MqttDeviceClient (mqtt_client.hpp). Same engine, same DeviceRuntime, same wire behaviour:
-// mutual TLS, last-will presence (retained, offline) and online presence on connect, command and
-// chunk subscriptions (QoS 1) on every connect, reconnect with exponential backoff and full
-// jitter, a connect timeout, inventory and presence published retained. C++17.
+// of MqttDeviceClient (mqtt_client.hpp). Both are transport adapters over one DeviceAgent
+// (device_agent.hpp), which owns what a device does: engine, runtime, presence, subscriptions,
+// LogBatch forwarding and SetLogLevel. This adapter adds mutual TLS, the last will, reconnect with
+// exponential backoff and full jitter, a connect timeout and the agent's timers on the loop. C++17.
 //
 // Threads: none of its own. Everything (socket I/O, engine, flash writes, journal stores) runs
 // on the thread that calls EventLoop::run_once(), which must be the thread that created the
 // client and calls every method below. So firmware with its own loop, or one process with
-// thousands of devices on one loop, can embed it. The one blocking step is the application's
-// health check, which DeviceRuntime waits for (at most the engine's health_check_timeout_ms).
+// thousands of devices on one loop, can embed it. The application's health check runs on a thread
+// of its own (ThreadedHealthCheck); the loop looks for its answer every few milliseconds and the
+// engine counts no answer within health_check_timeout_ms as unhealthy.
 //
 // Unlike MqttDeviceClient it connects with a clean start (libmosquitto has no non-blocking
 // connect that carries MQTT 5 properties such as the session expiry), so it resubscribes on every
@@ -25,6 +26,7 @@
 #include <string>
 #include <string_view>
 
+#include "fota/client/device_agent.hpp"
 #include "fota/client/device_messages.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
@@ -57,12 +59,17 @@ struct MosquittoClientConfig {
   std::chrono::milliseconds reconnect_base{500};
   std::chrono::milliseconds reconnect_max{std::chrono::seconds(60)};
   std::uint64_t random_seed = 0;  // 0 = from std::random_device
+  // Application logs: sent as one LogBatch when this many are queued or the interval passed.
+  std::size_t log_batch_entries = 50;
+  std::chrono::milliseconds log_flush_interval{std::chrono::seconds(2)};
+  std::size_t log_queue_limit = 1000;  // older entries are dropped (and counted) beyond this
 };
 
 class MosquittoDeviceClient {
  public:
   struct Hooks {
-    // The application's health check after an update (DeviceRuntime runs it; see runtime.hpp).
+    // The application's health check after an update: as for MqttDeviceClient (a thread of its
+    // own per check, no answer within health_check_timeout_ms = unhealthy, no connect meanwhile).
     HealthCheck health_check;
     // Reboot the device. Called on the loop's thread; the client stops feeding the engine
     // afterwards (finished() turns true) and the caller ends it with stop().
@@ -76,7 +83,7 @@ class MosquittoDeviceClient {
   // files (kIo, kCrypto), libmosquitto refusing the session (kInternal).
   static common::Result<std::unique_ptr<MosquittoDeviceClient>> create(
       EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine, Installer& installer,
-      FileJournal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger);
+      Journal& journal, const EngineCrypto& crypto, Hooks hooks, std::shared_ptr<spdlog::logger> logger);
   // Leaves the loop (its socket and timers). Without a stop() first the broker sees the
   // connection drop and publishes the last will.
   ~MosquittoDeviceClient();
@@ -94,6 +101,10 @@ class MosquittoDeviceClient {
   // True after stop() once the connection is gone.
   bool closed() const noexcept;
 
+  // The application's log API: batched to .../log (LogBatch) while connected; entries below the
+  // level the last SetLogLevel command set (default info) are dropped. Loop thread only.
+  void log(v1::LogLevel level, std::string message, std::string source = {});
+
   bool connected() const noexcept;
   bool reboot_requested() const noexcept;
   EngineState state() const noexcept;
@@ -107,40 +118,33 @@ class MosquittoDeviceClient {
   const std::string& last_error() const noexcept { return last_error_; }
 
  private:
-  MosquittoDeviceClient(EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine,
-                        Installer& installer, FileJournal& journal, Hooks hooks,
-                        std::shared_ptr<spdlog::logger> logger, common::DeviceId device,
-                        common::TopicScheme topics);
-  class Uplink;  // the engine's Transport: publishes through the session
+  MosquittoDeviceClient(EventLoop& loop, MosquittoClientConfig mqtt, Hooks hooks,
+                        std::shared_ptr<spdlog::logger> logger);
+  class Link;  // the agent's DeviceLink: publishes and subscribes through the session
 
   void connect_now();
   void schedule_reconnect(const std::string& why);
   void on_connected(int reason_code);
   void on_disconnected(int reason_code);
   void on_message(std::string_view topic, std::string_view payload);
-  common::Status publish(common::Channel channel, std::string payload);
-  void execute(Actions actions);
+  void after_input();  // the agent's timers, or none after a reboot; a deferred connect
+  void poll_health_check();
   void schedule_tick();
   void cancel_timers();
   std::string describe(const std::string& what, int code) const;
 
   EventLoop& loop_;
   MosquittoClientConfig config_;
-  EngineConfig engine_config_;
-  Installer& installer_;
-  FileJournal& journal_;
   Hooks hooks_;
   std::shared_ptr<spdlog::logger> logger_;
-  common::DeviceId device_;
-  common::TopicScheme topics_;
   std::string broker_host_;
   int broker_port_ = 0;
   ReconnectBackoff backoff_;
 
-  std::unique_ptr<Uplink> uplink_;
-  std::unique_ptr<UpdateEngine> engine_;
-  std::unique_ptr<DeviceRuntime> runtime_;
+  std::unique_ptr<Link> link_;
+  std::unique_ptr<DeviceAgent> agent_;
   std::unique_ptr<MosquittoSession> session_;
+  std::unique_ptr<ThreadedHealthCheck> health_;
 
   bool started_ = false;
   bool stopping_ = false;
@@ -152,6 +156,8 @@ class MosquittoDeviceClient {
   std::int64_t tick_at_ = UpdateEngine::kNoDeadline;
   std::optional<EventLoop::TimerId> reconnect_timer_;
   std::optional<EventLoop::TimerId> connect_timer_;
+  std::optional<EventLoop::TimerId> health_timer_;
+  bool connect_deferred_ = false;  // a connect waits for the health check's answer
 };
 
 }  // namespace fota::client::mosquitto
