@@ -98,12 +98,12 @@ TEST(SimulatedJournal, KeepsTheLastRecordAndManifest) {
   ASSERT_TRUE(empty.ok());
   EXPECT_FALSE(empty->has_value());
   client::journal::JournalRecord record;
-  record.set_store_count(3);
+  record.set_accepted_security_counter(3);
   ASSERT_TRUE(journal.store(record).ok());
   ASSERT_TRUE(journal.store_manifest("signed").ok());
   auto loaded = journal.load();
   ASSERT_TRUE(loaded.ok() && loaded->has_value());
-  EXPECT_EQ((*loaded)->record.store_count(), 3U);
+  EXPECT_EQ((*loaded)->record.accepted_security_counter(), 3U);
   EXPECT_EQ((*loaded)->signed_manifest, "signed");
 }
 
