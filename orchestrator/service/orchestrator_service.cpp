@@ -84,13 +84,6 @@ common::Result<DeviceMessage> decode_message(common::Channel channel, const comm
   }
 }
 
-std::string random_id(const char* prefix) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return std::string(prefix) + std::string(buf, 10);
-}
-
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream in(s);
@@ -138,6 +131,14 @@ json manifest_json(const v1::Manifest& m) {
 
 }  // namespace
 
+std::function<std::string()> random_rollout_ids() {
+  return [rng = std::mt19937_64{std::random_device{}()}]() mutable {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+    return "r-" + std::string(buf, 10);
+  };
+}
+
 OrchestratorService::OrchestratorService(ServiceOptions options, std::shared_ptr<spdlog::logger> logger,
                                          std::unique_ptr<Store> store)
     : options_(std::move(options)),
@@ -164,6 +165,7 @@ common::Result<std::unique_ptr<OrchestratorService>> OrchestratorService::open(
     return Error(Errc::kIo,
                  "cannot create artifacts directory " + options.artifacts_dir.string() + ": " + ec.message());
   }
+  if (!options.new_rollout_id) options.new_rollout_id = random_rollout_ids();
   auto store = SqliteStore::open(options.data_dir / "state.db");
   if (!store) return store.error();
   std::unique_ptr<OrchestratorService> service(
@@ -453,7 +455,7 @@ void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis n
   };
   for (const Decision& d : decisions) {
     if (d.kind == Decision::Kind::kAudit) {
-      pending_audit_.push_back({"engine", d.message});
+      pending_audit_.push_back(AuditRecord{"engine", "engine.decision", d.message});
       log_->info("{}", d.message);
       continue;
     }
@@ -504,47 +506,35 @@ void OrchestratorService::apply(Rollout& r, const Decisions& decisions, Millis n
   }
 }
 
+StoreBatch OrchestratorService::unsaved_batch() {
+  StoreBatch batch;
+  batch.devices.reserve(dirty_devices_.size());
+  for (const std::string& id : dirty_devices_) batch.devices.push_back(devices_[id]);
+  for (const std::string& id : touched_rollouts_) {
+    Rollout* r = find_rollout(id);
+    if (r == nullptr) continue;
+    record_history(*r);
+    batch.rollouts.push_back(r);
+  }
+  batch.samples = pending_samples_;
+  batch.prune_samples =
+      !pending_samples_.empty() && samples_since_prune_ + pending_samples_.size() >= kHistoryKept;
+  batch.events = pending_events_;
+  batch.logs = pending_logs_;
+  batch.audit = pending_audit_;
+  return batch;
+}
+
 Status OrchestratorService::persist(Millis now) {
-  bool pruned = false;
-  auto st = store_->transaction([&]() -> Status {
-    for (const std::string& id : dirty_devices_) {
-      if (auto s = store_->upsert_device(devices_[id]); !s) return s;
-    }
-    for (const std::string& id : touched_rollouts_) {
-      Rollout* r = find_rollout(id);
-      if (r == nullptr) continue;
-      record_history(*r);
-      if (auto s = store_->save_rollout(*r); !s) return s;
-    }
-    if (!pending_samples_.empty()) {
-      if (auto s = store_->append_update_samples(pending_samples_); !s) return s;
-      if (samples_since_prune_ + pending_samples_.size() >= kHistoryKept) {
-        if (auto s = store_->prune_update_samples(kHistoryKept); !s) return s;
-        pruned = true;
-      }
-    }
-    for (const EventRecord& e : pending_events_) {
-      if (auto s = store_->append_event(e); !s) return s;
-    }
-    if (!pending_logs_.empty()) {
-      if (auto s = store_->append_logs(pending_logs_); !s) return s;
-    }
-    for (const auto& [actor_action, detail] : pending_audit_) {
-      // Entries are "actor" + detail for engine decisions, "actor\naction" for operator actions.
-      const auto nl = actor_action.find('\n');
-      const std::string actor = nl == std::string::npos ? actor_action : actor_action.substr(0, nl);
-      const std::string action = nl == std::string::npos ? "engine.decision" : actor_action.substr(nl + 1);
-      if (auto s = store_->append_audit(actor, action, detail, now); !s) return s.error();
-    }
-    return common::ok_status();
-  });
+  const StoreBatch batch = unsaved_batch();
+  auto st = store_->write(batch, now);
   if (!st) {
     log_->error("persisting state failed (will retry): {}", st.error().message);
     return st;
   }
   dirty_devices_.clear();
   touched_rollouts_.clear();
-  samples_since_prune_ = pruned ? 0 : samples_since_prune_ + pending_samples_.size();
+  samples_since_prune_ = batch.prune_samples ? 0 : samples_since_prune_ + pending_samples_.size();
   pending_samples_.clear();
   pending_events_.clear();
   pending_logs_.clear();
@@ -613,7 +603,7 @@ std::size_t OrchestratorService::run_once(Millis now) {
 
 Status OrchestratorService::audit_now(const std::string& actor, const std::string& action,
                                       const std::string& detail, Millis now) {
-  pending_audit_.push_back({actor + "\n" + action, detail});
+  pending_audit_.push_back(AuditRecord{actor, action, detail});
   return persist(now);
 }
 
@@ -662,7 +652,7 @@ ApiResult OrchestratorService::import_artifact(const std::filesystem::path& bund
   }
   if (!manifest) {
     std::lock_guard lock(state_mutex_);
-    pending_audit_.push_back({actor + "\nartifact.refused", manifest.error().message});
+    pending_audit_.push_back(AuditRecord{actor, "artifact.refused", manifest.error().message});
     (void)persist(now);
     Error e = manifest.error();
     e.message = "bundle refused: " + e.message;
@@ -777,8 +767,8 @@ ApiResult OrchestratorService::create_rollout(const std::string& spec_text, cons
                         " is not uploaded; upload its bundle first with `fotactl artifact upload BUNDLE`"};
   }
   std::lock_guard lock(state_mutex_);
-  std::string id = random_id("r-");
-  while (rollouts_.count(id)) id = random_id("r-");
+  std::string id = options_.new_rollout_id();
+  while (rollouts_.count(id)) id = options_.new_rollout_id();
   auto rollout = RolloutEngine::create(id, *spec, now);
   if (!rollout) return api_error(rollout.error());
   if (auto st = RolloutEngine::check_target(*rollout, fleet_, unresolved_rollouts()); !st)

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,7 +55,13 @@ struct ServiceOptions {
   Millis default_device_time_ms = 30'000;  // verify + install + reboot + confirm, until measured
   // Rollouts are ticked at most this often; reports in between are applied at once.
   Millis tick_interval_ms = 200;
+  // A fresh rollout id ("r-" and ten hex digits) each call; called under the state lock, never
+  // concurrently. Empty: random_rollout_ids(). Tests pass a deterministic one.
+  std::function<std::string()> new_rollout_id;
 };
+
+// Rollout ids from a random generator of its own, seeded from std::random_device.
+std::function<std::string()> random_rollout_ids();
 
 // What an operator call returns: a JSON body or an error with the HTTP status it maps to.
 struct ApiError {
@@ -135,6 +142,10 @@ class OrchestratorService {
   void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
   DeviceRecord& device_record(const std::string& id, Millis now);
   void apply(Rollout& rollout, const Decisions& decisions, Millis now);
+  // What is queued but not yet saved, as one batch; moves newly finished updates into the
+  // prediction history on the way (record_history).
+  StoreBatch unsaved_batch();
+  // Writes unsaved_batch() in one transaction; on success nothing is left queued but the outbox.
   common::Status persist(Millis now);
   // Moves the rollout's newly finished updates into the prediction history (and the store's).
   void record_history(Rollout& rollout);
@@ -186,7 +197,7 @@ class OrchestratorService {
   std::map<std::string, Rollout> rollouts_;
   std::vector<EventRecord> pending_events_;
   std::vector<LogRecord> pending_logs_;
-  std::vector<std::pair<std::string, std::string>> pending_audit_;  // engine decisions: (action, detail)
+  std::vector<AuditRecord> pending_audit_;
   std::vector<Outbound> outbox_;
   LinkModel link_model_;
   std::vector<UpdateSample> pending_samples_;
