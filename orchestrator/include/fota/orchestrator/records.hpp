@@ -11,8 +11,8 @@
 
 namespace fota::orchestrator {
 
-struct DeviceRecord {
-  DeviceFacts facts;
+// What a device said about itself beyond the facts rollouts select on (DeviceFacts).
+struct DeviceDetails {
   std::string client_version;
   std::uint64_t security_counter = 0;
   std::uint64_t free_bytes = 0;
@@ -20,6 +20,12 @@ struct DeviceRecord {
   Millis registered_ms = 0;
   std::string last_phase;  // from the last progress report
   std::string last_error;
+};
+
+// A device as the store and the API see it: its facts and its details, kept apart in the fleet
+// core (each fact has one home) and put together here.
+struct DeviceRecord : DeviceDetails {
+  DeviceFacts facts;
 };
 
 struct EventRecord {
