@@ -15,7 +15,6 @@ using common::Channel;
 using common::Errc;
 using common::Error;
 using common::Status;
-using nlohmann::json;
 
 namespace {
 
@@ -23,37 +22,6 @@ constexpr std::uint32_t kMaxChunksPerRequest = common::kDefaultMaxChunksPerReque
 // Chunk requests waiting for serve_chunk_requests(); beyond this they are dropped (and counted):
 // the transport's thread never waits, and the device asks again for what it did not get.
 constexpr std::size_t kMaxQueuedChunkRequests = 8192;
-
-ApiError api_error(const Error& e) {
-  int status = 500;
-  switch (e.code) {
-    case Errc::kInvalidArgument:
-    case Errc::kMalformed:
-      status = 400;
-      break;
-    case Errc::kNotFound:
-      status = 404;
-      break;
-    case Errc::kConflict:
-    case Errc::kAlreadyExists:
-      status = 409;
-      break;
-    case Errc::kTooLarge:
-      status = 413;
-      break;
-    case Errc::kBadSignature:
-    case Errc::kUntrustedKey:
-    case Errc::kIntegrity:
-      status = 422;
-      break;
-    case Errc::kPermissionDenied:
-      status = 403;
-      break;
-    default:
-      status = 500;
-  }
-  return ApiError{status, e.message};
-}
 
 // The typed message of a device channel, checked like common::validate_device_message (type,
 // size cap, device id = topic id).
@@ -81,39 +49,6 @@ common::Result<DeviceMessage> decode_message(common::Channel channel, const comm
     default:
       return Error(Errc::kInvalidArgument, "not a device channel");
   }
-}
-
-json device_json(const DeviceRecord& d) {
-  return json{{"id", d.facts.id},
-              {"hardware", d.facts.hardware_type},
-              {"time_zone", d.facts.time_zone},
-              {"artifact_id", d.facts.artifact_id},
-              {"version", d.facts.version},
-              {"tags", d.facts.tags},
-              {"group", d.facts.group},
-              {"online", d.facts.online},
-              {"last_seen", d.facts.last_seen_ms ? format_timestamp(d.facts.last_seen_ms) : ""},
-              {"client_version", d.client_version},
-              {"security_counter", d.security_counter},
-              {"free_bytes", d.free_bytes},
-              {"pending_deployment_id", d.pending_deployment_id},
-              {"last_phase", d.last_phase},
-              {"last_error", d.last_error},
-              {"registered_at", d.registered_ms ? format_timestamp(d.registered_ms) : ""}};
-}
-
-json manifest_json(const v1::Manifest& m) {
-  return json{{"artifact_id", m.artifact_id()},
-              {"name", m.name()},
-              {"version", m.version()},
-              {"security_counter", m.security_counter()},
-              {"compatible_hardware",
-               std::vector<std::string>(m.compatible_hardware().begin(), m.compatible_hardware().end())},
-              {"image_size", m.image_size()},
-              {"chunk_size", m.chunk_size()},
-              {"chunks", common::ChunkSpace::of(m).image_chunks()},
-              {"image_sha256", common::to_hex(m.image_sha256())},
-              {"created_at", format_timestamp(m.created_at_ms())}};
 }
 
 }  // namespace
@@ -327,8 +262,8 @@ Status OrchestratorService::reload_trusted_keys() {
   return common::ok_status();
 }
 
-ApiResult OrchestratorService::import_artifact(const std::filesystem::path& bundle, const std::string& actor,
-                                               Millis now) {
+common::Result<v1::Manifest> OrchestratorService::import_artifact(const std::filesystem::path& bundle,
+                                                                  const std::string& actor, Millis now) {
   auto manifest = artifacts_.import_bundle(bundle, *trusted_keys());
   if (!manifest && manifest.error().code == Errc::kUntrustedKey && !options_.trusted_keys_path.empty()) {
     // A key added since the keys were read (the development key `fotactl deploy` creates on first
@@ -358,7 +293,7 @@ ApiResult OrchestratorService::import_artifact(const std::filesystem::path& bund
                      "keys (a config change: restart once; a directory is re-read without one)";
       }
     }
-    return api_error(e);
+    return e;
   }
   (void)artifacts_.manifest(manifest->artifact_id());  // kept in memory before any use under the lock
   std::lock_guard lock(state_mutex_);
@@ -367,287 +302,132 @@ ApiResult OrchestratorService::import_artifact(const std::filesystem::path& bund
                       manifest->artifact_id() + " " + manifest->name() + " " + manifest->version()},
           save_at(now));
       !st) {
-    return api_error(st.error());
+    return st.error();
   }
   queue_commands();
-  return manifest_json(*manifest);
+  return manifest;
 }
 
-ApiResult OrchestratorService::list_artifacts() {
-  json out = json::array();
+std::vector<v1::Manifest> OrchestratorService::list_artifacts() {
+  std::vector<v1::Manifest> out;
   for (const std::string& id : artifacts_.list()) {
     auto m = artifacts_.manifest(id);
-    if (m) out.push_back(manifest_json(*m));
+    if (m) out.push_back(std::move(m).value());
   }
   return out;
 }
 
-ApiResult OrchestratorService::get_artifact(const std::string& id) {
+common::Result<v1::Manifest> OrchestratorService::get_artifact(const std::string& id) {
   auto m = artifacts_.manifest(id);
   if (!m)
-    return ApiError{404,
-                    "artifact '" + id + "' is not uploaded; `fotactl artifact list` shows the uploaded ones"};
-  return manifest_json(*m);
+    return Error(Errc::kNotFound,
+                 "artifact '" + id + "' is not uploaded; `fotactl artifact list` shows the uploaded ones");
+  return m;
 }
 
-ApiResult OrchestratorService::list_devices() {
+std::vector<DeviceView> OrchestratorService::list_devices() {
   std::lock_guard lock(state_mutex_);
-  json out = json::array();
-  for (const DeviceRecord& d : core_.devices()) {
-    json j = device_json(d);
-    j["rollout"] = core_.owner(d.facts.id);
-    out.push_back(std::move(j));
+  std::vector<DeviceView> out;
+  for (DeviceRecord& d : core_.devices()) {
+    std::string owner = core_.owner(d.facts.id);
+    out.push_back(DeviceView{std::move(d), std::move(owner)});
   }
   return out;
 }
 
-ApiResult OrchestratorService::get_device(const std::string& id) {
-  std::lock_guard lock(state_mutex_);
-  auto d = core_.device(id);
-  if (!d)
-    return ApiError{404,
-                    "device '" + id + "' is not registered; `fotactl device list` shows the known devices"};
-  json j = device_json(*d);
-  j["rollout"] = core_.owner(id);
-  auto events = store_->events(id, "", 20);
-  json ev = json::array();
-  if (events) {
-    for (const EventRecord& e : *events) {
-      ev.push_back({{"time", format_timestamp(e.time_ms)},
-                    {"kind", e.kind},
-                    {"rollout", e.rollout_id},
-                    {"detail", e.detail}});
-    }
-  }
-  j["recent_events"] = ev;
-  return j;
-}
-
-ApiResult OrchestratorService::device_logs(const std::string& id, std::int64_t after, std::size_t limit) {
+common::Result<DeviceReport> OrchestratorService::get_device(const std::string& id) {
+  DeviceReport report;
   {
     std::lock_guard lock(state_mutex_);
-    if (!core_.has_device(id)) return ApiError{404, "device '" + id + "' is not registered"};
+    auto d = core_.device(id);
+    if (!d)
+      return Error(Errc::kNotFound,
+                   "device '" + id + "' is not registered; `fotactl device list` shows the known devices");
+    report.device = DeviceView{std::move(*d), core_.owner(id)};
   }
-  auto logs = store_->logs(id, after, std::min<std::size_t>(limit, 1000));
-  if (!logs) return api_error(logs.error());
-  json out = json::array();
-  for (const LogRecord& l : *logs) {
-    out.push_back({{"id", l.id},
-                   {"time", format_timestamp(l.time_ms)},
-                   {"level", l.level},
-                   {"message", l.message},
-                   {"source", l.source}});
-  }
-  return out;
+  if (auto events = store_->events(id, "", 20)) report.recent_events = std::move(events).value();
+  return report;
 }
 
-ApiResult OrchestratorService::create_rollout(const std::string& spec_text, const std::string& actor,
-                                              Millis now) {
+common::Result<std::vector<LogRecord>> OrchestratorService::device_logs(const std::string& id,
+                                                                        std::int64_t after,
+                                                                        std::size_t limit) {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (!core_.has_device(id)) return Error(Errc::kNotFound, "device '" + id + "' is not registered");
+  }
+  return store_->logs(id, after, std::min<std::size_t>(limit, 1000));
+}
+
+common::Result<RolloutView> OrchestratorService::create_rollout(const std::string& spec_text,
+                                                                const std::string& actor, Millis now) {
   auto spec = parse_rollout_spec(spec_text);
-  if (!spec) return api_error(spec.error());
+  if (!spec) return spec.error();
   if (!artifacts_.contains(spec->artifact_id)) {
-    return ApiError{404,
-                    "artifact " + spec->artifact_id +
-                        " is not uploaded; upload its bundle first with `fotactl artifact upload BUNDLE`"};
+    return Error(Errc::kNotFound,
+                 "artifact " + spec->artifact_id +
+                     " is not uploaded; upload its bundle first with `fotactl artifact upload BUNDLE`");
   }
   std::lock_guard lock(state_mutex_);
   auto r = core_.create_rollout(*spec, actor, now, save_at(now));
-  if (!r) return api_error(r.error());
+  if (!r) return r.error();
   queue_commands();
-  return rollout_json(**r, now, false);
+  return core_.view(**r, now, false);
 }
 
-ApiResult OrchestratorService::rollout_action(const std::string& id, const std::string& action,
-                                              const std::string& actor, Millis now) {
+common::Result<RolloutView> OrchestratorService::rollout_action(const std::string& id,
+                                                                const std::string& action,
+                                                                const std::string& actor, Millis now) {
   std::lock_guard lock(state_mutex_);
   auto r = core_.rollout_action(id, action, actor, now, save_at(now));
-  if (!r) return api_error(r.error());
+  if (!r) return r.error();
   queue_commands();
-  return rollout_json(**r, now, false);
+  return core_.view(**r, now, false);
 }
 
-json OrchestratorService::rollout_json(const Rollout& r, Millis now, bool with_members) {
-  json j;
-  j["id"] = r.id;
-  j["name"] = r.spec.name;
-  j["artifact"] = r.spec.artifact_id;
-  j["state"] = std::string(rollout_state_name(r.state));
-  j["reason"] = r.reason;
-  j["created_at"] = format_timestamp(r.created_ms);
-  j["started_at"] = r.started_ms ? format_timestamp(r.started_ms) : "";
-  j["finished_at"] = r.finished_ms ? format_timestamp(r.finished_ms) : "";
-  // From the operator's start (or the spec's later start_at) to the end, as the plan counts it.
-  if (r.finished_ms > 0 && r.started_ms > 0)
-    j["duration_ms"] = r.finished_ms - std::max(r.started_ms, r.spec.start_at_ms.value_or(r.started_ms));
-  j["spec"] = json::parse(rollout_spec_to_json(r.spec));
-  json waves = json::array();
-  std::map<std::string, std::size_t> totals;
-  for (std::size_t w = 0; w < r.waves.size(); ++w) {
-    std::map<std::string, std::size_t> counts;
-    std::size_t size = 0;
-    std::uint64_t bytes_done = 0, bytes_total = 0;
-    for (const Member& m : r.members) {
-      if (m.wave != static_cast<int>(w)) continue;
-      ++size;
-      ++counts[std::string(member_state_name(m.state))];
-      ++totals[std::string(member_state_name(m.state))];
-      bytes_done += m.bytes_done;
-      bytes_total += m.bytes_total;
-    }
-    const WaveState& state = r.waves[w];
-    waves.push_back({{"index", w + 1},
-                     {"status", std::string(wave_status_name(state.status))},
-                     {"started_at", state.started_ms ? format_timestamp(state.started_ms) : ""},
-                     {"finished_at", state.finished_ms ? format_timestamp(state.finished_ms) : ""},
-                     {"devices", size},
-                     {"counts", counts},
-                     {"bytes_done", bytes_done},
-                     {"bytes_total", bytes_total}});
-  }
-  j["waves"] = waves;
-  j["counts"] = totals;
-  j["devices"] = r.members.size();
-  if (r.state == RolloutState::kRunning || r.state == RolloutState::kCreated ||
-      r.state == RolloutState::kPaused) {
-    const RolloutPrediction p = core_.predict(r, now);
-    j["eta"] = {{"end_at", format_timestamp(p.end_ms)},
-                {"remaining_seconds", (p.end_ms - now) / 1000},
-                {"remaining_ms", p.end_ms - now}};
-  }
-  if (with_members) {
-    json members = json::array();
-    for (const Member& m : r.members) {
-      members.push_back({{"device", m.device_id},
-                         {"wave", m.wave + 1},
-                         {"state", std::string(member_state_name(m.state))},
-                         {"phase", std::string(common::phase_name(m.phase))},
-                         {"attempt", m.attempt},
-                         {"bytes_done", m.bytes_done},
-                         {"bytes_total", m.bytes_total},
-                         {"previous_artifact", m.previous_artifact_id},
-                         {"error", m.last_error},
-                         {"late_joiner", m.late_joiner}});
-    }
-    j["members"] = members;
-  }
-  return j;
-}
-
-ApiResult OrchestratorService::list_rollouts(Millis now) {
+std::vector<RolloutView> OrchestratorService::list_rollouts(Millis now) {
   std::lock_guard lock(state_mutex_);
-  json out = json::array();
-  for (const auto& [id, r] : core_.rollouts()) out.push_back(rollout_json(r, now, false));
+  std::vector<RolloutView> out;
+  for (const auto& [id, r] : core_.rollouts()) out.push_back(core_.view(r, now, false));
   return out;
 }
 
-ApiResult OrchestratorService::get_rollout(const std::string& id, Millis now) {
+common::Result<RolloutView> OrchestratorService::get_rollout(const std::string& id, Millis now) {
   std::lock_guard lock(state_mutex_);
   const Rollout* r = core_.rollout(id);
   if (r == nullptr)
-    return ApiError{404, "rollout '" + id + "' does not exist; `fotactl rollout status` lists them"};
-  return rollout_json(*r, now, true);
+    return Error(Errc::kNotFound, "rollout '" + id + "' does not exist; `fotactl rollout status` lists them");
+  return core_.view(*r, now, true);
 }
 
-ApiResult OrchestratorService::plan_rollout(const std::string& id, Millis now) {
+common::Result<RolloutPlan> OrchestratorService::plan_rollout(const std::string& id, Millis now) {
   std::lock_guard lock(state_mutex_);
-  const Rollout* r = core_.rollout(id);
-  if (r == nullptr) return ApiError{404, "rollout '" + id + "' does not exist"};
-  const RolloutPrediction p = core_.predict(*r, now);
-  json waves = json::array();
-  for (std::size_t w = 0; w < p.waves.size(); ++w) {
-    waves.push_back({{"index", w + 1},
-                     {"devices", p.waves[w].devices},
-                     {"start_at", format_timestamp(p.waves[w].start_ms)},
-                     {"end_at", format_timestamp(p.waves[w].end_ms)},
-                     {"duration_seconds", (p.waves[w].end_ms - p.waves[w].start_ms) / 1000}});
-  }
-  const std::uint64_t size = catalog_.image_size(r->spec.artifact_id);
-  const LinkModel& link_model = core_.link_model();
-  return json{{"rollout", id},
-              {"start_at", format_timestamp(p.start_ms)},
-              {"end_at", format_timestamp(p.end_ms)},
-              {"duration_seconds", p.duration_ms / 1000},
-              {"duration_ms", p.duration_ms},
-              {"devices", p.devices},
-              {"devices_with_measured_rate", p.devices_with_history},
-              {"history_samples", p.history_samples},
-              {"image_size", size},
-              {"assumed_rate_bytes_per_second", link_model.default_rate_bytes_per_second},
-              {"fixed_seconds_per_device", (link_model.measured_fixed_ms > 0 ? link_model.measured_fixed_ms
-                                                                             : link_model.default_fixed_ms) /
-                                               1000},
-              {"waves", waves}};
+  return core_.plan(id, now);
 }
 
-ApiResult OrchestratorService::events(const std::string& device, const std::string& rollout,
-                                      std::size_t limit) {
-  auto events = store_->events(device, rollout, std::min<std::size_t>(limit, 10'000));
-  if (!events) return api_error(events.error());
-  json out = json::array();
-  for (const EventRecord& e : *events) {
-    out.push_back({{"id", e.id},
-                   {"time", format_timestamp(e.time_ms)},
-                   {"device", e.device_id},
-                   {"rollout", e.rollout_id},
-                   {"kind", e.kind},
-                   {"detail", e.detail}});
-  }
-  return out;
+common::Result<std::vector<EventRecord>> OrchestratorService::events(const std::string& device,
+                                                                     const std::string& rollout,
+                                                                     std::size_t limit) {
+  return store_->events(device, rollout, std::min<std::size_t>(limit, 10'000));
 }
 
-ApiResult OrchestratorService::audit(std::int64_t after, std::size_t limit) {
-  auto entries = store_->audit_entries(after, std::min<std::size_t>(limit, 100'000));
-  if (!entries) return api_error(entries.error());
-  json out = json::array();
-  for (const AuditEntry& e : *entries) {
-    out.push_back({{"seq", e.seq},
-                   {"time_ms", e.time_ms},
-                   {"time", format_timestamp(e.time_ms)},
-                   {"actor", e.actor},
-                   {"action", e.action},
-                   {"detail", e.detail},
-                   {"prev_hash", e.prev_hash},
-                   {"hash", e.hash}});
-  }
-  return out;
+common::Result<std::vector<AuditEntry>> OrchestratorService::audit(std::int64_t after, std::size_t limit) {
+  return store_->audit_entries(after, std::min<std::size_t>(limit, 100'000));
 }
 
-std::string OrchestratorService::metrics(Millis now) {
-  FleetSummary s;
+ServiceMetrics OrchestratorService::metrics(Millis now) {
+  ServiceMetrics m;
   {
     std::lock_guard lock(state_mutex_);
-    s = core_.summary(now);
+    m.fleet = core_.summary(now);
   }
-  std::ostringstream out;
-  out << "# HELP fota_devices Registered devices by presence.\n# TYPE fota_devices gauge\n";
-  out << "fota_devices{presence=\"online\"} " << s.online << "\n";
-  out << "fota_devices{presence=\"offline\"} " << s.devices - s.online << "\n";
-  out << "# HELP fota_devices_by_phase Devices by the phase of their last progress report.\n"
-         "# TYPE fota_devices_by_phase gauge\n";
-  for (const auto& [phase, n] : s.devices_by_phase)
-    out << "fota_devices_by_phase{phase=\"" << phase << "\"} " << n << "\n";
-  out << "# HELP fota_rollouts Rollouts by state.\n# TYPE fota_rollouts gauge\n";
-  for (const auto& [state, n] : s.rollouts_by_state)
-    out << "fota_rollouts{state=\"" << state << "\"} " << n << "\n";
-  out << "# HELP fota_rollout_eta_seconds Predicted seconds until an active rollout finishes.\n"
-         "# TYPE fota_rollout_eta_seconds gauge\n";
-  for (const auto& [id, remaining_ms] : s.running_rollout_remaining_ms)
-    out << "fota_rollout_eta_seconds{rollout=\"" << id << "\"} " << remaining_ms / 1000 << "\n";
   // A scrape reads and changes nothing: rates are the scraper's business (rate() over the counters).
-  out << "# TYPE fota_chunks_served_total counter\nfota_chunks_served_total " << chunks_served_.load()
-      << "\n";
-  out << "# TYPE fota_chunk_bytes_served_total counter\nfota_chunk_bytes_served_total "
-      << chunk_bytes_served_.load() << "\n";
-  out << "# TYPE fota_progress_reports_total counter\nfota_progress_reports_total " << s.progress_reports
-      << "\n";
-  out << "# TYPE fota_commands_sent_total counter\nfota_commands_sent_total " << commands_sent_.load()
-      << "\n";
-  out << "# TYPE fota_messages_rejected_total counter\nfota_messages_rejected_total "
-      << messages_rejected_.load() << "\n";
-  out << "# HELP fota_chunk_requests_dropped_total Chunk requests dropped because the queue was full.\n"
-         "# TYPE fota_chunk_requests_dropped_total counter\nfota_chunk_requests_dropped_total "
-      << chunk_requests_dropped_.load() << "\n";
-  return out.str();
+  m.chunks_served = chunks_served_.load();
+  m.chunk_bytes_served = chunk_bytes_served_.load();
+  m.commands_sent = commands_sent_.load();
+  m.messages_rejected = messages_rejected_.load();
+  m.chunk_requests_dropped = chunk_requests_dropped_.load();
+  return m;
 }
 
 }  // namespace fota::orchestrator

@@ -1,9 +1,9 @@
 // The orchestrator's loop around the fleet core: it owns the threads, the locks, the store, the
 // MQTT publisher and chunk serving, and calls the FleetCore (fota/orchestrator/fleet_core.hpp),
 // which holds the state and makes every decision. MQTT arrives through on_message() and leaves
-// through a Publisher; the HTTP API calls the operator methods. One worker (run_once) drains the
-// inbox in batches, has the core tick and commit everything in one transaction and only then
-// publishes commands, so a command never goes out that a restart would forget.
+// through a Publisher; the HTTP API calls the operator methods and renders what they return. One worker
+// (run_once) drains the inbox in batches, has the core tick and commit everything in one transaction and only
+// then publishes commands, so a command never goes out that a restart would forget.
 #pragma once
 
 #include <atomic>
@@ -14,11 +14,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include <spdlog/spdlog.h>
-#include <nlohmann/json.hpp>
 
 #include "fota/common/artifact.hpp"
 #include "fota/common/topics.hpp"
@@ -73,12 +71,21 @@ class ArtifactStoreCatalog final : public ArtifactCatalog {
   const common::ArtifactStore& store_;
 };
 
-// What an operator call returns: a JSON body or an error with the HTTP status it maps to.
-struct ApiError {
-  int status = 400;
-  std::string message;
+// A device with its latest events, as `GET /devices/{id}` shows it.
+struct DeviceReport {
+  DeviceView device;
+  std::vector<EventRecord> recent_events;  // newest first
 };
-using ApiResult = std::variant<nlohmann::json, ApiError>;
+
+// What /metrics shows: the fleet's counts and the adapters' counters. Reading it changes nothing.
+struct ServiceMetrics {
+  FleetSummary fleet;
+  std::uint64_t chunks_served = 0;
+  std::uint64_t chunk_bytes_served = 0;
+  std::uint64_t commands_sent = 0;
+  std::uint64_t messages_rejected = 0;
+  std::uint64_t chunk_requests_dropped = 0;
+};
 
 class OrchestratorService {
  public:
@@ -112,22 +119,30 @@ class OrchestratorService {
   // error says what to fix. Any thread.
   common::Status reload_trusted_keys();
 
-  // Operator actions; `actor` goes to the audit log.
-  ApiResult import_artifact(const std::filesystem::path& bundle, const std::string& actor, Millis now);
-  ApiResult list_artifacts();
-  ApiResult get_artifact(const std::string& id);
-  ApiResult list_devices();
-  ApiResult get_device(const std::string& id);
-  ApiResult device_logs(const std::string& id, std::int64_t after, std::size_t limit);
-  ApiResult create_rollout(const std::string& spec_text, const std::string& actor, Millis now);
-  ApiResult rollout_action(const std::string& id, const std::string& action, const std::string& actor,
-                           Millis now);
-  ApiResult list_rollouts(Millis now);
-  ApiResult get_rollout(const std::string& id, Millis now);
-  ApiResult plan_rollout(const std::string& id, Millis now);
-  ApiResult events(const std::string& device, const std::string& rollout, std::size_t limit);
-  ApiResult audit(std::int64_t after, std::size_t limit);
-  std::string metrics(Millis now);
+  // Operator calls, answered with typed views (the HTTP layer renders them); `actor` goes to the
+  // audit log. Errors carry the code the HTTP layer maps to a status: kNotFound for an unknown
+  // id, kInvalidArgument / kMalformed for a bad spec or action, kConflict for an overlapping
+  // rollout or a wrong state, kBadSignature / kUntrustedKey / kIntegrity for a refused bundle,
+  // anything else (the store failing) as an internal error.
+  common::Result<v1::Manifest> import_artifact(const std::filesystem::path& bundle, const std::string& actor,
+                                               Millis now);
+  std::vector<v1::Manifest> list_artifacts();
+  common::Result<v1::Manifest> get_artifact(const std::string& id);
+  std::vector<DeviceView> list_devices();  // by id
+  common::Result<DeviceReport> get_device(const std::string& id);
+  common::Result<std::vector<LogRecord>> device_logs(const std::string& id, std::int64_t after,
+                                                     std::size_t limit);
+  common::Result<RolloutView> create_rollout(const std::string& spec_text, const std::string& actor,
+                                             Millis now);
+  common::Result<RolloutView> rollout_action(const std::string& id, const std::string& action,
+                                             const std::string& actor, Millis now);
+  std::vector<RolloutView> list_rollouts(Millis now);
+  common::Result<RolloutView> get_rollout(const std::string& id, Millis now);  // with its members
+  common::Result<RolloutPlan> plan_rollout(const std::string& id, Millis now);
+  common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
+                                                  std::size_t limit);
+  common::Result<std::vector<AuditEntry>> audit(std::int64_t after, std::size_t limit);
+  ServiceMetrics metrics(Millis now);
 
  private:
   OrchestratorService(ServiceOptions options, std::shared_ptr<spdlog::logger> logger,
@@ -146,7 +161,6 @@ class OrchestratorService {
   SaveBatch save_at(Millis now);
   // Hands the core's committed commands to send_commands().
   void queue_commands();
-  nlohmann::json rollout_json(const Rollout& rollout, Millis now, bool with_members);
 
   std::shared_ptr<const common::TrustStore> trusted_keys() const;
 

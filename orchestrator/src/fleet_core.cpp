@@ -461,6 +461,48 @@ RolloutPrediction FleetCore::predict(const Rollout& r, Millis now) const {
   return predict_rollout(r, fleet_, artifacts_.image_size(r.spec.artifact_id), link_model_, now);
 }
 
+RolloutView FleetCore::view(const Rollout& r, Millis now, bool with_members) const {
+  RolloutView v;
+  v.id = r.id;
+  v.spec = r.spec;
+  v.state = r.state;
+  v.reason = r.reason;
+  v.created_ms = r.created_ms;
+  v.started_ms = r.started_ms;
+  v.finished_ms = r.finished_ms;
+  v.waves.resize(r.waves.size());
+  for (std::size_t w = 0; w < r.waves.size(); ++w) v.waves[w].state = r.waves[w];
+  for (const Member& m : r.members) {
+    if (m.wave < 0 || static_cast<std::size_t>(m.wave) >= v.waves.size()) continue;
+    WaveView& wave = v.waves[static_cast<std::size_t>(m.wave)];
+    const std::string state(member_state_name(m.state));
+    ++wave.devices;
+    ++wave.counts[state];
+    ++v.counts[state];
+    wave.bytes_done += m.bytes_done;
+    wave.bytes_total += m.bytes_total;
+  }
+  v.devices = r.members.size();
+  if (r.state == RolloutState::kRunning || r.state == RolloutState::kCreated ||
+      r.state == RolloutState::kPaused)
+    v.eta_end_ms = predict(r, now).end_ms;
+  if (with_members) v.members = r.members;
+  return v;
+}
+
+common::Result<RolloutPlan> FleetCore::plan(const std::string& id, Millis now) const {
+  const Rollout* r = rollout(id);
+  if (r == nullptr) return Error(Errc::kNotFound, "rollout '" + id + "' does not exist");
+  RolloutPlan plan;
+  plan.rollout = id;
+  plan.prediction = predict(*r, now);
+  plan.image_size = artifacts_.image_size(r->spec.artifact_id);
+  plan.assumed_rate_bytes_per_second = link_model_.default_rate_bytes_per_second;
+  plan.fixed_ms_per_device =
+      link_model_.measured_fixed_ms > 0 ? link_model_.measured_fixed_ms : link_model_.default_fixed_ms;
+  return plan;
+}
+
 FleetSummary FleetCore::summary(Millis now) const {
   FleetSummary s;
   s.devices = fleet_.devices.size();

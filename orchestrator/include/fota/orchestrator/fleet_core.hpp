@@ -71,6 +71,43 @@ struct FleetSummary {
   std::uint64_t progress_reports = 0;
 };
 
+// Typed answers for the operator API; the HTTP layer renders them (JSON, Prometheus text).
+struct DeviceView {
+  DeviceRecord device;
+  std::string rollout;  // the active rollout that owns it, or empty
+};
+
+struct WaveView {
+  WaveState state;
+  std::size_t devices = 0;
+  std::map<std::string, std::size_t> counts;  // members by state name
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+};
+
+struct RolloutView {
+  std::string id;
+  RolloutSpec spec;
+  RolloutState state = RolloutState::kCreated;
+  std::string reason;
+  Millis created_ms = 0;
+  Millis started_ms = 0;
+  Millis finished_ms = 0;
+  std::vector<WaveView> waves;
+  std::map<std::string, std::size_t> counts;  // members of every wave by state name
+  std::size_t devices = 0;
+  std::optional<Millis> eta_end_ms;  // created, running or paused: the predicted end
+  std::optional<std::vector<Member>> members;
+};
+
+struct RolloutPlan {
+  std::string rollout;
+  RolloutPrediction prediction;
+  std::uint64_t image_size = 0;
+  std::uint64_t assumed_rate_bytes_per_second = 0;
+  Millis fixed_ms_per_device = 0;  // measured, else the default
+};
+
 class FleetCore {
  public:
   FleetCore(FleetCoreOptions options, const ArtifactCatalog& artifacts, std::shared_ptr<spdlog::logger> log);
@@ -113,6 +150,11 @@ class FleetCore {
   // The active rollout that owns the device, or empty.
   std::string owner(const std::string& device_id) const;
   RolloutPrediction predict(const Rollout& rollout, Millis now) const;
+  // The rollout as the API shows it: per-wave counts, the ETA while it can still run, and its
+  // members when asked.
+  RolloutView view(const Rollout& rollout, Millis now, bool with_members) const;
+  // kNotFound for an unknown rollout.
+  common::Result<RolloutPlan> plan(const std::string& id, Millis now) const;
   const LinkModel& link_model() const { return link_model_; }
   FleetSummary summary(Millis now) const;
 
