@@ -2,14 +2,18 @@
 
 #include <httplib.h>
 #include <openssl/crypto.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <random>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "fota/common/crypto.hpp"
+#include "fota/common/phase.hpp"
 
 namespace fota::orchestrator {
 
@@ -32,12 +36,216 @@ void send_error(httplib::Response& res, int status, const std::string& message) 
   send_json(res, status, json{{"error", {{"status", status}, {"message", message}}}});
 }
 
-void send(httplib::Response& res, const ApiResult& result, int ok_status = 200) {
-  if (const auto* body = std::get_if<json>(&result)) {
-    send_json(res, ok_status, *body);
+// HTTP status of an error the service or the core returned.
+int http_status(const common::Error& e) {
+  switch (e.code) {
+    case common::Errc::kInvalidArgument:
+    case common::Errc::kMalformed:
+      return 400;
+    case common::Errc::kNotFound:
+      return 404;
+    case common::Errc::kConflict:
+    case common::Errc::kAlreadyExists:
+      return 409;
+    case common::Errc::kTooLarge:
+      return 413;
+    case common::Errc::kBadSignature:
+    case common::Errc::kUntrustedKey:
+    case common::Errc::kIntegrity:
+      return 422;
+    case common::Errc::kPermissionDenied:
+      return 403;
+    default:
+      return 500;
+  }
+}
+
+json device_json(const DeviceView& view) {
+  const DeviceRecord& d = view.device;
+  return json{{"id", d.facts.id},
+              {"hardware", d.facts.hardware_type},
+              {"time_zone", d.facts.time_zone},
+              {"artifact_id", d.facts.artifact_id},
+              {"version", d.facts.version},
+              {"tags", d.facts.tags},
+              {"group", d.facts.group},
+              {"online", d.facts.online},
+              {"last_seen", d.facts.last_seen_ms ? format_timestamp(d.facts.last_seen_ms) : ""},
+              {"client_version", d.client_version},
+              {"security_counter", d.security_counter},
+              {"free_bytes", d.free_bytes},
+              {"pending_deployment_id", d.pending_deployment_id},
+              {"last_phase", d.last_phase},
+              {"last_error", d.last_error},
+              {"registered_at", d.registered_ms ? format_timestamp(d.registered_ms) : ""},
+              {"rollout", view.rollout}};
+}
+
+json manifest_json(const v1::Manifest& m) {
+  return json{{"artifact_id", m.artifact_id()},
+              {"name", m.name()},
+              {"version", m.version()},
+              {"security_counter", m.security_counter()},
+              {"compatible_hardware",
+               std::vector<std::string>(m.compatible_hardware().begin(), m.compatible_hardware().end())},
+              {"image_size", m.image_size()},
+              {"chunk_size", m.chunk_size()},
+              {"chunks", common::ChunkSpace::of(m).image_chunks()},
+              {"image_sha256", common::to_hex(m.image_sha256())},
+              {"created_at", format_timestamp(m.created_at_ms())}};
+}
+
+json rollout_json(const RolloutView& r, Millis now) {
+  json j;
+  j["id"] = r.id;
+  j["name"] = r.spec.name;
+  j["artifact"] = r.spec.artifact_id;
+  j["state"] = std::string(rollout_state_name(r.state));
+  j["reason"] = r.reason;
+  j["created_at"] = format_timestamp(r.created_ms);
+  j["started_at"] = r.started_ms ? format_timestamp(r.started_ms) : "";
+  j["finished_at"] = r.finished_ms ? format_timestamp(r.finished_ms) : "";
+  // From the operator's start (or the spec's later start_at) to the end, as the plan counts it.
+  if (r.finished_ms > 0 && r.started_ms > 0)
+    j["duration_ms"] = r.finished_ms - std::max(r.started_ms, r.spec.start_at_ms.value_or(r.started_ms));
+  j["spec"] = json::parse(rollout_spec_to_json(r.spec));
+  json waves = json::array();
+  for (std::size_t w = 0; w < r.waves.size(); ++w) {
+    const WaveView& wave = r.waves[w];
+    waves.push_back({{"index", w + 1},
+                     {"status", std::string(wave_status_name(wave.state.status))},
+                     {"started_at", wave.state.started_ms ? format_timestamp(wave.state.started_ms) : ""},
+                     {"finished_at", wave.state.finished_ms ? format_timestamp(wave.state.finished_ms) : ""},
+                     {"devices", wave.devices},
+                     {"counts", wave.counts},
+                     {"bytes_done", wave.bytes_done},
+                     {"bytes_total", wave.bytes_total}});
+  }
+  j["waves"] = waves;
+  j["counts"] = r.counts;
+  j["devices"] = r.devices;
+  if (r.eta_end_ms) {
+    j["eta"] = {{"end_at", format_timestamp(*r.eta_end_ms)},
+                {"remaining_seconds", (*r.eta_end_ms - now) / 1000},
+                {"remaining_ms", *r.eta_end_ms - now}};
+  }
+  if (r.members) {
+    json members = json::array();
+    for (const Member& m : *r.members) {
+      members.push_back({{"device", m.device_id},
+                         {"wave", m.wave + 1},
+                         {"state", std::string(member_state_name(m.state))},
+                         {"phase", std::string(common::phase_name(m.phase))},
+                         {"attempt", m.attempt},
+                         {"bytes_done", m.bytes_done},
+                         {"bytes_total", m.bytes_total},
+                         {"previous_artifact", m.previous_artifact_id},
+                         {"error", m.last_error},
+                         {"late_joiner", m.late_joiner}});
+    }
+    j["members"] = members;
+  }
+  return j;
+}
+
+json plan_json(const RolloutPlan& plan) {
+  const RolloutPrediction& p = plan.prediction;
+  json waves = json::array();
+  for (std::size_t w = 0; w < p.waves.size(); ++w) {
+    waves.push_back({{"index", w + 1},
+                     {"devices", p.waves[w].devices},
+                     {"start_at", format_timestamp(p.waves[w].start_ms)},
+                     {"end_at", format_timestamp(p.waves[w].end_ms)},
+                     {"duration_seconds", (p.waves[w].end_ms - p.waves[w].start_ms) / 1000}});
+  }
+  return json{{"rollout", plan.rollout},
+              {"start_at", format_timestamp(p.start_ms)},
+              {"end_at", format_timestamp(p.end_ms)},
+              {"duration_seconds", p.duration_ms / 1000},
+              {"duration_ms", p.duration_ms},
+              {"devices", p.devices},
+              {"devices_with_measured_rate", p.devices_with_history},
+              {"history_samples", p.history_samples},
+              {"image_size", plan.image_size},
+              {"assumed_rate_bytes_per_second", plan.assumed_rate_bytes_per_second},
+              {"fixed_seconds_per_device", plan.fixed_ms_per_device / 1000},
+              {"waves", waves}};
+}
+
+json event_json(const EventRecord& e) {
+  return json{{"id", e.id},
+              {"time", format_timestamp(e.time_ms)},
+              {"device", e.device_id},
+              {"rollout", e.rollout_id},
+              {"kind", e.kind},
+              {"detail", e.detail}};
+}
+
+json audit_json(const AuditEntry& e) {
+  return json{{"seq", e.seq},
+              {"time_ms", e.time_ms},
+              {"time", format_timestamp(e.time_ms)},
+              {"actor", e.actor},
+              {"action", e.action},
+              {"detail", e.detail},
+              {"prev_hash", e.prev_hash},
+              {"hash", e.hash}};
+}
+
+json log_json(const LogRecord& l) {
+  return json{{"id", l.id},
+              {"time", format_timestamp(l.time_ms)},
+              {"level", l.level},
+              {"message", l.message},
+              {"source", l.source}};
+}
+
+template <typename T>
+json array_of(const std::vector<T>& items, json (*render)(const T&)) {
+  json out = json::array();
+  for (const T& item : items) out.push_back(render(item));
+  return out;
+}
+
+// Prometheus text exposition of the metrics.
+std::string metrics_text(const ServiceMetrics& m) {
+  const FleetSummary& s = m.fleet;
+  std::ostringstream out;
+  out << "# HELP fota_devices Registered devices by presence.\n# TYPE fota_devices gauge\n";
+  out << "fota_devices{presence=\"online\"} " << s.online << "\n";
+  out << "fota_devices{presence=\"offline\"} " << s.devices - s.online << "\n";
+  out << "# HELP fota_devices_by_phase Devices by the phase of their last progress report.\n"
+         "# TYPE fota_devices_by_phase gauge\n";
+  for (const auto& [phase, n] : s.devices_by_phase)
+    out << "fota_devices_by_phase{phase=\"" << phase << "\"} " << n << "\n";
+  out << "# HELP fota_rollouts Rollouts by state.\n# TYPE fota_rollouts gauge\n";
+  for (const auto& [state, n] : s.rollouts_by_state)
+    out << "fota_rollouts{state=\"" << state << "\"} " << n << "\n";
+  out << "# HELP fota_rollout_eta_seconds Predicted seconds until an active rollout finishes.\n"
+         "# TYPE fota_rollout_eta_seconds gauge\n";
+  for (const auto& [id, remaining_ms] : s.running_rollout_remaining_ms)
+    out << "fota_rollout_eta_seconds{rollout=\"" << id << "\"} " << remaining_ms / 1000 << "\n";
+  out << "# TYPE fota_chunks_served_total counter\nfota_chunks_served_total " << m.chunks_served << "\n";
+  out << "# TYPE fota_chunk_bytes_served_total counter\nfota_chunk_bytes_served_total "
+      << m.chunk_bytes_served << "\n";
+  out << "# TYPE fota_progress_reports_total counter\nfota_progress_reports_total " << s.progress_reports
+      << "\n";
+  out << "# TYPE fota_commands_sent_total counter\nfota_commands_sent_total " << m.commands_sent << "\n";
+  out << "# TYPE fota_messages_rejected_total counter\nfota_messages_rejected_total " << m.messages_rejected
+      << "\n";
+  out << "# HELP fota_chunk_requests_dropped_total Chunk requests dropped because the queue was full.\n"
+         "# TYPE fota_chunk_requests_dropped_total counter\nfota_chunk_requests_dropped_total "
+      << m.chunk_requests_dropped << "\n";
+  return out.str();
+}
+
+// A typed answer as JSON with `ok_status`, or its error with the status its code maps to.
+template <typename T, typename Render>
+void send(httplib::Response& res, const common::Result<T>& result, Render render, int ok_status = 200) {
+  if (result) {
+    send_json(res, ok_status, render(*result));
   } else {
-    const auto& e = std::get<ApiError>(result);
-    send_error(res, e.status, e.message);
+    send_error(res, http_status(result.error()), result.error().message);
   }
 }
 
@@ -185,7 +393,7 @@ void HttpApi::routes() {
   get("/healthz",
       [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(service_.metrics(now_ms()), "text/plain; version=0.0.4");
+    res.set_content(metrics_text(service_.metrics(now_ms())), "text/plain; version=0.0.4");
   });
 
   post("/api/v1/artifacts", [this, actor](const httplib::Request& req, httplib::Response& res) {
@@ -207,22 +415,37 @@ void HttpApi::routes() {
     }
     auto result = service_.import_artifact(path, actor(req), now_ms());
     std::filesystem::remove(path, ec);
-    send(res, result, 201);
+    send(res, result, manifest_json, 201);
   });
-  get("/api/v1/artifacts",
-      [this](const httplib::Request&, httplib::Response& res) { send(res, service_.list_artifacts()); });
+  get("/api/v1/artifacts", [this](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, array_of(service_.list_artifacts(), manifest_json));
+  });
   get(R"(/api/v1/artifacts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.get_artifact(req.matches[1]));
+    send(res, service_.get_artifact(req.matches[1]), manifest_json);
   });
 
-  get("/api/v1/devices",
-      [this](const httplib::Request&, httplib::Response& res) { send(res, service_.list_devices()); });
+  get("/api/v1/devices", [this](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, array_of(service_.list_devices(), device_json));
+  });
   get(R"(/api/v1/devices/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.get_device(req.matches[1]));
+    send(res, service_.get_device(req.matches[1]), [](const DeviceReport& report) {
+      json j = device_json(report.device);
+      json events = json::array();
+      for (const EventRecord& e : report.recent_events) {
+        events.push_back({{"time", format_timestamp(e.time_ms)},
+                          {"kind", e.kind},
+                          {"rollout", e.rollout_id},
+                          {"detail", e.detail}});
+      }
+      j["recent_events"] = events;
+      return j;
+    });
   });
   get(R"(/api/v1/devices/([^/]+)/logs)", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.device_logs(req.matches[1], int_param(req, "after", 0),
-                                   static_cast<std::size_t>(int_param(req, "limit", 200))));
+    send(res,
+         service_.device_logs(req.matches[1], int_param(req, "after", 0),
+                              static_cast<std::size_t>(int_param(req, "limit", 200))),
+         [](const std::vector<LogRecord>& logs) { return array_of(logs, log_json); });
   });
 
   post("/api/v1/rollouts", [this, actor](const httplib::Request& req, httplib::Response& res) {
@@ -230,29 +453,43 @@ void HttpApi::routes() {
       send_error(res, 400, "empty body: send the rollout spec (YAML or JSON) as the request body");
       return;
     }
-    send(res, service_.create_rollout(req.body, actor(req), now_ms()), 201);
+    const Millis now = now_ms();
+    send(
+        res, service_.create_rollout(req.body, actor(req), now),
+        [now](const RolloutView& r) { return rollout_json(r, now); }, 201);
   });
   get("/api/v1/rollouts", [this](const httplib::Request&, httplib::Response& res) {
-    send(res, service_.list_rollouts(now_ms()));
+    const Millis now = now_ms();
+    json out = json::array();
+    for (const RolloutView& r : service_.list_rollouts(now)) out.push_back(rollout_json(r, now));
+    send_json(res, 200, out);
   });
   get(R"(/api/v1/rollouts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.get_rollout(req.matches[1], now_ms()));
+    const Millis now = now_ms();
+    send(res, service_.get_rollout(req.matches[1], now),
+         [now](const RolloutView& r) { return rollout_json(r, now); });
   });
   get(R"(/api/v1/rollouts/([^/]+)/plan)", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.plan_rollout(req.matches[1], now_ms()));
+    send(res, service_.plan_rollout(req.matches[1], now_ms()), plan_json);
   });
   post(R"(/api/v1/rollouts/([^/]+)/(start|pause|resume|abort|rollback))",
        [this, actor](const httplib::Request& req, httplib::Response& res) {
-         send(res, service_.rollout_action(req.matches[1], req.matches[2], actor(req), now_ms()));
+         const Millis now = now_ms();
+         send(res, service_.rollout_action(req.matches[1], req.matches[2], actor(req), now),
+              [now](const RolloutView& r) { return rollout_json(r, now); });
        });
 
   get("/api/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.events(req.get_param_value("device"), req.get_param_value("rollout"),
-                              static_cast<std::size_t>(int_param(req, "limit", 100))));
+    send(res,
+         service_.events(req.get_param_value("device"), req.get_param_value("rollout"),
+                         static_cast<std::size_t>(int_param(req, "limit", 100))),
+         [](const std::vector<EventRecord>& events) { return array_of(events, event_json); });
   });
   get("/api/v1/audit", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.audit(int_param(req, "after", 0),
-                             static_cast<std::size_t>(int_param(req, "limit", 100'000))));
+    send(res,
+         service_.audit(int_param(req, "after", 0),
+                        static_cast<std::size_t>(int_param(req, "limit", 100'000))),
+         [](const std::vector<AuditEntry>& entries) { return array_of(entries, audit_json); });
   });
 }
 

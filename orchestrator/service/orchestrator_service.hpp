@@ -1,7 +1,8 @@
-// The orchestrator service core: devices, artifacts, rollouts and the audit log, driven by MQTT
-// messages, operator requests and time. Transport-free: MQTT arrives through on_message() and
-// leaves through a Publisher; the HTTP API calls the operator methods. One worker (run_once)
-// drains the inbox in batches, ticks the engine, commits everything in one transaction and only
+// The orchestrator's loop around the fleet core: it owns the threads, the locks, the store, the
+// MQTT publisher and chunk serving, and calls the FleetCore (fota/orchestrator/fleet_core.hpp),
+// which holds the state and makes every decision. MQTT arrives through on_message() and leaves
+// through a Publisher; the HTTP API calls the operator methods and renders what they return. One worker
+// (run_once) drains the inbox in batches, has the core tick and commit everything in one transaction and only
 // then publishes commands, so a command never goes out that a restart would forget.
 #pragma once
 
@@ -9,23 +10,17 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
-#include <map>
+#include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
-#include <variant>
 #include <vector>
 
 #include <spdlog/spdlog.h>
-#include <nlohmann/json.hpp>
 
 #include "fota/common/artifact.hpp"
 #include "fota/common/topics.hpp"
-#include "fota/orchestrator/prediction.hpp"
-#include "fota/orchestrator/rollout_engine.hpp"
+#include "fota/orchestrator/fleet_core.hpp"
 #include "fota/orchestrator/store.hpp"
 
 namespace fota::orchestrator {
@@ -39,9 +34,6 @@ class Publisher {
                        std::uint32_t expiry_seconds) = 0;
 };
 
-// A decoded message from a device channel.
-using DeviceMessage = std::variant<v1::Inventory, v1::Progress, v1::Presence, v1::LogBatch, v1::ChunkRequest>;
-
 struct ServiceOptions {
   common::TopicScheme topics;
   std::filesystem::path data_dir;
@@ -54,14 +46,46 @@ struct ServiceOptions {
   Millis default_device_time_ms = 30'000;  // verify + install + reboot + confirm, until measured
   // Rollouts are ticked at most this often; reports in between are applied at once.
   Millis tick_interval_ms = 200;
+  // A fresh rollout id ("r-" and ten hex digits) each call; called under the state lock, never
+  // concurrently. Empty: random_rollout_ids(). Tests pass a deterministic one.
+  std::function<std::string()> new_rollout_id;
 };
 
-// What an operator call returns: a JSON body or an error with the HTTP status it maps to.
-struct ApiError {
-  int status = 400;
-  std::string message;
+// Rollout ids from a random generator of its own, seeded from std::random_device.
+std::function<std::string()> random_rollout_ids();
+
+// The artifact store as the fleet core's catalog: manifests are read from disk once, then served
+// from memory (so the core may ask under the state lock).
+class ArtifactStoreCatalog final : public ArtifactCatalog {
+ public:
+  explicit ArtifactStoreCatalog(const common::ArtifactStore& store) : store_(store) {}
+  common::Result<v1::SignedManifest> signed_manifest(const std::string& artifact_id) const override {
+    return store_.signed_manifest(artifact_id);
+  }
+  std::uint64_t image_size(const std::string& artifact_id) const override {
+    auto m = store_.manifest(artifact_id);
+    return m ? m->image_size() : 0;
+  }
+
+ private:
+  const common::ArtifactStore& store_;
 };
-using ApiResult = std::variant<nlohmann::json, ApiError>;
+
+// A device with its latest events, as `GET /devices/{id}` shows it.
+struct DeviceReport {
+  DeviceView device;
+  std::vector<EventRecord> recent_events;  // newest first
+};
+
+// What /metrics shows: the fleet's counts and the adapters' counters. Reading it changes nothing.
+struct ServiceMetrics {
+  FleetSummary fleet;
+  std::uint64_t chunks_served = 0;
+  std::uint64_t chunk_bytes_served = 0;
+  std::uint64_t commands_sent = 0;
+  std::uint64_t messages_rejected = 0;
+  std::uint64_t chunk_requests_dropped = 0;
+};
 
 class OrchestratorService {
  public:
@@ -95,65 +119,48 @@ class OrchestratorService {
   // error says what to fix. Any thread.
   common::Status reload_trusted_keys();
 
-  // Operator actions; `actor` goes to the audit log.
-  ApiResult import_artifact(const std::filesystem::path& bundle, const std::string& actor, Millis now);
-  ApiResult list_artifacts();
-  ApiResult get_artifact(const std::string& id);
-  ApiResult list_devices();
-  ApiResult get_device(const std::string& id);
-  ApiResult device_logs(const std::string& id, std::int64_t after, std::size_t limit);
-  ApiResult create_rollout(const std::string& spec_text, const std::string& actor, Millis now);
-  ApiResult rollout_action(const std::string& id, const std::string& action, const std::string& actor,
-                           Millis now);
-  ApiResult list_rollouts(Millis now);
-  ApiResult get_rollout(const std::string& id, Millis now);
-  ApiResult plan_rollout(const std::string& id, Millis now);
-  ApiResult events(const std::string& device, const std::string& rollout, std::size_t limit);
-  ApiResult audit(std::int64_t after, std::size_t limit);
-  std::string metrics(Millis now);
+  // Operator calls, answered with typed views (the HTTP layer renders them); `actor` goes to the
+  // audit log. Errors carry the code the HTTP layer maps to a status: kNotFound for an unknown
+  // id, kInvalidArgument / kMalformed for a bad spec or action, kConflict for an overlapping
+  // rollout or a wrong state, kBadSignature / kUntrustedKey / kIntegrity for a refused bundle,
+  // anything else (the store failing) as an internal error.
+  common::Result<v1::Manifest> import_artifact(const std::filesystem::path& bundle, const std::string& actor,
+                                               Millis now);
+  std::vector<v1::Manifest> list_artifacts();
+  common::Result<v1::Manifest> get_artifact(const std::string& id);
+  std::vector<DeviceView> list_devices();  // by id
+  common::Result<DeviceReport> get_device(const std::string& id);
+  common::Result<std::vector<LogRecord>> device_logs(const std::string& id, std::int64_t after,
+                                                     std::size_t limit);
+  common::Result<RolloutView> create_rollout(const std::string& spec_text, const std::string& actor,
+                                             Millis now);
+  common::Result<RolloutView> rollout_action(const std::string& id, const std::string& action,
+                                             const std::string& actor, Millis now);
+  std::vector<RolloutView> list_rollouts(Millis now);
+  common::Result<RolloutView> get_rollout(const std::string& id, Millis now);  // with its members
+  common::Result<RolloutPlan> plan_rollout(const std::string& id, Millis now);
+  common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
+                                                  std::size_t limit);
+  common::Result<std::vector<AuditEntry>> audit(std::int64_t after, std::size_t limit);
+  ServiceMetrics metrics(Millis now);
 
  private:
   OrchestratorService(ServiceOptions options, std::shared_ptr<spdlog::logger> logger,
                       std::unique_ptr<Store> store);
   struct Inbound {
     common::DeviceId device;
-    common::Channel channel;
     DeviceMessage message;
   };
   struct ChunkWork {
     common::DeviceId device;
     v1::ChunkRequest request;
   };
-  struct Outbound {
-    std::string topic;
-    std::string payload;
-    std::uint32_t expiry_seconds;  // the command's TTL
-  };
   common::Status load();
-  void handle(const Inbound& message, Millis now);
-  void ingest_progress(const std::string& device_id, const v1::Progress& progress, Millis now);
   void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
-  DeviceRecord& device_record(const std::string& id, Millis now);
-  void apply(Rollout& rollout, const Decisions& decisions, Millis now);
-  common::Status persist(Millis now);
-  // Moves the rollout's newly finished updates into the prediction history (and the store's).
-  void record_history(Rollout& rollout);
-  void flush_outbox();
-  Rollout* find_rollout(const std::string& id);
-  std::vector<const Rollout*> unresolved_rollouts() const;
-  nlohmann::json rollout_json(const Rollout& rollout, Millis now, bool with_members);
-  RolloutPrediction predict(const Rollout& rollout, Millis now);
-  common::Status audit_now(const std::string& actor, const std::string& action, const std::string& detail,
-                           Millis now);
-  // What is queued but not yet saved, counted before an operator action, so that an action whose
-  // save fails takes back exactly what it queued (and nothing queued before it).
-  struct UnsavedMark {
-    std::size_t events;
-    std::size_t audit;
-    std::size_t outbox;
-  };
-  UnsavedMark mark_unsaved() const;
-  void drop_unsaved_since(const UnsavedMark& mark);
+  // Writes a batch of the core's in one transaction, its audit entries at `now`.
+  SaveBatch save_at(Millis now);
+  // Hands the core's committed commands to send_commands().
+  void queue_commands();
 
   std::shared_ptr<const common::TrustStore> trusted_keys() const;
 
@@ -161,9 +168,9 @@ class OrchestratorService {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<Store> store_;
   common::ArtifactStore artifacts_;
+  ArtifactStoreCatalog catalog_;
   mutable std::mutex trust_mutex_;
   std::shared_ptr<const common::TrustStore> trust_;  // replaced whole by reload_trusted_keys()
-  RolloutEngine engine_;
   std::atomic<Publisher*> publisher_{nullptr};
 
   std::mutex inbox_mutex_;
@@ -176,29 +183,14 @@ class OrchestratorService {
 
   std::mutex command_mutex_;
   std::condition_variable command_cv_;
-  std::deque<Outbound> commands_;  // committed, waiting for send_commands()
+  std::deque<DeviceCommand> commands_;  // committed, waiting for send_commands()
 
-  // Everything below is guarded by state_mutex_.
   std::mutex state_mutex_;
-  Fleet fleet_;
-  std::unordered_map<std::string, DeviceRecord> devices_;
-  std::unordered_set<std::string> dirty_devices_;
-  std::map<std::string, Rollout> rollouts_;
-  std::vector<EventRecord> pending_events_;
-  std::vector<LogRecord> pending_logs_;
-  std::vector<std::pair<std::string, std::string>> pending_audit_;  // engine decisions: (action, detail)
-  std::vector<Outbound> outbox_;
-  LinkModel link_model_;
-  std::vector<UpdateSample> pending_samples_;
-  std::size_t samples_since_prune_ = 0;  // stored since update_samples was last pruned
-  Millis last_tick_ms_ = 0;
-  std::unordered_set<std::string> touched_rollouts_;
-  std::unordered_set<std::string> settled_rollouts_;  // a member finished in this batch: tick now
+  FleetCore core_;  // guarded by state_mutex_
 
-  // Metrics.
+  // Metrics of the adapters (the core counts progress reports).
   std::atomic<std::uint64_t> chunks_served_{0};
   std::atomic<std::uint64_t> chunk_bytes_served_{0};
-  std::atomic<std::uint64_t> reports_ingested_{0};
   std::atomic<std::uint64_t> commands_sent_{0};
   std::atomic<std::uint64_t> messages_rejected_{0};
   std::atomic<std::uint64_t> chunk_requests_dropped_{0};

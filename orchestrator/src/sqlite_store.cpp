@@ -297,6 +297,33 @@ Status SqliteStore::migrate() {
   return common::ok_status();
 }
 
+Status Store::write(const StoreBatch& batch, Millis now) {
+  return transaction([&]() -> Status {
+    for (const DeviceRecord& d : batch.devices) {
+      if (auto st = upsert_device(d); !st) return st;
+    }
+    for (Rollout* r : batch.rollouts) {
+      if (auto st = save_rollout(*r); !st) return st;
+    }
+    if (!batch.samples.empty()) {
+      if (auto st = append_update_samples(batch.samples); !st) return st;
+    }
+    if (batch.prune_samples) {
+      if (auto st = prune_update_samples(kHistoryKept); !st) return st;
+    }
+    for (const EventRecord& e : batch.events) {
+      if (auto st = append_event(e); !st) return st;
+    }
+    if (!batch.logs.empty()) {
+      if (auto st = append_logs(batch.logs); !st) return st;
+    }
+    for (const AuditRecord& a : batch.audit) {
+      if (auto st = append_audit(a.actor, a.action, a.detail, now); !st) return st.error();
+    }
+    return common::ok_status();
+  });
+}
+
 Status SqliteStore::transaction(const std::function<Status()>& body) {
   std::lock_guard lock(mutex_);
   if (transaction_depth_ > 0) {

@@ -199,6 +199,48 @@ TEST(SqliteStoreTest, FailedTransactionLeavesNoTrace) {
   EXPECT_FALSE((*store)->device("ghost").ok());
 }
 
+// One StoreBatch is one transaction, its audit entries typed (actor and action kept apart).
+TEST(SqliteStoreTest, ABatchLandsWholeWithTypedAuditEntries) {
+  ScratchDir dir;
+  auto store = SqliteStore::open(dir.path() / "state.db");
+  ASSERT_TRUE(store.ok());
+  Rollout r = sample_rollout("r-batch");
+  StoreBatch batch;
+  DeviceRecord d;
+  d.facts.id = "dev-1";
+  d.client_version = "1.2.3";
+  batch.devices.push_back(d);
+  batch.rollouts.push_back(&r);
+  batch.events.push_back(EventRecord{0, 5, "dev-1", "r-batch", "presence", "online"});
+  batch.logs.push_back(LogRecord{0, "dev-1", 5, 2, "hello", "test"});
+  batch.audit.push_back(AuditRecord{"operator:alice", "rollout.create", "r-batch"});
+  batch.audit.push_back(AuditRecord{"engine", "engine.decision", "wave 1 started"});
+  ASSERT_TRUE((*store)->write(batch, 7).ok());
+  EXPECT_FALSE(r.dirty);
+  EXPECT_EQ((*store)->device("dev-1")->client_version, "1.2.3");
+  EXPECT_EQ((*store)->load_rollouts()->size(), 1u);
+  EXPECT_EQ((*store)->events("dev-1", "", 10)->size(), 1u);
+  EXPECT_EQ((*store)->logs("dev-1", 0, 10)->size(), 1u);
+  auto audit = (*store)->audit_entries(0, 10);
+  ASSERT_EQ(audit->size(), 2u);
+  EXPECT_EQ((*audit)[0].actor, "operator:alice");
+  EXPECT_EQ((*audit)[0].action, "rollout.create");
+  EXPECT_EQ((*audit)[0].time_ms, 7);
+  EXPECT_EQ((*audit)[1].actor, "engine");
+  EXPECT_EQ((*audit)[1].action, "engine.decision");
+
+  // A batch whose last write fails leaves nothing of its first ones.
+  raw_exec(dir.path() / "state.db",
+           "CREATE TRIGGER no_more BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'full'); END;");
+  StoreBatch failing;
+  DeviceRecord ghost;
+  ghost.facts.id = "ghost";
+  failing.devices.push_back(ghost);
+  failing.audit.push_back(AuditRecord{"operator:alice", "rollout.start", "r-batch"});
+  EXPECT_FALSE((*store)->write(failing, 8).ok());
+  EXPECT_FALSE((*store)->device("ghost").ok());
+}
+
 TEST(SqliteStoreTest, KillNineLosesNoAcknowledgedWrite) {
   ScratchDir dir;
   const auto path = dir.path() / "state.db";

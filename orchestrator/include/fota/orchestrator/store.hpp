@@ -16,6 +16,7 @@
 #include "fota/common/result.hpp"
 #include "fota/orchestrator/audit.hpp"
 #include "fota/orchestrator/prediction.hpp"
+#include "fota/orchestrator/records.hpp"
 #include "fota/orchestrator/rollout_engine.hpp"
 
 struct sqlite3;
@@ -23,41 +24,16 @@ struct sqlite3_stmt;
 
 namespace fota::orchestrator {
 
-struct DeviceRecord {
-  DeviceFacts facts;
-  std::string client_version;
-  std::uint64_t security_counter = 0;
-  std::uint64_t free_bytes = 0;
-  std::string pending_deployment_id;
-  Millis registered_ms = 0;
-  std::string last_phase;  // from the last progress report
-  std::string last_error;
-};
-
-struct EventRecord {
-  std::int64_t id = 0;
-  Millis time_ms = 0;
-  std::string device_id;
-  std::string rollout_id;
-  std::string kind;  // "progress", "presence", "inventory", "command", "rollout"
-  std::string detail;
-};
-
-struct LogRecord {
-  std::int64_t id = 0;
-  std::string device_id;
-  Millis time_ms = 0;
-  int level = 0;
-  std::string message;
-  std::string source;
-};
-
 class Store {
  public:
   virtual ~Store() = default;
 
   // Runs `body` in one transaction: all its writes land together or not at all.
   virtual common::Status transaction(const std::function<common::Status()>& body) = 0;
+
+  // Writes the batch in one transaction (devices, rollouts and their dirty members, update
+  // samples, events, logs, audit entries at `now`): all of it lands or none of it does.
+  common::Status write(const StoreBatch& batch, Millis now);
 
   virtual common::Status upsert_device(const DeviceRecord& device) = 0;
   virtual common::Result<std::vector<DeviceRecord>> load_devices() = 0;

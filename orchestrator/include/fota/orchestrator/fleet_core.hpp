@@ -1,0 +1,211 @@
+// The fleet core: the orchestrator's state and decisions, sans-IO. Decoded device messages,
+// operator actions and `now` go in; commands for devices and one StoreBatch per save come out.
+// It owns the device registry (one copy of each device's facts), the rollouts, the calls of the
+// RolloutEngine and the prediction history. Single-threaded: no locks, no threads, no clock, no
+// store, no transport. OrchestratorService is the loop around it (threads, the lock, SQLite,
+// MQTT, chunk serving); tests drive it in-process with a manual clock.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "fota/common/result.hpp"
+#include "fota/common/topics.hpp"
+#include "fota/orchestrator/prediction.hpp"
+#include "fota/orchestrator/records.hpp"
+#include "fota/orchestrator/rollout_engine.hpp"
+#include "fota/v1/fota.pb.h"
+
+namespace fota::orchestrator {
+
+// A decoded message from a device channel.
+using DeviceMessage = std::variant<v1::Inventory, v1::Progress, v1::Presence, v1::LogBatch, v1::ChunkRequest>;
+
+// What the core asks of the artifact store. Answered from memory: the core calls it while its
+// owner holds the state lock (ArtifactStore reads a manifest from disk once, then serves it).
+class ArtifactCatalog {
+ public:
+  virtual ~ArtifactCatalog() = default;
+  virtual common::Result<v1::SignedManifest> signed_manifest(const std::string& artifact_id) const = 0;
+  // 0 when the artifact is unknown.
+  virtual std::uint64_t image_size(const std::string& artifact_id) const = 0;
+};
+
+// A command for one device, encoded, to publish once the state that produced it is durable.
+struct DeviceCommand {
+  std::string topic;
+  std::string payload;
+  std::uint32_t expiry_seconds = 0;  // the command's TTL (MQTT 5 message expiry)
+};
+
+struct FleetCoreOptions {
+  common::TopicScheme topics;
+  std::uint64_t default_link_rate = 1'000'000;
+  Millis default_device_time_ms = 30'000;  // verify + install + reboot + confirm, until measured
+  // Rollouts are ticked at most this often; reports in between are applied at once.
+  Millis tick_interval_ms = 200;
+  // A fresh rollout id each call ("r-" and ten hex digits in production); required.
+  std::function<std::string()> new_rollout_id;
+};
+
+// Writes one batch durably (in one transaction); the core's only way to its store.
+using SaveBatch = std::function<common::Status(const StoreBatch&)>;
+
+// What the fleet looks like now, counted for the metrics.
+struct FleetSummary {
+  std::size_t devices = 0;
+  std::size_t online = 0;
+  std::map<std::string, std::size_t> devices_by_phase;   // "unknown" before any report
+  std::map<std::string, std::size_t> rollouts_by_state;  // every state, 0 included
+  std::map<std::string, Millis> running_rollout_remaining_ms;
+  std::uint64_t progress_reports = 0;
+};
+
+// Typed answers for the operator API; the HTTP layer renders them (JSON, Prometheus text).
+struct DeviceView {
+  DeviceRecord device;
+  std::string rollout;  // the active rollout that owns it, or empty
+};
+
+struct WaveView {
+  WaveState state;
+  std::size_t devices = 0;
+  std::map<std::string, std::size_t> counts;  // members by state name
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+};
+
+struct RolloutView {
+  std::string id;
+  RolloutSpec spec;
+  RolloutState state = RolloutState::kCreated;
+  std::string reason;
+  Millis created_ms = 0;
+  Millis started_ms = 0;
+  Millis finished_ms = 0;
+  std::vector<WaveView> waves;
+  std::map<std::string, std::size_t> counts;  // members of every wave by state name
+  std::size_t devices = 0;
+  std::optional<Millis> eta_end_ms;  // created, running or paused: the predicted end
+  std::optional<std::vector<Member>> members;
+};
+
+struct RolloutPlan {
+  std::string rollout;
+  RolloutPrediction prediction;
+  std::uint64_t image_size = 0;
+  std::uint64_t assumed_rate_bytes_per_second = 0;
+  Millis fixed_ms_per_device = 0;  // measured, else the default
+};
+
+class FleetCore {
+ public:
+  FleetCore(FleetCoreOptions options, const ArtifactCatalog& artifacts, std::shared_ptr<spdlog::logger> log);
+
+  // Start-up: what the store holds. Presence is re-learned (every device starts offline).
+  void restore(std::vector<DeviceRecord> devices, std::vector<Rollout> rollouts,
+               std::vector<UpdateSample> history);
+
+  // A device's message; chunk requests are not the core's (the chunk serving adapter's) and are
+  // ignored. Its effects are unsaved until commit().
+  void on_message(const common::DeviceId& device, const DeviceMessage& message, Millis now);
+  // Ticks every rollout once per tick_interval, and at once a rollout a member of which just
+  // finished (its gate, the next wave's commands and its end do not wait for the next tick).
+  void tick(Millis now);
+  // Saves everything unsaved as one batch through `save`. On success the commands that state
+  // produced are ready (take_commands); on failure everything stays queued for the next commit.
+  common::Status commit(const SaveBatch& save);
+  // The committed commands not yet taken, oldest first.
+  std::vector<DeviceCommand> take_commands();
+
+  // Operator actions: each commits (with its audit entry, and whatever was already unsaved)
+  // before it returns. When that save fails the action is taken back whole: the rollout, its
+  // claims on devices, its audit entry, events and commands; what was queued before it stays.
+  // kInvalidArgument / kConflict from the engine; kNotFound for an unknown rollout.
+  common::Result<const Rollout*> create_rollout(const RolloutSpec& spec, const std::string& actor, Millis now,
+                                                const SaveBatch& save);
+  // action: start, pause, resume, abort or rollback (else kInvalidArgument).
+  common::Result<const Rollout*> rollout_action(const std::string& id, const std::string& action,
+                                                const std::string& actor, Millis now, const SaveBatch& save);
+  // An audit entry of something done outside the core (an artifact uploaded or refused). Stays
+  // queued when the save fails: what it records has happened.
+  common::Status record(AuditRecord entry, const SaveBatch& save);
+
+  // Reading. Pointers are valid until the next call that changes the core.
+  const Rollout* rollout(const std::string& id) const;
+  const std::map<std::string, Rollout>& rollouts() const { return rollouts_; }
+  std::optional<DeviceRecord> device(const std::string& id) const;
+  std::vector<DeviceRecord> devices() const;  // by id
+  bool has_device(const std::string& id) const { return fleet_.devices.count(id) > 0; }
+  // The active rollout that owns the device, or empty.
+  std::string owner(const std::string& device_id) const;
+  RolloutPrediction predict(const Rollout& rollout, Millis now) const;
+  // The rollout as the API shows it: per-wave counts, the ETA while it can still run, and its
+  // members when asked.
+  RolloutView view(const Rollout& rollout, Millis now, bool with_members) const;
+  // kNotFound for an unknown rollout.
+  common::Result<RolloutPlan> plan(const std::string& id, Millis now) const;
+  const LinkModel& link_model() const { return link_model_; }
+  FleetSummary summary(Millis now) const;
+
+ private:
+  // What is queued but not yet saved, counted before an operator action, so that an action whose
+  // save fails takes back exactly what it queued (and nothing queued before it).
+  struct UnsavedMark {
+    std::size_t events;
+    std::size_t audit;
+    std::size_t samples;
+    std::size_t history;
+    std::size_t outbox;
+  };
+  UnsavedMark mark_unsaved() const;
+  void drop_unsaved_since(const UnsavedMark& mark);
+
+  DeviceDetails& touch_device(const std::string& id, Millis now);
+  void ingest_progress(const std::string& device_id, const v1::Progress& progress, Millis now);
+  void on_inventory(const std::string& id, const v1::Inventory& inventory, Millis now);
+  void apply(Rollout& rollout, const Decisions& decisions, Millis now);
+  // Moves the rollout's newly finished updates into the prediction history (and the batch's).
+  void record_history(Rollout& rollout);
+  Rollout* find_rollout(const std::string& id);
+  std::vector<const Rollout*> unresolved_rollouts() const;
+  DeviceRecord record_of(const std::string& id) const;
+
+  FleetCoreOptions options_;
+  const ArtifactCatalog& artifacts_;
+  std::shared_ptr<spdlog::logger> log_;
+  RolloutEngine engine_;
+
+  // The registry: fleet_.devices holds each device's facts (what rollouts select on), details_
+  // the rest of what it said; each fact lives in one of them.
+  Fleet fleet_;
+  std::unordered_map<std::string, DeviceDetails> details_;
+  std::map<std::string, Rollout> rollouts_;
+  LinkModel link_model_;
+  std::uint64_t progress_reports_ = 0;
+  Millis last_tick_ms_ = 0;
+  std::unordered_set<std::string> settled_rollouts_;  // a member finished since the last tick
+
+  // Unsaved: written by the next commit().
+  std::unordered_set<std::string> dirty_devices_;
+  std::unordered_set<std::string> touched_rollouts_;
+  std::vector<UpdateSample> pending_samples_;
+  std::size_t samples_since_prune_ = 0;  // stored since update_samples was last pruned
+  std::vector<EventRecord> pending_events_;
+  std::vector<LogRecord> pending_logs_;
+  std::vector<AuditRecord> pending_audit_;
+  std::vector<DeviceCommand> outbox_;  // produced by unsaved state
+  std::vector<DeviceCommand> ready_;   // committed, for take_commands()
+};
+
+}  // namespace fota::orchestrator

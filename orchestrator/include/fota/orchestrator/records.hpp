@@ -1,0 +1,69 @@
+// The orchestrator's durable facts as plain values, and the batch of them one loop iteration or
+// one operator action writes. Pure: the fleet core fills a StoreBatch, a Store writes it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fota/orchestrator/prediction.hpp"
+#include "fota/orchestrator/rollout_engine.hpp"
+
+namespace fota::orchestrator {
+
+// What a device said about itself beyond the facts rollouts select on (DeviceFacts).
+struct DeviceDetails {
+  std::string client_version;
+  std::uint64_t security_counter = 0;
+  std::uint64_t free_bytes = 0;
+  std::string pending_deployment_id;
+  Millis registered_ms = 0;
+  std::string last_phase;  // from the last progress report
+  std::string last_error;
+};
+
+// A device as the store and the API see it: its facts and its details, kept apart in the fleet
+// core (each fact has one home) and put together here.
+struct DeviceRecord : DeviceDetails {
+  DeviceFacts facts;
+};
+
+struct EventRecord {
+  std::int64_t id = 0;
+  Millis time_ms = 0;
+  std::string device_id;
+  std::string rollout_id;
+  std::string kind;  // "progress", "presence", "inventory", "command", "rollout"
+  std::string detail;
+};
+
+struct LogRecord {
+  std::int64_t id = 0;
+  std::string device_id;
+  Millis time_ms = 0;
+  int level = 0;
+  std::string message;
+  std::string source;
+};
+
+// One audit log entry to append (the store adds seq, time and the hash chain).
+struct AuditRecord {
+  std::string actor;   // "operator:<token name>" or "engine"
+  std::string action;  // "rollout.create", "engine.decision", ...
+  std::string detail;
+};
+
+// Everything one loop iteration or one operator action writes, saved by Store::write in one
+// transaction. Rollouts are pointed to, not copied (a rollout over 100,000 devices saves only its
+// dirty members): the batch is written while its owner holds them unchanged.
+struct StoreBatch {
+  std::vector<DeviceRecord> devices;
+  std::vector<Rollout*> rollouts;  // saving one clears its dirty flags
+  std::vector<UpdateSample> samples;
+  bool prune_samples = false;  // then keep only the latest kHistoryKept samples
+  std::vector<EventRecord> events;
+  std::vector<LogRecord> logs;
+  std::vector<AuditRecord> audit;
+};
+
+}  // namespace fota::orchestrator

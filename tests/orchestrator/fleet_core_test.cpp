@@ -1,0 +1,266 @@
+// The fleet core in-process with a manual clock: messages and operator actions in, store batches
+// and commands out; a save that fails takes back what it would have recorded.
+#include "fota/orchestrator/fleet_core.hpp"
+
+#include <gtest/gtest.h>
+
+#include <spdlog/sinks/null_sink.h>
+
+#include <algorithm>
+
+namespace fota::orchestrator {
+namespace {
+
+constexpr const char* kArtifact = "0123456789abcdef0123456789abcdef";
+constexpr const char* kOldArtifact = "ffffffffffffffffffffffffffffffff";
+constexpr Millis kSecond = 1000;
+
+class FakeCatalog final : public ArtifactCatalog {
+ public:
+  common::Result<v1::SignedManifest> signed_manifest(const std::string& artifact_id) const override {
+    if (artifact_id != kArtifact) return common::Error(common::Errc::kNotFound, "no artifact " + artifact_id);
+    v1::SignedManifest m;
+    m.set_manifest("manifest of " + artifact_id);
+    return m;
+  }
+  std::uint64_t image_size(const std::string& artifact_id) const override {
+    return artifact_id == kArtifact ? 1024 * 1024 : 0;
+  }
+};
+
+class FleetCoreTest : public ::testing::Test {
+ protected:
+  FleetCoreTest() : core_(options(), catalog_, quiet_log()) {}
+
+  static std::shared_ptr<spdlog::logger> quiet_log() {
+    return std::make_shared<spdlog::logger>("fleet-core-test",
+                                            std::make_shared<spdlog::sinks::null_sink_mt>());
+  }
+  FleetCoreOptions options() {
+    FleetCoreOptions o;
+    // Deterministic ids: r-test-1, r-test-2, ...
+    o.new_rollout_id = [this] { return "r-test-" + std::to_string(++ids_); };
+    return o;
+  }
+
+  // A save that records every batch it is given, or fails while `failing_`.
+  SaveBatch save() {
+    return [this](const StoreBatch& batch) -> common::Status {
+      if (failing_) return common::Error(common::Errc::kIo, "disk full");
+      saved_.push_back(batch);
+      for (Rollout* r : batch.rollouts) {
+        r->dirty = false;
+        for (Member& m : r->members) m.dirty = false;
+      }
+      return common::ok_status();
+    };
+  }
+
+  static common::DeviceId id_of(const std::string& id) { return *common::DeviceId::parse(id); }
+
+  void report_inventory(const std::string& id, FleetCore* core = nullptr) {
+    v1::Inventory inv;
+    inv.set_device_id(id);
+    inv.set_hardware_type("gw");
+    inv.set_time_zone("UTC");
+    inv.set_artifact_id(kOldArtifact);
+    inv.set_version("1.0");
+    (*inv.mutable_attributes())["tags"] = "fleet";
+    (core != nullptr ? *core : core_).on_message(id_of(id), inv, now_);
+  }
+
+  void report(const v1::Command& command, v1::Phase phase, std::uint64_t sequence) {
+    v1::Progress p;
+    p.set_device_id(command.device_id());
+    p.set_deployment_id(command.deployment_id());
+    p.set_command_id(command.command_id());
+    p.set_artifact_id(kArtifact);
+    p.set_phase(phase);
+    p.set_sequence(sequence);
+    core_.on_message(id_of(command.device_id()), p, now_);
+  }
+
+  // One loop iteration: tick, then save.
+  common::Status step() {
+    core_.tick(now_);
+    return core_.commit(save());
+  }
+
+  std::vector<v1::Command> take_commands() {
+    std::vector<v1::Command> out;
+    for (const DeviceCommand& c : core_.take_commands()) {
+      v1::Command cmd;
+      EXPECT_TRUE(cmd.ParseFromString(c.payload));
+      EXPECT_EQ(c.topic, topics_.device_topic(id_of(cmd.device_id()), common::Channel::kCommand));
+      EXPECT_GT(c.expiry_seconds, 0u);
+      out.push_back(cmd);
+    }
+    return out;
+  }
+
+  static RolloutSpec spec(const std::string& extra = "") {
+    auto s = parse_rollout_spec(std::string("name: t\nartifact: ") + kArtifact +
+                                "\ntarget: {tags: [fleet]}\n" + extra);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return *s;
+  }
+
+  static std::size_t count_audit(const StoreBatch& batch, const std::string& action) {
+    return static_cast<std::size_t>(std::count_if(batch.audit.begin(), batch.audit.end(),
+                                                  [&](const AuditRecord& a) { return a.action == action; }));
+  }
+  static std::size_t count_events(const StoreBatch& batch, const std::string& kind) {
+    return static_cast<std::size_t>(std::count_if(batch.events.begin(), batch.events.end(),
+                                                  [&](const EventRecord& e) { return e.kind == kind; }));
+  }
+
+  common::TopicScheme topics_;
+  FakeCatalog catalog_;
+  int ids_ = 0;
+  FleetCore core_;
+  Millis now_ = *parse_timestamp("2026-12-03T08:00:00Z");
+  bool failing_ = false;
+  std::vector<StoreBatch> saved_;
+};
+
+TEST_F(FleetCoreTest, DevicesReportARolloutStartsAndCommandsComeOutOnceSaved) {
+  report_inventory("dev-0");
+  report_inventory("dev-1");
+  ASSERT_TRUE(step().ok());
+  ASSERT_EQ(saved_.size(), 1u);
+  EXPECT_EQ(saved_[0].devices.size(), 2u);
+  EXPECT_EQ(count_events(saved_[0], "inventory"), 2u);
+  EXPECT_TRUE(take_commands().empty());
+  ASSERT_TRUE(core_.device("dev-0").has_value());
+  EXPECT_EQ(core_.device("dev-0")->facts.artifact_id, kOldArtifact);
+  EXPECT_TRUE(core_.device("dev-0")->facts.online);
+
+  auto created = core_.create_rollout(spec(), "operator:alice", now_, save());
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_EQ((*created)->id, "r-test-1");
+  ASSERT_EQ(saved_.size(), 2u);
+  ASSERT_EQ(count_audit(saved_[1], "rollout.create"), 1u);
+  EXPECT_EQ(saved_[1].audit[0].actor, "operator:alice");
+  EXPECT_EQ(saved_[1].audit[0].detail.rfind("r-test-1 t artifact ", 0), 0u);
+
+  auto started = core_.rollout_action("r-test-1", "start", "operator:alice", now_, save());
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  EXPECT_EQ(count_audit(saved_.back(), "rollout.start"), 1u);
+  EXPECT_GE(count_audit(saved_.back(), "engine.decision"), 1u);
+  EXPECT_EQ(count_events(saved_.back(), "command"), 2u);
+  const std::vector<v1::Command> commands = take_commands();
+  ASSERT_EQ(commands.size(), 2u);
+  for (const v1::Command& c : commands) {
+    EXPECT_TRUE(c.has_install());
+    EXPECT_EQ(c.deployment_id(), "r-test-1");
+    EXPECT_EQ(c.install().manifest().manifest(), std::string("manifest of ") + kArtifact);
+    EXPECT_EQ(c.issued_at_ms(), now_);
+  }
+
+  // Both devices commit: the rollout ends at once, not a tick later.
+  now_ += 5 * kSecond;
+  for (const v1::Command& c : commands) {
+    report(c, v1::PHASE_DOWNLOADING, 1);
+    report(c, v1::PHASE_COMMITTED, 2);
+  }
+  ASSERT_TRUE(step().ok());
+  EXPECT_EQ(core_.rollout("r-test-1")->state, RolloutState::kCompleted);
+  EXPECT_EQ(saved_.back().samples.size(), 2u);  // finished updates become prediction history
+  EXPECT_EQ(core_.summary(now_).progress_reports, 4u);
+  EXPECT_EQ(core_.summary(now_).rollouts_by_state.at("completed"), 1u);
+  EXPECT_TRUE(core_.owner("dev-0").empty());
+}
+
+TEST_F(FleetCoreTest, AnActionWhoseSaveFailsIsTakenBackWhole) {
+  report_inventory("dev-0");
+  report_inventory("dev-1");
+  ASSERT_TRUE(step().ok());
+  failing_ = true;
+  EXPECT_FALSE(core_.create_rollout(spec(), "operator:bob", now_, save()).ok());
+  EXPECT_TRUE(core_.rollouts().empty());
+  failing_ = false;
+  auto created = core_.create_rollout(spec(), "operator:alice", now_, save());
+  ASSERT_TRUE(created.ok());
+  const std::string id = (*created)->id;
+  EXPECT_EQ(count_audit(saved_.back(), "rollout.create"), 1u);  // this one's only
+
+  // Something the loop queued before the action: it stays queued.
+  v1::Presence offline;
+  offline.set_online(false);
+  core_.on_message(id_of("dev-1"), offline, now_);
+  failing_ = true;
+  auto started = core_.rollout_action(id, "start", "operator:alice", now_, save());
+  EXPECT_FALSE(started.ok());
+  EXPECT_EQ(core_.rollout(id)->state, RolloutState::kCreated);
+  EXPECT_TRUE(core_.owner("dev-0").empty());
+  EXPECT_TRUE(take_commands().empty());
+
+  failing_ = false;
+  const std::size_t saves = saved_.size();
+  ASSERT_TRUE(step().ok());
+  ASSERT_EQ(saved_.size(), saves + 1);
+  const StoreBatch& after = saved_.back();
+  EXPECT_EQ(count_audit(after, "rollout.start"), 0u);
+  EXPECT_EQ(count_audit(after, "engine.decision"), 0u);
+  EXPECT_EQ(count_events(after, "command"), 0u);
+  EXPECT_EQ(count_events(after, "presence"), 1u);  // queued before the action: kept
+  EXPECT_TRUE(take_commands().empty());
+
+  // The same action succeeds once saves do.
+  ASSERT_TRUE(core_.rollout_action(id, "start", "operator:alice", now_, save()).ok());
+  EXPECT_EQ(count_audit(saved_.back(), "rollout.start"), 1u);
+  EXPECT_FALSE(take_commands().empty());
+}
+
+TEST_F(FleetCoreTest, CommandsWaitUntilTheStateThatProducedThemIsSaved) {
+  report_inventory("dev-0");
+  report_inventory("dev-1");
+  ASSERT_TRUE(step().ok());
+  ASSERT_TRUE(
+      core_.create_rollout(spec("start_at: 2026-12-03T08:10:00Z\n"), "operator:alice", now_, save()).ok());
+  ASSERT_TRUE(core_.rollout_action("r-test-1", "start", "operator:alice", now_, save()).ok());
+  EXPECT_TRUE(take_commands().empty());  // not before start_at
+
+  now_ = *parse_timestamp("2026-12-03T08:10:00Z");
+  failing_ = true;
+  EXPECT_FALSE(step().ok());
+  EXPECT_TRUE(take_commands().empty());  // decided, not durable: not sent
+
+  failing_ = false;
+  now_ += kSecond;
+  ASSERT_TRUE(step().ok());
+  EXPECT_EQ(count_events(saved_.back(), "command"), 2u);  // the failed save's batch, saved now
+  EXPECT_EQ(take_commands().size(), 2u);
+}
+
+TEST_F(FleetCoreTest, RolloutIdsComeFromTheInjectedGeneratorAndNeverRepeat) {
+  std::vector<std::string> ids = {"r-same", "r-same", "r-other"};
+  FleetCoreOptions o;
+  o.new_rollout_id = [&, n = std::size_t{0}]() mutable { return ids[n++ % ids.size()]; };
+  FleetCore core(o, catalog_, quiet_log());
+  report_inventory("dev-0", &core);
+  auto first = core.create_rollout(spec(), "operator:alice", now_, save());
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ((*first)->id, "r-same");
+  ASSERT_TRUE(core.rollout_action("r-same", "abort", "operator:alice", now_, save()).ok());
+  auto second = core.create_rollout(spec(), "operator:alice", now_, save());
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  EXPECT_EQ((*second)->id, "r-other");
+}
+
+TEST_F(FleetCoreTest, UnknownRolloutsAndActionsAreRefusedWithoutStateChange) {
+  report_inventory("dev-0");
+  ASSERT_TRUE(step().ok());
+  auto missing = core_.rollout_action("r-nope", "start", "operator:alice", now_, save());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, common::Errc::kNotFound);
+  ASSERT_TRUE(core_.create_rollout(spec(), "operator:alice", now_, save()).ok());
+  const std::size_t saves = saved_.size();
+  auto unknown = core_.rollout_action("r-test-1", "launch", "operator:alice", now_, save());
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, common::Errc::kInvalidArgument);
+  EXPECT_EQ(saved_.size(), saves);
+}
+
+}  // namespace
+}  // namespace fota::orchestrator
