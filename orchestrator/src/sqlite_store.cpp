@@ -298,7 +298,7 @@ Status SqliteStore::migrate() {
 }
 
 Status Store::write(const StoreBatch& batch, Millis now) {
-  return transaction([&]() -> Status {
+  const Status written = transaction([&]() -> Status {
     for (const DeviceRecord& d : batch.devices) {
       if (auto st = upsert_device(d); !st) return st;
     }
@@ -322,6 +322,15 @@ Status Store::write(const StoreBatch& batch, Millis now) {
     }
     return common::ok_status();
   });
+  // Saved only once committed: a batch that fails later (an audit or event write) leaves its
+  // rollouts dirty, so the next save writes them again.
+  if (written) {
+    for (Rollout* r : batch.rollouts) {
+      r->dirty = false;
+      for (Member& m : r->members) m.dirty = false;
+    }
+  }
+  return written;
 }
 
 Status SqliteStore::transaction(const std::function<Status()>& body) {
@@ -461,7 +470,7 @@ Result<DeviceRecord> SqliteStore::device(const std::string& id) {
   return std::move(*found);
 }
 
-Status SqliteStore::save_rollout(Rollout& r) {
+Status SqliteStore::save_rollout(const Rollout& r) {
   return transaction([&]() -> Status {
     if (r.dirty) {
       auto st =
@@ -481,16 +490,14 @@ Status SqliteStore::save_rollout(Rollout& r) {
                          "late_joiner) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
                          "?17,?18)"));
     if (!m.ok()) return m.error("preparing member save");
-    for (Member& x : r.members) {
+    for (const Member& x : r.members) {
       if (!x.dirty) continue;
       m.bind_all(r.id, x.device_id, x.wave, member_state_name(x.state), static_cast<int>(x.phase), x.since_ms,
                  x.attempt, x.command_seq, x.command_id, x.retry_at_ms, x.previous_artifact_id, x.last_error,
                  x.bytes_done, x.bytes_total, x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner);
       if (m.step() != SQLITE_DONE) return m.error("saving member " + x.device_id + " of rollout " + r.id);
       m.rewind();
-      x.dirty = false;
     }
-    r.dirty = false;
     return common::ok_status();
   });
 }

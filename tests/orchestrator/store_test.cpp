@@ -119,7 +119,9 @@ TEST(SqliteStoreTest, RolloutsDevicesAndMembersSurviveReopen) {
     ASSERT_TRUE(engine.start(r, fleet, 2000).ok());
     engine.tick(r, fleet, 3000);
     ASSERT_EQ(r.members.size(), 3u);
-    ASSERT_TRUE((*store)->save_rollout(r).ok());
+    StoreBatch batch;
+    batch.rollouts.push_back(&r);
+    ASSERT_TRUE((*store)->write(batch, 3000).ok());
     for (const Member& m : r.members) EXPECT_FALSE(m.dirty);
   }
   auto store = SqliteStore::open(path);
@@ -237,8 +239,12 @@ TEST(SqliteStoreTest, ABatchLandsWholeWithTypedAuditEntries) {
   ghost.facts.id = "ghost";
   failing.devices.push_back(ghost);
   failing.audit.push_back(AuditRecord{"operator:alice", "rollout.start", "r-batch"});
+  // A rollout in a batch that fails stays to be saved (its flags were cleared before the commit).
+  r.dirty = true;
+  failing.rollouts.push_back(&r);
   EXPECT_FALSE((*store)->write(failing, 8).ok());
   EXPECT_FALSE((*store)->device("ghost").ok());
+  EXPECT_TRUE(r.dirty);
 }
 
 TEST(SqliteStoreTest, KillNineLosesNoAcknowledgedWrite) {

@@ -58,7 +58,7 @@ struct AuditRecord {
 // dirty members): the batch is written while its owner holds them unchanged.
 struct StoreBatch {
   std::vector<DeviceRecord> devices;
-  std::vector<Rollout*> rollouts;  // saving one clears its dirty flags
+  std::vector<Rollout*> rollouts;  // a committed write() clears their dirty flags
   std::vector<UpdateSample> samples;
   bool prune_samples = false;  // then keep only the latest kHistoryKept samples
   std::vector<EventRecord> events;

@@ -39,8 +39,9 @@ class Store {
   virtual common::Result<std::vector<DeviceRecord>> load_devices() = 0;
   virtual common::Result<DeviceRecord> device(const std::string& id) = 0;
 
-  // Inserts or updates the rollout and its dirty members; clears the dirty flags.
-  virtual common::Status save_rollout(Rollout& rollout) = 0;
+  // Inserts or updates the rollout and its dirty members. The flags stay: write() clears them once
+  // its transaction committed.
+  virtual common::Status save_rollout(const Rollout& rollout) = 0;
   virtual common::Result<std::vector<Rollout>> load_rollouts() = 0;
 
   // Finished device updates, the history predictions draw on; a sample already stored is ignored.
@@ -82,7 +83,7 @@ class SqliteStore final : public Store {
   common::Status upsert_device(const DeviceRecord& device) override;
   common::Result<std::vector<DeviceRecord>> load_devices() override;
   common::Result<DeviceRecord> device(const std::string& id) override;
-  common::Status save_rollout(Rollout& rollout) override;
+  common::Status save_rollout(const Rollout& rollout) override;
   common::Result<std::vector<Rollout>> load_rollouts() override;
   common::Status append_update_samples(const std::vector<UpdateSample>& samples) override;
   common::Result<std::vector<UpdateSample>> update_samples(std::size_t limit) override;
