@@ -2,13 +2,12 @@
 #include "fota/client/engine.hpp"
 
 #include <algorithm>
-#include <deque>
-#include <map>
 #include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "fota/client/chunk_window.hpp"
 #include "fota/common/codec.hpp"
 
 namespace fota::client {
@@ -19,9 +18,6 @@ using common::Error;
 using journal::JournalRecord;
 using S = EngineState;
 
-constexpr std::size_t kHashBytes = 32;
-// Verified hash-table chunks kept in memory: the one the download is in and the next.
-constexpr std::size_t kHashChunkCache = 2;
 constexpr std::uint64_t kSequenceGapAfterRestart = 1'000'000;
 
 journal::EngineState to_record_state(EngineState state) {
@@ -66,12 +62,15 @@ v1::Phase phase_of(EngineState state) {
   return v1::PHASE_IDLE;
 }
 
-bool bit(const std::string& bitmap, std::uint32_t index) {
-  return (static_cast<unsigned char>(bitmap[index / 8]) >> (index % 8)) & 1U;
-}
-
-void set_bit(std::string& bitmap, std::uint32_t index) {
-  bitmap[index / 8] = static_cast<char>(static_cast<unsigned char>(bitmap[index / 8]) | (1U << (index % 8)));
+ChunkWindow::Limits window_limits(const EngineConfig& config) {
+  ChunkWindow::Limits limits;
+  limits.initial_window = config.initial_window;
+  limits.min_window = config.min_window;
+  limits.max_window = config.max_window;
+  limits.adaptive = config.adaptive_window;
+  limits.chunk_timeout_ms = config.chunk_timeout_ms;
+  limits.unavailable_backoff_ms = config.unavailable_backoff_ms;
+  return limits;
 }
 
 enum class Event {
@@ -171,7 +170,8 @@ const char* engine_state_name(EngineState state) noexcept {
 }
 
 struct UpdateEngine::Impl {
-  Impl(EngineConfig c, const EngineCrypto& cr) : config(std::move(c)), crypto(cr) {}
+  Impl(EngineConfig c, const EngineCrypto& cr)
+      : config(std::move(c)), crypto(cr), window(window_limits(config)) {}
 
   EngineConfig config;
   const EngineCrypto& crypto;
@@ -185,36 +185,14 @@ struct UpdateEngine::Impl {
   bool connected = false;
   bool ever_connected = false;
 
-  // Download state that is not persisted (rebuilt from the journal and the manifest).
-  struct InFlight {
-    std::int64_t sent_at_ms = 0;
-  };
-  // Where each chunk's hash comes from (docs/PROTOCOL.md, "Chunk hashes"). Inline manifests:
-  // chunk_hashes holds kHashBytes per image chunk. Hash-table manifests: hash_chunk_hashes holds
-  // the manifest's kHashBytes per hash chunk, and verified hash chunks are cached, at most
-  // kHashChunkCache of them, so memory does not grow with the image.
-  struct CachedHashChunk {
-    std::uint32_t hash_chunk = 0;
-    bool ready = false;  // false: requested, not verified yet
-    std::string hashes;
-  };
-  common::ChunkSpace space;
-  std::string chunk_hashes;
-  std::string hash_chunk_hashes;
-  std::vector<CachedHashChunk> hash_cache;
+  // Download state that is not persisted (rebuilt from the journal and the manifest). Which
+  // chunks to ask for and when, and the chunk hashes, are the window's.
+  ChunkWindow window;
   std::string image_hash;
-  std::map<std::uint32_t, InFlight> inflight;
-  std::deque<std::uint32_t> retry_queue;
-  std::map<std::uint32_t, std::uint32_t> hash_failures;
-  std::uint32_t cursor = 0;
   std::uint32_t verified_count = 0;
-  double window = 0;
   std::uint64_t next_request_id = 1;
   std::int64_t last_chunk_at = 0;
-  std::int64_t paused_until = 0;
   std::uint32_t chunks_since_persist = 0;
-  double tokens = 0;
-  std::int64_t tokens_at = 0;
   bool progress_dirty = false;
   std::int64_t next_progress_at = 0;
   std::uint64_t rate_bytes_at_report = 0;
@@ -275,7 +253,7 @@ struct UpdateEngine::Impl {
                                    event_name(event) + " in state " + engine_state_name(state) +
                                    "; the event was ignored");
     }
-    stats.window = static_cast<std::uint32_t>(window);
+    stats.window = window.width();
     Actions result;
     result.swap(out);
     return result;
@@ -306,7 +284,7 @@ struct UpdateEngine::Impl {
     if (u.chunk_count() == 0) return 0;
     std::uint64_t bytes = std::uint64_t{verified_count} * u.chunk_size();
     const std::uint32_t last = u.chunk_count() - 1;
-    if (u.verified_bitmap().size() * 8 > last && bit(u.verified_bitmap(), last)) {
+    if (u.verified_bitmap().size() * 8 > last && chunk_verified(u.verified_bitmap(), last)) {
       bytes -= u.chunk_size() - (u.image_size() - std::uint64_t{last} * u.chunk_size());
     }
     return bytes;
@@ -461,17 +439,8 @@ struct UpdateEngine::Impl {
   }
 
   void clear_download() {
-    space = {};
-    chunk_hashes.clear();
-    chunk_hashes.shrink_to_fit();
-    hash_chunk_hashes.clear();
-    hash_chunk_hashes.shrink_to_fit();
-    hash_cache.clear();
+    window.clear();
     image_hash.clear();
-    inflight.clear();
-    retry_queue.clear();
-    hash_failures.clear();
-    cursor = 0;
     verified_count = 0;
   }
 
@@ -623,53 +592,8 @@ struct UpdateEngine::Impl {
   }
 
   void load_hashes(const v1::Manifest& m) {
-    space = common::ChunkSpace::of(m);
-    chunk_hashes.clear();
-    chunk_hashes.reserve(static_cast<std::size_t>(m.chunk_sha256_size()) * kHashBytes);
-    for (const auto& h : m.chunk_sha256()) chunk_hashes.append(h);
-    hash_chunk_hashes.clear();
-    hash_chunk_hashes.reserve(static_cast<std::size_t>(m.hash_table_sha256_size()) * kHashBytes);
-    for (const auto& h : m.hash_table_sha256()) hash_chunk_hashes.append(h);
-    hash_cache.clear();
+    window.load(m);
     image_hash = m.image_sha256();
-  }
-
-  CachedHashChunk* cached_hash_chunk(std::uint32_t hash_chunk) {
-    for (auto& entry : hash_cache) {
-      if (entry.hash_chunk == hash_chunk) return &entry;
-    }
-    return nullptr;
-  }
-
-  // The manifest's hash of image chunk `index`; empty when its hash chunk is not at hand.
-  std::string_view expected_hash(std::uint32_t index) {
-    if (!space.has_hash_table()) {
-      return std::string_view(chunk_hashes).substr(std::size_t{index} * kHashBytes, kHashBytes);
-    }
-    const CachedHashChunk* entry = cached_hash_chunk(space.hash_chunk_index(index));
-    if (entry == nullptr || !entry->ready) return {};
-    return std::string_view(entry->hashes).substr(space.hash_offset(index), kHashBytes);
-  }
-
-  // Reserves a cache entry for `hash_chunk`, evicting a verified one that no chunk in flight
-  // needs. False when every entry is still needed: the caller waits for answers.
-  bool reserve_hash_chunk(std::uint32_t hash_chunk) {
-    if (hash_cache.size() < kHashChunkCache) {
-      hash_cache.push_back(CachedHashChunk{hash_chunk, false, {}});
-      return true;
-    }
-    for (auto& entry : hash_cache) {
-      if (!entry.ready) continue;
-      const bool needed = std::any_of(inflight.begin(), inflight.end(), [&](const auto& flight) {
-        return flight.first < space.image_chunks() &&
-               space.hash_chunk_index(flight.first) == entry.hash_chunk;
-      });
-      if (!needed) {
-        entry = CachedHashChunk{hash_chunk, false, {}};
-        return true;
-      }
-    }
-    return false;
   }
 
   // ---- Commands ---------------------------------------------------------------------------
@@ -941,15 +865,11 @@ struct UpdateEngine::Impl {
   void start_download(bool resume) {
     const auto& u = record.update();
     verified_count = 0;
-    for (std::uint32_t i = 0; i < u.chunk_count(); ++i) verified_count += bit(u.verified_bitmap(), i) ? 1 : 0;
-    cursor = 0;
-    inflight.clear();
-    retry_queue.clear();
-    window = static_cast<double>(effective_max_window() < config.initial_window ? effective_max_window()
-                                                                                : config.initial_window);
+    for (std::uint32_t i = 0; i < u.chunk_count(); ++i) {
+      verified_count += chunk_verified(u.verified_bitmap(), i) ? 1 : 0;
+    }
+    window.start(u.max_inflight_chunks(), u.max_bytes_per_second(), now);
     last_chunk_at = now;
-    tokens = 0;
-    tokens_at = now;
     rate_time_at_report = now;
     rate_bytes_at_report = verified_bytes();
     out.emplace_back(action::PrepareSlot{u.target_slot(), u.image_size(), resume,
@@ -965,78 +885,12 @@ struct UpdateEngine::Impl {
     fill_window();
   }
 
-  std::uint32_t effective_max_window() const {
-    std::uint32_t max = std::max<std::uint32_t>(config.max_window, 1);
-    if (record.update().max_inflight_chunks() > 0) max = std::min(max, record.update().max_inflight_chunks());
-    return max;
-  }
-
-  // The next index to request: a missing image chunk whose hash is at hand, or first the hash
-  // chunk it needs; nothing when everything is requested or a hash chunk must arrive first.
-  std::optional<std::uint32_t> next_wanted() {
-    const auto& u = record.update();
-    for (;;) {
-      const bool from_retry = !retry_queue.empty();
-      if (!from_retry && cursor >= u.chunk_count()) return std::nullopt;
-      const std::uint32_t i = from_retry ? retry_queue.front() : cursor;
-      auto take = [&] {
-        if (from_retry) {
-          retry_queue.pop_front();
-        } else {
-          ++cursor;
-        }
-      };
-      if (space.is_hash_chunk(i)) {
-        take();
-        // A hash chunk whose request was lost: ask again while it is still awaited.
-        const CachedHashChunk* entry = cached_hash_chunk(i - space.image_chunks());
-        if (entry != nullptr && !entry->ready && inflight.count(i) == 0) return i;
-        continue;
-      }
-      if (bit(u.verified_bitmap(), i) || inflight.count(i) != 0) {
-        take();
-        continue;
-      }
-      if (!space.has_hash_table()) {
-        take();
-        return i;
-      }
-      const std::uint32_t hash_chunk = space.hash_chunk_index(i);
-      const std::uint32_t hash_index = space.image_chunks() + hash_chunk;
-      if (const CachedHashChunk* entry = cached_hash_chunk(hash_chunk)) {
-        if (entry->ready) {
-          take();
-          return i;
-        }
-        if (inflight.count(hash_index) == 0) return hash_index;
-        return std::nullopt;  // its hash chunk is on the way
-      }
-      if (!reserve_hash_chunk(hash_chunk)) return std::nullopt;
-      return hash_index;
-    }
-  }
-
+  // Asks for what the window allows now, in one request of ascending ranges.
   void fill_window() {
-    if (!connected || now < paused_until) return;
+    if (!connected) return;
     const auto& u = record.update();
-    const std::uint64_t rate = u.max_bytes_per_second();
-    if (rate > 0) {
-      // Token bucket: at most one window of burst.
-      tokens = std::min(tokens + static_cast<double>(rate) * static_cast<double>(now - tokens_at) / 1000.0,
-                        static_cast<double>(u.chunk_size()) * std::max(window, 1.0));
-      tokens_at = now;
-    }
-    std::vector<std::uint32_t> wanted;
-    while (inflight.size() < static_cast<std::size_t>(std::max(window, 1.0))) {
-      if (rate > 0 && tokens < static_cast<double>(u.chunk_size())) break;
-      auto next = next_wanted();
-      if (!next) break;
-      wanted.push_back(*next);
-      inflight[*next] = InFlight{now};  // before the next pick, which looks at what is in flight
-      if (rate > 0) tokens -= static_cast<double>(u.chunk_size());
-    }
+    const std::vector<std::uint32_t> wanted = window.take_requests(u.verified_bitmap(), now);
     if (wanted.empty()) return;
-    std::sort(wanted.begin(), wanted.end());
     v1::ChunkRequest request;
     request.set_device_id(config.device_id);
     request.set_artifact_id(u.artifact_id());
@@ -1072,10 +926,7 @@ struct UpdateEngine::Impl {
                "the chunk server does not know artifact " + u.artifact_id() + "; upload it before deploying");
         return;
       case v1::CHUNK_STATUS_UNAVAILABLE:
-        // Ask again after a pause; what was in flight goes back into the queue.
-        for (const auto& [i, f] : inflight) retry_queue.push_back(i);
-        inflight.clear();
-        paused_until = now + config.unavailable_backoff_ms;
+        window.pause(now);  // what was in flight is asked for again after a pause
         return;
       default:
         finish(v1::PHASE_FAILED, v1::ERROR_INTERNAL,
@@ -1083,6 +934,7 @@ struct UpdateEngine::Impl {
                    v1::ChunkStatus_Name(chunk.status()) + " although the manifest lists it");
         return;
     }
+    const common::ChunkSpace& space = window.space();
     const std::uint32_t index = chunk.index();
     if (index >= space.total()) {
       log(v1::LOG_LEVEL_WARN, "ignored chunk " + std::to_string(index) + ": the artifact has " +
@@ -1093,9 +945,8 @@ struct UpdateEngine::Impl {
       hash_chunk_arrived(chunk);
       return;
     }
-    const auto flight = inflight.find(index);
-    if (bit(u.verified_bitmap(), index)) {
-      if (flight != inflight.end()) inflight.erase(flight);
+    if (chunk_verified(u.verified_bitmap(), index)) {
+      window.drop(index);
       return;  // a duplicate (a re-request crossed the answer)
     }
     stats.bytes_received += chunk.data().size();
@@ -1107,46 +958,28 @@ struct UpdateEngine::Impl {
                  " bytes, the manifest allows " + std::to_string(expected));
       return;
     }
-    const bool was_in_flight = flight != inflight.end();
-    if (was_in_flight) {
-      stats.rtt_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(now - flight->second.sent_at_ms, 0));
-      inflight.erase(flight);
-    }
-    const std::string_view expected_digest = expected_hash(index);
+    const bool was_in_flight = note_answer(index);
+    const std::string_view expected_digest = window.expected_hash(index);
     if (expected_digest.empty()) {
       // A late answer (its request timed out and is queued again) whose hash chunk has left the
       // cache: dropped, the queued request fetches both again. Only a hash chunk no request in
       // flight needs is evicted, so a chunk in flight lands here only if that rule is broken.
-      if (was_in_flight) retry_queue.push_back(index);
+      if (was_in_flight) window.retry_later(index);
       fill_window();
       return;
     }
     const std::string digest = crypto.sha256(chunk.data());
     if (chunk.data().size() != expected || digest != expected_digest) {
-      ++stats.chunk_retries;
-      const std::uint32_t failures = ++hash_failures[index];
-      if (failures >= config.max_chunk_failures) {
-        if (auto* t = slot(u.target_slot())) t->set_valid(false);
-        finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_HASH_MISMATCH,
-               "chunk " + std::to_string(index) + " failed its manifest hash " + std::to_string(failures) +
-                   " times; the chunk server or the link corrupts data");
-        return;
-      }
-      log(v1::LOG_LEVEL_WARN,
-          "chunk " + std::to_string(index) + " does not match its manifest hash; asking again");
-      retry_queue.push_front(index);
-      fill_window();
+      hash_mismatch(index, "chunk " + std::to_string(index));
       return;
     }
     out.emplace_back(action::WriteChunk{u.target_slot(), std::uint64_t{index} * u.chunk_size(),
                                         std::move(*chunk.mutable_data())});
-    set_bit(*u.mutable_verified_bitmap(), index);
+    mark_chunk_verified(*u.mutable_verified_bitmap(), index);
     ++verified_count;
     ++stats.chunks_verified;
     last_chunk_at = now;
-    if (config.adaptive_window) {
-      window = std::min(static_cast<double>(effective_max_window()), window + 1.0 / std::max(window, 1.0));
-    }
+    window.on_verified();
     if (verified_count == u.chunk_count()) {
       enter_verifying();
       return;
@@ -1157,22 +990,43 @@ struct UpdateEngine::Impl {
     fill_window();
   }
 
+  // The answer to `index` is in: its round trip is the link's latest RTT. False when it was
+  // not in flight (a late answer to a request that timed out).
+  bool note_answer(std::uint32_t index) {
+    const std::optional<std::int64_t> rtt = window.answered(index, now);
+    if (rtt) stats.rtt_ms = static_cast<std::uint32_t>(*rtt);
+    return rtt.has_value();
+  }
+
+  // Chunk `index` (`name` in messages) failed its manifest hash: ask again, or fail the update
+  // after max_chunk_failures.
+  void hash_mismatch(std::uint32_t index, const std::string& name) {
+    ++stats.chunk_retries;
+    const std::uint32_t failures = window.on_hash_mismatch(index);
+    if (failures >= config.max_chunk_failures) {
+      if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
+      finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_HASH_MISMATCH,
+             name + " failed its manifest hash " + std::to_string(failures) +
+                 " times; the chunk server or the link corrupts data");
+      return;
+    }
+    log(v1::LOG_LEVEL_WARN, name + " does not match its manifest hash; asking again");
+    fill_window();
+  }
+
   // A chunk of the hash table: verified against the manifest, then cached for the image chunks
   // it covers.
   void hash_chunk_arrived(v1::ChunkData& chunk) {
     const std::uint32_t index = chunk.index();
-    const std::uint32_t hash_chunk = index - space.image_chunks();
-    const auto flight = inflight.find(index);
-    CachedHashChunk* entry = cached_hash_chunk(hash_chunk);
-    if (entry == nullptr || entry->ready) {
-      if (flight != inflight.end()) inflight.erase(flight);
+    if (!window.awaits_hash_chunk(index)) {
+      window.drop(index);
       return;  // a duplicate, or no longer needed
     }
     const auto& u = record.update();
     stats.bytes_received += chunk.data().size();
-    const std::uint32_t expected = space.length(index);
-    const std::string name =
-        "hash-table chunk " + std::to_string(hash_chunk) + " (chunk " + std::to_string(index) + ")";
+    const std::uint32_t expected = window.space().length(index);
+    const std::string name = "hash-table chunk " + std::to_string(index - window.space().image_chunks()) +
+                             " (chunk " + std::to_string(index) + ")";
     if (chunk.data().size() > expected) {
       if (auto* t = slot(u.target_slot())) t->set_valid(false);
       finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_TOO_LARGE,
@@ -1180,52 +1034,21 @@ struct UpdateEngine::Impl {
                  std::to_string(expected));
       return;
     }
-    if (flight != inflight.end()) {
-      stats.rtt_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(now - flight->second.sent_at_ms, 0));
-      inflight.erase(flight);
-    }
+    note_answer(index);
     const std::string digest = crypto.sha256(chunk.data());
     if (chunk.data().size() != expected ||
-        digest.compare(0, kHashBytes, hash_chunk_hashes, std::size_t{hash_chunk} * kHashBytes, kHashBytes) !=
-            0) {
-      ++stats.chunk_retries;
-      const std::uint32_t failures = ++hash_failures[index];
-      if (failures >= config.max_chunk_failures) {
-        if (auto* t = slot(u.target_slot())) t->set_valid(false);
-        finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_HASH_MISMATCH,
-               name + " failed its manifest hash " + std::to_string(failures) +
-                   " times; the chunk server or the link corrupts data");
-        return;
-      }
-      log(v1::LOG_LEVEL_WARN, name + " does not match its manifest hash; asking again");
-      retry_queue.push_front(index);
-      fill_window();
+        std::string_view(digest).substr(0, common::kSha256Bytes) != window.expected_hash(index)) {
+      hash_mismatch(index, name);
       return;
     }
-    entry->hashes = std::move(*chunk.mutable_data());
-    entry->ready = true;
+    window.store_hash_chunk(index, std::move(*chunk.mutable_data()));
     last_chunk_at = now;
-    if (config.adaptive_window) {
-      window = std::min(static_cast<double>(effective_max_window()), window + 1.0 / std::max(window, 1.0));
-    }
+    window.on_verified();
     fill_window();
   }
 
   void download_tick(EventData&) {
-    bool timed_out = false;
-    for (auto it = inflight.begin(); it != inflight.end();) {
-      if (it->second.sent_at_ms + config.chunk_timeout_ms <= now) {
-        retry_queue.push_back(it->first);
-        ++stats.chunk_retries;
-        it = inflight.erase(it);
-        timed_out = true;
-      } else {
-        ++it;
-      }
-    }
-    if (timed_out && config.adaptive_window) {
-      window = std::max(static_cast<double>(std::max<std::uint32_t>(config.min_window, 1)), window / 2);
-    }
+    stats.chunk_retries += window.expire(now);
     if (connected && now - last_chunk_at >= config.download_stall_timeout_ms) {
       if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
       finish(v1::PHASE_FAILED, v1::ERROR_DOWNLOAD_TIMEOUT,
@@ -1239,8 +1062,7 @@ struct UpdateEngine::Impl {
   void download_connected(EventData& e) {
     connected_event(e);
     // Requests sent before the link dropped may be lost: ask again (verified chunks never).
-    for (const auto& [i, f] : inflight) retry_queue.push_back(i);
-    inflight.clear();
+    window.requeue_in_flight();
     last_chunk_at = now;
     report(v1::PHASE_DOWNLOADING);
     fill_window();
@@ -1304,8 +1126,7 @@ struct UpdateEngine::Impl {
   // ---- Verify, install, reboot -------------------------------------------------------------
   void enter_verifying() {
     state = S::kVerifying;
-    inflight.clear();
-    retry_queue.clear();
+    window.clear();  // the hashes too: verifying compares the image hash only
     persist();
     report(v1::PHASE_VERIFYING);
     out.emplace_back(action::HashSlot{record.update().target_slot(), record.update().image_size()});
@@ -1429,19 +1250,10 @@ struct UpdateEngine::Impl {
   std::int64_t next_deadline() const {
     std::int64_t deadline = kNoDeadline;
     if (state == S::kDownloading) {
-      for (const auto& [i, f] : inflight)
-        deadline = std::min(deadline, f.sent_at_ms + config.chunk_timeout_ms);
+      deadline = std::min(deadline, window.timeout_deadline_ms());
       if (connected) deadline = std::min(deadline, last_chunk_at + config.download_stall_timeout_ms);
       if (progress_dirty) deadline = std::min(deadline, next_progress_at);
-      if (connected && now < paused_until) deadline = std::min(deadline, paused_until);
-      const std::uint64_t rate = record.update().max_bytes_per_second();
-      if (connected && rate > 0 && inflight.size() < static_cast<std::size_t>(std::max(window, 1.0)) &&
-          tokens < static_cast<double>(record.update().chunk_size())) {
-        const double missing = static_cast<double>(record.update().chunk_size()) - tokens;
-        deadline =
-            std::min(deadline,
-                     tokens_at + static_cast<std::int64_t>(missing * 1000.0 / static_cast<double>(rate)) + 1);
-      }
+      if (connected) deadline = std::min(deadline, window.send_deadline_ms(now));
     }
     if (state == S::kConfirming) deadline = std::min(deadline, health_deadline);
     return deadline;
