@@ -2,6 +2,7 @@
 #include "fota/client/engine.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -109,6 +110,122 @@ const char* event_name(Event event) {
   return "?";
 }
 
+// Why the engine moves: the condition a handler found, the guard column of kTransitions.
+enum class Guard {
+  kFirstStart,
+  kNothingInProgress,
+  kDownloadInterrupted,
+  kVerifyInterrupted,
+  kActivationInterrupted,
+  kTrialBootOfTarget,
+  kConfirmationInterrupted,
+  kRevertNotDone,
+  kInstallAccepted,
+  kRollbackToPreviousSlot,
+  kAllChunksVerified,
+  kImageMatches,
+  kSwitchedForReboot,
+  kActivatedInPlace,
+  kUnhealthy,
+  kNoHealthAnswer,
+  kConfirmActionFailed,
+  kUpdateEnded,
+};
+
+const char* guard_name(Guard guard) {
+  switch (guard) {
+    case Guard::kFirstStart:
+      return "no journal: first start";
+    case Guard::kNothingInProgress:
+      return "journal idle";
+    case Guard::kDownloadInterrupted:
+      return "journal downloading";
+    case Guard::kVerifyInterrupted:
+      return "journal verifying";
+    case Guard::kActivationInterrupted:
+      return "journal installing, target not booted on trial";
+    case Guard::kTrialBootOfTarget:
+      return "target slot booted on trial";
+    case Guard::kConfirmationInterrupted:
+      return "in-place payload, journal rebooting or confirming";
+    case Guard::kRevertNotDone:
+      return "journal rolling back, previous slot not booted";
+    case Guard::kInstallAccepted:
+      return "install command accepted";
+    case Guard::kRollbackToPreviousSlot:
+      return "rollback command, previous slot valid";
+    case Guard::kAllChunksVerified:
+      return "every chunk verified";
+    case Guard::kImageMatches:
+      return "slot hash = manifest image hash";
+    case Guard::kSwitchedForReboot:
+      return "A/B image: slot switched, reboot";
+    case Guard::kActivatedInPlace:
+      return "file or module payload activated in place";
+    case Guard::kUnhealthy:
+      return "health check failed";
+    case Guard::kNoHealthAnswer:
+      return "health check deadline passed";
+    case Guard::kConfirmActionFailed:
+      return "an action failed while confirming";
+    case Guard::kUpdateEnded:
+      return "update ended: outcome reported";
+  }
+  return "?";
+}
+
+struct TransitionRow {
+  EngineState from;
+  Event event;
+  Guard guard;
+  EngineState to;
+};
+
+// ---- The transition table: every state change the engine makes is one row. ------------------
+// Handlers (Impl::find) do the work of an event and name the guard they found; Impl::go looks
+// up (state, event, guard) here. Several rows may follow one another within one event (install:
+// Installing, then Rebooting), so the engine never rests in Installing. "update ended" is
+// finish(): the outcome is reported and stored. TransitionTableTest walks every row.
+constexpr TransitionRow kTransitions[] = {
+    // from              event                 guard                              to
+    {S::kAwaitingStart, Event::kStarted, Guard::kFirstStart, S::kIdle},
+    {S::kAwaitingStart, Event::kStarted, Guard::kNothingInProgress, S::kIdle},
+    {S::kAwaitingStart, Event::kStarted, Guard::kDownloadInterrupted, S::kDownloading},
+    {S::kAwaitingStart, Event::kStarted, Guard::kVerifyInterrupted, S::kVerifying},
+    {S::kAwaitingStart, Event::kStarted, Guard::kActivationInterrupted, S::kInstalling},
+    {S::kAwaitingStart, Event::kStarted, Guard::kTrialBootOfTarget, S::kConfirming},
+    {S::kAwaitingStart, Event::kStarted, Guard::kConfirmationInterrupted, S::kConfirming},
+    {S::kAwaitingStart, Event::kStarted, Guard::kRevertNotDone, S::kRollingBack},
+    {S::kAwaitingStart, Event::kStarted, Guard::kUpdateEnded, S::kIdle},
+    {S::kIdle, Event::kCommand, Guard::kInstallAccepted, S::kDownloading},
+    {S::kIdle, Event::kCommand, Guard::kRollbackToPreviousSlot, S::kInstalling},
+    {S::kIdle, Event::kCommand, Guard::kUpdateEnded, S::kIdle},  // already installed
+    {S::kDownloading, Event::kStarted, Guard::kAllChunksVerified, S::kVerifying},
+    {S::kDownloading, Event::kCommand, Guard::kAllChunksVerified, S::kVerifying},  // empty image
+    {S::kDownloading, Event::kChunk, Guard::kAllChunksVerified, S::kVerifying},
+    {S::kDownloading, Event::kChunk, Guard::kUpdateEnded, S::kIdle},
+    {S::kDownloading, Event::kTick, Guard::kUpdateEnded, S::kIdle},          // stalled
+    {S::kDownloading, Event::kCommand, Guard::kUpdateEnded, S::kIdle},       // cancelled
+    {S::kDownloading, Event::kActionFailed, Guard::kUpdateEnded, S::kIdle},  // write failed
+    {S::kVerifying, Event::kSlotHash, Guard::kImageMatches, S::kInstalling},
+    {S::kVerifying, Event::kSlotHash, Guard::kUpdateEnded, S::kIdle},  // mismatch, read error
+    {S::kVerifying, Event::kCommand, Guard::kUpdateEnded, S::kIdle},   // cancelled
+    {S::kVerifying, Event::kActionFailed, Guard::kUpdateEnded, S::kIdle},
+    {S::kInstalling, Event::kStarted, Guard::kSwitchedForReboot, S::kRebooting},
+    {S::kInstalling, Event::kCommand, Guard::kSwitchedForReboot, S::kRebooting},
+    {S::kInstalling, Event::kSlotHash, Guard::kSwitchedForReboot, S::kRebooting},
+    {S::kInstalling, Event::kStarted, Guard::kActivatedInPlace, S::kConfirming},
+    {S::kInstalling, Event::kSlotHash, Guard::kActivatedInPlace, S::kConfirming},
+    {S::kRebooting, Event::kActionFailed, Guard::kUpdateEnded, S::kIdle},
+    {S::kConfirming, Event::kHealthResult, Guard::kUpdateEnded, S::kIdle},  // healthy: committed
+    {S::kConfirming, Event::kHealthResult, Guard::kUnhealthy, S::kRollingBack},
+    {S::kConfirming, Event::kTick, Guard::kNoHealthAnswer, S::kRollingBack},
+    {S::kConfirming, Event::kActionFailed, Guard::kConfirmActionFailed, S::kRollingBack},
+    {S::kRollingBack, Event::kHealthResult, Guard::kUpdateEnded, S::kIdle},  // in place: restored
+    {S::kRollingBack, Event::kTick, Guard::kUpdateEnded, S::kIdle},
+    {S::kRollingBack, Event::kActionFailed, Guard::kUpdateEnded, S::kIdle},
+};
+
 // The payload of one input; only the fields of its event are set.
 struct EventData {
   const BootStatus* boot = nullptr;
@@ -147,6 +264,17 @@ bool is_side_effect(const Action& action) noexcept {
          std::holds_alternative<action::RevertSlot>(action);
 }
 
+const std::vector<EngineTransition>& engine_transitions() {
+  static const std::vector<EngineTransition> kRows = [] {
+    std::vector<EngineTransition> rows;
+    for (const TransitionRow& row : kTransitions) {
+      rows.push_back(EngineTransition{row.from, event_name(row.event), guard_name(row.guard), row.to});
+    }
+    return rows;
+  }();
+  return kRows;
+}
+
 const char* engine_state_name(EngineState state) noexcept {
   switch (state) {
     case S::kAwaitingStart:
@@ -181,6 +309,7 @@ struct UpdateEngine::Impl {
   std::string stored_manifest;  // only until on_started() has restored from it
   EngineStats stats;
   Actions out;
+  Event current_event = Event::kStarted;  // the input being handled
   std::int64_t now = 0;
   bool connected = false;
   bool ever_connected = false;
@@ -208,7 +337,8 @@ struct UpdateEngine::Impl {
     Handler handler;
   };
 
-  // ---- The transition table: first matching row wins. ----------------------------------
+  // ---- The handler table: who handles an event in a state; first matching row wins. -------
+  // Handlers do the work and name the guard they found; go() moves by kTransitions.
   static const Transition* find(EngineState state, Event event) {
     static const Transition kTable[] = {
         // state                     event                  handler
@@ -242,21 +372,38 @@ struct UpdateEngine::Impl {
     return nullptr;
   }
 
-  Actions dispatch(Event event, EventData& data, std::int64_t now_ms) {
+  Actions dispatch(Event input, EventData& data, std::int64_t now_ms) {
+    current_event = input;
     now = now_ms;
     out.clear();
-    if (const Transition* row = find(state, event)) {
+    if (const Transition* row = find(state, current_event)) {
       (this->*(row->handler))(data);
     } else {
       ++stats.unexpected_events;
       log(v1::LOG_LEVEL_ERROR, std::string("update engine bug: no transition for event ") +
-                                   event_name(event) + " in state " + engine_state_name(state) +
+                                   event_name(current_event) + " in state " + engine_state_name(state) +
                                    "; the event was ignored");
     }
     stats.window = window.width();
     Actions result;
     result.swap(out);
     return result;
+  }
+
+  // The one place the state changes: the row of kTransitions for (state, event, guard). A move
+  // without a row is a bug: logged at error level and counted, and the state is kept.
+  void go(Guard guard) {
+    for (std::size_t i = 0; i < std::size(kTransitions); ++i) {
+      const TransitionRow& row = kTransitions[i];
+      if (row.from != state || row.event != current_event || row.guard != guard) continue;
+      state = row.to;
+      if (config.on_transition) config.on_transition(i);
+      return;
+    }
+    ++stats.unexpected_events;
+    log(v1::LOG_LEVEL_ERROR, std::string("update engine bug: no transition from ") +
+                                 engine_state_name(state) + " on event " + event_name(current_event) +
+                                 " when " + guard_name(guard) + "; the state was kept");
   }
 
   // ---- Small helpers ----------------------------------------------------------------------
@@ -430,7 +577,7 @@ struct UpdateEngine::Impl {
     record.clear_update();
     clear_download();
     health_deadline = kNoDeadline;
-    state = S::kIdle;
+    go(Guard::kUpdateEnded);
     // Report before storing: a power cut in between repeats the report after restart (the
     // journal still holds the old state), while the reverse order could lose it for good.
     out.emplace_back(action::PublishProgress{final_report});
@@ -465,7 +612,7 @@ struct UpdateEngine::Impl {
       }
       record.set_active_slot(b.booted_slot);
       record.set_accepted_security_counter(config.factory_security_counter);
-      state = S::kIdle;
+      go(Guard::kFirstStart);
       persist();
       return;
     }
@@ -475,10 +622,10 @@ struct UpdateEngine::Impl {
       case journal::ENGINE_STATE_VERIFYING:
         if (!restore_manifest()) return;
         if (record.state() == journal::ENGINE_STATE_DOWNLOADING) {
-          state = S::kDownloading;
+          go(Guard::kDownloadInterrupted);
           start_download(/*resume=*/true);
         } else {
-          state = S::kVerifying;
+          go(Guard::kVerifyInterrupted);
           out.emplace_back(action::HashSlot{u.target_slot(), u.image_size()});
         }
         return;
@@ -497,16 +644,16 @@ struct UpdateEngine::Impl {
     switch (record.state()) {
       case journal::ENGINE_STATE_INSTALLING:
         if (b.booted_slot == u.target_slot() && b.trial) {
-          enter_confirming();
+          enter_confirming(Guard::kTrialBootOfTarget);
         } else {
-          state = S::kInstalling;
+          go(Guard::kActivationInterrupted);
           activate();  // the switch may not have happened: do it again (idempotent)
         }
         return;
       case journal::ENGINE_STATE_REBOOTING:
       case journal::ENGINE_STATE_CONFIRMING:
         if (b.booted_slot == u.target_slot() && b.trial) {
-          enter_confirming();
+          enter_confirming(Guard::kTrialBootOfTarget);
         } else if (b.booted_slot == u.target_slot()) {
           // Committed before the journal said so (power cut between commit and store).
           complete_commit();
@@ -515,7 +662,6 @@ struct UpdateEngine::Impl {
           if (auto* t = slot(u.target_slot())) t->set_valid(false);
           record.set_active_slot(b.booted_slot);
           out.emplace_back(action::RevertSlot{b.booted_slot});
-          state = S::kRollingBack;
           finish(u.is_rollback() ? v1::PHASE_FAILED : v1::PHASE_ROLLED_BACK, v1::ERROR_BOOT_FAILED,
                  "slot '" + u.target_slot() + "' did not boot; the bootloader returned to slot '" +
                      b.booted_slot + "'");
@@ -527,14 +673,14 @@ struct UpdateEngine::Impl {
           finish(u.is_rollback() ? v1::PHASE_FAILED : v1::PHASE_ROLLED_BACK,
                  static_cast<v1::ErrorCode>(record.last_error()), record.last_error_detail());
         } else {
-          state = S::kRollingBack;
+          go(Guard::kRevertNotDone);
           out.emplace_back(action::RevertSlot{u.previous_slot()});
           out.emplace_back(action::Reboot{});
         }
         return;
       case journal::ENGINE_STATE_IDLE:
       default:
-        state = S::kIdle;
+        go(Guard::kNothingInProgress);
         if (b.trial) {
           // A trial boot nobody is confirming: do not keep running unconfirmed code.
           log(v1::LOG_LEVEL_WARN, "booted slot '" + b.booted_slot +
@@ -557,16 +703,16 @@ struct UpdateEngine::Impl {
     const auto& u = record.update();
     switch (record.state()) {
       case journal::ENGINE_STATE_INSTALLING:
+        go(Guard::kActivationInterrupted);
         activate();
         return;
       case journal::ENGINE_STATE_ROLLING_BACK:
-        state = S::kRollingBack;
         out.emplace_back(action::RevertSlot{u.target_slot()});
         finish(v1::PHASE_ROLLED_BACK, static_cast<v1::ErrorCode>(record.last_error()),
                record.last_error_detail());
         return;
       default:
-        enter_confirming();
+        enter_confirming(Guard::kConfirmationInterrupted);
         return;
     }
   }
@@ -580,7 +726,6 @@ struct UpdateEngine::Impl {
     stored_manifest.clear();
     stored_manifest.shrink_to_fit();
     if (!manifest.ok() || manifest->artifact_id() != record.update().artifact_id()) {
-      state = S::kDownloading;
       finish(v1::PHASE_FAILED, v1::ERROR_INTERNAL,
              "the stored manifest of the interrupted update is missing or invalid (" +
                  (manifest.ok() ? std::string("different artifact") : manifest.error().to_string()) +
@@ -807,7 +952,6 @@ struct UpdateEngine::Impl {
     }
     const auto* active = slot(record.active_slot());
     if (ab && active != nullptr && active->artifact_id() == manifest.artifact_id() && active->valid()) {
-      state = S::kIdle;
       finish(is_rollback ? v1::PHASE_ROLLED_BACK : v1::PHASE_COMMITTED, v1::ERROR_NONE,
              "artifact already installed and running");
       return;
@@ -821,7 +965,7 @@ struct UpdateEngine::Impl {
       t->set_security_counter(0);
     }
     load_hashes(manifest);
-    state = S::kDownloading;
+    go(Guard::kInstallAccepted);
     out.emplace_back(action::StoreManifest{manifest.artifact_id(), signed_manifest.SerializeAsString()});
     persist();
     start_download(/*resume=*/false);
@@ -843,7 +987,7 @@ struct UpdateEngine::Impl {
       u->set_attempt(1);
       u->set_is_rollback(true);
       u->set_no_download(true);
-      state = S::kInstalling;
+      go(Guard::kRollbackToPreviousSlot);
       activate();
       return;
     }
@@ -1125,7 +1269,7 @@ struct UpdateEngine::Impl {
 
   // ---- Verify, install, reboot -------------------------------------------------------------
   void enter_verifying() {
-    state = S::kVerifying;
+    go(Guard::kAllChunksVerified);
     window.clear();  // the hashes too: verifying compares the image hash only
     persist();
     report(v1::PHASE_VERIFYING);
@@ -1154,22 +1298,22 @@ struct UpdateEngine::Impl {
       t->set_valid(true);
     }
     clear_download();
-    state = S::kInstalling;
+    go(Guard::kImageMatches);
     activate();
   }
 
-  // Switch the bootloader to the target for one boot and reboot. Persisted on both sides.
+  // In Installing: switch the bootloader to the target for one boot and reboot (A/B), or
+  // activate the payload in place. Persisted on both sides.
   void activate() {
     const auto& u = record.update();
-    state = S::kInstalling;
     persist();
     report(v1::PHASE_INSTALLING);
     out.emplace_back(action::ActivateSlot{u.target_slot()});
     if (!ab_update()) {
-      enter_confirming();  // in place: the new payload is live now
+      enter_confirming(Guard::kActivatedInPlace);  // the new payload is live now
       return;
     }
-    state = S::kRebooting;
+    go(Guard::kSwitchedForReboot);
     persist();
     report(v1::PHASE_REBOOTING);
     out.emplace_back(action::Reboot{});
@@ -1183,8 +1327,8 @@ struct UpdateEngine::Impl {
                "': " + e.error->message);
   }
 
-  void enter_confirming() {
-    state = S::kConfirming;
+  void enter_confirming(Guard why) {
+    go(why);
     health_deadline = now + config.health_check_timeout_ms;
     persist();
     report(v1::PHASE_CONFIRMING);
@@ -1196,14 +1340,15 @@ struct UpdateEngine::Impl {
       out.emplace_back(action::CommitSlot{record.update().target_slot()});
       complete_commit();
     } else {
-      start_revert(v1::ERROR_HEALTH_CHECK_FAILED, "health check failed: " + *e.detail);
+      start_revert(Guard::kUnhealthy, v1::ERROR_HEALTH_CHECK_FAILED, "health check failed: " + *e.detail);
     }
   }
 
   void confirm_tick(EventData&) {
     if (now >= health_deadline) {
-      start_revert(v1::ERROR_HEALTH_CHECK_FAILED, "health check gave no answer within " +
-                                                      std::to_string(config.health_check_timeout_ms) + " ms");
+      start_revert(
+          Guard::kNoHealthAnswer, v1::ERROR_HEALTH_CHECK_FAILED,
+          "health check gave no answer within " + std::to_string(config.health_check_timeout_ms) + " ms");
     }
   }
 
@@ -1215,14 +1360,14 @@ struct UpdateEngine::Impl {
     finish(u.is_rollback() ? v1::PHASE_ROLLED_BACK : v1::PHASE_COMMITTED, v1::ERROR_NONE, "");
   }
 
-  void start_revert(v1::ErrorCode error, const std::string& detail) {
+  void start_revert(Guard why, v1::ErrorCode error, const std::string& detail) {
     const auto& u = record.update();
     log(v1::LOG_LEVEL_WARN, "reverting to slot '" + u.previous_slot() + "': " + detail);
     if (auto* t = slot(u.target_slot())) t->set_valid(false);
     record.set_last_error(static_cast<std::uint32_t>(error));
     record.set_last_error_detail(detail);
     health_deadline = kNoDeadline;
-    state = S::kRollingBack;
+    go(why);
     persist();
     report(v1::PHASE_ROLLING_BACK, error, detail);
     if (!ab_update()) {
@@ -1236,8 +1381,9 @@ struct UpdateEngine::Impl {
   }
 
   void commit_failed(EventData& e) {
-    start_revert(v1::ERROR_INSTALL_FAILED, std::string(action_name(*e.failed)) +
-                                               " failed while confirming the update: " + e.error->message);
+    start_revert(
+        Guard::kConfirmActionFailed, v1::ERROR_INSTALL_FAILED,
+        std::string(action_name(*e.failed)) + " failed while confirming the update: " + e.error->message);
   }
 
   void revert_failed(EventData& e) {
