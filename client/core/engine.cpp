@@ -2,13 +2,13 @@
 #include "fota/client/engine.hpp"
 
 #include <algorithm>
-#include <deque>
-#include <map>
+#include <iterator>
 #include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "fota/client/chunk_window.hpp"
 #include "fota/common/codec.hpp"
 
 namespace fota::client {
@@ -19,9 +19,6 @@ using common::Error;
 using journal::JournalRecord;
 using S = EngineState;
 
-constexpr std::size_t kHashBytes = 32;
-// Verified hash-table chunks kept in memory: the one the download is in and the next.
-constexpr std::size_t kHashChunkCache = 2;
 constexpr std::uint64_t kSequenceGapAfterRestart = 1'000'000;
 
 journal::EngineState to_record_state(EngineState state) {
@@ -66,12 +63,15 @@ v1::Phase phase_of(EngineState state) {
   return v1::PHASE_IDLE;
 }
 
-bool bit(const std::string& bitmap, std::uint32_t index) {
-  return (static_cast<unsigned char>(bitmap[index / 8]) >> (index % 8)) & 1U;
-}
-
-void set_bit(std::string& bitmap, std::uint32_t index) {
-  bitmap[index / 8] = static_cast<char>(static_cast<unsigned char>(bitmap[index / 8]) | (1U << (index % 8)));
+ChunkWindow::Limits window_limits(const EngineConfig& config) {
+  ChunkWindow::Limits limits;
+  limits.initial_window = config.initial_window;
+  limits.min_window = config.min_window;
+  limits.max_window = config.max_window;
+  limits.adaptive = config.adaptive_window;
+  limits.chunk_timeout_ms = config.chunk_timeout_ms;
+  limits.unavailable_backoff_ms = config.unavailable_backoff_ms;
+  return limits;
 }
 
 enum class Event {
@@ -109,6 +109,122 @@ const char* event_name(Event event) {
   }
   return "?";
 }
+
+// Why the engine moves: the condition a handler found, the guard column of kTransitions.
+enum class Guard {
+  kFirstStart,
+  kNothingInProgress,
+  kDownloadInterrupted,
+  kVerifyInterrupted,
+  kActivationInterrupted,
+  kTrialBootOfTarget,
+  kConfirmationInterrupted,
+  kRevertNotDone,
+  kInstallAccepted,
+  kRollbackToPreviousSlot,
+  kAllChunksVerified,
+  kImageMatches,
+  kSwitchedForReboot,
+  kActivatedInPlace,
+  kUnhealthy,
+  kNoHealthAnswer,
+  kConfirmActionFailed,
+  kUpdateEnded,
+};
+
+const char* guard_name(Guard guard) {
+  switch (guard) {
+    case Guard::kFirstStart:
+      return "no journal: first start";
+    case Guard::kNothingInProgress:
+      return "journal idle";
+    case Guard::kDownloadInterrupted:
+      return "journal downloading";
+    case Guard::kVerifyInterrupted:
+      return "journal verifying";
+    case Guard::kActivationInterrupted:
+      return "journal installing, target not booted on trial";
+    case Guard::kTrialBootOfTarget:
+      return "target slot booted on trial";
+    case Guard::kConfirmationInterrupted:
+      return "in-place payload, journal rebooting or confirming";
+    case Guard::kRevertNotDone:
+      return "journal rolling back, previous slot not booted";
+    case Guard::kInstallAccepted:
+      return "install command accepted";
+    case Guard::kRollbackToPreviousSlot:
+      return "rollback command, previous slot valid";
+    case Guard::kAllChunksVerified:
+      return "every chunk verified";
+    case Guard::kImageMatches:
+      return "slot hash = manifest image hash";
+    case Guard::kSwitchedForReboot:
+      return "A/B image: slot switched, reboot";
+    case Guard::kActivatedInPlace:
+      return "file or module payload activated in place";
+    case Guard::kUnhealthy:
+      return "health check failed";
+    case Guard::kNoHealthAnswer:
+      return "health check deadline passed";
+    case Guard::kConfirmActionFailed:
+      return "an action failed while confirming";
+    case Guard::kUpdateEnded:
+      return "update ended: outcome reported";
+  }
+  return "?";
+}
+
+struct TransitionRow {
+  EngineState from;
+  Event event;
+  Guard guard;
+  EngineState to;
+};
+
+// ---- The transition table: every state change the engine makes is one row. ------------------
+// Handlers (Impl::find) do the work of an event and name the guard they found; Impl::go looks
+// up (state, event, guard) here. Several rows may follow one another within one event (install:
+// Installing, then Rebooting), so the engine never rests in Installing. "update ended" is
+// finish(): the outcome is reported and stored. TransitionTableTest walks every row.
+constexpr TransitionRow kTransitions[] = {
+    // from              event                 guard                              to
+    {S::kAwaitingStart, Event::kStarted, Guard::kFirstStart, S::kIdle},
+    {S::kAwaitingStart, Event::kStarted, Guard::kNothingInProgress, S::kIdle},
+    {S::kAwaitingStart, Event::kStarted, Guard::kDownloadInterrupted, S::kDownloading},
+    {S::kAwaitingStart, Event::kStarted, Guard::kVerifyInterrupted, S::kVerifying},
+    {S::kAwaitingStart, Event::kStarted, Guard::kActivationInterrupted, S::kInstalling},
+    {S::kAwaitingStart, Event::kStarted, Guard::kTrialBootOfTarget, S::kConfirming},
+    {S::kAwaitingStart, Event::kStarted, Guard::kConfirmationInterrupted, S::kConfirming},
+    {S::kAwaitingStart, Event::kStarted, Guard::kRevertNotDone, S::kRollingBack},
+    {S::kAwaitingStart, Event::kStarted, Guard::kUpdateEnded, S::kIdle},
+    {S::kIdle, Event::kCommand, Guard::kInstallAccepted, S::kDownloading},
+    {S::kIdle, Event::kCommand, Guard::kRollbackToPreviousSlot, S::kInstalling},
+    {S::kIdle, Event::kCommand, Guard::kUpdateEnded, S::kIdle},  // already installed
+    {S::kDownloading, Event::kStarted, Guard::kAllChunksVerified, S::kVerifying},
+    {S::kDownloading, Event::kCommand, Guard::kAllChunksVerified, S::kVerifying},  // empty image
+    {S::kDownloading, Event::kChunk, Guard::kAllChunksVerified, S::kVerifying},
+    {S::kDownloading, Event::kChunk, Guard::kUpdateEnded, S::kIdle},
+    {S::kDownloading, Event::kTick, Guard::kUpdateEnded, S::kIdle},          // stalled
+    {S::kDownloading, Event::kCommand, Guard::kUpdateEnded, S::kIdle},       // cancelled
+    {S::kDownloading, Event::kActionFailed, Guard::kUpdateEnded, S::kIdle},  // write failed
+    {S::kVerifying, Event::kSlotHash, Guard::kImageMatches, S::kInstalling},
+    {S::kVerifying, Event::kSlotHash, Guard::kUpdateEnded, S::kIdle},  // mismatch, read error
+    {S::kVerifying, Event::kCommand, Guard::kUpdateEnded, S::kIdle},   // cancelled
+    {S::kVerifying, Event::kActionFailed, Guard::kUpdateEnded, S::kIdle},
+    {S::kInstalling, Event::kStarted, Guard::kSwitchedForReboot, S::kRebooting},
+    {S::kInstalling, Event::kCommand, Guard::kSwitchedForReboot, S::kRebooting},
+    {S::kInstalling, Event::kSlotHash, Guard::kSwitchedForReboot, S::kRebooting},
+    {S::kInstalling, Event::kStarted, Guard::kActivatedInPlace, S::kConfirming},
+    {S::kInstalling, Event::kSlotHash, Guard::kActivatedInPlace, S::kConfirming},
+    {S::kRebooting, Event::kActionFailed, Guard::kUpdateEnded, S::kIdle},
+    {S::kConfirming, Event::kHealthResult, Guard::kUpdateEnded, S::kIdle},  // healthy: committed
+    {S::kConfirming, Event::kHealthResult, Guard::kUnhealthy, S::kRollingBack},
+    {S::kConfirming, Event::kTick, Guard::kNoHealthAnswer, S::kRollingBack},
+    {S::kConfirming, Event::kActionFailed, Guard::kConfirmActionFailed, S::kRollingBack},
+    {S::kRollingBack, Event::kHealthResult, Guard::kUpdateEnded, S::kIdle},  // in place: restored
+    {S::kRollingBack, Event::kTick, Guard::kUpdateEnded, S::kIdle},
+    {S::kRollingBack, Event::kActionFailed, Guard::kUpdateEnded, S::kIdle},
+};
 
 // The payload of one input; only the fields of its event are set.
 struct EventData {
@@ -148,6 +264,17 @@ bool is_side_effect(const Action& action) noexcept {
          std::holds_alternative<action::RevertSlot>(action);
 }
 
+const std::vector<EngineTransition>& engine_transitions() {
+  static const std::vector<EngineTransition> kRows = [] {
+    std::vector<EngineTransition> rows;
+    for (const TransitionRow& row : kTransitions) {
+      rows.push_back(EngineTransition{row.from, event_name(row.event), guard_name(row.guard), row.to});
+    }
+    return rows;
+  }();
+  return kRows;
+}
+
 const char* engine_state_name(EngineState state) noexcept {
   switch (state) {
     case S::kAwaitingStart:
@@ -171,7 +298,8 @@ const char* engine_state_name(EngineState state) noexcept {
 }
 
 struct UpdateEngine::Impl {
-  Impl(EngineConfig c, const EngineCrypto& cr) : config(std::move(c)), crypto(cr) {}
+  Impl(EngineConfig c, const EngineCrypto& cr)
+      : config(std::move(c)), crypto(cr), window(window_limits(config)) {}
 
   EngineConfig config;
   const EngineCrypto& crypto;
@@ -181,40 +309,19 @@ struct UpdateEngine::Impl {
   std::string stored_manifest;  // only until on_started() has restored from it
   EngineStats stats;
   Actions out;
+  Event current_event = Event::kStarted;  // the input being handled
   std::int64_t now = 0;
   bool connected = false;
   bool ever_connected = false;
 
-  // Download state that is not persisted (rebuilt from the journal and the manifest).
-  struct InFlight {
-    std::int64_t sent_at_ms = 0;
-  };
-  // Where each chunk's hash comes from (docs/PROTOCOL.md, "Chunk hashes"). Inline manifests:
-  // chunk_hashes holds kHashBytes per image chunk. Hash-table manifests: hash_chunk_hashes holds
-  // the manifest's kHashBytes per hash chunk, and verified hash chunks are cached, at most
-  // kHashChunkCache of them, so memory does not grow with the image.
-  struct CachedHashChunk {
-    std::uint32_t hash_chunk = 0;
-    bool ready = false;  // false: requested, not verified yet
-    std::string hashes;
-  };
-  common::ChunkSpace space;
-  std::string chunk_hashes;
-  std::string hash_chunk_hashes;
-  std::vector<CachedHashChunk> hash_cache;
+  // Download state that is not persisted (rebuilt from the journal and the manifest). Which
+  // chunks to ask for and when, and the chunk hashes, are the window's.
+  ChunkWindow window;
   std::string image_hash;
-  std::map<std::uint32_t, InFlight> inflight;
-  std::deque<std::uint32_t> retry_queue;
-  std::map<std::uint32_t, std::uint32_t> hash_failures;
-  std::uint32_t cursor = 0;
   std::uint32_t verified_count = 0;
-  double window = 0;
   std::uint64_t next_request_id = 1;
   std::int64_t last_chunk_at = 0;
-  std::int64_t paused_until = 0;
   std::uint32_t chunks_since_persist = 0;
-  double tokens = 0;
-  std::int64_t tokens_at = 0;
   bool progress_dirty = false;
   std::int64_t next_progress_at = 0;
   std::uint64_t rate_bytes_at_report = 0;
@@ -230,7 +337,8 @@ struct UpdateEngine::Impl {
     Handler handler;
   };
 
-  // ---- The transition table: first matching row wins. ----------------------------------
+  // ---- The handler table: who handles an event in a state; first matching row wins. -------
+  // Handlers do the work and name the guard they found; go() moves by kTransitions.
   static const Transition* find(EngineState state, Event event) {
     static const Transition kTable[] = {
         // state                     event                  handler
@@ -264,21 +372,38 @@ struct UpdateEngine::Impl {
     return nullptr;
   }
 
-  Actions dispatch(Event event, EventData& data, std::int64_t now_ms) {
+  Actions dispatch(Event input, EventData& data, std::int64_t now_ms) {
+    current_event = input;
     now = now_ms;
     out.clear();
-    if (const Transition* row = find(state, event)) {
+    if (const Transition* row = find(state, current_event)) {
       (this->*(row->handler))(data);
     } else {
       ++stats.unexpected_events;
       log(v1::LOG_LEVEL_ERROR, std::string("update engine bug: no transition for event ") +
-                                   event_name(event) + " in state " + engine_state_name(state) +
+                                   event_name(current_event) + " in state " + engine_state_name(state) +
                                    "; the event was ignored");
     }
-    stats.window = static_cast<std::uint32_t>(window);
+    stats.window = window.width();
     Actions result;
     result.swap(out);
     return result;
+  }
+
+  // The one place the state changes: the row of kTransitions for (state, event, guard). A move
+  // without a row is a bug: logged at error level and counted, and the state is kept.
+  void go(Guard guard) {
+    for (std::size_t i = 0; i < std::size(kTransitions); ++i) {
+      const TransitionRow& row = kTransitions[i];
+      if (row.from != state || row.event != current_event || row.guard != guard) continue;
+      state = row.to;
+      if (config.on_transition) config.on_transition(i);
+      return;
+    }
+    ++stats.unexpected_events;
+    log(v1::LOG_LEVEL_ERROR, std::string("update engine bug: no transition from ") +
+                                 engine_state_name(state) + " on event " + event_name(current_event) +
+                                 " when " + guard_name(guard) + "; the state was kept");
   }
 
   // ---- Small helpers ----------------------------------------------------------------------
@@ -306,7 +431,7 @@ struct UpdateEngine::Impl {
     if (u.chunk_count() == 0) return 0;
     std::uint64_t bytes = std::uint64_t{verified_count} * u.chunk_size();
     const std::uint32_t last = u.chunk_count() - 1;
-    if (u.verified_bitmap().size() * 8 > last && bit(u.verified_bitmap(), last)) {
+    if (u.verified_bitmap().size() * 8 > last && chunk_verified(u.verified_bitmap(), last)) {
       bytes -= u.chunk_size() - (u.image_size() - std::uint64_t{last} * u.chunk_size());
     }
     return bytes;
@@ -452,7 +577,7 @@ struct UpdateEngine::Impl {
     record.clear_update();
     clear_download();
     health_deadline = kNoDeadline;
-    state = S::kIdle;
+    go(Guard::kUpdateEnded);
     // Report before storing: a power cut in between repeats the report after restart (the
     // journal still holds the old state), while the reverse order could lose it for good.
     out.emplace_back(action::PublishProgress{final_report});
@@ -461,17 +586,8 @@ struct UpdateEngine::Impl {
   }
 
   void clear_download() {
-    space = {};
-    chunk_hashes.clear();
-    chunk_hashes.shrink_to_fit();
-    hash_chunk_hashes.clear();
-    hash_chunk_hashes.shrink_to_fit();
-    hash_cache.clear();
+    window.clear();
     image_hash.clear();
-    inflight.clear();
-    retry_queue.clear();
-    hash_failures.clear();
-    cursor = 0;
     verified_count = 0;
   }
 
@@ -496,7 +612,7 @@ struct UpdateEngine::Impl {
       }
       record.set_active_slot(b.booted_slot);
       record.set_accepted_security_counter(config.factory_security_counter);
-      state = S::kIdle;
+      go(Guard::kFirstStart);
       persist();
       return;
     }
@@ -506,10 +622,10 @@ struct UpdateEngine::Impl {
       case journal::ENGINE_STATE_VERIFYING:
         if (!restore_manifest()) return;
         if (record.state() == journal::ENGINE_STATE_DOWNLOADING) {
-          state = S::kDownloading;
+          go(Guard::kDownloadInterrupted);
           start_download(/*resume=*/true);
         } else {
-          state = S::kVerifying;
+          go(Guard::kVerifyInterrupted);
           out.emplace_back(action::HashSlot{u.target_slot(), u.image_size()});
         }
         return;
@@ -528,16 +644,16 @@ struct UpdateEngine::Impl {
     switch (record.state()) {
       case journal::ENGINE_STATE_INSTALLING:
         if (b.booted_slot == u.target_slot() && b.trial) {
-          enter_confirming();
+          enter_confirming(Guard::kTrialBootOfTarget);
         } else {
-          state = S::kInstalling;
+          go(Guard::kActivationInterrupted);
           activate();  // the switch may not have happened: do it again (idempotent)
         }
         return;
       case journal::ENGINE_STATE_REBOOTING:
       case journal::ENGINE_STATE_CONFIRMING:
         if (b.booted_slot == u.target_slot() && b.trial) {
-          enter_confirming();
+          enter_confirming(Guard::kTrialBootOfTarget);
         } else if (b.booted_slot == u.target_slot()) {
           // Committed before the journal said so (power cut between commit and store).
           complete_commit();
@@ -546,7 +662,6 @@ struct UpdateEngine::Impl {
           if (auto* t = slot(u.target_slot())) t->set_valid(false);
           record.set_active_slot(b.booted_slot);
           out.emplace_back(action::RevertSlot{b.booted_slot});
-          state = S::kRollingBack;
           finish(u.is_rollback() ? v1::PHASE_FAILED : v1::PHASE_ROLLED_BACK, v1::ERROR_BOOT_FAILED,
                  "slot '" + u.target_slot() + "' did not boot; the bootloader returned to slot '" +
                      b.booted_slot + "'");
@@ -558,14 +673,14 @@ struct UpdateEngine::Impl {
           finish(u.is_rollback() ? v1::PHASE_FAILED : v1::PHASE_ROLLED_BACK,
                  static_cast<v1::ErrorCode>(record.last_error()), record.last_error_detail());
         } else {
-          state = S::kRollingBack;
+          go(Guard::kRevertNotDone);
           out.emplace_back(action::RevertSlot{u.previous_slot()});
           out.emplace_back(action::Reboot{});
         }
         return;
       case journal::ENGINE_STATE_IDLE:
       default:
-        state = S::kIdle;
+        go(Guard::kNothingInProgress);
         if (b.trial) {
           // A trial boot nobody is confirming: do not keep running unconfirmed code.
           log(v1::LOG_LEVEL_WARN, "booted slot '" + b.booted_slot +
@@ -588,16 +703,16 @@ struct UpdateEngine::Impl {
     const auto& u = record.update();
     switch (record.state()) {
       case journal::ENGINE_STATE_INSTALLING:
+        go(Guard::kActivationInterrupted);
         activate();
         return;
       case journal::ENGINE_STATE_ROLLING_BACK:
-        state = S::kRollingBack;
         out.emplace_back(action::RevertSlot{u.target_slot()});
         finish(v1::PHASE_ROLLED_BACK, static_cast<v1::ErrorCode>(record.last_error()),
                record.last_error_detail());
         return;
       default:
-        enter_confirming();
+        enter_confirming(Guard::kConfirmationInterrupted);
         return;
     }
   }
@@ -611,7 +726,6 @@ struct UpdateEngine::Impl {
     stored_manifest.clear();
     stored_manifest.shrink_to_fit();
     if (!manifest.ok() || manifest->artifact_id() != record.update().artifact_id()) {
-      state = S::kDownloading;
       finish(v1::PHASE_FAILED, v1::ERROR_INTERNAL,
              "the stored manifest of the interrupted update is missing or invalid (" +
                  (manifest.ok() ? std::string("different artifact") : manifest.error().to_string()) +
@@ -623,53 +737,8 @@ struct UpdateEngine::Impl {
   }
 
   void load_hashes(const v1::Manifest& m) {
-    space = common::ChunkSpace::of(m);
-    chunk_hashes.clear();
-    chunk_hashes.reserve(static_cast<std::size_t>(m.chunk_sha256_size()) * kHashBytes);
-    for (const auto& h : m.chunk_sha256()) chunk_hashes.append(h);
-    hash_chunk_hashes.clear();
-    hash_chunk_hashes.reserve(static_cast<std::size_t>(m.hash_table_sha256_size()) * kHashBytes);
-    for (const auto& h : m.hash_table_sha256()) hash_chunk_hashes.append(h);
-    hash_cache.clear();
+    window.load(m);
     image_hash = m.image_sha256();
-  }
-
-  CachedHashChunk* cached_hash_chunk(std::uint32_t hash_chunk) {
-    for (auto& entry : hash_cache) {
-      if (entry.hash_chunk == hash_chunk) return &entry;
-    }
-    return nullptr;
-  }
-
-  // The manifest's hash of image chunk `index`; empty when its hash chunk is not at hand.
-  std::string_view expected_hash(std::uint32_t index) {
-    if (!space.has_hash_table()) {
-      return std::string_view(chunk_hashes).substr(std::size_t{index} * kHashBytes, kHashBytes);
-    }
-    const CachedHashChunk* entry = cached_hash_chunk(space.hash_chunk_index(index));
-    if (entry == nullptr || !entry->ready) return {};
-    return std::string_view(entry->hashes).substr(space.hash_offset(index), kHashBytes);
-  }
-
-  // Reserves a cache entry for `hash_chunk`, evicting a verified one that no chunk in flight
-  // needs. False when every entry is still needed: the caller waits for answers.
-  bool reserve_hash_chunk(std::uint32_t hash_chunk) {
-    if (hash_cache.size() < kHashChunkCache) {
-      hash_cache.push_back(CachedHashChunk{hash_chunk, false, {}});
-      return true;
-    }
-    for (auto& entry : hash_cache) {
-      if (!entry.ready) continue;
-      const bool needed = std::any_of(inflight.begin(), inflight.end(), [&](const auto& flight) {
-        return flight.first < space.image_chunks() &&
-               space.hash_chunk_index(flight.first) == entry.hash_chunk;
-      });
-      if (!needed) {
-        entry = CachedHashChunk{hash_chunk, false, {}};
-        return true;
-      }
-    }
-    return false;
   }
 
   // ---- Commands ---------------------------------------------------------------------------
@@ -883,7 +952,6 @@ struct UpdateEngine::Impl {
     }
     const auto* active = slot(record.active_slot());
     if (ab && active != nullptr && active->artifact_id() == manifest.artifact_id() && active->valid()) {
-      state = S::kIdle;
       finish(is_rollback ? v1::PHASE_ROLLED_BACK : v1::PHASE_COMMITTED, v1::ERROR_NONE,
              "artifact already installed and running");
       return;
@@ -897,7 +965,7 @@ struct UpdateEngine::Impl {
       t->set_security_counter(0);
     }
     load_hashes(manifest);
-    state = S::kDownloading;
+    go(Guard::kInstallAccepted);
     out.emplace_back(action::StoreManifest{manifest.artifact_id(), signed_manifest.SerializeAsString()});
     persist();
     start_download(/*resume=*/false);
@@ -919,7 +987,7 @@ struct UpdateEngine::Impl {
       u->set_attempt(1);
       u->set_is_rollback(true);
       u->set_no_download(true);
-      state = S::kInstalling;
+      go(Guard::kRollbackToPreviousSlot);
       activate();
       return;
     }
@@ -941,15 +1009,11 @@ struct UpdateEngine::Impl {
   void start_download(bool resume) {
     const auto& u = record.update();
     verified_count = 0;
-    for (std::uint32_t i = 0; i < u.chunk_count(); ++i) verified_count += bit(u.verified_bitmap(), i) ? 1 : 0;
-    cursor = 0;
-    inflight.clear();
-    retry_queue.clear();
-    window = static_cast<double>(effective_max_window() < config.initial_window ? effective_max_window()
-                                                                                : config.initial_window);
+    for (std::uint32_t i = 0; i < u.chunk_count(); ++i) {
+      verified_count += chunk_verified(u.verified_bitmap(), i) ? 1 : 0;
+    }
+    window.start(u.max_inflight_chunks(), u.max_bytes_per_second(), now);
     last_chunk_at = now;
-    tokens = 0;
-    tokens_at = now;
     rate_time_at_report = now;
     rate_bytes_at_report = verified_bytes();
     out.emplace_back(action::PrepareSlot{u.target_slot(), u.image_size(), resume,
@@ -965,78 +1029,12 @@ struct UpdateEngine::Impl {
     fill_window();
   }
 
-  std::uint32_t effective_max_window() const {
-    std::uint32_t max = std::max<std::uint32_t>(config.max_window, 1);
-    if (record.update().max_inflight_chunks() > 0) max = std::min(max, record.update().max_inflight_chunks());
-    return max;
-  }
-
-  // The next index to request: a missing image chunk whose hash is at hand, or first the hash
-  // chunk it needs; nothing when everything is requested or a hash chunk must arrive first.
-  std::optional<std::uint32_t> next_wanted() {
-    const auto& u = record.update();
-    for (;;) {
-      const bool from_retry = !retry_queue.empty();
-      if (!from_retry && cursor >= u.chunk_count()) return std::nullopt;
-      const std::uint32_t i = from_retry ? retry_queue.front() : cursor;
-      auto take = [&] {
-        if (from_retry) {
-          retry_queue.pop_front();
-        } else {
-          ++cursor;
-        }
-      };
-      if (space.is_hash_chunk(i)) {
-        take();
-        // A hash chunk whose request was lost: ask again while it is still awaited.
-        const CachedHashChunk* entry = cached_hash_chunk(i - space.image_chunks());
-        if (entry != nullptr && !entry->ready && inflight.count(i) == 0) return i;
-        continue;
-      }
-      if (bit(u.verified_bitmap(), i) || inflight.count(i) != 0) {
-        take();
-        continue;
-      }
-      if (!space.has_hash_table()) {
-        take();
-        return i;
-      }
-      const std::uint32_t hash_chunk = space.hash_chunk_index(i);
-      const std::uint32_t hash_index = space.image_chunks() + hash_chunk;
-      if (const CachedHashChunk* entry = cached_hash_chunk(hash_chunk)) {
-        if (entry->ready) {
-          take();
-          return i;
-        }
-        if (inflight.count(hash_index) == 0) return hash_index;
-        return std::nullopt;  // its hash chunk is on the way
-      }
-      if (!reserve_hash_chunk(hash_chunk)) return std::nullopt;
-      return hash_index;
-    }
-  }
-
+  // Asks for what the window allows now, in one request of ascending ranges.
   void fill_window() {
-    if (!connected || now < paused_until) return;
+    if (!connected) return;
     const auto& u = record.update();
-    const std::uint64_t rate = u.max_bytes_per_second();
-    if (rate > 0) {
-      // Token bucket: at most one window of burst.
-      tokens = std::min(tokens + static_cast<double>(rate) * static_cast<double>(now - tokens_at) / 1000.0,
-                        static_cast<double>(u.chunk_size()) * std::max(window, 1.0));
-      tokens_at = now;
-    }
-    std::vector<std::uint32_t> wanted;
-    while (inflight.size() < static_cast<std::size_t>(std::max(window, 1.0))) {
-      if (rate > 0 && tokens < static_cast<double>(u.chunk_size())) break;
-      auto next = next_wanted();
-      if (!next) break;
-      wanted.push_back(*next);
-      inflight[*next] = InFlight{now};  // before the next pick, which looks at what is in flight
-      if (rate > 0) tokens -= static_cast<double>(u.chunk_size());
-    }
+    const std::vector<std::uint32_t> wanted = window.take_requests(u.verified_bitmap(), now);
     if (wanted.empty()) return;
-    std::sort(wanted.begin(), wanted.end());
     v1::ChunkRequest request;
     request.set_device_id(config.device_id);
     request.set_artifact_id(u.artifact_id());
@@ -1072,10 +1070,7 @@ struct UpdateEngine::Impl {
                "the chunk server does not know artifact " + u.artifact_id() + "; upload it before deploying");
         return;
       case v1::CHUNK_STATUS_UNAVAILABLE:
-        // Ask again after a pause; what was in flight goes back into the queue.
-        for (const auto& [i, f] : inflight) retry_queue.push_back(i);
-        inflight.clear();
-        paused_until = now + config.unavailable_backoff_ms;
+        window.pause(now);  // what was in flight is asked for again after a pause
         return;
       default:
         finish(v1::PHASE_FAILED, v1::ERROR_INTERNAL,
@@ -1083,6 +1078,7 @@ struct UpdateEngine::Impl {
                    v1::ChunkStatus_Name(chunk.status()) + " although the manifest lists it");
         return;
     }
+    const common::ChunkSpace& space = window.space();
     const std::uint32_t index = chunk.index();
     if (index >= space.total()) {
       log(v1::LOG_LEVEL_WARN, "ignored chunk " + std::to_string(index) + ": the artifact has " +
@@ -1093,9 +1089,8 @@ struct UpdateEngine::Impl {
       hash_chunk_arrived(chunk);
       return;
     }
-    const auto flight = inflight.find(index);
-    if (bit(u.verified_bitmap(), index)) {
-      if (flight != inflight.end()) inflight.erase(flight);
+    if (chunk_verified(u.verified_bitmap(), index)) {
+      window.drop(index);
       return;  // a duplicate (a re-request crossed the answer)
     }
     stats.bytes_received += chunk.data().size();
@@ -1107,46 +1102,28 @@ struct UpdateEngine::Impl {
                  " bytes, the manifest allows " + std::to_string(expected));
       return;
     }
-    const bool was_in_flight = flight != inflight.end();
-    if (was_in_flight) {
-      stats.rtt_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(now - flight->second.sent_at_ms, 0));
-      inflight.erase(flight);
-    }
-    const std::string_view expected_digest = expected_hash(index);
+    const bool was_in_flight = note_answer(index);
+    const std::string_view expected_digest = window.expected_hash(index);
     if (expected_digest.empty()) {
       // A late answer (its request timed out and is queued again) whose hash chunk has left the
       // cache: dropped, the queued request fetches both again. Only a hash chunk no request in
       // flight needs is evicted, so a chunk in flight lands here only if that rule is broken.
-      if (was_in_flight) retry_queue.push_back(index);
+      if (was_in_flight) window.retry_later(index);
       fill_window();
       return;
     }
     const std::string digest = crypto.sha256(chunk.data());
     if (chunk.data().size() != expected || digest != expected_digest) {
-      ++stats.chunk_retries;
-      const std::uint32_t failures = ++hash_failures[index];
-      if (failures >= config.max_chunk_failures) {
-        if (auto* t = slot(u.target_slot())) t->set_valid(false);
-        finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_HASH_MISMATCH,
-               "chunk " + std::to_string(index) + " failed its manifest hash " + std::to_string(failures) +
-                   " times; the chunk server or the link corrupts data");
-        return;
-      }
-      log(v1::LOG_LEVEL_WARN,
-          "chunk " + std::to_string(index) + " does not match its manifest hash; asking again");
-      retry_queue.push_front(index);
-      fill_window();
+      hash_mismatch(index, "chunk " + std::to_string(index));
       return;
     }
     out.emplace_back(action::WriteChunk{u.target_slot(), std::uint64_t{index} * u.chunk_size(),
                                         std::move(*chunk.mutable_data())});
-    set_bit(*u.mutable_verified_bitmap(), index);
+    mark_chunk_verified(*u.mutable_verified_bitmap(), index);
     ++verified_count;
     ++stats.chunks_verified;
     last_chunk_at = now;
-    if (config.adaptive_window) {
-      window = std::min(static_cast<double>(effective_max_window()), window + 1.0 / std::max(window, 1.0));
-    }
+    window.on_verified();
     if (verified_count == u.chunk_count()) {
       enter_verifying();
       return;
@@ -1157,22 +1134,43 @@ struct UpdateEngine::Impl {
     fill_window();
   }
 
+  // The answer to `index` is in: its round trip is the link's latest RTT. False when it was
+  // not in flight (a late answer to a request that timed out).
+  bool note_answer(std::uint32_t index) {
+    const std::optional<std::int64_t> rtt = window.answered(index, now);
+    if (rtt) stats.rtt_ms = static_cast<std::uint32_t>(*rtt);
+    return rtt.has_value();
+  }
+
+  // Chunk `index` (`name` in messages) failed its manifest hash: ask again, or fail the update
+  // after max_chunk_failures.
+  void hash_mismatch(std::uint32_t index, const std::string& name) {
+    ++stats.chunk_retries;
+    const std::uint32_t failures = window.on_hash_mismatch(index);
+    if (failures >= config.max_chunk_failures) {
+      if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
+      finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_HASH_MISMATCH,
+             name + " failed its manifest hash " + std::to_string(failures) +
+                 " times; the chunk server or the link corrupts data");
+      return;
+    }
+    log(v1::LOG_LEVEL_WARN, name + " does not match its manifest hash; asking again");
+    fill_window();
+  }
+
   // A chunk of the hash table: verified against the manifest, then cached for the image chunks
   // it covers.
   void hash_chunk_arrived(v1::ChunkData& chunk) {
     const std::uint32_t index = chunk.index();
-    const std::uint32_t hash_chunk = index - space.image_chunks();
-    const auto flight = inflight.find(index);
-    CachedHashChunk* entry = cached_hash_chunk(hash_chunk);
-    if (entry == nullptr || entry->ready) {
-      if (flight != inflight.end()) inflight.erase(flight);
+    if (!window.awaits_hash_chunk(index)) {
+      window.drop(index);
       return;  // a duplicate, or no longer needed
     }
     const auto& u = record.update();
     stats.bytes_received += chunk.data().size();
-    const std::uint32_t expected = space.length(index);
-    const std::string name =
-        "hash-table chunk " + std::to_string(hash_chunk) + " (chunk " + std::to_string(index) + ")";
+    const std::uint32_t expected = window.space().length(index);
+    const std::string name = "hash-table chunk " + std::to_string(index - window.space().image_chunks()) +
+                             " (chunk " + std::to_string(index) + ")";
     if (chunk.data().size() > expected) {
       if (auto* t = slot(u.target_slot())) t->set_valid(false);
       finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_TOO_LARGE,
@@ -1180,52 +1178,21 @@ struct UpdateEngine::Impl {
                  std::to_string(expected));
       return;
     }
-    if (flight != inflight.end()) {
-      stats.rtt_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(now - flight->second.sent_at_ms, 0));
-      inflight.erase(flight);
-    }
+    note_answer(index);
     const std::string digest = crypto.sha256(chunk.data());
     if (chunk.data().size() != expected ||
-        digest.compare(0, kHashBytes, hash_chunk_hashes, std::size_t{hash_chunk} * kHashBytes, kHashBytes) !=
-            0) {
-      ++stats.chunk_retries;
-      const std::uint32_t failures = ++hash_failures[index];
-      if (failures >= config.max_chunk_failures) {
-        if (auto* t = slot(u.target_slot())) t->set_valid(false);
-        finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_HASH_MISMATCH,
-               name + " failed its manifest hash " + std::to_string(failures) +
-                   " times; the chunk server or the link corrupts data");
-        return;
-      }
-      log(v1::LOG_LEVEL_WARN, name + " does not match its manifest hash; asking again");
-      retry_queue.push_front(index);
-      fill_window();
+        std::string_view(digest).substr(0, common::kSha256Bytes) != window.expected_hash(index)) {
+      hash_mismatch(index, name);
       return;
     }
-    entry->hashes = std::move(*chunk.mutable_data());
-    entry->ready = true;
+    window.store_hash_chunk(index, std::move(*chunk.mutable_data()));
     last_chunk_at = now;
-    if (config.adaptive_window) {
-      window = std::min(static_cast<double>(effective_max_window()), window + 1.0 / std::max(window, 1.0));
-    }
+    window.on_verified();
     fill_window();
   }
 
   void download_tick(EventData&) {
-    bool timed_out = false;
-    for (auto it = inflight.begin(); it != inflight.end();) {
-      if (it->second.sent_at_ms + config.chunk_timeout_ms <= now) {
-        retry_queue.push_back(it->first);
-        ++stats.chunk_retries;
-        it = inflight.erase(it);
-        timed_out = true;
-      } else {
-        ++it;
-      }
-    }
-    if (timed_out && config.adaptive_window) {
-      window = std::max(static_cast<double>(std::max<std::uint32_t>(config.min_window, 1)), window / 2);
-    }
+    stats.chunk_retries += window.expire(now);
     if (connected && now - last_chunk_at >= config.download_stall_timeout_ms) {
       if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
       finish(v1::PHASE_FAILED, v1::ERROR_DOWNLOAD_TIMEOUT,
@@ -1239,8 +1206,7 @@ struct UpdateEngine::Impl {
   void download_connected(EventData& e) {
     connected_event(e);
     // Requests sent before the link dropped may be lost: ask again (verified chunks never).
-    for (const auto& [i, f] : inflight) retry_queue.push_back(i);
-    inflight.clear();
+    window.requeue_in_flight();
     last_chunk_at = now;
     report(v1::PHASE_DOWNLOADING);
     fill_window();
@@ -1303,9 +1269,8 @@ struct UpdateEngine::Impl {
 
   // ---- Verify, install, reboot -------------------------------------------------------------
   void enter_verifying() {
-    state = S::kVerifying;
-    inflight.clear();
-    retry_queue.clear();
+    go(Guard::kAllChunksVerified);
+    window.clear();  // the hashes too: verifying compares the image hash only
     persist();
     report(v1::PHASE_VERIFYING);
     out.emplace_back(action::HashSlot{record.update().target_slot(), record.update().image_size()});
@@ -1333,22 +1298,22 @@ struct UpdateEngine::Impl {
       t->set_valid(true);
     }
     clear_download();
-    state = S::kInstalling;
+    go(Guard::kImageMatches);
     activate();
   }
 
-  // Switch the bootloader to the target for one boot and reboot. Persisted on both sides.
+  // In Installing: switch the bootloader to the target for one boot and reboot (A/B), or
+  // activate the payload in place. Persisted on both sides.
   void activate() {
     const auto& u = record.update();
-    state = S::kInstalling;
     persist();
     report(v1::PHASE_INSTALLING);
     out.emplace_back(action::ActivateSlot{u.target_slot()});
     if (!ab_update()) {
-      enter_confirming();  // in place: the new payload is live now
+      enter_confirming(Guard::kActivatedInPlace);  // the new payload is live now
       return;
     }
-    state = S::kRebooting;
+    go(Guard::kSwitchedForReboot);
     persist();
     report(v1::PHASE_REBOOTING);
     out.emplace_back(action::Reboot{});
@@ -1362,8 +1327,8 @@ struct UpdateEngine::Impl {
                "': " + e.error->message);
   }
 
-  void enter_confirming() {
-    state = S::kConfirming;
+  void enter_confirming(Guard why) {
+    go(why);
     health_deadline = now + config.health_check_timeout_ms;
     persist();
     report(v1::PHASE_CONFIRMING);
@@ -1375,14 +1340,15 @@ struct UpdateEngine::Impl {
       out.emplace_back(action::CommitSlot{record.update().target_slot()});
       complete_commit();
     } else {
-      start_revert(v1::ERROR_HEALTH_CHECK_FAILED, "health check failed: " + *e.detail);
+      start_revert(Guard::kUnhealthy, v1::ERROR_HEALTH_CHECK_FAILED, "health check failed: " + *e.detail);
     }
   }
 
   void confirm_tick(EventData&) {
     if (now >= health_deadline) {
-      start_revert(v1::ERROR_HEALTH_CHECK_FAILED, "health check gave no answer within " +
-                                                      std::to_string(config.health_check_timeout_ms) + " ms");
+      start_revert(
+          Guard::kNoHealthAnswer, v1::ERROR_HEALTH_CHECK_FAILED,
+          "health check gave no answer within " + std::to_string(config.health_check_timeout_ms) + " ms");
     }
   }
 
@@ -1394,14 +1360,14 @@ struct UpdateEngine::Impl {
     finish(u.is_rollback() ? v1::PHASE_ROLLED_BACK : v1::PHASE_COMMITTED, v1::ERROR_NONE, "");
   }
 
-  void start_revert(v1::ErrorCode error, const std::string& detail) {
+  void start_revert(Guard why, v1::ErrorCode error, const std::string& detail) {
     const auto& u = record.update();
     log(v1::LOG_LEVEL_WARN, "reverting to slot '" + u.previous_slot() + "': " + detail);
     if (auto* t = slot(u.target_slot())) t->set_valid(false);
     record.set_last_error(static_cast<std::uint32_t>(error));
     record.set_last_error_detail(detail);
     health_deadline = kNoDeadline;
-    state = S::kRollingBack;
+    go(why);
     persist();
     report(v1::PHASE_ROLLING_BACK, error, detail);
     if (!ab_update()) {
@@ -1415,8 +1381,9 @@ struct UpdateEngine::Impl {
   }
 
   void commit_failed(EventData& e) {
-    start_revert(v1::ERROR_INSTALL_FAILED, std::string(action_name(*e.failed)) +
-                                               " failed while confirming the update: " + e.error->message);
+    start_revert(
+        Guard::kConfirmActionFailed, v1::ERROR_INSTALL_FAILED,
+        std::string(action_name(*e.failed)) + " failed while confirming the update: " + e.error->message);
   }
 
   void revert_failed(EventData& e) {
@@ -1429,19 +1396,10 @@ struct UpdateEngine::Impl {
   std::int64_t next_deadline() const {
     std::int64_t deadline = kNoDeadline;
     if (state == S::kDownloading) {
-      for (const auto& [i, f] : inflight)
-        deadline = std::min(deadline, f.sent_at_ms + config.chunk_timeout_ms);
+      deadline = std::min(deadline, window.timeout_deadline_ms());
       if (connected) deadline = std::min(deadline, last_chunk_at + config.download_stall_timeout_ms);
       if (progress_dirty) deadline = std::min(deadline, next_progress_at);
-      if (connected && now < paused_until) deadline = std::min(deadline, paused_until);
-      const std::uint64_t rate = record.update().max_bytes_per_second();
-      if (connected && rate > 0 && inflight.size() < static_cast<std::size_t>(std::max(window, 1.0)) &&
-          tokens < static_cast<double>(record.update().chunk_size())) {
-        const double missing = static_cast<double>(record.update().chunk_size()) - tokens;
-        deadline =
-            std::min(deadline,
-                     tokens_at + static_cast<std::int64_t>(missing * 1000.0 / static_cast<double>(rate)) + 1);
-      }
+      if (connected) deadline = std::min(deadline, window.send_deadline_ms(now));
     }
     if (state == S::kConfirming) deadline = std::min(deadline, health_deadline);
     return deadline;

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -951,6 +953,334 @@ TEST_F(HashTableEngineTest, PowerCutRefetchesTheHashChunkButNoVerifiedChunk) {
   EXPECT_LE(refetched, 4) << "only chunks in flight at the cut may be fetched again";
   EXPECT_EQ(server_.requested[kHashChunk0], 1);      // chunks 0-31 were all verified before the cut
   EXPECT_EQ(server_.requested[kHashChunk0 + 1], 2);  // needed again for chunks 50-63
+}
+
+}  // namespace
+}  // namespace fota::client
+
+namespace fota::client {
+namespace {
+
+// ---- The transition table, walked row by row -----------------------------------------------
+// Each walk drives engines through one story and lists, in order, the rows of
+// engine_transitions() it must take; together the walks take every row.
+std::string row_text(const EngineTransition& row) {
+  return std::string(engine_state_name(row.from)) + " -" + row.event + "[" + row.guard + "]-> " +
+         engine_state_name(row.to);
+}
+
+class TransitionTableTest;
+
+struct TransitionWalk {
+  const char* name;
+  void (TransitionTableTest::*run)();
+  std::vector<std::string> path;
+};
+
+class TransitionTableTest : public EngineTest, public ::testing::WithParamInterface<TransitionWalk> {
+ protected:
+  TransitionTableTest() {
+    config_.on_transition = [this](std::size_t row) {
+      taken_.push_back(row_text(engine_transitions().at(row)));
+    };
+  }
+
+  std::int64_t now() { return clock_.now_ms(); }
+
+  // A journal of slots a (active) and b, both valid with security counter 0; unless `state` is
+  // idle, an update of artifact_ into b (A/B) or into "file:app.conf" (in place) in progress.
+  journal::JournalRecord journal_in(journal::EngineState state, bool in_place = false,
+                                    bool all_verified = false) const {
+    journal::JournalRecord record;
+    for (const char* name : {"a", "b"}) {
+      auto* s = record.add_slots();
+      s->set_name(name);
+      s->set_valid(true);
+      s->set_version(std::string(name) == "a" ? "1.0.0" : "0.9.0");
+    }
+    record.set_active_slot("a");
+    record.set_state(state);
+    if (state == journal::ENGINE_STATE_IDLE) return record;
+    auto* u = record.mutable_update();
+    u->set_command_id("c1");
+    u->set_artifact_id(artifact_.manifest.artifact_id());
+    u->set_image_size(artifact_.manifest.image_size());
+    u->set_chunk_size(artifact_.manifest.chunk_size());
+    u->set_chunk_count(static_cast<std::uint32_t>(artifact_.manifest.chunk_sha256_size()));
+    u->set_verified_bitmap(std::string((u->chunk_count() + 7) / 8, all_verified ? '\xff' : '\0'));
+    u->set_target_slot(in_place ? "file:app.conf" : "b");
+    u->set_previous_slot("a");
+    if (in_place) u->set_payload_type(v1::PAYLOAD_TYPE_FILE);
+    return record;
+  }
+
+  // Power on with `record` (none: first start) and the bootloader's `boot`.
+  Actions boot(const journal::JournalRecord* record, BootStatus status) {
+    engine_ = std::make_unique<UpdateEngine>(config_, crypto_, record,
+                                             artifact_.signed_manifest.SerializeAsString());
+    return engine_->on_started(status, now());
+  }
+  // Reboot: a new engine from what the last one recorded.
+  Actions reboot(BootStatus status) {
+    const journal::JournalRecord record = engine_->record();
+    return boot(&record, std::move(status));
+  }
+  // Answers every chunk request in `actions`, and in what the answers bring, from server_.
+  void serve(const Actions& actions) {
+    for (const auto& a : actions) {
+      if (const auto* r = std::get_if<action::RequestChunks>(&a)) {
+        for (auto& chunk : server_.answer(r->request)) serve(engine_->on_chunk(std::move(chunk), now()));
+      }
+    }
+  }
+  void fail(const Action& action) {
+    (void)engine_->on_action_failed(action, common::Error(common::Errc::kIo, "injected"), now());
+  }
+  v1::Command cancel() {
+    v1::Command c;
+    c.set_command_id("x1");
+    c.set_device_id(testing::kDeviceId);
+    c.set_expires_at_ms(now() + 1000);
+    c.mutable_cancel();
+    return c;
+  }
+  void install_on_fresh_device(const TestArtifact& artifact) {
+    boot(nullptr, {"a", false});
+    (void)engine_->on_connected(now());
+    (void)engine_->on_command(testing::install_command("c1", artifact, now()), now());
+  }
+
+  // ---- The walks ----
+ public:
+  void ab_update_commits() {
+    boot(nullptr, {"a", false});
+    (void)engine_->on_connected(now());
+    serve(engine_->on_command(testing::install_command("c1", artifact_, now()), now()));
+    (void)engine_->on_slot_hash(artifact_.manifest.image_sha256(), now());
+    reboot({"b", true});
+    (void)engine_->on_health_result(true, "", now());
+  }
+  void unhealthy_update_rolls_back() {
+    const auto record = journal_in(journal::ENGINE_STATE_REBOOTING);
+    boot(&record, {"b", true});
+    (void)engine_->on_health_result(false, "app down", now());
+    reboot({"a", false});
+  }
+  void silent_health_check_rolls_back() {
+    const auto record = journal_in(journal::ENGINE_STATE_REBOOTING);
+    boot(&record, {"b", true});
+    clock_.advance(std::chrono::milliseconds(config_.health_check_timeout_ms));
+    (void)engine_->on_tick(now());
+    reboot({"b", true});  // the revert did not happen before the reboot
+  }
+  void commit_failure_rolls_back() {
+    const auto record = journal_in(journal::ENGINE_STATE_REBOOTING);
+    boot(&record, {"b", true});
+    fail(action::CommitSlot{"b"});
+  }
+  void rollback_to_previous_slot_fails_to_switch() {
+    const auto record = journal_in(journal::ENGINE_STATE_IDLE);
+    boot(&record, {"a", false});
+    (void)engine_->on_command(testing::rollback_command("r1", now()), now());
+    fail(action::ActivateSlot{"b"});
+  }
+  void installed_artifact_is_not_installed_again() {
+    auto record = journal_in(journal::ENGINE_STATE_IDLE);
+    record.mutable_slots(0)->set_artifact_id(artifact_.manifest.artifact_id());
+    boot(&record, {"a", false});
+    (void)engine_->on_command(testing::install_command("c1", artifact_, now()), now());
+  }
+  void download_cancelled() {
+    install_on_fresh_device(artifact_);
+    (void)engine_->on_command(cancel(), now());
+  }
+  void download_stalls() {
+    install_on_fresh_device(artifact_);
+    clock_.advance(std::chrono::milliseconds(config_.download_stall_timeout_ms));
+    (void)engine_->on_tick(now());
+  }
+  void artifact_unknown_to_the_server() {
+    install_on_fresh_device(artifact_);
+    v1::ChunkData chunk;
+    chunk.set_artifact_id(artifact_.manifest.artifact_id());
+    chunk.set_status(v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+    (void)engine_->on_chunk(std::move(chunk), now());
+  }
+  void slot_write_fails() {
+    install_on_fresh_device(artifact_);
+    fail(action::WriteChunk{"b", 0, "x"});
+  }
+  void empty_image_needs_no_chunk() {
+    ArtifactOptions o;
+    o.size = 0;
+    o.seed = 3;
+    install_on_fresh_device(make_artifact(key_, o));
+  }
+  void download_resumes() {
+    const auto record = journal_in(journal::ENGINE_STATE_DOWNLOADING);
+    boot(&record, {"a", false});
+  }
+  void complete_download_resumes_into_verifying() {
+    const auto record = journal_in(journal::ENGINE_STATE_DOWNLOADING, false, /*all_verified=*/true);
+    boot(&record, {"a", false});
+  }
+  void verifying_cancelled() {
+    const auto record = journal_in(journal::ENGINE_STATE_VERIFYING);
+    boot(&record, {"a", false});
+    (void)engine_->on_command(cancel(), now());
+  }
+  void image_changed_on_storage() {
+    const auto record = journal_in(journal::ENGINE_STATE_VERIFYING);
+    boot(&record, {"a", false});
+    (void)engine_->on_slot_hash(std::string(32, '\0'), now());
+  }
+  void slot_read_back_fails() {
+    const auto record = journal_in(journal::ENGINE_STATE_VERIFYING);
+    boot(&record, {"a", false});
+    fail(action::HashSlot{"b", 1});
+  }
+  void switch_interrupted() {
+    const auto record = journal_in(journal::ENGINE_STATE_INSTALLING);
+    boot(&record, {"a", false});
+  }
+  void in_place_activation_interrupted_then_unhealthy() {
+    const auto record = journal_in(journal::ENGINE_STATE_INSTALLING, /*in_place=*/true);
+    boot(&record, {"a", false});
+    (void)engine_->on_health_result(false, "app down", now());
+  }
+  void in_place_confirmation_interrupted_then_silent() {
+    const auto record = journal_in(journal::ENGINE_STATE_CONFIRMING, /*in_place=*/true);
+    boot(&record, {"a", false});
+    clock_.advance(std::chrono::milliseconds(config_.health_check_timeout_ms));
+    (void)engine_->on_tick(now());
+  }
+  void in_place_activation_fails() {
+    const auto record = journal_in(journal::ENGINE_STATE_CONFIRMING, /*in_place=*/true);
+    boot(&record, {"a", false});
+    fail(action::ActivateSlot{"file:app.conf"});
+  }
+  void in_place_payload_verified() {
+    const auto record = journal_in(journal::ENGINE_STATE_VERIFYING, /*in_place=*/true);
+    boot(&record, {"a", false});
+    (void)engine_->on_slot_hash(artifact_.manifest.image_sha256(), now());
+  }
+
+  std::unique_ptr<UpdateEngine> engine_;
+  std::vector<std::string> taken_;
+};
+
+TEST_P(TransitionTableTest, TakesItsRowsInOrder) {
+  const TransitionWalk& walk = GetParam();
+  (this->*walk.run)();
+  EXPECT_EQ(taken_, walk.path);
+  EXPECT_EQ(engine_->stats().unexpected_events, 0U);
+}
+
+// Rows, as row_text() writes them.
+const char kFirstStart[] = "AwaitingStart -Started[no journal: first start]-> Idle";
+const char kJournalIdle[] = "AwaitingStart -Started[journal idle]-> Idle";
+const char kInstall[] = "Idle -Command[install command accepted]-> Downloading";
+const char kTrialBoot[] = "AwaitingStart -Started[target slot booted on trial]-> Confirming";
+const char kJournalVerifying[] = "AwaitingStart -Started[journal verifying]-> Verifying";
+const char kJournalInstalling[] =
+    "AwaitingStart -Started[journal installing, target not booted on trial]-> Installing";
+const char kInPlaceConfirming[] =
+    "AwaitingStart -Started[in-place payload, journal rebooting or confirming]-> Confirming";
+
+const std::vector<TransitionWalk> kWalks = {
+    {"AbUpdateCommits",
+     &TransitionTableTest::ab_update_commits,
+     {kFirstStart, kInstall, "Downloading -Chunk[every chunk verified]-> Verifying",
+      "Verifying -SlotHash[slot hash = manifest image hash]-> Installing",
+      "Installing -SlotHash[A/B image: slot switched, reboot]-> Rebooting", kTrialBoot,
+      "Confirming -HealthResult[update ended: outcome reported]-> Idle"}},
+    {"UnhealthyUpdateRollsBack",
+     &TransitionTableTest::unhealthy_update_rolls_back,
+     {kTrialBoot, "Confirming -HealthResult[health check failed]-> RollingBack",
+      "AwaitingStart -Started[update ended: outcome reported]-> Idle"}},
+    {"SilentHealthCheckRollsBack",
+     &TransitionTableTest::silent_health_check_rolls_back,
+     {kTrialBoot, "Confirming -Tick[health check deadline passed]-> RollingBack",
+      "AwaitingStart -Started[journal rolling back, previous slot not booted]-> RollingBack"}},
+    {"CommitFailureRollsBack",
+     &TransitionTableTest::commit_failure_rolls_back,
+     {kTrialBoot, "Confirming -ActionFailed[an action failed while confirming]-> RollingBack"}},
+    {"RollbackToPreviousSlotFailsToSwitch",
+     &TransitionTableTest::rollback_to_previous_slot_fails_to_switch,
+     {kJournalIdle, "Idle -Command[rollback command, previous slot valid]-> Installing",
+      "Installing -Command[A/B image: slot switched, reboot]-> Rebooting",
+      "Rebooting -ActionFailed[update ended: outcome reported]-> Idle"}},
+    {"InstalledArtifactIsNotInstalledAgain",
+     &TransitionTableTest::installed_artifact_is_not_installed_again,
+     {kJournalIdle, "Idle -Command[update ended: outcome reported]-> Idle"}},
+    {"DownloadCancelled",
+     &TransitionTableTest::download_cancelled,
+     {kFirstStart, kInstall, "Downloading -Command[update ended: outcome reported]-> Idle"}},
+    {"DownloadStalls",
+     &TransitionTableTest::download_stalls,
+     {kFirstStart, kInstall, "Downloading -Tick[update ended: outcome reported]-> Idle"}},
+    {"ArtifactUnknownToTheServer",
+     &TransitionTableTest::artifact_unknown_to_the_server,
+     {kFirstStart, kInstall, "Downloading -Chunk[update ended: outcome reported]-> Idle"}},
+    {"SlotWriteFails",
+     &TransitionTableTest::slot_write_fails,
+     {kFirstStart, kInstall, "Downloading -ActionFailed[update ended: outcome reported]-> Idle"}},
+    {"EmptyImageNeedsNoChunk",
+     &TransitionTableTest::empty_image_needs_no_chunk,
+     {kFirstStart, kInstall, "Downloading -Command[every chunk verified]-> Verifying"}},
+    {"DownloadResumes",
+     &TransitionTableTest::download_resumes,
+     {"AwaitingStart -Started[journal downloading]-> Downloading"}},
+    {"CompleteDownloadResumesIntoVerifying",
+     &TransitionTableTest::complete_download_resumes_into_verifying,
+     {"AwaitingStart -Started[journal downloading]-> Downloading",
+      "Downloading -Started[every chunk verified]-> Verifying"}},
+    {"VerifyingCancelled",
+     &TransitionTableTest::verifying_cancelled,
+     {kJournalVerifying, "Verifying -Command[update ended: outcome reported]-> Idle"}},
+    {"ImageChangedOnStorage",
+     &TransitionTableTest::image_changed_on_storage,
+     {kJournalVerifying, "Verifying -SlotHash[update ended: outcome reported]-> Idle"}},
+    {"SlotReadBackFails",
+     &TransitionTableTest::slot_read_back_fails,
+     {kJournalVerifying, "Verifying -ActionFailed[update ended: outcome reported]-> Idle"}},
+    {"SwitchInterrupted",
+     &TransitionTableTest::switch_interrupted,
+     {kJournalInstalling, "Installing -Started[A/B image: slot switched, reboot]-> Rebooting"}},
+    {"InPlaceActivationInterruptedThenUnhealthy",
+     &TransitionTableTest::in_place_activation_interrupted_then_unhealthy,
+     {kJournalInstalling, "Installing -Started[file or module payload activated in place]-> Confirming",
+      "Confirming -HealthResult[health check failed]-> RollingBack",
+      "RollingBack -HealthResult[update ended: outcome reported]-> Idle"}},
+    {"InPlaceConfirmationInterruptedThenSilent",
+     &TransitionTableTest::in_place_confirmation_interrupted_then_silent,
+     {kInPlaceConfirming, "Confirming -Tick[health check deadline passed]-> RollingBack",
+      "RollingBack -Tick[update ended: outcome reported]-> Idle"}},
+    {"InPlaceActivationFails",
+     &TransitionTableTest::in_place_activation_fails,
+     {kInPlaceConfirming, "Confirming -ActionFailed[an action failed while confirming]-> RollingBack",
+      "RollingBack -ActionFailed[update ended: outcome reported]-> Idle"}},
+    {"InPlacePayloadVerified",
+     &TransitionTableTest::in_place_payload_verified,
+     {kJournalVerifying, "Verifying -SlotHash[slot hash = manifest image hash]-> Installing",
+      "Installing -SlotHash[file or module payload activated in place]-> Confirming"}},
+};
+
+INSTANTIATE_TEST_SUITE_P(Walks, TransitionTableTest, ::testing::ValuesIn(kWalks),
+                         [](const ::testing::TestParamInfo<TransitionWalk>& walk) {
+                           return std::string(walk.param.name);
+                         });
+
+// Top to bottom: every row is walked, and appears once.
+TEST(TransitionTableRowsTest, EveryRowIsWalkedAndUnique) {
+  std::set<std::string> walked;
+  for (const auto& walk : kWalks) walked.insert(walk.path.begin(), walk.path.end());
+  std::set<std::string> rows;
+  for (const EngineTransition& row : engine_transitions()) {
+    EXPECT_TRUE(rows.insert(row_text(row)).second) << "twice: " << row_text(row);
+    EXPECT_EQ(walked.count(row_text(row)), 1U) << "no walk takes " << row_text(row);
+  }
+  for (const auto& text : walked) EXPECT_EQ(rows.count(text), 1U) << "not a row: " << text;
 }
 
 }  // namespace

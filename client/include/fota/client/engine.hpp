@@ -15,7 +15,9 @@
 //  4. Call on_tick() when now_ms >= next_deadline_ms().
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -88,6 +90,9 @@ struct EngineConfig {
   // clock alone: the orchestrator sets the MQTT message expiry to the same TTL, so the broker
   // drops a command that sat queued too long. Replays are refused by id either way.
   std::int64_t clock_skew_allowance_ms = 60 * 60 * 1000;
+  // Called with the index in engine_transitions() of every transition the engine takes, for
+  // tests and tracing. Runs inside the engine's call; must not call the engine.
+  std::function<void(std::size_t row)> on_transition;
 };
 
 // Which slot the bootloader started, reported once after every (re)start.
@@ -186,13 +191,26 @@ enum class EngineState {
 };
 const char* engine_state_name(EngineState state) noexcept;
 
+// One row of the engine's transition table (docs/CLIENT.md, "States and the transition table"):
+// on `event` in state `from`, when `guard` holds, the engine moves to `to`. Every state change
+// an engine makes is one row; one without a row is logged as a bug and counted in
+// EngineStats::unexpected_events, and the state is kept.
+struct EngineTransition {
+  EngineState from;
+  const char* event;  // the input: "Started", "Command", "Chunk", "Tick", "SlotHash", ...
+  const char* guard;  // the condition the handler found, e.g. "every chunk verified"
+  EngineState to;
+};
+// The rows, top to bottom.
+const std::vector<EngineTransition>& engine_transitions();
+
 // Counters for tests, the simulator and link statistics.
 struct EngineStats {
   std::uint64_t chunks_requested = 0;  // chunk indices asked for (re-requests included)
   std::uint64_t chunks_verified = 0;   // this session
   std::uint64_t chunk_retries = 0;     // timeouts and hash mismatches
   std::uint64_t bytes_received = 0;
-  std::uint64_t unexpected_events = 0;  // events without a transition (a bug, also logged)
+  std::uint64_t unexpected_events = 0;  // events or moves without a transition (a bug, also logged)
   std::uint32_t reconnects = 0;         // on_connected() calls after the first, this session
   std::uint32_t window = 0;
   std::uint32_t rtt_ms = 0;
