@@ -65,6 +65,8 @@ common::Result<std::unique_ptr<DeviceAgent>> DeviceAgent::create(DeviceAgentConf
     self->diagnose(v1::LOG_LEVEL_INFO, "rebooting to continue the update");
     if (self->hooks_.reboot) self->hooks_.reboot();
   };
+  runtime_hooks.before_action = self->hooks_.before_action;
+  runtime_hooks.after_action = self->hooks_.after_action;
   runtime_hooks.set_log_level = [self](v1::LogLevel level) { self->min_level_ = level; };
   runtime_hooks.log = [self](v1::LogLevel level, const std::string& message) {
     self->diagnose(level, message);
@@ -95,7 +97,7 @@ void DeviceAgent::on_connected(std::int64_t now_ms) {
   if (finished() || !started_) return;
   // A clean start (or an expired session) keeps no subscriptions: renew them every time.
   for (Channel channel : {Channel::kCommand, Channel::kChunk}) {
-    if (auto s = link_.subscribe(topics_.device_topic(device_, channel), 1); !s.ok()) {
+    if (auto s = link_.subscribe(topics_.device_topic(device_, channel), channel_qos(channel)); !s.ok()) {
       diagnose(v1::LOG_LEVEL_ERROR, "subscribing failed: " + s.error().to_string());
     }
   }
@@ -149,8 +151,8 @@ void DeviceAgent::execute(Actions actions, std::int64_t now_ms) {
 
 common::Status DeviceAgent::publish(Channel channel, std::string payload) {
   if (!connected_) return Error(Errc::kUnavailable, "not connected");
-  return link_.publish(
-      {topics_.device_topic(device_, channel), std::move(payload), 1, is_retained_channel(channel)});
+  return link_.publish({topics_.device_topic(device_, channel), std::move(payload), channel_qos(channel),
+                        is_retained_channel(channel)});
 }
 
 // ---- application logs ----------------------------------------------------------------------
@@ -198,19 +200,20 @@ void DeviceAgent::diagnose(v1::LogLevel level, const std::string& message) const
 
 OutboundMessage DeviceAgent::last_will() const {
   return {topics_.device_topic(device_, Channel::kPresence),
-          encode_presence(device_, false, 0, config_.engine.client_version), 1,
+          encode_presence(device_, false, 0, config_.engine.client_version), channel_qos(Channel::kPresence),
           is_retained_channel(Channel::kPresence)};
 }
 
 OutboundMessage DeviceAgent::offline_presence(std::int64_t now_ms) const {
   return {topics_.device_topic(device_, Channel::kPresence),
-          encode_presence(device_, false, now_ms, config_.engine.client_version), 1,
-          is_retained_channel(Channel::kPresence)};
+          encode_presence(device_, false, now_ms, config_.engine.client_version),
+          channel_qos(Channel::kPresence), is_retained_channel(Channel::kPresence)};
 }
 
 bool DeviceAgent::finished() const noexcept { return runtime_->stopped(); }
 bool DeviceAgent::reboot_requested() const noexcept { return runtime_->reboot_requested(); }
 EngineState DeviceAgent::state() const noexcept { return engine_->state(); }
+v1::Inventory DeviceAgent::inventory(std::int64_t now_ms) const { return engine_->inventory(now_ms); }
 const EngineStats& DeviceAgent::stats() const noexcept { return engine_->stats(); }
 
 }  // namespace fota::client

@@ -24,6 +24,8 @@ bool is_retained_channel(Channel channel) noexcept {
   return channel == Channel::kInventory || channel == Channel::kPresence;
 }
 
+int channel_qos(Channel /*channel*/) noexcept { return 1; }
+
 common::Result<Actions> dispatch_device_message(UpdateEngine& engine, const common::TopicScheme& topics,
                                                 const common::DeviceId& device, std::string_view topic,
                                                 std::string_view payload, std::int64_t now_ms) {

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "fota/client/device_messages.hpp"
-#include "fota/common/codec.hpp"
 #include "fota/common/phase.hpp"
 
 namespace fota::sim {
@@ -46,15 +44,15 @@ constexpr std::int64_t kConnectTimeoutMs = 30000;
 
 }  // namespace
 
-// The runtime's Transport: the engine's reports leave through the link emulator.
-class VirtualDevice::Uplink : public client::Transport {
+// The agent's DeviceLink, as MosquittoDeviceClient's is, but what the agent publishes crosses the
+// link emulator first. Subscriptions go to the session directly (they cost no emulated time).
+class VirtualDevice::Link : public client::DeviceLink {
  public:
-  explicit Uplink(VirtualDevice& device) : device_(device) {}
-  common::Status publish(Channel channel, std::string payload) override {
-    // Chunk requests at QoS 0: a lost one is asked for again after its timeout.
-    device_.send(channel, std::move(payload), channel == Channel::kChunkRequest ? 0 : 1,
-                 client::is_retained_channel(channel));
-    return common::ok_status();
+  explicit Link(VirtualDevice& device) : device_(device) {}
+  common::Status publish(const client::OutboundMessage& message) override { return device_.send(message); }
+  common::Status subscribe(const std::string& topic, int qos) override {
+    if (!device_.session_) return Error(Errc::kUnavailable, "not connected");
+    return device_.session_->subscribe(topic, qos);
   }
 
  private:
@@ -71,7 +69,7 @@ VirtualDevice::VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
                StorageFaults{plan_.faults.storage_full ? fleet.scenario->artifact.image_size / 2 + 1 : 0}),
       link_(fleet.scenario->link_profiles.at(plan_.link_profile), fleet.scenario->faults.outages,
             fleet.scenario->seed, plan_.index, fleet.scenario->duration_ms),
-      uplink_(std::make_unique<Uplink>(*this)),
+      device_link_(std::make_unique<Link>(*this)),
       rng_(derive_seed(fleet.scenario->seed, "device", plan_.index)) {
   link_.set_faults_armed(false);  // until the rollout starts (arm_link_faults)
 }
@@ -88,13 +86,19 @@ void VirtualDevice::note(std::string event, std::string detail) {
 }
 
 common::Status VirtualDevice::start() {
+  started_ = true;
+  // Boots and builds the agent; its first connect waits on a loop timer for the session below.
+  power_on();
   client::mosquitto::SessionConfig config;
   config.host = fleet_.broker_host;
   config.port = fleet_.broker_port;
   config.client_id = plan_.device_id;
   config.tls = tls_;
-  config.will = client::mosquitto::LastWill{fleet_.topics.device_topic(id_, Channel::kPresence),
-                                            presence(false), 1, true};
+  // The agent's last will (retained presence offline); the same for every power cycle.
+  if (agent_) {
+    const client::OutboundMessage will = agent_->last_will();
+    config.will = client::mosquitto::LastWill{will.topic, will.payload, will.qos, will.retain};
+  }
   client::mosquitto::SessionCallbacks callbacks;
   callbacks.on_connected = [this](int rc) { on_connected(rc); };
   callbacks.on_disconnected = [this](int rc) { on_disconnected(rc); };
@@ -105,13 +109,11 @@ common::Status VirtualDevice::start() {
   if (!session.ok()) return session.error().with_context("device " + plan_.device_id);
   session_ = std::move(*session);
   fleet_.loop->watch(session_.get());
-  started_ = true;
-  power_on();
   return common::ok_status();
 }
 
 bool VirtualDevice::busy() const noexcept {
-  return !powered_ || !engine_ || engine_->state() != client::EngineState::kIdle;
+  return !powered_ || !agent_ || agent_->state() != client::EngineState::kIdle;
 }
 
 void VirtualDevice::arm_link_faults() {
@@ -143,8 +145,9 @@ void VirtualDevice::stop() {
 void VirtualDevice::leave() {
   // The retained presence says offline before the DISCONNECT (which suppresses the last will),
   // and the DISCONNECT waits for its acknowledgement, as fota-device's stop() does.
-  if (session_->connected()) {
-    (void)session_->publish(fleet_.topics.device_topic(id_, Channel::kPresence), presence(false), 1, true);
+  if (session_->connected() && agent_) {
+    const client::OutboundMessage presence = agent_->offline_presence(device_now());
+    (void)session_->publish(presence.topic, presence.payload, presence.qos, presence.retain);
   }
   session_->disconnect_when_acknowledged();
 }
@@ -172,8 +175,8 @@ void VirtualDevice::reboot() {
 }
 
 std::string VirtualDevice::running_version() const {
-  if (!powered_ || !engine_) return {};
-  return engine_->inventory(device_now()).version();
+  if (!powered_ || !agent_) return {};
+  return agent_->inventory(device_now()).version();
 }
 
 bool VirtualDevice::running_on_trial() const {
@@ -186,11 +189,7 @@ client::mosquitto::WireCounters VirtualDevice::wire() const noexcept {
 }
 
 std::int64_t VirtualDevice::engine_unexpected_events() const noexcept {
-  return engine_ ? static_cast<std::int64_t>(engine_->stats().unexpected_events) : 0;
-}
-
-std::string VirtualDevice::presence(bool online) const {
-  return client::encode_presence(id_, online, device_now(), "fota-sim");
+  return agent_ ? static_cast<std::int64_t>(agent_->stats().unexpected_events) : 0;
 }
 
 // ---- power ---------------------------------------------------------------------------------
@@ -213,25 +212,44 @@ void VirtualDevice::power_on() {
   }
   note("boot", "slot " + *booted + (version.empty() ? "" : " (" + version + ")"));
 
-  client::EngineConfig config;
-  config.device_id = plan_.device_id;
-  config.hardware_type = plan_.hardware_type;
-  config.client_version = "fota-sim";
-  config.time_zone = plan_.time_zone;
-  config.factory_version = plan_.installed_version;
-  config.factory_security_counter = plan_.security_counter;
-  config.attributes["group"] = plan_.group;
-  config.attributes["link"] = plan_.link_profile;
+  client::DeviceAgentConfig config;
+  config.topic_prefix = fleet_.topics.prefix();
+  config.engine.device_id = plan_.device_id;
+  config.engine.hardware_type = plan_.hardware_type;
+  config.engine.client_version = "fota-sim";
+  config.engine.time_zone = plan_.time_zone;
+  config.engine.factory_version = plan_.installed_version;
+  config.engine.factory_security_counter = plan_.security_counter;
+  config.engine.attributes["group"] = plan_.group;
+  config.engine.attributes["link"] = plan_.link_profile;
   // The link's nominal speed, as a device knows it from its modem class: the orchestrator's
   // prediction uses it until it has measured the device.
   if (const auto bandwidth = fleet_.scenario->link_profiles.at(plan_.link_profile).bandwidth_bytes_per_second;
       bandwidth > 0)
-    config.attributes["link_rate"] = std::to_string(bandwidth);
-  auto loaded = journal_.load();
-  const client::Journal::Loaded* stored = loaded.ok() && loaded->has_value() ? &**loaded : nullptr;
-  engine_ = std::make_unique<client::UpdateEngine>(config, *fleet_.crypto, stored ? &stored->record : nullptr,
-                                                   stored ? stored->signed_manifest : std::string());
-  client::DeviceRuntime::Hooks hooks;
+    config.engine.attributes["link_rate"] = std::to_string(bandwidth);
+  auto agent = client::DeviceAgent::create(std::move(config), storage_, journal_, *fleet_.crypto,
+                                           *device_link_, agent_hooks());
+  if (!agent.ok()) {
+    note("boot-failed", agent.error().message);
+    bricked_ = true;
+    return;
+  }
+  agent_ = std::move(agent).value();
+  const std::uint64_t epoch = power_epoch_;
+  cut_countdown_.reset();
+  if (auto started = agent_->start(device_now()); !started.ok()) {
+    note("boot-failed", started.error().message);
+    bricked_ = true;
+    return;
+  }
+  after_input(epoch);
+  // Like fota-device, it connects once the boot's work is done (a trial boot's health check first:
+  // connect_when_possible waits for it).
+  if (epoch == power_epoch_) connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
+}
+
+client::DeviceAgent::Hooks VirtualDevice::agent_hooks() {
+  client::DeviceAgent::Hooks hooks;
   hooks.reboot = [this] { reboot(); };
   hooks.start_health_check = [this](client::HealthCheckTicket ticket, const client::HealthCheckSubject&,
                                     std::int64_t) { start_health_check(ticket); };
@@ -239,23 +257,18 @@ void VirtualDevice::power_on() {
     return before_action(action, upcoming);
   };
   hooks.after_action = [this](const client::Action& action) { return after_action(action); };
-  runtime_ =
-      std::make_unique<client::DeviceRuntime>(*engine_, storage_, journal_, *uplink_, std::move(hooks));
-  auto status = storage_.boot_status();
-  if (!status.ok()) {
-    note("boot-failed", status.error().message);
-    bricked_ = true;
-    return;
-  }
-  execute(engine_->on_started(*status, device_now()));
-  // fota-device finishes what the boot started (a trial boot's health check) before it connects.
-  if (!connect_after_health_check_) connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
+  // What fota-device would write to its log at warning level and above (a malformed message
+  // dropped, a failed action): in the device's timeline. They reach the fleet as LogBatch too.
+  hooks.log = [this](v1::LogLevel level, const std::string& message) {
+    if (level >= v1::LOG_LEVEL_WARN) note("warning", message);
+  };
+  return hooks;
 }
 
 void VirtualDevice::power_off(bool orderly) {
   powered_ = false;
   rebooting_ = false;
-  connect_after_health_check_ = false;
+  connect_deferred_ = false;
   ++power_epoch_;
   ++connection_epoch_;
   if (tick_timer_) fleet_.loop->cancel(*tick_timer_);
@@ -270,8 +283,7 @@ void VirtualDevice::power_off(bool orderly) {
   note(orderly ? "reboot" : "power-cut");
   // Lost power loses the slot writes not yet synced; a reboot lets the system flush them.
   if (!orderly) storage_.power_cut();
-  runtime_.reset();
-  engine_.reset();
+  agent_.reset();
   flash_busy_until_ = 0;
   if (session_ && session_->active()) {
     fleet_.loop->set_paused(session_.get(), false);
@@ -284,13 +296,19 @@ void VirtualDevice::power_off(bool orderly) {
 // ---- connection ----------------------------------------------------------------------------
 
 void VirtualDevice::connect_when_possible(std::int64_t delay_ms) {
-  if (stopped_ || !powered_ || !session_ || session_->active() || connect_after_health_check_ || rebooting_)
+  // The session does not exist yet during start()'s first power-on: the timer finds it.
+  if (stopped_ || !powered_ || !agent_ || (session_ && session_->active()) || connect_deferred_ || rebooting_)
     return;
   if (reconnect_timer_) fleet_.loop->cancel(*reconnect_timer_);
   const std::uint64_t epoch = power_epoch_;
   reconnect_timer_ = fleet_.loop->after(delay_ms, [this, epoch] {
     reconnect_timer_.reset();
-    if (epoch != power_epoch_ || stopped_ || !powered_ || session_->active()) return;
+    if (epoch != power_epoch_ || stopped_ || !powered_ || !session_ || session_->active()) return;
+    // Not while a health check runs (as MosquittoDeviceClient): the answer's timer connects.
+    if (agent_->health_check_pending()) {
+      connect_deferred_ = true;
+      return;
+    }
     // While the link is cut a connect cannot succeed: try again when it may be back.
     if (link_.state_at(since_start()) == LinkState::kDown) {
       const auto next = link_.schedule().next_change_after(since_start());
@@ -347,23 +365,21 @@ void VirtualDevice::on_connected(int reason_code) {
   if (counters_.connects > 1) ++counters_.reconnects;
   reconnect_backoff_ms_ = 250;
   note("connected");
-  if (stopped_ || !powered_ || !engine_ || rebooting_) return;
-  (void)session_->subscribe(fleet_.topics.device_topic(id_, Channel::kCommand), 1);
-  (void)session_->subscribe(fleet_.topics.device_topic(id_, Channel::kChunk), 0);
-  send(Channel::kPresence, presence(true), 1, true);
-  execute(engine_->on_connected(device_now()));
+  if (stopped_ || !powered_ || !agent_ || rebooting_) return;
+  // Subscriptions, presence online, the engine's inventory and resume: the agent's.
+  drive([this](client::DeviceAgent& agent) { agent.on_connected(device_now()); });
 }
 
 void VirtualDevice::on_disconnected(int reason_code) {
   ++connection_epoch_;
   if (stopped_) return;
   note("disconnected", "reason " + std::to_string(reason_code));
-  if (!powered_ || !engine_) return;
+  if (!powered_ || !agent_) return;
   if (rebooting_) {
     power_off(/*orderly=*/true);
     return;
   }
-  execute(engine_->on_disconnected(device_now()));
+  drive([this](client::DeviceAgent& agent) { agent.on_disconnected(device_now()); });
   reconnect_backoff_ms_ = std::min(reconnect_backoff_ms_ * 2, kMaxReconnectBackoffMs);
   // Jitter spreads a fleet's reconnects (the broker's listen backlog is 100).
   connect_when_possible(reconnect_backoff_ms_ / 2 +
@@ -372,8 +388,6 @@ void VirtualDevice::on_disconnected(int reason_code) {
 
 void VirtualDevice::on_message(std::string_view topic, std::string_view payload) {
   if (stopped_ || !powered_) return;
-  auto parsed = fleet_.topics.parse(topic);
-  if (!parsed.ok() || parsed->device != id_) return;
   ++counters_.messages_received;
   const auto arrival = link_.downlink(since_start(), payload.size() + topic.size() + 8);
   if (!arrival) {
@@ -382,52 +396,46 @@ void VirtualDevice::on_message(std::string_view topic, std::string_view payload)
   }
   const std::uint64_t epoch = connection_epoch_;
   fleet_.loop->at(fleet_.run_start_ms + *arrival,
-                  [this, channel = parsed->channel, data = std::string(payload), epoch]() mutable {
-                    deliver(channel, std::move(data), epoch);
+                  [this, name = std::string(topic), data = std::string(payload), epoch]() mutable {
+                    deliver(std::move(name), std::move(data), epoch);
                   });
 }
 
-void VirtualDevice::deliver(Channel channel, std::string payload, std::uint64_t epoch) {
-  if (epoch != connection_epoch_ || stopped_ || !powered_ || !engine_ || rebooting_) return;
+void VirtualDevice::deliver(std::string topic, std::string payload, std::uint64_t epoch) {
+  if (epoch != connection_epoch_ || stopped_ || !powered_ || !agent_ || rebooting_) return;
   if (flash_busy_until_ > now()) {
     // Still writing earlier chunks to slow flash: this message waits its turn.
-    fleet_.loop->at(flash_busy_until_, [this, channel, data = std::move(payload), epoch]() mutable {
-      deliver(channel, std::move(data), epoch);
-    });
+    fleet_.loop->at(flash_busy_until_,
+                    [this, name = std::move(topic), data = std::move(payload), epoch]() mutable {
+                      deliver(std::move(name), std::move(data), epoch);
+                    });
     return;
   }
-  if (channel == Channel::kCommand) {
-    auto command = common::decode<v1::Command>(payload, common::kMaxCommandBytes);
-    if (!command.ok()) {
-      note("bad-command", command.error().message);
-      return;
-    }
-    note("command", command->has_install() ? "install " + command->command_id() : command->command_id());
-    execute(engine_->on_command(*command, device_now()));
-  } else if (channel == Channel::kChunk) {
-    auto chunk = common::decode<v1::ChunkData>(payload, common::kMaxChunkDataBytes);
-    if (!chunk.ok()) return;
-    ++counters_.chunks_received;
-    execute(engine_->on_chunk(std::move(*chunk), device_now()));
+  // Decoding, size limits and dispatch are the agent's; the simulator only counts and notes.
+  if (auto parsed = fleet_.topics.parse(topic); parsed.ok() && parsed->device == id_) {
+    if (parsed->channel == Channel::kChunk) ++counters_.chunks_received;
+    if (parsed->channel == Channel::kCommand) note("command");
   }
+  drive([&](client::DeviceAgent& agent) { agent.on_message(topic, payload, device_now()); });
 }
 
-void VirtualDevice::send(Channel channel, std::string payload, int qos, bool retain) {
-  // Offline: gone, as with fota-device (both transports refuse to publish while disconnected).
-  if (!session_ || !session_->connected()) return;
-  const std::string topic = fleet_.topics.device_topic(id_, channel);
-  const auto arrival = link_.uplink(since_start(), payload.size() + topic.size() + 8);
+// What the agent publishes crosses the link emulator: delayed by its latency and bandwidth, or
+// lost to a drop. Not connected: refused, as both fota-device transports refuse.
+common::Status VirtualDevice::send(const client::OutboundMessage& message) {
+  if (!session_ || !session_->connected()) return Error(Errc::kUnavailable, "not connected");
+  const auto arrival = link_.uplink(since_start(), message.payload.size() + message.topic.size() + 8);
   if (!arrival) {
     ++counters_.messages_dropped_by_link;
-    return;
+    return common::ok_status();  // lost on the way, as the network loses it: the sender never knows
   }
   const std::uint64_t epoch = connection_epoch_;
-  auto publish = [this, topic, data = std::move(payload), qos, retain, epoch] {
+  auto publish = [this, message, epoch] {
     if (epoch != connection_epoch_ || !session_->connected()) {
       ++counters_.messages_dropped_by_link;
       return;
     }
-    if (session_->publish(topic, data, qos, retain)) ++counters_.messages_sent;
+    if (session_->publish(message.topic, message.payload, message.qos, message.retain))
+      ++counters_.messages_sent;
   };
   if (*arrival <= since_start()) {
     publish();
@@ -435,13 +443,14 @@ void VirtualDevice::send(Channel channel, std::string payload, int qos, bool ret
     uplink_busy_until_ = std::max(uplink_busy_until_, fleet_.run_start_ms + *arrival);
     fleet_.loop->at(fleet_.run_start_ms + *arrival, std::move(publish));
   }
+  return common::ok_status();
 }
 
 // ---- engine actions ------------------------------------------------------------------------
 
 void VirtualDevice::schedule_tick() {
-  if (!engine_ || !powered_) return;
-  const std::int64_t deadline = engine_->next_deadline_ms();
+  if (!agent_ || !powered_) return;
+  const std::int64_t deadline = agent_->next_deadline_ms();
   if (deadline == tick_at_ && tick_timer_) return;
   if (tick_timer_) fleet_.loop->cancel(*tick_timer_);
   tick_timer_.reset();
@@ -452,8 +461,8 @@ void VirtualDevice::schedule_tick() {
   tick_timer_ = fleet_.loop->at(deadline - plan_.faults.clock_skew_ms, [this, epoch] {
     tick_timer_.reset();
     tick_at_ = client::UpdateEngine::kNoDeadline;
-    if (epoch != power_epoch_ || !engine_ || stopped_ || rebooting_) return;
-    execute(engine_->on_tick(device_now()));
+    if (epoch != power_epoch_ || !agent_ || stopped_ || rebooting_) return;
+    drive([this](client::DeviceAgent& agent) { agent.on_tick(device_now()); });
   });
 }
 
@@ -529,36 +538,36 @@ bool VirtualDevice::after_action(const client::Action& action) {
   return true;
 }
 
-// The health check takes kHealthCheckMs of loop time; its answer goes back through the runtime.
+// The health check takes kHealthCheckMs of loop time; its answer goes back through the agent.
 void VirtualDevice::start_health_check(client::HealthCheckTicket ticket) {
   const std::uint64_t epoch = power_epoch_;
-  if (!session_ || !session_->connected()) connect_after_health_check_ = true;
   fleet_.loop->after(kHealthCheckMs, [this, epoch, ticket] {
-    if (epoch != power_epoch_ || !runtime_ || stopped_) return;
+    if (epoch != power_epoch_ || !agent_ || stopped_) return;
     const bool healthy = !plan_.faults.fails_health_check;
-    cut_countdown_.reset();
-    runtime_->on_health_result(ticket, healthy, healthy ? "" : "injected fault: the new image is unhealthy",
-                               device_now());
-    after_runtime(epoch);
-    if (epoch != power_epoch_ || !connect_after_health_check_) return;
-    connect_after_health_check_ = false;
+    drive([&](client::DeviceAgent& agent) {
+      agent.on_health_result(ticket, healthy, healthy ? "" : "injected fault: the new image is unhealthy",
+                             device_now());
+    });
+    if (epoch != power_epoch_ || !connect_deferred_ || agent_->health_check_pending()) return;
+    connect_deferred_ = false;
     connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
   });
 }
 
-void VirtualDevice::execute(client::Actions actions) {
-  if (!runtime_ || runtime_->stopped()) return;
+template <typename Input>
+void VirtualDevice::drive(Input&& input) {
+  if (!agent_ || agent_->finished()) return;
   const std::uint64_t epoch = power_epoch_;
   cut_countdown_.reset();
-  runtime_->execute(std::move(actions), device_now());
-  after_runtime(epoch);
+  std::forward<Input>(input)(*agent_);
+  after_input(epoch);
 }
 
-// After the runtime returned: inject the planned power cut (the runtime stopped for it, or the
-// phase it was planned in lasted to the end of the queue), or wait for the engine's next deadline.
-void VirtualDevice::after_runtime(std::uint64_t epoch) {
-  if (epoch != power_epoch_ || !runtime_) return;
-  if (cut_now_ || (cut_countdown_ && !rebooting_ && !runtime_->stopped())) {
+// After the agent returned: inject the planned power cut (the runtime stopped for it, or the
+// phase it was planned in lasted to the end of the queue), or wait for the agent's next deadline.
+void VirtualDevice::after_input(std::uint64_t epoch) {
+  if (epoch != power_epoch_ || !agent_) return;
+  if (cut_now_ || (cut_countdown_ && !rebooting_ && !agent_->finished())) {
     cut_now_ = false;
     cut_countdown_.reset();
     const PowerCut& cut = plan_.faults.power_cuts[next_power_cut_];
@@ -568,7 +577,7 @@ void VirtualDevice::after_runtime(std::uint64_t epoch) {
     return;
   }
   cut_countdown_.reset();
-  if (rebooting_ || runtime_->stopped()) return;
+  if (rebooting_ || agent_->finished()) return;
   schedule_tick();
 }
 

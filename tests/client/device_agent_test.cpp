@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "fota/client/device_messages.hpp"
 #include "fota/common/codec.hpp"
 #include "sim_device.hpp"
 
@@ -92,10 +94,46 @@ TEST_F(DeviceAgentTest, ConnectSubscribesThenAnnouncesPresenceAndInventory) {
   EXPECT_EQ(link_.published[1].topic, topic(Channel::kInventory));
   EXPECT_TRUE(link_.published[1].retain);
 
+  // Every message at its channel's QoS (1: chunk requests too), the will as well.
+  for (const auto& m : link_.published) EXPECT_EQ(m.qos, 1) << m.topic;
+
   const OutboundMessage will = agent_->last_will();
   EXPECT_EQ(will.topic, topic(Channel::kPresence));
+  EXPECT_EQ(will.qos, channel_qos(Channel::kPresence));
+  EXPECT_TRUE(will.retain);
   ASSERT_TRUE(presence.ParseFromString(will.payload));
   EXPECT_FALSE(presence.online());
+}
+
+TEST_F(DeviceAgentTest, ActionHooksSeeEachActionAndCanStopTheRuntimeLikeAPowerCut) {
+  std::vector<std::string> seen;
+  DeviceAgent::Hooks hooks;
+  hooks.before_action = [&](const Action& action, const std::deque<Action>&) {
+    seen.push_back("before " + std::string(action_name(action)));
+    // Power goes just before the inventory would leave.
+    return !std::holds_alternative<action::PublishInventory>(action);
+  };
+  hooks.after_action = [&](const Action& action) {
+    seen.push_back("after " + std::string(action_name(action)));
+    return true;
+  };
+  RecordingLink link;
+  MemoryInstaller installer(trace_, crypto_);  // a device of its own, with no journal yet
+  MemoryJournal journal(trace_);
+  DeviceAgentConfig config;
+  config.engine = testing::SimDevice::default_config();
+  auto agent = DeviceAgent::create(config, installer, journal, crypto_, link, std::move(hooks));
+  ASSERT_TRUE(agent.ok()) << agent.error().to_string();
+  ASSERT_TRUE((*agent)->start(now_).ok());
+  EXPECT_FALSE((*agent)->finished());
+  ASSERT_FALSE(seen.empty()) << "starting the engine runs actions (the journal's first record)";
+  EXPECT_EQ(seen.front().rfind("before ", 0), 0U);
+  (*agent)->on_connected(now_);
+  EXPECT_EQ(seen.back(), "before PublishInventory");
+  EXPECT_TRUE((*agent)->finished()) << "a hook that says stop stops the runtime";
+  for (const auto& m : link.published) EXPECT_NE(m.topic, topic(Channel::kInventory));
+  EXPECT_EQ((*agent)->next_deadline_ms(), UpdateEngine::kNoDeadline);
+  EXPECT_EQ((*agent)->inventory(now_).device_id(), testing::kDeviceId);
 }
 
 TEST_F(DeviceAgentTest, LogsAreBatchedAndSetLogLevelMovesTheThreshold) {

@@ -108,6 +108,12 @@ TEST(PresenceTest, InventoryAndPresenceAreTheRetainedChannels) {
     EXPECT_FALSE(is_retained_channel(c));
 }
 
+TEST(PresenceTest, EveryChannelIsAtLeastOnce) {
+  // A device's own channels and its subscriptions: a QoS 0 hop would lose chunk requests and
+  // chunks to a timeout each (issue 16: fota-sim used QoS 0 for both, the agent 1).
+  for (Channel c : common::kAllChannels) EXPECT_EQ(channel_qos(c), 1) << common::channel_suffix(c);
+}
+
 TEST(ReconnectBackoffTest, FullJitterUnderACapThatDoublesUpToTheMaximum) {
   ReconnectBackoff backoff(100, 1000, 42);
   for (int round = 0; round < 200; ++round) {

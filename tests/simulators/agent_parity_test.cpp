@@ -3,7 +3,8 @@
 // fails its health check) against the same broker and orchestrator, and a third-party observer
 // subscribed to their topics sees the same messages in the same order. Issue 14: fota-sim sent
 // an update's outcome before its inventory after the revert, the real agent after it, and only
-// the real agent exposed the orchestrator bug.
+// the real agent exposed the orchestrator bug. Issue 16: fota-sim published chunk requests at
+// QoS 0, the agent at 1; the observer also compares the QoS each device publishes with.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -73,10 +75,23 @@ class TopicObserver {
     return it == sequences_.end() ? std::vector<std::string>{} : it->second;
   }
 
+  // The QoS of every message the device published (its last will included), per channel:
+  // "chunk/req qos 1", ... The observer subscribes at QoS 1, which is what any device uses.
+  std::set<std::string> publish_qos(const std::string& device) const {
+    std::lock_guard lock(mutex_);
+    auto it = qos_.find(device);
+    return it == qos_.end() ? std::set<std::string>{} : it->second;
+  }
+
  private:
   void record(const testing::TestMessage& msg) {
     auto parsed = topics_.parse(msg.topic);
     if (!parsed.ok()) return;
+    if (common::device_publishes(parsed->channel)) {
+      std::lock_guard lock(mutex_);
+      qos_[parsed->device.str()].insert(std::string(common::channel_suffix(parsed->channel)) + " qos " +
+                                        std::to_string(msg.qos));
+    }
     std::string token;
     switch (parsed->channel) {
       case Channel::kPresence: {
@@ -125,6 +140,7 @@ class TopicObserver {
   mutable std::mutex mutex_;
   std::map<std::string, std::vector<std::string>> sequences_;
   std::map<std::string, std::string> last_progress_;
+  std::map<std::string, std::set<std::string>> qos_;
   std::thread thread_;
 };
 
@@ -277,6 +293,27 @@ TEST_F(AgentParity, AVirtualDeviceSendsWhatTheRealAgentSendsForAFailedHealthChec
   EXPECT_EQ(paho, expected) << "paho agent:\n" << joined(paho);
   EXPECT_EQ(mosquitto, expected) << "mosquitto agent:\n" << joined(mosquitto);
   EXPECT_EQ(simulated, paho) << "virtual device:\n" << joined(simulated) << "real agent:\n" << joined(paho);
+
+  // The same QoS on every channel. Log batches depend on timing (a batch waits up to 2 s, a
+  // reboot or the end of the run may come first), so they are compared only when both sent one.
+  auto without_log = [](std::set<std::string> qos) {
+    for (auto it = qos.begin(); it != qos.end();)
+      it = it->rfind("log ", 0) == 0 ? qos.erase(it) : std::next(it);
+    return qos;
+  };
+  const std::set<std::string> expected_qos = {"chunk/req qos 1", "inventory qos 1", "presence qos 1",
+                                              "progress qos 1"};
+  const std::string sim_device = "sim-00000";
+  EXPECT_EQ(without_log(observer_->publish_qos("agent-paho")), expected_qos);
+  EXPECT_EQ(without_log(observer_->publish_qos("agent-mosquitto")), expected_qos);
+  EXPECT_EQ(without_log(observer_->publish_qos(sim_device)), expected_qos);
+  for (const std::string& device : {sim_device, std::string("agent-paho"), std::string("agent-mosquitto")}) {
+    for (const std::string& qos : observer_->publish_qos(device)) {
+      if (qos.rfind("log ", 0) == 0) {
+        EXPECT_EQ(qos, "log qos 1") << device;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -22,7 +22,8 @@ struct TestMqttClient::Impl : public virtual mqtt::callback {
         properties.contains(mqtt::property::MESSAGE_EXPIRY_INTERVAL)
             ? mqtt::get<std::uint32_t>(properties, mqtt::property::MESSAGE_EXPIRY_INTERVAL)
             : 0;
-    messages.push_back(TestMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained(), expiry});
+    messages.push_back(
+        TestMessage{msg->get_topic(), msg->get_payload_str(), msg->is_retained(), expiry, msg->get_qos()});
     cv.notify_all();
   }
   void connection_lost(const std::string& /*cause*/) override {

@@ -70,6 +70,12 @@ class DeviceAgent {
     // The agent's and the engine's diagnostics, for the transport's logger. The engine's
     // warnings and errors also go to the fleet as LogBatch entries (source "fota-client").
     std::function<void(v1::LogLevel level, const std::string& message)> log;
+    // Optional: see each engine action before and after the runtime executes it
+    // (DeviceRuntime::Hooks). Returning false stops the runtime there, as if power were cut; the
+    // agent is finished() from then on. fota-sim injects its power cuts and follows phases,
+    // written bytes and slow flash with them; tests place crash points.
+    std::function<bool(const Action& action, const std::deque<Action>& upcoming)> before_action;
+    std::function<bool(const Action& action)> after_action;
   };
 
   // Loads the journal and builds the engine. `installer`, `journal`, `crypto` and `link` must
@@ -86,7 +92,7 @@ class DeviceAgent {
   // installer cannot read (the agent stays inert). Call once, before the first connect.
   common::Status start(std::int64_t now_ms);
 
-  // The session is up: subscriptions (command, chunk; QoS 1), presence online, then the engine's
+  // The session is up: subscriptions (command, chunk; channel_qos()), presence online, then the engine's
   // inventory and whatever it resumes. The transport calls it on every successful connect.
   void on_connected(std::int64_t now_ms);
   // The session is gone (lost, or closed): the engine stops expecting answers.
@@ -118,11 +124,15 @@ class DeviceAgent {
   // The presence a device publishes before an orderly DISCONNECT (retained, offline, timestamped).
   OutboundMessage offline_presence(std::int64_t now_ms) const;
 
-  // True once the engine asked for a reboot: the transport should close the session.
+  // True once the engine asked for a reboot (or an action hook stopped the runtime): the
+  // transport should close the session.
   bool finished() const noexcept;
   bool reboot_requested() const noexcept;
   bool connected() const noexcept { return connected_; }
   EngineState state() const noexcept;
+  // What the device would report as its inventory at `now_ms`: the version it runs, the update
+  // it works on.
+  v1::Inventory inventory(std::int64_t now_ms) const;
   const EngineStats& stats() const noexcept;
   const common::DeviceId& device() const noexcept { return device_; }
   const common::TopicScheme& topics() const noexcept { return topics_; }

@@ -23,6 +23,13 @@ std::string encode_presence(const common::DeviceId& device, bool online, std::in
 // Inventory and presence are published retained, so a server subscribing later sees the latest.
 bool is_retained_channel(common::Channel channel) noexcept;
 
+// The QoS a device publishes on, and subscribes to, each of its channels (the last will too): 1,
+// at least once, for every one. Every message is idempotent for its receiver (a chunk, report or
+// command seen twice changes nothing), while one lost to QoS 0 costs a timeout: a chunk request
+// or a chunk the engine waits chunk_timeout_ms for, a report the orchestrator learns only from
+// the next inventory. The agent uses it for everything it sends and subscribes to.
+int channel_qos(common::Channel channel) noexcept;
+
 // Decodes a message delivered on one of the device's own topics within the protocol's size
 // limits (common/codec.hpp) and hands it to the engine: a Command to on_command, a ChunkData to
 // on_chunk. Errors (the engine is not called): kInvalidArgument for a topic that is not this

@@ -1,8 +1,8 @@
-// One virtual device: the real client UpdateEngine and DeviceRuntime (the same action executor as
-// fota-device: slot data synced before each journal store, the health check through the runtime's
-// asynchronous port) over simulated flash, journal and bootloader, its own mTLS MQTT session, a
-// link emulator between the two, and the faults its plan gives it. Everything runs on the
-// runner's event loop thread.
+// One virtual device: the client's DeviceAgent (the same agent fota-device runs: engine,
+// DeviceRuntime, presence, subscriptions, message handling, logs, SetLogLevel) over simulated
+// flash, journal and bootloader, with a transport adapter of its own: a DeviceLink over its mTLS
+// MQTT session with a link emulator between the two, and the faults its plan gives it. Everything
+// runs on the runner's event loop thread.
 #pragma once
 
 #include <cstdint>
@@ -10,8 +10,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "fota/client/device_agent.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/client/mosquitto/event_loop.hpp"
 #include "fota/client/mosquitto/mosquitto_session.hpp"
@@ -112,19 +114,21 @@ class VirtualDevice {
   void on_connected(int reason_code);
   void on_disconnected(int reason_code);
   void on_message(std::string_view topic, std::string_view payload);
-  void deliver(common::Channel channel, std::string payload, std::uint64_t epoch);
-  void send(common::Channel channel, std::string payload, int qos, bool retain);
+  void deliver(std::string topic, std::string payload, std::uint64_t epoch);
 
-  class Uplink;  // the runtime's Transport: reports through the link emulator
-  void execute(client::Actions actions);
-  void after_runtime(std::uint64_t epoch);
+  class Link;  // the agent's DeviceLink: publishes through the link emulator, then the session
+  common::Status send(const client::OutboundMessage& message);
+  client::DeviceAgent::Hooks agent_hooks();
+  // Feeds the agent one input, then injects a planned power cut or schedules its next tick.
+  template <typename Input>
+  void drive(Input&& input);
+  void after_input(std::uint64_t epoch);
   bool before_action(const client::Action& action, const std::deque<client::Action>& upcoming);
   bool after_action(const client::Action& action);
   void start_health_check(client::HealthCheckTicket ticket);
   void schedule_tick();
   void reboot();
   void leave();
-  std::string presence(bool online) const;
 
   FleetContext& fleet_;
   VirtualDevicePlan plan_;
@@ -134,9 +138,9 @@ class VirtualDevice {
   LinkEmulator link_;
   std::unique_ptr<client::mosquitto::MosquittoSession> session_;
   SimulatedJournal journal_;
-  std::unique_ptr<Uplink> uplink_;
-  std::unique_ptr<client::UpdateEngine> engine_;
-  std::unique_ptr<client::DeviceRuntime> runtime_;  // one per power cycle, like the engine
+  std::unique_ptr<Link> device_link_;
+  // One per power cycle, built from the persisted journal, as fota-device is started afresh.
+  std::unique_ptr<client::DeviceAgent> agent_;
 
   bool started_ = false;
   bool stopped_ = false;
@@ -160,12 +164,12 @@ class VirtualDevice {
   Rng rng_;
   DeviceCounters counters_;
   std::vector<TimelineEntry> timeline_;
-  // Like fota-device, a virtual device sends nothing while it is offline (the engine repeats what
-  // matters on the next connect), runs the health check of a trial boot before it connects, and
-  // lets the reports it already sent leave before an orderly reboot.
+  // Like fota-device, a virtual device lets the reports it already sent leave before an orderly
+  // reboot, and does not start connecting while a health check runs (DeviceAgent::
+  // health_check_pending(): after a trial boot it connects once it knows the outcome).
   std::int64_t uplink_busy_until_ = 0;  // loop time the last report handed to the link arrives
-  bool connect_after_health_check_ = false;
-  bool rebooting_ = false;  // the engine asked for a reboot; the device is shutting down
+  bool connect_deferred_ = false;       // a connect waits for the health check's answer
+  bool rebooting_ = false;              // the engine asked for a reboot; the device is shutting down
 };
 
 }  // namespace fota::sim

@@ -104,6 +104,7 @@ struct TestMessage {
   std::string payload;
   bool retained = false;
   std::uint32_t expiry_seconds = 0;  // MQTT 5 message expiry interval as delivered; 0 = none
+  int qos = 0;                       // as delivered: the lower of the publisher's and the subscription's
 };
 
 class TestMqttClient {
