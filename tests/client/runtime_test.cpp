@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -119,6 +121,32 @@ TEST(ThreadedHealthCheckTest, ACheckMayOutliveItsOwner) {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_TRUE(*finished);
   EXPECT_EQ(notified, 0);
+}
+
+}  // namespace
+}  // namespace fota::client
+
+namespace fota::client {
+namespace {
+
+// Issue 16: store_count (field 2) was removed from the journal and its number reserved. A journal
+// an older client wrote, with the field set, still loads: the field is skipped.
+TEST(FileJournalTest, AJournalWrittenWithTheRemovedStoreCountStillLoads) {
+  char pattern[] = "/tmp/fota-journal-XXXXXX";
+  ASSERT_NE(::mkdtemp(pattern), nullptr);
+  const std::filesystem::path dir(pattern);
+  journal::JournalRecord record;
+  record.set_format_version(1);
+  record.set_accepted_security_counter(7);
+  // Field 2 as varint 5: tag (2 << 3 | 0) = 0x10.
+  const std::string bytes = record.SerializeAsString() + std::string("\x10\x05", 2);
+  ASSERT_TRUE(write_file_atomically(dir / "journal.pb", bytes).ok());
+  FileJournal file_journal(dir);
+  auto loaded = file_journal.load();
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  ASSERT_TRUE(loaded->has_value());
+  EXPECT_EQ((*loaded)->record.accepted_security_counter(), 7u);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
