@@ -63,8 +63,8 @@ class ArtifactStoreCatalog final : public ArtifactCatalog {
     return store_.signed_manifest(artifact_id);
   }
   std::uint64_t image_size(const std::string& artifact_id) const override {
-    auto m = store_.manifest(artifact_id);
-    return m ? m->image_size() : 0;
+    auto size = store_.image_size(artifact_id);
+    return size ? *size : 0;
   }
 
  private:

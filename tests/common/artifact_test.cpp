@@ -161,6 +161,7 @@ TEST_F(ArtifactTest, StoreReadsAManifestFromDiskOnce) {
   EXPECT_EQ(again->SerializeAsString(), first->SerializeAsString());
   ASSERT_TRUE(store.manifest(id).ok());
   EXPECT_EQ(store.manifest(id)->artifact_id(), id);
+  EXPECT_EQ(store.image_size(id).value(), store.manifest(id)->image_size());
   // A store that never read it finds it missing.
   EXPECT_EQ(ArtifactStore(root).signed_manifest(id).error().code, Errc::kNotFound);
 }

@@ -351,6 +351,12 @@ Result<v1::Manifest> ArtifactStore::manifest(const std::string& artifact_id) con
   return (*m)->manifest;
 }
 
+Result<std::uint64_t> ArtifactStore::image_size(const std::string& artifact_id) const {
+  auto m = manifests(artifact_id);
+  if (!m) return m.error();
+  return (*m)->manifest.image_size();
+}
+
 std::vector<std::string> ArtifactStore::list() const {
   std::vector<std::string> out;
   std::error_code ec;

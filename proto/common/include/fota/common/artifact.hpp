@@ -92,6 +92,8 @@ class ArtifactStore {
   Result<v1::SignedManifest> signed_manifest(const std::string& artifact_id) const;
   // Parsed, unverified manifest as stored (it was verified on import).
   Result<v1::Manifest> manifest(const std::string& artifact_id) const;
+  // The manifest's image_size without copying the manifest (its chunk hashes can be large).
+  Result<std::uint64_t> image_size(const std::string& artifact_id) const;
   std::vector<std::string> list() const;
 
   // Chunks in the artifact's ChunkSpace (image chunks, then hash-table chunks). kNotFound for an
