@@ -77,11 +77,17 @@ class CommandObserver {
   }
 
   int installs(const std::string& device) const {
+    return count(device, [](const v1::Command& c) { return c.has_install(); });
+  }
+  int cancels(const std::string& device) const {
+    return count(device, [](const v1::Command& c) { return c.has_cancel(); });
+  }
+
+  int count(const std::string& device, const std::function<bool(const v1::Command&)>& which) const {
     std::lock_guard lock(mutex_);
     auto it = commands_.find(device);
     if (it == commands_.end()) return 0;
-    return static_cast<int>(std::count_if(it->second.begin(), it->second.end(),
-                                          [](const v1::Command& c) { return c.has_install(); }));
+    return static_cast<int>(std::count_if(it->second.begin(), it->second.end(), which));
   }
 
  private:
@@ -383,6 +389,45 @@ TEST_F(RealAgentsTest, AgentKilledMidDownloadResumesWithoutRefetchingItsChunks) 
               static_cast<unsigned long long>(served));
   EXPECT_GE(served, 2 * kImage);
   EXPECT_LT(served, 2 * kImage + 256 * 1024) << "verified chunks were fetched again";
+}
+
+// The operator rolls the fleet back while both agents (one per transport) are still downloading:
+// each is sent a cancel, stops, keeps running its old release, and only then is counted; the
+// rollout ends rolled back with no device on the new artifact. The rollout engine's test of the
+// same path (RolloutEngineTest.ACancelThatCrossesTheUpdatesEndStillEndsInARollback) feeds the
+// reports by hand; here real agents send them.
+TEST_F(RealAgentsTest, ARollbackDuringTheDownloadCancelsItAndTheAgentsKeepTheirRelease) {
+  start_orchestrator();
+  for (int i = 0; i < 2; ++i) start_agent("agent-" + std::to_string(i), AgentOptions{transport_of(i)});
+  wait_registered(2);
+  // 1 MiB at 128 KiB/s: about 8 s of download, time enough to roll back in the middle.
+  const std::string artifact = upload("2.0", 1024 * 1024);
+  const std::string id = create_rollout("name: cancelled\nartifact: " + artifact +
+                                        "\ntarget: {tags: [fleet]}\nmax_bytes_per_second: 131072\n");
+  fotactl_ok("rollout start " + id);
+  wait_rollout(id, [](const json& j) {
+    for (const auto& m : j["members"]) {
+      if (m.value("bytes_done", 0) == 0) return false;
+    }
+    return true;
+  });
+  fotactl_ok("rollout rollback " + id);
+  const json r = wait_rollout(id, [](const json& j) { return j.value("state", "") == "rolled_back"; });
+  EXPECT_EQ(r.value("state", ""), "rolled_back") << r.dump(2);
+  for (int i = 0; i < 2; ++i) {
+    const std::string device = "agent-" + std::to_string(i);
+    const json* m = member(r, device);
+    ASSERT_NE(m, nullptr) << device;
+    EXPECT_EQ(m->value("state", ""), "cancelled") << device << " (" << transport_of(i) << "): " << m->dump();
+    EXPECT_EQ(observer_->installs(device), 1) << device;
+    EXPECT_EQ(observer_->cancels(device), 1) << device;
+  }
+  // The agents still run (and report) the factory release.
+  for (const auto& d : fotactl_json("device list")) {
+    EXPECT_EQ(d.value("version", ""), "1.0.0") << d.dump();
+    EXPECT_NE(d.value("artifact_id", ""), artifact) << d.dump();
+  }
+  fotactl_ok("audit verify");
 }
 
 // The inventory an agent publishes when its next update starts still carries the previous
