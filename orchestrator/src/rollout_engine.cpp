@@ -99,6 +99,263 @@ Decision audit(std::string message) {
 
 }  // namespace
 
+// ---- The member machine ------------------------------------------------------------------------
+// Inputs that move a member. A progress report is the event of its phase ("Working" = any phase
+// before an outcome).
+enum class MemberEvent : int {
+  kDispatch,    // tick: the member's wave is open, its window is open and there is room
+  kWorking,     // a report: downloading ... confirming
+  kCommitted,   // a report: COMMITTED
+  kFailed,      // a report: FAILED
+  kCancelled,   // a report: CANCELLED
+  kRolledBack,  // a report: ROLLED_BACK
+  kInventory,   // the device's inventory (level-triggered repair, on_inventory())
+  kTimeout,     // tick: the device stayed silent past its phase timeout
+  kAbort,       // the operator's or a breach's abort
+  kRollback,    // the operator's or a breach's fleet rollback
+};
+
+// Why a member moves: the condition a handler found, the guard column of kMemberTransitions.
+enum class MemberGuard : int {
+  kAlreadyRunsArtifact,
+  kTurn,
+  kBackoffOver,
+  kCurrentAttempt,
+  kAttemptsLeft,
+  kOutOfAttempts,
+  kRevertedAfterCommit,
+  kCommandLost,
+  kCommitReportLost,
+  kNothingInFlight,
+  kCancelSent,
+  kTooLateToCancel,
+  kUpdatedByRollout,
+  kRollbackReport,
+  kWaitingAfterCancel,
+  kCancelRefused,
+  kWaitingForUpdate,
+  kBackAfterCancel,
+  kBackOnPrevious,
+  kStillOnArtifact,
+  kRollbackSilent,
+};
+
+namespace {
+
+const char* event_name(MemberEvent event) {
+  switch (event) {
+    case MemberEvent::kDispatch:
+      return "Dispatch";
+    case MemberEvent::kWorking:
+      return "Working";
+    case MemberEvent::kCommitted:
+      return "Committed";
+    case MemberEvent::kFailed:
+      return "Failed";
+    case MemberEvent::kCancelled:
+      return "Cancelled";
+    case MemberEvent::kRolledBack:
+      return "RolledBack";
+    case MemberEvent::kInventory:
+      return "Inventory";
+    case MemberEvent::kTimeout:
+      return "Timeout";
+    case MemberEvent::kAbort:
+      return "Abort";
+    case MemberEvent::kRollback:
+      return "Rollback";
+  }
+  return "?";
+}
+
+const char* guard_name(MemberGuard guard) {
+  switch (guard) {
+    case MemberGuard::kAlreadyRunsArtifact:
+      return "device already runs the artifact";
+    case MemberGuard::kTurn:
+      return "its turn: install sent";
+    case MemberGuard::kBackoffOver:
+      return "backoff over: install sent again";
+    case MemberGuard::kCurrentAttempt:
+      return "report of the current attempt";
+    case MemberGuard::kAttemptsLeft:
+      return "attempts left";
+    case MemberGuard::kOutOfAttempts:
+      return "out of attempts";
+    case MemberGuard::kRevertedAfterCommit:
+      return "device reverted after committing";
+    case MemberGuard::kCommandLost:
+      return "command lost: install sent again";
+    case MemberGuard::kCommitReportLost:
+      return "runs the artifact: COMMITTED report lost";
+    case MemberGuard::kNothingInFlight:
+      return "no update in flight";
+    case MemberGuard::kCancelSent:
+      return "in flight: cancel sent";
+    case MemberGuard::kTooLateToCancel:
+      return "installing or later: waits for its update";
+    case MemberGuard::kUpdatedByRollout:
+      return "updated by this rollout: rollback sent";
+    case MemberGuard::kRollbackReport:
+      return "report of the rollback command";
+    case MemberGuard::kWaitingAfterCancel:
+      return "cancel sent, waits for its update";
+    case MemberGuard::kCancelRefused:
+      return "cancel refused as too late";
+    case MemberGuard::kWaitingForUpdate:
+      return "waits for its update";
+    case MemberGuard::kBackAfterCancel:
+      return "back on the previous artifact, cancel sent";
+    case MemberGuard::kBackOnPrevious:
+      return "back on the previous artifact";
+    case MemberGuard::kStillOnArtifact:
+      return "runs the artifact: rollback sent";
+    case MemberGuard::kRollbackSilent:
+      return "rolling-back timeout passed";
+  }
+  return "?";
+}
+
+struct MemberTransitionRow {
+  MemberState from;
+  MemberEvent event;
+  MemberGuard guard;
+  MemberState to;
+};
+
+using M = MemberState;
+using E = MemberEvent;
+using G = MemberGuard;
+
+// ---- The transition table: every state change of a member is one row. ----------------------
+// Handlers (dispatch, on_progress, on_inventory, apply_timeouts, abort, rollback) filter the
+// inputs that are not the member's (another deployment, a stale sequence, a report of an older
+// command), name the guard they found, and move by RolloutEngine::go(), which looks up
+// (state, event, guard) here; then they do the row's work (send a command, write the audit).
+// A RollingBack member either had a rollback sent, or waits for its update to end: it was sent
+// a cancel while downloading, or was too far into its update to cancel (the command id's suffix
+// says which). MemberTableTest walks every row.
+constexpr MemberTransitionRow kMemberTransitions[] = {
+    // from           event            guard                     to
+    {M::kPending, E::kDispatch, G::kAlreadyRunsArtifact, M::kSucceeded},
+    {M::kPending, E::kDispatch, G::kTurn, M::kDispatched},
+    {M::kPending, E::kAbort, G::kNothingInFlight, M::kCancelled},
+    {M::kPending, E::kRollback, G::kNothingInFlight, M::kCancelled},
+
+    {M::kDispatched, E::kWorking, G::kCurrentAttempt, M::kUpdating},
+    {M::kDispatched, E::kCommitted, G::kCurrentAttempt, M::kSucceeded},
+    {M::kDispatched, E::kFailed, G::kAttemptsLeft, M::kRetryWait},
+    {M::kDispatched, E::kFailed, G::kOutOfAttempts, M::kFailed},
+    {M::kDispatched, E::kCancelled, G::kAttemptsLeft, M::kRetryWait},
+    {M::kDispatched, E::kCancelled, G::kOutOfAttempts, M::kFailed},
+    {M::kDispatched, E::kRolledBack, G::kAttemptsLeft, M::kRetryWait},
+    {M::kDispatched, E::kRolledBack, G::kOutOfAttempts, M::kFailed},
+    {M::kDispatched, E::kInventory, G::kCommandLost, M::kDispatched},
+    {M::kDispatched, E::kInventory, G::kCommitReportLost, M::kSucceeded},
+    {M::kDispatched, E::kTimeout, G::kAttemptsLeft, M::kRetryWait},  // a cancel is sent too
+    {M::kDispatched, E::kTimeout, G::kOutOfAttempts, M::kFailed},
+    {M::kDispatched, E::kAbort, G::kCancelSent, M::kCancelled},
+    {M::kDispatched, E::kRollback, G::kCancelSent, M::kRollingBack},
+
+    {M::kUpdating, E::kWorking, G::kCurrentAttempt, M::kUpdating},
+    {M::kUpdating, E::kCommitted, G::kCurrentAttempt, M::kSucceeded},
+    {M::kUpdating, E::kFailed, G::kAttemptsLeft, M::kRetryWait},
+    {M::kUpdating, E::kFailed, G::kOutOfAttempts, M::kFailed},
+    {M::kUpdating, E::kCancelled, G::kAttemptsLeft, M::kRetryWait},
+    {M::kUpdating, E::kCancelled, G::kOutOfAttempts, M::kFailed},
+    {M::kUpdating, E::kRolledBack, G::kAttemptsLeft, M::kRetryWait},
+    {M::kUpdating, E::kRolledBack, G::kOutOfAttempts, M::kFailed},
+    {M::kUpdating, E::kInventory, G::kCommandLost, M::kDispatched},
+    {M::kUpdating, E::kInventory, G::kCommitReportLost, M::kSucceeded},
+    {M::kUpdating, E::kTimeout, G::kAttemptsLeft, M::kRetryWait},  // a cancel is sent too
+    {M::kUpdating, E::kTimeout, G::kOutOfAttempts, M::kFailed},
+    {M::kUpdating, E::kAbort, G::kCancelSent, M::kCancelled},
+    {M::kUpdating, E::kRollback, G::kCancelSent, M::kRollingBack},  // still downloading
+    {M::kUpdating, E::kRollback, G::kTooLateToCancel, M::kRollingBack},
+
+    {M::kRetryWait, E::kDispatch, G::kBackoffOver, M::kDispatched},
+    {M::kRetryWait, E::kAbort, G::kNothingInFlight, M::kCancelled},
+    {M::kRetryWait, E::kRollback, G::kNothingInFlight, M::kCancelled},
+
+    {M::kSucceeded, E::kRolledBack, G::kRevertedAfterCommit, M::kFailed},
+    {M::kSucceeded, E::kRollback, G::kUpdatedByRollout, M::kRollingBack},
+
+    // A rollback command was sent.
+    {M::kRollingBack, E::kWorking, G::kRollbackReport, M::kRollingBack},
+    {M::kRollingBack, E::kCommitted, G::kRollbackReport, M::kRolledBack},
+    {M::kRollingBack, E::kRolledBack, G::kRollbackReport, M::kRolledBack},
+    {M::kRollingBack, E::kFailed, G::kRollbackReport, M::kRollbackFailed},
+    {M::kRollingBack, E::kCancelled, G::kRollbackReport, M::kRollbackFailed},
+    // Sent a cancel while downloading: the update's reports and the cancel's answer say how it
+    // ended. Committed anyway (the cancel crossed its last chunk) or refused as too late: it
+    // now waits like an update too far to cancel, and its inventory gets it the rollback.
+    {M::kRollingBack, E::kCommitted, G::kWaitingAfterCancel, M::kRollingBack},
+    {M::kRollingBack, E::kFailed, G::kCancelRefused, M::kRollingBack},
+    {M::kRollingBack, E::kCancelled, G::kWaitingAfterCancel, M::kCancelled},
+    {M::kRollingBack, E::kFailed, G::kWaitingAfterCancel, M::kCancelled},
+    {M::kRollingBack, E::kRolledBack, G::kWaitingAfterCancel, M::kRolledBack},
+    // Too far into its update to cancel: it finishes; when it reverted on its own it is back.
+    {M::kRollingBack, E::kCommitted, G::kWaitingForUpdate, M::kRollingBack},
+    {M::kRollingBack, E::kCancelled, G::kWaitingForUpdate, M::kRolledBack},
+    {M::kRollingBack, E::kFailed, G::kWaitingForUpdate, M::kRolledBack},
+    {M::kRollingBack, E::kRolledBack, G::kWaitingForUpdate, M::kRolledBack},
+    // Any of the three.
+    {M::kRollingBack, E::kInventory, G::kBackAfterCancel, M::kCancelled},
+    {M::kRollingBack, E::kInventory, G::kBackOnPrevious, M::kRolledBack},
+    {M::kRollingBack, E::kInventory, G::kStillOnArtifact, M::kRollingBack},
+    {M::kRollingBack, E::kTimeout, G::kRollbackSilent, M::kRollbackFailed},
+};
+
+// The event a report is.
+MemberEvent report_event(v1::Phase phase) {
+  switch (phase) {
+    case v1::PHASE_COMMITTED:
+      return MemberEvent::kCommitted;
+    case v1::PHASE_FAILED:
+      return MemberEvent::kFailed;
+    case v1::PHASE_CANCELLED:
+      return MemberEvent::kCancelled;
+    case v1::PHASE_ROLLED_BACK:
+      return MemberEvent::kRolledBack;
+    default:
+      return MemberEvent::kWorking;
+  }
+}
+
+}  // namespace
+
+const std::vector<MemberTransition>& member_transitions() {
+  static const std::vector<MemberTransition> kRows = [] {
+    std::vector<MemberTransition> rows;
+    for (const MemberTransitionRow& row : kMemberTransitions) {
+      rows.push_back(MemberTransition{row.from, event_name(row.event), guard_name(row.guard), row.to});
+    }
+    return rows;
+  }();
+  return kRows;
+}
+
+// A move without a row is a bug: counted, audited, and the state is kept.
+bool RolloutEngine::go(Rollout& r, Member& m, MemberEvent event, MemberGuard guard, Millis now,
+                       Decisions& out) const {
+  for (std::size_t i = 0; i < std::size(kMemberTransitions); ++i) {
+    const MemberTransitionRow& row = kMemberTransitions[i];
+    if (row.from != m.state || row.event != event || row.guard != guard) continue;
+    if (row.to != m.state) {
+      m.state = row.to;
+      m.dirty = true;
+      if (is_terminal(row.to)) m.finished_ms = now;
+    }
+    if (on_transition_) on_transition_(i);
+    return true;
+  }
+  ++r.unexpected_events;
+  out.push_back(audit("rollout engine bug: device " + m.device_id + " has no transition from " +
+                      std::string(member_state_name(m.state)) + " on " + event_name(event) + " when " +
+                      guard_name(guard) + "; its state was kept"));
+  return false;
+}
+
 std::string_view rollout_state_name(RolloutState state) noexcept {
   return kRolloutStateNames[static_cast<int>(state)];
 }
@@ -340,16 +597,17 @@ Result<Decisions> RolloutEngine::abort(Rollout& r, Fleet& fleet, std::string rea
   }
   Decisions out;
   for (Member& m : r.members) {
-    if (is_in_flight(m.state)) {
+    if (is_terminal(m.state)) continue;
+    const bool in_flight = is_in_flight(m.state);
+    if (!go(r, m, MemberEvent::kAbort, in_flight ? MemberGuard::kCancelSent : MemberGuard::kNothingInFlight,
+            now, out)) {
+      continue;
+    }
+    if (in_flight) {
       m.command_id = r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + ".cancel";
       out.push_back(Decision{Decision::Kind::kCancel, m.device_id, m.command_id, 0, r.spec.artifact_id, {}});
     }
-    if (m.state == MemberState::kPending || m.state == MemberState::kRetryWait || is_in_flight(m.state)) {
-      m.state = MemberState::kCancelled;
-      m.since_ms = now;
-      m.finished_ms = now;
-      m.dirty = true;
-    }
+    m.since_ms = now;
   }
   r.reason = std::move(reason);
   finish(r, fleet, RolloutState::kAborted, now);
@@ -372,29 +630,28 @@ Result<Decisions> RolloutEngine::rollback(Rollout& r, std::string reason, Millis
       // Too late to cancel: the device finishes the update. Wait for it: when its inventory shows
       // the new artifact it gets the rollback (on_inventory); when it reverted on its own, it is
       // back already. The pending id keeps the update's own reports from counting.
+      if (!go(r, m, MemberEvent::kRollback, MemberGuard::kTooLateToCancel, now, out)) continue;
       m.command_id =
           r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + std::string(kRollbackPending);
-      m.state = MemberState::kRollingBack;
       m.since_ms = now;
-      m.dirty = true;
       ++count;
     } else if (is_in_flight(m.state)) {
       // Still downloading: cancel it, and wait for the device to say how its update ended.
+      if (!go(r, m, MemberEvent::kRollback, MemberGuard::kCancelSent, now, out)) continue;
       m.command_id =
           r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + std::string(kCancelPending);
       out.push_back(Decision{Decision::Kind::kCancel, m.device_id, m.command_id, 0, r.spec.artifact_id, {}});
-      m.state = MemberState::kRollingBack;
       m.since_ms = now;
-      m.dirty = true;
     } else if (m.state == MemberState::kPending || m.state == MemberState::kRetryWait) {
-      m.state = MemberState::kCancelled;
-      m.finished_ms = now;
-      m.dirty = true;
+      (void)go(r, m, MemberEvent::kRollback, MemberGuard::kNothingInFlight, now, out);
     } else if (m.state == MemberState::kSucceeded && m.previous_artifact_id != r.spec.artifact_id &&
                m.attempt > 0) {
+      if (!go(r, m, MemberEvent::kRollback, MemberGuard::kUpdatedByRollout, now, out)) continue;
       send_rollback(r, m, now, out);
       ++count;
     }
+    // Otherwise it has nothing of this rollout's to undo: it failed, was cancelled, or already
+    // ran the artifact before the rollout.
   }
   r.state = RolloutState::kRollingBack;
   r.reason = std::move(reason);
@@ -407,7 +664,6 @@ Result<Decisions> RolloutEngine::rollback(Rollout& r, std::string reason, Millis
 void RolloutEngine::send_install(Rollout& r, Member& m, std::uint64_t rate, Millis now,
                                  Decisions& out) const {
   m.command_id = r.id + "." + m.device_id + "." + std::to_string(++m.command_seq);
-  m.state = MemberState::kDispatched;
   m.phase = v1::PHASE_UNSPECIFIED;
   m.since_ms = now;
   m.last_sequence = 0;
@@ -418,7 +674,6 @@ void RolloutEngine::send_install(Rollout& r, Member& m, std::uint64_t rate, Mill
 
 void RolloutEngine::send_rollback(Rollout& r, Member& m, Millis now, Decisions& out) const {
   m.command_id = r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + ".rollback";
-  m.state = MemberState::kRollingBack;
   m.phase = v1::PHASE_UNSPECIFIED;
   m.since_ms = now;
   m.last_sequence = 0;
@@ -521,22 +776,21 @@ void RolloutEngine::pick_up_late_joiners(Rollout& r, Fleet& fleet, Millis now, D
   }
 }
 
-void RolloutEngine::attempt_failed(Rollout& r, Member& m, std::string error, Millis now,
+void RolloutEngine::attempt_failed(Rollout& r, Member& m, MemberEvent event, std::string error, Millis now,
                                    Decisions& out) const {
+  const bool retry = m.attempt <= r.spec.retry.max_retries;
+  if (!go(r, m, event, retry ? MemberGuard::kAttemptsLeft : MemberGuard::kOutOfAttempts, now, out)) return;
   m.last_error = std::move(error);
   m.since_ms = now;
   m.dirty = true;
-  if (m.attempt <= r.spec.retry.max_retries) {
+  if (retry) {
     Millis backoff = r.spec.retry.backoff_ms;
     for (std::uint32_t i = 1; i < m.attempt && backoff < r.spec.retry.max_backoff_ms; ++i) backoff *= 2;
     backoff = std::min(backoff, r.spec.retry.max_backoff_ms);
-    m.state = MemberState::kRetryWait;
     m.retry_at_ms = now + backoff;
     out.push_back(audit("device " + m.device_id + " attempt " + std::to_string(m.attempt) + " failed (" +
                         m.last_error + "); retry in " + format_duration(backoff)));
   } else {
-    m.state = MemberState::kFailed;
-    m.finished_ms = now;
     out.push_back(audit("device " + m.device_id + " failed after " + std::to_string(m.attempt) +
                         " attempt(s): " + m.last_error));
   }
@@ -552,11 +806,9 @@ void RolloutEngine::apply_timeouts(Rollout& r, Millis now, Decisions& out) const
                                   : "phase " + std::string(common::phase_name(m.phase));
     const std::string error = "timed out after " + format_duration(limit) + " in " + where;
     if (m.state == MemberState::kRollingBack) {
-      m.state = MemberState::kRollbackFailed;
+      if (!go(r, m, MemberEvent::kTimeout, MemberGuard::kRollbackSilent, now, out)) continue;
       m.last_error = error;
       m.since_ms = now;
-      m.finished_ms = now;
-      m.dirty = true;
       out.push_back(audit("device " + m.device_id + " rollback " + error));
       continue;
     }
@@ -564,7 +816,7 @@ void RolloutEngine::apply_timeouts(Rollout& r, Millis now, Decisions& out) const
     const std::string cancel_id =
         r.id + "." + m.device_id + "." + std::to_string(++m.command_seq) + ".cancel";
     out.push_back(Decision{Decision::Kind::kCancel, m.device_id, cancel_id, 0, r.spec.artifact_id, {}});
-    attempt_failed(r, m, error, now, out);
+    attempt_failed(r, m, MemberEvent::kTimeout, error, now, out);
   }
 }
 
@@ -683,14 +935,14 @@ void RolloutEngine::dispatch(Rollout& r, const Fleet& fleet, Millis now, Decisio
     if (m.state == MemberState::kPending && m.attempt == 0 &&
         device->second.artifact_id == r.spec.artifact_id) {
       // Already runs the artifact (it committed it before): nothing to send.
-      m.state = MemberState::kSucceeded;
-      m.since_ms = now;
-      m.finished_ms = now;
-      m.dirty = true;
+      if (go(r, m, MemberEvent::kDispatch, MemberGuard::kAlreadyRunsArtifact, now, out)) m.since_ms = now;
       continue;
     }
     if (r.spec.max_concurrent > 0 && in_flight >= r.spec.max_concurrent) continue;
     if (!in_maintenance_window(r.spec.windows, device->second.time_zone, now)) continue;
+    const MemberGuard turn =
+        m.state == MemberState::kPending ? MemberGuard::kTurn : MemberGuard::kBackoffOver;
+    if (!go(r, m, MemberEvent::kDispatch, turn, now, out)) continue;
     ++m.attempt;
     send_install(r, m, rate, now, out);
     ++in_flight;
@@ -737,36 +989,39 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
   Decisions out;
   Member* m = r.find_member(p.device_id());
   if (m == nullptr || p.deployment_id() != r.id) return out;
-  // Reports about an older command of ours change nothing, with one exception: a device that is
-  // still working on this rollout's artifact under an earlier command (the re-sent command crossed
-  // its reconnect; the client keeps going under the id it started with) is making progress we
-  // want, so its forward progress counts. Failures of older commands stay ignored.
+  const MemberEvent event = report_event(p.phase());
   if (waits_for_its_update(*m)) {
     // The member's update was still running when the rollout started rolling back (see
     // rollback()): its update's own reports, and the answer to our cancel, say how it ended.
     const bool cancel_sent = std::string_view(m->command_id).ends_with(kCancelPending);
     const bool about_update = p.command_id() != m->command_id && p.artifact_id() == r.spec.artifact_id;
-    const bool too_late =
-        p.command_id() == m->command_id && p.phase() == v1::PHASE_FAILED && p.error() == v1::ERROR_BUSY;
-    if ((about_update && p.phase() == v1::PHASE_COMMITTED) || too_late) {
-      // It runs (or will run) the new artifact: its next inventory gets it the rollback.
-      if (cancel_sent) {
-        m->command_id = r.id + "." + m->device_id + "." + std::to_string(++m->command_seq) +
-                        std::string(kRollbackPending);
-        m->dirty = true;
-      }
+    MemberGuard guard;
+    if (cancel_sent && p.command_id() == m->command_id && p.phase() == v1::PHASE_FAILED &&
+        p.error() == v1::ERROR_BUSY) {
+      guard = MemberGuard::kCancelRefused;
     } else if (p.phase() == v1::PHASE_CANCELLED ||
-               (about_update && (p.phase() == v1::PHASE_FAILED || p.phase() == v1::PHASE_ROLLED_BACK))) {
-      // Cancelled, or the update failed and the device reverted by itself: it is back.
-      m->state = cancel_sent && p.phase() != v1::PHASE_ROLLED_BACK ? MemberState::kCancelled
-                                                                   : MemberState::kRolledBack;
+               (about_update && (p.phase() == v1::PHASE_COMMITTED || p.phase() == v1::PHASE_FAILED ||
+                                 p.phase() == v1::PHASE_ROLLED_BACK))) {
+      guard = cancel_sent ? MemberGuard::kWaitingAfterCancel : MemberGuard::kWaitingForUpdate;
+    } else {
+      return out;  // the update is still under way, or the report is not about it
+    }
+    if (!go(r, *m, event, guard, now, out)) return out;
+    if (m->state != MemberState::kRollingBack) {
       m->phase = p.phase();
       m->since_ms = now;
-      m->finished_ms = now;
+    } else if (cancel_sent) {
+      // It runs (or will run) the new artifact: its next inventory gets it the rollback.
+      m->command_id =
+          r.id + "." + m->device_id + "." + std::to_string(++m->command_seq) + std::string(kRollbackPending);
       m->dirty = true;
     }
     return out;
   }
+  // Reports about an older command of ours change nothing, with one exception: a device that is
+  // still working on this rollout's artifact under an earlier command (the re-sent command crossed
+  // its reconnect; the client keeps going under the id it started with) is making progress we
+  // want, so its forward progress counts. Failures of older commands stay ignored.
   if (!p.command_id().empty() && p.command_id() != m->command_id) {
     const bool forward = p.phase() >= v1::PHASE_DOWNLOADING && p.phase() <= v1::PHASE_COMMITTED;
     if (!forward || p.artifact_id() != r.spec.artifact_id || !is_in_flight(m->state)) return out;
@@ -776,51 +1031,39 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
   m->dirty = true;
   const v1::Phase phase = p.phase();
   if (m->state == MemberState::kRollingBack) {
-    if (phase == v1::PHASE_ROLLED_BACK || phase == v1::PHASE_COMMITTED) {
-      m->state = MemberState::kRolledBack;
-      m->finished_ms = now;
-    } else if (phase == v1::PHASE_FAILED || phase == v1::PHASE_CANCELLED) {
-      m->state = MemberState::kRollbackFailed;
+    if (!go(r, *m, event, MemberGuard::kRollbackReport, now, out)) return out;
+    if (m->state == MemberState::kRollbackFailed) {
       m->last_error = p.error_detail().empty() ? v1::ErrorCode_Name(p.error()) : p.error_detail();
-      m->finished_ms = now;
     }
     if (phase != m->phase) m->since_ms = now;
     m->phase = phase;
     return out;
   }
-  if (m->state == MemberState::kSucceeded && phase == v1::PHASE_ROLLED_BACK) {
-    // The device reverted after committing (e.g. a later health check failed).
-    m->state = MemberState::kFailed;
+  if (m->state == MemberState::kSucceeded) {
+    // Only a revert after committing (e.g. a later health check failed) changes a success; other
+    // reports repeat the update it finished.
+    if (event != MemberEvent::kRolledBack) return out;
+    if (!go(r, *m, event, MemberGuard::kRevertedAfterCommit, now, out)) return out;
     m->phase = phase;
     m->last_error = "device rolled back after committing";
-    m->finished_ms = now;
     out.push_back(audit("device " + m->device_id + " rolled back after committing; counted as failed"));
     return out;
   }
-  if (!is_in_flight(m->state)) return out;
+  if (!is_in_flight(m->state)) return out;  // pending, waiting to retry or settled: nothing in flight
   if (phase != m->phase) m->since_ms = now;
   m->phase = phase;
-  m->state = MemberState::kUpdating;
   m->bytes_done = p.bytes_done();
   m->bytes_total = p.bytes_total();
-  switch (phase) {
-    case v1::PHASE_COMMITTED:
-      m->state = MemberState::kSucceeded;
-      m->finished_ms = now;
+  if (event == MemberEvent::kWorking || event == MemberEvent::kCommitted) {
+    if (go(r, *m, event, MemberGuard::kCurrentAttempt, now, out) && event == MemberEvent::kCommitted) {
       m->last_error.clear();
-      break;
-    case v1::PHASE_FAILED:
-    case v1::PHASE_ROLLED_BACK:
-    case v1::PHASE_CANCELLED: {
-      std::string error(common::phase_name(phase));
-      if (p.error() != v1::ERROR_NONE) error += ": " + v1::ErrorCode_Name(p.error());
-      if (!p.error_detail().empty()) error += ": " + p.error_detail();
-      attempt_failed(r, *m, error, now, out);
-      break;
     }
-    default:
-      break;
+    return out;
   }
+  std::string error(common::phase_name(phase));
+  if (p.error() != v1::ERROR_NONE) error += ": " + v1::ErrorCode_Name(p.error());
+  if (!p.error_detail().empty()) error += ": " + p.error_detail();
+  attempt_failed(r, *m, event, error, now, out);
   return out;
 }
 
@@ -835,33 +1078,46 @@ Decisions RolloutEngine::on_inventory(Rollout& r, const DeviceFacts& device, con
       inventory.last_outcome().command_id() == m->command_id) {
     return out;
   }
+  MemberGuard guard;
   if (is_in_flight(m->state) && (r.state == RolloutState::kRunning || r.state == RolloutState::kPaused) &&
       device.artifact_id != r.spec.artifact_id) {
     // The device does not work on our command and has no outcome for it: it lost it (offline,
     // expired, rebooted before it arrived). Resend.
-    std::size_t wave_members = 0;
-    for (const Member& x : r.members) wave_members += x.wave == m->wave ? 1 : 0;
-    send_install(r, *m, per_device_rate(r.spec, wave_members), now, out);
+    guard = MemberGuard::kCommandLost;
   } else if (is_in_flight(m->state) && device.artifact_id == r.spec.artifact_id) {
     // It runs our artifact and works on nothing: it committed, and the COMMITTED report was lost
     // (sent while the orchestrator was down; found by the kill -9 test and fota-sim's
     // orchestrator-kill scenario). A device still confirming names our deployment.
-    m->state = MemberState::kSucceeded;
-    m->phase = v1::PHASE_COMMITTED;
-    m->since_ms = now;
-    m->finished_ms = now;
-    m->last_error.clear();
-    m->dirty = true;
-    out.push_back(audit("device " + m->device_id + " runs " + r.spec.artifact_id +
-                        " (its inventory says so; the COMMITTED report was lost): counted as succeeded"));
+    guard = MemberGuard::kCommitReportLost;
   } else if (m->state == MemberState::kRollingBack && device.artifact_id == m->previous_artifact_id) {
     // Back on what it ran before (an empty id is a factory image), working on nothing of ours.
-    m->state = std::string_view(m->command_id).ends_with(kCancelPending) ? MemberState::kCancelled
-                                                                         : MemberState::kRolledBack;
-    m->finished_ms = now;
-    m->dirty = true;
+    guard = std::string_view(m->command_id).ends_with(kCancelPending) ? MemberGuard::kBackAfterCancel
+                                                                      : MemberGuard::kBackOnPrevious;
   } else if (m->state == MemberState::kRollingBack && device.artifact_id == r.spec.artifact_id) {
-    send_rollback(r, *m, now, out);
+    guard = MemberGuard::kStillOnArtifact;
+  } else {
+    return out;  // nothing to repair
+  }
+  if (!go(r, *m, MemberEvent::kInventory, guard, now, out)) return out;
+  switch (guard) {
+    case MemberGuard::kCommandLost: {
+      std::size_t wave_members = 0;
+      for (const Member& x : r.members) wave_members += x.wave == m->wave ? 1 : 0;
+      send_install(r, *m, per_device_rate(r.spec, wave_members), now, out);
+      break;
+    }
+    case MemberGuard::kCommitReportLost:
+      m->phase = v1::PHASE_COMMITTED;
+      m->since_ms = now;
+      m->last_error.clear();
+      out.push_back(audit("device " + m->device_id + " runs " + r.spec.artifact_id +
+                          " (its inventory says so; the COMMITTED report was lost): counted as succeeded"));
+      break;
+    case MemberGuard::kStillOnArtifact:
+      send_rollback(r, *m, now, out);
+      break;
+    default:
+      break;
   }
   return out;
 }

@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "fota/common/result.hpp"
@@ -62,6 +64,22 @@ common::Result<MemberState> parse_member_state(std::string_view name);
 bool is_in_flight(MemberState state) noexcept;  // dispatched or updating
 bool is_terminal(MemberState state) noexcept;   // nothing more will happen to it in this rollout
 
+// One row of the member machine's transition table (docs/ORCHESTRATOR.md, "The member
+// machine"): on `event` in state `from`, when `guard` holds, a member moves to `to`. Every state
+// change of a member is one row; a move without a row is a bug: the state is kept, the rollout's
+// `unexpected_events` counts it and an audit decision names it.
+struct MemberTransition {
+  MemberState from;
+  const char* event;  // the input: "Dispatch", "Working", "Committed", "Inventory", "Timeout", ...
+  const char* guard;  // the condition the handler found, e.g. "attempts left"
+  MemberState to;
+};
+// The rows, top to bottom.
+const std::vector<MemberTransition>& member_transitions();
+// The event and guard columns; defined with the table in rollout_engine.cpp.
+enum class MemberEvent : int;
+enum class MemberGuard : int;
+
 struct Member {
   std::string device_id;
   int wave = 0;
@@ -110,6 +128,7 @@ struct Rollout {
   std::vector<Member> members;
   bool dirty = true;
   std::uint64_t scanned_fleet_generation = 0;  // not persisted: a restart scans once
+  std::uint64_t unexpected_events = 0;  // member moves without a row (a bug, also audited); not persisted
 
   Member* find_member(std::string_view device_id);
   const Member* find_member(std::string_view device_id) const;
@@ -151,6 +170,12 @@ std::uint64_t per_device_rate(const RolloutSpec& spec, std::size_t wave_members)
 
 class RolloutEngine {
  public:
+  RolloutEngine() = default;
+  // `on_transition` is called with the index into member_transitions() of every row a member
+  // takes (tests walk the table with it).
+  explicit RolloutEngine(std::function<void(std::size_t row)> on_transition)
+      : on_transition_(std::move(on_transition)) {}
+
   // A new rollout in state created. Checks the artifact id format and the target; does not
   // look at the fleet.
   static common::Result<Rollout> create(std::string id, RolloutSpec spec, Millis now);
@@ -190,11 +215,17 @@ class RolloutEngine {
   void apply_timeouts(Rollout& rollout, Millis now, Decisions& out) const;
   void gate_waves(Rollout& rollout, Fleet& fleet, Millis now, Decisions& out) const;
   void dispatch(Rollout& rollout, const Fleet& fleet, Millis now, Decisions& out) const;
-  void attempt_failed(Rollout& rollout, Member& member, std::string error, Millis now, Decisions& out) const;
+  void attempt_failed(Rollout& rollout, Member& member, MemberEvent event, std::string error, Millis now,
+                      Decisions& out) const;
+  // The one place a member's state changes (see MemberTransition); false when there is no row.
+  bool go(Rollout& rollout, Member& member, MemberEvent event, MemberGuard guard, Millis now,
+          Decisions& out) const;
   void breach(Rollout& rollout, Fleet& fleet, int wave, std::string why, Millis now, Decisions& out) const;
   void finish(Rollout& rollout, Fleet& fleet, RolloutState state, Millis now) const;
   void send_install(Rollout& rollout, Member& member, std::uint64_t rate, Millis now, Decisions& out) const;
   void send_rollback(Rollout& rollout, Member& member, Millis now, Decisions& out) const;
+
+  std::function<void(std::size_t row)> on_transition_;
 };
 
 }  // namespace fota::orchestrator
