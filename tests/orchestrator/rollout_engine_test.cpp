@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 namespace fota::orchestrator {
 namespace {
@@ -1170,6 +1172,28 @@ INSTANTIATE_TEST_SUITE_P(Walks, MemberTableTest, ::testing::ValuesIn(kMemberWalk
                          [](const ::testing::TestParamInfo<MemberWalk>& walk) {
                            return std::string(walk.param.name);
                          });
+
+// docs/ORCHESTRATOR.md shows the table to readers; it must be the one the engine runs.
+TEST(MemberTableRowsTest, TheDocumentedTableIsTheEnginesTable) {
+  std::ifstream in(FOTA_ORCHESTRATOR_DOC);
+  ASSERT_TRUE(in) << "cannot read " << FOTA_ORCHESTRATOR_DOC;
+  std::vector<std::string> documented;
+  bool in_section = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("## ", 0) == 0) in_section = line.find("The member machine") != std::string::npos;
+    if (!in_section || line.rfind("| ", 0) != 0 || line.rfind("| from ", 0) == 0) continue;
+    documented.push_back(line);
+  }
+  std::vector<std::string> engine;
+  for (const MemberTransition& row : member_transitions()) {
+    std::ostringstream text;
+    text << "| " << member_state_name(row.from) << " | " << row.event << " | " << row.guard << " | "
+         << member_state_name(row.to) << " |";
+    engine.push_back(text.str());
+  }
+  EXPECT_EQ(documented, engine) << "docs/ORCHESTRATOR.md, \"The member machine\", differs from "
+                                   "kMemberTransitions: copy the rows from the engine";
+}
 
 // Top to bottom: every row is walked, and appears once.
 TEST(MemberTableRowsTest, EveryRowIsWalkedAndUnique) {
