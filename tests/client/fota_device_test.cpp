@@ -1,0 +1,200 @@
+// fota-device as a real process against a real Mosquitto with mutual TLS, driving a real
+// boot-loader environment (GRUB's environment block, checked with grub-editenv). The test plays
+// the orchestrator and the machine: when the agent runs its reboot command and exits, the test
+// "powers on" with the boot scripts' C++ twin (simulate_bootloader over the same grubenv), writes
+// the kernel command line the agent reads, and starts the agent again.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fota/client/boot_environment.hpp"
+#include "fota/testing/command.hpp"
+#include "update_server_fixture.hpp"
+
+#ifndef FOTA_DEVICE_BIN
+#error "FOTA_DEVICE_BIN must be defined by CMake"
+#endif
+#ifndef FOTA_GRUB_EDITENV
+#error "FOTA_GRUB_EDITENV must be defined by CMake"
+#endif
+
+namespace fota::client {
+namespace {
+
+class FotaDeviceTest : public UpdateServerFixture {
+ protected:
+  ~FotaDeviceTest() override { stop_agent(SIGKILL); }
+
+  std::filesystem::path grubenv() const { return agent_dir() / "grubenv"; }
+  std::filesystem::path cmdline() const { return agent_dir() / "cmdline"; }
+  std::filesystem::path reboot_marker() const { return agent_dir() / "rebooted"; }
+
+  // A device with GRUB: an environment block made by GRUB's tool, slots as files.
+  void make_grub_device(const std::string& health_check = "true") {
+    std::filesystem::create_directories(agent_dir() / "keys");
+    std::ofstream(agent_dir() / "keys" / "signing.pub") << key_.public_key().to_pem();
+    std::ofstream(agent_dir() / "slot-a", std::ios::binary) << factory_;
+    ASSERT_EQ(editenv("create").exit_code, 0);
+    std::ofstream(agent_dir() / "device.yaml")
+        << "device_id: " << testing::kDeviceId << "\nhardware_type: " << testing::kHardware
+        << "\nbroker: " << broker_.uri() << "\nca: " << pki_.ca_cert().string()
+        << "\ncert: " << device_files_.cert.string() << "\nkey: " << device_files_.key.string()
+        << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nlog_level: info\n"
+        << "slots:\n  a: slot-a\n  b: slot-b\n"
+        << "bootloader: grub\ngrubenv: grubenv\nkernel_cmdline: cmdline\n"
+        << "reboot_command: 'touch " << reboot_marker().string() << "'\n"
+        << "health_check: '" << health_check << "'\n";
+  }
+
+  fota::testing::CommandRun editenv(const std::string& args) const {
+    return fota::testing::run_command(std::string(FOTA_GRUB_EDITENV) + " " + grubenv().string() + " " + args);
+  }
+  std::string grub_variable(const std::string& name) const {
+    auto vars = GrubEnvironment(grubenv()).load();
+    if (!vars.ok()) return "<" + vars.error().to_string() + ">";
+    auto it = vars->find(name);
+    return it == vars->end() ? "<unset>" : it->second;
+  }
+
+  // Power-on: GRUB's script (its C++ twin) picks a slot and counts a try. While
+  // `kernel_panics_in_` names the slot it picked, that boot dies before the agent starts (the
+  // machine resets, GRUB runs again).
+  void boot_device() override {
+    stop_agent(SIGKILL);
+    std::filesystem::remove(reboot_marker());
+    GrubEnvironment env(grubenv());
+    auto chooser = BootChooser::create({});
+    ASSERT_TRUE(chooser.ok());
+    for (int power_on = 0; power_on < 10; ++power_on) {
+      auto slot = simulate_bootloader(env, *chooser, cmdline());
+      ASSERT_TRUE(slot.ok()) << slot.error().to_string();
+      booted_.push_back(*slot);
+      if (*slot != kernel_panics_in_) break;
+    }
+    pid_ = fota::testing::spawn({FOTA_DEVICE_BIN, "--config", (agent_dir() / "device.yaml").string()},
+                                agent_dir() / ("agent-" + std::to_string(booted_.size()) + ".log"));
+  }
+
+  // The agent ran its reboot command and ended.
+  bool device_reboot_requested() override {
+    if (pid_ <= 0 || !std::filesystem::exists(reboot_marker())) return false;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) != pid_) return false;
+    pid_ = -1;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "after the reboot command: " << status;
+    return true;
+  }
+
+  void device_log(v1::LogLevel, std::string) override {}
+  std::uint32_t device_reconnects() override { return 0; }
+
+  // Sends `sig` and returns the wait status (nullopt when it did not end within 10 s).
+  std::optional<int> stop_agent(int sig) {
+    if (pid_ <= 0) return std::nullopt;
+    ::kill(pid_, sig);
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    int status = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return std::nullopt;
+  }
+
+  std::string agent_logs() const {
+    std::string all;
+    for (std::size_t i = 1; i <= booted_.size(); ++i) {
+      all += read_all(agent_dir() / ("agent-" + std::to_string(i) + ".log"));
+    }
+    return all;
+  }
+
+  pid_t pid_ = -1;
+  std::vector<std::string> booted_;  // every slot GRUB booted, in order
+  std::string kernel_panics_in_;
+};
+
+TEST_F(FotaDeviceTest, GrubDeviceInstallsBootsTheTrialAndCommits) {
+  make_grub_device();
+  connect_server();
+  boot_device();
+  wait_device_online();
+  send_command(install_command("c1"));
+  const v1::Progress last = serve_until_terminal(60s);
+  EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail() << "\n" << agent_logs();
+  EXPECT_EQ(reboots_, 1);
+  EXPECT_EQ(booted_, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(read_all(agent_dir() / "slot-b") == image_);
+  // GRUB's own tool sees the committed slot first with its tries restored, and no trial.
+  const auto listed = editenv("list");
+  EXPECT_NE(listed.output.find("FOTA_ORDER=b a\n"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("FOTA_B_LEFT=3\n"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("FOTA_TRIAL=\n"), std::string::npos) << listed.output;
+  EXPECT_EQ(std::filesystem::file_size(grubenv()), 1024U);
+  const auto stopped = stop_agent(SIGTERM);
+  ASSERT_TRUE(stopped.has_value());
+  EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) == 0) << *stopped;
+}
+
+TEST_F(FotaDeviceTest, GrubTrialThatNeverReachesTheAgentIsUndoneByTheBootLoaderAndReported) {
+  make_grub_device();
+  kernel_panics_in_ = "b";
+  connect_server();
+  boot_device();
+  wait_device_online();
+  send_command(install_command("c1"));
+  const v1::Progress last = serve_until_terminal(60s);
+  EXPECT_EQ(last.phase(), v1::PHASE_ROLLED_BACK) << agent_logs();
+  EXPECT_EQ(last.error(), v1::ERROR_BOOT_FAILED) << last.error_detail();
+  // GRUB tried b three times, then fell back to a, where the agent runs again.
+  EXPECT_EQ(booted_, (std::vector<std::string>{"a", "b", "b", "b", "a"}));
+  EXPECT_EQ(grub_variable("FOTA_ORDER"), "a b");
+  EXPECT_EQ(grub_variable("FOTA_A_LEFT"), "3");
+  EXPECT_EQ(grub_variable("FOTA_B_LEFT"), "0") << "the failed slot is never fallen back to";
+  EXPECT_EQ(grub_variable("FOTA_TRIAL"), "");
+  EXPECT_NE(agent_logs().find("slot b was on trial and did not come up"), std::string::npos) << agent_logs();
+}
+
+// A bad configuration stops the agent at once with a message that names the key and what to do.
+TEST(FotaDeviceConfig, BadBootLoaderSettingsAreRefusedWithTheReason) {
+  fota::testing::TempDir dir;
+  struct Bad {
+    std::string yaml;
+    std::string says;
+  };
+  const Bad bad[] = {
+      {"bootloader: lilo\n", "bootloader 'lilo' is not one of grub, uboot, simulated"},
+      {"bootloader: grub\n", "bootloader 'grub' needs 'grubenv'"},
+      {"bootloader: uboot\n", "bootloader 'uboot' needs 'fw_env_config'"},
+      {"bootloader: simulated\ngrubenv: /boot/grub/grubenv\n",
+       "'grubenv' is set but bootloader is 'simulated'; set bootloader: grub"},
+      {"bootloader: grub\ngrubenv: grubenv\nboot_tries: 12\n", "boot_tries 12 is outside 1..9"},
+      {"bootloader: grub\ngrubenv: grubenv\nreboot_command: ''\n", "reboot_command is empty"},
+  };
+  const std::string common_keys =
+      "device_id: d1\nhardware_type: hw\nbroker: ssl://127.0.0.1:1\nca: ca.pem\ncert: c.pem\nkey: k.pem\n"
+      "trust: keys\nstate_dir: state\n";
+  for (const auto& b : bad) {
+    SCOPED_TRACE(b.yaml);
+    const auto config = dir.path() / "device.yaml";
+    std::ofstream(config) << common_keys << b.yaml;
+    const auto run =
+        fota::testing::run_command(std::string(FOTA_DEVICE_BIN) + " --config " + config.string());
+    EXPECT_EQ(run.exit_code, 2) << run.output;
+    EXPECT_NE(run.output.find(b.says), std::string::npos) << run.output;
+  }
+}
+
+}  // namespace
+}  // namespace fota::client
