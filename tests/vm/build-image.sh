@@ -9,7 +9,7 @@
 #   build-image.sh disk --out FILE --rootfs-a IMG --data DIR --grub-cfg FILE [--grub-fragment FILE]
 #       The whole disk (GPT), booted by UEFI firmware (OVMF):
 #         1 ESP       FAT   8 MiB   /EFI/BOOT/BOOTX64.EFI: GRUB (grub-mkstandalone)
-#         2 boot      ext4  8 MiB   /grub/grub.cfg (+ the fota fragment it sources), /grub/grubenv
+#         2 boot      ext2  8 MiB   /grub/grub.cfg (+ the fota fragment it sources), /grub/grubenv
 #         3 rootfs A  ext4  80 MiB  the given root filesystem (/dev/vda3)
 #         4 rootfs B        80 MiB  empty: the first update goes here (/dev/vda4)
 #         5 data      ext4  32 MiB  the contents of DIR: the agent's config, certificates, journal
@@ -69,12 +69,12 @@ make_initramfs() {
   rm -rf "$dir"
 }
 
-# copy_with_libraries BINARY ROOT: the binary (stripped) in ROOT/usr/bin and every shared library
+# copy_with_libraries BINARY ROOT DIR: the binary (stripped) in ROOT/DIR and every shared library
 # ldd resolves for it, at the same path in ROOT.
 copy_with_libraries() {
   local bin=$1 root=$2 lib
-  mkdir -p "$root/usr/bin"
-  strip --strip-all -o "$root/usr/bin/$(basename "$bin")" "$bin"
+  mkdir -p "$root/$3"
+  strip --strip-all -o "$root/$3/$(basename "$bin")" "$bin"
   while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
@@ -112,7 +112,12 @@ cmd_rootfs() {
   else
     install -m 0755 "$here/rootfs-init.sh" "$dir/sbin/init"
     install -m 0755 "$here/health-check.sh" "$dir/sbin/fota-health-check"
-    copy_with_libraries "$device_bin" "$dir"
+    copy_with_libraries "$device_bin" "$dir" usr/bin
+    # init checks the boot partition (ext2, see cmd_disk) before mounting it, as systemd-fsck would.
+    copy_with_libraries "$(command -v e2fsck || echo /sbin/e2fsck)" "$dir" usr/sbin
+    ln -s /proc/self/mounts "$dir/etc/mtab"
+    # The guest's clock is the host's, but a check must never stall on a clock it doubts.
+    printf '[options]\nbroken_system_clock = 1\n' >"$dir/etc/e2fsck.conf"
   fi
   mkdir -p "$dir/boot"
   cp "$tree"/boot/vmlinuz-* "$dir/boot/vmlinuz"
@@ -168,11 +173,12 @@ cmd_disk() {
   [[ -z "$fragment" ]] || cp "$fragment" "$boot/grub/fota.cfg"
   grub-editenv "$boot/grub/grubenv" create
   rm -f "$work_root/boot.img" "$work_root/data.img"
-  # ext4 with its journal, not ext2: the agent replaces grubenv by rename, and a power cut with an
-  # unjournaled ext2 left the boot partition's bitmaps corrupt ("doubly allocated" inode, then
-  # ENOSPC) in this test. GRUB's save_env rewrites the file's data blocks in place, which the
-  # journal (metadata only) never replays over.
-  mkfs.ext4 -q -F -L boot -E root_owner=0:0 -d "$boot" "$work_root/boot.img" "${boot_mib}M" >/dev/null
+  # ext2, checked by the guest's init before it mounts it: GRUB reads file systems without
+  # replaying a journal, so on ext4 a grubenv the agent had replaced (rename, fsync) but the
+  # kernel had not yet written back in place was still the old one for GRUB after a power cut.
+  # ext2 has nothing to replay; a power cut can leave its bitmaps stale (the first try here,
+  # without a check, ended in "doubly allocated" inodes and ENOSPC), which e2fsck -y repairs.
+  mkfs.ext2 -q -F -L boot -E root_owner=0:0 -d "$boot" "$work_root/boot.img" "${boot_mib}M" >/dev/null
   mkfs.ext4 -q -F -L data -E root_owner=0:0 -d "$data" "$work_root/data.img" "${data_mib}M" >/dev/null
   rm -rf "$boot"
 
