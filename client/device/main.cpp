@@ -24,6 +24,7 @@
 #include "fota/client/mosquitto/device_client.hpp"
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
+#include "fota/client/uboot_environment.hpp"
 #include "fota/common/process.hpp"
 
 namespace {
@@ -126,20 +127,16 @@ BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& inst
 }
 
 // The boot loader's variables for the configured boot loader.
-common::Result<std::unique_ptr<client::BootEnvironment>> open_boot_environment(const DeviceConfig& config) {
+std::unique_ptr<client::BootEnvironment> open_boot_environment(const DeviceConfig& config) {
   switch (config.bootloader) {
-    case BootLoader::kSimulated:
-      return std::unique_ptr<client::BootEnvironment>(
-          std::make_unique<client::FileBootEnvironment>(config.state_dir / "bootenv.txt"));
     case BootLoader::kGrub:
-      return std::unique_ptr<client::BootEnvironment>(
-          std::make_unique<client::GrubEnvironment>(config.grubenv));
+      return std::make_unique<client::GrubEnvironment>(config.grubenv);
     case BootLoader::kUBoot:
+      return std::make_unique<client::UBootEnvironment>(config.fw_env_config);
+    case BootLoader::kSimulated:
       break;
   }
-  return common::Error(common::Errc::kInvalidArgument, std::string("bootloader '") +
-                                                           device::bootloader_name(config.bootloader) +
-                                                           "' is not supported by this build of fota-device");
+  return std::make_unique<client::FileBootEnvironment>(config.state_dir / "bootenv.txt");
 }
 
 }  // namespace
@@ -177,10 +174,6 @@ int main(int argc, char** argv) {
   client::OpenSslEngineCrypto crypto(std::move(trust));
   client::FileJournal journal(config->state_dir / "journal");
   auto env = open_boot_environment(*config);
-  if (!env.ok()) {
-    logger->error("{}", env.error().message);
-    return 2;
-  }
   client::BootSchemeConfig scheme;
   scheme.slots = {"a", "b"};
   scheme.tries = config->boot_tries;
@@ -189,7 +182,7 @@ int main(int argc, char** argv) {
     logger->error("{}", chooser.error().message);
     return 2;
   }
-  client::BootControl boot(**env, *chooser, client::cmdline_file(config->kernel_cmdline));
+  client::BootControl boot(*env, *chooser, client::cmdline_file(config->kernel_cmdline));
   const bool simulated = config->bootloader == BootLoader::kSimulated;
 
   std::signal(SIGINT, on_signal);
@@ -199,7 +192,7 @@ int main(int argc, char** argv) {
   // simulated boot loader each pass is one boot of the simulated device.
   while (!g_stop) {
     if (simulated) {
-      auto booted = client::simulate_bootloader(**env, boot.chooser(), config->kernel_cmdline);
+      auto booted = client::simulate_bootloader(*env, boot.chooser(), config->kernel_cmdline);
       if (!booted.ok()) {
         logger->error("simulated boot loader: {}", booted.error().to_string());
         return 1;
