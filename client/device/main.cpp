@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -37,6 +38,11 @@ using device::DeviceConfig;
 std::atomic<bool> g_stop{false};
 
 void on_signal(int) { g_stop = true; }
+
+// systemd readiness (Type=notify in fota-device.service): ready once the agent runs its update
+// client, stopping when asked to. Without $NOTIFY_SOCKET (not under systemd) these do nothing.
+void notify_ready() { (void)sd_notify(0, "READY=1\nSTATUS=running the update client"); }
+void notify_stopping() { (void)sd_notify(0, "STOPPING=1"); }
 
 // The application hooks, the same for both transports.
 struct DeviceHooks {
@@ -86,8 +92,10 @@ BootEnd run_paho_client(const DeviceConfig& config, client::Installer& installer
     return BootEnd::kFailed;
   }
   (*client)->start();
+  notify_ready();
   while (!g_stop && !(*client)->wait(std::chrono::milliseconds(200))) {
   }
+  if (g_stop) notify_stopping();
   const bool reboot = (*client)->reboot_requested();
   (*client)->stop();
   return reboot ? BootEnd::kReboot : BootEnd::kStopped;
@@ -117,7 +125,9 @@ BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& inst
     logger->error("{}", started.error().to_string());
     return BootEnd::kFailed;
   }
+  notify_ready();
   while (!g_stop && !(*client)->finished()) loop.run_once(200);
+  if (g_stop) notify_stopping();
   const bool reboot = (*client)->reboot_requested();
   (*client)->stop();
   // Let the offline presence and the DISCONNECT leave (bounded: the broker may be gone).

@@ -44,7 +44,7 @@ class FotaDeviceTest : public UpdateServerFixture {
         << "device_id: " << testing::kDeviceId << "\nhardware_type: " << testing::kHardware
         << "\nbroker: " << broker_.uri() << "\nca: " << pki_.ca_cert().string()
         << "\ncert: " << device_files_.cert.string() << "\nkey: " << device_files_.key.string()
-        << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nlog_level: info\n"
+        << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nlog_level: info\nwindow: 4\n"
         << "slots:\n  a: slot-a\n  b: slot-b\n"
         << "bootloader: grub\ngrubenv: grubenv\nkernel_cmdline: cmdline\n"
         << "reboot_command: 'touch " << reboot_marker().string() << "'\n"
@@ -76,8 +76,29 @@ class FotaDeviceTest : public UpdateServerFixture {
       booted_.push_back(*slot);
       if (*slot != kernel_panics_in_) break;
     }
+    start_agent_process();
+  }
+
+  // Starts the agent on the running boot (after a boot, or a restart by systemd).
+  void start_agent_process() {
+    ++starts_;
     pid_ = fota::testing::spawn({FOTA_DEVICE_BIN, "--config", (agent_dir() / "device.yaml").string()},
-                                agent_dir() / ("agent-" + std::to_string(booted_.size()) + ".log"));
+                                agent_dir() / ("agent-" + std::to_string(starts_) + ".log"));
+  }
+
+  // SIGTERM must end the agent cleanly (exit status 0) within a few seconds.
+  void expect_clean_sigterm() {
+    const auto status = stop_agent(SIGTERM);
+    ASSERT_TRUE(status.has_value()) << "fota-device did not end within 10 s of SIGTERM\n" << agent_logs();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status << "\n"
+                                                                 << agent_logs();
+  }
+
+  // The retained presence says offline (it was online before).
+  void expect_offline_presence() {
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (last_presence_.online() && std::chrono::steady_clock::now() < until) (void)serve(100ms);
+    EXPECT_FALSE(last_presence_.online()) << "no offline presence after SIGTERM";
   }
 
   // The agent ran its reboot command and ended.
@@ -114,13 +135,14 @@ class FotaDeviceTest : public UpdateServerFixture {
 
   std::string agent_logs() const {
     std::string all;
-    for (std::size_t i = 1; i <= booted_.size(); ++i) {
+    for (int i = 1; i <= starts_; ++i) {
       all += read_all(agent_dir() / ("agent-" + std::to_string(i) + ".log"));
     }
     return all;
   }
 
   pid_t pid_ = -1;
+  int starts_ = 0;
   std::vector<std::string> booted_;  // every slot GRUB booted, in order
   std::string kernel_panics_in_;
 };
@@ -164,6 +186,83 @@ TEST_F(FotaDeviceTest, GrubTrialThatNeverReachesTheAgentIsUndoneByTheBootLoaderA
   EXPECT_EQ(grub_variable("FOTA_B_LEFT"), "0") << "the failed slot is never fallen back to";
   EXPECT_EQ(grub_variable("FOTA_TRIAL"), "");
   EXPECT_NE(agent_logs().find("slot b was on trial and did not come up"), std::string::npos) << agent_logs();
+}
+
+// SIGTERM is a clean stop in every state (systemd's `systemctl stop`, a shutdown): exit status
+// 0, an offline presence, and the journal resumes on the next start.
+TEST_F(FotaDeviceTest, SigtermWhileIdleExitsCleanly) {
+  make_grub_device();
+  connect_server();
+  boot_device();
+  wait_device_online();
+  last_presence_.set_online(true);
+  expect_clean_sigterm();
+  expect_offline_presence();
+}
+
+TEST_F(FotaDeviceTest, SigtermWhileDownloadingExitsCleanlyAndTheDownloadResumes) {
+  make_grub_device();
+  connect_server();
+  boot_device();
+  wait_device_online();
+  on_served = [&] {
+    if (served_ == 20) interrupt_serving_ = true;
+  };
+  send_command(install_command("c1"));
+  ASSERT_FALSE(serve(30s).has_value()) << "the update ended before 20 chunks were served";
+  on_served = nullptr;
+  last_presence_.set_online(true);
+  expect_clean_sigterm();
+  expect_offline_presence();
+  start_agent_process();  // systemd starts it again; no reboot happened
+  const v1::Progress last = serve_until_terminal(60s);
+  EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail() << "\n" << agent_logs();
+  EXPECT_TRUE(read_all(agent_dir() / "slot-b") == image_);
+  // Verified chunks are not fetched again: only what was in flight at the stop is, at most two
+  // windows (4) of requested-but-unprocessed chunks, the bound the broker-kill tests use.
+  const int chunks = static_cast<int>(common::ChunkSpace::of(manifest_).total());
+  EXPECT_LE(served_, chunks + 2 * 4) << "served " << served_ << " chunks for an image of " << chunks;
+  for (const auto& [index, count] : requested_) EXPECT_LE(count, 2) << "chunk " << index;
+}
+
+TEST_F(FotaDeviceTest, SigtermWhileWaitingForTheHealthCheckExitsCleanlyAndTheCheckRunsAgain) {
+  const auto checking = dir_.path() / "checking";
+  const auto healthy = dir_.path() / "healthy";
+  // The check says it runs, then waits until the test lets it pass.
+  make_grub_device("touch " + checking.string() + "; while [ ! -e " + healthy.string() +
+                   " ]; do sleep 0.1; done");
+  connect_server();
+  boot_device();
+  wait_device_online();
+  send_command(install_command("c1"));
+  const auto until = std::chrono::steady_clock::now() + 40s;
+  while (!std::filesystem::exists(checking) && std::chrono::steady_clock::now() < until) (void)serve(100ms);
+  ASSERT_TRUE(std::filesystem::exists(checking)) << "the health check never started\n" << agent_logs();
+  EXPECT_EQ(booted_.back(), "b");
+  expect_clean_sigterm();
+  EXPECT_FALSE(last_presence_.online()) << "the offline presence from before the reboot stays";
+  std::ofstream(healthy).flush();  // ends the check the stopped agent left behind
+  std::this_thread::sleep_for(300ms);
+  std::filesystem::remove(checking);
+  start_agent_process();  // the same boot: still the trial of b
+  const v1::Progress last = serve_until_terminal(60s);
+  EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail() << "\n" << agent_logs();
+  EXPECT_TRUE(std::filesystem::exists(checking)) << "the health check ran again after the restart";
+  EXPECT_EQ(reboots_, 1);
+  EXPECT_EQ(grub_variable("FOTA_ORDER"), "b a");
+  EXPECT_EQ(grub_variable("FOTA_B_LEFT"), "3");
+  EXPECT_EQ(grub_variable("FOTA_TRIAL"), "");
+}
+
+// The shipped example configuration is valid: the agent gets past the config and stops at the
+// first thing a build machine lacks (the artifact signing keys in /etc/fota/keys).
+TEST(FotaDeviceConfig, TheExampleConfigurationLoads) {
+  const auto run =
+      fota::testing::run_command(std::string(FOTA_DEVICE_BIN) + " --config " + FOTA_EXAMPLE_DEVICE_CONFIG);
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_EQ(run.output.find("config "), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("cannot load the artifact signing keys from /etc/fota/keys"), std::string::npos)
+      << run.output;
 }
 
 // A bad configuration stops the agent at once with a message that names the key and what to do.
