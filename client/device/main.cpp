@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -24,6 +25,7 @@
 #include "fota/client/mosquitto/device_client.hpp"
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
+#include "fota/client/uboot_environment.hpp"
 #include "fota/common/process.hpp"
 
 namespace {
@@ -36,6 +38,11 @@ using device::DeviceConfig;
 std::atomic<bool> g_stop{false};
 
 void on_signal(int) { g_stop = true; }
+
+// systemd readiness (Type=notify in fota-device.service): ready once the agent runs its update
+// client, stopping when asked to. Without $NOTIFY_SOCKET (not under systemd) these do nothing.
+void notify_ready() { (void)sd_notify(0, "READY=1\nSTATUS=running the update client"); }
+void notify_stopping() { (void)sd_notify(0, "STOPPING=1"); }
 
 // The application hooks, the same for both transports.
 struct DeviceHooks {
@@ -85,8 +92,10 @@ BootEnd run_paho_client(const DeviceConfig& config, client::Installer& installer
     return BootEnd::kFailed;
   }
   (*client)->start();
+  notify_ready();
   while (!g_stop && !(*client)->wait(std::chrono::milliseconds(200))) {
   }
+  if (g_stop) notify_stopping();
   const bool reboot = (*client)->reboot_requested();
   (*client)->stop();
   return reboot ? BootEnd::kReboot : BootEnd::kStopped;
@@ -116,7 +125,9 @@ BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& inst
     logger->error("{}", started.error().to_string());
     return BootEnd::kFailed;
   }
+  notify_ready();
   while (!g_stop && !(*client)->finished()) loop.run_once(200);
+  if (g_stop) notify_stopping();
   const bool reboot = (*client)->reboot_requested();
   (*client)->stop();
   // Let the offline presence and the DISCONNECT leave (bounded: the broker may be gone).
@@ -126,20 +137,16 @@ BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& inst
 }
 
 // The boot loader's variables for the configured boot loader.
-common::Result<std::unique_ptr<client::BootEnvironment>> open_boot_environment(const DeviceConfig& config) {
+std::unique_ptr<client::BootEnvironment> open_boot_environment(const DeviceConfig& config) {
   switch (config.bootloader) {
-    case BootLoader::kSimulated:
-      return std::unique_ptr<client::BootEnvironment>(
-          std::make_unique<client::FileBootEnvironment>(config.state_dir / "bootenv.txt"));
     case BootLoader::kGrub:
-      return std::unique_ptr<client::BootEnvironment>(
-          std::make_unique<client::GrubEnvironment>(config.grubenv));
+      return std::make_unique<client::GrubEnvironment>(config.grubenv);
     case BootLoader::kUBoot:
+      return std::make_unique<client::UBootEnvironment>(config.fw_env_config);
+    case BootLoader::kSimulated:
       break;
   }
-  return common::Error(common::Errc::kInvalidArgument, std::string("bootloader '") +
-                                                           device::bootloader_name(config.bootloader) +
-                                                           "' is not supported by this build of fota-device");
+  return std::make_unique<client::FileBootEnvironment>(config.state_dir / "bootenv.txt");
 }
 
 }  // namespace
@@ -177,10 +184,6 @@ int main(int argc, char** argv) {
   client::OpenSslEngineCrypto crypto(std::move(trust));
   client::FileJournal journal(config->state_dir / "journal");
   auto env = open_boot_environment(*config);
-  if (!env.ok()) {
-    logger->error("{}", env.error().message);
-    return 2;
-  }
   client::BootSchemeConfig scheme;
   scheme.slots = {"a", "b"};
   scheme.tries = config->boot_tries;
@@ -189,7 +192,7 @@ int main(int argc, char** argv) {
     logger->error("{}", chooser.error().message);
     return 2;
   }
-  client::BootControl boot(**env, *chooser, client::cmdline_file(config->kernel_cmdline));
+  client::BootControl boot(*env, *chooser, client::cmdline_file(config->kernel_cmdline));
   const bool simulated = config->bootloader == BootLoader::kSimulated;
 
   std::signal(SIGINT, on_signal);
@@ -199,7 +202,7 @@ int main(int argc, char** argv) {
   // simulated boot loader each pass is one boot of the simulated device.
   while (!g_stop) {
     if (simulated) {
-      auto booted = client::simulate_bootloader(**env, boot.chooser(), config->kernel_cmdline);
+      auto booted = client::simulate_bootloader(*env, boot.chooser(), config->kernel_cmdline);
       if (!booted.ok()) {
         logger->error("simulated boot loader: {}", booted.error().to_string());
         return 1;
