@@ -6,7 +6,8 @@
 #   a. rollout of rootfs 2.0.0: download into slot b, reboot, GRUB boots b on trial, the health
 #      check passes, the agent commits; the orchestrator shows 2.0.0 and /proc/cmdline fota.slot=b;
 #   c. rollout of rootfs 3.0.0, QEMU killed (-9) in the middle of the download: after the next
-#      boot the agent resumes and fetches only the chunks it had not verified;
+#      boot the agent resumes: beyond the image's chunks, only those in flight at the cut (at most
+#      two windows) are served again, by the orchestrator's count;
 #   b. rootfs 3.0.0's init exits, so the kernel panics and resets: GRUB's tries run out, it boots
 #      2.0.0 in slot b again, the agent reports the failed boot and the rollout's breach pauses it.
 # The guest reaches the broker only through QEMU user networking: 10.0.2.100:8883 inside is
