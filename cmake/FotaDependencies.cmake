@@ -15,6 +15,9 @@ find_package(GTest REQUIRED)
 find_package(benchmark REQUIRED)
 pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET libmosquitto)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+# U-Boot's environment (fota_client_uboot) and systemd readiness (fota-device).
+pkg_check_modules(UBOOTENV REQUIRED IMPORTED_TARGET libubootenv)
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 
 find_program(FOTA_MOSQUITTO_BIN mosquitto PATHS /usr/sbin /usr/local/sbin REQUIRED)
 find_path(FOTA_MOSQUITTO_PLUGIN_INCLUDE mosquitto_plugin.h REQUIRED)

@@ -126,8 +126,9 @@ int session(const std::filesystem::path& dir, const common::Ed25519PublicKey& pu
   config.max_window = 16;
   config.persist_every_chunks = persist_every;
   client::FileBootEnvironment env(dir / "bootenv");
-  (void)env.set({{"fota_active", "a"}, {"fota_booted", "a"}});
-  client::AbSlotInstaller slots({{"a", dir / "slot-a"}, {"b", dir / "slot-b"}}, env);
+  client::BootControl boot(env, *client::BootChooser::create({}), client::cmdline_file(dir / "cmdline"));
+  (void)client::simulate_bootloader(env, boot.chooser(), dir / "cmdline");
+  client::AbSlotInstaller slots({{"a", dir / "slot-a"}, {"b", dir / "slot-b"}}, boot);
   client::FileJournal journal(dir / "journal");
   NullTransport transport;
   common::ChunkSpace space;

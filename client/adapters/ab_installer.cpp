@@ -1,4 +1,4 @@
-// A/B slots over files or block devices, switched through a bootloader environment.
+// A/B slots over files or block devices, switched through the boot scheme (BootControl).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,92 +25,15 @@ Error io_error(const std::string& what, const std::string& target) {
 
 }  // namespace
 
-// ---- FileBootEnvironment ---------------------------------------------------------------
-FileBootEnvironment::FileBootEnvironment(std::filesystem::path path) : path_(std::move(path)) {}
-
-common::Result<std::map<std::string, std::string>> FileBootEnvironment::load() {
-  std::map<std::string, std::string> vars;
-  std::error_code ec;
-  if (!std::filesystem::exists(path_, ec)) return vars;
-  std::ifstream in(path_);
-  if (!in) return io_error("cannot read boot environment", path_.string());
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto eq = line.find('=');
-    if (line.empty() || line[0] == '#') continue;
-    if (eq == std::string::npos) {
-      return Error(Errc::kMalformed,
-                   "boot environment " + path_.string() + ": line '" + line + "' has no '='");
-    }
-    vars[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return vars;
-}
-
-common::Status FileBootEnvironment::set(const std::map<std::string, std::string>& variables) {
-  auto vars = load();
-  if (!vars.ok()) return vars.error();
-  for (const auto& [k, v] : variables) (*vars)[k] = v;
-  std::string text;
-  for (const auto& [k, v] : *vars) text += k + "=" + v + "\n";
-  return write_file_atomically(path_, text);
-}
-
-common::Result<std::string> simulate_bootloader(BootEnvironment& env, const std::string& default_slot,
-                                                int default_boot_limit) {
-  auto vars = env.load();
-  if (!vars.ok()) return vars.error();
-  auto get = [&](std::string_view key) {
-    auto it = vars->find(std::string(key));
-    return it == vars->end() ? std::string() : it->second;
-  };
-  std::string active = get(kEnvActive);
-  if (active.empty()) active = default_slot;
-  const std::string trial = get(kEnvTrial);
-  int limit = default_boot_limit;
-  if (!get(kEnvBootLimit).empty()) limit = std::atoi(get(kEnvBootLimit).c_str());
-  int count = std::atoi(get(kEnvBootCount).c_str());
-  std::map<std::string, std::string> update{{std::string(kEnvActive), active}};
-  std::string booted = active;
-  if (!trial.empty()) {
-    if (count < limit) {
-      ++count;
-      booted = trial;
-      update[std::string(kEnvBootCount)] = std::to_string(count);
-    } else {
-      // Attempts exhausted: the trial slot never confirmed; go back to the committed one.
-      update[std::string(kEnvTrial)] = "";
-      update[std::string(kEnvBootCount)] = "0";
-    }
-  }
-  update[std::string(kEnvBooted)] = booted;
-  if (auto s = env.set(update); !s.ok()) return s.error();
-  return booted;
-}
-
 // ---- AbSlotInstaller -------------------------------------------------------------------
-AbSlotInstaller::AbSlotInstaller(std::map<std::string, std::filesystem::path> slots, BootEnvironment& env)
-    : slots_(std::move(slots)), env_(env) {}
+AbSlotInstaller::AbSlotInstaller(std::map<std::string, std::filesystem::path> slots, BootControl& boot)
+    : slots_(std::move(slots)), boot_(boot) {}
 
 AbSlotInstaller::~AbSlotInstaller() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-common::Result<BootStatus> AbSlotInstaller::boot_status() {
-  auto vars = env_.load();
-  if (!vars.ok()) return vars.error();
-  BootStatus status;
-  auto it = vars->find(std::string(kEnvBooted));
-  if (it == vars->end() || it->second.empty()) {
-    return Error(Errc::kNotFound,
-                 "boot environment has no " + std::string(kEnvBooted) +
-                     "; the bootloader (or kernel command line) must record the booted slot");
-  }
-  status.booted_slot = it->second;
-  auto trial = vars->find(std::string(kEnvTrial));
-  status.trial = trial != vars->end() && trial->second == status.booted_slot;
-  return status;
-}
+common::Result<BootStatus> AbSlotInstaller::boot_status() { return boot_.boot_status(); }
 
 common::Status AbSlotInstaller::open_slot(const std::string& slot) {
   if (fd_ >= 0 && open_name_ == slot) return common::ok_status();
@@ -187,21 +110,19 @@ common::Result<std::string> AbSlotInstaller::hash(const std::string& slot, std::
 
 common::Status AbSlotInstaller::activate(const std::string& slot) {
   if (slots_.count(slot) == 0) return Error(Errc::kInvalidArgument, "no slot named '" + slot + "'");
+  // The image must be on the medium before the boot loader may pick it.
   if (auto s = sync(); !s.ok()) return s;
-  return env_.set({{std::string(kEnvTrial), slot}, {std::string(kEnvBootCount), "0"}});
+  return boot_.activate(slot);
 }
 
 common::Status AbSlotInstaller::commit(const std::string& slot) {
   if (slots_.count(slot) == 0) return Error(Errc::kInvalidArgument, "no slot named '" + slot + "'");
-  return env_.set(
-      {{std::string(kEnvActive), slot}, {std::string(kEnvTrial), ""}, {std::string(kEnvBootCount), "0"}});
+  return boot_.commit(slot);
 }
 
 common::Status AbSlotInstaller::revert(const std::string& boot_slot) {
   if (slots_.count(boot_slot) == 0) return Error(Errc::kInvalidArgument, "no slot named '" + boot_slot + "'");
-  return env_.set({{std::string(kEnvActive), boot_slot},
-                   {std::string(kEnvTrial), ""},
-                   {std::string(kEnvBootCount), "0"}});
+  return boot_.revert(boot_slot);
 }
 
 }  // namespace fota::client

@@ -1,9 +1,10 @@
-// fota-device: a small Linux agent running the client with file-backed A/B slots.
-// docs/CLIENT.md ("fota-device") describes the config file.
+// fota-device: the Linux agent running the client over A/B slots (files or block devices) and
+// the device's boot loader (GRUB, U-Boot, or a simulated one for the demo and tests).
+// docs/CLIENT.md ("fota-device") describes the config file; device.yaml is a commented example.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
-#include <yaml-cpp/yaml.h>
+#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -19,112 +20,29 @@
 #include <thread>
 #include <vector>
 
+#include "device_config.hpp"
+#include "fota/client/boot_environment.hpp"
 #include "fota/client/mosquitto/device_client.hpp"
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
+#include "fota/client/uboot_environment.hpp"
 #include "fota/common/process.hpp"
 
 namespace {
 
 using namespace fota;
 
+using device::BootLoader;
+using device::DeviceConfig;
+
 std::atomic<bool> g_stop{false};
 
 void on_signal(int) { g_stop = true; }
 
-struct DeviceConfig {
-  client::MqttClientConfig mqtt;
-  client::EngineConfig engine;
-  std::filesystem::path trust;
-  std::filesystem::path state_dir;
-  std::map<std::string, std::filesystem::path> slots;
-  std::map<std::string, std::filesystem::path> files;  // file payload targets
-  std::filesystem::path modules_dir;                   // update modules (empty = none)
-  std::string health_check_command;
-  std::string reboot_command;  // empty = simulated reboot inside this process
-  std::string log_level = "info";
-  std::string transport = "paho";  // or "mosquitto" (the event-loop adapter)
-};
-
-constexpr const char* kTransports[] = {"paho", "mosquitto"};
-
-bool known_transport(const std::string& name) {
-  for (const char* known : kTransports) {
-    if (name == known) return true;
-  }
-  return false;
-}
-
-// Loads the YAML config; paths are relative to the config file's directory.
-common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
-  DeviceConfig c;
-  try {
-    const YAML::Node y = YAML::LoadFile(path.string());
-    const std::filesystem::path base = std::filesystem::absolute(path).parent_path();
-    auto rel = [&](const std::string& p) {
-      return std::filesystem::path(p).is_absolute() ? std::filesystem::path(p) : base / p;
-    };
-    auto need = [&](const char* key) -> std::string {
-      if (!y[key]) throw std::runtime_error(std::string("missing required key '") + key + "'");
-      return y[key].as<std::string>();
-    };
-    c.engine.device_id = need("device_id");
-    c.engine.hardware_type = need("hardware_type");
-    c.mqtt.broker_uri = need("broker");
-    c.mqtt.ca_cert = rel(need("ca"));
-    c.mqtt.cert = rel(need("cert"));
-    c.mqtt.key = rel(need("key"));
-    c.trust = rel(need("trust"));
-    c.state_dir = rel(need("state_dir"));
-    if (y["topic_prefix"]) c.mqtt.topic_prefix = y["topic_prefix"].as<std::string>();
-    if (y["factory_version"]) c.engine.factory_version = y["factory_version"].as<std::string>();
-    if (y["factory_security_counter"]) {
-      c.engine.factory_security_counter = y["factory_security_counter"].as<std::uint64_t>();
-    }
-    c.engine.slot_capacity_bytes =
-        y["slot_capacity_bytes"] ? y["slot_capacity_bytes"].as<std::uint64_t>() : std::uint64_t{1} << 30;
-    if (y["time_zone"]) c.engine.time_zone = y["time_zone"].as<std::string>();
-    if (y["window"]) c.engine.max_window = y["window"].as<std::uint32_t>();
-    if (y["progress_interval_ms"])
-      c.engine.progress_interval_ms = y["progress_interval_ms"].as<std::int64_t>();
-    if (y["health_check_timeout_ms"]) {
-      c.engine.health_check_timeout_ms = y["health_check_timeout_ms"].as<std::int64_t>();
-    }
-    if (y["attributes"]) {
-      for (const auto& kv : y["attributes"]) {
-        c.engine.attributes[kv.first.as<std::string>()] = kv.second.as<std::string>();
-      }
-    }
-    c.slots = {{"a", c.state_dir / "slot-a"}, {"b", c.state_dir / "slot-b"}};
-    if (y["slots"]) {
-      for (const char* name : {"a", "b"}) {
-        if (y["slots"][name]) c.slots[name] = rel(y["slots"][name].as<std::string>());
-      }
-    }
-    if (y["files"]) {
-      for (const auto& kv : y["files"])
-        c.files[kv.first.as<std::string>()] = rel(kv.second.as<std::string>());
-      c.engine.capabilities.push_back(v1::PAYLOAD_TYPE_FILE);
-    }
-    if (y["modules_dir"]) {
-      c.modules_dir = rel(y["modules_dir"].as<std::string>());
-      c.engine.capabilities.push_back(v1::PAYLOAD_TYPE_MODULE);
-    }
-    if (y["health_check"]) c.health_check_command = y["health_check"].as<std::string>();
-    if (y["reboot_command"]) c.reboot_command = y["reboot_command"].as<std::string>();
-    if (y["log_level"]) c.log_level = y["log_level"].as<std::string>();
-    if (y["transport"]) {
-      c.transport = y["transport"].as<std::string>();
-      if (!known_transport(c.transport)) {
-        throw std::runtime_error("transport '" + c.transport + "' is not paho or mosquitto");
-      }
-    }
-  } catch (const std::exception& e) {
-    return common::Error(common::Errc::kInvalidArgument,
-                         "config " + path.string() + ": " + e.what() + " (see docs/CLIENT.md, fota-device)");
-  }
-  return c;
-}
+// systemd readiness (Type=notify in fota-device.service): ready once the agent runs its update
+// client, stopping when asked to. Without $NOTIFY_SOCKET (not under systemd) these do nothing.
+void notify_ready() { (void)sd_notify(0, "READY=1\nSTATUS=running the update client"); }
+void notify_stopping() { (void)sd_notify(0, "STOPPING=1"); }
 
 // The application hooks, the same for both transports.
 struct DeviceHooks {
@@ -174,8 +92,10 @@ BootEnd run_paho_client(const DeviceConfig& config, client::Installer& installer
     return BootEnd::kFailed;
   }
   (*client)->start();
+  notify_ready();
   while (!g_stop && !(*client)->wait(std::chrono::milliseconds(200))) {
   }
+  if (g_stop) notify_stopping();
   const bool reboot = (*client)->reboot_requested();
   (*client)->stop();
   return reboot ? BootEnd::kReboot : BootEnd::kStopped;
@@ -205,7 +125,9 @@ BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& inst
     logger->error("{}", started.error().to_string());
     return BootEnd::kFailed;
   }
+  notify_ready();
   while (!g_stop && !(*client)->finished()) loop.run_once(200);
+  if (g_stop) notify_stopping();
   const bool reboot = (*client)->reboot_requested();
   (*client)->stop();
   // Let the offline presence and the DISCONNECT leave (bounded: the broker may be gone).
@@ -214,29 +136,44 @@ BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& inst
   return reboot ? BootEnd::kReboot : BootEnd::kStopped;
 }
 
+// The boot loader's variables for the configured boot loader.
+std::unique_ptr<client::BootEnvironment> open_boot_environment(const DeviceConfig& config) {
+  switch (config.bootloader) {
+    case BootLoader::kGrub:
+      return std::make_unique<client::GrubEnvironment>(config.grubenv);
+    case BootLoader::kUBoot:
+      return std::make_unique<client::UBootEnvironment>(config.fw_env_config);
+    case BootLoader::kSimulated:
+      break;
+  }
+  return std::make_unique<client::FileBootEnvironment>(config.state_dir / "bootenv.txt");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"fota-device: runs the fota client with file-backed A/B slots"};
+  CLI::App app{"fota-device: the fota update agent (A/B slots, GRUB / U-Boot / simulated boot loader)"};
   std::filesystem::path config_path;
   app.add_option("-c,--config", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
   std::string transport;
   app.add_option("--transport", transport,
                  "MQTT adapter: paho (a client thread, the default) or mosquitto (libmosquitto on an "
                  "event loop); overrides the config's 'transport'")
-      ->check(CLI::IsMember(std::vector<std::string>(std::begin(kTransports), std::end(kTransports))));
+      ->check(CLI::IsMember(
+          std::vector<std::string>(std::begin(device::kTransports), std::end(device::kTransports))));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = std::make_shared<spdlog::logger>("fota-device",
                                                  std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-  auto config = load_config(config_path);
+  auto config = device::load_config(config_path);
   if (!config.ok()) {
     logger->error("{}", config.error().message);
     return 2;
   }
   logger->set_level(spdlog::level::from_str(config->log_level));
   if (!transport.empty()) config->transport = transport;
-  logger->info("transport: {}", config->transport);
+  logger->info("transport: {}, boot loader: {}", config->transport,
+               device::bootloader_name(config->bootloader));
   common::TrustStore trust;
   if (auto s = trust.load(config->trust); !s.ok() || trust.empty()) {
     logger->error("cannot load the artifact signing keys from {}: {}", config->trust.string(),
@@ -245,25 +182,45 @@ int main(int argc, char** argv) {
   }
   std::filesystem::create_directories(config->state_dir);
   client::OpenSslEngineCrypto crypto(std::move(trust));
-  client::FileBootEnvironment env(config->state_dir / "bootenv.txt");
   client::FileJournal journal(config->state_dir / "journal");
+  auto env = open_boot_environment(*config);
+  client::BootSchemeConfig scheme;
+  scheme.slots = {"a", "b"};
+  scheme.tries = config->boot_tries;
+  auto chooser = client::BootChooser::create(scheme);
+  if (!chooser.ok()) {
+    logger->error("{}", chooser.error().message);
+    return 2;
+  }
+  client::BootControl boot(*env, *chooser, client::cmdline_file(config->kernel_cmdline));
+  const bool simulated = config->bootloader == BootLoader::kSimulated;
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
 
-  // Each pass of this loop is one boot of the simulated device.
+  // One pass per boot: on a real device the only pass (a reboot ends this process); with the
+  // simulated boot loader each pass is one boot of the simulated device.
   while (!g_stop) {
-    auto booted = client::simulate_bootloader(env, "a");
-    if (!booted.ok()) {
-      logger->error("boot environment {}: {}", env.path().string(), booted.error().to_string());
-      return 1;
-    }
-    {
-      // A fresh device: the factory image is whatever slot a holds (created empty if missing).
+    if (simulated) {
+      auto booted = client::simulate_bootloader(*env, boot.chooser(), config->kernel_cmdline);
+      if (!booted.ok()) {
+        logger->error("simulated boot loader: {}", booted.error().to_string());
+        return 1;
+      }
+      // A fresh simulated device: the factory image is whatever slot a holds (created empty if missing).
       std::ofstream touch(config->slots["a"], std::ios::app);
     }
-    logger->info("booted slot {}", *booted);
-    client::AbSlotInstaller slots(config->slots, env);
+    auto status = boot.peek();
+    if (!status.ok()) {
+      logger->error("cannot tell which slot booted: {}", status.error().to_string());
+      return 1;
+    }
+    logger->info("booted slot {}{}", status->status.booted_slot, status->status.trial ? " on trial" : "");
+    if (!status->abandoned_trial.empty()) {
+      logger->warn("slot {} was on trial and did not come up; the boot loader fell back to slot {}",
+                   status->abandoned_trial, status->status.booted_slot);
+    }
+    client::AbSlotInstaller slots(config->slots, boot);
     client::FileInstaller files(config->files);
     client::ModuleInstaller modules(config->modules_dir, config->state_dir / "module-work");
     client::PayloadRouter installer(slots, config->files.empty() ? nullptr : &files,
@@ -278,11 +235,11 @@ int main(int argc, char** argv) {
       logger->info("health check of {} in slot {}: {}", update.version, update.slot, ok ? "healthy" : detail);
       return ok;
     };
-    const auto boot = config->transport == "mosquitto"
-                          ? run_mosquitto_client(*config, installer, journal, crypto, hooks, logger)
-                          : run_paho_client(*config, installer, journal, crypto, hooks, logger);
-    if (boot == BootEnd::kFailed) return 1;
-    if (boot == BootEnd::kStopped) break;
+    const auto end = config->transport == "mosquitto"
+                         ? run_mosquitto_client(*config, installer, journal, crypto, hooks, logger)
+                         : run_paho_client(*config, installer, journal, crypto, hooks, logger);
+    if (end == BootEnd::kFailed) return 1;
+    if (end == BootEnd::kStopped) break;
     if (!config->reboot_command.empty()) {
       logger->info("rebooting: {}", config->reboot_command);
       return std::system(config->reboot_command.c_str()) == 0 ? 0 : 1;

@@ -14,12 +14,21 @@ std::shared_ptr<const std::string> ChunkPool::intern(std::string_view data) {
   return stored;
 }
 
+namespace {
+
+// The factory boot scheme of every virtual device: slots a and b, a first, 3 tries each. The
+// environment starts empty, as a factory-fresh grubenv does: the boot scripts' defaults apply.
+client::BootChooser factory_chooser() { return *client::BootChooser::create(client::BootSchemeConfig{}); }
+
+}  // namespace
+
 SimulatedStorage::SimulatedStorage(ChunkPool& pool, std::string factory_version, StorageFaults faults)
-    : pool_(pool), faults_(faults) {
+    : pool_(pool), faults_(faults), boot_(*this, factory_chooser(), [this]() -> common::Result<std::string> {
+        if (cmdline_.empty()) return Error(Errc::kNotFound, "the simulated boot loader has not run yet");
+        return cmdline_;
+      }) {
   slots_["a"].factory_version = std::move(factory_version);
   slots_["b"];
-  env_[std::string(client::kEnvActive)] = "a";
-  env_[std::string(client::kEnvBootLimit)] = "3";
 }
 
 SimulatedStorage::Slot* SimulatedStorage::find(const std::string& name) {
@@ -27,12 +36,12 @@ SimulatedStorage::Slot* SimulatedStorage::find(const std::string& name) {
   return it == slots_.end() ? nullptr : &it->second;
 }
 
-common::Result<client::BootStatus> SimulatedStorage::boot_status() {
-  client::BootStatus status;
-  status.booted_slot = env_[std::string(client::kEnvBooted)];
-  if (status.booted_slot.empty()) return Error(Errc::kNotFound, "the simulated bootloader has not run yet");
-  status.trial = env_[std::string(client::kEnvTrial)] == status.booted_slot;
-  return status;
+// The agent's side of the boot scheme is the client's own BootControl, as on a real device.
+common::Result<client::BootStatus> SimulatedStorage::boot_status() { return boot_.boot_status(); }
+
+bool SimulatedStorage::on_trial() {
+  auto booted = boot_.peek();
+  return booted.ok() && booted->status.trial;
 }
 
 common::Status SimulatedStorage::prepare(const client::action::PrepareSlot& prepare) {
@@ -93,21 +102,17 @@ common::Result<std::string> SimulatedStorage::hash(const std::string& name, std:
 
 common::Status SimulatedStorage::activate(const std::string& slot) {
   if (find(slot) == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + slot + "'");
-  return set({{std::string(client::kEnvTrial), slot}, {std::string(client::kEnvBootCount), "0"}});
+  return boot_.activate(slot);
 }
 
 common::Status SimulatedStorage::commit(const std::string& slot) {
   if (find(slot) == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + slot + "'");
-  return set({{std::string(client::kEnvActive), slot},
-              {std::string(client::kEnvTrial), ""},
-              {std::string(client::kEnvBootCount), "0"}});
+  return boot_.commit(slot);
 }
 
 common::Status SimulatedStorage::revert(const std::string& boot_slot) {
   if (find(boot_slot) == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + boot_slot + "'");
-  return set({{std::string(client::kEnvActive), boot_slot},
-              {std::string(client::kEnvTrial), ""},
-              {std::string(client::kEnvBootCount), "0"}});
+  return boot_.revert(boot_slot);
 }
 
 common::Status SimulatedStorage::set(const std::map<std::string, std::string>& variables) {
@@ -115,7 +120,12 @@ common::Status SimulatedStorage::set(const std::map<std::string, std::string>& v
   return common::ok_status();
 }
 
-common::Result<std::string> SimulatedStorage::boot() { return client::simulate_bootloader(*this, "a"); }
+common::Result<std::string> SimulatedStorage::boot() {
+  auto slot = client::simulate_bootloader(*this, boot_.chooser());
+  if (!slot.ok()) return slot;
+  cmdline_ = client::kernel_cmdline_for_slot(*slot);
+  return slot;
+}
 
 std::string SimulatedStorage::bootable_version(const std::string& name, const std::string& image_sha256,
                                                const std::string& image_version) const {

@@ -179,10 +179,7 @@ std::string VirtualDevice::running_version() const {
   return agent_->inventory(device_now()).version();
 }
 
-bool VirtualDevice::running_on_trial() const {
-  auto vars = const_cast<SimulatedStorage&>(storage_).boot_status();
-  return vars.ok() && vars->trial;
-}
+bool VirtualDevice::running_on_trial() const { return const_cast<SimulatedStorage&>(storage_).on_trial(); }
 
 client::mosquitto::WireCounters VirtualDevice::wire() const noexcept {
   return session_ ? session_->wire() : client::mosquitto::WireCounters{};

@@ -253,8 +253,8 @@ TEST_F(EngineTest, CompleteUpdateCommitsAndRaisesSecurityCounter) {
   EXPECT_EQ(progress.back().phase(), v1::PHASE_COMMITTED) << progress.back().error_detail();
   EXPECT_EQ(device().booted_slot(), "b");
   EXPECT_TRUE(device().slot_content("b") == artifact_.image);
-  EXPECT_EQ(device().boot_env()["fota_active"], "b");
-  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+  EXPECT_EQ(device().boot_env()["FOTA_ORDER"], "b a");
+  EXPECT_EQ(device().boot_env()["FOTA_TRIAL"], "");
   EXPECT_EQ(device().engine().record().accepted_security_counter(), 2U);
   const v1::Inventory& inv = device().transport().inventory.back();
   EXPECT_EQ(inv.version(), "2.0.0");
@@ -368,7 +368,7 @@ TEST_F(EngineTest, FailedHealthCheckRevertsToPreviousSlot) {
   EXPECT_EQ(last.error(), v1::ERROR_HEALTH_CHECK_FAILED);
   EXPECT_EQ(device().booted_slot(), "a");
   EXPECT_TRUE(device().slot_content("a") == factory_image_);
-  EXPECT_EQ(device().boot_env()["fota_active"], "a");
+  EXPECT_EQ(device().boot_env()["FOTA_ORDER"], "a b");
   EXPECT_EQ(device().engine().record().accepted_security_counter(), 1U);
 }
 
@@ -633,7 +633,7 @@ TEST_F(EngineTest, RepeatedlyTamperedChunkFailsTheUpdate) {
   EXPECT_EQ(last.phase(), v1::PHASE_FAILED);
   EXPECT_EQ(last.error(), v1::ERROR_CHUNK_HASH_MISMATCH);
   EXPECT_EQ(server_.requested[3], static_cast<int>(config_.max_chunk_failures));
-  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+  EXPECT_EQ(device().boot_env()["FOTA_TRIAL"], "");
   EXPECT_TRUE(device().slot_content("a") == factory_image_);
 }
 
@@ -643,7 +643,7 @@ TEST_F(EngineTest, OversizedChunkFailsTheUpdate) {
   run_to_completion();
   EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_FAILED);
   EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_CHUNK_TOO_LARGE);
-  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+  EXPECT_EQ(device().boot_env()["FOTA_TRIAL"], "");
 }
 
 TEST_F(EngineTest, UnknownArtifactFailsTheUpdate) {
@@ -884,7 +884,7 @@ TEST_F(HashTableEngineTest, RepeatedlyTamperedHashChunkFailsTheUpdate) {
   EXPECT_EQ(server_.requested[kHashChunk0 + 2], static_cast<int>(config_.max_chunk_failures));
   // The image chunks it covers (64-95) were never asked for: nothing unverifiable was fetched.
   for (std::uint32_t i = 64; i < 96; ++i) EXPECT_EQ(server_.requested.count(i), 0U) << "chunk " << i;
-  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+  EXPECT_EQ(device().boot_env()["FOTA_TRIAL"], "");
   EXPECT_TRUE(device().slot_content("a") == factory_image_);
 }
 
@@ -894,7 +894,7 @@ TEST_F(HashTableEngineTest, OversizedHashChunkFailsTheUpdate) {
   run_to_completion();
   EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_FAILED);
   EXPECT_EQ(device().transport().progress.back().error(), v1::ERROR_CHUNK_TOO_LARGE);
-  EXPECT_EQ(device().boot_env()["fota_trial"], "");
+  EXPECT_EQ(device().boot_env()["FOTA_TRIAL"], "");
 }
 
 TEST_F(HashTableEngineTest, LostHashChunkRequestIsAskedAgainAfterTheTimeout) {

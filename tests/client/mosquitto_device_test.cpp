@@ -48,12 +48,12 @@ class MosquittoDeviceTest : public UpdateServerFixture {
 
   void boot_device() override {
     shut_down_client();
-    auto booted = simulate_bootloader(*env_, "a");
+    auto booted = simulate_bootloader(*env_, boot_->chooser(), dev_dir() / "cmdline");
     ASSERT_TRUE(booted.ok());
     installer_ = std::make_unique<AbSlotInstaller>(
         std::map<std::string, std::filesystem::path>{{"a", dev_dir() / "slot-a"},
                                                      {"b", dev_dir() / "slot-b"}},
-        *env_);
+        *boot_);
     MosquittoDeviceClient::Hooks hooks;
     hooks.health_check = test_health_check();
     auto client = MosquittoDeviceClient::create(loop_, config_override_ ? *config_override_ : client_config(),
@@ -202,7 +202,7 @@ TEST_F(MosquittoDeviceTest, CreateRefusesABadConfigurationWithTheReason) {
   MosquittoDeviceClient::Hooks hooks;
   AbSlotInstaller installer(
       std::map<std::string, std::filesystem::path>{{"a", dev_dir() / "slot-a"}, {"b", dev_dir() / "slot-b"}},
-      *env_);
+      *boot_);
   auto create = [&](MosquittoClientConfig mqtt) {
     return MosquittoDeviceClient::create(loop_, std::move(mqtt), test_engine_config(), installer, *journal_,
                                          *crypto_, hooks, test_logger());

@@ -32,12 +32,12 @@ class MqttClientTest : public UpdateServerFixture {
 
   void boot_device() override {
     client_.reset();
-    auto booted = simulate_bootloader(*env_, "a");
+    auto booted = simulate_bootloader(*env_, boot_->chooser(), dev_dir() / "cmdline");
     ASSERT_TRUE(booted.ok());
     installer_ = std::make_unique<AbSlotInstaller>(
         std::map<std::string, std::filesystem::path>{{"a", dev_dir() / "slot-a"},
                                                      {"b", dev_dir() / "slot-b"}},
-        *env_);
+        *boot_);
     MqttClientConfig mqtt;
     mqtt.broker_uri = uri();
     mqtt.ca_cert = pki_.ca_cert();

@@ -144,12 +144,12 @@ SimDevice::SimDevice(std::filesystem::path dir, const EngineCrypto& crypto, std:
       crypto_(crypto),
       config_(std::move(config)),
       env_(dir_ / "bootenv.txt"),
+      boot_(env_, *BootChooser::create({}), cmdline_file(dir_ / "cmdline")),
       journal_(dir_ / "journal") {
   std::filesystem::create_directories(dir_ / "files");
   std::filesystem::create_directories(dir_ / "modules");
   std::ofstream(dir_ / "slot-a", std::ios::binary) << factory_image;
   std::ofstream(dir_ / "slot-b", std::ios::binary) << "";
-  (void)env_.set({{"fota_active", "a"}});
 }
 
 EngineConfig SimDevice::default_config() {
@@ -166,11 +166,11 @@ EngineConfig SimDevice::default_config() {
 }
 
 bool SimDevice::power_on(std::int64_t now_ms) {
-  auto booted = simulate_bootloader(env_, "a");
+  auto booted = simulate_bootloader(env_, boot_.chooser(), dir_ / "cmdline");
   if (!booted.ok()) throw std::runtime_error(booted.error().to_string());
   booted_slot_ = *booted;
   slots_ = std::make_unique<AbSlotInstaller>(
-      std::map<std::string, std::filesystem::path>{{"a", dir_ / "slot-a"}, {"b", dir_ / "slot-b"}}, env_);
+      std::map<std::string, std::filesystem::path>{{"a", dir_ / "slot-a"}, {"b", dir_ / "slot-b"}}, boot_);
   files_ = std::make_unique<FileInstaller>(
       std::map<std::string, std::filesystem::path>{{"app.conf", file_target("app.conf")}});
   modules_ = std::make_unique<ModuleInstaller>(modules_dir(), dir_ / "module-work", std::chrono::seconds(10));

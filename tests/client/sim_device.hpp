@@ -175,6 +175,7 @@ class SimDevice {
   const EngineCrypto& crypto_;
   EngineConfig config_;
   FileBootEnvironment env_;
+  BootControl boot_;
   FileJournal journal_;
   RecordingTransport transport_;
   std::unique_ptr<AbSlotInstaller> slots_;

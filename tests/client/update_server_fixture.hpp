@@ -68,8 +68,10 @@ class UpdateServerFixture : public ::testing::Test {
     std::filesystem::create_directories(dev_dir());
     factory_ = testing::make_image(5000, 1);
     std::ofstream(dev_dir() / "slot-a", std::ios::binary) << factory_;
+    // A factory-fresh boot environment is empty: the boot scheme's defaults apply (a first).
     env_ = std::make_unique<FileBootEnvironment>(dev_dir() / "bootenv.txt");
-    (void)env_->set({{"fota_active", "a"}});
+    boot_ =
+        std::make_unique<BootControl>(*env_, *BootChooser::create({}), cmdline_file(dev_dir() / "cmdline"));
     journal_ = std::make_unique<FileJournal>(dev_dir() / "journal");
   }
 
@@ -264,7 +266,8 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
     EXPECT_EQ(reboots_, 1);
     EXPECT_TRUE(read_all(dev_dir() / "slot-b") == image_);
-    EXPECT_EQ(env_->load()->at("fota_active"), "b");
+    EXPECT_EQ(env_->load()->at("FOTA_ORDER"), "b a");
+    EXPECT_EQ(env_->load()->at("FOTA_TRIAL"), "");
     for (const auto& [index, count] : requested_) EXPECT_EQ(count, 1) << "chunk " << index;
     // Every image chunk and every hash chunk, each once.
     EXPECT_EQ(requested_.size(), common::ChunkSpace::of(manifest_).total());
@@ -356,7 +359,7 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_EQ(last.error(), v1::ERROR_HEALTH_CHECK_FAILED);
     EXPECT_NE(last.error_detail().find("no answer within 1500 ms"), std::string::npos) << last.error_detail();
     EXPECT_EQ(reboots_, 2);  // into the new slot, and back
-    EXPECT_EQ(env_->load()->at("fota_active"), "a");
+    EXPECT_EQ(env_->load()->at("FOTA_ORDER"), "a b");
   }
 
   void expect_failed_health_check_to_revert() {
@@ -369,8 +372,9 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_EQ(last.phase(), v1::PHASE_ROLLED_BACK);
     EXPECT_EQ(last.error(), v1::ERROR_HEALTH_CHECK_FAILED);
     EXPECT_EQ(reboots_, 2);  // into the new slot, and back
-    EXPECT_EQ(env_->load()->at("fota_active"), "a");
-    EXPECT_EQ(env_->load()->at("fota_booted"), "a");
+    EXPECT_EQ(env_->load()->at("FOTA_ORDER"), "a b");
+    EXPECT_EQ(env_->load()->at("FOTA_B_LEFT"), "0") << "the rejected slot is never fallen back to";
+    EXPECT_NE(read_all(dev_dir() / "cmdline").find("fota.slot=a"), std::string::npos);
     EXPECT_TRUE(read_all(dev_dir() / "slot-a") == factory_);
   }
 
@@ -452,7 +456,7 @@ class UpdateServerFixture : public ::testing::Test {
     ::waitpid(pid, &status, 0);
     EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
     EXPECT_TRUE(read_all(agent_dir() / "state" / "slot-b") == image_);
-    EXPECT_NE(read_all(agent_dir() / "state" / "bootenv.txt").find("fota_active=b"), std::string::npos);
+    EXPECT_NE(read_all(agent_dir() / "state" / "bootenv.txt").find("FOTA_ORDER=b a"), std::string::npos);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   }
 
@@ -500,6 +504,7 @@ class UpdateServerFixture : public ::testing::Test {
   std::string image_;
   std::string factory_;
   std::unique_ptr<FileBootEnvironment> env_;
+  std::unique_ptr<BootControl> boot_;
   std::unique_ptr<FileJournal> journal_;
   std::unique_ptr<AbSlotInstaller> installer_;
   std::unique_ptr<TestMqttClient> server_;

@@ -1,9 +1,9 @@
 // Installers and the bootloader environment they drive. C++17.
 //
 // An Installer executes the storage and boot actions of the UpdateEngine. The A/B slot
-// installer writes the inactive slot (a file or a block device) and switches the bootloader
-// through a BootEnvironment: a file-backed one for tests and the simulator, and documented
-// adapters for U-Boot (fw_setenv) and GRUB (grub-editenv) in docs/CLIENT.md.
+// installer writes the inactive slot (a file or a block device) and switches the boot loader
+// through a BootControl (boot_environment.hpp): the fota boot scheme over GRUB's or U-Boot's
+// environment, or a file for tests and the simulator.
 #pragma once
 
 #include <chrono>
@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "fota/client/boot_environment.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/common/result.hpp"
 
@@ -22,7 +23,8 @@ namespace fota::client {
 class Installer {
  public:
   virtual ~Installer() = default;
-  // Which slot runs now and whether it runs on trial.
+  // Which slot runs now and whether it runs on trial. Called when the agent is up, once per
+  // start: an installer may take it as the sign that this boot is good (BootControl does).
   virtual common::Result<BootStatus> boot_status() = 0;
   // Opens `slot` for an image of `image_size` bytes; `resume` keeps its content.
   virtual common::Status prepare(const action::PrepareSlot& prepare) = 0;
@@ -31,7 +33,7 @@ class Installer {
   virtual common::Status sync() = 0;
   // SHA-256 (32 raw bytes) of the first `size` bytes of `slot`.
   virtual common::Result<std::string> hash(const std::string& slot, std::uint64_t size) = 0;
-  // Boot `slot` once on trial at the next boot.
+  // Boot `slot` on trial from the next boot on (the boot loader gives it a few tries).
   virtual common::Status activate(const std::string& slot) = 0;
   // Make the running trial slot permanent.
   virtual common::Status commit(const std::string& slot) = 0;
@@ -39,50 +41,12 @@ class Installer {
   virtual common::Status revert(const std::string& boot_slot) = 0;
 };
 
-// Key/value variables of a bootloader environment.
-class BootEnvironment {
- public:
-  virtual ~BootEnvironment() = default;
-  virtual common::Result<std::map<std::string, std::string>> load() = 0;
-  // Sets the given variables (others unchanged) atomically.
-  virtual common::Status set(const std::map<std::string, std::string>& variables) = 0;
-};
-
-// Variables of the fota boot protocol (the same names are used for U-Boot and GRUB):
-//   fota_active   committed slot
-//   fota_trial    slot to boot once on trial ("" = none)
-//   fota_bootcount boot attempts of the trial slot
-//   fota_bootlimit attempts before the bootloader reverts to fota_active
-//   fota_booted   slot the bootloader started last (set by the bootloader or the kernel cmdline)
-inline constexpr std::string_view kEnvActive = "fota_active";
-inline constexpr std::string_view kEnvTrial = "fota_trial";
-inline constexpr std::string_view kEnvBootCount = "fota_bootcount";
-inline constexpr std::string_view kEnvBootLimit = "fota_bootlimit";
-inline constexpr std::string_view kEnvBooted = "fota_booted";
-
-// A bootloader environment in a text file of "key=value" lines, replaced atomically.
-class FileBootEnvironment : public BootEnvironment {
- public:
-  explicit FileBootEnvironment(std::filesystem::path path);
-  common::Result<std::map<std::string, std::string>> load() override;
-  common::Status set(const std::map<std::string, std::string>& variables) override;
-  const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
-// What a real bootloader script does at power-on, for tests, the simulator and fota-device:
-// boots the trial slot while attempts remain (counting them), otherwise falls back to the
-// committed slot. Records the choice in fota_booted and returns it.
-common::Result<std::string> simulate_bootloader(BootEnvironment& env, const std::string& default_slot,
-                                                int default_boot_limit = 3);
-
 // A/B slots over files or block devices.
 class AbSlotInstaller : public Installer {
  public:
-  // `slots` maps slot names to their files (created when missing) or block devices.
-  AbSlotInstaller(std::map<std::string, std::filesystem::path> slots, BootEnvironment& env);
+  // `slots` maps slot names to their files (created when missing) or block devices; `boot`
+  // switches between them (its chooser's slots are the same names).
+  AbSlotInstaller(std::map<std::string, std::filesystem::path> slots, BootControl& boot);
   ~AbSlotInstaller() override;
 
   common::Result<BootStatus> boot_status() override;
@@ -97,7 +61,7 @@ class AbSlotInstaller : public Installer {
  private:
   common::Status open_slot(const std::string& slot);
   std::map<std::string, std::filesystem::path> slots_;
-  BootEnvironment& env_;
+  BootControl& boot_;
   std::string open_name_;
   int fd_ = -1;
   bool dirty_ = false;

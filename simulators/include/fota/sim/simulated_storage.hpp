@@ -1,7 +1,8 @@
 // A virtual device's flash and bootloader, in memory: A/B slots plus the fota boot environment
 // variables. Implements the client's Installer and BootEnvironment, so the real engine drives it
-// exactly as it drives AbSlotInstaller on a device, and the client's own simulate_bootloader()
-// decides what boots.
+// exactly as it drives AbSlotInstaller on a device: the agent's side of the boot scheme is the
+// client's own BootControl, the client's simulate_bootloader() (the boot scripts' twin) decides
+// what boots, and the booted slot reaches the agent on a simulated kernel command line.
 //
 // Writes are volatile until sync(): a power cut (power_cut()) loses the writes since the last
 // sync, as a device's page cache does, so a journal stored before its chunks were synced would
@@ -58,6 +59,9 @@ class SimulatedStorage : public client::Installer, public client::BootEnvironmen
  public:
   // Slot "a" holds the factory image of `factory_version` and is committed.
   SimulatedStorage(ChunkPool& pool, std::string factory_version, StorageFaults faults = {});
+  // Its BootControl points at itself.
+  SimulatedStorage(const SimulatedStorage&) = delete;
+  SimulatedStorage& operator=(const SimulatedStorage&) = delete;
 
   // Installer
   common::Result<client::BootStatus> boot_status() override;
@@ -73,8 +77,11 @@ class SimulatedStorage : public client::Installer, public client::BootEnvironmen
   common::Result<std::map<std::string, std::string>> load() override { return env_; }
   common::Status set(const std::map<std::string, std::string>& variables) override;
 
-  // Power-on: the bootloader picks a slot (client::simulate_bootloader). Returns the booted slot.
+  // Power-on: the bootloader picks a slot (client::simulate_bootloader) and passes it on the
+  // simulated kernel command line. Returns the booted slot.
   common::Result<std::string> boot();
+  // Whether the running slot is on trial, without the agent's side effects of boot_status().
+  bool on_trial();
   // What a slot holds as the bootloader would find it: the factory version, the version of a
   // complete image with the given hash, or "" (partial or corrupt: booting it bricks the device).
   std::string bootable_version(const std::string& slot, const std::string& image_sha256,
@@ -96,6 +103,8 @@ class SimulatedStorage : public client::Installer, public client::BootEnvironmen
   StorageFaults faults_;
   std::map<std::string, Slot> slots_;
   std::map<std::string, std::string> env_;
+  std::string cmdline_;  // the simulated kernel command line of the current boot
+  client::BootControl boot_;
   std::uint64_t bytes_written_ = 0;
   std::vector<std::pair<std::string, std::uint64_t>> unsynced_;  // (slot, offset) written since sync()
 };

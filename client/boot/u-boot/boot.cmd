@@ -1,0 +1,93 @@
+# fota boot scheme for U-Boot (docs/CLIENT.md, "U-Boot"): picks slot a or b from FOTA_ORDER and
+# the per-slot tries-left counters in the U-Boot environment, counts one try down (saveenv)
+# before booting, falls back to the next slot when a slot's tries are used up, and passes the
+# booted slot to the agent as `fota.slot=<slot>` in bootargs. fota-device (bootloader: uboot)
+# writes the same variables through libubootenv; BootChooser::choose() is this script's C++ twin.
+#
+# Compile: mkimage -A arm64 -O linux -T script -C none -n "fota boot" -d boot.cmd boot.scr
+
+# ---- Parameters for the image builder: set them in the default environment, or edit here. ----
+test -n "${fota_iface}" || setenv fota_iface mmc
+test -n "${fota_devnum}" || setenv fota_devnum 0
+test -n "${fota_a_part}" || setenv fota_a_part 2
+test -n "${fota_b_part}" || setenv fota_b_part 3
+test -n "${fota_a_root}" || setenv fota_a_root /dev/mmcblk0p2
+test -n "${fota_b_root}" || setenv fota_b_root /dev/mmcblk0p3
+test -n "${fota_kernel}" || setenv fota_kernel /boot/Image
+# fota_fdt: the device tree inside each slot (e.g. /boot/board.dtb); unset = the one U-Boot runs
+# with. fota_bootcmd: booti (arm64) or bootz (arm32).
+test -n "${fota_bootcmd}" || setenv fota_bootcmd booti
+test -n "${fota_cmdline}" || setenv fota_cmdline "ro console=ttyAMA0 panic=5"
+# Tries a slot gets on a fresh environment and when every slot has run out. Keep it equal to
+# fota-device's boot_tries (default 3); 1..9.
+test -n "${fota_default_tries}" || setenv fota_default_tries 3
+
+# ---- The scheme ----
+test -n "${FOTA_ORDER}" || setenv FOTA_ORDER "a b"
+test -n "${FOTA_A_LEFT}" || setenv FOTA_A_LEFT ${fota_default_tries}
+test -n "${FOTA_B_LEFT}" || setenv FOTA_B_LEFT ${fota_default_tries}
+
+# The first slot in FOTA_ORDER with a try left (1..9; anything else, such as 0 or garbage, is
+# none); names that are not slots are skipped. When no slot has a try left, every slot gets its
+# tries again and the order is kept: a device in the field has nobody at its console, so a
+# transient failure heals and a device whose slots are both broken keeps alternating rather than
+# stopping here. setexpr prints hex, which is the same digit for 0..8.
+setenv fota_slot
+for fota_pass in 1 2; do
+  if test -z "${fota_slot}"; then
+    for fota_s in ${FOTA_ORDER}; do
+      if test -z "${fota_slot}" && test "${fota_s}" = a; then
+        for fota_n in 1 2 3 4 5 6 7 8 9; do
+          if test "${FOTA_A_LEFT}" = "${fota_n}"; then setenv fota_slot a; fi
+        done
+        if test "${fota_slot}" = a; then setexpr FOTA_A_LEFT ${FOTA_A_LEFT} - 1; fi
+      fi
+      if test -z "${fota_slot}" && test "${fota_s}" = b; then
+        for fota_n in 1 2 3 4 5 6 7 8 9; do
+          if test "${FOTA_B_LEFT}" = "${fota_n}"; then setenv fota_slot b; fi
+        done
+        if test "${fota_slot}" = b; then setexpr FOTA_B_LEFT ${FOTA_B_LEFT} - 1; fi
+      fi
+    done
+    if test -z "${fota_slot}" && test "${fota_pass}" = 1; then
+      echo "fota: no slot has tries left; every slot gets ${fota_default_tries} again"
+      setenv FOTA_A_LEFT ${fota_default_tries}
+      setenv FOTA_B_LEFT ${fota_default_tries}
+    fi
+  fi
+done
+# FOTA_ORDER names no slot at all: boot slot a.
+test -n "${fota_slot}" || setenv fota_slot a
+
+if test "${fota_slot}" = a; then
+  setenv fota_part ${fota_a_part}
+  setenv fota_root ${fota_a_root}
+else
+  setenv fota_part ${fota_b_part}
+  setenv fota_root ${fota_b_root}
+fi
+# The count must be on the medium before the kernel runs: a boot that never reaches the agent
+# has used its try. The loop's scratch variables are not worth saving.
+setenv fota_pass
+setenv fota_s
+setenv fota_n
+saveenv
+
+echo "fota: booting slot ${fota_slot} (tries left: a=${FOTA_A_LEFT} b=${FOTA_B_LEFT}, order: ${FOTA_ORDER})"
+setenv bootargs "root=${fota_root} ${fota_cmdline} fota.slot=${fota_slot}"
+if load ${fota_iface} ${fota_devnum}:${fota_part} ${kernel_addr_r} ${fota_kernel}; then
+  if test -n "${fota_fdt}" && load ${fota_iface} ${fota_devnum}:${fota_part} ${fdt_addr_r} ${fota_fdt}; then
+    setenv fota_fdt_addr ${fdt_addr_r}
+  else
+    setenv fota_fdt_addr ${fdtcontroladdr}
+  fi
+  if test "${fota_bootcmd}" = bootz; then
+    bootz ${kernel_addr_r} - ${fota_fdt_addr}
+  else
+    booti ${kernel_addr_r} - ${fota_fdt_addr}
+  fi
+fi
+# Only reached when the slot could not be loaded or booted: its try is spent, so a reset moves on
+# to the next slot once its tries are gone.
+echo "fota: slot ${fota_slot} did not boot; resetting"
+reset

@@ -1,0 +1,56 @@
+// fota-device's configuration file (YAML; docs/CLIENT.md, "fota-device", and the commented
+// example client/device/device.yaml).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "fota/client/engine.hpp"
+#include "fota/client/mqtt_client.hpp"
+#include "fota/common/result.hpp"
+
+namespace fota::device {
+
+// Where the boot loader keeps its variables.
+enum class BootLoader {
+  kSimulated,  // a key=value file in state_dir and an in-process boot loop (demo, tests)
+  kGrub,       // GRUB's environment block (grubenv:)
+  kUBoot,      // U-Boot's environment through libubootenv (fw_env_config:)
+};
+
+inline constexpr const char* kTransports[] = {"paho", "mosquitto"};
+
+struct DeviceConfig {
+  client::MqttClientConfig mqtt;
+  client::EngineConfig engine;
+  std::filesystem::path trust;
+  std::filesystem::path state_dir;
+  std::map<std::string, std::filesystem::path> slots;
+  std::map<std::string, std::filesystem::path> files;  // file payload targets
+  std::filesystem::path modules_dir;                   // update modules (empty = none)
+  std::string health_check_command;
+  // Run to reboot. Empty (only with the simulated boot loader) = a simulated reboot inside
+  // this process; otherwise "systemctl reboot" unless configured.
+  std::string reboot_command;
+  std::string log_level = "info";
+  std::string transport = "paho";  // or "mosquitto" (the event-loop adapter)
+
+  BootLoader bootloader = BootLoader::kSimulated;
+  std::filesystem::path grubenv;        // bootloader: grub
+  std::filesystem::path fw_env_config;  // bootloader: uboot
+  // Where the booted slot is read from (fota.slot=): /proc/cmdline on a device; the simulated
+  // boot loader writes <state_dir>/cmdline.
+  std::filesystem::path kernel_cmdline;
+  int boot_tries = 3;  // tries a slot gets when activated or committed (1..9)
+};
+
+bool known_transport(const std::string& name);
+const char* bootloader_name(BootLoader loader);
+
+// Loads the YAML config; relative paths are relative to the config file's directory.
+// Errors: kInvalidArgument, naming the key, what was wrong and the valid choices.
+common::Result<DeviceConfig> load_config(const std::filesystem::path& path);
+
+}  // namespace fota::device
