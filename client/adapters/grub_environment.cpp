@@ -1,12 +1,14 @@
 // GrubEnvironment: GRUB's 1 KiB environment block, read and written as GRUB documents it
 // (grub-editenv(1); the format is the one GRUB's load_env and save_env use).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "fota/client/boot_environment.hpp"
-#include "fota/client/runtime.hpp"
 
 namespace fota::client {
 namespace {
@@ -118,6 +120,13 @@ common::Result<GrubEnvironment::Entries> read_entries(const std::filesystem::pat
   bytes << in.rdbuf();
   auto entries = GrubEnvironment::parse(bytes.str());
   if (!entries.ok()) return entries.error().with_context(path.string());
+  if (bytes.str().size() != GrubEnvironment::kBlockSize) {
+    // Writes go over the file's own blocks, so it must already be the block GRUB expects.
+    return Error(Errc::kMalformed, "GRUB environment " + path.string() + " is " +
+                                       std::to_string(bytes.str().size()) + " bytes, not " +
+                                       std::to_string(GrubEnvironment::kBlockSize) +
+                                       "; make it again with `grub-editenv " + path.string() + " create`");
+  }
   return entries;
 }
 
@@ -147,7 +156,37 @@ common::Status GrubEnvironment::set(const std::map<std::string, std::string>& va
   }
   auto block = format(*entries);
   if (!block.ok()) return block.error().with_context(path_.string());
-  return write_file_atomically(path_, *block);
+  return write_in_place(*block);
+}
+
+// GRUB reads its file system without replaying a journal and without looking at anything but
+// the file's existing blocks (save_env writes there too). A replaced file (temp + rename) is a
+// new inode whose blocks GRUB only finds once the journal reaches the disk; after a power cut
+// GRUB would read the old counters. So the 1024 bytes go over the file's own blocks, and
+// fdatasync puts them on the disk before the agent moves on (a reboot, a commit).
+common::Status GrubEnvironment::write_in_place(std::string_view block) {
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Error(Errc::kIo, "cannot open GRUB environment " + path_.string() + ": " + std::strerror(errno));
+  }
+  std::size_t done = 0;
+  while (done < block.size()) {
+    const ssize_t n = ::pwrite(fd, block.data() + done, block.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return Error(Errc::kIo, "cannot write GRUB environment " + path_.string() + ": " + std::strerror(err));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  const bool synced = ::fdatasync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!synced) {
+    return Error(Errc::kIo, "cannot sync GRUB environment " + path_.string() + ": " + std::strerror(err));
+  }
+  return common::ok_status();
 }
 
 }  // namespace fota::client

@@ -1,6 +1,7 @@
 // GrubEnvironment against GRUB's own grub-editenv: what one writes the other reads, and the
 // block stays exactly 1024 bytes (GRUB's save_env rewrites the file's blocks in place).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -106,6 +107,35 @@ TEST_F(GrubEnvironmentTest, AFileThatIsNotAnEnvironmentBlockIsRefused) {
   EXPECT_NE(vars.error().message.find("not a GRUB environment block"), std::string::npos);
   EXPECT_FALSE(env.set({{"FOTA_ORDER", "a b"}}).ok());
   EXPECT_EQ(read_all(grubenv()), "FOTA_ORDER=a b\n") << "a refused write leaves the file alone";
+}
+
+// GRUB finds the block through the file's existing disk blocks and does not replay a journal:
+// a write must go over those blocks (same inode), never into a replacement file.
+TEST_F(GrubEnvironmentTest, AWriteGoesOverTheFilesOwnBlocks) {
+  ASSERT_EQ(editenv("create").exit_code, 0);
+  const auto inode = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(grubenv().c_str(), &st), 0);
+    return st.st_ino;
+  };
+  const auto before = inode();
+  GrubEnvironment env(grubenv());
+  ASSERT_TRUE(env.set({{"FOTA_ORDER", "b a"}, {"FOTA_B_LEFT", "3"}}).ok());
+  EXPECT_EQ(inode(), before) << "the block was replaced by another file";
+  EXPECT_EQ(editenv("list").output, "FOTA_B_LEFT=3\nFOTA_ORDER=b a\n");
+}
+
+TEST_F(GrubEnvironmentTest, ABlockOfTheWrongSizeIsRefusedWithHowToMakeIt) {
+  ASSERT_EQ(editenv("create").exit_code, 0);
+  std::ofstream(grubenv(), std::ios::app) << "#";  // 1025 bytes
+  GrubEnvironment env(grubenv());
+  auto vars = env.load();
+  ASSERT_FALSE(vars.ok());
+  EXPECT_EQ(vars.error().code, common::Errc::kMalformed);
+  EXPECT_NE(vars.error().message.find("is 1025 bytes, not 1024"), std::string::npos) << vars.error().message;
+  EXPECT_NE(vars.error().message.find("grub-editenv"), std::string::npos) << vars.error().message;
+  EXPECT_FALSE(env.set({{"FOTA_ORDER", "a b"}}).ok());
+  EXPECT_EQ(std::filesystem::file_size(grubenv()), 1025U) << "a refused write leaves the file alone";
 }
 
 TEST_F(GrubEnvironmentTest, VariablesThatDoNotFitAreRefusedAndTheBlockIsKept) {

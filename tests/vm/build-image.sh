@@ -174,10 +174,9 @@ cmd_disk() {
   grub-editenv "$boot/grub/grubenv" create
   rm -f "$work_root/boot.img" "$work_root/data.img"
   # ext2, checked by the guest's init before it mounts it: GRUB reads file systems without
-  # replaying a journal, so on ext4 a grubenv the agent had replaced (rename, fsync) but the
-  # kernel had not yet written back in place was still the old one for GRUB after a power cut.
-  # ext2 has nothing to replay; a power cut can leave its bitmaps stale (the first try here,
-  # without a check, ended in "doubly allocated" inodes and ENOSPC), which e2fsck -y repairs.
+  # replaying a journal (so ext4's journal buys nothing for GRUB), and the agent writes grubenv
+  # over its own blocks; a power cut can still leave ext2's bitmaps stale, which e2fsck -y
+  # repairs (docs/CLIENT.md, "The proof on a booting VM").
   mkfs.ext2 -q -F -L boot -E root_owner=0:0 -d "$boot" "$work_root/boot.img" "${boot_mib}M" >/dev/null
   mkfs.ext4 -q -F -L data -E root_owner=0:0 -d "$data" "$work_root/data.img" "${data_mib}M" >/dev/null
   rm -rf "$boot"

@@ -14,8 +14,7 @@ mount_rw() {
   mount -t ext4 -o rw "$1" "$2" || { echo "fota-vm: cannot mount $1 on $2"; return 1; }
 }
 # The boot partition is ext2 (tests/vm/build-image.sh says why): repair what a power cut left.
-# -y, not -p: a cut between the agent's rename and the kernel's write-back leaves an unattached
-# inode, which -p leaves for a person, and nobody is at a device's console.
+# -y, not -p: -p leaves some repairs for a person, and nobody is at a device's console.
 e2fsck -y /dev/vda2 >/dev/null 2>&1
 fsck_status=$?
 if [ $fsck_status -ge 4 ]; then

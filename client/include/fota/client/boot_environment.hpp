@@ -44,11 +44,12 @@ class FileBootEnvironment : public BootEnvironment {
 
 // GRUB's environment block (the file `load_env`/`save_env` and grub-editenv use): exactly 1024
 // bytes, "# GRUB Environment Block\n", then "name=value\n" lines (a backslash escapes '\\' and a
-// newline in a value), padded with '#'. GRUB's save_env rewrites the file's existing disk blocks
-// in place, so every write here keeps the file exactly 1024 bytes; a write replaces the file
-// atomically (temp file, fsync, rename, fsync of the directory), variables not set keep their
-// place and value. The file must live on a file system GRUB can write (ext2/3/4 or FAT; not
-// btrfs, LVM, RAID or a compressed file system).
+// newline in a value), padded with '#'. GRUB reads and writes (save_env) the file's existing disk
+// blocks without replaying a journal, so a write here does the same: the 1024 bytes over the
+// file's own blocks, then fdatasync (a replaced file would be invisible to GRUB after a power
+// cut until the journal reached the disk). Variables not set keep their place and value. The
+// file must live on a file system GRUB can write (ext2/3/4 or FAT; not btrfs, LVM, RAID or a
+// compressed file system), created once with `grub-editenv <file> create`.
 class GrubEnvironment : public BootEnvironment {
  public:
   static constexpr std::size_t kBlockSize = 1024;
@@ -67,6 +68,7 @@ class GrubEnvironment : public BootEnvironment {
   static common::Result<std::string> format(const Entries& entries);
 
  private:
+  common::Status write_in_place(std::string_view block);
   std::filesystem::path path_;
 };
 
