@@ -91,7 +91,10 @@ BootEnd run_paho_client(const DeviceConfig& config, client::Installer& installer
     logger->error("{}", client.error().to_string());
     return BootEnd::kFailed;
   }
-  (*client)->start();
+  if (auto started = (*client)->start(); !started.ok()) {
+    logger->error("{}", started.error().to_string());
+    return BootEnd::kFailed;
+  }
   notify_ready();
   while (!g_stop && !(*client)->wait(std::chrono::milliseconds(200))) {
   }

@@ -105,13 +105,9 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   }
 
   // ---- Loop thread ---------------------------------------------------------------------------
+  // The agent has started (MqttDeviceClient::start).
   void run_loop() {
     std::int64_t now = wall_ms();
-    if (!agent->start(now).ok()) {
-      finish_loop();
-      return;
-    }
-    snapshot();
     next_connect_at = now;
     while (!agent->finished()) {
       std::deque<Event> batch;
@@ -359,9 +355,14 @@ MqttDeviceClient::~MqttDeviceClient() {
   impl_->disable_callbacks();
 }
 
-void MqttDeviceClient::start() {
-  if (impl_->thread.joinable()) return;
+common::Status MqttDeviceClient::start() {
+  if (impl_->thread.joinable()) return common::ok_status();
+  // On the caller's thread, so a device that cannot start says so to its caller (fota-device
+  // exits non-zero, systemd restarts it) instead of ending a loop nobody watches.
+  if (auto started = impl_->agent->start(wall_ms()); !started.ok()) return started;
+  impl_->snapshot();
   impl_->thread = std::thread([this] { impl_->run_loop(); });
+  return common::ok_status();
 }
 
 void MqttDeviceClient::stop() {

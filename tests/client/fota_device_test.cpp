@@ -298,6 +298,25 @@ TEST_F(FotaDeviceTest, SigtermWhileWaitingForTheHealthCheckExitsCleanlyAndTheChe
   EXPECT_EQ(boot_variable("FOTA_TRIAL"), "");
 }
 
+// An agent that cannot start its update client (here: the boot status cannot be recorded, as
+// the environment block has no room for the booted slot's tries) ends with a failure status on
+// both transports, so systemd's Restart=on-failure restarts it and the journal says why. On the
+// Paho transport it once exited 0: the failure ended a loop thread nobody asked.
+TEST_F(FotaDeviceTest, AnAgentThatCannotStartEndsWithAFailure) {
+  make_grub_device();
+  // 1003 of the block's 1024 bytes (more than grub-editenv itself would write).
+  ASSERT_TRUE(GrubEnvironment(grubenv()).set({{"filler", std::string(970, 'x')}}).ok());
+  std::ofstream(cmdline()) << "console=ttyS0 fota.slot=a\n";
+  for (const char* transport : {"paho", "mosquitto"}) {
+    SCOPED_TRACE(transport);
+    const auto run =
+        fota::testing::run_command(std::string(FOTA_DEVICE_BIN) + " --config " +
+                                   (agent_dir() / "device.yaml").string() + " --transport " + transport);
+    EXPECT_EQ(run.exit_code, 1) << run.output;
+    EXPECT_NE(run.output.find("more than its 1024-byte block"), std::string::npos) << run.output;
+  }
+}
+
 // The shipped example configuration is valid: the agent gets past the config and stops at the
 // first thing a build machine lacks (the artifact signing keys in /etc/fota/keys).
 TEST(FotaDeviceConfig, TheExampleConfigurationLoads) {

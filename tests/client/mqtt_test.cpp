@@ -52,7 +52,8 @@ class MqttClientTest : public UpdateServerFixture {
                                            hooks, test_logger());
     ASSERT_TRUE(client.ok()) << client.error().to_string();
     client_ = std::move(client).value();
-    client_->start();
+    const auto started = client_->start();
+    ASSERT_TRUE(started.ok()) << started.error().to_string();
   }
 
   bool device_reboot_requested() override { return client_ && client_->reboot_requested(); }

@@ -57,9 +57,8 @@ class MqttDeviceClient {
     std::function<void()> reboot;
   };
 
-  // Loads the journal, asks the installer which slot booted and starts the engine. Errors:
-  // a device id that is not valid, an unreadable journal, a boot status the installer cannot
-  // read, a broker URI Paho refuses.
+  // Loads the journal and prepares the session; start() does the rest. Errors: a device id
+  // that is not valid, an unreadable journal, a broker URI Paho refuses.
   static common::Result<std::unique_ptr<MqttDeviceClient>> create(MqttClientConfig mqtt, EngineConfig engine,
                                                                   Installer& installer, Journal& journal,
                                                                   const EngineCrypto& crypto, Hooks hooks,
@@ -68,8 +67,10 @@ class MqttDeviceClient {
   MqttDeviceClient(const MqttDeviceClient&) = delete;
   MqttDeviceClient& operator=(const MqttDeviceClient&) = delete;
 
-  // Starts the loop thread (connects, reconnects, runs the engine).
-  void start();
+  // Starts the agent (reads the boot status, resumes what the journal holds) and then the loop
+  // thread (connects, reconnects, runs the engine). Errors: those of DeviceAgent::start (a boot
+  // status the installer cannot read); the loop is not started then.
+  common::Status start();
   // Stops the loop and disconnects cleanly (presence offline). Safe to call twice.
   void stop();
   // Blocks until the loop ends (stop() or a reboot) or the timeout passes; true when it ended.
