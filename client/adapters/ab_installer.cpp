@@ -50,6 +50,8 @@ common::Status AbSlotInstaller::open_slot(const std::string& slot) {
 }
 
 common::Status AbSlotInstaller::prepare(const action::PrepareSlot& prepare) {
+  // Before the first byte: the boot loader must never choose a half-written slot.
+  if (auto s = boot_.overwrite(prepare.slot); !s.ok()) return s;
   if (auto s = open_slot(prepare.slot); !s.ok()) return s;
   struct stat st {};
   if (::fstat(fd_, &st) != 0) return io_error("cannot stat slot", prepare.slot);

@@ -91,6 +91,12 @@ common::Status BootControl::commit(const std::string& slot) {
   return apply(chooser_.commit(*vars, slot));
 }
 
+common::Status BootControl::overwrite(const std::string& slot) {
+  auto booted = peek();
+  if (!booted.ok()) return booted.error();
+  return apply(chooser_.overwrite(slot, booted->status.booted_slot));
+}
+
 common::Status BootControl::revert(const std::string& slot) {
   auto vars = env_.load();
   if (!vars.ok()) return vars.error().with_context("boot environment");

@@ -160,6 +160,16 @@ common::Result<BootVariables> BootChooser::revert(const BootVariables& vars, con
   return out;
 }
 
+common::Result<BootVariables> BootChooser::overwrite(const std::string& slot,
+                                                     const std::string& booted_slot) const {
+  if (auto s = check_slot(slot); !s.ok()) return s.error();
+  if (slot == booted_slot) {
+    return Error(Errc::kInvalidArgument,
+                 "slot '" + slot + "' is the one running; an update is written into the other slot");
+  }
+  return BootVariables{{tries_variable(slot), "0"}};
+}
+
 BootChoice BootChooser::choose(const BootVariables& vars) const {
   BootChoice choice;
   BootVariables seen = vars;

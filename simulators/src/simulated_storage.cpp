@@ -47,6 +47,7 @@ bool SimulatedStorage::on_trial() {
 common::Status SimulatedStorage::prepare(const client::action::PrepareSlot& prepare) {
   Slot* slot = find(prepare.slot);
   if (slot == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + prepare.slot + "'");
+  if (auto s = boot_.overwrite(prepare.slot); !s.ok()) return s;  // as AbSlotInstaller does
   if (!prepare.resume) slot->pieces.clear();
   slot->factory_version.clear();
   slot->size = prepare.image_size;

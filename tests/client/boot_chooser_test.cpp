@@ -16,6 +16,7 @@ enum class Op {
   kActivate,  // `arg` = slot
   kCommit,
   kRevert,
+  kOverwrite,  // an image starts into `arg` while the booted slot runs
 };
 
 struct Step {
@@ -96,6 +97,24 @@ const std::vector<Case>& cases() {
            // a broke too: no slot has tries left, so both get them back, a first.
            {Op::kPowerOn, "a!", "FOTA_A_LEFT=2, FOTA_B_LEFT=3"},
        }},
+      {"ASlotBeingWrittenIsNeverBootedEvenWhenTheRunningSlotStopsBooting",
+       {},
+       {
+           {Op::kPowerOn, "a", ""},
+           {Op::kActivate, "b", ""},
+           {Op::kPowerOn, "b", ""},
+           {Op::kAgentUp, "trial", ""},
+           {Op::kCommit, "b", "FOTA_ORDER=b a, FOTA_A_LEFT=2, FOTA_B_LEFT=3"},
+           {Op::kOverwrite, "a", "FOTA_ORDER=b a, FOTA_A_LEFT=0, FOTA_B_LEFT=3"},
+           // b stops coming up before a's image is complete: b, b, b, then the reset picks b.
+           {Op::kPowerOn, "b", "FOTA_B_LEFT=2"},
+           {Op::kPowerOn, "b", "FOTA_B_LEFT=1"},
+           {Op::kPowerOn, "b", "FOTA_B_LEFT=0"},
+           {Op::kPowerOn, "b!", "FOTA_B_LEFT=2"},
+           // A finished image gets its tries when it is activated.
+           {Op::kAgentUp, "committed", ""},
+           {Op::kActivate, "a", "FOTA_ORDER=a b, FOTA_A_LEFT=3, FOTA_TRIAL=a"},
+       }},
       {"BothSlotsExhaustedResetsAndBootsTheFirstInOrder",
        {{"FOTA_ORDER", "b a"}, {"FOTA_A_LEFT", "0"}, {"FOTA_B_LEFT", "0"}},
        {
@@ -164,6 +183,12 @@ TEST_P(BootSchemeTest, FollowsTheScheme) {
         merge(vars, up->updates);
         break;
       }
+      case Op::kOverwrite: {
+        auto updates = chooser->overwrite(step.arg, booted);
+        ASSERT_TRUE(updates.ok()) << updates.error().to_string();
+        merge(vars, *updates);
+        break;
+      }
       case Op::kActivate:
       case Op::kCommit:
       case Op::kRevert: {
@@ -183,6 +208,16 @@ INSTANTIATE_TEST_SUITE_P(Cases, BootSchemeTest, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& param_info) {
                            return param_info.param.name;
                          });
+
+TEST(BootChooser, TheRunningSlotIsNeverOverwritten) {
+  auto chooser = BootChooser::create({});
+  ASSERT_TRUE(chooser.ok());
+  auto refused = chooser->overwrite("a", "a");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, common::Errc::kInvalidArgument);
+  EXPECT_NE(refused.error().message.find("the one running"), std::string::npos);
+  EXPECT_FALSE(chooser->overwrite("c", "a").ok());
+}
 
 TEST(BootChooser, AgentUpTwiceChangesNothingTheSecondTime) {
   auto chooser = BootChooser::create({});

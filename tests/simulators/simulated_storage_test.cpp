@@ -67,6 +67,7 @@ TEST(SimulatedStorage, BootloaderFallsBackAfterTheBootLimit) {
 TEST(SimulatedStorage, FullStorageRefusesWritesPastTheSpace) {
   ChunkPool pool;
   SimulatedStorage storage(pool, "1.0.0", StorageFaults{4096});
+  ASSERT_TRUE(storage.boot().ok());  // a device writes into the slot that is not running
   ASSERT_TRUE(storage.prepare({"b", 8192, false, v1::PAYLOAD_TYPE_AB_IMAGE, ""}).ok());
   EXPECT_TRUE(storage.write("b", 0, std::string(4096, 'a')).ok());
   auto refused = storage.write("b", 4096, std::string(4096, 'b'));

@@ -22,6 +22,9 @@
 //   commit(s):   s first with N tries, FOTA_TRIAL="".
 //   revert(s):   s first with N tries, FOTA_TRIAL=""; the abandoned trial slot gets 0 tries, so
 //                the loader never falls back onto an image that was rejected.
+//   overwrite(s): before the first byte of a new image goes into s, s gets 0 tries: a slot
+//                half written is never booted, even when the running slot stops booting (it
+//                stays first in FOTA_ORDER, so the reset when no slot has tries picks it).
 // A boot that never reaches the agent is undone by the boot loader alone: the trial slot's
 // tries run out and the next slot in FOTA_ORDER boots.
 #pragma once
@@ -92,6 +95,9 @@ class BootChooser {
   common::Result<BootVariables> activate(const BootVariables& vars, const std::string& slot) const;
   common::Result<BootVariables> commit(const BootVariables& vars, const std::string& slot) const;
   common::Result<BootVariables> revert(const BootVariables& vars, const std::string& slot) const;
+  // Slot `slot` is about to be written while `booted_slot` runs. Errors: kInvalidArgument (not a
+  // slot, or the running slot itself).
+  common::Result<BootVariables> overwrite(const std::string& slot, const std::string& booted_slot) const;
 
   // ---- The boot loader's side: what the boot scripts do, for the simulator and tests ----
   BootChoice choose(const BootVariables& vars) const;

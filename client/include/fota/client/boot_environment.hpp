@@ -89,6 +89,9 @@ class BootControl {
   common::Status activate(const std::string& slot);
   common::Status commit(const std::string& slot);
   common::Status revert(const std::string& slot);
+  // Before an image is written into `slot` (BootChooser::overwrite). Errors: the command line's,
+  // the environment's, kInvalidArgument (the running slot).
+  common::Status overwrite(const std::string& slot);
   const BootChooser& chooser() const noexcept { return chooser_; }
 
  private:
