@@ -41,27 +41,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
-    if ! ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then echo "$port"; return 0; fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
-
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
-  local seconds=$1 what=$2
-  shift 2
-  for _ in $(seq 1 $((seconds * 10))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  echo "demo: timed out waiting for $what" >&2
-  return 1
-}
-
 echo "== 1. PKI, signing key and a signed firmware bundle"
 "$fotactl" pki init --dir pki >/dev/null
 "$fotactl" pki issue-broker broker --dir pki --dns localhost --ip 127.0.0.1 >/dev/null
@@ -75,56 +54,31 @@ artifact_id=$("$fotactl" artifact inspect firmware-2.0.0.fota --json | sed -n 's
 echo "   artifact $artifact_id (version 2.0.0, 1 MiB, signed with key $(basename keys/signing.pub))"
 
 echo "== 2. mosquitto with the fota plugin over mutual TLS"
-mqtt_port=$(free_port)
-cat >mosquitto.conf <<CONF
-per_listener_settings false
-allow_anonymous true
-persistence false
-user $(id -un)
-log_dest file $run/mosquitto.log
-connection_messages true
-max_queued_messages 100000
-listener $mqtt_port 127.0.0.1
-cafile $run/pki/ca.crt
-certfile $run/pki/broker/broker.crt
-keyfile $run/pki/broker/broker.key
-require_certificate true
-use_identity_as_username false
-plugin $plugin
-plugin_opt_artifact_dir $run/data/artifacts
-plugin_opt_stats_interval_seconds 5
-CONF
+mqtt_port=$(fota_free_port)
+{
+  fota_broker_config "$run" "$mqtt_port" "$plugin"
+  echo "max_queued_messages 100000"
+  echo "plugin_opt_artifact_dir $run/data/artifacts"
+  echo "plugin_opt_stats_interval_seconds 5"
+} >mosquitto.conf
 mosquitto -c mosquitto.conf >mosquitto.stderr 2>&1 &
 pids+=($!)
-wait_for 10 "mosquitto on port $mqtt_port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$mqtt_port"
+fota_wait_for 10 "mosquitto on port $mqtt_port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$mqtt_port"
 echo "   broker on ssl://127.0.0.1:$mqtt_port (log: $run/mosquitto.log)"
 
 echo "== 3. fota-orchestrator on SQLite"
-http_port=$(free_port)
+http_port=$(fota_free_port)
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >secrets/demo.token
-cat >orchestrator.yaml <<CONF
-broker:
-  uri: ssl://127.0.0.1:$mqtt_port
-  ca: pki/ca.crt
-  cert: pki/orchestrator/fota-orchestrator.crt
-  key: pki/orchestrator/fota-orchestrator.key
-  client_id: fota-orchestrator
-data_dir: data
-artifacts_dir: data/artifacts
-trusted_keys: keys/signing.pub
-http: {listen: 127.0.0.1, port: $http_port}
-api_tokens:
-  - {name: demo, token_file: secrets/demo.token}
-tick_interval: 200ms
-default_device_time: 3s
-log_level: info
-CONF
+{
+  fota_orchestrator_config "$mqtt_port" "$http_port" data demo secrets/demo.token
+  echo "default_device_time: 3s"
+} >orchestrator.yaml
 "$orchestrator" --config orchestrator.yaml >orchestrator.log 2>&1 &
 pids+=($!)
 export FOTA_SERVER="http://127.0.0.1:$http_port"
 FOTA_TOKEN=$(cat secrets/demo.token)
 export FOTA_TOKEN
-wait_for 15 "the orchestrator API" "$fotactl" device list
+fota_wait_for 15 "the orchestrator API" "$fotactl" device list
 "$fotactl" artifact upload firmware-2.0.0.fota
 
 echo "== 4. $devices fota-device agents, three-wave rollout"
@@ -150,7 +104,7 @@ CONF
   pids+=($!)
 done
 registered() { [[ $("$fotactl" device list --json | grep -c '"online": true') -ge $devices ]]; }
-wait_for 60 "$devices devices to register" registered
+fota_wait_for 60 "$devices devices to register" registered
 echo "   $devices devices online"
 
 cat >rollout.yaml <<CONF

@@ -24,6 +24,8 @@ ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
 ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
 device_id=vm-0001
 started=$(date +%s)
+FOTA_ROOT=$(cd "$here/../.." && pwd)
+. "$FOTA_ROOT/scripts/lib.sh"
 
 log() { echo "[vm-test +$(($(date +%s) - started))s] $*"; }
 fail() {
@@ -78,29 +80,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
-    if ! ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
-      echo "$port"
-      return 0
-    fi
-  done
-  fail "no free loopback port found"
-}
-
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every half second.
-wait_for() {
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$(($(date +%s) + seconds))
-  while (($(date +%s) < deadline)); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.5
-  done
-  fail "timed out after ${seconds}s waiting for $what"
-}
+wait_for() { fota_wait_for "$@" || fail "timed out after ${1}s waiting for $2"; }
 
 # The serial console without terminal escapes (GRUB and OVMF draw with them).
 console() { sed 's/\x1b\[[0-9;=?]*[a-zA-Z]//g; s/\r//g' "$work/serial.log" 2>/dev/null; }
@@ -163,44 +143,16 @@ artifact_id() { "$fotactl" artifact inspect "$1" --json | sed -n 's/.*"artifact_
 # No plugin_opt_artifact_dir: the orchestrator serves every chunk, so its chunk counter
 # (fota_chunks_served_total) tells how many chunks the device fetched in all.
 log "mosquitto with the fota plugin over mutual TLS, fota-orchestrator on SQLite"
-mqtt_port=$(free_port)
-cat >mosquitto.conf <<CONF
-per_listener_settings false
-allow_anonymous true
-persistence false
-user $(id -un)
-log_dest file $work/mosquitto.log
-connection_messages true
-listener $mqtt_port 127.0.0.1
-cafile $work/pki/ca.crt
-certfile $work/pki/broker/broker.crt
-keyfile $work/pki/broker/broker.key
-require_certificate true
-use_identity_as_username false
-plugin $plugin
-CONF
+mqtt_port=$(fota_free_port)
+fota_broker_config "$work" "$mqtt_port" "$plugin" >mosquitto.conf
 mosquitto -c mosquitto.conf >mosquitto.stderr 2>&1 &
 pids+=($!)
 wait_for 10 "mosquitto on 127.0.0.1:$mqtt_port" bash -c "exec 3<>/dev/tcp/127.0.0.1/$mqtt_port"
 
-http_port=$(free_port)
+http_port=$(fota_free_port)
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >secrets/test.token
-cat >orchestrator.yaml <<CONF
-broker:
-  uri: ssl://127.0.0.1:$mqtt_port
-  ca: pki/ca.crt
-  cert: pki/orchestrator/fota-orchestrator.crt
-  key: pki/orchestrator/fota-orchestrator.key
-  client_id: fota-orchestrator
-data_dir: orchestrator-data
-artifacts_dir: orchestrator-data/artifacts
-trusted_keys: keys/signing.pub
-http: {listen: 127.0.0.1, port: $http_port}
-api_tokens:
-  - {name: vm-test, token_file: secrets/test.token}
-tick_interval: 200ms
-log_level: info
-CONF
+fota_orchestrator_config "$mqtt_port" "$http_port" orchestrator-data vm-test secrets/test.token \
+  >orchestrator.yaml
 "$orchestrator" --config orchestrator.yaml >orchestrator.log 2>&1 &
 pids+=($!)
 export FOTA_SERVER="http://127.0.0.1:$http_port"
