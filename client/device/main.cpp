@@ -23,6 +23,7 @@
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
 #include "fota/common/process.hpp"
+#include "module_config.hpp"
 
 namespace {
 
@@ -40,6 +41,7 @@ struct DeviceConfig {
   std::map<std::string, std::filesystem::path> slots;
   std::map<std::string, std::filesystem::path> files;  // file payload targets
   std::filesystem::path modules_dir;                   // update modules (empty = none)
+  client::ModuleSandbox module_sandbox;
   std::string health_check_command;
   std::string reboot_command;  // empty = simulated reboot inside this process
   std::string log_level = "info";
@@ -110,6 +112,7 @@ common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
       c.modules_dir = rel(y["modules_dir"].as<std::string>());
       c.engine.capabilities.push_back(v1::PAYLOAD_TYPE_MODULE);
     }
+    c.module_sandbox = device::module_sandbox_from_config(y);
     if (y["health_check"]) c.health_check_command = y["health_check"].as<std::string>();
     if (y["reboot_command"]) c.reboot_command = y["reboot_command"].as<std::string>();
     if (y["log_level"]) c.log_level = y["log_level"].as<std::string>();
@@ -237,6 +240,17 @@ int main(int argc, char** argv) {
   logger->set_level(spdlog::level::from_str(config->log_level));
   if (!transport.empty()) config->transport = transport;
   logger->info("transport: {}", config->transport);
+  std::unique_ptr<client::ModuleInstaller> modules;
+  if (!config->modules_dir.empty()) {
+    auto created = client::ModuleInstaller::create(config->modules_dir, config->state_dir / "module-work",
+                                                   config->module_sandbox);
+    if (!created.ok()) {
+      logger->error("update modules: {} (see docs/CLIENT.md, fota-device)", created.error().message);
+      return 2;
+    }
+    modules = std::move(created).value();
+  }
+
   common::TrustStore trust;
   if (auto s = trust.load(config->trust); !s.ok() || trust.empty()) {
     logger->error("cannot load the artifact signing keys from {}: {}", config->trust.string(),
@@ -265,9 +279,7 @@ int main(int argc, char** argv) {
     logger->info("booted slot {}", *booted);
     client::AbSlotInstaller slots(config->slots, env);
     client::FileInstaller files(config->files);
-    client::ModuleInstaller modules(config->modules_dir, config->state_dir / "module-work");
-    client::PayloadRouter installer(slots, config->files.empty() ? nullptr : &files,
-                                    config->modules_dir.empty() ? nullptr : &modules);
+    client::PayloadRouter installer(slots, config->files.empty() ? nullptr : &files, modules.get());
     DeviceHooks hooks;
     const std::string health = config->health_check_command;
     const std::string device_id = config->engine.device_id;
