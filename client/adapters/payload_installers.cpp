@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -404,6 +405,13 @@ common::Result<std::unique_ptr<ModuleInstaller>> ModuleInstaller::create(std::fi
   ModuleInstaller& m = *installer;
   const uid_t agent_uid = ::geteuid();
   const bool agent_is_root = agent_uid == 0;
+  // A name that does not exist is the first thing to fix, whatever else is wrong.
+  std::optional<gid_t> group;
+  if (!m.sandbox_.group.empty()) {
+    auto gid = find_group(m.sandbox_.group);
+    if (!gid.ok()) return gid.error();
+    group = *gid;
+  }
   if (m.sandbox_.user.empty()) {
     if (agent_is_root) {
       return Error(Errc::kPermissionDenied,
@@ -421,11 +429,7 @@ common::Result<std::unique_ptr<ModuleInstaller>> ModuleInstaller::create(std::fi
     if (!ids.ok()) return ids.error();
     m.uid_ = ids->first;
     m.gid_ = ids->second;
-    if (!m.sandbox_.group.empty()) {
-      auto gid = find_group(m.sandbox_.group);
-      if (!gid.ok()) return gid.error();
-      m.gid_ = *gid;
-    }
+    if (group) m.gid_ = *group;
     m.switch_user_ = agent_is_root;
     if (!agent_is_root && (m.uid_ != agent_uid || m.gid_ != ::getegid())) {
       return Error(Errc::kPermissionDenied,

@@ -47,8 +47,9 @@ class Installer {
   // Make `boot_slot` the committed slot and drop any trial.
   virtual common::Status revert(const std::string& boot_slot) = 0;
   // Where the output of what the installer runs goes, called on the thread that calls the
-  // installer; an empty function drops it. The DeviceAgent sets it for its lifetime. Installers
-  // that run nothing ignore it.
+  // installer; an empty function drops it. The DeviceAgent sets it for its lifetime and clears it
+  // when it goes, so an installer serves one agent at a time (end the old one before creating the
+  // next). Installers that run nothing ignore it.
   virtual void set_log_sink(InstallerLogSink sink) { (void)sink; }
 };
 
