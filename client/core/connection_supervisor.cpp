@@ -5,7 +5,11 @@
 namespace fota::client {
 
 ReconnectBackoff::ReconnectBackoff(std::int64_t base_ms, std::int64_t max_ms, std::uint64_t seed)
-    : base_ms_(base_ms), max_ms_(max_ms), rng_(seed != 0 ? seed : std::random_device{}()) {}
+    : base_ms_(base_ms),
+      max_ms_(max_ms),
+      // Both halves of a 64-bit seed count (minstd_rand keeps its seed modulo 2^31 - 1).
+      rng_(static_cast<std::minstd_rand::result_type>(seed != 0 ? (seed ^ (seed >> 31))
+                                                                : std::random_device{}())) {}
 
 std::int64_t ReconnectBackoff::next_delay_ms() {
   const int exponent = std::min(attempt_, 20);

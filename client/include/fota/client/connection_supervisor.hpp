@@ -30,7 +30,9 @@ class ReconnectBackoff {
   std::int64_t base_ms_;
   std::int64_t max_ms_;
   int attempt_ = 0;
-  std::mt19937_64 rng_;
+  // A jitter needs no better generator, and fota-sim holds one per virtual device: 8 bytes of
+  // state instead of std::mt19937_64's 2,504 (2.4 KiB of a device's 64 KiB in fleet-10k).
+  std::minstd_rand rng_;
 };
 
 struct ConnectionSupervisorConfig {
