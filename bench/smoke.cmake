@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # One bench-smoke test: runs a benchmark at small sizes and fails when it exits non-zero or prints
 # none of its figures. The figures themselves are not judged.
 #   cmake -DFIGURES=<regular expression the output must match> -P smoke.cmake -- <program> [args...]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Every dependency is a Debian 12 package; scripts/install-deps.sh installs them.
 # Nothing is downloaded at build time.
 find_package(Threads REQUIRED)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # One warnings target for every target of the project.
 add_library(fota_warnings INTERFACE)
 target_compile_options(fota_warnings INTERFACE

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The README's demo command. Installs what is missing, builds, then runs the whole stack locally:
 #   1. a fleet PKI and an Ed25519 signing key (fotactl), a signed 1 MiB firmware bundle;
 #   2. mosquitto with the fota plugin over mutual TLS (identity, ACLs, chunk serving);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages in scripts/deps.txt that are missing. Skips apt entirely
 # when everything is present; fails with a clear message when not root and something is missing.
 # Then fetches the kernel the VM proof boots (tests/vm) into FOTA_VM_CACHE (default

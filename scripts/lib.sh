@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by scripts/test.sh, scripts/demo.sh and tests/vm/run-vm-test.sh.
 # fota_configure BUILD_DIR [extra cmake args...]
 fota_configure() {

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prints a Markdown table comparing two runs of scripts/scenarios.sh, for docs/BENCHMARKS.md:
 #   scripts/scenario-table.sh BEFORE_DIR AFTER_DIR    (each a .scenarios/<time>/ directory)
 # Columns: rollout_duration_ms, wire_ratio, messages, memory_per_device_bytes and setup_ms of each

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs every scenario in simulators/scenarios/ with fota-sim (each starts its own mosquitto with the
 # fota plugin and its own fota-orchestrator) and checks each one's expected outcome and invariants.
 # Each scenario runs twice: on a fresh orchestrator store, then with another seed on the store the

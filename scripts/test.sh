@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The README's test command: installs missing Debian packages, builds, runs the whole suite.
 #   scripts/test.sh              RelWithDebInfo build in build/
 #   scripts/test.sh --sanitize   ASan+UBSan build in build-asan/

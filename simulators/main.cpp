@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-sim: rehearse a rollout with virtual devices. docs/SIMULATOR.md.
 //   fota-sim simulators/scenarios/happy-path.yaml --out sim-report
 // Exit status: 0 = every invariant held, 1 = an invariant failed, 2 = the run could not start,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Measures, in one run and with the same fleet size and chunk size (mTLS, QoS 1, loopback):
 //   1. raw ceiling: one publisher -> N subscribers on their own topics, broker without plugin;
 //   2. the same fan-out through the broker with the plugin (plugin overhead on ordinary publishes);

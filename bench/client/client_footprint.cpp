@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Peak memory of a complete update session must not grow with the image size. Each session
 // runs in its own child process (engine + DeviceRuntime + A/B file slots + file journal, chunks
 // served in-process from the image file and its hash table, as ArtifactStore lays them out; no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Orchestrator benchmarks on the real service core and a real SQLite file (WAL):
 //  1. progress-report ingest with durable state (decode, validate, engine, batched commit),
 //     against a baseline of the same path committing every report on its own;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Mosquitto 2.0 plugin entry points (plugin API version 5). This file only registers
 // callbacks, translates broker events into BrokerPolicy calls and carries out what the policy
 // returns. Nothing may throw into the broker: every callback catches everything and fails closed.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A/B slots over files or block devices, switched through the boot scheme (BootControl).
 #include <fcntl.h>
 #include <sys/stat.h>

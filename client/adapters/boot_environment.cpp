@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // FileBootEnvironment, BootControl (the boot scheme over a BootEnvironment) and the simulated
 // boot loader.
 #include "fota/client/boot_environment.hpp"

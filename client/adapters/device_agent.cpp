@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // DeviceAgent: the engine, its runtime, presence, subscriptions and log forwarding, over a
 // DeviceLink. What both MQTT transports used to wire up each on its own.
 #include "fota/client/device_agent.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/client/device_messages.hpp"
 
 #include "fota/common/codec.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Executes engine actions in order against the installer, the journal and the transport.
 #include <deque>
 #include <exception>

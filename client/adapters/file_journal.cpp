@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The crash-safe journal: temp file, fsync, rename, fsync of the directory.
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GrubEnvironment: GRUB's 1 KiB environment block, read and written as GRUB documents it
 // (grub-editenv(1); the format is the one GRUB's load_env and save_env use).
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // EngineCrypto over fota_crypto: the engine stays free of OpenSSL.
 #include "fota/client/runtime.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // File and update-module installers, and the router that picks an installer per slot name.
 #include <fcntl.h>
 #include <grp.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The engine's log levels as spdlog levels, for the adapters that log through spdlog (Paho and
 // libmosquitto). Private to client/.
 #pragma once

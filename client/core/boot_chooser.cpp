@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fota boot scheme (boot_chooser.hpp): the agent's side and the boot scripts' C++ twin.
 #include "fota/client/boot_chooser.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The download window: which chunks to ask for next and when (chunk_window.hpp).
 #include "fota/client/chunk_window.hpp"
 

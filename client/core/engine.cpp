@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The update engine's transition table and its handlers. docs/CLIENT.md draws the states.
 #include "fota/client/engine.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-device's configuration file.
 #include "device_config.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-device's configuration file (YAML; docs/CLIENT.md, "fota-device", and the commented
 // example client/device/device.yaml).
 #pragma once

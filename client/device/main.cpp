@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-device: the Linux agent running the client over A/B slots (files or block devices) and
 // the device's boot loader (GRUB, U-Boot, or a simulated one for the demo and tests).
 // docs/CLIENT.md ("fota-device") describes the config file; device.yaml is a commented example.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-device's update-module keys (docs/CLIENT.md, "fota-device"): module_user, module_group,
 // module_timeout_ms, module_kill_grace_ms and the module_limits map.
 #pragma once

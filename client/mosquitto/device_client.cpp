@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // MosquittoDeviceClient: session callbacks and loop timers feed the engine, all on the loop's thread.
 #include "fota/client/mosquitto/device_client.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/client/mosquitto/event_loop.hpp"
 
 #include <poll.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // MqttDeviceClient: Paho callbacks enqueue, one loop thread runs the engine.
 #include "fota/client/mqtt_client.hpp"
 

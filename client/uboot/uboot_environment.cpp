@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // UBootEnvironment over libubootenv: open the environment its fw_env.config describes, read or
 // change it, store, close. The library reports errors as negative errno values.
 #include "fota/client/uboot_environment.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl's connection to the orchestrator HTTP API: where (--server / FOTA_SERVER) and who
 // (--token / FOTA_TOKEN). Errors come back as text that says what to fix.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl artifact create | inspect | verify: signed bundles (manifest + image in one file).
 #include <chrono>
 #include <iostream>

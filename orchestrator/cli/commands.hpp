@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl command groups. Each group registers its subcommands on the root app; main() only
 // calls the registrations. Commands return a process exit code; errors go to stderr and say
 // what to fix.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl deploy: the developer fast path. Sign an image with a development key, upload it, roll
 // it out to one device and print its logs until it commits (or fails).
 #include <chrono>

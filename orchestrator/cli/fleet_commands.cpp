@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl commands that talk to the orchestrator API: artifact upload/list, device, rollout, audit.
 #include <unistd.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl: the operator's command line for fota.
 #include <cstdio>
 #include <exception>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl keys ...: Ed25519 artifact-signing keys.
 #include <iostream>
 #include <stdexcept>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl pki ...: the fleet CA and certificates for devices, orchestrators, observers,
 // operators and brokers.
 #include <iostream>

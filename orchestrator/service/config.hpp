@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-orchestrator configuration: a YAML file, overridden by command-line flags.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The HTTP JSON API (docs/openapi.yaml) over cpp-httplib. Every /api/ route needs
 // "Authorization: Bearer <token>" with a token from the config; /healthz and /metrics are open.
 // It owns the API's shape: the JSON of every answer, the status each error maps to, and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-orchestrator: runs rollouts. `fota-orchestrator --config orchestrator.yaml`.
 #include <atomic>
 #include <csignal>

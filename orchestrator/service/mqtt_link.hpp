@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The service's MQTT adapter: Paho MQTT C++ v5 over mutual TLS with the orchestrator-role
 // certificate, shared subscriptions for every device channel it consumes.
 #pragma once

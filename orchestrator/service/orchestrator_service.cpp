@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "orchestrator_service.hpp"
 
 #include <algorithm>

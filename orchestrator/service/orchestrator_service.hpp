@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The orchestrator's loop around the fleet core: it owns the threads, the locks, the store, the
 // MQTT publisher and chunk serving, and calls the FleetCore (fota/orchestrator/fleet_core.hpp),
 // which holds the state and makes every decision. MQTT arrives through on_message() and leaves

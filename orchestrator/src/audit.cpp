@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/orchestrator/audit.hpp"
 
 #include "fota/common/crypto.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/sim/link_emulator.hpp"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/sim/orchestrator_process.hpp"
 
 #include <sys/wait.h>

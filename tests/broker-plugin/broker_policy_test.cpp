@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/plugin/broker_policy.hpp"
 
 #include <gtest/gtest.h>

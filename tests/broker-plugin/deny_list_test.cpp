@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/plugin/deny_list.hpp"
 
 #include <gtest/gtest.h>

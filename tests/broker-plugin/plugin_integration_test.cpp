@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Attacks and valid flows against a real mosquitto with the plugin loaded, real clients over
 // mTLS. Each attack expects a refusal; each flow expects delivery.
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fota boot scheme, table-driven: each case is a device's life as a list of steps, the boot
 // loader's (choose) and the agent's (booted, activate, commit, revert), with the variables and
 // decisions expected after each.

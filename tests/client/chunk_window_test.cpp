@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ChunkWindow on its own: which chunks to ask for next and when, over virtual time.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ConnectionSupervisor (connection_supervisor.hpp): its transition table step by step on a manual
 // clock, and the reconnect backoff it draws its delays from.
 #include "fota/client/connection_supervisor.hpp"

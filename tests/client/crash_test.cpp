@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Power cut at every side effect of a complete update, a failing update and a rollback:
 // the device must always boot a valid image and end committed or reverted.
 #include <gtest/gtest.h>

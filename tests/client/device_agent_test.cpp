@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // DeviceAgent over a recording DeviceLink, in virtual time: what every transport gets for free
 // (subscriptions and presence on connect, LogBatch, SetLogLevel, nothing sent while offline).
 #include "fota/client/device_agent.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What both MQTT adapters share (device_messages.hpp), without a broker: inbound dispatch and its
 // refusals, presence payloads, retained channels.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Transition tests of the update engine over virtual time, and one test per refusal.
 #include <gtest/gtest.h>
 

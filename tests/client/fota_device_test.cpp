@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-device as a real process against a real Mosquitto with mutual TLS, driving a real
 // boot-loader environment (GRUB's environment block, checked with grub-editenv). The test plays
 // the orchestrator and the machine: when the agent runs its reboot command and exits, the test

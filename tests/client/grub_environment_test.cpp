@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GrubEnvironment against GRUB's own grub-editenv: what one writes the other reads, and the
 // block stays exactly 1024 bytes (GRUB's save_env rewrites the file's blocks in place).
 #include <gtest/gtest.h>

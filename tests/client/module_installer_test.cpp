@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Update modules confined (ModuleSandbox): real module scripts written by the tests, run as real
 // processes. As root (CI's containers) the modules run as `nobody`; as another user they run as
 // that user, and the one test that needs root to switch users says it is skipped.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // MosquittoDeviceClient (libmosquitto on a caller-owned EventLoop) over a real Mosquitto with
 // mutual TLS. UpdateServerFixture plays the orchestrator and chunk server as for the Paho
 // adapter; this fixture runs the event loop on the test's thread while the server waits.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The libmosquitto event-loop transport against a real mosquitto over mTLS.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Paho device client over a real Mosquitto with mutual TLS; UpdateServerFixture plays the
 // orchestrator and chunk server (one test lets the broker plugin serve the chunks instead).
 #include <arpa/inet.h>

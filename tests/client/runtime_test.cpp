@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // DeviceRuntime against the Journal and Installer ports with in-memory fakes: the rule "slot data
 // is durable before the journal claims it" holds for every store of a whole download.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test fixtures for the client: signed test artifacts, a simulated device (slot files, a
 // file-backed bootloader environment, the file journal) driven through the real adapters, and
 // an in-memory chunk server.

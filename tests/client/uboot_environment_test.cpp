@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // UBootEnvironment against U-Boot's own tools: environment images made with mkenvimage
 // (u-boot-tools) and read back with fw_printenv (libubootenv-tool), single and redundant.
 #include "fota/client/uboot_environment.hpp"

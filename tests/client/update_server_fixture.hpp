@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The server side of a device client test over a real Mosquitto with mutual TLS, shared by the
 // Paho adapter's tests (mqtt_test.cpp) and the event-loop adapter's (mosquitto_device_test.cpp).
 // The test plays the orchestrator and chunk server with TestMqttClient and answers chunk requests

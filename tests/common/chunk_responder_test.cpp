@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/common/chunk_responder.hpp"
 
 #include <gtest/gtest.h>

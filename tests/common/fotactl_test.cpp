@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fotactl's foundation commands, run as the real binary: success paths and bad-input errors.
 #include <sys/stat.h>
 #include <sys/wait.h>

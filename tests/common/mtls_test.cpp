@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Over a real mosquitto: who may connect over mutual TLS.
 #include <gtest/gtest.h>
 

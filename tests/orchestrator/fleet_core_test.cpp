@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fleet core in-process with a manual clock: messages and operator actions in, store batches
 // and commands out; a save that fails takes back what it would have recorded.
 #include "fota/orchestrator/fleet_core.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real `fota-device` agents (both transports, file-backed A/B slots, a simulated reboot) against a
 // real mosquitto over mTLS and the real fota-orchestrator, driven only through fotactl, as an
 // operator would. An observer subscribed to every device's command topic counts what each agent

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The rollout engine with virtual time: every rule of docs/ORCHESTRATOR.md "Rollout engine".
 #include "fota/orchestrator/rollout_engine.hpp"
 

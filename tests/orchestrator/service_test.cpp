@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The real fota-orchestrator process over a real mosquitto with mTLS, driven through fotactl and
 // the HTTP API. Devices are played by TestMqttClient speaking the wire protocol (they verify every
 // chunk against the signed manifest).

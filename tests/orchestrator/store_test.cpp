@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQLite store on real files: migrations, WAL, reopen, batched transactions, kill -9, audit chain.
 #include <signal.h>
 #include <sqlite3.h>

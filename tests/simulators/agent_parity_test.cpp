@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The simulator must behave like the real agent: one fota-sim virtual device and one real
 // `fota-device` (each transport) go through the same update with the same failure (the new image
 // fails its health check) against the same broker and orchestrator, and a third-party observer

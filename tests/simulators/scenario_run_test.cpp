@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Small shipped scenarios run end to end against a real mosquitto over mTLS with the fota broker
 // plugin, a real fota-orchestrator (started by the runner) and the real client engine in every
 // virtual device; each test asserts the scenario's invariants.

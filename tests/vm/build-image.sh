@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the VM proof's disk and root filesystem images from Debian packages only, as plain
 # files: no loop devices, no mounting, no network (docs/CLIENT.md, "The proof on a booting VM").
 #

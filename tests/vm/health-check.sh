@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The VM's health check (health_check in device.yaml): the slot on trial is healthy when it
 # mounted the data partition and has its network route, the things the agent needs to serve.
 grep -q " /data " /proc/mounts || { echo "health: /data is not mounted" >&2; exit 1; }

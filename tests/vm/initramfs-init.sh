@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: Apache-2.0
 # /init of the VM's initramfs: the cloud kernel has its disk and network drivers as modules, so
 # this loads them, mounts the slot GRUB chose read-only and hands over to its /sbin/init.
 # GRUB passes root=<device> with fota.slot=<slot>; without root= the slot names the device

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # /sbin/init of the VM's root filesystems (tests/vm/build-image.sh): mounts the kernel's
 # filesystems, the boot partition (GRUB's environment) and the data partition (the agent's
 # config, certificates and journal), brings up the network QEMU's user mode offers, and runs

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The proof on a machine that really boots (issue 15, item 4; docs/CLIENT.md, "The proof on a
 # booting VM"). Builds a UEFI disk image (GRUB, two ext4 root filesystem slots, a data partition)
 # with fota-device in it, boots it in QEMU (TCG) and drives it only through fotactl against a real

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # fota boot scheme for U-Boot (docs/CLIENT.md, "U-Boot"): picks slot a or b from FOTA_ORDER and
 # the per-slot tries-left counters in the U-Boot environment, counts one try down (saveenv)
 # before booting, falls back to the next slot when a slot's tries are used up, and passes the

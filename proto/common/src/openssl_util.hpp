@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RAII holders and error text for OpenSSL objects; private to fota_crypto.
 #pragma once
 

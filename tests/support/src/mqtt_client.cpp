@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include <condition_variable>
 #include <deque>
 #include <mutex>

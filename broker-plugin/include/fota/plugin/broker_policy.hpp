@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The broker plugin's policy: a sans-IO core with no Mosquitto dependency. The Mosquitto shim
 // feeds it broker events with `now` and carries out what it returns; tests drive it directly.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Revocation deny list: device ids (certificate CNs) and certificate serials.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The plugin's settings, from the `plugin_opt_<key> <value>` lines of mosquitto.conf.
 // docs/BROKER_PLUGIN.md lists every key with its default.
 #pragma once

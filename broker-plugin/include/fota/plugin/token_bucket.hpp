@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A token bucket over virtual time: the rate limiter of the broker policy.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Which topics each role may publish to, subscribe to and receive. Pure functions of the
 // topic scheme; the table is in docs/BROKER_PLUGIN.md.
 #pragma once

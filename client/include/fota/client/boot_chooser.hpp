@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fota boot scheme: one set of boot-loader variables that GRUB (client/boot/grub/grub.cfg),
 // U-Boot (client/boot/u-boot/boot.cmd) and the simulator (simulate_bootloader) all follow, and
 // the agent's side of it. Pure logic: variables in, variable updates out. C++17.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The boot loader's variables (the BootEnvironment port and its backends) and BootControl, the
 // agent's side of the fota boot scheme (boot_chooser.hpp) over them. C++17.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The download window of the update engine: which chunks to ask for next and when. C++17.
 //
 // Sans-IO like the engine that owns it: `now_ms` is an argument, deadlines are queried

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // When a device connects to its broker: the one connect/reconnect rule every transport adapter
 // drives (Paho's MqttDeviceClient, the event loop's MosquittoDeviceClient, fota-sim's
 // VirtualDevice), so a simulated fleet reconnects exactly as a real one does. C++17.

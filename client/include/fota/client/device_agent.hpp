@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The device agent: everything a device does between its MQTT transport and its storage, once.
 // It loads the journal, runs the UpdateEngine through a DeviceRuntime (installer, journal, health
 // check, reboot), subscribes and announces presence on every connect, dispatches inbound

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What every MQTT adapter of the device client does the same way, whatever carries the bytes
 // (Paho's MqttDeviceClient, the event loop's MosquittoDeviceClient): presence payloads, which
 // channels are retained and turning an inbound message into an engine input. One place, so the two

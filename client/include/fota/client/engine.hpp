@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The device update engine: a sans-IO state machine. C++17 (firmware toolchains lag).
 //
 // Inputs (decoded messages, chunk data, timer expiry, "started after boot", health-check

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Installers and the bootloader environment they drive. C++17.
 //
 // An Installer executes the storage and boot actions of the UpdateEngine. The A/B slot

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The device client over MQTT 5 (Paho MQTT C++): a transport adapter over DeviceAgent
 // (device_agent.hpp), which does what a device does (engine, runtime, presence, subscriptions,
 // batched application logs, SetLogLevel). This adapter adds mutual TLS, a persistent session, the

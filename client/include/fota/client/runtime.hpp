@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Adapters around the engine: OpenSSL crypto, the Journal port and its file implementation, and
 // DeviceRuntime which executes the engine's actions against an Installer, a Journal and a
 // transport. C++17.

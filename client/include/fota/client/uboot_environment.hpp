@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // U-Boot's environment through libubootenv (Debian libubootenv-dev), the library behind
 // fw_printenv/fw_setenv: where the environment lives (a file, a partition, an MTD device, one or
 // two redundant copies) comes from an fw_env.config. C++17. Target fota_client_uboot.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The audit log: every operator action and automatic decision, appended in a hash chain so that
 // an edited or deleted entry is detected by re-computing the chain.
 #pragma once

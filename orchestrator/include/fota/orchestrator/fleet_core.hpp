@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fleet core: the orchestrator's state and decisions, sans-IO. Decoded device messages,
 // operator actions and `now` go in; commands for devices and one StoreBatch per save come out.
 // It owns the device registry (one copy of each device's facts), the rollouts, the calls of the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // How long a rollout will take: before start (plan) and while it runs (ETA). Pure: it replays the
 // engine's rules (wave order, membership, concurrency, bandwidth share, windows, soak) over a
 // model of each device's update time. With history (finished updates of this and earlier

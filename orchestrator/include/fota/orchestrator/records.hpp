@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The orchestrator's durable facts as plain values, and the batch of them one loop iteration or
 // one operator action writes. Pure: the fleet core fills a StoreBatch, a Store writes it.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The rollout engine: pure, tick-driven logic over (rollout, fleet, now) -> decisions. No I/O,
 // no clock, no threads: the service feeds it device reports and the time, persists the rollout
 // it mutates, and carries out the decisions (commands, audit entries). Tests run it with

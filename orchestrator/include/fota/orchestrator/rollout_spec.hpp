@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What an operator asks for: a rollout spec, parsed from YAML or JSON (docs/ORCHESTRATOR.md has
 // the format). Pure data plus the one parser and the one serializer.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A rollout spec that is one section of a larger YAML document: fota-sim's scenario `rollout:`
 // (docs/SIMULATOR.md). Separate from rollout_spec.hpp because it speaks yaml-cpp's node type.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Durable state of the orchestrator behind a repository interface. SqliteStore is the embedded
 // default (WAL mode, schema migrations, batched transactions); a server database would implement
 // the same interface for several replicas.

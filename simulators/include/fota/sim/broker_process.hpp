@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A mosquitto that fota-sim starts for a run: a fresh fleet CA and broker certificate, an mTLS
 // listener on 127.0.0.1, optionally the fota broker plugin, and control for the broker-restart
 // fault.

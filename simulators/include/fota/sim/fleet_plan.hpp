@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Expands a scenario into one plan per virtual device: identity, what it runs, its time zone and
 // link profile, and exactly which faults it will suffer. Shares are exact (20% of 50 devices is
 // 10 devices, not "about 10"), so a run can check that failures happened only where injected.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The link emulator: what a device's connection does over time. Pure logic, seeded, no I/O; the
 // transport asks it when a message may arrive and whether the link is up, and obeys.
 //

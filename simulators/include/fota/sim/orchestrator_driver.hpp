@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Drives a real fota-orchestrator through its HTTP API (rollout.driver: orchestrator): uploads the
 // scenario's signed bundle, waits until the orchestrator has registered the fleet from its
 // inventories, creates the rollout from the scenario, asks for the orchestrator's prediction,

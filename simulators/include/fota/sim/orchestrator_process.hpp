@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A fota-orchestrator that fota-sim starts for a run (rollout.driver: orchestrator): its own
 // orchestrator-role certificate from the fleet CA, a config file, an API token, a fixed HTTP port
 // (so a restart after kill -9 is found at the same address), and control for the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Seeded, platform-independent randomness for the simulator. std::*_distribution differ between
 // standard libraries, so a scenario replayed elsewhere would diverge; these do not.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Renders a RunReport: a terminal summary, a JSON document (per-device timelines, totals) and a
 // self-contained HTML page with inline SVG charts (no scripts, nothing downloaded).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs a scenario: plans the fleet, signs an image, issues every device a certificate, starts the
 // virtual devices and the rollout driver on one event loop, injects the faults, samples progress,
 // and checks the scenario's invariants at the end.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A fota-sim scenario: the fleet, its links, the rollout, the faults, the expected outcome.
 // Parsed from YAML; docs/SIMULATOR.md documents every field. All times are milliseconds relative to
 // the start of the run, all sizes bytes, all rates bytes per second.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A virtual device's flash and bootloader, in memory: A/B slots plus the fota boot environment
 // variables. Implements the client's Installer and BootEnvironment, so the real engine drives it
 // exactly as it drives AbSlotInstaller on a device: the agent's side of the boot scheme is the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One virtual device: the client's DeviceAgent (the same agent fota-device runs: engine,
 // DeviceRuntime, presence, subscriptions, message handling, logs, SetLogLevel) over simulated
 // flash, journal and bootloader, with a transport adapter of its own: a DeviceLink over its mTLS

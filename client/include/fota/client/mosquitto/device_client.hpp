@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The device client over MQTT 5 on libmosquitto and a caller-owned EventLoop: the event-loop twin
 // of MqttDeviceClient (mqtt_client.hpp). Both are transport adapters over one DeviceAgent
 // (device_agent.hpp), which owns what a device does: engine, runtime, presence, subscriptions,

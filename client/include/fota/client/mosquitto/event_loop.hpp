@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One thread's event loop for many MosquittoSessions plus timers: poll() over every socket,
 // libmosquitto's read/write/misc steps, then due timers. No locks: everything runs on the thread
 // that calls run_once().

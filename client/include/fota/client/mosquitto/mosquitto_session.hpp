@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An MQTT 5 over mutual-TLS connection built on libmosquitto's non-blocking client API, driven by
 // the caller's own poll loop (socket(), want_write(), on_readable(), on_writable(), on_idle()).
 // Thousands of these share one thread: unlike Paho, the cost of a message does not grow with the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Artifact bundles (one file: signed manifest + image) and the content-addressed artifact
 // store shared by the orchestrator (writes) and the broker plugin (reads). fota_crypto library.
 #pragma once

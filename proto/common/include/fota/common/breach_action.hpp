@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a rollout does when a wave's failures pass its threshold: the orchestrator's rollout spec
 // (`on_breach`) and fota-sim's scenarios name it the same way.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one answer to a ChunkRequest (docs/PROTOCOL.md, "Chunks"): which ChunkData messages a chunk
 // server sends back, and in which order. The broker plugin, the orchestrator, fota-sim and the test
 // and bench servers all answer through it; each only adapts its own store as a ChunkSource and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Decoding and encoding of wire messages with size caps and typed errors. C++17.
 #pragma once
 

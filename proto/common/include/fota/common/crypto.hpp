@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SHA-256 and Ed25519 with OpenSSL 3 EVP. Part of the fota_crypto library.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The names of the wire's update phases (v1::Phase) wherever people read them: the orchestrator's
 // API, events and audit, fota-sim's reports and timelines. snake_case, like the API's other names.
 #pragma once

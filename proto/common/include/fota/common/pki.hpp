@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fleet PKI: an ECDSA P-256 CA and certificates whose CN is the identity and whose
 // subject OU carries the role. Built with the OpenSSL API. fota_crypto library.
 #pragma once

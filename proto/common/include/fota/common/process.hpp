@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Starting a child process from a program that may run other threads: the helpers of fota-sim and
 // the tests (a broker, an orchestrator, a device agent), the device's health check, and update
 // modules confined to what they need (SpawnOptions).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Errors as values at module boundaries. C++17: the client's public headers include this.
 #pragma once
 

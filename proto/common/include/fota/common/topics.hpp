@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The topic scheme: the only place that builds or parses a fota topic. C++17.
 #pragma once
 

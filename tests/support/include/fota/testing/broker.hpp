@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Test harness: a fresh PKI in a temp dir and a real mosquitto on a free loopback port with an
 // mTLS listener (optionally with the fota plugin). Everything started is stopped on destruction.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A manual clock for tests of sans-IO cores: time only moves when the test says so.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Running the project's command-line programs from tests, as an operator would.
 #pragma once
 

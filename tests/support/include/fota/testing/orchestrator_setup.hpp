@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a test needs to run the real fota-orchestrator against a test broker: a release signing
 // key pair the orchestrator trusts and its config file.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A signed artifact bundle for tests: a deterministic image of a given size, signed with a key file.
 #pragma once
 
