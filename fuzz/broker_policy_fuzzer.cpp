@@ -79,13 +79,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   plugin::BrokerPolicy policy(options, plugin::DenyList(), &chunks, fuzz::null_logger(), fuzz::kNowMs);
   const common::TopicScheme& scheme = policy.options().scheme;
   std::int64_t now = fuzz::kNowMs;
+  // Each CONNECT gets a fresh handle, as each Mosquitto context has its own address; the broker
+  // may report the previous connection's disconnect after the new one (flags bit 0 picks it).
+  plugin::ConnectionId next_connection = 1;
+  plugin::ConnectionId current[std::size(fuzz::kPolicyClients)] = {};
+  plugin::ConnectionId previous[std::size(fuzz::kPolicyClients)] = {};
   std::size_t at = 0;
   while (size - at >= 6) {
     const std::uint8_t* step = data + at;
     const auto op = static_cast<fuzz::PolicyOp>(step[0] % static_cast<std::uint8_t>(fuzz::PolicyOp::kCount));
-    const std::string_view client = fuzz::kPolicyClients[step[1] % std::size(fuzz::kPolicyClients)];
-    const plugin::ConnectionId connection = step[1] % std::size(fuzz::kPolicyClients) + 1;
+    const std::size_t index = step[1] % std::size(fuzz::kPolicyClients);
+    const std::string_view client = fuzz::kPolicyClients[index];
     const std::uint8_t flags = step[2];
+    if (op == fuzz::PolicyOp::kConnect) {
+      previous[index] = current[index];
+      current[index] = next_connection++;
+    }
+    const plugin::ConnectionId connection =
+        op == fuzz::PolicyOp::kDisconnect && (flags & 1) != 0 ? previous[index] : current[index];
     now += std::int64_t{step[3]} * 100;
     const std::size_t length = std::min<std::size_t>(step[4] | (step[5] << 8), size - at - 6);
     std::string_view payload(reinterpret_cast<const char*>(step + 6), length);

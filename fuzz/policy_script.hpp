@@ -11,11 +11,11 @@
 namespace fota::fuzz {
 
 enum class PolicyOp : std::uint8_t {
-  kConnect,    // client connects with its certificate
-  kSubscribe,  // payload = topic filter
-  kPublish,    // on_publish, then on_message when allowed (the broker's order)
-  kDeliver,    // on_deliver of the chosen topic
-  kDisconnect,
+  kConnect,     // client connects with its certificate
+  kSubscribe,   // payload = topic filter
+  kPublish,     // on_publish, then on_message when allowed (the broker's order)
+  kDeliver,     // on_deliver of the chosen topic
+  kDisconnect,  // flags bit 0: of the client's previous connection (reported late)
   kTick,
   kCount,
 };
