@@ -3,6 +3,10 @@
 # The README's test command: installs missing Debian packages, builds, runs the whole suite.
 #   scripts/test.sh              RelWithDebInfo build in build/
 #   scripts/test.sh --sanitize   ASan+UBSan build in build-asan/
+#   scripts/test.sh --fuzz [CTEST_ARGS...]
+#                                clang libFuzzer build in build-fuzz/: a run of every fuzz target
+#                                from its seed corpus, FOTA_FUZZ_SECONDS (default 8) each (fuzz/,
+#                                docs/SECURITY.md "Fuzzing")
 # Warnings are errors here (FOTA_WERROR=OFF in the environment relaxes that).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,8 +19,21 @@ cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 if [[ "${1:-}" == "--sanitize" ]]; then
   build_dir="$root/build-asan"
   cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DFOTA_SANITIZE=ON)
+elif [[ "${1:-}" == "--fuzz" ]]; then
+  # Never skipped quietly: without clang and its libFuzzer runtime this pass fails, saying so.
+  if ! command -v clang >/dev/null 2>&1 || ! command -v clang++ >/dev/null 2>&1; then
+    echo "fota: the fuzz pass needs clang and libFuzzer: install the Debian packages clang and" \
+      "libclang-rt-dev (scripts/install-deps.sh as root does)" >&2
+    exit 1
+  fi
+  fota_configure "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOTA_FUZZ=ON \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DFOTA_FUZZ_SECONDS="${FOTA_FUZZ_SECONDS:-8}"
+  cmake --build "$root/build-fuzz" -j"$(nproc)" --target fota_fuzzers
+  cd "$root/build-fuzz"
+  # A crash fails the run; ctest prints where libFuzzer left the input.
+  exec ctest -L fuzz --no-tests=error --output-on-failure -j"$(nproc)" "${@:2}"
 elif [[ -n "${1:-}" ]]; then
-  echo "usage: scripts/test.sh [--sanitize]" >&2
+  echo "usage: scripts/test.sh [--sanitize | --fuzz]" >&2
   exit 2
 fi
 

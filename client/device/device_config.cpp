@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "fota/client/boot_chooser.hpp"
+#include "fota/common/crypto.hpp"
 #include "module_config.hpp"
 
 namespace fota::device {
@@ -27,6 +28,9 @@ BootLoader parse_bootloader(const std::string& name) {
   throw std::runtime_error("bootloader '" + name + "' is not one of grub, uboot, simulated");
 }
 
+// A config is a page of YAML; anything near this is not one.
+constexpr std::size_t kMaxConfigBytes = 1024 * 1024;
+
 }  // namespace
 
 bool known_transport(const std::string& name) {
@@ -44,9 +48,19 @@ const char* bootloader_name(BootLoader loader) {
 }
 
 common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
+  auto text = common::read_file(path, kMaxConfigBytes);
+  if (!text) {
+    return common::Error(
+        common::Errc::kInvalidArgument,
+        "config " + path.string() + ": " + text.error().message + " (see docs/CLIENT.md, fota-device)");
+  }
+  return parse_config(*text, path);
+}
+
+common::Result<DeviceConfig> parse_config(std::string_view yaml, const std::filesystem::path& path) {
   DeviceConfig c;
   try {
-    const YAML::Node y = YAML::LoadFile(path.string());
+    const YAML::Node y = YAML::Load(std::string(yaml));
     const std::filesystem::path base = std::filesystem::absolute(path).parent_path();
     auto rel = [&](const std::string& p) {
       return std::filesystem::path(p).is_absolute() ? std::filesystem::path(p) : base / p;

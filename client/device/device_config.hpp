@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
@@ -55,5 +56,8 @@ const char* bootloader_name(BootLoader loader);
 // Loads the YAML config; relative paths are relative to the config file's directory.
 // Errors: kInvalidArgument, naming the key, what was wrong and the valid choices.
 common::Result<DeviceConfig> load_config(const std::filesystem::path& path);
+// The parser of load_config: `yaml` is the text of the file at `path` (which names it in errors
+// and anchors relative paths; it is not read).
+common::Result<DeviceConfig> parse_config(std::string_view yaml, const std::filesystem::path& path);
 
 }  // namespace fota::device

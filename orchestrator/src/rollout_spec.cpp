@@ -10,6 +10,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <regex>
 #include <sstream>
 #include <utility>
 
@@ -71,7 +72,14 @@ Result<Millis> parse_timestamp(std::string_view text) {
                                               "' is not an RFC 3339 time; write e.g. 2026-11-25T20:00:00Z or "
                                               "2026-11-25T21:00:00+01:00");
   std::string s(text);
-  if (s.size() < 20) return bad;
+  // date::parse is lenient where RFC 3339 is not, and only a well-formed time may reach it: its %Y
+  // also reads a sign and fewer digits ("-026", a year format_timestamp then writes in a form this
+  // parser refuses, so the stored spec would not load again), and bytes inside %T made it convert
+  // a NaN (undefined behaviour). Fractions stop at milliseconds, the precision kept.
+  static const std::regex kRfc3339(
+      R"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,3})?([Zz]|[+-]\d{2}:\d{2}))");
+  if (!std::regex_match(s, kRfc3339)) return bad;
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
   date::sys_time<std::chrono::milliseconds> tp;
   std::istringstream in;
   if (s.back() == 'Z' || s.back() == 'z') {
@@ -81,7 +89,6 @@ Result<Millis> parse_timestamp(std::string_view text) {
     // date::parse takes any two digits for the offset's hours and minutes (+25:00, +23:75), which
     // would schedule the rollout elsewhere in time; RFC 3339 allows 00-23 and 00-59.
     const std::string offset = s.substr(s.size() - 6);
-    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
     if ((offset[0] != '+' && offset[0] != '-') || !digit(offset[1]) || !digit(offset[2]) ||
         offset[3] != ':' || !digit(offset[4]) || !digit(offset[5]))
       return bad;
@@ -108,6 +115,18 @@ std::string format_timestamp(Millis ms) {
 
 namespace {
 
+// A spec is stored and served as JSON, and nlohmann::json throws rather than write a string that
+// is not UTF-8 (yaml-cpp passes such bytes through): such a string is refused when parsed, with
+// the field named, instead of failing the save.
+bool is_utf8(const std::string& text) {
+  try {
+    (void)nlohmann::json(text).dump();
+    return true;
+  } catch (const nlohmann::json::type_error&) {
+    return false;
+  }
+}
+
 // A missing field is "" (yaml-cpp throws when asked the type of a node that is not there).
 std::string scalar(const YAML::Node& node) {
   return node.IsDefined() && node.IsScalar() ? node.Scalar() : std::string();
@@ -126,13 +145,17 @@ class SpecParser {
     if (!node) return out;
     if (node.IsScalar()) {
       out.push_back(node.Scalar());
-      return out;
+    } else if (node.IsSequence()) {
+      for (const auto& item : node) {
+        if (!item.IsScalar() || item.Scalar().empty())
+          return field_error(field, "every entry must be a non-empty string");
+        out.push_back(item.Scalar());
+      }
+    } else {
+      return field_error(field, "expected a list of strings");
     }
-    if (!node.IsSequence()) return field_error(field, "expected a list of strings");
-    for (const auto& item : node) {
-      if (!item.IsScalar() || item.Scalar().empty())
-        return field_error(field, "every entry must be a non-empty string");
-      out.push_back(item.Scalar());
+    for (const auto& entry : out) {
+      if (!is_utf8(entry)) return field_error(field, "an entry is not valid UTF-8 text");
     }
     return out;
   }
@@ -244,6 +267,7 @@ class SpecParser {
     spec.name = scalar(root["name"]);
     if ((!section_ || root["name"]) && (spec.name.empty() || spec.name.size() > 128))
       return field_error("name", "required, 1 to 128 characters");
+    if (!is_utf8(spec.name)) return field_error("name", "is not valid UTF-8 text");
     if (section_) return parse_waves_and_limits(root, std::move(spec));
     spec.artifact_id = scalar(root["artifact"]);
     if (!common::is_valid_artifact_id(spec.artifact_id)) {

@@ -148,6 +148,60 @@ TEST(RolloutSpecTest, StartAtRefusesImpossibleOffsetsAndFields) {
   EXPECT_EQ(format_timestamp(*edge->start_at_ms), "2026-11-26T20:59:00.000Z");
 }
 
+// Found by fuzz/rollout_spec_fuzzer (issue 17): date::parse's %Y reads a sign and fewer than four
+// digits, so "-026-11-26T02:00:00+01:00" was accepted as a time in year -26 that the canonical
+// JSON writes as "0-26-11-26T01:00:00.000Z", which no longer parses: the store could not load
+// the rollout again and the orchestrator would not start. Bytes inside the time made date::parse
+// convert a NaN (UBSan: "-nan is outside the range of representable values of type 'long'").
+TEST(RolloutSpecTest, StartAtNeedsAFourDigitYearSoTheStoredSpecReadsBack) {
+  const std::vector<std::string> refused = {
+      "-026-11-26T02:00:00+01:00", "+2026-11-26T02:00:00Z",
+      "026-11-26T02:00:00+01:00",  "20260-11-26T02:00:00Z",
+      " 2026-11-26T02:00:00Z",     "2026-11-26T02" + std::string(21, '\xff') + ":00:00+01:00",
+      "2026-11-26T02:00:00.1234Z", "2026-11-26 02:00:00Z"};
+  for (const std::string& start_at : refused) {
+    auto spec = parse_rollout_spec(spec_with("start_at: '" + start_at + "'\n"));
+    ASSERT_FALSE(spec.ok()) << start_at << " was accepted";
+    EXPECT_NE(spec.error().message.find("is not an RFC 3339 time"), std::string::npos)
+        << spec.error().message;
+  }
+  for (const char* start_at :
+       {"0001-01-01T00:00:00Z", "2026-11-26T02:00:00+01:00", "9999-12-31T23:59:59.999Z"}) {
+    auto spec = parse_rollout_spec(spec_with(std::string("start_at: '") + start_at + "'\n"));
+    ASSERT_TRUE(spec.ok()) << start_at << ": " << spec.error().message;
+    const std::string json = rollout_spec_to_json(*spec);
+    auto again = parse_rollout_spec(json);
+    ASSERT_TRUE(again.ok()) << json << ": " << again.error().message;
+    EXPECT_EQ(rollout_spec_to_json(*again), json);
+  }
+}
+
+// Found by fuzz/rollout_spec_fuzzer (issue 17): yaml-cpp passes bytes that are not UTF-8 through,
+// and rollout_spec_to_json (how the store saves a spec and the API shows it) then threw
+// nlohmann::json's type_error instead of returning.
+TEST(RolloutSpecTest, StringsThatAreNotUtf8AreRefusedNamingTheField) {
+  const std::vector<BadSpec> cases = {
+      {std::string("name: spring\xff\nartifact: ") + kArtifact + "\ntarget: {tags: [canary]}\n",
+       "name: is not valid UTF-8"},
+      {std::string("name: spring\nartifact: ") + kArtifact + "\ntarget: {groups: [pl\xe2\x82-3]}\n",
+       "target.groups: an entry is not valid UTF-8"},
+      {std::string("name: spring\nartifact: ") + kArtifact + "\ntarget: {tags: \xc3}\n",
+       "target.tags: an entry is not valid UTF-8"},
+  };
+  for (const BadSpec& c : cases) {
+    auto spec = parse_rollout_spec(c.text);
+    if (spec.ok()) {
+      ADD_FAILURE() << "accepted:\n" << c.text;
+      continue;
+    }
+    EXPECT_NE(spec.error().message.find(c.expected_fragment), std::string::npos) << spec.error().message;
+  }
+  auto accented = parse_rollout_spec(std::string("name: printemps-\xc3\xa9t\xc3\xa9\nartifact: ") +
+                                     kArtifact + "\ntarget: {groups: [\xe2\x82\xac-plant]}\n");
+  ASSERT_TRUE(accented.ok()) << accented.error().message;
+  EXPECT_NE(rollout_spec_to_json(*accented).find("printemps"), std::string::npos);
+}
+
 // fota-sim's scenario `rollout:` section: the same spec, its program supplies artifact and target.
 TEST(RolloutSpecSectionTest, ParsesASectionWithoutArtifactAndTarget) {
   const YAML::Node doc = YAML::Load(

@@ -1,0 +1,113 @@
+#include "fuzz_support.hpp"
+
+#include <cstdio>
+#include <fstream>
+
+#include <google/protobuf/stubs/logging.h>
+
+#include "fota/common/codec.hpp"
+
+namespace fota::fuzz {
+namespace {
+// protobuf logs every string field with invalid UTF-8 it parses: millions of lines in a run.
+const bool kProtobufQuiet = [] {
+  google::protobuf::SetLogHandler(nullptr);
+  return true;
+}();
+}  // namespace
+
+void fixture_failed(std::string_view what, const common::Error& error) {
+  std::fprintf(stderr, "fota fuzz fixture: %.*s: %s\n", static_cast<int>(what.size()), what.data(),
+               error.to_string().c_str());
+  std::abort();
+}
+
+common::Ed25519PrivateKey signing_key() {
+  auto key = common::Ed25519PrivateKey::from_pem(kFuzzSigningKeyPem);
+  if (!key) fixture_failed("the fuzz signing key does not load", key.error());
+  return std::move(key).value();
+}
+
+common::TrustStore trust_store() {
+  common::TrustStore trust;
+  trust.add(signing_key().public_key());
+  return trust;
+}
+
+std::shared_ptr<spdlog::logger> null_logger() {
+  return std::make_shared<spdlog::logger>("fuzz", std::make_shared<spdlog::sinks::null_sink_st>());
+}
+
+namespace {
+std::filesystem::path scratch_path() {
+  return std::filesystem::temp_directory_path() / ("fota-fuzz-" + std::to_string(::getpid()));
+}
+}  // namespace
+
+const std::filesystem::path& scratch_dir() {
+  static const std::filesystem::path dir = [] {
+    auto path = scratch_path();
+    std::filesystem::create_directories(path);
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(scratch_path(), ec);
+    });
+    return path;
+  }();
+  return dir;
+}
+
+std::string image_bytes(std::size_t size, char salt) {
+  std::string image(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) image[i] = static_cast<char>((i * 131 + salt) & 0xff);
+  return image;
+}
+
+v1::SignedManifest signed_manifest(const std::string& image, std::uint32_t chunk_size) {
+  const auto path = scratch_dir() / "fixture-image";
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(image.data(), static_cast<std::streamsize>(image.size()));
+  }
+  common::ArtifactSpec spec;
+  spec.name = "fw";
+  spec.version = "2.0";
+  spec.security_counter = 2;
+  spec.compatible_hardware = {std::string(kHardware)};
+  spec.chunk_size = chunk_size;
+  auto manifest = common::build_signed_manifest(path, spec, signing_key(), kNowMs);
+  if (!manifest) fixture_failed("build_signed_manifest", manifest.error());
+  return std::move(manifest).value();
+}
+
+std::string bundle_bytes(const std::string& image, std::uint32_t chunk_size) {
+  const auto manifest = signed_manifest(image, chunk_size);  // writes fixture-image
+  const auto path = scratch_dir() / "fixture.bundle";
+  std::filesystem::remove(path);
+  auto written = common::write_bundle(path, manifest, scratch_dir() / "fixture-image");
+  if (!written) fixture_failed("write_bundle", written.error());
+  auto bytes = common::read_file(path);
+  if (!bytes) fixture_failed("reading the bundle back", bytes.error());
+  return std::move(bytes).value();
+}
+
+v1::Command install_command(const v1::SignedManifest& manifest, std::string command_id) {
+  v1::Command command;
+  command.set_command_id(std::move(command_id));
+  command.set_deployment_id("r-0000000001");
+  command.set_device_id(std::string(kDeviceId));
+  command.set_issued_at_ms(kNowMs);
+  command.set_expires_at_ms(kNowMs + 3'600'000);
+  *command.mutable_install()->mutable_manifest() = manifest;
+  return command;
+}
+
+client::EngineConfig engine_config() {
+  client::EngineConfig config;
+  config.device_id = std::string(kDeviceId);
+  config.hardware_type = std::string(kHardware);
+  config.slot_capacity_bytes = std::uint64_t{1} << 30;
+  return config;
+}
+
+}  // namespace fota::fuzz
