@@ -48,7 +48,7 @@ struct LogRecord {
 
 // One audit log entry to append (the store adds seq, time and the hash chain).
 struct AuditRecord {
-  std::string actor;   // "operator:<token name>" or "engine"
+  std::string actor;   // "token:<name>", "cert:<common name>" (API callers) or "engine"
   std::string action;  // "rollout.create", "engine.decision", ...
   std::string detail;
 };
