@@ -89,7 +89,7 @@ artifacts_dir: $data/artifacts
 trusted_keys: keys/signing.pub
 http: {listen: 127.0.0.1, port: $http_port}
 api_tokens:
-  - {name: $token_name, token_file: $token_file}
+  - {name: $token_name, token_file: $token_file, role: admin}
 tick_interval: 200ms
 log_level: info
 CONF

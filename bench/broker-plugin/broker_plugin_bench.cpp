@@ -416,6 +416,7 @@ class OrchestratorProcess {
                           << "trusted_keys: " << trusted_key.string() << "\n"
                           << "http:\n  listen: 127.0.0.1\n  port: 0\n"
                           << "api_tokens:\n  - name: bench\n    token: bench-token-0123456789abcdef\n"
+                          << "    role: admin\n"
                           << "log_level: warn\n";
     const fs::path log = dir / "orchestrator.log";
     std::fflush(nullptr);  // the child must not repeat buffered output

@@ -15,11 +15,28 @@ using common::Errc;
 using common::Error;
 using nlohmann::json;
 
+ApiConnection ApiConnection::with_token(std::string server, std::string token) {
+  ApiConnection c;
+  c.server = std::move(server);
+  c.token = std::move(token);
+  return c;
+}
+
 void ApiConnection::add_options(CLI::App* command, bool with_json) {
   const char* server_env = std::getenv("FOTA_SERVER");
   server = server_env ? server_env : "http://127.0.0.1:8080";
   command->add_option("--server", server, "orchestrator API URL (env FOTA_SERVER)")->capture_default_str();
   command->add_option("--token", token, "API token (env FOTA_TOKEN)")->envname("FOTA_TOKEN");
+  command
+      ->add_option("--ca", ca_file,
+                   "https: CA certificate the orchestrator's certificate chains to (env FOTA_CA)")
+      ->envname("FOTA_CA");
+  command
+      ->add_option("--client-cert", cert_file,
+                   "https: operator certificate for mutual TLS (env FOTA_CLIENT_CERT)")
+      ->envname("FOTA_CLIENT_CERT");
+  command->add_option("--client-key", key_file, "https: the operator certificate's key (env FOTA_CLIENT_KEY)")
+      ->envname("FOTA_CLIENT_KEY");
   if (with_json) command->add_flag("--json", json, "print JSON instead of a table");
 }
 
@@ -30,6 +47,18 @@ namespace {
 common::Result<json> interpret(const httplib::Result& res, const std::string& server,
                                const std::string& what) {
   if (!res) {
+    if (res.error() == httplib::Error::SSLServerVerification) {
+      return Error(Errc::kPermissionDenied,
+                   "the orchestrator at " + server +
+                       " presented a certificate that does not verify: give the fleet CA with --ca (FOTA_CA) "
+                       "and a server URL its certificate names (e.g. https://127.0.0.1:PORT)");
+    }
+    if (res.error() == httplib::Error::SSLConnection) {
+      return Error(Errc::kUnavailable,
+                   "TLS handshake with " + server +
+                       " failed: is it an https:// API? a client certificate (--client-cert) must "
+                       "come from the orchestrator's client CA");
+    }
     return Error(Errc::kUnavailable, "cannot reach the orchestrator at " + server + " (" +
                                          httplib::to_string(res.error()) +
                                          "); is fota-orchestrator running? set --server or FOTA_SERVER");
@@ -54,6 +83,7 @@ common::Result<json> interpret(const httplib::Result& res, const std::string& se
       code = Errc::kInvalidArgument;
       break;
     case 401:
+    case 403:
       code = Errc::kPermissionDenied;
       break;
     case 404:
@@ -74,8 +104,19 @@ common::Result<json> interpret(const httplib::Result& res, const std::string& se
   return Error(code, message);
 }
 
-std::unique_ptr<httplib::Client> make_client(const ApiConnection& c) {
-  auto client = std::make_unique<httplib::Client>(c.server);
+common::Result<std::unique_ptr<httplib::Client>> make_client(const ApiConnection& c) {
+  const bool https = c.server.rfind("https://", 0) == 0;
+  if (!https && (!c.ca_file.empty() || !c.cert_file.empty())) {
+    return Error(Errc::kInvalidArgument,
+                 "--ca and --client-cert need an https:// server URL; --server is " + c.server);
+  }
+  if (c.cert_file.empty() != c.key_file.empty()) {
+    return Error(Errc::kInvalidArgument,
+                 "give --client-cert and --client-key together (an operator certificate and its key)");
+  }
+  auto client = c.cert_file.empty() ? std::make_unique<httplib::Client>(c.server)
+                                    : std::make_unique<httplib::Client>(c.server, c.cert_file, c.key_file);
+  if (https && !c.ca_file.empty()) client->set_ca_cert_path(c.ca_file.c_str());
   client->set_connection_timeout(std::chrono::seconds(5));
   client->set_read_timeout(std::chrono::seconds(120));
   client->set_write_timeout(std::chrono::seconds(120));
@@ -87,12 +128,14 @@ std::unique_ptr<httplib::Client> make_client(const ApiConnection& c) {
 
 common::Result<json> ApiClient::get(const std::string& path) const {
   auto client = make_client(c_);
-  return interpret(client->Get(path.c_str()), c_.server, "GET " + path);
+  if (!client) return client.error();
+  return interpret((*client)->Get(path.c_str()), c_.server, "GET " + path);
 }
 
 common::Result<std::string> ApiClient::get_text(const std::string& path) const {
   auto client = make_client(c_);
-  auto res = client->Get(path.c_str());
+  if (!client) return client.error();
+  auto res = (*client)->Get(path.c_str());
   if (!res || res->status != 200) {
     auto failed = interpret(res, c_.server, "GET " + path);
     return failed.ok() ? Error(Errc::kInternal, "GET " + path + ": HTTP " + std::to_string(res->status))
@@ -104,7 +147,8 @@ common::Result<std::string> ApiClient::get_text(const std::string& path) const {
 common::Result<json> ApiClient::post(const std::string& path, const std::string& body,
                                      const std::string& content_type) const {
   auto client = make_client(c_);
-  return interpret(client->Post(path.c_str(), body, content_type.c_str()), c_.server, "POST " + path);
+  if (!client) return client.error();
+  return interpret((*client)->Post(path.c_str(), body, content_type.c_str()), c_.server, "POST " + path);
 }
 
 common::Result<json> ApiClient::post_file(
@@ -116,7 +160,8 @@ common::Result<json> ApiClient::post_file(
   auto in = std::make_shared<std::ifstream>(file, std::ios::binary);
   if (!*in) return Error(Errc::kIo, "cannot open " + file.string());
   auto client = make_client(c_);
-  auto res = client->Post(
+  if (!client) return client.error();
+  auto res = (*client)->Post(
       path.c_str(), static_cast<std::size_t>(size),
       [in, size, &progress](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
         std::vector<char> buf(std::min<std::size_t>(length, 256 * 1024));

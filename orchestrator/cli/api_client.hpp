@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// fotactl's connection to the orchestrator HTTP API: where (--server / FOTA_SERVER) and who
-// (--token / FOTA_TOKEN). Errors come back as text that says what to fix.
+// fotactl's connection to the orchestrator HTTP API: where (--server / FOTA_SERVER, http:// or
+// https:// with the CA that signed the orchestrator's certificate, --ca / FOTA_CA) and who
+// (--token / FOTA_TOKEN, or an operator certificate --client-cert/--client-key,
+// FOTA_CLIENT_CERT/FOTA_CLIENT_KEY). Errors come back as text that says what to fix.
 #pragma once
 
 #include <cstdint>
@@ -16,11 +18,17 @@
 namespace fota::cli {
 
 struct ApiConnection {
-  std::string server;  // http://host:port
+  std::string server;  // http://host:port or https://host:port
   std::string token;
-  bool json = false;  // --json on read commands
+  bool json = false;      // --json on read commands
+  std::string ca_file;    // https: the CA the server's certificate must chain to (the fleet ca.crt)
+  std::string cert_file;  // https: an operator certificate and its key (mutual TLS)
+  std::string key_file;
 
-  // Adds --server and --token (with their environment fallbacks) to a command.
+  // A connection to `server` with a bearer token and nothing else (fota-sim's).
+  static ApiConnection with_token(std::string server, std::string token);
+  // Adds --server, --token, --ca, --client-cert and --client-key (with their environment fallbacks) to a
+  // command.
   void add_options(CLI::App* command, bool with_json);
 };
 

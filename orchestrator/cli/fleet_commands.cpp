@@ -14,8 +14,10 @@
 
 #include "api_client.hpp"
 #include "commands.hpp"
+#include "fota/common/crypto.hpp"
 #include "fota/orchestrator/audit.hpp"
 #include "fota/orchestrator/rollout_engine.hpp"
+#include "fota/orchestrator/rollout_spec.hpp"
 
 namespace fota::cli {
 
@@ -426,11 +428,24 @@ void register_audit_commands(CLI::App& app) {
     }
   });
   auto v = std::make_shared<RolloutArgs>();
-  auto* verify =
-      audit->add_subcommand("verify", "Re-compute the hash chain; fails on any edited or deleted entry");
+  auto checkpoint_key = std::make_shared<std::string>();
+  auto checkpoint_file = std::make_shared<std::string>();
+  auto* verify = audit->add_subcommand(
+      "verify",
+      "Re-compute the hash chain; fails on any edited or deleted entry, and with --checkpoint-key on a chain "
+      "that no longer matches its signed checkpoints (rewritten with recomputed hashes)");
   verify->add_option("--head", v->id, "A head hash recorded earlier: also detects entries cut from the end");
+  verify
+      ->add_option("--checkpoint-key", *checkpoint_key,
+                   "The audit key's public half (PREFIX.pub from `fotactl keys generate`): check the signed "
+                   "checkpoints")
+      ->check(CLI::ExistingFile);
+  verify
+      ->add_option("--checkpoints", *checkpoint_file,
+                   "Read the checkpoints from this copy of the checkpoint file instead of the API")
+      ->check(CLI::ExistingFile);
   v->conn.add_options(verify, true);
-  verify->callback([v] {
+  verify->callback([v, checkpoint_key, checkpoint_file] {
     json all = must(ApiClient(v->conn).get("/api/v1/audit"));
     std::vector<orchestrator::AuditEntry> entries;
     for (const auto& e : all) {
@@ -440,12 +455,43 @@ void register_audit_commands(CLI::App& app) {
     }
     auto result = orchestrator::verify_audit_chain(entries, v->id);
     if (!result) throw std::runtime_error("audit log verification FAILED: " + result.error().message);
+    json out{{"ok", true}, {"entries", result->entries}, {"head", result->head_hash}};
+    std::string checkpoints_line;
+    if (!checkpoint_key->empty()) {
+      auto key = common::Ed25519PublicKey::load(*checkpoint_key);
+      if (!key) throw std::runtime_error("--checkpoint-key: " + key.error().message);
+      common::Result<std::vector<orchestrator::AuditCheckpoint>> checkpoints =
+          std::vector<orchestrator::AuditCheckpoint>{};
+      if (!checkpoint_file->empty()) {
+        auto text = common::read_file(*checkpoint_file);
+        if (!text) throw std::runtime_error("--checkpoints: " + text.error().message);
+        checkpoints = orchestrator::parse_audit_checkpoints(*text);
+      } else {
+        json listed = must(ApiClient(v->conn).get("/api/v1/audit/checkpoints"));
+        std::vector<orchestrator::AuditCheckpoint> parsed;
+        for (const auto& c : listed) {
+          parsed.push_back(orchestrator::AuditCheckpoint{c.value("seq", std::int64_t{0}), str(c, "head_hash"),
+                                                         c.value("time_ms", std::int64_t{0}),
+                                                         str(c, "key_id"), str(c, "signature")});
+        }
+        checkpoints = std::move(parsed);
+      }
+      if (!checkpoints) throw std::runtime_error(checkpoints.error().message);
+      auto signed_ok = orchestrator::verify_audit_checkpoints(entries, *checkpoints, *key);
+      if (!signed_ok) throw std::runtime_error("audit log verification FAILED: " + signed_ok.error().message);
+      out["checkpoints"] = signed_ok->checkpoints;
+      out["last_checkpoint_seq"] = signed_ok->last_seq;
+      checkpoints_line =
+          "; " + std::to_string(signed_ok->checkpoints) + " signed checkpoint(s) match it (key " +
+          key->key_id() + "), the last at entry " + std::to_string(signed_ok->last_seq) + " of " +
+          orchestrator::format_timestamp(signed_ok->last_time_ms) +
+          (signed_ok->last_seq < result->entries ? " (later entries are covered by the chain only)" : "");
+    }
     if (v->conn.json) {
-      std::cout << json{{"ok", true}, {"entries", result->entries}, {"head", result->head_hash}}.dump(2)
-                << "\n";
+      std::cout << out.dump(2) << "\n";
     } else {
       std::cout << "OK: " << result->entries << " audit entries, chain intact; head " << result->head_hash
-                << " (record it to detect truncation later with --head)\n";
+                << " (record it to detect truncation later with --head)" << checkpoints_line << "\n";
     }
   });
 }

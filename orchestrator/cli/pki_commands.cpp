@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "fota/common/pki.hpp"
+#include "fota/orchestrator/api_role.hpp"
 
 namespace fota::cli {
 namespace {
@@ -18,6 +19,7 @@ struct IssueArgs {
   int days = 825;
   std::vector<std::string> dns;
   std::vector<std::string> ips;
+  std::string api_role;  // operators: their role on the orchestrator's API
 };
 
 void issue(Role role, const IssueArgs& args) {
@@ -30,23 +32,36 @@ void issue(Role role, const IssueArgs& args) {
   options.not_after = std::chrono::hours(24) * args.days;
   options.dns_names = args.dns;
   options.ip_addresses = args.ips;
+  if (!args.api_role.empty()) {
+    auto api_role = orchestrator::parse_api_role(args.api_role);
+    if (!api_role) throw std::runtime_error("--api-role: " + api_role.error().message);
+    options.title = args.api_role;
+  }
   auto files = ca->issue_to_files(options);
   if (!files) throw std::runtime_error(files.error().message);
-  std::cout << "issued " << common::role_name(role) << " certificate for \"" << args.name << "\"\n"
+  std::cout << "issued " << common::role_name(role) << " certificate for \"" << args.name << "\""
+            << (args.api_role.empty() ? "" : " (API role " + args.api_role + ")") << "\n"
             << "  certificate: " << files->cert.string() << "\n"
             << "  key:         " << files->key.string() << " (mode 0600)\n";
 }
 
 void add_issue_command(CLI::App& pki, const std::string& verb, Role role, const std::string& what,
-                       const std::string& name_help, bool san) {
+                       const std::string& name_help, bool san, const std::string& san_what = "the broker") {
   auto args = std::make_shared<IssueArgs>();
   auto* cmd = pki.add_subcommand(verb, "Issue a certificate for " + what);
   cmd->add_option("name", args->name, name_help)->required();
   cmd->add_option("--dir", args->dir, "PKI directory made by `fotactl pki init`")->capture_default_str();
   cmd->add_option("--days", args->days, "Validity in days")->capture_default_str();
   if (san) {
-    cmd->add_option("--dns", args->dns, "DNS name the broker is reached by (repeatable)");
-    cmd->add_option("--ip", args->ips, "IP address the broker is reached by (repeatable)");
+    cmd->add_option("--dns", args->dns, "DNS name " + san_what + " is reached by (repeatable)");
+    cmd->add_option("--ip", args->ips, "IP address " + san_what + " is reached by (repeatable)");
+  }
+  if (role == Role::kOperator) {
+    args->api_role = "operator";
+    cmd->add_option("--api-role", args->api_role,
+                    "Role on the orchestrator's API, in the subject title: viewer (read), operator (also "
+                    "rollouts) or admin (also artifacts, keys, tokens, revocation)")
+        ->capture_default_str();
   }
   cmd->callback([args, role] { issue(role, *args); });
 }
@@ -72,8 +87,9 @@ void register_pki_commands(CLI::App& app) {
 
   add_issue_command(*pki, "issue-device", Role::kDevice, "a device (CN = device id = MQTT client id)",
                     "Device id: 1-64 of [A-Za-z0-9._-]", false);
-  add_issue_command(*pki, "issue-orchestrator", Role::kOrchestrator, "an orchestrator instance",
-                    "Orchestrator name (its MQTT client id)", false);
+  add_issue_command(*pki, "issue-orchestrator", Role::kOrchestrator,
+                    "an orchestrator instance (MQTT client; with --ip/--dns also its HTTPS API's server)",
+                    "Orchestrator name (its MQTT client id)", true, "the orchestrator's API");
   add_issue_command(*pki, "issue-observer", Role::kObserver, "a read-only observer", "Observer name", false);
   add_issue_command(*pki, "issue-operator", Role::kOperator, "an operator of the HTTP API", "Operator name",
                     false);

@@ -66,13 +66,39 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
             c.http_port = h.second.as<int>();
           else if (k == "max_body_bytes")
             c.http_max_body_bytes = h.second.as<std::uint64_t>();
-          else
+          else if (k == "tls") {
+            for (const auto& t : h.second) {
+              const std::string tk = t.first.as<std::string>();
+              if (tk == "cert")
+                c.http_tls.cert = file(t.second);
+              else if (tk == "key")
+                c.http_tls.key = file(t.second);
+              else if (tk == "client_ca")
+                c.http_tls.client_ca = file(t.second);
+              else if (tk == "require_client_certificate")
+                c.http_tls.require_client_certificate = t.second.as<bool>();
+              else
+                return Error(Errc::kInvalidArgument,
+                             "config: http.tls." + tk +
+                                 ": unknown key; known: cert, key, client_ca, require_client_certificate");
+            }
+          } else
             return Error(Errc::kInvalidArgument,
-                         "config: http." + k + ": unknown key; known: listen, port, max_body_bytes");
+                         "config: http." + k + ": unknown key; known: listen, port, max_body_bytes, tls");
         }
       } else if (key == "api_tokens") {
         for (const auto& t : v) {
-          ApiToken token{t["name"].as<std::string>(""), t["token"].as<std::string>("")};
+          ApiToken token{t["name"].as<std::string>(""), t["token"].as<std::string>(""), ApiRole::kViewer};
+          const std::string where = "config: api_tokens \"" + token.name + "\": ";
+          if (!t["role"]) {
+            return Error(Errc::kInvalidArgument,
+                         where +
+                             "role is required: viewer (read), operator (also rollouts) or admin (also "
+                             "artifacts, keys, tokens, revocation)");
+          }
+          auto role = parse_api_role(t["role"].as<std::string>());
+          if (!role) return role.error().with_context(where + "role");
+          token.role = *role;
           if (t["token_file"]) {
             auto content = common::read_file(file(t["token_file"]), 4096);
             if (!content) return content.error().with_context("config: api_tokens token_file");
@@ -81,6 +107,23 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
               token.token.pop_back();
           }
           c.api_tokens.push_back(token);
+        }
+      } else if (key == "audit") {
+        for (const auto& a : v) {
+          const std::string k = a.first.as<std::string>();
+          if (k == "checkpoint_key") {
+            c.audit_checkpoint_key = file(a.second);
+          } else if (k == "checkpoint_file") {
+            c.audit_checkpoint_file = file(a.second);
+          } else if (k == "checkpoint_interval") {
+            auto d = parse_duration(a.second.as<std::string>());
+            if (!d) return d.error().with_context("config: audit.checkpoint_interval");
+            c.audit_checkpoint_interval_ms = *d;
+          } else {
+            return Error(Errc::kInvalidArgument, "config: audit." + k +
+                                                     ": unknown key; known: checkpoint_key, checkpoint_file, "
+                                                     "checkpoint_interval");
+          }
         }
       } else if (key == "tick_interval") {
         auto d = parse_duration(v.as<std::string>());
@@ -98,7 +141,7 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
         return Error(Errc::kInvalidArgument,
                      "config: " + key +
                          ": unknown key; known: broker, topic_prefix, data_dir, "
-                         "artifacts_dir, trusted_keys, http, api_tokens, tick_interval, "
+                         "artifacts_dir, trusted_keys, http, api_tokens, audit, tick_interval, "
                          "default_link_rate, default_device_time, log_level");
       }
     }
@@ -131,12 +174,38 @@ common::Status validate_service_config(const ServiceConfig& c) {
                    "characters (e.g. from `openssl rand -hex 24`)");
     }
   }
+  if (c.http_tls.enabled() || !c.http_tls.key.empty() || !c.http_tls.client_ca.empty()) {
+    for (const auto& [what, p] :
+         {std::pair{"http.tls.cert", c.http_tls.cert}, {"http.tls.key", c.http_tls.key}}) {
+      if (p.empty())
+        return Error(
+            Errc::kInvalidArgument,
+            std::string("config: ") + what +
+                " is required with http.tls (a certificate from `fotactl pki issue-orchestrator NAME "
+                "--ip ADDRESS` and its key)");
+    }
+    for (const auto& [what, p] : {std::pair{"http.tls.cert", c.http_tls.cert},
+                                  {"http.tls.key", c.http_tls.key},
+                                  {"http.tls.client_ca", c.http_tls.client_ca}}) {
+      if (!p.empty() && !std::filesystem::exists(p))
+        return Error(Errc::kNotFound, std::string("config: ") + what + " " + p.string() + " does not exist");
+    }
+  }
+  if (c.http_tls.require_client_certificate && c.http_tls.client_ca.empty())
+    return Error(
+        Errc::kInvalidArgument,
+        "config: http.tls.require_client_certificate needs http.tls.client_ca (the fleet CA's ca.crt)");
   if (c.http_port < 0 || c.http_port > 65535)
     return Error(Errc::kInvalidArgument, "config: http.port out of range");
   if (c.http_max_body_bytes < 1024)
     return Error(Errc::kInvalidArgument,
                  "config: http.max_body_bytes must be at least 1024; set it to the largest artifact bundle "
                  "you upload");
+  if (!c.audit_checkpoint_key.empty() && !std::filesystem::exists(c.audit_checkpoint_key))
+    return Error(Errc::kNotFound, "config: audit.checkpoint_key " + c.audit_checkpoint_key.string() +
+                                      " does not exist; make one with `fotactl keys generate -o audit`");
+  if (c.audit_checkpoint_interval_ms < 10)
+    return Error(Errc::kInvalidArgument, "config: audit.checkpoint_interval must be at least 10ms");
   if (c.tick_interval_ms < 10)
     return Error(Errc::kInvalidArgument, "config: tick_interval must be at least 10ms");
   return common::ok_status();

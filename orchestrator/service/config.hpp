@@ -8,12 +8,25 @@
 #include <vector>
 
 #include "fota/common/result.hpp"
+#include "fota/orchestrator/api_role.hpp"
 
 namespace fota::orchestrator {
 
 struct ApiToken {
-  std::string name;  // shows up as the actor in the audit log
+  std::string name;  // shows up as the actor in the audit log ("token:<name>")
   std::string token;
+  ApiRole role = ApiRole::kViewer;  // required in the config: no token gets a role by default
+};
+
+// HTTPS for the API with a certificate of the fleet PKI. With client_ca, clients may also
+// authenticate with an operator certificate issued by that CA (mutual TLS).
+struct HttpTlsConfig {
+  std::filesystem::path cert;       // server certificate (PEM); its SANs name the API's host
+  std::filesystem::path key;        // its private key
+  std::filesystem::path client_ca;  // CA that client certificates must chain to; empty = no mTLS
+  // Refuse the handshake without a client certificate (then tokens need one too).
+  bool require_client_certificate = false;
+  bool enabled() const { return !cert.empty(); }
 };
 
 struct ServiceConfig {
@@ -34,7 +47,15 @@ struct ServiceConfig {
   // Largest request body the API reads (into memory): an artifact bundle is the largest
   // legitimate one. The default takes a 1 GiB image with its signed manifest and chunk hashes.
   std::uint64_t http_max_body_bytes = (std::uint64_t{1024} + 16) * 1024 * 1024;
+  HttpTlsConfig http_tls;  // http.tls; off = plain HTTP (keep it on loopback)
   std::vector<ApiToken> api_tokens;
+
+  // Signed checkpoints of the audit chain (audit.*): the Ed25519 key (a file the database does not
+  // hold; empty = no checkpoints), the append-only file they go to (default
+  // <data_dir>/audit-checkpoints.jsonl) and how often the head is signed when it moved.
+  std::filesystem::path audit_checkpoint_key;
+  std::filesystem::path audit_checkpoint_file;
+  std::int64_t audit_checkpoint_interval_ms = 60'000;
 
   std::int64_t tick_interval_ms = 200;
   std::int64_t default_link_rate = 1'000'000;  // bytes/s for predictions without history

@@ -2,7 +2,8 @@
 #include "http_api.hpp"
 
 #include <httplib.h>
-#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "audit_checkpoints.hpp"
 #include "fota/common/crypto.hpp"
 #include "fota/common/phase.hpp"
 
@@ -193,6 +195,12 @@ json audit_json(const AuditEntry& e) {
               {"hash", e.hash}};
 }
 
+json checkpoint_json(const AuditCheckpoint& c) {
+  return json{{"seq", c.seq},         {"head_hash", c.head_hash},
+              {"time_ms", c.time_ms}, {"time", format_timestamp(c.time_ms)},
+              {"key_id", c.key_id},   {"signature", c.signature}};
+}
+
 json log_json(const LogRecord& l) {
   return json{{"id", l.id},
               {"time", format_timestamp(l.time_ms)},
@@ -261,14 +269,56 @@ std::int64_t int_param(const httplib::Request& req, const char* name, std::int64
 
 }  // namespace
 
-HttpApi::HttpApi(OrchestratorService& service, std::vector<ApiToken> tokens, std::filesystem::path upload_dir,
-                 std::uint64_t max_body_bytes, std::shared_ptr<spdlog::logger> logger)
+namespace {
+
+// The TLS context of the API: the server certificate and key, and with a client CA, client
+// certificates verified against it (optional unless required: bearer tokens keep working).
+// Returns why it failed, or empty.
+std::string setup_tls(SSL_CTX& ctx, const HttpTlsConfig& tls) {
+  auto failed = [](const std::string& what) {
+    const unsigned long code = ERR_get_error();
+    char reason[256] = "";
+    if (code != 0) ERR_error_string_n(code, reason, sizeof reason);
+    ERR_clear_error();
+    return what + (code != 0 ? std::string(" (") + reason + ")" : std::string());
+  };
+  SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(&ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_use_certificate_chain_file(&ctx, tls.cert.c_str()) != 1)
+    return failed("http.tls.cert " + tls.cert.string() + " is not a PEM certificate");
+  if (SSL_CTX_use_PrivateKey_file(&ctx, tls.key.c_str(), SSL_FILETYPE_PEM) != 1)
+    return failed("http.tls.key " + tls.key.string() + " is not a PEM private key");
+  if (SSL_CTX_check_private_key(&ctx) != 1)
+    return failed("http.tls.key does not belong to http.tls.cert " + tls.cert.string());
+  if (!tls.client_ca.empty()) {
+    if (SSL_CTX_load_verify_locations(&ctx, tls.client_ca.c_str(), nullptr) != 1)
+      return failed("http.tls.client_ca " + tls.client_ca.string() + " is not a PEM CA certificate");
+    // A certificate that does not chain to the CA (another CA, expired) fails the handshake.
+    SSL_CTX_set_verify(
+        &ctx, SSL_VERIFY_PEER | (tls.require_client_certificate ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        nullptr);
+  }
+  return {};
+}
+
+}  // namespace
+
+HttpApi::HttpApi(OrchestratorService& service, std::vector<ApiToken> tokens, HttpTlsConfig tls,
+                 std::filesystem::path upload_dir, std::uint64_t max_body_bytes,
+                 std::shared_ptr<spdlog::logger> logger)
     : service_(service),
-      tokens_(std::move(tokens)),
+      auth_(std::move(tokens)),
       upload_dir_(std::move(upload_dir)),
       max_body_bytes_(max_body_bytes),
-      log_(std::move(logger)),
-      server_(std::make_unique<httplib::Server>()) {
+      log_(std::move(logger)) {
+  if (tls.enabled()) {
+    server_ = std::make_unique<httplib::SSLServer>([this, &tls](SSL_CTX& ctx) {
+      tls_error_ = setup_tls(ctx, tls);
+      return tls_error_.empty();
+    });
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   routes();
 }
 
@@ -281,30 +331,40 @@ void HttpApi::routes() {
   s.set_payload_max_length(static_cast<std::size_t>(max_body_bytes_));
   // Every route with its methods, so that a method a route does not take is answered 405.
   auto known = std::make_shared<std::vector<std::pair<std::string, std::regex>>>();
-  auto get = [&s, known](const std::string& pattern, httplib::Server::Handler handler) {
+  // Who is calling, from the Authorization header and the client certificate the handshake verified.
+  auto identify = [this](const httplib::Request& req) {
+    const X509* certificate = req.ssl != nullptr ? SSL_get0_peer_certificate(req.ssl) : nullptr;
+    return auth_.identify(req.get_header_value("Authorization"), certificate);
+  };
+  // An /api/ route: its handler runs only for a caller whose role includes `needed`.
+  using ApiHandler = std::function<void(const httplib::Request&, httplib::Response&, const ApiCaller&)>;
+  auto guarded = [identify](ApiRole needed, ApiHandler handler) {
+    return [identify, needed, handler = std::move(handler)](const httplib::Request& req,
+                                                            httplib::Response& res) {
+      auto caller = identify(req);  // the pre-routing handler refused a request without one
+      if (!caller) return send_error(res, 401, caller.error().message);
+      if (!api_role_grants(caller->role, needed)) {
+        return send_error(res, 403,
+                          caller->actor + " has the " + std::string(api_role_name(caller->role)) + " role; " +
+                              req.method + " " + req.path + " needs " + std::string(api_role_name(needed)) +
+                              ": ask an admin for a token or certificate with that role");
+      }
+      handler(req, res, *caller);
+    };
+  };
+  auto open_get = [&s, known](const std::string& pattern, httplib::Server::Handler handler) {
     known->emplace_back("GET", std::regex(pattern));
     s.Get(pattern, std::move(handler));
   };
-  auto post = [&s, known](const std::string& pattern, httplib::Server::Handler handler) {
+  auto get = [&s, known, guarded](const std::string& pattern, ApiRole needed, ApiHandler handler) {
+    known->emplace_back("GET", std::regex(pattern));
+    s.Get(pattern, guarded(needed, std::move(handler)));
+  };
+  auto post = [&s, known, guarded](const std::string& pattern, ApiRole needed, ApiHandler handler) {
     known->emplace_back("POST", std::regex(pattern));
-    s.Post(pattern, std::move(handler));
+    s.Post(pattern, guarded(needed, std::move(handler)));
   };
-  // Who is calling: the token's name, or empty when the request carries no valid token.
-  auto actor = [this](const httplib::Request& req) -> std::string {
-    const std::string header = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (header.rfind(prefix, 0) != 0) return {};
-    const std::string presented = header.substr(prefix.size());
-    for (const ApiToken& t : tokens_) {
-      // Constant-time compare: the response time must not reveal how much of a token matched.
-      if (t.token.size() == presented.size() &&
-          CRYPTO_memcmp(t.token.data(), presented.data(), presented.size()) == 0) {
-        return "operator:" + t.name;
-      }
-    }
-    return {};
-  };
-  s.set_pre_routing_handler([this, actor](const httplib::Request& req, httplib::Response& res) {
+  s.set_pre_routing_handler([this, identify](const httplib::Request& req, httplib::Response& res) {
     // cpp-httplib bounds only bodies with a Content-Length: a chunked body, or one that lasts until
     // the connection closes, would be read into memory whatever its size.
     const bool has_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
@@ -316,15 +376,11 @@ void HttpApi::routes() {
       return httplib::Server::HandlerResponse::Handled;
     }
     if (req.path.rfind("/api/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    if (!req.has_header("Authorization")) {
-      send_error(res, 401,
-                 "missing credentials: send 'Authorization: Bearer <token>' (fotactl reads FOTA_TOKEN or "
-                 "--token)");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (actor(req).empty()) {
-      send_error(res, 401,
-                 "invalid API token: use a token listed under api_tokens in the orchestrator config");
+    // Who calls is checked before anything else, unknown routes included; what the role allows,
+    // by each route.
+    if (auto caller = identify(req); !caller) {
+      send_error(res, caller.error().code == common::Errc::kPermissionDenied ? 403 : 401,
+                 caller.error().message);
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
@@ -391,110 +447,138 @@ void HttpApi::routes() {
     return httplib::Server::HandlerResponse::Handled;
   }));
 
-  get("/healthz",
-      [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
-  get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  open_get("/healthz",
+           [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  open_get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_text(service_.metrics(now_ms())), "text/plain; version=0.0.4");
   });
 
-  post("/api/v1/artifacts", [this, actor](const httplib::Request& req, httplib::Response& res) {
-    if (req.body.empty()) {
-      send_error(res, 400,
-                 "empty body: send the bundle file made by `fotactl artifact create` as the request body");
-      return;
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(upload_dir_, ec);
-    const auto path = upload_dir_ / ("upload-" + std::to_string(std::random_device{}()) + ".bundle");
-    {
-      std::ofstream out(path, std::ios::binary);
-      out.write(req.body.data(), static_cast<std::streamsize>(req.body.size()));
-      if (!out) {
-        send_error(res, 500, "cannot store the upload in " + upload_dir_.string());
-        return;
-      }
-    }
-    auto result = service_.import_artifact(path, actor(req), now_ms());
-    std::filesystem::remove(path, ec);
-    send(res, result, manifest_json, 201);
-  });
-  get("/api/v1/artifacts", [this](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, array_of(service_.list_artifacts(), manifest_json));
-  });
-  get(R"(/api/v1/artifacts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.get_artifact(req.matches[1]), manifest_json);
-  });
+  post("/api/v1/artifacts", ApiRole::kAdmin,
+       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+         if (req.body.empty()) {
+           send_error(
+               res, 400,
+               "empty body: send the bundle file made by `fotactl artifact create` as the request body");
+           return;
+         }
+         std::error_code ec;
+         std::filesystem::create_directories(upload_dir_, ec);
+         const auto path = upload_dir_ / ("upload-" + std::to_string(std::random_device{}()) + ".bundle");
+         {
+           std::ofstream out(path, std::ios::binary);
+           out.write(req.body.data(), static_cast<std::streamsize>(req.body.size()));
+           if (!out) {
+             send_error(res, 500, "cannot store the upload in " + upload_dir_.string());
+             return;
+           }
+         }
+         auto result = service_.import_artifact(path, caller.actor, now_ms());
+         std::filesystem::remove(path, ec);
+         send(res, result, manifest_json, 201);
+       });
+  get("/api/v1/artifacts", ApiRole::kViewer,
+      [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {
+        send_json(res, 200, array_of(service_.list_artifacts(), manifest_json));
+      });
+  get(R"(/api/v1/artifacts/([^/]+))", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        send(res, service_.get_artifact(req.matches[1]), manifest_json);
+      });
 
-  get("/api/v1/devices", [this](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, array_of(service_.list_devices(), device_json));
-  });
-  get(R"(/api/v1/devices/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.get_device(req.matches[1]), [](const DeviceReport& report) {
-      json j = device_json(report.device);
-      json events = json::array();
-      for (const EventRecord& e : report.recent_events) {
-        events.push_back({{"time", format_timestamp(e.time_ms)},
-                          {"kind", e.kind},
-                          {"rollout", e.rollout_id},
-                          {"detail", e.detail}});
-      }
-      j["recent_events"] = events;
-      return j;
-    });
-  });
-  get(R"(/api/v1/devices/([^/]+)/logs)", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res,
-         service_.device_logs(req.matches[1], int_param(req, "after", 0),
-                              static_cast<std::size_t>(int_param(req, "limit", 200))),
-         [](const std::vector<LogRecord>& logs) { return array_of(logs, log_json); });
-  });
+  get("/api/v1/devices", ApiRole::kViewer,
+      [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {
+        send_json(res, 200, array_of(service_.list_devices(), device_json));
+      });
+  get(R"(/api/v1/devices/([^/]+))", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        send(res, service_.get_device(req.matches[1]), [](const DeviceReport& report) {
+          json j = device_json(report.device);
+          json events = json::array();
+          for (const EventRecord& e : report.recent_events) {
+            events.push_back({{"time", format_timestamp(e.time_ms)},
+                              {"kind", e.kind},
+                              {"rollout", e.rollout_id},
+                              {"detail", e.detail}});
+          }
+          j["recent_events"] = events;
+          return j;
+        });
+      });
+  get(R"(/api/v1/devices/([^/]+)/logs)", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        send(res,
+             service_.device_logs(req.matches[1], int_param(req, "after", 0),
+                                  static_cast<std::size_t>(int_param(req, "limit", 200))),
+             [](const std::vector<LogRecord>& logs) { return array_of(logs, log_json); });
+      });
 
-  post("/api/v1/rollouts", [this, actor](const httplib::Request& req, httplib::Response& res) {
-    if (req.body.empty()) {
-      send_error(res, 400, "empty body: send the rollout spec (YAML or JSON) as the request body");
-      return;
-    }
-    const Millis now = now_ms();
-    send(
-        res, service_.create_rollout(req.body, actor(req), now),
-        [now](const RolloutView& r) { return rollout_json(r, now); }, 201);
-  });
-  get("/api/v1/rollouts", [this](const httplib::Request&, httplib::Response& res) {
-    const Millis now = now_ms();
-    json out = json::array();
-    for (const RolloutView& r : service_.list_rollouts(now)) out.push_back(rollout_json(r, now));
-    send_json(res, 200, out);
-  });
-  get(R"(/api/v1/rollouts/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    const Millis now = now_ms();
-    send(res, service_.get_rollout(req.matches[1], now),
-         [now](const RolloutView& r) { return rollout_json(r, now); });
-  });
-  get(R"(/api/v1/rollouts/([^/]+)/plan)", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res, service_.plan_rollout(req.matches[1], now_ms()), plan_json);
-  });
-  post(R"(/api/v1/rollouts/([^/]+)/(start|pause|resume|abort|rollback))",
-       [this, actor](const httplib::Request& req, httplib::Response& res) {
+  post("/api/v1/rollouts", ApiRole::kOperator,
+       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+         if (req.body.empty()) {
+           send_error(res, 400, "empty body: send the rollout spec (YAML or JSON) as the request body");
+           return;
+         }
          const Millis now = now_ms();
-         send(res, service_.rollout_action(req.matches[1], req.matches[2], actor(req), now),
+         send(
+             res, service_.create_rollout(req.body, caller.actor, now),
+             [now](const RolloutView& r) { return rollout_json(r, now); }, 201);
+       });
+  get("/api/v1/rollouts", ApiRole::kViewer,
+      [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {
+        const Millis now = now_ms();
+        json out = json::array();
+        for (const RolloutView& r : service_.list_rollouts(now)) out.push_back(rollout_json(r, now));
+        send_json(res, 200, out);
+      });
+  get(R"(/api/v1/rollouts/([^/]+))", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        const Millis now = now_ms();
+        send(res, service_.get_rollout(req.matches[1], now),
+             [now](const RolloutView& r) { return rollout_json(r, now); });
+      });
+  get(R"(/api/v1/rollouts/([^/]+)/plan)", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        send(res, service_.plan_rollout(req.matches[1], now_ms()), plan_json);
+      });
+  post(R"(/api/v1/rollouts/([^/]+)/(start|pause|resume|abort|rollback))", ApiRole::kOperator,
+       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+         const Millis now = now_ms();
+         send(res, service_.rollout_action(req.matches[1], req.matches[2], caller.actor, now),
               [now](const RolloutView& r) { return rollout_json(r, now); });
        });
 
-  get("/api/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res,
-         service_.events(req.get_param_value("device"), req.get_param_value("rollout"),
-                         static_cast<std::size_t>(int_param(req, "limit", 100))),
-         [](const std::vector<EventRecord>& events) { return array_of(events, event_json); });
-  });
-  get("/api/v1/audit", [this](const httplib::Request& req, httplib::Response& res) {
-    send(res,
-         service_.audit(int_param(req, "after", 0),
-                        static_cast<std::size_t>(int_param(req, "limit", 100'000))),
-         [](const std::vector<AuditEntry>& entries) { return array_of(entries, audit_json); });
-  });
+  get("/api/v1/events", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        send(res,
+             service_.events(req.get_param_value("device"), req.get_param_value("rollout"),
+                             static_cast<std::size_t>(int_param(req, "limit", 100))),
+             [](const std::vector<EventRecord>& events) { return array_of(events, event_json); });
+      });
+  get("/api/v1/audit", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        send(res,
+             service_.audit(int_param(req, "after", 0),
+                            static_cast<std::size_t>(int_param(req, "limit", 100'000))),
+             [](const std::vector<AuditEntry>& entries) { return array_of(entries, audit_json); });
+      });
+  get("/api/v1/audit/checkpoints", ApiRole::kViewer,
+      [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {
+        if (checkpoint_file_.empty()) {
+          return send_error(
+              res, 404,
+              "this orchestrator signs no audit checkpoints: set audit.checkpoint_key in its config");
+        }
+        send(res, read_audit_checkpoints(checkpoint_file_),
+             [](const std::vector<AuditCheckpoint>& c) { return array_of(c, checkpoint_json); });
+      });
 }
 
 common::Result<int> HttpApi::start(const std::string& host, int port) {
+  if (!server_->is_valid()) {
+    return common::Error(
+        common::Errc::kCrypto,
+        "cannot serve HTTPS: " + (tls_error_.empty() ? std::string("no TLS context") : tls_error_));
+  }
   int bound = port;
   if (port == 0) {
     bound = server_->bind_to_any_port(host);

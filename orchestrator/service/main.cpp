@@ -8,6 +8,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <CLI/CLI.hpp>
 
+#include "audit_checkpoints.hpp"
 #include "config.hpp"
 #include "http_api.hpp"
 #include "mqtt_link.hpp"
@@ -78,11 +79,28 @@ int main(int argc, char** argv) {
   (*service)->set_publisher(&mqtt);
   if (auto st = mqtt.connect(std::chrono::seconds(10)); !st) return fail(st.error().message);
 
-  orchestrator::HttpApi api(**service, config->api_tokens, config->data_dir / "uploads",
+  // Signed audit checkpoints: the key stays in its file, the checkpoints go to their own file.
+  const auto checkpoint_file = config->audit_checkpoint_file.empty()
+                                   ? config->data_dir / "audit-checkpoints.jsonl"
+                                   : config->audit_checkpoint_file;
+  std::unique_ptr<orchestrator::AuditCheckpointer> checkpointer;
+  if (!config->audit_checkpoint_key.empty()) {
+    auto key = common::Ed25519PrivateKey::load(config->audit_checkpoint_key);
+    if (!key) return fail("audit.checkpoint_key: " + key.error().message);
+    auto opened = orchestrator::AuditCheckpointer::open(
+        std::move(key).value(), checkpoint_file, config->audit_checkpoint_interval_ms,
+        [&service](std::int64_t after) { return (*service)->audit(after, 100'000); }, log);
+    if (!opened) return fail("audit checkpoints: " + opened.error().message);
+    checkpointer = std::move(opened).value();
+  }
+
+  orchestrator::HttpApi api(**service, config->api_tokens, config->http_tls, config->data_dir / "uploads",
                             config->http_max_body_bytes, log);
+  if (checkpointer) api.serve_audit_checkpoints(checkpoint_file);
   auto port = api.start(config->http_listen, config->http_port);
   if (!port) return fail(port.error().message);
-  std::printf("fota-orchestrator: http api on %s:%d\n", config->http_listen.c_str(), *port);
+  std::printf("fota-orchestrator: %s api on %s:%d\n", config->http_tls.enabled() ? "https" : "http",
+              config->http_listen.c_str(), *port);
   std::fflush(stdout);
 
   std::signal(SIGTERM, on_signal);
@@ -106,6 +124,9 @@ int main(int argc, char** argv) {
     }
     (*service)->wait_for_input(tick);
     (*service)->run_once(now_ms());
+    if (checkpointer) {
+      if (auto st = checkpointer->tick(now_ms()); !st) log->error("audit checkpoint: {}", st.error().message);
+    }
   }
   log->info("stopping");
   stop_chunks = true;
@@ -115,6 +136,10 @@ int main(int argc, char** argv) {
   stop_commands = true;
   command_sender.join();
   (*service)->send_commands(std::chrono::milliseconds(0));
+  if (checkpointer) {
+    if (auto st = checkpointer->tick(now_ms(), true); !st)
+      log->error("audit checkpoint: {}", st.error().message);
+  }
   (*service)->set_publisher(nullptr);
   mqtt.disconnect();
   return 0;

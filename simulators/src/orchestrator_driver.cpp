@@ -54,7 +54,7 @@ std::string_view rollout_outcome_name(RolloutOutcome outcome) noexcept {
 
 common::Result<RolloutArtifact> rollout_artifact(const OrchestratorEndpoint& endpoint,
                                                  const std::string& rollout_id) {
-  const cli::ApiClient api({endpoint.api_url, endpoint.token, false});
+  const cli::ApiClient api(cli::ApiConnection::with_token(endpoint.api_url, endpoint.token));
   auto rollout = api.get("/api/v1/rollouts/" + rollout_id);
   if (!rollout.ok()) return rollout.error().with_context("rollout.attach: rollout " + rollout_id);
   RolloutArtifact out;
@@ -89,16 +89,17 @@ OrchestratorDriver::~OrchestratorDriver() {
 }
 
 common::Result<json> OrchestratorDriver::get(const std::string& path) const {
-  return cli::ApiClient({endpoint_.api_url, endpoint_.token, false}).get(path);
+  return cli::ApiClient(cli::ApiConnection::with_token(endpoint_.api_url, endpoint_.token)).get(path);
 }
 
 common::Result<json> OrchestratorDriver::post(const std::string& path, const std::string& body) const {
-  return cli::ApiClient({endpoint_.api_url, endpoint_.token, false}).post(path, body, "application/json");
+  return cli::ApiClient(cli::ApiConnection::with_token(endpoint_.api_url, endpoint_.token))
+      .post(path, body, "application/json");
 }
 
 common::Result<std::string> OrchestratorDriver::upload_artifact(const std::filesystem::path& bundle) {
-  auto uploaded =
-      cli::ApiClient({endpoint_.api_url, endpoint_.token, false}).post_file("/api/v1/artifacts", bundle, {});
+  auto uploaded = cli::ApiClient(cli::ApiConnection::with_token(endpoint_.api_url, endpoint_.token))
+                      .post_file("/api/v1/artifacts", bundle, {});
   if (!uploaded.ok())
     return uploaded.error().with_context("uploading the scenario's bundle to the orchestrator");
   const std::string id = uploaded->value("id", uploaded->value("artifact_id", ""));
@@ -252,7 +253,8 @@ void OrchestratorDriver::finish() {
     }
   }
   // Counters since the orchestrator's last start (a kill -9 restarts them).
-  auto metrics = cli::ApiClient({endpoint_.api_url, endpoint_.token, false}).get_text("/metrics");
+  auto metrics =
+      cli::ApiClient(cli::ApiConnection::with_token(endpoint_.api_url, endpoint_.token)).get_text("/metrics");
   if (metrics.ok()) {
     std::lock_guard lock(mutex_);
     stats_.commands_sent = metric(*metrics, "fota_commands_sent_total");

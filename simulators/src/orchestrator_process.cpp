@@ -69,7 +69,7 @@ common::Result<std::unique_ptr<OrchestratorProcess>> OrchestratorProcess::launch
        << "artifacts_dir: " << settings.artifacts_dir.string() << "\n"
        << "trusted_keys: " << settings.trusted_key.string() << "\n"
        << "http: {listen: 127.0.0.1, port: " << http_port << "}\n"
-       << "api_tokens:\n  - {name: fota-sim, token_file: " << token_file.string() << "}\n"
+       << "api_tokens:\n  - {name: fota-sim, role: admin, token_file: " << token_file.string() << "}\n"
        << "tick_interval: 100ms\n"
        << "default_link_rate: " << settings.default_link_rate << "\n"
        << "default_device_time: " << settings.default_device_time_ms << "ms\n"

@@ -174,7 +174,7 @@ class AgentParity : public ::testing::Test {
   }
 
   cli::ApiClient api() const {
-    return cli::ApiClient({orchestrator_->api_url(), orchestrator_->token(), false});
+    return cli::ApiClient(cli::ApiConnection::with_token(orchestrator_->api_url(), orchestrator_->token()));
   }
 
   // One virtual device; the new image fails its health check.

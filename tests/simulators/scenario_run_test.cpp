@@ -277,7 +277,8 @@ TEST_F(ScenarioRun, AttachFollowsARolloutAnOperatorCreated) {
   settings.broker_port = broker_.port();
   auto orchestrator = OrchestratorProcess::launch(settings, pki_.ca());
   ASSERT_TRUE(orchestrator.ok()) << orchestrator.error().message;
-  const cli::ApiClient api({(*orchestrator)->api_url(), (*orchestrator)->token(), false});
+  const cli::ApiClient api(
+      cli::ApiConnection::with_token((*orchestrator)->api_url(), (*orchestrator)->token()));
   auto uploaded = api.post_file("/api/v1/artifacts", dir / "firmware.fota", {});
   ASSERT_TRUE(uploaded.ok()) << uploaded.error().message;
   // The fleet first meets this orchestrator through an ordinary run (rollout.driver orchestrator

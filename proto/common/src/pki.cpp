@@ -5,6 +5,8 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include <optional>
+
 #include "fota/common/crypto.hpp"
 #include "fota/common/topics.hpp"
 #include "openssl_util.hpp"
@@ -78,6 +80,7 @@ Result<X509Ptr> make_certificate(EVP_PKEY* subject_key, const std::string& cn, s
   add("O", "fota");
   add("OU", std::string(ou));
   add("CN", cn);
+  if (!options.title.empty()) add("title", options.title);
   X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
   X509* issuer_cert = issuer ? issuer : cert.get();
   Status st;
@@ -217,24 +220,38 @@ Result<IssuedFiles> CertificateAuthority::issue_to_files(const IssueOptions& opt
   return files;
 }
 
+namespace {
+
+// The one entry of a subject field: empty when absent, nullopt when it appears twice (a second
+// entry of the same field makes the identity ambiguous).
+std::optional<std::string> subject_field(const X509* certificate, int nid) {
+  const X509_NAME* name = X509_get_subject_name(certificate);
+  int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+  if (idx < 0) return std::string();
+  if (X509_NAME_get_index_by_NID(name, nid, idx) >= 0) return std::nullopt;
+  const ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+  return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(data)),
+                     static_cast<std::size_t>(ASN1_STRING_length(data)));
+}
+
+}  // namespace
+
 Result<PeerIdentity> peer_identity(const X509* certificate) {
   if (certificate == nullptr) return Error(Errc::kInvalidArgument, "no client certificate");
-  const X509_NAME* name = X509_get_subject_name(certificate);
-  auto field = [&](int nid) -> std::string {
-    int idx = X509_NAME_get_index_by_NID(name, nid, -1);
-    if (idx < 0) return {};
-    // A second entry of the same field makes the identity ambiguous.
-    if (X509_NAME_get_index_by_NID(name, nid, idx) >= 0) return {};
-    const ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(data)),
-                       static_cast<std::size_t>(ASN1_STRING_length(data)));
-  };
+  auto field = [&](int nid) { return subject_field(certificate, nid).value_or(""); };
   std::string cn = field(NID_commonName);
   auto id = DeviceId::parse(cn);
   if (!id) return id.error().with_context("certificate common name");
   auto role = parse_role(field(NID_organizationalUnitName));
   if (!role) return role.error().with_context("certificate OU");
   return PeerIdentity{cn, *role, serial_hex_of(certificate)};
+}
+
+Result<std::string> certificate_title(const X509* certificate) {
+  if (certificate == nullptr) return Error(Errc::kInvalidArgument, "no certificate");
+  auto title = subject_field(certificate, NID_title);
+  if (!title) return Error(Errc::kInvalidArgument, "the certificate subject has two titles");
+  return *title;
 }
 
 Result<PeerIdentity> peer_identity_from_pem(std::string_view cert_pem) {

@@ -29,6 +29,7 @@ OrchestratorSetup write_orchestrator_setup(const std::filesystem::path& dir, Tes
                               << "\ntrusted_keys: " << setup.trusted_keys.string()
                               << "\nhttp:\n  listen: 127.0.0.1\n  port: " << setup.http_port
                               << "\napi_tokens:\n  - name: " << token_name << "\n    token: " << token
+                              << "\n    role: admin"
                               << "\ntick_interval: 50ms\n";
   return setup;
 }

@@ -49,7 +49,7 @@ struct LogRecord {
 
 // One audit log entry to append (the store adds seq, time and the hash chain).
 struct AuditRecord {
-  std::string actor;   // "operator:<token name>" or "engine"
+  std::string actor;   // "token:<name>", "cert:<common name>" (API callers) or "engine"
   std::string action;  // "rollout.create", "engine.decision", ...
   std::string detail;
 };

@@ -31,6 +31,9 @@ struct IssueOptions {
   // Subject alternative names (brokers): DNS names and IP addresses.
   std::vector<std::string> dns_names;
   std::vector<std::string> ip_addresses;
+  // Subject title (X.520: a person's function in the organisation), empty for none. Operator
+  // certificates carry their role on the orchestrator's API here (viewer, operator, admin).
+  std::string title;
 };
 
 struct IssuedCertificate {
@@ -86,5 +89,8 @@ struct PeerIdentity {
 // the role is missing or not valid.
 Result<PeerIdentity> peer_identity(const X509* certificate);
 Result<PeerIdentity> peer_identity_from_pem(std::string_view cert_pem);
+// The subject title of a certificate; empty when it has none. kInvalidArgument when it has two
+// (ambiguous, like a second CN or OU).
+Result<std::string> certificate_title(const X509* certificate);
 
 }  // namespace fota::common

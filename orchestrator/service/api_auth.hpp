@@ -1,0 +1,37 @@
+// Who calls the HTTP API and with which role: a bearer token from the config (its role bound
+// there), or a client certificate the TLS handshake verified against the fleet CA (an operator
+// certificate; its role is the subject title, docs/ORCHESTRATOR.md "API access").
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config.hpp"
+#include "fota/common/result.hpp"
+#include "fota/orchestrator/api_role.hpp"
+
+typedef struct x509_st X509;  // NOLINT: OpenSSL's forward declaration
+
+namespace fota::orchestrator {
+
+struct ApiCaller {
+  std::string actor;  // what the audit log records: "token:<name>" or "cert:<common name>"
+  ApiRole role = ApiRole::kViewer;
+};
+
+class ApiAuthenticator {
+ public:
+  explicit ApiAuthenticator(std::vector<ApiToken> tokens);
+
+  // From the request's Authorization header (empty when absent) and the client certificate the
+  // handshake verified (nullptr when none). A token, when sent, decides; otherwise the
+  // certificate. Errors: kInvalidArgument when no credentials or a wrong token were sent (401),
+  // kPermissionDenied when a verified certificate is not an operator's (403).
+  common::Result<ApiCaller> identify(std::string_view authorization, const X509* client_certificate) const;
+
+ private:
+  std::vector<ApiToken> tokens_;
+};
+
+}  // namespace fota::orchestrator
