@@ -103,9 +103,9 @@ class Session {
       throw std::runtime_error(id_ + ": subscribe failed");
     }
   }
-  void publish(const std::string& topic, const std::string& payload) {
+  void publish(const std::string& topic, const std::string& payload, bool retain = false) {
     const int rc = mosquitto_publish(mosq_, nullptr, topic.c_str(), static_cast<int>(payload.size()),
-                                     payload.data(), 1, false);
+                                     payload.data(), 1, retain);
     if (rc != MOSQ_ERR_SUCCESS) throw std::runtime_error(id_ + ": publish failed: " + mosquitto_strerror(rc));
     ++published_;
   }
@@ -449,7 +449,7 @@ class OrchestratorProcess {
                           << "http:\n  listen: 127.0.0.1\n  port: " << http_port_ << "\n"
                           << "api_tokens:\n  - name: bench\n    token: bench-token-0123456789abcdef\n"
                           << "log_level: warn\n";
-    const fs::path log = dir / "orchestrator.log";
+    const fs::path log = log_ = dir / "orchestrator.log";
     std::fflush(nullptr);  // the child must not repeat buffered output
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -483,7 +483,8 @@ class OrchestratorProcess {
       inventory.set_device_id(d->id());
       inventory.set_hardware_type("bench");
       inventory.set_version("0.0.1");
-      d->publish(device_topic(d->id(), Channel::kInventory), fota::common::encode(inventory));
+      // Retained, as devices do: the orchestrator reads retained inventories when it subscribes.
+      d->publish(device_topic(d->id(), Channel::kInventory), fota::common::encode(inventory), true);
     }
     const auto acknowledged = [&] {
       for (const auto& d : fleet.devices) {
@@ -508,7 +509,8 @@ class OrchestratorProcess {
     const auto deadline = Clock::now() + std::chrono::seconds(30);
     while (!all_known()) {
       if (Clock::now() > deadline)
-        throw std::runtime_error("the orchestrator did not register the bench devices");
+        throw std::runtime_error("the orchestrator did not register the bench devices; its log:\n" +
+                                 log_text());
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     nlohmann::json devices = nlohmann::json::array();
@@ -543,7 +545,13 @@ class OrchestratorProcess {
   }
 
  private:
+  std::string log_text() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
   static constexpr const char* kToken = "bench-token-0123456789abcdef";
+  fs::path log_;
   pid_t pid_ = -1;
   int http_port_ = fota::testing::free_loopback_port();
 };
