@@ -28,7 +28,10 @@
 #include <thread>
 #include <vector>
 
+#include <httplib.h>
 #include <mosquitto.h>
+
+#include <nlohmann/json.hpp>
 
 #include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
@@ -101,9 +104,9 @@ class Session {
       throw std::runtime_error(id_ + ": subscribe failed");
     }
   }
-  void publish(const std::string& topic, const std::string& payload) {
+  void publish(const std::string& topic, const std::string& payload, bool retain = false) {
     const int rc = mosquitto_publish(mosq_, nullptr, topic.c_str(), static_cast<int>(payload.size()),
-                                     payload.data(), 1, false);
+                                     payload.data(), 1, retain);
     if (rc != MOSQ_ERR_SUCCESS) throw std::runtime_error(id_ + ": publish failed: " + mosquitto_strerror(rc));
     ++published_;
   }
@@ -267,6 +270,36 @@ Result fan_out(const BenchOptions& o, fota::testing::TestPki& pki, int port) {
   return r;
 }
 
+// The install command that lets a device fetch the artifact's chunks from the plugin.
+std::string install_command(const std::string& device, const fota::v1::SignedManifest& manifest) {
+  fota::v1::Command command;
+  command.set_command_id("bench-install-" + device);
+  command.set_device_id(device);
+  *command.mutable_install()->mutable_manifest() = manifest;
+  return fota::common::encode(command);
+}
+
+// The plugin serves a device only the artifact a command told it to fetch: an orchestrator-role
+// session sends each device its install command, acknowledged before any chunk is requested.
+void grant_downloads(const BenchOptions& o, fota::testing::TestPki& pki, int port,
+                     const fota::v1::SignedManifest& manifest) {
+  Session orchestrator("orch-grants", pki, pki.issue(Role::kOrchestrator, "orch-grants"));
+  orchestrator.connect(port);
+  Loop loop;
+  loop.add(&orchestrator);
+  if (!loop.run_until([&] { return orchestrator.connect_rc() >= 0; }, std::chrono::seconds(10)) ||
+      !orchestrator.connected()) {
+    throw std::runtime_error("the granting orchestrator session did not connect");
+  }
+  for (int i = 0; i < o.devices; ++i) {
+    orchestrator.publish(device_topic(device_name(i), Channel::kCommand),
+                         install_command(device_name(i), manifest));
+  }
+  if (!loop.run_until([&] { return orchestrator.outstanding() == 0; }, std::chrono::seconds(30))) {
+    throw std::runtime_error("install commands were not acknowledged within 30 s");
+  }
+}
+
 // Each device pulls all chunks of the artifact with a window of requests, from whoever answers
 // (the plugin, or the orchestrator).
 // With a `budget`, a slow server is measured over that long instead of to completion.
@@ -414,11 +447,11 @@ class OrchestratorProcess {
                           << "data_dir: " << (dir / "data").string() << "\n"
                           << "artifacts_dir: " << store_dir.string() << "\n"
                           << "trusted_keys: " << trusted_key.string() << "\n"
-                          << "http:\n  listen: 127.0.0.1\n  port: 0\n"
+                          << "http:\n  listen: 127.0.0.1\n  port: " << http_port_ << "\n"
                           << "api_tokens:\n  - name: bench\n    token: bench-token-0123456789abcdef\n"
                           << "    role: admin\n"
                           << "log_level: warn\n";
-    const fs::path log = dir / "orchestrator.log";
+    const fs::path log = log_ = dir / "orchestrator.log";
     std::fflush(nullptr);  // the child must not repeat buffered output
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -442,11 +475,91 @@ class OrchestratorProcess {
   OrchestratorProcess(const OrchestratorProcess&) = delete;
   OrchestratorProcess& operator=(const OrchestratorProcess&) = delete;
 
+  // The orchestrator serves a device only the artifact its fleet state assigns it: the bench
+  // devices report an inventory, and a started rollout of the artifact to all of them sends each
+  // its install command.
+  void assign(const BenchOptions& o, fota::testing::TestPki& pki, int port, const std::string& artifact_id) {
+    Fleet fleet = connect_devices(o, pki, port, false);
+    for (const auto& d : fleet.devices) {
+      fota::v1::Inventory inventory;
+      inventory.set_device_id(d->id());
+      inventory.set_hardware_type("bench");
+      inventory.set_version("0.0.1");
+      // Retained, as devices do: the orchestrator reads retained inventories when it subscribes.
+      d->publish(device_topic(d->id(), Channel::kInventory), fota::common::encode(inventory), true);
+    }
+    const auto acknowledged = [&] {
+      for (const auto& d : fleet.devices) {
+        if (d->outstanding() != 0) return false;
+      }
+      return true;
+    };
+    if (!fleet.loop.run_until(acknowledged, std::chrono::seconds(30)))
+      throw std::runtime_error("the bench devices' inventories were not acknowledged");
+    httplib::Client http("127.0.0.1", http_port_);
+    http.set_bearer_token_auth(kToken);
+    const auto known = [&](const std::string& id) {
+      auto res = http.Get("/api/v1/devices/" + id);
+      return res && res->status == 200;
+    };
+    const auto all_known = [&] {
+      for (const auto& d : fleet.devices) {
+        if (!known(d->id())) return false;
+      }
+      return true;
+    };
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (!all_known()) {
+      if (Clock::now() > deadline)
+        throw std::runtime_error("the orchestrator did not register the bench devices; its log:\n" +
+                                 log_text());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    nlohmann::json devices = nlohmann::json::array();
+    for (const auto& d : fleet.devices) devices.push_back(d->id());
+    const nlohmann::json spec = {{"name", "bench"},
+                                 {"artifact", artifact_id},
+                                 {"target", {{"devices", devices}}},
+                                 {"waves", {{{"size", o.devices}}}},
+                                 {"retries", {{"max", 0}}}};
+    auto created = http.Post("/api/v1/rollouts", spec.dump(), "application/json");
+    if (!created || created->status / 100 != 2) {
+      throw std::runtime_error("creating the bench rollout failed: " +
+                               (created ? created->body : httplib::to_string(created.error())));
+    }
+    const std::string id = nlohmann::json::parse(created->body).value("id", "");
+    auto started = http.Post("/api/v1/rollouts/" + id + "/start", "", "application/json");
+    if (!started || started->status / 100 != 2) throw std::runtime_error("starting the bench rollout failed");
+    // Dispatched once the rollout shows no pending member.
+    const auto dispatched_by = Clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      auto res = http.Get("/api/v1/rollouts/" + id);
+      if (res && res->status == 200) {
+        const auto view = nlohmann::json::parse(res->body);
+        const auto counts = view.value("counts", nlohmann::json::object());
+        if (counts.value("dispatched", 0) == o.devices) return;
+      }
+      if (Clock::now() > dispatched_by) {
+        throw std::runtime_error("the bench rollout did not dispatch: " + (res ? res->body : std::string()));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
  private:
+  std::string log_text() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  static constexpr const char* kToken = "bench-token-0123456789abcdef";
+  fs::path log_;
   pid_t pid_ = -1;
+  int http_port_ = fota::testing::free_loopback_port();
 };
 
-// Waits until something answers a chunk request (the orchestrator has subscribed).
+// Waits until something answers a chunk request (the orchestrator has subscribed); the probe is
+// assigned nothing, so the answer is a refusal, which shows as well that the server is there.
 void wait_for_chunk_server(fota::testing::TestPki& pki, int port, const std::string& artifact_id) {
   const std::string id = "bench-probe";
   Session probe(id, pki, pki.issue(Role::kDevice, id));
@@ -496,7 +609,7 @@ struct PolicyCost {
 };
 
 PolicyCost measure_policy_cost(const BenchOptions& o, const fs::path& store_dir,
-                               const std::string& artifact_id) {
+                               const fota::v1::SignedManifest& manifest, const std::string& artifact_id) {
   fota::plugin::PluginOptions options;
   options.device_messages = {0, 1};
   options.device_bytes = {0, 1};
@@ -508,8 +621,12 @@ PolicyCost measure_policy_cost(const BenchOptions& o, const fs::path& store_dir,
   log->set_level(spdlog::level::off);
   fota::plugin::BrokerPolicy policy(options, {}, &chunks, log, 0);
   const std::string dev = "bench-dev-0";
-  (void)policy.on_connect(1, dev, fota::common::PeerIdentity{dev, Role::kDevice, "01"}, 0);
-  (void)policy.on_connect(2, "orch", fota::common::PeerIdentity{"orch", Role::kOrchestrator, "02"}, 0);
+  (void)policy.on_connect(1, dev, fota::common::PeerIdentity{dev, Role::kDevice, "01"}, "", 0);
+  (void)policy.on_connect(2, "orch", fota::common::PeerIdentity{"orch", Role::kOrchestrator, "02"}, "", 0);
+  const std::string install = install_command(dev, manifest);
+  if (!policy.on_publish(2, "orch", device_topic(dev, Channel::kCommand), install, false, 0).allowed())
+    throw std::runtime_error("policy refused the install command");
+  (void)policy.on_message(2, "orch", device_topic(dev, Channel::kCommand), install, 0);
 
   fota::v1::Progress progress;
   progress.set_device_id(dev);
@@ -687,12 +804,14 @@ int main(int argc, char** argv) {
           std::make_unique<fota::testing::MosquittoBroker>(pki, dir.path() / "orch-broker", raw_options);
       orchestrator = std::make_unique<OrchestratorProcess>(orchestrator_binary, dir.path() / "orchestrator",
                                                            pki, orch_broker->port(), store_dir, trusted);
+      orchestrator->assign(o, pki, orch_broker->port(), imported->artifact_id());
       wait_for_chunk_server(pki, orch_broker->port(), imported->artifact_id());
     }
     std::vector<double> raw_mb, plugin_fanout_mb, served_mb, orchestrator_mb, fanin_raw, fanin_plugin;
     for (int round = 0; round < o.repeat; ++round) {
       raw_mb.push_back(fan_out(o, pki, raw_broker.port()).mb_per_s());
       plugin_fanout_mb.push_back(fan_out(o, pki, plugin_broker.port()).mb_per_s());
+      grant_downloads(o, pki, plugin_broker.port(), *manifest);
       served_mb.push_back(
           pull_chunks(o, pki, plugin_broker.port(), imported->artifact_id(), o.chunks_per_device).mb_per_s());
       if (orchestrator) {
@@ -722,7 +841,7 @@ int main(int argc, char** argv) {
     const double served = best(served_mb);
     const double in_raw = best(fanin_raw);
     const double in_plugin = best(fanin_plugin);
-    const auto cost = measure_policy_cost(o, store_dir, imported->artifact_id());
+    const auto cost = measure_policy_cost(o, store_dir, *manifest, imported->artifact_id());
     std::printf("\n%-58s %10.1f MB/s  (%.1f)\n", "raw broker ceiling (publisher -> N subscribers, no plugin)",
                 raw, median(raw_mb));
     std::printf("%-58s %10.1f MB/s  (%.1f)\n", "chunks served by the plugin", served, median(served_mb));

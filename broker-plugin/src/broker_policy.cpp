@@ -2,6 +2,9 @@
 #include "fota/plugin/broker_policy.hpp"
 
 #include <algorithm>
+#include <cmath>
+
+#include <spdlog/fmt/fmt.h>
 
 #include "fota/common/codec.hpp"
 
@@ -24,6 +27,8 @@ std::string_view refusal_name(Refusal refusal) noexcept {
       return "revoked";
     case Refusal::kBanned:
       return "banned as an abuser";
+    case Refusal::kConnectRateLimited:
+      return "too many connection attempts";
     case Refusal::kUnknownClient:
       return "unknown client";
     case Refusal::kAclDenied:
@@ -49,6 +54,18 @@ std::string printable(std::string_view text) {
   return out;
 }
 
+// How long a bucket takes from empty to full; 0 when unlimited.
+std::int64_t refill_ms(const RateLimit& limit) {
+  if (limit.unlimited()) return 0;
+  return static_cast<std::int64_t>(std::ceil(limit.burst / limit.per_second * 1000.0));
+}
+
+// A configured limit as written in mosquitto.conf: 20, 0.2, 1e+06.
+std::string limit_text(double value) { return fmt::format("{}", value); }
+
+// Sweeps for idle state run at most this often (and on CONNECT or TICK, whichever comes).
+constexpr std::int64_t kSweepPeriodMs = 60'000;
+
 // Built by appending only: GCC 12 warns falsely (-Wrestrict) about `"literal" + std::string`.
 std::string quoted(std::string_view text) {
   std::string out(1, '"');
@@ -68,6 +85,11 @@ BrokerPolicy::BrokerPolicy(PluginOptions options, DenyList deny_list, const comm
       log_(std::move(logger)),
       stats_topic_(options_.scheme.broker_stats_topic()) {
   next_stats_ms_ = now_ms + options_.stats_interval_ms;
+  client_idle_ms_ = std::max({options_.client_state_idle_ms, options_.abuse_window_ms,
+                              refill_ms(options_.device_messages), refill_ms(options_.device_bytes),
+                              refill_ms(options_.device_chunk_bytes), refill_ms(options_.client_connects)});
+  address_idle_ms_ = refill_ms(options_.address_connects);
+  next_sweep_ms_ = now_ms + kSweepPeriodMs;
 }
 
 BrokerPolicy::Session* BrokerPolicy::live_session(ConnectionId connection, std::string_view client_id) {
@@ -78,7 +100,22 @@ BrokerPolicy::Session* BrokerPolicy::live_session(ConnectionId connection, std::
 
 const BrokerPolicy::Session* BrokerPolicy::known_session(std::string_view client_id) const {
   auto it = sessions_.find(client_id);
-  return it == sessions_.end() ? nullptr : &it->second;
+  return it == sessions_.end() || !it->second.admitted ? nullptr : &it->second;
+}
+
+void BrokerPolicy::reset_budgets(Session& session, Role role, std::int64_t now_ms) const {
+  session.messages = TokenBucket();
+  session.bytes = TokenBucket();
+  session.chunk_bytes = TokenBucket();
+  if (role == Role::kDevice) {
+    session.messages = TokenBucket(options_.device_messages, now_ms);
+    session.bytes = TokenBucket(options_.device_bytes, now_ms);
+    session.chunk_bytes = TokenBucket(options_.device_chunk_bytes, now_ms);
+  }
+  const double refusals = static_cast<double>(options_.abuse_refusals);
+  session.refusals = TokenBucket(
+      RateLimit{refusals * 1000.0 / static_cast<double>(options_.abuse_window_ms), refusals}, now_ms);
+  session.connects = TokenBucket(options_.client_connects, now_ms);
 }
 
 Decision BrokerPolicy::refuse_connect(Refusal refusal, std::string reason) {
@@ -90,8 +127,26 @@ Decision BrokerPolicy::refuse_connect(Refusal refusal, std::string reason) {
 
 Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view client_id,
                                   const common::Result<common::PeerIdentity>& certificate,
-                                  std::int64_t now_ms) {
-  const std::string who = std::string("client ") + quoted(client_id);
+                                  std::string_view address, std::int64_t now_ms) {
+  sweep(now_ms);
+  std::string who = std::string("client ") + quoted(client_id);
+  if (!address.empty()) {
+    who += " from ";
+    who += printable(address);
+    // Every attempt counts here, whoever it claims to be.
+    auto [it, fresh] = address_connects_.try_emplace(std::string(address));
+    if (fresh) it->second.connects = TokenBucket(options_.address_connects, now_ms);
+    it->second.last_active_ms = now_ms;
+    if (!it->second.connects.try_take(1, now_ms)) {
+      stats_.set_connects_rate_limited(stats_.connects_rate_limited() + 1);
+      return refuse_connect(Refusal::kConnectRateLimited,
+                            who + ": more than " + limit_text(options_.address_connects.burst) +
+                                " connection attempts from this address at " +
+                                limit_text(options_.address_connects.per_second) +
+                                "/s (plugin_opt_address_connect_burst, address_connects_per_second); "
+                                "the address must wait before connecting again");
+    }
+  }
   if (!certificate) {
     return refuse_connect(Refusal::kNoCertificate,
                           who + " has no usable client certificate (" + certificate.error().message + ")");
@@ -108,6 +163,23 @@ Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view clie
                           who + " has role " + std::string(common::role_name(identity.role)) +
                               "; only device, orchestrator and observer certificates may connect");
   }
+
+  // From here on the certificate proves the client id: its state is the id's own, kept across
+  // connections, and only the id's holder can use up its connect budget.
+  auto [entry, fresh] = sessions_.try_emplace(std::string(client_id));
+  Session& session = entry->second;
+  if (fresh || session.identity.role != identity.role) reset_budgets(session, identity.role, now_ms);
+  if (fresh) session.identity = identity;  // identity is replaced only on admission
+  session.last_active_ms = now_ms;
+  if (!session.connects.try_take(1, now_ms)) {
+    stats_.set_connects_rate_limited(stats_.connects_rate_limited() + 1);
+    return refuse_connect(Refusal::kConnectRateLimited,
+                          who + ": more than " + limit_text(options_.client_connects.burst) +
+                              " connection attempts for this client id at " +
+                              limit_text(options_.client_connects.per_second) +
+                              "/s (plugin_opt_client_connect_burst, client_connects_per_second); "
+                              "a device must back off between reconnects");
+  }
   if (deny_list_.denies(identity.common_name, identity.serial_hex)) {
     return refuse_connect(Refusal::kRevoked,
                           who + " (certificate serial " + identity.serial_hex + ") is on the deny list");
@@ -120,10 +192,13 @@ Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view clie
     banned_until_ms_.erase(ban);
   }
 
-  Session session;
   session.connection = connection;
   session.online = true;
+  session.admitted = true;
+  session.abuser = false;  // its refusal bucket is kept: a repeat offender is cut off sooner
   session.identity = identity;
+  session.chunk_request_topic.clear();
+  session.chunk_topic.clear();
   if (identity.role == Role::kDevice) {
     // peer_identity validated the CN as a device id.
     auto device = common::DeviceId::parse(identity.common_name);
@@ -131,14 +206,7 @@ Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view clie
       session.chunk_request_topic = options_.scheme.device_topic(*device, Channel::kChunkRequest);
       session.chunk_topic = options_.scheme.device_topic(*device, Channel::kChunk);
     }
-    session.messages = TokenBucket(options_.device_messages, now_ms);
-    session.bytes = TokenBucket(options_.device_bytes, now_ms);
-    session.chunk_bytes = TokenBucket(options_.device_chunk_bytes, now_ms);
   }
-  const double refusals = static_cast<double>(options_.abuse_refusals);
-  session.refusals = TokenBucket(
-      RateLimit{refusals * 1000.0 / static_cast<double>(options_.abuse_window_ms), refusals}, now_ms);
-  sessions_.insert_or_assign(std::string(client_id), std::move(session));
   log_->debug("admitted {} as {}", who, common::role_name(identity.role));
   return Decision::allow();
 }
@@ -217,8 +285,9 @@ Decision BrokerPolicy::on_publish(ConnectionId connection, std::string_view clie
     return refuse(live, Refusal::kAclDenied, who() + " may not publish to \"" + printable(topic) + "\"",
                   now_ms);
   }
-  if (retain && identity.role == Role::kDevice && target->channel != Channel::kInventory &&
-      target->channel != Channel::kPresence) {
+  // For every role: a retained command or chunk would reach the device again on every
+  // subscribe, long after it was meant, and the ACL lets nobody clear it.
+  if (retain && target->channel != Channel::kInventory && target->channel != Channel::kPresence) {
     return refuse(live, Refusal::kAclDenied,
                   who() + " may not retain on \"" + printable(topic) + "\" (only inventory and presence)",
                   now_ms);
@@ -263,13 +332,68 @@ MessageOutcome BrokerPolicy::on_message(ConnectionId connection, std::string_vie
   MessageOutcome out;
   if (chunks_ == nullptr) return out;
   Session* session = live_session(connection, client_id);
-  // Cheap test first: this runs for every PUBLISH the broker receives.
-  if (session == nullptr || session->chunk_request_topic.empty() || topic != session->chunk_request_topic)
+  if (session == nullptr) return out;
+  if (session->identity.role == Role::kOrchestrator) {
+    // on_publish admitted it: the ACL allows the orchestrator only command and chunk topics.
+    if (auto target = acl_.split(topic); target && target->channel == Channel::kCommand) {
+      learn_grant(target->device, payload, now_ms);
+    }
     return out;
+  }
+  // Cheap test first: this runs for every PUBLISH the broker receives.
+  if (session->chunk_request_topic.empty() || topic != session->chunk_request_topic) return out;
   auto request = common::decode<v1::ChunkRequest>(payload, common::kMaxChunkRequestBytes);
   if (!request) return out;  // on_publish already refused it; nothing to serve
+  auto grant = grants_.find(session->identity.common_name);
+  if (grant == grants_.end() || grant->second.artifact_id != request->artifact_id()) {
+    // Not what a command told this device to fetch (or told before the broker restarted): the
+    // plugin serves nothing, and the request goes on to the orchestrator, which answers only
+    // for the artifact the fleet state assigns the device.
+    stats_.set_chunk_requests_not_assigned(stats_.chunk_requests_not_assigned() + 1);
+    log_->debug("not serving {} to \"{}\": no command told it to fetch that artifact; forwarded",
+                printable(request->artifact_id()), printable(session->identity.common_name));
+    return out;
+  }
+  grant->second.last_active_ms = now_ms;
   serve_chunks(*session, *request, now_ms, out);
   return out;
+}
+
+void BrokerPolicy::learn_grant(std::string_view device_id, std::string_view payload, std::int64_t now_ms) {
+  // The common decoder, as every reader of commands: fields added to the envelope later are
+  // carried along unread.
+  auto command = common::decode<v1::Command>(payload, common::kMaxCommandBytes);
+  if (!command) return;  // on_publish validated it; nothing to learn from what does not parse
+  const v1::SignedManifest* manifest = nullptr;
+  switch (command->body_case()) {
+    case v1::Command::kInstall:
+      manifest = &command->install().manifest();
+      break;
+    case v1::Command::kRollback:
+      // Without a manifest the device only switches back to its previous slot: nothing to fetch.
+      if (command->rollback().has_manifest()) manifest = &command->rollback().manifest();
+      break;
+    case v1::Command::kCancel:
+      break;
+    default:
+      return;  // inventory, log level: the assignment stands
+  }
+  v1::Manifest decoded;
+  if (manifest == nullptr || !decoded.ParseFromString(manifest->manifest()) ||
+      !common::is_valid_artifact_id(decoded.artifact_id())) {
+    if (auto it = grants_.find(device_id); it != grants_.end()) {
+      grants_.erase(it);
+      log_->debug("\"{}\" may no longer fetch chunks (command {})", printable(device_id),
+                  printable(command->command_id()));
+    }
+    return;
+  }
+  auto [it, inserted] = grants_.try_emplace(std::string(device_id));
+  (void)inserted;
+  it->second.artifact_id = decoded.artifact_id();
+  it->second.last_active_ms = now_ms;
+  log_->debug("\"{}\" may fetch {} (command {})", printable(device_id), decoded.artifact_id(),
+              printable(command->command_id()));
 }
 
 void BrokerPolicy::serve_chunks(Session& session, const v1::ChunkRequest& request, std::int64_t now_ms,
@@ -298,22 +422,39 @@ void BrokerPolicy::serve_chunks(Session& session, const v1::ChunkRequest& reques
   }
 }
 
-void BrokerPolicy::on_disconnect(ConnectionId connection, std::string_view client_id) {
+void BrokerPolicy::on_disconnect(ConnectionId connection, std::string_view client_id, std::int64_t now_ms) {
   auto it = sessions_.find(client_id);
   // A reconnect authenticates before the broker drops the old connection: only the current
   // connection's disconnect counts.
   if (it == sessions_.end() || it->second.connection != connection) return;
   it->second.online = false;
+  it->second.last_active_ms = now_ms;
+}
+
+void BrokerPolicy::sweep(std::int64_t now_ms) {
+  if (now_ms < next_sweep_ms_) return;
+  next_sweep_ms_ = now_ms + kSweepPeriodMs;
+  // An id idle this long has full buckets again: forgetting it changes no decision. A ban is
+  // kept on its own until it ends.
+  std::erase_if(sessions_, [&](const auto& entry) {
+    return !entry.second.online && now_ms - entry.second.last_active_ms >= client_idle_ms_;
+  });
+  std::erase_if(address_connects_,
+                [&](const auto& entry) { return now_ms - entry.second.last_active_ms >= address_idle_ms_; });
+  // A grant nobody used for that long is forgotten; the orchestrator still serves the device
+  // what the fleet state assigns it.
+  std::erase_if(grants_,
+                [&](const auto& entry) { return now_ms - entry.second.last_active_ms >= client_idle_ms_; });
+  std::erase_if(banned_until_ms_, [&](const auto& entry) { return entry.second <= now_ms; });
 }
 
 TickOutcome BrokerPolicy::on_tick(std::int64_t now_ms) {
   TickOutcome out;
+  sweep(now_ms);
   if (options_.stats_interval_ms <= 0 || now_ms < next_stats_ms_) return out;
   next_stats_ms_ = now_ms + options_.stats_interval_ms;
   stats_.set_timestamp_ms(now_ms);
   out.stats = Publication{stats_topic_, stats_.SerializeAsString(), 0, true};
-  // Expired bans are dropped here, off the per-message path.
-  std::erase_if(banned_until_ms_, [&](const auto& entry) { return entry.second <= now_ms; });
   return out;
 }
 

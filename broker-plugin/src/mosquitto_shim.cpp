@@ -105,8 +105,10 @@ int on_basic_auth(int /*event*/, void* event_data, void* userdata) {
   auto& state = *static_cast<PluginState*>(userdata);
   try {
     auto* ev = static_cast<mosquitto_evt_basic_auth*>(event_data);
+    const char* address = mosquitto_client_address(ev->client);
     const auto decision = state.policy->on_connect(connection_of(ev->client), client_id_of(ev->client),
-                                                   certificate_identity(ev->client), now_ms());
+                                                   certificate_identity(ev->client),
+                                                   address != nullptr ? address : "", now_ms());
     return decision.allowed() ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH;
   } catch (...) {
     log_exception(state, "authentication");
@@ -184,7 +186,7 @@ int on_disconnect(int /*event*/, void* event_data, void* userdata) {
   auto& state = *static_cast<PluginState*>(userdata);
   try {
     auto* ev = static_cast<mosquitto_evt_disconnect*>(event_data);
-    state.policy->on_disconnect(connection_of(ev->client), client_id_of(ev->client));
+    state.policy->on_disconnect(connection_of(ev->client), client_id_of(ev->client), now_ms());
   } catch (...) {
     log_exception(state, "disconnect");
   }

@@ -116,6 +116,24 @@ common::Result<PluginOptions> parse_plugin_options(
        }},
       {"abuser_ban_seconds",
        [&](const auto& k, const auto& v) { return parse_seconds(k, v, 86400 * 365, o.abuser_ban_ms); }},
+      {"client_connects_per_second",
+       [&](const auto& k, const auto& v) {
+         return parse_number(k, v, 0, kMaxRate, o.client_connects.per_second);
+       }},
+      {"client_connect_burst",
+       [&](const auto& k, const auto& v) {
+         return parse_number(k, v, 1, kMaxRate, o.client_connects.burst);
+       }},
+      {"address_connects_per_second",
+       [&](const auto& k, const auto& v) {
+         return parse_number(k, v, 0, kMaxRate, o.address_connects.per_second);
+       }},
+      {"address_connect_burst",
+       [&](const auto& k, const auto& v) {
+         return parse_number(k, v, 1, kMaxRate, o.address_connects.burst);
+       }},
+      {"client_state_idle_seconds",
+       [&](const auto& k, const auto& v) { return parse_seconds(k, v, 86400 * 30, o.client_state_idle_ms); }},
       {"max_chunks_per_request",
        [&](const auto& k, const auto& v) {
          return parse_integer<std::uint32_t>(k, v, 1, 4096, o.max_chunks_per_request);

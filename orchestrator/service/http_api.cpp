@@ -245,6 +245,9 @@ std::string metrics_text(const ServiceMetrics& m) {
   out << "# HELP fota_chunk_requests_dropped_total Chunk requests dropped because the queue was full.\n"
          "# TYPE fota_chunk_requests_dropped_total counter\nfota_chunk_requests_dropped_total "
       << m.chunk_requests_dropped << "\n";
+  out << "# HELP fota_chunk_requests_refused_total Chunk requests for an artifact the device is not "
+         "assigned.\n# TYPE fota_chunk_requests_refused_total counter\nfota_chunk_requests_refused_total "
+      << m.chunk_requests_refused << "\n";
   return out.str();
 }
 

@@ -112,6 +112,11 @@ Status OrchestratorService::load() {
   const std::size_t device_count = devices->size(), rollout_count = rollouts->size();
   const std::size_t history_count = history->size();
   core_.restore(std::move(devices).value(), std::move(rollouts).value(), std::move(history).value());
+  // After a restart the fleet state says what each device may fetch, nothing else.
+  for (const auto& [id, rollout] : core_.rollouts()) {
+    if (!is_active(rollout.state)) continue;
+    for (const Member& m : rollout.members) refresh_fetchable(m.device_id);
+  }
   log_->info("loaded {} device(s), {} rollout(s) and {} finished update(s) as prediction history",
              device_count, rollout_count, history_count);
   return common::ok_status();
@@ -176,12 +181,40 @@ std::size_t OrchestratorService::serve_chunk_requests(std::chrono::milliseconds 
   return batch.size();
 }
 
+void OrchestratorService::refresh_fetchable(const std::string& device_id) {
+  std::string artifact = core_.fetchable_artifact(device_id);
+  std::lock_guard lock(fetchable_mutex_);
+  if (artifact.empty()) {
+    fetchable_.erase(device_id);
+  } else {
+    fetchable_[device_id] = std::move(artifact);
+  }
+}
+
+bool OrchestratorService::may_fetch(const std::string& device_id, const std::string& artifact_id) const {
+  std::lock_guard lock(fetchable_mutex_);
+  auto it = fetchable_.find(device_id);
+  return it != fetchable_.end() && it->second == artifact_id;
+}
+
 void OrchestratorService::handle_chunk_request(const common::DeviceId& device,
                                                const v1::ChunkRequest& request) {
   // Not under state_mutex_: chunk serving must not wait for run_once's commit.
   Publisher* publisher = publisher_.load();
   if (publisher == nullptr) return;
   const std::string topic = options_.topics.device_topic(device, Channel::kChunk);
+  if (!may_fetch(device.str(), request.artifact_id())) {
+    // The answer for an artifact the store lacks: the device learns nothing about what exists.
+    ++chunk_requests_refused_;
+    log_->info("refused chunks of {} to {}: the fleet state does not assign it that artifact",
+               request.artifact_id().substr(0, 64), device.str());
+    v1::ChunkData reply;
+    reply.set_artifact_id(request.artifact_id());
+    reply.set_request_id(request.request_id());
+    reply.set_status(v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+    publisher->publish(topic, common::encode(reply), 1, 0);
+    return;
+  }
   // Streamed: 256 chunks of up to 1 MiB are never held at once.
   const auto summary = common::respond_to_chunk_request(
       request, common::ArtifactStoreChunkSource(artifacts_),
@@ -202,6 +235,9 @@ SaveBatch OrchestratorService::save_at(Millis now) {
 void OrchestratorService::queue_commands() {
   std::vector<DeviceCommand> ready = core_.take_commands();
   if (ready.empty()) return;
+  for (const DeviceCommand& c : ready) {
+    if (auto parsed = options_.topics.parse(c.topic)) refresh_fetchable(parsed->device.str());
+  }
   {
     std::lock_guard lock(command_mutex_);
     for (DeviceCommand& c : ready) commands_.push_back(std::move(c));
@@ -237,7 +273,11 @@ std::size_t OrchestratorService::run_once(Millis now) {
   for (const Inbound& in : batch) core_.on_message(in.device, in.message, now);
   core_.tick(now);
   // Commands go out only after the state that produced them is durable.
-  if (core_.commit(save_at(now))) queue_commands();
+  if (core_.commit(save_at(now))) {
+    queue_commands();
+    // A report may have ended an update (committed, failed) without any command.
+    for (const Inbound& in : batch) refresh_fetchable(in.device.str());
+  }
   return batch.size();
 }
 
@@ -383,6 +423,8 @@ common::Result<RolloutView> OrchestratorService::rollout_action(const std::strin
   auto r = core_.rollout_action(id, action, actor, now, save_at(now));
   if (!r) return r.error();
   queue_commands();
+  // An abort or a pause may end assignments without a command to every member.
+  for (const Member& m : (*r)->members) refresh_fetchable(m.device_id);
   return core_.view(**r, now, false);
 }
 
@@ -428,6 +470,7 @@ ServiceMetrics OrchestratorService::metrics(Millis now) {
   m.commands_sent = commands_sent_.load();
   m.messages_rejected = messages_rejected_.load();
   m.chunk_requests_dropped = chunk_requests_dropped_.load();
+  m.chunk_requests_refused = chunk_requests_refused_.load();
   return m;
 }
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -86,6 +87,7 @@ struct ServiceMetrics {
   std::uint64_t commands_sent = 0;
   std::uint64_t messages_rejected = 0;
   std::uint64_t chunk_requests_dropped = 0;
+  std::uint64_t chunk_requests_refused = 0;  // for an artifact the device is not assigned
 };
 
 class OrchestratorService {
@@ -160,8 +162,13 @@ class OrchestratorService {
   void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
   // Writes a batch of the core's in one transaction, its audit entries at `now`.
   SaveBatch save_at(Millis now);
-  // Hands the core's committed commands to send_commands().
+  // Hands the core's committed commands to send_commands(), and refreshes what the devices
+  // they go to may fetch. Called with state_mutex_ held.
   void queue_commands();
+  // Copies the fleet state's fetchable artifact of the device into fetchable_ (state_mutex_
+  // held), so chunk serving can check it without waiting for the state lock.
+  void refresh_fetchable(const std::string& device_id);
+  bool may_fetch(const std::string& device_id, const std::string& artifact_id) const;
 
   std::shared_ptr<const common::TrustStore> trusted_keys() const;
 
@@ -189,12 +196,19 @@ class OrchestratorService {
   std::mutex state_mutex_;
   FleetCore core_;  // guarded by state_mutex_
 
+  // Device id -> the artifact it may fetch (FleetCore::fetchable_artifact), refreshed whenever a
+  // command goes to the device or a report from it was applied; one entry per device being
+  // updated. Chunk serving reads it under its own lock.
+  mutable std::mutex fetchable_mutex_;
+  std::unordered_map<std::string, std::string> fetchable_;
+
   // Metrics of the adapters (the core counts progress reports).
   std::atomic<std::uint64_t> chunks_served_{0};
   std::atomic<std::uint64_t> chunk_bytes_served_{0};
   std::atomic<std::uint64_t> commands_sent_{0};
   std::atomic<std::uint64_t> messages_rejected_{0};
   std::atomic<std::uint64_t> chunk_requests_dropped_{0};
+  std::atomic<std::uint64_t> chunk_requests_refused_{0};
 };
 
 }  // namespace fota::orchestrator

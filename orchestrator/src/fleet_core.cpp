@@ -458,6 +458,26 @@ std::string FleetCore::owner(const std::string& device_id) const {
   return claim == fleet_.claims.end() ? std::string() : claim->second;
 }
 
+std::string FleetCore::fetchable_artifact(const std::string& device_id) const {
+  const std::string rollout_id = owner(device_id);
+  if (rollout_id.empty()) return {};
+  auto rollout = rollouts_.find(rollout_id);
+  if (rollout == rollouts_.end()) return {};
+  const Member* m = rollout->second.find_member(device_id);
+  if (m == nullptr) return {};
+  switch (m->state) {
+    case MemberState::kDispatched:
+    case MemberState::kUpdating:
+    case MemberState::kRetryWait:
+      return rollout->second.spec.artifact_id;
+    case MemberState::kRollingBack:
+      // The rollback command carries the previous artifact only when the store still has it.
+      return artifacts_.image_size(m->previous_artifact_id) > 0 ? m->previous_artifact_id : std::string();
+    default:
+      return {};
+  }
+}
+
 RolloutPrediction FleetCore::predict(const Rollout& r, Millis now) const {
   return predict_rollout(r, fleet_, artifacts_.image_size(r.spec.artifact_id), link_model_, now);
 }

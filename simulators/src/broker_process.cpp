@@ -121,6 +121,8 @@ common::Result<std::unique_ptr<BrokerProcess>> BrokerProcess::launch(
          << "plugin " << plugin->library.string() << "\n"
          << "plugin_opt_artifact_dir " << plugin->artifact_dir.string() << "\n"
          << "plugin_opt_device_msgs_per_second 1000\nplugin_opt_device_msg_burst 2000\n"
+         // Every simulated device connects from 127.0.0.1: no per-address CONNECT limit here.
+         << "plugin_opt_address_connects_per_second 0\n"
          << "plugin_opt_log_level warn\n";
   }
   conf.close();

@@ -55,8 +55,12 @@ class BrokerPolicyTest : public ::testing::Test {
         std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_st>()),
         clock_.now_ms());
   }
-  Decision connect(ConnectionId conn, const std::string& client_id, const common::PeerIdentity& id) {
-    return policy_->on_connect(conn, client_id, id, clock_.now_ms());
+  Decision connect(ConnectionId conn, const std::string& client_id, const common::PeerIdentity& id,
+                   const std::string& address = "127.0.0.1") {
+    return policy_->on_connect(conn, client_id, id, address, clock_.now_ms());
+  }
+  void disconnect(ConnectionId conn, const std::string& client_id) {
+    policy_->on_disconnect(conn, client_id, clock_.now_ms());
   }
   Decision publish(ConnectionId conn, const std::string& client_id, const std::string& topic,
                    const std::string& payload, bool retain = false) {
@@ -85,6 +89,29 @@ class BrokerPolicyTest : public ::testing::Test {
     r.set_bitmap_base(bitmap_base);
     return common::encode(r);
   }
+  static std::string install_command(const std::string& device, const std::string& artifact,
+                                     const std::string& command_id = "c-1") {
+    v1::Manifest manifest;
+    manifest.set_artifact_id(artifact);
+    v1::Command command;
+    command.set_command_id(command_id);
+    command.set_device_id(device);
+    command.mutable_install()->mutable_manifest()->set_manifest(manifest.SerializeAsString());
+    return common::encode(command);
+  }
+  // What the orchestrator does before a device downloads: send it a command naming the artifact.
+  void send_command(const std::string& device, const std::string& payload) {
+    if (!orchestrator_connected_) {
+      ASSERT_TRUE(connect(kOrchestratorConn, "orch-1", identity("orch-1", Role::kOrchestrator)).allowed());
+      orchestrator_connected_ = true;
+    }
+    const std::string topic = "fota/v1/dev/" + device + "/cmd";
+    ASSERT_TRUE(publish(kOrchestratorConn, "orch-1", topic, payload).allowed());
+    policy_->on_message(kOrchestratorConn, "orch-1", topic, payload, clock_.now_ms());
+  }
+  void grant(const std::string& device, const std::string& artifact) {
+    send_command(device, install_command(device, artifact));
+  }
   MessageOutcome request_chunks(const std::string& device, const std::string& payload) {
     const std::string topic = "fota/v1/dev/" + device + "/chunk/req";
     EXPECT_TRUE(publish(kConn1, device, topic, payload).allowed());
@@ -100,6 +127,8 @@ class BrokerPolicyTest : public ::testing::Test {
     return out;
   }
 
+  static constexpr ConnectionId kOrchestratorConn = 99;
+  bool orchestrator_connected_ = false;
   testing::ManualClock clock_;
   FakeChunkSource chunks_;
   std::unique_ptr<BrokerPolicy> policy_;
@@ -116,7 +145,7 @@ TEST_F(BrokerPolicyTest, AdmitsDeviceOrchestratorAndObserverWhoseCnIsTheClientId
 TEST_F(BrokerPolicyTest, RefusesConnectWithoutCertificate) {
   make();
   const auto d = policy_->on_connect(kConn1, "dev-1", common::Error(common::Errc::kPermissionDenied, "none"),
-                                     clock_.now_ms());
+                                     "127.0.0.1", clock_.now_ms());
   EXPECT_EQ(d.refusal, Refusal::kNoCertificate);
   EXPECT_EQ(policy_->stats().connections_refused(), 1u);
 }
@@ -154,7 +183,7 @@ TEST_F(BrokerPolicyTest, NewDenyListNamesConnectedClientsToDisconnect) {
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice, "01")).allowed());
   ASSERT_TRUE(connect(kConn2, "dev-2", identity("dev-2", Role::kDevice, "02")).allowed());
   ASSERT_TRUE(connect(3, "dev-3", identity("dev-3", Role::kDevice, "03")).allowed());
-  policy_->on_disconnect(3, "dev-3");
+  disconnect(3, "dev-3");
   auto list = DenyList::parse("dev-1\nserial:02\ndev-3\n");
   ASSERT_TRUE(list);
   auto revoked = policy_->replace_deny_list(std::move(list).value());
@@ -296,7 +325,7 @@ TEST_F(BrokerPolicyTest, PersistentAbuserIsDisconnectedAndBannedForAWhile) {
   // Until the broker has closed it, anything else from the connection is refused too.
   clock_.advance(2s);
   EXPECT_TRUE(publish(kConn1, "dev-1", topic, progress("dev-1")).disconnect);
-  policy_->on_disconnect(kConn1, "dev-1");
+  disconnect(kConn1, "dev-1");
   EXPECT_EQ(connect(kConn2, "dev-1", identity("dev-1", Role::kDevice)).refusal, Refusal::kBanned);
   clock_.advance(3s);
   ASSERT_TRUE(connect(kConn2, "dev-1", identity("dev-1", Role::kDevice)).allowed());
@@ -323,7 +352,7 @@ TEST_F(BrokerPolicyTest, WillOfADisconnectedDeviceIsStillChecked) {
   make(options);
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
   ASSERT_TRUE(publish(kConn1, "dev-1", "fota/v1/dev/dev-1/progress", progress("dev-1")).allowed());
-  policy_->on_disconnect(kConn1, "dev-1");
+  disconnect(kConn1, "dev-1");
   v1::Presence offline;
   offline.set_device_id("dev-1");
   // The broker checks the will after the disconnect: allowed (and not rate limited) ...
@@ -338,7 +367,7 @@ TEST_F(BrokerPolicyTest, WillOfADisconnectedDeviceIsStillChecked) {
 TEST_F(BrokerPolicyTest, QueuesForOfflineSessions) {
   make();
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
-  policy_->on_disconnect(kConn1, "dev-1");
+  disconnect(kConn1, "dev-1");
   // A command for a device that is away is queued in its persistent session.
   EXPECT_TRUE(policy_->on_deliver("dev-1", "fota/v1/dev/dev-1/cmd").allowed());
   EXPECT_FALSE(policy_->on_deliver("dev-1", "fota/v1/dev/dev-2/cmd").allowed());
@@ -355,7 +384,7 @@ TEST_F(BrokerPolicyTest, ReconnectKeepsTheNewConnectionWhenTheOldOneDropsLater) 
   make();
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
   ASSERT_TRUE(connect(kConn2, "dev-1", identity("dev-1", Role::kDevice)).allowed());
-  policy_->on_disconnect(kConn1, "dev-1");  // the broker drops the taken-over connection now
+  disconnect(kConn1, "dev-1");  // the broker drops the taken-over connection now
   EXPECT_TRUE(policy_->on_subscribe(kConn2, "dev-1", "fota/v1/dev/dev-1/cmd", clock_.now_ms()).allowed());
   EXPECT_EQ(policy_->on_subscribe(kConn1, "dev-1", "fota/v1/dev/dev-1/cmd", clock_.now_ms()).refusal,
             Refusal::kUnknownClient);
@@ -364,6 +393,7 @@ TEST_F(BrokerPolicyTest, ReconnectKeepsTheNewConnectionWhenTheOldOneDropsLater) 
 TEST_F(BrokerPolicyTest, ServesRequestedChunksStraightToTheDevice) {
   make();
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  grant("dev-1", kArtifact);
   auto outcome = request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{2, 3}}));
   EXPECT_TRUE(outcome.served);
   auto replies = decode_replies(outcome);
@@ -385,6 +415,7 @@ TEST_F(BrokerPolicyTest, ServesRequestedChunksStraightToTheDevice) {
 TEST_F(BrokerPolicyTest, ServesBitmapRequestsAndMarksIndicesPastTheEnd) {
   make();
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  grant("dev-1", kArtifact);
   // Bits 0 and 3 of base 8 -> chunks 8 and 11 (the fake artifact has 10 chunks).
   auto outcome = request_chunks("dev-1", chunk_request("dev-1", kArtifact, {}, std::string(1, '\x09'), 8));
   auto replies = decode_replies(outcome);
@@ -402,6 +433,7 @@ TEST_F(BrokerPolicyTest, BoundsTheWorkOfOneRequest) {
   make(options);
   chunks_.chunks = 1'000'000;
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  grant("dev-1", kArtifact);
   auto outcome = request_chunks(
       "dev-1", chunk_request("dev-1", kArtifact, {{0, 4'000'000'000u}, {5, 9}}, std::string(1000, '\xff')));
   EXPECT_EQ(outcome.replies.size(), 4u);
@@ -411,6 +443,7 @@ TEST_F(BrokerPolicyTest, BoundsTheWorkOfOneRequest) {
 TEST_F(BrokerPolicyTest, AnswersEachChunkOnceAndNeverWrapsPastTheLastIndex) {
   make();
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  grant("dev-1", kArtifact);
   // Chunk 1 twice (ranges, then bitmap bit 1); a range that would wrap past 2^32 - 1 to 0, 1, ...
   auto replies = decode_replies(request_chunks(
       "dev-1", chunk_request("dev-1", kArtifact, {{0, 2}, {4'294'967'295u, 3}}, std::string(1, '\x02'))));
@@ -426,6 +459,7 @@ TEST_F(BrokerPolicyTest, AnswersEachChunkOnceAndNeverWrapsPastTheLastIndex) {
 TEST_F(BrokerPolicyTest, UnknownArtifactGoesOnToTheOrchestrator) {
   make();
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  grant("dev-1", "ffffffffffffffffffffffffffffffff");
   auto outcome =
       request_chunks("dev-1", chunk_request("dev-1", "ffffffffffffffffffffffffffffffff", {{0, 2}}));
   EXPECT_FALSE(outcome.served);
@@ -447,6 +481,7 @@ TEST_F(BrokerPolicyTest, ChunkByteBudgetAnswersUnavailable) {
   options.device_chunk_bytes = RateLimit{1024, 2048};
   make(options);
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  grant("dev-1", kArtifact);
   auto replies = decode_replies(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 4}})));
   ASSERT_EQ(replies.size(), 4u);
   EXPECT_EQ(replies[0].status(), v1::CHUNK_STATUS_OK);
@@ -463,6 +498,7 @@ TEST_F(BrokerPolicyTest, ReadFailureAnswersUnavailable) {
   make();
   chunks_.fail_reads = true;
   ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  grant("dev-1", kArtifact);
   auto replies = decode_replies(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})));
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(replies[0].status(), v1::CHUNK_STATUS_UNAVAILABLE);
@@ -484,6 +520,253 @@ TEST_F(BrokerPolicyTest, PublishesRetainedStatsEveryInterval) {
   EXPECT_EQ(stats->connections_refused(), 1u);
   EXPECT_EQ(stats->timestamp_ms(), clock_.now_ms());
   EXPECT_FALSE(policy_->on_tick(clock_.now_ms() + 10).stats);
+}
+
+// ---------------------------------------------------------------------------------------
+// Limits that survive a reconnect (budgets, abuse counts and CONNECT attempts per client id
+// and per address), bounded memory.
+// ---------------------------------------------------------------------------------------
+
+TEST_F(BrokerPolicyTest, MessageAndByteBudgetsSurviveAReconnect) {
+  PluginOptions options;
+  options.device_messages = RateLimit{2, 5};
+  options.device_bytes = RateLimit{100, 300};
+  options.abuse_refusals = 1000;
+  make(options);
+  const std::string topic = "fota/v1/dev/dev-1/progress";
+  ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  const auto big = progress("dev-1", 200);
+  EXPECT_TRUE(publish(kConn1, "dev-1", topic, big).allowed());
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(publish(kConn1, "dev-1", topic, progress("dev-1")).allowed()) << i;
+  disconnect(kConn1, "dev-1");
+  ASSERT_TRUE(connect(kConn2, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  // A fresh connection, the same empty buckets.
+  EXPECT_EQ(publish(kConn2, "dev-1", topic, progress("dev-1")).refusal, Refusal::kRateLimited);
+  clock_.advance(500ms);  // one message token, 50 bytes back
+  EXPECT_EQ(publish(kConn2, "dev-1", topic, big).refusal, Refusal::kRateLimited);
+  EXPECT_TRUE(publish(kConn2, "dev-1", topic, progress("dev-1")).allowed());
+}
+
+TEST_F(BrokerPolicyTest, ReconnectingEveryFewMessagesCannotBeatTheRateAndEndsInABan) {
+  // The attack of issue 17: reconnect every 190 messages, against the default 100/s.
+  PluginOptions options;
+  options.client_connects = RateLimit{0, 1};  // only the budgets are under test here
+  make(options);
+  const std::string topic = "fota/v1/dev/dev-1/progress";
+  const auto payload = progress("dev-1");
+  int allowed = 0;
+  bool banned = false;
+  ConnectionId conn = 100;
+  const std::int64_t start = clock_.now_ms();
+  while (clock_.now_ms() - start < 20'000 && !banned) {
+    ++conn;
+    const auto admitted = connect(conn, "dev-1", identity("dev-1", Role::kDevice));
+    if (admitted.refusal == Refusal::kBanned) {
+      banned = true;
+      break;
+    }
+    ASSERT_TRUE(admitted.allowed()) << admitted.reason;
+    for (int i = 0; i < 190; ++i) {
+      clock_.advance(1ms);  // 1,000 messages/s offered
+      const auto d = publish(conn, "dev-1", topic, payload);
+      if (d.allowed()) ++allowed;
+      if (d.disconnect) break;
+    }
+    disconnect(conn, "dev-1");
+  }
+  const double seconds = static_cast<double>(clock_.now_ms() - start) / 1000.0;
+  // Burst 200, then 100/s: whatever the reconnects.
+  EXPECT_LE(allowed, 200 + static_cast<int>(100 * seconds) + 1) << seconds << " s";
+  EXPECT_TRUE(banned);
+  EXPECT_GE(policy_->stats().disconnected_abusers(), 1u);
+}
+
+TEST_F(BrokerPolicyTest, AbuseCountSurvivesAReconnect) {
+  PluginOptions options;
+  options.abuse_refusals = 3;
+  options.abuse_window_ms = 60'000;
+  make(options);
+  ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  for (int i = 0; i < 3; ++i)
+    EXPECT_FALSE(policy_->on_subscribe(kConn1, "dev-1", "#", clock_.now_ms()).disconnect);
+  disconnect(kConn1, "dev-1");
+  ASSERT_TRUE(connect(kConn2, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  // ACL probing spread over connections is still one client's probing.
+  EXPECT_TRUE(policy_->on_subscribe(kConn2, "dev-1", "#", clock_.now_ms()).disconnect);
+  disconnect(kConn2, "dev-1");
+  EXPECT_EQ(connect(3, "dev-1", identity("dev-1", Role::kDevice)).refusal, Refusal::kBanned);
+}
+
+TEST_F(BrokerPolicyTest, ConnectAttemptsAreLimitedPerClientId) {
+  PluginOptions options;
+  options.client_connects = RateLimit{0.1, 3};
+  make(options);
+  for (ConnectionId c = 1; c <= 3; ++c) {
+    ASSERT_TRUE(connect(c, "dev-1", identity("dev-1", Role::kDevice)).allowed()) << c;
+    disconnect(c, "dev-1");
+  }
+  const auto refused = connect(4, "dev-1", identity("dev-1", Role::kDevice));
+  EXPECT_EQ(refused.refusal, Refusal::kConnectRateLimited);
+  EXPECT_NE(refused.reason.find("connection attempts for this client id"), std::string::npos)
+      << refused.reason;
+  EXPECT_NE(refused.reason.find("client_connect_burst"), std::string::npos) << refused.reason;
+  EXPECT_EQ(policy_->stats().connects_rate_limited(), 1u);
+  // Other ids are not affected; the id gets a new attempt after 1 / 0.1 s.
+  EXPECT_TRUE(connect(5, "dev-2", identity("dev-2", Role::kDevice)).allowed());
+  clock_.advance(10s);
+  EXPECT_TRUE(connect(6, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+}
+
+TEST_F(BrokerPolicyTest, SpoofedConnectsDoNotUseUpTheVictimsBudget) {
+  PluginOptions options;
+  options.client_connects = RateLimit{0.1, 2};
+  make(options);
+  for (ConnectionId c = 1; c <= 10; ++c) {
+    EXPECT_EQ(connect(c, "dev-victim", identity("dev-attacker", Role::kDevice)).refusal,
+              Refusal::kClientIdMismatch);
+  }
+  EXPECT_TRUE(connect(11, "dev-victim", identity("dev-victim", Role::kDevice)).allowed());
+}
+
+TEST_F(BrokerPolicyTest, ConnectAttemptsAreLimitedPerSourceAddress) {
+  PluginOptions options;
+  options.address_connects = RateLimit{1, 3};
+  make(options);
+  for (int i = 1; i <= 3; ++i) {
+    const std::string id = "dev-" + std::to_string(i);
+    EXPECT_TRUE(connect(static_cast<ConnectionId>(i), id, identity(id, Role::kDevice), "10.0.0.1").allowed());
+  }
+  // Every attempt from the address counts, whatever it claims to be.
+  const auto refused = connect(4, "dev-4", identity("dev-4", Role::kDevice), "10.0.0.1");
+  EXPECT_EQ(refused.refusal, Refusal::kConnectRateLimited);
+  EXPECT_NE(refused.reason.find("from 10.0.0.1"), std::string::npos) << refused.reason;
+  EXPECT_NE(refused.reason.find("address_connect_burst"), std::string::npos) << refused.reason;
+  EXPECT_TRUE(connect(5, "dev-4", identity("dev-4", Role::kDevice), "10.0.0.2").allowed());
+  clock_.advance(1s);
+  EXPECT_TRUE(connect(6, "dev-5", identity("dev-5", Role::kDevice), "10.0.0.1").allowed());
+}
+
+TEST_F(BrokerPolicyTest, StateOfIdleClientsAddressesAndGrantsIsForgotten) {
+  PluginOptions options;
+  options.client_state_idle_ms = 120'000;
+  options.client_connects = RateLimit{1, 10};
+  make(options);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string id = "dev-" + std::to_string(i);
+    const auto conn = static_cast<ConnectionId>(1000 + i);
+    ASSERT_TRUE(connect(conn, id, identity(id, Role::kDevice),
+                        "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250))
+                    .allowed());
+    grant(id, kArtifact);
+    if (i > 0) disconnect(conn, id);  // dev-0 stays online
+  }
+  EXPECT_EQ(policy_->tracked_clients(), 1001u);  // and the orchestrator
+  EXPECT_EQ(policy_->tracked_addresses(), 1001u);  // and the orchestrator's 127.0.0.1
+  EXPECT_EQ(policy_->chunk_grants(), 1000u);
+  clock_.advance(60s);
+  (void)policy_->on_tick(clock_.now_ms());
+  // Addresses refill in 200 s / 20 = 10 s: gone. Clients and grants are kept for two minutes.
+  EXPECT_EQ(policy_->tracked_addresses(), 0u);
+  EXPECT_EQ(policy_->tracked_clients(), 1001u);
+  clock_.advance(61s);
+  (void)policy_->on_tick(clock_.now_ms());
+  EXPECT_EQ(policy_->tracked_clients(), 2u);  // the two still online
+  EXPECT_EQ(policy_->chunk_grants(), 0u);
+  // dev-0 is still known and may still do its work.
+  EXPECT_TRUE(publish(1000, "dev-0", "fota/v1/dev/dev-0/progress", progress("dev-0")).allowed());
+}
+
+// ---------------------------------------------------------------------------------------
+// No retained commands or chunks, for any role.
+// ---------------------------------------------------------------------------------------
+
+TEST_F(BrokerPolicyTest, NoRoleMayRetainCommandsOrChunks) {
+  make();
+  ASSERT_TRUE(connect(kConn1, "orch-1", identity("orch-1", Role::kOrchestrator)).allowed());
+  ASSERT_TRUE(connect(kConn2, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  const std::string command = install_command("dev-1", kArtifact);
+  v1::ChunkData chunk;
+  chunk.set_artifact_id(kArtifact);
+  const auto retained_command = publish(kConn1, "orch-1", "fota/v1/dev/dev-1/cmd", command, true);
+  EXPECT_EQ(retained_command.refusal, Refusal::kAclDenied);
+  EXPECT_NE(retained_command.reason.find("may not retain"), std::string::npos) << retained_command.reason;
+  EXPECT_EQ(publish(kConn1, "orch-1", "fota/v1/dev/dev-1/chunk", common::encode(chunk), true).refusal,
+            Refusal::kAclDenied);
+  EXPECT_EQ(publish(kConn2, "dev-1", "fota/v1/dev/dev-1/chunk/req",
+                    chunk_request("dev-1", kArtifact, {{0, 1}}), true)
+                .refusal,
+            Refusal::kAclDenied);
+  // Not retained, the same messages pass.
+  EXPECT_TRUE(publish(kConn1, "orch-1", "fota/v1/dev/dev-1/cmd", command).allowed());
+  EXPECT_TRUE(publish(kConn1, "orch-1", "fota/v1/dev/dev-1/chunk", common::encode(chunk)).allowed());
+}
+
+// ---------------------------------------------------------------------------------------
+// Chunks only for what a command told the device to fetch.
+// ---------------------------------------------------------------------------------------
+
+TEST_F(BrokerPolicyTest, ServesOnlyTheArtifactACommandToldTheDeviceToFetch) {
+  make();
+  ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  // Never told to fetch anything: nothing served, the request goes on to the orchestrator.
+  auto outcome = request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}}));
+  EXPECT_FALSE(outcome.served);
+  EXPECT_TRUE(outcome.replies.empty());
+  EXPECT_EQ(policy_->stats().chunk_requests_not_assigned(), 1u);
+  EXPECT_EQ(chunks_.reads, 0);
+
+  // Another device's assignment is not this one's.
+  grant("dev-2", kArtifact);
+  EXPECT_FALSE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
+
+  grant("dev-1", kArtifact);
+  EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
+  // An inventory request leaves the assignment in place.
+  v1::Command inventory;
+  inventory.set_command_id("c-2");
+  inventory.set_device_id("dev-1");
+  inventory.mutable_report_inventory();
+  send_command("dev-1", common::encode(inventory));
+  EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
+
+  // A cancel ends it.
+  v1::Command cancel;
+  cancel.set_command_id("c-3");
+  cancel.set_device_id("dev-1");
+  cancel.mutable_cancel();
+  send_command("dev-1", common::encode(cancel));
+  EXPECT_FALSE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
+
+  // A rollback to a signed artifact grants that one; a rollback to the previous slot, nothing.
+  const std::string older = "00000000000000000000000000000001";
+  v1::Manifest manifest;
+  manifest.set_artifact_id(older);
+  v1::Command rollback;
+  rollback.set_command_id("c-4");
+  rollback.set_device_id("dev-1");
+  rollback.mutable_rollback()->mutable_manifest()->set_manifest(manifest.SerializeAsString());
+  send_command("dev-1", common::encode(rollback));
+  EXPECT_FALSE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
+  EXPECT_EQ(policy_->chunk_grants(), 2u);
+  rollback.set_command_id("c-5");
+  rollback.mutable_rollback()->clear_manifest();
+  send_command("dev-1", common::encode(rollback));
+  EXPECT_EQ(policy_->chunk_grants(), 1u);  // dev-2's
+  EXPECT_EQ(policy_->stats().chunk_requests_not_assigned(), 4u);
+}
+
+TEST_F(BrokerPolicyTest, AfterABrokerRestartRequestsGoToTheOrchestratorUntilTheNextCommand) {
+  make();
+  ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  grant("dev-1", kArtifact);
+  EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
+  make();  // the broker restarted: the plugin's memory is gone
+  orchestrator_connected_ = false;
+  ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  const auto outcome = request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}}));
+  EXPECT_FALSE(outcome.served);  // forwarded: the orchestrator checks its fleet state
+  grant("dev-1", kArtifact);     // a re-sent install command is learned again
+  EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
 }
 
 }  // namespace

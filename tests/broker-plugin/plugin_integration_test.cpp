@@ -2,6 +2,7 @@
 // Attacks and valid flows against a real mosquitto with the plugin loaded, real clients over
 // mTLS. Each attack expects a refusal; each flow expects delivery.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <gtest/gtest.h>
 
@@ -62,6 +63,78 @@ std::string chunk_request(const std::string& id, const std::string& artifact, st
   range->set_first(first);
   range->set_count(count);
   return common::encode(r);
+}
+
+// A third-party client, as an attacker would use it: Mosquitto's own mosquitto_pub
+// (package mosquitto-clients), bounded by coreutils' timeout so a test cannot hang on it.
+class MosquittoPub {
+ public:
+  MosquittoPub(int port, const fs::path& ca, const common::IssuedFiles& cert, std::string client_id,
+               fs::path output)
+      : port_(port), ca_(ca), cert_(cert), client_id_(std::move(client_id)), output_(std::move(output)) {}
+
+  // Publishes the file's bytes `repeat` times over one connection; the exit code (0 = every
+  // message went out and the connection was accepted), -1 when it did not exit normally.
+  int publish(const std::string& topic, const fs::path& payload, int repeat = 1, bool retain = false,
+              int qos = 1) const {
+    std::vector<std::string> argv = {"/usr/bin/timeout",
+                                     "20",
+                                     "/usr/bin/mosquitto_pub",
+                                     "-h",
+                                     "127.0.0.1",
+                                     "-p",
+                                     std::to_string(port_),
+                                     "-V",
+                                     "mqttv5",
+                                     "--cafile",
+                                     ca_.string(),
+                                     "--cert",
+                                     cert_.cert.string(),
+                                     "--key",
+                                     cert_.key.string(),
+                                     "-i",
+                                     client_id_,
+                                     "-t",
+                                     topic,
+                                     "-f",
+                                     payload.string(),
+                                     "-q",
+                                     std::to_string(qos)};
+    if (repeat > 1) {
+      argv.push_back("--repeat");
+      argv.push_back(std::to_string(repeat));
+    }
+    if (retain) argv.push_back("-r");
+    const pid_t pid = testing::spawn(argv, output_);
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+  }
+
+ private:
+  int port_;
+  fs::path ca_;
+  common::IssuedFiles cert_;
+  std::string client_id_;
+  fs::path output_;
+};
+
+fs::path write_payload(const fs::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+// An install command naming the artifact, as the orchestrator sends it (the plugin reads only
+// the artifact id of the manifest; the device verifies the signature).
+std::string install_command(const std::string& id, const std::string& artifact_id,
+                            const std::string& command_id) {
+  v1::Manifest manifest;
+  manifest.set_artifact_id(artifact_id);
+  v1::Command c;
+  c.set_command_id(command_id);
+  c.set_device_id(id);
+  c.mutable_install()->mutable_manifest()->set_manifest(manifest.SerializeAsString());
+  return common::encode(c);
 }
 
 // One PKI, one artifact store with one artifact, for the whole suite.
@@ -129,9 +202,11 @@ class PluginTest : public ::testing::Test {
     env_ = nullptr;
   }
 
-  void start_broker(std::vector<std::pair<std::string, std::string>> extra_options = {}) {
+  void start_broker(std::vector<std::pair<std::string, std::string>> extra_options = {},
+                    std::string extra_config = {}) {
     testing::BrokerOptions options;
     options.with_plugin = true;
+    options.extra_config = std::move(extra_config);
     options.plugin_options = {{"artifact_dir", env_->store_dir().string()}};
     for (auto& option : extra_options) options.plugin_options.push_back(std::move(option));
     broker_ = std::make_unique<testing::MosquittoBroker>(env_->pki(), work_.path() / "broker", options);
@@ -178,6 +253,21 @@ class PluginTest : public ::testing::Test {
   static void expect_no_message(TestMqttClient& c, std::chrono::milliseconds wait = 300ms) {
     auto m = c.wait_message(wait);
     EXPECT_FALSE(m) << "unexpected message on " << m->topic;
+  }
+
+  MosquittoPub mosquitto_pub(Role role, const std::string& cn) {
+    if (!fs::exists("/usr/bin/mosquitto_pub"))
+      throw std::runtime_error(
+          "/usr/bin/mosquitto_pub is missing: install mosquitto-clients (scripts/deps.txt)");
+    return MosquittoPub(broker_->port(), env_->pki().ca_cert(), env_->pki().issue(role, cn), cn,
+                        work_.path() / ("mosquitto_pub-" + cn + ".log"));
+  }
+
+  // Every message that arrives within `quiet` of the previous one.
+  static std::vector<testing::TestMessage> drain(TestMqttClient& c, std::chrono::milliseconds quiet = 500ms) {
+    std::vector<testing::TestMessage> out;
+    while (auto m = c.wait_message(quiet)) out.push_back(std::move(*m));
+    return out;
   }
 
   static PluginEnvironment* env_;
@@ -345,6 +435,150 @@ TEST_F(PluginTest, FloodIsRateLimitedThenDisconnectedAndBanned) {
   EXPECT_LT(*rc, 0x80);
 }
 
+// The attack of issue 17: a device that reconnects every few messages got fresh buckets each
+// time. Now the budget is the client id's: whatever the reconnects, no more than the burst plus
+// the rate gets through, and the refusals add up to a ban.
+TEST_F(PluginTest, FloodThatReconnectsEveryFewMessagesIsHeldToTheRateAndBanned) {
+  start_broker({{"device_msgs_per_second", "20"},
+                {"device_msg_burst", "20"},
+                {"abuse_refusals", "20"},
+                {"abuse_window_seconds", "60"},
+                {"abuser_ban_seconds", "60"},
+                {"client_connect_burst", "1000"}});  // only the message budget is under test here
+  auto orchestrator = client(Role::kOrchestrator, "orch-1");
+  expect_subscribed(*orchestrator, topic("dev-flood", Channel::kProgress));
+  const auto payload = write_payload(work_.path() / "progress.bin", progress("dev-flood"));
+  const auto flooder = mosquitto_pub(Role::kDevice, "dev-flood");
+  const auto start = std::chrono::steady_clock::now();
+  int connections = 0;
+  bool banned = false;
+  for (; connections < 30 && !banned; ++connections) {
+    (void)flooder.publish(topic("dev-flood", Channel::kProgress), payload, 19);
+    banned = broker_->log().find("\"dev-flood\" from 127.0.0.1 was disconnected as an abuser") !=
+             std::string::npos;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto received = drain(*orchestrator);
+  EXPECT_TRUE(banned) << broker_->log();
+  EXPECT_GE(connections, 2);
+  EXPECT_GE(received.size(), 19u);
+  // The documented rate holds across connections: burst + rate x elapsed time.
+  EXPECT_LE(static_cast<double>(received.size()), 20 + 20 * seconds + 1)
+      << received.size() << " messages in " << seconds << " s over " << connections << " connections";
+  EXPECT_NE(broker_->log().find("disconnecting \"dev-flood\""), std::string::npos);
+  // Still banned: another connection is refused.
+  EXPECT_NE(flooder.publish(topic("dev-flood", Channel::kProgress), payload), 0);
+}
+
+TEST_F(PluginTest, ConnectAttemptsAreLimitedPerClientIdAndPerAddress) {
+  start_broker({{"client_connects_per_second", "0.01"},
+                {"client_connect_burst", "3"},
+                {"address_connects_per_second", "0.01"},
+                {"address_connect_burst", "6"}});
+  const auto payload = write_payload(work_.path() / "progress.bin", progress("dev-1"));
+  const auto dev1 = mosquitto_pub(Role::kDevice, "dev-1");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(dev1.publish(topic("dev-1", Channel::kProgress), payload), 0) << i;
+  EXPECT_NE(dev1.publish(topic("dev-1", Channel::kProgress), payload), 0);
+  EXPECT_NE(broker_->log().find(
+                "client \"dev-1\" from 127.0.0.1: more than 3 connection attempts for this client id"),
+            std::string::npos)
+      << broker_->log();
+  // Four attempts from 127.0.0.1 so far; two more fit the address's burst of six.
+  const auto dev2_payload = write_payload(work_.path() / "progress2.bin", progress("dev-2"));
+  const auto dev2 = mosquitto_pub(Role::kDevice, "dev-2");
+  EXPECT_EQ(dev2.publish(topic("dev-2", Channel::kProgress), dev2_payload), 0);
+  EXPECT_EQ(dev2.publish(topic("dev-2", Channel::kProgress), dev2_payload), 0);
+  const auto dev3_payload = write_payload(work_.path() / "progress3.bin", progress("dev-3"));
+  EXPECT_NE(mosquitto_pub(Role::kDevice, "dev-3").publish(topic("dev-3", Channel::kProgress), dev3_payload),
+            0);
+  EXPECT_NE(broker_->log().find("connection attempts from this address"), std::string::npos)
+      << broker_->log();
+}
+
+// Retained commands would reach a device again on every subscribe; the orchestrator identity
+// may not retain one either (nor a chunk), and a device may retain nothing but its inventory and
+// presence.
+TEST_F(PluginTest, RetainedCommandsAndChunksAreRefusedForEveryRole) {
+  start_broker({{"log_level", "debug"}}, "log_type debug\n");  // per-message refusals are debug lines
+  const auto command_file = write_payload(work_.path() / "cmd.bin", command("dev-1", "retained-1"));
+  v1::ChunkData chunk;
+  chunk.set_artifact_id(env_->artifact_id());
+  chunk.set_data("stale");
+  const auto chunk_file = write_payload(work_.path() / "chunk.bin", common::encode(chunk));
+  const auto orchestrator = mosquitto_pub(Role::kOrchestrator, "orch-1");
+  (void)orchestrator.publish(topic("dev-1", Channel::kCommand), command_file, 1, true);
+  (void)orchestrator.publish(topic("dev-1", Channel::kChunk), chunk_file, 1, true);
+  const auto request_file =
+      write_payload(work_.path() / "req.bin", chunk_request("dev-1", env_->artifact_id(), 0, 1));
+  (void)mosquitto_pub(Role::kDevice, "dev-1")
+      .publish(topic("dev-1", Channel::kChunkRequest), request_file, 1, true);
+  const std::string log = broker_->log();
+  EXPECT_NE(log.find("orchestrator \"orch-1\" may not retain on \"fota/v1/dev/dev-1/cmd\""),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("orchestrator \"orch-1\" may not retain on \"fota/v1/dev/dev-1/chunk\""),
+            std::string::npos);
+  EXPECT_NE(log.find("device \"dev-1\" may not retain on \"fota/v1/dev/dev-1/chunk/req\""),
+            std::string::npos);
+  // Nothing retained waits for the device when it subscribes.
+  auto dev = client(Role::kDevice, "dev-1");
+  expect_subscribed(*dev, topic("dev-1", Channel::kCommand));
+  expect_subscribed(*dev, topic("dev-1", Channel::kChunk));
+  expect_no_message(*dev, 500ms);
+}
+
+// A device asks for chunks of an artifact in the store that no command told it to fetch: the
+// plugin serves nothing and passes the request on to the orchestrator (which checks its fleet
+// state). Once the orchestrator sends the install command, that device - and only it - is
+// served that artifact, until a cancel ends it.
+TEST_F(PluginTest, ChunksOnlyForTheArtifactACommandToldTheDeviceToFetch) {
+  start_broker({{"log_level", "debug"}}, "log_type debug\n");
+  auto [orchestrator, dev, other] =
+      clients<3>({{{Role::kOrchestrator, "orch-1"}, {Role::kDevice, "dev-1"}, {Role::kDevice, "dev-2"}}});
+  expect_subscribed(*orchestrator, common::TopicScheme().shared_filter(Channel::kChunkRequest));
+  expect_subscribed(*dev, topic("dev-1", Channel::kChunk));
+  expect_subscribed(*other, topic("dev-2", Channel::kChunk));
+  const std::string& artifact = env_->artifact_id();
+
+  EXPECT_EQ(
+      dev->publish(topic("dev-1", Channel::kChunkRequest), chunk_request("dev-1", artifact, 0, 2)).value(),
+      0);
+  expect_no_message(*dev);
+  auto forwarded = orchestrator->wait_message();
+  ASSERT_TRUE(forwarded);
+  EXPECT_EQ(forwarded->topic, topic("dev-1", Channel::kChunkRequest));
+  EXPECT_NE(broker_->log().find("no command told it to fetch that artifact"), std::string::npos);
+
+  ASSERT_EQ(
+      orchestrator->publish(topic("dev-1", Channel::kCommand), install_command("dev-1", artifact, "i-1"))
+          .value(),
+      0);
+  EXPECT_EQ(
+      dev->publish(topic("dev-1", Channel::kChunkRequest), chunk_request("dev-1", artifact, 0, 2)).value(),
+      0);
+  const auto chunks = drain(*dev);
+  ASSERT_EQ(chunks.size(), 2u) << broker_->log();
+  for (const auto& m : chunks) {
+    EXPECT_EQ(common::decode<v1::ChunkData>(m.payload, common::kMaxChunkDataBytes)->status(),
+              v1::CHUNK_STATUS_OK);
+  }
+  // dev-2 was not told: nothing for it.
+  EXPECT_EQ(
+      other->publish(topic("dev-2", Channel::kChunkRequest), chunk_request("dev-2", artifact, 0, 2)).value(),
+      0);
+  expect_no_message(*other);
+
+  v1::Command cancel;
+  cancel.set_command_id("c-1");
+  cancel.set_device_id("dev-1");
+  cancel.mutable_cancel();
+  ASSERT_EQ(orchestrator->publish(topic("dev-1", Channel::kCommand), common::encode(cancel)).value(), 0);
+  EXPECT_EQ(
+      dev->publish(topic("dev-1", Channel::kChunkRequest), chunk_request("dev-1", artifact, 2, 1)).value(),
+      0);
+  expect_no_message(*dev);
+}
+
 TEST_F(PluginTest, RevokedDeviceIsRefusedAndDisconnectedOnSighup) {
   const fs::path deny = work_.path() / "deny.txt";
   std::ofstream(deny) << "dev-stolen\n";
@@ -473,6 +707,11 @@ TEST_F(PluginTest, PluginServedChunksArriveByteIdenticalAndAreNotForwarded) {
   auto [orchestrator, dev] = clients<2>({{{Role::kOrchestrator, "orch-1"}, {Role::kDevice, "dev-1"}}});
   expect_subscribed(*orchestrator, common::TopicScheme().shared_filter(Channel::kChunkRequest));
   expect_subscribed(*dev, topic("dev-1", Channel::kChunk));
+  ASSERT_EQ(orchestrator
+                ->publish(topic("dev-1", Channel::kCommand),
+                          install_command("dev-1", env_->artifact_id(), "install-1"))
+                .value(),
+            0);
 
   const std::string& image = env_->image_bytes();
   const auto chunk_total = static_cast<std::uint32_t>((image.size() + kChunkSize - 1) / kChunkSize);
@@ -525,6 +764,10 @@ TEST_F(PluginTest, PluginServesHashTableChunksAfterTheImageChunks) {
   const common::ChunkSpace space = common::ChunkSpace::of(m);
   ASSERT_EQ(space.image_chunks(), 201u);
   ASSERT_EQ(space.hash_chunks(), 2u);
+  ASSERT_EQ(orchestrator
+                ->publish(topic("dev-1", Channel::kCommand), install_command("dev-1", m.artifact_id(), "i-1"))
+                .value(),
+            0);
   ASSERT_TRUE(dev->publish(topic("dev-1", Channel::kChunkRequest),
                            chunk_request("dev-1", m.artifact_id(), space.image_chunks(), 3)));
   for (std::uint32_t j = 0; j < 3; ++j) {

@@ -354,6 +354,96 @@ std::string uploaded_id(const CommandRun& r) {
   return pos == std::string::npos ? "" : r.output.substr(pos + 18, 32);
 }
 
+// A device is served chunks only of the artifact the fleet state assigns it: not before its
+// rollout sends the install command, not another artifact, not another device's, not after the
+// rollout was aborted; and after a restart the assignment is read back from the store.
+TEST_F(OrchestratorServiceTest, ChunksOnlyForTheArtifactTheFleetStateAssigns) {
+  start_orchestrator();
+  const common::TopicScheme topics;
+  // Devices that register but act on nothing: the test crafts their chunk requests.
+  const auto device = [&](const std::string& id) {
+    auto c = std::make_unique<TestMqttClient>(
+        broker_->uri(), id,
+        TestMqttClient::Identity{pki_->ca_cert(), pki_->issue(common::Role::kDevice, id)});
+    EXPECT_TRUE(c->connect().ok());
+    const auto dev = *common::DeviceId::parse(id);
+    EXPECT_TRUE(c->subscribe(topics.device_topic(dev, Channel::kChunk)).ok());
+    EXPECT_TRUE(c->subscribe(topics.device_topic(dev, Channel::kCommand)).ok());
+    v1::Inventory inv;
+    inv.set_device_id(id);
+    inv.set_hardware_type("gw-v2");
+    inv.set_version("1.0");
+    inv.set_artifact_id(kOldArtifact);
+    inv.set_security_counter(1);
+    EXPECT_EQ(c->publish(topics.device_topic(dev, Channel::kInventory), common::encode(inv), 1, true).value(),
+              0);
+    return c;
+  };
+  auto assigned = device("dev-assigned");
+  auto other = device("dev-other");
+  wait_registered(2);
+  const std::string a =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw", "2.0", 64 * 1024).string()));
+  const std::string b =
+      uploaded_id(fotactl_ok("artifact upload " + make_bundle("fw", "3.0", 64 * 1024).string()));
+  ASSERT_EQ(a.size(), 32u);
+  ASSERT_EQ(b.size(), 32u);
+
+  // Asks for chunk 0 of `artifact`; returns the status of the answer (-1 = no answer).
+  const auto ask = [&](TestMqttClient& c, const std::string& id, const std::string& artifact) {
+    v1::ChunkRequest req;
+    req.set_device_id(id);
+    req.set_artifact_id(artifact);
+    req.set_request_id(7);
+    auto* range = req.add_ranges();
+    range->set_first(0);
+    range->set_count(1);
+    EXPECT_EQ(c.publish(topics.device_topic(*common::DeviceId::parse(id), Channel::kChunkRequest),
+                        common::encode(req))
+                  .value(),
+              0);
+    while (auto m = c.wait_message(5s)) {
+      if (m->topic.find("/chunk") == std::string::npos) continue;  // a command
+      auto chunk = common::decode<v1::ChunkData>(m->payload, common::kMaxChunkDataBytes);
+      EXPECT_TRUE(chunk.ok());
+      EXPECT_EQ(chunk->artifact_id(), artifact);
+      return static_cast<int>(chunk->status());
+    }
+    return -1;
+  };
+  EXPECT_EQ(ask(*assigned, "dev-assigned", a), v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+
+  const std::string id = create_rollout("name: one\nartifact: " + a +
+                                        "\ntarget: {devices: [dev-assigned]}\nwaves:\n  - size: 1\n");
+  fotactl_ok("rollout start " + id);
+  // The install command arrives; the device is now assigned `a`, and only `a`.
+  auto command = assigned->wait_message(10s);
+  ASSERT_TRUE(command) << read_log();
+  EXPECT_NE(command->topic.find("/cmd"), std::string::npos);
+  EXPECT_EQ(ask(*assigned, "dev-assigned", a), v1::CHUNK_STATUS_OK);
+  EXPECT_EQ(ask(*assigned, "dev-assigned", b), v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+  EXPECT_EQ(ask(*other, "dev-other", a), v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+
+  // A restart keeps the assignment: it is read back from the fleet state.
+  stop_orchestrator(SIGTERM);
+  start_orchestrator();
+  EXPECT_EQ(ask(*assigned, "dev-assigned", a), v1::CHUNK_STATUS_OK) << read_log();
+  EXPECT_EQ(ask(*other, "dev-other", a), v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+
+  // Aborting the rollout cancels the update, and with it the assignment.
+  fotactl_ok("rollout abort " + id);
+  for (int i = 0; i < 100 && api_get("/api/v1/rollouts/" + id).value("state", "") != "aborted"; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  (void)assigned->wait_message(2s);  // the cancel
+  EXPECT_EQ(ask(*assigned, "dev-assigned", a), v1::CHUNK_STATUS_UNKNOWN_ARTIFACT);
+  httplib::Client http("127.0.0.1", http_port_);
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("fota_chunk_requests_refused_total 2"), std::string::npos) << metrics->body;
+  EXPECT_NE(read_log().find("does not assign it that artifact"), std::string::npos);
+}
+
 TEST_F(OrchestratorServiceTest, TwoWaveRolloutCompletesOverRealBroker) {
   start_orchestrator();
   auto devices = make_devices(4);

@@ -34,8 +34,11 @@ std::filesystem::path make_artifact_dir(const std::filesystem::path& dir) {
 testing::BrokerOptions plugin_options(const std::filesystem::path& artifacts) {
   testing::BrokerOptions options;
   options.with_plugin = true;
-  options.plugin_options = {
-      {"artifact_dir", artifacts.string()}, {"device_msgs_per_second", "1000"}, {"device_msg_burst", "2000"}};
+  options.plugin_options = {{"artifact_dir", artifacts.string()},
+                            {"device_msgs_per_second", "1000"},
+                            {"device_msg_burst", "2000"},
+                            // Every simulated device connects from 127.0.0.1.
+                            {"address_connects_per_second", "0"}};
   options.extra_config = "max_packet_size 4210688\n";
   return options;
 }

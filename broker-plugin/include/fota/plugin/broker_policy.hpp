@@ -6,6 +6,10 @@
 // (the Mosquitto shim uses the address of the client context): when a device reconnects, the
 // broker reports the old connection's disconnect after the new one authenticated, and the
 // handle keeps the two apart.
+//
+// Budgets (token buckets), abuse counts and chunk grants belong to the client id, not to the
+// connection: reconnecting refills nothing. What is kept for an id that has gone quiet is
+// forgotten once it would be back to a fresh state anyway (docs/BROKER_PLUGIN.md, "Memory").
 #pragma once
 
 #include <cstdint>
@@ -33,12 +37,13 @@ using ConnectionId = std::uint64_t;
 
 enum class Refusal {
   kNone,
-  kNoCertificate,     // no verified client certificate, or one without a usable CN / role
-  kClientIdMismatch,  // MQTT client id differs from the certificate CN
-  kRoleNotAllowed,    // a role that has no business on MQTT (operator, broker)
-  kRevoked,           // CN or serial on the deny list
-  kBanned,            // recently disconnected as an abuser
-  kUnknownClient,     // an event for a client this policy never admitted
+  kNoCertificate,       // no verified client certificate, or one without a usable CN / role
+  kClientIdMismatch,    // MQTT client id differs from the certificate CN
+  kRoleNotAllowed,      // a role that has no business on MQTT (operator, broker)
+  kRevoked,             // CN or serial on the deny list
+  kBanned,              // recently disconnected as an abuser
+  kConnectRateLimited,  // too many CONNECT attempts from this client id or source address
+  kUnknownClient,       // an event for a client this policy never admitted
   kAclDenied,
   kInvalidPayload,
   kRateLimited,
@@ -84,9 +89,11 @@ class BrokerPolicy {
                std::shared_ptr<spdlog::logger> logger, std::int64_t now_ms);
 
   // CONNECT. `certificate` is the identity read from the verified client certificate, or the
-  // error of reading it (no certificate, no CN, no role).
+  // error of reading it (no certificate, no CN, no role). `address` is the peer's IP address as
+  // text (empty when unknown: then only the per-id attempt limit applies).
   Decision on_connect(ConnectionId connection, std::string_view client_id,
-                      const common::Result<common::PeerIdentity>& certificate, std::int64_t now_ms);
+                      const common::Result<common::PeerIdentity>& certificate, std::string_view address,
+                      std::int64_t now_ms);
   // SUBSCRIBE of one filter.
   Decision on_subscribe(ConnectionId connection, std::string_view client_id, std::string_view filter,
                         std::int64_t now_ms);
@@ -95,11 +102,12 @@ class BrokerPolicy {
                       std::string_view payload, bool retain, std::int64_t now_ms);
   // Delivery of a message on `topic` to the client (also queued and retained messages).
   Decision on_deliver(std::string_view client_id, std::string_view topic) const;
-  // A PUBLISH that passed on_publish, before it is routed: chunk requests the store can answer
-  // are answered here.
+  // A PUBLISH that passed on_publish, before it is routed: commands to a device grant (or end)
+  // its right to fetch an artifact; chunk requests for the granted artifact that the store can
+  // answer are answered here.
   MessageOutcome on_message(ConnectionId connection, std::string_view client_id, std::string_view topic,
                             std::string_view payload, std::int64_t now_ms);
-  void on_disconnect(ConnectionId connection, std::string_view client_id);
+  void on_disconnect(ConnectionId connection, std::string_view client_id, std::int64_t now_ms);
   TickOutcome on_tick(std::int64_t now_ms);
 
   // Replaces the deny list (SIGHUP). Returns the client ids of connected clients that are
@@ -107,12 +115,19 @@ class BrokerPolicy {
   std::vector<std::string> replace_deny_list(DenyList deny_list);
 
   const v1::BrokerStats& stats() const noexcept { return stats_; }
+  // What is kept now: client ids (online or not), source addresses, chunk grants. For tests of
+  // the memory bound.
+  std::size_t tracked_clients() const noexcept { return sessions_.size(); }
+  std::size_t tracked_addresses() const noexcept { return address_connects_.size(); }
+  std::size_t chunk_grants() const noexcept { return grants_.size(); }
   const PluginOptions& options() const noexcept { return options_; }
 
  private:
+  // One per client id whose certificate was verified; kept across connections.
   struct Session {
     ConnectionId connection = 0;
     bool online = false;
+    bool admitted = false;  // was admitted at least once: `identity` may be used for wills
     common::PeerIdentity identity;
     std::string chunk_request_topic;  // devices only: the one topic the plugin may answer
     std::string chunk_topic;
@@ -120,12 +135,29 @@ class BrokerPolicy {
     TokenBucket bytes;
     TokenBucket chunk_bytes;
     TokenBucket refusals;
+    TokenBucket connects;
     bool abuser = false;
+    std::int64_t last_active_ms = 0;  // last CONNECT or disconnect
+  };
+  struct AddressState {
+    TokenBucket connects;
+    std::int64_t last_active_ms = 0;
+  };
+  // The artifact a command last told a device to fetch.
+  struct ChunkGrant {
+    std::string artifact_id;
+    std::int64_t last_active_ms = 0;  // granted or last used
   };
 
   Session* live_session(ConnectionId connection, std::string_view client_id);
   const Session* known_session(std::string_view client_id) const;
   Decision refuse_connect(Refusal refusal, std::string reason);
+  // Fresh budgets for the role (devices are limited, the others are not).
+  void reset_budgets(Session& session, common::Role role, std::int64_t now_ms) const;
+  // Learns from a command the orchestrator sends a device what that device may fetch.
+  void learn_grant(std::string_view device_id, std::string_view payload, std::int64_t now_ms);
+  // Forgets idle client ids, addresses, grants and expired bans; at most once per sweep period.
+  void sweep(std::int64_t now_ms);
   // Counts a refusal of a live session; may make it an abuser.
   Decision refuse(Session* session, Refusal refusal, std::string reason, std::int64_t now_ms);
   void serve_chunks(Session& session, const v1::ChunkRequest& request, std::int64_t now_ms,
@@ -146,6 +178,11 @@ class BrokerPolicy {
   };
   std::unordered_map<std::string, Session, StringHash, std::equal_to<>> sessions_;
   std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>> banned_until_ms_;
+  std::unordered_map<std::string, AddressState, StringHash, std::equal_to<>> address_connects_;
+  std::unordered_map<std::string, ChunkGrant, StringHash, std::equal_to<>> grants_;  // by device id
+  std::int64_t client_idle_ms_ = 0;   // options_.client_state_idle_ms or the longest refill
+  std::int64_t address_idle_ms_ = 0;  // the address bucket's refill time
+  std::int64_t next_sweep_ms_ = 0;
   v1::BrokerStats stats_;
   std::int64_t next_stats_ms_ = 0;
   std::string stats_topic_;

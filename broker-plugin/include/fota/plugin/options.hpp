@@ -35,6 +35,16 @@ struct PluginOptions {
   std::int64_t abuse_window_ms = 10'000;
   std::int64_t abuser_ban_ms = 30'000;
 
+  // CONNECT attempts: per client id (counted once the certificate proves the id, so nobody can
+  // use up another device's budget) and per source address (counted for every attempt the plugin
+  // sees; generous, since a NAT gateway may front many devices). Past either, CONNECT is refused.
+  RateLimit client_connects{0.2, 20};
+  RateLimit address_connects{100, 2000};
+  // State kept per client id and per address (budgets, abuse counts, chunk grants) outlives a
+  // connection; an id or address idle for longer than this, and than any of its buckets needs to
+  // refill, is forgotten (it would be back to a fresh state anyway).
+  std::int64_t client_state_idle_ms = 600'000;
+
   // Work bound per chunk request: at most this many chunks are read and answered.
   std::uint32_t max_chunks_per_request = 64;
   int chunk_qos = 1;

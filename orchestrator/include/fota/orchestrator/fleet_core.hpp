@@ -150,6 +150,11 @@ class FleetCore {
   bool has_device(const std::string& id) const { return fleet_.devices.count(id) > 0; }
   // The active rollout that owns the device, or empty.
   std::string owner(const std::string& device_id) const;
+  // The artifact the fleet state lets the device fetch chunks of now: the one the rollout that
+  // owns it is installing (install sent, updating, waiting to retry) or rolling it back to. Empty
+  // when it may fetch nothing (not owned, pending, finished, cancelled, reverting to its previous
+  // slot).
+  std::string fetchable_artifact(const std::string& device_id) const;
   RolloutPrediction predict(const Rollout& rollout, Millis now) const;
   // The rollout as the API shows it: per-wave counts, the ETA while it can still run, and its
   // members when asked.
