@@ -35,7 +35,7 @@ DeviceAgent::DeviceAgent(DeviceAgentConfig config, Installer& installer, Journal
       device_(std::move(device)),
       topics_(std::move(topics)) {}
 
-DeviceAgent::~DeviceAgent() = default;
+DeviceAgent::~DeviceAgent() { installer_.set_log_sink({}); }
 
 common::Result<std::unique_ptr<DeviceAgent>> DeviceAgent::create(DeviceAgentConfig config,
                                                                  Installer& installer, Journal& journal,
@@ -74,6 +74,11 @@ common::Result<std::unique_ptr<DeviceAgent>> DeviceAgent::create(DeviceAgentConf
     // input's; the entry's timestamp only orders entries.
     if (level >= v1::LOG_LEVEL_WARN) self->log(level, message, "fota-client", self->now_ms_);
   };
+  // What the installer runs (update modules) logs to the fleet like the application does, with
+  // the clock of the input that started it.
+  self->installer_.set_log_sink([self](v1::LogLevel level, std::string message, std::string source) {
+    self->log(level, std::move(message), std::move(source), self->now_ms_);
+  });
   self->uplink_ = std::make_unique<Uplink>(*self);
   self->runtime_ = std::make_unique<DeviceRuntime>(*self->engine_, self->installer_, self->journal_,
                                                    *self->uplink_, std::move(runtime_hooks));

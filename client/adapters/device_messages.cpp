@@ -1,7 +1,5 @@
 #include "fota/client/device_messages.hpp"
 
-#include <algorithm>
-
 #include "fota/common/codec.hpp"
 
 namespace fota::client {
@@ -44,17 +42,6 @@ common::Result<Actions> dispatch_device_message(UpdateEngine& engine, const comm
   }
   return Error(Errc::kInvalidArgument, "a message on the device's own '" + std::string(topic) +
                                            "' topic, which devices only publish to");
-}
-
-ReconnectBackoff::ReconnectBackoff(std::int64_t base_ms, std::int64_t max_ms, std::uint64_t seed)
-    : base_ms_(base_ms), max_ms_(max_ms), rng_(seed != 0 ? seed : std::random_device{}()) {}
-
-std::int64_t ReconnectBackoff::next_delay_ms() {
-  const int exponent = std::min(attempt_, 20);
-  ++attempt_;
-  const std::int64_t cap = std::min<std::int64_t>(max_ms_, base_ms_ * (std::int64_t{1} << exponent));
-  std::uniform_int_distribution<std::int64_t> jitter(0, std::max<std::int64_t>(cap, 0));
-  return jitter(rng_);
 }
 
 }  // namespace fota::client

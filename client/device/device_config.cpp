@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "fota/client/boot_chooser.hpp"
+#include "module_config.hpp"
 
 namespace fota::device {
 namespace {
@@ -96,6 +97,7 @@ common::Result<DeviceConfig> load_config(const std::filesystem::path& path) {
       c.modules_dir = rel(y["modules_dir"].as<std::string>());
       c.engine.capabilities.push_back(v1::PAYLOAD_TYPE_MODULE);
     }
+    c.module_sandbox = module_sandbox_from_config(y);
     if (y["health_check"]) c.health_check_command = y["health_check"].as<std::string>();
     if (y["log_level"]) c.log_level = y["log_level"].as<std::string>();
     if (y["transport"]) {

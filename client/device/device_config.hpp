@@ -8,6 +8,7 @@
 #include <string>
 
 #include "fota/client/engine.hpp"
+#include "fota/client/installer.hpp"
 #include "fota/client/mqtt_client.hpp"
 #include "fota/common/result.hpp"
 
@@ -31,6 +32,7 @@ struct DeviceConfig {
   std::map<std::string, std::filesystem::path> slots;
   std::map<std::string, std::filesystem::path> files;  // file payload targets
   std::filesystem::path modules_dir;                   // update modules (empty = none)
+  client::ModuleSandbox module_sandbox;                // how they run (module_* keys)
   std::string health_check_command;
   // Run to reboot. Empty (only with the simulated boot loader) = a simulated reboot inside
   // this process; otherwise "systemctl reboot" unless configured.

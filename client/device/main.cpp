@@ -177,6 +177,17 @@ int main(int argc, char** argv) {
   if (!transport.empty()) config->transport = transport;
   logger->info("transport: {}, boot loader: {}", config->transport,
                device::bootloader_name(config->bootloader));
+  std::unique_ptr<client::ModuleInstaller> modules;
+  if (!config->modules_dir.empty()) {
+    auto created = client::ModuleInstaller::create(config->modules_dir, config->state_dir / "module-work",
+                                                   config->module_sandbox);
+    if (!created.ok()) {
+      logger->error("update modules: {} (see docs/CLIENT.md, fota-device)", created.error().message);
+      return 2;
+    }
+    modules = std::move(created).value();
+  }
+
   common::TrustStore trust;
   if (auto s = trust.load(config->trust); !s.ok() || trust.empty()) {
     logger->error("cannot load the artifact signing keys from {}: {}", config->trust.string(),
@@ -233,9 +244,7 @@ int main(int argc, char** argv) {
     }
     client::AbSlotInstaller slots(config->slots, boot);
     client::FileInstaller files(config->files);
-    client::ModuleInstaller modules(config->modules_dir, config->state_dir / "module-work");
-    client::PayloadRouter installer(slots, config->files.empty() ? nullptr : &files,
-                                    config->modules_dir.empty() ? nullptr : &modules);
+    client::PayloadRouter installer(slots, config->files.empty() ? nullptr : &files, modules.get());
     DeviceHooks hooks;
     const std::string health = config->health_check_command;
     const std::string device_id = config->engine.device_id;

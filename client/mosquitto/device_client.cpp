@@ -72,7 +72,10 @@ MosquittoDeviceClient::MosquittoDeviceClient(EventLoop& loop, MosquittoClientCon
       config_(std::move(mqtt)),
       hooks_(std::move(hooks)),
       logger_(std::move(logger)),
-      backoff_(config_.reconnect_base.count(), config_.reconnect_max.count(), config_.random_seed) {}
+      supervisor_(ConnectionSupervisorConfig{.reconnect_base_ms = config_.reconnect_base.count(),
+                                             .reconnect_max_ms = config_.reconnect_max.count(),
+                                             .connect_timeout_ms = config_.connect_timeout.count(),
+                                             .seed = config_.random_seed}) {}
 
 common::Result<std::unique_ptr<MosquittoDeviceClient>> MosquittoDeviceClient::create(
     EventLoop& loop, MosquittoClientConfig mqtt, EngineConfig engine_config, Installer& installer,
@@ -159,7 +162,8 @@ common::Status MosquittoDeviceClient::start() {
   if (auto s = agent_->start(EventLoop::wall_clock_ms()); !s.ok()) return s;
   started_ = true;
   after_input();
-  connect_now();
+  supervisor_.start(EventLoop::wall_clock_ms());
+  on_connection_deadline();  // the first attempt is due at once
   return common::ok_status();
 }
 
@@ -167,6 +171,7 @@ void MosquittoDeviceClient::stop() {
   if (stopping_) return;
   stopping_ = true;
   cancel_timers();
+  supervisor_.stop();
   if (session_->connected()) {
     const OutboundMessage presence = agent_->offline_presence(EventLoop::wall_clock_ms());
     (void)session_->publish(presence.topic, presence.payload, presence.qos, presence.retain);
@@ -191,42 +196,60 @@ EngineStats MosquittoDeviceClient::stats() const noexcept { return agent_->stats
 
 // ---- connection ----------------------------------------------------------------------------
 
-void MosquittoDeviceClient::connect_now() {
+void MosquittoDeviceClient::on_connection_deadline() {
   if (finished()) return;
   // Not while a health check runs: after a trial boot the device connects once it knows the outcome.
-  if (agent_->health_check_pending()) {
+  if (supervisor_.state() == ConnectionState::kWaiting && agent_->health_check_pending()) {
     connect_deferred_ = true;
     return;
   }
-  // A previous attempt that never ended (no answer, no error) is dropped before the next.
-  if (session_->active()) session_->abandon();
-  last_library_error_.clear();
-  if (auto status = session_->connect(); !status.ok()) {
-    std::string why = "connecting to " + config_.broker_uri + " failed: " + status.error().message;
-    if (!last_library_error_.empty()) why += ": " + last_library_error_;
-    schedule_reconnect(why);
-    return;
+  switch (supervisor_.on_deadline(EventLoop::wall_clock_ms())) {
+    case ConnectionAction::kNone:
+      break;
+    case ConnectionAction::kConnect:
+      // The end of a refused connection may not have arrived yet: dropped before the next attempt.
+      if (session_->active()) session_->abandon();
+      last_library_error_.clear();
+      if (auto status = session_->connect(); !status.ok()) {
+        std::string why = "connecting to " + config_.broker_uri + " failed: " + status.error().message;
+        if (!last_library_error_.empty()) why += ": " + last_library_error_;
+        connect_failed(why);
+        return;
+      }
+      break;
+    case ConnectionAction::kAbandonAttempt:
+      session_->abandon();
+      last_error_ = "connecting to " + config_.broker_uri + " timed out after " +
+                    std::to_string(config_.connect_timeout.count()) + " ms";
+      logger_->warn("{} (attempt {}); retrying in {} ms", last_error_, supervisor_.failed_attempts(),
+                    supervisor_.retry_delay_ms());
+      break;
   }
-  const std::uint32_t attempt = session_->connects();
-  connect_timer_ = loop_.after(config_.connect_timeout.count(), [this, attempt] {
-    connect_timer_.reset();
-    if (session_->connected() || !session_->active() || session_->connects() != attempt) return;
-    session_->abandon();
-    schedule_reconnect("connecting to " + config_.broker_uri + " timed out after " +
-                       std::to_string(config_.connect_timeout.count()) + " ms");
-  });
+  arm_connection_timer();
 }
 
-void MosquittoDeviceClient::schedule_reconnect(const std::string& why) {
+void MosquittoDeviceClient::connect_failed(const std::string& why) {
   last_error_ = why;
+  supervisor_.on_connect_failed(EventLoop::wall_clock_ms());
   if (finished()) return;
-  // A refused CONNACK is followed by the end of the connection: one failure, one retry.
-  if (reconnect_timer_) return;
-  const std::int64_t delay = backoff_.next_delay_ms();
-  logger_->warn("{} (attempt {}); retrying in {} ms", why, backoff_.attempts(), delay);
-  reconnect_timer_ = loop_.after(delay, [this] {
-    reconnect_timer_.reset();
-    connect_now();
+  logger_->warn("{} (attempt {}); retrying in {} ms", why, supervisor_.failed_attempts(),
+                supervisor_.retry_delay_ms());
+  arm_connection_timer();
+}
+
+// One timer at the supervisor's deadline: the next attempt, or the running one's timeout.
+void MosquittoDeviceClient::arm_connection_timer() {
+  const std::int64_t deadline =
+      finished() ? ConnectionSupervisor::kNoDeadline : supervisor_.next_deadline_ms();
+  if (deadline == connection_timer_at_ && connection_timer_) return;
+  if (connection_timer_) loop_.cancel(*connection_timer_);
+  connection_timer_.reset();
+  connection_timer_at_ = deadline;
+  if (deadline == ConnectionSupervisor::kNoDeadline) return;
+  connection_timer_ = loop_.at(deadline, [this] {
+    connection_timer_.reset();
+    connection_timer_at_ = ConnectionSupervisor::kNoDeadline;
+    on_connection_deadline();
   });
 }
 
@@ -237,16 +260,15 @@ std::string MosquittoDeviceClient::describe(const std::string& what, int code) c
 }
 
 void MosquittoDeviceClient::on_connected(int reason_code) {
-  if (connect_timer_) loop_.cancel(*connect_timer_);
-  connect_timer_.reset();
+  if (stopping_) return;
   if (reason_code != 0) {
-    schedule_reconnect(describe("the broker " + config_.broker_uri +
-                                    " refused the connection: " + mosquitto_reason_string(reason_code),
-                                reason_code));
+    connect_failed(describe("the broker " + config_.broker_uri +
+                                " refused the connection: " + mosquitto_reason_string(reason_code),
+                            reason_code));
     return;
   }
-  backoff_.reset();
-  link_up_ = true;
+  supervisor_.on_connected(EventLoop::wall_clock_ms());
+  arm_connection_timer();  // no timeout any more
   if (finished()) return;
   logger_->info("connected to {} as {}", config_.broker_uri, agent_->device().str());
   // A clean start: the broker kept nothing from an earlier connection; the agent subscribes.
@@ -255,23 +277,29 @@ void MosquittoDeviceClient::on_connected(int reason_code) {
 }
 
 void MosquittoDeviceClient::on_disconnected(int reason_code) {
-  if (connect_timer_) loop_.cancel(*connect_timer_);
-  connect_timer_.reset();
   if (stopping_) return;
-  const bool was_up = link_up_;
-  link_up_ = false;
-  // The end of a connection whose CONNACK refused us: already reported and retried.
-  if (!was_up && reconnect_timer_) return;
-  if (was_up) {
-    ++reconnects_;
-    if (!finished()) {
-      agent_->on_disconnected(EventLoop::wall_clock_ms());
+  switch (supervisor_.state()) {
+    case ConnectionState::kConnected: {
+      const std::int64_t now = EventLoop::wall_clock_ms();
+      supervisor_.on_connection_lost(now);
+      last_error_ = describe(
+          "connection to " + config_.broker_uri + " lost: " + mosquitto_strerror(reason_code), reason_code);
+      if (finished()) return;
+      logger_->warn("{}; reconnecting in {} ms", last_error_, supervisor_.retry_delay_ms());
+      agent_->on_disconnected(now);
       after_input();
+      arm_connection_timer();
+      return;
     }
+    case ConnectionState::kConnecting:
+      connect_failed(
+          describe("connecting to " + config_.broker_uri + " failed: " + mosquitto_strerror(reason_code),
+                   reason_code));
+      return;
+    case ConnectionState::kWaiting:  // the end of a connection whose CONNACK refused us: reported
+    case ConnectionState::kStopped:
+      return;
   }
-  schedule_reconnect(describe((was_up ? "connection to " : "connecting to ") + config_.broker_uri +
-                                  (was_up ? " lost: " : " failed: ") + mosquitto_strerror(reason_code),
-                              reason_code));
 }
 
 void MosquittoDeviceClient::on_message(std::string_view topic, std::string_view payload) {
@@ -290,7 +318,7 @@ void MosquittoDeviceClient::after_input() {
   schedule_tick();
   if (connect_deferred_ && !agent_->health_check_pending() && !stopping_) {
     connect_deferred_ = false;
-    connect_now();
+    on_connection_deadline();
   }
 }
 
@@ -326,11 +354,12 @@ void MosquittoDeviceClient::schedule_tick() {
 }
 
 void MosquittoDeviceClient::cancel_timers() {
-  for (auto* timer : {&tick_timer_, &reconnect_timer_, &connect_timer_, &health_timer_}) {
+  for (auto* timer : {&tick_timer_, &connection_timer_, &health_timer_}) {
     if (*timer) loop_.cancel(**timer);
     timer->reset();
   }
   tick_at_ = UpdateEngine::kNoDeadline;
+  connection_timer_at_ = ConnectionSupervisor::kNoDeadline;
 }
 
 }  // namespace fota::client::mosquitto

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "../adapters/spdlog_level.hpp"
+#include "fota/client/connection_supervisor.hpp"
 #include "fota/client/device_agent.hpp"
 #include "fota/client/device_messages.hpp"
 #include "fota/common/topics.hpp"
@@ -47,7 +48,17 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         hooks(std::move(h)),
         logger(std::move(l)),
         client(config.broker_uri, client_id, mqtt::create_options(MQTTVERSION_5)),
-        backoff(config.reconnect_base.count(), config.reconnect_max.count(), config.random_seed) {}
+        supervisor(supervisor_config(config)) {}
+
+  // Paho times its connect attempts out itself (connect_timeout) and reports a failure.
+  static ConnectionSupervisorConfig supervisor_config(const MqttClientConfig& c) {
+    ConnectionSupervisorConfig s;
+    s.reconnect_base_ms = c.reconnect_base.count();
+    s.reconnect_max_ms = c.reconnect_max.count();
+    s.connect_timeout_ms = 0;
+    s.seed = c.random_seed;
+    return s;
+  }
 
   // ---- Paho callbacks: network thread, never block --------------------------------------
   void connected(const std::string&) override { push({Event::Kind::kConnected, {}, {}, {}}); }
@@ -108,7 +119,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   // The agent has started (MqttDeviceClient::start).
   void run_loop() {
     std::int64_t now = wall_ms();
-    next_connect_at = now;
+    supervisor.start(now);
     while (!agent->finished()) {
       std::deque<Event> batch;
       std::uint64_t logs_dropped = 0;
@@ -116,7 +127,8 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         std::unique_lock<std::mutex> lock(mutex);
         if (stop_requested) break;
         const std::int64_t wake =
-            std::min(agent->next_deadline_ms(), may_connect() ? next_connect_at : UpdateEngine::kNoDeadline);
+            std::min(agent->next_deadline_ms(),
+                     may_connect() ? supervisor.next_deadline_ms() : UpdateEngine::kNoDeadline);
         const std::int64_t wait_ms = std::clamp<std::int64_t>(wake - wall_ms(), 0, 1000);
         cv.wait_for(lock, std::chrono::milliseconds(wait_ms),
                     [&] { return !events.empty() || stop_requested; });
@@ -132,7 +144,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
       }
       if (agent->finished()) break;
       now = wall_ms();
-      if (may_connect() && now >= next_connect_at) start_connect();
+      if (may_connect() && supervisor.on_deadline(now) == ConnectionAction::kConnect) start_connect();
       if (now >= agent->next_deadline_ms()) agent->on_tick(now);
       snapshot();
     }
@@ -141,7 +153,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   }
 
   // Not while a health check runs: after a trial boot the device connects once it knows the outcome.
-  bool may_connect() const { return !is_connected.load() && !connecting && !agent->health_check_pending(); }
+  bool may_connect() const { return !agent->health_check_pending(); }
 
   // Other threads read these copies, never the agent itself.
   void snapshot() {
@@ -163,19 +175,19 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
       case Event::Kind::kConnected:
         on_connected(now);
         return;
-      case Event::Kind::kLost:
-        if (is_connected.exchange(false)) {
-          ++reconnect_count;
-          logger->warn("connection to {} lost; reconnecting", config.broker_uri);
+      case Event::Kind::kLost: {
+        const bool was_up = supervisor.connected();
+        supervisor.on_connection_lost(now);
+        is_connected = false;
+        if (was_up) {
+          logger->warn("connection to {} lost; reconnecting in {} ms", config.broker_uri,
+                       supervisor.retry_delay_ms());
           agent->on_disconnected(now);
         }
-        connecting = false;
-        schedule_reconnect(now);
         return;
+      }
       case Event::Kind::kConnectFailed:
-        logger->warn("connecting to {} failed (attempt {})", config.broker_uri, backoff.attempts());
-        connecting = false;
-        schedule_reconnect(now);
+        connect_failed(now, "failed");
         return;
       case Event::Kind::kMessage:
         agent->on_message(e.topic, e.payload, now);
@@ -194,7 +206,6 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   }
 
   void start_connect() {
-    connecting = true;
     auto ssl = mqtt::ssl_options_builder()
                    .trust_store(config.ca_cert.string())
                    .key_store(config.cert.string())
@@ -220,13 +231,16 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
     try {
       client.connect(options, nullptr, *this);
     } catch (const mqtt::exception& e) {
-      logger->warn("connect to {} failed: {}", config.broker_uri, e.what());
-      connecting = false;
-      schedule_reconnect(wall_ms());
+      connect_failed(wall_ms(), std::string("failed: ") + e.what());
     }
   }
 
-  void schedule_reconnect(std::int64_t now) { next_connect_at = now + backoff.next_delay_ms(); }
+  void connect_failed(std::int64_t now, const std::string& why) {
+    if (supervisor.state() != ConnectionState::kConnecting) return;  // reported once already
+    supervisor.on_connect_failed(now);
+    logger->warn("connecting to {} {} (attempt {}); retrying in {} ms", config.broker_uri, why,
+                 supervisor.failed_attempts(), supervisor.retry_delay_ms());
+  }
 
   // After the loop ended: offline presence and DISCONNECT, or the end of a connect attempt still
   // in progress. Paho throws when the broker went away meanwhile (or froze: the disconnect never
@@ -247,14 +261,14 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
         if (!client.disconnect()->wait_for(std::chrono::seconds(2))) {
           logger->warn("{} did not complete the disconnect within 2 s", config.broker_uri);
         }
-      } else if (connecting) {
+      } else if (supervisor.state() == ConnectionState::kConnecting) {
         // Paho refuses to disable callbacks while a connect is in progress; this ends it.
         (void)client.disconnect()->wait_for(std::chrono::seconds(2));
       }
     } catch (const mqtt::exception& e) {
       logger->info("disconnecting from {}: {}", config.broker_uri, e.what());
     }
-    connecting = false;
+    supervisor.stop();
     is_connected = false;
   }
 
@@ -269,8 +283,8 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   }
 
   void on_connected(std::int64_t now) {
-    connecting = false;
-    backoff.reset();
+    supervisor.on_connected(now);
+    reconnect_count = supervisor.reconnects();
     is_connected = true;
     logger->info("connected to {} as {}", config.broker_uri, agent->device().str());
     // The persistent session keeps subscriptions, but a new or expired session does not: the
@@ -282,7 +296,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   Hooks hooks;
   std::shared_ptr<spdlog::logger> logger;
   mqtt::async_client client;
-  ReconnectBackoff backoff;
+  ConnectionSupervisor supervisor;  // loop thread only (and stop() after the loop ended)
 
   std::unique_ptr<DeviceAgent> agent;  // loop thread only (and create/stop around it)
   std::thread thread;
@@ -299,9 +313,7 @@ struct MqttDeviceClient::Impl : public virtual mqtt::callback,
   bool reboot_snapshot = false;
 
   std::atomic<bool> is_connected{false};
-  std::atomic<std::uint32_t> reconnect_count{0};
-  bool connecting = false;
-  std::int64_t next_connect_at = 0;
+  std::atomic<std::uint32_t> reconnect_count{0};  // the supervisor's, for other threads
   // Last: destroyed first, so a check's thread finishing late no longer notifies this object.
   std::unique_ptr<ThreadedHealthCheck> health;
 };

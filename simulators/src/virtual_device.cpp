@@ -39,8 +39,16 @@ v1::Phase reported_phase(DevicePhase phase) {
 constexpr std::int64_t kPowerOffMs = 400;
 constexpr std::int64_t kRebootMs = 200;
 constexpr std::int64_t kHealthCheckMs = 100;
-constexpr std::int64_t kMaxReconnectBackoffMs = 4000;
-constexpr std::int64_t kConnectTimeoutMs = 30000;
+// A boot takes up to this long before the agent connects: a batch powered on together does not
+// hit the broker in one instant.
+constexpr std::int64_t kBootJitterMs = 50;
+
+// fota-device's reconnect rule and timeout, its jitter seeded per device so a run repeats.
+client::ConnectionSupervisorConfig supervisor_config(std::uint64_t scenario_seed, std::uint64_t index) {
+  client::ConnectionSupervisorConfig config;
+  config.seed = derive_seed(scenario_seed, "reconnect", index) | 1;  // never 0: std::random_device
+  return config;
+}
 
 }  // namespace
 
@@ -70,6 +78,7 @@ VirtualDevice::VirtualDevice(FleetContext& fleet, VirtualDevicePlan plan,
       link_(fleet.scenario->link_profiles.at(plan_.link_profile), fleet.scenario->faults.outages,
             fleet.scenario->seed, plan_.index, fleet.scenario->duration_ms),
       device_link_(std::make_unique<Link>(*this)),
+      supervisor_(supervisor_config(fleet.scenario->seed, plan_.index)),
       rng_(derive_seed(fleet.scenario->seed, "device", plan_.index)) {
   link_.set_faults_armed(false);  // until the rollout starts (arm_link_faults)
 }
@@ -134,7 +143,8 @@ void VirtualDevice::arm_link_faults() {
 void VirtualDevice::stop() {
   stopped_ = true;
   if (tick_timer_) fleet_.loop->cancel(*tick_timer_);
-  if (reconnect_timer_) fleet_.loop->cancel(*reconnect_timer_);
+  supervisor_.stop();
+  arm_connection_timer();
   if (session_) {
     fleet_.loop->set_paused(session_.get(), false);
     // Like fota-device on SIGTERM.
@@ -241,8 +251,14 @@ void VirtualDevice::power_on() {
   }
   after_input(epoch);
   // Like fota-device, it connects once the boot's work is done (a trial boot's health check first:
-  // connect_when_possible waits for it).
-  if (epoch == power_epoch_) connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
+  // on_connection_deadline waits for it). The session does not exist yet during start()'s first
+  // power-on: the timer finds it.
+  if (epoch != power_epoch_) return;
+  fleet_.loop->after(static_cast<std::int64_t>(rng_.uniform(0, kBootJitterMs)), [this, epoch] {
+    if (epoch != power_epoch_ || stopped_) return;
+    supervisor_.start(now());
+    on_connection_deadline();
+  });
 }
 
 client::DeviceAgent::Hooks VirtualDevice::agent_hooks() {
@@ -271,8 +287,8 @@ void VirtualDevice::power_off(bool orderly) {
   if (tick_timer_) fleet_.loop->cancel(*tick_timer_);
   tick_timer_.reset();
   tick_at_ = client::UpdateEngine::kNoDeadline;
-  if (reconnect_timer_) fleet_.loop->cancel(*reconnect_timer_);
-  reconnect_timer_.reset();
+  supervisor_.stop();
+  arm_connection_timer();
   if (orderly)
     ++counters_.reboots;
   else
@@ -292,46 +308,51 @@ void VirtualDevice::power_off(bool orderly) {
 
 // ---- connection ----------------------------------------------------------------------------
 
-void VirtualDevice::connect_when_possible(std::int64_t delay_ms) {
-  // The session does not exist yet during start()'s first power-on: the timer finds it.
-  if (stopped_ || !powered_ || !agent_ || (session_ && session_->active()) || connect_deferred_ || rebooting_)
+void VirtualDevice::on_connection_deadline() {
+  if (stopped_ || !powered_ || !agent_ || !session_ || rebooting_) return;
+  // Not while a health check runs (as fota-device): its answer connects.
+  if (supervisor_.state() == client::ConnectionState::kWaiting && agent_->health_check_pending()) {
+    connect_deferred_ = true;
     return;
-  if (reconnect_timer_) fleet_.loop->cancel(*reconnect_timer_);
-  const std::uint64_t epoch = power_epoch_;
-  reconnect_timer_ = fleet_.loop->after(delay_ms, [this, epoch] {
-    reconnect_timer_.reset();
-    if (epoch != power_epoch_ || stopped_ || !powered_ || !session_ || session_->active()) return;
-    // Not while a health check runs (as MosquittoDeviceClient): the answer's timer connects.
-    if (agent_->health_check_pending()) {
-      connect_deferred_ = true;
-      return;
-    }
-    // While the link is cut a connect cannot succeed: try again when it may be back.
-    if (link_.state_at(since_start()) == LinkState::kDown) {
-      const auto next = link_.schedule().next_change_after(since_start());
-      connect_when_possible(next ? *next - since_start() + static_cast<std::int64_t>(rng_.uniform(0, 500))
-                                 : 1000);
-      return;
-    }
-    if (auto s = session_->connect(); !s.ok()) {
-      note("connect-failed", s.error().message);
-      reconnect_backoff_ms_ = std::min(reconnect_backoff_ms_ * 2, kMaxReconnectBackoffMs);
-      connect_when_possible(reconnect_backoff_ms_ / 2 +
-                            static_cast<std::int64_t>(rng_.uniform(0, double(reconnect_backoff_ms_))));
-      return;
-    }
-    // A handshake that never finishes (SYN lost to a full listen backlog, broker gone mid-TLS)
-    // must not leave the device waiting forever.
-    const std::uint32_t attempt = session_->connects();
-    fleet_.loop->after(kConnectTimeoutMs, [this, epoch, attempt] {
-      if (epoch != power_epoch_ || stopped_ || !powered_ || session_->connected() || !session_->active() ||
-          session_->connects() != attempt) {
-        return;
+  }
+  switch (supervisor_.on_deadline(now())) {
+    case client::ConnectionAction::kNone:
+      break;
+    case client::ConnectionAction::kConnect:
+      // The end of a refused connection may not have arrived yet: dropped before the next attempt.
+      if (session_->active()) session_->abandon();
+      // The emulated link is not the socket's: while it is cut the attempt fails, as a real
+      // device's does without a carrier, and the supervisor backs off.
+      if (link_.state_at(since_start()) == LinkState::kDown) {
+        note("connect-failed", "link down");
+        supervisor_.on_connect_failed(now());
+      } else if (auto s = session_->connect(); !s.ok()) {
+        note("connect-failed", s.error().message);
+        supervisor_.on_connect_failed(now());
       }
+      break;
+    case client::ConnectionAction::kAbandonAttempt:
+      // A handshake that never finished (SYN lost to a full listen backlog, a stalled link).
       note("connect-timeout");
       session_->abandon();
-      connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 1000)));
-    });
+      break;
+  }
+  arm_connection_timer();
+}
+
+// One loop timer at the supervisor's deadline: the next attempt, or the running one's timeout.
+void VirtualDevice::arm_connection_timer() {
+  const std::int64_t deadline =
+      stopped_ || !powered_ ? client::ConnectionSupervisor::kNoDeadline : supervisor_.next_deadline_ms();
+  if (deadline == connection_timer_at_ && connection_timer_) return;
+  if (connection_timer_) fleet_.loop->cancel(*connection_timer_);
+  connection_timer_.reset();
+  connection_timer_at_ = deadline;
+  if (deadline == client::ConnectionSupervisor::kNoDeadline) return;
+  connection_timer_ = fleet_.loop->at(deadline, [this] {
+    connection_timer_.reset();
+    connection_timer_at_ = client::ConnectionSupervisor::kNoDeadline;
+    on_connection_deadline();
   });
 }
 
@@ -356,11 +377,14 @@ void VirtualDevice::apply_link_fault(const LinkFault& fault) {
 void VirtualDevice::on_connected(int reason_code) {
   if (reason_code != 0) {
     note("connect-refused", "reason code " + std::to_string(reason_code));
+    supervisor_.on_connect_failed(now());
+    arm_connection_timer();
     return;
   }
-  ++counters_.connects;
-  if (counters_.connects > 1) ++counters_.reconnects;
-  reconnect_backoff_ms_ = 250;
+  supervisor_.on_connected(now());
+  arm_connection_timer();  // no timeout any more
+  counters_.connects = supervisor_.connects();
+  counters_.reconnects = supervisor_.reconnects();
   note("connected");
   if (stopped_ || !powered_ || !agent_ || rebooting_) return;
   // Subscriptions, presence online, the engine's inventory and resume: the agent's.
@@ -376,11 +400,12 @@ void VirtualDevice::on_disconnected(int reason_code) {
     power_off(/*orderly=*/true);
     return;
   }
-  drive([this](client::DeviceAgent& agent) { agent.on_disconnected(device_now()); });
-  reconnect_backoff_ms_ = std::min(reconnect_backoff_ms_ * 2, kMaxReconnectBackoffMs);
-  // Jitter spreads a fleet's reconnects (the broker's listen backlog is 100).
-  connect_when_possible(reconnect_backoff_ms_ / 2 +
-                        static_cast<std::int64_t>(rng_.uniform(0, double(reconnect_backoff_ms_))));
+  // A connection that was up is lost; one that was still being set up is a failed attempt. The
+  // supervisor's jitter spreads a fleet's reconnects (the broker's listen backlog is 100).
+  const bool was_up = supervisor_.connected();
+  supervisor_.on_connection_lost(now());
+  if (was_up) drive([this](client::DeviceAgent& agent) { agent.on_disconnected(device_now()); });
+  arm_connection_timer();
 }
 
 void VirtualDevice::on_message(std::string_view topic, std::string_view payload) {
@@ -547,7 +572,7 @@ void VirtualDevice::start_health_check(client::HealthCheckTicket ticket) {
     });
     if (epoch != power_epoch_ || !connect_deferred_ || agent_->health_check_pending()) return;
     connect_deferred_ = false;
-    connect_when_possible(static_cast<std::int64_t>(rng_.uniform(0, 50)));
+    on_connection_deadline();
   });
 }
 

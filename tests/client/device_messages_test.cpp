@@ -1,8 +1,7 @@
 // What both MQTT adapters share (device_messages.hpp), without a broker: inbound dispatch and its
-// refusals, presence payloads, retained channels, the reconnect backoff.
+// refusals, presence payloads, retained channels.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -135,38 +134,6 @@ TEST(PresenceTest, EveryChannelIsAtLeastOnce) {
   // A device's own channels and its subscriptions: a QoS 0 hop would lose chunk requests and
   // chunks to a timeout each (issue 16: fota-sim used QoS 0 for both, the agent 1).
   for (Channel c : common::kAllChannels) EXPECT_EQ(channel_qos(c), 1) << common::channel_suffix(c);
-}
-
-TEST(ReconnectBackoffTest, FullJitterUnderACapThatDoublesUpToTheMaximum) {
-  ReconnectBackoff backoff(100, 1000, 42);
-  for (int round = 0; round < 200; ++round) {
-    const int attempt = backoff.attempts();
-    const std::int64_t cap = std::min<std::int64_t>(1000, std::int64_t{100} << std::min(attempt, 20));
-    const std::int64_t delay = backoff.next_delay_ms();
-    EXPECT_GE(delay, 0) << "attempt " << attempt;
-    EXPECT_LE(delay, cap) << "attempt " << attempt;
-    EXPECT_EQ(backoff.attempts(), attempt + 1);
-  }
-  backoff.reset();
-  EXPECT_EQ(backoff.attempts(), 0);
-  EXPECT_LE(backoff.next_delay_ms(), 100);
-}
-
-TEST(ReconnectBackoffTest, TheSameSeedGivesTheSameDelaysAndLateAttemptsSpreadOut) {
-  ReconnectBackoff a(500, 60'000, 7);
-  ReconnectBackoff b(500, 60'000, 7);
-  std::int64_t smallest = INT64_MAX;
-  std::int64_t largest = 0;
-  for (int i = 0; i < 100; ++i) {
-    const std::int64_t delay = a.next_delay_ms();
-    EXPECT_EQ(delay, b.next_delay_ms());
-    if (i >= 20) {  // capped at 60 s from here on: spread over the whole range, not bunched
-      smallest = std::min(smallest, delay);
-      largest = std::max(largest, delay);
-    }
-  }
-  EXPECT_LT(smallest, 15'000);
-  EXPECT_GT(largest, 45'000);
 }
 
 }  // namespace

@@ -67,7 +67,8 @@ class FotaDeviceTest : public UpdateServerFixture {
         << "slots:\n  a: slot-a\n  b: slot-b\n"
         << command_keys_config(agent_dir()) << boot_keys << "kernel_cmdline: cmdline\n"
         << "reboot_command: 'touch " << reboot_marker().string() << "'\n"
-        << "health_check: '" << health_check << "'\n";
+        << "health_check: '" << health_check << "'\n"
+        << "transport: " << transport_ << "\n";
   }
 
   fota::testing::CommandRun editenv(const std::string& args) const {
@@ -178,6 +179,7 @@ class FotaDeviceTest : public UpdateServerFixture {
   }
 
   std::string loader_ = "grub";
+  std::string transport_ = "paho";
   pid_t pid_ = -1;
   int starts_ = 0;
   std::vector<std::string> booted_;  // every slot GRUB booted, in order
@@ -233,8 +235,16 @@ INSTANTIATE_TEST_SUITE_P(BootLoaders, FotaDeviceBootLoaderTest, ::testing::Value
                          });
 
 // SIGTERM is a clean stop in every state (systemd's `systemctl stop`, a shutdown): exit status
-// 0, an offline presence, and the journal resumes on the next start.
-TEST_F(FotaDeviceTest, SigtermWhileIdleExitsCleanly) {
+// 0, an offline presence, and the journal resumes on the next start. On both transports.
+class FotaDeviceSigtermTest : public FotaDeviceTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    transport_ = GetParam();
+    FotaDeviceTest::SetUp();
+  }
+};
+
+TEST_P(FotaDeviceSigtermTest, WhileIdleExitsCleanly) {
   make_grub_device();
   connect_server();
   boot_device();
@@ -244,7 +254,7 @@ TEST_F(FotaDeviceTest, SigtermWhileIdleExitsCleanly) {
   expect_offline_presence();
 }
 
-TEST_F(FotaDeviceTest, SigtermWhileDownloadingExitsCleanlyAndTheDownloadResumes) {
+TEST_P(FotaDeviceSigtermTest, WhileDownloadingExitsCleanlyAndTheDownloadResumes) {
   make_grub_device();
   connect_server();
   boot_device();
@@ -269,7 +279,7 @@ TEST_F(FotaDeviceTest, SigtermWhileDownloadingExitsCleanlyAndTheDownloadResumes)
   for (const auto& [index, count] : requested_) EXPECT_LE(count, 2) << "chunk " << index;
 }
 
-TEST_F(FotaDeviceTest, SigtermWhileWaitingForTheHealthCheckExitsCleanlyAndTheCheckRunsAgain) {
+TEST_P(FotaDeviceSigtermTest, WhileWaitingForTheHealthCheckExitsCleanlyAndTheCheckRunsAgain) {
   const auto checking = dir_.path() / "checking";
   const auto healthy = dir_.path() / "healthy";
   // The check says it runs, then waits until the test lets it pass.
@@ -297,6 +307,11 @@ TEST_F(FotaDeviceTest, SigtermWhileWaitingForTheHealthCheckExitsCleanlyAndTheChe
   EXPECT_EQ(boot_variable("FOTA_B_LEFT"), "3");
   EXPECT_EQ(boot_variable("FOTA_TRIAL"), "");
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, FotaDeviceSigtermTest, ::testing::Values("paho", "mosquitto"),
+                         [](const ::testing::TestParamInfo<std::string>& param_info) {
+                           return param_info.param;
+                         });
 
 // An agent that cannot start its update client (here: the boot status cannot be recorded, as
 // the environment block has no room for the booted slot's tries) ends with a failure status on

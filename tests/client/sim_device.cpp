@@ -1,5 +1,7 @@
 #include "sim_device.hpp"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -202,7 +204,13 @@ bool SimDevice::power_on(std::int64_t now_ms) {
       std::map<std::string, std::filesystem::path>{{"a", dir_ / "slot-a"}, {"b", dir_ / "slot-b"}}, boot_);
   files_ = std::make_unique<FileInstaller>(
       std::map<std::string, std::filesystem::path>{{"app.conf", file_target("app.conf")}});
-  modules_ = std::make_unique<ModuleInstaller>(modules_dir(), dir_ / "module-work", std::chrono::seconds(10));
+  // The simulated device's modules run as the test's own user, root included (said explicitly).
+  ModuleSandbox sandbox;
+  sandbox.user = ::geteuid() == 0 ? "root" : "";
+  sandbox.timeout = std::chrono::seconds(10);
+  auto modules = ModuleInstaller::create(modules_dir(), dir_ / "module-work", sandbox);
+  if (!modules.ok()) throw std::runtime_error(modules.error().to_string());
+  modules_ = std::move(modules).value();
   installer_ = std::make_unique<PayloadRouter>(*slots_, files_.get(), modules_.get());
   auto loaded = journal_.load();
   if (!loaded.ok()) throw std::runtime_error(loaded.error().to_string());

@@ -1,7 +1,8 @@
 // The device agent: everything a device does between its MQTT transport and its storage, once.
 // It loads the journal, runs the UpdateEngine through a DeviceRuntime (installer, journal, health
 // check, reboot), subscribes and announces presence on every connect, dispatches inbound
-// messages, forwards application logs as LogBatch and honours SetLogLevel. The transports
+// messages, forwards application logs (and the output of update modules, through the installer's
+// log sink) as LogBatch and honours SetLogLevel. The transports
 // (Paho's MqttDeviceClient, libmosquitto's MosquittoDeviceClient) only move bytes through a
 // DeviceLink and feed the agent's inputs; they cannot drift apart on what a device does. C++17.
 //

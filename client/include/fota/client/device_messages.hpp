@@ -1,11 +1,11 @@
 // What every MQTT adapter of the device client does the same way, whatever carries the bytes
 // (Paho's MqttDeviceClient, the event loop's MosquittoDeviceClient): presence payloads, which
-// channels are retained, turning an inbound message into an engine input, and the reconnect
-// delay. One place, so the two adapters cannot drift apart. C++17.
+// channels are retained and turning an inbound message into an engine input. One place, so the two
+// adapters cannot drift apart (when to connect is ConnectionSupervisor's, connection_supervisor.hpp).
+// C++17.
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <string_view>
 
@@ -39,24 +39,5 @@ int channel_qos(common::Channel channel) noexcept;
 common::Result<Actions> dispatch_device_message(UpdateEngine& engine, const common::TopicScheme& topics,
                                                 const common::DeviceId& device, std::string_view topic,
                                                 std::string_view payload, std::int64_t now_ms);
-
-// Reconnect delay with exponential backoff and full jitter: uniform in
-// [0, min(max, base * 2^attempt)], so a fleet that lost its broker does not come back at once.
-class ReconnectBackoff {
- public:
-  // seed 0 = from std::random_device.
-  ReconnectBackoff(std::int64_t base_ms, std::int64_t max_ms, std::uint64_t seed);
-  // The delay before the next attempt; counts the attempt.
-  std::int64_t next_delay_ms();
-  // A connection succeeded: the next failure starts from base again.
-  void reset() noexcept { attempt_ = 0; }
-  int attempts() const noexcept { return attempt_; }
-
- private:
-  std::int64_t base_ms_;
-  std::int64_t max_ms_;
-  int attempt_ = 0;
-  std::mt19937_64 rng_;
-};
 
 }  // namespace fota::client

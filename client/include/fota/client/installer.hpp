@@ -6,19 +6,28 @@
 // environment, or a file for tests and the simulator.
 #pragma once
 
+#include <sys/types.h>
 #include <chrono>
+
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "fota/client/boot_environment.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/common/result.hpp"
 
 namespace fota::client {
+
+// Where an installer sends the output of what it runs (an update module's progress and stderr
+// lines): the device's log stream (LogBatch). `source` names the origin, "module:<name>".
+using InstallerLogSink = std::function<void(v1::LogLevel level, std::string message, std::string source)>;
 
 class Installer {
  public:
@@ -39,6 +48,11 @@ class Installer {
   virtual common::Status commit(const std::string& slot) = 0;
   // Make `boot_slot` the committed slot and drop any trial.
   virtual common::Status revert(const std::string& boot_slot) = 0;
+  // Where the output of what the installer runs goes, called on the thread that calls the
+  // installer; an empty function drops it. The DeviceAgent sets it for its lifetime and clears it
+  // when it goes, so an installer serves one agent at a time (end the old one before creating the
+  // next). Installers that run nothing ignore it.
+  virtual void set_log_sink(InstallerLogSink sink) { (void)sink; }
 };
 
 // A/B slots over files or block devices.
@@ -86,28 +100,68 @@ class FileInstaller {
   std::map<std::string, std::filesystem::path> targets_;
 };
 
+// How update modules are confined (docs/CLIENT.md, "Update modules"; fota-device's module_* keys).
+struct ModuleSandbox {
+  // The user and group a module runs as. An empty user means the agent's own, which is refused
+  // when that is root: running modules as root takes `user = "root"`, said explicitly. A user
+  // other than the agent's needs an agent running as root. An empty group: the user's primary
+  // group. The supplementary groups are dropped.
+  std::string user;
+  std::string group;
+  // A run still going after `timeout` gets SIGTERM, and SIGKILL `kill_grace` later, together with
+  // everything in its process group; whatever it leaves running when it exits is killed too.
+  std::chrono::milliseconds timeout = std::chrono::minutes(10);
+  std::chrono::milliseconds kill_grace = std::chrono::seconds(5);
+  // Resource limits of each run (soft and hard): RLIMIT_CPU, RLIMIT_DATA, RLIMIT_FSIZE,
+  // RLIMIT_NOFILE, RLIMIT_NPROC (which counts every process of the module's user).
+  static constexpr std::uint64_t kUnlimited = ~std::uint64_t{0};
+  std::uint64_t cpu_seconds = 600;
+  std::uint64_t memory_bytes = std::uint64_t{1} << 30;
+  std::uint64_t file_size_bytes = std::uint64_t{4} << 30;
+  std::uint64_t open_files = 256;
+  std::uint64_t processes = 128;
+  // Output lines of one run sent to the log stream; beyond either cap lines are counted and a
+  // "dropped N output lines" entry says so. Longer lines are cut to line_bytes.
+  std::size_t output_lines = 200;
+  std::size_t output_bytes = 64 * 1024;
+  std::size_t line_bytes = 1024;
+};
+
 // Hands payloads to external update-module executables (slot "module:<name>"), each run in
-// its own process: <modules_dir>/<name> <verb>, verb = install | commit | rollback.
+// its own confined process (ModuleSandbox): <modules_dir>/<name> <verb>, verb = install | commit |
+// rollback, in <work_dir>, with only PATH, HOME and LC_ALL in its environment.
 // stdin: "key=value" lines (image, image_size, work_dir), then EOF.
 // stdout: free-form progress lines, the last line "ok" or "error <message>"; exit status 0.
+// stdout lines go to the log sink at info, stderr lines at warn.
 // docs/CLIENT.md ("Update modules") has the details.
 class ModuleInstaller {
  public:
-  ModuleInstaller(std::filesystem::path modules_dir, std::filesystem::path work_dir,
-                  std::chrono::milliseconds timeout = std::chrono::minutes(10));
+  // Resolves the sandbox's user and group and creates `work_dir`, writable by the module's group.
+  // Errors: kInvalidArgument (an unknown user or group, a zero limit or timeout),
+  // kPermissionDenied (modules would run as root without `user = "root"`, or as another user
+  // while the agent is not root), kIo (work_dir cannot be created).
+  static common::Result<std::unique_ptr<ModuleInstaller>> create(std::filesystem::path modules_dir,
+                                                                 std::filesystem::path work_dir,
+                                                                 ModuleSandbox sandbox = {});
   common::Status prepare(const std::string& module, std::uint64_t image_size, bool resume);
   common::Status write(const std::string& module, std::uint64_t offset, std::string_view data);
   common::Result<std::string> hash(const std::string& module, std::uint64_t size);
   common::Status activate(const std::string& module);
   common::Status commit(const std::string& module);
   common::Status revert(const std::string& module);
+  void set_log_sink(InstallerLogSink sink) { sink_ = std::move(sink); }
 
  private:
+  ModuleInstaller(std::filesystem::path modules_dir, std::filesystem::path work_dir, ModuleSandbox sandbox);
   common::Status run(const std::string& module, const std::string& verb);
   std::filesystem::path image_path(const std::string& module) const;
   std::filesystem::path modules_dir_;
   std::filesystem::path work_dir_;
-  std::chrono::milliseconds timeout_;
+  ModuleSandbox sandbox_;
+  bool switch_user_ = false;  // false: modules run as the agent's own (non-root) user
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+  InstallerLogSink sink_;
 };
 
 // One Installer for the engine: routes "file:" and "module:" slots to their installers and
@@ -123,6 +177,8 @@ class PayloadRouter : public Installer {
   common::Status activate(const std::string& slot) override;
   common::Status commit(const std::string& slot) override;
   common::Status revert(const std::string& boot_slot) override;
+  // To the update modules.
+  void set_log_sink(InstallerLogSink sink) override;
 
  private:
   AbSlotInstaller& slots_;

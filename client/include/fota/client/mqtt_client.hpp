@@ -1,7 +1,8 @@
 // The device client over MQTT 5 (Paho MQTT C++): a transport adapter over DeviceAgent
 // (device_agent.hpp), which does what a device does (engine, runtime, presence, subscriptions,
 // batched application logs, SetLogLevel). This adapter adds mutual TLS, a persistent session, the
-// last will and reconnect with exponential backoff and full jitter. C++17.
+// last will and the connection itself; when to connect (exponential backoff, full jitter) is the
+// ConnectionSupervisor's (connection_supervisor.hpp). C++17.
 //
 // Threads: Paho calls back on its own network thread; those callbacks only enqueue. All agent
 // work (decoding, verification, flash writes, journal stores) runs on the client's own loop
@@ -83,6 +84,7 @@ class MqttDeviceClient {
   bool reboot_requested() const;
   EngineState state() const;
   EngineStats stats() const;
+  // Connections established after the first one (ConnectionSupervisor::reconnects()).
   std::uint32_t reconnects() const;
 
  private:

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fota/client/connection_supervisor.hpp"
 #include "fota/client/device_agent.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/client/mosquitto/event_loop.hpp"
@@ -53,7 +54,7 @@ struct TimelineEntry {
 };
 
 struct DeviceCounters {
-  std::uint32_t connects = 0;
+  std::uint32_t connects = 0;    // ConnectionSupervisor::connects()
   std::uint32_t reconnects = 0;  // connects after the first
   std::uint32_t link_resets = 0;
   std::uint32_t link_stalls = 0;
@@ -108,7 +109,9 @@ class VirtualDevice {
 
   void power_on();
   void power_off(bool orderly);
-  void connect_when_possible(std::int64_t delay_ms);
+  // The connection supervisor's deadline passed (or a health check that held a connect back ended).
+  void on_connection_deadline();
+  void arm_connection_timer();
   void apply_link_fault(const LinkFault& fault);
 
   void on_connected(int reason_code);
@@ -150,8 +153,12 @@ class VirtualDevice {
   std::uint64_t connection_epoch_ = 0;  // in-flight messages die with their connection
   std::optional<client::mosquitto::EventLoop::TimerId> tick_timer_;
   std::int64_t tick_at_ = client::UpdateEngine::kNoDeadline;
-  std::optional<client::mosquitto::EventLoop::TimerId> reconnect_timer_;
-  std::int64_t reconnect_backoff_ms_ = 250;
+  // When to connect, as fota-device's transports decide it (fota-device's defaults: backoff
+  // 500 ms .. 60 s with full jitter, a 10 s connect timeout), its jitter seeded per device. One for
+  // the device's life: start() on every power-on begins afresh, and it counts the reconnects.
+  client::ConnectionSupervisor supervisor_;
+  std::optional<client::mosquitto::EventLoop::TimerId> connection_timer_;  // at its deadline
+  std::int64_t connection_timer_at_ = client::ConnectionSupervisor::kNoDeadline;
   std::int64_t flash_busy_until_ = 0;  // slow flash: the device works through writes first
   std::size_t next_power_cut_ = 0;
   // A cut planned inside a phase: how many more actions run before it (DeviceRuntime's queue).

@@ -1,8 +1,9 @@
 // The device client over MQTT 5 on libmosquitto and a caller-owned EventLoop: the event-loop twin
 // of MqttDeviceClient (mqtt_client.hpp). Both are transport adapters over one DeviceAgent
 // (device_agent.hpp), which owns what a device does: engine, runtime, presence, subscriptions,
-// LogBatch forwarding and SetLogLevel. This adapter adds mutual TLS, the last will, reconnect with
-// exponential backoff and full jitter, a connect timeout and the agent's timers on the loop. C++17.
+// LogBatch forwarding and SetLogLevel. This adapter adds mutual TLS, the last will, the connection
+// (when to connect, retry and give up on an attempt is the ConnectionSupervisor's,
+// connection_supervisor.hpp) and the agent's timers on the loop. C++17.
 //
 // Threads: none of its own. Everything (socket I/O, engine, flash writes, journal stores) runs
 // on the thread that calls EventLoop::run_once(), which must be the thread that created the
@@ -26,8 +27,8 @@
 #include <string>
 #include <string_view>
 
+#include "fota/client/connection_supervisor.hpp"
 #include "fota/client/device_agent.hpp"
-#include "fota/client/device_messages.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
 #include "fota/client/mosquitto/event_loop.hpp"
@@ -109,10 +110,10 @@ class MosquittoDeviceClient {
   bool reboot_requested() const noexcept;
   EngineState state() const noexcept;
   EngineStats stats() const noexcept;
-  // Connections lost after they were established.
-  std::uint32_t reconnects() const noexcept { return reconnects_; }
+  // Connections established after the first one.
+  std::uint32_t reconnects() const noexcept { return supervisor_.reconnects(); }
   // Failed connection attempts since the last successful one.
-  int failed_attempts() const noexcept { return backoff_.attempts(); }
+  int failed_attempts() const noexcept { return supervisor_.failed_attempts(); }
   // Why the last connection attempt failed or the connection ended, with libmosquitto's and
   // OpenSSL's reason ("" until something failed).
   const std::string& last_error() const noexcept { return last_error_; }
@@ -122,8 +123,10 @@ class MosquittoDeviceClient {
                         std::shared_ptr<spdlog::logger> logger);
   class Link;  // the agent's DeviceLink: publishes and subscribes through the session
 
-  void connect_now();
-  void schedule_reconnect(const std::string& why);
+  // The supervisor's deadline passed (or a health check that held a connect back ended).
+  void on_connection_deadline();
+  void connect_failed(const std::string& why);
+  void arm_connection_timer();
   void on_connected(int reason_code);
   void on_disconnected(int reason_code);
   void on_message(std::string_view topic, std::string_view payload);
@@ -139,7 +142,7 @@ class MosquittoDeviceClient {
   std::shared_ptr<spdlog::logger> logger_;
   std::string broker_host_;
   int broker_port_ = 0;
-  ReconnectBackoff backoff_;
+  ConnectionSupervisor supervisor_;
 
   std::unique_ptr<Link> link_;
   std::unique_ptr<DeviceAgent> agent_;
@@ -148,14 +151,12 @@ class MosquittoDeviceClient {
 
   bool started_ = false;
   bool stopping_ = false;
-  bool link_up_ = false;  // a connection was accepted and has not ended yet
-  std::uint32_t reconnects_ = 0;
   std::string last_error_;
   std::string last_library_error_;  // libmosquitto's latest error line, for the next report
   std::optional<EventLoop::TimerId> tick_timer_;
   std::int64_t tick_at_ = UpdateEngine::kNoDeadline;
-  std::optional<EventLoop::TimerId> reconnect_timer_;
-  std::optional<EventLoop::TimerId> connect_timer_;
+  std::optional<EventLoop::TimerId> connection_timer_;  // at the supervisor's deadline
+  std::int64_t connection_timer_at_ = ConnectionSupervisor::kNoDeadline;
   std::optional<EventLoop::TimerId> health_timer_;
   bool connect_deferred_ = false;  // a connect waits for the health check's answer
 };
