@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The README's demo command. Installs what is missing, builds, then runs the whole stack locally:
-#   1. a fleet PKI and an Ed25519 signing key (fotactl), a signed 1 MiB firmware bundle;
+#   1. a fleet PKI, the orchestrator's command key and an Ed25519 signing key (fotactl), a signed
+#      1 MiB firmware bundle;
 #   2. mosquitto with the fota plugin over mutual TLS (identity, ACLs, chunk serving);
 #   3. fota-orchestrator on its embedded SQLite store, with the bundle uploaded through its API;
 #   4. a fleet of real fota-device agents (file-backed A/B slots) taken through a three-wave staged
@@ -42,12 +43,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== 1. PKI, signing key and a signed firmware bundle"
-"$fotactl" pki init --dir pki >/dev/null
-"$fotactl" pki issue-broker broker --dir pki --dns localhost --ip 127.0.0.1 >/dev/null
-"$fotactl" pki issue-orchestrator fota-orchestrator --dir pki >/dev/null
-mkdir -p keys secrets data/artifacts
-"$fotactl" keys generate -o keys/signing
+echo "== 1. PKI, command key, signing key and a signed firmware bundle"
+fota_fleet_keys "$fotactl"
+mkdir -p secrets data/artifacts
 head -c $((1024 * 1024)) /dev/urandom >firmware-2.0.0.img
 "$fotactl" artifact create --image firmware-2.0.0.img --version 2.0.0 --hardware demo-gw \
   --security-counter 2 --key keys/signing.key -o firmware-2.0.0.fota >/dev/null
@@ -96,6 +94,7 @@ ca: ../../pki/ca.crt
 cert: ../../pki/device/$id.crt
 key: ../../pki/device/$id.key
 trust: ../../keys/signing.pub
+command_keys: ../../pki/command/command.pub
 state_dir: state/
 factory_version: 1.0.0
 time_zone: ${zones[$((i % ${#zones[@]}))]}
@@ -130,7 +129,8 @@ if [[ "${FOTA_DEMO_SIM:-1}" != "0" ]]; then
   echo "== 5. fota-sim: 1,000 virtual devices on flaky links, three waves run by the same orchestrator"
   "$sim" "$root/scripts/demo/fleet-1000-flaky.yaml" --out "$run/sim-report" \
     --broker-port "$mqtt_port" --ca-dir pki --orchestrator "$FOTA_SERVER" \
-    --token-file secrets/demo.token --signing-key keys/signing.key || sim_status=$?
+    --token-file secrets/demo.token --signing-key keys/signing.key \
+    --command-keys pki/command/command.pub || sim_status=$?
   sim_rollout=$(sed -n 's/.*"rollout_id": "\([^"]*\)".*/\1/p' "$run/sim-report/report.json" 2>/dev/null | head -n 1)
   if [[ -n "$sim_rollout" ]]; then "$fotactl" rollout status "$sim_rollout"; fi
   "$fotactl" audit verify

@@ -72,9 +72,27 @@ plugin $plugin
 CONF
 }
 
+# fota_fleet_keys FOTACTL [BROKER_IP...]: every key and certificate a local stack needs, made with
+# fotactl in the working directory: pki/ (the fleet CA; a broker certificate for localhost,
+# 127.0.0.1 and each BROKER_IP; the fota-orchestrator certificate; the orchestrator's command key
+# pki/command/command.key, whose command.pub every device trusts as its command_keys) and the
+# artifact signing key keys/signing.key (keys/signing.pub). Device certificates are the caller's.
+fota_fleet_keys() {
+  local fotactl=$1
+  shift
+  local ips=(--ip 127.0.0.1) ip
+  for ip in "$@"; do ips+=(--ip "$ip"); done
+  "$fotactl" pki init --dir pki >/dev/null
+  "$fotactl" pki issue-broker broker --dir pki --dns localhost "${ips[@]}" >/dev/null
+  "$fotactl" pki issue-orchestrator fota-orchestrator --dir pki >/dev/null
+  "$fotactl" pki command-key --dir pki
+  mkdir -p keys
+  "$fotactl" keys generate -o keys/signing
+}
+
 # fota_orchestrator_config MQTT_PORT HTTP_PORT DATA_DIR TOKEN_NAME TOKEN_FILE: the
-# orchestrator.yaml of a local fota-orchestrator (paths relative to the working directory: pki/,
-# keys/signing.pub). Callers append their own keys.
+# orchestrator.yaml of a local fota-orchestrator (paths relative to the working directory, as
+# fota_fleet_keys makes them: pki/, keys/signing.pub). Callers append their own keys.
 fota_orchestrator_config() {
   local mqtt_port=$1 http_port=$2 data=$3 token_name=$4 token_file=$5
   cat <<CONF
@@ -87,6 +105,7 @@ broker:
 data_dir: $data
 artifacts_dir: $data/artifacts
 trusted_keys: keys/signing.pub
+command_key: pki/command/command.key
 http: {listen: 127.0.0.1, port: $http_port}
 api_tokens:
   - {name: $token_name, token_file: $token_file, role: admin}

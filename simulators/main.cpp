@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   std::string token_file;
   std::string signing_key;
   std::string trust_key;
+  std::string command_keys;
   std::string artifacts_dir;
   std::string orchestrator_data;
   app.add_option("scenario", scenario_path, "scenario YAML file (see simulators/scenarios/)")->required();
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
   orchestration->add_option(
       "--orchestrator", orchestrator_url,
       "use a running orchestrator at this API URL instead of starting one (needs --token-file, "
-      "--signing-key, --broker-port and --ca-dir)");
+      "--signing-key, --command-keys, --broker-port and --ca-dir)");
   orchestration->add_option("--token-file", token_file, "file holding the API token for --orchestrator");
   orchestration->add_option(
       "--signing-key", signing_key,
@@ -85,6 +86,10 @@ int main(int argc, char** argv) {
   orchestration->add_option(
       "--trust-key", trust_key,
       "rollout.driver attach: the Ed25519 public key (PEM) that signed the rollout's artifact");
+  orchestration->add_option(
+      "--command-keys", command_keys,
+      "with --orchestrator: its command public key (PEM, `fotactl pki command-key`) or a directory of "
+      "*.pub; the virtual devices verify every command with it");
   orchestration->add_option(
       "--artifacts-dir", artifacts_dir,
       "the orchestrator's artifact store the broker plugin reads (default: under --out)");
@@ -143,6 +148,7 @@ int main(int argc, char** argv) {
   env.orchestrator_url = orchestrator_url;
   env.signing_key = signing_key;
   env.trust_key = trust_key;
+  env.command_keys = command_keys;
   env.orchestrator_data = orchestrator_data;
   env.artifacts_dir = artifacts_dir.empty() ? env.work_dir / "orchestrator" / "artifacts"
                                             : std::filesystem::path(artifacts_dir);
@@ -153,8 +159,9 @@ int main(int argc, char** argv) {
   }
   if (!orchestrator_url.empty()) {
     const bool attaching = scenario->rollout.driver == fota::sim::RolloutDriver::kAttach;
-    if (token_file.empty() || (attaching ? trust_key.empty() : signing_key.empty()) || broker_port <= 0) {
-      std::cerr << "fota-sim: --orchestrator needs --token-file, --broker-port, --ca-dir and "
+    if (token_file.empty() || (attaching ? trust_key.empty() : signing_key.empty()) || broker_port <= 0 ||
+        command_keys.empty()) {
+      std::cerr << "fota-sim: --orchestrator needs --token-file, --broker-port, --ca-dir, --command-keys and "
                 << (attaching ? "--trust-key (rollout.driver attach)" : "--signing-key") << "\n";
       return 2;
     }

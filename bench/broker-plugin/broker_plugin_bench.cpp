@@ -447,6 +447,7 @@ class OrchestratorProcess {
                           << "data_dir: " << (dir / "data").string() << "\n"
                           << "artifacts_dir: " << store_dir.string() << "\n"
                           << "trusted_keys: " << trusted_key.string() << "\n"
+                          << "command_key: " << pki.command_key().private_key.string() << "\n"
                           << "http:\n  listen: 127.0.0.1\n  port: " << http_port_ << "\n"
                           << "api_tokens:\n  - name: bench\n    token: bench-token-0123456789abcdef\n"
                           << "    role: admin\n"

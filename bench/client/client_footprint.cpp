@@ -84,7 +84,8 @@ void prepare(const std::filesystem::path& dir, std::uint64_t size, std::uint32_t
   c.set_device_id("bench-device");
   c.set_expires_at_ms(std::numeric_limits<std::int64_t>::max());
   *c.mutable_install()->mutable_manifest() = *signed_manifest;
-  std::ofstream(dir / "command.pb", std::ios::binary) << c.SerializeAsString();
+  // Signed as the orchestrator does; the bench's one key stands in for the command key too.
+  std::ofstream(dir / "command.pb", std::ios::binary) << *common::sign_command(c, key);
 }
 
 // The prepared artifact's image and hash table, read with pread.
@@ -118,7 +119,7 @@ int session(const std::filesystem::path& dir, const common::Ed25519PublicKey& pu
   const long baseline = status_kib("VmRSS:");
   common::TrustStore trust;
   trust.add(pub);
-  client::OpenSslEngineCrypto crypto(std::move(trust));
+  client::OpenSslEngineCrypto crypto(trust, trust);
   client::EngineConfig config;
   config.device_id = "bench-device";
   config.hardware_type = "bench-board";
@@ -140,7 +141,7 @@ int session(const std::filesystem::path& dir, const common::Ed25519PublicKey& pu
   runtime.execute(engine.on_started({"a", false}, now), now);
   runtime.execute(engine.on_connected(now), now);
   {
-    // The command is decoded from its wire bytes, as the MQTT adapter does.
+    // The engine gets the command's wire bytes, as from the MQTT adapter, and verifies them.
     std::ifstream in(dir / "command.pb", std::ios::binary);
     std::ostringstream bytes;
     bytes << in.rdbuf();
@@ -153,7 +154,7 @@ int session(const std::filesystem::path& dir, const common::Ed25519PublicKey& pu
     manifest.ParseFromString(command->install().manifest().manifest());
     space = common::ChunkSpace::of(manifest);
     artifact_id = manifest.artifact_id();
-    runtime.execute(engine.on_command(*command, now), now);
+    runtime.execute(engine.on_command(bytes.str(), now), now);
   }
   const int image = ::open((dir / "image").c_str(), O_RDONLY);
   const int hash_table = ::open((dir / "hash_table").c_str(), O_RDONLY);

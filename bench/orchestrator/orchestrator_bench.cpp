@@ -93,6 +93,8 @@ int main(int argc, char** argv) {
   orchestrator::ServiceOptions options;
   options.data_dir = dir + "/data";
   options.trust = trust;
+  options.command_key = std::make_shared<const common::Ed25519PrivateKey>(
+      std::move(common::Ed25519PrivateKey::generate()).value());
   const long rss_start = rss_kib();
   auto service = orchestrator::OrchestratorService::open(options, log);
   if (!service) {

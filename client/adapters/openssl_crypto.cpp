@@ -10,7 +10,11 @@ std::string OpenSslEngineCrypto::sha256(std::string_view data) const {
 
 common::Result<v1::Manifest> OpenSslEngineCrypto::verify_manifest(
     const v1::SignedManifest& signed_manifest) const {
-  return trust_.verify(signed_manifest);
+  return artifact_keys_.verify(signed_manifest);
+}
+
+common::Result<v1::Command> OpenSslEngineCrypto::verify_command(std::string_view payload) const {
+  return common::verify_command(payload, command_keys_);
 }
 
 }  // namespace fota::client

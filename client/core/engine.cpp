@@ -1427,9 +1427,17 @@ Actions UpdateEngine::on_started(const BootStatus& boot, std::int64_t now_ms) {
   return impl_->dispatch(Event::kStarted, d, now_ms);
 }
 
-Actions UpdateEngine::on_command(const v1::Command& command, std::int64_t now_ms) {
+Actions UpdateEngine::on_command(std::string_view payload, std::int64_t now_ms) {
+  // First, before the state machine, the journal or the replay memory see anything of it.
+  auto command = impl_->crypto.verify_command(payload);
+  if (!command) {
+    ++impl_->stats.commands_unverified;
+    return Actions{
+        action::Log{v1::LOG_LEVEL_WARN, "refused a command of " + std::to_string(payload.size()) +
+                                            " bytes before reading it: " + command.error().message}};
+  }
   EventData d;
-  d.command = &command;
+  d.command = &*command;
   return impl_->dispatch(Event::kCommand, d, now_ms);
 }
 

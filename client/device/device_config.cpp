@@ -76,6 +76,7 @@ common::Result<DeviceConfig> parse_config(std::string_view yaml, const std::file
     c.mqtt.cert = rel(need("cert"));
     c.mqtt.key = rel(need("key"));
     c.trust = rel(need("trust"));
+    c.command_keys = rel(need("command_keys"));
     c.state_dir = rel(need("state_dir"));
     if (y["topic_prefix"]) c.mqtt.topic_prefix = y["topic_prefix"].as<std::string>();
     if (y["factory_version"]) c.engine.factory_version = y["factory_version"].as<std::string>();

@@ -28,7 +28,8 @@ inline constexpr const char* kTransports[] = {"paho", "mosquitto"};
 struct DeviceConfig {
   client::MqttClientConfig mqtt;
   client::EngineConfig engine;
-  std::filesystem::path trust;
+  std::filesystem::path trust;         // artifact release public keys
+  std::filesystem::path command_keys;  // orchestrator command public keys (docs/SECURITY.md)
   std::filesystem::path state_dir;
   std::map<std::string, std::filesystem::path> slots;
   std::map<std::string, std::filesystem::path> files;  // file payload targets

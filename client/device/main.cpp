@@ -195,8 +195,16 @@ int main(int argc, char** argv) {
                   s.ok() ? std::string("no keys found") : s.error().to_string());
     return 2;
   }
+  common::TrustStore command_keys;
+  if (auto s = command_keys.load(config->command_keys); !s.ok() || command_keys.empty()) {
+    logger->error(
+        "cannot load the orchestrator's command keys from {}: {}; every command must be signed by one "
+        "of them (`fotactl pki command-key` makes one)",
+        config->command_keys.string(), s.ok() ? std::string("no keys found") : s.error().to_string());
+    return 2;
+  }
   std::filesystem::create_directories(config->state_dir);
-  client::OpenSslEngineCrypto crypto(std::move(trust));
+  client::OpenSslEngineCrypto crypto(std::move(trust), std::move(command_keys));
   client::FileJournal journal(config->state_dir / "journal");
   auto env = open_boot_environment(*config);
   client::BootSchemeConfig scheme;

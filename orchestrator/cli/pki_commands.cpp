@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "fota/common/crypto.hpp"
 #include "fota/common/pki.hpp"
 #include "fota/orchestrator/api_role.hpp"
 
@@ -95,6 +96,25 @@ void register_pki_commands(CLI::App& app) {
                     false);
   add_issue_command(*pki, "issue-broker", Role::kBroker, "an MQTT broker (server certificate)", "Broker name",
                     true);
+
+  auto key_dir = std::make_shared<std::string>("pki");
+  auto key_name = std::make_shared<std::string>("command");
+  auto* command_key = pki->add_subcommand(
+      "command-key",
+      "Create the orchestrator's command key (Ed25519): DIR/command/NAME.key (0600) and NAME.pub");
+  command_key->add_option("--dir", *key_dir, "PKI directory made by `fotactl pki init`")
+      ->capture_default_str();
+  command_key->add_option("--name", *key_name, "Key name; a new one per rotation (docs/SECURITY.md)")
+      ->capture_default_str();
+  command_key->callback([key_dir, key_name] {
+    auto files = common::create_command_key(*key_dir, *key_name);
+    if (!files) throw std::runtime_error(files.error().message);
+    std::cout << "created command key " << files->key_id << "\n"
+              << "  private: " << files->private_key.string()
+              << " (mode 0600; the orchestrator's command_key, nowhere else)\n"
+              << "  public:  " << files->public_key.string()
+              << " (add to every device's command_keys before the orchestrator uses it)\n";
+  });
 }
 
 }  // namespace fota::cli

@@ -57,6 +57,8 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
         c.artifacts_dir = file(v);
       } else if (key == "trusted_keys") {
         c.trusted_keys = file(v);
+      } else if (key == "command_key") {
+        c.command_key = file(v);
       } else if (key == "http") {
         for (const auto& h : v) {
           const std::string k = h.first.as<std::string>();
@@ -141,7 +143,7 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
         return Error(Errc::kInvalidArgument,
                      "config: " + key +
                          ": unknown key; known: broker, topic_prefix, data_dir, "
-                         "artifacts_dir, trusted_keys, http, api_tokens, audit, tick_interval, "
+                         "artifacts_dir, trusted_keys, command_key, http, api_tokens, audit, tick_interval, "
                          "default_link_rate, default_device_time, log_level");
       }
     }
@@ -156,7 +158,8 @@ common::Status validate_service_config(const ServiceConfig& c) {
   for (const auto& [what, p] : {std::pair{"broker.ca", c.ca_cert},
                                 {"broker.cert", c.cert},
                                 {"broker.key", c.key},
-                                {"trusted_keys", c.trusted_keys}}) {
+                                {"trusted_keys", c.trusted_keys},
+                                {"command_key", c.command_key}}) {
     if (p.empty()) return Error(Errc::kInvalidArgument, std::string("config: ") + what + " is required");
     if (!std::filesystem::exists(p)) {
       return Error(Errc::kNotFound, std::string("config: ") + what + " " + p.string() + " does not exist");

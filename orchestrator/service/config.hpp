@@ -41,6 +41,9 @@ struct ServiceConfig {
   std::filesystem::path data_dir = "/var/lib/fota-orchestrator";  // state.db lives here
   std::filesystem::path artifacts_dir;  // default <data_dir>/artifacts; the broker plugin reads it
   std::filesystem::path trusted_keys;   // Ed25519 public key file or directory of *.pub
+  // Ed25519 private key (PEM) every command is signed with; devices hold its public key in their
+  // command_keys. Not an artifact release key (docs/SECURITY.md, "Signed commands").
+  std::filesystem::path command_key;
 
   std::string http_listen = "127.0.0.1";
   int http_port = 8080;

@@ -69,6 +69,13 @@ int main(int argc, char** argv) {
   if (auto st = options.trust.load(config->trusted_keys); !st)
     return fail("trusted_keys: " + st.error().message);
   options.trusted_keys_path = config->trusted_keys;
+  auto command_key = common::Ed25519PrivateKey::load(config->command_key);
+  if (!command_key) {
+    return fail("command_key: " + command_key.error().message +
+                " (an Ed25519 private key in PEM; `fotactl pki command-key` makes one)");
+  }
+  options.command_key = std::make_shared<const common::Ed25519PrivateKey>(std::move(command_key).value());
+  log->info("signing commands with command key {}", options.command_key->public_key().key_id());
 
   auto service = orchestrator::OrchestratorService::open(std::move(options), log);
   if (!service) return fail(service.error().message);

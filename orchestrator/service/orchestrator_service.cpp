@@ -71,7 +71,7 @@ OrchestratorService::OrchestratorService(ServiceOptions options, std::shared_ptr
       catalog_(artifacts_),
       trust_(std::make_shared<const common::TrustStore>(options_.trust)),
       core_(FleetCoreOptions{options_.topics, options_.default_link_rate, options_.default_device_time_ms,
-                             options_.tick_interval_ms, options_.new_rollout_id},
+                             options_.tick_interval_ms, options_.new_rollout_id, options_.command_key},
             catalog_, log_) {}
 
 OrchestratorService::~OrchestratorService() = default;
@@ -90,6 +90,10 @@ common::Result<std::unique_ptr<OrchestratorService>> OrchestratorService::open(
                  "cannot create artifacts directory " + options.artifacts_dir.string() + ": " + ec.message());
   }
   if (!options.new_rollout_id) options.new_rollout_id = random_rollout_ids();
+  if (!options.command_key) {
+    return Error(Errc::kInvalidArgument,
+                 "no command key: devices refuse unsigned commands (configure command_key)");
+  }
   auto store = SqliteStore::open(options.data_dir / "state.db");
   if (!store) return store.error();
   std::unique_ptr<OrchestratorService> service(

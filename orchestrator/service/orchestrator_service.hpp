@@ -44,6 +44,8 @@ struct ServiceOptions {
   // Where `trust` was read from (a *.pub file or a directory of them): re-read by
   // reload_trusted_keys() and when an upload is signed with a key not in `trust`. Empty: never.
   std::filesystem::path trusted_keys_path;
+  // Signs every command (required; open() refuses to start without it).
+  std::shared_ptr<const common::Ed25519PrivateKey> command_key;
   std::uint64_t default_link_rate = 1'000'000;
   Millis default_device_time_ms = 30'000;  // verify + install + reboot + confirm, until measured
   // Rollouts are ticked at most this often; reports in between are applied at once.

@@ -281,10 +281,19 @@ void FleetCore::apply(Rollout& r, const Decisions& decisions, Millis now) {
       default:
         continue;
     }
+    if (!options_.command_key) {
+      log_->error("cannot send {} to {}: no command key to sign it with", what, d.device_id);
+      continue;
+    }
+    auto payload = common::sign_command(cmd, *options_.command_key);
+    if (!payload) {
+      log_->error("cannot sign {} for {}: {}", what, d.device_id, payload.error().message);
+      continue;
+    }
     pending_events_.push_back(
         EventRecord{0, now, d.device_id, r.id, "command", what + " (" + d.command_id + ")"});
     outbox_.push_back(DeviceCommand{options_.topics.device_topic(*device, Channel::kCommand),
-                                    common::encode(cmd),
+                                    std::move(payload).value(),
                                     static_cast<std::uint32_t>((r.spec.command_ttl_ms + 999) / 1000)});
   }
 }

@@ -57,6 +57,9 @@ common::Result<std::unique_ptr<OrchestratorProcess>> OrchestratorProcess::launch
 
   const int http_port = free_loopback_port();
   if (http_port <= 0) return Error(Errc::kUnavailable, "no free port on 127.0.0.1 for the orchestrator API");
+  if (settings.command_key.empty()) {
+    return Error(Errc::kInvalidArgument, "the orchestrator needs a command key to sign commands with");
+  }
   std::ofstream conf(dir / "orchestrator.yaml", std::ios::trunc);
   conf << "# written by fota-sim for one run\n"
        << "broker:\n"
@@ -68,6 +71,7 @@ common::Result<std::unique_ptr<OrchestratorProcess>> OrchestratorProcess::launch
        << "data_dir: " << data_dir.string() << "\n"
        << "artifacts_dir: " << settings.artifacts_dir.string() << "\n"
        << "trusted_keys: " << settings.trusted_key.string() << "\n"
+       << "command_key: " << settings.command_key.string() << "\n"
        << "http: {listen: 127.0.0.1, port: " << http_port << "}\n"
        << "api_tokens:\n  - {name: fota-sim, role: admin, token_file: " << token_file.string() << "}\n"
        << "tick_interval: 100ms\n"

@@ -154,6 +154,11 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
         Errc::kInvalidArgument,
         "faults.orchestrator_kill needs an orchestrator fota-sim starts itself (leave out --orchestrator)");
   }
+  if (!spawn_orchestrator && environment.command_keys.empty()) {
+    return Error(Errc::kInvalidArgument,
+                 "with --orchestrator, fota-sim needs --command-keys: the orchestrator's command public key, "
+                 "which its virtual devices verify every command with");
+  }
   if (!attach && !spawn_orchestrator && environment.signing_key.empty()) {
     return Error(Errc::kInvalidArgument,
                  "with --orchestrator, fota-sim needs --signing-key: a private key the orchestrator trusts");
@@ -207,7 +212,20 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     target_version = target->version;
     image_size = target->image_size;
   }
-  client::OpenSslEngineCrypto crypto(trust);
+  // The orchestrator's command key: a fresh one for an orchestrator fota-sim starts, else the
+  // public key(s) of the running one. Virtual devices verify commands as fota-device does.
+  common::TrustStore command_keys;
+  std::filesystem::path command_key;
+  if (spawn_orchestrator) {
+    std::filesystem::remove_all(environment.work_dir / "command", ec);
+    auto made = common::create_command_key(environment.work_dir, "command");
+    if (!made.ok()) return made.error().with_context("the run's command key");
+    command_key = made->private_key;
+    if (auto s = command_keys.load(made->public_key); !s.ok()) return s.error();
+  } else if (auto s = command_keys.load(environment.command_keys); !s.ok()) {
+    return s.error().with_context("--command-keys");
+  }
+  client::OpenSslEngineCrypto crypto(trust, std::move(command_keys));
 
   std::vector<std::string> targeted;
   for (const auto& p : *plans) {
@@ -229,6 +247,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     settings.artifacts_dir =
         environment.artifacts_dir.empty() ? settings.dir / "artifacts" : environment.artifacts_dir;
     settings.trusted_key = public_key;
+    settings.command_key = command_key;
     settings.broker_host = environment.broker_host;
     settings.broker_port = environment.broker_port;
     settings.default_link_rate = nominal_link_rate(scenario, *plans);

@@ -22,7 +22,9 @@ using testing::TestArtifact;
 // hash chunks) rather than inline chunk hashes (7 chunks).
 class CrashPointTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
  protected:
-  CrashPointTest() : key_(std::move(common::Ed25519PrivateKey::generate()).value()), crypto_(trust()) {
+  CrashPointTest()
+      : key_(std::move(common::Ed25519PrivateKey::generate()).value()),
+        crypto_(trust(), testing::command_keys()) {
     testing::ArtifactOptions o;
     o.security_counter = 1;  // equal to the factory counter, so rollback is allowed
     o.size = (hash_table() ? 40 : 6) * 1024 + 10;
@@ -61,7 +63,8 @@ class CrashPointTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
     device.side_effects_executed = 0;
     device.cut_after_side_effects = cut_at;
     device.cut_happened = false;
-    device.run(device.engine().on_command(command, clock_.now_ms()), clock_.now_ms());
+    device.run(device.engine().on_command(testing::signed_command(command), clock_.now_ms()),
+               clock_.now_ms());
     for (int round = 0; round < 50; ++round) {
       if (device.running()) testing::serve_chunks(device, server, clock_.now_ms());
       if (device.running()) {
@@ -77,7 +80,8 @@ class CrashPointTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
             device.engine().record().last_command_id().rfind(command.command_id(), 0) != 0) {
           v1::Command again = command;
           again.set_command_id(command.command_id() + "-resent-" + std::to_string(round));
-          device.run(device.engine().on_command(again, clock_.now_ms()), clock_.now_ms());
+          device.run(device.engine().on_command(testing::signed_command(again), clock_.now_ms()),
+                     clock_.now_ms());
         }
       }
     }

@@ -38,7 +38,10 @@ class RecordingLink : public DeviceLink {
 
 class DeviceAgentTest : public ::testing::Test {
  protected:
-  DeviceAgentTest() : crypto_(common::TrustStore{}), installer_(trace_, crypto_), journal_(trace_) {
+  DeviceAgentTest()
+      : crypto_(common::TrustStore{}, testing::command_keys()),
+        installer_(trace_, crypto_),
+        journal_(trace_) {
     DeviceAgentConfig config;
     config.engine = testing::SimDevice::default_config();
     config.log_batch_entries = 3;
@@ -67,7 +70,7 @@ class DeviceAgentTest : public ::testing::Test {
     command.set_device_id(testing::kDeviceId);
     command.set_issued_at_ms(now_);
     if (command.expires_at_ms() == 0) command.set_expires_at_ms(now_ + 60'000);
-    agent_->on_message(topic(Channel::kCommand), command.SerializeAsString(), now_);
+    agent_->on_message(topic(Channel::kCommand), testing::signed_command(command), now_);
   }
 
   std::int64_t now_ = 1'700'000'000'000;

@@ -22,7 +22,7 @@ class DispatchTest : public ::testing::Test {
  protected:
   DispatchTest()
       : key_(std::move(common::Ed25519PrivateKey::generate()).value()),
-        crypto_(trust_with(key_)),
+        crypto_(trust_with(key_), testing::command_keys()),
         artifact_(testing::make_artifact(key_)),
         device_(dir_.path() / "dev", crypto_, testing::make_image(5000, 1)),
         id_(std::move(common::DeviceId::parse(testing::kDeviceId)).value()) {
@@ -51,14 +51,15 @@ class DispatchTest : public ::testing::Test {
 
 TEST_F(DispatchTest, ACommandOnTheDevicesCommandTopicReachesTheEngine) {
   const auto command = testing::install_command("c1", artifact_, clock_.now_ms());
-  auto actions = dispatch(topics_.device_topic(id_, Channel::kCommand), common::encode(command));
+  auto actions = dispatch(topics_.device_topic(id_, Channel::kCommand), testing::signed_command(command));
   ASSERT_TRUE(actions.ok()) << actions.error().to_string();
   device_.run(std::move(actions).value(), clock_.now_ms());
   EXPECT_EQ(device_.engine().state(), EngineState::kDownloading);
 }
 
 TEST_F(DispatchTest, RefusalsLeaveTheEngineAlone) {
-  const std::string command = common::encode(testing::install_command("c1", artifact_, clock_.now_ms()));
+  const std::string command =
+      testing::signed_command(testing::install_command("c1", artifact_, clock_.now_ms()));
   const auto other = std::move(common::DeviceId::parse("dev-0002")).value();
   struct Case {
     const char* name;
@@ -72,18 +73,40 @@ TEST_F(DispatchTest, RefusalsLeaveTheEngineAlone) {
       {"not a fota topic", "elsewhere/command", command, Errc::kInvalidArgument},
       {"a channel devices only publish to", topics_.device_topic(id_, Channel::kProgress), command,
        Errc::kInvalidArgument},
-      {"a command that does not parse", topics_.device_topic(id_, Channel::kCommand), "\xff\xff\xff garbage",
-       Errc::kMalformed},
       {"a chunk that does not parse", topics_.device_topic(id_, Channel::kChunk), "\xff\xff\xff garbage",
        Errc::kMalformed},
-      {"a command over the size cap", topics_.device_topic(id_, Channel::kCommand),
-       std::string(common::kMaxCommandBytes + 1, 'x'), Errc::kTooLarge},
   };
   for (const Case& c : cases) {
     auto actions = dispatch(c.topic, c.payload);
     ASSERT_FALSE(actions.ok()) << c.name;
     EXPECT_EQ(actions.error().code, c.code) << c.name << ": " << actions.error().to_string();
     EXPECT_EQ(device_.engine().state(), EngineState::kIdle) << c.name;
+  }
+}
+
+// Command payloads go to the engine whole: it checks the signature before it reads anything, so
+// garbage, an oversized payload and an unsigned command are each logged there and change nothing.
+TEST_F(DispatchTest, CommandPayloadsThatDoNotVerifyAreLoggedByTheEngineAndChangeNothing) {
+  const struct {
+    const char* name;
+    std::string payload;
+    const char* says;
+  } cases[] = {
+      {"a command that does not parse", "\xff\xff\xff garbage", "is not a valid fota.v1.Command"},
+      {"a command over the size cap", std::string(common::kMaxCommandBytes + 1, 'x'), "exceeds the limit"},
+      {"an unsigned command", common::encode(testing::install_command("c1", artifact_, clock_.now_ms())),
+       "command is not signed"},
+  };
+  std::uint64_t refused = 0;
+  for (const auto& c : cases) {
+    auto actions = dispatch(topics_.device_topic(id_, Channel::kCommand), c.payload);
+    ASSERT_TRUE(actions.ok()) << c.name << ": " << actions.error().to_string();
+    ASSERT_EQ(actions->size(), 1u) << c.name;
+    const auto* log = std::get_if<action::Log>(&actions->front());
+    ASSERT_NE(log, nullptr) << c.name;
+    EXPECT_NE(log->message.find(c.says), std::string::npos) << c.name << ": " << log->message;
+    EXPECT_EQ(device_.engine().state(), EngineState::kIdle) << c.name;
+    EXPECT_EQ(device_.engine().stats().commands_unverified, ++refused) << c.name;
   }
 }
 

@@ -51,7 +51,7 @@ class EngineTest : public ::testing::Test {
  protected:
   EngineTest()
       : key_(std::move(common::Ed25519PrivateKey::generate()).value()),
-        crypto_(trust_with(key_)),
+        crypto_(trust_with(key_), testing::command_keys()),
         artifact_(make_artifact(key_)),
         server_(&artifact_) {}
 
@@ -71,7 +71,8 @@ class EngineTest : public ::testing::Test {
   // Boots the device and hands it a command; returns the last Progress.
   v1::Progress send(const v1::Command& command) {
     while (!device().running()) device().power_on(clock_.now_ms());
-    device().run(device().engine().on_command(command, clock_.now_ms()), clock_.now_ms());
+    device().run(device().engine().on_command(testing::signed_command(command), clock_.now_ms()),
+                 clock_.now_ms());
     return device().transport().progress.back();
   }
 
@@ -548,7 +549,7 @@ TEST_F(EngineTest, ExpiryNearTheLargestTimestampDoesNotOverflow) {
     (void)engine.on_started({"a", false}, row.now);
     auto command = testing::install_command("c1", artifact_, 1);
     command.set_expires_at_ms(row.expires_at);
-    const Actions actions = engine.on_command(command, row.now);
+    const Actions actions = engine.on_command(testing::signed_command(command), row.now);
     const auto progress = all_of<action::PublishProgress>(actions);
     ASSERT_FALSE(progress.empty());
     if (row.expired) {
@@ -568,6 +569,180 @@ TEST_F(RefusalTest, ReplayedCommandIdEvenAfterReboot) {
   device().power_off();
   device().power_on(clock_.now_ms());
   expect_refused(testing::install_command("c1", artifact_, clock_.now_ms()), v1::ERROR_COMMAND_REPLAYED);
+}
+
+// ---- Signed commands: the signature is checked before anything else ---------------------------
+// The orchestrator signs every command with its command key; a device holds a set of command
+// public keys (more than one while a key is rotated). A payload that does not verify is logged and
+// dropped: no report (its ids are not trusted), no journal write, no entry in the replay memory.
+class CommandSignatureTest : public ::testing::Test {
+ protected:
+  CommandSignatureTest()
+      : artifact_key_(generate()),
+        old_key_(generate()),
+        new_key_(generate()),
+        artifact_(make_artifact(artifact_key_)) {}
+
+  static common::Ed25519PrivateKey generate() {
+    return std::move(common::Ed25519PrivateKey::generate()).value();
+  }
+
+  // A started, idle engine whose command_keys hold `command_keys`.
+  std::unique_ptr<UpdateEngine> engine_trusting(std::vector<const common::Ed25519PrivateKey*> command_keys) {
+    common::TrustStore artifact_keys;
+    artifact_keys.add(artifact_key_.public_key());
+    common::TrustStore commands;
+    for (const auto* key : command_keys) commands.add(key->public_key());
+    crypto_ = std::make_unique<OpenSslEngineCrypto>(std::move(artifact_keys), std::move(commands));
+    auto engine = std::make_unique<UpdateEngine>(SimDevice::default_config(), *crypto_);
+    (void)engine->on_started({"a", false}, now_);
+    (void)engine->on_connected(now_);
+    return engine;
+  }
+
+  v1::Command install(const std::string& id) { return testing::install_command(id, artifact_, now_); }
+
+  // The engine took the command: it reports DOWNLOADING for it and remembers its id.
+  void expect_accepted(UpdateEngine& engine, const std::string& payload, const std::string& id) {
+    const Actions actions = engine.on_command(payload, now_);
+    const auto progress = all_of<action::PublishProgress>(actions);
+    ASSERT_FALSE(progress.empty()) << ::testing::PrintToString(names(actions, false));
+    EXPECT_EQ(progress.back()->progress.command_id(), id);
+    EXPECT_EQ(progress.back()->progress.phase(), v1::PHASE_DOWNLOADING);
+    EXPECT_EQ(engine.state(), EngineState::kDownloading);
+  }
+
+  // The engine dropped the payload before reading it: one Log saying why, nothing else.
+  void expect_refused(UpdateEngine& engine, const std::string& payload, const std::string& says) {
+    const std::uint64_t before = engine.stats().commands_unverified;
+    const int remembered = engine.record().recent_command_ids_size();
+    const Actions actions = engine.on_command(payload, now_);
+    ASSERT_EQ(actions.size(), 1u) << ::testing::PrintToString(names(actions, false));
+    const auto* log = std::get_if<action::Log>(&actions.front());
+    ASSERT_NE(log, nullptr);
+    EXPECT_EQ(log->level, v1::LOG_LEVEL_WARN);
+    EXPECT_NE(log->message.find(says), std::string::npos) << log->message;
+    EXPECT_EQ(engine.stats().commands_unverified, before + 1);
+    EXPECT_EQ(engine.record().recent_command_ids_size(), remembered);
+    EXPECT_EQ(engine.state(), EngineState::kIdle);
+  }
+
+  std::int64_t now_ = 1'700'000'000'000;
+  common::Ed25519PrivateKey artifact_key_;
+  common::Ed25519PrivateKey old_key_;
+  common::Ed25519PrivateKey new_key_;
+  TestArtifact artifact_;
+  std::unique_ptr<OpenSslEngineCrypto> crypto_;
+};
+
+TEST_F(CommandSignatureTest, UnsignedCommandIsRefusedBeforeTheJournalAndTheReplayMemory) {
+  auto engine = engine_trusting({&old_key_});
+  expect_refused(*engine, common::encode(install("c1")), "command is not signed");
+  // Not remembered as seen: the same id, signed, is a first delivery, not a replay.
+  expect_accepted(*engine, testing::signed_command(install("c1"), old_key_), "c1");
+}
+
+TEST_F(CommandSignatureTest, CommandSignedWithAKeyTheDeviceDoesNotHoldIsRefused) {
+  auto engine = engine_trusting({&old_key_});
+  expect_refused(*engine, testing::signed_command(install("c1"), new_key_),
+                 "not among this device's command keys");
+}
+
+// The artifact release key is trusted for manifests, never for commands.
+TEST_F(CommandSignatureTest, CommandSignedWithTheArtifactKeyIsRefused) {
+  auto engine = engine_trusting({&old_key_});
+  expect_refused(*engine, testing::signed_command(install("c1"), artifact_key_),
+                 "not among this device's command keys");
+}
+
+TEST_F(CommandSignatureTest, EveryFlippedBitIsRefused) {
+  auto engine = engine_trusting({&old_key_});
+  v1::Command cancel;
+  cancel.set_command_id("x1");
+  cancel.set_deployment_id("dep-1");
+  cancel.set_device_id(testing::kDeviceId);
+  cancel.set_issued_at_ms(now_);
+  cancel.set_expires_at_ms(now_ + 60'000);
+  cancel.mutable_cancel();
+  const std::string payload = testing::signed_command(cancel, old_key_);
+  for (std::size_t bit = 0; bit < payload.size() * 8; ++bit) {
+    std::string flipped = payload;
+    flipped[bit / 8] = static_cast<char>(flipped[bit / 8] ^ (1 << (bit % 8)));
+    const Actions actions = engine->on_command(flipped, now_);
+    ASSERT_EQ(actions.size(), 1u) << "bit " << bit << ": " << ::testing::PrintToString(names(actions, false));
+    ASSERT_TRUE(std::holds_alternative<action::Log>(actions.front())) << "bit " << bit;
+  }
+  EXPECT_EQ(engine->stats().commands_unverified, payload.size() * 8);
+  EXPECT_EQ(engine->record().recent_command_ids_size(), 0);
+}
+
+// An attacker who can publish (a broker, an ACL bypass) edits a genuine command and signs it
+// again with a key of its own: under its own key id it is untrusted, under the orchestrator's key
+// id the signature does not verify.
+TEST_F(CommandSignatureTest, CommandReSignedWithAnotherKeyIsRefused) {
+  auto engine = engine_trusting({&old_key_});
+  const std::string genuine = testing::signed_command(install("c1"), old_key_);
+  auto edited = common::decode<v1::Command>(genuine, common::kMaxCommandBytes);
+  ASSERT_TRUE(edited.ok());
+  const std::string trusted_key_id = edited->signature().key_id();
+  edited->clear_install();
+  edited->mutable_rollback();
+  expect_refused(*engine, testing::signed_command(*edited, new_key_), "not among this device's command keys");
+
+  auto forged =
+      common::decode<v1::Command>(testing::signed_command(*edited, new_key_), common::kMaxCommandBytes);
+  ASSERT_TRUE(forged.ok());
+  forged->mutable_signature()->set_key_id(trusted_key_id);
+  expect_refused(*engine, common::encode(*forged), "does not verify");
+  // The genuine command still goes through.
+  expect_accepted(*engine, genuine, "c1");
+}
+
+// Rotation, step 1 and 2: a device holding both keys takes commands signed with either, so the
+// orchestrator can switch keys while devices still get commands signed with the old one.
+TEST_F(CommandSignatureTest, CommandsSignedWithEitherKeyAreValidDuringRotation) {
+  auto engine = engine_trusting({&old_key_, &new_key_});
+  expect_accepted(*engine, testing::signed_command(install("c1"), new_key_), "c1");
+  v1::Command cancel;
+  cancel.set_command_id("x1");
+  cancel.set_device_id(testing::kDeviceId);
+  cancel.set_expires_at_ms(now_ + 60'000);
+  cancel.mutable_cancel();
+  const Actions cancelled = engine->on_command(testing::signed_command(cancel, old_key_), now_);
+  const auto progress = all_of<action::PublishProgress>(cancelled);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back()->progress.phase(), v1::PHASE_CANCELLED);
+}
+
+// Rotation, step 3: once the old key is removed from the device, what it signs is refused.
+TEST_F(CommandSignatureTest, OldKeyIsRefusedAfterItsRemoval) {
+  auto engine = engine_trusting({&new_key_});
+  expect_refused(*engine, testing::signed_command(install("c1"), old_key_),
+                 "not among this device's command keys");
+  expect_accepted(*engine, testing::signed_command(install("c1"), new_key_), "c1");
+}
+
+// An expired or replayed command is still refused when it is correctly signed: the signature
+// adds to those checks, it does not replace them.
+TEST_F(CommandSignatureTest, SignedCommandsStillFaceExpiryAndReplayChecks) {
+  auto engine = engine_trusting({&old_key_});
+  const std::int64_t allowance = EngineConfig{}.clock_skew_allowance_ms;
+  auto expired = testing::install_command("c0", artifact_, now_ - allowance - 120'000);
+  Actions actions = engine->on_command(testing::signed_command(expired, old_key_), now_);
+  auto progress = all_of<action::PublishProgress>(actions);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back()->progress.error(), v1::ERROR_COMMAND_EXPIRED);
+  v1::Command report;
+  report.set_command_id("i1");
+  report.set_device_id(testing::kDeviceId);
+  report.set_expires_at_ms(now_ + 60'000);
+  report.mutable_report_inventory();
+  const std::string payload = testing::signed_command(report, old_key_);
+  (void)engine->on_command(payload, now_);
+  actions = engine->on_command(payload, now_);
+  progress = all_of<action::PublishProgress>(actions);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back()->progress.error(), v1::ERROR_COMMAND_REPLAYED);
 }
 
 TEST_F(RefusalTest, BadSignature) {
@@ -1048,7 +1223,8 @@ class TransitionTableTest : public EngineTest, public ::testing::WithParamInterf
   void install_on_fresh_device(const TestArtifact& artifact) {
     boot(nullptr, {"a", false});
     (void)engine_->on_connected(now());
-    (void)engine_->on_command(testing::install_command("c1", artifact, now()), now());
+    (void)engine_->on_command(testing::signed_command(testing::install_command("c1", artifact, now())),
+                              now());
   }
 
   // ---- The walks ----
@@ -1056,7 +1232,8 @@ class TransitionTableTest : public EngineTest, public ::testing::WithParamInterf
   void ab_update_commits() {
     boot(nullptr, {"a", false});
     (void)engine_->on_connected(now());
-    serve(engine_->on_command(testing::install_command("c1", artifact_, now()), now()));
+    serve(engine_->on_command(testing::signed_command(testing::install_command("c1", artifact_, now())),
+                              now()));
     (void)engine_->on_slot_hash(artifact_.manifest.image_sha256(), now());
     reboot({"b", true});
     (void)engine_->on_health_result(true, "", now());
@@ -1082,18 +1259,19 @@ class TransitionTableTest : public EngineTest, public ::testing::WithParamInterf
   void rollback_to_previous_slot_fails_to_switch() {
     const auto record = journal_in(journal::ENGINE_STATE_IDLE);
     boot(&record, {"a", false});
-    (void)engine_->on_command(testing::rollback_command("r1", now()), now());
+    (void)engine_->on_command(testing::signed_command(testing::rollback_command("r1", now())), now());
     fail(action::ActivateSlot{"b"});
   }
   void installed_artifact_is_not_installed_again() {
     auto record = journal_in(journal::ENGINE_STATE_IDLE);
     record.mutable_slots(0)->set_artifact_id(artifact_.manifest.artifact_id());
     boot(&record, {"a", false});
-    (void)engine_->on_command(testing::install_command("c1", artifact_, now()), now());
+    (void)engine_->on_command(testing::signed_command(testing::install_command("c1", artifact_, now())),
+                              now());
   }
   void download_cancelled() {
     install_on_fresh_device(artifact_);
-    (void)engine_->on_command(cancel(), now());
+    (void)engine_->on_command(testing::signed_command(cancel()), now());
   }
   void download_stalls() {
     install_on_fresh_device(artifact_);
@@ -1128,7 +1306,7 @@ class TransitionTableTest : public EngineTest, public ::testing::WithParamInterf
   void verifying_cancelled() {
     const auto record = journal_in(journal::ENGINE_STATE_VERIFYING);
     boot(&record, {"a", false});
-    (void)engine_->on_command(cancel(), now());
+    (void)engine_->on_command(testing::signed_command(cancel()), now());
   }
   void image_changed_on_storage() {
     const auto record = journal_in(journal::ENGINE_STATE_VERIFYING);

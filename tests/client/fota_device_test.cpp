@@ -62,11 +62,11 @@ class FotaDeviceTest : public UpdateServerFixture {
     }
     std::ofstream(agent_dir() / "device.yaml")
         << "device_id: " << testing::kDeviceId << "\nhardware_type: " << testing::kHardware
-        << "\nbroker: " << broker_.uri() << "\nca: " << pki_.ca_cert().string()
+        << "\nbroker: " << uri() << "\nca: " << pki_.ca_cert().string()
         << "\ncert: " << device_files_.cert.string() << "\nkey: " << device_files_.key.string()
         << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nlog_level: info\nwindow: 4\n"
         << "slots:\n  a: slot-a\n  b: slot-b\n"
-        << boot_keys << "kernel_cmdline: cmdline\n"
+        << command_keys_config(agent_dir()) << boot_keys << "kernel_cmdline: cmdline\n"
         << "reboot_command: 'touch " << reboot_marker().string() << "'\n"
         << "health_check: '" << health_check << "'\n"
         << "transport: " << transport_ << "\n";
@@ -318,6 +318,76 @@ INSTANTIATE_TEST_SUITE_P(Transports, FotaDeviceSigtermTest, ::testing::Values("p
 // the environment block has no room for the booted slot's tries) ends with a failure status on
 // both transports, so systemd's Restart=on-failure restarts it and the journal says why. On the
 // Paho transport it once exited 0: the failure ended a loop thread nobody asked.
+// docs/SECURITY.md, "Signed commands": someone who can publish on a device's command topic with
+// the orchestrator role but does not hold the command key (a stolen orchestrator certificate, an
+// ACL bypass, a compromised broker) forges commands with mosquitto_pub through the broker plugin.
+// The agent refuses each before reading it and answers none; the forged command id is not spent,
+// so the genuine command with that id still runs to its end.
+TEST_F(FotaDeviceTest, ForgedCommandsPublishedWithMosquittoPubAreRefusedByTheAgent) {
+  fota::testing::BrokerOptions options;
+  options.with_plugin = true;
+  options.plugin_options = {{"artifact_dir", store_->root().string()}};
+  plugin_broker_ =
+      std::make_unique<fota::testing::MosquittoBroker>(pki_, dir_.path() / "plugin-broker", options);
+  make_grub_device();
+  connect_server();
+  boot_device();
+  wait_device_online();
+
+  const v1::Command wanted = install_command("c1");
+  auto attacker_key = common::Ed25519PrivateKey::generate();
+  ASSERT_TRUE(attacker_key.ok());
+  auto genuine = common::decode<v1::Command>(testing::signed_command(wanted), common::kMaxCommandBytes);
+  ASSERT_TRUE(genuine.ok());
+  auto rekeyed =
+      common::decode<v1::Command>(testing::signed_command(wanted, *attacker_key), common::kMaxCommandBytes);
+  ASSERT_TRUE(rekeyed.ok());
+  rekeyed->mutable_signature()->set_key_id(genuine->signature().key_id());
+  v1::Command altered = *genuine;  // the orchestrator's signature over other bytes
+  altered.set_deployment_id("dep-evil");
+  const std::pair<const char*, std::string> forged[] = {
+      {"unsigned", common::encode(wanted)},
+      {"signed-by-attacker", testing::signed_command(wanted, *attacker_key)},
+      {"re-signed-under-the-orchestrator-key-id", common::encode(*rekeyed)},
+      {"altered-after-signing", common::encode(altered)},
+  };
+  const auto mallory = pki_.issue(common::Role::kOrchestrator, "mallory");
+  for (const auto& [name, payload] : forged) {
+    const auto file = dir_.path() / (std::string(name) + ".pb");
+    std::ofstream(file, std::ios::binary) << payload;
+    const auto published = fota::testing::run_command(
+        std::string(FOTA_MOSQUITTO_PUB) + " -h 127.0.0.1 -p " + std::to_string(plugin_broker_->port()) +
+        " --cafile " + pki_.ca_cert().string() + " --cert " + mallory.cert.string() + " --key " +
+        mallory.key.string() + " -i mallory -V mqttv5 -q 1 -t " +
+        topics_.device_topic(device_id_, Channel::kCommand) + " -f " + file.string());
+    ASSERT_EQ(published.exit_code, 0) << name << ": " << published.output;
+  }
+
+  // Each reached the agent (the plugin lets the orchestrator role publish commands) and was refused.
+  const auto refusals = [&] {
+    const std::string logs = agent_logs();
+    std::size_t n = 0;
+    for (auto at = logs.find("refused a command of"); at != std::string::npos;
+         at = logs.find("refused a command of", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  for (int i = 0; i < 200 && refusals() < std::size(forged); ++i) (void)serve(100ms);
+  ASSERT_EQ(refusals(), std::size(forged)) << agent_logs();
+  const std::string logs = agent_logs();
+  EXPECT_NE(logs.find("command is not signed"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("not among this device's command keys"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("does not verify"), std::string::npos) << logs;
+  EXPECT_TRUE(phases_.empty()) << "the agent answered a forged command";
+  EXPECT_EQ(boot_variable("FOTA_TRIAL"), "");
+
+  send_command(wanted);
+  const v1::Progress last = serve_until_terminal();
+  EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail() << "\n" << agent_logs();
+  EXPECT_EQ(last.command_id(), "c1");
+}
+
 TEST_F(FotaDeviceTest, AnAgentThatCannotStartEndsWithAFailure) {
   make_grub_device();
   // 1003 of the block's 1024 bytes (more than grub-editenv itself would write).
@@ -362,7 +432,7 @@ TEST(FotaDeviceConfig, BadBootLoaderSettingsAreRefusedWithTheReason) {
   };
   const std::string common_keys =
       "device_id: d1\nhardware_type: hw\nbroker: ssl://127.0.0.1:1\nca: ca.pem\ncert: c.pem\nkey: k.pem\n"
-      "trust: keys\nstate_dir: state\n";
+      "trust: keys\ncommand_keys: command-keys\nstate_dir: state\n";
   for (const auto& b : bad) {
     SCOPED_TRACE(b.yaml);
     const auto config = dir.path() / "device.yaml";

@@ -346,7 +346,7 @@ TEST_F(ModuleSandboxTest, OutputGoesToTheDeviceLogStreamAsLogBatch) {
   PayloadRouter router(slots, nullptr, modules->get());
   testing::Trace trace;
   testing::MemoryJournal journal(trace);
-  OpenSslEngineCrypto crypto(common::TrustStore{});
+  OpenSslEngineCrypto crypto(common::TrustStore{}, common::TrustStore{});
   RecordingLink link;
   DeviceAgentConfig config;
   config.engine = testing::SimDevice::default_config();
@@ -391,10 +391,12 @@ class DeviceModuleConfigTest : public ModuleSandboxTest {
  protected:
   fota::testing::CommandRun run_device(const std::string& extra) {
     const fs::path config = dir_.path() / "device.yaml";
-    std::ofstream(config) << "device_id: dev-0001\nhardware_type: board\nbroker: ssl://127.0.0.1:1\n"
-                             "ca: ca.crt\ncert: d.crt\nkey: d.key\ntrust: keys/\nstate_dir: state/\n"
-                             "modules_dir: modules/\n"
-                          << extra;
+    std::ofstream(config)
+        << "device_id: dev-0001\nhardware_type: board\nbroker: ssl://127.0.0.1:1\n"
+           "ca: ca.crt\ncert: d.crt\nkey: d.key\ntrust: keys/\ncommand_keys: command-keys/\n"
+           "state_dir: state/\n"
+           "modules_dir: modules/\n"
+        << extra;
     return fota::testing::run_command(std::string(FOTA_DEVICE_BIN) + " --config " + config.string() +
                                       " 2>&1");
   }

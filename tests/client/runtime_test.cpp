@@ -31,7 +31,7 @@ TEST(RuntimeTest, SlotDataIsSyncedBeforeEveryJournalStore) {
   auto key = std::move(common::Ed25519PrivateKey::generate()).value();
   common::TrustStore trust;
   trust.add(key.public_key());
-  OpenSslEngineCrypto crypto(std::move(trust));
+  OpenSslEngineCrypto crypto(std::move(trust), testing::command_keys());
   const auto artifact = make_artifact(key);
   ChunkServer server(&artifact);
   Trace trace;
@@ -44,7 +44,8 @@ TEST(RuntimeTest, SlotDataIsSyncedBeforeEveryJournalStore) {
   const std::int64_t now = 1'700'000'000'000;
   ASSERT_TRUE(runtime.execute(engine.on_started({"a", false}, now), now));
   ASSERT_TRUE(runtime.execute(engine.on_connected(now), now));
-  ASSERT_TRUE(runtime.execute(engine.on_command(testing::install_command("c1", artifact, now), now), now));
+  ASSERT_TRUE(runtime.execute(
+      engine.on_command(testing::signed_command(testing::install_command("c1", artifact, now)), now), now));
   while (!transport.chunk_requests.empty() && !runtime.stopped()) {
     const v1::ChunkRequest request = std::move(transport.chunk_requests.front());
     transport.chunk_requests.pop_front();

@@ -63,6 +63,35 @@ v1::Command install_command(const std::string& id, const TestArtifact& artifact,
   return c;
 }
 
+const common::Ed25519PrivateKey& command_key() {
+  static const common::Ed25519PrivateKey key = [] {
+    auto generated = common::Ed25519PrivateKey::generate();
+    if (!generated.ok()) throw std::runtime_error(generated.error().to_string());
+    return std::move(generated).value();
+  }();
+  return key;
+}
+
+common::TrustStore command_keys() {
+  common::TrustStore keys;
+  keys.add(command_key().public_key());
+  return keys;
+}
+
+std::string signed_command(const v1::Command& command) { return signed_command(command, command_key()); }
+
+std::string signed_command(const v1::Command& command, const common::Ed25519PrivateKey& key) {
+  auto payload = common::sign_command(command, key);
+  if (!payload.ok()) throw std::runtime_error(payload.error().to_string());
+  return std::move(payload).value();
+}
+
+OpenSslEngineCrypto engine_crypto(const common::Ed25519PrivateKey& artifact_key) {
+  common::TrustStore artifact_keys;
+  artifact_keys.add(artifact_key.public_key());
+  return OpenSslEngineCrypto(std::move(artifact_keys), command_keys());
+}
+
 v1::Command rollback_command(const std::string& id, std::int64_t now_ms, const TestArtifact* artifact) {
   v1::Command c;
   c.set_command_id(id);

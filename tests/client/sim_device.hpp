@@ -56,6 +56,17 @@ v1::Command install_command(const std::string& id, const TestArtifact& artifact,
 v1::Command rollback_command(const std::string& id, std::int64_t now_ms,
                              const TestArtifact* artifact = nullptr);
 
+// The orchestrator command key client tests sign commands with (made once per test process),
+// and a TrustStore holding its public key: what a device's command_keys hold.
+const common::Ed25519PrivateKey& command_key();
+common::TrustStore command_keys();
+// `command` as the orchestrator publishes it: signed with `key` (command_key() by default).
+// Throws when signing fails.
+std::string signed_command(const v1::Command& command);
+std::string signed_command(const v1::Command& command, const common::Ed25519PrivateKey& key);
+// Engine crypto trusting `artifact_key` for manifests and command_key() for commands.
+OpenSslEngineCrypto engine_crypto(const common::Ed25519PrivateKey& artifact_key);
+
 // Answers chunk requests from one artifact: image chunks and hash-table chunks (ChunkSpace).
 struct ChunkServer {
   explicit ChunkServer(const TestArtifact* served) : artifact(served) {}

@@ -64,7 +64,7 @@ class UpdateServerFixture : public ::testing::Test {
     server_files_ = pki_.issue(common::Role::kOrchestrator, "orchestrator");
     common::TrustStore trust;
     trust.add(key_.public_key());
-    crypto_ = std::make_unique<OpenSslEngineCrypto>(std::move(trust));
+    crypto_ = std::make_unique<OpenSslEngineCrypto>(std::move(trust), testing::command_keys());
     make_bundle();
     std::filesystem::create_directories(dev_dir());
     factory_ = testing::make_image(5000, 1);
@@ -182,9 +182,11 @@ class UpdateServerFixture : public ::testing::Test {
     return c;
   }
 
+  // Publishes `c` as the orchestrator does: signed with testing::command_key().
   void send_command(const v1::Command& c) {
-    ASSERT_EQ(*server_->publish(topics_.device_topic(device_id_, Channel::kCommand), c.SerializeAsString()),
-              0);
+    ASSERT_EQ(
+        *server_->publish(topics_.device_topic(device_id_, Channel::kCommand), testing::signed_command(c)),
+        0);
   }
 
   void answer(const v1::ChunkRequest& request) {
@@ -425,6 +427,13 @@ class UpdateServerFixture : public ::testing::Test {
     EXPECT_EQ(logs_.front().device_id(), testing::kDeviceId);
   }
 
+  // The `command_keys` line of a fota-device config in `dir`: the public key of
+  // testing::command_key(), the orchestrator command key of these tests, written there.
+  static std::string command_keys_config(const std::filesystem::path& dir) {
+    std::ofstream(dir / "command.pub") << testing::command_key().public_key().to_pem();
+    return "command_keys: command.pub\n";
+  }
+
   // fota-device, the agent the demo uses: a YAML config, file-backed slots, a simulated reboot.
   // Starts it in agent_dir() with `health_check` as its health-check command; `extra_args` pick
   // its transport. Its output goes to agent_dir()/agent.log.
@@ -438,7 +447,8 @@ class UpdateServerFixture : public ::testing::Test {
         << "\nbroker: " << broker_.uri() << "\nca: " << pki_.ca_cert().string()
         << "\ncert: " << device_files_.cert.string() << "\nkey: " << device_files_.key.string()
         << "\ntrust: keys\nstate_dir: state\nprogress_interval_ms: 200\nhealth_check: '" << health_check
-        << "'\nlog_level: warn\n";
+        << "'\nlog_level: warn\n"
+        << command_keys_config(agent_dir());
     std::vector<std::string> args = {agent_bin, "--config", (agent_dir() / "device.yaml").string()};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     return fota::testing::spawn(args, agent_dir() / "agent.log");

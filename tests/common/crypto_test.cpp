@@ -111,5 +111,94 @@ TEST_F(SignatureTest, KeysSurvivePemAndFilesAreProtected) {
   EXPECT_FALSE(Ed25519PrivateKey::from_pem(pub->to_pem()).ok());
 }
 
+// ---- Signed commands (sign_command / verify_command) -------------------------------------------
+class CommandSigningTest : public ::testing::Test {
+ protected:
+  CommandSigningTest() { keys.add(key.public_key()); }
+
+  static v1::Command rollback() {
+    v1::Command c;
+    c.set_command_id("c-1");
+    c.set_deployment_id("r-1");
+    c.set_device_id("dev-1");
+    c.set_issued_at_ms(1000);
+    c.set_expires_at_ms(2000);
+    c.mutable_rollback();
+    return c;
+  }
+
+  Ed25519PrivateKey key = Ed25519PrivateKey::generate().value();
+  TrustStore keys;
+};
+
+TEST_F(CommandSigningTest, SignedCommandVerifiesAndStaysDecodableByThePlainDecoder) {
+  auto payload = sign_command(rollback(), key);
+  ASSERT_TRUE(payload.ok());
+  auto verified = verify_command(*payload, keys);
+  ASSERT_TRUE(verified.ok()) << verified.error().to_string();
+  EXPECT_EQ(verified->command_id(), "c-1");
+  EXPECT_EQ(verified->signature().key_id(), key.public_key().key_id());
+  // Whoever only routes commands (the broker plugin) reads them with the ordinary decoder.
+  auto plain = decode<v1::Command>(*payload, kMaxCommandBytes);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->device_id(), "dev-1");
+  EXPECT_TRUE(plain->has_rollback());
+  EXPECT_EQ(plain->signature().signature().size(), kEd25519SignatureBytes);
+}
+
+// A signature the command already carries is dropped, not signed over.
+TEST_F(CommandSigningTest, SigningAgainReplacesTheSignature) {
+  auto once = sign_command(rollback(), key);
+  ASSERT_TRUE(once.ok());
+  auto decoded = decode<v1::Command>(*once, kMaxCommandBytes);
+  ASSERT_TRUE(decoded.ok());
+  auto twice = sign_command(*decoded, key);
+  ASSERT_TRUE(twice.ok());
+  EXPECT_EQ(*twice, *once);  // Ed25519 is deterministic
+}
+
+// Fields a newer orchestrator adds (unknown here) are inside the signed bytes and verify, because
+// the device checks the bytes it received, not a re-serialization.
+TEST_F(CommandSigningTest, FieldsUnknownToTheDeviceAreCoveredAndVerify) {
+  v1::Command body = rollback();
+  std::string bytes = body.SerializeAsString() + std::string("\xa8\x06\x07", 3);  // field 101 = 7
+  auto signature = key.sign(std::string(kCommandSignatureContext) + bytes);
+  ASSERT_TRUE(signature.ok());
+  v1::Command trailer;
+  trailer.mutable_signature()->set_key_id(key.public_key().key_id());
+  trailer.mutable_signature()->set_signature(*signature);
+  EXPECT_TRUE(verify_command(bytes + trailer.SerializeAsString(), keys).ok());
+  bytes[bytes.size() - 1] = 8;  // the unknown field's value changed
+  auto refused = verify_command(bytes + trailer.SerializeAsString(), keys);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, Errc::kBadSignature);
+}
+
+TEST_F(CommandSigningTest, RefusalsSayWhatWasWrong) {
+  auto payload = sign_command(rollback(), key);
+  ASSERT_TRUE(payload.ok());
+  v1::Command extra;
+  extra.set_deployment_id("r-2");  // a field appended after the signature overrides a signed one
+  TrustStore nobody;
+  const struct {
+    const char* name;
+    std::string payload;
+    const TrustStore* keys;
+    Errc code;
+  } cases[] = {
+      {"unsigned", rollback().SerializeAsString(), &keys, Errc::kBadSignature},
+      {"empty", "", &keys, Errc::kBadSignature},
+      {"garbage", "\xff\xff\xff", &keys, Errc::kMalformed},
+      {"too large", std::string(kMaxCommandBytes + 1, '\0'), &keys, Errc::kTooLarge},
+      {"untrusted key", *payload, &nobody, Errc::kUntrustedKey},
+      {"a field after the signature", *payload + extra.SerializeAsString(), &keys, Errc::kBadSignature},
+  };
+  for (const auto& c : cases) {
+    auto verified = verify_command(c.payload, *c.keys);
+    ASSERT_FALSE(verified.ok()) << c.name;
+    EXPECT_EQ(verified.error().code, c.code) << c.name << ": " << verified.error().to_string();
+  }
+}
+
 }  // namespace
 }  // namespace fota::common

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "fota/common/crypto.hpp"
 #include "fota/testing/broker.hpp"
 #include "fota/testing/command.hpp"
 
@@ -69,6 +70,24 @@ TEST_F(FotactlTest, PkiBadInput) {
   fails("pki issue-device 'a/b' --dir pki", "device id");
   fails("pki issue-device '#' --dir pki", "device id");
   fails("pki issue-device", "name is required");
+}
+
+// The orchestrator's command key sits beside the fleet CA; a rotation adds one under a new name.
+TEST_F(FotactlTest, PkiCommandKeyMakesAKeyPairAndRefusesOverwrite) {
+  ok("pki init --dir pki");
+  const CommandRun made = ok("pki command-key --dir pki");
+  EXPECT_NE(made.output.find("created command key "), std::string::npos) << made.output;
+  EXPECT_EQ(mode_of(dir_.path() / "pki/command/command.key"), 0600u);
+  auto key = common::Ed25519PrivateKey::load(dir_.path() / "pki/command/command.key");
+  ASSERT_TRUE(key.ok());
+  auto pub = common::Ed25519PublicKey::load(dir_.path() / "pki/command/command.pub");
+  ASSERT_TRUE(pub.ok());
+  EXPECT_EQ(pub->key_id(), key->public_key().key_id());
+  EXPECT_NE(made.output.find(pub->key_id()), std::string::npos) << made.output;
+  fails("pki command-key --dir pki", "already exists");
+  ok("pki command-key --dir pki --name command-2");
+  EXPECT_TRUE(fs::exists(dir_.path() / "pki/command/command-2.pub"));
+  fails("pki command-key --dir pki --name 'a/b'", "command key name");
 }
 
 TEST_F(FotactlTest, KeysGenerateRefusesOverwrite) {

@@ -41,7 +41,20 @@ class FleetCoreTest : public ::testing::Test {
     FleetCoreOptions o;
     // Deterministic ids: r-test-1, r-test-2, ...
     o.new_rollout_id = [this] { return "r-test-" + std::to_string(++ids_); };
+    o.command_key = command_key();
     return o;
+  }
+
+  // The orchestrator command key of every core in these tests, made once per process.
+  static std::shared_ptr<const common::Ed25519PrivateKey> command_key() {
+    static const auto key = std::make_shared<const common::Ed25519PrivateKey>(
+        std::move(common::Ed25519PrivateKey::generate()).value());
+    return key;
+  }
+  static common::TrustStore command_keys() {
+    common::TrustStore keys;
+    keys.add(command_key()->public_key());
+    return keys;
   }
 
   // A save that records every batch it is given, or fails while `failing_`.
@@ -90,6 +103,9 @@ class FleetCoreTest : public ::testing::Test {
   std::vector<v1::Command> take_commands() {
     std::vector<v1::Command> out;
     for (const DeviceCommand& c : core_.take_commands()) {
+      // Every command the core queues is signed with the command key, as a device checks it.
+      auto verified = common::verify_command(c.payload, command_keys());
+      EXPECT_TRUE(verified.ok()) << (verified.ok() ? "" : verified.error().to_string());
       v1::Command cmd;
       EXPECT_TRUE(cmd.ParseFromString(c.payload));
       EXPECT_EQ(c.topic, topics_.device_topic(id_of(cmd.device_id()), common::Channel::kCommand));
@@ -238,6 +254,7 @@ TEST_F(FleetCoreTest, RolloutIdsComeFromTheInjectedGeneratorAndNeverRepeat) {
   std::vector<std::string> ids = {"r-same", "r-same", "r-other"};
   FleetCoreOptions o;
   o.new_rollout_id = [&, n = std::size_t{0}]() mutable { return ids[n++ % ids.size()]; };
+  o.command_key = command_key();
   FleetCore core(o, catalog_, quiet_log());
   report_inventory("dev-0", &core);
   auto first = core.create_rollout(spec(), "operator:alice", now_, save());

@@ -558,6 +558,7 @@ TEST_F(OrchestratorServiceTest, TwoWaveRolloutToRealDeviceAgentsCompletes) {
         << "device_id: " << id << "\nhardware_type: gw-v2\nbroker: " << broker_->uri()
         << "\nca: " << pki_->ca_cert().string() << "\ncert: " << files.cert.string()
         << "\nkey: " << files.key.string() << "\ntrust: " << (dir_.path() / "keys").string()
+        << "\ncommand_keys: " << pki_->command_key().public_key.string()
         << "\nstate_dir: " << (home / "state").string()
         << "\nfactory_version: 1.0.0\ntime_zone: UTC\nprogress_interval_ms: 200\nlog_level: info\n";
     agents.start(home / "device.yaml", home / "device.log");

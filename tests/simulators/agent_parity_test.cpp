@@ -166,6 +166,7 @@ class AgentParity : public ::testing::Test {
     settings.dir = dir_.path() / "orchestrator";
     settings.artifacts_dir = dir_.path() / "artifacts";
     settings.trusted_key = dir_.path() / "keys/release.pub";
+    settings.command_key = pki_.command_key().private_key;
     settings.broker_port = broker_.port();
     auto orchestrator = OrchestratorProcess::launch(settings, pki_.ca());
     ASSERT_TRUE(orchestrator.ok()) << orchestrator.error().message;
@@ -199,6 +200,7 @@ class AgentParity : public ::testing::Test {
     env.orchestrator_url = orchestrator_->api_url();
     env.orchestrator_token = orchestrator_->token();
     env.signing_key = dir_.path() / "release.key";
+    env.command_keys = pki_.command_key().public_key;
     env.artifacts_dir = dir_.path() / "artifacts";
     auto report = run_scenario(*scenario, env);
     EXPECT_TRUE(report.ok()) << report.error().message;
@@ -218,6 +220,7 @@ class AgentParity : public ::testing::Test {
         << "device_id: " << id << "\nhardware_type: gw-v2\nbroker: " << broker_.uri()
         << "\nca: " << pki_.ca_cert().string() << "\ncert: " << files.cert.string()
         << "\nkey: " << files.key.string() << "\ntrust: " << (dir_.path() / "keys").string()
+        << "\ncommand_keys: " << pki_.command_key().public_key.string()
         << "\nstate_dir: " << (home / "state").string()
         << "\nfactory_version: 1.0.0\ntransport: " << transport << "\nhealth_check: /bin/false\n";
     const pid_t agent =

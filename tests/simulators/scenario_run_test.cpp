@@ -277,6 +277,7 @@ TEST_F(ScenarioRun, AttachFollowsARolloutAnOperatorCreated) {
   settings.dir = dir / "orchestrator";
   settings.artifacts_dir = artifacts_;
   settings.trusted_key = dir / "signing.pub";
+  settings.command_key = pki_.command_key().private_key;
   settings.broker_port = broker_.port();
   auto orchestrator = OrchestratorProcess::launch(settings, pki_.ca());
   ASSERT_TRUE(orchestrator.ok()) << orchestrator.error().message;
@@ -292,6 +293,7 @@ TEST_F(ScenarioRun, AttachFollowsARolloutAnOperatorCreated) {
     env.orchestrator_token = (*orchestrator)->token();
     env.signing_key = dir / "signing.key";
     env.trust_key = dir / "signing.pub";
+    env.command_keys = pki_.command_key().public_key;
   };
   ASSERT_TRUE(common::write_new_file(dir / "signing.key", key->to_pem(), 0600).ok());
   const RunReport first = run("happy-path.yaml", {}, operator_env);

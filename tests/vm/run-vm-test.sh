@@ -89,14 +89,11 @@ console_has() { console | grep -q -- "$1"; }
 console_count() { console | grep -c -- "$1" || true; }
 
 # ---- PKI, signing key, images ------------------------------------------------------------------
-log "PKI, signing key and device certificate (fotactl)"
-"$fotactl" pki init --dir pki >/dev/null
+log "PKI, command key, signing key and device certificate (fotactl)"
 # The guest reaches the broker as 10.0.2.100 (QEMU's guestfwd); the host side as 127.0.0.1.
-"$fotactl" pki issue-broker broker --dir pki --dns localhost --ip 127.0.0.1 --ip 10.0.2.100 >/dev/null
-"$fotactl" pki issue-orchestrator fota-orchestrator --dir pki >/dev/null
+fota_fleet_keys "$fotactl" 10.0.2.100 >/dev/null
 "$fotactl" pki issue-device "$device_id" --dir pki >/dev/null
-mkdir -p keys secrets orchestrator-data/artifacts
-"$fotactl" keys generate -o keys/signing >/dev/null
+mkdir -p secrets orchestrator-data/artifacts
 
 log "root filesystems 1.0.0 (factory), 2.0.0 and 3.0.0 (its init fails), 64 MiB each"
 "$here/build-image.sh" rootfs --out rootfs-1.0.0.img --version 1.0.0 --device-bin "$device_bin"
@@ -108,6 +105,7 @@ mkdir -p data/fota/pki data/fota/state
 cp pki/ca.crt data/fota/pki/ca.crt
 cp "pki/device/$device_id.crt" "pki/device/$device_id.key" data/fota/pki/
 cp keys/signing.pub data/fota/signing.pub
+cp pki/command/command.pub data/fota/command.pub
 cat >data/fota/device.yaml <<CONF
 device_id: $device_id
 hardware_type: fota-vm
@@ -116,6 +114,7 @@ ca: pki/ca.crt
 cert: pki/$device_id.crt
 key: pki/$device_id.key
 trust: signing.pub
+command_keys: command.pub
 state_dir: state/
 factory_version: 1.0.0
 factory_security_counter: 1

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -317,6 +318,21 @@ Status save_key_pair(const Ed25519PrivateKey& key, const std::filesystem::path& 
   return write_new_file(public_path, key.public_key().to_pem(), 0644);
 }
 
+Result<CommandKeyFiles> create_command_key(const std::filesystem::path& pki_dir, std::string_view name) {
+  auto valid = DeviceId::parse(name);
+  if (!valid) return valid.error().with_context("command key name");
+  const auto dir = pki_dir / "command";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Error(Errc::kIo, "cannot create " + dir.string() + ": " + ec.message());
+  auto key = Ed25519PrivateKey::generate();
+  if (!key) return key.error();
+  CommandKeyFiles files{dir / (std::string(name) + ".key"), dir / (std::string(name) + ".pub"),
+                        key->public_key().key_id()};
+  if (auto st = save_key_pair(*key, files.private_key, files.public_key); !st) return st.error();
+  return files;
+}
+
 // ---------------------------------------------------------------------------------- trust
 
 void TrustStore::add(Ed25519PublicKey key) {
@@ -375,6 +391,58 @@ Result<v1::SignedManifest> sign_manifest(const v1::Manifest& manifest, const Ed2
   out.set_signature(std::move(sig).value());
   out.set_key_id(key.public_key().key_id());
   return out;
+}
+
+// ---------------------------------------------------------------------------------- commands
+
+Result<std::string> sign_command(const v1::Command& command, const Ed25519PrivateKey& key) {
+  v1::Command body = command;
+  body.clear_signature();
+  std::string payload = body.SerializeAsString();
+  auto signature = key.sign(std::string(kCommandSignatureContext) + payload);
+  if (!signature) return signature.error();
+  // A serialized message followed by another parses as their merge, so appending a Command that
+  // holds only the signature adds the field without touching the signed bytes before it.
+  v1::Command trailer;
+  trailer.mutable_signature()->set_key_id(key.public_key().key_id());
+  trailer.mutable_signature()->set_signature(std::move(signature).value());
+  payload += trailer.SerializeAsString();
+  return payload;
+}
+
+Result<v1::Command> verify_command(std::string_view payload, const TrustStore& command_keys) {
+  auto command = decode<v1::Command>(payload, kMaxCommandBytes);
+  if (!command) return command.error();
+  if (!command->has_signature()) {
+    return Error(Errc::kBadSignature,
+                 "command is not signed; the orchestrator must sign every command with its command key "
+                 "(command_key in its configuration)");
+  }
+  const v1::CommandSignature& signature = command->signature();
+  const Ed25519PublicKey* key = command_keys.find(signature.key_id());
+  if (key == nullptr) {
+    // The id is the sender's text and may reach logs that are sent on: quote only a plausible one.
+    const std::string& id = signature.key_id();
+    const bool plausible =
+        id.size() <= 32 && std::all_of(id.begin(), id.end(), [](char c) {
+          return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        });
+    return Error(Errc::kUntrustedKey, "command is signed with key \"" + (plausible ? id : std::string("?")) +
+                                          "\", which is not among this device's command keys; add the "
+                                          "orchestrator's command public key to the device first");
+  }
+  v1::Command trailer;
+  *trailer.mutable_signature() = signature;
+  const std::string tail = trailer.SerializeAsString();
+  if (payload.size() < tail.size() || payload.substr(payload.size() - tail.size()) != tail) {
+    return Error(Errc::kBadSignature, "command signature is not the payload's last field");
+  }
+  const std::string_view body = payload.substr(0, payload.size() - tail.size());
+  if (auto st = key->verify(std::string(kCommandSignatureContext) + std::string(body), signature.signature());
+      !st) {
+    return st.error().with_context("command");
+  }
+  return command;
 }
 
 }  // namespace fota::common

@@ -106,6 +106,12 @@ common::IssuedFiles TestPki::issue(common::Role role, const std::string& name) {
   return must(ca_.issue_to_files(options), "issuing a test certificate");
 }
 
+const common::CommandKeyFiles& TestPki::command_key() {
+  if (!command_key_)
+    command_key_ = must(common::create_command_key(dir_ / "pki", "command"), "the command key");
+  return *command_key_;
+}
+
 common::IssuedFiles TestPki::issue_custom(const common::IssueOptions& options, const std::string& file_stem) {
   auto issued = must(ca_.issue(options), "issuing a custom test certificate");
   fs::path base = dir_ / "custom";

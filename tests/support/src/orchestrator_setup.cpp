@@ -22,11 +22,14 @@ OrchestratorSetup write_orchestrator_setup(const std::filesystem::path& dir, Tes
   if (auto st = common::save_key_pair(*key, setup.release_key, setup.trusted_keys / "release.pub"); !st.ok())
     throw std::runtime_error("release key: " + st.error().message);
   const auto orchestrator = pki.issue(common::Role::kOrchestrator, "fota-orchestrator");
+  const common::CommandKeyFiles& command_key = pki.command_key();
+  setup.command_keys = command_key.public_key;
   std::ofstream(setup.config) << "broker:\n  uri: " << broker.uri() << "\n  ca: " << pki.ca_cert().string()
                               << "\n  cert: " << orchestrator.cert.string()
                               << "\n  key: " << orchestrator.key.string()
                               << "\ndata_dir: " << (dir / "data").string()
                               << "\ntrusted_keys: " << setup.trusted_keys.string()
+                              << "\ncommand_key: " << command_key.private_key.string()
                               << "\nhttp:\n  listen: 127.0.0.1\n  port: " << setup.http_port
                               << "\napi_tokens:\n  - name: " << token_name << "\n    token: " << token
                               << "\n    role: admin"

@@ -31,10 +31,11 @@ bool is_retained_channel(common::Channel channel) noexcept;
 // the next inventory. The agent uses it for everything it sends and subscribes to.
 int channel_qos(common::Channel channel) noexcept;
 
-// Decodes a message delivered on one of the device's own topics within the protocol's size
-// limits (common/codec.hpp) and hands it to the engine: a Command to on_command, a ChunkData to
-// on_chunk. Errors (the engine is not called): kInvalidArgument for a topic that is not this
-// device's command or chunk topic, kMalformed / kTooLarge for a payload that does not decode.
+// Hands a message delivered on one of the device's own topics to the engine: a command payload
+// to on_command (which verifies its signature, then decodes it), a ChunkData decoded within the
+// protocol's size limit (common/codec.hpp) to on_chunk. Errors (the engine is not called):
+// kInvalidArgument for a topic that is not this device's command or chunk topic, kMalformed /
+// kTooLarge for a chunk that does not decode.
 // Adapters log these and carry on: bytes from the network never end the client.
 common::Result<Actions> dispatch_device_message(UpdateEngine& engine, const common::TopicScheme& topics,
                                                 const common::DeviceId& device, std::string_view topic,

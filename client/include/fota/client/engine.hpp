@@ -49,6 +49,10 @@ class EngineCrypto {
   // Errors: Errc::kUntrustedKey (no trusted key with that id), Errc::kBadSignature,
   // Errc::kMalformed (does not parse or fails the structural checks).
   virtual common::Result<v1::Manifest> verify_manifest(const v1::SignedManifest& signed_manifest) const = 0;
+  // Verifies a command payload's signature with a trusted command key (not an artifact key) and
+  // decodes it (common::verify_command). Errors: Errc::kTooLarge, Errc::kMalformed,
+  // Errc::kUntrustedKey, Errc::kBadSignature (also for a command that is not signed).
+  virtual common::Result<v1::Command> verify_command(std::string_view payload) const = 0;
 };
 
 struct EngineConfig {
@@ -211,8 +215,9 @@ struct EngineStats {
   std::uint64_t chunks_verified = 0;   // this session
   std::uint64_t chunk_retries = 0;     // timeouts and hash mismatches
   std::uint64_t bytes_received = 0;
-  std::uint64_t unexpected_events = 0;  // events or moves without a transition (a bug, also logged)
-  std::uint32_t reconnects = 0;         // on_connected() calls after the first, this session
+  std::uint64_t unexpected_events = 0;    // events or moves without a transition (a bug, also logged)
+  std::uint64_t commands_unverified = 0;  // command payloads refused before use: unsigned, forged, malformed
+  std::uint32_t reconnects = 0;           // on_connected() calls after the first, this session
   std::uint32_t window = 0;
   std::uint32_t rtt_ms = 0;
 };
@@ -231,8 +236,11 @@ class UpdateEngine {
   // The bootloader started `boot.booted_slot`. Resumes, confirms or reverts what the journal
   // says was in progress.
   Actions on_started(const BootStatus& boot, std::int64_t now_ms);
-  // A decoded Command from the device's command topic.
-  Actions on_command(const v1::Command& command, std::int64_t now_ms);
+  // The payload of a message on the device's command topic. Its signature is verified before
+  // anything else (EngineCrypto::verify_command); a command that fails is only logged (a Log
+  // action, EngineStats::commands_unverified): nothing in it is trusted, not even its ids, so it
+  // is not answered and touches neither the journal nor the replay memory.
+  Actions on_command(std::string_view payload, std::int64_t now_ms);
   // A decoded ChunkData; `chunk.data` is moved into the WriteChunk action.
   Actions on_chunk(v1::ChunkData chunk, std::int64_t now_ms);
   // Call when now_ms >= next_deadline_ms() (calling earlier is harmless).

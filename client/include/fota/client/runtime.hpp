@@ -25,12 +25,17 @@ namespace fota::client {
 // EngineCrypto over fota_crypto (OpenSSL 3).
 class OpenSslEngineCrypto : public EngineCrypto {
  public:
-  explicit OpenSslEngineCrypto(common::TrustStore trust) : trust_(std::move(trust)) {}
+  // `artifact_keys` verify manifests (release keys); `command_keys` verify commands (orchestrator
+  // command keys). Two stores, so neither kind of key is ever accepted for the other.
+  OpenSslEngineCrypto(common::TrustStore artifact_keys, common::TrustStore command_keys)
+      : artifact_keys_(std::move(artifact_keys)), command_keys_(std::move(command_keys)) {}
   std::string sha256(std::string_view data) const override;
   common::Result<v1::Manifest> verify_manifest(const v1::SignedManifest& signed_manifest) const override;
+  common::Result<v1::Command> verify_command(std::string_view payload) const override;
 
  private:
-  common::TrustStore trust_;
+  common::TrustStore artifact_keys_;
+  common::TrustStore command_keys_;
 };
 
 // Where the engine's journal lives: the record (PersistJournal) and the signed manifest of the

@@ -20,6 +20,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fota/common/crypto.hpp"
 #include "fota/common/result.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/orchestrator/prediction.hpp"
@@ -57,6 +58,8 @@ struct FleetCoreOptions {
   Millis tick_interval_ms = 200;
   // A fresh rollout id each call ("r-" and ten hex digits in production); required.
   std::function<std::string()> new_rollout_id;
+  // Every command is signed with it before it is queued (common::sign_command); required.
+  std::shared_ptr<const common::Ed25519PrivateKey> command_key;
 };
 
 // Writes one batch durably (in one transaction); the core's only way to its store.

@@ -21,6 +21,7 @@ struct OrchestratorSettings {
   std::filesystem::path data_dir;       // state.db (its history); empty = <dir>/data
   std::filesystem::path artifacts_dir;  // shared with the broker plugin
   std::filesystem::path trusted_key;    // Ed25519 public key (PEM) that signs the scenario's image
+  std::filesystem::path command_key;    // Ed25519 private key (PEM) it signs commands with; required
   std::string broker_host = "127.0.0.1";
   int broker_port = 0;
   // Prediction defaults an operator would set for this fleet (see docs/ORCHESTRATOR.md).

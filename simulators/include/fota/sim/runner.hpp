@@ -42,6 +42,10 @@ struct RunEnvironment {
   std::string orchestrator_token;
   std::filesystem::path signing_key;
   std::filesystem::path trust_key;
+  // The running orchestrator's command public key(s) (a *.pub file or a directory of them): the
+  // virtual devices verify every command with them, as fota-device does. Required with
+  // orchestrator_url; a started orchestrator gets a fresh command key of the run's own.
+  std::filesystem::path command_keys;
   // The orchestrator's artifact store, which the broker plugin (when loaded) reads; empty =
   // <work_dir>/orchestrator/artifacts.
   std::filesystem::path artifacts_dir;

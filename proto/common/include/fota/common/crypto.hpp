@@ -94,6 +94,17 @@ class Ed25519PrivateKey {
 Status save_key_pair(const Ed25519PrivateKey& key, const std::filesystem::path& private_path,
                      const std::filesystem::path& public_path);
 
+// The orchestrator's command key pair, as `fotactl pki command-key` makes it.
+struct CommandKeyFiles {
+  std::filesystem::path private_key;  // <pki_dir>/command/<name>.key, mode 0600: the orchestrator's
+  std::filesystem::path public_key;   // <pki_dir>/command/<name>.pub: every device's command_keys
+  std::string key_id;
+};
+// Generates a command key pair beside the fleet CA. `name` follows the device id rules (1-64 of
+// [A-Za-z0-9._-]); a new name per rotation keeps the old key until devices drop it. Errors:
+// kInvalidArgument for a bad name, kAlreadyExists rather than overwrite a key, kIo.
+Result<CommandKeyFiles> create_command_key(const std::filesystem::path& pki_dir, std::string_view name);
+
 // The set of keys a verifier trusts, found by key id.
 class TrustStore {
  public:
@@ -114,5 +125,22 @@ class TrustStore {
 
 // Signs a serialized manifest.
 Result<v1::SignedManifest> sign_manifest(const v1::Manifest& manifest, const Ed25519PrivateKey& key);
+
+// Commands are signed by the orchestrator's command key, never by an artifact release key
+// (docs/PROTOCOL.md, "Commands"; docs/SECURITY.md, "Signed commands"). The signature covers
+// kCommandSignatureContext followed by the payload's bytes before its `signature` field, which is
+// serialized last: a receiver checks the bytes it got, never a re-serialization, so fields a newer
+// orchestrator adds are covered too.
+inline constexpr std::string_view kCommandSignatureContext{"fota-command-v1\0", 16};
+
+// The payload to publish: `command` serialized (any `signature` it has dropped), then its
+// CommandSignature by `key`. kCrypto when OpenSSL cannot sign.
+Result<std::string> sign_command(const v1::Command& command, const Ed25519PrivateKey& key);
+
+// Checks a command payload before anything in it is used, and decodes it. Errors: kTooLarge over
+// kMaxCommandBytes; kMalformed when it does not parse; kBadSignature when it carries no signature,
+// when the signature is not its last field, or does not verify; kUntrustedKey when no key of
+// `command_keys` has the signature's key id.
+Result<v1::Command> verify_command(std::string_view payload, const TrustStore& command_keys);
 
 }  // namespace fota::common

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "fota/common/crypto.hpp"
 #include "fota/common/pki.hpp"
 #include "fota/common/result.hpp"
 
@@ -51,11 +52,15 @@ class TestPki {
   common::IssuedFiles issue(common::Role role, const std::string& name);
   // Issues a certificate with custom options under a distinct file name (e.g. expired).
   common::IssuedFiles issue_custom(const common::IssueOptions& options, const std::string& file_stem);
+  // The orchestrator's command key (pki/command/command.key and .pub, as `fotactl pki command-key`
+  // makes it), created on first use: the orchestrator signs with it, devices trust its .pub.
+  const common::CommandKeyFiles& command_key();
 
  private:
   std::filesystem::path dir_;
   common::CertificateAuthority ca_;
   common::IssuedFiles broker_;
+  std::optional<common::CommandKeyFiles> command_key_;
 };
 
 struct BrokerOptions {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // What a test needs to run the real fota-orchestrator against a test broker: a release signing
-// key pair the orchestrator trusts and its config file.
+// key pair the orchestrator trusts, the PKI's command key it signs commands with, and its config.
 #pragma once
 
 #include <filesystem>
@@ -14,6 +14,7 @@ struct OrchestratorSetup {
   std::filesystem::path config;        // <dir>/orchestrator.yaml
   std::filesystem::path release_key;   // <dir>/release.key (private)
   std::filesystem::path trusted_keys;  // <dir>/keys, holding release.pub
+  std::filesystem::path command_keys;  // the command public key devices trust (TestPki::command_key)
   int http_port = 0;                   // a free loopback port
 };
 
