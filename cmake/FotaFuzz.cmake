@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # FOTA_FUZZ: the libFuzzer build (fuzz/, docs/SECURITY.md "Fuzzing"). Everything is compiled with
 # coverage instrumentation, AddressSanitizer and UndefinedBehaviorSanitizer; only fuzz/'s targets
 # link libFuzzer's main. A build of its own (scripts/test.sh --fuzz uses build-fuzz/): clang only.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The broker plugin's policy fed a sequence of broker events (policy_script.hpp): connects,
 // subscriptions, publishes (chunk requests above all, which the policy answers from an artifact
 // in memory), deliveries, disconnects and ticks, with virtual time.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Artifact bundles as `fotactl artifact import` and the orchestrator read them: the input is a
 // bundle file (common::read_bundle_header, common::verify_bundle against the fuzz key). The seeds
 // are real signed bundles, so mutations of the image reach the chunk and image hash checks.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-device's configuration file (YAML): device::parse_config, the parser of load_config.
 #include <cstddef>
 #include <cstdint>

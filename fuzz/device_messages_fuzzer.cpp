@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Device messages as the broker plugin, the orchestrator and the device read them. The first
 // byte picks the channel (common::kAllChannels), the rest is the payload:
 //  - every channel: common::validate_device_message, the plugin's and orchestrator's gate;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the fuzz targets and the seed generator share: the fuzz-only signing key, the scratch
 // directory of file-based targets, and the fixtures (device, artifact) the seeds refer to.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The device's crash-safe journal as a power cut or a bad flash leaves it: the input is
 // journal.pb and manifest.pb (a little-endian u16 with journal.pb's length, journal.pb, then
 // manifest.pb), loaded by client::FileJournal and handed to an UpdateEngine that starts from it,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Regenerates the seed corpus fuzz/corpus/<target>/ (committed; small on purpose):
 #  - binary seeds from real encoded messages (fota-fuzz-seeds: what an UpdateEngine publishes and
 #    journals while installing a signed artifact, commands, manifests, bundles, broker sessions);

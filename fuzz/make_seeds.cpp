@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fota-fuzz-seeds OUT_DIR: writes the binary part of the seed corpus (fuzz/make-seeds.sh writes
 // the text part) from real encoded messages: what an UpdateEngine publishes and journals while it
 // installs the fixture artifact, the commands that drive it, signed manifests and bundles made

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Manifests. The input is a SignedManifest:
 //  - verified with the fuzz key (common::TrustStore::verify: parse, signature, structure), as
 //    the orchestrator's import and the device do;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The input of broker_policy_fuzzer: a script of broker events, so the seed generator can write
 // real sessions (connect, subscribe, chunk requests) and the fuzzer can reorder and mutate them.
 // A script is a sequence of steps, each a 6-byte header and `length` payload bytes:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rollout specs as the operator API and `fotactl deploy` hand them over (YAML or JSON). A spec
 // that parses must survive its own round trip (rollout_spec.hpp: parse_rollout_spec reads the
 // canonical JSON back to an equal spec), and its waves must cover any fleet size.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # run-fuzzer.sh FUZZER SEED_DIR SECONDS ARTIFACT_DIR [libFuzzer flags...]
 # A time-boxed libFuzzer run from the committed seeds (ctest -L fuzz, and the long run in
 # docs/SECURITY.md with more seconds). The seed directory is never written: new inputs go to a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Who calls the HTTP API and with which role: a bearer token from the config (its role bound
 // there), or a client certificate the TLS handshake verified against the fleet CA (an operator
 // certificate; its role is the subject title, docs/ORCHESTRATOR.md "API access").

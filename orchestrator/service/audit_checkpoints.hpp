@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Signs checkpoints of the audit chain's head with the audit key (a file given in the config,
 // never in the database) and appends them to the checkpoint file, one JSON line each
 // (docs/ORCHESTRATOR.md "Audit log"). `fotactl audit verify --checkpoint-key` checks the chain

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "fota/orchestrator/api_role.hpp"
 
 namespace fota::orchestrator {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Who calls the API and in which role (ApiAuthenticator), with real certificates of a fleet CA.
 #include <openssl/pem.h>
 

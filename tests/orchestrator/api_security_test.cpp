@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Operator identity on the API and the signed audit checkpoints, tried as operators and attackers
 // would: the real fota-orchestrator serving HTTPS with the fleet PKI, driven by the real fotactl,
 // attacked with curl and openssl s_client; the audit chain rewritten in the SQLite file with the

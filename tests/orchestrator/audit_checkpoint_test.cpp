@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Signed checkpoints of the audit chain (pure: entries and checkpoints in memory, real Ed25519).
 #include <gtest/gtest.h>
 

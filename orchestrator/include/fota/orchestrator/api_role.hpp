@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Roles on the orchestrator's HTTP API, each including the ones before it: a viewer reads, an
 // operator also runs rollouts, an admin also manages artifacts, keys, tokens and revocation.
 // A bearer token gets its role from the config, a client certificate from its subject title
