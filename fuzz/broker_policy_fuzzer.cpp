@@ -104,7 +104,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     at += 6 + length;
     switch (op) {
       case fuzz::PolicyOp::kConnect:
-        (void)policy.on_connect(connection, client, identity_of(client), now);
+        // Two source addresses, so the per-address CONNECT limit is tried too.
+        (void)policy.on_connect(connection, client, identity_of(client),
+                                (flags & 2) != 0 ? "127.0.0.2" : "127.0.0.1", now);
         break;
       case fuzz::PolicyOp::kSubscribe:
         (void)policy.on_subscribe(connection, client, payload, now);
@@ -123,7 +125,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       }
       case fuzz::PolicyOp::kDisconnect:
-        policy.on_disconnect(connection, client);
+        policy.on_disconnect(connection, client, now);
         break;
       case fuzz::PolicyOp::kTick:
       case fuzz::PolicyOp::kCount:

@@ -33,9 +33,9 @@ class NoArtifacts final : public orchestrator::ArtifactCatalog {
 struct Fixture {
   common::TopicScheme topics;
   common::DeviceId device = common::DeviceId::parse(fuzz::kDeviceId).value();
-  client::OpenSslEngineCrypto crypto{fuzz::trust_store()};
-  v1::Command install =
-      fuzz::install_command(fuzz::signed_manifest(fuzz::image_bytes(5000), 1024), "c-install");
+  client::OpenSslEngineCrypto crypto{fuzz::trust_store(), fuzz::trust_store()};
+  std::string install = fuzz::signed_command(
+      fuzz::install_command(fuzz::signed_manifest(fuzz::image_bytes(5000), 1024), "c-install"));
   NoArtifacts artifacts;
 };
 

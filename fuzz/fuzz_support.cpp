@@ -7,6 +7,7 @@
 #include <google/protobuf/stubs/logging.h>
 
 #include "fota/common/codec.hpp"
+#include "fota/common/crypto.hpp"
 
 namespace fota::fuzz {
 namespace {
@@ -90,6 +91,12 @@ std::string bundle_bytes(const std::string& image, std::uint32_t chunk_size) {
   auto bytes = common::read_file(path);
   if (!bytes) fixture_failed("reading the bundle back", bytes.error());
   return std::move(bytes).value();
+}
+
+std::string signed_command(const v1::Command& command) {
+  auto payload = common::sign_command(command, signing_key());
+  if (!payload) fixture_failed("sign_command", payload.error());
+  return std::move(payload).value();
 }
 
 v1::Command install_command(const v1::SignedManifest& manifest, std::string command_id) {

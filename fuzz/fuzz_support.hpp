@@ -60,6 +60,9 @@ std::string bundle_bytes(const std::string& image, std::uint32_t chunk_size);
 
 // An install command for kDeviceId, issued at kNowMs.
 v1::Command install_command(const v1::SignedManifest& manifest, std::string command_id);
+// `command` as the orchestrator sends it: signed with the fuzz key (which the targets also trust
+// as their command key), so mutations reach the engine behind the signature check.
+std::string signed_command(const v1::Command& command);
 
 // The device the client targets run: kDeviceId on kHardware with room for any seed image.
 client::EngineConfig engine_config();

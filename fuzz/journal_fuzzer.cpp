@@ -22,7 +22,7 @@ void write(const std::filesystem::path& path, std::string_view bytes) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace fota;
-  static const client::OpenSslEngineCrypto crypto{fuzz::trust_store()};
+  static const client::OpenSslEngineCrypto crypto{fuzz::trust_store(), fuzz::trust_store()};
   static const client::FileJournal journal(fuzz::scratch_dir() / "journal");
   if (size < 3) return 0;
   const std::size_t journal_size = std::min<std::size_t>(data[0] | (data[1] << 8), size - 3);

@@ -135,13 +135,14 @@ class SeedingDevice {
 void device_seeds() {
   const std::string image = fuzz::image_bytes(5000);
   const v1::SignedManifest manifest = fuzz::signed_manifest(image, 1024);
-  const client::OpenSslEngineCrypto crypto(fuzz::trust_store());
+  const client::OpenSslEngineCrypto crypto(fuzz::trust_store(), fuzz::trust_store());
   SeedingDevice device(image, manifest);
   {
     client::UpdateEngine engine(fuzz::engine_config(), crypto);
     client::Actions actions = engine.on_started(client::BootStatus{"a", false}, fuzz::kNowMs);
     for (auto& a : engine.on_connected(fuzz::kNowMs)) actions.push_back(std::move(a));
-    for (auto& a : engine.on_command(fuzz::install_command(manifest, "c-install"), fuzz::kNowMs)) {
+    for (auto& a : engine.on_command(fuzz::signed_command(fuzz::install_command(manifest, "c-install")),
+                                     fuzz::kNowMs)) {
       actions.push_back(std::move(a));
     }
     device.drive(engine, std::move(actions), "install", 0);
@@ -157,19 +158,19 @@ void device_seeds() {
 
   // The commands a device receives.
   device_message("command-install", common::Channel::kCommand,
-                 fuzz::install_command(manifest, "c-1").SerializeAsString());
+                 fuzz::signed_command(fuzz::install_command(manifest, "c-1")));
   v1::Command command = fuzz::install_command(manifest, "c-2");
   command.mutable_cancel();
-  device_message("command-cancel", common::Channel::kCommand, command.SerializeAsString());
+  device_message("command-cancel", common::Channel::kCommand, fuzz::signed_command(command));
   command.set_command_id("c-3");
   command.mutable_rollback();
-  device_message("command-rollback", common::Channel::kCommand, command.SerializeAsString());
+  device_message("command-rollback", common::Channel::kCommand, fuzz::signed_command(command));
   command.set_command_id("c-4");
   command.mutable_report_inventory();
-  device_message("command-report-inventory", common::Channel::kCommand, command.SerializeAsString());
+  device_message("command-report-inventory", common::Channel::kCommand, fuzz::signed_command(command));
   command.set_command_id("c-5");
   command.mutable_set_log_level()->set_level(v1::LOG_LEVEL_DEBUG);
-  device_message("command-set-log-level", common::Channel::kCommand, command.SerializeAsString());
+  device_message("command-set-log-level", common::Channel::kCommand, fuzz::signed_command(command));
 
   // What else a device publishes.
   const auto id = common::DeviceId::parse(fuzz::kDeviceId).value();
@@ -264,7 +265,7 @@ void broker_policy_seeds() {
       fuzz::policy_step(PolicyOp::kSubscribe, 2, 0, 0,
                         scheme.all_devices_filter(common::Channel::kInventory)) +
       fuzz::policy_step(PolicyOp::kPublish, 2, topic(PolicyTopic::kOwnCommand), 1,
-                        command.SerializeAsString()) +
+                        fuzz::signed_command(command)) +
       fuzz::policy_step(PolicyOp::kDeliver, 0, topic(PolicyTopic::kOwnCommand), 0, "") +
       fuzz::policy_step(PolicyOp::kPublish, 0, topic(PolicyTopic::kOwnChunkRequest), 1,
                         chunk_request(fuzz::kDeviceId, kUnknown, true)) +
