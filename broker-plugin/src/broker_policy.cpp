@@ -118,6 +118,17 @@ void BrokerPolicy::reset_budgets(Session& session, Role role, std::int64_t now_m
   session.connects = TokenBucket(options_.client_connects, now_ms);
 }
 
+// Both CONNECT limits (per source address, per proved client id) refuse alike.
+Decision BrokerPolicy::refuse_connect_rate_limited(const std::string& who, const RateLimit& limit,
+                                                   std::string_view scope, std::string_view options,
+                                                   std::string_view advice) {
+  stats_.set_connects_rate_limited(stats_.connects_rate_limited() + 1);
+  return refuse_connect(
+      Refusal::kConnectRateLimited,
+      fmt::format("{}: more than {} connection attempts {} at {}/s ({}); {}", who, limit_text(limit.burst),
+                  scope, limit_text(limit.per_second), options, advice));
+}
+
 Decision BrokerPolicy::refuse_connect(Refusal refusal, std::string reason) {
   stats_.set_connections_refused(stats_.connections_refused() + 1);
   if (refusal == Refusal::kRevoked) stats_.set_revoked_refused(stats_.revoked_refused() + 1);
@@ -138,13 +149,9 @@ Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view clie
     if (fresh) it->second.connects = TokenBucket(options_.address_connects, now_ms);
     it->second.last_active_ms = now_ms;
     if (!it->second.connects.try_take(1, now_ms)) {
-      stats_.set_connects_rate_limited(stats_.connects_rate_limited() + 1);
-      return refuse_connect(Refusal::kConnectRateLimited,
-                            who + ": more than " + limit_text(options_.address_connects.burst) +
-                                " connection attempts from this address at " +
-                                limit_text(options_.address_connects.per_second) +
-                                "/s (plugin_opt_address_connect_burst, address_connects_per_second); "
-                                "the address must wait before connecting again");
+      return refuse_connect_rate_limited(who, options_.address_connects, "from this address",
+                                         "plugin_opt_address_connect_burst, address_connects_per_second",
+                                         "the address must wait before connecting again");
     }
   }
   if (!certificate) {
@@ -172,13 +179,9 @@ Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view clie
   if (fresh) session.identity = identity;  // identity is replaced only on admission
   session.last_active_ms = now_ms;
   if (!session.connects.try_take(1, now_ms)) {
-    stats_.set_connects_rate_limited(stats_.connects_rate_limited() + 1);
-    return refuse_connect(Refusal::kConnectRateLimited,
-                          who + ": more than " + limit_text(options_.client_connects.burst) +
-                              " connection attempts for this client id at " +
-                              limit_text(options_.client_connects.per_second) +
-                              "/s (plugin_opt_client_connect_burst, client_connects_per_second); "
-                              "a device must back off between reconnects");
+    return refuse_connect_rate_limited(who, options_.client_connects, "for this client id",
+                                       "plugin_opt_client_connect_burst, client_connects_per_second",
+                                       "a device must back off between reconnects");
   }
   if (deny_list_.denies(identity.common_name, identity.serial_hex)) {
     return refuse_connect(Refusal::kRevoked,

@@ -152,6 +152,8 @@ class BrokerPolicy {
   Session* live_session(ConnectionId connection, std::string_view client_id);
   const Session* known_session(std::string_view client_id) const;
   Decision refuse_connect(Refusal refusal, std::string reason);
+  Decision refuse_connect_rate_limited(const std::string& who, const RateLimit& limit, std::string_view scope,
+                                       std::string_view options, std::string_view advice);
   // Fresh budgets for the role (devices are limited, the others are not).
   void reset_budgets(Session& session, common::Role role, std::int64_t now_ms) const;
   // Learns from a command the orchestrator sends a device what that device may fetch.
