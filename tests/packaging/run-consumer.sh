@@ -39,6 +39,24 @@ cmake)
   fi
   cmake --build "$work/consumer" -j2
   "$work/consumer/consumer"
+  # Components: only those named are loaded (a firmware build without Paho asks for these two);
+  # an unknown one is refused, naming the four.
+  cmake -S "$here/consumer" -B "$work/components" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF "-DFOTA_CONSUMER_COMPONENTS=client;client_mosquitto" \
+    >"$work/components.log" 2>&1 || { cat "$work/components.log"; exit 1; }
+  defined=$(sed -n 's/^-- \(fota::[a-z_]*\): defined$/\1/p' "$work/components.log" | tr '\n' ' ')
+  if [[ "$defined" != "fota::client fota::client_mosquitto " ]]; then
+    echo "run-consumer: COMPONENTS client client_mosquitto defined: $defined" >&2
+    exit 1
+  fi
+  echo "COMPONENTS client client_mosquitto: $defined"
+  if cmake -S "$here/consumer" -B "$work/unknown" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF "-DFOTA_CONSUMER_COMPONENTS=client;teleport" >"$work/unknown.log" 2>&1; then
+    echo "run-consumer: find_package(fota COMPONENTS teleport) succeeded" >&2
+    exit 1
+  fi
+  grep -q "fota has no component 'teleport'" "$work/unknown.log" || { cat "$work/unknown.log"; exit 1; }
+  echo "COMPONENTS teleport: refused ($(grep -o "fota has no component 'teleport'[^\"]*" "$work/unknown.log" | head -n 1))"
   ;;
 pkg-config)
   export PKG_CONFIG_PATH
