@@ -4,7 +4,9 @@
 fota_configure() {
   local build_dir=$1
   shift
-  local args=(-G Ninja -DFOTA_WERROR="${FOTA_WERROR:-ON}" "$@")
+  # The Debian layout (/usr, /etc, multiarch libdir): what the .deb packages and firmware root
+  # file systems get (cmake/FotaPackaging.cmake); `cmake --install --prefix DIR` still goes elsewhere.
+  local args=(-G Ninja -DFOTA_WERROR="${FOTA_WERROR:-ON}" -DCMAKE_INSTALL_PREFIX=/usr "$@")
   # ccache (when installed) keys on paths relative to the checkout, so a fresh clone reuses the cache.
   if command -v ccache >/dev/null 2>&1; then
     args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)

@@ -157,6 +157,7 @@ std::unique_ptr<client::BootEnvironment> open_boot_environment(const DeviceConfi
 
 int main(int argc, char** argv) {
   CLI::App app{"fota-device: the fota update agent (A/B slots, GRUB / U-Boot / simulated boot loader)"};
+  app.set_version_flag("--version", std::string("fota-device ") + FOTA_VERSION);
   std::filesystem::path config_path;
   app.add_option("-c,--config", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
   std::string transport;

@@ -9,6 +9,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"fotactl - operate a fota fleet: PKI, signing keys, artifacts, devices and rollouts"};
+  app.set_version_flag("--version", std::string("fotactl ") + FOTA_VERSION);
   app.require_subcommand(1);
   fota::cli::register_pki_commands(app);
   fota::cli::register_key_commands(app);

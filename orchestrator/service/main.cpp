@@ -37,6 +37,7 @@ int fail(const std::string& message) {
 int main(int argc, char** argv) {
   using namespace fota;
   CLI::App app{"fota-orchestrator - runs staged, scheduled fleet rollouts over MQTT (docs/ORCHESTRATOR.md)"};
+  app.set_version_flag("--version", std::string("fota-orchestrator ") + FOTA_VERSION);
   std::string config_path, data_dir, broker_uri, log_level;
   int http_port = -1;
   app.add_option("-c,--config", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
