@@ -9,7 +9,9 @@ fota_configure() {
   local args=(-G Ninja -DFOTA_WERROR="${FOTA_WERROR:-ON}" -DCMAKE_INSTALL_PREFIX=/usr "$@")
   # ccache (when installed) keys on paths relative to the checkout, so a fresh clone reuses the cache.
   if command -v ccache >/dev/null 2>&1; then
-    args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+    # The settings ride in the launcher, so a later `cmake --build` from any shell hits as well.
+    local launcher="env;CCACHE_BASEDIR=$FOTA_ROOT;CCACHE_NOHASHDIR=1;ccache"
+    args+=(-DCMAKE_CXX_COMPILER_LAUNCHER="$launcher" -DCMAKE_C_COMPILER_LAUNCHER="$launcher")
     export CCACHE_BASEDIR="$FOTA_ROOT" CCACHE_NOHASHDIR=1
   fi
   cmake -S "$FOTA_ROOT" -B "$build_dir" "${args[@]}"
