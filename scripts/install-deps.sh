@@ -2,31 +2,34 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages in scripts/deps.txt that are missing. Skips apt entirely
 # when everything is present; fails with a clear message when not root and something is missing.
-# Then fetches the kernel the VM proof boots (tests/vm) into FOTA_VM_CACHE (default
-# /var/cache/fota-vm) unless it is there already; without root it only says how, and the VM test
-# reports itself skipped with the same advice.
+# Then fetches the kernels the VM proofs boot (tests/vm, amd64 and arm64) into FOTA_VM_CACHE
+# (default /var/cache/fota-vm) unless they are there already, and makes the arm64 sysroot of the
+# cross build (scripts/cross-sysroot.sh) unless it is current; without root it only says how,
+# and the tests that need them report themselves skipped with the same advice.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-# The .deb of the kernel linux-image-cloud-amd64 points at, downloaded (not installed) once.
+# fetch_vm_kernel ARCH: the .deb of the kernel linux-image-cloud-ARCH points at, downloaded (not
+# installed) once. arm64 needs apt to know the arm64 architecture (cross-sysroot.sh adds it).
 fetch_vm_kernel() {
-  local cache=${FOTA_VM_CACHE:-/var/cache/fota-vm}
-  if compgen -G "$cache/linux-image-[0-9]*-cloud-amd64_*_amd64.deb" >/dev/null; then return 0; fi
+  local arch=$1 cache=${FOTA_VM_CACHE:-/var/cache/fota-vm}
+  if compgen -G "$cache/linux-image-[0-9]*-cloud-${arch}_*_${arch}.deb" >/dev/null; then return 0; fi
   if [[ $(id -u) -ne 0 ]]; then
-    echo "fota: the VM test's kernel is not in $cache; run scripts/install-deps.sh as root to fetch it" >&2
+    echo "fota: the $arch VM test's kernel is not in $cache; run scripts/install-deps.sh as root to fetch it" >&2
     return 0
   fi
   local pkg
   pkg_of_meta() {
-    apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-      sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -n 1
+    apt-cache depends "linux-image-cloud-$arch:$arch" 2>/dev/null |
+      sed -n "s/^ *Depends: \\(linux-image-[0-9][^ :]*-cloud-$arch\\)\\(:$arch\\)*\$/\\1/p" | head -n 1
   }
   pkg=$(pkg_of_meta)
   if [[ -z "$pkg" ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     pkg=$(pkg_of_meta)
   fi
-  [[ -n "$pkg" ]] || { echo "fota: apt knows no linux-image-cloud-amd64 (check /etc/apt/sources.list)" >&2; return 1; }
+  [[ -n "$pkg" ]] || { echo "fota: apt knows no linux-image-cloud-$arch (check /etc/apt/sources.list)" >&2; return 1; }
+  pkg=$pkg:$arch
   echo "fota: downloading $pkg for the VM test into $cache"
   mkdir -p "$cache"
   # apt's download sandbox user cannot write a root-owned directory; the file is checked by apt
@@ -39,8 +42,14 @@ for pkg in "${wanted[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
 done
+# After the packages: the sysroot needs apt, the arm64 kernel the architecture the sysroot adds.
+fetch_downloads() {
+  fetch_vm_kernel amd64
+  if [[ $(id -u) -eq 0 ]]; then "$here/cross-sysroot.sh"; else "$here/cross-sysroot.sh" || true; fi
+  fetch_vm_kernel arm64
+}
 if ((${#missing[@]} == 0)); then
-  fetch_vm_kernel
+  fetch_downloads
   exit 0
 fi
 echo "fota: installing missing Debian packages: ${missing[*]}"
@@ -60,4 +69,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fetch_vm_kernel
+fetch_downloads

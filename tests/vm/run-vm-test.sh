@@ -14,15 +14,49 @@
 # The guest reaches the broker only through QEMU user networking: 10.0.2.100:8883 inside is
 # forwarded to 127.0.0.1:<free port>; restrict=on cuts every other route out.
 #
-#   run-vm-test.sh BUILD_DIR [WORK_DIR]     exit 0 pass, 1 fail, 77 skipped (says why)
-# Serial console log, broker and orchestrator logs stay in WORK_DIR (default BUILD_DIR/vm-test).
+#
+# With --arch arm64 the same three scenarios run on QEMU's arm64 virt machine (TCG): U-Boot
+# (u-boot-qemu) instead of OVMF and GRUB, client/boot/u-boot/boot.cmd as the boot scheme, the
+# fota variables in uboot.env on the FAT boot partition, and the cross-built agent (--device-bin,
+# default BUILD_DIR/../build-arm64/client/fota-device, from scripts/cross-build.sh).
+#
+#   run-vm-test.sh [--arch amd64|arm64] [--device-bin PATH] BUILD_DIR [WORK_DIR]
+#       exit 0 pass, 1 fail, 77 skipped (says why)
+# Serial console log, broker and orchestrator logs stay in WORK_DIR (default BUILD_DIR/vm-test,
+# BUILD_DIR/vm-test-arm64 for arm64).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "${1:?usage: run-vm-test.sh BUILD_DIR [WORK_DIR]}" && pwd)
-work=${2:-$build/vm-test}
+arch=amd64
+device_bin=
+while [[ "${1:-}" == --* ]]; do
+  case "$1" in
+    --arch) arch=$2; shift 2 ;;
+    --device-bin) device_bin=$2; shift 2 ;;
+    *) echo "usage: run-vm-test.sh [--arch amd64|arm64] [--device-bin PATH] BUILD_DIR [WORK_DIR]" >&2; exit 2 ;;
+  esac
+done
+build=$(cd "${1:?usage: run-vm-test.sh [--arch amd64|arm64] [--device-bin PATH] BUILD_DIR [WORK_DIR]}" && pwd)
 cache=${FOTA_VM_CACHE:-/var/cache/fota-vm}
 ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
 ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+uboot_bin=/usr/lib/u-boot/qemu_arm64/u-boot.bin
+case "$arch" in
+  amd64)
+    work=${2:-$build/vm-test}
+    qemu="qemu-system-x86_64"
+    hardware=fota-vm
+    loader=GRUB
+    device_bin=${device_bin:-$build/client/fota-device}
+    ;;
+  arm64)
+    work=${2:-$build/vm-test-arm64}
+    qemu="qemu-system-aarch64"
+    hardware=fota-vm-arm64
+    loader=U-Boot
+    device_bin=${device_bin:-$build/../build-arm64/client/fota-device}
+    ;;
+  *) echo "run-vm-test.sh: --arch is amd64 or arm64, not '$arch'" >&2; exit 2 ;;
+esac
 device_id=vm-0001
 started=$(date +%s)
 FOTA_ROOT=$(cd "$here/../.." && pwd)
@@ -45,23 +79,32 @@ skip() {
 }
 
 # ---- Can this machine run the proof at all? ----------------------------------------------------
-for tool in qemu-system-x86_64 grub-mkstandalone grub-editenv mkfs.ext4 mkfs.vfat mcopy sfdisk \
-  cpio mosquitto; do
+tools=("$qemu" mkfs.ext4 mkfs.vfat mcopy sfdisk cpio mosquitto)
+if [[ "$arch" == amd64 ]]; then
+  tools+=(grub-mkstandalone grub-editenv)
+else
+  tools+=(mkimage mkenvimage aarch64-linux-gnu-strip)
+fi
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (scripts/install-deps.sh installs it)"
 done
 [[ -x /bin/busybox ]] || skip "busybox-static is not installed (scripts/install-deps.sh installs it)"
-[[ -f "$ovmf_code" && -f "$ovmf_vars" ]] || skip "OVMF firmware ($ovmf_code) is missing: install ovmf"
-ls "$cache"/linux-image-[0-9]*-cloud-amd64_*_amd64.deb >/dev/null 2>&1 ||
-  skip "no kernel package in $cache: run scripts/install-deps.sh as root (it fetches linux-image-cloud-amd64)"
+if [[ "$arch" == amd64 ]]; then
+  [[ -f "$ovmf_code" && -f "$ovmf_vars" ]] || skip "OVMF firmware ($ovmf_code) is missing: install ovmf"
+else
+  [[ -f "$uboot_bin" ]] || skip "U-Boot for QEMU ($uboot_bin) is missing: install u-boot-qemu"
+  "$FOTA_ROOT/scripts/cross-sysroot.sh" || skip "no arm64 sysroot (busybox and the agent's libraries)"
+fi
+ls "$cache"/linux-image-[0-9]*-cloud-"$arch"_*_"$arch".deb >/dev/null 2>&1 ||
+  skip "no kernel package in $cache: run scripts/install-deps.sh as root (it fetches linux-image-cloud-$arch)"
 # A paused machine that is still running after 3 s is a QEMU that can emulate one.
 probe_status=0
-probe_error=$(timeout 3 qemu-system-x86_64 -accel tcg -machine none -nodefaults -display none \
+probe_error=$(timeout 3 "$qemu" -accel tcg -machine none -nodefaults -display none \
   -monitor none -S </dev/null 2>&1) || probe_status=$?
-((probe_status == 124)) || skip "qemu-system-x86_64 cannot start a TCG machine here: ${probe_error:-exit $probe_status}"
+((probe_status == 124)) || skip "$qemu cannot start a TCG machine here: ${probe_error:-exit $probe_status}"
 
 fotactl="$build/orchestrator/fotactl"
 orchestrator="$build/orchestrator/fota-orchestrator"
-device_bin="$build/client/fota-device"
 plugin=$(find "$build/broker-plugin" -maxdepth 1 -name '*fota_broker_plugin*.so' | head -n 1)
 for bin in "$fotactl" "$orchestrator" "$device_bin" "$plugin"; do
   [[ -x "$bin" || -f "$bin" ]] || fail "$bin is not built (build the whole tree first)"
@@ -95,12 +138,17 @@ fota_fleet_keys "$fotactl" 10.0.2.100 >/dev/null
 "$fotactl" pki issue-device "$device_id" --dir pki >/dev/null
 mkdir -p secrets orchestrator-data/artifacts
 
-log "root filesystems 1.0.0 (factory), 2.0.0 and 3.0.0 (its init fails), 64 MiB each"
-"$here/build-image.sh" rootfs --out rootfs-1.0.0.img --version 1.0.0 --device-bin "$device_bin"
-"$here/build-image.sh" rootfs --out rootfs-2.0.0.img --version 2.0.0 --device-bin "$device_bin"
-"$here/build-image.sh" rootfs --out rootfs-3.0.0.img --version 3.0.0 --device-bin "$device_bin" --broken
+# arm64: a third smaller (the kernel is compressed), so the emulated download takes less long.
+rootfs_mib=64
+[[ "$arch" == amd64 ]] || rootfs_mib=40
+log "root filesystems 1.0.0 (factory), 2.0.0 and 3.0.0 (its init fails), $rootfs_mib MiB each ($arch)"
+for v in 1.0.0 2.0.0 3.0.0; do
+  broken=()
+  [[ "$v" != 3.0.0 ]] || broken=(--broken)
+  "$here/build-image.sh" rootfs --arch "$arch" --size "$rootfs_mib" --out "rootfs-$v.img" --version "$v" \
+    --device-bin "$device_bin" "${broken[@]}"
+done
 
-log "disk image: ESP with GRUB, boot partition, slot a = 1.0.0, empty slot b, data partition"
 mkdir -p data/fota/pki data/fota/state
 cp pki/ca.crt data/fota/pki/ca.crt
 cp "pki/device/$device_id.crt" "pki/device/$device_id.key" data/fota/pki/
@@ -108,7 +156,7 @@ cp keys/signing.pub data/fota/signing.pub
 cp pki/command/command.pub data/fota/command.pub
 cat >data/fota/device.yaml <<CONF
 device_id: $device_id
-hardware_type: fota-vm
+hardware_type: $hardware
 broker: ssl://10.0.2.100:8883
 ca: pki/ca.crt
 cert: pki/$device_id.crt
@@ -118,10 +166,6 @@ command_keys: command.pub
 state_dir: state/
 factory_version: 1.0.0
 factory_security_counter: 1
-slots: {a: /dev/vda3, b: /dev/vda4}
-slot_capacity_bytes: $((80 * 1024 * 1024))
-bootloader: grub
-grubenv: /boot/grub/grubenv
 kernel_cmdline: /proc/cmdline
 boot_tries: 2
 health_check: /sbin/fota-health-check
@@ -129,12 +173,36 @@ reboot_command: sync; reboot -f
 progress_interval_ms: 1000
 log_level: info
 CONF
-"$here/build-image.sh" disk --out disk.img --rootfs-a rootfs-1.0.0.img --data data \
-  --grub-cfg "$here/grub.cfg" --grub-fragment "$here/../../client/boot/grub/grub.cfg"
-cp "$ovmf_vars" ovmf-vars.fd
+if [[ "$arch" == amd64 ]]; then
+  cat >>data/fota/device.yaml <<CONF
+slots: {a: /dev/vda3, b: /dev/vda4}
+slot_capacity_bytes: $((80 * 1024 * 1024))
+bootloader: grub
+grubenv: /boot/grub/grubenv
+CONF
+  log "disk image: ESP with GRUB, boot partition, slot a = 1.0.0, empty slot b, data partition"
+  "$here/build-image.sh" disk --out disk.img --rootfs-a rootfs-1.0.0.img --data data \
+    --grub-cfg "$here/grub.cfg" --grub-fragment "$here/../../client/boot/grub/grub.cfg"
+  cp "$ovmf_vars" ovmf-vars.fd
+else
+  # U-Boot's boot script keeps the fota variables in uboot.env on the FAT boot partition
+  # (tests/vm/u-boot.cmd); the agent reaches the same file through libubootenv.
+  printf '# device            offset  size\n/boot/uboot.env     0x0     0x4000\n' >data/fota/fw_env.config
+  cat >>data/fota/device.yaml <<CONF
+slots: {a: /dev/vda2, b: /dev/vda3}
+slot_capacity_bytes: $((48 * 1024 * 1024))
+bootloader: uboot
+fw_env_config: fw_env.config
+CONF
+  log "disk image: FAT boot partition with U-Boot's scripts and uboot.env, slot a = 1.0.0, empty slot b, data partition"
+  "$here/build-image.sh" disk-uboot --out disk.img --rootfs-a rootfs-1.0.0.img --data data \
+    --boot-cmd "$here/u-boot.cmd" --fota-cmd "$here/../../client/boot/u-boot/boot.cmd" --slot-size 48
+  # U-Boot's own environment (flash bank 1), kept across power cycles like a board's.
+  truncate -s 64M uboot-flash.img
+fi
 
 for v in 2.0.0 3.0.0; do
-  "$fotactl" artifact create --image "rootfs-$v.img" --version "$v" --hardware fota-vm \
+  "$fotactl" artifact create --image "rootfs-$v.img" --version "$v" --hardware "$hardware" \
     --security-counter "${v%%.*}" --chunk-size 65536 --key keys/signing.key -o "rootfs-$v.fota" >/dev/null
 done
 artifact_id() { "$fotactl" artifact inspect "$1" --json | sed -n 's/.*"artifact_id": "\([0-9a-f]*\)".*/\1/p'; }
@@ -169,10 +237,18 @@ boots=0
 start_vm() {
   boots=$((boots + 1))
   echo "=== vm-test: power on #$boots ===" >>serial.log
-  qemu-system-x86_64 -nodefaults -accel tcg -machine pc -m 256 -smp 1 -display none -monitor none \
-    -drive if=pflash,format=raw,readonly=on,file="$ovmf_code" \
-    -drive if=pflash,format=raw,file="$work/ovmf-vars.fd" \
-    -drive file="$work/disk.img",format=raw,if=virtio \
+  local machine
+  if [[ "$arch" == amd64 ]]; then
+    machine=(-machine pc -m 256
+      -drive if=pflash,format=raw,readonly=on,file="$ovmf_code"
+      -drive if=pflash,format=raw,file="$work/ovmf-vars.fd"
+      -drive file="$work/disk.img",format=raw,if=virtio)
+  else
+    machine=(-machine virt -cpu cortex-a57 -m 384 -bios "$uboot_bin"
+      -drive if=pflash,unit=1,format=raw,file="$work/uboot-flash.img"
+      -drive file="$work/disk.img",format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0)
+  fi
+  "$qemu" -nodefaults -accel tcg "${machine[@]}" -smp 1 -display none -monitor none \
     -netdev "user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:8883-cmd:/bin/busybox nc 127.0.0.1 $mqtt_port" \
     -device virtio-net-pci,netdev=net0,romfile= \
     -chardev file,id=serial0,path="$work/serial.log",append=on -serial chardev:serial0 \
@@ -190,7 +266,7 @@ device_json() { "$fotactl" device show "$device_id" --json; }
 device_online() { device_json | grep -q '"online": true'; }
 device_version_is() { device_json | grep -q "\"version\": \"$1\""; }
 
-log "booting the VM (OVMF, GRUB, Linux; TCG)"
+if [[ "$arch" == amd64 ]]; then log "booting the VM (OVMF, GRUB, Linux; TCG)"; else log "booting the arm64 VM (U-Boot, Linux; TCG)"; fi
 start_vm
 wait_for 120 "the VM's agent to come online" device_online
 console_has "fota-vm: rootfs 1.0.0 up" || fail "the factory root filesystem did not report itself"
@@ -224,7 +300,7 @@ CONF
 v2=$(artifact_id rootfs-2.0.0.fota)
 rollout_a=$(create_rollout vm-2.0.0 "$v2" 0)
 [[ -n "$rollout_a" ]] || fail "fotactl rollout create printed no id"
-log "a. rollout $rollout_a: rootfs 2.0.0 (64 MiB) into slot b"
+log "a. rollout $rollout_a: rootfs 2.0.0 ($rootfs_mib MiB) into slot b"
 console_lines_at_start=$(console | wc -l)
 t0=$(date +%s.%N)
 "$fotactl" rollout start "$rollout_a" >/dev/null
@@ -264,7 +340,7 @@ power_cut
 log "c. QEMU killed with $bytes_at_cut bytes verified ($served_at_cut chunks served so far); powering on"
 start_vm
 
-# ---- b. 3.0.0 cannot come up: GRUB's tries run out, 2.0.0 boots again, the breach pauses ----------
+# ---- b. 3.0.0 cannot come up: the boot loader's tries run out, 2.0.0 boots again, the breach pauses ----------
 wait_for 480 "rollout $rollout_b to breach and pause" rollout_state_is "$rollout_b" paused
 served_total=$(($(chunks_served) - served_before))
 refetched=$((served_total - v3_chunks))
@@ -274,7 +350,7 @@ log "c. download finished after the power cut: $served_total chunks served for $
 ((refetched <= 32)) || fail "the device fetched $refetched chunks twice: it did not resume"
 console | grep -q "rootfs 3.0.0 is broken" || fail "the broken rootfs 3.0.0 never booted"
 broken_boots=$(console_count "rootfs 3.0.0 is broken")
-((broken_boots == 2)) || fail "GRUB booted rootfs 3.0.0 $broken_boots times; boot_tries is 2"
+((broken_boots == 2)) || fail "$loader booted rootfs 3.0.0 $broken_boots times; boot_tries is 2"
 after_fallback=$(console | sed -n '/rootfs 3.0.0 is broken/,$p' | grep "fota-vm: rootfs .* up; cmdline" | tail -n 1)
 [[ "$after_fallback" == *"rootfs 2.0.0 up"*"fota.slot=b"* ]] ||
   fail "after the broken boots the guest did not come back to 2.0.0 in slot b: '$after_fallback'"
@@ -282,7 +358,7 @@ wait_for 60 "the device back online on 2.0.0" device_version_is 2.0.0
 member_state=$(member_field "$rollout_b" state)
 [[ "$member_state" == failed ]] || fail "the rollout's member is '$member_state', not failed"
 reason=$(rollout_json "$rollout_b" | sed -n 's/^  "reason": "\(.*\)",*$/\1/p')
-log "b. passed: 3.0.0 booted $broken_boots times, GRUB fell back to 2.0.0 in slot b, rollout paused: $reason"
+log "b. passed: 3.0.0 booted $broken_boots times, $loader fell back to 2.0.0 in slot b, rollout paused: $reason"
 log "c. passed: $refetched chunk(s) fetched twice (the window in flight at the power cut)"
 
 # ---- Figures for docs/BENCHMARKS.md ------------------------------------------------------------
