@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fota/plugin/deny_list.hpp"
 
+#include <sys/stat.h>
+
 #include <cctype>
 #include <optional>
 
@@ -97,6 +99,37 @@ common::Result<DenyList> DenyList::load(const std::filesystem::path& path) {
   auto list = parse(*text);
   if (!list) return list.error().with_context(path.string());
   return list;
+}
+
+DenyListWatcher::DenyListWatcher(std::filesystem::path path, std::int64_t interval_ms)
+    : path_(std::move(path)), interval_ms_(interval_ms) {}
+
+DenyListWatcher::Stamp DenyListWatcher::stamp() const {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return Stamp{};
+  return Stamp{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+               static_cast<std::uint64_t>(st.st_size),
+               static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec, true};
+}
+
+void DenyListWatcher::remember(std::int64_t now_ms) {
+  last_ = stamp();
+  last_look_ms_ = now_ms;
+}
+
+std::optional<common::Result<DenyList>> DenyListWatcher::poll(std::int64_t now_ms) {
+  if (interval_ms_ <= 0) return std::nullopt;
+  if (now_ms - last_look_ms_ < interval_ms_ && now_ms >= last_look_ms_) return std::nullopt;
+  last_look_ms_ = now_ms;
+  const Stamp now = stamp();
+  if (now == last_) return std::nullopt;
+  last_ = now;
+  if (!now.exists) {
+    return common::Result<DenyList>(
+        Error(Errc::kNotFound, "the deny list " + path_.string() +
+                                   " disappeared; put it back (an empty file lifts every revocation)"));
+  }
+  return DenyList::load(path_);
 }
 
 }  // namespace fota::plugin

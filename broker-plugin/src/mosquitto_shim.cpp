@@ -65,6 +65,7 @@ struct PluginState {
   std::unique_ptr<common::ArtifactStore> store;
   std::unique_ptr<common::ArtifactStoreChunkSource> chunks;
   std::unique_ptr<BrokerPolicy> policy;
+  std::unique_ptr<DenyListWatcher> deny_list_watcher;  // with a deny list file only
 };
 
 std::int64_t now_ms() {
@@ -193,10 +194,31 @@ int on_disconnect(int /*event*/, void* event_data, void* userdata) {
   return MOSQ_ERR_SUCCESS;
 }
 
+// Puts a freshly loaded deny list in force (disconnecting the clients it now revokes), or keeps
+// the previous one when it did not load: keeping it is safer than dropping every revocation.
+void install_deny_list(PluginState& state, common::Result<DenyList> list, const char* why) {
+  if (!list) {
+    state.log->error("deny list not reloaded ({}), the previous one stays in force: {}", why,
+                     list.error().message);
+    return;
+  }
+  state.log->info("deny list reloaded ({}): {} entries", why, list->size());
+  for (const auto& client_id : state.policy->replace_deny_list(std::move(list).value())) {
+    state.log->warn("disconnecting \"{}\": revoked by the deny list", client_id);
+    mosquitto_kick_client_by_clientid(client_id.c_str(), false);
+  }
+}
+
 int on_tick(int /*event*/, void* /*event_data*/, void* userdata) {
   auto& state = *static_cast<PluginState*>(userdata);
   try {
-    auto outcome = state.policy->on_tick(now_ms());
+    const std::int64_t now = now_ms();
+    if (state.deny_list_watcher) {
+      if (auto changed = state.deny_list_watcher->poll(now)) {
+        install_deny_list(state, std::move(*changed), "the file changed");
+      }
+    }
+    auto outcome = state.policy->on_tick(now);
     if (outcome.stats) {
       auto& stats = *outcome.stats;
       mosquitto_broker_publish_copy(nullptr, stats.topic.c_str(), static_cast<int>(stats.payload.size()),
@@ -213,16 +235,8 @@ int on_reload(int /*event*/, void* /*event_data*/, void* userdata) {
   try {
     const auto& path = state.policy->options().deny_list;
     if (path) {
-      auto list = DenyList::load(*path);
-      if (!list) {
-        // Keeping the previous list is safer than dropping every revocation.
-        state.log->error("deny list not reloaded, the previous one stays in force: {}", list.error().message);
-      } else {
-        state.log->info("deny list reloaded: {} entries", list->size());
-        for (const auto& client_id : state.policy->replace_deny_list(std::move(list).value())) {
-          mosquitto_kick_client_by_clientid(client_id.c_str(), false);
-        }
-      }
+      if (state.deny_list_watcher) state.deny_list_watcher->remember(now_ms());
+      install_deny_list(state, DenyList::load(*path), "SIGHUP");
     }
   } catch (...) {
     log_exception(state, "reload");
@@ -261,6 +275,9 @@ int init(mosquitto_plugin_id_t* identifier, void** userdata, mosquitto_opt* opti
 
   DenyList deny_list;
   if (opts.deny_list) {
+    // Stamped before it is read: a change in between is noticed at the next check.
+    state->deny_list_watcher = std::make_unique<DenyListWatcher>(*opts.deny_list, opts.deny_list_check_ms);
+    state->deny_list_watcher->remember(now_ms());
     auto loaded = DenyList::load(*opts.deny_list);
     if (!loaded) {
       state->log->error("not starting: {}", loaded.error().message);

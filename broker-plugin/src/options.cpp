@@ -81,6 +81,8 @@ common::Result<PluginOptions> parse_plugin_options(
          o.deny_list = value;
          return common::ok_status();
        }},
+      {"deny_list_check_seconds",
+       [&](const auto& k, const auto& v) { return parse_seconds(k, v, 3600, o.deny_list_check_ms); }},
       {"device_msgs_per_second",
        [&](const auto& k, const auto& v) {
          return parse_number(k, v, 0, kMaxRate, o.device_messages.per_second);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "fota/client/runtime.hpp"
+#include "fota/common/crypto.hpp"
 
 namespace fota::client {
 namespace {
@@ -33,34 +34,7 @@ common::Result<std::optional<std::string>> read_optional(const std::filesystem::
 }  // namespace
 
 common::Status write_file_atomically(const std::filesystem::path& path, std::string_view content) {
-  const std::filesystem::path temp = path.string() + ".tmp";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return io_error("cannot create", temp);
-  std::size_t done = 0;
-  while (done < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Error e = io_error("cannot write", temp);
-      ::close(fd);
-      return e;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    Error e = io_error("cannot fsync", temp);
-    ::close(fd);
-    return e;
-  }
-  ::close(fd);
-  if (::rename(temp.c_str(), path.c_str()) != 0) return io_error("cannot rename over", path);
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);  // makes the rename durable; failure here is not fatal on odd filesystems
-    ::close(dir_fd);
-  }
-  return common::ok_status();
+  return common::replace_file(path, content, 0600);
 }
 
 FileJournal::FileJournal(std::filesystem::path dir) : dir_(std::move(dir)) {}

@@ -185,7 +185,8 @@ void register_artifact_upload_commands(CLI::App& app) {
 }
 
 void register_device_commands(CLI::App& app) {
-  auto* device = app.add_subcommand("device", "Registered devices: list, show, logs");
+  auto* device =
+      app.add_subcommand("device", "Registered devices: list, show, logs; revoke, decommission (admin)");
   device->require_subcommand(1);
   auto l = std::make_shared<RolloutArgs>();
   auto* list = device->add_subcommand("list", "List registered devices");
@@ -201,9 +202,11 @@ void register_device_commands(CLI::App& app) {
       std::string tags;
       for (const auto& t : d.value("tags", json::array()))
         tags += (tags.empty() ? "" : ",") + t.get<std::string>();
-      rows.push_back({str(d, "id"), d.value("online", false) ? "online" : "offline", str(d, "hardware"),
-                      str(d, "version"), str(d, "time_zone"), tags, str(d, "last_phase"), str(d, "rollout"),
-                      str(d, "last_seen")});
+      const std::string presence = d.value("revoked", false)  ? "REVOKED"
+                                   : d.value("online", false) ? "online"
+                                                              : "offline";
+      rows.push_back({str(d, "id"), presence, str(d, "hardware"), str(d, "version"), str(d, "time_zone"),
+                      tags, str(d, "last_phase"), str(d, "rollout"), str(d, "last_seen")});
     }
     print_table(
         {"DEVICE", "PRESENCE", "HARDWARE", "VERSION", "TIME ZONE", "TAGS", "PHASE", "ROLLOUT", "LAST SEEN"},
@@ -258,6 +261,45 @@ void register_device_commands(CLI::App& app) {
       if (*follow && entries.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
     } while (*follow);
   });
+
+  // Certificate lifecycle (admin role): docs/ORCHESTRATOR.md, "Revocation and decommissioning".
+  for (const std::string action : {"revoke", "decommission"}) {
+    auto r = std::make_shared<RolloutArgs>();
+    auto reason = std::make_shared<std::string>();
+    const bool decommission = action == "decommission";
+    auto* cmd = device->add_subcommand(
+        action, decommission ? "Revoke a device and remove it from the inventory and every future rollout "
+                               "(its events, logs and audit entries stay)"
+                             : "Revoke a device's certificate: the broker disconnects it within seconds and "
+                               "refuses it from then on; no rollout takes it on");
+    cmd->add_option("device", r->id, "Device id")->required();
+    cmd->add_option("--reason", *reason, "Why, for the audit log (e.g. \"stolen 2026-11-25\")");
+    r->conn.add_options(cmd, true);
+    cmd->callback([r, reason, action] {
+      must_be_device_id(r->id);
+      json j = must(ApiClient(r->conn).post("/api/v1/devices/" + r->id + "/" + action,
+                                            json{{"reason", *reason}}.dump(), "application/json"));
+      if (r->conn.json) {
+        std::cout << j.dump(2) << "\n";
+        return;
+      }
+      const bool decommissioned = !str(j, "decommissioned_at").empty();
+      std::cout << "device " << r->id << " " << (decommissioned ? "decommissioned" : "revoked") << " at "
+                << str(j, (decommissioned ? "decommissioned_at" : "revoked_at")) << " by " << str(j, "actor")
+                << (str(j, "reason").empty() ? "" : " (" + str(j, "reason") + ")") << "\n";
+      if (!j.value("registered", true)) {
+        std::cerr << "fotactl: note: " << r->id
+                  << " was not in the inventory (never connected, or a typo): it is refused all the same\n";
+      }
+      if (j.contains("deny_list") && j["deny_list"].is_null()) {
+        std::cerr << "fotactl: warning: the orchestrator has no revocation.deny_list configured, so the "
+                     "broker was NOT told: add the device to the broker's deny list yourself\n";
+      } else {
+        std::cout << "  broker deny list: " << str(j, "deny_list")
+                  << " (the plugin re-reads it within a second and disconnects the device)\n";
+      }
+    });
+  }
 }
 
 void register_rollout_commands(CLI::App& app) {

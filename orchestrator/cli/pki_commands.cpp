@@ -86,6 +86,75 @@ void register_pki_commands(CLI::App& app) {
               << "\n  key:         " << (ca->dir() / "ca.key").string() << " (mode 0600; keep it offline)\n";
   });
 
+  auto ca_dir = std::make_shared<std::string>("pki");
+  auto ca_name = std::make_shared<std::string>();
+  auto ca_days = std::make_shared<int>(365 * 3);
+  auto* issue_ca = pki->add_subcommand("issue-ca",
+                                       "Create an issuing CA signed by the root (pathlen 0) in "
+                                       "DIR/issuing/NAME/: the orchestrator holds it to "
+                                       "renew device certificates; the root's key can then stay offline");
+  issue_ca->add_option("name", *ca_name, "Issuing CA name (1-64 of [A-Za-z0-9._-])")->required();
+  issue_ca->add_option("--dir", *ca_dir, "The root CA's directory (`fotactl pki init`)")
+      ->capture_default_str();
+  issue_ca->add_option("--days", *ca_days, "Validity in days")->capture_default_str();
+  issue_ca->callback([ca_dir, ca_name, ca_days] {
+    auto root = common::CertificateAuthority::open(*ca_dir);
+    if (!root) throw std::runtime_error(root.error().message);
+    if (*ca_days <= 0) throw std::runtime_error("--days must be positive");
+    auto made = root->create_issuing_ca(*ca_name, std::chrono::hours(24) * *ca_days);
+    if (!made) throw std::runtime_error(made.error().message);
+    const std::filesystem::path& issuing_dir = *made;
+    std::cout << "created issuing CA \"" << *ca_name << "\" in " << issuing_dir.string() << "\n"
+              << "  certificate: " << (issuing_dir / "ca.crt").string() << "\n"
+              << "  key:         " << (issuing_dir / "ca.key").string()
+              << " (mode 0600; only where device certificates are signed)\n"
+              << "  trust:       " << (issuing_dir / "root.crt").string()
+              << " (the root: what brokers and devices keep as their CA)\n"
+              << "  issue with:  fotactl pki issue-device ID --dir " << issuing_dir.string() << "\n";
+  });
+
+  struct SignArgs {
+    std::string csr;
+    std::string name;
+    std::string role = "device";
+    std::string dir = "pki";
+    std::string out;
+    int days = 825;
+  };
+  auto sign = std::make_shared<SignArgs>();
+  auto* sign_request = pki->add_subcommand(
+      "sign-request",
+      "Sign a certificate request (PEM CSR, e.g. from `openssl req -new`) for a known identity: a device "
+      "renewing its key keeps its CN and role, anything else is refused");
+  sign_request->add_option("csr", sign->csr, "The certificate request (PEM)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  sign_request->add_option("--name", sign->name, "The identity it must be for (device id = CN)")->required();
+  sign_request->add_option("--role", sign->role, "The role it must ask for (subject OU)")
+      ->capture_default_str();
+  sign_request->add_option("--dir", sign->dir, "The signing CA's directory (an issuing CA, or the root)")
+      ->capture_default_str();
+  sign_request->add_option("--days", sign->days, "Validity in days")->capture_default_str();
+  sign_request
+      ->add_option("-o,--out", sign->out, "Where to write the certificate chain (refuses to overwrite)")
+      ->required();
+  sign_request->callback([sign] {
+    auto ca = common::CertificateAuthority::open(sign->dir);
+    if (!ca) throw std::runtime_error(ca.error().message);
+    auto role = common::parse_role(sign->role);
+    if (!role) throw std::runtime_error("--role: " + role.error().message);
+    if (sign->days <= 0) throw std::runtime_error("--days must be positive");
+    auto csr = common::read_file(sign->csr, 64 * 1024);
+    if (!csr) throw std::runtime_error(csr.error().message);
+    auto issued = ca->sign_request(*csr, sign->name, *role, std::chrono::hours(24) * sign->days);
+    if (!issued) throw std::runtime_error("refused: " + issued.error().message);
+    if (auto st = common::write_new_file(sign->out, issued->cert_pem, 0644); !st)
+      throw std::runtime_error(st.error().message);
+    std::cout << "signed " << sign->role << " certificate for \"" << sign->name << "\" (serial "
+              << issued->serial_hex << ")\n  chain: " << sign->out
+              << (ca->is_issuing() ? " (leaf, then the issuing CA)" : "") << "\n";
+  });
+
   add_issue_command(*pki, "issue-device", Role::kDevice, "a device (CN = device id = MQTT client id)",
                     "Device id: 1-64 of [A-Za-z0-9._-]", false);
   add_issue_command(*pki, "issue-orchestrator", Role::kOrchestrator,

@@ -127,6 +127,16 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
                                                      "checkpoint_interval");
           }
         }
+      } else if (key == "revocation") {
+        for (const auto& a : v) {
+          const std::string k = a.first.as<std::string>();
+          if (k == "deny_list") {
+            c.revocation_deny_list = file(a.second);
+          } else {
+            return Error(Errc::kInvalidArgument,
+                         "config: revocation." + k + ": unknown key; known: deny_list");
+          }
+        }
       } else if (key == "tick_interval") {
         auto d = parse_duration(v.as<std::string>());
         if (!d) return d.error().with_context("config: tick_interval");
@@ -140,11 +150,11 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
       } else if (key == "log_level") {
         c.log_level = v.as<std::string>();
       } else {
-        return Error(Errc::kInvalidArgument,
-                     "config: " + key +
-                         ": unknown key; known: broker, topic_prefix, data_dir, "
-                         "artifacts_dir, trusted_keys, command_key, http, api_tokens, audit, tick_interval, "
-                         "default_link_rate, default_device_time, log_level");
+        return Error(Errc::kInvalidArgument, "config: " + key +
+                                                 ": unknown key; known: broker, topic_prefix, data_dir, "
+                                                 "artifacts_dir, trusted_keys, command_key, http, "
+                                                 "api_tokens, audit, revocation, tick_interval, "
+                                                 "default_link_rate, default_device_time, log_level");
       }
     }
   } catch (const YAML::Exception& e) {
@@ -209,6 +219,13 @@ common::Status validate_service_config(const ServiceConfig& c) {
                                       " does not exist; make one with `fotactl keys generate -o audit`");
   if (c.audit_checkpoint_interval_ms < 10)
     return Error(Errc::kInvalidArgument, "config: audit.checkpoint_interval must be at least 10ms");
+  if (!c.revocation_deny_list.empty()) {
+    const auto dir = c.revocation_deny_list.parent_path();
+    if (!dir.empty() && !std::filesystem::is_directory(dir))
+      return Error(Errc::kNotFound,
+                   "config: revocation.deny_list: the directory " + dir.string() +
+                       " does not exist; create it (the broker plugin reads the file from there)");
+  }
   if (c.tick_interval_ms < 10)
     return Error(Errc::kInvalidArgument, "config: tick_interval must be at least 10ms");
   return common::ok_status();

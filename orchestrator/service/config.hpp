@@ -60,6 +60,11 @@ struct ServiceConfig {
   std::filesystem::path audit_checkpoint_file;
   std::int64_t audit_checkpoint_interval_ms = 60'000;
 
+  // Revocation (revocation.*): the deny list file the orchestrator writes (atomically, by rename)
+  // whenever a device is revoked or decommissioned and at start-up, for the broker plugin's
+  // plugin_opt_deny_list; empty = revocations are recorded but the broker is not told.
+  std::filesystem::path revocation_deny_list;
+
   std::int64_t tick_interval_ms = 200;
   std::int64_t default_link_rate = 1'000'000;  // bytes/s for predictions without history
   // Time per device besides the transfer (verify, install, reboot, health check, commit) assumed by

@@ -81,7 +81,34 @@ json device_json(const DeviceView& view) {
               {"last_phase", d.last_phase},
               {"last_error", d.last_error},
               {"registered_at", d.registered_ms ? format_timestamp(d.registered_ms) : ""},
-              {"rollout", view.rollout}};
+              {"rollout", view.rollout},
+              {"revoked", d.facts.revoked}};
+}
+
+json revocation_json(const RevocationRecord& r) {
+  return json{{"device", r.device_id},
+              {"reason", r.reason},
+              {"actor", r.actor},
+              {"revoked_at", format_timestamp(r.revoked_ms)},
+              {"decommissioned_at", r.decommissioned_ms ? format_timestamp(r.decommissioned_ms) : ""}};
+}
+
+json revocation_view_json(const RevocationView& v) {
+  json j = revocation_json(v.revocation);
+  j["registered"] = v.registered;
+  j["deny_list"] = v.deny_list.empty() ? json(nullptr) : json(v.deny_list.string());
+  return j;
+}
+
+// The optional {"reason": "..."} body of a lifecycle action; an empty body is no reason.
+common::Result<std::string> reason_of(const httplib::Request& req) {
+  if (req.body.empty()) return std::string();
+  const json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object() || (body.contains("reason") && !body["reason"].is_string())) {
+    return common::Error(common::Errc::kInvalidArgument,
+                         "the body must be a JSON object like {\"reason\": \"stolen 2026-11-25\"}");
+  }
+  return body.value("reason", std::string());
 }
 
 json manifest_json(const v1::Manifest& m) {
@@ -239,6 +266,9 @@ std::string metrics_text(const ServiceMetrics& m) {
       << m.chunk_bytes_served << "\n";
   out << "# TYPE fota_progress_reports_total counter\nfota_progress_reports_total " << s.progress_reports
       << "\n";
+  out << "# HELP fota_messages_from_revoked_total Messages from revoked devices, ignored.\n"
+         "# TYPE fota_messages_from_revoked_total counter\nfota_messages_from_revoked_total "
+      << s.messages_from_revoked << "\n";
   out << "# TYPE fota_commands_sent_total counter\nfota_commands_sent_total " << m.commands_sent << "\n";
   out << "# TYPE fota_messages_rejected_total counter\nfota_messages_rejected_total " << m.messages_rejected
       << "\n";
@@ -513,6 +543,23 @@ void HttpApi::routes() {
              service_.device_logs(req.matches[1], int_param(req, "after", 0),
                                   static_cast<std::size_t>(int_param(req, "limit", 200))),
              [](const std::vector<LogRecord>& logs) { return array_of(logs, log_json); });
+      });
+
+  // Certificate lifecycle: admin only (docs/ORCHESTRATOR.md, "Revocation and decommissioning").
+  post(R"(/api/v1/devices/([^/]+)/(revoke|decommission))", ApiRole::kAdmin,
+       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+         auto reason = reason_of(req);
+         if (!reason) return send_error(res, 400, reason.error().message);
+         const std::string id = req.matches[1];
+         const Millis now = now_ms();
+         send(res,
+              req.matches[2] == "revoke" ? service_.revoke_device(id, *reason, caller.actor, now)
+                                         : service_.decommission_device(id, *reason, caller.actor, now),
+              revocation_view_json);
+       });
+  get("/api/v1/revocations", ApiRole::kViewer,
+      [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {
+        send_json(res, 200, array_of(service_.revocations(), revocation_json));
       });
 
   post("/api/v1/rollouts", ApiRole::kOperator,

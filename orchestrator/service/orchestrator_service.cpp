@@ -114,15 +114,23 @@ Status OrchestratorService::load() {
   auto history = store_->update_samples(kHistoryKept);
   if (!history) return history.error();
   const std::size_t device_count = devices->size(), rollout_count = rollouts->size();
+  auto revocations = store_->load_revocations();
+  if (!revocations) return revocations.error();
   const std::size_t history_count = history->size();
-  core_.restore(std::move(devices).value(), std::move(rollouts).value(), std::move(history).value());
+  const std::size_t revoked_count = revocations->size();
+  core_.restore(std::move(devices).value(), std::move(rollouts).value(), std::move(history).value(),
+                std::move(revocations).value());
+  // The broker's deny list follows the store, whatever happened to the file meanwhile.
+  if (auto st = write_deny_list(); !st) return st;
   // After a restart the fleet state says what each device may fetch, nothing else.
   for (const auto& [id, rollout] : core_.rollouts()) {
     if (!is_active(rollout.state)) continue;
     for (const Member& m : rollout.members) refresh_fetchable(m.device_id);
   }
-  log_->info("loaded {} device(s), {} rollout(s) and {} finished update(s) as prediction history",
-             device_count, rollout_count, history_count);
+  log_->info(
+      "loaded {} device(s), {} rollout(s), {} finished update(s) as prediction history and {} revoked "
+      "device(s)",
+      device_count, rollout_count, history_count, revoked_count);
   return common::ok_status();
 }
 
@@ -460,6 +468,59 @@ common::Result<std::vector<EventRecord>> OrchestratorService::events(const std::
 
 common::Result<std::vector<AuditEntry>> OrchestratorService::audit(std::int64_t after, std::size_t limit) {
   return store_->audit_entries(after, std::min<std::size_t>(limit, 100'000));
+}
+
+Status OrchestratorService::write_deny_list() {
+  if (options_.deny_list.empty()) return common::ok_status();
+  std::string text =
+      "# Revoked devices, written by fota-orchestrator (`fotactl device revoke` / `decommission`);\n"
+      "# the broker plugin's plugin_opt_deny_list. Do not edit: the orchestrator rewrites it.\n";
+  for (const auto& [id, revocation] : core_.revocations()) text += id + "\n";
+  if (auto st = common::replace_file(options_.deny_list, text, 0644); !st) {
+    return st.error().with_context("writing the deny list " + options_.deny_list.string() +
+                                   " (revocation.deny_list); check that its directory is writable");
+  }
+  return common::ok_status();
+}
+
+common::Result<RevocationView> OrchestratorService::revoke_device(const std::string& id,
+                                                                  const std::string& reason,
+                                                                  const std::string& actor, Millis now) {
+  std::lock_guard lock(state_mutex_);
+  const bool registered = core_.has_device(id);
+  auto revocation = core_.revoke_device(id, reason, actor, now, save_at(now));
+  if (!revocation) return revocation.error();
+  queue_commands();
+  if (auto st = write_deny_list(); !st) {
+    return st.error().with_context("device " + id +
+                                   " is revoked in the orchestrator but the broker was not told");
+  }
+  return RevocationView{std::move(revocation).value(), registered || core_.has_device(id),
+                        options_.deny_list};
+}
+
+common::Result<RevocationView> OrchestratorService::decommission_device(const std::string& id,
+                                                                        const std::string& reason,
+                                                                        const std::string& actor,
+                                                                        Millis now) {
+  std::lock_guard lock(state_mutex_);
+  const bool registered = core_.has_device(id);
+  auto revocation = core_.decommission_device(id, reason, actor, now, save_at(now));
+  if (!revocation) return revocation.error();
+  queue_commands();
+  refresh_fetchable(id);
+  if (auto st = write_deny_list(); !st) {
+    return st.error().with_context("device " + id +
+                                   " is decommissioned in the orchestrator but the broker was not told");
+  }
+  return RevocationView{std::move(revocation).value(), registered, options_.deny_list};
+}
+
+std::vector<RevocationRecord> OrchestratorService::revocations() {
+  std::lock_guard lock(state_mutex_);
+  std::vector<RevocationRecord> out;
+  for (const auto& [id, revocation] : core_.revocations()) out.push_back(revocation);
+  return out;
 }
 
 ServiceMetrics OrchestratorService::metrics(Millis now) {

@@ -53,6 +53,9 @@ struct ServiceOptions {
   // A fresh rollout id ("r-" and ten hex digits) each call; called under the state lock, never
   // concurrently. Empty: random_rollout_ids(). Tests pass a deterministic one.
   std::function<std::string()> new_rollout_id;
+  // The broker plugin's deny list (plugin_opt_deny_list): rewritten atomically from the revoked
+  // devices at start-up and after every revocation. Empty: the broker is not told.
+  std::filesystem::path deny_list;
 };
 
 // Rollout ids from a random generator of its own, seeded from std::random_device.
@@ -79,6 +82,13 @@ class ArtifactStoreCatalog final : public ArtifactCatalog {
 struct DeviceReport {
   DeviceView device;
   std::vector<EventRecord> recent_events;  // newest first
+};
+
+// A revocation as the API answers it.
+struct RevocationView {
+  RevocationRecord revocation;
+  bool registered = false;          // the device was in the inventory when it was revoked
+  std::filesystem::path deny_list;  // the file the broker reads it from; empty = not configured
 };
 
 // What /metrics shows: the fleet's counts and the adapters' counters. Reading it changes nothing.
@@ -147,6 +157,14 @@ class OrchestratorService {
   common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
                                                   std::size_t limit);
   common::Result<std::vector<AuditEntry>> audit(std::int64_t after, std::size_t limit);
+  // Certificate lifecycle (FleetCore::revoke_device / decommission_device), then the deny list is
+  // rewritten. kIo when the revocation is recorded but the deny list could not be written: the
+  // broker does not know yet; the message says what to fix, and the same call again rewrites it.
+  common::Result<RevocationView> revoke_device(const std::string& id, const std::string& reason,
+                                               const std::string& actor, Millis now);
+  common::Result<RevocationView> decommission_device(const std::string& id, const std::string& reason,
+                                                     const std::string& actor, Millis now);
+  std::vector<RevocationRecord> revocations();  // by device id
   ServiceMetrics metrics(Millis now);
 
  private:
@@ -161,6 +179,8 @@ class OrchestratorService {
     v1::ChunkRequest request;
   };
   common::Status load();
+  // Writes options_.deny_list from the core's revocations (state_mutex_ held).
+  common::Status write_deny_list();
   void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
   // Writes a batch of the core's in one transaction, its audit entries at `now`.
   SaveBatch save_at(Millis now);

@@ -46,7 +46,7 @@ FleetCore::FleetCore(FleetCoreOptions options, const ArtifactCatalog& artifacts,
 }
 
 void FleetCore::restore(std::vector<DeviceRecord> devices, std::vector<Rollout> rollouts,
-                        std::vector<UpdateSample> history) {
+                        std::vector<UpdateSample> history, std::vector<RevocationRecord> revocations) {
   for (DeviceRecord& d : devices) {
     d.facts.online = false;  // presence is re-learned from the broker's retained messages
     const std::string id = d.facts.id;
@@ -63,6 +63,18 @@ void FleetCore::restore(std::vector<DeviceRecord> devices, std::vector<Rollout> 
     rollouts_.emplace(id, std::move(r));
   }
   link_model_.history = std::move(history);
+  for (RevocationRecord& r : revocations) {
+    if (auto it = fleet_.devices.find(r.device_id); it != fleet_.devices.end()) {
+      if (r.decommissioned_ms != 0) {
+        fleet_.devices.erase(it);  // its row went with the decommission; this only guards against a stray one
+        details_.erase(r.device_id);
+      } else {
+        it->second.revoked = true;
+      }
+    }
+    const std::string id = r.device_id;
+    revocations_.emplace(id, std::move(r));
+  }
 }
 
 DeviceDetails& FleetCore::touch_device(const std::string& id, Millis now) {
@@ -164,6 +176,13 @@ void FleetCore::on_inventory(const std::string& id, const v1::Inventory& inv, Mi
 
 void FleetCore::on_message(const common::DeviceId& device, const DeviceMessage& message, Millis now) {
   const std::string& id = device.str();
+  if (revocations_.count(id)) {
+    // The broker refuses a revoked device; this is for a message that was on its way, or a
+    // broker without the deny list. Nothing it says may register it again or move a rollout.
+    ++ignored_from_revoked_;
+    log_->debug("ignoring a message from revoked device {}", id);
+    return;
+  }
   if (const auto* inv = std::get_if<v1::Inventory>(&message)) {
     on_inventory(id, *inv, now);
   } else if (const auto* p = std::get_if<v1::Progress>(&message)) {
@@ -342,6 +361,8 @@ Status FleetCore::commit(const SaveBatch& save) {
   batch.events = pending_events_;
   batch.logs = pending_logs_;
   batch.audit = pending_audit_;
+  batch.revocations = pending_revocations_;
+  batch.removed_devices = pending_removed_devices_;
   if (auto st = save(batch); !st) {
     log_->error("persisting state failed (will retry): {}", st.error().message);
     return st;
@@ -353,6 +374,8 @@ Status FleetCore::commit(const SaveBatch& save) {
   pending_events_.clear();
   pending_logs_.clear();
   pending_audit_.clear();
+  pending_revocations_.clear();
+  pending_removed_devices_.clear();
   // Commands go out only after the state that produced them is durable.
   for (DeviceCommand& c : outbox_) ready_.push_back(std::move(c));
   outbox_.clear();
@@ -366,8 +389,9 @@ std::vector<DeviceCommand> FleetCore::take_commands() {
 }
 
 FleetCore::UnsavedMark FleetCore::mark_unsaved() const {
-  return UnsavedMark{pending_events_.size(), pending_audit_.size(), pending_samples_.size(),
-                     link_model_.history.size(), outbox_.size()};
+  return UnsavedMark{pending_events_.size(),         pending_audit_.size(), pending_samples_.size(),
+                     link_model_.history.size(),     outbox_.size(),        pending_revocations_.size(),
+                     pending_removed_devices_.size()};
 }
 
 void FleetCore::drop_unsaved_since(const UnsavedMark& mark) {
@@ -379,6 +403,8 @@ void FleetCore::drop_unsaved_since(const UnsavedMark& mark) {
   drop(pending_samples_, mark.samples);
   drop(link_model_.history, mark.history);
   drop(outbox_, mark.outbox);
+  drop(pending_revocations_, mark.revocations);
+  drop(pending_removed_devices_, mark.removed_devices);
 }
 
 common::Result<const Rollout*> FleetCore::create_rollout(const RolloutSpec& spec, const std::string& actor,
@@ -442,6 +468,91 @@ common::Result<const Rollout*> FleetCore::rollout_action(const std::string& id, 
     return st.error();
   }
   return r;
+}
+
+common::Result<RevocationRecord> FleetCore::revoke_device(const std::string& id, const std::string& reason,
+                                                          const std::string& actor, Millis now,
+                                                          const SaveBatch& save) {
+  return retire_device(id, reason, actor, now, save, false);
+}
+
+common::Result<RevocationRecord> FleetCore::decommission_device(const std::string& id,
+                                                                const std::string& reason,
+                                                                const std::string& actor, Millis now,
+                                                                const SaveBatch& save) {
+  return retire_device(id, reason, actor, now, save, true);
+}
+
+common::Result<RevocationRecord> FleetCore::retire_device(const std::string& id, const std::string& reason,
+                                                          const std::string& actor, Millis now,
+                                                          const SaveBatch& save, bool decommission) {
+  if (auto parsed = common::DeviceId::parse(id); !parsed) return parsed.error().with_context("device id");
+  constexpr std::size_t kMaxReasonBytes = 512;
+  if (reason.size() > kMaxReasonBytes) {
+    return Error(Errc::kInvalidArgument, "the reason is " + std::to_string(reason.size()) +
+                                             " bytes; keep it under " + std::to_string(kMaxReasonBytes));
+  }
+  if (decommission) {
+    if (const std::string rollout = owner(id); !rollout.empty()) {
+      return Error(Errc::kConflict, "device '" + id + "' belongs to active rollout " + rollout +
+                                        "; abort that rollout (or let it finish) before decommissioning; "
+                                        "`fotactl device revoke` locks the device out meanwhile");
+    }
+  }
+  const auto existing = revocations_.find(id);
+  if (existing != revocations_.end() && (!decommission || existing->second.decommissioned_ms != 0)) {
+    return existing->second;  // already done: nothing changes
+  }
+  RevocationRecord record =
+      existing != revocations_.end() ? existing->second : RevocationRecord{id, reason, actor, now, 0};
+  if (decommission) record.decommissioned_ms = now;
+
+  // Taken back whole when the save fails.
+  const UnsavedMark mark = mark_unsaved();
+  const std::optional<RevocationRecord> revocation_before =
+      existing != revocations_.end() ? std::optional(existing->second) : std::nullopt;
+  const auto facts_it = fleet_.devices.find(id);
+  const std::optional<DeviceFacts> facts_before =
+      facts_it != fleet_.devices.end() ? std::optional(facts_it->second) : std::nullopt;
+  const auto details_it = details_.find(id);
+  const std::optional<DeviceDetails> details_before =
+      details_it != details_.end() ? std::optional(details_it->second) : std::nullopt;
+  const bool was_dirty = dirty_devices_.count(id) > 0;
+
+  revocations_[id] = record;
+  pending_revocations_.push_back(record);
+  if (facts_before) {
+    if (decommission) {
+      fleet_.devices.erase(id);
+      details_.erase(id);
+      dirty_devices_.erase(id);
+      pending_removed_devices_.push_back(id);
+    } else {
+      DeviceFacts& facts = fleet_.devices[id];
+      facts.revoked = true;
+      facts.online = false;  // the broker drops it; its offline presence would be ignored
+    }
+    ++fleet_.generation;
+  }
+  const std::string verb = decommission ? "decommissioned" : "revoked";
+  pending_events_.push_back(EventRecord{0, now, id, "", "lifecycle",
+                                        verb + " by " + actor + (reason.empty() ? "" : ": " + reason)});
+  pending_audit_.push_back(AuditRecord{actor, decommission ? "device.decommission" : "device.revoke",
+                                       id + (reason.empty() ? "" : " reason: " + reason)});
+  if (auto st = commit(save); !st) {
+    if (revocation_before) {
+      revocations_[id] = *revocation_before;
+    } else {
+      revocations_.erase(id);
+    }
+    if (facts_before) fleet_.devices[id] = *facts_before;
+    if (details_before) details_[id] = *details_before;
+    if (was_dirty) dirty_devices_.insert(id);
+    drop_unsaved_since(mark);
+    return st.error();
+  }
+  log_->warn("device {} {} by {}{}", id, verb, actor, reason.empty() ? "" : ": " + reason);
+  return record;
 }
 
 Status FleetCore::record(AuditRecord entry, const SaveBatch& save) {
@@ -551,6 +662,7 @@ FleetSummary FleetCore::summary(Millis now) const {
     if (r.state == RolloutState::kRunning) s.running_rollout_remaining_ms[id] = predict(r, now).end_ms - now;
   }
   s.progress_reports = progress_reports_;
+  s.messages_from_revoked = ignored_from_revoked_;
   return s;
 }
 

@@ -406,6 +406,7 @@ bool selector_matches(const TargetSelector& s, const DeviceFacts& d) {
   auto any_of = [](const std::vector<std::string>& wanted, const auto& pred) {
     return wanted.empty() || std::any_of(wanted.begin(), wanted.end(), pred);
   };
+  if (d.revoked) return false;
   if (!any_of(s.device_ids, [&](const std::string& id) { return id == d.id; })) return false;
   if (!any_of(s.hardware_types, [&](const std::string& hw) { return hw == d.hardware_type; })) return false;
   if (!any_of(s.groups, [&](const std::string& g) { return g == d.group; })) return false;
@@ -527,10 +528,15 @@ Status RolloutEngine::check_target(const Rollout& rollout, const Fleet& fleet,
   }
   // Explicitly named devices must be known: a typo would otherwise silently target nothing.
   for (const std::string& id : rollout.spec.target.device_ids) {
-    if (!fleet.devices.count(id)) {
+    auto device = fleet.devices.find(id);
+    if (device == fleet.devices.end()) {
       return Error(
           Errc::kInvalidArgument,
           "target device '" + id + "' is not registered; `fotactl device list` shows the known devices");
+    }
+    if (device->second.revoked) {
+      return Error(Errc::kInvalidArgument,
+                   "target device '" + id + "' is revoked and takes no updates; take it out of the target");
     }
   }
   if (selected == 0) {

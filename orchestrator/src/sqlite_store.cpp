@@ -110,6 +110,15 @@ CREATE TABLE update_samples (
   PRIMARY KEY (rollout_id, device_id, attempt));
 CREATE INDEX update_samples_by_time ON update_samples(finished_ms);
 )sql",
+    // 4: revoked and decommissioned devices
+    R"sql(
+CREATE TABLE revocations (
+  device_id TEXT PRIMARY KEY,
+  reason TEXT NOT NULL DEFAULT '',
+  actor TEXT NOT NULL DEFAULT '',
+  revoked_ms INTEGER NOT NULL,
+  decommissioned_ms INTEGER NOT NULL DEFAULT 0);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == SqliteStore::kSchemaVersion);
 
@@ -318,6 +327,12 @@ Status Store::write(const StoreBatch& batch, Millis now) {
     if (!batch.logs.empty()) {
       if (auto st = append_logs(batch.logs); !st) return st;
     }
+    for (const RevocationRecord& r : batch.revocations) {
+      if (auto st = upsert_revocation(r); !st) return st;
+    }
+    for (const std::string& id : batch.removed_devices) {
+      if (auto st = delete_device(id); !st) return st;
+    }
     for (const AuditRecord& a : batch.audit) {
       if (auto st = append_audit(a.actor, a.action, a.detail, now); !st) return st.error();
     }
@@ -469,6 +484,38 @@ Result<DeviceRecord> SqliteStore::device(const std::string& id) {
   if (!st) return st.error().with_context("device " + id);
   if (!found) return Error(Errc::kNotFound, "device '" + id + "' is not registered");
   return std::move(*found);
+}
+
+Status SqliteStore::delete_device(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  auto st = run(Statement(db_, prepared("DELETE FROM devices WHERE id = ?1")), "deleting a device", id);
+  if (!st) return st.error().with_context("device " + id);
+  return st;
+}
+
+Status SqliteStore::upsert_revocation(const RevocationRecord& r) {
+  std::lock_guard lock(mutex_);
+  auto st =
+      run(Statement(db_, prepared("INSERT INTO revocations (device_id, reason, actor, revoked_ms, "
+                                  "decommissioned_ms) VALUES (?1,?2,?3,?4,?5) ON CONFLICT(device_id) "
+                                  "DO UPDATE SET reason=?2, actor=?3, revoked_ms=?4, decommissioned_ms=?5")),
+          "saving a revocation", r.device_id, r.reason, r.actor, r.revoked_ms, r.decommissioned_ms);
+  if (!st) return st.error().with_context("device " + r.device_id);
+  return st;
+}
+
+Result<std::vector<RevocationRecord>> SqliteStore::load_revocations() {
+  std::lock_guard lock(mutex_);
+  std::vector<RevocationRecord> out;
+  auto st =
+      each_row(Statement(db_, prepared("SELECT device_id, reason, actor, revoked_ms, decommissioned_ms "
+                                       "FROM revocations ORDER BY device_id")),
+               "loading revocations", [&](const Statement& s) {
+                 out.push_back(RevocationRecord{s.text(0), s.text(1), s.text(2), s.integer(3), s.integer(4)});
+                 return common::ok_status();
+               });
+  if (!st) return st.error();
+  return out;
 }
 
 Status SqliteStore::save_rollout(const Rollout& r) {

@@ -54,5 +54,53 @@ TEST(DenyList, LoadsAFileAndNamesAMissingOne) {
   EXPECT_NE(missing.error().message.find("absent.txt"), std::string::npos);
 }
 
+TEST(DenyListWatcher, ReportsAReplacedFileOnceAndOnlyAfterTheInterval) {
+  testing::TempDir dir;
+  const auto path = dir.path() / "deny.txt";
+  std::ofstream(path) << "device-1\n";
+  DenyListWatcher watcher(path, 1000);
+  watcher.remember(10'000);
+  EXPECT_FALSE(watcher.poll(10'500));  // unchanged
+  // Replaced the way the orchestrator writes it: a new file renamed over the old one.
+  std::ofstream(dir.path() / "deny.tmp") << "device-1\ndevice-2\n";
+  std::filesystem::rename(dir.path() / "deny.tmp", path);
+  EXPECT_FALSE(watcher.poll(10'900));  // not yet time to look
+  auto changed = watcher.poll(11'000);
+  ASSERT_TRUE(changed);
+  ASSERT_TRUE(*changed) << changed->error().to_string();
+  EXPECT_TRUE((*changed)->denies("device-2", ""));
+  EXPECT_FALSE(watcher.poll(12'000));  // reported once
+  EXPECT_FALSE(watcher.poll(13'000));
+}
+
+TEST(DenyListWatcher, ReportsABrokenOrMissingFileAsAnErrorOnce) {
+  testing::TempDir dir;
+  const auto path = dir.path() / "deny.txt";
+  std::ofstream(path) << "device-1\n";
+  DenyListWatcher watcher(path, 1000);
+  watcher.remember(0);
+  std::ofstream(path) << "not an id!\n";
+  auto broken = watcher.poll(1000);
+  ASSERT_TRUE(broken);
+  ASSERT_FALSE(*broken);
+  EXPECT_NE(broken->error().message.find("line 1"), std::string::npos) << broken->error().message;
+  EXPECT_FALSE(watcher.poll(2000));
+  std::filesystem::remove(path);
+  auto missing = watcher.poll(3000);
+  ASSERT_TRUE(missing);
+  ASSERT_FALSE(*missing);
+  EXPECT_NE(missing->error().message.find("disappeared"), std::string::npos) << missing->error().message;
+}
+
+TEST(DenyListWatcher, IntervalZeroNeverLooks) {
+  testing::TempDir dir;
+  const auto path = dir.path() / "deny.txt";
+  std::ofstream(path) << "device-1\n";
+  DenyListWatcher watcher(path, 0);
+  watcher.remember(0);
+  std::ofstream(path) << "device-1\ndevice-2\n";
+  EXPECT_FALSE(watcher.poll(100'000));
+}
+
 }  // namespace
 }  // namespace fota::plugin

@@ -3,10 +3,12 @@
 // mTLS. Each attack expects a refusal; each flow expects delivery.
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -607,6 +609,112 @@ TEST_F(PluginTest, RevokedDeviceIsRefusedAndDisconnectedOnSighup) {
   EXPECT_TRUE(keeper->connected());
   TestMqttClient lost_again(broker_->uri(), "dev-lost", identity(Role::kDevice, "dev-lost"));
   EXPECT_FALSE(lost_again.connect(3s));
+}
+
+// The orchestrator replaces the deny list (write, rename) and sends no signal: the plugin notices
+// the new file by itself (plugin_opt_deny_list_check_seconds, 1 s by default) and disconnects.
+TEST_F(PluginTest, RevokedDeviceIsDisconnectedWhenTheDenyListFileIsReplacedWithoutSighup) {
+  const fs::path deny = work_.path() / "deny.txt";
+  std::ofstream(deny) << "# nobody yet\n";
+  start_broker({{"deny_list", deny.string()}});
+  auto [stolen, keeper] = clients<2>({{{Role::kDevice, "dev-stolen"}, {Role::kDevice, "dev-fine"}}});
+  ASSERT_TRUE(stolen->connected() && keeper->connected());
+
+  std::ofstream(work_.path() / "deny.txt.tmp") << "dev-stolen\n";
+  const auto replaced = std::chrono::steady_clock::now();
+  fs::rename(work_.path() / "deny.txt.tmp", deny);
+  while (stolen->connected() && std::chrono::steady_clock::now() - replaced < 5s) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto took = std::chrono::steady_clock::now() - replaced;
+  ASSERT_FALSE(stolen->connected()) << broker_->log();
+  EXPECT_LT(took, 3s);
+  std::printf("[ figure ] revoked client disconnected %lld ms after the deny list was replaced\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  EXPECT_TRUE(keeper->connected());
+  EXPECT_NE(broker_->log().find("deny list reloaded (the file changed)"), std::string::npos)
+      << broker_->log();
+
+  // Reconnecting is refused, with the device's own certificate through a third-party client too.
+  TestMqttClient again(broker_->uri(), "dev-stolen", identity(Role::kDevice, "dev-stolen"));
+  EXPECT_FALSE(again.connect(3s));
+  EXPECT_NE(mosquitto_pub(Role::kDevice, "dev-stolen")
+                .publish(topic("dev-stolen", Channel::kProgress),
+                         write_payload(work_.path() / "p.bin", progress("dev-stolen"))),
+            0);
+
+  // An edit in place that breaks the file keeps the list in force.
+  std::ofstream(deny) << "not a device id!\n";
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (broker_->log().find("previous one stays in force") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_NE(broker_->log().find("previous one stays in force"), std::string::npos) << broker_->log();
+  TestMqttClient still(broker_->uri(), "dev-stolen", identity(Role::kDevice, "dev-stolen"));
+  EXPECT_FALSE(still.connect(3s));
+}
+
+// A device certificate from an issuing CA (`fotactl pki issue-ca`), presented with its chain, is
+// accepted by a broker that trusts only the root, and its identity is the leaf's. A chain through
+// a rogue intermediate of the same name (signed by another root) is refused in the handshake.
+TEST_F(PluginTest, ChainFromTheIssuingCaIsAcceptedAndARogueIntermediateIsRefused) {
+  start_broker();
+  const std::string issuing_name = "issuing-" + std::to_string(::getpid());
+  auto issuing_dir = env_->pki().ca().create_issuing_ca(issuing_name, std::chrono::hours(24));
+  ASSERT_TRUE(issuing_dir) << issuing_dir.error().to_string();
+  auto issuing = common::CertificateAuthority::open(*issuing_dir);
+  ASSERT_TRUE(issuing) << issuing.error().to_string();
+  ASSERT_TRUE(issuing->is_issuing());
+  common::IssueOptions leaf;
+  leaf.common_name = "dev-chained";
+  auto files = issuing->issue_to_files(leaf);
+  ASSERT_TRUE(files) << files.error().to_string();
+
+  TestMqttClient chained(broker_->uri(), "dev-chained",
+                         TestMqttClient::Identity{env_->pki().ca_cert(), *files});
+  auto st = chained.connect(5s);
+  ASSERT_TRUE(st) << st.error().to_string() << "\n" << broker_->log();
+  auto rc = chained.publish(topic("dev-chained", Channel::kProgress), progress("dev-chained"));
+  ASSERT_TRUE(rc) << rc.error().to_string();
+  EXPECT_EQ(*rc, 0);
+  // The identity is the leaf's: another device's topic is refused as usual.
+  rc = chained.publish(topic("dev-other", Channel::kProgress), progress("dev-other"));
+  ASSERT_TRUE(rc);
+  EXPECT_GE(*rc, 0x80);
+  const fs::path payload = write_payload(work_.path() / "progress.bin", progress("dev-chained"));
+  EXPECT_EQ(MosquittoPub(broker_->port(), env_->pki().ca_cert(), *files, "dev-chained",
+                         work_.path() / "mosquitto_pub-chained.log")
+                .publish(topic("dev-chained", Channel::kProgress), payload),
+            0);
+
+  // The attacker's own root and an issuing CA with the very same name.
+  auto rogue_root = common::CertificateAuthority::init(work_.path() / "rogue-root", "fota fleet CA");
+  ASSERT_TRUE(rogue_root) << rogue_root.error().to_string();
+  auto rogue_dir = rogue_root->create_issuing_ca(issuing_name, std::chrono::hours(24));
+  ASSERT_TRUE(rogue_dir);
+  auto rogue = common::CertificateAuthority::open(*rogue_dir);
+  ASSERT_TRUE(rogue);
+  leaf.common_name = "dev-rogue";
+  auto rogue_files = rogue->issue_to_files(leaf);
+  ASSERT_TRUE(rogue_files);
+  TestMqttClient forged(broker_->uri(), "dev-rogue",
+                        TestMqttClient::Identity{env_->pki().ca_cert(), *rogue_files});
+  EXPECT_FALSE(forged.connect(3s));
+  EXPECT_NE(MosquittoPub(broker_->port(), env_->pki().ca_cert(), *rogue_files, "dev-rogue",
+                         work_.path() / "mosquitto_pub-rogue.log")
+                .publish(topic("dev-rogue", Channel::kProgress),
+                         write_payload(work_.path() / "rogue.bin", progress("dev-rogue"))),
+            0);
+  // Nor does an issuing CA help without its chain: the bare leaf does not reach the root.
+  auto leaf_only = common::read_file(files->cert);
+  ASSERT_TRUE(leaf_only);
+  const fs::path bare = work_.path() / "bare.crt";
+  std::ofstream(bare) << leaf_only->substr(0, leaf_only->find("-----END CERTIFICATE-----") + 26);
+  TestMqttClient unchained(
+      broker_->uri(), "dev-chained",
+      TestMqttClient::Identity{env_->pki().ca_cert(), common::IssuedFiles{bare, files->key}});
+  EXPECT_FALSE(unchained.connect(3s));
 }
 
 TEST_F(PluginTest, BrokenDenyListOnReloadKeepsThePreviousOne) {

@@ -90,6 +90,57 @@ TEST_F(FotactlTest, PkiCommandKeyMakesAKeyPairAndRefusesOverwrite) {
   fails("pki command-key --dir pki --name 'a/b'", "command key name");
 }
 
+// The root stays offline: an issuing CA under it signs device certificates, and what it signs
+// verifies against the root with openssl (the chain travels with the leaf). A certificate
+// request made with openssl for another identity or role is refused.
+TEST_F(FotactlTest, PkiIssuingCaAndSignRequestCheckedWithOpenssl) {
+  ok("pki init --dir pki");
+  CommandRun r = ok("pki issue-ca issuing-1 --dir pki --days 365");
+  EXPECT_NE(r.output.find("pki/issuing/issuing-1"), std::string::npos) << r.output;
+  EXPECT_EQ(mode_of(dir_.path() / "pki/issuing/issuing-1/ca.key"), 0600u);
+  fails("pki issue-ca issuing-1 --dir pki", "already exists");
+  fails("pki issue-ca deeper --dir pki/issuing/issuing-1", "is an issuing CA");
+  ok("pki issue-device dev-1 --dir pki/issuing/issuing-1");
+  // openssl verifies the leaf against the root alone, given the chain the file carries.
+  r = run_command("cd '" + dir_.path().string() +
+                  "' && openssl verify -CAfile pki/ca.crt -untrusted pki/issuing/issuing-1/device/dev-1.crt "
+                  "pki/issuing/issuing-1/device/dev-1.crt 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_command("cd '" + dir_.path().string() +
+                  "' && openssl x509 -in pki/ca.crt -noout -text | grep -A1 'Basic Constraints'");
+  EXPECT_NE(r.output.find("pathlen:1"), std::string::npos) << r.output;
+  r = run_command(
+      "cd '" + dir_.path().string() +
+      "' && openssl x509 -in pki/issuing/issuing-1/ca.crt -noout -text | grep -A1 'Basic Constraints'");
+  EXPECT_NE(r.output.find("pathlen:0"), std::string::npos) << r.output;
+
+  // A device's own renewal request (openssl, P-256, CN = its id, OU = device) is signed.
+  const std::string req = "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ";
+  r = run_command("cd '" + dir_.path().string() + "' && " + req +
+                  "new.key -out new.csr -subj '/O=fota/OU=device/CN=dev-1' 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ok("pki sign-request new.csr --name dev-1 --dir pki/issuing/issuing-1 --days 30 -o dev-1-renewed.crt");
+  r = run_command("cd '" + dir_.path().string() +
+                  "' && openssl verify -CAfile pki/ca.crt -untrusted dev-1-renewed.crt dev-1-renewed.crt 2>&1"
+                  " && openssl x509 -in dev-1-renewed.crt -noout -pubkey > a.pub && openssl pkey -in new.key "
+                  "-pubout > b.pub && cmp a.pub b.pub");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  fails("pki sign-request new.csr --name dev-1 --dir pki/issuing/issuing-1 -o dev-1-renewed.crt",
+        "already exists");
+  // Someone else's identity, another role, an RSA key: refused, nothing written.
+  fails("pki sign-request new.csr --name dev-2 --dir pki/issuing/issuing-1 -o x.crt", "refused");
+  r = run_command("cd '" + dir_.path().string() + "' && " + req +
+                  "o.key -out orch.csr -subj '/O=fota/OU=orchestrator/CN=dev-1' 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  fails("pki sign-request orch.csr --name dev-1 --dir pki/issuing/issuing-1 -o x.crt", "role (OU)");
+  r = run_command("cd '" + dir_.path().string() +
+                  "' && openssl req -new -newkey rsa:2048 -nodes -keyout r.key -out rsa.csr "
+                  "-subj '/O=fota/OU=device/CN=dev-1' 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  fails("pki sign-request rsa.csr --name dev-1 --dir pki/issuing/issuing-1 -o x.crt", "not ECDSA P-256");
+  EXPECT_FALSE(fs::exists(dir_.path() / "x.crt"));
+}
+
 TEST_F(FotactlTest, KeysGenerateRefusesOverwrite) {
   ok("keys generate -o sk");
   EXPECT_EQ(mode_of(dir_.path() / "sk.key"), 0600u);

@@ -280,5 +280,133 @@ TEST_F(FleetCoreTest, UnknownRolloutsAndActionsAreRefusedWithoutStateChange) {
   EXPECT_EQ(saved_.size(), saves);
 }
 
+// Certificate lifecycle: a revoked device is selected by no rollout and what it says is ignored;
+// a decommissioned one leaves the inventory; both are audited and taken back when the save fails.
+TEST_F(FleetCoreTest, ARevokedDeviceIsSelectedByNoRolloutAndItsMessagesAreIgnored) {
+  report_inventory("dev-0");
+  report_inventory("dev-stolen");
+  ASSERT_TRUE(step().ok());
+
+  auto revoked = core_.revoke_device("dev-stolen", "stolen 2026-12-02", "cert:admin-ann", now_, save());
+  ASSERT_TRUE(revoked.ok()) << revoked.error().message;
+  EXPECT_EQ(revoked->actor, "cert:admin-ann");
+  EXPECT_EQ(revoked->revoked_ms, now_);
+  EXPECT_EQ(revoked->decommissioned_ms, 0);
+  ASSERT_EQ(count_audit(saved_.back(), "device.revoke"), 1u);
+  EXPECT_EQ(saved_.back().audit[0].detail, "dev-stolen reason: stolen 2026-12-02");
+  ASSERT_EQ(saved_.back().revocations.size(), 1u);
+  EXPECT_TRUE(core_.device("dev-stolen")->facts.revoked);  // still listed, marked
+  EXPECT_FALSE(core_.device("dev-stolen")->facts.online);
+  EXPECT_TRUE(core_.is_revoked("dev-stolen"));
+
+  // Revoking again changes nothing and records nothing.
+  const std::size_t saves = saved_.size();
+  ASSERT_TRUE(core_.revoke_device("dev-stolen", "again", "cert:admin-bob", now_ + kSecond, save()).ok());
+  EXPECT_EQ(saved_.size(), saves);
+  EXPECT_EQ(core_.revocations().at("dev-stolen").actor, "cert:admin-ann");
+
+  // A rollout over the whole tag takes the other device only; naming the revoked one is refused.
+  auto created = core_.create_rollout(spec(), "operator:alice", now_, save());
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  ASSERT_TRUE(core_.rollout_action("r-test-1", "start", "operator:alice", now_, save()).ok());
+  const auto commands = take_commands();
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].device_id(), "dev-0");
+  auto named = core_.create_rollout(
+      [] {
+        auto s = parse_rollout_spec(std::string("name: n\nartifact: ") + kArtifact +
+                                    "\ntarget: {devices: [dev-stolen]}\n");
+        return *s;
+      }(),
+      "operator:alice", now_, save());
+  ASSERT_FALSE(named.ok());
+  EXPECT_NE(named.error().message.find("revoked"), std::string::npos) << named.error().message;
+
+  // A message still on its way is ignored: no inventory, no re-registration.
+  const auto facts_before = core_.device("dev-stolen")->facts;
+  v1::Inventory inv;
+  inv.set_device_id("dev-stolen");
+  inv.set_hardware_type("gw");
+  inv.set_version("6.6.6");
+  core_.on_message(id_of("dev-stolen"), inv, now_ + 2 * kSecond);
+  ASSERT_TRUE(step().ok());
+  EXPECT_EQ(core_.device("dev-stolen")->facts.version, facts_before.version);
+  EXPECT_EQ(core_.ignored_from_revoked(), 1u);
+  EXPECT_EQ(core_.summary(now_).messages_from_revoked, 1u);
+  EXPECT_EQ(count_events(saved_.back(), "inventory"), 0u);
+}
+
+TEST_F(FleetCoreTest, ADecommissionedDeviceLeavesTheInventoryAndStaysOut) {
+  report_inventory("dev-0");
+  report_inventory("dev-old");
+  ASSERT_TRUE(step().ok());
+  // Not while a rollout owns it.
+  ASSERT_TRUE(core_.create_rollout(spec(), "operator:alice", now_, save()).ok());
+  ASSERT_TRUE(core_.rollout_action("r-test-1", "start", "operator:alice", now_, save()).ok());
+  auto refused = core_.decommission_device("dev-old", "", "cert:admin-ann", now_, save());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, common::Errc::kConflict);
+  EXPECT_NE(refused.error().message.find("r-test-1"), std::string::npos) << refused.error().message;
+  ASSERT_TRUE(core_.rollout_action("r-test-1", "abort", "operator:alice", now_, save()).ok());
+
+  auto done = core_.decommission_device("dev-old", "end of life", "cert:admin-ann", now_, save());
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  EXPECT_EQ(done->decommissioned_ms, now_);
+  EXPECT_EQ(done->revoked_ms, now_);
+  EXPECT_EQ(count_audit(saved_.back(), "device.decommission"), 1u);
+  ASSERT_EQ(saved_.back().removed_devices.size(), 1u);
+  EXPECT_EQ(saved_.back().removed_devices[0], "dev-old");
+  EXPECT_FALSE(core_.device("dev-old").has_value());
+  EXPECT_EQ(core_.devices().size(), 1u);
+  EXPECT_TRUE(core_.is_revoked("dev-old"));
+
+  // It cannot come back by reporting.
+  report_inventory("dev-old");
+  ASSERT_TRUE(step().ok());
+  EXPECT_FALSE(core_.device("dev-old").has_value());
+
+  // After a restart it stays out; a revoked-only device stays marked.
+  ASSERT_TRUE(core_.revoke_device("dev-0", "", "cert:admin-ann", now_, save()).ok());
+  FleetCore restarted(options(), catalog_, quiet_log());
+  std::vector<DeviceRecord> stored;
+  for (DeviceRecord d : core_.devices()) stored.push_back(d);
+  DeviceRecord stray;  // a row the decommission did not delete would still not come back
+  stray.facts.id = "dev-old";
+  stored.push_back(stray);
+  std::vector<RevocationRecord> revocations;
+  for (const auto& [id, r] : core_.revocations()) revocations.push_back(r);
+  restarted.restore(stored, {}, {}, revocations);
+  EXPECT_FALSE(restarted.device("dev-old").has_value());
+  ASSERT_TRUE(restarted.device("dev-0").has_value());
+  EXPECT_TRUE(restarted.device("dev-0")->facts.revoked);
+}
+
+TEST_F(FleetCoreTest, ALifecycleActionWhoseSaveFailsIsTakenBack) {
+  report_inventory("dev-0");
+  ASSERT_TRUE(step().ok());
+  failing_ = true;
+  EXPECT_FALSE(core_.revoke_device("dev-0", "", "cert:admin-ann", now_, save()).ok());
+  EXPECT_FALSE(core_.decommission_device("dev-0", "", "cert:admin-ann", now_, save()).ok());
+  EXPECT_FALSE(core_.is_revoked("dev-0"));
+  ASSERT_TRUE(core_.device("dev-0").has_value());
+  EXPECT_FALSE(core_.device("dev-0")->facts.revoked);
+  failing_ = false;
+  ASSERT_TRUE(step().ok());
+  EXPECT_EQ(count_audit(saved_.back(), "device.revoke"), 0u);
+  EXPECT_TRUE(saved_.back().revocations.empty());
+  EXPECT_TRUE(saved_.back().removed_devices.empty());
+  // Bad input is refused before anything happens.
+  EXPECT_EQ(core_.revoke_device("dev/0", "", "cert:admin-ann", now_, save()).error().code,
+            common::Errc::kInvalidArgument);
+  EXPECT_EQ(core_.revoke_device("dev-0", std::string(600, 'x'), "a", now_, save()).error().code,
+            common::Errc::kInvalidArgument);
+  // An id never seen may be revoked ahead of it.
+  ASSERT_TRUE(core_.revoke_device("dev-never-seen", "", "cert:admin-ann", now_, save()).ok());
+  EXPECT_FALSE(core_.device("dev-never-seen").has_value());
+  report_inventory("dev-never-seen");
+  ASSERT_TRUE(step().ok());
+  EXPECT_FALSE(core_.device("dev-never-seen").has_value());
+}
+
 }  // namespace
 }  // namespace fota::orchestrator

@@ -74,13 +74,45 @@ TEST(SqliteStoreTest, OlderSchemaIsMigratedKeepingItsData) {
   // Take the database back to version 1 as an older release left it.
   raw_exec(path,
            "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
-           "DROP TABLE update_samples; PRAGMA user_version=1;");
+           "DROP TABLE update_samples; DROP TABLE revocations; PRAGMA user_version=1;");
   auto store = SqliteStore::open(path);
   ASSERT_TRUE(store.ok()) << store.error().message;
   EXPECT_EQ((*store)->schema_version(), SqliteStore::kSchemaVersion);
   EXPECT_TRUE((*store)->update_samples(10).ok());
+  EXPECT_TRUE((*store)->load_revocations().ok());
   auto d = (*store)->device("dev-1");
   ASSERT_TRUE(d.ok());
+}
+
+TEST(SqliteStoreTest, RevocationsAndRemovedDevicesAreWrittenWithTheBatch) {
+  ScratchDir dir;
+  auto store = SqliteStore::open(dir.path() / "state.db");
+  ASSERT_TRUE(store.ok());
+  StoreBatch first;
+  for (const char* id : {"dev-1", "dev-2"}) {
+    DeviceRecord d;
+    d.facts.id = id;
+    first.devices.push_back(d);
+  }
+  ASSERT_TRUE((*store)->write(first, 1000).ok());
+  StoreBatch lifecycle;
+  lifecycle.revocations = {RevocationRecord{"dev-1", "stolen", "token:ann", 2000, 0},
+                           RevocationRecord{"dev-2", "", "token:ann", 2000, 2000}};
+  lifecycle.removed_devices = {"dev-2"};
+  lifecycle.audit = {AuditRecord{"token:ann", "device.decommission", "dev-2"}};
+  ASSERT_TRUE((*store)->write(lifecycle, 2000).ok());
+  auto revocations = (*store)->load_revocations();
+  ASSERT_TRUE(revocations.ok());
+  ASSERT_EQ(revocations->size(), 2u);
+  EXPECT_EQ((*revocations)[0].device_id, "dev-1");
+  EXPECT_EQ((*revocations)[0].reason, "stolen");
+  EXPECT_EQ((*revocations)[0].decommissioned_ms, 0);
+  EXPECT_EQ((*revocations)[1].decommissioned_ms, 2000);
+  auto devices = (*store)->load_devices();
+  ASSERT_TRUE(devices.ok());
+  ASSERT_EQ(devices->size(), 1u);
+  EXPECT_EQ((*devices)[0].facts.id, "dev-1");
+  EXPECT_EQ((*store)->audit_entries(0, 10)->size(), 1u);
 }
 
 TEST(SqliteStoreTest, NewerSchemaIsRefused) {

@@ -137,6 +137,41 @@ Status write_new_file(const std::filesystem::path& path, std::string_view conten
   return ok_status();
 }
 
+Status replace_file(const std::filesystem::path& path, std::string_view content, unsigned mode) {
+  const auto io_error = [](const std::string& what, const std::filesystem::path& p) {
+    return Error(Errc::kIo, what + " " + p.string() + ": " + std::strerror(errno));
+  };
+  const std::filesystem::path temp = path.string() + ".tmp";
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode));
+  if (fd < 0) return io_error("cannot create", temp);
+  ::fchmod(fd, static_cast<mode_t>(mode));  // a temp file left by a crash may have had another mode
+  std::size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Error e = io_error("cannot write", temp);
+      ::close(fd);
+      return e;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    Error e = io_error("cannot fsync", temp);
+    ::close(fd);
+    return e;
+  }
+  ::close(fd);
+  if (::rename(temp.c_str(), path.c_str()) != 0) return io_error("cannot rename over", path);
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);  // makes the rename durable; failure here is not fatal on odd filesystems
+    ::close(dir_fd);
+  }
+  return ok_status();
+}
+
 Result<std::string> read_file(const std::filesystem::path& path, std::size_t max_bytes) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {

@@ -20,8 +20,10 @@ struct PluginOptions {
   common::TopicScheme scheme;
   // Read-only content-addressed artifact store (the orchestrator's); none = no chunk serving.
   std::optional<std::filesystem::path> artifact_dir;
-  // Deny list file (device ids and certificate serials), re-read on SIGHUP; none = empty list.
+  // Deny list file (device ids and certificate serials), re-read on SIGHUP and when it changes
+  // (checked every deny_list_check_ms; 0 = only on SIGHUP); none = empty list.
   std::optional<std::filesystem::path> deny_list;
+  std::int64_t deny_list_check_ms = 1'000;
 
   // Per device connection. Orchestrator and observer connections are not rate limited: the
   // orchestrator talks to the whole fleet, an observer cannot publish at all.

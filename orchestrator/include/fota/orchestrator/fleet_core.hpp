@@ -73,6 +73,7 @@ struct FleetSummary {
   std::map<std::string, std::size_t> rollouts_by_state;  // every state, 0 included
   std::map<std::string, Millis> running_rollout_remaining_ms;
   std::uint64_t progress_reports = 0;
+  std::uint64_t messages_from_revoked = 0;  // ignored: the device is revoked
 };
 
 // Typed answers for the operator API; the HTTP layer renders them (JSON, Prometheus text).
@@ -118,7 +119,7 @@ class FleetCore {
 
   // Start-up: what the store holds. Presence is re-learned (every device starts offline).
   void restore(std::vector<DeviceRecord> devices, std::vector<Rollout> rollouts,
-               std::vector<UpdateSample> history);
+               std::vector<UpdateSample> history, std::vector<RevocationRecord> revocations = {});
 
   // A device's message; chunk requests are not the core's (the chunk serving adapter's) and are
   // ignored. Its effects are unsaved until commit().
@@ -141,6 +142,25 @@ class FleetCore {
   // action: start, pause, resume, abort or rollback (else kInvalidArgument).
   common::Result<const Rollout*> rollout_action(const std::string& id, const std::string& action,
                                                 const std::string& actor, Millis now, const SaveBatch& save);
+  // Certificate lifecycle (admin actions), committed like the rollout actions. The id must be a
+  // valid device id (kInvalidArgument), need not be registered: a stolen device that never
+  // connected can be revoked ahead of it (`registered` in the answer says which). Doing it again is
+  // not an error and changes nothing (no second audit entry).
+  // revoke: the device stays in the inventory marked revoked; no rollout selects it; what it
+  // sends is ignored.
+  common::Result<RevocationRecord> revoke_device(const std::string& id, const std::string& reason,
+                                                 const std::string& actor, Millis now, const SaveBatch& save);
+  // decommission: revoked too, and removed from the inventory (its events, logs, audit entries and
+  // rollout history stay). kConflict while an active rollout owns it: abort that rollout first.
+  common::Result<RevocationRecord> decommission_device(const std::string& id, const std::string& reason,
+                                                       const std::string& actor, Millis now,
+                                                       const SaveBatch& save);
+  // By device id.
+  const std::map<std::string, RevocationRecord>& revocations() const { return revocations_; }
+  bool is_revoked(const std::string& id) const { return revocations_.count(id) > 0; }
+  // Messages from revoked devices ignored so far (the broker should have refused them).
+  std::uint64_t ignored_from_revoked() const { return ignored_from_revoked_; }
+
   // An audit entry of something done outside the core (an artifact uploaded or refused). Stays
   // queued when the save fails: what it records has happened.
   common::Status record(AuditRecord entry, const SaveBatch& save);
@@ -176,10 +196,15 @@ class FleetCore {
     std::size_t samples;
     std::size_t history;
     std::size_t outbox;
+    std::size_t revocations;
+    std::size_t removed_devices;
   };
   UnsavedMark mark_unsaved() const;
   void drop_unsaved_since(const UnsavedMark& mark);
 
+  common::Result<RevocationRecord> retire_device(const std::string& id, const std::string& reason,
+                                                 const std::string& actor, Millis now, const SaveBatch& save,
+                                                 bool decommission);
   DeviceDetails& touch_device(const std::string& id, Millis now);
   void ingest_progress(const std::string& device_id, const v1::Progress& progress, Millis now);
   void on_inventory(const std::string& id, const v1::Inventory& inventory, Millis now);
@@ -203,7 +228,9 @@ class FleetCore {
   LinkModel link_model_;
   std::uint64_t progress_reports_ = 0;
   Millis last_tick_ms_ = 0;
-  std::unordered_set<std::string> settled_rollouts_;  // a member finished since the last tick
+  std::unordered_set<std::string> settled_rollouts_;     // a member finished since the last tick
+  std::map<std::string, RevocationRecord> revocations_;  // by device id
+  std::uint64_t ignored_from_revoked_ = 0;
 
   // Unsaved: written by the next commit().
   std::unordered_set<std::string> dirty_devices_;
@@ -213,6 +240,8 @@ class FleetCore {
   std::vector<EventRecord> pending_events_;
   std::vector<LogRecord> pending_logs_;
   std::vector<AuditRecord> pending_audit_;
+  std::vector<RevocationRecord> pending_revocations_;
+  std::vector<std::string> pending_removed_devices_;
   std::vector<DeviceCommand> outbox_;  // produced by unsaved state
   std::vector<DeviceCommand> ready_;   // committed, for take_commands()
 };

@@ -54,6 +54,17 @@ struct AuditRecord {
   std::string detail;
 };
 
+// A device whose certificate an admin revoked (`fotactl device revoke`): the broker refuses it
+// (the orchestrator writes the deny list), no rollout selects it, its messages are ignored.
+// Decommissioned too: it left the inventory (its events, logs and audit entries stay).
+struct RevocationRecord {
+  std::string device_id;
+  std::string reason;
+  std::string actor;
+  Millis revoked_ms = 0;
+  Millis decommissioned_ms = 0;  // 0 = still in the inventory
+};
+
 // Everything one loop iteration or one operator action writes, saved by Store::write in one
 // transaction. Rollouts are pointed to, not copied (a rollout over 100,000 devices saves only its
 // dirty members): the batch is written while its owner holds them unchanged.
@@ -65,6 +76,8 @@ struct StoreBatch {
   std::vector<EventRecord> events;
   std::vector<LogRecord> logs;
   std::vector<AuditRecord> audit;
+  std::vector<RevocationRecord> revocations;  // inserted or updated
+  std::vector<std::string> removed_devices;   // decommissioned: their devices rows are deleted
 };
 
 }  // namespace fota::orchestrator

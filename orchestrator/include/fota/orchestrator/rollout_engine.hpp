@@ -30,6 +30,9 @@ struct DeviceFacts {
   std::string group;
   bool online = false;
   Millis last_seen_ms = 0;
+  // Its certificate was revoked (`fotactl device revoke`): no selector matches it, so no rollout
+  // takes it on; a rollout it already belongs to sees it go silent (docs/ORCHESTRATOR.md).
+  bool revoked = false;
 };
 
 // The devices plus which active rollout owns each device. The engine writes `claims` when it

@@ -39,6 +39,11 @@ class Store {
   virtual common::Status upsert_device(const DeviceRecord& device) = 0;
   virtual common::Result<std::vector<DeviceRecord>> load_devices() = 0;
   virtual common::Result<DeviceRecord> device(const std::string& id) = 0;
+  // Deletes the device's row (decommissioned); its events, logs and audit entries stay.
+  virtual common::Status delete_device(const std::string& id) = 0;
+
+  virtual common::Status upsert_revocation(const RevocationRecord& revocation) = 0;
+  virtual common::Result<std::vector<RevocationRecord>> load_revocations() = 0;  // by device id
 
   // Inserts or updates the rollout and its dirty members. The flags stay: write() clears them once
   // its transaction committed.
@@ -71,7 +76,7 @@ class Store {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (creating if missing) and migrates the database. Errors name the file and the cause.
   static common::Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
@@ -84,6 +89,9 @@ class SqliteStore final : public Store {
   common::Status upsert_device(const DeviceRecord& device) override;
   common::Result<std::vector<DeviceRecord>> load_devices() override;
   common::Result<DeviceRecord> device(const std::string& id) override;
+  common::Status delete_device(const std::string& id) override;
+  common::Status upsert_revocation(const RevocationRecord& revocation) override;
+  common::Result<std::vector<RevocationRecord>> load_revocations() override;
   common::Status save_rollout(const Rollout& rollout) override;
   common::Result<std::vector<Rollout>> load_rollouts() override;
   common::Status append_update_samples(const std::vector<UpdateSample>& samples) override;

@@ -48,6 +48,10 @@ Result<std::string> from_hex(std::string_view hex);
 // Writes `content` to `path` with the given mode, refusing to overwrite an existing file
 // (kAlreadyExists). The file appears atomically (temp file, fsync, rename).
 Status write_new_file(const std::filesystem::path& path, std::string_view content, unsigned mode);
+// Replaces (or creates) `path` with `content` atomically and durably: <path>.tmp written with the
+// given mode, fsynced, renamed over `path`, the directory fsynced. A crash at any point leaves the
+// old file or the new one, never a mix. kIo naming the step and the file.
+Status replace_file(const std::filesystem::path& path, std::string_view content, unsigned mode);
 Result<std::string> read_file(const std::filesystem::path& path, std::size_t max_bytes = 64 * 1024 * 1024);
 
 class Ed25519PublicKey {

@@ -48,6 +48,11 @@ struct IssuedFiles {
 };
 
 // Files: <dir>/ca.crt, <dir>/ca.key (0600); issued certificates under <dir>/<role>/<cn>.{crt,key}.
+// A root (`fotactl pki init`, kept offline) or an issuing CA signed by the root
+// (`fotactl pki issue-ca NAME`: <root dir>/issuing/<NAME>/, pathlen 0, the one the orchestrator
+// holds). An issuing CA's directory also holds root.crt, the trust anchor brokers and devices keep;
+// certificates it issues are written with the issuing CA's certificate after the leaf, so a client
+// presents the whole chain.
 class CertificateAuthority {
  public:
   // Creates a new CA in `dir` (created if missing); refuses when ca.crt or ca.key exists.
@@ -62,6 +67,15 @@ class CertificateAuthority {
   const std::filesystem::path& dir() const noexcept { return dir_; }
   std::filesystem::path ca_cert_path() const { return dir_ / "ca.crt"; }
   const std::string& ca_cert_pem() const noexcept { return ca_cert_pem_; }
+  // An issuing CA (its certificate is signed by another); false for a root.
+  bool is_issuing() const noexcept;
+  // What peers verify against: the root's certificate (this one for a root).
+  std::string trust_anchor_path() const;
+
+  // Makes an issuing CA signed by this root in <dir>/issuing/<name>/ (ca.crt, ca.key 0600,
+  // root.crt). kInvalidArgument when this CA is itself an issuing one (the chain stays one level
+  // deep: pathlen 0), kAlreadyExists when that directory holds a CA.
+  Result<std::filesystem::path> create_issuing_ca(std::string_view name, std::chrono::seconds validity) const;
 
   // Issues in memory. Validates the CN: a DeviceId for devices, the same rules for others.
   Result<IssuedCertificate> issue(const IssueOptions& options) const;
@@ -70,6 +84,14 @@ class CertificateAuthority {
   // Where issue_to_files puts the files of a role and name.
   IssuedFiles paths_for(Role role, std::string_view common_name) const;
 
+  // Signs a certificate request (PEM) for renewal: the request's signature must verify with its
+  // own key (proof of possession), the key must be ECDSA P-256, and its subject must be exactly
+  // CN = `common_name`, OU = role_name(`role`) (kPermissionDenied otherwise: a device asking for
+  // another identity). The certificate gets the request's key and this CA's usual extensions;
+  // cert_pem is the chain (leaf, then this CA when it is an issuing one); key_pem stays empty.
+  Result<IssuedCertificate> sign_request(std::string_view csr_pem, std::string_view common_name, Role role,
+                                         std::chrono::seconds validity) const;
+
  private:
   struct Impl;
   CertificateAuthority(std::filesystem::path dir, std::string ca_pem, std::unique_ptr<Impl> impl);
@@ -77,6 +99,14 @@ class CertificateAuthority {
   std::string ca_cert_pem_;
   std::unique_ptr<Impl> impl_;
 };
+
+// A new P-256 key (PKCS#8 PEM) and a certificate request for it with subject O = fota,
+// OU = role_name(role), CN = common_name, signed with that key (a device renewing its certificate).
+struct CertificateRequest {
+  std::string key_pem;
+  std::string csr_pem;
+};
+Result<CertificateRequest> make_certificate_request(std::string_view common_name, Role role);
 
 // Who a verified peer certificate says it is.
 struct PeerIdentity {
@@ -92,5 +122,18 @@ Result<PeerIdentity> peer_identity_from_pem(std::string_view cert_pem);
 // The subject title of a certificate; empty when it has none. kInvalidArgument when it has two
 // (ambiguous, like a second CN or OU).
 Result<std::string> certificate_title(const X509* certificate);
+
+// Checks a certificate chain (PEM, leaf first, then intermediates) against the trust anchor
+// (`ca_pem`, one or more PEM certificates) at `now` (seconds since the epoch), and that the leaf's
+// public key is the one in `key_pem` (a private key). Returns the leaf's identity and its
+// validity end. kIntegrity / kPermissionDenied with what did not match.
+struct VerifiedChain {
+  PeerIdentity identity;
+  std::int64_t not_after = 0;  // seconds since the epoch
+};
+Result<VerifiedChain> verify_certificate_chain(std::string_view chain_pem, std::string_view ca_pem,
+                                               std::string_view key_pem, std::int64_t now);
+// The validity end of the first certificate in `cert_pem` (seconds since the epoch).
+Result<std::int64_t> certificate_not_after(std::string_view cert_pem);
 
 }  // namespace fota::common
