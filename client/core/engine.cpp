@@ -319,6 +319,9 @@ struct UpdateEngine::Impl {
   // chunks to ask for and when, and the chunk hashes, are the window's.
   ChunkWindow window;
   std::string image_hash;
+  // An encrypted artifact's content key, unwrapped from the manifest for this download only: never
+  // persisted (a restart unwraps it again) and wiped when the download ends.
+  std::string content_key;
   std::uint32_t verified_count = 0;
   std::uint64_t next_request_id = 1;
   std::int64_t last_chunk_at = 0;
@@ -533,6 +536,7 @@ struct UpdateEngine::Impl {
     v1::Inventory inv;
     inv.set_device_id(config.device_id);
     inv.set_hardware_type(config.hardware_type);
+    inv.set_decryption_key_id(crypto.decryption_key_id());
     inv.set_security_counter(record.accepted_security_counter());
     inv.set_active_slot(record.active_slot());
     for (const auto& s : record.slots()) {
@@ -590,6 +594,45 @@ struct UpdateEngine::Impl {
     window.clear();
     image_hash.clear();
     verified_count = 0;
+    wipe_content_key();
+  }
+
+  void wipe_content_key() {
+    // Through a volatile pointer, so the stores are not dropped as dead.
+    volatile char* p = content_key.data();
+    for (std::size_t i = 0; i < content_key.size(); ++i) p[i] = 0;
+    content_key.clear();
+  }
+
+  // An encrypted manifest's content key for this device, into content_key; a refusal otherwise.
+  std::optional<Refusal> open_encryption(const v1::Manifest& manifest) {
+    if (!manifest.has_encryption()) return std::nullopt;
+    const v1::ArtifactEncryption& e = manifest.encryption();
+    if (e.scheme() != v1::ENCRYPTION_SCHEME_X25519_AES256GCM_V1) {
+      return Refusal{
+          v1::ERROR_UNSUPPORTED_ENCRYPTION,
+          "the artifact is encrypted with scheme " + std::to_string(e.scheme()) +
+              ", which this client does not know (it knows ENCRYPTION_SCHEME_X25519_AES256GCM_V1); "
+              "update the client or re-create the artifact"};
+    }
+    auto key = crypto.unwrap_content_key(e);
+    if (!key.ok()) {
+      std::string recipients;
+      for (const auto& r : e.recipients())
+        recipients += (recipients.empty() ? "" : ", ") + r.recipient_key_id();
+      if (key.error().code == Errc::kNotFound) {
+        const std::string mine = crypto.decryption_key_id();
+        return Refusal{v1::ERROR_NOT_A_RECIPIENT,
+                       "the artifact is encrypted for keys [" + recipients + "], not for this device's " +
+                           (mine.empty() ? std::string("(it has no decryption key)") : "key " + mine) +
+                           "; re-create it with --encrypt-for including this device's public key"};
+      }
+      return Refusal{v1::ERROR_KEY_UNWRAP_FAILED,
+                     "the content key wrapped for this device does not open: " + key.error().message};
+    }
+    wipe_content_key();
+    content_key = std::move(key).value();
+    return std::nullopt;
   }
 
   // ---- Boot -------------------------------------------------------------------------------
@@ -732,6 +775,14 @@ struct UpdateEngine::Impl {
                  (manifest.ok() ? std::string("different artifact") : manifest.error().to_string()) +
                  "); send the install command again");
       return false;
+    }
+    if (record.state() == journal::ENGINE_STATE_DOWNLOADING) {
+      // The content key is not stored: unwrap it again to resume.
+      if (auto refusal = open_encryption(*manifest)) {
+        if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
+        finish(v1::PHASE_FAILED, refusal->code, refusal->detail);
+        return false;
+      }
     }
     load_hashes(*manifest);
     return true;
@@ -919,7 +970,8 @@ struct UpdateEngine::Impl {
                                                     " bytes does not fit the slot of " +
                                                     std::to_string(config.slot_capacity_bytes) + " bytes"};
     }
-    return std::nullopt;
+    // Last: unwrapping is the costliest check, and its key is kept for the download.
+    return open_encryption(manifest);
   }
 
   void start_install(const v1::Command& c, const v1::SignedManifest& signed_manifest, bool is_rollback) {
@@ -1118,6 +1170,17 @@ struct UpdateEngine::Impl {
       hash_mismatch(index, "chunk " + std::to_string(index));
       return;
     }
+    if (space.chunk_overhead() > 0) {
+      // Hash first (what travelled is what was signed), then the GCM tag, then the write. A chunk
+      // that matches its signed hash but fails its tag was encrypted wrongly: asking again cannot help.
+      if (auto opened = crypto.decrypt_chunk(content_key, index, *chunk.mutable_data()); !opened.ok()) {
+        if (auto* t = slot(u.target_slot())) t->set_valid(false);
+        finish(v1::PHASE_FAILED, v1::ERROR_CHUNK_DECRYPT_FAILED,
+               "chunk " + std::to_string(index) + " matches its signed hash but does not decrypt (" +
+                   opened.error().message + "); the artifact is broken, re-create it");
+        return;
+      }
+    }
     out.emplace_back(action::WriteChunk{u.target_slot(), std::uint64_t{index} * u.chunk_size(),
                                         std::move(*chunk.mutable_data())});
     mark_chunk_verified(*u.mutable_verified_bitmap(), index);
@@ -1272,6 +1335,7 @@ struct UpdateEngine::Impl {
   void enter_verifying() {
     go(Guard::kAllChunksVerified);
     window.clear();  // the hashes too: verifying compares the image hash only
+    wipe_content_key();
     persist();
     report(v1::PHASE_VERIFYING);
     out.emplace_back(action::HashSlot{record.update().target_slot(), record.update().image_size()});

@@ -77,6 +77,7 @@ common::Result<DeviceConfig> parse_config(std::string_view yaml, const std::file
     c.mqtt.key = rel(need("key"));
     c.trust = rel(need("trust"));
     c.command_keys = rel(need("command_keys"));
+    if (y["decryption_key"]) c.decryption_key = rel(y["decryption_key"].as<std::string>());
     c.state_dir = rel(need("state_dir"));
     if (y["topic_prefix"]) c.mqtt.topic_prefix = y["topic_prefix"].as<std::string>();
     if (y["factory_version"]) c.engine.factory_version = y["factory_version"].as<std::string>();

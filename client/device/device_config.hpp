@@ -30,6 +30,8 @@ struct DeviceConfig {
   client::EngineConfig engine;
   std::filesystem::path trust;         // artifact release public keys
   std::filesystem::path command_keys;  // orchestrator command public keys (docs/SECURITY.md)
+  // X25519 private key (PEM, 0600) that opens encrypted artifacts; empty = installs unencrypted only.
+  std::filesystem::path decryption_key;
   std::filesystem::path state_dir;
   std::map<std::string, std::filesystem::path> slots;
   std::map<std::string, std::filesystem::path> files;  // file payload targets

@@ -205,7 +205,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::filesystem::create_directories(config->state_dir);
-  client::OpenSslEngineCrypto crypto(std::move(trust), std::move(command_keys));
+  std::shared_ptr<const common::X25519PrivateKey> decryption_key;
+  if (!config->decryption_key.empty()) {
+    auto key = common::X25519PrivateKey::load(config->decryption_key);
+    if (!key.ok()) {
+      logger->error("cannot load the decryption key: {} (`fotactl keys generate --x25519` makes one)",
+                    key.error().message);
+      return 2;
+    }
+    decryption_key = std::make_shared<const common::X25519PrivateKey>(std::move(key).value());
+    logger->info("decryption key {} opens encrypted artifacts", decryption_key->public_key().key_id());
+  }
+  client::OpenSslEngineCrypto crypto(std::move(trust), std::move(command_keys), std::move(decryption_key));
   client::FileJournal journal(config->state_dir / "journal");
   auto env = open_boot_environment(*config);
   client::BootSchemeConfig scheme;

@@ -24,6 +24,7 @@ struct CreateArgs {
   std::string target;
   std::string key;
   std::string out;
+  std::vector<std::string> encrypt_for;
 };
 
 v1::PayloadType parse_payload(const std::string& text) {
@@ -46,6 +47,17 @@ const char* payload_name(v1::PayloadType type) {
   }
 }
 
+// "none", or the scheme and the recipient key ids the content key is wrapped for.
+nlohmann::json encryption_json(const v1::Manifest& m) {
+  if (!m.has_encryption()) return "none";
+  std::vector<std::string> recipients;
+  for (const auto& r : m.encryption().recipients()) recipients.push_back(r.recipient_key_id());
+  const auto scheme = m.encryption().scheme();
+  return {{"scheme", v1::EncryptionScheme_IsValid(scheme) ? v1::EncryptionScheme_Name(scheme)
+                                                          : "unknown (" + std::to_string(scheme) + ")"},
+          {"recipients", recipients}};
+}
+
 nlohmann::json describe(const v1::SignedManifest& sm, const v1::Manifest& m) {
   return {{"artifact_id", m.artifact_id()},
           {"name", m.name()},
@@ -60,13 +72,20 @@ nlohmann::json describe(const v1::SignedManifest& sm, const v1::Manifest& m) {
           {"chunk_size", m.chunk_size()},
           {"chunks", common::ChunkSpace::of(m).image_chunks()},
           {"created_at_ms", m.created_at_ms()},
-          {"key_id", sm.key_id()}};
+          {"key_id", sm.key_id()},
+          {"encryption", encryption_json(m)}};
 }
 
 void print_human(const nlohmann::json& j) {
   for (const auto& [k, v] : j.items()) {
     std::cout << "  " << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
   }
+}
+
+void print_created(const std::string& out, const v1::SignedManifest& sm) {
+  auto m = common::decode<v1::Manifest>(sm.manifest(), common::kMaxCommandBytes);
+  std::cout << "wrote " << out << "\n";
+  print_human(describe(sm, *m));
 }
 
 }  // namespace
@@ -93,6 +112,12 @@ void register_artifact_commands(CLI::App& app) {
   create->add_option("--target", c->target, "File target or update-module name");
   create->add_option("--key", c->key, "Ed25519 private key (fotactl keys generate)")->required();
   create->add_option("-o,--out", c->out, "Bundle file to write")->required();
+  create
+      ->add_option("--encrypt-for", c->encrypt_for,
+                   "Encrypt the image for these X25519 public keys (fotactl keys generate --x25519), "
+                   "comma separated: only devices holding one of the private keys can install it")
+      ->delimiter(',')
+      ->check(CLI::ExistingFile);
   create->callback([c] {
     auto key = common::Ed25519PrivateKey::load(c->key);
     if (!key) throw std::runtime_error(key.error().message);
@@ -110,13 +135,29 @@ void register_artifact_commands(CLI::App& app) {
     if (std::filesystem::exists(c->out)) {
       throw std::runtime_error(c->out + " already exists; refusing to overwrite it (choose another -o)");
     }
-    auto sm = common::build_signed_manifest(c->image, spec, *key, now_ms);
+    if (c->encrypt_for.empty()) {
+      auto sm = common::build_signed_manifest(c->image, spec, *key, now_ms);
+      if (!sm) throw std::runtime_error(sm.error().message);
+      if (auto st = common::write_bundle(c->out, *sm, c->image); !st)
+        throw std::runtime_error(st.error().message);
+      print_created(c->out, *sm);
+      return;
+    }
+    std::vector<common::X25519PublicKey> recipients;
+    for (const auto& path : c->encrypt_for) {
+      auto r = common::X25519PublicKey::load(path);
+      if (!r) throw std::runtime_error(r.error().message);
+      recipients.push_back(std::move(r).value());
+    }
+    // The ciphertext is staged beside the bundle and removed once the bundle holds it.
+    const std::filesystem::path staged = c->out + ".ciphertext";
+    auto sm = common::build_encrypted_manifest(c->image, spec, recipients, *key, now_ms, staged);
     if (!sm) throw std::runtime_error(sm.error().message);
-    if (auto st = common::write_bundle(c->out, *sm, c->image); !st)
-      throw std::runtime_error(st.error().message);
-    auto m = common::decode<v1::Manifest>(sm->manifest(), common::kMaxCommandBytes);
-    std::cout << "wrote " << c->out << "\n";
-    print_human(describe(*sm, *m));
+    auto st = common::write_bundle(c->out, *sm, staged);
+    std::error_code ec;
+    std::filesystem::remove(staged, ec);
+    if (!st) throw std::runtime_error(st.error().message);
+    print_created(c->out, *sm);
   });
 
   auto bundle = std::make_shared<std::string>();
@@ -154,6 +195,10 @@ void register_artifact_commands(CLI::App& app) {
     std::cout << "OK: " << *vbundle << " is signed by trusted key " << verified->info.signed_manifest.key_id()
               << " and all " << common::ChunkSpace::of(verified->manifest).image_chunks()
               << " chunks match\n";
+    if (verified->manifest.has_encryption()) {
+      std::cout << "  encrypted: the chunks hold ciphertext; only the recipients below can decrypt them, "
+                   "and their devices check the image hash after decrypting\n";
+    }
     print_human(describe(verified->info.signed_manifest, verified->manifest));
   });
 }

@@ -112,6 +112,9 @@ common::Result<std::string> reason_of(const httplib::Request& req) {
 }
 
 json manifest_json(const v1::Manifest& m) {
+  // Recipient key ids of an encrypted artifact (docs/SECURITY.md); empty when it is not encrypted.
+  std::vector<std::string> encrypted_for;
+  for (const auto& r : m.encryption().recipients()) encrypted_for.push_back(r.recipient_key_id());
   return json{{"artifact_id", m.artifact_id()},
               {"name", m.name()},
               {"version", m.version()},
@@ -122,6 +125,7 @@ json manifest_json(const v1::Manifest& m) {
               {"chunk_size", m.chunk_size()},
               {"chunks", common::ChunkSpace::of(m).image_chunks()},
               {"image_sha256", common::to_hex(m.image_sha256())},
+              {"encrypted_for", encrypted_for},
               {"created_at", format_timestamp(m.created_at_ms())}};
 }
 

@@ -192,10 +192,28 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   spec.security_counter = scenario.artifact.security_counter;
   spec.compatible_hardware = scenario.artifact.compatible_hardware;
   spec.chunk_size = scenario.artifact.chunk_size;
-  auto signed_manifest =
-      common::build_signed_manifest(image_path, spec, *key, client::mosquitto::EventLoop::wall_clock_ms());
+  // An encrypted artifact: one fresh X25519 key for the whole simulated fleet (a hardware group's).
+  std::shared_ptr<const common::X25519PrivateKey> fleet_key;
+  const auto ciphertext_path = environment.work_dir / "image.ciphertext";
+  std::filesystem::remove(ciphertext_path, ec);
+  common::Result<v1::SignedManifest> signed_manifest = Error(Errc::kInternal, "not built");
+  if (scenario.artifact.encrypted) {
+    auto generated = common::X25519PrivateKey::generate();
+    if (!generated.ok()) return generated.error().with_context("the fleet's decryption key");
+    fleet_key = std::make_shared<const common::X25519PrivateKey>(std::move(generated).value());
+    signed_manifest =
+        common::build_encrypted_manifest(image_path, spec, {fleet_key->public_key()}, *key,
+                                         client::mosquitto::EventLoop::wall_clock_ms(), ciphertext_path);
+  } else {
+    signed_manifest =
+        common::build_signed_manifest(image_path, spec, *key, client::mosquitto::EventLoop::wall_clock_ms());
+  }
   if (!signed_manifest.ok()) return signed_manifest.error().with_context("signing the scenario's image");
-  if (auto s = common::write_bundle(bundle_path, *signed_manifest, image_path); !s.ok()) return s.error();
+  if (auto s = common::write_bundle(bundle_path, *signed_manifest,
+                                    scenario.artifact.encrypted ? ciphertext_path : image_path);
+      !s.ok())
+    return s.error();
+  std::filesystem::remove(ciphertext_path, ec);
   common::ArtifactStore store(environment.work_dir / "store");
   auto manifest = store.import_bundle(bundle_path, trust);
   if (!manifest.ok()) return manifest.error().with_context("importing the scenario's artifact");
@@ -225,7 +243,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   } else if (auto s = command_keys.load(environment.command_keys); !s.ok()) {
     return s.error().with_context("--command-keys");
   }
-  client::OpenSslEngineCrypto crypto(trust, std::move(command_keys));
+  client::OpenSslEngineCrypto crypto(trust, std::move(command_keys), fleet_key);
 
   std::vector<std::string> targeted;
   for (const auto& p : *plans) {

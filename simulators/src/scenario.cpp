@@ -586,9 +586,9 @@ class ScenarioParser {
   }
 
   ArtifactPlan artifact(const YAML::Node& node, const std::string& path) const {
-    expect_map(
-        node, path,
-        {"name", "version", "security_counter", "size", "chunk_size", "hardware", "fails_health_check"});
+    expect_map(node, path,
+               {"name", "version", "security_counter", "size", "chunk_size", "hardware", "fails_health_check",
+                "encrypted"});
     ArtifactPlan a;
     if (node["name"]) a.name = string(node["name"], join(path, "name"));
     if (!node["version"]) fail(node, path, "missing field 'version' (the version the rollout installs)");
@@ -606,6 +606,7 @@ class ScenarioParser {
     if (node["hardware"]) a.compatible_hardware = strings(node["hardware"], join(path, "hardware"));
     if (node["fails_health_check"])
       a.fails_health_check = boolean(node["fails_health_check"], join(path, "fails_health_check"));
+    if (node["encrypted"]) a.encrypted = boolean(node["encrypted"], join(path, "encrypted"));
     return a;
   }
 

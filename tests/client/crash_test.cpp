@@ -19,13 +19,18 @@ using testing::SimDevice;
 using testing::TestArtifact;
 
 // Parameters: the health check passes; the manifest has a hash table (41 chunks of 1 KiB: two
-// hash chunks) rather than inline chunk hashes (7 chunks).
-class CrashPointTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
+// hash chunks) rather than inline chunk hashes (7 chunks); the artifact is encrypted for the
+// device's key (docs/SECURITY.md, "Encrypted artifacts": the content key is unwrapped again after
+// every power cut, the journal is the same).
+class CrashPointTest : public ::testing::TestWithParam<std::tuple<bool, bool, bool>> {
  protected:
   CrashPointTest()
       : key_(std::move(common::Ed25519PrivateKey::generate()).value()),
-        crypto_(trust(), testing::command_keys()) {
+        device_key_(
+            std::make_shared<const common::X25519PrivateKey>(common::X25519PrivateKey::generate().value())),
+        crypto_(trust(), testing::command_keys(), device_key_) {
     testing::ArtifactOptions o;
+    if (encrypted()) o.encrypt_for = {device_key_->public_key()};
     o.security_counter = 1;  // equal to the factory counter, so rollback is allowed
     o.size = (hash_table() ? 40 : 6) * 1024 + 10;
     artifact_ = testing::make_artifact(key_, o);
@@ -39,6 +44,7 @@ class CrashPointTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
   }
   static bool healthy_param() { return std::get<0>(GetParam()); }
   static bool hash_table() { return std::get<1>(GetParam()); }
+  static bool encrypted() { return std::get<2>(GetParam()); }
   common::TrustStore trust() {
     common::TrustStore t;
     t.add(key_.public_key());
@@ -106,6 +112,7 @@ class CrashPointTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {
   fota::testing::TempDir dir_;
   fota::testing::ManualClock clock_;
   common::Ed25519PrivateKey key_;
+  std::shared_ptr<const common::X25519PrivateKey> device_key_;
   OpenSslEngineCrypto crypto_;
   TestArtifact artifact_;
   std::string factory_ = testing::make_image(7000, 1);
@@ -178,13 +185,20 @@ TEST_P(CrashPointTest, RollbackSurvivesPowerCutAtEveryStep) {
   }
 }
 
+std::string crash_point_name(const ::testing::TestParamInfo<std::tuple<bool, bool, bool>>& param_info) {
+  return std::string(std::get<0>(param_info.param) ? "Healthy" : "HealthCheckFails") +
+         (std::get<1>(param_info.param) ? "HashTable" : "InlineHashes") +
+         (std::get<2>(param_info.param) ? "Encrypted" : "");
+}
 INSTANTIATE_TEST_SUITE_P(HealthAndHashForm, CrashPointTest,
-                         ::testing::Combine(::testing::Values(true, false), ::testing::Values(false, true)),
-                         [](const ::testing::TestParamInfo<std::tuple<bool, bool>>& param_info) {
-                           return std::string(std::get<0>(param_info.param) ? "Healthy"
-                                                                            : "HealthCheckFails") +
-                                  (std::get<1>(param_info.param) ? "HashTable" : "InlineHashes");
-                         });
+                         ::testing::Combine(::testing::Values(true, false), ::testing::Values(false, true),
+                                            ::testing::Values(false)),
+                         crash_point_name);
+// Encrypted artifacts, healthy: the cuts during the download are the ones encryption touches.
+INSTANTIATE_TEST_SUITE_P(Encrypted, CrashPointTest,
+                         ::testing::Combine(::testing::Values(true), ::testing::Values(false, true),
+                                            ::testing::Values(true)),
+                         crash_point_name);
 
 }  // namespace
 }  // namespace fota::client

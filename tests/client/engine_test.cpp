@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <set>
@@ -1460,6 +1461,191 @@ TEST(TransitionTableRowsTest, EveryRowIsWalkedAndUnique) {
     EXPECT_EQ(walked.count(row_text(row)), 1U) << "no walk takes " << row_text(row);
   }
   for (const auto& text : walked) EXPECT_EQ(rows.count(text), 1U) << "not a row: " << text;
+}
+
+// ---- Encrypted artifacts (docs/SECURITY.md, "Encrypted artifacts") ------------------------
+// The device holds an X25519 decryption key; artifacts are encrypted for it (and a group key),
+// for other keys only, or tampered with. Hash first, then the GCM tag, then the write.
+class EncryptedEngineTest : public RefusalTest {
+ protected:
+  EncryptedEngineTest() {
+    crypto_ = OpenSslEngineCrypto(trust_with(key_), testing::command_keys(), device_key_);
+    ArtifactOptions o;
+    o.encrypt_for = {group_key_.public_key(), device_key_->public_key()};
+    artifact_ = make_artifact(key_, o);
+  }
+
+  TestArtifact encrypted_for(std::vector<common::X25519PublicKey> keys) {
+    ArtifactOptions o;
+    o.encrypt_for = std::move(keys);
+    o.seed = 11;
+    return make_artifact(key_, o);
+  }
+
+  // `artifact` with its manifest changed by `change` and signed again with the release key (what
+  // a broken or malicious release tool could produce; anyone else breaks the signature).
+  TestArtifact resigned(TestArtifact artifact, const std::function<void(v1::Manifest&)>& change) {
+    change(artifact.manifest);
+    artifact.signed_manifest = common::sign_manifest(artifact.manifest, key_).value();
+    return artifact;
+  }
+
+  bool any_chunk_served() const {
+    for (const auto& [index, count] : server_.requested) {
+      if (count > 0) return true;
+    }
+    return false;
+  }
+
+  std::shared_ptr<const common::X25519PrivateKey> device_key_ =
+      std::make_shared<const common::X25519PrivateKey>(common::X25519PrivateKey::generate().value());
+  common::X25519PrivateKey group_key_ = common::X25519PrivateKey::generate().value();
+};
+
+TEST_F(EncryptedEngineTest, EncryptedArtifactIsDecryptedChunkByChunkAndCommits) {
+  ASSERT_TRUE(artifact_.manifest.has_encryption());
+  ASSERT_NE(artifact_.stored, artifact_.image) << "the server must hold ciphertext";
+  ASSERT_EQ(artifact_.stored.size(),
+            artifact_.image.size() + common::ChunkSpace::of(artifact_.manifest).image_chunks() * 16U);
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  const auto& last = device().transport().progress.back();
+  EXPECT_EQ(last.phase(), v1::PHASE_COMMITTED) << last.error_detail();
+  // Progress counts the plaintext bytes written, not the ciphertext received.
+  bool saw_verifying = false;
+  for (const auto& p : device().transport().progress) {
+    if (p.phase() != v1::PHASE_VERIFYING) continue;
+    saw_verifying = true;
+    EXPECT_EQ(p.bytes_done(), artifact_.image.size());
+    EXPECT_EQ(p.bytes_total(), artifact_.image.size());
+  }
+  EXPECT_TRUE(saw_verifying);
+  EXPECT_EQ(device().booted_slot(), "b");
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image) << "the slot holds the plaintext";
+  EXPECT_EQ(device().transport().inventory.back().decryption_key_id(), device_key_->public_key().key_id());
+  for (const auto& [index, count] : server_.requested) EXPECT_EQ(count, 1) << "chunk " << index;
+}
+
+TEST_F(EncryptedEngineTest, ADeviceWithoutAKeyRefusesEncryptedButInstallsPlainArtifacts) {
+  crypto_ = testing::engine_crypto(key_);  // no decryption key
+  expect_refused(testing::install_command("c1", artifact_, clock_.now_ms()), v1::ERROR_NOT_A_RECIPIENT);
+  EXPECT_NE(device().transport().progress.back().error_detail().find("no decryption key"), std::string::npos)
+      << device().transport().progress.back().error_detail();
+  EXPECT_EQ(device().transport().inventory.back().decryption_key_id(), "");
+  const TestArtifact plain = make_artifact(key_, ArtifactOptions{});
+  server_.artifact = &plain;
+  send(testing::install_command("c2", plain, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  EXPECT_TRUE(device().slot_content("b") == plain.image);
+}
+
+TEST_F(EncryptedEngineTest, AnArtifactEncryptedForOtherKeysIsRefusedBeforeDownload) {
+  const auto other = common::X25519PrivateKey::generate().value();
+  const TestArtifact theirs = encrypted_for({other.public_key()});
+  server_.artifact = &theirs;
+  expect_refused(testing::install_command("c1", theirs, clock_.now_ms()), v1::ERROR_NOT_A_RECIPIENT);
+  const std::string detail = device().transport().progress.back().error_detail();
+  EXPECT_NE(detail.find(other.public_key().key_id()), std::string::npos) << detail;
+  EXPECT_NE(detail.find(device_key_->public_key().key_id()), std::string::npos) << detail;
+  EXPECT_FALSE(any_chunk_served());
+}
+
+TEST_F(EncryptedEngineTest, AWrappedKeyTamperedInTransitBreaksTheSignature) {
+  auto command = testing::install_command("c1", artifact_, clock_.now_ms());
+  std::string& manifest = *command.mutable_install()->mutable_manifest()->mutable_manifest();
+  const std::string wrapped = artifact_.manifest.encryption().recipients(1).wrapped_key();
+  const auto at = manifest.find(wrapped);
+  ASSERT_NE(at, std::string::npos);
+  manifest[at + 5] ^= 0x01;
+  expect_refused(command, v1::ERROR_BAD_SIGNATURE);
+}
+
+TEST_F(EncryptedEngineTest, ASignedButTamperedWrappedKeyDoesNotOpen) {
+  const TestArtifact bad = resigned(artifact_, [](v1::Manifest& m) {
+    (*m.mutable_encryption()->mutable_recipients(1)->mutable_wrapped_key())[7] ^= 0x01;
+  });
+  expect_refused(testing::install_command("c1", bad, clock_.now_ms()), v1::ERROR_KEY_UNWRAP_FAILED);
+  const TestArtifact relabelled = resigned(artifact_, [this](v1::Manifest& m) {
+    // The group's entry relabelled as this device's: the wrap is bound to its recipient.
+    m.mutable_encryption()->mutable_recipients(0)->set_recipient_key_id(device_key_->public_key().key_id());
+    m.mutable_encryption()->mutable_recipients()->DeleteSubrange(1, 1);
+  });
+  expect_refused(testing::install_command("c2", relabelled, clock_.now_ms()), v1::ERROR_KEY_UNWRAP_FAILED);
+}
+
+TEST_F(EncryptedEngineTest, AnUnknownEncryptionSchemeIsRefusedByName) {
+  const TestArtifact future = resigned(artifact_, [](v1::Manifest& m) {
+    m.mutable_encryption()->set_scheme(static_cast<v1::EncryptionScheme>(7));
+  });
+  expect_refused(testing::install_command("c1", future, clock_.now_ms()), v1::ERROR_UNSUPPORTED_ENCRYPTION);
+}
+
+TEST_F(EncryptedEngineTest, AChunkWhoseTagFailsIsNeverWrittenAndNothingIsActivated) {
+  ArtifactOptions o;
+  o.encrypt_for = {device_key_->public_key()};
+  o.broken_tag_chunk = 4;
+  o.seed = 13;
+  const TestArtifact broken = make_artifact(key_, o);
+  server_.artifact = &broken;
+  send(testing::install_command("c1", broken, clock_.now_ms()));
+  run_to_completion();
+  const auto& last = device().transport().progress.back();
+  EXPECT_EQ(last.phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(last.error(), v1::ERROR_CHUNK_DECRYPT_FAILED) << v1::ErrorCode_Name(last.error());
+  EXPECT_NE(last.error_detail().find("chunk 4"), std::string::npos) << last.error_detail();
+  EXPECT_EQ(server_.requested[4], 1) << "a chunk matching its signed hash is not asked for again";
+  EXPECT_EQ(device().boot_env()["FOTA_TRIAL"], "");
+  EXPECT_EQ(device().booted_slot(), "a");
+  // Chunk 4's bytes never reached the slot: the slot holds neither its plaintext nor its ciphertext.
+  const std::string slot = device().slot_content("b");
+  EXPECT_EQ(slot.find(broken.image.substr(4 * 1024, 1024)), std::string::npos);
+  EXPECT_EQ(slot.find(broken.stored.substr(4 * (1024 + 16), 512)), std::string::npos);
+}
+
+TEST_F(EncryptedEngineTest, ACiphertextByteFlippedInTransitFailsTheHashAndIsFetchedAgain) {
+  server_.corrupt[3] = 1;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  EXPECT_EQ(server_.requested[3], 2);
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+}
+
+TEST_F(EncryptedEngineTest, APowerCutResumesTheEncryptedDownloadWithoutRefetching) {
+  config_.initial_window = 2;
+  config_.adaptive_window = false;
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  auto& requests = device().transport().chunk_requests;
+  while (device().engine().stats().chunks_verified < 5 && !requests.empty()) {
+    auto request = requests.front();
+    requests.pop_front();
+    for (auto& c : server_.answer(request))
+      device().run(device().engine().on_chunk(std::move(c), clock_.now_ms()), clock_.now_ms());
+  }
+  ASSERT_GE(device().engine().stats().chunks_verified, 5U);
+  device().power_off();  // the content key in memory is gone; the restart unwraps it again
+  run_to_completion();
+  EXPECT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED)
+      << device().transport().progress.back().error_detail();
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image);
+  int refetched = 0;
+  for (const auto& [index, count] : server_.requested) refetched += count - 1;
+  EXPECT_LE(refetched, 2) << "only chunks in flight at the cut may be fetched again";
+}
+
+TEST_F(EncryptedEngineTest, TheContentKeyIsNeverStoredInTheJournal) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  const std::string key = device_key_->unwrap_content_key(artifact_.manifest.encryption()).value();
+  const std::string journal = device().engine().record().SerializeAsString();
+  EXPECT_EQ(journal.find(key), std::string::npos);
+  run_to_completion();
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir_.path())) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(content.find(key), std::string::npos) << entry.path();
+  }
 }
 
 }  // namespace

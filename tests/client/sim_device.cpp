@@ -39,8 +39,24 @@ TestArtifact make_artifact(const common::Ed25519PrivateKey& key, const ArtifactO
   m.set_image_size(a.image.size());
   m.set_image_sha256(common::digest_bytes(common::Sha256::digest(a.image)));
   m.set_chunk_size(options.chunk_size);
-  for (std::size_t off = 0; off < a.image.size(); off += options.chunk_size) {
-    a.hash_table += common::digest_bytes(common::Sha256::digest(a.image.substr(off, options.chunk_size)));
+  std::string content_key;
+  if (!options.encrypt_for.empty()) {
+    content_key = common::generate_content_key().value();
+    auto encryption = common::make_encryption(content_key, options.encrypt_for);
+    if (!encryption.ok()) throw std::runtime_error(encryption.error().to_string());
+    *m.mutable_encryption() = std::move(encryption).value();
+  }
+  std::uint32_t index = 0;
+  for (std::size_t off = 0; off < a.image.size(); off += options.chunk_size, ++index) {
+    std::string chunk = a.image.substr(off, options.chunk_size);
+    if (!content_key.empty()) {
+      auto sealed = common::encrypt_chunk(content_key, index, chunk);
+      if (!sealed.ok()) throw std::runtime_error(sealed.error().to_string());
+      chunk = std::move(sealed).value();
+      if (options.broken_tag_chunk == index) chunk[chunk.size() / 2] ^= 0x20;
+    }
+    a.hash_table += common::digest_bytes(common::Sha256::digest(chunk));
+    a.stored += chunk;
   }
   common::set_chunk_hashes(m, a.hash_table,
                            common::ChunkSpace::wants_hash_table(m.image_size(), m.chunk_size()));
@@ -122,7 +138,7 @@ class FaultyMemorySource final : public common::ChunkSource {
     if (server_.status != v1::CHUNK_STATUS_OK)
       return common::Error(common::Errc::kUnavailable, "told to fail");
     const std::string& file =
-        space_.is_hash_chunk(i) ? server_.artifact->hash_table : server_.artifact->image;
+        space_.is_hash_chunk(i) ? server_.artifact->hash_table : server_.artifact->stored;
     out = file.substr(static_cast<std::size_t>(space_.offset(i)), space_.length(i));
     if (server_.corrupt[i] > 0) {
       --server_.corrupt[i];

@@ -20,6 +20,7 @@
 #include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/common/encryption.hpp"
 #include "fota/common/topics.hpp"
 
 namespace fota::client::testing {
@@ -28,8 +29,9 @@ inline constexpr char kHardware[] = "board-rev2";
 inline constexpr char kDeviceId[] = "dev-0001";
 
 struct TestArtifact {
-  std::string image;
-  std::string hash_table;  // every chunk's SHA-256, concatenated (served as hash chunks)
+  std::string image;       // the plaintext the device writes
+  std::string stored;      // what a chunk server holds: `image`, or its encrypted chunks
+  std::string hash_table;  // every stored chunk's SHA-256, concatenated (served as hash chunks)
   v1::Manifest manifest;
   v1::SignedManifest signed_manifest;
 };
@@ -46,6 +48,10 @@ struct ArtifactOptions {
   v1::PayloadType payload = v1::PAYLOAD_TYPE_AB_IMAGE;
   std::string payload_target;
   std::uint32_t seed = 7;
+  // Non-empty: the chunks are encrypted for these keys (docs/SECURITY.md, "Encrypted artifacts").
+  std::vector<common::X25519PublicKey> encrypt_for;
+  // An encrypted chunk altered before it is hashed and signed: its hash matches, its tag fails.
+  std::optional<std::uint32_t> broken_tag_chunk;
 };
 // Chunk hashes as `fotactl artifact create` puts them: a hash table for an image of more than
 // min(kMaxInlineChunkHashes, chunk_size / 32) chunks (33 at 1 KiB chunks), inline otherwise.

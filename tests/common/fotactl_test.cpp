@@ -161,6 +161,38 @@ TEST_F(FotactlTest, ArtifactCreateInspectVerify) {
   ok("artifact verify a.fota --trust sk.pub");
 }
 
+// docs/SECURITY.md, "Encrypted artifacts": the release engineer's commands, and what they refuse.
+TEST_F(FotactlTest, EncryptedArtifactCreateInspectVerify) {
+  ok("keys generate -o sk");
+  const CommandRun made = ok("keys generate --x25519 -o dev");
+  EXPECT_NE(made.output.find("X25519"), std::string::npos) << made.output;
+  EXPECT_EQ(mode_of(dir_.path() / "dev.key"), 0600u);
+  ok("keys generate --x25519 -o group");
+  write_image("img", 70000);
+  ok("artifact create --image img --version 2.1.0 --hardware gw-v2 --security-counter 5 --chunk-size 4096 "
+     "--key sk.key --encrypt-for dev.pub,group.pub -o e.fota");
+  EXPECT_FALSE(fs::exists(dir_.path() / "e.fota.ciphertext")) << "the staged ciphertext is removed";
+  const CommandRun inspected = ok("artifact inspect e.fota --json");
+  EXPECT_NE(inspected.output.find("ENCRYPTION_SCHEME_X25519_AES256GCM_V1"), std::string::npos)
+      << inspected.output;
+  const CommandRun verified = ok("artifact verify e.fota --trust sk.pub");
+  EXPECT_NE(verified.output.find("encrypted"), std::string::npos) << verified.output;
+  // 18 chunks of 4 KiB, each 16 bytes longer: the bundle holds the ciphertext.
+  EXPECT_NE(inspected.output.find("\"bundle_image_bytes\": " + std::to_string(70000 + 18 * 16)),
+            std::string::npos)
+      << inspected.output;
+  fails(
+      "artifact create --image img --version 2 --hardware h --security-counter 5 --key sk.key "
+      "--encrypt-for sk.pub -o x.fota",
+      "not an X25519 key");
+  fails(
+      "artifact create --image img --version 2 --hardware h --security-counter 5 --key sk.key "
+      "--encrypt-for dev.pub,dev.pub -o y.fota",
+      "given twice");
+  fails("artifact create --image img --version 2 --hardware h --security-counter 5 --key dev.key -o z.fota",
+        "not an Ed25519 key");
+}
+
 TEST_F(FotactlTest, ArtifactBadInput) {
   ok("keys generate -o sk");
   ok("keys generate -o other");

@@ -23,6 +23,7 @@
 #include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/common/encryption.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/testing/broker.hpp"
 #include "fota/testing/command.hpp"
@@ -108,11 +109,15 @@ class RealAgentsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     pki_ = std::make_unique<TestPki>(dir_.path() / "pki");
-    broker_ = std::make_unique<MosquittoBroker>(*pki_, dir_.path() / "broker");
-    observer_ = std::make_unique<CommandObserver>(*pki_, broker_->uri());
+    const BrokerOptions options = broker_options();
+    broker_ = std::make_unique<MosquittoBroker>(*pki_, dir_.path() / "broker", options);
+    // The broker plugin's ACL lets observers read reports only, not commands.
+    if (!options.with_plugin) observer_ = std::make_unique<CommandObserver>(*pki_, broker_->uri());
     http_port_ = write_orchestrator_setup(dir_.path(), *pki_, *broker_, "operator", kToken).http_port;
     server_ = " --server http://127.0.0.1:" + std::to_string(http_port_) + " --token " + kToken;
   }
+
+  virtual BrokerOptions broker_options() { return {}; }
 
   void TearDown() override {
     for (auto& [id, pid] : agents_) {
@@ -154,6 +159,7 @@ class RealAgentsTest : public ::testing::Test {
     const auto home = dir_.path() / id;
     if (!fs::exists(home / "device.yaml")) {
       const auto files = pki_->issue(common::Role::kDevice, id);
+      agent_files_[id] = files;
       fs::create_directories(home);
       std::ofstream(home / "device.yaml")
           << "device_id: " << id << "\nhardware_type: gw-v2\nbroker: " << broker_->uri()
@@ -163,7 +169,8 @@ class RealAgentsTest : public ::testing::Test {
           << "\nstate_dir: " << (home / "state").string() << "\nfactory_version: 1.0.0\ntime_zone: UTC"
           << "\nprogress_interval_ms: 200\nlog_level: info\ntransport: " << options.transport
           << "\nhealth_check: " << (options.healthy ? "/bin/true" : "/bin/false")
-          << "\nattributes:\n  tags: fleet\n";
+          << "\nattributes:\n  tags: fleet\n"
+          << (decryption_keys_.count(id) ? "decryption_key: " + decryption_keys_[id] + "\n" : "");
     }
     agents_[id] = spawn({FOTA_DEVICE_PATH, "--config", (home / "device.yaml").string()}, home / "device.log");
   }
@@ -246,6 +253,8 @@ class RealAgentsTest : public ::testing::Test {
   int http_port_ = 0;
   pid_t orchestrator_ = -1;
   std::map<std::string, pid_t> agents_;
+  std::map<std::string, common::IssuedFiles> agent_files_;
+  std::map<std::string, std::string> decryption_keys_;  // X25519 private key file per agent, if any
   std::string server_;
 };
 
@@ -463,6 +472,142 @@ TEST_F(RealAgentsTest, TheNextUpdateDoesNotReplayThePreviousOutcome) {
   EXPECT_EQ(after.size(), before.size()) << "the first rollout's log grew during the second:\n"
                                          << after.dump(2);
   EXPECT_EQ(observer_->installs("agent-0"), 2);
+}
+
+// docs/SECURITY.md, "Encrypted artifacts": the release engineer encrypts a release for one
+// device's X25519 key with fotactl; the orchestrator stores and the broker plugin serves only
+// ciphertext. The agent holding the key installs it; the agent without one refuses it before
+// downloading. An attacker with the refusing device's certificate, which the rollout's command
+// entitles to the chunks, fetches them all and gets ciphertext.
+class EncryptedReleaseTest : public RealAgentsTest {
+ protected:
+  // fotactl commands that work offline (keys, artifact create/inspect/verify): no server options.
+  CommandRun local_ok(const std::string& args) {
+    CommandRun r = run_command("'" FOTACTL_PATH "' " + args);
+    EXPECT_EQ(r.exit_code, 0) << "fotactl " << args << "\n" << r.output;
+    return r;
+  }
+
+  BrokerOptions broker_options() override {
+    fs::create_directories(dir_.path() / "data" / "artifacts");
+    BrokerOptions options;
+    options.with_plugin = true;
+    options.plugin_options = {{"artifact_dir", (dir_.path() / "data" / "artifacts").string()}};
+    return options;
+  }
+};
+
+TEST_F(EncryptedReleaseTest, OnlyTheKeyHolderInstallsAndTheWireCarriesCiphertext) {
+  start_orchestrator();
+  // The image: a marker in every 64 bytes, so any plaintext that leaks is found.
+  std::string image;
+  for (int i = 0; image.size() < 96 * 1024; ++i) {
+    std::string line = "PLAINTEXT-" + std::to_string(i) + "-";
+    image += line + std::string(64 - line.size(), '.');
+  }
+  const fs::path image_file = dir_.path() / "secret.img";
+  std::ofstream(image_file, std::ios::binary) << image;
+  const fs::path key = dir_.path() / "agent-0-x25519";
+  local_ok("keys generate --x25519 -o " + key.string());
+  const fs::path bundle = dir_.path() / "secret.fota";
+  local_ok("artifact create --image " + image_file.string() +
+           " --version 3.0 --hardware gw-v2 --security-counter 3 "
+           "--key " +
+           (dir_.path() / "release.key").string() + " --encrypt-for " + key.string() + ".pub -o " +
+           bundle.string());
+  const CommandRun inspect = local_ok("artifact inspect --json " + bundle.string());
+  const json inspected = json::parse(
+      inspect.output.substr(std::min(inspect.output.find('{'), inspect.output.size())), nullptr, false);
+  const std::string key_id = common::X25519PublicKey::load(key.string() + ".pub")->key_id();
+  ASSERT_TRUE(inspected["encryption"].is_object()) << inspected.dump(2);
+  EXPECT_EQ(inspected["encryption"]["recipients"], json::array({key_id})) << inspected.dump(2);
+  EXPECT_EQ(inspected["encryption"]["scheme"], "ENCRYPTION_SCHEME_X25519_AES256GCM_V1");
+  const CommandRun verified =
+      local_ok("artifact verify " + bundle.string() + " --trust " + (dir_.path() / "keys").string());
+  EXPECT_NE(verified.output.find("encrypted"), std::string::npos) << verified.output;
+  EXPECT_EQ(read_file(bundle).find("PLAINTEXT-"), std::string::npos) << "plaintext in the bundle";
+
+  decryption_keys_["agent-0"] = key.string() + ".key";
+  start_agent("agent-0", AgentOptions{"paho", true});
+  start_agent("agent-1", AgentOptions{"mosquitto", true});
+  wait_registered(2);
+  const CommandRun uploaded = fotactl_ok("artifact upload " + bundle.string());
+  const auto pos = uploaded.output.find("uploaded artifact ");
+  ASSERT_NE(pos, std::string::npos) << uploaded.output;
+  const std::string artifact = uploaded.output.substr(pos + 18, 32);
+  const std::string id = create_rollout("name: secret\nartifact: " + artifact +
+                                        "\ntarget: {tags: [fleet]}\nretries: {max: 0}\n"
+                                        "waves:\n  - {size: 100%, failure_threshold: 1.0}\n");
+  ASSERT_FALSE(id.empty());
+  fotactl_ok("rollout start " + id);
+  const json r = wait_rollout(id, [&](const json& j) {
+    for (const auto& m : j["members"]) {
+      const std::string s = m.value("state", "");
+      if (s != "succeeded" && s != "failed") return false;
+    }
+    return j["members"].size() == 2;
+  });
+  const json* holder = member(r, "agent-0");
+  const json* other = member(r, "agent-1");
+  ASSERT_NE(holder, nullptr);
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(holder->value("state", ""), "succeeded") << holder->dump();
+  EXPECT_EQ(other->value("state", ""), "failed") << other->dump();
+  EXPECT_NE(other->value("error", "").find("not for this device's (it has no decryption key)"),
+            std::string::npos)
+      << other->dump();
+  EXPECT_EQ(other->value("bytes_done", 0), 0) << "the refusing agent downloaded nothing";
+  const json devices = fotactl_json("device list");
+  for (const auto& d : devices) {
+    if (d.value("id", "") != "agent-1") continue;
+    EXPECT_NE(d.value("last_error", "").find("ERROR_NOT_A_RECIPIENT"), std::string::npos) << d.dump();
+  }
+  // The key holder booted the plaintext image.
+  const std::string slot = read_file(dir_.path() / "agent-0" / "state" / "slot-b");
+  EXPECT_TRUE(slot.compare(0, image.size(), image) == 0) << "agent-0's slot b does not hold the image";
+  // The store the broker plugin serves from holds ciphertext only.
+  EXPECT_EQ(read_file(dir_.path() / "data" / "artifacts" / artifact / "image").find("PLAINTEXT-"),
+            std::string::npos);
+
+  // The attacker: agent-1's certificate (agent-1 stopped), in an MQTT client of its own. It asks
+  // for every chunk of the artifact the rollout's command entitled agent-1 to. (mosquitto_rr 2.0.11
+  // sends an empty payload whatever -f says, and mosquitto_sub and mosquitto_pub cannot share the
+  // one client id the plugin allows this certificate, so this is the test support's Paho client.)
+  kill_agent("agent-1", SIGKILL);
+  const auto store_manifest = common::ArtifactStore(dir_.path() / "data" / "artifacts").manifest(artifact);
+  ASSERT_TRUE(store_manifest.ok()) << store_manifest.error().message;
+  const std::string content_key = common::X25519PrivateKey::load(key.string() + ".key")
+                                      ->unwrap_content_key(store_manifest->encryption())
+                                      .value();
+  TestMqttClient attacker(broker_->uri(), "agent-1",
+                          TestMqttClient::Identity{pki_->ca_cert(), agent_files_.at("agent-1")});
+  ASSERT_TRUE(attacker.connect().ok());
+  ASSERT_EQ(attacker.subscribe("fota/v1/dev/agent-1/chunk", 1).value(), 1);
+  v1::ChunkRequest request;
+  request.set_device_id("agent-1");
+  request.set_artifact_id(artifact);
+  request.set_request_id(1);
+  auto* range = request.add_ranges();
+  range->set_first(0);
+  range->set_count(6);
+  ASSERT_EQ(attacker.publish("fota/v1/dev/agent-1/chunk/req", request.SerializeAsString(), 1).value(), 0);
+  int chunks = 0;
+  while (chunks < 6) {
+    const auto message = attacker.wait_message(10s);
+    ASSERT_TRUE(message.has_value()) << chunks << " chunks arrived\n" << broker_->log();
+    v1::ChunkData chunk;
+    ASSERT_TRUE(chunk.ParseFromString(message->payload));
+    ASSERT_EQ(chunk.status(), v1::CHUNK_STATUS_OK);
+    const std::uint32_t index = chunk.index();
+    // 16 KiB of ciphertext and its 16-byte tag, no marker; only agent-0's key opens it.
+    EXPECT_EQ(chunk.data().size(), 16u * 1024 + 16) << "chunk " << index;
+    EXPECT_EQ(chunk.data().find("PLAINTEXT-"), std::string::npos) << "chunk " << index;
+    std::string opened = chunk.data();
+    ASSERT_TRUE(common::decrypt_chunk(content_key, index, opened).ok());
+    EXPECT_EQ(opened, image.substr(std::size_t{index} * 16 * 1024, 16 * 1024));
+    ++chunks;
+  }
+  EXPECT_EQ(chunks, 6);
 }
 
 }  // namespace

@@ -113,6 +113,24 @@ TEST_F(ScenarioRun, HappyPathEveryDeviceCommits) {
   EXPECT_GE(report.waves[1].started_ms, report.waves[0].finished_ms);
 }
 
+// docs/SECURITY.md, "Encrypted artifacts": the happy path with the image encrypted for a key every
+// virtual device holds. The orchestrator's store, which the broker plugin serves, holds ciphertext.
+TEST_F(ScenarioRun, AnEncryptedArtifactCommitsOnEveryVirtualDevice) {
+  const RunReport report = run("happy-path.yaml", [](Scenario& s) { s.artifact.encrypted = true; });
+  EXPECT_TRUE(report.passed);
+  EXPECT_EQ(report.outcome, "completed");
+  EXPECT_EQ(report.device_count, 100u);
+  for (const auto& d : report.devices) EXPECT_EQ(d.final_version, "1.1.0") << d.device_id;
+  const common::ArtifactStore store(artifacts_);
+  const auto ids = store.list();
+  ASSERT_EQ(ids.size(), 1u);
+  const auto manifest = store.manifest(ids[0]);
+  ASSERT_TRUE(manifest.ok()) << manifest.error().message;
+  EXPECT_TRUE(manifest->has_encryption());
+  EXPECT_EQ(std::filesystem::file_size(artifacts_ / ids[0] / "image"), 1024u * 1024 + 64 * 16)
+      << "64 chunks of ciphertext, each with its 16-byte tag";
+}
+
 TEST_F(ScenarioRun, FlakyLinksStillCommitEverywhere) {
   const RunReport report = run("flaky-links.yaml");
   EXPECT_TRUE(report.passed);

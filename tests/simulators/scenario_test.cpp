@@ -78,6 +78,10 @@ TEST(ScenarioParser, MinimalScenarioGetsDefaults) {
   EXPECT_EQ(s->rollout.driver, RolloutDriver::kOrchestrator);
   EXPECT_EQ(s->expect.outcome, ExpectedOutcome::kCompleted);
   EXPECT_TRUE(s->link_profiles.count("ideal"));
+  EXPECT_FALSE(s->artifact.encrypted);
+  auto encrypted = parse_scenario(std::string(kMinimal) + "  encrypted: true\n", "tiny.yaml");
+  ASSERT_TRUE(encrypted.ok()) << encrypted.error().message;
+  EXPECT_TRUE(encrypted->artifact.encrypted);
 }
 
 // Each bad scenario must be refused with the file, line, field path and what was wrong.

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "fota/common/codec.hpp"
+#include "fota/common/encryption.hpp"
 
 namespace fota::common {
 namespace fs = std::filesystem;
@@ -48,21 +49,39 @@ struct ImageHashes {
   Sha256Digest image{};
 };
 
-Result<ImageHashes> hash_image(std::istream& in, std::uint64_t size, std::uint32_t chunk_size) {
+// Encrypts image chunks on their way into the hash table and into `out` (encrypted artifacts).
+struct ChunkEncryptor {
+  std::string_view content_key;
+  std::ofstream* out = nullptr;
+};
+
+// `image` is the SHA-256 of the bytes read; with `encrypt`, the chunk hashes are of the
+// ciphertexts it writes.
+Result<ImageHashes> hash_image(std::istream& in, std::uint64_t size, std::uint32_t chunk_size,
+                               const ChunkEncryptor* encrypt = nullptr) {
   ImageHashes out;
   out.table.reserve(std::size_t{chunk_count(size, chunk_size)} * kSha256Bytes);
   Sha256 whole;
   Sha256 chunk;
   std::string buf(chunk_size, '\0');
   std::uint64_t left = size;
+  std::uint32_t index = 0;
   while (left > 0) {
     const auto n = static_cast<std::size_t>(left < chunk_size ? left : chunk_size);
     in.read(buf.data(), static_cast<std::streamsize>(n));
     if (static_cast<std::size_t>(in.gcount()) != n) return Error(Errc::kIo, "image ended early");
-    chunk.update(buf.data(), n);
     whole.update(buf.data(), n);
+    if (encrypt != nullptr) {
+      auto sealed = encrypt_chunk(encrypt->content_key, index, std::string_view(buf.data(), n));
+      if (!sealed) return sealed.error();
+      chunk.update(*sealed);
+      encrypt->out->write(sealed->data(), static_cast<std::streamsize>(sealed->size()));
+    } else {
+      chunk.update(buf.data(), n);
+    }
     out.table += digest_bytes(chunk.finish());
     left -= n;
+    ++index;
   }
   out.image = whole.finish();
   return out;
@@ -90,8 +109,12 @@ void set_chunk_hashes(v1::Manifest& m, std::string_view table, bool use_hash_tab
   }
 }
 
-Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const ArtifactSpec& spec,
-                                                 const Ed25519PrivateKey& key, std::int64_t now_ms) {
+namespace {
+
+Result<v1::SignedManifest> build_manifest(const fs::path& image, const ArtifactSpec& spec,
+                                          const Ed25519PrivateKey& key, std::int64_t now_ms,
+                                          const std::vector<X25519PublicKey>* recipients,
+                                          const fs::path* ciphertext) {
   if (spec.version.empty()) return Error(Errc::kInvalidArgument, "--version is empty");
   if (spec.compatible_hardware.empty()) {
     return Error(Errc::kInvalidArgument, "no compatible hardware type given (use --hardware HW[,HW])");
@@ -113,10 +136,37 @@ Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const Ar
   std::ifstream in(image, std::ios::binary);
   if (!in)
     return Error(Errc::kPermissionDenied, "cannot open " + image.string() + ": " + std::strerror(errno));
-  auto hashes = hash_image(in, size, spec.chunk_size);
-  if (!hashes) return hashes.error().with_context(image.string());
 
   v1::Manifest m;
+  Result<ImageHashes> hashes = Error(Errc::kInternal, "not hashed");
+  if (recipients != nullptr) {
+    if (fs::exists(*ciphertext, ec)) {
+      return Error(Errc::kAlreadyExists, ciphertext->string() + " already exists; refusing to overwrite it");
+    }
+    auto content_key = generate_content_key();
+    if (!content_key) return content_key.error();
+    auto encryption = make_encryption(*content_key, *recipients);
+    if (!encryption) {
+      cleanse(*content_key);
+      return encryption.error();
+    }
+    *m.mutable_encryption() = std::move(encryption).value();
+    std::ofstream out(*ciphertext, std::ios::binary | std::ios::trunc);
+    if (!out) {
+      cleanse(*content_key);
+      return Error(Errc::kIo, "cannot create " + ciphertext->string() + ": " + std::strerror(errno));
+    }
+    const ChunkEncryptor encryptor{*content_key, &out};
+    hashes = hash_image(in, size, spec.chunk_size, &encryptor);
+    cleanse(*content_key);  // from here on only the recipients can recover it
+    out.flush();
+    if (hashes && !out) hashes = Error(Errc::kIo, "writing " + ciphertext->string() + " failed (disk full?)");
+    if (!hashes) fs::remove(*ciphertext, ec);
+  } else {
+    hashes = hash_image(in, size, spec.chunk_size);
+  }
+  if (!hashes) return hashes.error().with_context(image.string());
+
   m.set_name(spec.name.empty() ? image.filename().string() : spec.name);
   m.set_version(spec.version);
   m.set_security_counter(spec.security_counter);
@@ -131,6 +181,23 @@ Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const Ar
   // Content-addressed id: a hash of everything else the manifest says.
   m.set_artifact_id(to_hex(digest_bytes(Sha256::digest(m.SerializeAsString()))).substr(0, kArtifactIdLength));
   return sign_manifest(m, key);
+}
+
+}  // namespace
+
+Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const ArtifactSpec& spec,
+                                                 const Ed25519PrivateKey& key, std::int64_t now_ms) {
+  return build_manifest(image, spec, key, now_ms, nullptr, nullptr);
+}
+
+Result<v1::SignedManifest> build_encrypted_manifest(const fs::path& image, const ArtifactSpec& spec,
+                                                    const std::vector<X25519PublicKey>& recipients,
+                                                    const Ed25519PrivateKey& key, std::int64_t now_ms,
+                                                    const fs::path& ciphertext) {
+  if (recipients.empty()) {
+    return Error(Errc::kInvalidArgument, "no recipient key to encrypt for (--encrypt-for KEY.pub[,KEY.pub])");
+  }
+  return build_manifest(image, spec, key, now_ms, &recipients, &ciphertext);
 }
 
 Status write_bundle(const fs::path& out, const v1::SignedManifest& manifest, const fs::path& image) {
@@ -205,16 +272,24 @@ Result<VerifiedBundle> verify_bundle(const fs::path& bundle, const TrustStore& t
   if (!info) return info.error();
   auto manifest = trust.verify(info->signed_manifest);
   if (!manifest) return manifest.error().with_context(bundle.string());
-  if (manifest->image_size() != info->image_size) {
-    return Error(Errc::kIntegrity, bundle.string() + ": the manifest says the image has " +
-                                       std::to_string(manifest->image_size()) +
+  const ChunkSpace space = ChunkSpace::of(*manifest);
+  const bool encrypted = manifest->has_encryption();
+  if (encrypted && manifest->encryption().scheme() != v1::ENCRYPTION_SCHEME_X25519_AES256GCM_V1) {
+    return Error(Errc::kMalformed, bundle.string() + ": encryption scheme " +
+                                       std::to_string(manifest->encryption().scheme()) +
+                                       " is not known to this build; devices would refuse it");
+  }
+  if (space.stored_image_size() != info->image_size) {
+    return Error(Errc::kIntegrity, bundle.string() + ": the manifest says the " +
+                                       (encrypted ? "encrypted image" : "image") + " has " +
+                                       std::to_string(space.stored_image_size()) +
                                        " bytes but the bundle holds " + std::to_string(info->image_size));
   }
   std::ifstream in(bundle, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(info->image_offset));
-  auto hashes = hash_image(in, info->image_size, manifest->chunk_size());
+  // An encrypted image's chunk hashes cover the stored ciphertext chunks (plaintext + tag each).
+  auto hashes = hash_image(in, info->image_size, manifest->chunk_size() + space.chunk_overhead());
   if (!hashes) return hashes.error().with_context(bundle.string());
-  const ChunkSpace space = ChunkSpace::of(*manifest);
   if (!space.has_hash_table()) {
     for (std::uint32_t i = 0; i < space.image_chunks(); ++i) {
       if (hashes->table.compare(std::size_t{i} * kSha256Bytes, kSha256Bytes,
@@ -236,7 +311,8 @@ Result<VerifiedBundle> verify_bundle(const fs::path& bundle, const TrustStore& t
                                          " of the signed manifest (the image was altered)");
     }
   }
-  if (digest_bytes(hashes->image) != manifest->image_sha256()) {
+  // image_sha256 is of the plaintext: only a recipient can check it (the device does, after writing).
+  if (!encrypted && digest_bytes(hashes->image) != manifest->image_sha256()) {
     return Error(Errc::kIntegrity, bundle.string() + ": image hash does not match the signed manifest");
   }
   return VerifiedBundle{std::move(info).value(), std::move(manifest).value(), std::move(hashes->table)};

@@ -71,14 +71,19 @@ std::uint32_t chunk_count(std::uint64_t image_size, std::uint32_t chunk_size) no
   return static_cast<std::uint32_t>((image_size + chunk_size - 1) / chunk_size);
 }
 
-ChunkSpace::ChunkSpace(std::uint64_t image_size, std::uint32_t chunk_size, bool hash_table) noexcept
-    : image_size_(image_size), chunk_size_(chunk_size), image_chunks_(chunk_count(image_size, chunk_size)) {
+ChunkSpace::ChunkSpace(std::uint64_t image_size, std::uint32_t chunk_size, bool hash_table,
+                       std::uint32_t chunk_overhead) noexcept
+    : image_size_(image_size),
+      chunk_size_(chunk_size),
+      chunk_overhead_(chunk_overhead),
+      image_chunks_(chunk_count(image_size, chunk_size)) {
   const std::uint32_t per = hashes_per_hash_chunk();
   if (hash_table && per > 0) hash_chunks_ = image_chunks_ / per + (image_chunks_ % per != 0 ? 1 : 0);
 }
 
 ChunkSpace ChunkSpace::of(const v1::Manifest& manifest) noexcept {
-  return ChunkSpace(manifest.image_size(), manifest.chunk_size(), manifest.hash_table_sha256_size() > 0);
+  return ChunkSpace(manifest.image_size(), manifest.chunk_size(), manifest.hash_table_sha256_size() > 0,
+                    manifest.has_encryption() ? kEncryptedChunkOverhead : 0);
 }
 
 bool ChunkSpace::wants_hash_table(std::uint64_t image_size, std::uint32_t chunk_size) noexcept {
@@ -103,16 +108,19 @@ std::size_t ChunkSpace::hash_offset(std::uint32_t image_index) const noexcept {
 }
 
 std::uint64_t ChunkSpace::offset(std::uint32_t index) const noexcept {
-  if (index < image_chunks_) return std::uint64_t{index} * chunk_size_;
+  if (index < image_chunks_) return std::uint64_t{index} * (std::uint64_t{chunk_size_} + chunk_overhead_);
   if (!is_hash_chunk(index)) return 0;
   return std::uint64_t{index - image_chunks_} * hashes_per_hash_chunk() * kSha256Bytes;
 }
 
+std::uint32_t ChunkSpace::plain_length(std::uint32_t index) const noexcept {
+  if (index >= image_chunks_) return 0;
+  const std::uint64_t left = image_size_ - std::uint64_t{index} * chunk_size_;
+  return static_cast<std::uint32_t>(left < chunk_size_ ? left : chunk_size_);
+}
+
 std::uint32_t ChunkSpace::length(std::uint32_t index) const noexcept {
-  if (index < image_chunks_) {
-    const std::uint64_t left = image_size_ - std::uint64_t{index} * chunk_size_;
-    return static_cast<std::uint32_t>(left < chunk_size_ ? left : chunk_size_);
-  }
+  if (index < image_chunks_) return plain_length(index) + chunk_overhead_;
   if (!is_hash_chunk(index)) return 0;
   const std::uint32_t per = hashes_per_hash_chunk();
   const std::uint32_t first = (index - image_chunks_) * per;
@@ -157,6 +165,24 @@ Status check_manifest_structure(const v1::Manifest& m) {
   for (int i = 0; i < hashes.size(); ++i) {
     if (hashes.Get(i).size() != kSha256Bytes) {
       return bad((table ? "hash-table hash " : "chunk hash ") + std::to_string(i) + " is not 32 bytes");
+    }
+  }
+  if (m.has_encryption()) {
+    const v1::ArtifactEncryption& e = m.encryption();
+    if (e.scheme() == v1::ENCRYPTION_SCHEME_UNSPECIFIED) return bad("encryption names no scheme");
+    if (e.recipients_size() == 0) return bad("is encrypted but wraps its content key for no recipient");
+    // An unknown scheme is the reader's to refuse by name (a device: ERROR_UNSUPPORTED_ENCRYPTION);
+    // the sizes below are the known scheme's.
+    if (e.scheme() == v1::ENCRYPTION_SCHEME_X25519_AES256GCM_V1) {
+      for (int i = 0; i < e.recipients_size(); ++i) {
+        const auto& r = e.recipients(i);
+        if (r.recipient_key_id().size() != 16 || r.ephemeral_public_key().size() != 32 ||
+            r.wrapped_key().size() != 48) {
+          return bad("wrapped content key " + std::to_string(i) +
+                     " is malformed (expected a 16-character key id, a 32-byte ephemeral key and 48 "
+                     "wrapped bytes)");
+        }
+      }
     }
   }
   return ok_status();

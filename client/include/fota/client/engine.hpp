@@ -53,6 +53,28 @@ class EngineCrypto {
   // decodes it (common::verify_command). Errors: Errc::kTooLarge, Errc::kMalformed,
   // Errc::kUntrustedKey, Errc::kBadSignature (also for a command that is not signed).
   virtual common::Result<v1::Command> verify_command(std::string_view payload) const = 0;
+
+  // Encrypted artifacts (docs/SECURITY.md, "Encrypted artifacts"). A crypto without a decryption
+  // key keeps these defaults: it has no key id and is the recipient of nothing.
+  // The id of the X25519 key this device decrypts with (16 hex chars); empty when it has none.
+  virtual std::string decryption_key_id() const { return {}; }
+  // The content key (32 raw bytes) wrapped for this device in `encryption`. Errors:
+  // Errc::kNotFound (nothing wrapped for this device's key, or it has no key),
+  // Errc::kIntegrity (the entry for it does not open), Errc::kInvalidArgument (unknown scheme).
+  virtual common::Result<std::string> unwrap_content_key(const v1::ArtifactEncryption& encryption) const {
+    (void)encryption;
+    return common::Error(common::Errc::kNotFound,
+                         "this device has no decryption key (fota-device: decryption_key)");
+  }
+  // Decrypts image chunk `index` in place (ciphertext || tag in, plaintext out). Errors:
+  // Errc::kIntegrity when the GCM tag fails.
+  virtual common::Status decrypt_chunk(std::string_view content_key, std::uint32_t index,
+                                       std::string& data) const {
+    (void)content_key;
+    (void)index;
+    (void)data;
+    return common::Error(common::Errc::kInternal, "this crypto cannot decrypt");
+  }
 };
 
 struct EngineConfig {

@@ -17,6 +17,7 @@
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/common/encryption.hpp"
 #include "fota/common/result.hpp"
 #include "fota/common/topics.hpp"
 
@@ -27,15 +28,22 @@ class OpenSslEngineCrypto : public EngineCrypto {
  public:
   // `artifact_keys` verify manifests (release keys); `command_keys` verify commands (orchestrator
   // command keys). Two stores, so neither kind of key is ever accepted for the other.
-  OpenSslEngineCrypto(common::TrustStore artifact_keys, common::TrustStore command_keys)
-      : artifact_keys_(std::move(artifact_keys)), command_keys_(std::move(command_keys)) {}
+  // `decryption_key`, when given, opens encrypted artifacts wrapped for it.
+  OpenSslEngineCrypto(common::TrustStore artifact_keys, common::TrustStore command_keys,
+                      std::shared_ptr<const common::X25519PrivateKey> decryption_key = nullptr);
   std::string sha256(std::string_view data) const override;
   common::Result<v1::Manifest> verify_manifest(const v1::SignedManifest& signed_manifest) const override;
   common::Result<v1::Command> verify_command(std::string_view payload) const override;
+  std::string decryption_key_id() const override { return decryption_key_id_; }
+  common::Result<std::string> unwrap_content_key(const v1::ArtifactEncryption& encryption) const override;
+  common::Status decrypt_chunk(std::string_view content_key, std::uint32_t index,
+                               std::string& data) const override;
 
  private:
   common::TrustStore artifact_keys_;
   common::TrustStore command_keys_;
+  std::shared_ptr<const common::X25519PrivateKey> decryption_key_;
+  std::string decryption_key_id_;
 };
 
 // Where the engine's journal lives: the record (PersistJournal) and the signed manifest of the

@@ -72,6 +72,9 @@ struct ArtifactPlan {
   std::vector<std::string> compatible_hardware;  // default: every hardware type of the fleet
   // The image boots but its health check fails on every device that installs it.
   bool fails_health_check = false;
+  // The chunks are encrypted (docs/SECURITY.md, "Encrypted artifacts") for one X25519 key of the
+  // run that every virtual device holds, as a hardware group's key would be.
+  bool encrypted = false;
 };
 
 enum class RolloutDriver {

@@ -15,6 +15,7 @@
 #include "fota/common/chunk_responder.hpp"
 #include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/common/encryption.hpp"
 #include "fota/common/result.hpp"
 #include "fota/v1/fota.pb.h"
 
@@ -39,6 +40,18 @@ void set_chunk_hashes(v1::Manifest& manifest, std::string_view hash_table, bool 
 // ChunkSpace::wants_hash_table says so.
 Result<v1::SignedManifest> build_signed_manifest(const std::filesystem::path& image, const ArtifactSpec& spec,
                                                  const Ed25519PrivateKey& key, std::int64_t now_ms);
+
+// The same for an encrypted artifact (docs/SECURITY.md, "Encrypted artifacts"): a fresh random
+// content key encrypts each chunk (AES-256-GCM) into `ciphertext` (created; refused when it exists),
+// the key is wrapped for every recipient inside the signed manifest and then wiped: nobody but the
+// recipients can recover it. The chunk hashes cover the ciphertext chunks, image_sha256 the
+// plaintext. The bundle holds `ciphertext` as its image (write_bundle(out, manifest, ciphertext)).
+// Errors as build_signed_manifest, and kInvalidArgument for no or a repeated recipient.
+Result<v1::SignedManifest> build_encrypted_manifest(const std::filesystem::path& image,
+                                                    const ArtifactSpec& spec,
+                                                    const std::vector<X25519PublicKey>& recipients,
+                                                    const Ed25519PrivateKey& key, std::int64_t now_ms,
+                                                    const std::filesystem::path& ciphertext);
 
 // Bundle file layout (docs/PROTOCOL.md): magic "FOTABNDL", u32 format version (1), u32 length of
 // the SignedManifest, the SignedManifest bytes, then the image bytes. Integers little endian.
@@ -67,7 +80,9 @@ struct VerifiedBundle {
 };
 
 // Verifies signature, structure, every chunk hash (directly, or through the hash table) and the
-// image hash. Errors name the first chunk (or hash chunk) that does not match.
+// image hash. Errors name the first chunk (or hash chunk) that does not match. For an encrypted
+// artifact the chunk hashes are checked over the ciphertext and the image hash, of the plaintext,
+// is left to the devices that can decrypt it; an unknown encryption scheme is kMalformed.
 Result<VerifiedBundle> verify_bundle(const std::filesystem::path& bundle, const TrustStore& trust);
 
 // Content-addressed store: <root>/<artifact_id>/manifest.pb (SignedManifest),

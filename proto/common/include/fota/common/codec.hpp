@@ -29,6 +29,8 @@ inline constexpr std::size_t kMaxChunkDataBytes = kMaxChunkSize + 4096;
 inline constexpr std::size_t kSha256Bytes = 32;
 inline constexpr std::size_t kEd25519SignatureBytes = 64;
 inline constexpr std::size_t kArtifactIdLength = 32;
+// An encrypted artifact's image chunk travels as ciphertext || GCM tag (docs/SECURITY.md).
+inline constexpr std::uint32_t kEncryptedChunkOverhead = 16;
 
 std::size_t max_message_bytes(Channel channel) noexcept;
 
@@ -91,17 +93,27 @@ inline constexpr std::uint32_t kMaxInlineChunkHashes = 512;
 // [0, hash_chunks) are the hash table's chunks: hash chunk j is the SHA-256s of image chunks
 // [j * H, j * H + H), concatenated, H = hashes_per_hash_chunk(). Every chunk server reads chunk i
 // of an artifact through ArtifactStore::read_chunk, which uses this.
+// An encrypted artifact's image chunks carry `chunk_overhead` more bytes each (the GCM tag) on the
+// wire and in the store than the plaintext chunk the device writes: offsets and lengths here are
+// of the stored bytes, plain_length() is what is written.
 class ChunkSpace {
  public:
   ChunkSpace() = default;
-  ChunkSpace(std::uint64_t image_size, std::uint32_t chunk_size, bool hash_table) noexcept;
-  // The space a manifest addresses: with a hash table when hash_table_sha256 is not empty.
+  ChunkSpace(std::uint64_t image_size, std::uint32_t chunk_size, bool hash_table,
+             std::uint32_t chunk_overhead = 0) noexcept;
+  // The space a manifest addresses: with a hash table when hash_table_sha256 is not empty, with
+  // kEncryptedChunkOverhead per image chunk when it has `encryption`.
   static ChunkSpace of(const v1::Manifest& manifest) noexcept;
   // Whether an image of this size is given a hash table when its manifest is built.
   static bool wants_hash_table(std::uint64_t image_size, std::uint32_t chunk_size) noexcept;
 
   std::uint64_t image_size() const noexcept { return image_size_; }
   std::uint32_t chunk_size() const noexcept { return chunk_size_; }
+  std::uint32_t chunk_overhead() const noexcept { return chunk_overhead_; }
+  // Bytes of the image as stored and served: image_size() plus the overhead of every image chunk.
+  std::uint64_t stored_image_size() const noexcept {
+    return image_size_ + std::uint64_t{image_chunks_} * chunk_overhead_;
+  }
   bool has_hash_table() const noexcept { return hash_chunks_ > 0; }
   std::uint32_t image_chunks() const noexcept { return image_chunks_; }
   std::uint32_t hash_chunks() const noexcept { return hash_chunks_; }
@@ -118,10 +130,13 @@ class ChunkSpace {
   // for an index outside the space.
   std::uint64_t offset(std::uint32_t index) const noexcept;
   std::uint32_t length(std::uint32_t index) const noexcept;
+  // Plaintext bytes of image chunk `index` (length() minus the overhead); 0 outside the image.
+  std::uint32_t plain_length(std::uint32_t index) const noexcept;
 
  private:
   std::uint64_t image_size_ = 0;
   std::uint32_t chunk_size_ = 0;
+  std::uint32_t chunk_overhead_ = 0;
   std::uint32_t image_chunks_ = 0;
   std::uint32_t hash_chunks_ = 0;
 };
