@@ -340,7 +340,19 @@ TEST_F(CertificateLifecycleTest, DeviceRenewsItsExpiringCertificateByItselfAndSt
 
   // The old serial revoked at the broker: the device is not disconnected (it no longer uses it),
   // a client presenting the old pair is refused.
+  const auto reloads = [&] {
+    const std::string log = broker_->log();
+    std::size_t n = 0;
+    for (auto at = log.find("deny list reloaded"); at != std::string::npos;
+         at = log.find("deny list reloaded", at + 1))
+      ++n;
+    return n;
+  };
+  const std::size_t reloaded_before = reloads();
   std::ofstream(deny_list_, std::ios::app) << "serial:" << old_identity->serial_hex << "\n";
+  // The plugin notices the file by itself (deny_list_check_seconds); wait for it before trying.
+  for (int i = 0; i < 200 && reloads() == reloaded_before; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_GT(reloads(), reloaded_before) << broker_->log();
   r = run_command("timeout 15 mosquitto_sub -h 127.0.0.1 -p " + std::to_string(broker_->port()) +
                   " -V mqttv5 --cafile '" + pki_->ca_cert().string() + "' --cert '" +
                   old_files.cert.string() + "' --key '" + old_files.key.string() +
