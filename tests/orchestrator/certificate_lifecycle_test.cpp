@@ -292,7 +292,11 @@ TEST_F(CertificateLifecycleTest, RevokedDeviceIsDisconnectedWithinSecondsRefused
 // A device whose certificate ends soon renews it by itself over MQTT: a new key and CSR, signed by
 // the orchestrator's issuing CA, checked, installed, and the device reconnects with it; the old
 // certificate's serial can then be revoked without touching the device.
-TEST_F(CertificateLifecycleTest, DeviceRenewsItsExpiringCertificateByItselfAndStaysConnected) {
+// With either MQTT adapter of fota-device (both read the certificate files at connect).
+class CertificateRenewalTest : public CertificateLifecycleTest,
+                               public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(CertificateRenewalTest, DeviceRenewsItsExpiringCertificateByItselfAndStaysConnected) {
   enable_renewal();
   start_orchestrator();
   common::IssueOptions short_lived;
@@ -303,7 +307,8 @@ TEST_F(CertificateLifecycleTest, DeviceRenewsItsExpiringCertificateByItselfAndSt
   const auto old_identity = common::peer_identity_from_pem(read(old_files.cert));
   ASSERT_TRUE(old_identity.ok());
   // Renewal is due: the certificate ends within renew_before.
-  start_agent("dev-renew", old_files, "certificate:\n  renew_before: 1d\n  retry_initial: 1s\n");
+  start_agent("dev-renew", old_files,
+              "transport: " + GetParam() + "\ncertificate:\n  renew_before: 1d\n  retry_initial: 1s\n");
   const auto started = std::chrono::steady_clock::now();
 
   const fs::path renewed = dir_.path() / "dev-renew" / "state" / "identity" / "current" / "device.crt";
@@ -336,6 +341,7 @@ TEST_F(CertificateLifecycleTest, DeviceRenewsItsExpiringCertificateByItselfAndSt
   EXPECT_NE(issued[0].value("detail", "").find(verified->identity.serial_hex), std::string::npos)
       << issued[0].dump();
   wait_online({"dev-renew"});
+  ASSERT_TRUE(online("dev-renew")) << read(device_log) << broker_->log();
   EXPECT_NE(read(device_log).find("reconnecting with it"), std::string::npos) << read(device_log);
 
   // The old serial revoked at the broker: the device is not disconnected (it no longer uses it),
@@ -365,6 +371,9 @@ TEST_F(CertificateLifecycleTest, DeviceRenewsItsExpiringCertificateByItselfAndSt
   // Not renewed again: the new certificate is far from its end.
   EXPECT_EQ(metric("fota_certificates_issued_total"), 1);
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, CertificateRenewalTest, ::testing::Values("paho", "mosquitto"),
+                         [](const ::testing::TestParamInfo<std::string>& param) { return param.param; });
 
 // Renewal requests as an attacker would send them, with a device's own certificate and key.
 TEST_F(CertificateLifecycleTest, RenewalRequestsForAnotherIdentityAreRefused) {
