@@ -92,6 +92,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case common::Channel::kChunkRequest:
       to_fleet<v1::ChunkRequest>(f, payload, channel);
       break;
+    case common::Channel::kCertificateRequest:
+      // The orchestrator's adapter answers these (signing is I/O), not the fleet core: the gate
+      // above is what every request passes first.
+      break;
     case common::Channel::kCommand:
     case common::Channel::kChunk:
       to_device(f, channel, payload);

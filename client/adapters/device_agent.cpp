@@ -19,6 +19,13 @@ class DeviceAgent::Uplink : public Transport {
  public:
   explicit Uplink(DeviceAgent& agent) : agent_(agent) {}
   common::Status publish(Channel channel, std::string payload) override {
+    if (channel == Channel::kInventory && agent_.renews_certificate()) {
+      // Serialized protobuf messages merge when concatenated: this adds the certificate's end
+      // (Inventory.certificate_not_after) without decoding what the engine built.
+      v1::Inventory certificate;
+      certificate.set_certificate_not_after(agent_.renewal_.not_after_s());
+      payload += common::encode(certificate);
+    }
     return agent_.publish(channel, std::move(payload));
   }
 
@@ -34,7 +41,8 @@ DeviceAgent::DeviceAgent(DeviceAgentConfig config, Installer& installer, Journal
       link_(link),
       hooks_(std::move(hooks)),
       device_(std::move(device)),
-      topics_(std::move(topics)) {}
+      topics_(std::move(topics)),
+      renewal_(hooks_.certificate.config, device_.str(), hooks_.certificate.not_after_s) {}
 
 DeviceAgent::~DeviceAgent() { installer_.set_log_sink({}); }
 
@@ -69,6 +77,9 @@ common::Result<std::unique_ptr<DeviceAgent>> DeviceAgent::create(DeviceAgentConf
   runtime_hooks.before_action = self->hooks_.before_action;
   runtime_hooks.after_action = self->hooks_.after_action;
   runtime_hooks.set_log_level = [self](v1::LogLevel level) { self->min_level_ = level; };
+  runtime_hooks.certificate_issued = [self](const v1::CertificateIssued& issued) {
+    self->on_certificate_issued(issued);
+  };
   runtime_hooks.log = [self](v1::LogLevel level, const std::string& message) {
     self->diagnose(level, message);
     // The engine's warnings and errors also go to the fleet's log view. Its clock is the last
@@ -109,6 +120,7 @@ void DeviceAgent::on_connected(std::int64_t now_ms) {
   }
   (void)publish(Channel::kPresence, encode_presence(device_, true, now_ms, config_.engine.client_version));
   execute(engine_->on_connected(now_ms), now_ms);
+  if (!finished() && renews_certificate() && renewal_.due(now_ms)) request_certificate(now_ms);
 }
 
 void DeviceAgent::on_disconnected(std::int64_t now_ms) {
@@ -131,12 +143,72 @@ void DeviceAgent::on_message(std::string_view topic, std::string_view payload, s
 void DeviceAgent::on_tick(std::int64_t now_ms) {
   if (finished() || !started_) return;
   if (now_ms >= engine_->next_deadline_ms()) execute(engine_->on_tick(now_ms), now_ms);
+  if (!finished() && renews_certificate()) {
+    renewal_.on_tick(now_ms);
+    if (connected_ && renewal_.due(now_ms)) request_certificate(now_ms);
+  }
   if (!finished() && now_ms >= next_log_flush_ms()) flush_logs();
 }
 
 std::int64_t DeviceAgent::next_deadline_ms() const {
   if (finished() || !started_) return UpdateEngine::kNoDeadline;
-  return std::min(engine_->next_deadline_ms(), next_log_flush_ms());
+  std::int64_t next = std::min(engine_->next_deadline_ms(), next_log_flush_ms());
+  // Offline a due renewal waits for the connection (on_connected ticks it).
+  if (renews_certificate() && (connected_ || renewal_.pending()))
+    next = std::min(next, renewal_.next_deadline_ms());
+  return next;
+}
+
+// ---- certificate renewal -------------------------------------------------------------------
+
+bool DeviceAgent::renews_certificate() const { return hooks_.certificate.enabled(); }
+
+void DeviceAgent::request_certificate(std::int64_t now_ms) {
+  auto made = hooks_.certificate.make_request();
+  if (!made.ok()) {
+    diagnose(v1::LOG_LEVEL_ERROR,
+             "certificate renewal: making a key and request failed: " + made.error().to_string());
+    renewal_.on_request_failed(now_ms);
+    return;
+  }
+  v1::CertificateRequest request;
+  request.set_device_id(device_.str());
+  request.set_request_id("r" + std::to_string(now_ms) + "-" + std::to_string(++certificate_requests_));
+  request.set_csr_pem(made->csr_pem);
+  if (auto st = publish(Channel::kCertificateRequest, common::encode(request)); !st.ok()) {
+    diagnose(v1::LOG_LEVEL_WARN,
+             "certificate renewal: publishing the request failed: " + st.error().to_string());
+    renewal_.on_request_failed(now_ms);
+    return;
+  }
+  renewal_.on_request_sent(request.request_id(), std::move(made->key_pem), now_ms);
+  diagnose(v1::LOG_LEVEL_INFO,
+           "certificate renewal: requested a certificate (request " + request.request_id() + ")");
+}
+
+void DeviceAgent::on_certificate_issued(const v1::CertificateIssued& issued) {
+  if (!renews_certificate()) {
+    diagnose(v1::LOG_LEVEL_WARN, "certificate renewal is not configured; ignored a certificate");
+    return;
+  }
+  auto renewed = renewal_.on_issued(issued, hooks_.certificate.check, now_ms_);
+  if (!renewed.ok()) {
+    // A warning goes to the fleet's log view as well: an answer was refused, the old pair stays.
+    const std::string message =
+        "certificate renewal: " + renewed.error().message + "; the current certificate stays";
+    diagnose(v1::LOG_LEVEL_WARN, message);
+    log(v1::LOG_LEVEL_WARN, message, "fota-client", now_ms_);
+    return;
+  }
+  if (auto st = hooks_.certificate.install(*renewed); !st.ok()) {
+    diagnose(v1::LOG_LEVEL_ERROR,
+             "certificate renewal: installing the certificate failed: " + st.error().to_string());
+    renewal_.on_install_failed(now_ms_);
+    return;
+  }
+  renewal_.on_installed(renewed->not_after);
+  diagnose(v1::LOG_LEVEL_INFO, "certificate renewal: installed a certificate valid until " +
+                                   std::to_string(renewed->not_after) + " (seconds since the epoch)");
 }
 
 void DeviceAgent::on_health_result(HealthCheckTicket ticket, bool healthy, const std::string& detail,

@@ -127,6 +127,8 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
       if (hooks_.set_log_level) hooks_.set_log_level(l->level);
     } else if (auto* g = std::get_if<action::Log>(&a)) {
       if (hooks_.log) hooks_.log(g->level, g->message);
+    } else if (auto* c = std::get_if<action::InstallCertificate>(&a)) {
+      if (hooks_.certificate_issued) hooks_.certificate_issued(c->issued);
     }
     if (hooks_.after_action && !hooks_.after_action(a)) {
       stopped_ = true;

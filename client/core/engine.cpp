@@ -248,9 +248,10 @@ struct Refusal {
 
 const char* action_name(const Action& action) noexcept {
   static constexpr const char* kNames[] = {
-      "PublishProgress", "PublishInventory", "RequestChunks", "PersistJournal", "StoreManifest",
-      "PrepareSlot",     "WriteChunk",       "HashSlot",      "ActivateSlot",   "Reboot",
-      "RunHealthCheck",  "CommitSlot",       "RevertSlot",    "SetLogLevel",    "Log"};
+      "PublishProgress",   "PublishInventory", "RequestChunks", "PersistJournal", "StoreManifest",
+      "PrepareSlot",       "WriteChunk",       "HashSlot",      "ActivateSlot",   "Reboot",
+      "RunHealthCheck",    "CommitSlot",       "RevertSlot",    "SetLogLevel",    "Log",
+      "InstallCertificate"};
   return kNames[action.index()];
 }
 
@@ -918,6 +919,9 @@ struct UpdateEngine::Impl {
         return;
       case v1::Command::kSetLogLevel:
         out.emplace_back(action::SetLogLevel{c.set_log_level().level()});
+        return;
+      case v1::Command::kCertificateIssued:
+        out.emplace_back(action::InstallCertificate{c.certificate_issued()});
         return;
       default:
         refuse(c, v1::ERROR_COMMAND_MALFORMED, "command has no body this client understands");

@@ -14,6 +14,22 @@
 namespace fota::device {
 namespace {
 
+// "90s", "10m", "12h", "30d" or a number of seconds, as milliseconds (at least 1 s).
+std::int64_t parse_duration_ms(const std::string& key, const std::string& text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const std::string unit = text.substr(digits);
+  std::int64_t factor = 0;
+  if (unit.empty() || unit == "s") factor = 1000;
+  if (unit == "m") factor = 60'000;
+  if (unit == "h") factor = 3'600'000;
+  if (unit == "d") factor = 86'400'000;
+  if (digits == 0 || digits > 9 || factor == 0 || std::stoll(text.substr(0, digits)) == 0) {
+    throw std::runtime_error(key + " '" + text + "' is not a duration; write e.g. 90s, 10m, 12h or 30d");
+  }
+  return std::stoll(text.substr(0, digits)) * factor;
+}
+
 struct BootLoaderName {
   const char* name;
   BootLoader loader;
@@ -124,6 +140,31 @@ common::Result<DeviceConfig> parse_config(std::string_view yaml, const std::file
     }
 
     // The boot loader and how the agent talks to it.
+    if (const auto cert = y["certificate"]) {
+      for (const auto& kv : cert) {
+        const std::string k = kv.first.as<std::string>();
+        if (k == "renew") {
+          c.renew_certificate = kv.second.as<bool>();
+        } else if (k == "renew_before") {
+          c.certificate.renew_before_ms =
+              parse_duration_ms("certificate.renew_before", kv.second.as<std::string>());
+        } else if (k == "response_timeout") {
+          c.certificate.response_timeout_ms =
+              parse_duration_ms("certificate.response_timeout", kv.second.as<std::string>());
+        } else if (k == "retry_initial") {
+          c.certificate.retry_initial_ms =
+              parse_duration_ms("certificate.retry_initial", kv.second.as<std::string>());
+        } else if (k == "retry_max") {
+          c.certificate.retry_max_ms =
+              parse_duration_ms("certificate.retry_max", kv.second.as<std::string>());
+        } else {
+          throw std::runtime_error(
+              "certificate." + k +
+              ": unknown key; known: renew, renew_before, response_timeout, retry_initial, "
+              "retry_max");
+        }
+      }
+    }
     if (y["bootloader"]) c.bootloader = parse_bootloader(y["bootloader"].as<std::string>());
     if (y["boot_tries"]) {
       c.boot_tries = y["boot_tries"].as<int>();

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "fota/client/certificate_renewal.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
 #include "fota/client/mqtt_client.hpp"
@@ -51,6 +52,10 @@ struct DeviceConfig {
   // boot loader writes <state_dir>/cmdline.
   std::filesystem::path kernel_cmdline;
   int boot_tries = 3;  // tries a slot gets when activated or committed (1..9)
+  // Certificate renewal (certificate.*): on unless certificate.renew is false; the renewed pair
+  // lives in <state_dir>/identity (client::IdentityStore).
+  bool renew_certificate = true;
+  client::CertificateRenewalConfig certificate;
 };
 
 bool known_transport(const std::string& name);

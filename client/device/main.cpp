@@ -23,10 +23,13 @@
 
 #include "device_config.hpp"
 #include "fota/client/boot_environment.hpp"
+#include "fota/client/identity_store.hpp"
 #include "fota/client/mosquitto/device_client.hpp"
 #include "fota/client/mqtt_client.hpp"
 #include "fota/client/runtime.hpp"
 #include "fota/client/uboot_environment.hpp"
+#include "fota/common/crypto.hpp"
+#include "fota/common/pki.hpp"
 #include "fota/common/process.hpp"
 
 namespace {
@@ -37,6 +40,8 @@ using device::BootLoader;
 using device::DeviceConfig;
 
 std::atomic<bool> g_stop{false};
+// A renewed certificate was installed: the session ends and a new one connects with it.
+std::atomic<bool> g_identity_changed{false};
 
 void on_signal(int) { g_stop = true; }
 
@@ -48,6 +53,7 @@ void notify_stopping() { (void)sd_notify(0, "STOPPING=1"); }
 // The application hooks, the same for both transports.
 struct DeviceHooks {
   client::HealthCheck health_check;
+  client::CertificateRenewalSetup certificate;
 };
 
 // Runs the configured health-check command with `/bin/sh -c`, telling it what it checks in the
@@ -77,7 +83,8 @@ bool run_health_check_command(const std::string& command, const std::string& dev
   return false;
 }
 
-enum class BootEnd { kStopped, kReboot, kFailed };
+// kReconnect: a renewed certificate is installed; connect again with it (same boot).
+enum class BootEnd { kStopped, kReboot, kFailed, kReconnect };
 
 // One boot on the Paho adapter: its own thread runs the client; this one waits for a signal or
 // the end of the client's loop (a reboot).
@@ -86,6 +93,7 @@ BootEnd run_paho_client(const DeviceConfig& config, client::Installer& installer
                         const DeviceHooks& device_hooks, const std::shared_ptr<spdlog::logger>& logger) {
   client::MqttDeviceClient::Hooks hooks;
   hooks.health_check = device_hooks.health_check;
+  hooks.certificate = device_hooks.certificate;
   auto client =
       client::MqttDeviceClient::create(config.mqtt, config.engine, installer, journal, crypto, hooks, logger);
   if (!client.ok()) {
@@ -97,12 +105,13 @@ BootEnd run_paho_client(const DeviceConfig& config, client::Installer& installer
     return BootEnd::kFailed;
   }
   notify_ready();
-  while (!g_stop && !(*client)->wait(std::chrono::milliseconds(200))) {
+  while (!g_stop && !g_identity_changed && !(*client)->wait(std::chrono::milliseconds(200))) {
   }
   if (g_stop) notify_stopping();
   const bool reboot = (*client)->reboot_requested();
   (*client)->stop();
-  return reboot ? BootEnd::kReboot : BootEnd::kStopped;
+  if (reboot) return BootEnd::kReboot;
+  return g_identity_changed && !g_stop ? BootEnd::kReconnect : BootEnd::kStopped;
 }
 
 // One boot on the libmosquitto adapter: this thread runs the event loop the client lives on.
@@ -119,6 +128,7 @@ BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& inst
   mqtt.topic_prefix = config.mqtt.topic_prefix;
   client::mosquitto::MosquittoDeviceClient::Hooks hooks;
   hooks.health_check = device_hooks.health_check;
+  hooks.certificate = device_hooks.certificate;
   auto client = client::mosquitto::MosquittoDeviceClient::create(loop, mqtt, config.engine, installer,
                                                                  journal, crypto, hooks, logger);
   if (!client.ok()) {
@@ -130,14 +140,15 @@ BootEnd run_mosquitto_client(const DeviceConfig& config, client::Installer& inst
     return BootEnd::kFailed;
   }
   notify_ready();
-  while (!g_stop && !(*client)->finished()) loop.run_once(200);
+  while (!g_stop && !g_identity_changed && !(*client)->finished()) loop.run_once(200);
   if (g_stop) notify_stopping();
   const bool reboot = (*client)->reboot_requested();
   (*client)->stop();
   // Let the offline presence and the DISCONNECT leave (bounded: the broker may be gone).
   const std::int64_t until = client::mosquitto::EventLoop::wall_clock_ms() + 2000;
   while (!(*client)->closed() && client::mosquitto::EventLoop::wall_clock_ms() < until) loop.run_once(50);
-  return reboot ? BootEnd::kReboot : BootEnd::kStopped;
+  if (reboot) return BootEnd::kReboot;
+  return g_identity_changed && !g_stop ? BootEnd::kReconnect : BootEnd::kStopped;
 }
 
 // The boot loader's variables for the configured boot loader.
@@ -151,6 +162,51 @@ std::unique_ptr<client::BootEnvironment> open_boot_environment(const DeviceConfi
       break;
   }
   return std::make_unique<client::FileBootEnvironment>(config.state_dir / "bootenv.txt");
+}
+
+// Certificate renewal for the pair `identity` says is current: off (with a warning) when the
+// certificate's validity cannot be read.
+client::CertificateRenewalSetup certificate_renewal(const DeviceConfig& config,
+                                                    client::IdentityStore& identity,
+                                                    const std::string& ca_pem,
+                                                    const std::shared_ptr<spdlog::logger>& logger) {
+  client::CertificateRenewalSetup setup;
+  if (!config.renew_certificate) return setup;
+  const client::IdentityFiles files = identity.current();
+  auto pem = common::read_file(files.cert, 1 << 20);
+  auto not_after = pem.ok() ? common::certificate_not_after(*pem) : common::Result<std::int64_t>(pem.error());
+  if (!not_after.ok()) {
+    logger->warn("certificate renewal is off: cannot read the validity of {}: {}", files.cert.string(),
+                 not_after.error().message);
+    return setup;
+  }
+  logger->info("connecting with {} (valid until {}); renewing {} s before that", files.cert.string(),
+               *not_after, config.certificate.renew_before_ms / 1000);
+  setup.config = config.certificate;
+  setup.not_after_s = *not_after;
+  const std::string device_id = config.engine.device_id;
+  setup.make_request = [device_id]() -> common::Result<client::CertificateRequestMade> {
+    auto made = common::make_certificate_request(device_id, common::Role::kDevice);
+    if (!made.ok()) return made.error();
+    return client::CertificateRequestMade{std::move(made->key_pem), std::move(made->csr_pem)};
+  };
+  setup.check = [ca_pem](std::string_view chain, std::string_view key,
+                         std::int64_t now_s) -> common::Result<client::CheckedCertificate> {
+    auto verified = common::verify_certificate_chain(chain, ca_pem, key, now_s);
+    if (!verified.ok()) return verified.error();
+    return client::CheckedCertificate{verified->identity.common_name,
+                                      std::string(common::role_name(verified->identity.role)),
+                                      verified->not_after};
+  };
+  setup.install = [&identity, logger](const client::RenewedCertificate& renewed) {
+    auto st = identity.install(renewed);
+    if (st.ok()) {
+      logger->info("installed a renewed certificate valid until {}; reconnecting with it", renewed.not_after);
+      g_identity_changed = true;
+    }
+    return st;
+  };
+  return setup;
 }
 
 }  // namespace
@@ -217,6 +273,12 @@ int main(int argc, char** argv) {
     logger->info("decryption key {} opens encrypted artifacts", decryption_key->public_key().key_id());
   }
   client::OpenSslEngineCrypto crypto(std::move(trust), std::move(command_keys), std::move(decryption_key));
+  client::IdentityStore identity(config->state_dir / "identity", {config->mqtt.cert, config->mqtt.key});
+  auto ca_pem = common::read_file(config->mqtt.ca_cert, 1 << 20);
+  if (!ca_pem.ok()) {
+    logger->error("cannot read the CA certificate: {}", ca_pem.error().to_string());
+    return 2;
+  }
   client::FileJournal journal(config->state_dir / "journal");
   auto env = open_boot_environment(*config);
   client::BootSchemeConfig scheme;
@@ -268,11 +330,21 @@ int main(int argc, char** argv) {
       logger->info("health check of {} in slot {}: {}", update.version, update.slot, ok ? "healthy" : detail);
       return ok;
     };
-    const auto end = config->transport == "mosquitto"
-                         ? run_mosquitto_client(*config, installer, journal, crypto, hooks, logger)
-                         : run_paho_client(*config, installer, journal, crypto, hooks, logger);
+    BootEnd end = BootEnd::kReconnect;
+    while (end == BootEnd::kReconnect && !g_stop) {
+      g_identity_changed = false;
+      // The renewed pair once there is one; the provisioned one until then.
+      DeviceConfig session = *config;
+      const client::IdentityFiles pair = identity.current();
+      session.mqtt.cert = pair.cert;
+      session.mqtt.key = pair.key;
+      hooks.certificate = certificate_renewal(session, identity, *ca_pem, logger);
+      end = config->transport == "mosquitto"
+                ? run_mosquitto_client(session, installer, journal, crypto, hooks, logger)
+                : run_paho_client(session, installer, journal, crypto, hooks, logger);
+    }
     if (end == BootEnd::kFailed) return 1;
-    if (end == BootEnd::kStopped) break;
+    if (end == BootEnd::kStopped || end == BootEnd::kReconnect) break;  // kReconnect: stopped meanwhile
     if (!config->reboot_command.empty()) {
       logger->info("rebooting: {}", config->reboot_command);
       return std::system(config->reboot_command.c_str()) == 0 ? 0 : 1;

@@ -118,6 +118,7 @@ common::Result<std::unique_ptr<MosquittoDeviceClient>> MosquittoDeviceClient::cr
     self->poll_health_check();
   };
   agent_hooks.reboot = self->hooks_.reboot;
+  agent_hooks.certificate = self->hooks_.certificate;
   agent_hooks.log = [self](v1::LogLevel level, const std::string& message) {
     self->logger_->log(to_spdlog(level), "{}", message);
   };

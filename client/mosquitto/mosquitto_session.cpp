@@ -100,12 +100,27 @@ common::Result<std::shared_ptr<TlsContext>> TlsContext::create(std::string_view 
 
   BIO* cert_bio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
   X509* cert = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr);
-  BIO_free(cert_bio);
-  if (cert == nullptr)
+  if (cert == nullptr) {
+    BIO_free(cert_bio);
     return Error(Errc::kCrypto, openssl_error("the client certificate PEM does not parse"));
+  }
   const int used = SSL_CTX_use_certificate(ctx, cert);
   X509_free(cert);
-  if (used != 1) return Error(Errc::kCrypto, openssl_error("the client certificate was refused"));
+  if (used != 1) {
+    BIO_free(cert_bio);
+    return Error(Errc::kCrypto, openssl_error("the client certificate was refused"));
+  }
+  // The certificates after the leaf (an issuing CA's, docs/SECURITY.md) go with it: the broker
+  // holds only the root.
+  while (X509* intermediate = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr)) {
+    if (SSL_CTX_add0_chain_cert(ctx, intermediate) != 1) {
+      X509_free(intermediate);
+      BIO_free(cert_bio);
+      return Error(Errc::kCrypto, openssl_error("the client certificate chain was refused"));
+    }
+  }
+  ERR_clear_error();  // the end of the PEM data
+  BIO_free(cert_bio);
 
   BIO* key_bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
   EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);

@@ -351,6 +351,7 @@ common::Result<std::unique_ptr<MqttDeviceClient>> MqttDeviceClient::create(
   agent_hooks.start_health_check = [self](HealthCheckTicket ticket, const HealthCheckSubject& subject,
                                           std::int64_t) { self->health->start(ticket, subject); };
   agent_hooks.reboot = self->hooks.reboot;
+  agent_hooks.certificate = self->hooks.certificate;
   agent_hooks.log = [self](v1::LogLevel level, const std::string& message) {
     self->logger->log(to_spdlog(level), "{}", message);
   };

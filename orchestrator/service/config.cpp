@@ -137,6 +137,24 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
                          "config: revocation." + k + ": unknown key; known: deny_list");
           }
         }
+      } else if (key == "pki") {
+        for (const auto& a : v) {
+          const std::string k = a.first.as<std::string>();
+          if (k == "issuing_ca") {
+            c.pki_issuing_ca = file(a.second);
+          } else if (k == "device_cert_validity") {
+            auto d = parse_duration(a.second.as<std::string>());
+            if (!d) return d.error().with_context("config: pki.device_cert_validity");
+            if (*d < 60'000) {
+              return Error(Errc::kInvalidArgument,
+                           "config: pki.device_cert_validity must be at least 1m (e.g. 90d)");
+            }
+            c.pki_device_cert_validity_ms = *d;
+          } else {
+            return Error(Errc::kInvalidArgument,
+                         "config: pki." + k + ": unknown key; known: issuing_ca, device_cert_validity");
+          }
+        }
       } else if (key == "tick_interval") {
         auto d = parse_duration(v.as<std::string>());
         if (!d) return d.error().with_context("config: tick_interval");
@@ -153,7 +171,7 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
         return Error(Errc::kInvalidArgument, "config: " + key +
                                                  ": unknown key; known: broker, topic_prefix, data_dir, "
                                                  "artifacts_dir, trusted_keys, command_key, http, "
-                                                 "api_tokens, audit, revocation, tick_interval, "
+                                                 "api_tokens, audit, revocation, pki, tick_interval, "
                                                  "default_link_rate, default_device_time, log_level");
       }
     }

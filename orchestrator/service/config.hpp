@@ -65,6 +65,12 @@ struct ServiceConfig {
   // plugin_opt_deny_list; empty = revocations are recorded but the broker is not told.
   std::filesystem::path revocation_deny_list;
 
+  // Certificate renewal (pki.*): the issuing CA's directory (`fotactl pki issue-ca NAME`: ca.crt,
+  // ca.key; never the root, which stays offline) that signs the devices' certificate requests, and
+  // how long the certificates it issues are valid. Empty = renewal requests are refused.
+  std::filesystem::path pki_issuing_ca;
+  std::int64_t pki_device_cert_validity_ms = 90LL * 86'400'000;
+
   std::int64_t tick_interval_ms = 200;
   std::int64_t default_link_rate = 1'000'000;  // bytes/s for predictions without history
   // Time per device besides the transfer (verify, install, reboot, health check, commit) assumed by

@@ -282,6 +282,12 @@ std::string metrics_text(const ServiceMetrics& m) {
   out << "# HELP fota_chunk_requests_refused_total Chunk requests for an artifact the device is not "
          "assigned.\n# TYPE fota_chunk_requests_refused_total counter\nfota_chunk_requests_refused_total "
       << m.chunk_requests_refused << "\n";
+  out << "# HELP fota_certificates_issued_total Device certificate requests signed by the issuing CA.\n"
+         "# TYPE fota_certificates_issued_total counter\nfota_certificates_issued_total "
+      << m.certificates_issued << "\n";
+  out << "# HELP fota_certificate_requests_refused_total Device certificate requests refused.\n"
+         "# TYPE fota_certificate_requests_refused_total counter\nfota_certificate_requests_refused_total "
+      << m.certificate_requests_refused << "\n";
   return out.str();
 }
 

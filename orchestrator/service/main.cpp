@@ -79,6 +79,22 @@ int main(int argc, char** argv) {
   options.command_key = std::make_shared<const common::Ed25519PrivateKey>(std::move(command_key).value());
   log->info("signing commands with command key {}", options.command_key->public_key().key_id());
 
+  if (!config->pki_issuing_ca.empty()) {
+    auto ca = common::CertificateAuthority::open(config->pki_issuing_ca);
+    if (!ca) return fail("pki.issuing_ca: " + ca.error().message);
+    if (!ca->is_issuing()) {
+      return fail("pki.issuing_ca " + config->pki_issuing_ca.string() +
+                  " is a root CA; keep the root offline and give the orchestrator an issuing CA made "
+                  "with `fotactl pki issue-ca NAME`");
+    }
+    options.issuing_ca = std::make_shared<const common::CertificateAuthority>(std::move(ca).value());
+    options.device_cert_validity = std::chrono::seconds(config->pki_device_cert_validity_ms / 1000);
+    log->info("renewing device certificates with the issuing CA in {} ({} s validity)",
+              config->pki_issuing_ca.string(), options.device_cert_validity.count());
+  } else {
+    log->info("no pki.issuing_ca: device certificate requests are refused");
+  }
+
   auto service = orchestrator::OrchestratorService::open(std::move(options), log);
   if (!service) return fail(service.error().message);
 

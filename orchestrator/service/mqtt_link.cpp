@@ -50,7 +50,7 @@ struct MqttLink::Impl {
 
   void subscribe_all() {
     for (Channel ch : {Channel::kInventory, Channel::kProgress, Channel::kLog, Channel::kPresence,
-                       Channel::kChunkRequest}) {
+                       Channel::kChunkRequest, Channel::kCertificateRequest}) {
       const std::string filter = topics.shared_filter(ch);
       try {
         client.subscribe(filter, 1);

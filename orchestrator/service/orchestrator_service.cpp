@@ -147,6 +147,21 @@ void OrchestratorService::on_message(const std::string& topic, const std::string
     return;
   }
   if (!common::device_publishes(parsed->channel)) return;
+  if (parsed->channel == Channel::kCertificateRequest) {
+    auto request = common::decode_device_message<v1::CertificateRequest>(
+        parsed->device, payload, common::max_message_bytes(parsed->channel));
+    if (!request) {
+      ++messages_rejected_;
+      log_->warn("rejected certificate request from {}: {}", parsed->device.str(), request.error().message);
+      return;
+    }
+    {
+      std::lock_guard lock(inbox_mutex_);
+      certificate_requests_.push_back(CertificateWork{parsed->device, std::move(request).value()});
+    }
+    inbox_cv_.notify_one();
+    return;
+  }
   // Decoded once, here on the transport's thread; the worker uses the decoded message.
   auto message = decode_message(parsed->channel, parsed->device, payload);
   if (!message) {
@@ -179,7 +194,7 @@ void OrchestratorService::on_message(const std::string& topic, const std::string
 
 void OrchestratorService::wait_for_input(std::chrono::milliseconds timeout) {
   std::unique_lock lock(inbox_mutex_);
-  inbox_cv_.wait_for(lock, timeout, [&] { return !inbox_.empty(); });
+  inbox_cv_.wait_for(lock, timeout, [&] { return !inbox_.empty() || !certificate_requests_.empty(); });
 }
 
 std::size_t OrchestratorService::serve_chunk_requests(std::chrono::milliseconds wait) {
@@ -277,11 +292,14 @@ std::size_t OrchestratorService::send_commands(std::chrono::milliseconds wait) {
 
 std::size_t OrchestratorService::run_once(Millis now) {
   std::deque<Inbound> batch;
+  std::deque<CertificateWork> certificate_requests;
   {
     std::lock_guard lock(inbox_mutex_);
     batch.swap(inbox_);
+    certificate_requests.swap(certificate_requests_);
   }
   std::lock_guard lock(state_mutex_);
+  for (const CertificateWork& work : certificate_requests) handle_certificate_request(work, now);
   for (const Inbound& in : batch) core_.on_message(in.device, in.message, now);
   core_.tick(now);
   // Commands go out only after the state that produced them is durable.
@@ -290,7 +308,83 @@ std::size_t OrchestratorService::run_once(Millis now) {
     // A report may have ended an update (committed, failed) without any command.
     for (const Inbound& in : batch) refresh_fetchable(in.device.str());
   }
-  return batch.size();
+  return batch.size() + certificate_requests.size();
+}
+
+std::string OrchestratorService::new_command_id() {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(command_ids_()),
+                static_cast<unsigned long long>(command_ids_()));
+  return "cert-" + std::string(buf);
+}
+
+void OrchestratorService::handle_certificate_request(const CertificateWork& work, Millis now) {
+  const std::string& id = work.device.str();
+  const std::string request_id = work.request.request_id().substr(0, 64);
+  auto refuse = [&](const std::string& why) {
+    ++certificate_requests_refused_;
+    log_->warn("refused certificate request {} of device {}: {}", request_id, id, why);
+    if (auto st = core_.record(AuditRecord{"device:" + id, "certificate.refused", request_id + ": " + why},
+                               save_at(now));
+        st) {
+      queue_commands();
+    }
+  };
+  if (!options_.issuing_ca) {
+    refuse(
+        "no issuing CA configured; set pki.issuing_ca to a directory made by `fotactl pki issue-ca NAME` "
+        "to renew device certificates");
+    return;
+  }
+  if (request_id.empty()) {
+    refuse("the request has no request_id");
+    return;
+  }
+  if (core_.revocations().count(id) != 0) {
+    refuse("the device is revoked");
+    return;
+  }
+  // Proof of possession, P-256 and subject CN = the topic's (authenticated) id, OU = device.
+  auto issued = options_.issuing_ca->sign_request(work.request.csr_pem(), id, common::Role::kDevice,
+                                                  options_.device_cert_validity);
+  if (!issued) {
+    refuse(issued.error().message);
+    return;
+  }
+  auto not_after = common::certificate_not_after(issued->cert_pem);
+  v1::Command cmd;
+  cmd.set_command_id(new_command_id());
+  cmd.set_device_id(id);
+  cmd.set_issued_at_ms(now);
+  cmd.set_expires_at_ms(now + options_.certificate_command_ttl_ms);
+  auto* body = cmd.mutable_certificate_issued();
+  body->set_request_id(request_id);
+  body->set_chain_pem(issued->cert_pem);
+  if (not_after) body->set_not_after(*not_after);
+  auto payload = common::sign_command(cmd, *options_.command_key);
+  if (!payload) {
+    refuse("signing the answer: " + payload.error().message);
+    return;
+  }
+  // Audited before it goes out: the record is durable when the device receives its certificate.
+  if (auto st = core_.record(AuditRecord{"device:" + id, "certificate.issued",
+                                         "serial " + issued->serial_hex + " for request " + request_id},
+                             save_at(now));
+      !st) {
+    ++certificate_requests_refused_;
+    log_->error("certificate for {} not sent: the audit record failed: {}", id, st.error().message);
+    return;
+  }
+  queue_commands();
+  {
+    std::lock_guard lock(command_mutex_);
+    commands_.push_back(DeviceCommand{
+        options_.topics.device_topic(work.device, Channel::kCommand), std::move(payload).value(),
+        static_cast<std::uint32_t>((options_.certificate_command_ttl_ms + 999) / 1000)});
+  }
+  command_cv_.notify_one();
+  ++certificates_issued_;
+  log_->info("issued certificate serial {} to {} (request {})", issued->serial_hex, id, request_id);
 }
 
 std::shared_ptr<const common::TrustStore> OrchestratorService::trusted_keys() const {
@@ -536,6 +630,8 @@ ServiceMetrics OrchestratorService::metrics(Millis now) {
   m.messages_rejected = messages_rejected_.load();
   m.chunk_requests_dropped = chunk_requests_dropped_.load();
   m.chunk_requests_refused = chunk_requests_refused_.load();
+  m.certificates_issued = certificates_issued_.load();
+  m.certificate_requests_refused = certificate_requests_refused_.load();
   return m;
 }
 

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -21,6 +22,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fota/common/artifact.hpp"
+#include "fota/common/pki.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/orchestrator/fleet_core.hpp"
 #include "fota/orchestrator/store.hpp"
@@ -56,6 +58,12 @@ struct ServiceOptions {
   // The broker plugin's deny list (plugin_opt_deny_list): rewritten atomically from the revoked
   // devices at start-up and after every revocation. Empty: the broker is not told.
   std::filesystem::path deny_list;
+  // Signs the devices' certificate requests (docs/PROTOCOL.md, "Certificate renewal"): an issuing
+  // CA, never the root. Null: every request is refused (logged and counted).
+  std::shared_ptr<const common::CertificateAuthority> issuing_ca;
+  std::chrono::seconds device_cert_validity{std::chrono::hours(24 * 90)};
+  // How long a CertificateIssued command stays valid for the device.
+  Millis certificate_command_ttl_ms = 10 * 60'000;
 };
 
 // Rollout ids from a random generator of its own, seeded from std::random_device.
@@ -100,6 +108,8 @@ struct ServiceMetrics {
   std::uint64_t messages_rejected = 0;
   std::uint64_t chunk_requests_dropped = 0;
   std::uint64_t chunk_requests_refused = 0;  // for an artifact the device is not assigned
+  std::uint64_t certificates_issued = 0;     // renewal requests signed
+  std::uint64_t certificate_requests_refused = 0;
 };
 
 class OrchestratorService {
@@ -174,6 +184,10 @@ class OrchestratorService {
     common::DeviceId device;
     DeviceMessage message;
   };
+  struct CertificateWork {
+    common::DeviceId device;
+    v1::CertificateRequest request;
+  };
   struct ChunkWork {
     common::DeviceId device;
     v1::ChunkRequest request;
@@ -182,6 +196,12 @@ class OrchestratorService {
   // Writes options_.deny_list from the core's revocations (state_mutex_ held).
   common::Status write_deny_list();
   void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
+  // Signs a device's certificate request with the issuing CA, audits it and queues the signed
+  // CertificateIssued command; refuses (logged, audited, counted) what it must not sign.
+  // state_mutex_ held.
+  void handle_certificate_request(const CertificateWork& work, Millis now);
+  // The answer's Command id: random, so a device's replay protection never meets it twice.
+  std::string new_command_id();
   // Writes a batch of the core's in one transaction, its audit entries at `now`.
   SaveBatch save_at(Millis now);
   // Hands the core's committed commands to send_commands(), and refreshes what the devices
@@ -206,6 +226,7 @@ class OrchestratorService {
   std::mutex inbox_mutex_;
   std::condition_variable inbox_cv_;
   std::deque<Inbound> inbox_;
+  std::deque<CertificateWork> certificate_requests_;  // under inbox_mutex_, for run_once()
 
   std::mutex chunk_mutex_;
   std::condition_variable chunk_cv_;
@@ -231,6 +252,9 @@ class OrchestratorService {
   std::atomic<std::uint64_t> messages_rejected_{0};
   std::atomic<std::uint64_t> chunk_requests_dropped_{0};
   std::atomic<std::uint64_t> chunk_requests_refused_{0};
+  std::atomic<std::uint64_t> certificates_issued_{0};
+  std::atomic<std::uint64_t> certificate_requests_refused_{0};
+  std::mt19937_64 command_ids_{std::random_device{}()};  // state_mutex_ held
 };
 
 }  // namespace fota::orchestrator

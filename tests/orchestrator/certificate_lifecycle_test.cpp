@@ -4,19 +4,23 @@
 // writes, real fota-device agents, fotactl with tokens of two roles, and mosquitto_sub holding a
 // revoked device's certificate and key.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <httplib.h>
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/common/pki.hpp"
 #include "fota/testing/broker.hpp"
 #include "fota/testing/command.hpp"
 #include "fota/testing/orchestrator_setup.hpp"
@@ -78,8 +82,17 @@ class CertificateLifecycleTest : public ::testing::Test {
     pid_ = -1;
   }
 
-  void start_agent(const std::string& id) {
-    const auto files = pki_->issue(common::Role::kDevice, id);
+  // The orchestrator renews device certificates with an issuing CA under the test root.
+  void enable_renewal() {
+    auto issuing = pki_->ca().create_issuing_ca("orchestrator", std::chrono::hours(24 * 365));
+    ASSERT_TRUE(issuing.ok()) << issuing.error().message;
+    issuing_dir_ = *issuing;
+    std::ofstream(setup_.config, std::ios::app)
+        << "pki:\n  issuing_ca: " << issuing_dir_.string() << "\n  device_cert_validity: 90d\n";
+  }
+
+  void start_agent(const std::string& id) { start_agent(id, pki_->issue(common::Role::kDevice, id)); }
+  void start_agent(const std::string& id, const common::IssuedFiles& files, const std::string& extra = "") {
     const auto home = dir_.path() / id;
     fs::create_directories(home);
     std::ofstream(home / "device.yaml")
@@ -87,7 +100,8 @@ class CertificateLifecycleTest : public ::testing::Test {
         << "\nca: " << pki_->ca_cert().string() << "\ncert: " << files.cert.string()
         << "\nkey: " << files.key.string() << "\ntrust: " << setup_.trusted_keys.string()
         << "\ncommand_keys: " << setup_.command_keys.string() << "\nstate_dir: " << (home / "state").string()
-        << "\nfactory_version: 1.0.0\ntime_zone: UTC\nlog_level: info\n";
+        << "\nfactory_version: 1.0.0\ntime_zone: UTC\nlog_level: info\n"
+        << extra;
     agents_.push_back(
         spawn({FOTA_DEVICE_PATH, "--config", (home / "device.yaml").string()}, home / "device.log"));
   }
@@ -141,7 +155,41 @@ class CertificateLifecycleTest : public ::testing::Test {
                        " -t fota/v1/dev/" + id + "/cmd -C 1 -W 3 2>&1");
   }
 
+  // The orchestrator's counter `name` from /metrics (-1 when missing).
+  long metric(const std::string& name) {
+    httplib::Client http("127.0.0.1", setup_.http_port);
+    http.set_bearer_token_auth(kAdminToken);
+    auto res = http.Get("/metrics");
+    if (!res || res->status != 200) return -1;
+    const auto at = res->body.find("\n" + name + " ");
+    if (at == std::string::npos) return -1;
+    return std::stol(res->body.substr(at + name.size() + 2));
+  }
+
+  long wait_metric(const std::string& name, long at_least) {
+    long value = -1;
+    for (int i = 0; i < 400 && (value = metric(name)) < at_least; ++i) std::this_thread::sleep_for(50ms);
+    return value;
+  }
+
+  std::vector<json> audit_of(const std::string& action) {
+    std::vector<json> out;
+    for (const auto& e : api_get("/api/v1/audit"))
+      if (e.value("action", "") == action) out.push_back(e);
+    return out;
+  }
+
+  // mosquitto_pub (a third-party client) with a device's certificate, publishing a file.
+  CommandRun mosquitto_pub_as(const common::IssuedFiles& files, const std::string& id,
+                              const std::string& topic, const fs::path& payload) {
+    return run_command("timeout 15 mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker_->port()) +
+                       " -V mqttv5 --cafile '" + pki_->ca_cert().string() + "' --cert '" +
+                       files.cert.string() + "' --key '" + files.key.string() + "' -i " + id + " -t '" +
+                       topic + "' -q 1 -f '" + payload.string() + "' 2>&1");
+  }
+
   TempDir dir_;
+  fs::path issuing_dir_;
   std::unique_ptr<TestPki> pki_;
   std::unique_ptr<MosquittoBroker> broker_;
   OrchestratorSetup setup_;
@@ -239,6 +287,162 @@ TEST_F(CertificateLifecycleTest, RevokedDeviceIsDisconnectedWithinSecondsRefused
   EXPECT_NE(read(deny_list_).find("\ndev-stolen\n"), std::string::npos) << read(deny_list_);
   r = mosquitto_sub_as("dev-stolen");
   EXPECT_NE(r.exit_code, 0) << r.output;
+}
+
+// A device whose certificate ends soon renews it by itself over MQTT: a new key and CSR, signed by
+// the orchestrator's issuing CA, checked, installed, and the device reconnects with it; the old
+// certificate's serial can then be revoked without touching the device.
+// With either MQTT adapter of fota-device (both read the certificate files at connect).
+class CertificateRenewalTest : public CertificateLifecycleTest,
+                               public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(CertificateRenewalTest, DeviceRenewsItsExpiringCertificateByItselfAndStaysConnected) {
+  enable_renewal();
+  start_orchestrator();
+  common::IssueOptions short_lived;
+  short_lived.role = common::Role::kDevice;
+  short_lived.common_name = "dev-renew";
+  short_lived.not_after = std::chrono::hours(2);
+  const auto old_files = pki_->issue_custom(short_lived, "dev-renew-short");
+  const auto old_identity = common::peer_identity_from_pem(read(old_files.cert));
+  ASSERT_TRUE(old_identity.ok());
+  // Renewal is due: the certificate ends within renew_before.
+  start_agent("dev-renew", old_files,
+              "transport: " + GetParam() + "\ncertificate:\n  renew_before: 1d\n  retry_initial: 1s\n");
+  const auto started = std::chrono::steady_clock::now();
+
+  const fs::path renewed = dir_.path() / "dev-renew" / "state" / "identity" / "current" / "device.crt";
+  const std::string device_log = (dir_.path() / "dev-renew" / "device.log").string();
+  while (!fs::exists(renewed) && std::chrono::steady_clock::now() - started < 30s)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(fs::exists(renewed)) << read(device_log) << read(dir_.path() / "orchestrator.log");
+  const auto took = std::chrono::steady_clock::now() - started;
+  std::printf("[ figure ] fota-device start -> renewed certificate installed after %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  // The new pair: its own key, the issuing CA's chain up to the root, 90 days.
+  const std::string chain = read(renewed);
+  const std::string key = read(renewed.parent_path() / "device.key");
+  struct stat st {};
+  ASSERT_EQ(::stat((renewed.parent_path() / "device.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto verified = common::verify_certificate_chain(chain, read(pki_->ca_cert()), key, std::time(nullptr));
+  ASSERT_TRUE(verified.ok()) << verified.error().message;
+  EXPECT_EQ(verified->identity.common_name, "dev-renew");
+  EXPECT_NE(verified->identity.serial_hex, old_identity->serial_hex);
+  EXPECT_GT(verified->not_after, std::time(nullptr) + 89 * 86'400);
+  CommandRun r = run_command("openssl verify -CAfile '" + pki_->ca_cert().string() + "' -untrusted '" +
+                             (issuing_dir_ / "ca.crt").string() + "' '" + renewed.string() + "' 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // Audited and counted; the device is back online with the new certificate.
+  EXPECT_EQ(wait_metric("fota_certificates_issued_total", 1), 1);
+  const auto issued = audit_of("certificate.issued");
+  ASSERT_EQ(issued.size(), 1u);
+  EXPECT_NE(issued[0].value("detail", "").find(verified->identity.serial_hex), std::string::npos)
+      << issued[0].dump();
+  wait_online({"dev-renew"});
+  ASSERT_TRUE(online("dev-renew")) << read(device_log) << broker_->log();
+  EXPECT_NE(read(device_log).find("reconnecting with it"), std::string::npos) << read(device_log);
+
+  // The old serial revoked at the broker: the device is not disconnected (it no longer uses it),
+  // a client presenting the old pair is refused.
+  const auto reloads = [&] {
+    const std::string log = broker_->log();
+    std::size_t n = 0;
+    for (auto at = log.find("deny list reloaded"); at != std::string::npos;
+         at = log.find("deny list reloaded", at + 1))
+      ++n;
+    return n;
+  };
+  const std::size_t reloaded_before = reloads();
+  std::ofstream(deny_list_, std::ios::app) << "serial:" << old_identity->serial_hex << "\n";
+  // The plugin notices the file by itself (deny_list_check_seconds); wait for it before trying.
+  for (int i = 0; i < 200 && reloads() == reloaded_before; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_GT(reloads(), reloaded_before) << broker_->log();
+  r = run_command("timeout 15 mosquitto_sub -h 127.0.0.1 -p " + std::to_string(broker_->port()) +
+                  " -V mqttv5 --cafile '" + pki_->ca_cert().string() + "' --cert '" +
+                  old_files.cert.string() + "' --key '" + old_files.key.string() +
+                  "' -i dev-renew -t fota/v1/dev/dev-renew/cmd -C 1 -W 3 2>&1");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(broker_->log().find("is on the deny list"), std::string::npos) << broker_->log();
+  EXPECT_EQ(broker_->log().find("disconnecting \"dev-renew\""), std::string::npos) << broker_->log();
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(online("dev-renew"));
+  // Not renewed again: the new certificate is far from its end.
+  EXPECT_EQ(metric("fota_certificates_issued_total"), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, CertificateRenewalTest, ::testing::Values("paho", "mosquitto"),
+                         [](const ::testing::TestParamInfo<std::string>& param) { return param.param; });
+
+// Renewal requests as an attacker would send them, with a device's own certificate and key.
+TEST_F(CertificateLifecycleTest, RenewalRequestsForAnotherIdentityAreRefused) {
+  enable_renewal();
+  start_orchestrator();
+  const auto dev1 = pki_->issue(common::Role::kDevice, "dev-1");
+  // A CSR for dev-2 made with openssl, the way an attacker holding dev-1's pair would.
+  const fs::path csr = dir_.path() / "dev-2.csr";
+  CommandRun r =
+      run_command("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout '" +
+                  (dir_.path() / "dev-2.key").string() + "' -subj '/O=fota/OU=device/CN=dev-2' -out '" +
+                  csr.string() + "' 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto request = [&](const std::string& device_id, const std::string& file) {
+    v1::CertificateRequest req;
+    req.set_device_id(device_id);
+    req.set_request_id("attack-" + device_id);
+    req.set_csr_pem(read(csr));
+    const fs::path path = dir_.path() / file;
+    std::ofstream(path, std::ios::binary) << common::encode(req);
+    return path;
+  };
+  // 1. On dev-2's topic: the broker's ACL refuses it (a device publishes only under its own id).
+  r = mosquitto_pub_as(dev1, "dev-1", "fota/v1/dev/dev-2/csr", request("dev-2", "to-dev-2.bin"));
+  // 2. On its own topic, asking for dev-2: the orchestrator refuses it, audited and counted.
+  CommandRun own = mosquitto_pub_as(dev1, "dev-1", "fota/v1/dev/dev-1/csr", request("dev-1", "own.bin"));
+  EXPECT_EQ(own.exit_code, 0) << own.output;
+  EXPECT_EQ(wait_metric("fota_certificate_requests_refused_total", 1), 1)
+      << read(dir_.path() / "orchestrator.log");
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(metric("fota_certificate_requests_refused_total"), 1);  // the first never arrived
+  EXPECT_EQ(metric("fota_certificates_issued_total"), 0);
+  const auto refused = audit_of("certificate.refused");
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].value("actor", ""), "device:dev-1");
+  EXPECT_NE(refused[0].value("detail", "").find("dev-2"), std::string::npos) << refused[0].dump();
+  EXPECT_NE(
+      read(dir_.path() / "orchestrator.log").find("refused certificate request attack-dev-1 of device dev-1"),
+      std::string::npos);
+  // 3. Garbage as a CSR on its own topic: refused by the orchestrator, which keeps running.
+  const fs::path junk = dir_.path() / "junk.bin";
+  {
+    v1::CertificateRequest req;
+    req.set_device_id("dev-1");
+    req.set_request_id("junk");
+    req.set_csr_pem("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
+    std::ofstream(junk, std::ios::binary) << common::encode(req);
+  }
+  EXPECT_EQ(mosquitto_pub_as(dev1, "dev-1", "fota/v1/dev/dev-1/csr", junk).exit_code, 0);
+  EXPECT_EQ(wait_metric("fota_certificate_requests_refused_total", 2), 2);
+  EXPECT_EQ(metric("fota_certificates_issued_total"), 0);
+}
+
+// Without pki.issuing_ca the orchestrator refuses renewal requests with a line that says what to set.
+TEST_F(CertificateLifecycleTest, RenewalWithoutAnIssuingCaIsRefusedWithAClearLogLine) {
+  start_orchestrator();
+  const auto dev1 = pki_->issue(common::Role::kDevice, "dev-1");
+  auto made = common::make_certificate_request("dev-1", common::Role::kDevice);
+  ASSERT_TRUE(made.ok());
+  v1::CertificateRequest req;
+  req.set_device_id("dev-1");
+  req.set_request_id("r1");
+  req.set_csr_pem(made->csr_pem);
+  const fs::path path = dir_.path() / "req.bin";
+  std::ofstream(path, std::ios::binary) << common::encode(req);
+  EXPECT_EQ(mosquitto_pub_as(dev1, "dev-1", "fota/v1/dev/dev-1/csr", path).exit_code, 0);
+  EXPECT_EQ(wait_metric("fota_certificate_requests_refused_total", 1), 1);
+  EXPECT_NE(read(dir_.path() / "orchestrator.log").find("set pki.issuing_ca"), std::string::npos)
+      << read(dir_.path() / "orchestrator.log");
 }
 
 // Bad input to the lifecycle routes gets a clear error and changes nothing.

@@ -31,6 +31,8 @@ std::size_t max_message_bytes(Channel channel) noexcept {
       return kMaxChunkRequestBytes;
     case Channel::kChunk:
       return kMaxChunkDataBytes;
+    case Channel::kCertificateRequest:
+      return kMaxCertificateRequestBytes;
   }
   return 0;
 }
@@ -48,6 +50,8 @@ Status validate_device_message(Channel channel, const DeviceId& device, std::str
       return check_device_message<v1::Presence>(device, bytes, cap);
     case Channel::kChunkRequest:
       return check_device_message<v1::ChunkRequest>(device, bytes, cap);
+    case Channel::kCertificateRequest:
+      return check_device_message<v1::CertificateRequest>(device, bytes, cap);
     case Channel::kCommand:
       return check_device_message<v1::Command>(device, bytes, cap);
     case Channel::kChunk: {

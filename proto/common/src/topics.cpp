@@ -72,6 +72,8 @@ std::string_view channel_suffix(Channel channel) noexcept {
       return "chunk/req";
     case Channel::kChunk:
       return "chunk";
+    case Channel::kCertificateRequest:
+      return "csr";
   }
   return "";
 }
@@ -83,6 +85,7 @@ bool device_publishes(Channel channel) noexcept {
     case Channel::kLog:
     case Channel::kPresence:
     case Channel::kChunkRequest:
+    case Channel::kCertificateRequest:
       return true;
     case Channel::kCommand:
     case Channel::kChunk:

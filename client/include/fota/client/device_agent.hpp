@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "fota/client/certificate_renewal.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
 #include "fota/client/runtime.hpp"
@@ -59,6 +60,27 @@ struct DeviceAgentConfig {
   std::size_t max_log_message_bytes = 1024;
 };
 
+// A fresh key and a certificate request for it (made and kept by the adapter).
+struct CertificateRequestMade {
+  std::string key_pem;
+  std::string csr_pem;
+};
+
+// Certificate renewal (docs/CLIENT.md, certificate.*): the policy's settings, the end of the
+// certificate the device connects with, and the adapter's three effects. On when all three are
+// set. make_request makes a P-256 key and a CSR (and may keep the key, 0600); check verifies an
+// answer's chain against the trust anchor and the key; install replaces the pair so that a power
+// cut at any point leaves a working one, and arranges the reconnect with it. Called on the
+// transport's thread.
+struct CertificateRenewalSetup {
+  CertificateRenewalConfig config;
+  std::int64_t not_after_s = 0;  // seconds since the epoch
+  std::function<common::Result<CertificateRequestMade>()> make_request;
+  CertificateChainCheck check;
+  std::function<common::Status(const RenewedCertificate& renewed)> install;
+  bool enabled() const { return make_request && check && install; }
+};
+
 class DeviceAgent {
  public:
   struct Hooks {
@@ -78,6 +100,8 @@ class DeviceAgent {
     // written bytes and slow flash with them; tests place crash points.
     std::function<bool(const Action& action, const std::deque<Action>& upcoming)> before_action;
     std::function<bool(const Action& action)> after_action;
+    // Certificate renewal; off unless enabled().
+    CertificateRenewalSetup certificate;
   };
 
   // Loads the journal and builds the engine. `installer`, `journal`, `crypto` and `link` must
@@ -109,6 +133,8 @@ class DeviceAgent {
   // answer is dropped (no answer by the deadline is unhealthy; on_tick() says so).
   void on_health_result(HealthCheckTicket ticket, bool healthy, const std::string& detail,
                         std::int64_t now_ms);
+  // The certificate renewal policy (tests, diagnostics).
+  const CertificateRenewal& certificate_renewal() const noexcept { return renewal_; }
   // A health check runs. A device does not start connecting meanwhile (as when the check blocked
   // the agent): after a trial boot it reports the outcome of the check on its first connect.
   bool health_check_pending() const noexcept;
@@ -148,6 +174,9 @@ class DeviceAgent {
   std::int64_t next_log_flush_ms() const;
   void flush_logs();
   void diagnose(v1::LogLevel level, const std::string& message) const;
+  bool renews_certificate() const;
+  void request_certificate(std::int64_t now_ms);
+  void on_certificate_issued(const v1::CertificateIssued& issued);
 
   DeviceAgentConfig config_;
   Installer& installer_;
@@ -165,6 +194,8 @@ class DeviceAgent {
   v1::LogLevel min_level_ = v1::LOG_LEVEL_INFO;
   std::deque<v1::LogEntry> log_queue_;
   std::uint64_t log_dropped_ = 0;
+  CertificateRenewal renewal_;
+  std::uint64_t certificate_requests_ = 0;  // makes request ids unique within a process
 };
 
 }  // namespace fota::client

@@ -187,6 +187,11 @@ struct RevertSlot {
 struct SetLogLevel {
   v1::LogLevel level = v1::LOG_LEVEL_INFO;
 };
+// A verified, accepted command carried a certificate for this device's renewal request: the
+// agent's CertificateRenewal checks it against its pending request before anything is installed.
+struct InstallCertificate {
+  v1::CertificateIssued issued;
+};
 // A line for the device log (the engine has no logger of its own).
 struct Log {
   v1::LogLevel level = v1::LOG_LEVEL_INFO;
@@ -194,11 +199,11 @@ struct Log {
 };
 }  // namespace action
 
-using Action =
-    std::variant<action::PublishProgress, action::PublishInventory, action::RequestChunks,
-                 action::PersistJournal, action::StoreManifest, action::PrepareSlot, action::WriteChunk,
-                 action::HashSlot, action::ActivateSlot, action::Reboot, action::RunHealthCheck,
-                 action::CommitSlot, action::RevertSlot, action::SetLogLevel, action::Log>;
+using Action = std::variant<action::PublishProgress, action::PublishInventory, action::RequestChunks,
+                            action::PersistJournal, action::StoreManifest, action::PrepareSlot,
+                            action::WriteChunk, action::HashSlot, action::ActivateSlot, action::Reboot,
+                            action::RunHealthCheck, action::CommitSlot, action::RevertSlot,
+                            action::SetLogLevel, action::Log, action::InstallCertificate>;
 using Actions = std::vector<Action>;
 
 // Short name of an action for logs ("PersistJournal").

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "fota/client/device_agent.hpp"
 #include "fota/client/engine.hpp"
 #include "fota/client/installer.hpp"
 #include "fota/client/runtime.hpp"
@@ -57,6 +58,8 @@ class MqttDeviceClient {
     HealthCheck health_check;
     // Reboot the device. Called on the client thread; the client's loop ends afterwards.
     std::function<void()> reboot;
+    // Certificate renewal through the agent (CertificateRenewalSetup, device_agent.hpp).
+    CertificateRenewalSetup certificate;
   };
 
   // Loads the journal and prepares the session; start() does the rest. Errors: a device id

@@ -154,6 +154,8 @@ class DeviceRuntime {
     // Called for SetLogLevel and Log actions.
     std::function<void(v1::LogLevel level)> set_log_level;
     std::function<void(v1::LogLevel level, const std::string& message)> log;
+    // Called for InstallCertificate (the device agent's certificate renewal). Unset: ignored.
+    std::function<void(const v1::CertificateIssued& issued)> certificate_issued;
     // Sees each action before it runs, with the actions queued after it (simulators: a power cut
     // somewhere inside a phase). Returning false stops the runtime before that action, as if
     // power were cut.

@@ -76,6 +76,8 @@ class MosquittoDeviceClient {
     // Reboot the device. Called on the loop's thread; the client stops feeding the engine
     // afterwards (finished() turns true) and the caller ends it with stop().
     std::function<void()> reboot;
+    // Certificate renewal through the agent (CertificateRenewalSetup, device_agent.hpp).
+    CertificateRenewalSetup certificate;
   };
 
   // Loads the journal, reads the TLS files and prepares the session; start() does the rest.

@@ -26,6 +26,8 @@ inline constexpr std::size_t kMaxLogBatchBytes = 64 * 1024;
 inline constexpr std::size_t kMaxPresenceBytes = 1024;
 inline constexpr std::size_t kMaxChunkRequestBytes = 16 * 1024;
 inline constexpr std::size_t kMaxChunkDataBytes = kMaxChunkSize + 4096;
+// A P-256 request in PEM is about 500 bytes.
+inline constexpr std::size_t kMaxCertificateRequestBytes = 4 * 1024;
 inline constexpr std::size_t kSha256Bytes = 32;
 inline constexpr std::size_t kEd25519SignatureBytes = 64;
 inline constexpr std::size_t kArtifactIdLength = 32;

@@ -29,22 +29,23 @@ class DeviceId {
 
 // The per-device channels of docs/PROTOCOL.md.
 enum class Channel {
-  kCommand,       // .../cmd         orchestrator -> device   Command
-  kInventory,     // .../inventory   device -> orchestrator   Inventory (retained)
-  kProgress,      // .../progress    device -> orchestrator   Progress
-  kLog,           // .../log         device -> orchestrator   LogBatch
-  kPresence,      // .../presence    device -> all            Presence (retained, last will)
-  kChunkRequest,  // .../chunk/req   device -> chunk server   ChunkRequest
-  kChunk,         // .../chunk       chunk server -> device   ChunkData
+  kCommand,             // .../cmd         orchestrator -> device   Command
+  kInventory,           // .../inventory   device -> orchestrator   Inventory (retained)
+  kProgress,            // .../progress    device -> orchestrator   Progress
+  kLog,                 // .../log         device -> orchestrator   LogBatch
+  kPresence,            // .../presence    device -> all            Presence (retained, last will)
+  kChunkRequest,        // .../chunk/req   device -> chunk server   ChunkRequest
+  kChunk,               // .../chunk       chunk server -> device   ChunkData
+  kCertificateRequest,  // .../csr     device -> orchestrator   CertificateRequest
 };
 
-inline constexpr Channel kAllChannels[] = {Channel::kCommand, Channel::kInventory, Channel::kProgress,
-                                           Channel::kLog,     Channel::kPresence,  Channel::kChunkRequest,
-                                           Channel::kChunk};
+inline constexpr Channel kAllChannels[] = {
+    Channel::kCommand,  Channel::kInventory,    Channel::kProgress, Channel::kLog,
+    Channel::kPresence, Channel::kChunkRequest, Channel::kChunk,    Channel::kCertificateRequest};
 
 // Topic suffix of a channel, e.g. "chunk/req".
 std::string_view channel_suffix(Channel channel) noexcept;
-// True for the channels a device publishes on (inventory, progress, log, presence, chunk/req).
+// True for the channels a device publishes on (inventory, progress, log, presence, chunk/req, csr).
 bool device_publishes(Channel channel) noexcept;
 
 struct ParsedTopic {
