@@ -204,21 +204,11 @@ Result<Ed25519PublicKey> Ed25519PublicKey::from_raw(std::string_view raw) {
 }
 
 Result<Ed25519PublicKey> Ed25519PublicKey::from_pem(std::string_view pem) {
-  auto bio = detail::memory_bio(pem);
-  EvpPkeyPtr key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) {
-    detail::openssl_error();
-    return Error(Errc::kInvalidArgument, "not a PEM public key (expected \"-----BEGIN PUBLIC KEY-----\")");
-  }
-  if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519) {
-    return Error(Errc::kInvalidArgument,
-                 "the public key is not an Ed25519 key (make one with `fotactl keys generate`)");
-  }
-  std::string raw(kRawSize, '\0');
-  std::size_t len = raw.size();
-  if (EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(raw.data()), &len) != 1) {
-    return crypto_error("reading the Ed25519 public key");
-  }
+  auto key = detail::read_pem_key(pem, detail::PemKey::kPublic, EVP_PKEY_ED25519, "Ed25519",
+                                  "fotactl keys generate");
+  if (!key) return key.error();
+  auto raw = detail::raw_public_key(key->get(), kRawSize);
+  if (raw.size() != kRawSize) return crypto_error("reading the Ed25519 public key");
   return Ed25519PublicKey(std::move(raw));
 }
 
@@ -242,12 +232,7 @@ EvpPkeyPtr public_pkey(const std::string& raw) {
 }
 }  // namespace
 
-std::string Ed25519PublicKey::to_pem() const {
-  auto key = public_pkey(raw_);
-  detail::BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_PUBKEY(bio.get(), key.get());
-  return detail::bio_to_string(bio.get());
-}
+std::string Ed25519PublicKey::to_pem() const { return detail::public_key_pem(public_pkey(raw_).get()); }
 
 Status Ed25519PublicKey::verify(std::string_view message, std::string_view signature) const {
   if (signature.size() != kEd25519SignatureBytes) {
@@ -290,18 +275,11 @@ Result<Ed25519PrivateKey> Ed25519PrivateKey::generate() {
 }
 
 Result<Ed25519PrivateKey> Ed25519PrivateKey::from_pem(std::string_view pem) {
-  auto bio = detail::memory_bio(pem);
-  EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) {
-    detail::openssl_error();
-    return Error(Errc::kInvalidArgument, "not a PEM private key (expected \"-----BEGIN PRIVATE KEY-----\")");
-  }
-  if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_ED25519) {
-    return Error(Errc::kInvalidArgument,
-                 "the private key is not an Ed25519 key (make one with `fotactl keys generate`)");
-  }
+  auto key = detail::read_pem_key(pem, detail::PemKey::kPrivate, EVP_PKEY_ED25519, "Ed25519",
+                                  "fotactl keys generate");
+  if (!key) return key.error();
   auto impl = std::make_unique<Impl>();
-  impl->key = std::move(key);
+  impl->key = std::move(*key);
   return Ed25519PrivateKey(std::move(impl));
 }
 
@@ -313,17 +291,10 @@ Result<Ed25519PrivateKey> Ed25519PrivateKey::load(const std::filesystem::path& p
   return key;
 }
 
-std::string Ed25519PrivateKey::to_pem() const {
-  detail::BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_PrivateKey(bio.get(), impl_->key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  return detail::bio_to_string(bio.get());
-}
+std::string Ed25519PrivateKey::to_pem() const { return detail::private_key_pem(impl_->key.get()); }
 
 Ed25519PublicKey Ed25519PrivateKey::public_key() const {
-  std::string raw(Ed25519PublicKey::kRawSize, '\0');
-  std::size_t len = raw.size();
-  EVP_PKEY_get_raw_public_key(impl_->key.get(), reinterpret_cast<unsigned char*>(raw.data()), &len);
-  return *Ed25519PublicKey::from_raw(raw);
+  return *Ed25519PublicKey::from_raw(detail::raw_public_key(impl_->key.get(), Ed25519PublicKey::kRawSize));
 }
 
 Result<std::string> Ed25519PrivateKey::sign(std::string_view message) const {

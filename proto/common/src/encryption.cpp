@@ -102,12 +102,7 @@ EvpPkeyPtr generate_x25519() {
   return EvpPkeyPtr(raw);
 }
 
-std::string raw_public(EVP_PKEY* key) {
-  std::string raw(kX25519KeyBytes, '\0');
-  std::size_t len = raw.size();
-  EVP_PKEY_get_raw_public_key(key, bytes(raw), &len);
-  return raw;
-}
+std::string raw_public(EVP_PKEY* key) { return detail::raw_public_key(key, kX25519KeyBytes); }
 
 EvpPkeyPtr x25519_public(std::string_view raw) {
   return EvpPkeyPtr(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, bytes(raw), raw.size()));
@@ -170,21 +165,11 @@ Result<X25519PublicKey> X25519PublicKey::from_raw(std::string_view raw) {
 }
 
 Result<X25519PublicKey> X25519PublicKey::from_pem(std::string_view pem) {
-  auto bio = detail::memory_bio(pem);
-  EvpPkeyPtr key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) {
-    detail::openssl_error();
-    return Error(Errc::kInvalidArgument, "not a PEM public key (expected \"-----BEGIN PUBLIC KEY-----\")");
-  }
-  if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_X25519) {
-    return Error(Errc::kInvalidArgument,
-                 "the public key is not an X25519 key (make one with `fotactl keys generate --x25519`)");
-  }
-  std::string raw(kX25519KeyBytes, '\0');
-  std::size_t len = raw.size();
-  if (EVP_PKEY_get_raw_public_key(key.get(), bytes(raw), &len) != 1) {
-    return crypto_error("reading the X25519 public key");
-  }
+  auto key = detail::read_pem_key(pem, detail::PemKey::kPublic, EVP_PKEY_X25519, "X25519",
+                                  "fotactl keys generate --x25519");
+  if (!key) return key.error();
+  auto raw = raw_public(key->get());
+  if (raw.size() != kX25519KeyBytes) return crypto_error("reading the X25519 public key");
   return X25519PublicKey(std::move(raw));
 }
 
@@ -201,12 +186,7 @@ std::string X25519PublicKey::key_id() const {
   return to_hex(std::string_view(reinterpret_cast<const char*>(digest.data()), 8));
 }
 
-std::string X25519PublicKey::to_pem() const {
-  auto key = x25519_public(raw_);
-  detail::BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_PUBKEY(bio.get(), key.get());
-  return detail::bio_to_string(bio.get());
-}
+std::string X25519PublicKey::to_pem() const { return detail::public_key_pem(x25519_public(raw_).get()); }
 
 struct X25519PrivateKey::Impl {
   EvpPkeyPtr key;
@@ -226,18 +206,11 @@ Result<X25519PrivateKey> X25519PrivateKey::generate() {
 }
 
 Result<X25519PrivateKey> X25519PrivateKey::from_pem(std::string_view pem) {
-  auto bio = detail::memory_bio(pem);
-  EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) {
-    detail::openssl_error();
-    return Error(Errc::kInvalidArgument, "not a PEM private key (expected \"-----BEGIN PRIVATE KEY-----\")");
-  }
-  if (EVP_PKEY_get_id(key.get()) != EVP_PKEY_X25519) {
-    return Error(Errc::kInvalidArgument,
-                 "the private key is not an X25519 key (make one with `fotactl keys generate --x25519`)");
-  }
+  auto key = detail::read_pem_key(pem, detail::PemKey::kPrivate, EVP_PKEY_X25519, "X25519",
+                                  "fotactl keys generate --x25519");
+  if (!key) return key.error();
   auto impl = std::make_unique<Impl>();
-  impl->key = std::move(key);
+  impl->key = std::move(*key);
   return X25519PrivateKey(std::move(impl));
 }
 
@@ -249,11 +222,7 @@ Result<X25519PrivateKey> X25519PrivateKey::load(const std::filesystem::path& pat
   return key;
 }
 
-std::string X25519PrivateKey::to_pem() const {
-  detail::BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_PrivateKey(bio.get(), impl_->key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  return detail::bio_to_string(bio.get());
-}
+std::string X25519PrivateKey::to_pem() const { return detail::private_key_pem(impl_->key.get()); }
 
 X25519PublicKey X25519PrivateKey::public_key() const {
   // 32 bytes by construction: from_raw cannot fail here.

@@ -4,10 +4,12 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -52,6 +54,50 @@ inline std::string bio_to_string(BIO* bio) {
   char* data = nullptr;
   long len = BIO_get_mem_data(bio, &data);
   return std::string(data, static_cast<std::size_t>(len));
+}
+
+// The key in PEM text of one type (EVP_PKEY_ED25519, EVP_PKEY_X25519, ...): a public key
+// ("BEGIN PUBLIC KEY") or a private one ("BEGIN PRIVATE KEY"). The errors name what was expected
+// and `make_hint`, the command that makes the right key.
+enum class PemKey { kPublic, kPrivate };
+inline Result<EvpPkeyPtr> read_pem_key(std::string_view pem, PemKey which, int type,
+                                       std::string_view type_name, std::string_view make_hint) {
+  auto bio = memory_bio(pem);
+  const bool is_public = which == PemKey::kPublic;
+  EvpPkeyPtr key(is_public ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr)
+                           : PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  const std::string kind = is_public ? "public" : "private";
+  if (!key) {
+    openssl_error();
+    return Error(Errc::kInvalidArgument, "not a PEM " + kind + " key (expected \"-----BEGIN " +
+                                             (is_public ? "PUBLIC" : "PRIVATE") + " KEY-----\")");
+  }
+  if (EVP_PKEY_get_id(key.get()) != type) {
+    return Error(Errc::kInvalidArgument, "the " + kind + " key is not an " + std::string(type_name) +
+                                             " key (make one with `" + std::string(make_hint) + "`)");
+  }
+  return key;
+}
+
+// The raw public key of `key`, `size` bytes (32 for Ed25519 and X25519).
+inline std::string raw_public_key(EVP_PKEY* key, std::size_t size) {
+  std::string raw(size, '\0');
+  std::size_t len = raw.size();
+  if (EVP_PKEY_get_raw_public_key(key, reinterpret_cast<unsigned char*>(raw.data()), &len) != 1) return {};
+  raw.resize(len);
+  return raw;
+}
+
+inline std::string public_key_pem(EVP_PKEY* key) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PUBKEY(bio.get(), key);
+  return bio_to_string(bio.get());
+}
+
+inline std::string private_key_pem(EVP_PKEY* key) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
+  return bio_to_string(bio.get());
 }
 
 }  // namespace fota::common::detail
