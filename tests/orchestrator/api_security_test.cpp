@@ -87,26 +87,14 @@ class ApiSecurityTest : public ::testing::Test {
     std::ofstream(setup_.config) << config_;
     // A log per start: the wait below looks for this start's line.
     log_path_ = dir_.path() / ("orchestrator-" + std::to_string(++starts_) + ".log");
-    pid_ = spawn({FOTA_ORCHESTRATOR_PATH, "--config", setup_.config.string()}, log_path_);
-    for (int i = 0; i < 200; ++i) {
-      if (read_log().find("api on 127.0.0.1") != std::string::npos) return;
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL() << "fota-orchestrator exited:\n" << read_log();
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "fota-orchestrator did not start:\n" << read_log();
+    std::string failure;
+    pid_ = spawn_until_ready(
+        {FOTA_ORCHESTRATOR_PATH, "--config", setup_.config.string()}, log_path_,
+        [&] { return read_log().find("api on 127.0.0.1") != std::string::npos; }, failure);
+    ASSERT_GT(pid_, 0) << failure;
   }
 
-  void stop_orchestrator() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
+  void stop_orchestrator() { stop_process(pid_); }
 
   std::string read_log() const {
     std::ifstream in(log_path_);

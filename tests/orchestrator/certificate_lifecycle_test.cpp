@@ -65,22 +65,19 @@ class CertificateLifecycleTest : public ::testing::Test {
   }
 
   void start_orchestrator() {
-    pid_ =
-        spawn({FOTA_ORCHESTRATOR_PATH, "--config", setup_.config.string()}, dir_.path() / "orchestrator.log");
     httplib::Client http("127.0.0.1", setup_.http_port);
-    for (int i = 0; i < 200; ++i) {
-      if (auto res = http.Get("/healthz"); res && res->status == 200) return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "fota-orchestrator did not start:\n" << read(dir_.path() / "orchestrator.log");
+    std::string failure;
+    pid_ = spawn_until_ready(
+        {FOTA_ORCHESTRATOR_PATH, "--config", setup_.config.string()}, dir_.path() / "orchestrator.log",
+        [&] {
+          auto res = http.Get("/healthz");
+          return res && res->status == 200;
+        },
+        failure);
+    ASSERT_GT(pid_, 0) << failure;
   }
 
-  void stop_orchestrator() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
+  void stop_orchestrator() { stop_process(pid_); }
 
   // The orchestrator renews device certificates with an issuing CA under the test root.
   void enable_renewal() {

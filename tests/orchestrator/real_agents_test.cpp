@@ -138,21 +138,14 @@ class RealAgentsTest : public ::testing::Test {
   }
 
   void start_orchestrator() {
-    orchestrator_ = spawn({FOTA_ORCHESTRATOR_PATH, "--config", (dir_.path() / "orchestrator.yaml").string()},
-                          dir_.path() / "orchestrator.log");
-    for (int i = 0; i < 200; ++i) {
-      if (fotactl("rollout status").exit_code == 0) return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "fota-orchestrator did not start:\n" << read_file(dir_.path() / "orchestrator.log");
+    std::string failure;
+    orchestrator_ = spawn_until_ready(
+        {FOTA_ORCHESTRATOR_PATH, "--config", (dir_.path() / "orchestrator.yaml").string()},
+        dir_.path() / "orchestrator.log", [&] { return fotactl("rollout status").exit_code == 0; }, failure);
+    ASSERT_GT(orchestrator_, 0) << failure;
   }
 
-  void stop_orchestrator(int signal) {
-    if (orchestrator_ <= 0) return;
-    kill(orchestrator_, signal);
-    waitpid(orchestrator_, nullptr, 0);
-    orchestrator_ = -1;
-  }
+  void stop_orchestrator(int signal) { stop_process(orchestrator_, signal); }
 
   // Writes the agent's config (once) and starts it; a restart keeps its state directory.
   void start_agent(const std::string& id, const AgentOptions& options = {}) {

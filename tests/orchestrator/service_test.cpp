@@ -230,28 +230,20 @@ class OrchestratorServiceTest : public ::testing::Test {
   void TearDown() override { stop_orchestrator(SIGTERM); }
 
   void start_orchestrator() {
-    pid_ = spawn({FOTA_ORCHESTRATOR_PATH, "--config", (dir_.path() / "orchestrator.yaml").string()},
-                 dir_.path() / "orchestrator.log");
     httplib::Client http("127.0.0.1", http_port_);
-    for (int i = 0; i < 200; ++i) {
-      if (auto res = http.Get("/healthz"); res && res->status == 200) return;
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL() << "fota-orchestrator exited:\n" << read_log();
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "fota-orchestrator did not start:\n" << read_log();
+    std::string failure;
+    pid_ = spawn_until_ready(
+        {FOTA_ORCHESTRATOR_PATH, "--config", (dir_.path() / "orchestrator.yaml").string()},
+        dir_.path() / "orchestrator.log",
+        [&] {
+          auto res = http.Get("/healthz");
+          return res && res->status == 200;
+        },
+        failure);
+    ASSERT_GT(pid_, 0) << failure;
   }
 
-  void stop_orchestrator(int signal) {
-    if (pid_ <= 0) return;
-    kill(pid_, signal);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
+  void stop_orchestrator(int signal) { stop_process(pid_, signal); }
 
   std::string read_log() {
     std::ifstream in(dir_.path() / "orchestrator.log");

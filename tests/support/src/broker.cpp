@@ -72,6 +72,33 @@ pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& o
   return pid;
 }
 
+pid_t spawn_until_ready(const std::vector<std::string>& argv, const std::filesystem::path& output,
+                        const std::function<bool()>& ready, std::string& failure) {
+  pid_t pid = spawn(argv, output);
+  const auto read_output = [&] {
+    std::ifstream in(output);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  for (int i = 0; i < 200; ++i) {
+    if (ready()) return pid;
+    if (waitpid(pid, nullptr, WNOHANG) == pid) {
+      failure = argv.front() + " exited:\n" + read_output();
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop_process(pid, SIGKILL);
+  failure = argv.front() + " did not get ready within 10 s:\n" + read_output();
+  return -1;
+}
+
+void stop_process(pid_t& pid, int signal) {
+  if (pid <= 0) return;
+  kill(pid, signal);
+  waitpid(pid, nullptr, 0);
+  pid = -1;
+}
+
 int free_loopback_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};

@@ -6,8 +6,10 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +41,15 @@ int free_loopback_port();
 // common::spawn_process, throwing when fork fails.
 pid_t spawn(const std::vector<std::string>& argv, const std::filesystem::path& output,
             const std::vector<std::string>& extra_env = {});
+
+// Starts `argv` like spawn() and polls `ready` every 50 ms for up to 10 s. Returns the pid, or -1
+// with `failure` set to what went wrong and the program's output (it exited, or never got ready;
+// then it is killed and reaped).
+pid_t spawn_until_ready(const std::vector<std::string>& argv, const std::filesystem::path& output,
+                        const std::function<bool()>& ready, std::string& failure);
+
+// Sends `signal` to `pid` (when > 0), waits for it and sets it to -1.
+void stop_process(pid_t& pid, int signal = SIGTERM);
 
 // A fleet CA plus a broker certificate for 127.0.0.1 / localhost, in a directory of its own.
 class TestPki {
