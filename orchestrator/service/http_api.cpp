@@ -247,6 +247,13 @@ json array_of(const std::vector<T>& items, json (*render)(const T&)) {
   return out;
 }
 
+// One Prometheus counter: its HELP line (when `help` is set), TYPE line and value.
+template <typename N>
+void counter(std::ostringstream& out, std::string_view name, std::string_view help, N value) {
+  if (!help.empty()) out << "# HELP " << name << " " << help << "\n";
+  out << "# TYPE " << name << " counter\n" << name << " " << value << "\n";
+}
+
 // Prometheus text exposition of the metrics.
 std::string metrics_text(const ServiceMetrics& m) {
   const FleetSummary& s = m.fleet;
@@ -265,29 +272,21 @@ std::string metrics_text(const ServiceMetrics& m) {
          "# TYPE fota_rollout_eta_seconds gauge\n";
   for (const auto& [id, remaining_ms] : s.running_rollout_remaining_ms)
     out << "fota_rollout_eta_seconds{rollout=\"" << id << "\"} " << remaining_ms / 1000 << "\n";
-  out << "# TYPE fota_chunks_served_total counter\nfota_chunks_served_total " << m.chunks_served << "\n";
-  out << "# TYPE fota_chunk_bytes_served_total counter\nfota_chunk_bytes_served_total "
-      << m.chunk_bytes_served << "\n";
-  out << "# TYPE fota_progress_reports_total counter\nfota_progress_reports_total " << s.progress_reports
-      << "\n";
-  out << "# HELP fota_messages_from_revoked_total Messages from revoked devices, ignored.\n"
-         "# TYPE fota_messages_from_revoked_total counter\nfota_messages_from_revoked_total "
-      << s.messages_from_revoked << "\n";
-  out << "# TYPE fota_commands_sent_total counter\nfota_commands_sent_total " << m.commands_sent << "\n";
-  out << "# TYPE fota_messages_rejected_total counter\nfota_messages_rejected_total " << m.messages_rejected
-      << "\n";
-  out << "# HELP fota_chunk_requests_dropped_total Chunk requests dropped because the queue was full.\n"
-         "# TYPE fota_chunk_requests_dropped_total counter\nfota_chunk_requests_dropped_total "
-      << m.chunk_requests_dropped << "\n";
-  out << "# HELP fota_chunk_requests_refused_total Chunk requests for an artifact the device is not "
-         "assigned.\n# TYPE fota_chunk_requests_refused_total counter\nfota_chunk_requests_refused_total "
-      << m.chunk_requests_refused << "\n";
-  out << "# HELP fota_certificates_issued_total Device certificate requests signed by the issuing CA.\n"
-         "# TYPE fota_certificates_issued_total counter\nfota_certificates_issued_total "
-      << m.certificates_issued << "\n";
-  out << "# HELP fota_certificate_requests_refused_total Device certificate requests refused.\n"
-         "# TYPE fota_certificate_requests_refused_total counter\nfota_certificate_requests_refused_total "
-      << m.certificate_requests_refused << "\n";
+  counter(out, "fota_chunks_served_total", "", m.chunks_served);
+  counter(out, "fota_chunk_bytes_served_total", "", m.chunk_bytes_served);
+  counter(out, "fota_progress_reports_total", "", s.progress_reports);
+  counter(out, "fota_messages_from_revoked_total", "Messages from revoked devices, ignored.",
+          s.messages_from_revoked);
+  counter(out, "fota_commands_sent_total", "", m.commands_sent);
+  counter(out, "fota_messages_rejected_total", "", m.messages_rejected);
+  counter(out, "fota_chunk_requests_dropped_total", "Chunk requests dropped because the queue was full.",
+          m.chunk_requests_dropped);
+  counter(out, "fota_chunk_requests_refused_total",
+          "Chunk requests for an artifact the device is not assigned.", m.chunk_requests_refused);
+  counter(out, "fota_certificates_issued_total", "Device certificate requests signed by the issuing CA.",
+          m.certificates_issued);
+  counter(out, "fota_certificate_requests_refused_total", "Device certificate requests refused.",
+          m.certificate_requests_refused);
   return out.str();
 }
 
