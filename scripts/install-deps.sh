@@ -2,12 +2,23 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages in scripts/deps.txt that are missing. Skips apt entirely
 # when everything is present; fails with a clear message when not root and something is missing.
-# Then fetches the kernels the VM proofs boot (tests/vm, amd64 and arm64) into FOTA_VM_CACHE
-# (default /var/cache/fota-vm) unless they are there already, and makes the arm64 sysroot of the
-# cross build (scripts/cross-sysroot.sh) unless it is current; without root it only says how,
-# and the tests that need them report themselves skipped with the same advice.
+# Then fetches the kernel the amd64 VM proof boots (tests/vm) into FOTA_VM_CACHE (default
+# /var/cache/fota-vm) unless it is there already; without root it only says how.
+# --arm64 also makes the arm64 sysroot of the cross build (scripts/cross-sysroot.sh) and fetches the
+# arm64 VM proof's kernel: only scripts/cross-build.sh and tests/vm/run-vm-test.sh --arch arm64 use
+# them (neither is part of the test suite), so a plain set-up does not spend minutes on them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+arm64=0
+case "${1:-}" in
+  "") ;;
+  --arm64) arm64=1 ;;
+  *)
+    echo "usage: scripts/install-deps.sh [--arm64]" >&2
+    echo "  --arm64  also the arm64 sysroot and the arm64 VM kernel (for cross-build.sh, run-vm-test.sh --arch arm64)" >&2
+    exit 2
+    ;;
+esac
 
 # fetch_vm_kernel ARCH: the .deb of the kernel linux-image-cloud-ARCH points at, downloaded (not
 # installed) once. arm64 needs apt to know the arm64 architecture (cross-sysroot.sh adds it).
@@ -45,6 +56,7 @@ done
 # After the packages: the sysroot needs apt, the arm64 kernel the architecture the sysroot adds.
 fetch_downloads() {
   fetch_vm_kernel amd64
+  ((arm64)) || return 0
   if [[ $(id -u) -eq 0 ]]; then "$here/cross-sysroot.sh"; else "$here/cross-sysroot.sh" || true; fi
   fetch_vm_kernel arm64
 }

@@ -95,8 +95,11 @@ else
   [[ -f "$uboot_bin" ]] || skip "U-Boot for QEMU ($uboot_bin) is missing: install u-boot-qemu"
   "$FOTA_ROOT/scripts/cross-sysroot.sh" || skip "no arm64 sysroot (busybox and the agent's libraries)"
 fi
+if [[ "$arch" == arm64 && $(id -u) -eq 0 ]]; then
+  "$FOTA_ROOT/scripts/install-deps.sh" --arm64 || skip "scripts/install-deps.sh --arm64 failed (see above)"
+fi
 ls "$cache"/linux-image-[0-9]*-cloud-"$arch"_*_"$arch".deb >/dev/null 2>&1 ||
-  skip "no kernel package in $cache: run scripts/install-deps.sh as root (it fetches linux-image-cloud-$arch)"
+  skip "no kernel package in $cache: run scripts/install-deps.sh$([[ $arch == arm64 ]] && echo ' --arm64') as root (it fetches linux-image-cloud-$arch)"
 # A paused machine that is still running after 3 s is a QEMU that can emulate one.
 probe_status=0
 probe_error=$(timeout 3 "$qemu" -accel tcg -machine none -nodefaults -display none \
