@@ -337,6 +337,16 @@ TEST_P(CertificateRenewalTest, DeviceRenewsItsExpiringCertificateByItselfAndStay
   ASSERT_EQ(issued.size(), 1u);
   EXPECT_NE(issued[0].value("detail", "").find(verified->identity.serial_hex), std::string::npos)
       << issued[0].dump();
+  // Back online with the new pair: "reconnecting with it" is logged when the pair is installed,
+  // before the old connection closes, so wait for the connection made with the renewed file (the
+  // deny list below must not meet the old connection still open).
+  const auto reconnected = [&] {
+    const std::string log = read(device_log);
+    const auto with_new = log.find("connecting with " + renewed.string());
+    return with_new != std::string::npos && log.find("connected to ", with_new) != std::string::npos;
+  };
+  for (int i = 0; i < 400 && !reconnected(); ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(reconnected()) << read(device_log);
   wait_online({"dev-renew"});
   ASSERT_TRUE(online("dev-renew")) << read(device_log) << broker_->log();
   EXPECT_NE(read(device_log).find("reconnecting with it"), std::string::npos) << read(device_log);
