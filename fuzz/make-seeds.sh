@@ -36,6 +36,8 @@ modules_dir: modules/
 attributes: {tags: "canary,lab", group: plant-3}
 transport: mosquitto
 boot_tries: 3
+decryption_key: device-x25519.key
+certificate: {renew: true, renew_before: 30d, response_timeout: 10m, retry_initial: 1m, retry_max: 6h}
 YAML
 
 # The orchestrator's installed config, and the same with every optional section switched on.
