@@ -347,6 +347,10 @@ void cert_request_seeds() {
   const auto own = must(common::make_certificate_request(fuzz::kDeviceId, common::Role::kDevice), "request");
   write_seed("cert_request", "request", std::string(1, '\0') + request(own, std::string(fuzz::kDeviceId)));
   write_seed("cert_request", "request-der", std::string(1, '\1') + der_of_request(own.csr_pem));
+  // The same through a real OrchestratorService (form byte bit 1).
+  write_seed("cert_request", "service-request",
+             std::string(1, '\2') + request(own, std::string(fuzz::kDeviceId)));
+  write_seed("cert_request", "service-request-der", std::string(1, '\3') + der_of_request(own.csr_pem));
   // Refused: another device's name, another role.
   const auto other =
       must(common::make_certificate_request(fuzz::kOtherDeviceId, common::Role::kDevice), "request");
