@@ -8,6 +8,7 @@
 
 #include "fota/common/codec.hpp"
 #include "fota/common/crypto.hpp"
+#include "fota/common/encryption.hpp"
 
 namespace fota::fuzz {
 namespace {
@@ -38,6 +39,33 @@ common::TrustStore trust_store() {
 
 std::shared_ptr<spdlog::logger> null_logger() {
   return std::make_shared<spdlog::logger>("fuzz", std::make_shared<spdlog::sinks::null_sink_st>());
+}
+
+std::shared_ptr<const common::X25519PrivateKey> decryption_key() {
+  auto key = common::X25519PrivateKey::from_pem(kFuzzDecryptionKeyPem);
+  if (!key) fixture_failed("the fuzz decryption key does not load", key.error());
+  return std::make_shared<const common::X25519PrivateKey>(std::move(key).value());
+}
+
+namespace {
+void write_text(const std::filesystem::path& path, std::string_view text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+}
+}  // namespace
+
+const common::CertificateAuthority& fixed_issuing_ca() {
+  static const common::CertificateAuthority ca = [] {
+    const auto dir = scratch_dir() / "pki";
+    std::filesystem::create_directories(dir);
+    write_text(dir / "ca.crt", kFuzzIssuingCaCertPem);
+    write_text(dir / "ca.key", kFuzzIssuingCaKeyPem);
+    write_text(dir / "root.crt", kFuzzRootCaPem);
+    auto opened = common::CertificateAuthority::open(dir);
+    if (!opened) fixture_failed("opening the fuzz issuing CA", opened.error());
+    return std::move(opened).value();
+  }();
+  return ca;
 }
 
 namespace {
@@ -80,6 +108,36 @@ v1::SignedManifest signed_manifest(const std::string& image, std::uint32_t chunk
   auto manifest = common::build_signed_manifest(path, spec, signing_key(), kNowMs);
   if (!manifest) fixture_failed("build_signed_manifest", manifest.error());
   return std::move(manifest).value();
+}
+
+EncryptedArtifact encrypted_artifact(const std::string& image, std::uint32_t chunk_size,
+                                     const std::vector<common::X25519PublicKey>& recipients) {
+  const auto path = scratch_dir() / "fixture-image";
+  const auto ciphertext = scratch_dir() / "fixture-ciphertext";
+  write_text(path, image);
+  std::filesystem::remove(ciphertext);
+  common::ArtifactSpec spec;
+  spec.name = "fw";
+  spec.version = "2.0";
+  spec.security_counter = 2;
+  spec.compatible_hardware = {std::string(kHardware)};
+  spec.chunk_size = chunk_size;
+  auto manifest = common::build_encrypted_manifest(path, spec, recipients, signing_key(), kNowMs, ciphertext);
+  if (!manifest) fixture_failed("build_encrypted_manifest", manifest.error());
+  auto stored = common::read_file(ciphertext);
+  if (!stored) fixture_failed("reading the ciphertext back", stored.error());
+  auto parsed = common::decode<v1::Manifest>(manifest->manifest(), common::kMaxCommandBytes);
+  if (!parsed) fixture_failed("decoding the encrypted manifest", parsed.error());
+  // The hash table (as the artifact store keeps it): the SHA-256 of every stored image chunk.
+  const auto space = common::ChunkSpace::of(*parsed);
+  std::string table;
+  if (space.has_hash_table()) {
+    for (std::uint32_t i = 0; i < space.image_chunks(); ++i) {
+      table += common::digest_bytes(
+          common::Sha256::digest(std::string_view(*stored).substr(space.offset(i), space.length(i))));
+    }
+  }
+  return EncryptedArtifact{std::move(manifest).value(), std::move(stored).value() + table};
 }
 
 std::string bundle_bytes(const std::string& image, std::uint32_t chunk_size) {

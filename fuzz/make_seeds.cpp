@@ -3,6 +3,12 @@
 // the text part) from real encoded messages: what an UpdateEngine publishes and journals while it
 // installs the fixture artifact, the commands that drive it, signed manifests and bundles made
 // as `fotactl artifact create` makes them, and broker sessions of devices and the orchestrator.
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,9 +16,12 @@
 #include <variant>
 #include <vector>
 
+#include "audit_chain.hpp"
 #include "fota/client/device_messages.hpp"
 #include "fota/client/runtime.hpp"
 #include "fota/common/codec.hpp"
+#include "fota/common/encryption.hpp"
+#include "fota/common/pki.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/orchestrator/rollout_spec.hpp"
 #include "fuzz_support.hpp"
@@ -274,6 +283,185 @@ void broker_policy_seeds() {
   write_seed("broker_policy", "orchestrator-command", orchestrator);
 }
 
+// ---- Certificates, encrypted artifacts, audit checkpoints ---------------------------------
+
+// A certificate request for the fixed fuzz TLS key (what fota-device makes with a fresh key:
+// common::make_certificate_request), subject O = fota, OU = `role`, CN = `common_name`.
+std::string fixed_key_request(const std::string& common_name, const std::string& role) {
+  BIO* bio =
+      BIO_new_mem_buf(fuzz::kFuzzDeviceTlsKeyPem.data(), static_cast<int>(fuzz::kFuzzDeviceTlsKeyPem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  X509_REQ* req = X509_REQ_new();
+  X509_REQ_set_version(req, 0);
+  X509_NAME* name = X509_REQ_get_subject_name(req);
+  auto add = [&](const char* field, const std::string& value) {
+    X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0);
+  };
+  add("O", "fota");
+  add("OU", role);
+  add("CN", common_name);
+  X509_REQ_set_pubkey(req, key);
+  if (key == nullptr || X509_REQ_sign(req, key, EVP_sha256()) <= 0) {
+    std::fprintf(stderr, "fota-fuzz-seeds: signing a certificate request failed\n");
+    std::exit(1);
+  }
+  BIO* out = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509_REQ(out, req);
+  char* text = nullptr;
+  const long size = BIO_get_mem_data(out, &text);
+  std::string pem(text, static_cast<std::size_t>(size));
+  BIO_free(out);
+  X509_REQ_free(req);
+  EVP_PKEY_free(key);
+  return pem;
+}
+
+std::string der_of_request(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509_REQ* req = PEM_read_bio_X509_REQ(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  unsigned char* der = nullptr;
+  const int size = i2d_X509_REQ(req, &der);
+  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(size > 0 ? size : 0));
+  OPENSSL_free(der);
+  X509_REQ_free(req);
+  return out;
+}
+
+template <typename T>
+T must(common::Result<T> result, const char* what) {
+  if (!result) fuzz::fixture_failed(what, result.error());
+  return std::move(result).value();
+}
+
+void cert_request_seeds() {
+  auto request = [](const common::CertificateRequest& made, const std::string& device) {
+    v1::CertificateRequest r;
+    r.set_device_id(device);
+    r.set_request_id(std::string(fuzz::kRenewalRequestId));
+    r.set_csr_pem(made.csr_pem);
+    return r.SerializeAsString();
+  };
+  const auto own = must(common::make_certificate_request(fuzz::kDeviceId, common::Role::kDevice), "request");
+  write_seed("cert_request", "request", std::string(1, '\0') + request(own, std::string(fuzz::kDeviceId)));
+  write_seed("cert_request", "request-der", std::string(1, '\1') + der_of_request(own.csr_pem));
+  // The same through a real OrchestratorService (form byte bit 1).
+  write_seed("cert_request", "service-request",
+             std::string(1, '\2') + request(own, std::string(fuzz::kDeviceId)));
+  write_seed("cert_request", "service-request-der", std::string(1, '\3') + der_of_request(own.csr_pem));
+  // Refused: another device's name, another role.
+  const auto other =
+      must(common::make_certificate_request(fuzz::kOtherDeviceId, common::Role::kDevice), "request");
+  write_seed("cert_request", "other-device",
+             std::string(1, '\0') + request(other, std::string(fuzz::kDeviceId)));
+  write_seed(
+      "cert_request", "operator-role-der",
+      std::string(1, '\1') + der_of_request(fixed_key_request(std::string(fuzz::kDeviceId), "operator")));
+}
+
+// The chain the fixed issuing CA signs for the fixed TLS key, CN = `common_name`.
+std::string renewal_chain(const std::string& common_name) {
+  const auto& ca = fuzz::fixed_issuing_ca();
+  auto issued = ca.sign_request(fixed_key_request(common_name, "device"), common_name, common::Role::kDevice,
+                                std::chrono::hours(24 * 3000));
+  if (!issued) fuzz::fixture_failed("signing the renewal request", issued.error());
+  return issued->cert_pem;
+}
+
+v1::CertificateIssued certificate_issued(const std::string& request_id, const std::string& chain) {
+  v1::CertificateIssued issued;
+  issued.set_request_id(request_id);
+  issued.set_chain_pem(chain);
+  if (auto not_after = common::certificate_not_after(chain)) issued.set_not_after(*not_after);
+  return issued;
+}
+
+void cert_renewal_seeds() {
+  const std::string chain = renewal_chain(std::string(fuzz::kDeviceId));
+  write_seed("cert_renewal", "issued",
+             certificate_issued(std::string(fuzz::kRenewalRequestId), chain).SerializeAsString());
+  // Refused: another request's answer, another device's certificate, the leaf without its
+  // issuing CA, a certificate for a fresh key.
+  write_seed("cert_renewal", "other-request", certificate_issued("renew-0002", chain).SerializeAsString());
+  write_seed("cert_renewal", "other-device",
+             certificate_issued(std::string(fuzz::kRenewalRequestId),
+                                renewal_chain(std::string(fuzz::kOtherDeviceId)))
+                 .SerializeAsString());
+  const std::string leaf = chain.substr(0, chain.find("-----END CERTIFICATE-----") + 26);
+  write_seed("cert_renewal", "leaf-only",
+             certificate_issued(std::string(fuzz::kRenewalRequestId), leaf).SerializeAsString());
+  const auto fresh =
+      must(common::make_certificate_request(fuzz::kDeviceId, common::Role::kDevice), "request");
+  auto fresh_cert = fuzz::fixed_issuing_ca().sign_request(fresh.csr_pem, fuzz::kDeviceId,
+                                                          common::Role::kDevice, std::chrono::hours(24 * 90));
+  if (!fresh_cert) fuzz::fixture_failed("signing a fresh request", fresh_cert.error());
+  write_seed(
+      "cert_renewal", "other-key",
+      certificate_issued(std::string(fuzz::kRenewalRequestId), fresh_cert->cert_pem).SerializeAsString());
+
+  // The same answer as the orchestrator sends it, for the device_messages target.
+  v1::Command command;
+  command.set_command_id("cert-0001");
+  command.set_device_id(std::string(fuzz::kDeviceId));
+  command.set_issued_at_ms(fuzz::kNowMs);
+  command.set_expires_at_ms(fuzz::kNowMs + 600'000);
+  *command.mutable_certificate_issued() = certificate_issued(std::string(fuzz::kRenewalRequestId), chain);
+  device_message("command-certificate-issued", common::Channel::kCommand, fuzz::signed_command(command));
+}
+
+std::string encrypted_input(const fuzz::EncryptedArtifact& artifact) {
+  const std::string& manifest = artifact.manifest.manifest();
+  std::string input;
+  input.push_back(static_cast<char>(manifest.size() & 0xff));
+  input.push_back(static_cast<char>((manifest.size() >> 8) & 0xff));
+  return input + manifest + artifact.stored;
+}
+
+void encrypted_artifact_seeds() {
+  const auto mine = fuzz::decryption_key()->public_key();
+  const auto group = must(common::X25519PrivateKey::generate(), "an X25519 key").public_key();
+  const auto artifact = fuzz::encrypted_artifact(fuzz::image_bytes(5000), 1024, {group, mine});
+  write_seed("encrypted_artifact", "for-this-device", encrypted_input(artifact));
+  write_seed("encrypted_artifact", "one-chunk",
+             encrypted_input(fuzz::encrypted_artifact(fuzz::image_bytes(100, 'e'), 1024, {mine})));
+  write_seed("encrypted_artifact", "other-recipient",
+             encrypted_input(fuzz::encrypted_artifact(fuzz::image_bytes(3000, 'o'), 1024, {group})));
+  // A wrapped key altered under a valid structure: it does not open (ERROR_KEY_UNWRAP_FAILED).
+  auto manifest =
+      must(common::decode<v1::Manifest>(artifact.manifest.manifest(), common::kMaxCommandBytes), "decode");
+  for (auto& wrapped : *manifest.mutable_encryption()->mutable_recipients()) {
+    std::string bytes = wrapped.wrapped_key();
+    if (!bytes.empty()) bytes[0] = static_cast<char>(bytes[0] ^ 1);
+    wrapped.set_wrapped_key(bytes);
+  }
+  fuzz::EncryptedArtifact tampered = artifact;
+  tampered.manifest.set_manifest(manifest.SerializeAsString());
+  write_seed("encrypted_artifact", "tampered-wrapped-key", encrypted_input(tampered));
+
+  // For the existing targets: the encrypted manifest, and the command that installs it.
+  write_seed("manifest", "encrypted", artifact.manifest.SerializeAsString());
+  device_message("command-install-encrypted", common::Channel::kCommand,
+                 fuzz::signed_command(fuzz::install_command(artifact.manifest, "c-enc")));
+}
+
+void audit_checkpoint_seeds() {
+  const auto chain = fuzz::audit_chain();
+  const auto key = fuzz::signing_key();
+  auto line = [&](std::size_t seq, std::int64_t time_ms, const common::Ed25519PrivateKey& by) {
+    return orchestrator::audit_checkpoint_line(
+        must(orchestrator::sign_audit_checkpoint(chain[seq - 1], time_ms, by), "sign_audit_checkpoint"));
+  };
+  write_seed("audit_checkpoints", "two", line(3, 2'000'000, key) + line(6, 2'060'000, key));
+  write_seed("audit_checkpoints", "one", line(6, 2'000'000, key));
+  const auto other = must(common::Ed25519PrivateKey::generate(), "an Ed25519 key");
+  write_seed("audit_checkpoints", "other-key", line(3, 2'000'000, key) + line(6, 2'060'000, other));
+  // A line cut short by a crash while writing.
+  const std::string cut = line(6, 2'060'000, key);
+  write_seed("audit_checkpoints", "cut-short", line(3, 2'000'000, key) + cut.substr(0, cut.size() / 2));
+}
+
 // The canonical JSON of every YAML rollout spec make-seeds.sh wrote.
 void rollout_spec_json_seeds() {
   for (const auto& entry : fs::directory_iterator(out_dir / "rollout_spec")) {
@@ -299,5 +487,9 @@ int main(int argc, char** argv) {
   manifest_and_bundle_seeds();
   broker_policy_seeds();
   rollout_spec_json_seeds();
+  cert_request_seeds();
+  cert_renewal_seeds();
+  encrypted_artifact_seeds();
+  audit_checkpoint_seeds();
   return 0;
 }

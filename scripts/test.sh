@@ -5,7 +5,7 @@
 #   scripts/test.sh --sanitize   ASan+UBSan build in build-asan/
 #   scripts/test.sh --fuzz [CTEST_ARGS...]
 #                                clang libFuzzer build in build-fuzz/: a run of every fuzz target
-#                                from its seed corpus, FOTA_FUZZ_SECONDS (default 8) each (fuzz/,
+#                                from its seed corpus, FOTA_FUZZ_SECONDS (default 5) each (fuzz/,
 #                                docs/SECURITY.md "Fuzzing")
 # Warnings are errors here (FOTA_WERROR=OFF in the environment relaxes that).
 set -euo pipefail
@@ -27,7 +27,7 @@ elif [[ "${1:-}" == "--fuzz" ]]; then
     exit 1
   fi
   fota_configure "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOTA_FUZZ=ON \
-    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DFOTA_FUZZ_SECONDS="${FOTA_FUZZ_SECONDS:-8}"
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DFOTA_FUZZ_SECONDS="${FOTA_FUZZ_SECONDS:-5}"
   cmake --build "$root/build-fuzz" -j"$(nproc)" --target fota_fuzzers
   cd "$root/build-fuzz"
   # A crash fails the run; ctest prints where libFuzzer left the input.
