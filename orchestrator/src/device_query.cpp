@@ -68,6 +68,10 @@ common::Status check_label(std::string_view what, std::string_view name) {
 
 common::Result<DeviceSelector> parse_device_selector(std::string_view text) {
   DeviceSelector out;
+  if (trim(text).empty()) {
+    return Error(Errc::kInvalidArgument,
+                 "empty selector; write terms like hardware=rpi4,tag=lab,version<2.0");
+  }
   std::size_t start = 0;
   while (start <= text.size()) {
     std::size_t end = text.find(',', start);
@@ -194,6 +198,7 @@ bool device_selector_matches(const DeviceSelector& s, const DeviceFacts& d) {
 
 std::string version_sort_key(std::string_view version) {
   std::string out;
+  if (version.empty()) return out;  // before every version (a device that has not reported one)
   std::size_t start = 0;
   while (start <= version.size()) {
     std::size_t end = version.find_first_of(".-+", start);

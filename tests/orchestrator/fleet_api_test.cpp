@@ -232,6 +232,21 @@ TEST_F(FleetApiTest, OperatorsSetTagsAndGroupsViewersOnlyReadThem) {
   ASSERT_EQ(call("DELETE", "/api/v1/groups/canary", kOperatorToken).status, 204);
   EXPECT_EQ(call("GET", "/api/v1/groups/canary", kViewerToken).status, 404);
   EXPECT_EQ(call("GET", "/api/v1/devices/rpi-a", kViewerToken).body["groups"], json::array({"old-rpi"}));
+
+  // Deleting a device (admin) decommissions it; its tags and memberships go with it, for good.
+  ASSERT_EQ(call("POST", "/api/v1/groups", kOperatorToken, R"({"name": "keep"})").status, 201);
+  ASSERT_EQ(call("PUT", "/api/v1/groups/keep/members/rpi-a", kOperatorToken).status, 200);
+  ASSERT_EQ(call("PUT", "/api/v1/devices/rpi-a/tags/doomed", kOperatorToken).status, 200);
+  EXPECT_EQ(call("DELETE", "/api/v1/devices/rpi-a", kOperatorToken).status, 403);
+  a = call("DELETE", "/api/v1/devices/rpi-a", kAdminToken, R"({"reason": "scrapped"})");
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_FALSE(a.body.value("decommissioned_at", "").empty()) << a.body;
+  EXPECT_EQ(call("GET", "/api/v1/devices/rpi-a", kViewerToken).status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/groups/keep", kViewerToken).body["members"], json::array());
+  EXPECT_EQ(call("GET", "/api/v1/groups/old-rpi", kViewerToken).body["members"], json::array({"rpi-b"}));
+  EXPECT_TRUE(call("GET", "/api/v1/devices?tag=doomed", kViewerToken).body.empty());
+  restart();
+  EXPECT_EQ(call("GET", "/api/v1/groups/keep", kViewerToken).body["members"], json::array());
 }
 
 // A rollout that targets a group takes the group's members when it is created, and keeps them:
