@@ -132,6 +132,52 @@ common::Result<json> ApiClient::get(const std::string& path) const {
   return interpret((*client)->Get(path.c_str()), c_.server, "GET " + path);
 }
 
+common::Result<ApiClient::Page> ApiClient::get_page(const std::string& path) const {
+  auto client = make_client(c_);
+  if (!client) return client.error();
+  auto res = (*client)->Get(path.c_str());
+  auto body = interpret(res, c_.server, "GET " + path);
+  if (!body) return body.error();
+  return Page{std::move(body).value(), res->get_header_value("X-Next-Cursor")};
+}
+
+common::Result<json> ApiClient::get_all(const std::string& path, std::size_t page_size) const {
+  json all = json::array();
+  const char joiner = path.find('?') == std::string::npos ? '?' : '&';
+  std::string cursor;
+  do {
+    auto page = get_page(path + joiner + "limit=" + std::to_string(page_size) +
+                         (cursor.empty() ? "" : "&cursor=" + cursor));
+    if (!page) return page.error();
+    for (auto& item : page->items) all.push_back(std::move(item));
+    cursor = page->next;
+  } while (!cursor.empty());
+  return all;
+}
+
+common::Result<json> ApiClient::put(const std::string& path) const {
+  auto client = make_client(c_);
+  if (!client) return client.error();
+  return interpret((*client)->Put(path.c_str(), "", "application/json"), c_.server, "PUT " + path);
+}
+
+common::Result<json> ApiClient::del(const std::string& path) const {
+  auto client = make_client(c_);
+  if (!client) return client.error();
+  return interpret((*client)->Delete(path.c_str()), c_.server, "DELETE " + path);
+}
+
+std::string query_string(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string out;
+  for (const auto& [name, value] : params) {
+    if (value.empty()) continue;
+    out += (out.empty() ? "?" : "&") + name + "=" + httplib::detail::encode_query_param(value);
+  }
+  return out;
+}
+
+std::string path_segment(const std::string& text) { return httplib::detail::encode_query_param(text); }
+
 common::Result<std::string> ApiClient::get_text(const std::string& path) const {
   auto client = make_client(c_);
   if (!client) return client.error();

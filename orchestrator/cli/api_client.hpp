@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -36,6 +38,17 @@ class ApiClient {
  public:
   explicit ApiClient(ApiConnection connection);
   common::Result<nlohmann::json> get(const std::string& path) const;
+  // One page of a list endpoint: its items and the cursor of the next page (the X-Next-Cursor
+  // header; empty on the last page).
+  struct Page {
+    nlohmann::json items;
+    std::string next;
+  };
+  common::Result<Page> get_page(const std::string& path) const;
+  // Every page of a list endpoint, `page_size` at a time (`path` has no limit or cursor).
+  common::Result<nlohmann::json> get_all(const std::string& path, std::size_t page_size = 1000) const;
+  common::Result<nlohmann::json> put(const std::string& path) const;  // no body
+  common::Result<nlohmann::json> del(const std::string& path) const;  // 204: an empty object
   // A body that is not JSON (GET /metrics).
   common::Result<std::string> get_text(const std::string& path) const;
   common::Result<nlohmann::json> post(const std::string& path, const std::string& body,
@@ -53,6 +66,10 @@ class ApiClient {
 // (common::DeviceId), so that an id no device can have is refused with what an id may contain
 // instead of asking the API for a path that does not exist.
 common::Status check_device_id(const std::string& id);
+// "?a=1&b=x%20y" from the pairs whose value is not empty ("" when none is).
+std::string query_string(const std::vector<std::pair<std::string, std::string>>& params);
+// A path segment (a tag, a group name) percent-encoded.
+std::string path_segment(const std::string& text);
 // Prints "fotactl: error: <message>" and returns the exit code 1.
 int report_error(const common::Error& error);
 // A text progress bar like "[########------------]  42%".

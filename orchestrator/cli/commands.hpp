@@ -15,6 +15,7 @@ void register_artifact_commands(CLI::App& app);  // artifact create | inspect | 
 void register_artifact_upload_commands(
     CLI::App& app);                             // artifact upload | list (after register_artifact_commands)
 void register_device_commands(CLI::App& app);   // device list | show | logs
+void register_group_commands(CLI::App& app);    // group create | list | show | add | remove | delete
 void register_rollout_commands(CLI::App& app);  // rollout create | plan | start | ... | status | watch
 void register_audit_commands(CLI::App& app);    // audit list | verify
 void register_deploy_command(CLI::App& app);    // deploy --device ID IMAGE

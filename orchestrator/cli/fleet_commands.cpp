@@ -110,6 +110,30 @@ struct RolloutArgs {
   std::vector<std::string> states;  // status: only members in these states (implies the table)
 };
 
+// --limit/--cursor on a list command: without --limit every page is fetched; with it, one page,
+// and the cursor of the next goes to stderr.
+struct ListArgs {
+  std::size_t limit = 0;
+  std::string cursor;
+  std::string version, state, online, hardware, group, tag, q;  // the device list's filters
+
+  void add_paging(CLI::App* command) {
+    command->add_option("--limit", limit, "At most this many (1 to 1000); prints the cursor of the next page")
+        ->check(CLI::Range(1, 1000));
+    command->add_option("--cursor", cursor, "Start at this page (the cursor a --limit listing printed)");
+  }
+  json fetch(const ApiClient& client, const std::string& path,
+             std::vector<std::pair<std::string, std::string>> params) const {
+    if (limit == 0 && cursor.empty()) return must(client.get_all(path + query_string(params)));
+    params.emplace_back("limit", std::to_string(limit == 0 ? 1000 : limit));
+    params.emplace_back("cursor", cursor);
+    auto page = client.get_page(path + query_string(params));
+    if (!page) throw std::runtime_error(page.error().message);
+    if (!page->next.empty()) std::cerr << "next page: --cursor " << page->next << "\n";
+    return page->items;
+  }
+};
+
 // A rollout's members in a few lines: how many are in each state, and the first failures with
 // their errors. A fleet's rollout has thousands of members; the table is on request.
 void print_member_summary(const json& members) {
@@ -166,11 +190,22 @@ void register_artifact_upload_commands(CLI::App& app) {
                 << str(m, "version") << ", " << str(m, "image_size") << " bytes)\n";
     }
   });
+  auto d = std::make_shared<RolloutArgs>();
+  auto* del = artifact->add_subcommand(
+      "delete", "Delete an artifact from the orchestrator (refused while a rollout uses it)");
+  del->add_option("artifact", d->id, "Artifact id")->required();
+  d->conn.add_options(del, false);
+  del->callback([d] {
+    must(ApiClient(d->conn).del("/api/v1/artifacts/" + path_segment(d->id)));
+    std::cout << "deleted artifact " << d->id << "\n";
+  });
   auto l = std::make_shared<RolloutArgs>();
+  auto p = std::make_shared<ListArgs>();
   auto* list = artifact->add_subcommand("list", "List the artifacts the orchestrator has");
   l->conn.add_options(list, true);
-  list->callback([l] {
-    json all = must(ApiClient(l->conn).get("/api/v1/artifacts"));
+  p->add_paging(list);
+  list->callback([l, p] {
+    json all = p->fetch(ApiClient(l->conn), "/api/v1/artifacts", {});
     if (l->conn.json) {
       std::cout << all.dump(2) << "\n";
       return;
@@ -189,10 +224,29 @@ void register_device_commands(CLI::App& app) {
       app.add_subcommand("device", "Registered devices: list, show, logs; revoke, decommission (admin)");
   device->require_subcommand(1);
   auto l = std::make_shared<RolloutArgs>();
-  auto* list = device->add_subcommand("list", "List registered devices");
+  auto f = std::make_shared<ListArgs>();
+  auto* list =
+      device->add_subcommand("list", "List registered devices (filtered and paged by the orchestrator)");
   l->conn.add_options(list, true);
-  list->callback([l] {
-    json all = must(ApiClient(l->conn).get("/api/v1/devices"));
+  f->add_paging(list);
+  list->add_option("--version", f->version, "Only this version, or a comparison like '<2.0' or '>=1.5'");
+  list->add_option("--state", f->state,
+                   "Only devices whose last report was in this phase (committed, failed, ...)");
+  list->add_option("--online", f->online, "true or false");
+  list->add_option("--hardware", f->hardware, "Only this hardware type");
+  list->add_option("--group", f->group,
+                   "Only this group (an operator group, static or dynamic, or a reported one)");
+  list->add_option("--tag", f->tag, "Only devices with this tag (reported or set by an operator)");
+  list->add_option("-q,--search", f->q, "Only devices whose id contains this text");
+  list->callback([l, f] {
+    json all = f->fetch(ApiClient(l->conn), "/api/v1/devices",
+                        {{"version", f->version},
+                         {"state", f->state},
+                         {"online", f->online},
+                         {"hardware", f->hardware},
+                         {"group", f->group},
+                         {"tag", f->tag},
+                         {"q", f->q}});
     if (l->conn.json) {
       std::cout << all.dump(2) << "\n";
       return;
@@ -200,8 +254,10 @@ void register_device_commands(CLI::App& app) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& d : all) {
       std::string tags;
-      for (const auto& t : d.value("tags", json::array()))
-        tags += (tags.empty() ? "" : ",") + t.get<std::string>();
+      for (const char* key : {"tags", "operator_tags"}) {
+        for (const auto& t : d.value(key, json::array()))
+          tags += (tags.empty() ? "" : ",") + t.get<std::string>();
+      }
       const std::string presence = d.value("revoked", false)  ? "REVOKED"
                                    : d.value("online", false) ? "online"
                                                               : "offline";
@@ -262,6 +318,33 @@ void register_device_commands(CLI::App& app) {
     } while (*follow);
   });
 
+  // Operator tags (operator role): docs/ORCHESTRATOR.md, "Tags and groups".
+  auto t = std::make_shared<RolloutArgs>();
+  auto tags = std::make_shared<std::vector<std::string>>();
+  auto untag = std::make_shared<bool>(false);
+  auto* tag = device->add_subcommand("tag", "Put tags on a device (--remove takes them off)");
+  tag->add_option("device", t->id, "Device id")->required();
+  tag->add_option("tags", *tags, "Tags")->required();
+  tag->add_flag("--remove", *untag, "Take the tags off instead");
+  t->conn.add_options(tag, true);
+  tag->callback([t, tags, untag] {
+    must_be_device_id(t->id);
+    ApiClient client(t->conn);
+    json d;
+    for (const std::string& name : *tags) {
+      const std::string path = "/api/v1/devices/" + t->id + "/tags/" + path_segment(name);
+      d = must(*untag ? client.del(path) : client.put(path));
+    }
+    if (t->conn.json) {
+      std::cout << d.dump(2) << "\n";
+      return;
+    }
+    std::string now;
+    for (const auto& x : d.value("operator_tags", json::array()))
+      now += (now.empty() ? "" : ",") + x.get<std::string>();
+    std::cout << "device " << t->id << " operator tags: " << (now.empty() ? "(none)" : now) << "\n";
+  });
+
   // Certificate lifecycle (admin role): docs/ORCHESTRATOR.md, "Revocation and decommissioning".
   for (const std::string action : {"revoke", "decommission"}) {
     auto r = std::make_shared<RolloutArgs>();
@@ -300,6 +383,115 @@ void register_device_commands(CLI::App& app) {
       }
     });
   }
+}
+
+namespace {
+void print_group(const json& g) {
+  std::cout << "group " << str(g, "name") << " (" << str(g, "kind")
+            << (str(g, "selector").empty() ? "" : ": " + str(g, "selector")) << ")";
+  if (g.contains("members")) {
+    std::cout << ", " << g["members"].size() << " device(s)";
+    std::size_t shown = 0;
+    for (const auto& m : g["members"]) {
+      if (++shown > 20) {
+        std::cout << " ...";
+        break;
+      }
+      std::cout << (shown == 1 ? ": " : ", ") << m.get<std::string>();
+    }
+  }
+  std::cout << "\n";
+}
+}  // namespace
+
+void register_group_commands(CLI::App& app) {
+  auto* group = app.add_subcommand(
+      "group",
+      "Operator groups: static (a list of devices) or dynamic (a selector like tag=lab,version<2.0)");
+  group->require_subcommand(1);
+
+  auto c = std::make_shared<RolloutArgs>();
+  auto selector = std::make_shared<std::string>();
+  auto* create = group->add_subcommand("create", "Create a group (static unless --selector is given)");
+  create->add_option("name", c->id, "Group name")->required();
+  create->add_option("--selector", *selector,
+                     "Dynamic: the devices matching terms like hardware=rpi4,tag=lab,group=NAME,online=true,"
+                     "version<2.0");
+  c->conn.add_options(create, true);
+  create->callback([c, selector] {
+    json g = must(ApiClient(c->conn).post(
+        "/api/v1/groups", json{{"name", c->id}, {"selector", *selector}}.dump(), "application/json"));
+    if (c->conn.json) {
+      std::cout << g.dump(2) << "\n";
+      return;
+    }
+    print_group(g);
+  });
+
+  auto l = std::make_shared<RolloutArgs>();
+  auto p = std::make_shared<ListArgs>();
+  auto* list = group->add_subcommand("list", "List the groups");
+  l->conn.add_options(list, true);
+  p->add_paging(list);
+  list->callback([l, p] {
+    json all = p->fetch(ApiClient(l->conn), "/api/v1/groups", {});
+    if (l->conn.json) {
+      std::cout << all.dump(2) << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& g : all)
+      rows.push_back(
+          {str(g, "name"), str(g, "kind"), str(g, "selector"), str(g, "created_by"), str(g, "created_at")});
+    print_table({"GROUP", "KIND", "SELECTOR", "CREATED BY", "CREATED"}, rows);
+  });
+
+  auto s = std::make_shared<RolloutArgs>();
+  auto* show = group->add_subcommand("show", "Show a group and the devices in it now");
+  show->add_option("name", s->id, "Group name")->required();
+  s->conn.add_options(show, true);
+  show->callback([s] {
+    json g = must(ApiClient(s->conn).get("/api/v1/groups/" + path_segment(s->id)));
+    if (s->conn.json) {
+      std::cout << g.dump(2) << "\n";
+      return;
+    }
+    print_group(g);
+  });
+
+  for (const std::string action : {"add", "remove"}) {
+    auto m = std::make_shared<RolloutArgs>();
+    auto devices = std::make_shared<std::vector<std::string>>();
+    auto* cmd = group->add_subcommand(
+        action, action == "add" ? "Put devices into a static group" : "Take devices out of a static group");
+    cmd->add_option("name", m->id, "Group name")->required();
+    cmd->add_option("devices", *devices, "Device ids")->required();
+    m->conn.add_options(cmd, true);
+    cmd->callback([m, devices, action] {
+      ApiClient client(m->conn);
+      json g;
+      for (const std::string& id : *devices) {
+        must_be_device_id(id);
+        const std::string path = "/api/v1/groups/" + path_segment(m->id) + "/members/" + id;
+        g = must(action == "add" ? client.put(path) : client.del(path));
+      }
+      if (m->conn.json) {
+        std::cout << g.dump(2) << "\n";
+        return;
+      }
+      print_group(g);
+    });
+  }
+
+  auto d = std::make_shared<RolloutArgs>();
+  auto* del =
+      group->add_subcommand("delete", "Delete a group (rollouts that targeted it keep their devices)");
+  del->add_option("name", d->id, "Group name")->required();
+  d->conn.add_options(del, false);
+  del->callback([d] {
+    must(ApiClient(d->conn).del("/api/v1/groups/" + path_segment(d->id)));
+    std::cout << "deleted group " << d->id << "\n";
+  });
 }
 
 void register_rollout_commands(CLI::App& app) {

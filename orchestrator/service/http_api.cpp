@@ -7,8 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <regex>
 #include <set>
@@ -82,7 +84,19 @@ json device_json(const DeviceView& view) {
               {"last_error", d.last_error},
               {"registered_at", d.registered_ms ? format_timestamp(d.registered_ms) : ""},
               {"rollout", view.rollout},
-              {"revoked", d.facts.revoked}};
+              {"revoked", d.facts.revoked},
+              {"operator_tags", d.facts.operator_tags},
+              {"groups", view.groups}};
+}
+
+json group_json(const GroupView& v) {
+  json j{{"name", v.group.name},
+         {"kind", v.group.dynamic() ? "dynamic" : "static"},
+         {"selector", v.group.selector},
+         {"created_at", format_timestamp(v.group.created_ms)},
+         {"created_by", v.group.actor}};
+  if (v.members) j["members"] = *v.members;
+  return j;
 }
 
 json revocation_json(const RevocationRecord& r) {
@@ -129,6 +143,19 @@ json manifest_json(const v1::Manifest& m) {
               {"created_at", format_timestamp(m.created_at_ms())}};
 }
 
+json member_json(const Member& m) {
+  return json{{"device", m.device_id},
+              {"wave", m.wave + 1},
+              {"state", std::string(member_state_name(m.state))},
+              {"phase", std::string(common::phase_name(m.phase))},
+              {"attempt", m.attempt},
+              {"bytes_done", m.bytes_done},
+              {"bytes_total", m.bytes_total},
+              {"previous_artifact", m.previous_artifact_id},
+              {"error", m.last_error},
+              {"late_joiner", m.late_joiner}};
+}
+
 json rollout_json(const RolloutView& r, Millis now) {
   json j;
   j["id"] = r.id;
@@ -165,18 +192,7 @@ json rollout_json(const RolloutView& r, Millis now) {
   }
   if (r.members) {
     json members = json::array();
-    for (const Member& m : *r.members) {
-      members.push_back({{"device", m.device_id},
-                         {"wave", m.wave + 1},
-                         {"state", std::string(member_state_name(m.state))},
-                         {"phase", std::string(common::phase_name(m.phase))},
-                         {"attempt", m.attempt},
-                         {"bytes_done", m.bytes_done},
-                         {"bytes_total", m.bytes_total},
-                         {"previous_artifact", m.previous_artifact_id},
-                         {"error", m.last_error},
-                         {"late_joiner", m.late_joiner}});
-    }
+    for (const Member& m : *r.members) members.push_back(member_json(m));
     j["members"] = members;
   }
   return j;
@@ -300,6 +316,138 @@ void send(httplib::Response& res, const common::Result<T>& result, Render render
   }
 }
 
+// Refuses a query parameter the route does not take (a typo would otherwise filter nothing).
+common::Status check_params(const httplib::Request& req, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [name, value] : req.params) {
+    if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) continue;
+    std::string list;
+    for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    return common::Error(common::Errc::kInvalidArgument,
+                         name.substr(0, 40) + ": GET " + req.path + " takes no parameter '" +
+                             name.substr(0, 40) + "'" +
+                             (list.empty() ? std::string() : "; it takes " + list));
+  }
+  return common::ok_status();
+}
+
+// A whole number parameter in [min, max], or `fallback` when absent; errors name the parameter.
+common::Result<std::int64_t> number_param(const httplib::Request& req, const char* name,
+                                          std::int64_t fallback, std::int64_t min, std::int64_t max) {
+  if (!req.has_param(name)) return fallback;
+  const std::string text = req.get_param_value(name);
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
+    return common::Error(common::Errc::kInvalidArgument,
+                         std::string(name) + ": '" + text.substr(0, 40) + "' is not a whole number from " +
+                             std::to_string(min) + " to " + std::to_string(max));
+  }
+  return value;
+}
+
+// The page size a list takes: ?limit= from 1 to kMaxPage; absent = the whole list (as before
+// paging existed; the console and fotactl always page).
+constexpr std::int64_t kMaxPage = 1000;
+constexpr std::int64_t kWholeList = std::int64_t{1} << 40;
+common::Result<std::size_t> limit_param(const httplib::Request& req) {
+  auto limit = number_param(req, "limit", kWholeList, 1, kMaxPage);
+  if (!limit) return limit.error();
+  return static_cast<std::size_t>(*limit);
+}
+
+// Where the page starts: the key in ?cursor= (empty when absent).
+common::Result<std::string> cursor_param(const httplib::Request& req, std::string_view list) {
+  if (!req.has_param("cursor")) return std::string();
+  return decode_cursor(list, req.get_param_value("cursor"));
+}
+
+// The next page's cursor, when there is one: in the X-Next-Cursor header, and as a Link to the
+// next page (RFC 8288), so that the body stays the list it always was.
+void set_next(const httplib::Request& req, httplib::Response& res, std::string_view list,
+              const std::string& key) {
+  if (key.empty()) return;
+  const std::string cursor = encode_cursor(list, key);
+  res.set_header("X-Next-Cursor", cursor);
+  std::string query;
+  for (const auto& [name, value] : req.params) {
+    if (name == "cursor") continue;
+    query += (query.empty() ? "?" : "&") + httplib::detail::encode_query_param(name) + "=" +
+             httplib::detail::encode_query_param(value);
+  }
+  query += (query.empty() ? "?" : "&") + std::string("cursor=") + cursor;
+  res.set_header("Link", "<" + req.path + query + ">; rel=\"next\"");
+}
+
+// A page of an in-memory list sorted by `key`: the items after `after`, at most `limit`; `next`
+// is set when more follow.
+template <typename T, typename Key>
+std::vector<T> page_of(std::vector<T> sorted, Key key, const std::string& after, std::size_t limit,
+                       std::string& next) {
+  std::stable_sort(sorted.begin(), sorted.end(), [&](const T& a, const T& b) { return key(a) < key(b); });
+  auto first = std::upper_bound(sorted.begin(), sorted.end(), after,
+                                [&](const std::string& a, const T& item) { return a < key(item); });
+  if (after.empty()) first = sorted.begin();
+  std::vector<T> out;
+  for (auto it = first; it != sorted.end() && out.size() < limit; ++it) out.push_back(std::move(*it));
+  if (!out.empty() && out.size() == limit && first + static_cast<std::ptrdiff_t>(limit) != sorted.end())
+    next = key(out.back());
+  return out;
+}
+
+// The device list's filters, or an error naming the parameter.
+common::Result<DeviceListRequest> device_list_request(const httplib::Request& req) {
+  if (auto st = check_params(
+          req, {"limit", "cursor", "version", "state", "online", "hardware", "group", "tag", "q"});
+      !st)
+    return st.error();
+  DeviceListRequest out;
+  auto limit = limit_param(req);
+  if (!limit) return limit.error();
+  out.limit = *limit;
+  auto after = cursor_param(req, "devices");
+  if (!after) return after.error();
+  out.after_id = *after;
+  // Each filter is a selector term, so that the list and dynamic groups mean the same thing.
+  std::string terms;
+  for (const char* name : {"hardware", "tag", "online"}) {
+    if (!req.has_param(name)) continue;
+    const std::string value = req.get_param_value(name);
+    if (value.empty() || value.find(',') != std::string::npos) {
+      return common::Error(common::Errc::kInvalidArgument,
+                           std::string(name) + ": give one non-empty value without commas");
+    }
+    terms += (terms.empty() ? "" : ",") + std::string(name) + "=" + value;
+  }
+  if (req.has_param("version")) {
+    // ?version=2.0 is exact; ?version=<2.0 (or <=, >, >=, !=) compares.
+    const std::string value = req.get_param_value("version");
+    const bool has_op =
+        !value.empty() && (value[0] == '<' || value[0] == '>' || value[0] == '!' || value[0] == '=');
+    if (value.empty() || value.find(',') != std::string::npos) {
+      return common::Error(common::Errc::kInvalidArgument,
+                           "version: give a version like 2.0, or a comparison like <2.0 or >=1.5");
+    }
+    terms += (terms.empty() ? "" : ",") + std::string("version") + (has_op ? "" : "=") + value;
+  }
+  if (!terms.empty()) {
+    auto selector = parse_device_selector(terms);
+    if (!selector) {
+      const std::string& m = selector.error().message;
+      // Name the parameter the bad term came from.
+      std::string param = "filter";
+      for (const char* name : {"hardware", "tag", "online", "version"}) {
+        if (m.find("'" + std::string(name)) != std::string::npos) param = name;
+      }
+      return common::Error(common::Errc::kInvalidArgument, param + ": " + m);
+    }
+    out.filter = std::move(selector).value();
+  }
+  out.group = req.get_param_value("group");
+  out.phase = req.get_param_value("state");
+  out.id_contains = req.get_param_value("q");
+  return out;
+}
+
 std::int64_t int_param(const httplib::Request& req, const char* name, std::int64_t fallback) {
   if (!req.has_param(name)) return fallback;
   try {
@@ -405,6 +553,14 @@ void HttpApi::routes() {
   auto post = [&s, known, guarded](const std::string& pattern, ApiRole needed, ApiHandler handler) {
     known->emplace_back("POST", std::regex(pattern));
     s.Post(pattern, guarded(needed, std::move(handler)));
+  };
+  auto put = [&s, known, guarded](const std::string& pattern, ApiRole needed, ApiHandler handler) {
+    known->emplace_back("PUT", std::regex(pattern));
+    s.Put(pattern, guarded(needed, std::move(handler)));
+  };
+  auto del = [&s, known, guarded](const std::string& pattern, ApiRole needed, ApiHandler handler) {
+    known->emplace_back("DELETE", std::regex(pattern));
+    s.Delete(pattern, guarded(needed, std::move(handler)));
   };
   s.set_pre_routing_handler([this, identify](const httplib::Request& req, httplib::Response& res) {
     // cpp-httplib bounds only bodies with a Content-Length: a chunked body, or one that lasts until
@@ -519,8 +675,26 @@ void HttpApi::routes() {
          send(res, result, manifest_json, 201);
        });
   get("/api/v1/artifacts", ApiRole::kViewer,
-      [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {
-        send_json(res, 200, array_of(service_.list_artifacts(), manifest_json));
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        if (auto st = check_params(req, {"limit", "cursor"}); !st)
+          return send_error(res, 400, st.error().message);
+        auto limit = limit_param(req);
+        if (!limit) return send_error(res, 400, limit.error().message);
+        auto after = cursor_param(req, "artifacts");
+        if (!after) return send_error(res, 400, after.error().message);
+        std::string next;
+        auto page = page_of(
+            service_.list_artifacts(), [](const v1::Manifest& m) { return m.artifact_id(); }, *after, *limit,
+            next);
+        set_next(req, res, "artifacts", next);
+        send_json(res, 200, array_of(page, manifest_json));
+      });
+  // Refused (409, naming the rollout) while a rollout may still send it or roll back to it.
+  del(R"(/api/v1/artifacts/([^/]+))", ApiRole::kAdmin,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        auto st = service_.delete_artifact(req.matches[1], caller.actor, now_ms());
+        if (!st) return send_error(res, http_status(st.error()), st.error().message);
+        res.status = 204;
       });
   get(R"(/api/v1/artifacts/([^/]+))", ApiRole::kViewer,
       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
@@ -528,8 +702,81 @@ void HttpApi::routes() {
       });
 
   get("/api/v1/devices", ApiRole::kViewer,
-      [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {
-        send_json(res, 200, array_of(service_.list_devices(), device_json));
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        auto request = device_list_request(req);
+        if (!request) return send_error(res, 400, request.error().message);
+        auto page = service_.list_devices(*request);
+        if (!page) return send_error(res, http_status(page.error()), page.error().message);
+        set_next(req, res, "devices", page->next_after);
+        send_json(res, 200, array_of(page->devices, device_json));
+      });
+  // Operator tags (docs/ORCHESTRATOR.md, "Tags and groups").
+  put(R"(/api/v1/devices/([^/]+)/tags/([^/]+))", ApiRole::kOperator,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        send(res, service_.set_device_tag(req.matches[1], req.matches[2], true, caller.actor, now_ms()),
+             device_json);
+      });
+  del(R"(/api/v1/devices/([^/]+)/tags/([^/]+))", ApiRole::kOperator,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        send(res, service_.set_device_tag(req.matches[1], req.matches[2], false, caller.actor, now_ms()),
+             device_json);
+      });
+  // Deleting a device is decommissioning it (admin): revoked, out of the inventory.
+  del(R"(/api/v1/devices/([^/]+))", ApiRole::kAdmin,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        auto reason = reason_of(req);
+        if (!reason) return send_error(res, 400, reason.error().message);
+        send(res, service_.decommission_device(req.matches[1], *reason, caller.actor, now_ms()),
+             revocation_view_json);
+      });
+
+  post("/api/v1/groups", ApiRole::kOperator,
+       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+         const json body = json::parse(req.body, nullptr, false);
+         if (body.is_discarded() || !body.is_object() || !body.contains("name") ||
+             !body["name"].is_string() || (body.contains("selector") && !body["selector"].is_string())) {
+           return send_error(res, 400,
+                             "the body must be a JSON object like {\"name\": \"canary\"} (static) or "
+                             "{\"name\": \"old-lab\", \"selector\": \"tag=lab,version<2.0\"} (dynamic)");
+         }
+         send(res,
+              service_.create_group(body["name"].get<std::string>(), body.value("selector", std::string()),
+                                    caller.actor, now_ms()),
+              group_json, 201);
+       });
+  get("/api/v1/groups", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        if (auto st = check_params(req, {"limit", "cursor"}); !st)
+          return send_error(res, 400, st.error().message);
+        auto limit = limit_param(req);
+        if (!limit) return send_error(res, 400, limit.error().message);
+        auto after = cursor_param(req, "groups");
+        if (!after) return send_error(res, 400, after.error().message);
+        std::string next;
+        auto page = page_of(
+            service_.list_groups(), [](const GroupView& g) { return g.group.name; }, *after, *limit, next);
+        set_next(req, res, "groups", next);
+        send_json(res, 200, array_of(page, group_json));
+      });
+  get(R"(/api/v1/groups/([^/]+))", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        send(res, service_.get_group(req.matches[1]), group_json);
+      });
+  del(R"(/api/v1/groups/([^/]+))", ApiRole::kOperator,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        auto st = service_.delete_group(req.matches[1], caller.actor, now_ms());
+        if (!st) return send_error(res, http_status(st.error()), st.error().message);
+        res.status = 204;
+      });
+  put(R"(/api/v1/groups/([^/]+)/members/([^/]+))", ApiRole::kOperator,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        send(res, service_.set_group_member(req.matches[1], req.matches[2], true, caller.actor, now_ms()),
+             group_json);
+      });
+  del(R"(/api/v1/groups/([^/]+)/members/([^/]+))", ApiRole::kOperator,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        send(res, service_.set_group_member(req.matches[1], req.matches[2], false, caller.actor, now_ms()),
+             group_json);
       });
   get(R"(/api/v1/devices/([^/]+))", ApiRole::kViewer,
       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
@@ -583,10 +830,64 @@ void HttpApi::routes() {
              [now](const RolloutView& r) { return rollout_json(r, now); }, 201);
        });
   get("/api/v1/rollouts", ApiRole::kViewer,
-      [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        if (auto st = check_params(req, {"limit", "cursor", "state"}); !st)
+          return send_error(res, 400, st.error().message);
+        auto limit = limit_param(req);
+        if (!limit) return send_error(res, 400, limit.error().message);
+        auto after = cursor_param(req, "rollouts");
+        if (!after) return send_error(res, 400, after.error().message);
+        const std::string state = req.get_param_value("state");
+        if (!state.empty() && !parse_rollout_state(state)) {
+          return send_error(res, 400,
+                            "state: '" + state.substr(0, 40) + "' is not a rollout state; " +
+                                parse_rollout_state(state).error().message);
+        }
         const Millis now = now_ms();
+        std::vector<RolloutView> listed;
+        for (RolloutView& r : service_.list_rollouts(now)) {
+          if (state.empty() || rollout_state_name(r.state) == state) listed.push_back(std::move(r));
+        }
+        std::string next;
+        auto page = page_of(
+            std::move(listed), [](const RolloutView& r) { return r.id; }, *after, *limit, next);
+        set_next(req, res, "rollouts", next);
         json out = json::array();
-        for (const RolloutView& r : service_.list_rollouts(now)) out.push_back(rollout_json(r, now));
+        for (const RolloutView& r : page) out.push_back(rollout_json(r, now));
+        send_json(res, 200, out);
+      });
+  // A rollout's members a page at a time, by device id (a rollout over the fleet has 100,000).
+  get(R"(/api/v1/rollouts/([^/]+)/members)", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        if (auto st = check_params(req, {"limit", "cursor", "state", "wave"}); !st)
+          return send_error(res, 400, st.error().message);
+        auto limit = limit_param(req);
+        if (!limit) return send_error(res, 400, limit.error().message);
+        auto after = cursor_param(req, "members");
+        if (!after) return send_error(res, 400, after.error().message);
+        auto wave = number_param(req, "wave", 0, 1, 1000);
+        if (!wave) return send_error(res, 400, wave.error().message);
+        const std::string state = req.get_param_value("state");
+        if (!state.empty() && !parse_member_state(state)) {
+          return send_error(res, 400,
+                            "state: '" + state.substr(0, 40) + "' is not a member state; " +
+                                parse_member_state(state).error().message);
+        }
+        auto rollout = service_.get_rollout(req.matches[1], now_ms());
+        if (!rollout) return send_error(res, http_status(rollout.error()), rollout.error().message);
+        std::vector<Member> listed;
+        for (Member& m : *rollout->members) {
+          if ((state.empty() || member_state_name(m.state) == state) && (*wave == 0 || m.wave + 1 == *wave))
+            listed.push_back(std::move(m));
+        }
+        std::sort(listed.begin(), listed.end(),
+                  [](const Member& a, const Member& b) { return a.device_id < b.device_id; });
+        std::string next;
+        auto page = page_of(
+            std::move(listed), [](const Member& m) { return m.device_id; }, *after, *limit, next);
+        set_next(req, res, "members", next);
+        json out = json::array();
+        for (const Member& m : page) out.push_back(member_json(m));
         send_json(res, 200, out);
       });
   get(R"(/api/v1/rollouts/([^/]+))", ApiRole::kViewer,
@@ -606,19 +907,40 @@ void HttpApi::routes() {
               [now](const RolloutView& r) { return rollout_json(r, now); });
        });
 
+  // Newest first; the cursor goes on to older events (stable while new ones arrive).
   get("/api/v1/events", ApiRole::kViewer,
       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
-        send(res,
-             service_.events(req.get_param_value("device"), req.get_param_value("rollout"),
-                             static_cast<std::size_t>(int_param(req, "limit", 100))),
-             [](const std::vector<EventRecord>& events) { return array_of(events, event_json); });
+        if (auto st = check_params(req, {"limit", "cursor", "device", "rollout"}); !st)
+          return send_error(res, 400, st.error().message);
+        auto limit = number_param(req, "limit", 100, 1, 10'000);
+        if (!limit) return send_error(res, 400, limit.error().message);
+        auto before = cursor_param(req, "events");
+        if (!before) return send_error(res, 400, before.error().message);
+        auto events = service_.events(req.get_param_value("device"), req.get_param_value("rollout"),
+                                      static_cast<std::size_t>(*limit),
+                                      before->empty() ? 0 : std::strtoll(before->c_str(), nullptr, 10));
+        if (!events) return send_error(res, http_status(events.error()), events.error().message);
+        if (events->size() == static_cast<std::size_t>(*limit) && !events->empty() && events->back().id > 1)
+          set_next(req, res, "events", std::to_string(events->back().id));
+        send_json(res, 200, array_of(*events, event_json));
       });
+  // Oldest first from ?after= (a sequence number) or the cursor.
   get("/api/v1/audit", ApiRole::kViewer,
       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
-        send(res,
-             service_.audit(int_param(req, "after", 0),
-                            static_cast<std::size_t>(int_param(req, "limit", 100'000))),
-             [](const std::vector<AuditEntry>& entries) { return array_of(entries, audit_json); });
+        if (auto st = check_params(req, {"limit", "cursor", "after"}); !st)
+          return send_error(res, 400, st.error().message);
+        auto limit = number_param(req, "limit", 100'000, 1, 100'000);
+        if (!limit) return send_error(res, 400, limit.error().message);
+        auto after = number_param(req, "after", 0, 0, std::numeric_limits<std::int64_t>::max());
+        if (!after) return send_error(res, 400, after.error().message);
+        auto cursor = cursor_param(req, "audit");
+        if (!cursor) return send_error(res, 400, cursor.error().message);
+        const std::int64_t from = cursor->empty() ? *after : std::strtoll(cursor->c_str(), nullptr, 10);
+        auto entries = service_.audit(from, static_cast<std::size_t>(*limit));
+        if (!entries) return send_error(res, http_status(entries.error()), entries.error().message);
+        if (entries->size() == static_cast<std::size_t>(*limit) && !entries->empty())
+          set_next(req, res, "audit", std::to_string(entries->back().seq));
+        send_json(res, 200, array_of(*entries, audit_json));
       });
   get("/api/v1/audit/checkpoints", ApiRole::kViewer,
       [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {

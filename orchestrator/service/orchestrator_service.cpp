@@ -118,8 +118,12 @@ Status OrchestratorService::load() {
   if (!revocations) return revocations.error();
   const std::size_t history_count = history->size();
   const std::size_t revoked_count = revocations->size();
+  auto tags = store_->load_device_tags();
+  if (!tags) return tags.error();
+  auto groups = store_->load_groups();
+  if (!groups) return groups.error();
   core_.restore(std::move(devices).value(), std::move(rollouts).value(), std::move(history).value(),
-                std::move(revocations).value());
+                std::move(revocations).value(), std::move(tags).value(), std::move(groups).value());
   // The broker's deny list follows the store, whatever happened to the file meanwhile.
   if (auto st = write_deny_list(); !st) return st;
   // After a restart the fleet state says what each device may fetch, nothing else.
@@ -464,6 +468,31 @@ std::vector<v1::Manifest> OrchestratorService::list_artifacts() {
   return out;
 }
 
+Status OrchestratorService::delete_artifact(const std::string& id, const std::string& actor, Millis now) {
+  if (!artifacts_.contains(id))
+    return Error(Errc::kNotFound, "artifact '" + id.substr(0, 64) +
+                                      "' is not uploaded; `fotactl artifact list` shows the uploaded ones");
+  std::lock_guard lock(state_mutex_);
+  for (const auto& [rollout_id, r] : core_.rollouts()) {
+    if (!is_active(r.state) && r.state != RolloutState::kCompleted) continue;
+    std::string use;
+    if (r.spec.artifact_id == id) {
+      use = "installs it";
+    } else if (std::any_of(r.members.begin(), r.members.end(),
+                           [&](const Member& m) { return m.previous_artifact_id == id; })) {
+      use = "rolls back to it";
+    } else {
+      continue;
+    }
+    return Error(Errc::kConflict, "artifact " + id + " is in use: rollout " + rollout_id + " (" +
+                                      std::string(rollout_state_name(r.state)) + ") " + use +
+                                      "; abort it (or roll it back) before deleting the artifact");
+  }
+  if (auto st = core_.record(AuditRecord{actor, "artifact.delete", id}, save_at(now)); !st) return st;
+  queue_commands();
+  return artifacts_.remove(id);
+}
+
 common::Result<v1::Manifest> OrchestratorService::get_artifact(const std::string& id) {
   auto m = artifacts_.manifest(id);
   if (!m)
@@ -472,14 +501,113 @@ common::Result<v1::Manifest> OrchestratorService::get_artifact(const std::string
   return m;
 }
 
+DeviceView OrchestratorService::view_of(DeviceRecord device) const {
+  std::string owner = core_.owner(device.facts.id);
+  std::vector<std::string> groups = core_.groups_of(device.facts);
+  return DeviceView{std::move(device), std::move(owner), std::move(groups)};
+}
+
 std::vector<DeviceView> OrchestratorService::list_devices() {
   std::lock_guard lock(state_mutex_);
   std::vector<DeviceView> out;
-  for (DeviceRecord& d : core_.devices()) {
-    std::string owner = core_.owner(d.facts.id);
-    out.push_back(DeviceView{std::move(d), std::move(owner)});
+  for (DeviceRecord& d : core_.devices()) out.push_back(view_of(std::move(d)));
+  return out;
+}
+
+common::Result<DeviceListPage> OrchestratorService::list_devices(const DeviceListRequest& request) {
+  DeviceQuery query;
+  query.phase = request.phase;
+  query.id_contains = request.id_contains;
+  query.after_id = request.after_id;
+  query.limit = request.limit;
+  if (!request.filter.empty()) query.selectors.push_back(request.filter);
+  if (!request.group.empty()) {
+    std::lock_guard lock(state_mutex_);
+    auto group = core_.groups().find(request.group);
+    if (group != core_.groups().end() && group->second.dynamic()) {
+      // A dynamic group is its selector: the store answers it like the list's own filters.
+      auto selector = parse_device_selector(group->second.selector);
+      if (!selector) return selector.error().with_context("group " + request.group);
+      query.selectors.push_back(std::move(selector).value());
+    } else {
+      DeviceSelector in_group;  // a static group's members, or the group devices report
+      in_group.groups.push_back(request.group);
+      query.selectors.push_back(std::move(in_group));
+    }
+  }
+  // The page is chosen by the store (its rows are at most one loop iteration behind); what it
+  // shows of each device is the core's, current.
+  auto page = store_->query_devices(query);
+  if (!page) return page.error();
+  DeviceListPage out;
+  out.next_after = page->next_after;
+  std::lock_guard lock(state_mutex_);
+  for (const std::string& id : page->ids) {
+    if (auto d = core_.device(id)) out.devices.push_back(view_of(std::move(*d)));
   }
   return out;
+}
+
+GroupView OrchestratorService::group_view(GroupRecord group) const {
+  auto members = core_.group_members(group.name);
+  group.members.clear();  // the members now are `members` (a dynamic group's too)
+  return GroupView{std::move(group), members ? std::optional(std::move(members).value()) : std::nullopt};
+}
+
+common::Result<DeviceView> OrchestratorService::set_device_tag(const std::string& id, const std::string& tag,
+                                                               bool present, const std::string& actor,
+                                                               Millis now) {
+  std::lock_guard lock(state_mutex_);
+  auto d = core_.set_device_tag(id, tag, present, actor, now, save_at(now));
+  if (!d) return d.error();
+  queue_commands();
+  return view_of(std::move(d).value());
+}
+
+common::Result<GroupView> OrchestratorService::create_group(const std::string& name,
+                                                            const std::string& selector,
+                                                            const std::string& actor, Millis now) {
+  std::lock_guard lock(state_mutex_);
+  auto g = core_.create_group(name, selector, actor, now, save_at(now));
+  if (!g) return g.error();
+  queue_commands();
+  return group_view(std::move(g).value());
+}
+
+common::Result<GroupView> OrchestratorService::set_group_member(const std::string& group,
+                                                                const std::string& device, bool present,
+                                                                const std::string& actor, Millis now) {
+  std::lock_guard lock(state_mutex_);
+  auto g = core_.set_group_member(group, device, present, actor, now, save_at(now));
+  if (!g) return g.error();
+  queue_commands();
+  return group_view(std::move(g).value());
+}
+
+Status OrchestratorService::delete_group(const std::string& name, const std::string& actor, Millis now) {
+  std::lock_guard lock(state_mutex_);
+  auto st = core_.delete_group(name, actor, now, save_at(now));
+  if (st) queue_commands();
+  return st;
+}
+
+std::vector<GroupView> OrchestratorService::list_groups() {
+  std::lock_guard lock(state_mutex_);
+  std::vector<GroupView> out;
+  for (const auto& [name, g] : core_.groups()) {
+    GroupRecord summary = g;
+    summary.members.clear();
+    out.push_back(GroupView{std::move(summary), std::nullopt});
+  }
+  return out;
+}
+
+common::Result<GroupView> OrchestratorService::get_group(const std::string& name) {
+  std::lock_guard lock(state_mutex_);
+  auto g = core_.groups().find(name);
+  if (g == core_.groups().end())
+    return Error(Errc::kNotFound, "group '" + name + "' does not exist; `fotactl group list` shows them");
+  return group_view(g->second);
 }
 
 common::Result<DeviceReport> OrchestratorService::get_device(const std::string& id) {
@@ -490,9 +618,9 @@ common::Result<DeviceReport> OrchestratorService::get_device(const std::string& 
     if (!d)
       return Error(Errc::kNotFound,
                    "device '" + id + "' is not registered; `fotactl device list` shows the known devices");
-    report.device = DeviceView{std::move(*d), core_.owner(id)};
+    report.device = view_of(std::move(*d));
   }
-  if (auto events = store_->events(id, "", 20)) report.recent_events = std::move(events).value();
+  if (auto events = store_->events(id, "", 20, 0)) report.recent_events = std::move(events).value();
   return report;
 }
 
@@ -556,8 +684,9 @@ common::Result<RolloutPlan> OrchestratorService::plan_rollout(const std::string&
 
 common::Result<std::vector<EventRecord>> OrchestratorService::events(const std::string& device,
                                                                      const std::string& rollout,
-                                                                     std::size_t limit) {
-  return store_->events(device, rollout, std::min<std::size_t>(limit, 10'000));
+                                                                     std::size_t limit,
+                                                                     std::int64_t before_id) {
+  return store_->events(device, rollout, std::min<std::size_t>(limit, 10'000), before_id);
 }
 
 common::Result<std::vector<AuditEntry>> OrchestratorService::audit(std::int64_t after, std::size_t limit) {

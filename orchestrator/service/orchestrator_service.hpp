@@ -86,6 +86,26 @@ class ArtifactStoreCatalog final : public ArtifactCatalog {
   const common::ArtifactStore& store_;
 };
 
+// What `GET /api/v1/devices` asks for (docs/ORCHESTRATOR.md, "Paging and filters").
+struct DeviceListRequest {
+  DeviceSelector filter;  // ?version= ?hardware= ?tag= ?online=
+  std::string group;      // ?group=: an operator group (static or dynamic) or a reported group
+  std::string phase;      // ?state=
+  std::string id_contains;
+  std::string after_id;  // from the cursor
+  std::size_t limit = 100;
+};
+struct DeviceListPage {
+  std::vector<DeviceView> devices;
+  std::string next_after;  // empty on the last page
+};
+
+// A group as the API shows it; members (the devices in it now) only when asked.
+struct GroupView {
+  GroupRecord group;
+  std::optional<std::vector<std::string>> members;
+};
+
 // A device with its latest events, as `GET /devices/{id}` shows it.
 struct DeviceReport {
   DeviceView device;
@@ -152,8 +172,23 @@ class OrchestratorService {
   common::Result<v1::Manifest> import_artifact(const std::filesystem::path& bundle, const std::string& actor,
                                                Millis now);
   std::vector<v1::Manifest> list_artifacts();
+  // kConflict naming the rollout while one may still send it or roll devices back to it (an
+  // active or completed rollout names it as its artifact or a member's previous one).
+  common::Status delete_artifact(const std::string& id, const std::string& actor, Millis now);
   common::Result<v1::Manifest> get_artifact(const std::string& id);
   std::vector<DeviceView> list_devices();  // by id
+  // One page, filtered and paged by the store; the devices as the core has them now.
+  common::Result<DeviceListPage> list_devices(const DeviceListRequest& request);
+  // Operator tags and groups (FleetCore::set_device_tag and the group actions).
+  common::Result<DeviceView> set_device_tag(const std::string& id, const std::string& tag, bool present,
+                                            const std::string& actor, Millis now);
+  common::Result<GroupView> create_group(const std::string& name, const std::string& selector,
+                                         const std::string& actor, Millis now);
+  common::Result<GroupView> set_group_member(const std::string& group, const std::string& device,
+                                             bool present, const std::string& actor, Millis now);
+  common::Status delete_group(const std::string& name, const std::string& actor, Millis now);
+  std::vector<GroupView> list_groups();                          // by name, without members
+  common::Result<GroupView> get_group(const std::string& name);  // with its members now
   common::Result<DeviceReport> get_device(const std::string& id);
   common::Result<std::vector<LogRecord>> device_logs(const std::string& id, std::int64_t after,
                                                      std::size_t limit);
@@ -165,7 +200,7 @@ class OrchestratorService {
   common::Result<RolloutView> get_rollout(const std::string& id, Millis now);  // with its members
   common::Result<RolloutPlan> plan_rollout(const std::string& id, Millis now);
   common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
-                                                  std::size_t limit);
+                                                  std::size_t limit, std::int64_t before_id = 0);
   common::Result<std::vector<AuditEntry>> audit(std::int64_t after, std::size_t limit);
   // Certificate lifecycle (FleetCore::revoke_device / decommission_device), then the deny list is
   // rewritten. kIo when the revocation is recorded but the deny list could not be written: the
@@ -193,6 +228,8 @@ class OrchestratorService {
     v1::ChunkRequest request;
   };
   common::Status load();
+  DeviceView view_of(DeviceRecord device) const;  // state_mutex_ held
+  GroupView group_view(GroupRecord group) const;  // state_mutex_ held
   // Writes options_.deny_list from the core's revocations (state_mutex_ held).
   common::Status write_deny_list();
   void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);

@@ -31,6 +31,19 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// Inserts or erases `value` in a sorted vector; false when it was already so.
+bool set_sorted(std::vector<std::string>& v, const std::string& value, bool present) {
+  auto it = std::lower_bound(v.begin(), v.end(), value);
+  const bool there = it != v.end() && *it == value;
+  if (there == present) return false;
+  if (present) {
+    v.insert(it, value);
+  } else {
+    v.erase(it);
+  }
+  return true;
+}
+
 bool tickable(const Rollout& r) {
   return r.state == RolloutState::kRunning || r.state == RolloutState::kPaused ||
          r.state == RolloutState::kRollingBack;
@@ -46,10 +59,14 @@ FleetCore::FleetCore(FleetCoreOptions options, const ArtifactCatalog& artifacts,
 }
 
 void FleetCore::restore(std::vector<DeviceRecord> devices, std::vector<Rollout> rollouts,
-                        std::vector<UpdateSample> history, std::vector<RevocationRecord> revocations) {
+                        std::vector<UpdateSample> history, std::vector<RevocationRecord> revocations,
+                        std::vector<DeviceTagChange> tags, std::vector<GroupRecord> groups) {
   for (DeviceRecord& d : devices) {
-    d.facts.online = false;  // presence is re-learned from the broker's retained messages
     const std::string id = d.facts.id;
+    // Presence is re-learned from the broker's retained messages; the stored row follows, so that
+    // the list's online filter (answered by the store) agrees.
+    if (d.facts.online) dirty_devices_.insert(id);
+    d.facts.online = false;
     fleet_.devices[id] = std::move(d.facts);
     details_[id] = static_cast<DeviceDetails&&>(d);
     fleet_.generation = 1;
@@ -63,6 +80,18 @@ void FleetCore::restore(std::vector<DeviceRecord> devices, std::vector<Rollout> 
     rollouts_.emplace(id, std::move(r));
   }
   link_model_.history = std::move(history);
+  for (const DeviceTagChange& t : tags) {
+    if (auto it = fleet_.devices.find(t.device_id); it != fleet_.devices.end())
+      it->second.operator_tags.push_back(t.tag);  // loaded by device, tag: stays sorted
+  }
+  for (GroupRecord& g : groups) {
+    for (const std::string& member : g.members) {
+      if (auto it = fleet_.devices.find(member); it != fleet_.devices.end())
+        it->second.static_groups.push_back(g.name);  // loaded by name: stays sorted
+    }
+    const std::string name = g.name;
+    groups_.emplace(name, std::move(g));
+  }
   for (RevocationRecord& r : revocations) {
     if (auto it = fleet_.devices.find(r.device_id); it != fleet_.devices.end()) {
       if (r.decommissioned_ms != 0) {
@@ -363,6 +392,10 @@ Status FleetCore::commit(const SaveBatch& save) {
   batch.audit = pending_audit_;
   batch.revocations = pending_revocations_;
   batch.removed_devices = pending_removed_devices_;
+  batch.created_groups = pending_created_groups_;
+  batch.member_changes = pending_member_changes_;
+  batch.tag_changes = pending_tag_changes_;
+  batch.deleted_groups = pending_deleted_groups_;
   if (auto st = save(batch); !st) {
     log_->error("persisting state failed (will retry): {}", st.error().message);
     return st;
@@ -376,6 +409,10 @@ Status FleetCore::commit(const SaveBatch& save) {
   pending_audit_.clear();
   pending_revocations_.clear();
   pending_removed_devices_.clear();
+  pending_created_groups_.clear();
+  pending_member_changes_.clear();
+  pending_tag_changes_.clear();
+  pending_deleted_groups_.clear();
   // Commands go out only after the state that produced them is durable.
   for (DeviceCommand& c : outbox_) ready_.push_back(std::move(c));
   outbox_.clear();
@@ -389,9 +426,17 @@ std::vector<DeviceCommand> FleetCore::take_commands() {
 }
 
 FleetCore::UnsavedMark FleetCore::mark_unsaved() const {
-  return UnsavedMark{pending_events_.size(),         pending_audit_.size(), pending_samples_.size(),
-                     link_model_.history.size(),     outbox_.size(),        pending_revocations_.size(),
-                     pending_removed_devices_.size()};
+  return UnsavedMark{pending_events_.size(),
+                     pending_audit_.size(),
+                     pending_samples_.size(),
+                     link_model_.history.size(),
+                     outbox_.size(),
+                     pending_revocations_.size(),
+                     pending_removed_devices_.size(),
+                     pending_created_groups_.size(),
+                     pending_member_changes_.size(),
+                     pending_tag_changes_.size(),
+                     pending_deleted_groups_.size()};
 }
 
 void FleetCore::drop_unsaved_since(const UnsavedMark& mark) {
@@ -405,13 +450,25 @@ void FleetCore::drop_unsaved_since(const UnsavedMark& mark) {
   drop(outbox_, mark.outbox);
   drop(pending_revocations_, mark.revocations);
   drop(pending_removed_devices_, mark.removed_devices);
+  drop(pending_created_groups_, mark.created_groups);
+  drop(pending_member_changes_, mark.member_changes);
+  drop(pending_tag_changes_, mark.tag_changes);
+  drop(pending_deleted_groups_, mark.deleted_groups);
 }
 
 common::Result<const Rollout*> FleetCore::create_rollout(const RolloutSpec& spec, const std::string& actor,
                                                          Millis now, const SaveBatch& save) {
   std::string id = options_.new_rollout_id();
   while (rollouts_.count(id)) id = options_.new_rollout_id();
-  auto rollout = RolloutEngine::create(id, spec, now);
+  RolloutSpec resolved = spec;
+  // Operator groups are resolved now and recorded in the rollout: who was in the group when the
+  // rollout was created is what it targets, whatever happens to the group later.
+  resolved.target.resolved_groups.clear();
+  for (const std::string& name : resolved.target.groups) {
+    if (auto members = group_members(name))
+      resolved.target.resolved_groups[name] = std::move(members).value();
+  }
+  auto rollout = RolloutEngine::create(id, std::move(resolved), now);
   if (!rollout) return rollout.error();
   if (auto st = RolloutEngine::check_target(*rollout, fleet_, unresolved_rollouts()); !st) return st.error();
   const UnsavedMark mark = mark_unsaved();
@@ -518,11 +575,16 @@ common::Result<RevocationRecord> FleetCore::retire_device(const std::string& id,
   const std::optional<DeviceDetails> details_before =
       details_it != details_.end() ? std::optional(details_it->second) : std::nullopt;
   const bool was_dirty = dirty_devices_.count(id) > 0;
+  const auto groups_before = groups_;
 
   revocations_[id] = record;
   pending_revocations_.push_back(record);
   if (facts_before) {
     if (decommission) {
+      // Its tags and memberships go with its row (the store deletes them with it).
+      for (const std::string& group : facts_it->second.static_groups) {
+        if (auto g = groups_.find(group); g != groups_.end()) set_sorted(g->second.members, id, false);
+      }
       fleet_.devices.erase(id);
       details_.erase(id);
       dirty_devices_.erase(id);
@@ -548,11 +610,157 @@ common::Result<RevocationRecord> FleetCore::retire_device(const std::string& id,
     if (facts_before) fleet_.devices[id] = *facts_before;
     if (details_before) details_[id] = *details_before;
     if (was_dirty) dirty_devices_.insert(id);
+    groups_ = groups_before;
     drop_unsaved_since(mark);
     return st.error();
   }
   log_->warn("device {} {} by {}{}", id, verb, actor, reason.empty() ? "" : ": " + reason);
   return record;
+}
+
+Status FleetCore::commit_label_action(const UnsavedMark& mark,
+                                      std::map<std::string, GroupRecord> groups_before,
+                                      std::unordered_map<std::string, DeviceFacts> facts_before,
+                                      const SaveBatch& save) {
+  ++fleet_.generation;  // selectable facts changed
+  if (auto st = commit(save); !st) {
+    groups_ = std::move(groups_before);
+    for (auto& [id, facts] : facts_before) fleet_.devices[id] = std::move(facts);
+    drop_unsaved_since(mark);
+    return st;
+  }
+  return common::ok_status();
+}
+
+common::Result<DeviceRecord> FleetCore::set_device_tag(const std::string& device_id, const std::string& tag,
+                                                       bool present, const std::string& actor, Millis now,
+                                                       const SaveBatch& save) {
+  (void)now;
+  if (auto st = check_label("tag", tag); !st) return st.error();
+  auto it = fleet_.devices.find(device_id);
+  if (it == fleet_.devices.end()) {
+    return Error(Errc::kNotFound, "device '" + device_id +
+                                      "' is not registered; `fotactl device list` shows the known devices");
+  }
+  const UnsavedMark mark = mark_unsaved();
+  std::unordered_map<std::string, DeviceFacts> before{{device_id, it->second}};
+  if (!set_sorted(it->second.operator_tags, tag, present)) return record_of(device_id);
+  pending_tag_changes_.push_back(DeviceTagChange{device_id, tag, present});
+  pending_audit_.push_back(
+      AuditRecord{actor, present ? "device.tag" : "device.untag", device_id + " " + tag});
+  if (auto st = commit_label_action(mark, groups_, std::move(before), save); !st) return st.error();
+  return record_of(device_id);
+}
+
+common::Result<GroupRecord> FleetCore::create_group(const std::string& name, const std::string& selector,
+                                                    const std::string& actor, Millis now,
+                                                    const SaveBatch& save) {
+  if (auto st = check_label("group", name); !st) return st.error();
+  GroupRecord g{name, "", now, actor, {}};
+  if (!selector.empty()) {
+    auto parsed = parse_device_selector(selector);
+    if (!parsed) return parsed.error().with_context("group " + name);
+    g.selector = device_selector_text(*parsed);  // canonical
+  }
+  if (groups_.count(name)) {
+    return Error(
+        Errc::kAlreadyExists,
+        "group '" + name + "' exists; delete it first or choose another name (`fotactl group list`)");
+  }
+  const UnsavedMark mark = mark_unsaved();
+  auto groups_before = groups_;
+  groups_[name] = g;
+  pending_created_groups_.push_back(g);
+  pending_audit_.push_back(
+      AuditRecord{actor, "group.create", name + (g.dynamic() ? " selector " + g.selector : " static")});
+  if (auto st = commit_label_action(mark, std::move(groups_before), {}, save); !st) return st.error();
+  return g;
+}
+
+common::Result<GroupRecord> FleetCore::set_group_member(const std::string& group,
+                                                        const std::string& device_id, bool present,
+                                                        const std::string& actor, Millis now,
+                                                        const SaveBatch& save) {
+  (void)now;
+  auto g = groups_.find(group);
+  if (g == groups_.end())
+    return Error(Errc::kNotFound, "group '" + group + "' does not exist; `fotactl group list` shows them");
+  if (g->second.dynamic()) {
+    return Error(Errc::kConflict, "group '" + group + "' is dynamic (" + g->second.selector +
+                                      "): its members are the devices its selector matches; tag the device "
+                                      "or use a static group");
+  }
+  auto device = fleet_.devices.find(device_id);
+  if (device == fleet_.devices.end()) {
+    return Error(Errc::kNotFound, "device '" + device_id +
+                                      "' is not registered; `fotactl device list` shows the known devices");
+  }
+  const UnsavedMark mark = mark_unsaved();
+  auto groups_before = groups_;
+  std::unordered_map<std::string, DeviceFacts> facts_before{{device_id, device->second}};
+  if (!set_sorted(g->second.members, device_id, present)) return g->second;
+  set_sorted(device->second.static_groups, group, present);
+  pending_member_changes_.push_back(GroupMemberChange{group, device_id, present});
+  pending_audit_.push_back(
+      AuditRecord{actor, present ? "group.add" : "group.remove", group + " " + device_id});
+  if (auto st = commit_label_action(mark, std::move(groups_before), std::move(facts_before), save); !st)
+    return st.error();
+  return groups_.at(group);
+}
+
+Status FleetCore::delete_group(const std::string& name, const std::string& actor, Millis now,
+                               const SaveBatch& save) {
+  (void)now;
+  auto g = groups_.find(name);
+  if (g == groups_.end())
+    return Error(Errc::kNotFound, "group '" + name + "' does not exist; `fotactl group list` shows them");
+  const UnsavedMark mark = mark_unsaved();
+  auto groups_before = groups_;
+  std::unordered_map<std::string, DeviceFacts> facts_before;
+  for (const std::string& member : g->second.members) {
+    auto device = fleet_.devices.find(member);
+    if (device == fleet_.devices.end()) continue;
+    facts_before.emplace(member, device->second);
+    set_sorted(device->second.static_groups, name, false);
+  }
+  groups_.erase(g);
+  pending_deleted_groups_.push_back(name);
+  pending_audit_.push_back(AuditRecord{actor, "group.delete", name});
+  return commit_label_action(mark, std::move(groups_before), std::move(facts_before), save);
+}
+
+common::Result<std::vector<std::string>> FleetCore::group_members(const std::string& name) const {
+  auto g = groups_.find(name);
+  if (g == groups_.end())
+    return Error(Errc::kNotFound, "group '" + name + "' does not exist; `fotactl group list` shows them");
+  std::vector<std::string> out;
+  if (!g->second.dynamic()) {
+    for (const std::string& id : g->second.members) {
+      if (fleet_.devices.count(id)) out.push_back(id);
+    }
+    return out;
+  }
+  auto selector = parse_device_selector(g->second.selector);
+  if (!selector) return selector.error().with_context("group " + name);
+  for (const auto& [id, facts] : fleet_.devices) {
+    if (device_selector_matches(*selector, facts)) out.push_back(id);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> FleetCore::groups_of(const DeviceFacts& device) const {
+  std::vector<std::string> out;
+  for (const auto& [name, g] : groups_) {
+    if (!g.dynamic()) {
+      if (std::binary_search(device.static_groups.begin(), device.static_groups.end(), name))
+        out.push_back(name);
+    } else if (auto selector = parse_device_selector(g.selector);
+               selector && device_selector_matches(*selector, device)) {
+      out.push_back(name);
+    }
+  }
+  return out;
 }
 
 Status FleetCore::record(AuditRecord entry, const SaveBatch& save) {

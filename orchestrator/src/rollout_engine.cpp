@@ -409,9 +409,16 @@ bool selector_matches(const TargetSelector& s, const DeviceFacts& d) {
   if (d.revoked) return false;
   if (!any_of(s.device_ids, [&](const std::string& id) { return id == d.id; })) return false;
   if (!any_of(s.hardware_types, [&](const std::string& hw) { return hw == d.hardware_type; })) return false;
-  if (!any_of(s.groups, [&](const std::string& g) { return g == d.group; })) return false;
+  if (!any_of(s.groups, [&](const std::string& g) {
+        if (auto resolved = s.resolved_groups.find(g); resolved != s.resolved_groups.end())
+          return std::binary_search(resolved->second.begin(), resolved->second.end(), d.id);
+        return g == d.group;
+      })) {
+    return false;
+  }
   if (!any_of(s.tags, [&](const std::string& t) {
-        return std::find(d.tags.begin(), d.tags.end(), t) != d.tags.end();
+        return std::find(d.tags.begin(), d.tags.end(), t) != d.tags.end() ||
+               std::binary_search(d.operator_tags.begin(), d.operator_tags.end(), t);
       })) {
     return false;
   }

@@ -281,8 +281,12 @@ class SpecParser {
     if (!target || !target.IsMap()) {
       return field_error("target", "required: give devices, tags, groups, hardware, or all: true");
     }
-    if (auto st = check_keys(target, "target", {"all", "devices", "tags", "groups", "hardware"}); !st)
+    if (auto st = check_keys(target, "target",
+                             {"all", "devices", "tags", "group", "groups", "hardware", "resolved_groups"});
+        !st)
       return st.error();
+    if (target["group"] && target["groups"])
+      return field_error("target.group", "give group (one name) or groups (a list), not both");
     if (target["all"]) spec.target.all = scalar(target["all"]) == "true";
     auto ids = string_list(target["devices"], "target.devices");
     if (!ids) return ids.error();
@@ -290,9 +294,22 @@ class SpecParser {
     auto tags = string_list(target["tags"], "target.tags");
     if (!tags) return tags.error();
     spec.target.tags = *tags;
-    auto groups = string_list(target["groups"], "target.groups");
+    auto groups = target["group"] ? string_list(target["group"], "target.group")
+                                  : string_list(target["groups"], "target.groups");
     if (!groups) return groups.error();
     spec.target.groups = *groups;
+    // Written by the orchestrator when it creates the rollout (read back from its store).
+    if (const YAML::Node resolved = target["resolved_groups"]) {
+      if (!resolved.IsMap())
+        return field_error("target.resolved_groups", "expected a mapping of group to ids");
+      for (const auto& entry : resolved) {
+        const std::string name = entry.first.Scalar();
+        auto members = string_list(entry.second, "target.resolved_groups." + name);
+        if (!members) return members.error();
+        std::sort(members->begin(), members->end());
+        spec.target.resolved_groups[name] = *members;
+      }
+    }
     auto hw = string_list(target["hardware"], "target.hardware");
     if (!hw) return hw.error();
     spec.target.hardware_types = *hw;
@@ -539,6 +556,11 @@ std::string rollout_spec_to_json(const RolloutSpec& spec) {
   if (!spec.target.device_ids.empty()) target["devices"] = spec.target.device_ids;
   if (!spec.target.tags.empty()) target["tags"] = spec.target.tags;
   if (!spec.target.groups.empty()) target["groups"] = spec.target.groups;
+  if (!spec.target.resolved_groups.empty()) {
+    json resolved = json::object();
+    for (const auto& [name, ids] : spec.target.resolved_groups) resolved[name] = ids;
+    target["resolved_groups"] = resolved;
+  }
   if (!spec.target.hardware_types.empty()) target["hardware"] = spec.target.hardware_types;
   j["target"] = target;
   json waves = json::array();

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <sqlite3.h>
 
+#include <memory>
 #include <string_view>
 #include <type_traits>
+#include <variant>
 
 #include <nlohmann/json.hpp>
 
@@ -118,6 +120,30 @@ CREATE TABLE revocations (
   actor TEXT NOT NULL DEFAULT '',
   revoked_ms INTEGER NOT NULL,
   decommissioned_ms INTEGER NOT NULL DEFAULT 0);
+)sql",
+    // 5: reserved for another branch of issue 21 (the lead puts its migration here when merging)
+    R"sql(
+SELECT 1;
+)sql",
+    // 6: operator tags and groups; a sortable version for version<2.0 filters (filled by
+    // backfill_version_keys for the rows already there)
+    R"sql(
+ALTER TABLE devices ADD COLUMN version_key TEXT NOT NULL DEFAULT '';
+CREATE TABLE device_tags (
+  device_id TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  PRIMARY KEY (device_id, tag));
+CREATE INDEX device_tags_by_tag ON device_tags(tag, device_id);
+CREATE TABLE device_groups (
+  name TEXT PRIMARY KEY,
+  selector TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  actor TEXT NOT NULL DEFAULT '');
+CREATE TABLE group_members (
+  group_name TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  PRIMARY KEY (group_name, device_id));
+CREATE INDEX group_members_by_device ON group_members(device_id, group_name);
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == SqliteStore::kSchemaVersion);
@@ -254,6 +280,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                  "database " + path.string() + " cannot use WAL mode (is it on a network file system?)");
   }
   if (auto st = store->migrate(); !st) return st.error().with_context("migrating " + path.string());
+  if (auto st = store->backfill_version_keys(); !st)
+    return st.error().with_context("opening " + path.string());
   return store;
 }
 
@@ -307,6 +335,25 @@ Status SqliteStore::migrate() {
   return common::ok_status();
 }
 
+Status SqliteStore::backfill_version_keys() {
+  return transaction([&]() -> Status {
+    std::vector<std::pair<std::string, std::string>> missing;
+    auto st = each_row(Statement(db_, prepared("SELECT id, version FROM devices WHERE version_key = '' AND "
+                                               "version <> ''")),
+                       "reading versions to index", [&](const Statement& s) {
+                         missing.emplace_back(s.text(0), s.text(1));
+                         return common::ok_status();
+                       });
+    if (!st) return st;
+    for (const auto& [id, version] : missing) {
+      st = run(Statement(db_, prepared("UPDATE devices SET version_key = ?2 WHERE id = ?1")),
+               "indexing a version", id, version_sort_key(version));
+      if (!st) return st;
+    }
+    return common::ok_status();
+  });
+}
+
 Status Store::write(const StoreBatch& batch, Millis now) {
   const Status written = transaction([&]() -> Status {
     for (const DeviceRecord& d : batch.devices) {
@@ -332,6 +379,18 @@ Status Store::write(const StoreBatch& batch, Millis now) {
     }
     for (const std::string& id : batch.removed_devices) {
       if (auto st = delete_device(id); !st) return st;
+    }
+    for (const GroupRecord& g : batch.created_groups) {
+      if (auto st = create_group(g); !st) return st;
+    }
+    for (const GroupMemberChange& c : batch.member_changes) {
+      if (auto st = set_group_member(c); !st) return st;
+    }
+    for (const DeviceTagChange& c : batch.tag_changes) {
+      if (auto st = set_device_tag(c); !st) return st;
+    }
+    for (const std::string& name : batch.deleted_groups) {
+      if (auto st = delete_group(name); !st) return st;
     }
     for (const AuditRecord& a : batch.audit) {
       if (auto st = append_audit(a.actor, a.action, a.detail, now); !st) return st.error();
@@ -381,15 +440,15 @@ Status SqliteStore::upsert_device(const DeviceRecord& d) {
               prepared(
                   "INSERT INTO devices (id, hardware, time_zone, artifact_id, version, tags, grp, online, "
                   "last_seen_ms, client_version, security_counter, free_bytes, pending_deployment_id, "
-                  "registered_ms, last_phase, last_error) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,"
-                  "?14,?15,?16) ON CONFLICT(id) DO UPDATE SET hardware=?2, time_zone=?3, artifact_id=?4, "
-                  "version=?5, tags=?6, grp=?7, online=?8, last_seen_ms=?9, client_version=?10, "
-                  "security_counter=?11, free_bytes=?12, pending_deployment_id=?13, last_phase=?15, "
-                  "last_error=?16")),
+                  "registered_ms, last_phase, last_error, version_key) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+                  "?10,?11,?12,?13,?14,?15,?16,?17) ON CONFLICT(id) DO UPDATE SET hardware=?2, time_zone=?3, "
+                  "artifact_id=?4, version=?5, tags=?6, grp=?7, online=?8, last_seen_ms=?9, "
+                  "client_version=?10, security_counter=?11, free_bytes=?12, pending_deployment_id=?13, "
+                  "last_phase=?15, last_error=?16, version_key=?17")),
           "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
           d.facts.version, join(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
           d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
-          d.last_phase, d.last_error);
+          d.last_phase, d.last_error, version_sort_key(d.facts.version));
   if (!st) return st.error().with_context("device " + d.facts.id);
   return st;
 }
@@ -487,10 +546,206 @@ Result<DeviceRecord> SqliteStore::device(const std::string& id) {
 }
 
 Status SqliteStore::delete_device(const std::string& id) {
-  std::lock_guard lock(mutex_);
-  auto st = run(Statement(db_, prepared("DELETE FROM devices WHERE id = ?1")), "deleting a device", id);
+  auto st = transaction([&]() -> Status {
+    for (const char* sql :
+         {"DELETE FROM devices WHERE id = ?1", "DELETE FROM device_tags WHERE device_id = ?1",
+          "DELETE FROM group_members WHERE device_id = ?1"}) {
+      if (auto deleted = run(Statement(db_, prepared(sql)), "deleting a device", id); !deleted)
+        return deleted;
+    }
+    return common::ok_status();
+  });
   if (!st) return st.error().with_context("device " + id);
   return st;
+}
+
+Status SqliteStore::set_device_tag(const DeviceTagChange& c) {
+  std::lock_guard lock(mutex_);
+  auto st = c.present
+                ? run(Statement(db_, prepared("INSERT INTO device_tags (device_id, tag) VALUES (?1, ?2) "
+                                              "ON CONFLICT DO NOTHING")),
+                      "tagging a device", c.device_id, c.tag)
+                : run(Statement(db_, prepared("DELETE FROM device_tags WHERE device_id = ?1 AND tag = ?2")),
+                      "untagging a device", c.device_id, c.tag);
+  if (!st) return st.error().with_context("device " + c.device_id + " tag " + c.tag);
+  return st;
+}
+
+Result<std::vector<DeviceTagChange>> SqliteStore::load_device_tags() {
+  std::lock_guard lock(mutex_);
+  std::vector<DeviceTagChange> out;
+  auto st =
+      each_row(Statement(db_, prepared("SELECT device_id, tag FROM device_tags ORDER BY device_id, tag")),
+               "loading device tags", [&](const Statement& s) {
+                 out.push_back(DeviceTagChange{s.text(0), s.text(1), true});
+                 return common::ok_status();
+               });
+  if (!st) return st.error();
+  return out;
+}
+
+Status SqliteStore::create_group(const GroupRecord& g) {
+  std::lock_guard lock(mutex_);
+  bool exists = false;
+  auto st = each_row(
+      Statement(db_, prepared("SELECT 1 FROM device_groups WHERE name = ?1")), "reading a group",
+      [&](const Statement&) {
+        exists = true;
+        return common::ok_status();
+      },
+      g.name);
+  if (!st) return st;
+  if (exists) return Error(Errc::kAlreadyExists, "group '" + g.name + "' exists");
+  return run(Statement(db_, prepared("INSERT INTO device_groups (name, selector, created_ms, actor) VALUES "
+                                     "(?1, ?2, ?3, ?4)")),
+             "saving a group", g.name, g.selector, g.created_ms, g.actor);
+}
+
+Status SqliteStore::set_group_member(const GroupMemberChange& c) {
+  std::lock_guard lock(mutex_);
+  return c.present ? run(Statement(db_, prepared("INSERT INTO group_members (group_name, device_id) VALUES "
+                                                 "(?1, ?2) ON CONFLICT DO NOTHING")),
+                         "adding a group member", c.group, c.device_id)
+                   : run(Statement(db_, prepared("DELETE FROM group_members WHERE group_name = ?1 AND "
+                                                 "device_id = ?2")),
+                         "removing a group member", c.group, c.device_id);
+}
+
+Status SqliteStore::delete_group(const std::string& name) {
+  return transaction([&]() -> Status {
+    for (const char* sql :
+         {"DELETE FROM group_members WHERE group_name = ?1", "DELETE FROM device_groups WHERE name = ?1"}) {
+      if (auto st = run(Statement(db_, prepared(sql)), "deleting a group", name); !st) return st;
+    }
+    return common::ok_status();
+  });
+}
+
+Result<std::vector<GroupRecord>> SqliteStore::load_groups() {
+  std::lock_guard lock(mutex_);
+  std::vector<GroupRecord> out;
+  auto st = each_row(Statement(db_, prepared("SELECT name, selector, created_ms, actor FROM device_groups "
+                                             "ORDER BY name")),
+                     "loading groups", [&](const Statement& s) {
+                       out.push_back(GroupRecord{s.text(0), s.text(1), s.integer(2), s.text(3), {}});
+                       return common::ok_status();
+                     });
+  if (!st) return st.error();
+  for (GroupRecord& g : out) {
+    st = each_row(
+        Statement(db_,
+                  prepared("SELECT device_id FROM group_members WHERE group_name = ?1 ORDER BY device_id")),
+        "loading group members",
+        [&](const Statement& s) {
+          g.members.push_back(s.text(0));
+          return common::ok_status();
+        },
+        g.name);
+    if (!st) return st.error().with_context("group " + g.name);
+  }
+  return out;
+}
+
+namespace {
+// A LIKE pattern matching `text` literally (with ESCAPE '\\').
+std::string like_literal(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '%' || c == '_' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+const char* version_sql_op(VersionOp op) {
+  switch (op) {
+    case VersionOp::kNe:
+      return "<>";
+    case VersionOp::kLt:
+      return "<";
+    case VersionOp::kLe:
+      return "<=";
+    case VersionOp::kGt:
+      return ">";
+    case VersionOp::kGe:
+      return ">=";
+    default:
+      return "=";
+  }
+}
+}  // namespace
+
+Result<DevicePage> SqliteStore::query_devices(const DeviceQuery& q) {
+  // Built per query (the filters vary): plain SQL, every value bound, keyset paging on the primary
+  // key so that a page is an index range scan whatever page it is.
+  std::string sql = "SELECT id FROM devices WHERE id > ?";
+  std::vector<std::variant<std::string, std::int64_t>> args{q.after_id};
+  if (!q.phase.empty()) {
+    sql += " AND last_phase = ?";
+    args.emplace_back(q.phase);
+  }
+  if (!q.id_contains.empty()) {
+    sql += " AND id LIKE ? ESCAPE '\\'";
+    args.emplace_back("%" + like_literal(q.id_contains) + "%");
+  }
+  for (const DeviceSelector& s : q.selectors) {
+    for (const auto& hw : s.hardware) {
+      sql += " AND hardware = ?";
+      args.emplace_back(hw);
+    }
+    for (const auto& tag : s.tags) {
+      sql +=
+          " AND ((',' || tags || ',') LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM device_tags t WHERE "
+          "t.device_id = devices.id AND t.tag = ?))";
+      args.emplace_back("%," + like_literal(tag) + ",%");
+      args.emplace_back(tag);
+    }
+    for (const auto& group : s.groups) {
+      sql +=
+          " AND (grp = ? OR EXISTS (SELECT 1 FROM group_members m WHERE m.device_id = devices.id AND "
+          "m.group_name = ?))";
+      args.emplace_back(group);
+      args.emplace_back(group);
+    }
+    if (s.online) {
+      sql += " AND online = ?";
+      args.emplace_back(std::int64_t{*s.online ? 1 : 0});
+    }
+    for (const auto& v : s.versions) {
+      sql += std::string(" AND version_key ") + version_sql_op(v.op) + " ?";
+      args.emplace_back(version_sort_key(v.version));
+    }
+  }
+  sql += " ORDER BY id LIMIT ?";
+  args.emplace_back(static_cast<std::int64_t>(q.limit + 1));  // one more: is there a next page?
+
+  std::lock_guard lock(mutex_);
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(raw);
+    return Error(Errc::kIo, std::string("preparing the device query: ") + sqlite3_errmsg(db_));
+  }
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw, sqlite3_finalize);
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const int at = static_cast<int>(i + 1);
+    if (const auto* text = std::get_if<std::string>(&args[i])) {
+      sqlite3_bind_text(raw, at, text->data(), static_cast<int>(text->size()), SQLITE_STATIC);
+    } else {
+      sqlite3_bind_int64(raw, at, std::get<std::int64_t>(args[i]));
+    }
+  }
+  DevicePage page;
+  int rc;
+  while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+    const auto* p = sqlite3_column_text(raw, 0);
+    page.ids.emplace_back(p ? reinterpret_cast<const char*>(p) : "");
+  }
+  if (rc != SQLITE_DONE) return Error(Errc::kIo, std::string("querying devices: ") + sqlite3_errmsg(db_));
+  if (page.ids.size() > q.limit) {
+    page.ids.resize(q.limit);
+    page.next_after = page.ids.back();
+  }
+  return page;
 }
 
 Status SqliteStore::upsert_revocation(const RevocationRecord& r) {
@@ -669,19 +924,19 @@ Status SqliteStore::append_event(const EventRecord& e) {
 }
 
 Result<std::vector<EventRecord>> SqliteStore::events(const std::string& device, const std::string& rollout,
-                                                     std::size_t limit) {
+                                                     std::size_t limit, std::int64_t before_id) {
   std::lock_guard lock(mutex_);
   std::vector<EventRecord> out;
   auto st = each_row(
       Statement(db_, prepared("SELECT id, time_ms, device_id, rollout_id, kind, detail FROM events WHERE "
-                              "(?1 = '' OR device_id = ?1) AND (?2 = '' OR rollout_id = ?2) ORDER BY id DESC "
-                              "LIMIT ?3")),
+                              "(?1 = '' OR device_id = ?1) AND (?2 = '' OR rollout_id = ?2) AND (?4 = 0 OR "
+                              "id < ?4) ORDER BY id DESC LIMIT ?3")),
       "reading events",
       [&](const Statement& s) {
         out.push_back(EventRecord{s.integer(0), s.integer(1), s.text(2), s.text(3), s.text(4), s.text(5)});
         return common::ok_status();
       },
-      device, rollout, limit);
+      device, rollout, limit, before_id);
   if (!st) return st.error();
   return out;
 }

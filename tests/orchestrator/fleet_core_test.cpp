@@ -408,5 +408,57 @@ TEST_F(FleetCoreTest, ALifecycleActionWhoseSaveFailsIsTakenBack) {
   EXPECT_FALSE(core_.device("dev-never-seen").has_value());
 }
 
+// Tags and groups are operator actions like the others: saved with their audit line, or taken
+// back whole; a rollout naming a group records its members of the moment.
+TEST_F(FleetCoreTest, TagAndGroupActionsAreSavedOrTakenBackAndGroupsResolveAtCreation) {
+  for (const char* id : {"dev-0", "dev-1", "dev-2"}) report_inventory(id);
+  ASSERT_TRUE(step().ok());
+  failing_ = true;
+  EXPECT_FALSE(core_.set_device_tag("dev-0", "lab", true, "token:olivia", now_, save()).ok());
+  EXPECT_FALSE(core_.create_group("canary", "", "token:olivia", now_, save()).ok());
+  EXPECT_TRUE(core_.device("dev-0")->facts.operator_tags.empty());
+  EXPECT_TRUE(core_.groups().empty());
+  failing_ = false;
+  ASSERT_TRUE(step().ok());
+  EXPECT_TRUE(saved_.back().tag_changes.empty());
+  EXPECT_TRUE(saved_.back().created_groups.empty());
+  EXPECT_EQ(count_audit(saved_.back(), "device.tag"), 0u);
+
+  ASSERT_TRUE(core_.set_device_tag("dev-0", "lab", true, "token:olivia", now_, save()).ok());
+  EXPECT_EQ(saved_.back().tag_changes.size(), 1u);
+  EXPECT_EQ(count_audit(saved_.back(), "device.tag"), 1u);
+  const std::size_t batches = saved_.size();
+  ASSERT_TRUE(core_.set_device_tag("dev-0", "lab", true, "token:olivia", now_, save()).ok());  // no change
+  EXPECT_EQ(saved_.size(), batches);
+  ASSERT_TRUE(core_.create_group("canary", "", "token:olivia", now_, save()).ok());
+  ASSERT_TRUE(core_.set_group_member("canary", "dev-1", true, "token:olivia", now_, save()).ok());
+  failing_ = true;
+  EXPECT_FALSE(core_.set_group_member("canary", "dev-2", true, "token:olivia", now_, save()).ok());
+  EXPECT_FALSE(core_.delete_group("canary", "token:olivia", now_, save()).ok());
+  failing_ = false;
+  EXPECT_EQ(*core_.group_members("canary"), std::vector<std::string>{"dev-1"});
+  EXPECT_EQ(core_.device("dev-1")->facts.static_groups, std::vector<std::string>{"canary"});
+  EXPECT_TRUE(core_.device("dev-2")->facts.static_groups.empty());
+  EXPECT_EQ(core_.set_group_member("canary", "nobody", true, "a", now_, save()).error().code,
+            common::Errc::kNotFound);
+  ASSERT_TRUE(core_.create_group("labs", "tag=lab", "token:olivia", now_, save()).ok());
+  EXPECT_EQ(core_.set_group_member("labs", "dev-1", true, "a", now_, save()).error().code,
+            common::Errc::kConflict);
+  EXPECT_EQ(core_.groups_of(core_.device("dev-0")->facts), std::vector<std::string>{"labs"});
+
+  RolloutSpec by_group = spec();
+  by_group.target.tags.clear();
+  by_group.target.groups = {"canary", "labs"};
+  auto r = core_.create_rollout(by_group, "token:olivia", now_, save());
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const auto& resolved = (*r)->spec.target.resolved_groups;
+  EXPECT_EQ(resolved.at("canary"), std::vector<std::string>{"dev-1"});
+  EXPECT_EQ(resolved.at("labs"), std::vector<std::string>{"dev-0"});
+  // Read back from its JSON as the store does, it targets the same devices.
+  auto stored = parse_rollout_spec(rollout_spec_to_json((*r)->spec));
+  ASSERT_TRUE(stored.ok()) << stored.error().message;
+  EXPECT_EQ(stored->target.resolved_groups, resolved);
+}
+
 }  // namespace
 }  // namespace fota::orchestrator

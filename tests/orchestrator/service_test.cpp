@@ -803,7 +803,7 @@ TEST_F(OrchestratorServiceTest, EveryApiErrorSaysWhatWasWrong) {
     EXPECT_EQ(res->get_header_value("Allow"), "GET, POST");
   }
   m = error_of(http.Put("/api/v1/devices/dev-0", "x", "text/plain"), 405);
-  EXPECT_NE(m.find("use GET"), std::string::npos) << m;
+  EXPECT_NE(m.find("use DELETE or GET"), std::string::npos) << m;  // DELETE decommissions (admin)
 
   // fotactl checks device ids itself and says what an id may contain.
   for (const std::string& args :

@@ -72,9 +72,11 @@ TEST(SqliteStoreTest, OlderSchemaIsMigratedKeepingItsData) {
     ASSERT_TRUE((*store)->upsert_device(d).ok());
   }
   // Take the database back to version 1 as an older release left it.
-  raw_exec(path,
-           "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
-           "DROP TABLE update_samples; DROP TABLE revocations; PRAGMA user_version=1;");
+  raw_exec(
+      path,
+      "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
+      "DROP TABLE update_samples; DROP TABLE revocations; DROP TABLE device_tags; DROP TABLE device_groups; "
+      "DROP TABLE group_members; ALTER TABLE devices DROP COLUMN version_key; PRAGMA user_version=1;");
   auto store = SqliteStore::open(path);
   ASSERT_TRUE(store.ok()) << store.error().message;
   EXPECT_EQ((*store)->schema_version(), SqliteStore::kSchemaVersion);
@@ -254,7 +256,7 @@ TEST(SqliteStoreTest, ABatchLandsWholeWithTypedAuditEntries) {
   EXPECT_FALSE(r.dirty);
   EXPECT_EQ((*store)->device("dev-1")->client_version, "1.2.3");
   EXPECT_EQ((*store)->load_rollouts()->size(), 1u);
-  EXPECT_EQ((*store)->events("dev-1", "", 10)->size(), 1u);
+  EXPECT_EQ((*store)->events("dev-1", "", 10, 0)->size(), 1u);
   EXPECT_EQ((*store)->logs("dev-1", 0, 10)->size(), 1u);
   auto audit = (*store)->audit_entries(0, 10);
   ASSERT_EQ(audit->size(), 2u);
@@ -320,7 +322,7 @@ TEST(SqliteStoreTest, KillNineLosesNoAcknowledgedWrite) {
   ASSERT_TRUE(WIFSIGNALED(status));
   auto store = SqliteStore::open(path);
   ASSERT_TRUE(store.ok()) << store.error().message;
-  auto events = (*store)->events("dev", "", 1'000'000);
+  auto events = (*store)->events("dev", "", 1'000'000, 0);
   ASSERT_TRUE(events.ok());
   // Every acknowledged batch is there, and batches are whole (50 events each).
   EXPECT_GE(static_cast<std::int64_t>(events->size()), (acknowledged + 1) * 50);

@@ -444,6 +444,30 @@ std::vector<std::string> ArtifactStore::list() const {
   return out;
 }
 
+Status ArtifactStore::remove(const std::string& artifact_id) {
+  if (!contains(artifact_id))
+    return Error(Errc::kNotFound, "artifact " + artifact_id.substr(0, 64) + " is not in the store");
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = open_.find(artifact_id); it != open_.end()) {
+      close_image(it->second.fd, it->second.hash_table_fd);
+      open_.erase(it);
+    }
+  }
+  {
+    std::lock_guard lock(manifest_mutex_);
+    manifests_.erase(artifact_id);
+  }
+  // Renamed away first, so that no reader ever sees a half-deleted artifact.
+  std::error_code ec;
+  const fs::path doomed = root_ / (".deleting-" + artifact_id);
+  fs::remove_all(doomed, ec);
+  fs::rename(root_ / artifact_id, doomed, ec);
+  if (ec) return Error(Errc::kIo, "cannot delete artifact " + artifact_id + ": " + ec.message());
+  fs::remove_all(doomed, ec);
+  return ok_status();
+}
+
 Result<ArtifactStore::OpenImage> ArtifactStore::open_image(const std::string& artifact_id) const {
   if (auto it = open_.find(artifact_id); it != open_.end()) return it->second;
   auto m = manifest(artifact_id);

@@ -79,7 +79,8 @@ struct FleetSummary {
 // Typed answers for the operator API; the HTTP layer renders them (JSON, Prometheus text).
 struct DeviceView {
   DeviceRecord device;
-  std::string rollout;  // the active rollout that owns it, or empty
+  std::string rollout;              // the active rollout that owns it, or empty
+  std::vector<std::string> groups;  // the operator groups it is in now (static and dynamic)
 };
 
 struct WaveView {
@@ -119,7 +120,8 @@ class FleetCore {
 
   // Start-up: what the store holds. Presence is re-learned (every device starts offline).
   void restore(std::vector<DeviceRecord> devices, std::vector<Rollout> rollouts,
-               std::vector<UpdateSample> history, std::vector<RevocationRecord> revocations = {});
+               std::vector<UpdateSample> history, std::vector<RevocationRecord> revocations = {},
+               std::vector<DeviceTagChange> tags = {}, std::vector<GroupRecord> groups = {});
 
   // A device's message; chunk requests are not the core's (the chunk serving adapter's) and are
   // ignored. Its effects are unsaved until commit().
@@ -161,6 +163,30 @@ class FleetCore {
   // Messages from revoked devices ignored so far (the broker should have refused them).
   std::uint64_t ignored_from_revoked() const { return ignored_from_revoked_; }
 
+  // Operator tags and groups (operator actions, committed and taken back like the rest).
+  // Tags: check_label names (kInvalidArgument); the device must be registered (kNotFound).
+  // Tagging twice or removing a tag it lacks changes nothing and records nothing.
+  common::Result<DeviceRecord> set_device_tag(const std::string& device_id, const std::string& tag,
+                                              bool present, const std::string& actor, Millis now,
+                                              const SaveBatch& save);
+  // A static group (selector empty; members added one by one) or a dynamic one (a
+  // parse_device_selector text). kAlreadyExists for a name taken.
+  common::Result<GroupRecord> create_group(const std::string& name, const std::string& selector,
+                                           const std::string& actor, Millis now, const SaveBatch& save);
+  // Static groups only (kConflict for a dynamic one: change its selector instead); kNotFound for an
+  // unknown group or an unregistered device.
+  common::Result<GroupRecord> set_group_member(const std::string& group, const std::string& device_id,
+                                               bool present, const std::string& actor, Millis now,
+                                               const SaveBatch& save);
+  // Rollouts that targeted it keep the members they resolved at creation.
+  common::Status delete_group(const std::string& name, const std::string& actor, Millis now,
+                              const SaveBatch& save);
+  const std::map<std::string, GroupRecord>& groups() const { return groups_; }
+  // The registered devices in a group now (dynamic: its selector evaluated), sorted; kNotFound.
+  common::Result<std::vector<std::string>> group_members(const std::string& name) const;
+  // The operator groups the device is in, static and dynamic, by name.
+  std::vector<std::string> groups_of(const DeviceFacts& device) const;
+
   // An audit entry of something done outside the core (an artifact uploaded or refused). Stays
   // queued when the save fails: what it records has happened.
   common::Status record(AuditRecord entry, const SaveBatch& save);
@@ -198,7 +224,17 @@ class FleetCore {
     std::size_t outbox;
     std::size_t revocations;
     std::size_t removed_devices;
+    std::size_t created_groups;
+    std::size_t member_changes;
+    std::size_t tag_changes;
+    std::size_t deleted_groups;
   };
+  // Commits a label action (tag or group); on failure puts the device facts and groups back as
+  // they were and drops what the action queued.
+  common::Status commit_label_action(const UnsavedMark& mark,
+                                     std::map<std::string, GroupRecord> groups_before,
+                                     std::unordered_map<std::string, DeviceFacts> facts_before,
+                                     const SaveBatch& save);
   UnsavedMark mark_unsaved() const;
   void drop_unsaved_since(const UnsavedMark& mark);
 
@@ -242,8 +278,13 @@ class FleetCore {
   std::vector<AuditRecord> pending_audit_;
   std::vector<RevocationRecord> pending_revocations_;
   std::vector<std::string> pending_removed_devices_;
-  std::vector<DeviceCommand> outbox_;  // produced by unsaved state
-  std::vector<DeviceCommand> ready_;   // committed, for take_commands()
+  std::vector<GroupRecord> pending_created_groups_;
+  std::vector<GroupMemberChange> pending_member_changes_;
+  std::vector<DeviceTagChange> pending_tag_changes_;
+  std::vector<std::string> pending_deleted_groups_;
+  std::map<std::string, GroupRecord> groups_;  // operator groups by name
+  std::vector<DeviceCommand> outbox_;          // produced by unsaved state
+  std::vector<DeviceCommand> ready_;           // committed, for take_commands()
 };
 
 }  // namespace fota::orchestrator

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "fota/orchestrator/device_query.hpp"
 #include "fota/orchestrator/prediction.hpp"
 #include "fota/orchestrator/rollout_engine.hpp"
 
@@ -65,6 +66,20 @@ struct RevocationRecord {
   Millis decommissioned_ms = 0;  // 0 = still in the inventory
 };
 
+// An operator tag put on (present) or taken off a device.
+struct DeviceTagChange {
+  std::string device_id;
+  std::string tag;
+  bool present = true;
+};
+
+// A device put into (present) or taken out of a static group.
+struct GroupMemberChange {
+  std::string group;
+  std::string device_id;
+  bool present = true;
+};
+
 // Everything one loop iteration or one operator action writes, saved by Store::write in one
 // transaction. Rollouts are pointed to, not copied (a rollout over 100,000 devices saves only its
 // dirty members): the batch is written while its owner holds them unchanged.
@@ -78,6 +93,11 @@ struct StoreBatch {
   std::vector<AuditRecord> audit;
   std::vector<RevocationRecord> revocations;  // inserted or updated
   std::vector<std::string> removed_devices;   // decommissioned: their devices rows are deleted
+  // Operator tags and groups, written in this order: groups created, members, tags, groups deleted.
+  std::vector<GroupRecord> created_groups;  // without members (member_changes add them)
+  std::vector<GroupMemberChange> member_changes;
+  std::vector<DeviceTagChange> tag_changes;
+  std::vector<std::string> deleted_groups;  // with their members
 };
 
 }  // namespace fota::orchestrator

@@ -26,8 +26,12 @@ struct DeviceFacts {
   std::string time_zone;    // IANA; empty or unknown = UTC
   std::string artifact_id;  // running now
   std::string version;
-  std::vector<std::string> tags;
-  std::string group;
+  std::vector<std::string> tags;  // reported by the device (its inventory's "tags" attribute)
+  std::string group;              // reported by the device (its inventory's "group" attribute)
+  // Set by operators (`fotactl device tag`, `fotactl group add`), kept apart from what the device
+  // reports so that its next inventory does not wipe them. Sorted.
+  std::vector<std::string> operator_tags;
+  std::vector<std::string> static_groups;
   bool online = false;
   Millis last_seen_ms = 0;
   // Its certificate was revoked (`fotactl device revoke`): no selector matches it, so no rollout

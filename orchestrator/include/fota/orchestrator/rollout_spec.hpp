@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,10 @@ struct TargetSelector {
   std::vector<std::string> tags;
   std::vector<std::string> groups;
   std::vector<std::string> hardware_types;
+  // Operator groups named in `groups`, resolved to their members when the rollout was created
+  // (sorted ids): the rollout keeps the membership of that moment. A name not here is matched
+  // against the group each device reports.
+  std::map<std::string, std::vector<std::string>> resolved_groups;
 };
 
 // Weekly window on the device's local wall clock. A window may cross midnight; at most 24 h.

@@ -42,6 +42,18 @@ class Store {
   // Deletes the device's row (decommissioned); its events, logs and audit entries stay.
   virtual common::Status delete_device(const std::string& id) = 0;
 
+  // Operator tags and groups (docs/ORCHESTRATOR.md, "Tags and groups"). A device's tags and
+  // memberships go with its row (delete_device).
+  virtual common::Status set_device_tag(const DeviceTagChange& change) = 0;
+  virtual common::Result<std::vector<DeviceTagChange>> load_device_tags() = 0;  // by device, tag
+  virtual common::Status create_group(const GroupRecord& group) = 0;  // kAlreadyExists if the name is taken
+  virtual common::Status set_group_member(const GroupMemberChange& change) = 0;
+  virtual common::Status delete_group(const std::string& name) = 0;    // and its members
+  virtual common::Result<std::vector<GroupRecord>> load_groups() = 0;  // by name, members sorted
+  // One page of the device list, filtered and ordered by id in the database (docs/ORCHESTRATOR.md,
+  // "Paging and filters"): the page costs the same with 100 devices or 100,000.
+  virtual common::Result<DevicePage> query_devices(const DeviceQuery& query) = 0;
+
   virtual common::Status upsert_revocation(const RevocationRecord& revocation) = 0;
   virtual common::Result<std::vector<RevocationRecord>> load_revocations() = 0;  // by device id
 
@@ -58,9 +70,10 @@ class Store {
   virtual common::Status prune_update_samples(std::size_t keep) = 0;
 
   virtual common::Status append_event(const EventRecord& event) = 0;
-  // Newest first; `device` / `rollout` empty = any.
+  // Newest first; `device` / `rollout` empty = any; before_id > 0: only ids below it (the next page).
   virtual common::Result<std::vector<EventRecord>> events(const std::string& device,
-                                                          const std::string& rollout, std::size_t limit) = 0;
+                                                          const std::string& rollout, std::size_t limit,
+                                                          std::int64_t before_id) = 0;
 
   virtual common::Status append_logs(const std::vector<LogRecord>& logs) = 0;
   // Oldest first, with id > after_id.
@@ -76,7 +89,7 @@ class Store {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 6;
 
   // Opens (creating if missing) and migrates the database. Errors name the file and the cause.
   static common::Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
@@ -90,6 +103,13 @@ class SqliteStore final : public Store {
   common::Result<std::vector<DeviceRecord>> load_devices() override;
   common::Result<DeviceRecord> device(const std::string& id) override;
   common::Status delete_device(const std::string& id) override;
+  common::Status set_device_tag(const DeviceTagChange& change) override;
+  common::Result<std::vector<DeviceTagChange>> load_device_tags() override;
+  common::Status create_group(const GroupRecord& group) override;
+  common::Status set_group_member(const GroupMemberChange& change) override;
+  common::Status delete_group(const std::string& name) override;
+  common::Result<std::vector<GroupRecord>> load_groups() override;
+  common::Result<DevicePage> query_devices(const DeviceQuery& query) override;
   common::Status upsert_revocation(const RevocationRecord& revocation) override;
   common::Result<std::vector<RevocationRecord>> load_revocations() override;
   common::Status save_rollout(const Rollout& rollout) override;
@@ -99,7 +119,7 @@ class SqliteStore final : public Store {
   common::Status prune_update_samples(std::size_t keep) override;
   common::Status append_event(const EventRecord& event) override;
   common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
-                                                  std::size_t limit) override;
+                                                  std::size_t limit, std::int64_t before_id) override;
   common::Status append_logs(const std::vector<LogRecord>& logs) override;
   common::Result<std::vector<LogRecord>> logs(const std::string& device, std::int64_t after_id,
                                               std::size_t limit) override;
@@ -111,6 +131,8 @@ class SqliteStore final : public Store {
   explicit SqliteStore(sqlite3* db, std::filesystem::path path);
   common::Status exec(const char* sql);
   common::Status migrate();
+  // Fills version_key for rows written before schema 6 (the key is computed in C++).
+  common::Status backfill_version_keys();
   // The statement for `sql` (a string constant), prepared once per connection; nullptr when it
   // does not prepare (the caller reports sqlite3_errmsg). Callers hold mutex_.
   sqlite3_stmt* prepared(const char* sql);

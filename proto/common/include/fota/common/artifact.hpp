@@ -111,6 +111,10 @@ class ArtifactStore {
   // The manifest's image_size without copying the manifest (its chunk hashes can be large).
   Result<std::uint64_t> image_size(const std::string& artifact_id) const;
   std::vector<std::string> list() const;
+  // Deletes the artifact (its files, its cached manifest, its open image). kNotFound when absent.
+  // Whether anything still needs it is the caller's question (the orchestrator refuses while a
+  // rollout uses it).
+  Status remove(const std::string& artifact_id);
 
   // Chunks in the artifact's ChunkSpace (image chunks, then hash-table chunks). kNotFound for an
   // artifact the store does not have, kUnavailable when it has it but cannot open it now.
