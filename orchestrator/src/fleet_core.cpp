@@ -130,6 +130,23 @@ void FleetCore::ingest_progress(const std::string& id, const v1::Progress& p, Mi
   }
 }
 
+void FleetCore::on_certificate_refused(const std::string& id, const v1::Progress& p, Millis now) {
+  // Not an update's phase: the device's phase, its rollout and the history stay as they are. The
+  // event and the device's last error make it visible in `fotactl device show`.
+  DeviceDetails& d = touch_device(id, now);
+  DeviceFacts& facts = fleet_.devices[id];
+  facts.last_seen_ms = now;
+  facts.online = true;
+  ++certificates_refused_by_devices_;
+  const std::string detail =
+      v1::ErrorCode_Name(p.error()) +
+      (p.command_id().empty() ? "" : " (command " + p.command_id().substr(0, 64) + ")") + ": " +
+      p.error_detail().substr(0, 1024);
+  d.last_error = detail;
+  pending_events_.push_back(EventRecord{0, now, id, "", "certificate", detail});
+  log_->warn("device {} refused a certificate command: {}", id, detail);
+}
+
 void FleetCore::on_inventory(const std::string& id, const v1::Inventory& inv, Millis now) {
   DeviceDetails& d = touch_device(id, now);
   DeviceFacts& facts = fleet_.devices[id];
@@ -148,6 +165,8 @@ void FleetCore::on_inventory(const std::string& id, const v1::Inventory& inv, Mi
   d.client_version = inv.client_version();
   d.security_counter = inv.security_counter();
   d.free_bytes = inv.free_bytes();
+  d.certificate_not_after = inv.certificate_not_after();
+  d.decryption_key_id = inv.decryption_key_id();
   d.pending_deployment_id = inv.pending_deployment_id();
   ++fleet_.generation;
   pending_events_.push_back(EventRecord{0, now, id, inv.pending_deployment_id(), "inventory",
@@ -187,7 +206,11 @@ void FleetCore::on_message(const common::DeviceId& device, const DeviceMessage& 
     on_inventory(id, *inv, now);
   } else if (const auto* p = std::get_if<v1::Progress>(&message)) {
     ++progress_reports_;
-    ingest_progress(id, *p, now);
+    if (p->deployment_id().empty() && p->error() >= v1::ERROR_CERTIFICATE_REFUSED && p->error() < 40) {
+      on_certificate_refused(id, *p, now);
+    } else {
+      ingest_progress(id, *p, now);
+    }
   } else if (const auto* presence = std::get_if<v1::Presence>(&message)) {
     DeviceDetails& d = touch_device(id, now);
     DeviceFacts& facts = fleet_.devices[id];
@@ -555,6 +578,56 @@ common::Result<RevocationRecord> FleetCore::retire_device(const std::string& id,
   return record;
 }
 
+common::Result<CertificateRenewalOrder> FleetCore::renew_certificate(const std::string& id,
+                                                                     const std::string& reason,
+                                                                     const std::string& command_id,
+                                                                     const std::string& actor, Millis now,
+                                                                     Millis ttl_ms, const SaveBatch& save) {
+  auto device = common::DeviceId::parse(id);
+  if (!device) return device.error().with_context("device id");
+  constexpr std::size_t kMaxReasonBytes = 512;
+  if (reason.size() > kMaxReasonBytes) {
+    return Error(Errc::kInvalidArgument, "the reason is " + std::to_string(reason.size()) +
+                                             " bytes; keep it under " + std::to_string(kMaxReasonBytes));
+  }
+  if (revocations_.count(id)) {
+    return Error(Errc::kConflict, "device '" + id +
+                                      "' is revoked and gets no certificate; a revoked id stays refused "
+                                      "(issue the hardware a new id)");
+  }
+  const auto facts = fleet_.devices.find(id);
+  if (facts == fleet_.devices.end()) {
+    return Error(Errc::kNotFound,
+                 "device '" + id + "' is not registered; `fotactl device list` shows the known devices");
+  }
+  if (!options_.command_key) return Error(Errc::kInternal, "no command key to sign the renewal with");
+  v1::Command cmd;
+  cmd.set_command_id(command_id);
+  cmd.set_device_id(id);
+  cmd.set_issued_at_ms(now);
+  cmd.set_expires_at_ms(now + ttl_ms);
+  cmd.mutable_renew_certificate()->set_reason(reason);
+  auto payload = common::sign_command(cmd, *options_.command_key);
+  if (!payload) return payload.error().with_context("signing the renewal command");
+
+  const UnsavedMark mark = mark_unsaved();
+  pending_events_.push_back(EventRecord{
+      0, now, id, "", "command",
+      "renew certificate (" + command_id + ") by " + actor + (reason.empty() ? "" : ": " + reason)});
+  pending_audit_.push_back(
+      AuditRecord{actor, "certificate.renew",
+                  id + " command " + command_id + (reason.empty() ? "" : " reason: " + reason)});
+  outbox_.push_back(DeviceCommand{options_.topics.device_topic(*device, Channel::kCommand),
+                                  std::move(payload).value(),
+                                  static_cast<std::uint32_t>((ttl_ms + 999) / 1000)});
+  if (auto st = commit(save); !st) {
+    drop_unsaved_since(mark);
+    return st.error();
+  }
+  log_->info("certificate renewal of {} asked by {} (command {})", id, actor, command_id);
+  return CertificateRenewalOrder{id, command_id, now + ttl_ms, facts->second.online};
+}
+
 Status FleetCore::record(AuditRecord entry, const SaveBatch& save) {
   pending_audit_.push_back(std::move(entry));
   return commit(save);
@@ -663,6 +736,7 @@ FleetSummary FleetCore::summary(Millis now) const {
   }
   s.progress_reports = progress_reports_;
   s.messages_from_revoked = ignored_from_revoked_;
+  s.certificates_refused_by_devices = certificates_refused_by_devices_;
   return s;
 }
 

@@ -72,9 +72,11 @@ TEST(SqliteStoreTest, OlderSchemaIsMigratedKeepingItsData) {
     ASSERT_TRUE((*store)->upsert_device(d).ok());
   }
   // Take the database back to version 1 as an older release left it.
-  raw_exec(path,
-           "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
-           "DROP TABLE update_samples; DROP TABLE revocations; PRAGMA user_version=1;");
+  raw_exec(
+      path,
+      "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
+      "DROP TABLE update_samples; DROP TABLE revocations; ALTER TABLE devices DROP COLUMN "
+      "certificate_not_after; ALTER TABLE devices DROP COLUMN decryption_key_id; PRAGMA user_version=1;");
   auto store = SqliteStore::open(path);
   ASSERT_TRUE(store.ok()) << store.error().message;
   EXPECT_EQ((*store)->schema_version(), SqliteStore::kSchemaVersion);
