@@ -86,7 +86,7 @@ json device_json(const DeviceView& view) {
   // What the device reported; absent until it has (an older client, or renewal not configured).
   if (d.certificate_not_after > 0)
     j["certificate_not_after"] = format_timestamp(d.certificate_not_after * 1000);
-  if (!d.decryption_key_id.empty()) j["decryption_key_id"] = d.decryption_key_id;
+  if (!d.facts.decryption_key_id.empty()) j["decryption_key_id"] = d.facts.decryption_key_id;
   return j;
 }
 

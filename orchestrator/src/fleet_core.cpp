@@ -166,7 +166,7 @@ void FleetCore::on_inventory(const std::string& id, const v1::Inventory& inv, Mi
   d.security_counter = inv.security_counter();
   d.free_bytes = inv.free_bytes();
   d.certificate_not_after = inv.certificate_not_after();
-  d.decryption_key_id = inv.decryption_key_id();
+  facts.decryption_key_id = inv.decryption_key_id();
   d.pending_deployment_id = inv.pending_deployment_id();
   ++fleet_.generation;
   pending_events_.push_back(EventRecord{0, now, id, inv.pending_deployment_id(), "inventory",
@@ -432,9 +432,11 @@ void FleetCore::drop_unsaved_since(const UnsavedMark& mark) {
 
 common::Result<const Rollout*> FleetCore::create_rollout(const RolloutSpec& spec, const std::string& actor,
                                                          Millis now, const SaveBatch& save) {
+  auto checked = check_recipients(spec);
+  if (!checked) return checked.error();
   std::string id = options_.new_rollout_id();
   while (rollouts_.count(id)) id = options_.new_rollout_id();
-  auto rollout = RolloutEngine::create(id, spec, now);
+  auto rollout = RolloutEngine::create(id, *checked, now);
   if (!rollout) return rollout.error();
   if (auto st = RolloutEngine::check_target(*rollout, fleet_, unresolved_rollouts()); !st) return st.error();
   const UnsavedMark mark = mark_unsaved();
@@ -450,6 +452,43 @@ common::Result<const Rollout*> FleetCore::create_rollout(const RolloutSpec& spec
     return st.error();
   }
   return &r;
+}
+
+common::Result<RolloutSpec> FleetCore::check_recipients(const RolloutSpec& spec) const {
+  auto signed_manifest = artifacts_.signed_manifest(spec.artifact_id);
+  v1::Manifest manifest;
+  // Without a readable manifest there is nothing to compare; the install reports the rest.
+  if (!signed_manifest || !manifest.ParseFromString(signed_manifest->manifest()) ||
+      manifest.encryption().recipients().empty() || spec.non_recipients == NonRecipients::kInclude) {
+    return spec;
+  }
+  std::vector<std::string> recipients;
+  for (const auto& r : manifest.encryption().recipients()) recipients.push_back(r.recipient_key_id());
+  RolloutSpec out = spec;
+  if (spec.non_recipients == NonRecipients::kExclude) {
+    // Kept in the selector, so late joiners without a recipient key are left out as well.
+    if (out.target.decryption_keys.empty()) out.target.decryption_keys = recipients;
+    return out;
+  }
+  std::vector<std::string> cannot;
+  for (const auto& [id, facts] : fleet_.devices) {
+    if (!selector_matches(spec.target, facts)) continue;
+    if (std::find(recipients.begin(), recipients.end(), facts.decryption_key_id) != recipients.end())
+      continue;
+    cannot.push_back(id + (facts.decryption_key_id.empty() ? " (no decryption key)"
+                                                           : " (key " + facts.decryption_key_id + ")"));
+  }
+  if (cannot.empty()) return out;
+  std::sort(cannot.begin(), cannot.end());
+  std::string list, keys;
+  for (std::size_t i = 0; i < cannot.size() && i < 10; ++i) list += (i ? ", " : "") + cannot[i];
+  if (cannot.size() > 10) list += " and " + std::to_string(cannot.size() - 10) + " more";
+  for (const std::string& k : recipients) keys += (keys.empty() ? "" : ", ") + k;
+  return Error(Errc::kInvalidArgument,
+               std::to_string(cannot.size()) + " targeted device(s) cannot decrypt artifact " +
+                   spec.artifact_id + " (encrypted for key(s) " + keys + "): " + list +
+                   "; encrypt it for their keys too (`fotactl artifact create --encrypt-for`), narrow the "
+                   "target, or set non_recipients: exclude (leave them out) or include (send anyway)");
 }
 
 common::Result<const Rollout*> FleetCore::rollout_action(const std::string& id, const std::string& action,

@@ -395,7 +395,7 @@ Status SqliteStore::upsert_device(const DeviceRecord& d) {
       "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
       d.facts.version, join(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
       d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
-      d.last_phase, d.last_error, d.certificate_not_after, d.decryption_key_id);
+      d.last_phase, d.last_error, d.certificate_not_after, d.facts.decryption_key_id);
   if (!st) return st.error().with_context("device " + d.facts.id);
   return st;
 }
@@ -431,7 +431,7 @@ DeviceRecord read_device(const Statement& s) {
   d.last_phase = s.text(14);
   d.last_error = s.text(15);
   d.certificate_not_after = s.integer(16);
-  d.decryption_key_id = s.text(17);
+  d.facts.decryption_key_id = s.text(17);
   return d;
 }
 

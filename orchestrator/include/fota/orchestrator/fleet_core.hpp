@@ -225,6 +225,10 @@ class FleetCore {
                                                  const std::string& actor, Millis now, const SaveBatch& save,
                                                  bool decommission);
   DeviceDetails& touch_device(const std::string& id, Millis now);
+  // The spec to create for an encrypted artifact: refused when a targeted device reported no
+  // recipient key (non_recipients: refuse), with those devices excluded by the selector
+  // (exclude), or as it is (include, or not encrypted).
+  common::Result<RolloutSpec> check_recipients(const RolloutSpec& spec) const;
   void ingest_progress(const std::string& device_id, const v1::Progress& progress, Millis now);
   // A report outside any update that a certificate command was refused (ERROR_CERTIFICATE_*).
   void on_certificate_refused(const std::string& device_id, const v1::Progress& report, Millis now);

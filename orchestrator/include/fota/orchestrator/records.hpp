@@ -24,8 +24,6 @@ struct DeviceDetails {
   // The end of the certificate the device connects with (Inventory.certificate_not_after), in
   // seconds since the epoch; 0 = never reported.
   std::int64_t certificate_not_after = 0;
-  // The X25519 key it decrypts artifacts with (Inventory.decryption_key_id); empty = none.
-  std::string decryption_key_id;
 };
 
 // A device as the store and the API see it: its facts and its details, kept apart in the fleet

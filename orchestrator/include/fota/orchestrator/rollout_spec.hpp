@@ -38,7 +38,14 @@ struct TargetSelector {
   std::vector<std::string> tags;
   std::vector<std::string> groups;
   std::vector<std::string> hardware_types;
+  // Only devices that reported one of these decryption key ids (Inventory.decryption_key_id);
+  // empty = any. Set from an encrypted artifact's recipients by `non_recipients: exclude`.
+  std::vector<std::string> decryption_keys;
 };
+
+// What creating a rollout of an encrypted artifact does with targeted devices whose reported
+// decryption key is not among its recipients (they would refuse it: ERROR_NOT_A_RECIPIENT).
+enum class NonRecipients { kRefuse, kExclude, kInclude };
 
 // Weekly window on the device's local wall clock. A window may cross midnight; at most 24 h.
 struct WeeklyWindow {
@@ -80,6 +87,7 @@ struct RolloutSpec {
   std::vector<WeeklyWindow> windows;  // empty = any time
   BreachAction on_breach = BreachAction::kPause;
   Millis command_ttl_ms = 3'600'000;
+  NonRecipients non_recipients = NonRecipients::kRefuse;
 };
 
 // How many of `total` targeted devices each wave takes: counts as given, percentages rounded up,
