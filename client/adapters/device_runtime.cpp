@@ -128,7 +128,9 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
     } else if (auto* g = std::get_if<action::Log>(&a)) {
       if (hooks_.log) hooks_.log(g->level, g->message);
     } else if (auto* c = std::get_if<action::InstallCertificate>(&a)) {
-      if (hooks_.certificate_issued) hooks_.certificate_issued(c->issued);
+      if (hooks_.certificate_issued) hooks_.certificate_issued(*c);
+    } else if (auto* renew = std::get_if<action::RenewCertificate>(&a)) {
+      if (hooks_.renew_certificate) hooks_.renew_certificate(*renew);
     }
     if (hooks_.after_action && !hooks_.after_action(a)) {
       stopped_ = true;

@@ -248,10 +248,10 @@ struct Refusal {
 
 const char* action_name(const Action& action) noexcept {
   static constexpr const char* kNames[] = {
-      "PublishProgress",   "PublishInventory", "RequestChunks", "PersistJournal", "StoreManifest",
-      "PrepareSlot",       "WriteChunk",       "HashSlot",      "ActivateSlot",   "Reboot",
-      "RunHealthCheck",    "CommitSlot",       "RevertSlot",    "SetLogLevel",    "Log",
-      "InstallCertificate"};
+      "PublishProgress",    "PublishInventory", "RequestChunks", "PersistJournal", "StoreManifest",
+      "PrepareSlot",        "WriteChunk",       "HashSlot",      "ActivateSlot",   "Reboot",
+      "RunHealthCheck",     "CommitSlot",       "RevertSlot",    "SetLogLevel",    "Log",
+      "InstallCertificate", "RenewCertificate"};
   return kNames[action.index()];
 }
 
@@ -921,7 +921,10 @@ struct UpdateEngine::Impl {
         out.emplace_back(action::SetLogLevel{c.set_log_level().level()});
         return;
       case v1::Command::kCertificateIssued:
-        out.emplace_back(action::InstallCertificate{c.certificate_issued()});
+        out.emplace_back(action::InstallCertificate{c.certificate_issued(), c.command_id()});
+        return;
+      case v1::Command::kRenewCertificate:
+        out.emplace_back(action::RenewCertificate{c.command_id(), c.renew_certificate().reason()});
         return;
       default:
         refuse(c, v1::ERROR_COMMAND_MALFORMED, "command has no body this client understands");

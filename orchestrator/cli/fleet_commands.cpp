@@ -220,8 +220,8 @@ void register_artifact_upload_commands(CLI::App& app) {
 }
 
 void register_device_commands(CLI::App& app) {
-  auto* device =
-      app.add_subcommand("device", "Registered devices: list, show, logs; revoke, decommission (admin)");
+  auto* device = app.add_subcommand(
+      "device", "Registered devices: list, show, logs; renew-cert (operator); revoke, decommission (admin)");
   device->require_subcommand(1);
   auto l = std::make_shared<RolloutArgs>();
   auto f = std::make_shared<ListArgs>();
@@ -383,6 +383,34 @@ void register_device_commands(CLI::App& app) {
       }
     });
   }
+
+  // A certificate renewal now (operator role): docs/ORCHESTRATOR.md, "Certificate renewal".
+  auto n = std::make_shared<RolloutArgs>();
+  auto renew_reason = std::make_shared<std::string>();
+  auto* renew = device->add_subcommand(
+      "renew-cert",
+      "Have a device renew its certificate now (a new key and request, signed by the orchestrator's "
+      "issuing CA), whatever its renew_before says");
+  renew->add_option("device", n->id, "Device id")->required();
+  renew->add_option("--reason", *renew_reason, "Why, for the audit log and the device's log");
+  n->conn.add_options(renew, true);
+  renew->callback([n, renew_reason] {
+    must_be_device_id(n->id);
+    json j = must(ApiClient(n->conn).post("/api/v1/devices/" + n->id + "/renew-certificate",
+                                          json{{"reason", *renew_reason}}.dump(), "application/json"));
+    if (n->conn.json) {
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    std::cout << "asked device " << n->id << " to renew its certificate (command " << str(j, "command_id")
+              << ", valid until " << str(j, "expires_at") << ")\n";
+    if (!j.value("online", false)) {
+      std::cerr << "fotactl: note: " << n->id
+                << " is offline: it renews if it connects before the command expires; otherwise ask again\n";
+    }
+    std::cout << "  `fotactl device show " << n->id
+              << "` shows certificate_not_after once the device has reconnected with the new certificate\n";
+  });
 }
 
 namespace {

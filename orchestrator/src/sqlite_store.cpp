@@ -121,9 +121,10 @@ CREATE TABLE revocations (
   revoked_ms INTEGER NOT NULL,
   decommissioned_ms INTEGER NOT NULL DEFAULT 0);
 )sql",
-    // 5: reserved for another branch of issue 21 (the lead puts its migration here when merging)
+    // 5: what devices report of their certificate and decryption key (issue 17)
     R"sql(
-SELECT 1;
+ALTER TABLE devices ADD COLUMN certificate_not_after INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN decryption_key_id TEXT NOT NULL DEFAULT '';
 )sql",
     // 6: operator tags and groups; a sortable version for version<2.0 filters (filled by
     // backfill_version_keys for the rows already there)
@@ -434,21 +435,24 @@ Status SqliteStore::transaction(const std::function<Status()>& body) {
 
 Status SqliteStore::upsert_device(const DeviceRecord& d) {
   std::lock_guard lock(mutex_);
-  auto st =
-      run(Statement(
-              db_,
-              prepared(
-                  "INSERT INTO devices (id, hardware, time_zone, artifact_id, version, tags, grp, online, "
-                  "last_seen_ms, client_version, security_counter, free_bytes, pending_deployment_id, "
-                  "registered_ms, last_phase, last_error, version_key) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
-                  "?10,?11,?12,?13,?14,?15,?16,?17) ON CONFLICT(id) DO UPDATE SET hardware=?2, time_zone=?3, "
-                  "artifact_id=?4, version=?5, tags=?6, grp=?7, online=?8, last_seen_ms=?9, "
-                  "client_version=?10, security_counter=?11, free_bytes=?12, pending_deployment_id=?13, "
-                  "last_phase=?15, last_error=?16, version_key=?17")),
-          "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
-          d.facts.version, join(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
-          d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
-          d.last_phase, d.last_error, version_sort_key(d.facts.version));
+  auto st = run(
+      Statement(
+          db_,
+          prepared(
+              "INSERT INTO devices (id, hardware, time_zone, artifact_id, version, tags, grp, online, "
+              "last_seen_ms, client_version, security_counter, free_bytes, pending_deployment_id, "
+              "registered_ms, last_phase, last_error, certificate_not_after, decryption_key_id, version_key) "
+              "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19) ON CONFLICT(id) "
+              "DO "
+              "UPDATE SET hardware=?2, time_zone=?3, artifact_id=?4, version=?5, tags=?6, grp=?7, online=?8, "
+              "last_seen_ms=?9, client_version=?10, security_counter=?11, free_bytes=?12, "
+              "pending_deployment_id=?13, last_phase=?15, last_error=?16, certificate_not_after=?17, "
+              "decryption_key_id=?18, version_key=?19")),
+      "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
+      d.facts.version, join(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
+      d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
+      d.last_phase, d.last_error, d.certificate_not_after, d.facts.decryption_key_id,
+      version_sort_key(d.facts.version));
   if (!st) return st.error().with_context("device " + d.facts.id);
   return st;
 }
@@ -456,11 +460,13 @@ Status SqliteStore::upsert_device(const DeviceRecord& d) {
 namespace {
 constexpr const char* kLoadDevices =
     "SELECT id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, client_version, "
-    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error FROM devices "
+    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error, "
+    "certificate_not_after, decryption_key_id FROM devices "
     "ORDER BY id";
 constexpr const char* kReadDevice =
     "SELECT id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, client_version, "
-    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error FROM devices "
+    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error, "
+    "certificate_not_after, decryption_key_id FROM devices "
     "WHERE id = ?1";
 
 DeviceRecord read_device(const Statement& s) {
@@ -481,6 +487,8 @@ DeviceRecord read_device(const Statement& s) {
   d.registered_ms = s.integer(13);
   d.last_phase = s.text(14);
   d.last_error = s.text(15);
+  d.certificate_not_after = s.integer(16);
+  d.facts.decryption_key_id = s.text(17);
   return d;
 }
 

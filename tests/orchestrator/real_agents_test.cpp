@@ -530,6 +530,7 @@ TEST_F(EncryptedReleaseTest, OnlyTheKeyHolderInstallsAndTheWireCarriesCiphertext
   const std::string artifact = uploaded.output.substr(pos + 18, 32);
   const std::string id = create_rollout("name: secret\nartifact: " + artifact +
                                         "\ntarget: {tags: [fleet]}\nretries: {max: 0}\n"
+                                        "non_recipients: include\n"
                                         "waves:\n  - {size: 100%, failure_threshold: 1.0}\n");
   ASSERT_FALSE(id.empty());
   fotactl_ok("rollout start " + id);

@@ -191,6 +191,14 @@ struct SetLogLevel {
 // agent's CertificateRenewal checks it against its pending request before anything is installed.
 struct InstallCertificate {
   v1::CertificateIssued issued;
+  std::string command_id;  // the command that carried it, for the refusal report
+};
+// A verified, accepted command asked the device to renew its certificate now (the operator's
+// `fotactl device renew-cert`): the agent's CertificateRenewal starts a request whatever its
+// renew_before says.
+struct RenewCertificate {
+  std::string command_id;
+  std::string reason;
 };
 // A line for the device log (the engine has no logger of its own).
 struct Log {
@@ -199,11 +207,12 @@ struct Log {
 };
 }  // namespace action
 
-using Action = std::variant<action::PublishProgress, action::PublishInventory, action::RequestChunks,
-                            action::PersistJournal, action::StoreManifest, action::PrepareSlot,
-                            action::WriteChunk, action::HashSlot, action::ActivateSlot, action::Reboot,
-                            action::RunHealthCheck, action::CommitSlot, action::RevertSlot,
-                            action::SetLogLevel, action::Log, action::InstallCertificate>;
+using Action =
+    std::variant<action::PublishProgress, action::PublishInventory, action::RequestChunks,
+                 action::PersistJournal, action::StoreManifest, action::PrepareSlot, action::WriteChunk,
+                 action::HashSlot, action::ActivateSlot, action::Reboot, action::RunHealthCheck,
+                 action::CommitSlot, action::RevertSlot, action::SetLogLevel, action::Log,
+                 action::InstallCertificate, action::RenewCertificate>;
 using Actions = std::vector<Action>;
 
 // Short name of an action for logs ("PersistJournal").

@@ -37,6 +37,8 @@ struct DeviceFacts {
   // Its certificate was revoked (`fotactl device revoke`): no selector matches it, so no rollout
   // takes it on; a rollout it already belongs to sees it go silent (docs/ORCHESTRATOR.md).
   bool revoked = false;
+  // The X25519 key it decrypts artifacts with (Inventory.decryption_key_id); empty = none.
+  std::string decryption_key_id;
 };
 
 // The devices plus which active rollout owns each device. The engine writes `claims` when it
