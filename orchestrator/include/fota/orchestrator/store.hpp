@@ -76,7 +76,7 @@ class Store {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens (creating if missing) and migrates the database. Errors name the file and the cause.
   static common::Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
