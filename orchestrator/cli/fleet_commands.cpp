@@ -124,15 +124,16 @@ void print_member_summary(const json& members) {
   for (const auto& [state, n] : by_state) std::cout << ", " << n << " " << state;
   std::cout << "\n";
   // What the devices copied from their running slot instead of downloading (docs/CLIENT.md, "Reuse").
-  std::uint64_t done = 0;
+  // Of the images' bytes (bytes_total: a finished member's bytes_done may no longer be reported).
+  std::uint64_t total = 0;
   std::uint64_t reused = 0;
   for (const auto& m : members) {
-    done += m.value("bytes_done", std::uint64_t{0});
+    total += m.value("bytes_total", std::uint64_t{0});
     reused += m.value("bytes_reused", std::uint64_t{0});
   }
-  if (done > 0) {
-    std::cout << "  bytes: " << done << " verified, " << reused << " of them reused on the devices ("
-              << reused * 100 / done << " %), " << done - reused << " downloaded\n";
+  if (total > 0) {
+    std::cout << "  bytes: " << total << " of images, " << reused << " of them reused on the devices ("
+              << reused * 100 / total << " %)\n";
   }
   constexpr std::size_t kShown = 10;
   for (std::size_t i = 0; i < failures.size() && i < kShown; ++i) {

@@ -455,11 +455,9 @@ TEST_F(RealAgentsTest, AnUpdateThatSharesChunksWithTheRunningSlotFetchesOnlyTheC
   ASSERT_NE(m, nullptr);
   EXPECT_EQ(m->value("bytes_reused", std::uint64_t{0}), v3.size() - changed * kChunk) << m->dump(2);
   EXPECT_EQ(r["waves"][0].value("bytes_reused", std::uint64_t{0}), v3.size() - changed * kChunk);
-  // fotactl says it to the operator.
-  const std::string text = fotactl_ok("rollout status " + second).output;
-  EXPECT_NE(text.find(std::to_string(v3.size() - changed * kChunk) + " of them reused on the devices"),
-            std::string::npos)
-      << text;
+  // The REUSED column of fotactl's device table.
+  const std::string text = fotactl_ok("rollout status " + second + " --devices").output;
+  EXPECT_NE(text.find(std::to_string(v3.size() - changed * kChunk)), std::string::npos) << text;
   // The agent's slot holds v3 exactly (it verified the image hash before activating).
   EXPECT_TRUE(read_file(dir_.path() / "agent-0" / "state" / "slot-a") == v3);
 }

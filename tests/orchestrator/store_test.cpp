@@ -74,7 +74,8 @@ TEST(SqliteStoreTest, OlderSchemaIsMigratedKeepingItsData) {
   // Take the database back to version 1 as an older release left it.
   raw_exec(path,
            "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
-           "DROP TABLE update_samples; DROP TABLE revocations; PRAGMA user_version=1;");
+           "DROP TABLE update_samples; DROP TABLE revocations; ALTER TABLE members DROP COLUMN bytes_reused; "
+           "PRAGMA user_version=1;");
   auto store = SqliteStore::open(path);
   ASSERT_TRUE(store.ok()) << store.error().message;
   EXPECT_EQ((*store)->schema_version(), SqliteStore::kSchemaVersion);
