@@ -147,6 +147,18 @@ void print_member_summary(const json& members) {
   std::cout << "  devices: " << members.size();
   for (const auto& [state, n] : by_state) std::cout << ", " << n << " " << state;
   std::cout << "\n";
+  // What the devices copied from their running slot instead of downloading (docs/CLIENT.md, "Reuse").
+  // Of the images' bytes (bytes_total: a finished member's bytes_done may no longer be reported).
+  std::uint64_t total = 0;
+  std::uint64_t reused = 0;
+  for (const auto& m : members) {
+    total += m.value("bytes_total", std::uint64_t{0});
+    reused += m.value("bytes_reused", std::uint64_t{0});
+  }
+  if (total > 0) {
+    std::cout << "  bytes: " << total << " of images, " << reused << " of them reused on the devices ("
+              << reused * 100 / total << " %)\n";
+  }
   constexpr std::size_t kShown = 10;
   for (std::size_t i = 0; i < failures.size() && i < kShown; ++i) {
     const json& m = *failures[i];
@@ -640,10 +652,10 @@ void register_rollout_commands(CLI::App& app) {
       const std::string state = str(m, "state");
       if (!s->states.empty() && std::find(s->states.begin(), s->states.end(), state) == s->states.end())
         continue;
-      rows.push_back(
-          {str(m, "device"), str(m, "wave"), state, str(m, "phase"), str(m, "attempt"), str(m, "error")});
+      rows.push_back({str(m, "device"), str(m, "wave"), state, str(m, "phase"), str(m, "attempt"),
+                      str(m, "bytes_done"), str(m, "bytes_reused"), str(m, "error")});
     }
-    print_table({"DEVICE", "WAVE", "STATE", "PHASE", "ATTEMPT", "ERROR"}, rows);
+    print_table({"DEVICE", "WAVE", "STATE", "PHASE", "ATTEMPT", "BYTES", "REUSED", "ERROR"}, rows);
   });
 
   auto w = std::make_shared<RolloutArgs>();

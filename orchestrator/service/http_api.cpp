@@ -163,6 +163,7 @@ json member_json(const Member& m) {
               {"attempt", m.attempt},
               {"bytes_done", m.bytes_done},
               {"bytes_total", m.bytes_total},
+              {"bytes_reused", m.bytes_reused},
               {"previous_artifact", m.previous_artifact_id},
               {"error", m.last_error},
               {"late_joiner", m.late_joiner}};
@@ -192,7 +193,8 @@ json rollout_json(const RolloutView& r, Millis now) {
                      {"devices", wave.devices},
                      {"counts", wave.counts},
                      {"bytes_done", wave.bytes_done},
-                     {"bytes_total", wave.bytes_total}});
+                     {"bytes_total", wave.bytes_total},
+                     {"bytes_reused", wave.bytes_reused}});
   }
   j["waves"] = waves;
   j["counts"] = r.counts;

@@ -943,6 +943,7 @@ RolloutView FleetCore::view(const Rollout& r, Millis now, bool with_members) con
     ++v.counts[state];
     wave.bytes_done += m.bytes_done;
     wave.bytes_total += m.bytes_total;
+    wave.bytes_reused += m.bytes_reused;
   }
   v.devices = r.members.size();
   if (r.state == RolloutState::kRunning || r.state == RolloutState::kCreated ||

@@ -1071,6 +1071,8 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
   m->phase = phase;
   m->bytes_done = p.bytes_done();
   m->bytes_total = p.bytes_total();
+  // A report rebuilt from the device's journal after the update ended carries no byte counts.
+  if (p.bytes_total() > 0) m->bytes_reused = p.bytes_reused();
   if (event == MemberEvent::kWorking || event == MemberEvent::kCommitted) {
     if (go(r, *m, event, MemberGuard::kCurrentAttempt, now, out) && event == MemberEvent::kCommitted) {
       m->last_error.clear();

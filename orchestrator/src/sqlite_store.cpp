@@ -121,10 +121,12 @@ CREATE TABLE revocations (
   revoked_ms INTEGER NOT NULL,
   decommissioned_ms INTEGER NOT NULL DEFAULT 0);
 )sql",
-    // 5: what devices report of their certificate and decryption key (issue 17)
+    // 5: what devices report of their certificate and decryption key (issue 17); bytes a member
+    // copied from its running slot instead of downloading (Progress.bytes_reused, issue 22)
     R"sql(
 ALTER TABLE devices ADD COLUMN certificate_not_after INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN decryption_key_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE members ADD COLUMN bytes_reused INTEGER NOT NULL DEFAULT 0;
 )sql",
     // 6: operator tags and groups; a sortable version for version<2.0 filters (filled by
     // backfill_version_keys for the rows already there)
@@ -798,14 +800,15 @@ Status SqliteStore::save_rollout(const Rollout& r) {
                 prepared("INSERT OR REPLACE INTO members (rollout_id, device_id, wave, state, phase, "
                          "since_ms, attempt, command_seq, command_id, retry_at_ms, previous_artifact_id, "
                          "last_error, bytes_done, bytes_total, last_sequence, started_ms, finished_ms, "
-                         "late_joiner) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
-                         "?17,?18)"));
+                         "late_joiner, bytes_reused) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,"
+                         "?15,?16,?17,?18,?19)"));
     if (!m.ok()) return m.error("preparing member save");
     for (const Member& x : r.members) {
       if (!x.dirty) continue;
       m.bind_all(r.id, x.device_id, x.wave, member_state_name(x.state), static_cast<int>(x.phase), x.since_ms,
                  x.attempt, x.command_seq, x.command_id, x.retry_at_ms, x.previous_artifact_id, x.last_error,
-                 x.bytes_done, x.bytes_total, x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner);
+                 x.bytes_done, x.bytes_total, x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner,
+                 x.bytes_reused);
       if (m.step() != SQLITE_DONE) return m.error("saving member " + x.device_id + " of rollout " + r.id);
       m.rewind();
     }
@@ -843,11 +846,13 @@ Result<std::vector<Rollout>> SqliteStore::load_rollouts() {
   if (!st) return st.error();
   for (Rollout& r : out) {
     st = each_row(
-        Statement(db_,
-                  prepared("SELECT device_id, wave, state, phase, since_ms, attempt, command_seq, "
-                           "command_id, retry_at_ms, previous_artifact_id, last_error, bytes_done, "
-                           "bytes_total, last_sequence, started_ms, finished_ms, late_joiner FROM members "
-                           "WHERE rollout_id = ?1 ORDER BY wave, device_id")),
+        Statement(
+            db_,
+            prepared(
+                "SELECT device_id, wave, state, phase, since_ms, attempt, command_seq, "
+                "command_id, retry_at_ms, previous_artifact_id, last_error, bytes_done, "
+                "bytes_total, last_sequence, started_ms, finished_ms, late_joiner, bytes_reused FROM members "
+                "WHERE rollout_id = ?1 ORDER BY wave, device_id")),
         "loading members",
         [&](const Statement& m) -> Status {
           Member x;
@@ -871,6 +876,7 @@ Result<std::vector<Rollout>> SqliteStore::load_rollouts() {
           x.started_ms = m.integer(14);
           x.finished_ms = m.integer(15);
           x.late_joiner = m.integer(16) != 0;
+          x.bytes_reused = static_cast<std::uint64_t>(m.integer(17));
           x.dirty = false;
           r.members.push_back(std::move(x));
           return common::ok_status();

@@ -77,8 +77,8 @@ TEST(SqliteStoreTest, OlderSchemaIsMigratedKeepingItsData) {
       "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
       "DROP TABLE update_samples; DROP TABLE revocations; DROP TABLE device_tags; DROP TABLE device_groups; "
       "DROP TABLE group_members; ALTER TABLE devices DROP COLUMN version_key; ALTER TABLE devices DROP "
-      "COLUMN "
-      "certificate_not_after; ALTER TABLE devices DROP COLUMN decryption_key_id; PRAGMA user_version=1;");
+      "COLUMN certificate_not_after; ALTER TABLE devices DROP COLUMN decryption_key_id; ALTER TABLE members "
+      "DROP COLUMN bytes_reused; PRAGMA user_version=1;");
   auto store = SqliteStore::open(path);
   ASSERT_TRUE(store.ok()) << store.error().message;
   EXPECT_EQ((*store)->schema_version(), SqliteStore::kSchemaVersion);

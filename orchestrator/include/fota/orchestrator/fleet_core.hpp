@@ -99,6 +99,7 @@ struct WaveView {
   std::map<std::string, std::size_t> counts;  // members by state name
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
+  std::uint64_t bytes_reused = 0;  // of bytes_done, copied on the devices instead of downloaded
 };
 
 struct RolloutView {

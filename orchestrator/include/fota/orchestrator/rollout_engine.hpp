@@ -104,6 +104,7 @@ struct Member {
   std::string last_error;
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
+  std::uint64_t bytes_reused = 0;  // of bytes_done, copied from the device's running slot
   std::uint64_t last_sequence = 0;
   Millis started_ms = 0;   // first dispatch
   Millis finished_ms = 0;  // reached a terminal state
