@@ -173,6 +173,10 @@ client::EngineConfig engine_config() {
   config.device_id = std::string(kDeviceId);
   config.hardware_type = std::string(kHardware);
   config.slot_capacity_bytes = std::uint64_t{1} << 30;
+  // The harnesses have no running slot to read: chunks come from the input, as from the wire
+  // (the reuse phase would wait for slot reads no harness answers, and the seeds' download states
+  // would be out of reach).
+  config.reuse_active_slot = false;
   return config;
 }
 
