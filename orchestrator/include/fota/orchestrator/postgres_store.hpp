@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: Apache-2.0
+// The orchestrator's state on a PostgreSQL server (libpq): the same Store interface and semantics
+// as SqliteStore, for fleets whose state outgrows one machine's file and for several replicas on
+// one database. Every statement is prepared once per connection and bound with parameters; the
+// writes of a transaction are pipelined (one round trip per batch, not per row).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fota/orchestrator/store.hpp"
+
+struct pg_conn;
+struct pg_result;
+
+namespace fota::orchestrator {
+
+class PostgresStore final : public Store {
+ public:
+  static constexpr int kSchemaVersion = 4;  // the same numbering as SqliteStore's migrations
+
+  // Connects (a libpq URL, postgresql://user[:password]@host[:port]/database?options) and migrates.
+  // Errors name the server (never the password) and say what to check.
+  static common::Result<std::unique_ptr<PostgresStore>> open(const std::string& url);
+  ~PostgresStore() override;
+  PostgresStore(const PostgresStore&) = delete;
+  PostgresStore& operator=(const PostgresStore&) = delete;
+
+  // The version recorded in fota_schema_version; -1 when it cannot be read.
+  int schema_version();
+
+  common::Status transaction(const std::function<common::Status()>& body) override;
+  common::Status upsert_device(const DeviceRecord& device) override;
+  common::Result<std::vector<DeviceRecord>> load_devices() override;
+  common::Result<DeviceRecord> device(const std::string& id) override;
+  common::Status delete_device(const std::string& id) override;
+  common::Status upsert_revocation(const RevocationRecord& revocation) override;
+  common::Result<std::vector<RevocationRecord>> load_revocations() override;
+  common::Status save_rollout(const Rollout& rollout) override;
+  common::Result<std::vector<Rollout>> load_rollouts() override;
+  common::Status append_update_samples(const std::vector<UpdateSample>& samples) override;
+  common::Result<std::vector<UpdateSample>> update_samples(std::size_t limit) override;
+  common::Status prune_update_samples(std::size_t keep) override;
+  common::Status append_event(const EventRecord& event) override;
+  common::Result<std::vector<EventRecord>> events(const std::string& device, const std::string& rollout,
+                                                  std::size_t limit) override;
+  common::Status append_logs(const std::vector<LogRecord>& logs) override;
+  common::Result<std::vector<LogRecord>> logs(const std::string& device, std::int64_t after_id,
+                                              std::size_t limit) override;
+  common::Result<AuditEntry> append_audit(const std::string& actor, const std::string& action,
+                                          const std::string& detail, Millis now) override;
+  common::Result<std::vector<AuditEntry>> audit_entries(std::int64_t after_seq, std::size_t limit) override;
+
+  // Implementation detail, public for the helpers in postgres_store.cpp.
+  struct Rows;
+
+ private:
+  PostgresStore(pg_conn* conn, std::string server);
+  common::Status migrate();
+  common::Status prepare_all();
+  // A statement with no parameters and no rows (BEGIN, COMMIT, DDL), outside the pipeline.
+  common::Status exec(const std::string& sql);
+  // Runs prepared statement `index` with text parameters. Inside a transaction the write is queued
+  // in the pipeline and its error, if any, fails the transaction at the next sync or commit.
+  common::Status write(std::size_t index, const std::vector<std::string>& params, const std::string& what);
+  // Runs a prepared read (syncing the pipeline first: a read sees the transaction's writes).
+  common::Result<Rows> read(std::size_t index, const std::vector<std::string>& params,
+                            const std::string& what);
+  // Sends Sync and consumes every queued result; the first error is kept in pipeline_error_.
+  void sync_pipeline();
+
+  pg_conn* conn_;
+  std::string server_;  // user@host:port/database, for error messages
+  std::recursive_mutex mutex_;
+  int transaction_depth_ = 0;
+  bool pipelined_ = false;
+  std::size_t queued_ = 0;
+  std::string pipeline_error_;
+};
+
+// The store named by a URL: "sqlite:PATH" (the embedded default) or "postgresql://..." (also
+// "postgres://"). Errors say which schemes exist, or why the database cannot be opened.
+common::Result<std::unique_ptr<Store>> open_store(const std::string& url);
+
+}  // namespace fota::orchestrator
