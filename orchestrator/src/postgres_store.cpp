@@ -702,25 +702,4 @@ Result<std::vector<AuditEntry>> PostgresStore::audit_entries(std::int64_t after_
   return out;
 }
 
-Result<std::unique_ptr<Store>> open_store(const std::string& url) {
-  if (url.rfind("sqlite:", 0) == 0) {
-    const std::string path = url.substr(7);
-    if (path.empty())
-      return Error(Errc::kInvalidArgument, "store 'sqlite:' names no file; write sqlite:/path/to/state.db");
-    auto store = SqliteStore::open(path);
-    if (!store) return store.error();
-    return std::unique_ptr<Store>(std::move(store).value());
-  }
-  if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
-    auto store = PostgresStore::open(url);
-    if (!store) return store.error();
-    return std::unique_ptr<Store>(std::move(store).value());
-  }
-  const auto colon = url.find(':');
-  return Error(Errc::kInvalidArgument,
-               "store '" + (colon == std::string::npos ? url : url.substr(0, colon + 1) + "...") +
-                   "': unknown kind of store; write sqlite:/path/to/state.db (the embedded default) or "
-                   "postgresql://user@host:port/database");
-}
-
 }  // namespace fota::orchestrator

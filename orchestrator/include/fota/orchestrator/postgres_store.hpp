@@ -80,8 +80,4 @@ class PostgresStore final : public Store {
   std::string pipeline_error_;
 };
 
-// The store named by a URL: "sqlite:PATH" (the embedded default) or "postgresql://..." (also
-// "postgres://"). Errors say which schemes exist, or why the database cannot be opened.
-common::Result<std::unique_ptr<Store>> open_store(const std::string& url);
-
 }  // namespace fota::orchestrator
