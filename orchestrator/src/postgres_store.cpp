@@ -142,6 +142,8 @@ enum Q : std::size_t {
   kLoadRevocations,
   kUpsertRollout,
   kUpsertMember,
+  kUpsertDevices,
+  kUpsertMembers,
   kLoadRollouts,
   kLoadMembers,
   kInsertSample,
@@ -196,6 +198,23 @@ const std::vector<std::string>& statements() {
         "bytes_done=EXCLUDED.bytes_done, bytes_total=EXCLUDED.bytes_total, "
         "last_sequence=EXCLUDED.last_sequence, started_ms=EXCLUDED.started_ms, "
         "finished_ms=EXCLUDED.finished_ms, late_joiner=EXCLUDED.late_joiner";
+    // The multi-row forms: one array parameter per column, unnest()ed into rows.
+    const auto multi_row = [](const std::string& single, const std::vector<const char*>& types) {
+      std::string select = "SELECT * FROM unnest(";
+      for (std::size_t i = 0; i < types.size(); ++i)
+        select += (i ? ", $" : "$") + std::to_string(i + 1) + "::" + types[i] + "[]";
+      select += ")";
+      const auto values = single.find(" VALUES (");
+      const auto conflict = single.find(" ON CONFLICT");
+      return single.substr(0, values) + " " + select + single.substr(conflict);
+    };
+    s[kUpsertDevices] =
+        multi_row(s[kUpsertDevice], {"text", "text", "text", "text", "text", "text", "text", "bigint",
+                                     "bigint", "text", "bigint", "bigint", "text", "bigint", "text", "text"});
+    s[kUpsertMembers] =
+        multi_row(s[kUpsertMember],
+                  {"text", "text", "bigint", "text", "bigint", "bigint", "bigint", "bigint", "text", "bigint",
+                   "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint"});
     s[kLoadRollouts] =
         std::string("SELECT ") + store_rows::kRolloutColumns + " FROM rollouts ORDER BY created_ms, id";
     s[kLoadMembers] = std::string("SELECT ") + store_rows::kMemberColumns +
@@ -248,6 +267,27 @@ std::string trimmed(const char* message) {
   while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
   return m;
 }
+
+// A PostgreSQL array literal of text elements ({"a","b\"c"}): the value of one array parameter.
+std::string array_literal(const std::vector<std::vector<std::string>>& rows, std::size_t column,
+                          std::size_t begin, std::size_t end) {
+  std::string out = "{";
+  for (std::size_t i = begin; i < end; ++i) {
+    if (i > begin) out += ',';
+    out += '"';
+    for (char c : rows[i][column]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+// Rows per multi-row statement: large enough that per-statement costs vanish, small enough that
+// one statement's parameters stay a few megabytes.
+constexpr std::size_t kRowsPerStatement = 5000;
 
 // A pipeline this long is synced before more is sent: the results the server writes meanwhile
 // then always fit the socket buffers (a blocking client that never reads could deadlock with a
@@ -423,6 +463,20 @@ Status PostgresStore::write(std::size_t index, const std::vector<std::string>& p
   return common::ok_status();
 }
 
+Status PostgresStore::write_rows(std::size_t index, const std::vector<std::vector<std::string>>& rows,
+                                 const std::string& what) {
+  if (rows.empty()) return common::ok_status();
+  const std::size_t columns = rows.front().size();
+  for (std::size_t begin = 0; begin < rows.size(); begin += kRowsPerStatement) {
+    const std::size_t end = std::min(rows.size(), begin + kRowsPerStatement);
+    std::vector<std::string> arrays;
+    arrays.reserve(columns);
+    for (std::size_t c = 0; c < columns; ++c) arrays.push_back(array_literal(rows, c, begin, end));
+    if (auto st = write(index, arrays, what); !st) return st;
+  }
+  return common::ok_status();
+}
+
 Result<PostgresStore::Rows> PostgresStore::read(std::size_t index, const std::vector<std::string>& params,
                                                 const std::string& what) {
   std::lock_guard lock(mutex_);
@@ -492,15 +546,28 @@ Status PostgresStore::transaction(const std::function<Status()>& body) {
   return common::ok_status();
 }
 
+namespace {
+std::vector<std::string> device_params(const DeviceRecord& d) {
+  return params(d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id, d.facts.version,
+                store_rows::join_tags(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
+                d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
+                d.last_phase, d.last_error);
+}
+}  // namespace
+
 Status PostgresStore::upsert_device(const DeviceRecord& d) {
-  auto st = write(kUpsertDevice,
-                  params(d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
-                         d.facts.version, store_rows::join_tags(d.facts.tags), d.facts.group, d.facts.online,
-                         d.facts.last_seen_ms, d.client_version, d.security_counter, d.free_bytes,
-                         d.pending_deployment_id, d.registered_ms, d.last_phase, d.last_error),
-                  "saving a device");
+  auto st = write(kUpsertDevice, device_params(d), "saving a device");
   if (!st) return st.error().with_context("device " + d.facts.id);
   return st;
+}
+
+Status PostgresStore::upsert_devices(const std::vector<DeviceRecord>& devices) {
+  return transaction([&]() -> Status {
+    std::vector<std::vector<std::string>> rows;
+    rows.reserve(devices.size());
+    for (const DeviceRecord& d : devices) rows.push_back(device_params(d));
+    return write_rows(kUpsertDevices, rows, "saving " + std::to_string(devices.size()) + " devices");
+  });
 }
 
 Result<std::vector<DeviceRecord>> PostgresStore::load_devices() {
@@ -554,17 +621,17 @@ Status PostgresStore::save_rollout(const Rollout& r) {
           "saving a rollout");
       if (!st) return st.error().with_context("rollout " + r.id);
     }
+    // Members are distinct by device id: one multi-row statement per chunk saves them.
+    std::vector<std::vector<std::string>> rows;
     for (const Member& x : r.members) {
       if (!x.dirty) continue;
-      auto st = write(
-          kUpsertMember,
-          params(r.id, x.device_id, x.wave, member_state_name(x.state), static_cast<int>(x.phase), x.since_ms,
-                 x.attempt, x.command_seq, x.command_id, x.retry_at_ms, x.previous_artifact_id, x.last_error,
-                 x.bytes_done, x.bytes_total, x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner),
-          "saving member " + x.device_id + " of rollout " + r.id);
-      if (!st) return st;
+      rows.push_back(params(r.id, x.device_id, x.wave, member_state_name(x.state), static_cast<int>(x.phase),
+                            x.since_ms, x.attempt, x.command_seq, x.command_id, x.retry_at_ms,
+                            x.previous_artifact_id, x.last_error, x.bytes_done, x.bytes_total,
+                            x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner));
     }
-    return common::ok_status();
+    return write_rows(kUpsertMembers, rows,
+                      "saving " + std::to_string(rows.size()) + " members of rollout " + r.id);
   });
 }
 

@@ -291,10 +291,17 @@ Status SqliteStore::migrate() {
   return common::ok_status();
 }
 
+Status Store::upsert_devices(const std::vector<DeviceRecord>& devices) {
+  for (const DeviceRecord& d : devices) {
+    if (auto st = upsert_device(d); !st) return st;
+  }
+  return common::ok_status();
+}
+
 Status Store::write(const StoreBatch& batch, Millis now) {
   const Status written = transaction([&]() -> Status {
-    for (const DeviceRecord& d : batch.devices) {
-      if (auto st = upsert_device(d); !st) return st;
+    if (!batch.devices.empty()) {
+      if (auto st = upsert_devices(batch.devices); !st) return st;
     }
     for (Rollout* r : batch.rollouts) {
       if (auto st = save_rollout(*r); !st) return st;

@@ -669,5 +669,31 @@ TEST_F(PostgresAgentsTest, ARolloutOnPostgresqlSurvivesKillNineAndARestartFindsI
   EXPECT_FALSE(fs::exists(dir_.path() / "data" / "state.db"));
 }
 
+// A store the orchestrator cannot use stops its start with what was wrong and what to do; the
+// SQLite file a `store: sqlite:PATH` names is the one used.
+TEST_F(PostgresAgentsTest, AStoreThatCannotBeUsedStopsTheStartSayingWhy) {
+  const std::string start =
+      "'" FOTA_ORCHESTRATOR_PATH "' --config '" + (dir_.path() / "orchestrator.yaml").string() + "' --store ";
+  const CommandRun unknown = run_command(start + "'mysql://root:pw@127.0.0.1/fota' 2>&1");
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.output.find("unknown kind of store; write sqlite:"), std::string::npos) << unknown.output;
+  const CommandRun unreachable = run_command(
+      start + "'postgresql://fota@127.0.0.1:" + std::to_string(free_loopback_port()) + "/fota' 2>&1");
+  EXPECT_NE(unreachable.exit_code, 0);
+  EXPECT_NE(unreachable.output.find("cannot connect to PostgreSQL fota@127.0.0.1:"), std::string::npos)
+      << unreachable.output;
+  // sqlite:PATH: the orchestrator runs on that file.
+  const fs::path file = dir_.path() / "elsewhere" / "fleet.db";
+  fs::create_directories(file.parent_path());
+  std::string failure;
+  orchestrator_ = spawn_until_ready(
+      {FOTA_ORCHESTRATOR_PATH, "--config", (dir_.path() / "orchestrator.yaml").string(), "--store",
+       "sqlite:" + file.string()},
+      dir_.path() / "orchestrator.log", [&] { return fotactl("rollout status").exit_code == 0; }, failure);
+  ASSERT_GT(orchestrator_, 0) << failure;
+  EXPECT_TRUE(fs::exists(file));
+  EXPECT_FALSE(fs::exists(dir_.path() / "data" / "state.db"));
+}
+
 }  // namespace
 }  // namespace fota::testing

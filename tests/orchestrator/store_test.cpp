@@ -297,6 +297,54 @@ TEST_P(StoreTest, DevicesComeBackInByteOrderOfTheirIds) {
   EXPECT_EQ(ids, (std::vector<std::string>{"dev-Z", "dev-_", "dev-a", "dev-b"}));
 }
 
+// Text that means something to SQL or to PostgreSQL's array syntax (a batch's devices and members
+// travel as arrays there) comes back byte for byte.
+TEST_P(StoreTest, ABatchKeepsAwkwardTextExactly) {
+  auto store = db_.open();
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  const std::vector<std::string> awkward = {
+      "",          "NULL",     "a\"b",     "back\\slash", "{x,y}", "comma,s", "it's; DROP TABLE devices;--",
+      "ünïcødé ✓", " spaced ", "new\nline"};
+  StoreBatch batch;
+  for (std::size_t i = 0; i < awkward.size(); ++i) {
+    DeviceRecord d;
+    d.facts.id = "dev-" + std::to_string(i);
+    d.facts.hardware_type = awkward[i];
+    d.last_error = awkward[awkward.size() - 1 - i];
+    d.security_counter = 1ULL << 62;
+    batch.devices.push_back(d);
+  }
+  Rollout r = sample_rollout("r-awkward");
+  for (std::size_t i = 0; i < awkward.size(); ++i) {
+    Member m;
+    m.device_id = "dev-" + std::to_string(i);
+    m.last_error = awkward[i];
+    m.dirty = true;
+    r.members.push_back(m);
+  }
+  r.rebuild_index();
+  batch.rollouts.push_back(&r);
+  ASSERT_TRUE((*store)->write(batch, 1).ok());
+  auto devices = (*store)->load_devices();
+  ASSERT_TRUE(devices.ok());
+  ASSERT_EQ(devices->size(), awkward.size());
+  for (const DeviceRecord& d : *devices) {
+    const std::size_t i = std::stoul(d.facts.id.substr(4));
+    EXPECT_EQ(d.facts.hardware_type, awkward[i]);
+    EXPECT_EQ(d.last_error, awkward[awkward.size() - 1 - i]);
+    EXPECT_EQ(d.security_counter, 1ULL << 62);
+  }
+  auto rollouts = (*store)->load_rollouts();
+  ASSERT_TRUE(rollouts.ok()) << rollouts.error().message;
+  ASSERT_EQ(rollouts->size(), 1u);
+  for (const Member& m : (*rollouts)[0].members)
+    EXPECT_EQ(m.last_error, awkward[std::stoul(m.device_id.substr(4))]);
+  // Saved again (every row updated, none added).
+  batch.rollouts.clear();
+  ASSERT_TRUE((*store)->write(batch, 2).ok());
+  EXPECT_EQ((*store)->load_devices()->size(), awkward.size());
+}
+
 TEST_P(StoreTest, UpdateHistorySurvivesReopenOncePerUpdateAndLatestLast) {
   {
     auto store = db_.open();

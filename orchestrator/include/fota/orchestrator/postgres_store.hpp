@@ -33,6 +33,7 @@ class PostgresStore final : public Store {
 
   common::Status transaction(const std::function<common::Status()>& body) override;
   common::Status upsert_device(const DeviceRecord& device) override;
+  common::Status upsert_devices(const std::vector<DeviceRecord>& devices) override;
   common::Result<std::vector<DeviceRecord>> load_devices() override;
   common::Result<DeviceRecord> device(const std::string& id) override;
   common::Status delete_device(const std::string& id) override;
@@ -65,6 +66,10 @@ class PostgresStore final : public Store {
   // Runs prepared statement `index` with text parameters. Inside a transaction the write is queued
   // in the pipeline and its error, if any, fails the transaction at the next sync or commit.
   common::Status write(std::size_t index, const std::vector<std::string>& params, const std::string& what);
+  // Runs statement `index`, whose parameters are one array per column (unnest), for `rows` (each
+  // the column values of one row) in chunks: one statement per chunk instead of one per row.
+  common::Status write_rows(std::size_t index, const std::vector<std::vector<std::string>>& rows,
+                            const std::string& what);
   // Runs a prepared read (syncing the pipeline first: a read sees the transaction's writes).
   common::Result<Rows> read(std::size_t index, const std::vector<std::string>& params,
                             const std::string& what);

@@ -37,6 +37,9 @@ class Store {
   common::Status write(const StoreBatch& batch, Millis now);
 
   virtual common::Status upsert_device(const DeviceRecord& device) = 0;
+  // Several distinct devices at once (write() saves a batch's devices with it); by default one
+  // upsert_device each, a server store sends them as one statement.
+  virtual common::Status upsert_devices(const std::vector<DeviceRecord>& devices);
   virtual common::Result<std::vector<DeviceRecord>> load_devices() = 0;
   virtual common::Result<DeviceRecord> device(const std::string& id) = 0;
   // Deletes the device's row (decommissioned); its events, logs and audit entries stay.
