@@ -344,6 +344,15 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::open(const std::string& ur
   return store;
 }
 
+Status PostgresStore::ensure_connected() {
+  if (PQstatus(conn_) == CONNECTION_OK) return common::ok_status();
+  PQreset(conn_);
+  if (PQstatus(conn_) != CONNECTION_OK)
+    return Error(Errc::kIo, "PostgreSQL " + server_ + " is unreachable: " + trimmed(PQerrorMessage(conn_)));
+  if (auto st = exec("SET client_min_messages = warning"); !st) return st;
+  return prepare_all();
+}
+
 Status PostgresStore::exec(const std::string& sql) {
   std::unique_ptr<PGresult, void (*)(PGresult*)> r(PQexec(conn_, sql.c_str()), PQclear);
   const auto status = PQresultStatus(r.get());
@@ -456,6 +465,7 @@ Status PostgresStore::write(std::size_t index, const std::vector<std::string>& p
     }
     return common::ok_status();
   }
+  if (auto st = ensure_connected(); !st) return st.error().with_context(what);
   std::unique_ptr<PGresult, void (*)(PGresult*)> r(
       PQexecPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr,
                      0),
@@ -489,6 +499,9 @@ Result<PostgresStore::Rows> PostgresStore::read(std::size_t index, const std::ve
     PQexitPipelineMode(conn_);
     pipelined_ = false;
   }
+  if (!was_pipelined) {
+    if (auto st = ensure_connected(); !st) return st.error().with_context(what);
+  }
   const auto values = pointers(params);
   Rows rows;
   rows.result.reset(PQexecPrepared(conn_, statement_name(index).c_str(), static_cast<int>(values.size()),
@@ -516,6 +529,7 @@ Status PostgresStore::transaction(const std::function<Status()>& body) {
     --transaction_depth_;
     return st;
   }
+  if (auto st = ensure_connected(); !st) return st;
   if (auto st = exec("BEGIN"); !st) return st;
   // The body's writes are queued, not waited for one by one; a read syncs first.
   if (PQenterPipelineMode(conn_) != 1) {

@@ -216,6 +216,32 @@ TEST_P(StoreTest, UnreachableDatabaseGivesAClearError) {
   }
 }
 
+// The server closes the store's connection (a restart, a failover): the call that meets the closed
+// connection fails, the next one reconnects and works; nothing half-written remains.
+TEST(PostgresStoreTest, AClosedConnectionIsOpenedAgainForTheNextCall) {
+  auto& cluster = testing::PostgresCluster::shared();
+  const std::string url = cluster.create_database();
+  const std::string database = url.substr(url.rfind('/') + 1);
+  auto store = open_store(url);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  DeviceRecord d;
+  d.facts.id = "dev-1";
+  ASSERT_TRUE((*store)->upsert_device(d).ok());
+  cluster.exec("postgres",
+               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + database + "'");
+  StoreBatch batch;
+  d.facts.id = "dev-2";
+  batch.devices.push_back(d);
+  batch.audit.push_back(AuditRecord{"engine", "x", "y"});
+  if (!(*store)->write(batch, 1).ok()) {
+    ASSERT_TRUE((*store)->write(batch, 1).ok()) << "the second try reconnects";
+  }
+  auto devices = (*store)->load_devices();
+  ASSERT_TRUE(devices.ok()) << devices.error().message;
+  EXPECT_EQ(devices->size(), 2u);
+  EXPECT_EQ((*store)->audit_entries(0, 10)->size(), 1u);
+}
+
 TEST(OpenStoreTest, UnknownKindOfStoreIsRefusedNamingTheKnownOnes) {
   auto store = open_store("mysql://root:pw@db/fota");
   ASSERT_FALSE(store.ok());

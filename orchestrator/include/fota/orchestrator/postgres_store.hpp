@@ -61,6 +61,10 @@ class PostgresStore final : public Store {
   PostgresStore(pg_conn* conn, std::string server);
   common::Status migrate();
   common::Status prepare_all();
+  // A connection the server closed (a restart, a failover, an administrator) is opened again
+  // before the next statement, its statements prepared anew: the call that met the closed
+  // connection failed (its batch stays to be written again), the next one works.
+  common::Status ensure_connected();
   // A statement with no parameters and no rows (BEGIN, COMMIT, DDL), outside the pipeline.
   common::Status exec(const std::string& sql);
   // Runs prepared statement `index` with text parameters. Inside a transaction the write is queued
