@@ -30,4 +30,6 @@ if(FOTA_BUILD_SERVER)
 endif()
 if(FOTA_BUILD_BENCH)
   find_package(benchmark REQUIRED)
+  # zstd --patch-from in the delta benchmark (bench/delta).
+  pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 endif()

@@ -32,6 +32,7 @@ AbSlotInstaller::AbSlotInstaller(std::map<std::string, std::filesystem::path> sl
 
 AbSlotInstaller::~AbSlotInstaller() {
   if (fd_ >= 0) ::close(fd_);
+  if (read_fd_ >= 0) ::close(read_fd_);
 }
 
 common::Result<BootStatus> AbSlotInstaller::boot_status() { return boot_.boot_status(); }
@@ -109,6 +110,36 @@ common::Result<std::string> AbSlotInstaller::hash(const std::string& slot, std::
     done += static_cast<std::uint64_t>(n);
   }
   return common::digest_bytes(sha.finish());
+}
+
+common::Result<std::string> AbSlotInstaller::read(const std::string& slot, std::uint64_t offset,
+                                                  std::uint32_t size) {
+  if (slot == open_name_)
+    return Error(Errc::kInvalidArgument, "slot '" + slot + "' is the one being written");
+  if (read_fd_ < 0 || read_name_ != slot) {
+    auto it = slots_.find(slot);
+    if (it == slots_.end()) return Error(Errc::kInvalidArgument, "no slot named '" + slot + "'");
+    if (read_fd_ >= 0) ::close(read_fd_);
+    read_name_.clear();
+    // Read-only: the running slot is never written, and may be mounted.
+    read_fd_ = ::open(it->second.c_str(), O_RDONLY | O_CLOEXEC);
+    if (read_fd_ < 0) return io_error("cannot open slot", it->second.string());
+    read_name_ = slot;
+  }
+  std::string data(size, '\0');
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n =
+        ::pread(read_fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read slot", slot);
+    }
+    if (n == 0) break;  // its end
+    done += static_cast<std::size_t>(n);
+  }
+  data.resize(done);
+  return data;
 }
 
 common::Status AbSlotInstaller::activate(const std::string& slot) {

@@ -77,8 +77,11 @@ common::Result<std::unique_ptr<DeviceAgent>> DeviceAgent::create(DeviceAgentConf
   runtime_hooks.before_action = self->hooks_.before_action;
   runtime_hooks.after_action = self->hooks_.after_action;
   runtime_hooks.set_log_level = [self](v1::LogLevel level) { self->min_level_ = level; };
-  runtime_hooks.certificate_issued = [self](const v1::CertificateIssued& issued) {
+  runtime_hooks.certificate_issued = [self](const action::InstallCertificate& issued) {
     self->on_certificate_issued(issued);
+  };
+  runtime_hooks.renew_certificate = [self](const action::RenewCertificate& renew) {
+    self->on_renew_certificate(renew);
   };
   runtime_hooks.log = [self](v1::LogLevel level, const std::string& message) {
     self->diagnose(level, message);
@@ -186,18 +189,60 @@ void DeviceAgent::request_certificate(std::int64_t now_ms) {
            "certificate renewal: requested a certificate (request " + request.request_id() + ")");
 }
 
-void DeviceAgent::on_certificate_issued(const v1::CertificateIssued& issued) {
+void DeviceAgent::report_certificate_refused(const std::string& command_id, const std::string& detail) {
+  v1::Progress report;
+  report.set_device_id(device_.str());
+  report.set_command_id(command_id);
+  report.set_phase(v1::PHASE_UNSPECIFIED);
+  report.set_error(v1::ERROR_CERTIFICATE_REFUSED);
+  report.set_error_detail(detail.substr(0, 1024));
+  report.set_timestamp_ms(now_ms_);
+  if (auto st = publish(Channel::kProgress, common::encode(report)); !st.ok()) {
+    diagnose(v1::LOG_LEVEL_WARN,
+             "certificate renewal: reporting the refusal failed: " + st.error().to_string());
+  }
+}
+
+void DeviceAgent::on_renew_certificate(const action::RenewCertificate& renew) {
+  if (!renews_certificate()) {
+    const std::string message =
+        "certificate renewal is not configured on this device (fota-device renews only with cert, key "
+        "and ca set); the renewal asked by command " +
+        renew.command_id + " is not done";
+    diagnose(v1::LOG_LEVEL_WARN, message);
+    report_certificate_refused(renew.command_id, message);
+    return;
+  }
+  diagnose(v1::LOG_LEVEL_INFO, "certificate renewal: asked by command " + renew.command_id +
+                                   (renew.reason.empty() ? std::string() : " (" + renew.reason + ")") +
+                                   "; renewing now");
+  renewal_.renew_now();
+  if (connected_) request_certificate(now_ms_);
+}
+
+void DeviceAgent::on_certificate_issued(const action::InstallCertificate& command) {
+  const v1::CertificateIssued& issued = command.issued;
   if (!renews_certificate()) {
     diagnose(v1::LOG_LEVEL_WARN, "certificate renewal is not configured; ignored a certificate");
+    report_certificate_refused(command.command_id,
+                               "certificate renewal is not configured on this device; the certificate "
+                               "was not installed");
     return;
   }
   auto renewed = renewal_.on_issued(issued, hooks_.certificate.check, now_ms_);
   if (!renewed.ok()) {
     // A warning goes to the fleet's log view as well: an answer was refused, the old pair stays.
+    // The orchestrator is told with a typed error: an issuing path that signs wrong answers (or
+    // is compromised) must be visible to the operator, not only in the device's log.
     const std::string message =
         "certificate renewal: " + renewed.error().message + "; the current certificate stays";
     diagnose(v1::LOG_LEVEL_WARN, message);
     log(v1::LOG_LEVEL_WARN, message, "fota-client", now_ms_);
+    report_certificate_refused(
+        command.command_id,
+        renewed.error().message +
+            "; the device keeps its current certificate. Check the orchestrator's pki.issuing_ca (it must "
+            "be issued by the root the device trusts) and who can publish on this device's command topic");
     return;
   }
   if (auto st = hooks_.certificate.install(*renewed); !st.ok()) {

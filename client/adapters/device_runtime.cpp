@@ -111,6 +111,9 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
       (void)transport_.publish(common::Channel::kChunkRequest, r->request.SerializeAsString());
     } else if (auto* h = std::get_if<action::HashSlot>(&a)) {
       feed(engine_.on_slot_hash(installer_.hash(h->slot, h->size), now_ms), /*replace=*/false);
+    } else if (auto* rd = std::get_if<action::ReadActiveChunk>(&a)) {
+      feed(engine_.on_active_chunk(rd->index, installer_.read(rd->slot, rd->offset, rd->size), now_ms),
+           /*replace=*/false);
     } else if (auto* check = std::get_if<action::RunHealthCheck>(&a)) {
       if (!hooks_.start_health_check) {
         feed(engine_.on_health_result(true, "", now_ms), /*replace=*/false);
@@ -128,7 +131,9 @@ bool DeviceRuntime::execute(Actions actions, std::int64_t now_ms) {
     } else if (auto* g = std::get_if<action::Log>(&a)) {
       if (hooks_.log) hooks_.log(g->level, g->message);
     } else if (auto* c = std::get_if<action::InstallCertificate>(&a)) {
-      if (hooks_.certificate_issued) hooks_.certificate_issued(c->issued);
+      if (hooks_.certificate_issued) hooks_.certificate_issued(*c);
+    } else if (auto* renew = std::get_if<action::RenewCertificate>(&a)) {
+      if (hooks_.renew_certificate) hooks_.renew_certificate(*renew);
     }
     if (hooks_.after_action && !hooks_.after_action(a)) {
       stopped_ = true;

@@ -633,6 +633,13 @@ common::Status PayloadRouter::sync() { return slots_.sync(); }
 common::Result<std::string> PayloadRouter::hash(const std::string& slot, std::uint64_t size) {
   FOTA_ROUTE(slot, hash(name, size), hash(name, size), hash(slot, size));
 }
+common::Result<std::string> PayloadRouter::read(const std::string& slot, std::uint64_t offset,
+                                                std::uint32_t size) {
+  if (starts_with(slot, kFileSlotPrefix) || starts_with(slot, kModuleSlotPrefix)) {
+    return Installer::read(slot, offset, size);
+  }
+  return slots_.read(slot, offset, size);
+}
 common::Status PayloadRouter::activate(const std::string& slot) {
   FOTA_ROUTE(slot, activate(name), activate(name), activate(slot));
 }

@@ -13,6 +13,8 @@ CertificateRenewal::CertificateRenewal(CertificateRenewalConfig config, std::str
     : config_(config), device_id_(std::move(device_id)), not_after_s_(not_after_s) {}
 
 std::int64_t CertificateRenewal::renew_at_ms() const {
+  // A forced renewal waits only for the backoff after a failed attempt of its own.
+  if (forced_) return retry_at_ms_;
   return std::max(not_after_s_ * 1000 - config_.renew_before_ms, retry_at_ms_);
 }
 
@@ -40,6 +42,13 @@ void CertificateRenewal::on_request_sent(std::string request_id, std::string key
 }
 
 void CertificateRenewal::on_request_failed(std::int64_t now_ms) { fail(now_ms); }
+
+void CertificateRenewal::renew_now() {
+  pending_.reset();
+  forced_ = true;
+  retry_at_ms_ = 0;
+  failed_attempts_ = 0;
+}
 
 const std::string& CertificateRenewal::pending_request_id() const {
   static const std::string kNone;
@@ -74,6 +83,7 @@ common::Result<RenewedCertificate> CertificateRenewal::on_issued(const v1::Certi
 
 void CertificateRenewal::on_installed(std::int64_t not_after_s) {
   not_after_s_ = not_after_s;
+  forced_ = false;
   failed_attempts_ = 0;
   retry_at_ms_ = 0;
 }

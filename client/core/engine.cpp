@@ -21,6 +21,9 @@ using journal::JournalRecord;
 using S = EngineState;
 
 constexpr std::uint64_t kSequenceGapAfterRestart = 1'000'000;
+// Reuse phase: the journal is stored at least every this many chunks of the running slot read,
+// so a power cut reads at most that many again.
+constexpr std::uint32_t kReuseStoreEvery = 64;
 
 journal::EngineState to_record_state(EngineState state) {
   switch (state) {
@@ -83,6 +86,7 @@ enum class Event {
   kConnected,
   kDisconnected,
   kSlotHash,
+  kActiveChunk,
   kHealthResult,
   kActionFailed
 };
@@ -103,6 +107,8 @@ const char* event_name(Event event) {
       return "Disconnected";
     case Event::kSlotHash:
       return "SlotHash";
+    case Event::kActiveChunk:
+      return "ActiveChunk";
     case Event::kHealthResult:
       return "HealthResult";
     case Event::kActionFailed:
@@ -204,6 +210,7 @@ constexpr TransitionRow kTransitions[] = {
     {S::kDownloading, Event::kStarted, Guard::kAllChunksVerified, S::kVerifying},
     {S::kDownloading, Event::kCommand, Guard::kAllChunksVerified, S::kVerifying},  // empty image
     {S::kDownloading, Event::kChunk, Guard::kAllChunksVerified, S::kVerifying},
+    {S::kDownloading, Event::kActiveChunk, Guard::kAllChunksVerified, S::kVerifying},  // all reused
     {S::kDownloading, Event::kChunk, Guard::kUpdateEnded, S::kIdle},
     {S::kDownloading, Event::kTick, Guard::kUpdateEnded, S::kIdle},          // stalled
     {S::kDownloading, Event::kCommand, Guard::kUpdateEnded, S::kIdle},       // cancelled
@@ -233,6 +240,7 @@ struct EventData {
   const v1::Command* command = nullptr;
   v1::ChunkData* chunk = nullptr;
   const common::Result<std::string>* digest = nullptr;
+  std::uint32_t active_index = 0;  // with `digest`: the bytes of that chunk of the running slot
   bool healthy = false;
   const std::string* detail = nullptr;
   const Action* failed = nullptr;
@@ -248,10 +256,10 @@ struct Refusal {
 
 const char* action_name(const Action& action) noexcept {
   static constexpr const char* kNames[] = {
-      "PublishProgress",   "PublishInventory", "RequestChunks", "PersistJournal", "StoreManifest",
-      "PrepareSlot",       "WriteChunk",       "HashSlot",      "ActivateSlot",   "Reboot",
-      "RunHealthCheck",    "CommitSlot",       "RevertSlot",    "SetLogLevel",    "Log",
-      "InstallCertificate"};
+      "PublishProgress",    "PublishInventory", "RequestChunks",  "PersistJournal", "StoreManifest",
+      "PrepareSlot",        "WriteChunk",       "HashSlot",       "ActivateSlot",   "Reboot",
+      "RunHealthCheck",     "CommitSlot",       "RevertSlot",     "SetLogLevel",    "Log",
+      "InstallCertificate", "RenewCertificate", "ReadActiveChunk"};
   return kNames[action.index()];
 }
 
@@ -333,6 +341,10 @@ struct UpdateEngine::Impl {
   std::int64_t rate_time_at_report = 0;
   std::uint64_t rate_bytes_per_second = 0;
   std::int64_t health_deadline = kNoDeadline;
+  // Reuse phase: the manifest's image-chunk hashes, sorted, each with its chunk index (inline
+  // manifests of plain artifacts only; empty = no reuse), and whether a ReadActiveChunk is out.
+  std::vector<std::pair<std::string, std::uint32_t>> reuse_index;
+  bool reusing = false;
 
   using Handler = void (Impl::*)(EventData&);
   struct Transition {
@@ -354,6 +366,7 @@ struct UpdateEngine::Impl {
         {false, S::kDownloading, Event::kConnected, &Impl::download_connected},
         {false, S::kDownloading, Event::kDisconnected, &Impl::disconnected},
         {false, S::kDownloading, Event::kActionFailed, &Impl::fail_before_install},
+        {false, S::kDownloading, Event::kActiveChunk, &Impl::active_chunk},
         {false, S::kVerifying, Event::kSlotHash, &Impl::image_hashed},
         {false, S::kVerifying, Event::kActionFailed, &Impl::fail_before_install},
         {false, S::kInstalling, Event::kActionFailed, &Impl::activation_failed},
@@ -368,6 +381,7 @@ struct UpdateEngine::Impl {
         {true, S::kIdle, Event::kDisconnected, &Impl::disconnected},
         {true, S::kIdle, Event::kTick, &Impl::nothing},
         {true, S::kIdle, Event::kChunk, &Impl::stray_chunk},
+        {true, S::kIdle, Event::kActiveChunk, &Impl::nothing},  // the update ended meanwhile
         {true, S::kIdle, Event::kActionFailed, &Impl::settled_action_failed},
     };
     for (const Transition& row : kTable) {
@@ -453,6 +467,7 @@ struct UpdateEngine::Impl {
     p.set_phase(phase);
     p.set_bytes_done(u.no_download() ? 0 : verified_bytes());
     p.set_bytes_total(u.no_download() ? 0 : u.image_size());
+    p.set_bytes_reused(u.reuse().bytes_reused());
     p.set_attempt(u.attempt());
     p.set_error(error);
     p.set_error_detail(detail);
@@ -593,6 +608,9 @@ struct UpdateEngine::Impl {
 
   void clear_download() {
     window.clear();
+    reuse_index.clear();
+    reuse_index.shrink_to_fit();
+    reusing = false;
     image_hash.clear();
     verified_count = 0;
     wipe_content_key();
@@ -792,6 +810,18 @@ struct UpdateEngine::Impl {
   void load_hashes(const v1::Manifest& m) {
     window.load(m);
     image_hash = m.image_sha256();
+    reuse_index.clear();
+    // Reuse compares plaintext in the running slot with the signed hashes, so it needs them all
+    // at hand (inline: at most 512) and hashes of plaintext (an encrypted artifact's are of
+    // ciphertext). A hash-table manifest would need every hash chunk first: not done yet.
+    const bool ab =
+        m.payload_type() == v1::PAYLOAD_TYPE_AB_IMAGE || m.payload_type() == v1::PAYLOAD_TYPE_UNSPECIFIED;
+    if (!ab || m.has_encryption()) return;
+    reuse_index.reserve(static_cast<std::size_t>(m.chunk_sha256_size()));
+    for (int j = 0; j < m.chunk_sha256_size(); ++j) {
+      reuse_index.emplace_back(m.chunk_sha256(j), static_cast<std::uint32_t>(j));
+    }
+    std::sort(reuse_index.begin(), reuse_index.end());
   }
 
   // ---- Commands ---------------------------------------------------------------------------
@@ -921,7 +951,10 @@ struct UpdateEngine::Impl {
         out.emplace_back(action::SetLogLevel{c.set_log_level().level()});
         return;
       case v1::Command::kCertificateIssued:
-        out.emplace_back(action::InstallCertificate{c.certificate_issued()});
+        out.emplace_back(action::InstallCertificate{c.certificate_issued(), c.command_id()});
+        return;
+      case v1::Command::kRenewCertificate:
+        out.emplace_back(action::RenewCertificate{c.command_id(), c.renew_certificate().reason()});
         return;
       default:
         refuse(c, v1::ERROR_COMMAND_MALFORMED, "command has no body this client understands");
@@ -1083,12 +1116,111 @@ struct UpdateEngine::Impl {
       enter_verifying();
       return;
     }
+    if (config.reuse_active_slot && !u.reuse().done() && !reuse_index.empty()) {
+      reusing = true;
+      read_active_chunk();
+      return;
+    }
     fill_window();
+  }
+
+  // ---- Reuse: copy the chunks the running slot already holds -------------------------------
+  // Chunk i of the running slot is read (ReadActiveChunk), hashed and, when it matches the signed
+  // hash of missing image chunks j (any position: content may have moved), written there and
+  // marked verified like a downloaded chunk. The cursor and the bytes copied are journaled with
+  // the bitmap, so a power cut resumes where the last store left off.
+  void read_active_chunk() {
+    const auto& u = record.update();
+    const std::uint32_t i = u.reuse().next_chunk();
+    if (i >= u.chunk_count()) {
+      end_reuse();
+      return;
+    }
+    out.emplace_back(
+        action::ReadActiveChunk{u.previous_slot(), i, std::uint64_t{i} * u.chunk_size(), u.chunk_size()});
+  }
+
+  void end_reuse() {
+    auto& u = *record.mutable_update();
+    reusing = false;
+    u.mutable_reuse()->set_done(true);
+    if (u.reuse().bytes_reused() > 0) {
+      log(v1::LOG_LEVEL_INFO, "reused " + std::to_string(u.reuse().bytes_reused()) + " of " +
+                                  std::to_string(u.image_size()) + " bytes from slot '" + u.previous_slot() +
+                                  "'; downloading the rest");
+    }
+    // Nothing read (the first read failed): nothing to store or report, and a restart tries again.
+    if (u.reuse().next_chunk() > 0) persist();
+    if (u.reuse().bytes_reused() > 0) report(v1::PHASE_DOWNLOADING);
+    last_chunk_at = now;  // the stall timer starts with the first request
+    fill_window();
+  }
+
+  void active_chunk(EventData& e) {
+    auto& u = *record.mutable_update();
+    auto& reuse = *u.mutable_reuse();
+    if (!reusing || e.active_index != reuse.next_chunk()) return;  // not asked for: stale
+    if (!e.digest->ok()) {
+      log(v1::LOG_LEVEL_INFO, "reuse skipped from chunk " + std::to_string(e.active_index) + ": slot '" +
+                                  u.previous_slot() + "' cannot be read (" + e.digest->error().message +
+                                  "); downloading every missing chunk");
+      end_reuse();
+      return;
+    }
+    const std::string& bytes = e.digest->value();
+    const common::ChunkSpace& space = window.space();
+    const std::uint32_t last = u.chunk_count() - 1;
+    bool copied = false;
+    auto copy = [&](std::uint32_t j, std::string_view data) {
+      if (chunk_verified(u.verified_bitmap(), j)) return;
+      out.emplace_back(
+          action::WriteChunk{u.target_slot(), std::uint64_t{j} * u.chunk_size(), std::string(data)});
+      mark_chunk_verified(*u.mutable_verified_bitmap(), j);
+      ++verified_count;
+      ++stats.chunks_verified;
+      ++stats.chunks_reused;
+      reuse.set_bytes_reused(reuse.bytes_reused() + data.size());
+      copied = true;
+    };
+    if (bytes.size() == u.chunk_size()) {
+      const std::string digest = crypto.sha256(bytes);
+      auto it =
+          std::lower_bound(reuse_index.begin(), reuse_index.end(), std::make_pair(digest, std::uint32_t{0}));
+      for (; it != reuse_index.end() && it->first == digest; ++it) {
+        if (space.length(it->second) == bytes.size()) copy(it->second, bytes);
+      }
+    }
+    // The image's last chunk is usually shorter: it can only be found at its own position.
+    const std::uint32_t tail = space.length(last);
+    if (e.active_index == last && tail < u.chunk_size() && bytes.size() >= tail &&
+        !chunk_verified(u.verified_bitmap(), last)) {
+      const std::string_view head = std::string_view(bytes).substr(0, tail);
+      if (crypto.sha256(head) == window.expected_hash(last)) copy(last, head);
+    }
+    reuse.set_next_chunk(e.active_index + 1);
+    last_chunk_at = now;
+    if (verified_count == u.chunk_count()) {
+      reusing = false;
+      reuse.set_done(true);
+      enter_verifying();
+      return;
+    }
+    // Stored like downloaded chunks; a run of chunks that matched nothing is stored now and then
+    // so that a power cut does not read it all again.
+    if (copied ? ++chunks_since_persist >= std::max<std::uint32_t>(config.persist_every_chunks, 1)
+               : reuse.next_chunk() % kReuseStoreEvery == 0) {
+      persist();
+    }
+    if (copied) {
+      progress_dirty = true;
+      if (now >= next_progress_at) report(v1::PHASE_DOWNLOADING);
+    }
+    read_active_chunk();
   }
 
   // Asks for what the window allows now, in one request of ascending ranges.
   void fill_window() {
-    if (!connected) return;
+    if (!connected || reusing) return;
     const auto& u = record.update();
     const std::vector<std::uint32_t> wanted = window.take_requests(u.verified_bitmap(), now);
     if (wanted.empty()) return;
@@ -1261,7 +1393,7 @@ struct UpdateEngine::Impl {
 
   void download_tick(EventData&) {
     stats.chunk_retries += window.expire(now);
-    if (connected && now - last_chunk_at >= config.download_stall_timeout_ms) {
+    if (connected && !reusing && now - last_chunk_at >= config.download_stall_timeout_ms) {
       if (auto* t = slot(record.update().target_slot())) t->set_valid(false);
       finish(v1::PHASE_FAILED, v1::ERROR_DOWNLOAD_TIMEOUT,
              "no chunk arrived for " + std::to_string(now - last_chunk_at) + " ms while connected");
@@ -1466,7 +1598,8 @@ struct UpdateEngine::Impl {
     std::int64_t deadline = kNoDeadline;
     if (state == S::kDownloading) {
       deadline = std::min(deadline, window.timeout_deadline_ms());
-      if (connected) deadline = std::min(deadline, last_chunk_at + config.download_stall_timeout_ms);
+      if (connected && !reusing)
+        deadline = std::min(deadline, last_chunk_at + config.download_stall_timeout_ms);
       if (progress_dirty) deadline = std::min(deadline, next_progress_at);
       if (connected) deadline = std::min(deadline, window.send_deadline_ms(now));
     }
@@ -1534,6 +1667,14 @@ Actions UpdateEngine::on_slot_hash(const common::Result<std::string>& digest, st
   EventData d;
   d.digest = &digest;
   return impl_->dispatch(Event::kSlotHash, d, now_ms);
+}
+
+Actions UpdateEngine::on_active_chunk(std::uint32_t index, const common::Result<std::string>& data,
+                                      std::int64_t now_ms) {
+  EventData d;
+  d.active_index = index;
+  d.digest = &data;
+  return impl_->dispatch(Event::kActiveChunk, d, now_ms);
 }
 
 Actions UpdateEngine::on_health_result(bool healthy, const std::string& detail, std::int64_t now_ms) {

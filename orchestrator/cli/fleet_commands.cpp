@@ -147,6 +147,18 @@ void print_member_summary(const json& members) {
   std::cout << "  devices: " << members.size();
   for (const auto& [state, n] : by_state) std::cout << ", " << n << " " << state;
   std::cout << "\n";
+  // What the devices copied from their running slot instead of downloading (docs/CLIENT.md, "Reuse").
+  // Of the images' bytes (bytes_total: a finished member's bytes_done may no longer be reported).
+  std::uint64_t total = 0;
+  std::uint64_t reused = 0;
+  for (const auto& m : members) {
+    total += m.value("bytes_total", std::uint64_t{0});
+    reused += m.value("bytes_reused", std::uint64_t{0});
+  }
+  if (total > 0) {
+    std::cout << "  bytes: " << total << " of images, " << reused << " of them reused on the devices ("
+              << reused * 100 / total << " %)\n";
+  }
   constexpr std::size_t kShown = 10;
   for (std::size_t i = 0; i < failures.size() && i < kShown; ++i) {
     const json& m = *failures[i];
@@ -220,8 +232,8 @@ void register_artifact_upload_commands(CLI::App& app) {
 }
 
 void register_device_commands(CLI::App& app) {
-  auto* device =
-      app.add_subcommand("device", "Registered devices: list, show, logs; revoke, decommission (admin)");
+  auto* device = app.add_subcommand(
+      "device", "Registered devices: list, show, logs; renew-cert (operator); revoke, decommission (admin)");
   device->require_subcommand(1);
   auto l = std::make_shared<RolloutArgs>();
   auto f = std::make_shared<ListArgs>();
@@ -383,6 +395,34 @@ void register_device_commands(CLI::App& app) {
       }
     });
   }
+
+  // A certificate renewal now (operator role): docs/ORCHESTRATOR.md, "Certificate renewal".
+  auto n = std::make_shared<RolloutArgs>();
+  auto renew_reason = std::make_shared<std::string>();
+  auto* renew = device->add_subcommand(
+      "renew-cert",
+      "Have a device renew its certificate now (a new key and request, signed by the orchestrator's "
+      "issuing CA), whatever its renew_before says");
+  renew->add_option("device", n->id, "Device id")->required();
+  renew->add_option("--reason", *renew_reason, "Why, for the audit log and the device's log");
+  n->conn.add_options(renew, true);
+  renew->callback([n, renew_reason] {
+    must_be_device_id(n->id);
+    json j = must(ApiClient(n->conn).post("/api/v1/devices/" + n->id + "/renew-certificate",
+                                          json{{"reason", *renew_reason}}.dump(), "application/json"));
+    if (n->conn.json) {
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    std::cout << "asked device " << n->id << " to renew its certificate (command " << str(j, "command_id")
+              << ", valid until " << str(j, "expires_at") << ")\n";
+    if (!j.value("online", false)) {
+      std::cerr << "fotactl: note: " << n->id
+                << " is offline: it renews if it connects before the command expires; otherwise ask again\n";
+    }
+    std::cout << "  `fotactl device show " << n->id
+              << "` shows certificate_not_after once the device has reconnected with the new certificate\n";
+  });
 }
 
 namespace {
@@ -612,10 +652,10 @@ void register_rollout_commands(CLI::App& app) {
       const std::string state = str(m, "state");
       if (!s->states.empty() && std::find(s->states.begin(), s->states.end(), state) == s->states.end())
         continue;
-      rows.push_back(
-          {str(m, "device"), str(m, "wave"), state, str(m, "phase"), str(m, "attempt"), str(m, "error")});
+      rows.push_back({str(m, "device"), str(m, "wave"), state, str(m, "phase"), str(m, "attempt"),
+                      str(m, "bytes_done"), str(m, "bytes_reused"), str(m, "error")});
     }
-    print_table({"DEVICE", "WAVE", "STATE", "PHASE", "ATTEMPT", "ERROR"}, rows);
+    print_table({"DEVICE", "WAVE", "STATE", "PHASE", "ATTEMPT", "BYTES", "REUSED", "ERROR"}, rows);
   });
 
   auto w = std::make_shared<RolloutArgs>();

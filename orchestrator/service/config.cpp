@@ -156,9 +156,19 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
                            "config: pki.device_cert_validity must be at least 1m (e.g. 90d)");
             }
             c.pki_device_cert_validity_ms = *d;
+          } else if (k == "max_pending_requests") {
+            const auto n = a.second.as<std::int64_t>();
+            if (n < 1 || n > 100'000) {
+              return Error(Errc::kInvalidArgument,
+                           "config: pki.max_pending_requests must be between 1 and 100000 (default 64): the "
+                           "certificate requests queued for signing, and handled per minute");
+            }
+            c.pki_max_pending_requests = static_cast<std::size_t>(n);
           } else {
             return Error(Errc::kInvalidArgument,
-                         "config: pki." + k + ": unknown key; known: issuing_ca, device_cert_validity");
+                         "config: pki." + k +
+                             ": unknown key; known: issuing_ca, device_cert_validity, "
+                             "max_pending_requests");
           }
         }
       } else if (key == "tick_interval") {

@@ -73,6 +73,10 @@ struct ServiceConfig {
   // how long the certificates it issues are valid. Empty = renewal requests are refused.
   std::filesystem::path pki_issuing_ca;
   std::int64_t pki_device_cert_validity_ms = 90LL * 86'400'000;
+  // Certificate requests queued for signing, and handled (signed or refused) per minute, at most
+  // (pki.max_pending_requests; docs/ORCHESTRATOR.md): a device flooding its csr topic cannot make
+  // the orchestrator sign in a loop or grow its memory.
+  std::size_t pki_max_pending_requests = 64;
 
   std::int64_t tick_interval_ms = 200;
   std::int64_t default_link_rate = 1'000'000;  // bytes/s for predictions without history

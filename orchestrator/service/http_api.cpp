@@ -67,26 +67,31 @@ int http_status(const common::Error& e) {
 
 json device_json(const DeviceView& view) {
   const DeviceRecord& d = view.device;
-  return json{{"id", d.facts.id},
-              {"hardware", d.facts.hardware_type},
-              {"time_zone", d.facts.time_zone},
-              {"artifact_id", d.facts.artifact_id},
-              {"version", d.facts.version},
-              {"tags", d.facts.tags},
-              {"group", d.facts.group},
-              {"online", d.facts.online},
-              {"last_seen", d.facts.last_seen_ms ? format_timestamp(d.facts.last_seen_ms) : ""},
-              {"client_version", d.client_version},
-              {"security_counter", d.security_counter},
-              {"free_bytes", d.free_bytes},
-              {"pending_deployment_id", d.pending_deployment_id},
-              {"last_phase", d.last_phase},
-              {"last_error", d.last_error},
-              {"registered_at", d.registered_ms ? format_timestamp(d.registered_ms) : ""},
-              {"rollout", view.rollout},
-              {"revoked", d.facts.revoked},
-              {"operator_tags", d.facts.operator_tags},
-              {"groups", view.groups}};
+  json j{{"id", d.facts.id},
+         {"hardware", d.facts.hardware_type},
+         {"time_zone", d.facts.time_zone},
+         {"artifact_id", d.facts.artifact_id},
+         {"version", d.facts.version},
+         {"tags", d.facts.tags},
+         {"group", d.facts.group},
+         {"online", d.facts.online},
+         {"last_seen", d.facts.last_seen_ms ? format_timestamp(d.facts.last_seen_ms) : ""},
+         {"client_version", d.client_version},
+         {"security_counter", d.security_counter},
+         {"free_bytes", d.free_bytes},
+         {"pending_deployment_id", d.pending_deployment_id},
+         {"last_phase", d.last_phase},
+         {"last_error", d.last_error},
+         {"registered_at", d.registered_ms ? format_timestamp(d.registered_ms) : ""},
+         {"rollout", view.rollout},
+         {"revoked", d.facts.revoked},
+         {"operator_tags", d.facts.operator_tags},
+         {"groups", view.groups}};
+  // What the device reported; absent until it has (an older client, or renewal not configured).
+  if (d.certificate_not_after > 0)
+    j["certificate_not_after"] = format_timestamp(d.certificate_not_after * 1000);
+  if (!d.facts.decryption_key_id.empty()) j["decryption_key_id"] = d.facts.decryption_key_id;
+  return j;
 }
 
 json group_json(const GroupView& v) {
@@ -97,6 +102,13 @@ json group_json(const GroupView& v) {
          {"created_by", v.group.actor}};
   if (v.members) j["members"] = *v.members;
   return j;
+}
+
+json renewal_order_json(const CertificateRenewalOrder& o) {
+  return json{{"device", o.device_id},
+              {"command_id", o.command_id},
+              {"expires_at", format_timestamp(o.expires_at_ms)},
+              {"online", o.online}};
 }
 
 json revocation_json(const RevocationRecord& r) {
@@ -151,6 +163,7 @@ json member_json(const Member& m) {
               {"attempt", m.attempt},
               {"bytes_done", m.bytes_done},
               {"bytes_total", m.bytes_total},
+              {"bytes_reused", m.bytes_reused},
               {"previous_artifact", m.previous_artifact_id},
               {"error", m.last_error},
               {"late_joiner", m.late_joiner}};
@@ -180,7 +193,8 @@ json rollout_json(const RolloutView& r, Millis now) {
                      {"devices", wave.devices},
                      {"counts", wave.counts},
                      {"bytes_done", wave.bytes_done},
-                     {"bytes_total", wave.bytes_total}});
+                     {"bytes_total", wave.bytes_total},
+                     {"bytes_reused", wave.bytes_reused}});
   }
   j["waves"] = waves;
   j["counts"] = r.counts;
@@ -303,6 +317,13 @@ std::string metrics_text(const ServiceMetrics& m) {
           m.certificates_issued);
   counter(out, "fota_certificate_requests_refused_total", "Device certificate requests refused.",
           m.certificate_requests_refused);
+  counter(
+      out, "fota_certificate_requests_dropped_total",
+      "Device certificate requests not handled: over pki.max_pending_requests or the per-device interval.",
+      m.certificate_requests_dropped);
+  counter(out, "fota_certificates_refused_by_devices_total",
+          "Certificates a device refused to install (ERROR_CERTIFICATE_REFUSED).",
+          m.certificates_refused_by_devices);
   return out.str();
 }
 
@@ -812,6 +833,15 @@ void HttpApi::routes() {
               req.matches[2] == "revoke" ? service_.revoke_device(id, *reason, caller.actor, now)
                                          : service_.decommission_device(id, *reason, caller.actor, now),
               revocation_view_json);
+       });
+  // A renewal now, whatever the device's renew_before: the operator's (docs/ORCHESTRATOR.md,
+  // "Certificate renewal").
+  post(R"(/api/v1/devices/([^/]+)/renew-certificate)", ApiRole::kOperator,
+       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+         auto reason = reason_of(req);
+         if (!reason) return send_error(res, 400, reason.error().message);
+         send(res, service_.renew_certificate(req.matches[1], *reason, caller.actor, now_ms()),
+              renewal_order_json, 202);
        });
   get("/api/v1/revocations", ApiRole::kViewer,
       [this](const httplib::Request&, httplib::Response& res, const ApiCaller&) {

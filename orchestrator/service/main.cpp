@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   options.default_device_time_ms = config->default_device_time_ms;
   options.tick_interval_ms = config->tick_interval_ms;
   options.deny_list = config->revocation_deny_list;
+  options.max_pending_certificate_requests = config->pki_max_pending_requests;
   if (auto st = options.trust.load(config->trusted_keys); !st)
     return fail("trusted_keys: " + st.error().message);
   options.trusted_keys_path = config->trusted_keys;

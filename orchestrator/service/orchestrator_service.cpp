@@ -160,11 +160,25 @@ void OrchestratorService::on_message(const std::string& topic, const std::string
       log_->warn("rejected certificate request from {}: {}", parsed->device.str(), request.error().message);
       return;
     }
+    // Bounded (pki.max_pending_requests) and one per device: a device flooding its csr topic
+    // neither grows the queue nor gets more than one request into a batch.
+    bool queued = false;
     {
       std::lock_guard lock(inbox_mutex_);
-      certificate_requests_.push_back(CertificateWork{parsed->device, std::move(request).value()});
+      if (certificate_requests_.size() < options_.max_pending_certificate_requests &&
+          certificate_requesters_.insert(parsed->device.str()).second) {
+        certificate_requests_.push_back(CertificateWork{parsed->device, std::move(request).value()});
+        queued = true;
+      }
     }
-    inbox_cv_.notify_one();
+    if (queued) {
+      inbox_cv_.notify_one();
+    } else {
+      drop_certificate_request(parsed->device.str(),
+                               "one of its requests is already waiting, or " +
+                                   std::to_string(options_.max_pending_certificate_requests) +
+                                   " are (pki.max_pending_requests)");
+    }
     return;
   }
   // Decoded once, here on the transport's thread; the worker uses the decoded message.
@@ -302,6 +316,7 @@ std::size_t OrchestratorService::run_once(Millis now) {
     std::lock_guard lock(inbox_mutex_);
     batch.swap(inbox_);
     certificate_requests.swap(certificate_requests_);
+    certificate_requesters_.clear();
   }
   std::lock_guard lock(state_mutex_);
   for (const CertificateWork& work : certificate_requests) handle_certificate_request(work, now);
@@ -323,9 +338,46 @@ std::string OrchestratorService::new_command_id() {
   return "cert-" + std::string(buf);
 }
 
+void OrchestratorService::drop_certificate_request(const std::string& device_id, const std::string& why) {
+  ++certificate_requests_dropped_;
+  // Logged at most every 10 s: the log must not grow at the flooder's rate either.
+  const Millis now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
+  Millis last = certificate_drop_log_ms_.load();
+  if (now - last >= 10'000 && certificate_drop_log_ms_.compare_exchange_strong(last, now)) {
+    log_->warn(
+        "dropped a certificate request of device {}: {}; {} dropped so far "
+        "(fota_certificate_requests_dropped_total)",
+        device_id, why, certificate_requests_dropped_.load());
+  }
+}
+
 void OrchestratorService::handle_certificate_request(const CertificateWork& work, Millis now) {
   const std::string& id = work.device.str();
   const std::string request_id = work.request.request_id().substr(0, 64);
+  // The signing budget, before anything costs a signature check or an audit entry.
+  constexpr Millis kWindowMs = 60'000;
+  while (!certificate_work_times_.empty() &&
+         (certificate_work_times_.front() <= now - kWindowMs || certificate_work_times_.front() > now)) {
+    certificate_work_times_.pop_front();
+  }
+  if (certificate_work_times_.size() >= options_.max_pending_certificate_requests) {
+    drop_certificate_request(id,
+                             std::to_string(certificate_work_times_.size()) +
+                                 " requests were handled within the last minute (pki.max_pending_requests)");
+    return;
+  }
+  if (auto last = last_signed_ms_.find(id); last != last_signed_ms_.end()) {
+    if (now >= last->second && now - last->second < options_.certificate_device_interval_ms) {
+      drop_certificate_request(id, "it was signed a certificate " +
+                                       std::to_string((now - last->second) / 1000) +
+                                       " s ago; a device gets at most one per " +
+                                       std::to_string(options_.certificate_device_interval_ms / 1000) + " s");
+      return;
+    }
+  }
+  certificate_work_times_.push_back(now);
   auto refuse = [&](const std::string& why) {
     ++certificate_requests_refused_;
     log_->warn("refused certificate request {} of device {}: {}", request_id, id, why);
@@ -389,6 +441,14 @@ void OrchestratorService::handle_certificate_request(const CertificateWork& work
   }
   command_cv_.notify_one();
   ++certificates_issued_;
+  if (last_signed_ms_.size() > 4096) {
+    // Only entries within the interval matter; the map stays as large as one interval's signings.
+    for (auto it = last_signed_ms_.begin(); it != last_signed_ms_.end();) {
+      it = now - it->second >= options_.certificate_device_interval_ms ? last_signed_ms_.erase(it)
+                                                                       : std::next(it);
+    }
+  }
+  last_signed_ms_[id] = now;
   log_->info("issued certificate serial {} to {} (request {})", issued->serial_hex, id, request_id);
 }
 
@@ -740,6 +800,26 @@ common::Result<RevocationView> OrchestratorService::decommission_device(const st
   return RevocationView{std::move(revocation).value(), registered, options_.deny_list};
 }
 
+common::Result<CertificateRenewalOrder> OrchestratorService::renew_certificate(const std::string& id,
+                                                                               const std::string& reason,
+                                                                               const std::string& actor,
+                                                                               Millis now) {
+  if (!options_.issuing_ca) {
+    return Error(
+        Errc::kConflict,
+        "this orchestrator has no issuing CA, so it would refuse the device's certificate request: set "
+        "pki.issuing_ca to a directory made by `fotactl pki issue-ca NAME` and restart it");
+  }
+  std::lock_guard lock(state_mutex_);
+  auto order = core_.renew_certificate(id, reason, new_command_id(), actor, now,
+                                       options_.certificate_command_ttl_ms, save_at(now));
+  if (!order) return order.error();
+  // The operator asked: the request that follows is not held to the per-device interval.
+  last_signed_ms_.erase(id);
+  queue_commands();
+  return order;
+}
+
 std::vector<RevocationRecord> OrchestratorService::revocations() {
   std::lock_guard lock(state_mutex_);
   std::vector<RevocationRecord> out;
@@ -762,6 +842,8 @@ ServiceMetrics OrchestratorService::metrics(Millis now) {
   m.chunk_requests_refused = chunk_requests_refused_.load();
   m.certificates_issued = certificates_issued_.load();
   m.certificate_requests_refused = certificate_requests_refused_.load();
+  m.certificate_requests_dropped = certificate_requests_dropped_.load();
+  m.certificates_refused_by_devices = m.fleet.certificates_refused_by_devices;
   return m;
 }
 

@@ -17,6 +17,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -64,8 +65,14 @@ struct ServiceOptions {
   // CA, never the root. Null: every request is refused (logged and counted).
   std::shared_ptr<const common::CertificateAuthority> issuing_ca;
   std::chrono::seconds device_cert_validity{std::chrono::hours(24 * 90)};
-  // How long a CertificateIssued command stays valid for the device.
+  // How long a CertificateIssued or RenewCertificate command stays valid for the device.
   Millis certificate_command_ttl_ms = 10 * 60'000;
+  // pki.max_pending_requests: certificate requests queued for signing at most (one per device),
+  // and handled (signed or refused) per minute at most; the rest are dropped and counted.
+  std::size_t max_pending_certificate_requests = 64;
+  // A device is signed at most one certificate per this interval; its requests in between are
+  // dropped (a device renewing legitimately waits far longer: its retry_initial is a minute).
+  Millis certificate_device_interval_ms = 60'000;
 };
 
 // Rollout ids from a random generator of its own, seeded from std::random_device.
@@ -132,6 +139,10 @@ struct ServiceMetrics {
   std::uint64_t chunk_requests_refused = 0;  // for an artifact the device is not assigned
   std::uint64_t certificates_issued = 0;     // renewal requests signed
   std::uint64_t certificate_requests_refused = 0;
+  // Not handled: the queue was full, the device had one queued or was signed one within the
+  // interval, or the per-minute budget was spent (pki.max_pending_requests).
+  std::uint64_t certificate_requests_dropped = 0;
+  std::uint64_t certificates_refused_by_devices = 0;  // ERROR_CERTIFICATE_REFUSED reports
 };
 
 class OrchestratorService {
@@ -212,6 +223,10 @@ class OrchestratorService {
   common::Result<RevocationView> decommission_device(const std::string& id, const std::string& reason,
                                                      const std::string& actor, Millis now);
   std::vector<RevocationRecord> revocations();  // by device id
+  // The operator asks the device to renew its certificate now (FleetCore::renew_certificate);
+  // kConflict as well when this orchestrator has no issuing CA (it would refuse the request).
+  common::Result<CertificateRenewalOrder> renew_certificate(const std::string& id, const std::string& reason,
+                                                            const std::string& actor, Millis now);
   ServiceMetrics metrics(Millis now);
 
  private:
@@ -239,6 +254,8 @@ class OrchestratorService {
   // CertificateIssued command; refuses (logged, audited, counted) what it must not sign.
   // state_mutex_ held.
   void handle_certificate_request(const CertificateWork& work, Millis now);
+  // Counts (and, at most every 10 s, logs) a certificate request not handled. Any thread.
+  void drop_certificate_request(const std::string& device_id, const std::string& why);
   // The answer's Command id: random, so a device's replay protection never meets it twice.
   std::string new_command_id();
   // Writes a batch of the core's in one transaction, its audit entries at `now`.
@@ -265,7 +282,12 @@ class OrchestratorService {
   std::mutex inbox_mutex_;
   std::condition_variable inbox_cv_;
   std::deque<Inbound> inbox_;
-  std::deque<CertificateWork> certificate_requests_;  // under inbox_mutex_, for run_once()
+  std::deque<CertificateWork> certificate_requests_;        // under inbox_mutex_, for run_once()
+  std::unordered_set<std::string> certificate_requesters_;  // devices in certificate_requests_
+  // Under state_mutex_: when each device was last signed a certificate, and the start times of
+  // the requests handled within the last minute (the per-minute budget).
+  std::unordered_map<std::string, Millis> last_signed_ms_;
+  std::deque<Millis> certificate_work_times_;
 
   std::mutex chunk_mutex_;
   std::condition_variable chunk_cv_;
@@ -293,6 +315,8 @@ class OrchestratorService {
   std::atomic<std::uint64_t> chunk_requests_refused_{0};
   std::atomic<std::uint64_t> certificates_issued_{0};
   std::atomic<std::uint64_t> certificate_requests_refused_{0};
+  std::atomic<std::uint64_t> certificate_requests_dropped_{0};
+  std::atomic<Millis> certificate_drop_log_ms_{0};       // drops are logged at most every 10 s
   std::mt19937_64 command_ids_{std::random_device{}()};  // state_mutex_ held
 };
 

@@ -159,6 +159,23 @@ void FleetCore::ingest_progress(const std::string& id, const v1::Progress& p, Mi
   }
 }
 
+void FleetCore::on_certificate_refused(const std::string& id, const v1::Progress& p, Millis now) {
+  // Not an update's phase: the device's phase, its rollout and the history stay as they are. The
+  // event and the device's last error make it visible in `fotactl device show`.
+  DeviceDetails& d = touch_device(id, now);
+  DeviceFacts& facts = fleet_.devices[id];
+  facts.last_seen_ms = now;
+  facts.online = true;
+  ++certificates_refused_by_devices_;
+  const std::string detail =
+      v1::ErrorCode_Name(p.error()) +
+      (p.command_id().empty() ? "" : " (command " + p.command_id().substr(0, 64) + ")") + ": " +
+      p.error_detail().substr(0, 1024);
+  d.last_error = detail;
+  pending_events_.push_back(EventRecord{0, now, id, "", "certificate", detail});
+  log_->warn("device {} refused a certificate command: {}", id, detail);
+}
+
 void FleetCore::on_inventory(const std::string& id, const v1::Inventory& inv, Millis now) {
   DeviceDetails& d = touch_device(id, now);
   DeviceFacts& facts = fleet_.devices[id];
@@ -177,6 +194,8 @@ void FleetCore::on_inventory(const std::string& id, const v1::Inventory& inv, Mi
   d.client_version = inv.client_version();
   d.security_counter = inv.security_counter();
   d.free_bytes = inv.free_bytes();
+  d.certificate_not_after = inv.certificate_not_after();
+  facts.decryption_key_id = inv.decryption_key_id();
   d.pending_deployment_id = inv.pending_deployment_id();
   ++fleet_.generation;
   pending_events_.push_back(EventRecord{0, now, id, inv.pending_deployment_id(), "inventory",
@@ -216,7 +235,11 @@ void FleetCore::on_message(const common::DeviceId& device, const DeviceMessage& 
     on_inventory(id, *inv, now);
   } else if (const auto* p = std::get_if<v1::Progress>(&message)) {
     ++progress_reports_;
-    ingest_progress(id, *p, now);
+    if (p->deployment_id().empty() && p->error() >= v1::ERROR_CERTIFICATE_REFUSED && p->error() < 40) {
+      on_certificate_refused(id, *p, now);
+    } else {
+      ingest_progress(id, *p, now);
+    }
   } else if (const auto* presence = std::get_if<v1::Presence>(&message)) {
     DeviceDetails& d = touch_device(id, now);
     DeviceFacts& facts = fleet_.devices[id];
@@ -458,17 +481,20 @@ void FleetCore::drop_unsaved_since(const UnsavedMark& mark) {
 
 common::Result<const Rollout*> FleetCore::create_rollout(const RolloutSpec& spec, const std::string& actor,
                                                          Millis now, const SaveBatch& save) {
-  std::string id = options_.new_rollout_id();
-  while (rollouts_.count(id)) id = options_.new_rollout_id();
   RolloutSpec resolved = spec;
   // Operator groups are resolved now and recorded in the rollout: who was in the group when the
-  // rollout was created is what it targets, whatever happens to the group later.
+  // rollout was created is what it targets, whatever happens to the group later. The recipient
+  // check then sees the devices the rollout will really target.
   resolved.target.resolved_groups.clear();
   for (const std::string& name : resolved.target.groups) {
     if (auto members = group_members(name))
       resolved.target.resolved_groups[name] = std::move(members).value();
   }
-  auto rollout = RolloutEngine::create(id, std::move(resolved), now);
+  auto checked = check_recipients(resolved);
+  if (!checked) return checked.error();
+  std::string id = options_.new_rollout_id();
+  while (rollouts_.count(id)) id = options_.new_rollout_id();
+  auto rollout = RolloutEngine::create(id, *checked, now);
   if (!rollout) return rollout.error();
   if (auto st = RolloutEngine::check_target(*rollout, fleet_, unresolved_rollouts()); !st) return st.error();
   const UnsavedMark mark = mark_unsaved();
@@ -484,6 +510,43 @@ common::Result<const Rollout*> FleetCore::create_rollout(const RolloutSpec& spec
     return st.error();
   }
   return &r;
+}
+
+common::Result<RolloutSpec> FleetCore::check_recipients(const RolloutSpec& spec) const {
+  auto signed_manifest = artifacts_.signed_manifest(spec.artifact_id);
+  v1::Manifest manifest;
+  // Without a readable manifest there is nothing to compare; the install reports the rest.
+  if (!signed_manifest || !manifest.ParseFromString(signed_manifest->manifest()) ||
+      manifest.encryption().recipients().empty() || spec.non_recipients == NonRecipients::kInclude) {
+    return spec;
+  }
+  std::vector<std::string> recipients;
+  for (const auto& r : manifest.encryption().recipients()) recipients.push_back(r.recipient_key_id());
+  RolloutSpec out = spec;
+  if (spec.non_recipients == NonRecipients::kExclude) {
+    // Kept in the selector, so late joiners without a recipient key are left out as well.
+    if (out.target.decryption_keys.empty()) out.target.decryption_keys = recipients;
+    return out;
+  }
+  std::vector<std::string> cannot;
+  for (const auto& [id, facts] : fleet_.devices) {
+    if (!selector_matches(spec.target, facts)) continue;
+    if (std::find(recipients.begin(), recipients.end(), facts.decryption_key_id) != recipients.end())
+      continue;
+    cannot.push_back(id + (facts.decryption_key_id.empty() ? " (no decryption key)"
+                                                           : " (key " + facts.decryption_key_id + ")"));
+  }
+  if (cannot.empty()) return out;
+  std::sort(cannot.begin(), cannot.end());
+  std::string list, keys;
+  for (std::size_t i = 0; i < cannot.size() && i < 10; ++i) list += (i ? ", " : "") + cannot[i];
+  if (cannot.size() > 10) list += " and " + std::to_string(cannot.size() - 10) + " more";
+  for (const std::string& k : recipients) keys += (keys.empty() ? "" : ", ") + k;
+  return Error(Errc::kInvalidArgument,
+               std::to_string(cannot.size()) + " targeted device(s) cannot decrypt artifact " +
+                   spec.artifact_id + " (encrypted for key(s) " + keys + "): " + list +
+                   "; encrypt it for their keys too (`fotactl artifact create --encrypt-for`), narrow the "
+                   "target, or set non_recipients: exclude (leave them out) or include (send anyway)");
 }
 
 common::Result<const Rollout*> FleetCore::rollout_action(const std::string& id, const std::string& action,
@@ -763,6 +826,56 @@ std::vector<std::string> FleetCore::groups_of(const DeviceFacts& device) const {
   return out;
 }
 
+common::Result<CertificateRenewalOrder> FleetCore::renew_certificate(const std::string& id,
+                                                                     const std::string& reason,
+                                                                     const std::string& command_id,
+                                                                     const std::string& actor, Millis now,
+                                                                     Millis ttl_ms, const SaveBatch& save) {
+  auto device = common::DeviceId::parse(id);
+  if (!device) return device.error().with_context("device id");
+  constexpr std::size_t kMaxReasonBytes = 512;
+  if (reason.size() > kMaxReasonBytes) {
+    return Error(Errc::kInvalidArgument, "the reason is " + std::to_string(reason.size()) +
+                                             " bytes; keep it under " + std::to_string(kMaxReasonBytes));
+  }
+  if (revocations_.count(id)) {
+    return Error(Errc::kConflict, "device '" + id +
+                                      "' is revoked and gets no certificate; a revoked id stays refused "
+                                      "(issue the hardware a new id)");
+  }
+  const auto facts = fleet_.devices.find(id);
+  if (facts == fleet_.devices.end()) {
+    return Error(Errc::kNotFound,
+                 "device '" + id + "' is not registered; `fotactl device list` shows the known devices");
+  }
+  if (!options_.command_key) return Error(Errc::kInternal, "no command key to sign the renewal with");
+  v1::Command cmd;
+  cmd.set_command_id(command_id);
+  cmd.set_device_id(id);
+  cmd.set_issued_at_ms(now);
+  cmd.set_expires_at_ms(now + ttl_ms);
+  cmd.mutable_renew_certificate()->set_reason(reason);
+  auto payload = common::sign_command(cmd, *options_.command_key);
+  if (!payload) return payload.error().with_context("signing the renewal command");
+
+  const UnsavedMark mark = mark_unsaved();
+  pending_events_.push_back(EventRecord{
+      0, now, id, "", "command",
+      "renew certificate (" + command_id + ") by " + actor + (reason.empty() ? "" : ": " + reason)});
+  pending_audit_.push_back(
+      AuditRecord{actor, "certificate.renew",
+                  id + " command " + command_id + (reason.empty() ? "" : " reason: " + reason)});
+  outbox_.push_back(DeviceCommand{options_.topics.device_topic(*device, Channel::kCommand),
+                                  std::move(payload).value(),
+                                  static_cast<std::uint32_t>((ttl_ms + 999) / 1000)});
+  if (auto st = commit(save); !st) {
+    drop_unsaved_since(mark);
+    return st.error();
+  }
+  log_->info("certificate renewal of {} asked by {} (command {})", id, actor, command_id);
+  return CertificateRenewalOrder{id, command_id, now + ttl_ms, facts->second.online};
+}
+
 Status FleetCore::record(AuditRecord entry, const SaveBatch& save) {
   pending_audit_.push_back(std::move(entry));
   return commit(save);
@@ -830,6 +943,7 @@ RolloutView FleetCore::view(const Rollout& r, Millis now, bool with_members) con
     ++v.counts[state];
     wave.bytes_done += m.bytes_done;
     wave.bytes_total += m.bytes_total;
+    wave.bytes_reused += m.bytes_reused;
   }
   v.devices = r.members.size();
   if (r.state == RolloutState::kRunning || r.state == RolloutState::kCreated ||
@@ -871,6 +985,7 @@ FleetSummary FleetCore::summary(Millis now) const {
   }
   s.progress_reports = progress_reports_;
   s.messages_from_revoked = ignored_from_revoked_;
+  s.certificates_refused_by_devices = certificates_refused_by_devices_;
   return s;
 }
 

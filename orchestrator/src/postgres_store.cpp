@@ -126,9 +126,12 @@ CREATE TABLE revocations (
   revoked_ms BIGINT NOT NULL,
   decommissioned_ms BIGINT NOT NULL DEFAULT 0);
 )sql",
-    // 5: reserved for another branch of issue 21, as on SQLite (the numbering stays aligned)
+    // 5: what devices report of their certificate and decryption key (issue 17); bytes a member
+    // copied from its running slot instead of downloading (issue 22)
     R"sql(
-SELECT 1;
+ALTER TABLE devices ADD COLUMN certificate_not_after BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN decryption_key_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE members ADD COLUMN bytes_reused BIGINT NOT NULL DEFAULT 0;
 )sql",
     // 6: operator tags and groups; a sortable version for version<2.0 filters (filled by
     // backfill_version_keys for the rows already there)
@@ -208,7 +211,8 @@ const std::vector<std::string>& statements() {
     const std::string device_columns = store_rows::kDeviceColumns;
     s[kUpsertDevice] =
         "INSERT INTO devices (" + device_columns +
-        ", version_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT (id) "
+        ", version_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON "
+        "CONFLICT (id) "
         "DO "
         "UPDATE SET version_key=EXCLUDED.version_key, "
         "hardware=EXCLUDED.hardware, time_zone=EXCLUDED.time_zone, artifact_id=EXCLUDED.artifact_id, "
@@ -216,7 +220,8 @@ const std::vector<std::string>& statements() {
         "last_seen_ms=EXCLUDED.last_seen_ms, client_version=EXCLUDED.client_version, "
         "security_counter=EXCLUDED.security_counter, free_bytes=EXCLUDED.free_bytes, "
         "pending_deployment_id=EXCLUDED.pending_deployment_id, last_phase=EXCLUDED.last_phase, "
-        "last_error=EXCLUDED.last_error";
+        "last_error=EXCLUDED.last_error, certificate_not_after=EXCLUDED.certificate_not_after, "
+        "decryption_key_id=EXCLUDED.decryption_key_id";
     s[kLoadDevices] = "SELECT " + device_columns + " FROM devices ORDER BY id";
     s[kReadDevice] = "SELECT " + device_columns + " FROM devices WHERE id = $1";
     s[kDeleteDevice] = "DELETE FROM devices WHERE id = $1";
@@ -250,14 +255,16 @@ const std::vector<std::string>& statements() {
                         "reason=EXCLUDED.reason, waves=EXCLUDED.waves";
     s[kUpsertMember] =
         std::string("INSERT INTO members (rollout_id, ") + store_rows::kMemberColumns +
-        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) ON CONFLICT (rollout_id, "
+        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON CONFLICT "
+        "(rollout_id, "
         "device_id) DO UPDATE SET wave=EXCLUDED.wave, state=EXCLUDED.state, phase=EXCLUDED.phase, "
         "since_ms=EXCLUDED.since_ms, attempt=EXCLUDED.attempt, command_seq=EXCLUDED.command_seq, "
         "command_id=EXCLUDED.command_id, retry_at_ms=EXCLUDED.retry_at_ms, "
         "previous_artifact_id=EXCLUDED.previous_artifact_id, last_error=EXCLUDED.last_error, "
         "bytes_done=EXCLUDED.bytes_done, bytes_total=EXCLUDED.bytes_total, "
         "last_sequence=EXCLUDED.last_sequence, started_ms=EXCLUDED.started_ms, "
-        "finished_ms=EXCLUDED.finished_ms, late_joiner=EXCLUDED.late_joiner";
+        "finished_ms=EXCLUDED.finished_ms, late_joiner=EXCLUDED.late_joiner, "
+        "bytes_reused=EXCLUDED.bytes_reused";
     // The multi-row forms: one array parameter per column, unnest()ed into rows.
     const auto multi_row = [](const std::string& single, const std::vector<const char*>& types) {
       std::string select = "SELECT * FROM unnest(";
@@ -270,11 +277,11 @@ const std::vector<std::string>& statements() {
     };
     s[kUpsertDevices] = multi_row(
         s[kUpsertDevice], {"text", "text", "text", "text", "text", "text", "text", "bigint", "bigint", "text",
-                           "bigint", "bigint", "text", "bigint", "text", "text", "text"});
+                           "bigint", "bigint", "text", "bigint", "text", "text", "bigint", "text", "text"});
     s[kUpsertMembers] =
         multi_row(s[kUpsertMember],
                   {"text", "text", "bigint", "text", "bigint", "bigint", "bigint", "bigint", "text", "bigint",
-                   "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint"});
+                   "text", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint"});
     s[kLoadRollouts] =
         std::string("SELECT ") + store_rows::kRolloutColumns + " FROM rollouts ORDER BY created_ms, id";
     s[kLoadMembers] = std::string("SELECT ") + store_rows::kMemberColumns +
@@ -649,7 +656,8 @@ std::vector<std::string> device_params(const DeviceRecord& d) {
   return params(d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id, d.facts.version,
                 store_rows::join_tags(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
                 d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
-                d.last_phase, d.last_error, version_sort_key(d.facts.version));
+                d.last_phase, d.last_error, d.certificate_not_after, d.facts.decryption_key_id,
+                version_sort_key(d.facts.version));
 }
 }  // namespace
 
@@ -827,7 +835,7 @@ Status PostgresStore::save_rollout(const Rollout& r) {
       rows.push_back(params(r.id, x.device_id, x.wave, member_state_name(x.state), static_cast<int>(x.phase),
                             x.since_ms, x.attempt, x.command_seq, x.command_id, x.retry_at_ms,
                             x.previous_artifact_id, x.last_error, x.bytes_done, x.bytes_total,
-                            x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner));
+                            x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner, x.bytes_reused));
     }
     return write_rows(kUpsertMembers, rows,
                       "saving " + std::to_string(rows.size()) + " members of rollout " + r.id);

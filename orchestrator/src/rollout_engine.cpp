@@ -407,6 +407,9 @@ bool selector_matches(const TargetSelector& s, const DeviceFacts& d) {
     return wanted.empty() || std::any_of(wanted.begin(), wanted.end(), pred);
   };
   if (d.revoked) return false;
+  if (!s.decryption_keys.empty() && std::find(s.decryption_keys.begin(), s.decryption_keys.end(),
+                                              d.decryption_key_id) == s.decryption_keys.end())
+    return false;
   if (!any_of(s.device_ids, [&](const std::string& id) { return id == d.id; })) return false;
   if (!any_of(s.hardware_types, [&](const std::string& hw) { return hw == d.hardware_type; })) return false;
   if (!any_of(s.groups, [&](const std::string& g) {
@@ -1068,6 +1071,8 @@ Decisions RolloutEngine::on_progress(Rollout& r, const v1::Progress& p, Millis n
   m->phase = phase;
   m->bytes_done = p.bytes_done();
   m->bytes_total = p.bytes_total();
+  // A report rebuilt from the device's journal after the update ended carries no byte counts.
+  if (p.bytes_total() > 0) m->bytes_reused = p.bytes_reused();
   if (event == MemberEvent::kWorking || event == MemberEvent::kCommitted) {
     if (go(r, *m, event, MemberGuard::kCurrentAttempt, now, out) && event == MemberEvent::kCommitted) {
       m->last_error.clear();

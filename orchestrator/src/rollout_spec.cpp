@@ -257,9 +257,18 @@ class SpecParser {
           "", section_ ? "expected a mapping of rollout spec fields (docs/ORCHESTRATOR.md)"
                        : "expected a mapping with name, artifact, target and waves at the top level");
     }
-    std::vector<std::string> keys = {"name",      "waves",       "max_concurrent",     "max_bytes_per_second",
-                                     "retries",   "timeouts",    "start_at",           "windows",
-                                     "on_breach", "command_ttl", "max_inflight_chunks"};
+    std::vector<std::string> keys = {"name",
+                                     "waves",
+                                     "max_concurrent",
+                                     "max_bytes_per_second",
+                                     "retries",
+                                     "timeouts",
+                                     "start_at",
+                                     "windows",
+                                     "on_breach",
+                                     "command_ttl",
+                                     "max_inflight_chunks",
+                                     "non_recipients"};
     // A section's program supplies the artifact and the target itself.
     if (!section_) keys.insert(keys.begin() + 1, {"artifact", "target"});
     if (auto st = check_keys(root, "", keys); !st) return st.error();
@@ -281,8 +290,9 @@ class SpecParser {
     if (!target || !target.IsMap()) {
       return field_error("target", "required: give devices, tags, groups, hardware, or all: true");
     }
-    if (auto st = check_keys(target, "target",
-                             {"all", "devices", "tags", "group", "groups", "hardware", "resolved_groups"});
+    if (auto st = check_keys(
+            target, "target",
+            {"all", "devices", "tags", "group", "groups", "hardware", "resolved_groups", "decryption_keys"});
         !st)
       return st.error();
     if (target["group"] && target["groups"])
@@ -313,6 +323,9 @@ class SpecParser {
     auto hw = string_list(target["hardware"], "target.hardware");
     if (!hw) return hw.error();
     spec.target.hardware_types = *hw;
+    auto keys_wanted = string_list(target["decryption_keys"], "target.decryption_keys");
+    if (!keys_wanted) return keys_wanted.error();
+    spec.target.decryption_keys = *keys_wanted;
     if (!spec.target.all && spec.target.device_ids.empty() && spec.target.tags.empty() &&
         spec.target.groups.empty() && spec.target.hardware_types.empty()) {
       return field_error("target", "selects nothing; give devices, tags, groups, hardware, or all: true");
@@ -469,6 +482,19 @@ class SpecParser {
             "on_breach", "'" + action + "' is not an action; use " + std::string(common::kBreachActionNames));
       spec.on_breach = *parsed;
     }
+    if (root["non_recipients"]) {
+      const std::string mode = scalar(root["non_recipients"]);
+      if (mode == "refuse") {
+        spec.non_recipients = NonRecipients::kRefuse;
+      } else if (mode == "exclude") {
+        spec.non_recipients = NonRecipients::kExclude;
+      } else if (mode == "include") {
+        spec.non_recipients = NonRecipients::kInclude;
+      } else {
+        return field_error("non_recipients",
+                           "'" + mode + "' is not a choice; use refuse, exclude or include");
+      }
+    }
     if (root["command_ttl"]) {
       auto d = duration_field(root["command_ttl"], "command_ttl");
       if (!d) return d.error();
@@ -562,6 +588,7 @@ std::string rollout_spec_to_json(const RolloutSpec& spec) {
     target["resolved_groups"] = resolved;
   }
   if (!spec.target.hardware_types.empty()) target["hardware"] = spec.target.hardware_types;
+  if (!spec.target.decryption_keys.empty()) target["decryption_keys"] = spec.target.decryption_keys;
   j["target"] = target;
   json waves = json::array();
   for (const WaveSpec& w : spec.waves) {
@@ -607,6 +634,8 @@ std::string rollout_spec_to_json(const RolloutSpec& spec) {
   if (!windows.empty()) j["windows"] = windows;
   j["on_breach"] = std::string(breach_action_name(spec.on_breach));
   j["command_ttl"] = format_duration(spec.command_ttl_ms);
+  if (spec.non_recipients != NonRecipients::kRefuse)
+    j["non_recipients"] = spec.non_recipients == NonRecipients::kExclude ? "exclude" : "include";
   return j.dump();
 }
 

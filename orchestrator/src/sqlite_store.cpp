@@ -122,9 +122,12 @@ CREATE TABLE revocations (
   revoked_ms INTEGER NOT NULL,
   decommissioned_ms INTEGER NOT NULL DEFAULT 0);
 )sql",
-    // 5: reserved for another branch of issue 21 (the lead puts its migration here when merging)
+    // 5: what devices report of their certificate and decryption key (issue 17); bytes a member
+    // copied from its running slot instead of downloading (Progress.bytes_reused, issue 22)
     R"sql(
-SELECT 1;
+ALTER TABLE devices ADD COLUMN certificate_not_after INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN decryption_key_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE members ADD COLUMN bytes_reused INTEGER NOT NULL DEFAULT 0;
 )sql",
     // 6: operator tags and groups; a sortable version for version<2.0 filters (filled by
     // backfill_version_keys for the rows already there)
@@ -425,21 +428,24 @@ Status SqliteStore::transaction(const std::function<Status()>& body) {
 
 Status SqliteStore::upsert_device(const DeviceRecord& d) {
   std::lock_guard lock(mutex_);
-  auto st =
-      run(Statement(
-              db_,
-              prepared(
-                  "INSERT INTO devices (id, hardware, time_zone, artifact_id, version, tags, grp, online, "
-                  "last_seen_ms, client_version, security_counter, free_bytes, pending_deployment_id, "
-                  "registered_ms, last_phase, last_error, version_key) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
-                  "?10,?11,?12,?13,?14,?15,?16,?17) ON CONFLICT(id) DO UPDATE SET hardware=?2, time_zone=?3, "
-                  "artifact_id=?4, version=?5, tags=?6, grp=?7, online=?8, last_seen_ms=?9, "
-                  "client_version=?10, security_counter=?11, free_bytes=?12, pending_deployment_id=?13, "
-                  "last_phase=?15, last_error=?16, version_key=?17")),
-          "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
-          d.facts.version, join_tags(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
-          d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
-          d.last_phase, d.last_error, version_sort_key(d.facts.version));
+  auto st = run(
+      Statement(
+          db_,
+          prepared(
+              "INSERT INTO devices (id, hardware, time_zone, artifact_id, version, tags, grp, online, "
+              "last_seen_ms, client_version, security_counter, free_bytes, pending_deployment_id, "
+              "registered_ms, last_phase, last_error, certificate_not_after, decryption_key_id, version_key) "
+              "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19) ON CONFLICT(id) "
+              "DO "
+              "UPDATE SET hardware=?2, time_zone=?3, artifact_id=?4, version=?5, tags=?6, grp=?7, online=?8, "
+              "last_seen_ms=?9, client_version=?10, security_counter=?11, free_bytes=?12, "
+              "pending_deployment_id=?13, last_phase=?15, last_error=?16, certificate_not_after=?17, "
+              "decryption_key_id=?18, version_key=?19")),
+      "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
+      d.facts.version, join_tags(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
+      d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
+      d.last_phase, d.last_error, d.certificate_not_after, d.facts.decryption_key_id,
+      version_sort_key(d.facts.version));
   if (!st) return st.error().with_context("device " + d.facts.id);
   return st;
 }
@@ -447,6 +453,8 @@ Status SqliteStore::upsert_device(const DeviceRecord& d) {
 namespace {
 const std::string kLoadDevices =
     std::string("SELECT ") + store_rows::kDeviceColumns + " FROM devices ORDER BY id";
+const std::string kLoadMembers = std::string("SELECT ") + store_rows::kMemberColumns +
+                                 " FROM members WHERE rollout_id = ?1 ORDER BY wave, device_id";
 const std::string kReadDevice =
     std::string("SELECT ") + store_rows::kDeviceColumns + " FROM devices WHERE id = ?1";
 }  // namespace
@@ -651,14 +659,15 @@ Status SqliteStore::save_rollout(const Rollout& r) {
                 prepared("INSERT OR REPLACE INTO members (rollout_id, device_id, wave, state, phase, "
                          "since_ms, attempt, command_seq, command_id, retry_at_ms, previous_artifact_id, "
                          "last_error, bytes_done, bytes_total, last_sequence, started_ms, finished_ms, "
-                         "late_joiner) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,"
-                         "?17,?18)"));
+                         "late_joiner, bytes_reused) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,"
+                         "?15,?16,?17,?18,?19)"));
     if (!m.ok()) return m.error("preparing member save");
     for (const Member& x : r.members) {
       if (!x.dirty) continue;
       m.bind_all(r.id, x.device_id, x.wave, member_state_name(x.state), static_cast<int>(x.phase), x.since_ms,
                  x.attempt, x.command_seq, x.command_id, x.retry_at_ms, x.previous_artifact_id, x.last_error,
-                 x.bytes_done, x.bytes_total, x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner);
+                 x.bytes_done, x.bytes_total, x.last_sequence, x.started_ms, x.finished_ms, x.late_joiner,
+                 x.bytes_reused);
       if (m.step() != SQLITE_DONE) return m.error("saving member " + x.device_id + " of rollout " + r.id);
       m.rewind();
     }
@@ -682,12 +691,7 @@ Result<std::vector<Rollout>> SqliteStore::load_rollouts() {
   if (!st) return st.error();
   for (Rollout& r : out) {
     st = each_row(
-        Statement(db_,
-                  prepared("SELECT device_id, wave, state, phase, since_ms, attempt, command_seq, "
-                           "command_id, retry_at_ms, previous_artifact_id, last_error, bytes_done, "
-                           "bytes_total, last_sequence, started_ms, finished_ms, late_joiner FROM members "
-                           "WHERE rollout_id = ?1 ORDER BY wave, device_id")),
-        "loading members",
+        Statement(db_, prepared(kLoadMembers.c_str())), "loading members",
         [&](const Statement& m) -> Status {
           auto x = store_rows::read_member(m, r.id);
           if (!x) return x.error();

@@ -42,13 +42,14 @@ void finish_page(DevicePage& page, std::size_t limit);
 // Column lists the readers below expect, in order.
 inline constexpr const char* kDeviceColumns =
     "id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, client_version, "
-    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error";
+    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error, "
+    "certificate_not_after, decryption_key_id";
 inline constexpr const char* kRolloutColumns =
     "id, spec, state, created_ms, started_ms, finished_ms, targets_resolved, reason, waves";
 inline constexpr const char* kMemberColumns =
     "device_id, wave, state, phase, since_ms, attempt, command_seq, command_id, retry_at_ms, "
     "previous_artifact_id, last_error, bytes_done, bytes_total, last_sequence, started_ms, finished_ms, "
-    "late_joiner";
+    "late_joiner, bytes_reused";
 
 template <typename Row>
 DeviceRecord read_device(const Row& s) {
@@ -69,6 +70,8 @@ DeviceRecord read_device(const Row& s) {
   d.registered_ms = s.integer(13);
   d.last_phase = s.text(14);
   d.last_error = s.text(15);
+  d.certificate_not_after = s.integer(16);
+  d.facts.decryption_key_id = s.text(17);
   return d;
 }
 
@@ -116,6 +119,7 @@ common::Result<Member> read_member(const Row& m, const std::string& rollout_id) 
   x.started_ms = m.integer(14);
   x.finished_ms = m.integer(15);
   x.late_joiner = m.integer(16) != 0;
+  x.bytes_reused = static_cast<std::uint64_t>(m.integer(17));
   x.dirty = false;
   return x;
 }

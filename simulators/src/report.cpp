@@ -76,6 +76,8 @@ std::string summary_text(const RunReport& r) {
   out << "  wire / image bytes " << fixed(r.wire_ratio, 4) << " (" << mib(r.wire_bytes) << " on the wire for "
       << mib(r.image_bytes_delivered) << " of image; connecting the fleet before: " << mib(r.setup_wire_bytes)
       << ")\n";
+  out << "  reused on devices  " << mib(r.bytes_reused)
+      << " (image chunks copied from the running slot instead of downloaded)\n";
   out << "  messages           " << r.messages << " (" << fixed(r.messages_per_second, 0)
       << "/s; MQTT publishes the devices sent and received in the rollout)\n";
   out << "  reconnects         " << r.reconnects << " (link resets " << r.link_resets << ", power cuts "
@@ -130,6 +132,7 @@ std::string report_json(const RunReport& r) {
                    {"wire_bytes", r.wire_bytes},
                    {"setup_wire_bytes", r.setup_wire_bytes},
                    {"image_bytes_delivered", r.image_bytes_delivered},
+                   {"bytes_reused", r.bytes_reused},
                    {"wire_ratio", r.wire_ratio},
                    {"messages", r.messages},
                    {"messages_per_second", r.messages_per_second},
@@ -201,6 +204,7 @@ std::string report_json(const RunReport& r) {
                        {"chunks_received", d.counters.chunks_received},
                        {"wire_bytes", d.wire_bytes},
                        {"image_bytes", d.image_bytes},
+                       {"bytes_reused", d.bytes_reused},
                        {"timeline", timeline}});
   }
   doc["devices"] = devices;
@@ -283,6 +287,7 @@ std::string report_html(const RunReport& r) {
   row("bytes on the wire / image bytes delivered", fixed(r.wire_ratio, 4));
   row("bytes on the wire", mib(r.wire_bytes));
   row("image bytes delivered", mib(r.image_bytes_delivered));
+  row("of which reused on the devices", mib(r.bytes_reused));
   row("MQTT messages to and from the devices",
       std::to_string(r.messages) + " (" + fixed(r.messages_per_second, 0) + "/s)");
   row("reconnects", std::to_string(r.reconnects));

@@ -634,6 +634,8 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
     const auto wire = d->wire();
     r.wire_bytes = wire.bytes_sent + wire.bytes_received - wire_at_start[index];
     r.image_bytes = std::min<std::uint64_t>(d->image_bytes_written(), image_size);
+    r.bytes_reused = d->bytes_reused();
+    report.bytes_reused += r.bytes_reused;
     r.timeline = d->timeline();
     report.wire_bytes += r.wire_bytes;
     report.image_bytes_delivered += r.image_bytes;

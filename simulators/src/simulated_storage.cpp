@@ -102,6 +102,32 @@ common::Result<std::string> SimulatedStorage::hash(const std::string& name, std:
   return digest(*slot, size);
 }
 
+common::Result<std::string> SimulatedStorage::read(const std::string& name, std::uint64_t offset,
+                                                   std::uint32_t size) {
+  Slot* slot = find(name);
+  if (slot == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + name + "'");
+  // The factory image is a version string here, not bytes: a virtual device reuses what it wrote.
+  if (!slot->factory_version.empty()) {
+    return Error(Errc::kNotFound,
+                 "slot '" + name + "' holds the factory image, which has no bytes in the simulator");
+  }
+  std::string data;
+  std::uint64_t at = offset;
+  const std::uint64_t end = offset + size;
+  auto it = slot->pieces.upper_bound(at);
+  if (it != slot->pieces.begin()) --it;
+  for (; it != slot->pieces.end() && at < end; ++it) {
+    const auto& [piece_offset, piece] = *it;
+    if (piece_offset > at) break;  // a hole
+    if (piece_offset + piece->size() <= at) continue;
+    const std::uint64_t from = at - piece_offset;
+    const std::uint64_t take = std::min<std::uint64_t>(piece->size() - from, end - at);
+    data.append(*piece, static_cast<std::size_t>(from), static_cast<std::size_t>(take));
+    at += take;
+  }
+  return data;
+}
+
 common::Status SimulatedStorage::activate(const std::string& slot) {
   if (find(slot) == nullptr) return Error(Errc::kInvalidArgument, "no slot named '" + slot + "'");
   return boot_.activate(slot);

@@ -550,6 +550,8 @@ bool VirtualDevice::after_action(const client::Action& action) {
     phase_ = p->progress.phase();
     if (p->progress.error() != v1::ERROR_NONE) last_error_ = p->progress.error();
     if (phase_ == v1::PHASE_DOWNLOADING) update_bytes_total_ = p->progress.bytes_total();
+    // A report rebuilt after the update ended (on every connect) carries no byte counts.
+    if (p->progress.bytes_total() > 0) bytes_reused_ = p->progress.bytes_reused();
   } else if (const auto* w = std::get_if<a::WriteChunk>(&action)) {
     update_bytes_written_ += w->data.size();
     if (plan_.faults.flash_write_bytes_per_second > 0) {

@@ -54,6 +54,39 @@ TEST(CertificateRenewal, DueOnlyWithinRenewBeforeOfTheEnd) {
   EXPECT_TRUE(expired.due(kNow));
 }
 
+// The operator's RenewCertificateCommand: due at once whatever renew_before says, a pending
+// request replaced (its answer then refused), retried after a failure, and over once installed.
+TEST(CertificateRenewal, RenewNowIsDueAtOnceReplacesAPendingRequestAndEndsWithTheInstall) {
+  const std::int64_t not_after_s = (kNow + 300 * kDay) / 1000;
+  CertificateRenewal renewal(config(), kDevice, not_after_s);
+  EXPECT_FALSE(renewal.due(kNow));
+  renewal.renew_now();
+  EXPECT_TRUE(renewal.forced());
+  EXPECT_TRUE(renewal.due(kNow));
+  EXPECT_EQ(renewal.next_deadline_ms(), 0);
+  renewal.on_request_sent("r1", "KEY1", kNow);
+  EXPECT_FALSE(renewal.due(kNow));
+  // Asked again while r1 waits: r1 is given up, a new request is due now.
+  renewal.renew_now();
+  EXPECT_FALSE(renewal.pending());
+  EXPECT_TRUE(renewal.due(kNow + 1));
+  renewal.on_request_sent("r2", "KEY2", kNow + 1);
+  EXPECT_FALSE(renewal.on_issued(answer("r1"), accepting(kDevice, "device", not_after_s), kNow + 2).ok());
+  // A failed publish backs off, then asks again although renew_before is far away.
+  renewal.renew_now();
+  renewal.on_request_failed(kNow + 3);
+  EXPECT_FALSE(renewal.due(kNow + 4));
+  EXPECT_TRUE(renewal.due(kNow + 3 + 10'000));
+  renewal.on_request_sent("r3", "KEY3", kNow + 3 + 10'000);
+  const std::int64_t new_end = (kNow + 390 * kDay) / 1000;
+  auto renewed = renewal.on_issued(answer("r3"), accepting(kDevice, "device", new_end), kNow + 20'000);
+  ASSERT_TRUE(renewed.ok()) << renewed.error().message;
+  EXPECT_EQ(renewed->key_pem, "KEY3");
+  renewal.on_installed(new_end);
+  EXPECT_FALSE(renewal.forced());
+  EXPECT_FALSE(renewal.due(kNow + 30'000));
+}
+
 TEST(CertificateRenewal, OneRequestAtATimeThenBacksOffWhenUnanswered) {
   CertificateRenewal renewal(config(), kDevice, (kNow + kDay) / 1000);
   ASSERT_TRUE(renewal.due(kNow));

@@ -173,7 +173,8 @@ INSTANTIATE_TEST_SUITE_P(
                 journal::ENGINE_STATE_DOWNLOADING,
                 {"a", false},
                 EngineState::kDownloading,
-                {"PrepareSlot", "PublishProgress"}},
+                // The reuse phase is not done in this journal: it goes on from its cursor.
+                {"PrepareSlot", "PublishProgress", "ReadActiveChunk"}},
         BootRow{"VerifyingHashesAgain",
                 true,
                 journal::ENGINE_STATE_VERIFYING,
@@ -1160,6 +1161,8 @@ class TransitionTableTest : public EngineTest, public ::testing::WithParamInterf
     config_.on_transition = [this](std::size_t row) {
       taken_.push_back(row_text(engine_transitions().at(row)));
     };
+    // The walks answer chunk requests; the reuse phase has a walk of its own.
+    config_.reuse_active_slot = false;
   }
 
   std::int64_t now() { return clock_.now_ms(); }
@@ -1230,6 +1233,27 @@ class TransitionTableTest : public EngineTest, public ::testing::WithParamInterf
 
   // ---- The walks ----
  public:
+  void reuse_copies_every_chunk() {
+    // The running slot already holds the image: every chunk is copied, none requested.
+    config_.reuse_active_slot = true;
+    boot(nullptr, {"a", false});
+    (void)engine_->on_connected(now());
+    Actions actions =
+        engine_->on_command(testing::signed_command(testing::install_command("c1", artifact_, now())), now());
+    for (bool more = true; more;) {
+      more = false;
+      for (const auto& a : actions) {
+        const auto* read = std::get_if<action::ReadActiveChunk>(&a);
+        if (read == nullptr) continue;
+        actions =
+            engine_->on_active_chunk(read->index, artifact_.image.substr(read->offset, read->size), now());
+        more = true;
+        break;
+      }
+    }
+    EXPECT_EQ(engine_->state(), EngineState::kVerifying);
+    EXPECT_EQ(engine_->stats().chunks_requested, 0U);
+  }
   void ab_update_commits() {
     boot(nullptr, {"a", false});
     (void)engine_->on_connected(now());
@@ -1393,6 +1417,9 @@ const std::vector<TransitionWalk> kWalks = {
     {"InstalledArtifactIsNotInstalledAgain",
      &TransitionTableTest::installed_artifact_is_not_installed_again,
      {kJournalIdle, "Idle -Command[update ended: outcome reported]-> Idle"}},
+    {"ReuseCopiesEveryChunk",
+     &TransitionTableTest::reuse_copies_every_chunk,
+     {kFirstStart, kInstall, "Downloading -ActiveChunk[every chunk verified]-> Verifying"}},
     {"DownloadCancelled",
      &TransitionTableTest::download_cancelled,
      {kFirstStart, kInstall, "Downloading -Command[update ended: outcome reported]-> Idle"}},

@@ -26,7 +26,7 @@ std::string make_image(std::size_t size, std::uint32_t seed) {
 
 TestArtifact make_artifact(const common::Ed25519PrivateKey& key, const ArtifactOptions& options) {
   TestArtifact a;
-  a.image = make_image(options.size, options.seed);
+  a.image = options.image.empty() ? make_image(options.size, options.seed) : options.image;
   v1::Manifest& m = a.manifest;
   const std::string id_source = options.version + "/" + std::to_string(options.seed);
   m.set_artifact_id(common::to_hex(common::digest_bytes(common::Sha256::digest(id_source))).substr(0, 32));

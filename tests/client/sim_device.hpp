@@ -48,6 +48,8 @@ struct ArtifactOptions {
   v1::PayloadType payload = v1::PAYLOAD_TYPE_AB_IMAGE;
   std::string payload_target;
   std::uint32_t seed = 7;
+  // Non-empty: the image itself (instead of make_image(size, seed)).
+  std::string image = {};
   // Non-empty: the chunks are encrypted for these keys (docs/SECURITY.md, "Encrypted artifacts").
   std::vector<common::X25519PublicKey> encrypt_for;
   // An encrypted chunk altered before it is hashed and signed: its hash matches, its tag fails.
@@ -145,6 +147,14 @@ class MemoryInstaller : public Installer {
   common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override {
     return crypto_.sha256(std::string_view(slots_[slot]).substr(0, size));
   }
+  common::Result<std::string> read(const std::string& slot, std::uint64_t offset,
+                                   std::uint32_t size) override {
+    const std::string& bytes = slots_[slot];
+    if (offset >= bytes.size()) return std::string();
+    return bytes.substr(offset, size);
+  }
+  // What a slot holds (tests fill the running slot with an old image).
+  std::string& slot(const std::string& name) { return slots_[name]; }
   common::Status activate(const std::string&) override { return common::ok_status(); }
   common::Status commit(const std::string&) override { return common::ok_status(); }
   common::Status revert(const std::string&) override { return common::ok_status(); }

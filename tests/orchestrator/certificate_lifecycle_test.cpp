@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -35,6 +36,7 @@ using namespace std::chrono_literals;
 
 constexpr const char* kAdminToken = "admin-token-0123456789abcdef";
 constexpr const char* kOperatorToken = "operator-token-0123456789abcdef";
+constexpr const char* kViewerToken = "viewer-token-0123456789abcdef";
 
 class CertificateLifecycleTest : public ::testing::Test {
  protected:
@@ -53,7 +55,8 @@ class CertificateLifecycleTest : public ::testing::Test {
     std::string config((std::istreambuf_iterator<char>(in)), {});
     const std::string tokens_end = "\n    role: admin";
     config.replace(config.find(tokens_end), tokens_end.size(),
-                   tokens_end + "\n  - name: op-olga\n    token: " + kOperatorToken + "\n    role: operator");
+                   tokens_end + "\n  - name: op-olga\n    token: " + kOperatorToken + "\n    role: operator" +
+                       "\n  - name: view-vic\n    token: " + kViewerToken + "\n    role: viewer");
     config += "revocation:\n  deny_list: " + deny_list_.string() + "\n";
     std::ofstream(setup_.config) << config;
   }
@@ -183,6 +186,40 @@ class CertificateLifecycleTest : public ::testing::Test {
                        " -V mqttv5 --cafile '" + pki_->ca_cert().string() + "' --cert '" +
                        files.cert.string() + "' --key '" + files.key.string() + "' -i " + id + " -t '" +
                        topic + "' -q 1 -f '" + payload.string() + "' 2>&1");
+  }
+
+  // The device's entry in GET /api/v1/devices/{id} (null when the call fails).
+  json device(const std::string& id) { return api_get("/api/v1/devices/" + id); }
+
+  // POST as the holder of `token`: the status and the parsed JSON body.
+  std::pair<int, json> api_post(const std::string& path, const char* token, const std::string& body = "{}") {
+    httplib::Client http("127.0.0.1", setup_.http_port);
+    http.set_bearer_token_auth(token);
+    auto res = http.Post(path.c_str(), body, "application/json");
+    if (!res) return {0, json()};
+    return {res->status, json::parse(res->body, nullptr, false)};
+  }
+
+  // The ISO-8601 time the API shows for seconds since the epoch.
+  static std::string iso(std::int64_t seconds) {
+    const std::time_t t = static_cast<std::time_t>(seconds);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    return buf;
+  }
+
+  void wait_for(const std::function<bool()>& done, std::chrono::milliseconds limit, const std::string& what) {
+    const auto start = std::chrono::steady_clock::now();
+    while (!done()) {
+      if (std::chrono::steady_clock::now() - start > limit) {
+        ADD_FAILURE() << "timed out waiting for " << what << "\norchestrator:\n"
+                      << read(dir_.path() / "orchestrator.log");
+        return;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
   }
 
   TempDir dir_;
@@ -347,6 +384,13 @@ TEST_P(CertificateRenewalTest, DeviceRenewsItsExpiringCertificateByItselfAndStay
   };
   for (int i = 0; i < 400 && !reconnected(); ++i) std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(reconnected()) << read(device_log);
+  // Reconnected with the new pair: the inventory of the new session carries its end (the old
+  // session may still look online for a moment after the swap).
+  wait_for(
+      [&] {
+        return device("dev-renew").value("certificate_not_after", "").rfind(iso(verified->not_after), 0) == 0;
+      },
+      20s, "the renewed certificate's end in the inventory");
   wait_online({"dev-renew"});
   ASSERT_TRUE(online("dev-renew")) << read(device_log) << broker_->log();
   EXPECT_NE(read(device_log).find("reconnecting with it"), std::string::npos) << read(device_log);
@@ -477,6 +521,214 @@ TEST_F(CertificateLifecycleTest, BadLifecycleRequestsAreRefusedClearly) {
   r = fotactl("device revoke dev-not-yet-built");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("was not in the inventory"), std::string::npos) << r.output;
+}
+
+// The operator forces a renewal (`fotactl device renew-cert`, operator role) of a device whose
+// certificate is far from its end: the signed RenewCertificateCommand reaches the real fota-device,
+// which makes a new key and request; the issuing CA signs it; the device installs the new pair,
+// reconnects, and the API shows the new certificate's end. A viewer is refused; an unknown device
+// is 404, a revoked one 409, a bad body 400.
+TEST_F(CertificateLifecycleTest, OperatorForcesARenewalWithFotactlAndTheDeviceComesBackWithTheNewSerial) {
+  enable_renewal();
+  start_orchestrator();
+  const auto files = pki_->issue(common::Role::kDevice, "dev-force");
+  const auto old_identity = common::peer_identity_from_pem(read(files.cert));
+  ASSERT_TRUE(old_identity.ok());
+  const auto old_end = common::certificate_not_after(read(files.cert));
+  ASSERT_TRUE(old_end.ok());
+  start_agent("dev-force", files, "certificate:\n  retry_initial: 1s\n");
+  wait_online({"dev-force"});
+
+  // The certificate's end as the device reports it, in the device and the list, and in fotactl.
+  wait_for([&] { return device("dev-force").contains("certificate_not_after"); }, 10s,
+           "the device's certificate_not_after");
+  EXPECT_EQ(device("dev-force").value("certificate_not_after", "").rfind(iso(*old_end), 0), 0u)
+      << device("dev-force").dump();
+  for (const auto& d : api_get("/api/v1/devices"))
+    EXPECT_EQ(d.value("certificate_not_after", "").rfind(iso(*old_end), 0), 0u) << d.dump();
+  CommandRun r = fotactl("device show dev-force", kViewerToken);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("certificate_not_after: " + iso(*old_end)), std::string::npos) << r.output;
+  // Far from its end: not renewed by itself.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(metric("fota_certificates_issued_total"), 0);
+
+  // A viewer may not; nor can anyone for an unknown or revoked device, or with a bad body.
+  r = fotactl("device renew-cert dev-force", kViewerToken);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("needs operator"), std::string::npos) << r.output;
+  auto [status, body] = api_post("/api/v1/devices/dev-force/renew-certificate", kViewerToken);
+  EXPECT_EQ(status, 403) << body.dump();
+  std::tie(status, body) = api_post("/api/v1/devices/dev-nobody/renew-certificate", kOperatorToken);
+  EXPECT_EQ(status, 404) << body.dump();
+  EXPECT_NE(body.dump().find("not registered"), std::string::npos) << body.dump();
+  ASSERT_EQ(fotactl("device revoke dev-gone --reason lost").exit_code, 0);
+  std::tie(status, body) = api_post("/api/v1/devices/dev-gone/renew-certificate", kOperatorToken);
+  EXPECT_EQ(status, 409) << body.dump();
+  EXPECT_NE(body.dump().find("is revoked"), std::string::npos) << body.dump();
+  std::tie(status, body) = api_post("/api/v1/devices/dev-force/renew-certificate", kOperatorToken, "[1]");
+  EXPECT_EQ(status, 400) << body.dump();
+  EXPECT_TRUE(audit_of("certificate.renew").empty());
+
+  const auto asked = std::chrono::steady_clock::now();
+  r = fotactl("device renew-cert dev-force --reason 'key rotation drill'", kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("asked device dev-force to renew its certificate"), std::string::npos) << r.output;
+  const fs::path renewed = dir_.path() / "dev-force" / "state" / "identity" / "current" / "device.crt";
+  const std::string device_log = (dir_.path() / "dev-force" / "device.log").string();
+  wait_for([&] { return fs::exists(renewed); }, 30s, "the renewed certificate");
+  ASSERT_TRUE(fs::exists(renewed)) << read(device_log);
+  const auto took = std::chrono::steady_clock::now() - asked;
+  std::printf("[ figure ] fotactl device renew-cert -> renewed certificate installed after %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+  EXPECT_NE(read(device_log).find("renewing now"), std::string::npos) << read(device_log);
+  auto verified = common::verify_certificate_chain(
+      read(renewed), read(pki_->ca_cert()), read(renewed.parent_path() / "device.key"), std::time(nullptr));
+  ASSERT_TRUE(verified.ok()) << verified.error().message;
+  EXPECT_EQ(verified->identity.common_name, "dev-force");
+  EXPECT_NE(verified->identity.serial_hex, old_identity->serial_hex);
+
+  // Back online with it: the inventory of the new connection carries the new end.
+  wait_for(
+      [&] {
+        return device("dev-force").value("certificate_not_after", "").rfind(iso(verified->not_after), 0) == 0;
+      },
+      20s, "the new certificate_not_after");
+  wait_online({"dev-force"});
+  EXPECT_EQ(metric("fota_certificates_issued_total"), 1);
+  const auto renew = audit_of("certificate.renew");
+  ASSERT_EQ(renew.size(), 1u);
+  EXPECT_EQ(renew[0].value("actor", ""), "token:op-olga");
+  EXPECT_NE(renew[0].value("detail", "").find("key rotation drill"), std::string::npos) << renew[0].dump();
+  const auto issued = audit_of("certificate.issued");
+  ASSERT_EQ(issued.size(), 1u);
+  EXPECT_NE(issued[0].value("detail", "").find(verified->identity.serial_hex), std::string::npos);
+  EXPECT_EQ(fotactl("audit verify").exit_code, 0);
+}
+
+// A CertificateIssued that a compromised issuing path would send: signed with the orchestrator's
+// command key (so it passes the command signature) and answering the device's pending request,
+// but for a key the device did not make. The device refuses it, keeps its certificate, and reports
+// ERROR_CERTIFICATE_REFUSED, which the orchestrator shows in the device's events and last error
+// and counts.
+TEST_F(CertificateLifecycleTest, ACertificateForAnotherKeyIsRefusedReportedAndTheOldOneKept) {
+  // No issuing CA: the orchestrator refuses the device's request, which stays pending on the device.
+  start_orchestrator();
+  common::IssueOptions short_lived;
+  short_lived.role = common::Role::kDevice;
+  short_lived.common_name = "dev-victim";
+  short_lived.not_after = std::chrono::hours(2);
+  const auto files = pki_->issue_custom(short_lived, "dev-victim-short");
+  start_agent("dev-victim", files, "certificate:\n  renew_before: 1d\n  response_timeout: 10m\n");
+  const std::string device_log = (dir_.path() / "dev-victim" / "device.log").string();
+  const std::string marker = "requested a certificate (request ";
+  wait_for([&] { return read(device_log).find(marker) != std::string::npos; }, 20s, "the device's request");
+  const std::string log = read(device_log);
+  const auto at = log.find(marker);
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string request_id = log.substr(at + marker.size(), log.find(')', at) - at - marker.size());
+  wait_online({"dev-victim"});
+
+  // A certificate from a CA under the fleet root, with the right CN and role, for someone else's key.
+  auto rogue_dir = pki_->ca().create_issuing_ca("rogue", std::chrono::hours(24 * 30));
+  ASSERT_TRUE(rogue_dir.ok()) << rogue_dir.error().message;
+  auto rogue = common::CertificateAuthority::open(*rogue_dir);
+  ASSERT_TRUE(rogue.ok()) << rogue.error().message;
+  auto theirs = common::make_certificate_request("dev-victim", common::Role::kDevice);
+  ASSERT_TRUE(theirs.ok());
+  auto cert =
+      rogue->sign_request(theirs->csr_pem, "dev-victim", common::Role::kDevice, std::chrono::hours(24 * 90));
+  ASSERT_TRUE(cert.ok()) << cert.error().message;
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  v1::Command cmd;
+  cmd.set_command_id("forged-cert-1");
+  cmd.set_device_id("dev-victim");
+  cmd.set_issued_at_ms(now_ms);
+  cmd.set_expires_at_ms(now_ms + 60'000);
+  cmd.mutable_certificate_issued()->set_request_id(request_id);
+  cmd.mutable_certificate_issued()->set_chain_pem(cert->cert_pem);
+  auto command_key = common::Ed25519PrivateKey::load(pki_->command_key().private_key);
+  ASSERT_TRUE(command_key.ok()) << command_key.error().message;
+  auto payload = common::sign_command(cmd, *command_key);
+  ASSERT_TRUE(payload.ok()) << payload.error().message;
+  const fs::path file = dir_.path() / "forged.pb";
+  std::ofstream(file, std::ios::binary) << *payload;
+  const auto mallory = pki_->issue(common::Role::kOrchestrator, "mallory");
+  CommandRun r = mosquitto_pub_as(mallory, "mallory", "fota/v1/dev/dev-victim/cmd", file);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  EXPECT_EQ(wait_metric("fota_certificates_refused_by_devices_total", 1), 1) << read(device_log);
+  bool seen = false;
+  for (const auto& e : api_get("/api/v1/events?device=dev-victim")) {
+    if (e.value("kind", "") != "certificate") continue;
+    seen = true;
+    EXPECT_NE(e.value("detail", "").find("ERROR_CERTIFICATE_REFUSED"), std::string::npos) << e.dump();
+    EXPECT_NE(e.value("detail", "").find("forged-cert-1"), std::string::npos) << e.dump();
+    EXPECT_NE(e.value("detail", "").find("keeps its current certificate"), std::string::npos) << e.dump();
+  }
+  EXPECT_TRUE(seen) << api_get("/api/v1/events?device=dev-victim").dump();
+  EXPECT_NE(device("dev-victim").value("last_error", "").find("ERROR_CERTIFICATE_REFUSED"), std::string::npos)
+      << device("dev-victim").dump();
+  // The old pair stays in use: nothing installed, still online with it.
+  EXPECT_FALSE(fs::exists(dir_.path() / "dev-victim" / "state" / "identity" / "current")) << read(device_log);
+  EXPECT_NE(read(device_log).find("the current certificate stays"), std::string::npos) << read(device_log);
+  EXPECT_TRUE(online("dev-victim"));
+  EXPECT_EQ(device("dev-victim").value("last_phase", "").find("FAILED"), std::string::npos)
+      << device("dev-victim").dump();
+}
+
+// A device floods its csr topic with mosquitto_pub, and others flood theirs with garbage: the
+// orchestrator signs the flooder once, handles at most pki.max_pending_requests requests per
+// minute (each audited), and drops and counts the rest.
+TEST_F(CertificateLifecycleTest, AFloodOfCertificateRequestsIsSignedOnceAndBoundedByMaxPendingRequests) {
+  enable_renewal();
+  std::ofstream(setup_.config, std::ios::app) << "  max_pending_requests: 4\n";
+  start_orchestrator();
+  auto made = common::make_certificate_request("dev-1", common::Role::kDevice);
+  ASSERT_TRUE(made.ok());
+  auto write_request = [&](const std::string& id, const std::string& csr) {
+    v1::CertificateRequest req;
+    req.set_device_id(id);
+    req.set_request_id("flood-" + id);
+    req.set_csr_pem(csr);
+    const fs::path path = dir_.path() / (id + ".csr.pb");
+    std::ofstream(path, std::ios::binary) << common::encode(req);
+    return path;
+  };
+  auto flood = [&](const std::string& id, const fs::path& payload, int times) {
+    const auto files = pki_->issue(common::Role::kDevice, id);
+    return run_command("timeout 30 mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker_->port()) +
+                       " -V mqttv5 --cafile '" + pki_->ca_cert().string() + "' --cert '" +
+                       files.cert.string() + "' --key '" + files.key.string() + "' -i " + id +
+                       " -t 'fota/v1/dev/" + id + "/csr' -q 1 --repeat " + std::to_string(times) + " -f '" +
+                       payload.string() + "' 2>&1");
+  };
+  flood("dev-1", write_request("dev-1", made->csr_pem), 300);
+  for (int i = 2; i <= 7; ++i) {
+    const std::string id = "dev-" + std::to_string(i);
+    flood(id,
+          write_request(id, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"),
+          50);
+  }
+  EXPECT_GT(wait_metric("fota_certificate_requests_dropped_total", 1), 0)
+      << read(dir_.path() / "orchestrator.log");
+  std::this_thread::sleep_for(1s);  // whatever was still queued is handled or dropped by now
+  const long issued = metric("fota_certificates_issued_total");
+  const long refused = metric("fota_certificate_requests_refused_total");
+  const long dropped = metric("fota_certificate_requests_dropped_total");
+  std::printf("[ figure ] certificate request flood: %ld signed, %ld refused, %ld dropped\n", issued, refused,
+              dropped);
+  EXPECT_EQ(issued, 1);
+  EXPECT_LE(issued + refused, 4);
+  EXPECT_GE(dropped, 50);
+  EXPECT_LE(audit_of("certificate.issued").size() + audit_of("certificate.refused").size(), 4u);
+  EXPECT_NE(read(dir_.path() / "orchestrator.log").find("dropped a certificate request"), std::string::npos);
+  httplib::Client http("127.0.0.1", setup_.http_port);
+  auto health = http.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
 }
 
 }  // namespace

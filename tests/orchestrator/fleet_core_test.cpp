@@ -460,5 +460,82 @@ TEST_F(FleetCoreTest, TagAndGroupActionsAreSavedOrTakenBackAndGroupsResolveAtCre
   EXPECT_EQ(stored->target.resolved_groups, resolved);
 }
 
+// An encrypted artifact names its recipients' key ids: a rollout whose target holds devices that
+// reported another key (or none) is refused naming them, unless the spec says to exclude them
+// (kept in the selector, so a late joiner without the key is left out too) or include them.
+class RecipientCatalog final : public ArtifactCatalog {
+ public:
+  common::Result<v1::SignedManifest> signed_manifest(const std::string& artifact_id) const override {
+    v1::Manifest m;
+    m.set_artifact_id(artifact_id);
+    m.mutable_encryption()->add_recipients()->set_recipient_key_id("key-a");
+    v1::SignedManifest s;
+    s.set_manifest(m.SerializeAsString());
+    return s;
+  }
+  std::uint64_t image_size(const std::string&) const override { return 1024; }
+};
+
+TEST_F(FleetCoreTest, AnEncryptedArtifactIsRefusedForDevicesThatCannotDecryptItOrExcludesThem) {
+  RecipientCatalog catalog;
+  FleetCore core(options(), catalog, quiet_log());
+  auto inventory = [&](const std::string& id, const std::string& key) {
+    v1::Inventory inv;
+    inv.set_device_id(id);
+    inv.set_hardware_type("gw");
+    inv.set_version("1.0");
+    (*inv.mutable_attributes())["tags"] = "fleet";
+    inv.set_decryption_key_id(key);
+    core.on_message(id_of(id), inv, now_);
+  };
+  inventory("dev-holder", "key-a");
+  inventory("dev-other", "key-b");
+  inventory("dev-none", "");
+  ASSERT_TRUE(core.commit(save()).ok());
+  EXPECT_EQ(core.device("dev-other")->facts.decryption_key_id, "key-b");
+
+  auto refused = core.create_rollout(spec(), "token:op", now_, save());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, common::Errc::kInvalidArgument);
+  const std::string& message = refused.error().message;
+  EXPECT_NE(message.find("2 targeted device(s) cannot decrypt"), std::string::npos) << message;
+  EXPECT_NE(message.find("dev-none (no decryption key)"), std::string::npos) << message;
+  EXPECT_NE(message.find("dev-other (key key-b)"), std::string::npos) << message;
+  EXPECT_EQ(message.find("dev-holder"), std::string::npos) << message;
+  EXPECT_NE(message.find("non_recipients: exclude"), std::string::npos) << message;
+  EXPECT_TRUE(core.rollouts().empty());
+  // Naming only the holder is fine.
+  auto named = parse_rollout_spec(std::string("name: t\nartifact: ") + kArtifact +
+                                  "\ntarget: {devices: [dev-holder]}\n");
+  ASSERT_TRUE(named.ok());
+  auto holder_only = core.create_rollout(*named, "token:op", now_, save());
+  ASSERT_TRUE(holder_only.ok()) << holder_only.error().message;
+  ASSERT_TRUE(core.rollout_action((*holder_only)->id, "abort", "token:op", now_, save()).ok());
+
+  auto excluded = core.create_rollout(spec("non_recipients: exclude\n"), "token:op", now_, save());
+  ASSERT_TRUE(excluded.ok()) << excluded.error().message;
+  const std::string id = (*excluded)->id;
+  EXPECT_EQ((*excluded)->spec.target.decryption_keys, std::vector<std::string>{"key-a"});
+  // Stored as canonical JSON and read back with the exclusion.
+  auto stored = parse_rollout_spec(rollout_spec_to_json((*excluded)->spec));
+  ASSERT_TRUE(stored.ok()) << stored.error().message;
+  EXPECT_EQ(stored->target.decryption_keys, std::vector<std::string>{"key-a"});
+  EXPECT_EQ(stored->non_recipients, NonRecipients::kExclude);
+  ASSERT_TRUE(core.rollout_action(id, "start", "token:op", now_, save()).ok());
+  inventory("dev-late", "");  // joins without a key
+  now_ += kSecond;
+  core.tick(now_);
+  ASSERT_TRUE(core.commit(save()).ok());
+  std::vector<std::string> sent_to;
+  for (const DeviceCommand& c : core.take_commands()) {
+    v1::Command cmd;
+    ASSERT_TRUE(cmd.ParseFromString(c.payload));
+    if (cmd.has_install()) sent_to.push_back(cmd.device_id());
+  }
+  EXPECT_EQ(sent_to, std::vector<std::string>{"dev-holder"});
+  EXPECT_TRUE(core.owner("dev-late").empty());
+  EXPECT_TRUE(core.owner("dev-other").empty());
+}
+
 }  // namespace
 }  // namespace fota::orchestrator

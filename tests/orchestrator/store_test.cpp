@@ -146,7 +146,9 @@ TEST_P(StoreTest, OlderSchemaIsMigratedKeepingItsData) {
   db_.exec(
       "DROP INDEX events_by_device; DROP INDEX events_by_rollout; DROP INDEX logs_by_device; "
       "DROP TABLE update_samples; DROP TABLE revocations; DROP TABLE device_tags; DROP TABLE device_groups; "
-      "DROP TABLE group_members; ALTER TABLE devices DROP COLUMN version_key;");
+      "DROP TABLE group_members; ALTER TABLE devices DROP COLUMN version_key; ALTER TABLE devices DROP "
+      "COLUMN certificate_not_after; ALTER TABLE devices DROP COLUMN decryption_key_id; ALTER TABLE members "
+      "DROP COLUMN bytes_reused;");
   db_.set_schema_version(1);
   auto store = db_.open();
   ASSERT_TRUE(store.ok()) << store.error().message;
@@ -280,6 +282,9 @@ TEST_P(StoreTest, RolloutsDevicesAndMembersSurviveReopen) {
       d.facts.tags = {"a", "b"};
       d.facts.time_zone = "Europe/Berlin";
       d.facts.artifact_id = "ffffffffffffffffffffffffffffffff";
+      // Schema 5: what the device reported of its certificate and decryption key.
+      d.certificate_not_after = 1'900'000'000 + i;
+      d.facts.decryption_key_id = i == 1 ? "key-a" : "";
       fleet.devices[d.facts.id] = d.facts;
       ASSERT_TRUE((*store)->upsert_device(d).ok());
     }
@@ -288,6 +293,7 @@ TEST_P(StoreTest, RolloutsDevicesAndMembersSurviveReopen) {
     ASSERT_TRUE(engine.start(r, fleet, 2000).ok());
     engine.tick(r, fleet, 3000);
     ASSERT_EQ(r.members.size(), 3u);
+    r.find_member("dev-1")->bytes_reused = 123'456;  // schema 5: copied from the running slot
     StoreBatch batch;
     batch.rollouts.push_back(&r);
     ASSERT_TRUE((*store)->write(batch, 3000).ok());
@@ -300,6 +306,9 @@ TEST_P(StoreTest, RolloutsDevicesAndMembersSurviveReopen) {
   ASSERT_EQ(devices->size(), 3u);
   EXPECT_EQ((*devices)[0].facts.tags, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ((*devices)[0].facts.time_zone, "Europe/Berlin");
+  EXPECT_EQ((*devices)[2].certificate_not_after, 1'900'000'002);
+  EXPECT_EQ((*devices)[1].facts.decryption_key_id, "key-a");
+  EXPECT_EQ((*devices)[0].facts.decryption_key_id, "");
   auto rollouts = (*store)->load_rollouts();
   ASSERT_TRUE(rollouts.ok()) << rollouts.error().message;
   ASSERT_EQ(rollouts->size(), 1u);
@@ -320,6 +329,8 @@ TEST_P(StoreTest, RolloutsDevicesAndMembersSurviveReopen) {
   }
   EXPECT_EQ(dispatched, 1u);
   EXPECT_NE(r.find_member("dev-2"), nullptr);
+  EXPECT_EQ(r.find_member("dev-1")->bytes_reused, 123'456u);
+  EXPECT_EQ(r.find_member("dev-0")->bytes_reused, 0u);
 }
 
 // Operator tags and groups (schema 6) survive a reopen, go with a removed device, and a group's

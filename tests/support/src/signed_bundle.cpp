@@ -16,7 +16,8 @@ std::filesystem::path make_signed_bundle(const std::filesystem::path& dir,
   const auto image = stem.string() + ".img";
   {
     std::ofstream out(image, std::ios::binary);
-    for (std::size_t i = 0; i < spec.image_size; ++i)
+    if (!spec.image.empty()) out << spec.image;
+    for (std::size_t i = 0; spec.image.empty() && i < spec.image_size; ++i)
       out.put(static_cast<char>((i * 131 + spec.version.size()) & 0xff));
   }
   auto key = common::Ed25519PrivateKey::load(key_file);

@@ -69,6 +69,11 @@ class CertificateRenewal {
   void on_request_sent(std::string request_id, std::string key_pem, std::int64_t now_ms);
   // Making the key or the request, or publishing it, failed: try again after the backoff.
   void on_request_failed(std::int64_t now_ms);
+  // The operator asked for a renewal now (a verified RenewCertificateCommand): due() from now on,
+  // whatever renew_before and the backoff say, until a renewed pair is installed. A request still
+  // waiting for its answer is given up (a new key and request replace it), so its answer, if it
+  // comes, is refused as a foreign one.
+  void renew_now();
 
   // An answer. Refused (the old pair stays): kPermissionDenied when it answers no pending request
   // (a replay, or another request's), when the leaf is not this device's (CN, role) or when the
@@ -85,6 +90,7 @@ class CertificateRenewal {
   const std::string& pending_request_id() const;
   std::int64_t not_after_s() const noexcept { return not_after_s_; }
   std::uint32_t failed_attempts() const noexcept { return failed_attempts_; }
+  bool forced() const noexcept { return forced_; }
 
  private:
   struct Pending {
@@ -101,6 +107,7 @@ class CertificateRenewal {
   std::optional<Pending> pending_;
   std::int64_t retry_at_ms_ = 0;  // no attempt before this
   std::uint32_t failed_attempts_ = 0;
+  bool forced_ = false;  // renew_now() until the next installed pair
 };
 
 }  // namespace fota::client

@@ -176,7 +176,11 @@ class DeviceAgent {
   void diagnose(v1::LogLevel level, const std::string& message) const;
   bool renews_certificate() const;
   void request_certificate(std::int64_t now_ms);
-  void on_certificate_issued(const v1::CertificateIssued& issued);
+  void on_certificate_issued(const action::InstallCertificate& issued);
+  void on_renew_certificate(const action::RenewCertificate& renew);
+  // Tells the orchestrator a certificate command was refused: a Progress outside any update
+  // (no deployment, phase unspecified) with ERROR_CERTIFICATE_REFUSED and what to do.
+  void report_certificate_refused(const std::string& command_id, const std::string& detail);
 
   DeviceAgentConfig config_;
   Installer& installer_;

@@ -110,6 +110,9 @@ struct EngineConfig {
   std::int64_t progress_interval_ms = 1000;
   // Journal store after this many verified chunks (1 = a power cut never re-fetches one).
   std::uint32_t persist_every_chunks = 1;
+  // Before downloading an A/B image, copy the chunks the running slot already holds (their hash
+  // matches the signed manifest's) instead of downloading them (docs/CLIENT.md, "Reuse").
+  bool reuse_active_slot = true;
   // How many recent command ids are remembered to refuse replays.
   std::size_t replay_memory = 128;
   // Device clocks run fast or slow (no RTC, no NTP yet): a command counts as expired only this
@@ -167,6 +170,15 @@ struct HashSlot {
   std::string slot;
   std::uint64_t size = 0;
 };
+// Reuse phase (docs/CLIENT.md, "Reuse what the device already has"): read chunk `index` of the
+// running slot (`size` bytes at `offset`, fewer at its end) and answer with on_active_chunk().
+// One chunk at a time, so memory does not grow with the image.
+struct ReadActiveChunk {
+  std::string slot;
+  std::uint32_t index = 0;
+  std::uint64_t offset = 0;
+  std::uint32_t size = 0;
+};
 // Make the bootloader start `slot` once, on trial (A/B: boot-once switch, boot counter reset).
 struct ActivateSlot {
   std::string slot;
@@ -191,6 +203,14 @@ struct SetLogLevel {
 // agent's CertificateRenewal checks it against its pending request before anything is installed.
 struct InstallCertificate {
   v1::CertificateIssued issued;
+  std::string command_id;  // the command that carried it, for the refusal report
+};
+// A verified, accepted command asked the device to renew its certificate now (the operator's
+// `fotactl device renew-cert`): the agent's CertificateRenewal starts a request whatever its
+// renew_before says.
+struct RenewCertificate {
+  std::string command_id;
+  std::string reason;
 };
 // A line for the device log (the engine has no logger of its own).
 struct Log {
@@ -199,11 +219,12 @@ struct Log {
 };
 }  // namespace action
 
-using Action = std::variant<action::PublishProgress, action::PublishInventory, action::RequestChunks,
-                            action::PersistJournal, action::StoreManifest, action::PrepareSlot,
-                            action::WriteChunk, action::HashSlot, action::ActivateSlot, action::Reboot,
-                            action::RunHealthCheck, action::CommitSlot, action::RevertSlot,
-                            action::SetLogLevel, action::Log, action::InstallCertificate>;
+using Action =
+    std::variant<action::PublishProgress, action::PublishInventory, action::RequestChunks,
+                 action::PersistJournal, action::StoreManifest, action::PrepareSlot, action::WriteChunk,
+                 action::HashSlot, action::ActivateSlot, action::Reboot, action::RunHealthCheck,
+                 action::CommitSlot, action::RevertSlot, action::SetLogLevel, action::Log,
+                 action::InstallCertificate, action::RenewCertificate, action::ReadActiveChunk>;
 using Actions = std::vector<Action>;
 
 // Short name of an action for logs ("PersistJournal").
@@ -242,6 +263,7 @@ struct EngineStats {
   std::uint64_t chunks_verified = 0;   // this session
   std::uint64_t chunk_retries = 0;     // timeouts and hash mismatches
   std::uint64_t bytes_received = 0;
+  std::uint64_t chunks_reused = 0;        // copied from the running slot (this session)
   std::uint64_t unexpected_events = 0;    // events or moves without a transition (a bug, also logged)
   std::uint64_t commands_unverified = 0;  // command payloads refused before use: unsigned, forged, malformed
   std::uint32_t reconnects = 0;           // on_connected() calls after the first, this session
@@ -277,6 +299,9 @@ class UpdateEngine {
   Actions on_disconnected(std::int64_t now_ms);
   // Answer to HashSlot: the 32-byte SHA-256 of the slot, or the read error.
   Actions on_slot_hash(const common::Result<std::string>& digest, std::int64_t now_ms);
+  // Answer to ReadActiveChunk: the bytes of chunk `index` of the running slot, or the read error
+  // (an installer that cannot read its running slot ends the reuse phase: everything is downloaded).
+  Actions on_active_chunk(std::uint32_t index, const common::Result<std::string>& data, std::int64_t now_ms);
   // Answer to RunHealthCheck.
   Actions on_health_result(bool healthy, const std::string& detail, std::int64_t now_ms);
   // A side-effect action of the last batch failed; the rest of that batch was not executed.

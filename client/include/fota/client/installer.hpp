@@ -43,6 +43,15 @@ class Installer {
   virtual common::Status sync() = 0;
   // SHA-256 (32 raw bytes) of the first `size` bytes of `slot`.
   virtual common::Result<std::string> hash(const std::string& slot, std::uint64_t size) = 0;
+  // Up to `size` bytes of `slot` at `offset` (fewer at its end), for the reuse phase: the engine
+  // reads the running slot one chunk at a time (action::ReadActiveChunk). An installer that cannot
+  // read its slots keeps this default, and the engine downloads every chunk.
+  virtual common::Result<std::string> read(const std::string& slot, std::uint64_t offset,
+                                           std::uint32_t size) {
+    (void)offset;
+    (void)size;
+    return common::Error(common::Errc::kNotFound, "this installer cannot read slot '" + slot + "'");
+  }
   // Boot `slot` on trial from the next boot on (the boot loader gives it a few tries).
   virtual common::Status activate(const std::string& slot) = 0;
   // Make the running trial slot permanent.
@@ -69,6 +78,8 @@ class AbSlotInstaller : public Installer {
   common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override;
   common::Status sync() override;
   common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override;
+  common::Result<std::string> read(const std::string& slot, std::uint64_t offset,
+                                   std::uint32_t size) override;
   common::Status activate(const std::string& slot) override;
   common::Status commit(const std::string& slot) override;
   common::Status revert(const std::string& boot_slot) override;
@@ -80,6 +91,9 @@ class AbSlotInstaller : public Installer {
   std::string open_name_;
   int fd_ = -1;
   bool dirty_ = false;
+  // The running slot, opened read-only for the reuse phase.
+  std::string read_name_;
+  int read_fd_ = -1;
 };
 
 // Replaces files atomically (slot "file:<target>"): the image is staged next to the target
@@ -175,6 +189,9 @@ class PayloadRouter : public Installer {
   common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override;
   common::Status sync() override;
   common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override;
+  // A/B slots only: file and module payloads are not read back for reuse.
+  common::Result<std::string> read(const std::string& slot, std::uint64_t offset,
+                                   std::uint32_t size) override;
   common::Status activate(const std::string& slot) override;
   common::Status commit(const std::string& slot) override;
   common::Status revert(const std::string& boot_slot) override;

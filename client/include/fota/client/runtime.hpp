@@ -154,8 +154,10 @@ class DeviceRuntime {
     // Called for SetLogLevel and Log actions.
     std::function<void(v1::LogLevel level)> set_log_level;
     std::function<void(v1::LogLevel level, const std::string& message)> log;
-    // Called for InstallCertificate (the device agent's certificate renewal). Unset: ignored.
-    std::function<void(const v1::CertificateIssued& issued)> certificate_issued;
+    // Called for InstallCertificate and RenewCertificate (the device agent's certificate
+    // renewal). Unset: ignored.
+    std::function<void(const action::InstallCertificate& issued)> certificate_issued;
+    std::function<void(const action::RenewCertificate& renew)> renew_certificate;
     // Sees each action before it runs, with the actions queued after it (simulators: a power cut
     // somewhere inside a phase). Returning false stops the runtime before that action, as if
     // power were cut.

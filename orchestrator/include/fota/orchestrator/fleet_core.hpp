@@ -74,6 +74,16 @@ struct FleetSummary {
   std::map<std::string, Millis> running_rollout_remaining_ms;
   std::uint64_t progress_reports = 0;
   std::uint64_t messages_from_revoked = 0;  // ignored: the device is revoked
+  // ERROR_CERTIFICATE_REFUSED reports: a device would not install a certificate it was sent.
+  std::uint64_t certificates_refused_by_devices = 0;
+};
+
+// A renewal the operator asked for (`fotactl device renew-cert`), as the API answers it.
+struct CertificateRenewalOrder {
+  std::string device_id;
+  std::string command_id;
+  Millis expires_at_ms = 0;  // the device must receive it by then
+  bool online = false;       // the device's presence when it was sent
 };
 
 // Typed answers for the operator API; the HTTP layer renders them (JSON, Prometheus text).
@@ -89,6 +99,7 @@ struct WaveView {
   std::map<std::string, std::size_t> counts;  // members by state name
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
+  std::uint64_t bytes_reused = 0;  // of bytes_done, copied on the devices instead of downloaded
 };
 
 struct RolloutView {
@@ -186,6 +197,14 @@ class FleetCore {
   common::Result<std::vector<std::string>> group_members(const std::string& name) const;
   // The operator groups the device is in, static and dynamic, by name.
   std::vector<std::string> groups_of(const DeviceFacts& device) const;
+  // The operator asks the device to renew its certificate now: a signed RenewCertificateCommand
+  // (command id `command_id`, valid `ttl_ms`), audited `certificate.renew` with the actor and
+  // committed like the lifecycle actions. kInvalidArgument for a bad id or reason, kNotFound for a
+  // device not in the inventory, kConflict for a revoked one (it gets no certificate).
+  common::Result<CertificateRenewalOrder> renew_certificate(const std::string& id, const std::string& reason,
+                                                            const std::string& command_id,
+                                                            const std::string& actor, Millis now,
+                                                            Millis ttl_ms, const SaveBatch& save);
 
   // An audit entry of something done outside the core (an artifact uploaded or refused). Stays
   // queued when the save fails: what it records has happened.
@@ -242,7 +261,13 @@ class FleetCore {
                                                  const std::string& actor, Millis now, const SaveBatch& save,
                                                  bool decommission);
   DeviceDetails& touch_device(const std::string& id, Millis now);
+  // The spec to create for an encrypted artifact: refused when a targeted device reported no
+  // recipient key (non_recipients: refuse), with those devices excluded by the selector
+  // (exclude), or as it is (include, or not encrypted).
+  common::Result<RolloutSpec> check_recipients(const RolloutSpec& spec) const;
   void ingest_progress(const std::string& device_id, const v1::Progress& progress, Millis now);
+  // A report outside any update that a certificate command was refused (ERROR_CERTIFICATE_*).
+  void on_certificate_refused(const std::string& device_id, const v1::Progress& report, Millis now);
   void on_inventory(const std::string& id, const v1::Inventory& inventory, Millis now);
   void apply(Rollout& rollout, const Decisions& decisions, Millis now);
   // Moves the rollout's newly finished updates into the prediction history (and the batch's).
@@ -267,6 +292,7 @@ class FleetCore {
   std::unordered_set<std::string> settled_rollouts_;     // a member finished since the last tick
   std::map<std::string, RevocationRecord> revocations_;  // by device id
   std::uint64_t ignored_from_revoked_ = 0;
+  std::uint64_t certificates_refused_by_devices_ = 0;
 
   // Unsaved: written by the next commit().
   std::unordered_set<std::string> dirty_devices_;

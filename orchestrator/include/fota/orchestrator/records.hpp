@@ -22,6 +22,9 @@ struct DeviceDetails {
   Millis registered_ms = 0;
   std::string last_phase;  // from the last progress report
   std::string last_error;
+  // The end of the certificate the device connects with (Inventory.certificate_not_after), in
+  // seconds since the epoch; 0 = never reported.
+  std::int64_t certificate_not_after = 0;
 };
 
 // A device as the store and the API see it: its facts and its details, kept apart in the fleet

@@ -37,6 +37,8 @@ struct DeviceFacts {
   // Its certificate was revoked (`fotactl device revoke`): no selector matches it, so no rollout
   // takes it on; a rollout it already belongs to sees it go silent (docs/ORCHESTRATOR.md).
   bool revoked = false;
+  // The X25519 key it decrypts artifacts with (Inventory.decryption_key_id); empty = none.
+  std::string decryption_key_id;
 };
 
 // The devices plus which active rollout owns each device. The engine writes `claims` when it
@@ -102,6 +104,7 @@ struct Member {
   std::string last_error;
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
+  std::uint64_t bytes_reused = 0;  // of bytes_done, copied from the device's running slot
   std::uint64_t last_sequence = 0;
   Millis started_ms = 0;   // first dispatch
   Millis finished_ms = 0;  // reached a terminal state

@@ -43,7 +43,14 @@ struct TargetSelector {
   // (sorted ids): the rollout keeps the membership of that moment. A name not here is matched
   // against the group each device reports.
   std::map<std::string, std::vector<std::string>> resolved_groups;
+  // Only devices that reported one of these decryption key ids (Inventory.decryption_key_id);
+  // empty = any. Set from an encrypted artifact's recipients by `non_recipients: exclude`.
+  std::vector<std::string> decryption_keys;
 };
+
+// What creating a rollout of an encrypted artifact does with targeted devices whose reported
+// decryption key is not among its recipients (they would refuse it: ERROR_NOT_A_RECIPIENT).
+enum class NonRecipients { kRefuse, kExclude, kInclude };
 
 // Weekly window on the device's local wall clock. A window may cross midnight; at most 24 h.
 struct WeeklyWindow {
@@ -85,6 +92,7 @@ struct RolloutSpec {
   std::vector<WeeklyWindow> windows;  // empty = any time
   BreachAction on_breach = BreachAction::kPause;
   Millis command_ttl_ms = 3'600'000;
+  NonRecipients non_recipients = NonRecipients::kRefuse;
 };
 
 // How many of `total` targeted devices each wave takes: counts as given, percentages rounded up,

@@ -93,6 +93,7 @@ struct DeviceResult {
   DeviceCounters counters;
   std::uint64_t wire_bytes = 0;
   std::uint64_t image_bytes = 0;
+  std::uint64_t bytes_reused = 0;  // copied from the running slot instead of downloaded
   std::vector<TimelineEntry> timeline;
 };
 
@@ -127,6 +128,7 @@ struct RunReport {
   std::uint64_t wire_bytes = 0;
   std::uint64_t setup_wire_bytes = 0;       // connecting the fleet before the rollout
   std::uint64_t image_bytes_delivered = 0;  // image bytes written to slots
+  std::uint64_t bytes_reused = 0;           // of those, copied from the devices' running slots
   double wire_ratio = 0.0;
   // MQTT PUBLISH packets the devices sent and received from the rollout's start (commands,
   // chunks, requests, reports), and their rate over the rollout's duration.

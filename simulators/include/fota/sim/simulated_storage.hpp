@@ -70,6 +70,8 @@ class SimulatedStorage : public client::Installer, public client::BootEnvironmen
   common::Status write(const std::string& slot, std::uint64_t offset, std::string_view data) override;
   common::Status sync() override;
   common::Result<std::string> hash(const std::string& slot, std::uint64_t size) override;
+  common::Result<std::string> read(const std::string& slot, std::uint64_t offset,
+                                   std::uint32_t size) override;
   common::Status activate(const std::string& slot) override;
   common::Status commit(const std::string& slot) override;
   common::Status revert(const std::string& boot_slot) override;

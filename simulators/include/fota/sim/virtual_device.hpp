@@ -97,6 +97,9 @@ class VirtualDevice {
   std::string running_version() const;
   bool running_on_trial() const;
   std::uint64_t image_bytes_written() const noexcept { return storage_.bytes_written(); }
+  // Of the update's bytes, those the engine copied from the running slot (its last report's
+  // Progress.bytes_reused): the same reuse phase as a real agent's.
+  std::uint64_t bytes_reused() const noexcept { return bytes_reused_; }
   client::mosquitto::WireCounters wire() const noexcept;
   const DeviceCounters& counters() const noexcept { return counters_; }
   const std::vector<TimelineEntry>& timeline() const noexcept { return timeline_; }
@@ -167,6 +170,7 @@ class VirtualDevice {
   bool cut_now_ = false;  // the runtime stopped for the planned cut; power goes once it returned
   std::uint64_t update_bytes_total_ = 0;
   std::uint64_t update_bytes_written_ = 0;
+  std::uint64_t bytes_reused_ = 0;
   v1::Phase phase_ = v1::PHASE_IDLE;
   v1::ErrorCode last_error_ = v1::ERROR_NONE;
   Rng rng_;

@@ -16,6 +16,8 @@ struct BundleSpec {
   std::uint32_t chunk_size = 16 * 1024;
   std::uint64_t security_counter = 2;
   std::string hardware = "gw-v2";
+  // Non-empty: the image's bytes (image_size is then ignored).
+  std::string image = {};
 };
 
 // Writes <dir>/<name>-<version>.img and .bundle (the image bytes depend on the version, so two
