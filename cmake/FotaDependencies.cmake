@@ -23,6 +23,8 @@ if(FOTA_BUILD_SERVER)
   find_package(nlohmann_json REQUIRED)
   find_package(date REQUIRED)
   find_package(SQLite3 REQUIRED)
+  # The PostgreSQL store (orchestrator/src/postgres_store.cpp): libpq from libpq-dev.
+  pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
   pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
   find_path(FOTA_MOSQUITTO_PLUGIN_INCLUDE mosquitto_plugin.h REQUIRED)
 endif()

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// Orchestrator benchmarks on the real service core and a real SQLite file (WAL):
+// Orchestrator benchmarks on the real service core and a real store, for each back end in one run:
+// a SQLite file (WAL) and a PostgreSQL database (a throwaway cluster on loopback with fsync on,
+// started like the tests' one, or the server --postgresql names):
 //  1. progress-report ingest with durable state (decode, validate, engine, batched commit),
 //     against a baseline of the same path committing every report on its own;
 //  2. resident memory with N registered devices and one rollout over all of them.
 // Usage: fota_orchestrator_bench [--devices 100000] [--reports 200000] [--batch 2000] [--dir /tmp/x]
+//                                [--backends sqlite,postgresql] [--postgresql URL]
 #include <sys/resource.h>
 
 #include <chrono>
@@ -16,6 +19,7 @@
 
 #include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
+#include "fota/testing/postgres.hpp"
 #include "orchestrator_service.hpp"
 
 namespace {
@@ -57,20 +61,14 @@ std::string device_name(std::size_t i) {
   return buf;
 }
 
-}  // namespace
+struct Sizes {
+  std::size_t devices, reports, batch, baseline_reports;
+};
 
-int main(int argc, char** argv) {
-  CLI::App app{"orchestrator benchmarks: durable progress ingest and memory per registered device"};
-  std::size_t devices = 100'000, reports = 200'000, batch = 2000, baseline_reports = 2000;
-  std::string dir = "/tmp/fota-orchestrator-bench-" + std::to_string(std::random_device{}());
-  app.add_option("--devices", devices, "registered devices")->capture_default_str();
-  app.add_option("--reports", reports, "progress reports to ingest")->capture_default_str();
-  app.add_option("--batch", batch, "reports per transaction")->capture_default_str();
-  app.add_option("--baseline-reports", baseline_reports, "reports for the one-commit-per-report baseline")
-      ->capture_default_str();
-  app.add_option("--dir", dir, "scratch directory (removed afterwards)");
-  CLI11_PARSE(app, argc, argv);
-
+// One back end's figures; `store` is the ServiceOptions::store URL (empty: SQLite in dir/data).
+int run(const std::string& label, const std::string& store, const std::string& dir, const Sizes& sizes) {
+  const auto [devices, reports, batch, baseline_reports] = sizes;
+  std::printf("[%s]\n", label.c_str());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
@@ -92,6 +90,7 @@ int main(int argc, char** argv) {
 
   orchestrator::ServiceOptions options;
   options.data_dir = dir + "/data";
+  options.store = store;
   options.trust = trust;
   options.command_key = std::make_shared<const common::Ed25519PrivateKey>(
       std::move(common::Ed25519PrivateKey::generate()).value());
@@ -186,5 +185,49 @@ int main(int argc, char** argv) {
       static_cast<double>(rss_rollout) / 1024);
   service->reset();
   std::filesystem::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"orchestrator benchmarks: durable progress ingest and memory per registered device"};
+  Sizes sizes{100'000, 200'000, 2000, 2000};
+  std::string dir = "/tmp/fota-orchestrator-bench-" + std::to_string(std::random_device{}());
+  std::vector<std::string> backends = {"sqlite", "postgresql"};
+  std::string postgresql;
+  app.add_option("--devices", sizes.devices, "registered devices")->capture_default_str();
+  app.add_option("--reports", sizes.reports, "progress reports to ingest")->capture_default_str();
+  app.add_option("--batch", sizes.batch, "reports per transaction")->capture_default_str();
+  app.add_option("--baseline-reports", sizes.baseline_reports,
+                 "reports for the one-commit-per-report baseline")
+      ->capture_default_str();
+  app.add_option("--dir", dir, "scratch directory (removed afterwards)");
+  app.add_option("--backends", backends, "stores to measure, in this order")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"sqlite", "postgresql"}))
+      ->capture_default_str();
+  app.add_option("--postgresql", postgresql,
+                 "an existing empty database (postgresql://...) instead of a throwaway cluster");
+  CLI11_PARSE(app, argc, argv);
+
+  std::unique_ptr<testing::PostgresCluster> cluster;
+  for (const std::string& backend : backends) {
+    std::string store;
+    if (backend == "postgresql") {
+      store = postgresql;
+      if (store.empty()) {
+        try {
+          // Durable: fsync on, as a production server commits.
+          if (!cluster) cluster = std::make_unique<testing::PostgresCluster>(testing::PostgresOptions{true});
+          store = cluster->create_database();
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "cannot start PostgreSQL for the benchmark: %s\n", e.what());
+          return 1;
+        }
+      }
+    }
+    if (int rc = run(backend, store, dir, sizes); rc != 0) return rc;
+  }
   return 0;
 }

@@ -53,6 +53,12 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
         c.topic_prefix = v.as<std::string>();
       } else if (key == "data_dir") {
         c.data_dir = file(v);
+      } else if (key == "store") {
+        c.store = v.as<std::string>();
+        // A relative SQLite path is relative to this file, like every other path here.
+        if (c.store.rfind("sqlite:", 0) == 0 && c.store.size() > 7 &&
+            std::filesystem::path(c.store.substr(7)).is_relative())
+          c.store = "sqlite:" + (base / c.store.substr(7)).string();
       } else if (key == "artifacts_dir") {
         c.artifacts_dir = file(v);
       } else if (key == "trusted_keys") {
@@ -178,11 +184,12 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
       } else if (key == "log_level") {
         c.log_level = v.as<std::string>();
       } else {
-        return Error(Errc::kInvalidArgument, "config: " + key +
-                                                 ": unknown key; known: broker, topic_prefix, data_dir, "
-                                                 "artifacts_dir, trusted_keys, command_key, http, "
-                                                 "api_tokens, audit, revocation, pki, tick_interval, "
-                                                 "default_link_rate, default_device_time, log_level");
+        return Error(Errc::kInvalidArgument,
+                     "config: " + key +
+                         ": unknown key; known: broker, topic_prefix, data_dir, store, "
+                         "artifacts_dir, trusted_keys, command_key, http, "
+                         "api_tokens, audit, revocation, pki, tick_interval, "
+                         "default_link_rate, default_device_time, log_level");
       }
     }
   } catch (const YAML::Exception& e) {

@@ -39,6 +39,9 @@ struct ServiceConfig {
   std::string topic_prefix = "fota/v1";
 
   std::filesystem::path data_dir = "/var/lib/fota-orchestrator";  // state.db lives here
+  // Where the state lives (store:): "sqlite:PATH" or "postgresql://user@host:port/database"
+  // (open_store). Empty = sqlite:<data_dir>/state.db, the embedded default.
+  std::string store;
   std::filesystem::path artifacts_dir;  // default <data_dir>/artifacts; the broker plugin reads it
   std::filesystem::path trusted_keys;   // Ed25519 public key file or directory of *.pub
   // Ed25519 private key (PEM) every command is signed with; devices hold its public key in their

@@ -38,10 +38,11 @@ int main(int argc, char** argv) {
   using namespace fota;
   CLI::App app{"fota-orchestrator - runs staged, scheduled fleet rollouts over MQTT (docs/ORCHESTRATOR.md)"};
   app.set_version_flag("--version", std::string("fota-orchestrator ") + FOTA_VERSION);
-  std::string config_path, data_dir, broker_uri, log_level;
+  std::string config_path, data_dir, store, broker_uri, log_level;
   int http_port = -1;
   app.add_option("-c,--config", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
   app.add_option("--data-dir", data_dir, "override data_dir (state.db and artifacts)");
+  app.add_option("--store", store, "override store: sqlite:PATH or postgresql://user@host:port/database");
   app.add_option("--broker-uri", broker_uri, "override broker.uri, e.g. ssl://127.0.0.1:8883");
   app.add_option("--http-port", http_port, "override http.port (0 = any free port)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   auto config = orchestrator::load_service_config(config_path);
   if (!config) return fail(config.error().message);
   if (!data_dir.empty()) config->data_dir = data_dir;
+  if (!store.empty()) config->store = store;
   if (!broker_uri.empty()) config->broker_uri = broker_uri;
   if (http_port >= 0) config->http_port = http_port;
   if (!log_level.empty()) config->log_level = log_level;
@@ -63,6 +65,7 @@ int main(int argc, char** argv) {
   orchestrator::ServiceOptions options;
   options.topics = *topics;
   options.data_dir = config->data_dir;
+  options.store = config->store;
   options.artifacts_dir = config->artifacts_dir;
   options.default_link_rate = static_cast<std::uint64_t>(config->default_link_rate);
   options.default_device_time_ms = config->default_device_time_ms;

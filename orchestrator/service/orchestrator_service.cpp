@@ -94,7 +94,8 @@ common::Result<std::unique_ptr<OrchestratorService>> OrchestratorService::open(
     return Error(Errc::kInvalidArgument,
                  "no command key: devices refuse unsigned commands (configure command_key)");
   }
-  auto store = SqliteStore::open(options.data_dir / "state.db");
+  auto store = open_store(options.store.empty() ? "sqlite:" + (options.data_dir / "state.db").string()
+                                                : options.store);
   if (!store) return store.error();
   std::unique_ptr<OrchestratorService> service(
       new OrchestratorService(std::move(options), std::move(logger), std::move(store).value()));

@@ -42,6 +42,8 @@ class Publisher {
 struct ServiceOptions {
   common::TopicScheme topics;
   std::filesystem::path data_dir;
+  // The store's URL (open_store): "sqlite:PATH" or "postgresql://..."; empty = sqlite:<data_dir>/state.db.
+  std::string store;
   std::filesystem::path artifacts_dir;
   common::TrustStore trust;
   // Where `trust` was read from (a *.pub file or a directory of them): re-read by

@@ -6,9 +6,8 @@
 #include <type_traits>
 #include <variant>
 
-#include <nlohmann/json.hpp>
-
 #include "fota/orchestrator/store.hpp"
+#include "store_rows.hpp"
 
 namespace fota::orchestrator {
 
@@ -16,6 +15,8 @@ using common::Errc;
 using common::Error;
 using common::Result;
 using common::Status;
+using store_rows::join_tags;
+using store_rows::waves_json;
 
 namespace {
 
@@ -222,23 +223,6 @@ Status each_row(Statement&& s, std::string_view what, RowFn&& row, const Args&..
   return common::ok_status();
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
-  return out;
-}
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < s.size()) {
-    std::size_t end = s.find(',', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 SqliteStore::SqliteStore(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
@@ -357,10 +341,17 @@ Status SqliteStore::backfill_version_keys() {
   });
 }
 
+Status Store::upsert_devices(const std::vector<DeviceRecord>& devices) {
+  for (const DeviceRecord& d : devices) {
+    if (auto st = upsert_device(d); !st) return st;
+  }
+  return common::ok_status();
+}
+
 Status Store::write(const StoreBatch& batch, Millis now) {
   const Status written = transaction([&]() -> Status {
-    for (const DeviceRecord& d : batch.devices) {
-      if (auto st = upsert_device(d); !st) return st;
+    if (!batch.devices.empty()) {
+      if (auto st = upsert_devices(batch.devices); !st) return st;
     }
     for (Rollout* r : batch.rollouts) {
       if (auto st = save_rollout(*r); !st) return st;
@@ -451,7 +442,7 @@ Status SqliteStore::upsert_device(const DeviceRecord& d) {
               "pending_deployment_id=?13, last_phase=?15, last_error=?16, certificate_not_after=?17, "
               "decryption_key_id=?18, version_key=?19")),
       "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
-      d.facts.version, join(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
+      d.facts.version, join_tags(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
       d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
       d.last_phase, d.last_error, d.certificate_not_after, d.facts.decryption_key_id,
       version_sort_key(d.facts.version));
@@ -460,82 +451,22 @@ Status SqliteStore::upsert_device(const DeviceRecord& d) {
 }
 
 namespace {
-constexpr const char* kLoadDevices =
-    "SELECT id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, client_version, "
-    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error, "
-    "certificate_not_after, decryption_key_id FROM devices "
-    "ORDER BY id";
-constexpr const char* kReadDevice =
-    "SELECT id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, client_version, "
-    "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error, "
-    "certificate_not_after, decryption_key_id FROM devices "
-    "WHERE id = ?1";
-
-DeviceRecord read_device(const Statement& s) {
-  DeviceRecord d;
-  d.facts.id = s.text(0);
-  d.facts.hardware_type = s.text(1);
-  d.facts.time_zone = s.text(2);
-  d.facts.artifact_id = s.text(3);
-  d.facts.version = s.text(4);
-  d.facts.tags = split(s.text(5));
-  d.facts.group = s.text(6);
-  d.facts.online = s.integer(7) != 0;
-  d.facts.last_seen_ms = s.integer(8);
-  d.client_version = s.text(9);
-  d.security_counter = static_cast<std::uint64_t>(s.integer(10));
-  d.free_bytes = static_cast<std::uint64_t>(s.integer(11));
-  d.pending_deployment_id = s.text(12);
-  d.registered_ms = s.integer(13);
-  d.last_phase = s.text(14);
-  d.last_error = s.text(15);
-  d.certificate_not_after = s.integer(16);
-  d.facts.decryption_key_id = s.text(17);
-  return d;
-}
-
-// Wave state is stored as JSON in the rollout row.
-std::string waves_json(const std::vector<WaveState>& waves) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const WaveState& w : waves) {
-    out.push_back({{"status", std::string(wave_status_name(w.status))},
-                   {"planned_size", w.planned_size},
-                   {"started_ms", w.started_ms},
-                   {"gate_passed_ms", w.gate_passed_ms},
-                   {"finished_ms", w.finished_ms},
-                   {"breach_overridden", w.breach_overridden}});
-  }
-  return out.dump();
-}
-
-Status parse_waves(const std::string& text, Rollout& r) {
-  try {
-    for (const auto& w : nlohmann::json::parse(text)) {
-      WaveState ws;
-      auto status = parse_wave_status(w.at("status").get<std::string>());
-      if (!status) return status.error();
-      ws.status = *status;
-      ws.planned_size = w.at("planned_size").get<std::uint32_t>();
-      ws.started_ms = w.at("started_ms").get<Millis>();
-      ws.gate_passed_ms = w.at("gate_passed_ms").get<Millis>();
-      ws.finished_ms = w.at("finished_ms").get<Millis>();
-      ws.breach_overridden = w.at("breach_overridden").get<bool>();
-      r.waves.push_back(ws);
-    }
-  } catch (const nlohmann::json::exception& e) {
-    return Error(Errc::kMalformed, std::string("unreadable wave state: ") + e.what());
-  }
-  return common::ok_status();
-}
+const std::string kLoadDevices =
+    std::string("SELECT ") + store_rows::kDeviceColumns + " FROM devices ORDER BY id";
+const std::string kLoadMembers = std::string("SELECT ") + store_rows::kMemberColumns +
+                                 " FROM members WHERE rollout_id = ?1 ORDER BY wave, device_id";
+const std::string kReadDevice =
+    std::string("SELECT ") + store_rows::kDeviceColumns + " FROM devices WHERE id = ?1";
 }  // namespace
 
 Result<std::vector<DeviceRecord>> SqliteStore::load_devices() {
   std::lock_guard lock(mutex_);
   std::vector<DeviceRecord> out;
-  auto st = each_row(Statement(db_, prepared(kLoadDevices)), "loading devices", [&](const Statement& s) {
-    out.push_back(read_device(s));
-    return common::ok_status();
-  });
+  auto st =
+      each_row(Statement(db_, prepared(kLoadDevices.c_str())), "loading devices", [&](const Statement& s) {
+        out.push_back(store_rows::read_device(s));
+        return common::ok_status();
+      });
   if (!st) return st.error();
   return out;
 }
@@ -544,9 +475,9 @@ Result<DeviceRecord> SqliteStore::device(const std::string& id) {
   std::lock_guard lock(mutex_);
   std::optional<DeviceRecord> found;
   auto st = each_row(
-      Statement(db_, prepared(kReadDevice)), "reading a device",
+      Statement(db_, prepared(kReadDevice.c_str())), "reading a device",
       [&](const Statement& s) {
-        found = read_device(s);
+        found = store_rows::read_device(s);
         return common::ok_status();
       },
       id);
@@ -656,78 +587,9 @@ Result<std::vector<GroupRecord>> SqliteStore::load_groups() {
   return out;
 }
 
-namespace {
-// A LIKE pattern matching `text` literally (with ESCAPE '\\').
-std::string like_literal(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '%' || c == '_' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
-const char* version_sql_op(VersionOp op) {
-  switch (op) {
-    case VersionOp::kNe:
-      return "<>";
-    case VersionOp::kLt:
-      return "<";
-    case VersionOp::kLe:
-      return "<=";
-    case VersionOp::kGt:
-      return ">";
-    case VersionOp::kGe:
-      return ">=";
-    default:
-      return "=";
-  }
-}
-}  // namespace
-
 Result<DevicePage> SqliteStore::query_devices(const DeviceQuery& q) {
-  // Built per query (the filters vary): plain SQL, every value bound, keyset paging on the primary
-  // key so that a page is an index range scan whatever page it is.
-  std::string sql = "SELECT id FROM devices WHERE id > ?";
-  std::vector<std::variant<std::string, std::int64_t>> args{q.after_id};
-  if (!q.phase.empty()) {
-    sql += " AND last_phase = ?";
-    args.emplace_back(q.phase);
-  }
-  if (!q.id_contains.empty()) {
-    sql += " AND id LIKE ? ESCAPE '\\'";
-    args.emplace_back("%" + like_literal(q.id_contains) + "%");
-  }
-  for (const DeviceSelector& s : q.selectors) {
-    for (const auto& hw : s.hardware) {
-      sql += " AND hardware = ?";
-      args.emplace_back(hw);
-    }
-    for (const auto& tag : s.tags) {
-      sql +=
-          " AND ((',' || tags || ',') LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM device_tags t WHERE "
-          "t.device_id = devices.id AND t.tag = ?))";
-      args.emplace_back("%," + like_literal(tag) + ",%");
-      args.emplace_back(tag);
-    }
-    for (const auto& group : s.groups) {
-      sql +=
-          " AND (grp = ? OR EXISTS (SELECT 1 FROM group_members m WHERE m.device_id = devices.id AND "
-          "m.group_name = ?))";
-      args.emplace_back(group);
-      args.emplace_back(group);
-    }
-    if (s.online) {
-      sql += " AND online = ?";
-      args.emplace_back(std::int64_t{*s.online ? 1 : 0});
-    }
-    for (const auto& v : s.versions) {
-      sql += std::string(" AND version_key ") + version_sql_op(v.op) + " ?";
-      args.emplace_back(version_sort_key(v.version));
-    }
-  }
-  sql += " ORDER BY id LIMIT ?";
-  args.emplace_back(static_cast<std::int64_t>(q.limit + 1));  // one more: is there a next page?
+  const auto [sql, args] = store_rows::device_query_sql(
+      q, [](std::size_t) { return std::string("?"); }, "LIKE");
 
   std::lock_guard lock(mutex_);
   sqlite3_stmt* raw = nullptr;
@@ -751,10 +613,7 @@ Result<DevicePage> SqliteStore::query_devices(const DeviceQuery& q) {
     page.ids.emplace_back(p ? reinterpret_cast<const char*>(p) : "");
   }
   if (rc != SQLITE_DONE) return Error(Errc::kIo, std::string("querying devices: ") + sqlite3_errmsg(db_));
-  if (page.ids.size() > q.limit) {
-    page.ids.resize(q.limit);
-    page.next_after = page.ids.back();
-  }
+  store_rows::finish_page(page, q.limit);
   return page;
 }
 
@@ -824,61 +683,19 @@ Result<std::vector<Rollout>> SqliteStore::load_rollouts() {
                 prepared("SELECT id, spec, state, created_ms, started_ms, finished_ms, targets_resolved, "
                          "reason, waves FROM rollouts ORDER BY created_ms, id")),
       "loading rollouts", [&](const Statement& s) -> Status {
-        Rollout r;
-        r.id = s.text(0);
-        auto spec = parse_rollout_spec(s.text(1));
-        if (!spec) return spec.error().with_context("stored rollout " + r.id);
-        r.spec = std::move(spec).value();
-        auto state = parse_rollout_state(s.text(2));
-        if (!state) return state.error().with_context("stored rollout " + r.id);
-        r.state = *state;
-        r.created_ms = s.integer(3);
-        r.started_ms = s.integer(4);
-        r.finished_ms = s.integer(5);
-        r.targets_resolved = s.integer(6) != 0;
-        r.reason = s.text(7);
-        if (auto w = parse_waves(s.text(8), r); !w) return w.error().with_context("stored rollout " + r.id);
-        if (r.waves.size() != r.spec.waves.size()) r.waves.resize(r.spec.waves.size());
-        r.dirty = false;
-        out.push_back(std::move(r));
+        auto r = store_rows::read_rollout(s);
+        if (!r) return r.error();
+        out.push_back(std::move(r).value());
         return common::ok_status();
       });
   if (!st) return st.error();
   for (Rollout& r : out) {
     st = each_row(
-        Statement(
-            db_,
-            prepared(
-                "SELECT device_id, wave, state, phase, since_ms, attempt, command_seq, "
-                "command_id, retry_at_ms, previous_artifact_id, last_error, bytes_done, "
-                "bytes_total, last_sequence, started_ms, finished_ms, late_joiner, bytes_reused FROM members "
-                "WHERE rollout_id = ?1 ORDER BY wave, device_id")),
-        "loading members",
+        Statement(db_, prepared(kLoadMembers.c_str())), "loading members",
         [&](const Statement& m) -> Status {
-          Member x;
-          x.device_id = m.text(0);
-          x.wave = static_cast<int>(m.integer(1));
-          auto state = parse_member_state(m.text(2));
-          if (!state)
-            return state.error().with_context("stored member " + x.device_id + " of rollout " + r.id);
-          x.state = *state;
-          x.phase = static_cast<v1::Phase>(m.integer(3));
-          x.since_ms = m.integer(4);
-          x.attempt = static_cast<std::uint32_t>(m.integer(5));
-          x.command_seq = static_cast<std::uint32_t>(m.integer(6));
-          x.command_id = m.text(7);
-          x.retry_at_ms = m.integer(8);
-          x.previous_artifact_id = m.text(9);
-          x.last_error = m.text(10);
-          x.bytes_done = static_cast<std::uint64_t>(m.integer(11));
-          x.bytes_total = static_cast<std::uint64_t>(m.integer(12));
-          x.last_sequence = static_cast<std::uint64_t>(m.integer(13));
-          x.started_ms = m.integer(14);
-          x.finished_ms = m.integer(15);
-          x.late_joiner = m.integer(16) != 0;
-          x.bytes_reused = static_cast<std::uint64_t>(m.integer(17));
-          x.dirty = false;
-          r.members.push_back(std::move(x));
+          auto x = store_rows::read_member(m, r.id);
+          if (!x) return x.error();
+          r.members.push_back(std::move(x).value());
           return common::ok_status();
         },
         r.id);

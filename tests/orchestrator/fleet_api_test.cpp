@@ -20,6 +20,7 @@
 #include "fota/testing/broker.hpp"
 #include "fota/testing/command.hpp"
 #include "fota/testing/orchestrator_setup.hpp"
+#include "fota/testing/postgres.hpp"
 #include "fota/testing/signed_bundle.hpp"
 
 namespace fota::testing {
@@ -42,8 +43,11 @@ struct Answer {
   std::string link;
 };
 
-class FleetApiTest : public ::testing::Test {
+// The orchestrator on the back end backend() names: its SQLite file, or a fresh database in the
+// test binary's PostgreSQL cluster (store: postgresql://...).
+class FleetApi : public ::testing::Test {
  protected:
+  virtual std::string backend() const { return "sqlite"; }
   void SetUp() override {
     pki_ = std::make_unique<TestPki>(dir_.path() / "pki");
     broker_ = std::make_unique<MosquittoBroker>(*pki_, dir_.path() / "broker");
@@ -54,6 +58,12 @@ class FleetApiTest : public ::testing::Test {
     ASSERT_NE(at, std::string::npos) << config;
     config.insert(at, std::string("\n  - {name: olivia, token: ") + kOperatorToken +
                           ", role: operator}\n  - {name: victor, token: " + kViewerToken + ", role: viewer}");
+    if (backend() == "postgresql") {
+      store_url_ = PostgresCluster::shared().create_database();
+      config += "store: " + store_url_ + "\n";
+    } else {
+      store_url_ = "sqlite:" + (dir_.path() / "data" / "state.db").string();
+    }
     std::ofstream(setup_.config) << config;
   }
   void TearDown() override { stop_process(pid_); }
@@ -61,7 +71,7 @@ class FleetApiTest : public ::testing::Test {
   // Devices as the orchestrator stores them, written into its database before it starts.
   void seed(const std::vector<orchestrator::DeviceRecord>& devices) {
     fs::create_directories(dir_.path() / "data");
-    auto store = orchestrator::SqliteStore::open(dir_.path() / "data" / "state.db");
+    auto store = orchestrator::open_store(store_url_);
     ASSERT_TRUE(store.ok()) << store.error().message;
     auto st = (*store)->transaction([&]() -> common::Status {
       for (const auto& d : devices) {
@@ -172,12 +182,20 @@ class FleetApiTest : public ::testing::Test {
   pid_t pid_ = -1;
   int starts_ = 0;
   fs::path log_;
+  std::string store_url_;
 };
+
+// Every fleet API test on both back ends, except the 100,000-device timing (SQLite, as measured).
+class FleetApiTest : public FleetApi, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string backend() const override { return GetParam(); }
+};
+using FleetApiSqliteTest = FleetApi;
 
 // Tags and groups by role: a viewer reads, an operator sets them (audited under their name), and
 // they survive a restart; a dynamic group is its selector, answered the same by the group and by
 // the device list's filter.
-TEST_F(FleetApiTest, OperatorsSetTagsAndGroupsViewersOnlyReadThem) {
+TEST_P(FleetApiTest, OperatorsSetTagsAndGroupsViewersOnlyReadThem) {
   seed({device("rpi-a", "rpi4", "1.9", {"lab"}), device("rpi-b", "rpi4", "1.10"),
         device("rpi-c", "rpi4", "2.0"), device("gw-a", "gw-v2", "1.0", {"lab"}),
         device("gw-b", "gw-v2", "2.1")});
@@ -279,7 +297,7 @@ TEST_F(FleetApiTest, OperatorsSetTagsAndGroupsViewersOnlyReadThem) {
 
 // A rollout that targets a group takes the group's members when it is created, and keeps them:
 // a device added later is not in it. Its artifact cannot be deleted while it may still send it.
-TEST_F(FleetApiTest, RolloutTargetingAGroupKeepsTheMembersOfItsCreation) {
+TEST_P(FleetApiTest, RolloutTargetingAGroupKeepsTheMembersOfItsCreation) {
   seed({device("d-1", "gw-v2", "1.0"), device("d-2", "gw-v2", "1.0"), device("d-3", "gw-v2", "1.0")});
   start();
   const std::string artifact = upload("2.0");
@@ -312,7 +330,7 @@ TEST_F(FleetApiTest, RolloutTargetingAGroupKeepsTheMembersOfItsCreation) {
 
 // Every list pages with an opaque cursor and filters in the orchestrator; a bad parameter is a
 // 400 that names it.
-TEST_F(FleetApiTest, EveryListPagesAndFiltersAndNamesABadParameter) {
+TEST_P(FleetApiTest, EveryListPagesAndFiltersAndNamesABadParameter) {
   std::vector<orchestrator::DeviceRecord> fleet;
   for (int i = 0; i < 250; ++i) {
     char id[16];
@@ -444,7 +462,7 @@ TEST_F(FleetApiTest, EveryListPagesAndFiltersAndNamesABadParameter) {
 }
 
 // docs/BENCHMARKS.md: one page of the device list with 100,000 registered devices.
-TEST_F(FleetApiTest, AHundredThousandDevicesPageInMilliseconds) {
+TEST_F(FleetApiSqliteTest, AHundredThousandDevicesPageInMilliseconds) {
   std::vector<orchestrator::DeviceRecord> fleet;
   fleet.reserve(100'000);
   for (int i = 0; i < 100'000; ++i) {
@@ -482,6 +500,9 @@ TEST_F(FleetApiTest, AHundredThousandDevicesPageInMilliseconds) {
   EXPECT_EQ(filtered.body.size(), 50u);
   EXPECT_LT(filtered_ms, 250.0);
 }
+
+std::string backend_name(const ::testing::TestParamInfo<std::string>& param) { return param.param; }
+INSTANTIATE_TEST_SUITE_P(Backends, FleetApiTest, ::testing::Values("sqlite", "postgresql"), backend_name);
 
 }  // namespace
 }  // namespace fota::testing

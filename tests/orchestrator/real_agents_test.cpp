@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -28,6 +29,7 @@
 #include "fota/testing/broker.hpp"
 #include "fota/testing/command.hpp"
 #include "fota/testing/orchestrator_setup.hpp"
+#include "fota/testing/postgres.hpp"
 #include "fota/testing/signed_bundle.hpp"
 
 namespace fota::testing {
@@ -669,6 +671,96 @@ TEST_F(EncryptedReleaseTest, OnlyTheKeyHolderInstallsAndTheWireCarriesCiphertext
     ++chunks;
   }
   EXPECT_EQ(chunks, 6);
+}
+
+// The same orchestrator with its state on PostgreSQL (store: postgresql://..., a throwaway cluster
+// on loopback): a rollout to real agents over the mTLS broker survives a kill -9 in the middle of
+// its first wave, completes, and a restarted orchestrator finds all of it again.
+class PostgresAgentsTest : public RealAgentsTest {
+ protected:
+  void SetUp() override {
+    RealAgentsTest::SetUp();
+    store_ = PostgresCluster::shared().create_database();
+    std::ofstream(dir_.path() / "orchestrator.yaml", std::ios::app) << "store: " << store_ << "\n";
+  }
+  std::string store_;
+};
+
+TEST_F(PostgresAgentsTest, ARolloutOnPostgresqlSurvivesKillNineAndARestartFindsItsState) {
+  start_orchestrator();
+  constexpr int kAgents = 4;
+  for (int i = 0; i < kAgents; ++i) start_agent("agent-" + std::to_string(i), AgentOptions{transport_of(i)});
+  wait_registered(kAgents);
+  const std::string artifact = upload("2.0", 512 * 1024);
+  const std::string id = create_rollout("name: on-postgres\nartifact: " + artifact +
+                                        "\ntarget: {tags: [fleet]}\nmax_bytes_per_second: 262144\n"
+                                        "waves:\n  - size: 2\n  - size: 100%\n");
+  ASSERT_FALSE(id.empty());
+  fotactl_ok("rollout start " + id);
+  wait_rollout(id, [](const json& j) {
+    for (const auto& m : j["members"]) {
+      if (m.value("bytes_done", 0) > 0) return true;
+    }
+    return false;
+  });
+  stop_orchestrator(SIGKILL);
+  std::this_thread::sleep_for(1s);
+  start_orchestrator();
+  const json done = wait_rollout(id, [](const json& j) { return j.value("state", "") == "completed"; });
+  EXPECT_EQ(done["counts"].value("succeeded", 0), kAgents) << done.dump(2);
+  for (int i = 0; i < kAgents; ++i) EXPECT_EQ(observer_->installs("agent-" + std::to_string(i)), 1);
+  const std::string audit_before = audit_text();
+
+  // A clean restart: the rollout, its members, the fleet and the audit chain come from the database.
+  stop_orchestrator(SIGTERM);
+  start_orchestrator();
+  const json again = status(id);
+  EXPECT_EQ(again.value("state", ""), "completed") << again.dump(2);
+  EXPECT_EQ(again["counts"].value("succeeded", 0), kAgents) << again.dump(2);
+  for (int i = 0; i < kAgents; ++i) {
+    const json* m = member(again, "agent-" + std::to_string(i));
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->value("state", ""), "succeeded") << m->dump();
+  }
+  const json devices = fotactl_json("device list");
+  ASSERT_TRUE(devices.is_array());
+  EXPECT_EQ(devices.size(), static_cast<std::size_t>(kAgents));
+  for (const auto& d : devices) EXPECT_EQ(d.value("version", ""), "2.0") << d.dump();
+  // Every audit entry written before the restart is still there.
+  const std::string audit_after = audit_text();
+  std::istringstream before(audit_before);
+  for (std::string line; std::getline(before, line);) {
+    EXPECT_NE(audit_after.find(line), std::string::npos) << "lost audit line: " << line;
+  }
+  fotactl_ok("audit verify");
+  // The state was never in a SQLite file.
+  EXPECT_FALSE(fs::exists(dir_.path() / "data" / "state.db"));
+}
+
+// A store the orchestrator cannot use stops its start with what was wrong and what to do; the
+// SQLite file a `store: sqlite:PATH` names is the one used.
+TEST_F(PostgresAgentsTest, AStoreThatCannotBeUsedStopsTheStartSayingWhy) {
+  const std::string start =
+      "'" FOTA_ORCHESTRATOR_PATH "' --config '" + (dir_.path() / "orchestrator.yaml").string() + "' --store ";
+  const CommandRun unknown = run_command(start + "'mysql://root:pw@127.0.0.1/fota' 2>&1");
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.output.find("unknown kind of store; write sqlite:"), std::string::npos) << unknown.output;
+  const CommandRun unreachable = run_command(
+      start + "'postgresql://fota@127.0.0.1:" + std::to_string(free_loopback_port()) + "/fota' 2>&1");
+  EXPECT_NE(unreachable.exit_code, 0);
+  EXPECT_NE(unreachable.output.find("cannot connect to PostgreSQL fota@127.0.0.1:"), std::string::npos)
+      << unreachable.output;
+  // sqlite:PATH: the orchestrator runs on that file.
+  const fs::path file = dir_.path() / "elsewhere" / "fleet.db";
+  fs::create_directories(file.parent_path());
+  std::string failure;
+  orchestrator_ = spawn_until_ready(
+      {FOTA_ORCHESTRATOR_PATH, "--config", (dir_.path() / "orchestrator.yaml").string(), "--store",
+       "sqlite:" + file.string()},
+      dir_.path() / "orchestrator.log", [&] { return fotactl("rollout status").exit_code == 0; }, failure);
+  ASSERT_GT(orchestrator_, 0) << failure;
+  EXPECT_TRUE(fs::exists(file));
+  EXPECT_FALSE(fs::exists(dir_.path() / "data" / "state.db"));
 }
 
 }  // namespace

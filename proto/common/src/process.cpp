@@ -34,6 +34,7 @@ enum Step : int {
   kStepSetgroups,
   kStepSetgid,
   kStepSetuid,
+  kStepParentDeathSignal,
   kStepChdir,
   kStepCloseDescriptors,
   kStepExec,
@@ -47,6 +48,7 @@ constexpr const char* kStepNames[] = {"resetting signals",
                                       "setgroups",
                                       "setgid",
                                       "setuid",
+                                      "PR_SET_PDEATHSIG",
                                       "chdir",
                                       "closing descriptors",
                                       "execve"};
@@ -129,6 +131,10 @@ bool cloexec_all_but_stdio() {
     if (::setresgid(gid, gid, gid) != 0) fail_in_child(report_fd, kStepSetgid, gid);
     const uid_t uid = o.credentials->uid;
     if (::setresuid(uid, uid, uid) != 0) fail_in_child(report_fd, kStepSetuid, uid);
+  }
+  // After the credentials: changing them clears the setting.
+  if (o.parent_death_signal != 0 && ::prctl(PR_SET_PDEATHSIG, o.parent_death_signal, 0, 0, 0) != 0) {
+    fail_in_child(report_fd, kStepParentDeathSignal);
   }
   if (working_directory != nullptr && ::chdir(working_directory) != 0) fail_in_child(report_fd, kStepChdir);
   if (o.close_other_descriptors && !cloexec_all_but_stdio()) fail_in_child(report_fd, kStepCloseDescriptors);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Durable state of the orchestrator behind a repository interface. SqliteStore is the embedded
-// default (WAL mode, schema migrations, batched transactions); a server database would implement
-// the same interface for several replicas.
+// default (WAL mode, schema migrations, batched transactions); PostgresStore (postgres_store.hpp)
+// implements the same interface on a server database, for state past one machine.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +37,9 @@ class Store {
   common::Status write(const StoreBatch& batch, Millis now);
 
   virtual common::Status upsert_device(const DeviceRecord& device) = 0;
+  // Several distinct devices at once (write() saves a batch's devices with it); by default one
+  // upsert_device each, a server store sends them as one statement.
+  virtual common::Status upsert_devices(const std::vector<DeviceRecord>& devices);
   virtual common::Result<std::vector<DeviceRecord>> load_devices() = 0;
   virtual common::Result<DeviceRecord> device(const std::string& id) = 0;
   // Deletes the device's row (decommissioned); its events, logs and audit entries stay.
@@ -143,5 +146,10 @@ class SqliteStore final : public Store {
   int transaction_depth_ = 0;
   std::unordered_map<const char*, sqlite3_stmt*> statements_;  // keyed by the constant's address
 };
+
+// The store named by a URL (the orchestrator's `store:`): "sqlite:PATH", the embedded default, or
+// "postgresql://user[:password]@host[:port]/database[?options]" (also "postgres://"; a libpq URL,
+// PostgresStore). Errors say which kinds exist, or why the database cannot be opened.
+common::Result<std::unique_ptr<Store>> open_store(const std::string& url);
 
 }  // namespace fota::orchestrator

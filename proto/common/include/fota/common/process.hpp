@@ -52,6 +52,9 @@ struct SpawnOptions {
   bool no_new_privileges = false;
   // Run as this user and group (needs root, or the ids this process already has).
   std::optional<ProcessCredentials> credentials;
+  // Signal the child gets when the thread that started it ends (PR_SET_PDEATHSIG; 0 = none): a
+  // server a test started stops with the test even when the test process dies by a signal.
+  int parent_death_signal = 0;
   std::vector<ResourceLimit> limits;
   std::filesystem::path working_directory;  // empty: this process's
 };
