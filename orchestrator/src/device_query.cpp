@@ -24,6 +24,18 @@ VersionOp version_op(std::string_view op) {
   return VersionOp::kEq;
 }
 
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+bool contains(const std::vector<std::string>& sorted_or_not, const std::string& value) {
+  return std::find(sorted_or_not.begin(), sorted_or_not.end(), value) != sorted_or_not.end();
+}
+
+}  // namespace
+
 std::string_view version_op_text(VersionOp op) {
   switch (op) {
     case VersionOp::kNe:
@@ -40,18 +52,6 @@ std::string_view version_op_text(VersionOp op) {
       return "=";
   }
 }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-  return s;
-}
-
-bool contains(const std::vector<std::string>& sorted_or_not, const std::string& value) {
-  return std::find(sorted_or_not.begin(), sorted_or_not.end(), value) != sorted_or_not.end();
-}
-
-}  // namespace
 
 common::Status check_label(std::string_view what, std::string_view name) {
   const auto allowed = [](char c) {

@@ -16,22 +16,6 @@ std::string like_literal(std::string_view text) {
   return out;
 }
 
-const char* version_sql_op(VersionOp op) {
-  switch (op) {
-    case VersionOp::kNe:
-      return "<>";
-    case VersionOp::kLt:
-      return "<";
-    case VersionOp::kLe:
-      return "<=";
-    case VersionOp::kGt:
-      return ">";
-    case VersionOp::kGe:
-      return ">=";
-    default:
-      return "=";
-  }
-}
 }  // namespace
 
 std::string join_tags(const std::vector<std::string>& v) {
@@ -127,7 +111,7 @@ DeviceQuerySql device_query_sql(const DeviceQuery& q,
       args.emplace_back(std::int64_t{*s.online ? 1 : 0});
     }
     for (const auto& v : s.versions) {
-      sql += std::string(" AND version_key ") + version_sql_op(v.op) + " " + next();
+      sql += " AND version_key " + std::string(version_op_text(v.op)) + " " + next();
       args.emplace_back(version_sort_key(v.version));
     }
   }

@@ -18,6 +18,8 @@
 namespace fota::orchestrator {
 
 enum class VersionOp { kEq, kNe, kLt, kLe, kGt, kGe };
+// "=", "!=", "<", "<=", ">", ">=": the selector's text, also valid SQL on SQLite and PostgreSQL.
+std::string_view version_op_text(VersionOp op);
 
 struct VersionTerm {
   VersionOp op = VersionOp::kEq;
