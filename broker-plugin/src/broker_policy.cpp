@@ -164,11 +164,20 @@ Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view clie
                                                           printable(identity.common_name) +
                                                           "\"; the client id must equal the certificate CN");
   }
+  const bool edge_broker =
+      identity.role == Role::kBroker && std::find(options_.edge_brokers.begin(), options_.edge_brokers.end(),
+                                                  identity.common_name) != options_.edge_brokers.end();
   if (identity.role != Role::kDevice && identity.role != Role::kOrchestrator &&
-      identity.role != Role::kObserver) {
+      identity.role != Role::kObserver && !edge_broker) {
     return refuse_connect(Refusal::kRoleNotAllowed,
                           who + " has role " + std::string(common::role_name(identity.role)) +
-                              "; only device, orchestrator and observer certificates may connect");
+                              "; only device, orchestrator and observer certificates may connect, and broker "
+                              "certificates listed in plugin_opt_edge_brokers (an edge broker's bridge)");
+  }
+  if (!options_.bridge_client_id.empty() && client_id == options_.bridge_client_id) {
+    return refuse_connect(Refusal::kClientIdMismatch,
+                          who + " uses the id of this broker's bridge (plugin_opt_bridge_client_id); "
+                                "no client may connect with it");
   }
 
   // From here on the certificate proves the client id: its state is the id's own, kept across
@@ -335,7 +344,19 @@ MessageOutcome BrokerPolicy::on_message(ConnectionId connection, std::string_vie
   MessageOutcome out;
   if (chunks_ == nullptr) return out;
   Session* session = live_session(connection, client_id);
-  if (session == nullptr) return out;
+  if (session == nullptr) {
+    // An edge broker's bridge never authenticates here (Mosquitto admits its own bridge); what it
+    // brings from the core is the orchestrator's, and its commands grant chunks like those.
+    if (options_.bridge_client_id.empty() || client_id != options_.bridge_client_id) return out;
+    if (auto target = acl_.split(topic); target && target->channel == Channel::kCommand) {
+      learn_grant(target->device, payload, now_ms);
+      auto grant = grants_.find(target->device);
+      if (grant != grants_.end() && !chunks_->chunk_count(grant->second.artifact_id)) {
+        out.fetch_artifact = grant->second.artifact_id;
+      }
+    }
+    return out;
+  }
   if (session->identity.role == Role::kOrchestrator) {
     // on_publish admitted it: the ACL allows the orchestrator only command and chunk topics.
     if (auto target = acl_.split(topic); target && target->channel == Channel::kCommand) {
@@ -459,6 +480,12 @@ TickOutcome BrokerPolicy::on_tick(std::int64_t now_ms) {
   stats_.set_timestamp_ms(now_ms);
   out.stats = Publication{stats_topic_, stats_.SerializeAsString(), 0, true};
   return out;
+}
+
+void BrokerPolicy::set_cache_fills(std::uint64_t fills, std::uint64_t failures, std::uint64_t bytes_fetched) {
+  stats_.set_edge_cache_fills(fills);
+  stats_.set_edge_cache_fill_failures(failures);
+  stats_.set_edge_cache_bytes_fetched(bytes_fetched);
 }
 
 std::vector<std::string> BrokerPolicy::replace_deny_list(DenyList deny_list) {

@@ -22,6 +22,7 @@
 
 #include "fota/common/artifact.hpp"
 #include "fota/common/pki.hpp"
+#include "edge_cache.hpp"
 #include "fota/plugin/broker_policy.hpp"
 
 #define FOTA_PLUGIN_EXPORT extern "C" __attribute__((visibility("default")))
@@ -66,6 +67,7 @@ struct PluginState {
   std::unique_ptr<common::ArtifactStoreChunkSource> chunks;
   std::unique_ptr<BrokerPolicy> policy;
   std::unique_ptr<DenyListWatcher> deny_list_watcher;  // with a deny list file only
+  std::unique_ptr<EdgeCacheFiller> cache_filler;       // an edge broker with plugin_opt_upstream_url only
 };
 
 std::int64_t now_ms() {
@@ -160,8 +162,9 @@ int on_message(int /*event*/, void* event_data, void* userdata) {
     const std::string_view client_id = client_id_of(ev->client);
     const std::string_view payload(static_cast<const char*>(ev->payload),
                                    ev->payload != nullptr ? ev->payloadlen : 0);
-    auto outcome =
-        state.policy->on_message(connection_of(ev->client), client_id, ev->topic, payload, now_ms());
+    const std::int64_t now = now_ms();
+    auto outcome = state.policy->on_message(connection_of(ev->client), client_id, ev->topic, payload, now);
+    if (outcome.fetch_artifact && state.cache_filler) state.cache_filler->request(*outcome.fetch_artifact, now);
     if (!outcome.served) return MOSQ_ERR_SUCCESS;
     const std::string id(client_id);
     for (auto& reply : outcome.replies) {
@@ -217,6 +220,11 @@ int on_tick(int /*event*/, void* /*event_data*/, void* userdata) {
       if (auto changed = state.deny_list_watcher->poll(now)) {
         install_deny_list(state, std::move(*changed), "the file changed");
       }
+    }
+    if (state.cache_filler) {
+      for (auto& [level, line] : state.cache_filler->drain_log()) state.log->log(level, line);
+      state.policy->set_cache_fills(state.cache_filler->fills(), state.cache_filler->failures(),
+                                    state.cache_filler->bytes_fetched());
     }
     auto outcome = state.policy->on_tick(now);
     if (outcome.stats) {
@@ -296,6 +304,25 @@ int init(mosquitto_plugin_id_t* identifier, void** userdata, mosquitto_opt* opti
     }
     state->store = std::make_unique<common::ArtifactStore>(*opts.artifact_dir);
     state->chunks = std::make_unique<common::ArtifactStoreChunkSource>(*state->store);
+  }
+  if (opts.upstream) {
+    common::TrustStore trust;
+    if (auto st = trust.load(opts.upstream->trusted_keys); !st || trust.empty()) {
+      state->log->error("not starting: plugin_opt_trusted_keys {}: {}", opts.upstream->trusted_keys.string(),
+                        st ? std::string("no release key (*.pub) in it") : st.error().message);
+      return MOSQ_ERR_INVAL;
+    }
+    for (const auto& file : {opts.upstream->ca, opts.upstream->cert, opts.upstream->key}) {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(file, ec)) {
+        state->log->error("not starting: {} (plugin_opt_upstream_ca/cert/key) is not a readable file",
+                          file.string());
+        return MOSQ_ERR_INVAL;
+      }
+    }
+    state->cache_filler = std::make_unique<EdgeCacheFiller>(*opts.upstream, *state->store, std::move(trust));
+    state->log->info("edge broker: artifacts not in {} are fetched from {} (bridge {})",
+                     opts.artifact_dir->string(), opts.upstream->url, opts.bridge_client_id);
   }
   state->log->info("loaded: topic prefix {}, chunk serving {}, deny list {} entries", opts.scheme.prefix(),
                    opts.artifact_dir ? "from " + opts.artifact_dir->string() : std::string("off"),

@@ -59,6 +59,16 @@ common::Result<PluginOptions> parse_plugin_options(
     const std::vector<std::pair<std::string, std::string>>& pairs) {
   PluginOptions o;
   constexpr double kMaxRate = 1e12;
+  const auto upstream = [&o]() -> PluginOptions::Upstream& {
+    if (!o.upstream) o.upstream.emplace();
+    return *o.upstream;
+  };
+  const auto set_path = [](const std::string& key, const std::string& value,
+                           std::filesystem::path& out) -> Status {
+    if (value.empty()) return bad_value(key, value, "a file or directory path");
+    out = value;
+    return common::ok_status();
+  };
   using Setter = std::function<Status(const std::string& key, const std::string& value)>;
   const std::map<std::string, Setter> setters = {
       {"topic_prefix",
@@ -144,6 +154,43 @@ common::Result<PluginOptions> parse_plugin_options(
        [&](const auto& k, const auto& v) { return parse_integer<int>(k, v, 0, 1, o.chunk_qos); }},
       {"stats_interval_seconds",
        [&](const auto& k, const auto& v) { return parse_seconds(k, v, 86400, o.stats_interval_ms); }},
+      {"edge_brokers",
+       [&](const std::string& key, const std::string& value) -> Status {
+         o.edge_brokers.clear();
+         std::size_t start = 0;
+         while (start <= value.size()) {
+           const auto comma = std::min(value.find(',', start), value.size());
+           const std::string name = value.substr(start, comma - start);
+           if (name.empty() || name.size() > 64 || name.find_first_of(" \t/+#") != std::string::npos) {
+             return bad_value(key, value, "common names of edge broker certificates, separated by commas");
+           }
+           o.edge_brokers.push_back(name);
+           start = comma + 1;
+         }
+         return common::ok_status();
+       }},
+      {"bridge_client_id",
+       [&](const std::string& key, const std::string& value) -> Status {
+         if (value.empty() || value.size() > 128 || value.find_first_of("/+#") != std::string::npos) {
+           return bad_value(key, value, "the local_clientid of this broker's bridge connection to the core");
+         }
+         o.bridge_client_id = value;
+         return common::ok_status();
+       }},
+      {"upstream_url",
+       [&](const std::string& key, const std::string& value) -> Status {
+         if (value.rfind("https://", 0) != 0 || value.size() <= 8 || value.back() == '/') {
+           return bad_value(key, value, "the orchestrator API's address as https://host:port");
+         }
+         upstream().url = value;
+         return common::ok_status();
+       }},
+      {"upstream_ca", [&](const auto& k, const auto& v) { return set_path(k, v, upstream().ca); }},
+      {"upstream_cert", [&](const auto& k, const auto& v) { return set_path(k, v, upstream().cert); }},
+      {"upstream_key", [&](const auto& k, const auto& v) { return set_path(k, v, upstream().key); }},
+      {"trusted_keys", [&](const auto& k, const auto& v) { return set_path(k, v, upstream().trusted_keys); }},
+      {"upstream_retry_seconds",
+       [&](const auto& k, const auto& v) { return parse_seconds(k, v, 86400, upstream().retry_ms); }},
       {"log_level",
        [&](const std::string& key, const std::string& value) -> Status {
          static const char* const kLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
@@ -166,6 +213,24 @@ common::Result<PluginOptions> parse_plugin_options(
                    "unknown option plugin_opt_" + key.substr(0, 100) + "; known options: " + known);
     }
     if (auto st = it->second(key, value); !st) return st.error();
+  }
+  if (o.upstream) {
+    const auto& u = *o.upstream;
+    std::string missing;
+    for (const auto& [name, set] : {std::pair<const char*, bool>{"upstream_url", !u.url.empty()},
+                                    {"upstream_ca", !u.ca.empty()},
+                                    {"upstream_cert", !u.cert.empty()},
+                                    {"upstream_key", !u.key.empty()},
+                                    {"trusted_keys", !u.trusted_keys.empty()},
+                                    {"artifact_dir", o.artifact_dir.has_value()},
+                                    {"bridge_client_id", !o.bridge_client_id.empty()}}) {
+      if (!set) missing += std::string(missing.empty() ? "" : ", ") + "plugin_opt_" + name;
+    }
+    if (!missing.empty()) {
+      return Error(Errc::kInvalidArgument,
+                   "an edge broker's cache fill (plugin_opt_upstream_*) also needs " + missing +
+                       " (docs/BROKER_PLUGIN.md, \"Edge brokers\")");
+    }
   }
   return o;
 }

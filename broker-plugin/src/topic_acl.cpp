@@ -73,9 +73,13 @@ std::optional<common::ParsedTopic> TopicAcl::publishable(Role role, std::string_
     case Role::kOrchestrator:
       allowed = parts->channel == Channel::kCommand || parts->channel == Channel::kChunk;
       break;
+    case Role::kBroker:
+      // An edge broker's bridge (admitted only when listed in edge_brokers) relays the reports of
+      // the devices behind it; the edge's own plugin checked each device's identity.
+      allowed = common::device_publishes(parts->channel);
+      break;
     case Role::kObserver:
     case Role::kOperator:
-    case Role::kBroker:
       allowed = false;
       break;
   }
@@ -114,11 +118,25 @@ bool TopicAcl::may_subscribe(Role role, std::string_view common_name, std::strin
       auto inner = strip_share(filter);
       return inner && is_report_filter(*inner);
     }
-    case Role::kOperator:
     case Role::kBroker:
+      // An edge broker's bridge: the commands and chunks of any device (it forwards each to the
+      // one device behind it that may read it); never reports, never a shared subscription.
+      return is_delivery_filter(filter);
+    case Role::kOperator:
       return false;
   }
   return false;
+}
+
+bool TopicAcl::is_delivery_filter(std::string_view filter) const {
+  if (filter.substr(0, dev_root_.size()) != dev_root_) return false;
+  std::string_view rest = filter.substr(dev_root_.size());
+  const auto slash = rest.find('/');
+  if (slash == std::string_view::npos) return false;
+  const std::string_view id_level = rest.substr(0, slash);
+  const std::string_view suffix = rest.substr(slash + 1);
+  if (id_level != "+" && !is_device_id(id_level)) return false;
+  return suffix == common::channel_suffix(Channel::kCommand) || suffix == common::channel_suffix(Channel::kChunk);
 }
 
 bool TopicAcl::is_device_readable(std::string_view common_name, std::string_view topic) const {
@@ -137,8 +155,11 @@ bool TopicAcl::may_receive(Role role, std::string_view common_name, std::string_
       const auto parts = split(topic);
       return parts && is_report_channel(parts->channel);
     }
+    case Role::kBroker: {
+      const auto parts = split(topic);
+      return parts && (parts->channel == Channel::kCommand || parts->channel == Channel::kChunk);
+    }
     case Role::kOperator:
-    case Role::kBroker:
       return false;
   }
   return false;

@@ -42,6 +42,9 @@ common::Result<ApiCaller> ApiAuthenticator::identify(std::string_view authorizat
   if (!peer) {
     return Error(Errc::kPermissionDenied, "client certificate refused: " + peer.error().message);
   }
+  // An edge broker fetches artifact bundles with its own broker certificate (kEdge allows nothing
+  // else).
+  if (peer->role == common::Role::kBroker) return ApiCaller{"cert:" + peer->common_name, ApiRole::kEdge};
   if (peer->role != common::Role::kOperator) {
     return Error(Errc::kPermissionDenied,
                  "a " + std::string(common::role_name(peer->role)) + " certificate (\"" + peer->common_name +

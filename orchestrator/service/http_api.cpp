@@ -717,6 +717,34 @@ void HttpApi::routes() {
         if (!st) return send_error(res, http_status(st.error()), st.error().message);
         res.status = 204;
       });
+  // The artifact as the signed bundle it was uploaded as (bundle header, then the image), streamed
+  // from the store: what an edge broker fetches once to serve its devices (docs/BROKER_PLUGIN.md,
+  // "Edge brokers"). An edge's broker certificate may call this route and no other.
+  get(R"(/api/v1/artifacts/([^/]+)/bundle)", ApiRole::kEdge,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        auto bundle = service_.artifact_bundle(req.matches[1]);
+        if (!bundle) return send_error(res, http_status(bundle.error()), bundle.error().message);
+        auto image = std::make_shared<std::ifstream>(bundle->image, std::ios::binary);
+        if (!*image) return send_error(res, 500, "cannot read the stored image of " + std::string(req.matches[1]));
+        log_->info("{} downloads the bundle of artifact {}", caller.actor, std::string(req.matches[1]));
+        auto header = std::make_shared<std::string>(std::move(bundle->header));
+        const std::uint64_t total = header->size() + bundle->image_size;
+        res.set_content_provider(
+            static_cast<std::size_t>(total), "application/octet-stream",
+            [header, image](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+              constexpr std::size_t kPiece = 256 * 1024;
+              if (offset < header->size()) {
+                const std::size_t n = std::min(length, header->size() - offset);
+                return sink.write(header->data() + offset, n);
+              }
+              std::string piece(std::min(length, kPiece), '\0');
+              image->seekg(static_cast<std::streamoff>(offset - header->size()));
+              image->read(piece.data(), static_cast<std::streamsize>(piece.size()));
+              const auto got = static_cast<std::size_t>(image->gcount());
+              if (got == 0) return false;  // the image shrank under us: end the answer short
+              return sink.write(piece.data(), got);
+            });
+      });
   get(R"(/api/v1/artifacts/([^/]+))", ApiRole::kViewer,
       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
         send(res, service_.get_artifact(req.matches[1]), manifest_json);

@@ -562,6 +562,18 @@ common::Result<v1::Manifest> OrchestratorService::get_artifact(const std::string
   return m;
 }
 
+common::Result<OrchestratorService::ArtifactBundle> OrchestratorService::artifact_bundle(
+    const std::string& id) const {
+  auto signed_manifest = artifacts_.signed_manifest(id);
+  auto image = artifacts_.image_path(id);
+  auto size = artifacts_.image_size(id);
+  if (!signed_manifest || !image || !size) {
+    return Error(Errc::kNotFound,
+                 "artifact '" + id + "' is not uploaded; `fotactl artifact list` shows the uploaded ones");
+  }
+  return ArtifactBundle{common::bundle_header(*signed_manifest), std::move(image).value(), *size};
+}
+
 DeviceView OrchestratorService::view_of(DeviceRecord device) const {
   std::string owner = core_.owner(device.facts.id);
   std::vector<std::string> groups = core_.groups_of(device.facts);

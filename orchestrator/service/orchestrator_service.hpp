@@ -189,6 +189,13 @@ class OrchestratorService {
   // active or completed rollout names it as its artifact or a member's previous one).
   common::Status delete_artifact(const std::string& id, const std::string& actor, Millis now);
   common::Result<v1::Manifest> get_artifact(const std::string& id);
+  // What `GET /api/v1/artifacts/{id}/bundle` streams: the bundle header, then the stored image.
+  struct ArtifactBundle {
+    std::string header;
+    std::filesystem::path image;
+    std::uint64_t image_size = 0;
+  };
+  common::Result<ArtifactBundle> artifact_bundle(const std::string& id) const;
   std::vector<DeviceView> list_devices();  // by id
   // One page, filtered and paged by the store; the devices as the core has them now.
   common::Result<DeviceListPage> list_devices(const DeviceListRequest& request);

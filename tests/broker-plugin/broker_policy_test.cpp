@@ -163,6 +163,7 @@ TEST_F(BrokerPolicyTest, RefusesClientIdThatIsNotTheCn) {
 TEST_F(BrokerPolicyTest, RefusesRolesWithNoBusinessOnMqtt) {
   make();
   EXPECT_EQ(connect(kConn1, "op", identity("op", Role::kOperator)).refusal, Refusal::kRoleNotAllowed);
+  // A broker certificate only as a listed edge broker (plugin_opt_edge_brokers).
   EXPECT_EQ(connect(kConn2, "broker", identity("broker", Role::kBroker)).refusal, Refusal::kRoleNotAllowed);
 }
 
@@ -767,6 +768,71 @@ TEST_F(BrokerPolicyTest, AfterABrokerRestartRequestsGoToTheOrchestratorUntilTheN
   EXPECT_FALSE(outcome.served);  // forwarded: the orchestrator checks its fleet state
   grant("dev-1", kArtifact);     // a re-sent install command is learned again
   EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
+}
+
+
+// Edge brokers (docs/BROKER_PLUGIN.md, "Edge brokers"), at the core: a broker certificate connects
+// only when listed, and then relays reports of any device and receives commands and chunks.
+TEST_F(BrokerPolicyTest, AListedEdgeBrokersBridgeRelaysReportsAndReceivesCommandsAndChunksOnly) {
+  PluginOptions options;
+  options.edge_brokers = {"edge-1"};
+  make(options);
+  EXPECT_EQ(connect(kConn2, "edge-2", identity("edge-2", Role::kBroker)).refusal, Refusal::kRoleNotAllowed);
+  ASSERT_TRUE(connect(kConn1, "edge-1", identity("edge-1", Role::kBroker)).allowed());
+  EXPECT_TRUE(publish(kConn1, "edge-1", "fota/v1/dev/dev-7/progress", progress("dev-7")).allowed());
+  EXPECT_TRUE(publish(kConn1, "edge-1", "fota/v1/dev/dev-8/chunk/req",
+                      chunk_request("dev-8", kArtifact, {{0, 1}}))
+                  .allowed());
+  // Still checked: a report must be well formed and name the device of its topic.
+  EXPECT_EQ(publish(kConn1, "edge-1", "fota/v1/dev/dev-7/progress", progress("dev-8")).refusal,
+            Refusal::kInvalidPayload);
+  // Never the orchestrator's side.
+  EXPECT_EQ(publish(kConn1, "edge-1", "fota/v1/dev/dev-7/cmd", install_command("dev-7", kArtifact)).refusal,
+            Refusal::kAclDenied);
+  const auto sub = [&](const std::string& filter) {
+    return policy_->on_subscribe(kConn1, "edge-1", filter, clock_.now_ms()).allowed();
+  };
+  EXPECT_TRUE(sub("fota/v1/dev/+/cmd"));
+  EXPECT_TRUE(sub("fota/v1/dev/+/chunk"));
+  EXPECT_TRUE(sub("fota/v1/dev/dev-7/cmd"));
+  EXPECT_FALSE(sub("fota/v1/dev/+/progress"));
+  EXPECT_FALSE(sub("fota/v1/dev/#"));
+  EXPECT_FALSE(sub("$share/g/fota/v1/dev/+/cmd"));
+  EXPECT_FALSE(sub("fota/v1/broker/stats"));
+  EXPECT_TRUE(policy_->on_deliver("edge-1", "fota/v1/dev/dev-7/cmd").allowed());
+  EXPECT_FALSE(policy_->on_deliver("edge-1", "fota/v1/dev/dev-7/inventory").allowed());
+}
+
+// At the edge: commands that came through the bridge grant chunks, and an artifact the cache lacks
+// is asked for once per command; what the cache holds is served here.
+TEST_F(BrokerPolicyTest, AtTheEdgeBridgedCommandsGrantChunksAndAskForMissingArtifacts) {
+  PluginOptions options;
+  options.bridge_client_id = "bridge.edge-1";
+  make(options);
+  // Nobody may connect with the bridge's id.
+  EXPECT_EQ(connect(kConn2, "bridge.edge-1", identity("bridge.edge-1", Role::kDevice)).refusal,
+            Refusal::kClientIdMismatch);
+  ASSERT_TRUE(connect(kConn1, "dev-1", identity("dev-1", Role::kDevice)).allowed());
+  const std::string missing = "fedcba9876543210fedcba9876543210";
+  constexpr ConnectionId kBridge = 50;  // Mosquitto's own bridge context: never authenticated here
+  auto bridged = [&](const std::string& device, const std::string& artifact) {
+    return policy_->on_message(kBridge, "bridge.edge-1", "fota/v1/dev/" + device + "/cmd",
+                               install_command(device, artifact), clock_.now_ms());
+  };
+  auto outcome = bridged("dev-1", missing);
+  ASSERT_TRUE(outcome.fetch_artifact.has_value());
+  EXPECT_EQ(*outcome.fetch_artifact, missing);
+  // Not cached yet: the request goes on through the bridge.
+  EXPECT_FALSE(request_chunks("dev-1", chunk_request("dev-1", missing, {{0, 1}})).served);
+  // An artifact the cache holds is served at the edge, nothing fetched.
+  outcome = bridged("dev-1", kArtifact);
+  EXPECT_FALSE(outcome.fetch_artifact.has_value());
+  EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 2}})).served);
+  // Another client id without a session teaches nothing.
+  outcome = policy_->on_message(kBridge, "bridge.edge-2", "fota/v1/dev/dev-1/cmd", install_command("dev-1", missing),
+                                clock_.now_ms());
+  EXPECT_FALSE(outcome.fetch_artifact.has_value());
+  EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{2, 1}})).served);
 }
 
 }  // namespace

@@ -82,7 +82,35 @@ INSTANTIATE_TEST_SUITE_P(
                       BadValue{"device_msg_burst", "1e999"}, BadValue{"device_chunk_byte_burst", "100"},
                       BadValue{"abuse_refusals", "0"}, BadValue{"abuse_refusals", "3.5"},
                       BadValue{"abuse_window_seconds", "0"}, BadValue{"max_chunks_per_request", "100000"},
-                      BadValue{"chunk_qos", "2"}, BadValue{"log_level", "loud"}));
+                      BadValue{"chunk_qos", "2"}, BadValue{"log_level", "loud"},
+                      BadValue{"edge_brokers", "edge-1,,edge-2"}, BadValue{"edge_brokers", "edge/1"},
+                      BadValue{"bridge_client_id", "a/b"}, BadValue{"upstream_url", "http://127.0.0.1:8443"},
+                      BadValue{"upstream_url", "https://"}));
+
+TEST(PluginOptions, EdgeOptionsParseAndACacheFillNeedsAllItsParts) {
+  auto options = parse_plugin_options({{"edge_brokers", "edge-1,edge-2"}});
+  ASSERT_TRUE(options) << options.error().message;
+  EXPECT_EQ(options->edge_brokers, (std::vector<std::string>{"edge-1", "edge-2"}));
+  options = parse_plugin_options({{"upstream_url", "https://127.0.0.1:8443"}, {"artifact_dir", "/var/cache/fota"}});
+  ASSERT_FALSE(options);
+  for (const char* missing : {"plugin_opt_upstream_ca", "plugin_opt_upstream_cert", "plugin_opt_upstream_key",
+                              "plugin_opt_trusted_keys", "plugin_opt_bridge_client_id"}) {
+    EXPECT_NE(options.error().message.find(missing), std::string::npos) << options.error().message;
+  }
+  EXPECT_EQ(options.error().message.find("plugin_opt_artifact_dir"), std::string::npos) << options.error().message;
+  options = parse_plugin_options({{"upstream_url", "https://127.0.0.1:8443"},
+                                  {"upstream_ca", "/ca.crt"},
+                                  {"upstream_cert", "/edge.crt"},
+                                  {"upstream_key", "/edge.key"},
+                                  {"trusted_keys", "/keys"},
+                                  {"artifact_dir", "/cache"},
+                                  {"bridge_client_id", "bridge.edge-1"},
+                                  {"upstream_retry_seconds", "5"}});
+  ASSERT_TRUE(options) << options.error().message;
+  ASSERT_TRUE(options->upstream.has_value());
+  EXPECT_EQ(options->upstream->url, "https://127.0.0.1:8443");
+  EXPECT_EQ(options->upstream->retry_ms, 5000);
+}
 
 }  // namespace
 }  // namespace fota::plugin

@@ -90,15 +90,21 @@ TEST_F(ApiAuthTest, OperatorCertificatesCarryTheirRoleInTheTitle) {
   }
 }
 
-TEST_F(ApiAuthTest, CertificatesOfOtherRolesOrUnknownTitlesAre403) {
-  for (common::Role role :
-       {common::Role::kDevice, common::Role::kOrchestrator, common::Role::kObserver, common::Role::kBroker}) {
+TEST_F(ApiAuthTest, CertificatesOfOtherRolesOrUnknownTitlesAre403AndABrokerIsOnlyAnEdge) {
+  for (common::Role role : {common::Role::kDevice, common::Role::kOrchestrator, common::Role::kObserver}) {
     const auto cert = issue(role, "someone", "admin");
     auto caller = auth_.identify("", cert.get());
     ASSERT_FALSE(caller.ok()) << common::role_name(role);
     EXPECT_EQ(caller.error().code, common::Errc::kPermissionDenied);
     EXPECT_NE(caller.error().message.find("cannot use the API"), std::string::npos) << caller.error().message;
   }
+  // A broker certificate is an edge broker's: whatever its title, it may download artifact
+  // bundles and nothing else (ApiRole::kEdge is below viewer).
+  const auto edge = issue(common::Role::kBroker, "edge-1", "admin");
+  auto edge_caller = auth_.identify("", edge.get());
+  ASSERT_TRUE(edge_caller.ok()) << edge_caller.error().message;
+  EXPECT_EQ(edge_caller->role, ApiRole::kEdge);
+  EXPECT_FALSE(api_role_grants(edge_caller->role, ApiRole::kViewer));
   const auto root = issue(common::Role::kOperator, "ada", "root");
   auto caller = auth_.identify("", root.get());
   ASSERT_FALSE(caller.ok());

@@ -31,6 +31,7 @@
 #include "fota/testing/orchestrator_setup.hpp"
 #include "fota/testing/postgres.hpp"
 #include "fota/testing/signed_bundle.hpp"
+#include "fota/testing/tcp_relay.hpp"
 
 namespace fota::testing {
 namespace {
@@ -157,7 +158,8 @@ class RealAgentsTest : public ::testing::Test {
       agent_files_[id] = files;
       fs::create_directories(home);
       std::ofstream(home / "device.yaml")
-          << "device_id: " << id << "\nhardware_type: gw-v2\nbroker: " << broker_->uri()
+          << "device_id: " << id << "\nhardware_type: gw-v2\nbroker: "
+          << (agent_broker_uri_.empty() ? broker_->uri() : agent_broker_uri_)
           << "\nca: " << pki_->ca_cert().string() << "\ncert: " << files.cert.string()
           << "\nkey: " << files.key.string() << "\ntrust: " << (dir_.path() / "keys").string()
           << "\ncommand_keys: " << pki_->command_key().public_key.string()
@@ -251,6 +253,7 @@ class RealAgentsTest : public ::testing::Test {
   std::map<std::string, common::IssuedFiles> agent_files_;
   std::map<std::string, std::string> decryption_keys_;  // X25519 private key file per agent, if any
   std::string server_;
+  std::string agent_broker_uri_;  // where new agents connect; empty: the test's (core) broker
 };
 
 const char* transport_of(int i) { return i % 2 == 0 ? "paho" : "mosquitto"; }
@@ -676,6 +679,145 @@ TEST_F(EncryptedReleaseTest, OnlyTheKeyHolderInstallsAndTheWireCarriesCiphertext
 // The same orchestrator with its state on PostgreSQL (store: postgresql://..., a throwaway cluster
 // on loopback): a rollout to real agents over the mTLS broker survives a kill -9 in the middle of
 // its first wave, completes, and a restarted orchestrator finds all of it again.
+// Issue 19, edge brokers (docs/BROKER_PLUGIN.md, "Edge brokers"): devices behind an edge mosquitto
+// bridged to the core over mTLS. With a cache fill the edge fetches the artifact once from the
+// orchestrator (HTTPS, its broker certificate) and serves every device behind it; without, each
+// device's chunks cross the core link. Byte-counting relays sit on both links the edge has to the
+// core side (the bridge, the HTTPS fetch), so what crosses is measured, not estimated.
+class EdgeBrokerTest : public RealAgentsTest {
+ protected:
+  static constexpr int kDevices = 4;
+  static constexpr std::size_t kImageBytes = 1024 * 1024;
+
+  BrokerOptions broker_options() override {
+    BrokerOptions options;
+    options.with_plugin = true;
+    options.plugin_options = {{"edge_brokers", "edge-1"}};
+    return options;
+  }
+
+  void SetUp() override {
+    RealAgentsTest::SetUp();
+    // The API over HTTPS, with client certificates from the fleet CA (the edge's broker one).
+    common::IssueOptions server;
+    server.role = common::Role::kOrchestrator;
+    server.common_name = "fota-orchestrator-api";
+    server.ip_addresses = {"127.0.0.1"};
+    const auto api = pki_->issue_custom(server, "orchestrator-api");
+    std::string config = read_file(dir_.path() / "orchestrator.yaml");
+    const auto at = config.find("\napi_tokens:");
+    ASSERT_NE(at, std::string::npos);
+    config.insert(at, "\n  tls:\n    cert: " + api.cert.string() + "\n    key: " + api.key.string() +
+                          "\n    client_ca: " + pki_->ca_cert().string());
+    std::ofstream(dir_.path() / "orchestrator.yaml") << config;
+    server_ = " --server https://127.0.0.1:" + std::to_string(http_port_) + " --ca " +
+              pki_->ca_cert().string() + " --token " + kToken;
+  }
+
+  // The edge broker, its bridge through a relay to the core; with `cache`, a cache fill through a
+  // relay to the orchestrator's API.
+  void start_edge(bool cache) {
+    bridge_link_ = std::make_unique<TcpRelay>(broker_->port());
+    api_link_ = std::make_unique<TcpRelay>(http_port_);
+    const auto bridge = pki_->issue(common::Role::kBroker, "edge-1");
+    BrokerOptions options;
+    options.with_plugin = true;
+    if (cache) {
+      const auto cache_dir = dir_.path() / "edge-cache";
+      fs::create_directories(cache_dir);
+      options.plugin_options = {{"artifact_dir", cache_dir.string()},
+                                {"bridge_client_id", "bridge.edge-1"},
+                                {"upstream_url", "https://127.0.0.1:" + std::to_string(api_link_->port())},
+                                {"upstream_ca", pki_->ca_cert().string()},
+                                {"upstream_cert", bridge.cert.string()},
+                                {"upstream_key", bridge.key.string()},
+                                {"trusted_keys", (dir_.path() / "keys").string()}};
+    }
+    std::string config = "connection core\naddress 127.0.0.1:" + std::to_string(bridge_link_->port()) +
+                         "\nbridge_protocol_version mqttv50\nremote_clientid edge-1\nlocal_clientid bridge.edge-1"
+                         "\nbridge_cafile " + pki_->ca_cert().string() + "\nbridge_certfile " +
+                         bridge.cert.string() + "\nbridge_keyfile " + bridge.key.string() +
+                         "\ncleansession true\nrestart_timeout 1 5\n";
+    for (const char* out : {"inventory", "progress", "log", "presence", "chunk/req", "csr"}) {
+      config += std::string("topic fota/v1/dev/+/") + out + " out 1\n";
+    }
+    config += "topic fota/v1/dev/+/cmd in 1\ntopic fota/v1/dev/+/chunk in 1\n";
+    options.extra_config = config;
+    edge_ = std::make_unique<MosquittoBroker>(*pki_, dir_.path() / "edge", options);
+  }
+
+  // A rollout of one image to kDevices agents behind the edge; returns the bytes that crossed
+  // the core side's links.
+  std::uint64_t roll_out_behind_the_edge() {
+    start_orchestrator();
+    agent_broker_uri_ = edge_->uri();
+    for (int i = 0; i < kDevices; ++i) start_agent("edge-agent-" + std::to_string(i), AgentOptions{transport_of(i)});
+    wait_registered(kDevices);
+    const std::string artifact = upload("2.0", kImageBytes);
+    EXPECT_EQ(artifact.size(), 32u);
+    const std::uint64_t before = bridge_link_->bytes() + api_link_->bytes();
+    const std::string id = create_rollout("name: edge\nartifact: " + artifact +
+                                          "\ntarget: {tags: [fleet]}\nwaves:\n  - size: 100%\n");
+    fotactl_ok("rollout start " + id);
+    const json r = wait_rollout(id, [](const json& j) { return j.value("state", "") == "completed"; });
+    EXPECT_EQ(r["counts"].value("succeeded", 0), kDevices) << r.dump(2);
+    artifact_ = artifact;
+    return bridge_link_->bytes() + api_link_->bytes() - before;
+  }
+
+  void TearDown() override {
+    if (HasFailure() && edge_) std::fprintf(stderr, "---- edge broker log\n%s\n", edge_->log().c_str());
+    RealAgentsTest::TearDown();
+  }
+
+  std::unique_ptr<TcpRelay> bridge_link_;
+  std::unique_ptr<TcpRelay> api_link_;
+  std::unique_ptr<MosquittoBroker> edge_;
+  std::string artifact_;
+};
+
+TEST_F(EdgeBrokerTest, AnEdgeFetchesTheImageOnceAndServesEveryDeviceBehindIt) {
+  start_edge(true);
+  const std::uint64_t core = roll_out_behind_the_edge();
+  // The edge holds the artifact, verified, as the orchestrator's store does.
+  EXPECT_TRUE(fs::exists(dir_.path() / "edge-cache" / artifact_ / "image"));
+  EXPECT_NE(edge_->log().find("cached artifact " + artifact_), std::string::npos) << edge_->log();
+  std::printf("[ figure ] core-link bytes with edge caching, %d devices x %zu-byte image: %llu (%.2f images; "
+              "bridge %llu, HTTPS fetch %llu)\n",
+              kDevices, kImageBytes, static_cast<unsigned long long>(core),
+              static_cast<double>(core) / kImageBytes, static_cast<unsigned long long>(bridge_link_->bytes()),
+              static_cast<unsigned long long>(api_link_->bytes()));
+  // About one image: the fetch, plus whatever the first requests drew through the bridge while it
+  // ran, plus reports and commands.
+  EXPECT_LT(core, kImageBytes * 2) << "the edge did not serve the devices from its cache";
+  EXPECT_GT(api_link_->bytes(), kImageBytes);
+
+  // Identity and ACLs hold at the edge as at the core: a device cannot read another device's
+  // commands nor publish its reports there.
+  TestMqttClient intruder(edge_->uri(), "edge-agent-0",
+                          TestMqttClient::Identity{pki_->ca_cert(), agent_files_.at("edge-agent-0")});
+  kill_agent("edge-agent-0", SIGTERM);
+  ASSERT_TRUE(intruder.connect().ok());
+  auto sub = intruder.subscribe("fota/v1/dev/+/cmd", 1);
+  ASSERT_TRUE(sub.ok());
+  EXPECT_GE(*sub, 0x80);
+  auto pub = intruder.publish("fota/v1/dev/edge-agent-1/progress", "x", 1);
+  EXPECT_TRUE(!pub.ok() || *pub >= 0x80);
+  // A device certificate cannot pose as the edge's bridge at the core.
+  TestMqttClient fake_bridge(broker_->uri(), "edge-1",
+                             TestMqttClient::Identity{pki_->ca_cert(), agent_files_.at("edge-agent-1")});
+  EXPECT_FALSE(fake_bridge.connect().ok());
+}
+
+TEST_F(EdgeBrokerTest, WithoutACacheEveryDevicesImageCrossesTheCoreLink) {
+  start_edge(false);
+  const std::uint64_t core = roll_out_behind_the_edge();
+  std::printf("[ figure ] core-link bytes without edge caching, %d devices x %zu-byte image: %llu (%.2f images)\n",
+              kDevices, kImageBytes, static_cast<unsigned long long>(core), static_cast<double>(core) / kImageBytes);
+  EXPECT_GT(core, kImageBytes * (kDevices - 1));
+  EXPECT_EQ(api_link_->bytes(), 0u);
+}
+
 class PostgresAgentsTest : public RealAgentsTest {
  protected:
   void SetUp() override {

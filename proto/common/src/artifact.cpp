@@ -200,6 +200,15 @@ Result<v1::SignedManifest> build_encrypted_manifest(const fs::path& image, const
   return build_manifest(image, spec, key, now_ms, &recipients, &ciphertext);
 }
 
+std::string bundle_header(const v1::SignedManifest& manifest) {
+  std::string header(kBundleMagic, sizeof(kBundleMagic));
+  put_u32(header, kBundleFormatVersion);
+  const std::string body = manifest.SerializeAsString();
+  put_u32(header, static_cast<std::uint32_t>(body.size()));
+  header += body;
+  return header;
+}
+
 Status write_bundle(const fs::path& out, const v1::SignedManifest& manifest, const fs::path& image) {
   std::error_code ec;
   if (fs::exists(out, ec))
@@ -210,12 +219,8 @@ Status write_bundle(const fs::path& out, const v1::SignedManifest& manifest, con
   {
     std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
     if (!file) return Error(Errc::kIo, "cannot create " + tmp + ": " + std::strerror(errno));
-    std::string header(kBundleMagic, sizeof(kBundleMagic));
-    put_u32(header, kBundleFormatVersion);
-    const std::string body = manifest.SerializeAsString();
-    put_u32(header, static_cast<std::uint32_t>(body.size()));
+    const std::string header = bundle_header(manifest);
     file.write(header.data(), static_cast<std::streamsize>(header.size()));
-    file.write(body.data(), static_cast<std::streamsize>(body.size()));
     file << in.rdbuf();
     file.flush();
     if (!file) {
@@ -392,6 +397,13 @@ bool ArtifactStore::contains(const std::string& artifact_id) const {
   if (!is_valid_artifact_id(artifact_id)) return false;
   std::error_code ec;
   return fs::exists(root_ / artifact_id / "image", ec) && fs::exists(root_ / artifact_id / "manifest.pb", ec);
+}
+
+Result<fs::path> ArtifactStore::image_path(const std::string& artifact_id) const {
+  if (!contains(artifact_id)) {
+    return Error(Errc::kNotFound, "artifact \"" + artifact_id.substr(0, 64) + "\" is not in the store");
+  }
+  return root_ / artifact_id / "image";
 }
 
 Result<std::shared_ptr<const ArtifactStore::Manifests>> ArtifactStore::manifests(

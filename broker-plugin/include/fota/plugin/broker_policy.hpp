@@ -39,7 +39,7 @@ enum class Refusal {
   kNone,
   kNoCertificate,       // no verified client certificate, or one without a usable CN / role
   kClientIdMismatch,    // MQTT client id differs from the certificate CN
-  kRoleNotAllowed,      // a role that has no business on MQTT (operator, broker)
+  kRoleNotAllowed,      // a role that has no business on MQTT (operator; a broker not in edge_brokers)
   kRevoked,             // CN or serial on the deny list
   kBanned,              // recently disconnected as an abuser
   kConnectRateLimited,  // too many CONNECT attempts from this client id or source address
@@ -75,6 +75,9 @@ struct MessageOutcome {
   bool served = false;
   // Replies for the publishing client only (its chunk topic).
   std::vector<Publication> replies;
+  // An edge broker learned (from a command that came through its bridge) that a device may fetch
+  // an artifact its cache does not hold: the adapter fills the cache from upstream (once).
+  std::optional<std::string> fetch_artifact;
 };
 
 struct TickOutcome {
@@ -113,6 +116,8 @@ class BrokerPolicy {
   // Replaces the deny list (SIGHUP). Returns the client ids of connected clients that are
   // now revoked; the adapter disconnects them.
   std::vector<std::string> replace_deny_list(DenyList deny_list);
+  // Cache fills of an edge broker so far (the adapter fills on its own thread), for BrokerStats.
+  void set_cache_fills(std::uint64_t fills, std::uint64_t failures, std::uint64_t bytes_fetched);
 
   const v1::BrokerStats& stats() const noexcept { return stats_; }
   // What is kept now: client ids (online or not), source addresses, chunk grants. For tests of

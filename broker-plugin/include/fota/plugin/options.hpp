@@ -55,6 +55,27 @@ struct PluginOptions {
   std::int64_t stats_interval_ms = 10'000;
   // spdlog level name: trace, debug, info, warn, error, off.
   std::string log_level = "info";
+
+  // Core broker: common names of the broker certificates that may connect as the bridge of an edge
+  // broker (docs/BROKER_PLUGIN.md, "Edge brokers"); empty = no broker certificate may connect.
+  std::vector<std::string> edge_brokers;
+  // Edge broker: the local client id of this broker's bridge to the core (mosquitto.conf
+  // `local_clientid`). Commands arriving through it grant chunks like the orchestrator's own; no
+  // device may connect with this id.
+  std::string bridge_client_id;
+  // Edge broker: where to fill the artifact cache (artifact_dir) from, once per artifact: the
+  // orchestrator's API (https://host:port), verified with the fleet CA, authenticated with this
+  // broker's certificate, each bundle checked against the release keys in `trusted_keys` before it
+  // is served. Unset = no cache fill (requests go through the bridge).
+  struct Upstream {
+    std::string url;
+    std::filesystem::path ca;
+    std::filesystem::path cert;
+    std::filesystem::path key;
+    std::filesystem::path trusted_keys;
+    std::int64_t retry_ms = 30'000;  // after a failed fill, the next try for that artifact
+  };
+  std::optional<Upstream> upstream;
 };
 
 // Parses key/value pairs (keys without the "plugin_opt_" prefix). Unknown keys and bad values

@@ -39,6 +39,8 @@ class TopicAcl {
 
  private:
   bool is_report_filter(std::string_view filter) const;
+  // `{p}/dev/<id or +>/cmd` or `.../chunk`: what an edge broker's bridge subscribes to.
+  bool is_delivery_filter(std::string_view filter) const;
   bool is_device_readable(std::string_view common_name, std::string_view topic) const;
 
   common::TopicScheme scheme_;

@@ -12,9 +12,11 @@
 
 namespace fota::orchestrator {
 
-enum class ApiRole { kViewer, kOperator, kAdmin };
+// kEdge is below viewer: an edge broker's certificate (role broker) may only download artifact
+// bundles to fill its chunk cache.
+enum class ApiRole { kEdge, kViewer, kOperator, kAdmin };
 
-std::string_view api_role_name(ApiRole role) noexcept;  // "viewer", "operator", "admin"
+std::string_view api_role_name(ApiRole role) noexcept;  // "edge", "viewer", "operator", "admin"
 // kInvalidArgument naming the roles there are.
 common::Result<ApiRole> parse_api_role(std::string_view name);
 // Whether a caller holding `held` may do what needs `needed`.

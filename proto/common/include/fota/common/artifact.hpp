@@ -58,6 +58,11 @@ Result<v1::SignedManifest> build_encrypted_manifest(const std::filesystem::path&
 inline constexpr char kBundleMagic[8] = {'F', 'O', 'T', 'A', 'B', 'N', 'D', 'L'};
 inline constexpr std::uint32_t kBundleFormatVersion = 1;
 
+// The bytes of a bundle before its image: magic, format version, manifest length and the
+// manifest. write_bundle and the orchestrator's bundle download (an edge broker's cache fill) both
+// start a bundle with it.
+std::string bundle_header(const v1::SignedManifest& manifest);
+
 // Writes a bundle; refuses to overwrite `out`.
 Status write_bundle(const std::filesystem::path& out, const v1::SignedManifest& manifest,
                     const std::filesystem::path& image);
@@ -111,6 +116,9 @@ class ArtifactStore {
   // The manifest's image_size without copying the manifest (its chunk hashes can be large).
   Result<std::uint64_t> image_size(const std::string& artifact_id) const;
   std::vector<std::string> list() const;
+  // The stored image file of an artifact (kNotFound when absent): what a bundle download streams
+  // after bundle_header().
+  Result<std::filesystem::path> image_path(const std::string& artifact_id) const;
   // Deletes the artifact (its files, its cached manifest, its open image). kNotFound when absent.
   // Whether anything still needs it is the caller's question (the orchestrator refuses while a
   // rollout uses it).
