@@ -176,8 +176,9 @@ Decision BrokerPolicy::on_connect(ConnectionId connection, std::string_view clie
   }
   if (!options_.bridge_client_id.empty() && client_id == options_.bridge_client_id) {
     return refuse_connect(Refusal::kClientIdMismatch,
-                          who + " uses the id of this broker's bridge (plugin_opt_bridge_client_id); "
-                                "no client may connect with it");
+                          who +
+                              " uses the id of this broker's bridge (plugin_opt_bridge_client_id); "
+                              "no client may connect with it");
   }
 
   // From here on the certificate proves the client id: its state is the id's own, kept across

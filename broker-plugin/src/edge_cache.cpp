@@ -80,7 +80,8 @@ void EdgeCacheFiller::run() {
     const auto started = std::chrono::steady_clock::now();
     auto st = fill(id);
     const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+            .count();
     const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();
@@ -89,15 +90,17 @@ void EdgeCacheFiller::run() {
     if (st) {
       failed_at_.erase(id);
       ++fills_;
-      if (log_.size() < 1000) log_.emplace_back(spdlog::level::info, fmt::format("cached artifact {} ({} ms)", id, ms));
+      if (log_.size() < 1000)
+        log_.emplace_back(spdlog::level::info, fmt::format("cached artifact {} ({} ms)", id, ms));
     } else {
       failed_at_[id] = now;
       ++failures_;
       if (log_.size() < 1000) {
-        log_.emplace_back(spdlog::level::warn,
-                          fmt::format("caching artifact {} failed, its chunks keep coming through the bridge; "
-                                      "next try in {} s: {}",
-                                      id, upstream_.retry_ms / 1000, st.error().message));
+        log_.emplace_back(
+            spdlog::level::warn,
+            fmt::format("caching artifact {} failed, its chunks keep coming through the bridge; "
+                        "next try in {} s: {}",
+                        id, upstream_.retry_ms / 1000, st.error().message));
       }
     }
   }
@@ -122,8 +125,8 @@ common::Status EdgeCacheFiller::fill(const std::string& artifact_id) {
     if (!out) return Error(Errc::kIo, "cannot create " + bundle.string() + " (is artifact_dir writable?)");
     bool write_failed = false;
     // The body goes to the file whatever the status: an error answer is read back from it below.
-    auto result = client.Get(
-        "/api/v1/artifacts/" + artifact_id + "/bundle", [&](const char* data, std::size_t length) {
+    auto result =
+        client.Get("/api/v1/artifacts/" + artifact_id + "/bundle", [&](const char* data, std::size_t length) {
           out.write(data, static_cast<std::streamsize>(length));
           received += length;
           if (!out) write_failed = true;
@@ -132,8 +135,8 @@ common::Status EdgeCacheFiller::fill(const std::string& artifact_id) {
     out.flush();
     if (!result) {
       fs::remove(bundle, ec);
-      return Error(Errc::kUnavailable, "fetching from " + upstream_.url + " failed: " +
-                                           httplib::to_string(result.error()) +
+      return Error(Errc::kUnavailable, "fetching from " + upstream_.url +
+                                           " failed: " + httplib::to_string(result.error()) +
                                            (result.error() == httplib::Error::SSLServerVerification
                                                 ? " (the orchestrator's certificate does not verify against "
                                                   "plugin_opt_upstream_ca)"
@@ -165,10 +168,12 @@ common::Status EdgeCacheFiller::fill(const std::string& artifact_id) {
     if (!verified) {
       outcome = Error(Errc::kBadSignature, "the bundle fetched is not trusted: " + verified.error().message);
     } else if (verified->artifact_id() != artifact_id) {
-      outcome = Error(Errc::kMalformed, "the bundle fetched is artifact " + verified->artifact_id().substr(0, 64) +
-                                            ", not the one asked for");
+      outcome =
+          Error(Errc::kMalformed, "the bundle fetched is artifact " + verified->artifact_id().substr(0, 64) +
+                                      ", not the one asked for");
     } else if (auto imported = store_.import_bundle(bundle, trust_); !imported) {
-      outcome = Error(imported.error().code, "the bundle fetched does not verify: " + imported.error().message);
+      outcome =
+          Error(imported.error().code, "the bundle fetched does not verify: " + imported.error().message);
     }
   }
   fs::remove(bundle, ec);

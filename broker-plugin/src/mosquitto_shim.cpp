@@ -20,9 +20,9 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "edge_cache.hpp"
 #include "fota/common/artifact.hpp"
 #include "fota/common/pki.hpp"
-#include "edge_cache.hpp"
 #include "fota/plugin/broker_policy.hpp"
 
 #define FOTA_PLUGIN_EXPORT extern "C" __attribute__((visibility("default")))
@@ -164,7 +164,8 @@ int on_message(int /*event*/, void* event_data, void* userdata) {
                                    ev->payload != nullptr ? ev->payloadlen : 0);
     const std::int64_t now = now_ms();
     auto outcome = state.policy->on_message(connection_of(ev->client), client_id, ev->topic, payload, now);
-    if (outcome.fetch_artifact && state.cache_filler) state.cache_filler->request(*outcome.fetch_artifact, now);
+    if (outcome.fetch_artifact && state.cache_filler)
+      state.cache_filler->request(*outcome.fetch_artifact, now);
     if (!outcome.served) return MOSQ_ERR_SUCCESS;
     const std::string id(client_id);
     for (auto& reply : outcome.replies) {

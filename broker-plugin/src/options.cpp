@@ -227,9 +227,8 @@ common::Result<PluginOptions> parse_plugin_options(
       if (!set) missing += std::string(missing.empty() ? "" : ", ") + "plugin_opt_" + name;
     }
     if (!missing.empty()) {
-      return Error(Errc::kInvalidArgument,
-                   "an edge broker's cache fill (plugin_opt_upstream_*) also needs " + missing +
-                       " (docs/BROKER_PLUGIN.md, \"Edge brokers\")");
+      return Error(Errc::kInvalidArgument, "an edge broker's cache fill (plugin_opt_upstream_*) also needs " +
+                                               missing + " (docs/BROKER_PLUGIN.md, \"Edge brokers\")");
     }
   }
   return o;

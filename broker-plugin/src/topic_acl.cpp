@@ -136,7 +136,8 @@ bool TopicAcl::is_delivery_filter(std::string_view filter) const {
   const std::string_view id_level = rest.substr(0, slash);
   const std::string_view suffix = rest.substr(slash + 1);
   if (id_level != "+" && !is_device_id(id_level)) return false;
-  return suffix == common::channel_suffix(Channel::kCommand) || suffix == common::channel_suffix(Channel::kChunk);
+  return suffix == common::channel_suffix(Channel::kCommand) ||
+         suffix == common::channel_suffix(Channel::kChunk);
 }
 
 bool TopicAcl::is_device_readable(std::string_view common_name, std::string_view topic) const {

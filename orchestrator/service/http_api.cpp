@@ -725,7 +725,8 @@ void HttpApi::routes() {
         auto bundle = service_.artifact_bundle(req.matches[1]);
         if (!bundle) return send_error(res, http_status(bundle.error()), bundle.error().message);
         auto image = std::make_shared<std::ifstream>(bundle->image, std::ios::binary);
-        if (!*image) return send_error(res, 500, "cannot read the stored image of " + std::string(req.matches[1]));
+        if (!*image)
+          return send_error(res, 500, "cannot read the stored image of " + std::string(req.matches[1]));
         log_->info("{} downloads the bundle of artifact {}", caller.actor, std::string(req.matches[1]));
         auto header = std::make_shared<std::string>(std::move(bundle->header));
         const std::uint64_t total = header->size() + bundle->image_size;

@@ -23,7 +23,8 @@ common::Result<ApiRole> parse_api_role(std::string_view name) {
   }
   return common::Error(common::Errc::kInvalidArgument,
                        "unknown API role \"" + std::string(name.substr(0, 32)) +
-                           "\"; expected edge (artifact bundles only, for edge brokers), viewer (read), operator (also rollouts) or admin (also artifacts, "
+                           "\"; expected edge (artifact bundles only, for edge brokers), viewer (read), "
+                           "operator (also rollouts) or admin (also artifacts, "
                            "keys, tokens, revocation)");
 }
 

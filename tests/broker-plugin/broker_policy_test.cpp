@@ -661,7 +661,7 @@ TEST_F(BrokerPolicyTest, StateOfIdleClientsAddressesAndGrantsIsForgotten) {
     grant(id, kArtifact);
     if (i > 0) disconnect(conn, id);  // dev-0 stays online
   }
-  EXPECT_EQ(policy_->tracked_clients(), 1001u);  // and the orchestrator
+  EXPECT_EQ(policy_->tracked_clients(), 1001u);    // and the orchestrator
   EXPECT_EQ(policy_->tracked_addresses(), 1001u);  // and the orchestrator's 127.0.0.1
   EXPECT_EQ(policy_->chunk_grants(), 1000u);
   clock_.advance(60s);
@@ -770,7 +770,6 @@ TEST_F(BrokerPolicyTest, AfterABrokerRestartRequestsGoToTheOrchestratorUntilTheN
   EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 1}})).served);
 }
 
-
 // Edge brokers (docs/BROKER_PLUGIN.md, "Edge brokers"), at the core: a broker certificate connects
 // only when listed, and then relays reports of any device and receives commands and chunks.
 TEST_F(BrokerPolicyTest, AListedEdgeBrokersBridgeRelaysReportsAndReceivesCommandsAndChunksOnly) {
@@ -780,9 +779,9 @@ TEST_F(BrokerPolicyTest, AListedEdgeBrokersBridgeRelaysReportsAndReceivesCommand
   EXPECT_EQ(connect(kConn2, "edge-2", identity("edge-2", Role::kBroker)).refusal, Refusal::kRoleNotAllowed);
   ASSERT_TRUE(connect(kConn1, "edge-1", identity("edge-1", Role::kBroker)).allowed());
   EXPECT_TRUE(publish(kConn1, "edge-1", "fota/v1/dev/dev-7/progress", progress("dev-7")).allowed());
-  EXPECT_TRUE(publish(kConn1, "edge-1", "fota/v1/dev/dev-8/chunk/req",
-                      chunk_request("dev-8", kArtifact, {{0, 1}}))
-                  .allowed());
+  EXPECT_TRUE(
+      publish(kConn1, "edge-1", "fota/v1/dev/dev-8/chunk/req", chunk_request("dev-8", kArtifact, {{0, 1}}))
+          .allowed());
   // Still checked: a report must be well formed and name the device of its topic.
   EXPECT_EQ(publish(kConn1, "edge-1", "fota/v1/dev/dev-7/progress", progress("dev-8")).refusal,
             Refusal::kInvalidPayload);
@@ -829,8 +828,8 @@ TEST_F(BrokerPolicyTest, AtTheEdgeBridgedCommandsGrantChunksAndAskForMissingArti
   EXPECT_FALSE(outcome.fetch_artifact.has_value());
   EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{0, 2}})).served);
   // Another client id without a session teaches nothing.
-  outcome = policy_->on_message(kBridge, "bridge.edge-2", "fota/v1/dev/dev-1/cmd", install_command("dev-1", missing),
-                                clock_.now_ms());
+  outcome = policy_->on_message(kBridge, "bridge.edge-2", "fota/v1/dev/dev-1/cmd",
+                                install_command("dev-1", missing), clock_.now_ms());
   EXPECT_FALSE(outcome.fetch_artifact.has_value());
   EXPECT_TRUE(request_chunks("dev-1", chunk_request("dev-1", kArtifact, {{2, 1}})).served);
 }

@@ -91,13 +91,15 @@ TEST(PluginOptions, EdgeOptionsParseAndACacheFillNeedsAllItsParts) {
   auto options = parse_plugin_options({{"edge_brokers", "edge-1,edge-2"}});
   ASSERT_TRUE(options) << options.error().message;
   EXPECT_EQ(options->edge_brokers, (std::vector<std::string>{"edge-1", "edge-2"}));
-  options = parse_plugin_options({{"upstream_url", "https://127.0.0.1:8443"}, {"artifact_dir", "/var/cache/fota"}});
+  options =
+      parse_plugin_options({{"upstream_url", "https://127.0.0.1:8443"}, {"artifact_dir", "/var/cache/fota"}});
   ASSERT_FALSE(options);
   for (const char* missing : {"plugin_opt_upstream_ca", "plugin_opt_upstream_cert", "plugin_opt_upstream_key",
                               "plugin_opt_trusted_keys", "plugin_opt_bridge_client_id"}) {
     EXPECT_NE(options.error().message.find(missing), std::string::npos) << options.error().message;
   }
-  EXPECT_EQ(options.error().message.find("plugin_opt_artifact_dir"), std::string::npos) << options.error().message;
+  EXPECT_EQ(options.error().message.find("plugin_opt_artifact_dir"), std::string::npos)
+      << options.error().message;
   options = parse_plugin_options({{"upstream_url", "https://127.0.0.1:8443"},
                                   {"upstream_ca", "/ca.crt"},
                                   {"upstream_cert", "/edge.crt"},

@@ -715,8 +715,8 @@ class EdgeBrokerTest : public RealAgentsTest {
   }
 
   // The edge broker, its bridge through a relay to the core; with `cache`, a cache fill through a
-  // relay to the orchestrator's API.
-  void start_edge(bool cache) {
+  // relay to the orchestrator's API (or from `upstream_port`, an impostor's).
+  void start_edge(bool cache, int upstream_port = 0) {
     bridge_link_ = std::make_unique<TcpRelay>(broker_->port());
     api_link_ = std::make_unique<TcpRelay>(http_port_);
     const auto bridge = pki_->issue(common::Role::kBroker, "edge-1");
@@ -725,19 +725,22 @@ class EdgeBrokerTest : public RealAgentsTest {
     if (cache) {
       const auto cache_dir = dir_.path() / "edge-cache";
       fs::create_directories(cache_dir);
-      options.plugin_options = {{"artifact_dir", cache_dir.string()},
-                                {"bridge_client_id", "bridge.edge-1"},
-                                {"upstream_url", "https://127.0.0.1:" + std::to_string(api_link_->port())},
-                                {"upstream_ca", pki_->ca_cert().string()},
-                                {"upstream_cert", bridge.cert.string()},
-                                {"upstream_key", bridge.key.string()},
-                                {"trusted_keys", (dir_.path() / "keys").string()}};
+      options.plugin_options = {
+          {"artifact_dir", cache_dir.string()},
+          {"bridge_client_id", "bridge.edge-1"},
+          {"upstream_url",
+           "https://127.0.0.1:" + std::to_string(upstream_port ? upstream_port : api_link_->port())},
+          {"upstream_ca", pki_->ca_cert().string()},
+          {"upstream_cert", bridge.cert.string()},
+          {"upstream_key", bridge.key.string()},
+          {"trusted_keys", (dir_.path() / "keys").string()}};
     }
-    std::string config = "connection core\naddress 127.0.0.1:" + std::to_string(bridge_link_->port()) +
-                         "\nbridge_protocol_version mqttv50\nremote_clientid edge-1\nlocal_clientid bridge.edge-1"
-                         "\nbridge_cafile " + pki_->ca_cert().string() + "\nbridge_certfile " +
-                         bridge.cert.string() + "\nbridge_keyfile " + bridge.key.string() +
-                         "\ncleansession true\nrestart_timeout 1 5\n";
+    std::string config =
+        "connection core\naddress 127.0.0.1:" + std::to_string(bridge_link_->port()) +
+        "\nbridge_protocol_version mqttv50\nremote_clientid edge-1\nlocal_clientid bridge.edge-1"
+        "\nbridge_cafile " +
+        pki_->ca_cert().string() + "\nbridge_certfile " + bridge.cert.string() + "\nbridge_keyfile " +
+        bridge.key.string() + "\ncleansession true\nrestart_timeout 1 5\n";
     for (const char* out : {"inventory", "progress", "log", "presence", "chunk/req", "csr"}) {
       config += std::string("topic fota/v1/dev/+/") + out + " out 1\n";
     }
@@ -751,7 +754,8 @@ class EdgeBrokerTest : public RealAgentsTest {
   std::uint64_t roll_out_behind_the_edge() {
     start_orchestrator();
     agent_broker_uri_ = edge_->uri();
-    for (int i = 0; i < kDevices; ++i) start_agent("edge-agent-" + std::to_string(i), AgentOptions{transport_of(i)});
+    for (int i = 0; i < kDevices; ++i)
+      start_agent("edge-agent-" + std::to_string(i), AgentOptions{transport_of(i)});
     wait_registered(kDevices);
     const std::string artifact = upload("2.0", kImageBytes);
     EXPECT_EQ(artifact.size(), 32u);
@@ -770,6 +774,29 @@ class EdgeBrokerTest : public RealAgentsTest {
     RealAgentsTest::TearDown();
   }
 
+  // An HTTPS server with a certificate of the fleet CA (as a compromised host on the path could
+  // have) that answers bundle downloads with the stored artifact, one image byte flipped.
+  std::unique_ptr<httplib::SSLServer> tampering_upstream() {
+    common::IssueOptions server;
+    server.role = common::Role::kOrchestrator;
+    server.common_name = "impostor";
+    server.ip_addresses = {"127.0.0.1"};
+    const auto cert = pki_->issue_custom(server, "impostor");
+    auto https = std::make_unique<httplib::SSLServer>(cert.cert.c_str(), cert.key.c_str());
+    https->Get(R"(/api/v1/artifacts/([0-9a-f]+)/bundle)",
+               [this](const httplib::Request& req, httplib::Response& res) {
+                 const fs::path stored = dir_.path() / "data" / "artifacts" / std::string(req.matches[1]);
+                 v1::SignedManifest manifest;
+                 manifest.ParseFromString(read_file(stored / "manifest.pb"));
+                 std::string image = read_file(stored / "image");
+                 if (!image.empty()) image[image.size() / 2] ^= 0x01;
+                 res.set_content(common::bundle_header(manifest) + image, "application/octet-stream");
+                 ++tampered_answers_;
+               });
+    return https;
+  }
+
+  std::atomic<int> tampered_answers_{0};
   std::unique_ptr<TcpRelay> bridge_link_;
   std::unique_ptr<TcpRelay> api_link_;
   std::unique_ptr<MosquittoBroker> edge_;
@@ -782,11 +809,12 @@ TEST_F(EdgeBrokerTest, AnEdgeFetchesTheImageOnceAndServesEveryDeviceBehindIt) {
   // The edge holds the artifact, verified, as the orchestrator's store does.
   EXPECT_TRUE(fs::exists(dir_.path() / "edge-cache" / artifact_ / "image"));
   EXPECT_NE(edge_->log().find("cached artifact " + artifact_), std::string::npos) << edge_->log();
-  std::printf("[ figure ] core-link bytes with edge caching, %d devices x %zu-byte image: %llu (%.2f images; "
-              "bridge %llu, HTTPS fetch %llu)\n",
-              kDevices, kImageBytes, static_cast<unsigned long long>(core),
-              static_cast<double>(core) / kImageBytes, static_cast<unsigned long long>(bridge_link_->bytes()),
-              static_cast<unsigned long long>(api_link_->bytes()));
+  std::printf(
+      "[ figure ] core-link bytes with edge caching, %d devices x %zu-byte image: %llu (%.2f images; "
+      "bridge %llu, HTTPS fetch %llu)\n",
+      kDevices, kImageBytes, static_cast<unsigned long long>(core), static_cast<double>(core) / kImageBytes,
+      static_cast<unsigned long long>(bridge_link_->bytes()),
+      static_cast<unsigned long long>(api_link_->bytes()));
   // About one image: the fetch, plus whatever the first requests drew through the bridge while it
   // ran, plus reports and commands.
   EXPECT_LT(core, kImageBytes * 2) << "the edge did not serve the devices from its cache";
@@ -812,10 +840,31 @@ TEST_F(EdgeBrokerTest, AnEdgeFetchesTheImageOnceAndServesEveryDeviceBehindIt) {
 TEST_F(EdgeBrokerTest, WithoutACacheEveryDevicesImageCrossesTheCoreLink) {
   start_edge(false);
   const std::uint64_t core = roll_out_behind_the_edge();
-  std::printf("[ figure ] core-link bytes without edge caching, %d devices x %zu-byte image: %llu (%.2f images)\n",
-              kDevices, kImageBytes, static_cast<unsigned long long>(core), static_cast<double>(core) / kImageBytes);
+  std::printf(
+      "[ figure ] core-link bytes without edge caching, %d devices x %zu-byte image: %llu (%.2f images)\n",
+      kDevices, kImageBytes, static_cast<unsigned long long>(core), static_cast<double>(core) / kImageBytes);
   EXPECT_GT(core, kImageBytes * (kDevices - 1));
   EXPECT_EQ(api_link_->bytes(), 0u);
+}
+
+// An attacker who can answer the edge's fetch (a compromised host on the path, with a certificate the
+// fleet CA signed) hands it a bundle with one image byte changed: the edge refuses to cache it, and
+// the devices get their image through the bridge, verified, as if there were no cache.
+TEST_F(EdgeBrokerTest, ATamperedBundleIsNeverCachedAndTheDevicesStillUpdate) {
+  auto impostor = tampering_upstream();
+  const int port = impostor->bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread serving([&] { impostor->listen_after_bind(); });
+  start_edge(true, port);
+  const std::uint64_t core = roll_out_behind_the_edge();
+  impostor->stop();
+  serving.join();
+  EXPECT_GE(tampered_answers_.load(), 1);
+  EXPECT_FALSE(fs::exists(dir_.path() / "edge-cache" / artifact_)) << "a tampered artifact entered the cache";
+  EXPECT_NE(edge_->log().find("caching artifact " + artifact_ + " failed"), std::string::npos)
+      << edge_->log();
+  EXPECT_NE(edge_->log().find("the bundle fetched does not verify"), std::string::npos) << edge_->log();
+  EXPECT_GT(core, kImageBytes * (kDevices - 1));
 }
 
 class PostgresAgentsTest : public RealAgentsTest {
