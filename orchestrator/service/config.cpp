@@ -220,8 +220,10 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
           const std::string k = a.first.as<std::string>();
           if (k == "workers" || k == "max_attempts") {
             const auto n = a.second.as<std::int64_t>();
-            if (n < 1 || n > 64) {
-              return Error(Errc::kInvalidArgument, "config: webhooks." + k + " must be between 1 and 64");
+            const std::int64_t most = k == "workers" ? 64 : 1000;
+            if (n < 1 || n > most) {
+              return Error(Errc::kInvalidArgument,
+                           "config: webhooks." + k + " must be between 1 and " + std::to_string(most));
             }
             (k == "workers" ? c.webhooks.workers : c.webhooks.max_attempts) = static_cast<int>(n);
           } else if (k == "retry_initial" || k == "retry_max" || k == "timeout") {

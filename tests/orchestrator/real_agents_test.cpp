@@ -896,7 +896,7 @@ class WebhookAgentsTest : public RealAgentsTest {
       start_agent("agent-" + std::to_string(i), AgentOptions{transport_of(i), i < 2});
     wait_registered(3);
     const std::string spec_tail =
-        "\ntarget: {tags: [fleet]}\nretries: {max: 0}\nwaves:\n  - {size: 100%, failure_threshold: 0.5}\n";
+        "\ntarget: {tags: [fleet]}\nretries: {max: 0}\nwaves:\n  - {size: 100%, failure_threshold: 0.5, success_ratio: 0.5}\n";
     const std::string first =
         create_rollout("name: hooked\nartifact: " + upload("2.0", 64 * 1024) + spec_tail);
     ASSERT_FALSE(first.empty());
