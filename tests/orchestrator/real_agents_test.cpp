@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -775,11 +776,17 @@ class WebhookReceiver {
     int answered = 0;
   };
 
-  explicit WebhookReceiver(std::string secret) : secret_(std::move(secret)) {}
+  // With `tls` (a certificate and key for 127.0.0.1): HTTPS.
+  explicit WebhookReceiver(std::string secret, std::optional<common::IssuedFiles> tls = std::nullopt)
+      : secret_(std::move(secret)), tls_(std::move(tls)) {}
   ~WebhookReceiver() { stop(); }
 
   void start(int port = 0) {
-    server_ = std::make_unique<httplib::Server>();
+    if (tls_) {
+      server_ = std::make_unique<httplib::SSLServer>(tls_->cert.c_str(), tls_->key.c_str());
+    } else {
+      server_ = std::make_unique<httplib::Server>();
+    }
     server_->Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
       Received r{req.get_header_value("X-Fota-Delivery"), req.get_header_value("X-Fota-Event"),
                  req.get_header_value("X-Fota-Timestamp"), req.get_header_value("X-Fota-Signature"),
@@ -804,7 +811,9 @@ class WebhookReceiver {
     server_.reset();
   }
   int port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
+  std::string url() const {
+    return std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_) + "/hook";
+  }
   void fail_first(int n) {
     std::lock_guard lock(mutex_);
     fail_first_ = n;
@@ -835,6 +844,7 @@ class WebhookReceiver {
 
  private:
   std::string secret_;
+  std::optional<common::IssuedFiles> tls_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = -1;
@@ -896,7 +906,8 @@ class WebhookAgentsTest : public RealAgentsTest {
       start_agent("agent-" + std::to_string(i), AgentOptions{transport_of(i), i < 2});
     wait_registered(3);
     const std::string spec_tail =
-        "\ntarget: {tags: [fleet]}\nretries: {max: 0}\nwaves:\n  - {size: 100%, failure_threshold: 0.5, success_ratio: 0.5}\n";
+        "\ntarget: {tags: [fleet]}\nretries: {max: 0}\nwaves:\n  - {size: 100%, failure_threshold: 0.5, "
+        "success_ratio: 0.5}\n";
     const std::string first =
         create_rollout("name: hooked\nartifact: " + upload("2.0", 64 * 1024) + spec_tail);
     ASSERT_FALSE(first.empty());
@@ -1025,8 +1036,18 @@ TEST_F(FailingWebhookAgentsTest, ADeadReceiverIsTriedUpToTheLimitThenMarkedFaile
   const int dead_port = probe.port();
   probe.stop();
   const std::string dead = add_webhook("http://127.0.0.1:" + std::to_string(dead_port) + "/hook");
+  // HTTPS receivers with the broker's certificate (127.0.0.1, of the test CA): verified against
+  // the CA file given, and refused against the system's CAs, which do not know the test CA.
+  WebhookReceiver trusted(kWebhookSecret, pki_->broker()), untrusted(kWebhookSecret, pki_->broker());
+  trusted.start();
+  untrusted.start();
+  const json https_hook =
+      fotactl_json("webhook add " + trusted.url() + " -e rollout.started -e rollout.completed " +
+                   "--secret-file " + secret_file + " --ca-file " + pki_->ca_cert().string());
+  EXPECT_EQ(https_hook.value("ca_file", ""), pki_->ca_cert().string()) << https_hook.dump();
+  const std::string unverified = add_webhook(untrusted.url());
   const json list = fotactl_json("webhook list");
-  ASSERT_EQ(list.size(), 1u);
+  ASSERT_EQ(list.size(), 3u);
   EXPECT_FALSE(list[0].contains("secret")) << list.dump();
   EXPECT_EQ(fotactl_ok("webhook list").output.find(kWebhookSecret), std::string::npos);
 
@@ -1048,14 +1069,28 @@ TEST_F(FailingWebhookAgentsTest, ADeadReceiverIsTriedUpToTheLimitThenMarkedFaile
     EXPECT_EQ(d.value("last_status", -1), 0) << d.dump();
     EXPECT_NE(d.value("last_error", "").find("POST http://127.0.0.1:"), std::string::npos) << d.dump();
   }
+  json refused;
+  for (int i = 0; i < 300; ++i) {
+    refused = fotactl_json("webhook deliveries " + unverified + " --state failed");
+    if (refused.is_array() && refused.size() == 2) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(refused.size(), 2u) << refused.dump(2);
+  EXPECT_NE(refused[0].value("last_error", "").find("certificate"), std::string::npos) << refused.dump(2);
+  EXPECT_TRUE(untrusted.received().empty());
+  for (int i = 0; i < 300 && trusted.accepted_events(id).size() < 2; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(trusted.accepted_events(id), (std::vector<std::string>{"rollout.completed", "rollout.started"}));
+  for (const auto& got : trusted.received()) EXPECT_TRUE(got.verified);
   const auto metrics = http.Get("/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("fota_webhook_deliveries{state=\"failed\"} 2"), std::string::npos)
+  EXPECT_NE(metrics->body.find("fota_webhook_deliveries{state=\"failed\"} 4"), std::string::npos)
       << metrics->body;
-  EXPECT_NE(metrics->body.find("fota_webhook_attempts_failed_total 6"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("fota_webhook_deliveries{state=\"delivered\"} 2"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("fota_webhook_attempts_failed_total 12"), std::string::npos) << metrics->body;
 
   fotactl_ok("webhook rm " + dead);
-  EXPECT_TRUE(fotactl_json("webhook list").empty());
+  EXPECT_EQ(fotactl_json("webhook list").size(), 2u);
   r = fotactl("webhook deliveries " + dead);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
