@@ -211,6 +211,34 @@ void register_artifact_upload_commands(CLI::App& app) {
     must(ApiClient(d->conn).del("/api/v1/artifacts/" + path_segment(d->id)));
     std::cout << "deleted artifact " << d->id << "\n";
   });
+  auto pr = std::make_shared<RolloutArgs>();
+  auto dry_run = std::make_shared<bool>(false);
+  auto* prune = artifact->add_subcommand(
+      "prune",
+      "Apply the orchestrator's retention rule (artifacts.retention) now: delete old artifacts no "
+      "rollout or device uses, keeping the newest of each name and hardware");
+  prune->add_flag("--dry-run", *dry_run, "Only show what would be deleted and why the rest stays");
+  pr->conn.add_options(prune, true);
+  prune->callback([pr, dry_run] {
+    json answer = must(ApiClient(pr->conn).post(
+        std::string("/api/v1/artifacts/retention/run?dry_run=") + (*dry_run ? "true" : "false"), "",
+        "application/json"));
+    if (pr->conn.json) {
+      std::cout << answer.dump(2) << "\n";
+      return;
+    }
+    const json gone = answer.value(*dry_run ? "would_delete" : "deleted", json::array());
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& item : gone)
+      rows.push_back({str(item, "artifact_id"), str(item, "name"), str(item, "version"),
+                      *dry_run ? "would delete" : "deleted", str(item, "reason")});
+    for (const auto& item : answer.value("kept", json::array()))
+      rows.push_back(
+          {str(item, "artifact_id"), str(item, "name"), str(item, "version"), "kept", str(item, "reason")});
+    print_table({"ARTIFACT", "NAME", "VERSION", "", "WHY"}, rows);
+    std::cout << (*dry_run ? "would delete " : "deleted ") << gone.size() << " artifact(s)"
+              << (*dry_run ? " (dry run: nothing was deleted)" : "") << "\n";
+  });
   auto l = std::make_shared<RolloutArgs>();
   auto p = std::make_shared<ListArgs>();
   auto* list = artifact->add_subcommand("list", "List the artifacts the orchestrator has");
@@ -767,6 +795,117 @@ void register_audit_commands(CLI::App& app) {
       std::cout << "OK: " << result->entries << " audit entries, chain intact; head " << result->head_hash
                 << " (record it to detect truncation later with --head)" << checkpoints_line << "\n";
     }
+  });
+}
+
+// Webhooks (admin): docs/ORCHESTRATOR.md, "Webhooks".
+void register_webhook_commands(CLI::App& app) {
+  auto* webhook = app.add_subcommand(
+      "webhook",
+      "Webhooks: signed HTTP POSTs to a receiver when rollouts start, breach, complete, abort or "
+      "roll back, and when a device fails (admin)");
+  webhook->require_subcommand(1);
+
+  struct AddArgs {
+    ApiConnection conn;
+    std::string url, secret, secret_file, ca_file;
+    std::vector<std::string> events;
+  };
+  auto a = std::make_shared<AddArgs>();
+  auto* add = webhook->add_subcommand("add", "Subscribe a receiver URL to events");
+  add->add_option("url", a->url, "http:// or https:// URL the deliveries are POSTed to")->required();
+  add->add_option("--event,-e", a->events,
+                  "An event to deliver (repeatable): rollout.started, rollout.breached, rollout.completed, "
+                  "rollout.aborted, rollout.rolled_back, device.failed")
+      ->required();
+  add->add_option("--secret-file", a->secret_file,
+                  "File holding the shared secret (16 to 512 bytes; a trailing newline is dropped), the "
+                  "HMAC-SHA256 key of the signatures");
+  add->add_option("--secret", a->secret,
+                  "The shared secret itself (visible in the process list: prefer --secret-file)");
+  add->add_option("--ca-file", a->ca_file,
+                  "https: PEM CA bundle on the orchestrator's host the receiver's certificate must chain to "
+                  "(default: the system's CAs)");
+  a->conn.add_options(add, true);
+  add->callback([a] {
+    std::string secret = a->secret;
+    if (!a->secret_file.empty()) {
+      if (!secret.empty()) throw std::runtime_error("give --secret or --secret-file, not both");
+      std::ifstream in(a->secret_file, std::ios::binary);
+      if (!in) throw std::runtime_error("cannot read --secret-file " + a->secret_file);
+      std::stringstream text;
+      text << in.rdbuf();
+      secret = text.str();
+      while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    }
+    if (secret.empty()) {
+      throw std::runtime_error(
+          "a webhook needs a secret: --secret-file FILE (e.g. made with `openssl rand -hex 32 > FILE`), "
+          "shared with the receiver so that it can check each delivery's signature");
+    }
+    json body{{"url", a->url}, {"events", a->events}, {"secret", secret}};
+    if (!a->ca_file.empty()) body["ca_file"] = a->ca_file;
+    json w = must(ApiClient(a->conn).post("/api/v1/webhooks", body.dump(), "application/json"));
+    if (a->conn.json) {
+      std::cout << w.dump(2) << "\n";
+      return;
+    }
+    std::cout << "webhook " << str(w, "id") << " -> " << str(w, "url") << " (" << w["events"].size()
+              << " event(s))\n";
+  });
+
+  auto l = std::make_shared<RolloutArgs>();
+  auto p = std::make_shared<ListArgs>();
+  auto* list = webhook->add_subcommand("list", "List the webhooks (their secrets are never shown)");
+  l->conn.add_options(list, true);
+  p->add_paging(list);
+  list->callback([l, p] {
+    json all = p->fetch(ApiClient(l->conn), "/api/v1/webhooks", {});
+    if (l->conn.json) {
+      std::cout << all.dump(2) << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& w : all) {
+      std::string events;
+      for (const auto& e : w.value("events", json::array()))
+        events += (events.empty() ? "" : ",") + e.get<std::string>();
+      rows.push_back({str(w, "id"), str(w, "url"), events, str(w, "created_by"), str(w, "created")});
+    }
+    print_table({"WEBHOOK", "URL", "EVENTS", "CREATED BY", "CREATED"}, rows);
+  });
+
+  auto r = std::make_shared<RolloutArgs>();
+  auto* rm = webhook->add_subcommand("rm", "Delete a webhook and its deliveries");
+  rm->add_option("id", r->id, "Webhook id (wh-...)")->required();
+  r->conn.add_options(rm, false);
+  rm->callback([r] {
+    must(ApiClient(r->conn).del("/api/v1/webhooks/" + path_segment(r->id)));
+    std::cout << "deleted webhook " << r->id << "\n";
+  });
+
+  auto d = std::make_shared<RolloutArgs>();
+  auto state = std::make_shared<std::string>();
+  auto limit = std::make_shared<int>(100);
+  auto* deliveries = webhook->add_subcommand("deliveries", "A webhook's deliveries, newest first");
+  deliveries->add_option("id", d->id, "Webhook id (wh-...)")->required();
+  deliveries->add_option("--state", *state, "Only pending, delivered or failed ones");
+  deliveries->add_option("--limit", *limit, "At most this many (1 to 1000)")->check(CLI::Range(1, 1000));
+  d->conn.add_options(deliveries, true);
+  deliveries->callback([d, state, limit] {
+    std::string path =
+        "/api/v1/webhooks/" + path_segment(d->id) + "/deliveries?limit=" + std::to_string(*limit);
+    if (!state->empty()) path += "&state=" + path_segment(*state);
+    json all = must(ApiClient(d->conn).get(path));
+    if (d->conn.json) {
+      std::cout << all.dump(2) << "\n";
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& x : all)
+      rows.push_back({str(x, "id"), str(x, "event"), str(x, "state"), str(x, "attempts"), str(x, "created"),
+                      str(x, "last_error")});
+    print_table({"DELIVERY", "EVENT", "STATE", "ATTEMPTS", "CREATED", "LAST ERROR"}, rows);
   });
 }
 

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   fota::cli::register_artifact_upload_commands(app);
   fota::cli::register_device_commands(app);
   fota::cli::register_group_commands(app);
+  fota::cli::register_webhook_commands(app);
   fota::cli::register_rollout_commands(app);
   fota::cli::register_audit_commands(app);
   fota::cli::register_deploy_command(app);

@@ -171,6 +171,77 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
                              "max_pending_requests");
           }
         }
+      } else if (key == "artifacts") {
+        for (const auto& a : v) {
+          const std::string k = a.first.as<std::string>();
+          if (k != "retention") {
+            return Error(Errc::kInvalidArgument,
+                         "config: artifacts." + k + ": unknown key; known: retention");
+          }
+          for (const auto& r : a.second) {
+            const std::string rk = r.first.as<std::string>();
+            if (rk == "keep_last") {
+              const auto n = r.second.as<std::int64_t>();
+              if (n < 1 || n > 100'000) {
+                return Error(Errc::kInvalidArgument,
+                             "config: artifacts.retention.keep_last must be between 1 and 100000: the newest "
+                             "artifacts of each name and hardware that are always kept");
+              }
+              c.artifact_retention.keep_last = static_cast<std::size_t>(n);
+            } else if (rk == "min_age_days") {
+              const auto n = r.second.as<std::int64_t>();
+              if (n < 0 || n > 36'500) {
+                return Error(Errc::kInvalidArgument,
+                             "config: artifacts.retention.min_age_days must be between 0 and 36500");
+              }
+              c.artifact_retention.min_age_ms = n * 86'400'000;
+            } else if (rk == "min_age" || rk == "interval") {
+              auto d = parse_duration(r.second.as<std::string>());
+              if (!d) return d.error().with_context("config: artifacts.retention." + rk);
+              if (rk == "interval" && *d < 1000) {
+                return Error(Errc::kInvalidArgument,
+                             "config: artifacts.retention.interval must be at least 1s");
+              }
+              (rk == "min_age" ? c.artifact_retention.min_age_ms : c.artifact_retention.interval_ms) = *d;
+            } else {
+              return Error(Errc::kInvalidArgument,
+                           "config: artifacts.retention." + rk +
+                               ": unknown key; known: keep_last, min_age_days (or min_age: 30d), interval");
+            }
+          }
+          if (c.artifact_retention.keep_last == 0) {
+            return Error(Errc::kInvalidArgument,
+                         "config: artifacts.retention needs keep_last (at least 1): how many of the newest "
+                         "artifacts of each name and hardware are always kept");
+          }
+        }
+      } else if (key == "webhooks") {
+        for (const auto& a : v) {
+          const std::string k = a.first.as<std::string>();
+          if (k == "workers" || k == "max_attempts") {
+            const auto n = a.second.as<std::int64_t>();
+            const std::int64_t most = k == "workers" ? 64 : 1000;
+            if (n < 1 || n > most) {
+              return Error(Errc::kInvalidArgument,
+                           "config: webhooks." + k + " must be between 1 and " + std::to_string(most));
+            }
+            (k == "workers" ? c.webhooks.workers : c.webhooks.max_attempts) = static_cast<int>(n);
+          } else if (k == "retry_initial" || k == "retry_max" || k == "timeout") {
+            auto d = parse_duration(a.second.as<std::string>());
+            if (!d) return d.error().with_context("config: webhooks." + k);
+            if (*d < 10) {
+              return Error(Errc::kInvalidArgument, "config: webhooks." + k + " must be at least 10ms");
+            }
+            (k == "retry_initial" ? c.webhooks.retry_initial_ms
+             : k == "retry_max"   ? c.webhooks.retry_max_ms
+                                  : c.webhooks.timeout_ms) = *d;
+          } else {
+            return Error(
+                Errc::kInvalidArgument,
+                "config: webhooks." + k +
+                    ": unknown key; known: workers, max_attempts, retry_initial, retry_max, timeout");
+          }
+        }
       } else if (key == "tick_interval") {
         auto d = parse_duration(v.as<std::string>());
         if (!d) return d.error().with_context("config: tick_interval");
@@ -188,7 +259,7 @@ common::Result<ServiceConfig> load_service_config(const std::filesystem::path& p
                      "config: " + key +
                          ": unknown key; known: broker, topic_prefix, data_dir, store, "
                          "artifacts_dir, trusted_keys, command_key, http, "
-                         "api_tokens, audit, revocation, pki, tick_interval, "
+                         "api_tokens, audit, revocation, pki, artifacts, webhooks, tick_interval, "
                          "default_link_rate, default_device_time, log_level");
       }
     }

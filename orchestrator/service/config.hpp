@@ -9,6 +9,8 @@
 
 #include "fota/common/result.hpp"
 #include "fota/orchestrator/api_role.hpp"
+#include "fota/orchestrator/retention.hpp"
+#include "fota/orchestrator/webhook.hpp"
 
 namespace fota::orchestrator {
 
@@ -77,6 +79,13 @@ struct ServiceConfig {
   // (pki.max_pending_requests; docs/ORCHESTRATOR.md): a device flooding its csr topic cannot make
   // the orchestrator sign in a loop or grow its memory.
   std::size_t pki_max_pending_requests = 64;
+
+  // Webhook deliveries (webhooks.*; docs/ORCHESTRATOR.md, "Webhooks"): sender threads, attempts
+  // before a delivery is marked failed, the first and the longest wait between attempts, and the
+  // time a receiver has to connect and to answer.
+  WebhookOptions webhooks;
+  // artifacts.retention (docs/ORCHESTRATOR.md, "Artifact retention"); keep_last 0 = no rule.
+  RetentionRule artifact_retention;
 
   std::int64_t tick_interval_ms = 200;
   std::int64_t default_link_rate = 1'000'000;  // bytes/s for predictions without history

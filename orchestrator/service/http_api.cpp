@@ -65,6 +65,30 @@ int http_status(const common::Error& e) {
   }
 }
 
+json webhook_json(const WebhookRecord& w) {
+  return {{"id", w.id},
+          {"url", w.url},
+          {"events", w.events},
+          {"ca_file", w.ca_file},
+          {"created", format_timestamp(w.created_ms)},
+          {"created_by", w.actor}};
+}
+
+json webhook_delivery_json(const WebhookDelivery& d) {
+  json j{{"id", d.id},
+         {"webhook", d.webhook_id},
+         {"event", d.event},
+         {"state", d.state},
+         {"created", format_timestamp(d.created_ms)},
+         {"attempts", d.attempts},
+         {"last_status", d.last_status},
+         {"last_error", d.last_error},
+         {"body", json::parse(d.body, nullptr, false)}};
+  if (d.state == "pending") j["next_attempt"] = format_timestamp(d.next_attempt_ms);
+  if (d.finished_ms != 0) j["finished"] = format_timestamp(d.finished_ms);
+  return j;
+}
+
 json device_json(const DeviceView& view) {
   const DeviceRecord& d = view.device;
   json j{{"id", d.facts.id},
@@ -324,6 +348,13 @@ std::string metrics_text(const ServiceMetrics& m) {
   counter(out, "fota_certificates_refused_by_devices_total",
           "Certificates a device refused to install (ERROR_CERTIFICATE_REFUSED).",
           m.certificates_refused_by_devices);
+  out << "# HELP fota_webhook_deliveries Webhook deliveries in the outbox by state (failed: gave up).\n"
+         "# TYPE fota_webhook_deliveries gauge\n";
+  for (const auto& [state, n] : m.webhook_deliveries)
+    out << "fota_webhook_deliveries{state=\"" << state << "\"} " << n << "\n";
+  counter(out, "fota_webhook_attempts_failed_total",
+          "Webhook delivery attempts the receiver did not accept (no answer or not 2xx).",
+          m.webhook_attempts_failed);
   return out.str();
 }
 
@@ -710,6 +741,34 @@ void HttpApi::routes() {
         set_next(req, res, "artifacts", next);
         send_json(res, 200, array_of(page, manifest_json));
       });
+  // The retention rule now (docs/ORCHESTRATOR.md, "Artifact retention"); ?dry_run=true only says.
+  post("/api/v1/artifacts/retention/run", ApiRole::kAdmin,
+       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+         if (auto st = check_params(req, {"dry_run"}); !st) return send_error(res, 400, st.error().message);
+         const std::string dry = req.has_param("dry_run") ? req.get_param_value("dry_run") : "false";
+         if (dry != "true" && dry != "false")
+           return send_error(res, 400, "dry_run: '" + dry.substr(0, 20) + "' is neither true nor false");
+         send(res, service_.run_artifact_retention(dry == "true", caller.actor, now_ms()),
+              [](const RetentionReport& report) {
+                json deleted = json::array(), kept = json::array();
+                for (const RetentionDecision& d : report.decisions) {
+                  json j{{"artifact_id", d.artifact.artifact_id},
+                         {"name", d.artifact.name},
+                         {"version", d.artifact.version},
+                         {"compatible_hardware", d.artifact.hardware},
+                         {"created_at", format_timestamp(d.artifact.created_ms)},
+                         {"reason", d.reason}};
+                  (d.remove ? deleted : kept).push_back(std::move(j));
+                }
+                return json{{"dry_run", report.dry_run},
+                            {"rule",
+                             {{"keep_last", report.rule.keep_last},
+                              {"min_age_seconds", report.rule.min_age_ms / 1000},
+                              {"interval_seconds", report.rule.interval_ms / 1000}}},
+                            {report.dry_run ? "would_delete" : "deleted", deleted},
+                            {"kept", kept}};
+              });
+       });
   // Refused (409, naming the rollout) while a rollout may still send it or roll back to it.
   del(R"(/api/v1/artifacts/([^/]+))", ApiRole::kAdmin,
       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
@@ -778,6 +837,65 @@ void HttpApi::routes() {
         if (!reason) return send_error(res, 400, reason.error().message);
         send(res, service_.decommission_device(req.matches[1], *reason, caller.actor, now_ms()),
              revocation_view_json);
+      });
+
+  // Webhooks (docs/ORCHESTRATOR.md, "Webhooks"): admins subscribe; the secret is never shown.
+  post("/api/v1/webhooks", ApiRole::kAdmin,
+       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+         const json body = json::parse(req.body, nullptr, false);
+         const char* shape =
+             "the body must be a JSON object like {\"url\": \"https://hooks.example.com/fota\", \"events\": "
+             "[\"rollout.completed\", \"device.failed\"], \"secret\": \"...\"} (optional \"ca_file\": a PEM "
+             "CA bundle on the orchestrator's host for https)";
+         if (body.is_discarded() || !body.is_object()) return send_error(res, 400, shape);
+         for (const auto& [key, value] : body.items()) {
+           if (key != "url" && key != "events" && key != "secret" && key != "ca_file")
+             return send_error(res, 400, key.substr(0, 40) + ": unknown field; " + shape);
+           if (key == "events" ? !value.is_array() : !value.is_string())
+             return send_error(res, 400, key + ": wrong type; " + shape);
+         }
+         WebhookRecord w;
+         w.url = body.value("url", std::string());
+         if (w.url.empty()) return send_error(res, 400, std::string("url: missing; ") + shape);
+         for (const auto& e : body.value("events", json::array())) {
+           if (!e.is_string())
+             return send_error(res, 400, std::string("events: names must be strings; ") + shape);
+           w.events.push_back(e.get<std::string>());
+         }
+         w.secret = body.value("secret", std::string());
+         w.ca_file = body.value("ca_file", std::string());
+         send(res, service_.create_webhook(std::move(w), caller.actor, now_ms()), webhook_json, 201);
+       });
+  get("/api/v1/webhooks", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        if (auto st = check_params(req, {"limit", "cursor"}); !st)
+          return send_error(res, 400, st.error().message);
+        auto limit = limit_param(req);
+        if (!limit) return send_error(res, 400, limit.error().message);
+        auto after = cursor_param(req, "webhooks");
+        if (!after) return send_error(res, 400, after.error().message);
+        std::string next;
+        auto page = page_of(
+            service_.list_webhooks(), [](const WebhookRecord& w) { return w.id; }, *after, *limit, next);
+        set_next(req, res, "webhooks", next);
+        send_json(res, 200, array_of(page, webhook_json));
+      });
+  del(R"(/api/v1/webhooks/([^/]+))", ApiRole::kAdmin,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller& caller) {
+        auto st = service_.delete_webhook(req.matches[1], caller.actor, now_ms());
+        if (!st) return send_error(res, http_status(st.error()), st.error().message);
+        res.status = 204;
+      });
+  get(R"(/api/v1/webhooks/([^/]+)/deliveries)", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        if (auto st = check_params(req, {"limit", "state"}); !st)
+          return send_error(res, 400, st.error().message);
+        auto limit = number_param(req, "limit", 100, 1, kMaxPage);
+        if (!limit) return send_error(res, 400, limit.error().message);
+        send(res,
+             service_.webhook_deliveries(req.matches[1], req.get_param_value("state"),
+                                         static_cast<std::size_t>(*limit)),
+             [](const std::vector<WebhookDelivery>& list) { return array_of(list, webhook_delivery_json); });
       });
 
   post("/api/v1/groups", ApiRole::kOperator,

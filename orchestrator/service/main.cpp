@@ -13,6 +13,7 @@
 #include "http_api.hpp"
 #include "mqtt_link.hpp"
 #include "orchestrator_service.hpp"
+#include "webhook_sender.hpp"
 
 namespace {
 
@@ -72,6 +73,8 @@ int main(int argc, char** argv) {
   options.tick_interval_ms = config->tick_interval_ms;
   options.deny_list = config->revocation_deny_list;
   options.max_pending_certificate_requests = config->pki_max_pending_requests;
+  options.webhooks = config->webhooks;
+  options.artifact_retention = config->artifact_retention;
   if (auto st = options.trust.load(config->trusted_keys); !st)
     return fail("trusted_keys: " + st.error().message);
   options.trusted_keys_path = config->trusted_keys;
@@ -145,6 +148,9 @@ int main(int argc, char** argv) {
   std::thread command_sender([&] {
     while (!stop_commands) (*service)->send_commands(std::chrono::milliseconds(200));
   });
+  // Webhook deliveries too: a slow or dead receiver must not hold anything else up.
+  orchestrator::WebhookSender webhook_sender(**service, now_ms, log);
+  webhook_sender.start();
   const auto tick = std::chrono::milliseconds(config->tick_interval_ms);
   while (!g_stop) {
     if (g_reload_keys) {
@@ -153,11 +159,13 @@ int main(int argc, char** argv) {
     }
     (*service)->wait_for_input(tick);
     (*service)->run_once(now_ms());
+    (*service)->run_artifact_retention_if_due(now_ms());
     if (checkpointer) {
       if (auto st = checkpointer->tick(now_ms()); !st) log->error("audit checkpoint: {}", st.error().message);
     }
   }
   log->info("stopping");
+  webhook_sender.stop();  // what it had not sent stays in the outbox for the next start
   stop_chunks = true;
   chunk_server.join();
   api.stop();

@@ -123,8 +123,16 @@ Status OrchestratorService::load() {
   if (!tags) return tags.error();
   auto groups = store_->load_groups();
   if (!groups) return groups.error();
+  auto webhooks = store_->load_webhooks();
+  if (!webhooks) return webhooks.error();
   core_.restore(std::move(devices).value(), std::move(rollouts).value(), std::move(history).value(),
                 std::move(revocations).value(), std::move(tags).value(), std::move(groups).value());
+  webhooks_ = std::move(webhooks).value();
+  {
+    std::vector<const Rollout*> loaded;
+    for (const auto& [id, rollout] : core_.rollouts()) loaded.push_back(&rollout);
+    webhook_watch_.restore(loaded);
+  }
   // The broker's deny list follows the store, whatever happened to the file meanwhile.
   if (auto st = write_deny_list(); !st) return st;
   // After a restart the fleet state says what each device may fetch, nothing else.
@@ -275,7 +283,41 @@ void OrchestratorService::handle_chunk_request(const common::DeviceId& device,
 }
 
 SaveBatch OrchestratorService::save_at(Millis now) {
-  return [this, now](const StoreBatch& batch) { return store_->write(batch, now); };
+  // The webhook deliveries of the batch's rollout changes go into the outbox in the same
+  // transaction: a change is never saved without them, nor they without it.
+  return [this, now](const StoreBatch& batch) {
+    if (batch.rollouts.empty()) return store_->write(batch, now);
+    std::vector<WebhookNotice> told = webhook_watch_.changes(batch.rollouts);
+    std::vector<WebhookDelivery> deliveries;
+    for (const WebhookNotice& notice : told) {
+      const Rollout* r = core_.rollout(notice.rollout_id);
+      if (r == nullptr) continue;
+      for (const WebhookRecord& w : webhooks_) {
+        if (std::find(w.events.begin(), w.events.end(), notice.event) == w.events.end()) continue;
+        WebhookDelivery d;
+        char id[20];
+        std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(command_ids_()));
+        d.id = "wd-" + std::string(id);
+        d.webhook_id = w.id;
+        d.event = notice.event;
+        d.body = webhook_body(notice, *r, d.id, now);
+        d.created_ms = now;
+        d.next_attempt_ms = now;
+        deliveries.push_back(std::move(d));
+      }
+    }
+    Status st = store_->write(batch, now, deliveries);
+    if (st) {
+      webhook_watch_.apply(batch.rollouts, told);
+      // Not under webhook_mutex_: a sender holds it while it reads the store, which this
+      // transaction may still hold. A wake-up lost here is made up by the senders' polling.
+      if (!deliveries.empty()) {
+        webhook_work_ = true;
+        webhook_cv_.notify_all();
+      }
+    }
+    return st;
+  };
 }
 
 void OrchestratorService::queue_commands() {
@@ -534,6 +576,16 @@ Status OrchestratorService::delete_artifact(const std::string& id, const std::st
     return Error(Errc::kNotFound, "artifact '" + id.substr(0, 64) +
                                       "' is not uploaded; `fotactl artifact list` shows the uploaded ones");
   std::lock_guard lock(state_mutex_);
+  if (const std::string use = artifact_use(id); !use.empty()) {
+    return Error(Errc::kConflict, "artifact " + id + " is in use: " + use +
+                                      "; abort it (or roll it back) before deleting the artifact");
+  }
+  if (auto st = core_.record(AuditRecord{actor, "artifact.delete", id}, save_at(now)); !st) return st;
+  queue_commands();
+  return artifacts_.remove(id);
+}
+
+std::string OrchestratorService::artifact_use(const std::string& id) const {
   for (const auto& [rollout_id, r] : core_.rollouts()) {
     if (!is_active(r.state) && r.state != RolloutState::kCompleted) continue;
     std::string use;
@@ -545,13 +597,75 @@ Status OrchestratorService::delete_artifact(const std::string& id, const std::st
     } else {
       continue;
     }
-    return Error(Errc::kConflict, "artifact " + id + " is in use: rollout " + rollout_id + " (" +
-                                      std::string(rollout_state_name(r.state)) + ") " + use +
-                                      "; abort it (or roll it back) before deleting the artifact");
+    return "rollout " + rollout_id + " (" + std::string(rollout_state_name(r.state)) + ") " + use;
   }
-  if (auto st = core_.record(AuditRecord{actor, "artifact.delete", id}, save_at(now)); !st) return st;
+  return {};
+}
+
+common::Result<RetentionReport> OrchestratorService::run_artifact_retention(bool dry_run,
+                                                                            const std::string& actor,
+                                                                            Millis now) {
+  const RetentionRule& rule = options_.artifact_retention;
+  if (!rule.enabled()) {
+    return Error(
+        Errc::kConflict,
+        "no retention rule is configured: add artifacts: {retention: {keep_last: N, min_age_days: D}} "
+        "to orchestrator.yaml and restart, or delete artifacts one by one with `fotactl artifact "
+        "delete ID`");
+  }
+  // Manifests come from memory (read at upload or start), before the state lock.
+  std::vector<RetentionCandidate> candidates;
+  for (const v1::Manifest& m : list_artifacts()) {
+    candidates.push_back(RetentionCandidate{m.artifact_id(),
+                                            m.name(),
+                                            m.version(),
+                                            {m.compatible_hardware().begin(), m.compatible_hardware().end()},
+                                            m.created_at_ms(),
+                                            ""});
+  }
+  std::lock_guard lock(state_mutex_);
+  std::map<std::string, std::size_t> running;  // artifact id -> devices that report running it
+  for (const DeviceRecord& d : core_.devices()) {
+    if (!d.facts.artifact_id.empty()) ++running[d.facts.artifact_id];
+  }
+  for (RetentionCandidate& c : candidates) {
+    c.in_use = artifact_use(c.artifact_id);
+    if (c.in_use.empty() && running.count(c.artifact_id))
+      c.in_use = std::to_string(running[c.artifact_id]) + " device(s) run it";
+  }
+  RetentionReport report{dry_run, rule, plan_artifact_retention(std::move(candidates), rule, now)};
+  if (dry_run) return report;
+  for (RetentionDecision& d : report.decisions) {
+    if (!d.remove) continue;
+    const std::string& id = d.artifact.artifact_id;
+    if (auto st = core_.record(AuditRecord{actor, "artifact.delete",
+                                           id + " (" + d.artifact.name + " " + d.artifact.version +
+                                               ", retention: " + d.reason + ")"},
+                               save_at(now));
+        !st) {
+      return st.error().with_context("retention: deleting artifact " + id);
+    }
+    if (auto st = artifacts_.remove(id); !st)
+      return st.error().with_context("retention: removing artifact " + id);
+  }
   queue_commands();
-  return artifacts_.remove(id);
+  return report;
+}
+
+void OrchestratorService::run_artifact_retention_if_due(Millis now) {
+  if (!options_.artifact_retention.enabled()) return;
+  if (next_retention_ms_ == 0)
+    next_retention_ms_ = now + options_.artifact_retention.interval_ms;  // the first
+  if (now < next_retention_ms_) return;
+  next_retention_ms_ = now + options_.artifact_retention.interval_ms;
+  auto report = run_artifact_retention(false, "retention", now);
+  if (!report) {
+    log_->error("artifact retention: {}", report.error().message);
+    return;
+  }
+  std::size_t removed = 0;
+  for (const auto& d : report->decisions) removed += d.remove ? 1 : 0;
+  if (removed > 0) log_->info("artifact retention deleted {} artifact(s)", removed);
 }
 
 common::Result<v1::Manifest> OrchestratorService::get_artifact(const std::string& id) {
@@ -856,7 +970,174 @@ ServiceMetrics OrchestratorService::metrics(Millis now) {
   m.certificate_requests_refused = certificate_requests_refused_.load();
   m.certificate_requests_dropped = certificate_requests_dropped_.load();
   m.certificates_refused_by_devices = m.fleet.certificates_refused_by_devices;
+  if (auto counts = store_->webhook_delivery_counts()) {
+    m.webhook_deliveries = std::move(counts).value();
+  } else {
+    log_->warn("metrics: {}", counts.error().message);
+  }
+  for (const char* state : {"pending", "delivered", "failed"}) m.webhook_deliveries.try_emplace(state, 0);
+  m.webhook_attempts_failed = webhook_attempts_failed_.load();
   return m;
+}
+
+common::Result<WebhookRecord> OrchestratorService::create_webhook(WebhookRecord w, const std::string& actor,
+                                                                  Millis now) {
+  if (auto st = validate_webhook(w); !st) return st.error();
+  if (!w.ca_file.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(w.ca_file, ec)) {
+      return Error(Errc::kInvalidArgument,
+                   "ca_file: " + w.ca_file.substr(0, 256) +
+                       " is not a file on the orchestrator's host; give the path of a "
+                       "PEM CA bundle there that the receiver's certificate chains to");
+    }
+  }
+  std::lock_guard lock(state_mutex_);
+  char id[16];
+  std::snprintf(id, sizeof id, "%010llx", static_cast<unsigned long long>(command_ids_() & 0xffffffffffULL));
+  w.id = "wh-" + std::string(id);
+  w.created_ms = now;
+  w.actor = actor;
+  std::string events;
+  for (const auto& e : w.events) events += (events.empty() ? "" : ",") + e;
+  const SaveBatch save = save_at(now);
+  auto st = core_.record(AuditRecord{actor, "webhook.create", w.id + " " + w.url + " events=" + events},
+                         [&](const StoreBatch& batch) {
+                           return store_->transaction([&]() -> Status {
+                             if (auto created = store_->create_webhook(w); !created) return created;
+                             return save(batch);
+                           });
+                         });
+  if (!st) return st.error();
+  queue_commands();
+  {
+    std::lock_guard webhook_lock(webhook_mutex_);
+    webhooks_.push_back(w);
+  }
+  w.secret.clear();
+  return w;
+}
+
+Status OrchestratorService::delete_webhook(const std::string& id, const std::string& actor, Millis now) {
+  std::lock_guard lock(state_mutex_);
+  auto it =
+      std::find_if(webhooks_.begin(), webhooks_.end(), [&](const WebhookRecord& w) { return w.id == id; });
+  if (it == webhooks_.end()) {
+    return Error(Errc::kNotFound, "webhook '" + id.substr(0, 64) +
+                                      "' does not exist; `fotactl webhook list` shows the webhooks");
+  }
+  const SaveBatch save = save_at(now);
+  auto st =
+      core_.record(AuditRecord{actor, "webhook.delete", id + " " + it->url}, [&](const StoreBatch& batch) {
+        return store_->transaction([&]() -> Status {
+          if (auto deleted = store_->delete_webhook(id); !deleted) return deleted;
+          return save(batch);
+        });
+      });
+  if (!st) return st;
+  queue_commands();
+  std::lock_guard webhook_lock(webhook_mutex_);
+  webhooks_.erase(
+      std::remove_if(webhooks_.begin(), webhooks_.end(), [&](const WebhookRecord& w) { return w.id == id; }),
+      webhooks_.end());
+  return common::ok_status();
+}
+
+std::vector<WebhookRecord> OrchestratorService::list_webhooks() {
+  std::vector<WebhookRecord> out;
+  {
+    std::lock_guard lock(webhook_mutex_);
+    out = webhooks_;
+  }
+  for (WebhookRecord& w : out) w.secret.clear();
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+common::Result<std::vector<WebhookDelivery>> OrchestratorService::webhook_deliveries(const std::string& id,
+                                                                                     const std::string& state,
+                                                                                     std::size_t limit) {
+  {
+    std::lock_guard lock(webhook_mutex_);
+    if (std::none_of(webhooks_.begin(), webhooks_.end(),
+                     [&](const WebhookRecord& w) { return w.id == id; })) {
+      return Error(Errc::kNotFound, "webhook '" + id.substr(0, 64) +
+                                        "' does not exist; `fotactl webhook list` shows the webhooks");
+    }
+  }
+  if (!state.empty() && state != "pending" && state != "delivered" && state != "failed") {
+    return Error(Errc::kInvalidArgument, "state: '" + state.substr(0, 32) +
+                                             "' is not a delivery state; use pending, delivered or failed");
+  }
+  return store_->webhook_deliveries(id, state, limit);
+}
+
+std::vector<WebhookJob> OrchestratorService::take_webhook_jobs(Millis now, std::size_t max) {
+  std::lock_guard lock(webhook_mutex_);
+  std::vector<WebhookJob> out;
+  if (webhooks_stopping_ || webhooks_.empty()) return out;
+  auto due = store_->due_webhook_deliveries(now, max + webhook_taken_.size());
+  if (!due) {
+    log_->warn("webhooks: {}", due.error().message);
+    return out;
+  }
+  for (WebhookDelivery& d : *due) {
+    if (out.size() >= max) break;
+    if (webhook_taken_.count(d.id)) continue;
+    auto w = std::find_if(webhooks_.begin(), webhooks_.end(),
+                          [&](const WebhookRecord& x) { return x.id == d.webhook_id; });
+    if (w == webhooks_.end()) continue;  // deleted meanwhile: its deliveries went with it
+    webhook_taken_.insert(d.id);
+    out.push_back(WebhookJob{std::move(d), w->url, w->secret, w->ca_file});
+  }
+  return out;
+}
+
+void OrchestratorService::wait_for_webhook_work(std::chrono::milliseconds wait) {
+  std::unique_lock lock(webhook_mutex_);
+  webhook_cv_.wait_for(lock, wait, [&] { return webhook_work_.load() || webhooks_stopping_; });
+  webhook_work_ = false;
+}
+
+void OrchestratorService::finish_webhook_job(const WebhookJob& job, int status, const std::string& error,
+                                             Millis now) {
+  std::lock_guard lock(webhook_mutex_);
+  webhook_taken_.erase(job.delivery.id);
+  if (std::none_of(webhooks_.begin(), webhooks_.end(),
+                   [&](const WebhookRecord& w) { return w.id == job.delivery.webhook_id; })) {
+    return;  // deleted while it was being sent
+  }
+  WebhookDelivery d = job.delivery;
+  ++d.attempts;
+  d.last_status = status;
+  if (status >= 200 && status < 300) {
+    d.state = "delivered";
+    d.last_error.clear();
+    d.finished_ms = now;
+  } else {
+    ++webhook_attempts_failed_;
+    d.last_error = error.substr(0, 512);
+    if (d.attempts >= options_.webhooks.max_attempts) {
+      d.state = "failed";
+      d.finished_ms = now;
+      log_->warn("webhook delivery {} ({} to {}) failed after {} attempt(s): {}", d.id, d.event, job.url,
+                 d.attempts, d.last_error);
+    } else {
+      d.next_attempt_ms = now + webhook_retry_delay(d.attempts, options_.webhooks.retry_initial_ms,
+                                                    options_.webhooks.retry_max_ms, webhook_random_());
+    }
+  }
+  // A failed write leaves the row as it was: the delivery is sent again (at least once).
+  if (auto st = store_->upsert_webhook_delivery(d); !st)
+    log_->error("webhook delivery {}: {}", d.id, st.error().message);
+}
+
+void OrchestratorService::stop_webhooks() {
+  {
+    std::lock_guard lock(webhook_mutex_);
+    webhooks_stopping_ = true;
+  }
+  webhook_cv_.notify_all();
 }
 
 }  // namespace fota::orchestrator

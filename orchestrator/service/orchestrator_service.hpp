@@ -12,8 +12,10 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -26,7 +28,9 @@
 #include "fota/common/pki.hpp"
 #include "fota/common/topics.hpp"
 #include "fota/orchestrator/fleet_core.hpp"
+#include "fota/orchestrator/retention.hpp"
 #include "fota/orchestrator/store.hpp"
+#include "fota/orchestrator/webhook.hpp"
 
 namespace fota::orchestrator {
 
@@ -73,6 +77,11 @@ struct ServiceOptions {
   // A device is signed at most one certificate per this interval; its requests in between are
   // dropped (a device renewing legitimately waits far longer: its retry_initial is a minute).
   Millis certificate_device_interval_ms = 60'000;
+  // Webhook deliveries (docs/ORCHESTRATOR.md, "Webhooks"): attempts and the waits between them;
+  // the sender (an adapter) uses the rest.
+  WebhookOptions webhooks;
+  // artifacts.retention (docs/ORCHESTRATOR.md, "Artifact retention"); keep_last 0 = no rule.
+  RetentionRule artifact_retention;
 };
 
 // Rollout ids from a random generator of its own, seeded from std::random_device.
@@ -115,6 +124,21 @@ struct GroupView {
   std::optional<std::vector<std::string>> members;
 };
 
+// What a run of the retention rule decided (and, unless a dry run, did).
+struct RetentionReport {
+  bool dry_run = false;
+  RetentionRule rule;
+  std::vector<RetentionDecision> decisions;
+};
+
+// A delivery to make now: the outbox row and where it goes.
+struct WebhookJob {
+  WebhookDelivery delivery;
+  std::string url;
+  std::string secret;
+  std::string ca_file;
+};
+
 // A device with its latest events, as `GET /devices/{id}` shows it.
 struct DeviceReport {
   DeviceView device;
@@ -142,7 +166,9 @@ struct ServiceMetrics {
   // Not handled: the queue was full, the device had one queued or was signed one within the
   // interval, or the per-minute budget was spent (pki.max_pending_requests).
   std::uint64_t certificate_requests_dropped = 0;
-  std::uint64_t certificates_refused_by_devices = 0;  // ERROR_CERTIFICATE_REFUSED reports
+  std::uint64_t certificates_refused_by_devices = 0;       // ERROR_CERTIFICATE_REFUSED reports
+  std::map<std::string, std::int64_t> webhook_deliveries;  // in the outbox, by state
+  std::uint64_t webhook_attempts_failed = 0;               // attempts the receiver did not accept
 };
 
 class OrchestratorService {
@@ -236,6 +262,33 @@ class OrchestratorService {
                                                             const std::string& actor, Millis now);
   ServiceMetrics metrics(Millis now);
 
+  // Applies the artifact retention rule now (admin; docs/ORCHESTRATOR.md, "Artifact retention"):
+  // every deletion audited as artifact.delete by `actor`. kConflict when no rule is configured.
+  common::Result<RetentionReport> run_artifact_retention(bool dry_run, const std::string& actor, Millis now);
+  // The periodic run (the main loop calls it): applies the rule every rule.interval_ms.
+  void run_artifact_retention_if_due(Millis now);
+
+  // Webhooks (docs/ORCHESTRATOR.md, "Webhooks"), admin actions, audited. The answers never carry
+  // the secret. kInvalidArgument for a bad URL, event, secret or CA file; kNotFound for an unknown id.
+  common::Result<WebhookRecord> create_webhook(WebhookRecord webhook, const std::string& actor, Millis now);
+  common::Status delete_webhook(const std::string& id, const std::string& actor, Millis now);
+  std::vector<WebhookRecord> list_webhooks();  // by id
+  // Newest first; `state` empty = any, else pending, delivered or failed.
+  common::Result<std::vector<WebhookDelivery>> webhook_deliveries(const std::string& id,
+                                                                  const std::string& state,
+                                                                  std::size_t limit);
+  // The sender's side (any thread; never the state lock): deliveries due at `now` that no sender
+  // has taken yet, at most `max`; each taken one must be finished.
+  std::vector<WebhookJob> take_webhook_jobs(Millis now, std::size_t max);
+  // Blocks until a commit queued deliveries, stop_webhooks() was called, or `wait` passed.
+  void wait_for_webhook_work(std::chrono::milliseconds wait);
+  // The attempt's result: a 2xx `status` delivered it; anything else (0 = no answer, `error` says
+  // why) schedules the next attempt with backoff and jitter, or marks it failed after
+  // webhooks.max_attempts.
+  void finish_webhook_job(const WebhookJob& job, int status, const std::string& error, Millis now);
+  void stop_webhooks();
+  const WebhookOptions& webhook_options() const { return options_.webhooks; }
+
  private:
   OrchestratorService(ServiceOptions options, std::shared_ptr<spdlog::logger> logger,
                       std::unique_ptr<Store> store);
@@ -254,6 +307,9 @@ class OrchestratorService {
   common::Status load();
   DeviceView view_of(DeviceRecord device) const;  // state_mutex_ held
   GroupView group_view(GroupRecord group) const;  // state_mutex_ held
+  // Why the artifact must stay (a rollout may still send it or roll back to it), or empty.
+  // state_mutex_ held.
+  std::string artifact_use(const std::string& id) const;
   // Writes options_.deny_list from the core's revocations (state_mutex_ held).
   common::Status write_deny_list();
   void handle_chunk_request(const common::DeviceId& device, const v1::ChunkRequest& request);
@@ -325,6 +381,19 @@ class OrchestratorService {
   std::atomic<std::uint64_t> certificate_requests_dropped_{0};
   std::atomic<Millis> certificate_drop_log_ms_{0};       // drops are logged at most every 10 s
   std::mt19937_64 command_ids_{std::random_device{}()};  // state_mutex_ held
+
+  Millis next_retention_ms_ = 0;  // main loop only
+
+  // Webhooks. The subscriptions are changed with both locks held, read with either.
+  WebhookWatch webhook_watch_;  // state_mutex_
+  std::mutex webhook_mutex_;
+  std::condition_variable webhook_cv_;
+  std::vector<WebhookRecord> webhooks_;
+  std::unordered_set<std::string> webhook_taken_;           // delivery ids a sender holds (webhook_mutex_)
+  std::atomic<bool> webhook_work_{false};                   // a commit queued deliveries
+  bool webhooks_stopping_ = false;                          // webhook_mutex_
+  std::mt19937_64 webhook_random_{std::random_device{}()};  // webhook_mutex_
+  std::atomic<std::uint64_t> webhook_attempts_failed_{0};
 };
 
 }  // namespace fota::orchestrator

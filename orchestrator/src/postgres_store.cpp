@@ -153,6 +153,31 @@ CREATE TABLE group_members (
   PRIMARY KEY (group_name, device_id));
 CREATE INDEX group_members_by_device ON group_members(device_id, group_name);
 )sql",
+    // 7: webhook subscriptions and their outbox of deliveries (docs/ORCHESTRATOR.md, "Webhooks")
+    R"sql(
+CREATE TABLE webhooks (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  url TEXT NOT NULL,
+  events TEXT NOT NULL,
+  secret TEXT NOT NULL,
+  ca_file TEXT NOT NULL DEFAULT '',
+  created_ms BIGINT NOT NULL,
+  actor TEXT NOT NULL DEFAULT '');
+CREATE TABLE webhook_deliveries (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  webhook_id TEXT COLLATE "C" NOT NULL,
+  event TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  attempts BIGINT NOT NULL DEFAULT 0,
+  next_attempt_ms BIGINT NOT NULL DEFAULT 0,
+  last_status BIGINT NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  finished_ms BIGINT NOT NULL DEFAULT 0);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_ms);
+CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, created_ms);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == PostgresStore::kSchemaVersion);
 
@@ -202,6 +227,14 @@ enum Q : std::size_t {
   kAuditHead,
   kInsertAudit,
   kReadAudit,
+  kInsertWebhook,
+  kDeleteWebhookDeliveries,
+  kDeleteWebhook,
+  kLoadWebhooks,
+  kUpsertWebhookDelivery,
+  kDueWebhookDeliveries,
+  kReadWebhookDeliveries,
+  kCountWebhookDeliveries,
   kStatementCount
 };
 
@@ -295,6 +328,26 @@ const std::vector<std::string>& statements() {
     s[kPruneSamples] =
         "DELETE FROM update_samples WHERE finished_ms < (SELECT finished_ms FROM update_samples ORDER BY "
         "finished_ms DESC LIMIT 1 OFFSET $1)";
+    s[kInsertWebhook] =
+        "INSERT INTO webhooks (id, url, events, secret, ca_file, created_ms, actor) VALUES "
+        "($1,$2,$3,$4,$5,$6,$7)";
+    s[kDeleteWebhookDeliveries] = "DELETE FROM webhook_deliveries WHERE webhook_id = $1";
+    s[kDeleteWebhook] = "DELETE FROM webhooks WHERE id = $1";
+    s[kLoadWebhooks] = "SELECT id, url, events, secret, ca_file, created_ms, actor FROM webhooks ORDER BY id";
+    s[kUpsertWebhookDelivery] =
+        "INSERT INTO webhook_deliveries (" FOTA_WEBHOOK_DELIVERY_COLUMNS
+        ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT (id) DO UPDATE SET "
+        "state=EXCLUDED.state, attempts=EXCLUDED.attempts, "
+        "next_attempt_ms=EXCLUDED.next_attempt_ms, last_status=EXCLUDED.last_status, "
+        "last_error=EXCLUDED.last_error, finished_ms=EXCLUDED.finished_ms";
+    s[kDueWebhookDeliveries] = "SELECT " FOTA_WEBHOOK_DELIVERY_COLUMNS
+                               " FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_ms <= "
+                               "$1::bigint ORDER BY next_attempt_ms, id LIMIT $2";
+    s[kReadWebhookDeliveries] =
+        "SELECT " FOTA_WEBHOOK_DELIVERY_COLUMNS
+        " FROM webhook_deliveries WHERE webhook_id = $1 AND ($2::text = '' OR state = "
+        "$2::text) ORDER BY created_ms DESC, id DESC LIMIT $3";
+    s[kCountWebhookDeliveries] = "SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state";
     s[kInsertEvent] =
         "INSERT INTO events (time_ms, device_id, rollout_id, kind, detail) VALUES ($1,$2,$3,$4,$5)";
     s[kReadEvents] =
@@ -933,6 +986,73 @@ Result<std::vector<LogRecord>> PostgresStore::logs(const std::string& device, st
     const auto s = rows->row(i);
     out.push_back(LogRecord{s.integer(0), s.text(1), s.integer(2), static_cast<int>(s.integer(3)), s.text(4),
                             s.text(5)});
+  }
+  return out;
+}
+
+Status PostgresStore::create_webhook(const WebhookRecord& w) {
+  auto st =
+      write(kInsertWebhook,
+            params(w.id, w.url, store_rows::join_tags(w.events), w.secret, w.ca_file, w.created_ms, w.actor),
+            "saving a webhook");
+  if (!st) return st.error().with_context("webhook " + w.id);
+  return st;
+}
+
+Status PostgresStore::delete_webhook(const std::string& id) {
+  return transaction([&]() -> Status {
+    if (auto st = write(kDeleteWebhookDeliveries, params(id), "deleting a webhook's deliveries"); !st)
+      return st;
+    return write(kDeleteWebhook, params(id), "deleting a webhook");
+  });
+}
+
+Result<std::vector<WebhookRecord>> PostgresStore::load_webhooks() {
+  auto rows = read(kLoadWebhooks, {}, "loading webhooks");
+  if (!rows) return rows.error();
+  std::vector<WebhookRecord> out;
+  for (int i = 0; i < rows->size(); ++i) {
+    const auto s = rows->row(i);
+    out.push_back(WebhookRecord{s.text(0), s.text(1), store_rows::split_tags(s.text(2)), s.text(3), s.text(4),
+                                s.integer(5), s.text(6)});
+  }
+  return out;
+}
+
+Status PostgresStore::upsert_webhook_delivery(const WebhookDelivery& d) {
+  auto st = write(kUpsertWebhookDelivery,
+                  params(d.id, d.webhook_id, d.event, d.body, d.created_ms, d.state, d.attempts,
+                         d.next_attempt_ms, d.last_status, d.last_error, d.finished_ms),
+                  "saving a webhook delivery");
+  if (!st) return st.error().with_context("webhook delivery " + d.id);
+  return st;
+}
+
+Result<std::vector<WebhookDelivery>> PostgresStore::due_webhook_deliveries(Millis now, std::size_t limit) {
+  auto rows = read(kDueWebhookDeliveries, params(now, limit), "reading due webhook deliveries");
+  if (!rows) return rows.error();
+  std::vector<WebhookDelivery> out;
+  for (int i = 0; i < rows->size(); ++i) out.push_back(store_rows::read_webhook_delivery(rows->row(i)));
+  return out;
+}
+
+Result<std::vector<WebhookDelivery>> PostgresStore::webhook_deliveries(const std::string& webhook_id,
+                                                                       const std::string& state,
+                                                                       std::size_t limit) {
+  auto rows = read(kReadWebhookDeliveries, params(webhook_id, state, limit), "reading webhook deliveries");
+  if (!rows) return rows.error();
+  std::vector<WebhookDelivery> out;
+  for (int i = 0; i < rows->size(); ++i) out.push_back(store_rows::read_webhook_delivery(rows->row(i)));
+  return out;
+}
+
+Result<std::map<std::string, std::int64_t>> PostgresStore::webhook_delivery_counts() {
+  auto rows = read(kCountWebhookDeliveries, {}, "counting webhook deliveries");
+  if (!rows) return rows.error();
+  std::map<std::string, std::int64_t> out;
+  for (int i = 0; i < rows->size(); ++i) {
+    const auto s = rows->row(i);
+    out[s.text(0)] = s.integer(1);
   }
   return out;
 }

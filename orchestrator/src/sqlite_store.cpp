@@ -149,6 +149,31 @@ CREATE TABLE group_members (
   PRIMARY KEY (group_name, device_id));
 CREATE INDEX group_members_by_device ON group_members(device_id, group_name);
 )sql",
+    // 7: webhook subscriptions and their outbox of deliveries (docs/ORCHESTRATOR.md, "Webhooks")
+    R"sql(
+CREATE TABLE webhooks (
+  id TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  events TEXT NOT NULL,
+  secret TEXT NOT NULL,
+  ca_file TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  actor TEXT NOT NULL DEFAULT '');
+CREATE TABLE webhook_deliveries (
+  id TEXT PRIMARY KEY,
+  webhook_id TEXT NOT NULL,
+  event TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  last_status INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  finished_ms INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_ms);
+CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, created_ms);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == SqliteStore::kSchemaVersion);
 
@@ -348,7 +373,7 @@ Status Store::upsert_devices(const std::vector<DeviceRecord>& devices) {
   return common::ok_status();
 }
 
-Status Store::write(const StoreBatch& batch, Millis now) {
+Status Store::write(const StoreBatch& batch, Millis now, const std::vector<WebhookDelivery>& deliveries) {
   const Status written = transaction([&]() -> Status {
     if (!batch.devices.empty()) {
       if (auto st = upsert_devices(batch.devices); !st) return st;
@@ -388,6 +413,9 @@ Status Store::write(const StoreBatch& batch, Millis now) {
     }
     for (const AuditRecord& a : batch.audit) {
       if (auto st = append_audit(a.actor, a.action, a.detail, now); !st) return st.error();
+    }
+    for (const WebhookDelivery& d : deliveries) {
+      if (auto st = upsert_webhook_delivery(d); !st) return st;
     }
     return common::ok_status();
   });
@@ -798,6 +826,101 @@ Result<std::vector<LogRecord>> SqliteStore::logs(const std::string& device, std:
         return common::ok_status();
       },
       device, after_id, limit);
+  if (!st) return st.error();
+  return out;
+}
+
+Status SqliteStore::create_webhook(const WebhookRecord& w) {
+  std::lock_guard lock(mutex_);
+  auto st = run(Statement(db_, prepared("INSERT INTO webhooks (id, url, events, secret, ca_file, created_ms, "
+                                        "actor) VALUES (?1,?2,?3,?4,?5,?6,?7)")),
+                "saving a webhook", w.id, w.url, store_rows::join_tags(w.events), w.secret, w.ca_file,
+                w.created_ms, w.actor);
+  if (!st) return st.error().with_context("webhook " + w.id);
+  return st;
+}
+
+Status SqliteStore::delete_webhook(const std::string& id) {
+  return transaction([&]() -> Status {
+    auto st = run(Statement(db_, prepared("DELETE FROM webhook_deliveries WHERE webhook_id = ?1")),
+                  "deleting a webhook's deliveries", id);
+    if (!st) return st;
+    return run(Statement(db_, prepared("DELETE FROM webhooks WHERE id = ?1")), "deleting a webhook", id);
+  });
+}
+
+Result<std::vector<WebhookRecord>> SqliteStore::load_webhooks() {
+  std::lock_guard lock(mutex_);
+  std::vector<WebhookRecord> out;
+  auto st =
+      each_row(Statement(db_, prepared("SELECT id, url, events, secret, ca_file, created_ms, actor FROM "
+                                       "webhooks ORDER BY id")),
+               "loading webhooks", [&](const Statement& s) {
+                 out.push_back(WebhookRecord{s.text(0), s.text(1), store_rows::split_tags(s.text(2)),
+                                             s.text(3), s.text(4), s.integer(5), s.text(6)});
+                 return common::ok_status();
+               });
+  if (!st) return st.error();
+  return out;
+}
+
+Status SqliteStore::upsert_webhook_delivery(const WebhookDelivery& d) {
+  std::lock_guard lock(mutex_);
+  auto st = run(Statement(db_, prepared("INSERT INTO webhook_deliveries (" FOTA_WEBHOOK_DELIVERY_COLUMNS
+                                        ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11) ON CONFLICT(id) DO "
+                                        "UPDATE SET state=?6, attempts=?7, next_attempt_ms=?8, "
+                                        "last_status=?9, last_error=?10, finished_ms=?11")),
+                "saving a webhook delivery", d.id, d.webhook_id, d.event, d.body, d.created_ms, d.state,
+                d.attempts, d.next_attempt_ms, d.last_status, d.last_error, d.finished_ms);
+  if (!st) return st.error().with_context("webhook delivery " + d.id);
+  return st;
+}
+
+Result<std::vector<WebhookDelivery>> SqliteStore::due_webhook_deliveries(Millis now, std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  std::vector<WebhookDelivery> out;
+  auto st = each_row(
+      Statement(db_, prepared("SELECT " FOTA_WEBHOOK_DELIVERY_COLUMNS
+                              " FROM webhook_deliveries WHERE state = 'pending' AND "
+                              "next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2")),
+      "reading due webhook deliveries",
+      [&](const Statement& s) {
+        out.push_back(store_rows::read_webhook_delivery(s));
+        return common::ok_status();
+      },
+      now, static_cast<std::int64_t>(limit));
+  if (!st) return st.error();
+  return out;
+}
+
+Result<std::vector<WebhookDelivery>> SqliteStore::webhook_deliveries(const std::string& webhook_id,
+                                                                     const std::string& state,
+                                                                     std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  std::vector<WebhookDelivery> out;
+  auto st = each_row(
+      Statement(db_, prepared("SELECT " FOTA_WEBHOOK_DELIVERY_COLUMNS
+                              " FROM webhook_deliveries WHERE webhook_id = ?1 AND (?2 = '' OR "
+                              "state = ?2) ORDER BY created_ms DESC, id DESC LIMIT ?3")),
+      "reading webhook deliveries",
+      [&](const Statement& s) {
+        out.push_back(store_rows::read_webhook_delivery(s));
+        return common::ok_status();
+      },
+      webhook_id, state, static_cast<std::int64_t>(limit));
+  if (!st) return st.error();
+  return out;
+}
+
+Result<std::map<std::string, std::int64_t>> SqliteStore::webhook_delivery_counts() {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, std::int64_t> out;
+  auto st =
+      each_row(Statement(db_, prepared("SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state")),
+               "counting webhook deliveries", [&](const Statement& s) {
+                 out[s.text(0)] = s.integer(1);
+                 return common::ok_status();
+               });
   if (!st) return st.error();
   return out;
 }

@@ -51,6 +51,28 @@ inline constexpr const char* kMemberColumns =
     "previous_artifact_id, last_error, bytes_done, bytes_total, last_sequence, started_ms, finished_ms, "
     "late_joiner, bytes_reused";
 
+// A macro so that SQLite's statement constants can splice it into a literal.
+#define FOTA_WEBHOOK_DELIVERY_COLUMNS                                                                    \
+  "id, webhook_id, event, body, created_ms, state, attempts, next_attempt_ms, last_status, last_error, " \
+  "finished_ms"
+
+template <typename Row>
+WebhookDelivery read_webhook_delivery(const Row& s) {
+  WebhookDelivery d;
+  d.id = s.text(0);
+  d.webhook_id = s.text(1);
+  d.event = s.text(2);
+  d.body = s.text(3);
+  d.created_ms = s.integer(4);
+  d.state = s.text(5);
+  d.attempts = static_cast<int>(s.integer(6));
+  d.next_attempt_ms = s.integer(7);
+  d.last_status = static_cast<int>(s.integer(8));
+  d.last_error = s.text(9);
+  d.finished_ms = s.integer(10);
+  return d;
+}
+
 template <typename Row>
 DeviceRecord read_device(const Row& s) {
   DeviceRecord d;

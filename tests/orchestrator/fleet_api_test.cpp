@@ -328,6 +328,106 @@ TEST_P(FleetApiTest, RolloutTargetingAGroupKeepsTheMembersOfItsCreation) {
   EXPECT_EQ(call("GET", "/api/v1/artifacts/" + artifact, kViewerToken).status, 404);
 }
 
+// The artifact retention rule (docs/ORCHESTRATOR.md, "Artifact retention"), on demand and
+// periodically: of one name and hardware, only what is older than min_age, not among the newest
+// keep_last, not used by a rollout that may still send it and not running on a device goes; a dry
+// run deletes nothing; every deletion is audited; admins only.
+TEST_P(FleetApiTest, RetentionDeletesOnlyOldUnusedArtifactsAndAuditsEachDeletion) {
+  {
+    std::ofstream(setup_.config, std::ios::app)
+        << "artifacts: {retention: {keep_last: 1, min_age: 8s, interval: 1h}}\n";
+  }
+  seed({device("gw-run", "gw-v2", "1.0")});
+  start();
+  auto upload_fw = [&](const std::string& version) {
+    const fs::path bundle =
+        make_signed_bundle(dir_.path(), setup_.release_key, BundleSpec{"fw", version, 16 * 1024});
+    const CommandRun r = fotactl("artifact upload " + quoted(bundle), kAdminToken);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const auto pos = r.output.find("uploaded artifact ");
+    return pos == std::string::npos ? std::string() : r.output.substr(pos + 18, 32);
+  };
+  const std::string a1 = upload_fw("2.0"), a2 = upload_fw("2.1"), a3 = upload_fw("2.2");
+  std::this_thread::sleep_for(5ms);
+  const std::string a4 = upload_fw("2.3");
+  ASSERT_EQ(a4.size(), 32u);
+  const auto uploaded = std::chrono::steady_clock::now();
+  // gw-run runs a1 (as its inventory said), a rollout (created, not started) installs a3.
+  stop_process(pid_);
+  auto running = device("gw-run", "gw-v2", "2.0");
+  running.facts.artifact_id = a1;
+  seed({running});
+  start();
+  std::ofstream(dir_.path() / "spec.yaml")
+      << "name: holds\nartifact: " << a3 << "\ntarget: {devices: [gw-run]}\n";
+  CommandRun r = fotactl("rollout create --json -f " + quoted(dir_.path() / "spec.yaml"), kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string rollout = json::parse(r.output.substr(r.output.find('{'))).value("id", "");
+
+  // Too young yet: nothing would go.
+  Answer a = call("POST", "/api/v1/artifacts/retention/run?dry_run=true", kAdminToken);
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_TRUE(a.body["would_delete"].empty()) << a.body;
+  EXPECT_EQ(a.body["kept"].size(), 4u) << a.body;
+  EXPECT_NE(a.body.dump().find("younger than 8 s"), std::string::npos) << a.body;
+  std::this_thread::sleep_until(uploaded + 9s);
+
+  // Dry run: only a2 would go; a1 runs on gw-run, a3 is the rollout's, a4 is the newest.
+  a = call("POST", "/api/v1/artifacts/retention/run?dry_run=true", kAdminToken);
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(ids(a.body["would_delete"], "artifact_id"), std::vector<std::string>{a2}) << a.body;
+  const std::string kept = a.body["kept"].dump();
+  EXPECT_NE(kept.find("1 device(s) run it"), std::string::npos) << kept;
+  EXPECT_NE(kept.find("rollout " + rollout + " (created) installs it"), std::string::npos) << kept;
+  EXPECT_NE(kept.find("one of the newest 1 of fw on gw-v2"), std::string::npos) << kept;
+  EXPECT_EQ(call("GET", "/api/v1/artifacts", kViewerToken).body.size(), 4u);
+  r = fotactl("artifact prune --dry-run", kAdminToken);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("would delete 1 artifact(s) (dry run: nothing was deleted)"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(call("GET", "/api/v1/artifacts", kViewerToken).body.size(), 4u);
+
+  // Admins only; a bad parameter is named.
+  EXPECT_EQ(call("POST", "/api/v1/artifacts/retention/run", kOperatorToken).status, 403);
+  EXPECT_EQ(call("POST", "/api/v1/artifacts/retention/run?dry_run=maybe", kAdminToken).status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/artifacts", kViewerToken).body.size(), 4u);
+
+  r = fotactl("artifact prune", kAdminToken);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("deleted 1 artifact(s)"), std::string::npos) << r.output;
+  std::set<std::string> left;
+  for (const auto& m : call("GET", "/api/v1/artifacts", kViewerToken).body)
+    left.insert(m.value("artifact_id", ""));
+  EXPECT_EQ(left, (std::set<std::string>{a1, a3, a4}));
+  std::string audit = call("GET", "/api/v1/audit", kViewerToken).body.dump();
+  EXPECT_NE(audit.find("artifact.delete"), std::string::npos) << audit;
+  EXPECT_NE(audit.find(a2 + " (fw 2.1, retention: "), std::string::npos) << audit;
+
+  // Periodically: the rollout aborted no longer holds a3; with a 1 s interval the orchestrator
+  // deletes it by itself, audited as "retention".
+  ASSERT_EQ(call("POST", "/api/v1/rollouts/" + rollout + "/abort", kOperatorToken).status, 200);
+  stop_process(pid_);
+  {
+    std::ifstream in(setup_.config);
+    std::string config(std::istreambuf_iterator<char>(in), {});
+    config.replace(config.find("interval: 1h"), 12, "interval: 1s");
+    std::ofstream(setup_.config) << config;
+  }
+  start();
+  for (int i = 0; i < 100 && call("GET", "/api/v1/artifacts", kViewerToken).body.size() != 2; ++i)
+    std::this_thread::sleep_for(100ms);
+  left.clear();
+  for (const auto& m : call("GET", "/api/v1/artifacts", kViewerToken).body)
+    left.insert(m.value("artifact_id", ""));
+  EXPECT_EQ(left, (std::set<std::string>{a1, a4}));
+  bool by_retention = false;
+  for (const auto& e : call("GET", "/api/v1/audit", kViewerToken).body) {
+    by_retention |= e.value("actor", "") == "retention" && e.value("action", "") == "artifact.delete" &&
+                    e.value("detail", "").find(a3) != std::string::npos;
+  }
+  EXPECT_TRUE(by_retention) << call("GET", "/api/v1/audit", kViewerToken).body.dump(2);
+}
+
 // Every list pages with an opaque cursor and filters in the orchestrator; a bad parameter is a
 // 400 that names it.
 TEST_P(FleetApiTest, EveryListPagesAndFiltersAndNamesABadParameter) {

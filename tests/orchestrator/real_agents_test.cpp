@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -26,6 +27,7 @@
 #include "fota/common/crypto.hpp"
 #include "fota/common/encryption.hpp"
 #include "fota/common/topics.hpp"
+#include "fota/orchestrator/webhook.hpp"
 #include "fota/testing/broker.hpp"
 #include "fota/testing/command.hpp"
 #include "fota/testing/orchestrator_setup.hpp"
@@ -952,6 +954,341 @@ TEST_F(PostgresAgentsTest, AStoreThatCannotBeUsedStopsTheStartSayingWhy) {
   ASSERT_GT(orchestrator_, 0) << failure;
   EXPECT_TRUE(fs::exists(file));
   EXPECT_FALSE(fs::exists(dir_.path() / "data" / "state.db"));
+}
+
+// A webhook receiver as its user would write one (docs/ORCHESTRATOR.md, "Webhooks"): a
+// cpp-httplib server on a loopback port that checks every delivery's signature with the shared
+// secret (verify_webhook_signature) and answers 500 to the first `fail_first` deliveries.
+class WebhookReceiver {
+ public:
+  struct Received {
+    std::string id, event, timestamp, signature, body;
+    bool verified = false;
+    int answered = 0;
+  };
+
+  // With `tls` (a certificate and key for 127.0.0.1): HTTPS.
+  explicit WebhookReceiver(std::string secret, std::optional<common::IssuedFiles> tls = std::nullopt)
+      : secret_(std::move(secret)), tls_(std::move(tls)) {}
+  ~WebhookReceiver() { stop(); }
+
+  void start(int port = 0) {
+    if (tls_) {
+      server_ = std::make_unique<httplib::SSLServer>(tls_->cert.c_str(), tls_->key.c_str());
+    } else {
+      server_ = std::make_unique<httplib::Server>();
+    }
+    server_->Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      Received r{req.get_header_value("X-Fota-Delivery"), req.get_header_value("X-Fota-Event"),
+                 req.get_header_value("X-Fota-Timestamp"), req.get_header_value("X-Fota-Signature"),
+                 req.body};
+      r.verified = orchestrator::verify_webhook_signature(secret_, r.timestamp, r.body, r.signature);
+      std::lock_guard lock(mutex_);
+      r.answered = !r.verified ? 401 : fail_first_ > 0 ? 500 : 200;
+      if (r.answered == 500) --fail_first_;
+      res.status = r.answered;
+      received_.push_back(std::move(r));
+    });
+    port_ = port == 0 ? server_->bind_to_any_port("127.0.0.1")
+                      : (server_->bind_to_port("127.0.0.1", port) ? port : -1);
+    ASSERT_GT(port_, 0) << "cannot listen on 127.0.0.1:" << port;
+    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    for (int i = 0; i < 200 && !server_->is_running(); ++i) std::this_thread::sleep_for(10ms);
+  }
+  void stop() {
+    if (!server_) return;
+    server_->stop();
+    if (thread_.joinable()) thread_.join();
+    server_.reset();
+  }
+  int port() const { return port_; }
+  std::string url() const {
+    return std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_) + "/hook";
+  }
+  void fail_first(int n) {
+    std::lock_guard lock(mutex_);
+    fail_first_ = n;
+  }
+  std::vector<Received> received() const {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
+  // What the receiver accepted, once per delivery id (the dedupe at-least-once asks of it).
+  std::map<std::string, json> accepted() const {
+    std::map<std::string, json> out;
+    for (const Received& r : received()) {
+      if (r.answered == 200) out.emplace(r.id, json::parse(r.body, nullptr, false));
+    }
+    return out;
+  }
+  // The accepted events as "event rollout [device]", sorted.
+  std::vector<std::string> accepted_events(const std::string& rollout) const {
+    std::vector<std::string> out;
+    for (const auto& [id, body] : accepted()) {
+      if (body["rollout"].value("id", "") != rollout) continue;
+      out.push_back(body.value("event", "") +
+                    (body.contains("device") ? " " + body["device"].value("id", "") : std::string()));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  std::string secret_;
+  std::optional<common::IssuedFiles> tls_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = -1;
+  mutable std::mutex mutex_;
+  int fail_first_ = 0;
+  std::vector<Received> received_;
+};
+
+constexpr const char* kWebhookSecret = "receiver-shares-this-secret-0123";
+
+class WebhookAgentsTest : public RealAgentsTest {
+ protected:
+  void SetUp() override {
+    RealAgentsTest::SetUp();
+    // Quick retries so that the test does not wait minutes; the defaults are seconds to minutes.
+    std::ofstream(dir_.path() / "orchestrator.yaml", std::ios::app)
+        << "webhooks: {retry_initial: 200ms, retry_max: 1s, max_attempts: " << max_attempts()
+        << ", timeout: 2s}\n";
+    std::ofstream(dir_.path() / "hook.secret") << kWebhookSecret << "\n";
+  }
+  virtual int max_attempts() const { return 1000; }
+
+  std::string add_webhook(const std::string& url) {
+    const json w =
+        fotactl_json("webhook add " + url +
+                     " -e rollout.started -e rollout.breached -e rollout.completed -e rollout.aborted "
+                     "-e rollout.rolled_back -e device.failed --secret-file " +
+                     (dir_.path() / "hook.secret").string());
+    EXPECT_EQ(w.value("url", ""), url) << w.dump();
+    EXPECT_FALSE(w.contains("secret")) << w.dump();
+    return w.value("id", "");
+  }
+
+  void wait_accepted(const WebhookReceiver& receiver, const std::string& rollout,
+                     const std::vector<std::string>& expected, std::chrono::seconds timeout = 60s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (receiver.accepted_events(rollout) == expected) return;
+      std::this_thread::sleep_for(100ms);
+    }
+    std::string got;
+    for (const auto& e : receiver.accepted_events(rollout)) got += e + "; ";
+    ADD_FAILURE() << "rollout " << rollout << ": the receiver accepted " << got;
+  }
+
+  // Two agents update, the third (its health check fails) fails: the receiver is told that the
+  // rollout started, that agent-2 failed and why, and that the rollout completed, each delivery
+  // signed. Then, with the receiver down, a second rollout runs to its end, the orchestrator is
+  // killed (kill -9) and started again, the receiver comes back on its port, and it is told
+  // everything of the second rollout all the same.
+  void rollout_events_survive_a_restart_with_the_receiver_down() {
+    WebhookReceiver receiver(kWebhookSecret);
+    receiver.start();
+    receiver.fail_first(1);  // the first delivery is answered 500: it comes again with its id
+    start_orchestrator();
+    const std::string hook = add_webhook(receiver.url());
+    ASSERT_FALSE(hook.empty());
+    for (int i = 0; i < 3; ++i)
+      start_agent("agent-" + std::to_string(i), AgentOptions{transport_of(i), i < 2});
+    wait_registered(3);
+    const std::string spec_tail =
+        "\ntarget: {tags: [fleet]}\nretries: {max: 0}\nwaves:\n  - {size: 100%, failure_threshold: 0.5, "
+        "success_ratio: 0.5}\n";
+    const std::string first =
+        create_rollout("name: hooked\nartifact: " + upload("2.0", 64 * 1024) + spec_tail);
+    ASSERT_FALSE(first.empty());
+    fotactl_ok("rollout start " + first);
+    wait_rollout(first, [](const json& j) { return j.value("state", "") == "completed"; });
+    wait_accepted(receiver, first, {"device.failed agent-2", "rollout.completed", "rollout.started"});
+
+    const auto got = receiver.received();
+    ASSERT_GE(got.size(), 4u);
+    for (const auto& r : got) {
+      EXPECT_TRUE(r.verified) << r.id << " " << r.signature;
+      EXPECT_EQ(json::parse(r.body).value("delivery_id", ""), r.id);
+    }
+    // The delivery answered 500 came again, with the same id, and was accepted then.
+    EXPECT_EQ(got[0].answered, 500);
+    const auto again =
+        std::find_if(got.begin() + 1, got.end(), [&](const auto& r) { return r.id == got[0].id; });
+    ASSERT_NE(again, got.end());
+    EXPECT_EQ(again->answered, 200);
+    EXPECT_EQ(again->body, got[0].body);
+    // A tampered body no longer matches its signature: the receiver's check refuses it.
+    std::string tampered = again->body;
+    tampered[tampered.find("rollout")] = 'R';
+    EXPECT_FALSE(
+        orchestrator::verify_webhook_signature(kWebhookSecret, again->timestamp, tampered, again->signature));
+    EXPECT_FALSE(orchestrator::verify_webhook_signature("another-secret-0123456789", again->timestamp,
+                                                        again->body, again->signature));
+    for (const auto& [id, body] : receiver.accepted()) {
+      if (body.value("event", "") != "device.failed") continue;
+      EXPECT_NE(body["device"].value("error", ""), "") << body.dump();
+      EXPECT_EQ(body["rollout"].value("id", ""), first);
+    }
+    const json deliveries = fotactl_json("webhook deliveries " + hook + " --state delivered");
+    ASSERT_TRUE(deliveries.is_array());
+    EXPECT_EQ(deliveries.size(), 3u) << deliveries.dump(2);
+    int retried = 0;
+    for (const auto& d : deliveries) retried += d.value("attempts", 0) == 2 ? 1 : 0;
+    EXPECT_EQ(retried, 1) << deliveries.dump(2);
+
+    // The receiver goes away; a second rollout runs to its end meanwhile.
+    const int port = receiver.port();
+    receiver.stop();
+    const std::string second =
+        create_rollout("name: hooked-again\nartifact: " + upload("3.0", 64 * 1024) + spec_tail);
+    ASSERT_FALSE(second.empty());
+    fotactl_ok("rollout start " + second);
+    wait_rollout(second, [](const json& j) { return j.value("state", "") == "completed"; });
+    stop_orchestrator(SIGKILL);
+    receiver.start(port);
+    start_orchestrator();
+    wait_accepted(receiver, second, {"device.failed agent-2", "rollout.completed", "rollout.started"});
+    EXPECT_EQ(receiver.accepted_events(first),
+              (std::vector<std::string>{"device.failed agent-2", "rollout.completed", "rollout.started"}));
+    for (const auto& r : receiver.received()) EXPECT_TRUE(r.verified) << r.id;
+    const std::string audit = audit_text();
+    EXPECT_NE(audit.find("webhook.create"), std::string::npos) << audit;
+  }
+};
+
+TEST_F(WebhookAgentsTest, RolloutEventsReachASignedReceiverAndSurviveARestartWithTheReceiverDown) {
+  rollout_events_survive_a_restart_with_the_receiver_down();
+}
+
+class PostgresWebhookAgentsTest : public WebhookAgentsTest {
+ protected:
+  void SetUp() override {
+    WebhookAgentsTest::SetUp();
+    std::ofstream(dir_.path() / "orchestrator.yaml", std::ios::app)
+        << "store: " << PostgresCluster::shared().create_database() << "\n";
+  }
+};
+
+TEST_F(PostgresWebhookAgentsTest, RolloutEventsReachASignedReceiverAndSurviveARestartWithTheReceiverDown) {
+  rollout_events_survive_a_restart_with_the_receiver_down();
+}
+
+// A receiver that never answers: the delivery is tried max_attempts times and marked failed,
+// visible through the API, fotactl and /metrics, while the rollout goes on regardless. Bad
+// subscriptions are refused with what was wrong; the secret is never shown; creation and
+// deletion are audited.
+class FailingWebhookAgentsTest : public WebhookAgentsTest {
+ protected:
+  int max_attempts() const override { return 3; }
+};
+
+TEST_F(FailingWebhookAgentsTest, ADeadReceiverIsTriedUpToTheLimitThenMarkedFailedAndBadInputIsRefused) {
+  start_orchestrator();
+  // Bad input, through fotactl and the API.
+  const std::string secret_file = (dir_.path() / "hook.secret").string();
+  CommandRun r = fotactl("webhook add ftp://127.0.0.1/x -e rollout.started --secret-file " + secret_file);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("http:// or https:// only"), std::string::npos) << r.output;
+  r = fotactl("webhook add http://127.0.0.1:9/x -e rollout.exploded --secret-file " + secret_file);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("'rollout.exploded' is not an event"), std::string::npos) << r.output;
+  r = fotactl("webhook add http://127.0.0.1:9/x -e rollout.started");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("needs a secret"), std::string::npos) << r.output;
+  r = fotactl("webhook add http://127.0.0.1:9/x -e rollout.started --secret short");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("16 to 512 bytes"), std::string::npos) << r.output;
+  r = fotactl("webhook add http://127.0.0.1:9/x -e rollout.started --ca-file /etc/hostname --secret-file " +
+              secret_file);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("ca_file is for https://"), std::string::npos) << r.output;
+  httplib::Client http("127.0.0.1", http_port_);
+  http.set_bearer_token_auth(kToken);
+  auto res =
+      http.Post("/api/v1/webhooks", R"({"url": "http://127.0.0.1:9/x", "events": ["rollout.started"]})",
+                "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("secret: missing"), std::string::npos) << res->body;
+  res = http.Post("/api/v1/webhooks", R"({"url": 7})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("url: wrong type"), std::string::npos) << res->body;
+  res = http.Delete("/api/v1/webhooks/wh-0000000000");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  EXPECT_TRUE(fotactl_json("webhook list").empty());
+
+  // A port nothing listens on: connection refused, every time.
+  WebhookReceiver probe(kWebhookSecret);
+  probe.start();
+  const int dead_port = probe.port();
+  probe.stop();
+  const std::string dead = add_webhook("http://127.0.0.1:" + std::to_string(dead_port) + "/hook");
+  // HTTPS receivers with the broker's certificate (127.0.0.1, of the test CA): verified against
+  // the CA file given, and refused against the system's CAs, which do not know the test CA.
+  WebhookReceiver trusted(kWebhookSecret, pki_->broker()), untrusted(kWebhookSecret, pki_->broker());
+  trusted.start();
+  untrusted.start();
+  const json https_hook =
+      fotactl_json("webhook add " + trusted.url() + " -e rollout.started -e rollout.completed " +
+                   "--secret-file " + secret_file + " --ca-file " + pki_->ca_cert().string());
+  EXPECT_EQ(https_hook.value("ca_file", ""), pki_->ca_cert().string()) << https_hook.dump();
+  const std::string unverified = add_webhook(untrusted.url());
+  const json list = fotactl_json("webhook list");
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_FALSE(list[0].contains("secret")) << list.dump();
+  EXPECT_EQ(fotactl_ok("webhook list").output.find(kWebhookSecret), std::string::npos);
+
+  start_agent("agent-0");
+  wait_registered(1);
+  const std::string id =
+      create_rollout("name: unheard\nartifact: " + upload("2.0", 32 * 1024) + "\ntarget: {tags: [fleet]}\n");
+  fotactl_ok("rollout start " + id);
+  wait_rollout(id, [](const json& j) { return j.value("state", "") == "completed"; });
+  json failed;
+  for (int i = 0; i < 300; ++i) {
+    failed = fotactl_json("webhook deliveries " + dead + " --state failed");
+    if (failed.is_array() && failed.size() == 2) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(failed.size(), 2u) << failed.dump(2);  // rollout.started and rollout.completed
+  for (const auto& d : failed) {
+    EXPECT_EQ(d.value("attempts", 0), 3) << d.dump();
+    EXPECT_EQ(d.value("last_status", -1), 0) << d.dump();
+    EXPECT_NE(d.value("last_error", "").find("POST http://127.0.0.1:"), std::string::npos) << d.dump();
+  }
+  json refused;
+  for (int i = 0; i < 300; ++i) {
+    refused = fotactl_json("webhook deliveries " + unverified + " --state failed");
+    if (refused.is_array() && refused.size() == 2) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(refused.size(), 2u) << refused.dump(2);
+  EXPECT_NE(refused[0].value("last_error", "").find("certificate"), std::string::npos) << refused.dump(2);
+  EXPECT_TRUE(untrusted.received().empty());
+  for (int i = 0; i < 300 && trusted.accepted_events(id).size() < 2; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(trusted.accepted_events(id), (std::vector<std::string>{"rollout.completed", "rollout.started"}));
+  for (const auto& got : trusted.received()) EXPECT_TRUE(got.verified);
+  const auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("fota_webhook_deliveries{state=\"failed\"} 4"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("fota_webhook_deliveries{state=\"delivered\"} 2"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("fota_webhook_attempts_failed_total 12"), std::string::npos) << metrics->body;
+
+  fotactl_ok("webhook rm " + dead);
+  EXPECT_EQ(fotactl_json("webhook list").size(), 2u);
+  r = fotactl("webhook deliveries " + dead);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
+  const std::string audit = audit_text();
+  EXPECT_NE(audit.find("webhook.create"), std::string::npos) << audit;
+  EXPECT_NE(audit.find("webhook.delete"), std::string::npos) << audit;
+  fotactl_ok("audit verify");
 }
 
 }  // namespace

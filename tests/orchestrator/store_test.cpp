@@ -148,7 +148,7 @@ TEST_P(StoreTest, OlderSchemaIsMigratedKeepingItsData) {
       "DROP TABLE update_samples; DROP TABLE revocations; DROP TABLE device_tags; DROP TABLE device_groups; "
       "DROP TABLE group_members; ALTER TABLE devices DROP COLUMN version_key; ALTER TABLE devices DROP "
       "COLUMN certificate_not_after; ALTER TABLE devices DROP COLUMN decryption_key_id; ALTER TABLE members "
-      "DROP COLUMN bytes_reused;");
+      "DROP COLUMN bytes_reused; DROP TABLE webhook_deliveries; DROP TABLE webhooks;");
   db_.set_schema_version(1);
   auto store = db_.open();
   ASSERT_TRUE(store.ok()) << store.error().message;
@@ -168,6 +168,120 @@ TEST_P(StoreTest, OlderSchemaIsMigratedKeepingItsData) {
   auto page = (*store)->query_devices(q);
   ASSERT_TRUE(page.ok()) << page.error().message;
   EXPECT_EQ(page->ids, std::vector<std::string>{"dev-1"});
+  // Schema 7: the webhook tables.
+  EXPECT_TRUE(
+      (*store)
+          ->create_webhook(WebhookRecord{
+              "wh-1", "http://127.0.0.1:1/", {"device.failed"}, "0123456789abcdef", "", 1, "token:ann"})
+          .ok());
+  EXPECT_EQ((*store)->load_webhooks()->size(), 1u);
+}
+
+WebhookDelivery sample_delivery(const std::string& id, const std::string& webhook, Millis created) {
+  WebhookDelivery d;
+  d.id = id;
+  d.webhook_id = webhook;
+  d.event = "rollout.completed";
+  d.body = R"({"event":"rollout.completed","note":"'; DROP TABLE x; -- \u00e9"})";
+  d.created_ms = created;
+  d.next_attempt_ms = created;
+  return d;
+}
+
+TEST_P(StoreTest, WebhooksAndTheirOutboxSurviveReopenAndLandWithTheirBatch) {
+  {
+    auto store = db_.open();
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    ASSERT_TRUE((*store)
+                    ->create_webhook(WebhookRecord{"wh-b",
+                                                   "https://hooks.example/b",
+                                                   {"rollout.started", "device.failed"},
+                                                   "secret-secret-secret",
+                                                   "/etc/ca.pem",
+                                                   10,
+                                                   "token:ann"})
+                    .ok());
+    ASSERT_TRUE((*store)
+                    ->create_webhook(WebhookRecord{"wh-a",
+                                                   "http://127.0.0.1:9/a",
+                                                   {"rollout.completed"},
+                                                   "another-long-secret",
+                                                   "",
+                                                   11,
+                                                   "cert:bob"})
+                    .ok());
+    // The same id twice is refused.
+    EXPECT_FALSE(
+        (*store)
+            ->create_webhook(WebhookRecord{"wh-a", "http://x/", {"rollout.completed"}, "s", "", 12, ""})
+            .ok());
+    // Deliveries go with their batch: three due at 1000, one later.
+    StoreBatch batch;
+    batch.audit = {AuditRecord{"engine", "engine.decision", "done"}};
+    std::vector<WebhookDelivery> out = {sample_delivery("wd-1", "wh-a", 1000),
+                                        sample_delivery("wd-2", "wh-a", 1001),
+                                        sample_delivery("wd-3", "wh-b", 1002)};
+    out.push_back(sample_delivery("wd-4", "wh-b", 1003));
+    out.back().next_attempt_ms = 9000;
+    ASSERT_TRUE((*store)->write(batch, 1000, out).ok());
+    // A batch that fails (its audit entry cannot be written) leaves no delivery behind.
+    db_.refuse_audit_inserts();
+    EXPECT_FALSE((*store)->write(batch, 2000, {sample_delivery("wd-5", "wh-a", 2000)}).ok());
+  }
+  auto store = db_.open();
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  auto hooks = (*store)->load_webhooks();
+  ASSERT_TRUE(hooks.ok()) << hooks.error().message;
+  ASSERT_EQ(hooks->size(), 2u);
+  EXPECT_EQ((*hooks)[0].id, "wh-a");
+  EXPECT_EQ((*hooks)[1].events, (std::vector<std::string>{"rollout.started", "device.failed"}));
+  EXPECT_EQ((*hooks)[1].secret, "secret-secret-secret");
+  EXPECT_EQ((*hooks)[1].ca_file, "/etc/ca.pem");
+  EXPECT_EQ((*hooks)[1].actor, "token:ann");
+
+  auto due = (*store)->due_webhook_deliveries(5000, 10);
+  ASSERT_TRUE(due.ok()) << due.error().message;
+  ASSERT_EQ(due->size(), 3u);
+  EXPECT_EQ((*due)[0].id, "wd-1");
+  EXPECT_EQ((*due)[0].body, sample_delivery("", "", 0).body);
+  EXPECT_EQ((*due)[2].id, "wd-3");
+  EXPECT_EQ((*store)->due_webhook_deliveries(5000, 1)->size(), 1u);
+  EXPECT_EQ((*store)->due_webhook_deliveries(9000, 10)->size(), 4u);
+
+  // Attempts update the row in place; its id stays.
+  WebhookDelivery retried = (*due)[0];
+  retried.attempts = 1;
+  retried.last_status = 500;
+  retried.last_error = "the receiver answered 500";
+  retried.next_attempt_ms = 7000;
+  ASSERT_TRUE((*store)->upsert_webhook_delivery(retried).ok());
+  WebhookDelivery delivered = (*due)[1];
+  delivered.state = "delivered";
+  delivered.attempts = 1;
+  delivered.last_status = 200;
+  delivered.finished_ms = 5001;
+  ASSERT_TRUE((*store)->upsert_webhook_delivery(delivered).ok());
+  EXPECT_EQ((*store)->due_webhook_deliveries(5000, 10)->size(), 1u);  // wd-3
+  auto mine = (*store)->webhook_deliveries("wh-a", "", 10);
+  ASSERT_TRUE(mine.ok()) << mine.error().message;
+  ASSERT_EQ(mine->size(), 2u);
+  EXPECT_EQ((*mine)[0].id, "wd-2");  // newest first
+  EXPECT_EQ((*mine)[0].state, "delivered");
+  EXPECT_EQ((*mine)[0].finished_ms, 5001);
+  EXPECT_EQ((*mine)[1].attempts, 1);
+  EXPECT_EQ((*mine)[1].last_error, "the receiver answered 500");
+  EXPECT_EQ((*mine)[1].next_attempt_ms, 7000);
+  EXPECT_EQ((*store)->webhook_deliveries("wh-a", "pending", 10)->size(), 1u);
+  auto counts = (*store)->webhook_delivery_counts();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)["pending"], 3);
+  EXPECT_EQ((*counts)["delivered"], 1);
+
+  // A webhook deleted takes its deliveries with it.
+  ASSERT_TRUE((*store)->delete_webhook("wh-b").ok());
+  EXPECT_EQ((*store)->load_webhooks()->size(), 1u);
+  EXPECT_TRUE((*store)->webhook_deliveries("wh-b", "", 10)->empty());
+  EXPECT_EQ((*store)->due_webhook_deliveries(9000, 10)->size(), 1u);
 }
 
 TEST_P(StoreTest, RevocationsAndRemovedDevicesAreWrittenWithTheBatch) {

@@ -19,7 +19,7 @@ namespace fota::orchestrator {
 
 class PostgresStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 6;  // the same numbering as SqliteStore's migrations
+  static constexpr int kSchemaVersion = 7;  // the same numbering as SqliteStore's migrations
 
   // Connects (a libpq URL, postgresql://user[:password]@host[:port]/database?options) and migrates.
   // Errors name the server (never the password) and say what to check.
@@ -57,6 +57,15 @@ class PostgresStore final : public Store {
   common::Status append_logs(const std::vector<LogRecord>& logs) override;
   common::Result<std::vector<LogRecord>> logs(const std::string& device, std::int64_t after_id,
                                               std::size_t limit) override;
+  common::Status create_webhook(const WebhookRecord& webhook) override;
+  common::Status delete_webhook(const std::string& id) override;
+  common::Result<std::vector<WebhookRecord>> load_webhooks() override;
+  common::Status upsert_webhook_delivery(const WebhookDelivery& delivery) override;
+  common::Result<std::vector<WebhookDelivery>> due_webhook_deliveries(Millis now, std::size_t limit) override;
+  common::Result<std::vector<WebhookDelivery>> webhook_deliveries(const std::string& webhook_id,
+                                                                  const std::string& state,
+                                                                  std::size_t limit) override;
+  common::Result<std::map<std::string, std::int64_t>> webhook_delivery_counts() override;
   common::Result<AuditEntry> append_audit(const std::string& actor, const std::string& action,
                                           const std::string& detail, Millis now) override;
   common::Result<std::vector<AuditEntry>> audit_entries(std::int64_t after_seq, std::size_t limit) override;

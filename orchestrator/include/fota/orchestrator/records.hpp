@@ -76,6 +76,34 @@ struct DeviceTagChange {
   bool present = true;
 };
 
+// A webhook subscription (docs/ORCHESTRATOR.md, "Webhooks"); an admin creates and deletes it.
+struct WebhookRecord {
+  std::string id;                   // "wh-" and ten hex digits
+  std::string url;                  // http:// or https://
+  std::vector<std::string> events;  // the event types it receives (webhook_event_types())
+  std::string secret;               // HMAC-SHA256 key of the signature; never shown by the API
+  std::string ca_file;              // https: the CA bundle the receiver's certificate must chain to
+  Millis created_ms = 0;
+  std::string actor;
+};
+
+// One event to deliver to one webhook: a row of the outbox, written in the same transaction as the
+// state change it reports, so a restart loses none. Its id is stable across retries (receivers
+// dedupe on it).
+struct WebhookDelivery {
+  std::string id;
+  std::string webhook_id;
+  std::string event;
+  std::string body;  // the JSON sent, signed as it is
+  Millis created_ms = 0;
+  std::string state = "pending";  // pending | delivered | failed
+  int attempts = 0;
+  Millis next_attempt_ms = 0;
+  int last_status = 0;  // the receiver's last HTTP status, 0 = no answer
+  std::string last_error;
+  Millis finished_ms = 0;  // delivered or given up
+};
+
 // A device put into (present) or taken out of a static group.
 struct GroupMemberChange {
   std::string group;

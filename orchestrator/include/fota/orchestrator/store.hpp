@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,7 +35,9 @@ class Store {
 
   // Writes the batch in one transaction (devices, rollouts and their dirty members, update
   // samples, events, logs, audit entries at `now`): all of it lands or none of it does.
-  common::Status write(const StoreBatch& batch, Millis now);
+  // `deliveries`: webhook deliveries of the batch's changes, written in the same transaction.
+  common::Status write(const StoreBatch& batch, Millis now,
+                       const std::vector<WebhookDelivery>& deliveries = {});
 
   virtual common::Status upsert_device(const DeviceRecord& device) = 0;
   // Several distinct devices at once (write() saves a batch's devices with it); by default one
@@ -83,6 +86,21 @@ class Store {
   virtual common::Result<std::vector<LogRecord>> logs(const std::string& device, std::int64_t after_id,
                                                       std::size_t limit) = 0;
 
+  // Webhooks (docs/ORCHESTRATOR.md, "Webhooks"): subscriptions and their outbox.
+  virtual common::Status create_webhook(const WebhookRecord& webhook) = 0;
+  virtual common::Status delete_webhook(const std::string& id) = 0;        // and its deliveries
+  virtual common::Result<std::vector<WebhookRecord>> load_webhooks() = 0;  // by id
+  virtual common::Status upsert_webhook_delivery(const WebhookDelivery& delivery) = 0;
+  // Pending deliveries due at `now` (next_attempt_ms <= now), the earliest first.
+  virtual common::Result<std::vector<WebhookDelivery>> due_webhook_deliveries(Millis now,
+                                                                              std::size_t limit) = 0;
+  // One webhook's deliveries, newest first; `state` empty = any.
+  virtual common::Result<std::vector<WebhookDelivery>> webhook_deliveries(const std::string& webhook_id,
+                                                                          const std::string& state,
+                                                                          std::size_t limit) = 0;
+  // How many deliveries are in each state (for /metrics).
+  virtual common::Result<std::map<std::string, std::int64_t>> webhook_delivery_counts() = 0;
+
   // Appends to the hash chain (prev_hash, hash and seq are filled in).
   virtual common::Result<AuditEntry> append_audit(const std::string& actor, const std::string& action,
                                                   const std::string& detail, Millis now) = 0;
@@ -92,7 +110,7 @@ class Store {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
 
   // Opens (creating if missing) and migrates the database. Errors name the file and the cause.
   static common::Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
@@ -126,6 +144,15 @@ class SqliteStore final : public Store {
   common::Status append_logs(const std::vector<LogRecord>& logs) override;
   common::Result<std::vector<LogRecord>> logs(const std::string& device, std::int64_t after_id,
                                               std::size_t limit) override;
+  common::Status create_webhook(const WebhookRecord& webhook) override;
+  common::Status delete_webhook(const std::string& id) override;
+  common::Result<std::vector<WebhookRecord>> load_webhooks() override;
+  common::Status upsert_webhook_delivery(const WebhookDelivery& delivery) override;
+  common::Result<std::vector<WebhookDelivery>> due_webhook_deliveries(Millis now, std::size_t limit) override;
+  common::Result<std::vector<WebhookDelivery>> webhook_deliveries(const std::string& webhook_id,
+                                                                  const std::string& state,
+                                                                  std::size_t limit) override;
+  common::Result<std::map<std::string, std::int64_t>> webhook_delivery_counts() override;
   common::Result<AuditEntry> append_audit(const std::string& actor, const std::string& action,
                                           const std::string& detail, Millis now) override;
   common::Result<std::vector<AuditEntry>> audit_entries(std::int64_t after_seq, std::size_t limit) override;
