@@ -1007,8 +1007,35 @@ struct UpdateEngine::Impl {
                                                     " bytes does not fit the slot of " +
                                                     std::to_string(config.slot_capacity_bytes) + " bytes"};
     }
+    if (manifest.has_delta()) return check_delta(manifest);
     // Last: unwrapping is the costliest check, and its key is kept for the download.
     return open_encryption(manifest);
+  }
+
+  // A delta artifact (docs/PROTOCOL.md, "Delta artifacts"), before anything is downloaded. The base
+  // is checked by the running slot's artifact id: ids are content addresses (a hash of a manifest
+  // that holds the image's SHA-256), so the same id is the same image. This client does not apply
+  // patches yet: a delta over the right base is refused as unsupported, and the orchestrator
+  // sends the full artifact on either refusal.
+  std::optional<Refusal> check_delta(const v1::Manifest& manifest) {
+    const v1::DeltaEncoding& d = manifest.delta();
+    if (d.codec() != v1::DELTA_CODEC_ZSTD_PATCH_FROM) {
+      return Refusal{v1::ERROR_UNSUPPORTED_DELTA, "delta codec " + std::to_string(d.codec()) +
+                                                      " is not known to this client; send the full artifact"};
+    }
+    const auto* active = slot(record.active_slot());
+    const std::string running = active != nullptr ? active->artifact_id() : std::string();
+    if (running != d.base_artifact_id()) {
+      return Refusal{
+          v1::ERROR_DELTA_BASE_MISMATCH,
+          "the delta applies to artifact " + d.base_artifact_id() + " (version " + d.base_version() +
+              ") but slot '" + record.active_slot() + "' runs " +
+              (running.empty() ? std::string("an image not installed by fota") : "artifact " + running) +
+              "; send the full artifact " + d.target_artifact_id()};
+    }
+    return Refusal{
+        v1::ERROR_UNSUPPORTED_DELTA,
+        "this client does not apply delta artifacts yet; send the full artifact " + d.target_artifact_id()};
   }
 
   void start_install(const v1::Command& c, const v1::SignedManifest& signed_manifest, bool is_rollback) {

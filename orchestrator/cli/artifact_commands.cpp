@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// fotactl artifact create | inspect | verify: signed bundles (manifest + image in one file).
+// fotactl artifact create | delta | inspect | verify: signed bundles (manifest + image in one file).
 #include <chrono>
 #include <iostream>
 #include <stdexcept>
@@ -9,6 +9,7 @@
 #include "commands.hpp"
 #include "fota/common/artifact.hpp"
 #include "fota/common/codec.hpp"
+#include "fota/common/delta.hpp"
 
 namespace fota::cli {
 namespace {
@@ -58,6 +59,23 @@ nlohmann::json encryption_json(const v1::Manifest& m) {
           {"recipients", recipients}};
 }
 
+// "none", or what a delta's base and target are.
+nlohmann::json delta_json(const v1::Manifest& m) {
+  if (!m.has_delta()) return "none";
+  const auto& d = m.delta();
+  const auto codec = d.codec();
+  return {{"codec", v1::DeltaCodec_IsValid(codec) ? v1::DeltaCodec_Name(codec)
+                                                  : "unknown (" + std::to_string(codec) + ")"},
+          {"base_artifact_id", d.base_artifact_id()},
+          {"base_version", d.base_version()},
+          {"base_image_size", d.base_image_size()},
+          {"base_image_sha256", common::to_hex(d.base_image_sha256())},
+          {"target_artifact_id", d.target_artifact_id()},
+          {"target_image_size", d.target_image_size()},
+          {"target_image_sha256", common::to_hex(d.target_image_sha256())},
+          {"window_log", d.window_log()}};
+}
+
 nlohmann::json describe(const v1::SignedManifest& sm, const v1::Manifest& m) {
   return {{"artifact_id", m.artifact_id()},
           {"name", m.name()},
@@ -73,7 +91,8 @@ nlohmann::json describe(const v1::SignedManifest& sm, const v1::Manifest& m) {
           {"chunks", common::ChunkSpace::of(m).image_chunks()},
           {"created_at_ms", m.created_at_ms()},
           {"key_id", sm.key_id()},
-          {"encryption", encryption_json(m)}};
+          {"encryption", encryption_json(m)},
+          {"delta", delta_json(m)}};
 }
 
 void print_human(const nlohmann::json& j) {
@@ -158,6 +177,41 @@ void register_artifact_commands(CLI::App& app) {
     std::filesystem::remove(staged, ec);
     if (!st) throw std::runtime_error(st.error().message);
     print_created(c->out, *sm);
+  });
+
+  struct DeltaArgs {
+    std::string from;
+    std::string to;
+    std::string key;
+    std::string out;
+    int level = common::DeltaOptions{}.level;
+  };
+  auto d = std::make_shared<DeltaArgs>();
+  auto* delta = artifact->add_subcommand(
+      "delta",
+      "Make a signed delta artifact: a zstd patch from one A/B image to the next (docs/PROTOCOL.md)");
+  delta->add_option("--from", d->from, "Bundle of the version devices run (the base)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  delta->add_option("--to", d->to, "Bundle of the version to install (the target)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  delta->add_option("--key", d->key, "Ed25519 private key (fotactl keys generate)")->required();
+  delta->add_option("-o,--out", d->out, "Delta bundle file to write")->required();
+  delta->add_option("--level", d->level, "zstd compression level (1..19; higher: smaller, slower to make)")
+      ->check(CLI::Range(1, 19))
+      ->capture_default_str();
+  delta->callback([d] {
+    auto key = common::Ed25519PrivateKey::load(d->key);
+    if (!key) throw std::runtime_error(key.error().message);
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    common::DeltaOptions options;
+    options.level = d->level;
+    auto sm = common::build_delta_bundle(d->from, d->to, *key, now_ms, d->out, options);
+    if (!sm) throw std::runtime_error(sm.error().message);
+    print_created(d->out, *sm);
   });
 
   auto bundle = std::make_shared<std::string>();

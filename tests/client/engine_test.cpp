@@ -793,6 +793,69 @@ TEST_F(RefusalTest, CommandForAnotherDevice) {
   expect_refused(command, v1::ERROR_COMMAND_MALFORMED);
 }
 
+// docs/PROTOCOL.md, "Delta artifacts": a delta is checked against the running slot before anything
+// is downloaded; this client does not apply patches yet, so it never installs one.
+class DeltaRefusalTest : public RefusalTest {
+ protected:
+  // artifact_'s patch bytes standing in for a delta from `base` to `target`, signed by the release key.
+  TestArtifact delta_of(const TestArtifact& base, const TestArtifact& target,
+                        v1::DeltaCodec codec = v1::DELTA_CODEC_ZSTD_PATCH_FROM) {
+    TestArtifact d = artifact_;
+    v1::DeltaEncoding& e = *d.manifest.mutable_delta();
+    e.set_codec(codec);
+    e.set_base_artifact_id(base.manifest.artifact_id());
+    e.set_base_version(base.manifest.version());
+    e.set_base_image_size(base.manifest.image_size());
+    e.set_base_image_sha256(base.manifest.image_sha256());
+    e.set_target_artifact_id(target.manifest.artifact_id());
+    e.set_target_image_size(target.manifest.image_size());
+    e.set_target_image_sha256(target.manifest.image_sha256());
+    e.set_window_log(20);
+    d.signed_manifest = common::sign_manifest(d.manifest, key_).value();
+    return d;
+  }
+};
+
+TEST_F(DeltaRefusalTest, ADeltaForAnotherBaseIsABaseMismatchBeforeDownload) {
+  ArtifactOptions o;
+  o.seed = 21;
+  const TestArtifact other_base = make_artifact(key_, o);
+  o.version = "3.0.0";
+  o.security_counter = 3;
+  const TestArtifact target = make_artifact(key_, o);
+  expect_refused(testing::install_command("c1", delta_of(other_base, target), clock_.now_ms()),
+                 v1::ERROR_DELTA_BASE_MISMATCH);
+  const std::string detail = device().transport().progress.back().error_detail();
+  EXPECT_NE(detail.find(other_base.manifest.artifact_id()), std::string::npos) << detail;
+  EXPECT_NE(detail.find("send the full artifact " + target.manifest.artifact_id()), std::string::npos)
+      << detail;
+}
+
+TEST_F(DeltaRefusalTest, AnUnknownCodecIsUnsupported) {
+  expect_refused(testing::install_command(
+                     "c1", delta_of(artifact_, artifact_, static_cast<v1::DeltaCodec>(9)), clock_.now_ms()),
+                 v1::ERROR_UNSUPPORTED_DELTA);
+}
+
+TEST_F(DeltaRefusalTest, ADeltaOverTheRunningArtifactIsRefusedAndNothingIsDownloaded) {
+  send(testing::install_command("c1", artifact_, clock_.now_ms()));
+  run_to_completion();
+  ASSERT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  const auto requests_before = device().transport().chunk_requests.size();
+  ArtifactOptions o;
+  o.seed = 22;
+  o.version = "3.0.0";
+  o.security_counter = 3;
+  const TestArtifact target = make_artifact(key_, o);
+  const v1::Progress p = send(testing::install_command("c2", delta_of(artifact_, target), clock_.now_ms()));
+  EXPECT_EQ(p.phase(), v1::PHASE_FAILED);
+  EXPECT_EQ(p.error(), v1::ERROR_UNSUPPORTED_DELTA)
+      << v1::ErrorCode_Name(p.error()) << ": " << p.error_detail();
+  EXPECT_EQ(device().engine().state(), EngineState::kIdle);
+  EXPECT_EQ(device().transport().chunk_requests.size(), requests_before) << "nothing downloaded";
+  EXPECT_TRUE(device().slot_content("b") == artifact_.image) << "the running slot is untouched";
+}
+
 // ---- Refusals during download -----------------------------------------------------------
 TEST_F(EngineTest, TamperedChunkIsReRequestedOnce) {
   server_.corrupt[3] = 1;

@@ -193,6 +193,48 @@ TEST_F(FotactlTest, EncryptedArtifactCreateInspectVerify) {
         "not an Ed25519 key");
 }
 
+// docs/PROTOCOL.md, "Delta artifacts": fotactl artifact delta makes a normal signed bundle whose
+// manifest names its base and target; what it refuses.
+TEST_F(FotactlTest, ArtifactDeltaMakesASignedDeltaAndRefusesBadInputs) {
+  ok("keys generate -o sk");
+  write_image("v1.img", 200000);
+  {
+    std::string v2(200000, '\0');
+    std::ifstream(dir_.path() / "v1.img", std::ios::binary).read(v2.data(), 200000);
+    for (std::size_t i = 50000; i < 53000; ++i) v2[i] = static_cast<char>(i % 251);
+    std::ofstream(dir_.path() / "v2.img", std::ios::binary) << v2 << "appended";
+  }
+  ok("artifact create --image v1.img --version 1.0 --hardware gw-v2 --security-counter 1 --chunk-size 4096 "
+     "--key sk.key -o v1.fota");
+  ok("artifact create --image v2.img --version 2.0 --hardware gw-v2 --security-counter 2 --chunk-size 4096 "
+     "--key sk.key -o v2.fota");
+  const CommandRun made = ok("artifact delta --from v1.fota --to v2.fota --key sk.key -o v1-v2.fota");
+  EXPECT_NE(made.output.find("DELTA_CODEC_ZSTD_PATCH_FROM"), std::string::npos) << made.output;
+  EXPECT_LT(fs::file_size(dir_.path() / "v1-v2.fota"), 20000u) << "the unchanged bytes are not sent";
+  const CommandRun inspected = ok("artifact inspect v1-v2.fota --json");
+  const CommandRun base = ok("artifact inspect v1.fota --json");
+  const auto id_of = [](const std::string& json) {
+    const auto at = json.find("\"artifact_id\": \"");
+    return json.substr(at + 16, 32);
+  };
+  EXPECT_NE(inspected.output.find("\"base_artifact_id\": \"" + id_of(base.output) + "\""), std::string::npos)
+      << inspected.output;
+  EXPECT_NE(inspected.output.find("\"base_version\": \"1.0\""), std::string::npos) << inspected.output;
+  EXPECT_NE(inspected.output.find("\"target_image_size\": 200008"), std::string::npos) << inspected.output;
+  EXPECT_NE(inspected.output.find("\"version\": \"2.0\""), std::string::npos) << inspected.output;
+  ok("artifact verify v1-v2.fota --trust sk.pub");
+
+  fails("artifact delta --from v1.fota --to v2.fota --key sk.key -o v1-v2.fota", "already exists");
+  fails("artifact delta --from v1-v2.fota --to v2.fota --key sk.key -o x.fota", "itself a delta");
+  ok("artifact create --image v2.img --version 2.0 --hardware gw-v9 --security-counter 2 --key sk.key -o "
+     "hw.fota");
+  fails("artifact delta --from v1.fota --to hw.fota --key sk.key -o y.fota", "different hardware");
+  fails("artifact delta --from v1.fota --to v1.fota --key sk.key -o z.fota", "same image");
+  fails("artifact delta --from v1.fota --to v2.fota --key sk.pub -o w.fota", "private key");
+  fails("artifact delta --from v1.img --to v2.fota --key sk.key -o w.fota", "not a fota bundle");
+  EXPECT_FALSE(fs::exists(dir_.path() / "w.fota"));
+}
+
 TEST_F(FotactlTest, ArtifactBadInput) {
   ok("keys generate -o sk");
   ok("keys generate -o other");

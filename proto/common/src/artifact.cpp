@@ -114,7 +114,7 @@ namespace {
 Result<v1::SignedManifest> build_manifest(const fs::path& image, const ArtifactSpec& spec,
                                           const Ed25519PrivateKey& key, std::int64_t now_ms,
                                           const std::vector<X25519PublicKey>* recipients,
-                                          const fs::path* ciphertext) {
+                                          const fs::path* ciphertext, const v1::DeltaEncoding* delta) {
   if (spec.version.empty()) return Error(Errc::kInvalidArgument, "--version is empty");
   if (spec.compatible_hardware.empty()) {
     return Error(Errc::kInvalidArgument, "no compatible hardware type given (use --hardware HW[,HW])");
@@ -178,6 +178,7 @@ Result<v1::SignedManifest> build_manifest(const fs::path& image, const ArtifactS
   m.set_chunk_size(spec.chunk_size);
   set_chunk_hashes(m, hashes->table, ChunkSpace::wants_hash_table(size, spec.chunk_size));
   m.set_created_at_ms(now_ms);
+  if (delta != nullptr) *m.mutable_delta() = *delta;
   // Content-addressed id: a hash of everything else the manifest says.
   m.set_artifact_id(to_hex(digest_bytes(Sha256::digest(m.SerializeAsString()))).substr(0, kArtifactIdLength));
   return sign_manifest(m, key);
@@ -187,7 +188,7 @@ Result<v1::SignedManifest> build_manifest(const fs::path& image, const ArtifactS
 
 Result<v1::SignedManifest> build_signed_manifest(const fs::path& image, const ArtifactSpec& spec,
                                                  const Ed25519PrivateKey& key, std::int64_t now_ms) {
-  return build_manifest(image, spec, key, now_ms, nullptr, nullptr);
+  return build_manifest(image, spec, key, now_ms, nullptr, nullptr, nullptr);
 }
 
 Result<v1::SignedManifest> build_encrypted_manifest(const fs::path& image, const ArtifactSpec& spec,
@@ -197,7 +198,13 @@ Result<v1::SignedManifest> build_encrypted_manifest(const fs::path& image, const
   if (recipients.empty()) {
     return Error(Errc::kInvalidArgument, "no recipient key to encrypt for (--encrypt-for KEY.pub[,KEY.pub])");
   }
-  return build_manifest(image, spec, key, now_ms, &recipients, &ciphertext);
+  return build_manifest(image, spec, key, now_ms, &recipients, &ciphertext, nullptr);
+}
+
+Result<v1::SignedManifest> build_delta_manifest(const fs::path& patch, const ArtifactSpec& spec,
+                                                const v1::DeltaEncoding& delta, const Ed25519PrivateKey& key,
+                                                std::int64_t now_ms) {
+  return build_manifest(patch, spec, key, now_ms, nullptr, nullptr, &delta);
 }
 
 std::string bundle_header(const v1::SignedManifest& manifest) {

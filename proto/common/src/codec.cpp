@@ -189,6 +189,25 @@ Status check_manifest_structure(const v1::Manifest& m) {
       }
     }
   }
+  if (m.has_delta()) {
+    const v1::DeltaEncoding& d = m.delta();
+    // An unknown codec is the reader's to refuse by name (a device: ERROR_UNSUPPORTED_DELTA).
+    if (d.codec() == v1::DELTA_CODEC_UNSPECIFIED) return bad("delta names no codec");
+    if (m.payload_type() != v1::PAYLOAD_TYPE_AB_IMAGE) {
+      return bad("is a delta but not an A/B image (a delta applies to the running slot)");
+    }
+    if (m.has_encryption()) return bad("is a delta and encrypted; delta artifacts are not encrypted");
+    if (d.base_image_size() == 0 || d.target_image_size() == 0) return bad("delta base or target size is 0");
+    if (d.base_image_sha256().size() != kSha256Bytes || d.target_image_sha256().size() != kSha256Bytes) {
+      return bad("delta base or target sha256 is not 32 bytes");
+    }
+    if (!is_valid_artifact_id(d.base_artifact_id()) || !is_valid_artifact_id(d.target_artifact_id())) {
+      return bad("delta base or target artifact id is not 32 lowercase hex characters");
+    }
+    if (d.window_log() < 10 || d.window_log() > 31) {
+      return bad("delta window_log " + std::to_string(d.window_log()) + " is outside [10, 31]");
+    }
+  }
   return ok_status();
 }
 

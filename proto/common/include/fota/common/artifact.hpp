@@ -53,6 +53,12 @@ Result<v1::SignedManifest> build_encrypted_manifest(const std::filesystem::path&
                                                     const Ed25519PrivateKey& key, std::int64_t now_ms,
                                                     const std::filesystem::path& ciphertext);
 
+// The manifest of a delta artifact (fota/common/delta.hpp): `patch` is its image, `delta` names
+// base and target. Errors as build_signed_manifest.
+Result<v1::SignedManifest> build_delta_manifest(const std::filesystem::path& patch, const ArtifactSpec& spec,
+                                                const v1::DeltaEncoding& delta, const Ed25519PrivateKey& key,
+                                                std::int64_t now_ms);
+
 // Bundle file layout (docs/PROTOCOL.md): magic "FOTABNDL", u32 format version (1), u32 length of
 // the SignedManifest, the SignedManifest bytes, then the image bytes. Integers little endian.
 inline constexpr char kBundleMagic[8] = {'F', 'O', 'T', 'A', 'B', 'N', 'D', 'L'};
