@@ -11,12 +11,14 @@
 #include <chrono>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include "audit_checkpoints.hpp"
+#include "console_assets.hpp"
 #include "fota/common/crypto.hpp"
 #include "fota/common/phase.hpp"
 
@@ -478,7 +480,41 @@ std::int64_t int_param(const httplib::Request& req, const char* name, std::int64
   }
 }
 
+json fleet_summary_json(const FleetSummary& s) {
+  return json{{"devices", s.devices},
+              {"online", s.online},
+              {"offline", s.devices - s.online},
+              {"by_phase", s.devices_by_phase},
+              {"by_version", s.devices_by_version},
+              {"by_hardware", s.devices_by_hardware},
+              {"rollouts_by_state", s.rollouts_by_state}};
+}
+
+// The event stream (server-sent events) and its bounds: a client gets at most kMaxStreamItems
+// items a step (past that a "resync" asks it to reload), so what is queued for one client is
+// bounded; a client too slow to take a step within the write timeout is disconnected, and only its
+// own connection thread ever waits on it.
+constexpr const char* kEventStreamPath = "/api/v1/events/stream";
+constexpr int kMaxEventStreams = 16;
+constexpr std::size_t kMaxStreamItems = 100;
+constexpr Millis kStreamKeepAliveMs = 10'000;
+// Connection threads: the streams plus as many for ordinary requests.
+constexpr std::size_t kHttpThreads = 2 * kMaxEventStreams;
+
+std::string sse(std::string_view event, const json& data) {
+  return "event: " + std::string(event) + "\ndata: " + data.dump() + "\n\n";
+}
+
 }  // namespace
+
+struct EventStreamState {
+  Millis interval_ms = 1000;
+  bool started = false;
+  std::int64_t last_event_id = 0;
+  Millis last_write_ms = 0;
+  std::string fleet;                            // the last fleet summary sent
+  std::map<std::string, std::string> rollouts;  // id -> the last JSON sent (or seen at the start)
+};
 
 namespace {
 
@@ -530,7 +566,9 @@ HttpApi::HttpApi(OrchestratorService& service, std::vector<ApiToken> tokens, Htt
   } else {
     server_ = std::make_unique<httplib::Server>();
   }
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
   routes();
+  console_routes();
 }
 
 HttpApi::~HttpApi() { stop(); }
@@ -595,6 +633,9 @@ void HttpApi::routes() {
       return httplib::Server::HandlerResponse::Handled;
     }
     if (req.path.rfind("/api/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+    // The event stream's ticket stands for the caller (EventSource sends no header): its route checks it.
+    if (req.path == kEventStreamPath && req.has_param("ticket"))
+      return httplib::Server::HandlerResponse::Unhandled;
     // Who calls is checked before anything else, unknown routes included; what the role allows,
     // by each route.
     if (auto caller = identify(req); !caller) {
@@ -670,6 +711,51 @@ void HttpApi::routes() {
            [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   open_get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_text(service_.metrics(now_ms())), "text/plain; version=0.0.4");
+  });
+
+  // Who the caller is and what it may do: the console hides the actions its role is refused.
+  get("/api/v1/whoami", ApiRole::kViewer,
+      [](const httplib::Request&, httplib::Response& res, const ApiCaller& caller) {
+        send_json(res, 200, json{{"actor", caller.actor}, {"role", std::string(api_role_name(caller.role))}});
+      });
+  // The fleet at a glance: counts by presence, phase, version and hardware, rollouts by state.
+  get("/api/v1/fleet/summary", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        if (auto st = check_params(req, {}); !st) return send_error(res, 400, st.error().message);
+        send_json(res, 200, fleet_summary_json(service_.metrics(now_ms()).fleet));
+      });
+  // A ticket for the event stream (EventSource cannot send the Authorization header).
+  post("/api/v1/events/stream-tickets", ApiRole::kViewer,
+       [this](const httplib::Request&, httplib::Response& res, const ApiCaller& caller) {
+         auto ticket = stream_tickets_.issue(caller, now_ms());
+         if (!ticket) return send_error(res, 503, ticket.error().message);
+         send_json(res, 201,
+                   json{{"ticket", *ticket},
+                        {"expires_in_seconds", StreamTickets::kTicketLifetimeMs / 1000},
+                        {"url", std::string(kEventStreamPath) + "?ticket=" + *ticket}});
+       });
+  open_get(kEventStreamPath, [this, identify](const httplib::Request& req, httplib::Response& res) {
+    auto caller = req.has_param("ticket") ? stream_tickets_.redeem(req.get_param_value("ticket"), now_ms())
+                                          : identify(req);
+    if (!caller) return send_error(res, 401, caller.error().message);
+    if (auto st = check_params(req, {"ticket", "interval_ms"}); !st)
+      return send_error(res, 400, st.error().message);
+    auto interval = number_param(req, "interval_ms", 1000, 100, 60'000);
+    if (!interval) return send_error(res, 400, interval.error().message);
+    if (streams_.fetch_add(1) >= kMaxEventStreams) {
+      --streams_;
+      res.set_header("Retry-After", "5");
+      return send_error(res, 503,
+                        "this orchestrator already serves " + std::to_string(kMaxEventStreams) +
+                            " event streams; close one (a console tab) or retry later");
+    }
+    auto state = std::make_shared<EventStreamState>();
+    state->interval_ms = *interval;
+    res.set_header("Cache-Control", "no-store");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, state](std::size_t, httplib::DataSink& sink) { return stream_step(*state, sink); },
+        [this](bool) { --streams_; });
   });
 
   post("/api/v1/artifacts", ApiRole::kAdmin,
@@ -984,6 +1070,102 @@ void HttpApi::routes() {
       });
 }
 
+bool HttpApi::stream_step(EventStreamState& state, httplib::DataSink& sink) {
+  std::string out;
+  if (!state.started) {
+    out = "retry: 2000\n\n";
+  } else {
+    const Millis until = now_ms() + state.interval_ms;
+    while (!stopping_ && now_ms() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (stopping_) {
+    sink.done();
+    return true;
+  }
+  const Millis now = now_ms();
+  bool resync = false;
+  // Device and rollout events (registered, failed, breached, ...) since the last step, oldest first.
+  if (auto events = service_.events("", "", kMaxStreamItems + 1); events) {
+    if (!state.started) {
+      state.last_event_id = events->empty() ? 0 : events->front().id;
+    } else {
+      std::vector<const EventRecord*> fresh;
+      for (const EventRecord& e : *events) {
+        if (e.id > state.last_event_id) fresh.push_back(&e);
+      }
+      if (fresh.size() > kMaxStreamItems) {
+        resync = true;
+      } else {
+        for (auto it = fresh.rbegin(); it != fresh.rend(); ++it) out += sse("event", event_json(**it));
+      }
+      if (!events->empty()) state.last_event_id = std::max(state.last_event_id, events->front().id);
+    }
+  }
+  // Rollouts whose state, counts, progress or ETA changed (a running one's ETA: every step).
+  std::size_t changed = 0;
+  std::string rollouts;
+  for (const RolloutView& r : service_.list_rollouts(now)) {
+    std::string text = rollout_json(r, now).dump();
+    auto& last = state.rollouts[r.id];
+    if (last == text) continue;
+    last = std::move(text);
+    if (!state.started) continue;
+    if (++changed > kMaxStreamItems) {
+      resync = true;
+      break;
+    }
+    rollouts += "event: rollout\ndata: " + last + "\n\n";
+  }
+  if (!resync) out += rollouts;
+  if (std::string fleet = fleet_summary_json(service_.metrics(now).fleet).dump(); fleet != state.fleet) {
+    state.fleet = fleet;
+    out += "event: fleet\ndata: " + fleet + "\n\n";
+  }
+  if (!state.started) out += sse("hello", json{{"interval_ms", state.interval_ms}});
+  if (resync)
+    out += sse("resync", json{{"reason", "more changed than one step carries: reload what you show"}});
+  state.started = true;
+  if (out.empty() && now - state.last_write_ms >= kStreamKeepAliveMs) out = ": keep-alive\n\n";
+  if (out.empty()) return true;
+  state.last_write_ms = now;
+  return sink.write(out.data(), out.size());
+}
+
+void HttpApi::console_routes() {
+  httplib::Server& s = *server_;
+  auto redirect = [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/console/"); };
+  s.Get("/", redirect);
+  s.Get("/console", redirect);
+  s.Get(R"(/console/(.*))", [](const httplib::Request& req, httplib::Response& res) {
+    std::string name = req.matches[1];
+    if (name.empty()) name = "index.html";
+    const auto& assets = console_assets();
+    auto it = assets.find(name);
+    if (it == assets.end()) {
+      res.status = 404;
+      res.set_content("no such console file: " + name.substr(0, 80) + "\n", "text/plain");
+      return;
+    }
+    const auto ends = [&name](std::string_view suffix) {
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    const char* type = ends(".html")  ? "text/html; charset=utf-8"
+                       : ends(".js")  ? "text/javascript; charset=utf-8"
+                       : ends(".css") ? "text/css; charset=utf-8"
+                       : ends(".svg") ? "image/svg+xml"
+                                      : "application/octet-stream";
+    // Everything from this origin only: no inline script, nothing from another host.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                   "form-action 'self'");
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Referrer-Policy", "no-referrer");
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content(std::string(it->second), type);
+  });
+}
+
 common::Result<int> HttpApi::start(const std::string& host, int port) {
   if (!server_->is_valid()) {
     return common::Error(
@@ -1006,6 +1188,7 @@ common::Result<int> HttpApi::start(const std::string& host, int port) {
 }
 
 void HttpApi::stop() {
+  stopping_ = true;
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
 }

@@ -6,6 +6,7 @@
 // Prometheus text of /metrics; the service answers with typed views.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,9 +21,12 @@
 
 namespace httplib {
 class Server;
-}
+class DataSink;
+}  // namespace httplib
 
 namespace fota::orchestrator {
+
+struct EventStreamState;  // one client's position in GET /api/v1/events/stream
 
 class HttpApi {
  public:
@@ -43,6 +47,10 @@ class HttpApi {
 
  private:
   void routes();
+  void console_routes();  // the web console's files under /console/
+  // Writes what changed since the client's last step (or a keep-alive) after its interval; false
+  // ends the stream (the client left, or a write did not finish in the write timeout).
+  bool stream_step(EventStreamState& state, httplib::DataSink& sink);
   OrchestratorService& service_;
   ApiAuthenticator auth_;
   std::string tls_error_;  // why the TLS context could not be set up; empty when it could
@@ -50,6 +58,9 @@ class HttpApi {
   std::filesystem::path checkpoint_file_;
   std::uint64_t max_body_bytes_;
   std::shared_ptr<spdlog::logger> log_;
+  StreamTickets stream_tickets_;
+  std::atomic<bool> stopping_{false};  // ends the event streams
+  std::atomic<int> streams_{0};        // open event streams
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };
