@@ -6,6 +6,7 @@
 // in the same run, is the same view of an empty fleet. Prints the median and worst of --runs loads.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <string>
@@ -95,6 +96,8 @@ int main(int argc, char** argv) {
     MosquittoBroker broker(pki, dir.path() / "broker");
     const Figures base = measure(dir.path() / "empty", pki, broker, 0, runs);
     const Figures big = measure(dir.path() / "fleet", pki, broker, devices, runs);
+    if (std::getenv("FOTA_FIRST_VIEW_DEBUG") != nullptr)
+      std::printf("%s\n%s\n", base.raw.c_str(), big.raw.c_str());
     std::printf("console first view, baseline (0 devices): median %.0f ms, max %.0f ms over %d loads\n",
                 base.median_ms, base.max_ms, runs);
     std::printf("console first view, %d devices: median %.0f ms, max %.0f ms over %d loads (%+.0f ms)\n",

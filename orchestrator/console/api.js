@@ -3,7 +3,8 @@
 // bearer token the operator signed in with (kept in sessionStorage: this tab only), and the event
 // stream (server-sent events) opened with a short-lived ticket, since EventSource sends no header.
 const KEY = 'fota.console.token';
-export const session = { token: sessionStorage.getItem(KEY) || '', actor: '', role: '' };
+// `known` settles once whoami answered: pages that show role-dependent actions await it.
+export const session = { token: sessionStorage.getItem(KEY) || '', actor: '', role: '', known: Promise.resolve() };
 const RANK = { viewer: 0, operator: 1, admin: 2 };
 export const may = (role) => RANK[session.role] >= RANK[role];
 

@@ -59,16 +59,22 @@ function showLogin(message = '') {
 }
 
 async function enter() {
-  const me = await api('/api/v1/whoami');
-  session.actor = me.actor;
-  session.role = me.role;
-  $('login').hidden = true;
-  $('nav').hidden = false;
-  $('who').hidden = false;
-  $('actor').textContent = `${me.actor} (${me.role})`;
-  document.body.dataset.role = me.role;
+  // Who the caller is and the first page are asked for at once; the live feed opens after.
+  const me = api('/api/v1/whoami').then((who) => {
+    session.actor = who.actor;
+    session.role = who.role;
+    $('login').hidden = true;
+    $('nav').hidden = false;
+    $('who').hidden = false;
+    $('actor').textContent = `${who.actor} (${who.role})`;
+    document.body.dataset.role = who.role;
+  });
+  session.known = me;
+  me.catch(() => {});
+  const first = route();
+  await me;
+  await first;
   live.start();
-  await route();
 }
 
 $('login-form').addEventListener('submit', async (e) => {
@@ -83,7 +89,7 @@ $('login-form').addEventListener('submit', async (e) => {
   }
 });
 $('logout').addEventListener('click', () => { signOut(); showLogin(); });
-window.addEventListener('hashchange', () => { if (session.role) route(); });
+window.addEventListener('hashchange', () => { if (session.token) route(); });
 
 if (session.token) enter().catch((e) => { signOut(); showLogin(e.message); });
 else showLogin();

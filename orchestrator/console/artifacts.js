@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Artifacts: upload a signed bundle (with progress), what was verified about each, the rollouts
 // that use it, and deletion (refused by the server while a rollout needs it).
-import { api, may, upload } from './api.js';
+import { api, may, session, upload } from './api.js';
 import { bytes, el, table, time } from './dom.js';
 import { confirmAction } from './ui.js';
 
 export async function artifactsPage() {
+  await session.known;
   const listBox = el('div');
   const status = el('p', { role: 'status', 'aria-live': 'polite', id: 'artifact-status' });
 

@@ -2,7 +2,7 @@
 // One device: its inventory, its live progress in the rollout that owns it, its update history
 // (events) and its logs, followed live.
 import { api, query } from './api.js';
-import { badge, bytes, el, table, time } from './dom.js';
+import { badge, bytes, el, fill, table, time } from './dom.js';
 import { live, throttle } from './ui.js';
 
 // The API gives a log entry's level as the protocol's number (fota.proto LogLevel).
@@ -31,7 +31,7 @@ export async function devicePage(id) {
       row('Registered', time(d.registered_at)), row('Revoked', d.revoked ? 'yes' : 'no')));
     const step = PHASES.indexOf(d.last_phase);
     const member = d.rollout ? await findMember(d.rollout, id) : null;
-    progressBox.replaceChildren(el('h2', {}, 'Update progress'),
+    fill(progressBox, el('h2', {}, 'Update progress'),
       el('p', {}, 'Phase: ', el('span', { 'data-testid': 'device-phase' }, badge(d.last_phase)),
         d.rollout ? [' in rollout ', el('a', { href: `#/rollouts/${encodeURIComponent(d.rollout)}` }, d.rollout)] : ' (no active rollout)'),
       step >= 0 ? el('progress', { max: PHASES.length, value: step + 1, 'aria-label': `step ${step + 1} of ${PHASES.length}: ${d.last_phase}` }) : null,

@@ -13,6 +13,12 @@ export function el(tag, attrs = {}, ...children) {
   append(node, children);
   return node;
 }
+// Replaces a node's children, skipping absent ones (null, false) as el() does.
+export function fill(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
+  return node;
+}
 function append(node, children) {
   for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;

@@ -11,8 +11,8 @@ const PHASES = ['', 'idle', 'downloading', 'verifying', 'installing', 'rebooting
 function breakdown(title, counts, filter) {
   const entries = Object.entries(counts || {}).sort((a, b) => b[1] - a[1]).slice(0, 8);
   return el('div', { class: 'card' }, el('h2', {}, title),
-    el('ul', {}, entries.map(([k, n]) => el('li', {},
-      filter ? el('a', { href: '#', onclick: (e) => { e.preventDefault(); filter(k); } }, k || '(none)') : (k || '(none)'), `: ${n.toLocaleString()}`))));
+    entries.length ? el('ul', {}, entries.map(([k, n]) => el('li', {},
+      filter ? el('a', { href: '#', onclick: (e) => { e.preventDefault(); filter(k); } }, k || '(none)') : (k || '(none)'), `: ${n.toLocaleString()}`))) : el('p', { class: 'muted' }, 'none'));
 }
 
 export async function fleetPage() {
@@ -20,7 +20,10 @@ export async function fleetPage() {
   const cursors = [''];  // the cursor of each page seen, for "Previous"
   const summaryBox = el('div', { class: 'grid', id: 'summary' });
   const listBox = el('div', { id: 'devices' });
-  const groups = await api('/api/v1/groups?limit=1000').catch(() => []);
+  // The three calls of the first view go out together.
+  const firstPage = api(`/api/v1/devices${query({ limit: PAGE })}`, { page: true });
+  firstPage.catch(() => {});
+  const [groups, summary] = await Promise.all([api('/api/v1/groups?limit=1000').catch(() => []), api('/api/v1/fleet/summary')]);
   const status = el('p', { class: 'muted', role: 'status', 'aria-live': 'polite' });
 
   const input = (name, label, attrs = {}) => el('div', {}, el('label', { for: `f-${name}` }, label),
@@ -52,15 +55,15 @@ export async function fleetPage() {
       breakdown('By phase', s.by_phase, (k) => setFilter('state')(k)),
       breakdown('By version', s.by_version, (k) => k && setFilter('version')(k)),
       breakdown('By hardware', s.by_hardware, (k) => k && setFilter('hardware')(k)),
-      breakdown('Rollouts', s.rollouts_by_state));
+      breakdown('Rollouts', Object.fromEntries(Object.entries(s.rollouts_by_state || {}).filter(([, n]) => n))));
   }
 
   let index = 0;
-  async function loadPage(i) {
+  async function loadPage(i, prefetched) {
     index = i;
     status.textContent = 'Loading devices…';
     try {
-      const { items, next } = await api(`/api/v1/devices${query({ ...filters, limit: PAGE, cursor: cursors[i] })}`, { page: true });
+      const { items, next } = await (prefetched || api(`/api/v1/devices${query({ ...filters, limit: PAGE, cursor: cursors[i] })}`, { page: true }));
       cursors[i + 1] = next;
       cursors.length = next ? i + 2 : i + 1;
       const rows = items.map((d) => [
@@ -81,8 +84,8 @@ export async function fleetPage() {
     }
   }
 
-  renderSummary(await api('/api/v1/fleet/summary'));
-  await loadPage(0);
+  renderSummary(summary);
+  await loadPage(0, firstPage);
   const refresh = throttle(() => loadPage(index), 3000);
   const off = live.on((kind, data) => {
     if (kind === 'fleet') { renderSummary(data); refresh(); }

@@ -2,8 +2,8 @@
 // Rollouts: the list with a create form (fields or YAML), and the live view of one rollout: waves
 // with progress, per-state counts, failures with their reasons, the plan against the actual
 // timeline (inline SVG), the ETA, and the actions the caller's role allows, each confirmed.
-import { api, may, query } from './api.js';
-import { badge, bar, duration, el, svg, table, time } from './dom.js';
+import { api, may, query, session } from './api.js';
+import { badge, bar, duration, el, fill, svg, table, time } from './dom.js';
 import { confirmAction, live, throttle } from './ui.js';
 
 const ACTIVE = ['dispatched', 'updating', 'retry_wait', 'rolling_back'];
@@ -28,6 +28,7 @@ const EXPLAIN = {
 };
 
 export async function rolloutsPage() {
+  await session.known;
   const [rollouts, artifacts] = await Promise.all([api('/api/v1/rollouts?limit=1000'), api('/api/v1/artifacts?limit=1000')]);
   const listBox = el('div');
   const render = (items) => listBox.replaceChildren(table(['Rollout', 'State', 'Progress', 'Devices', 'Artifact', 'Created'],
@@ -109,6 +110,7 @@ function chart(r, plan) {
 }
 
 export async function rolloutPage(id) {
+  await session.known;
   const all = await api('/api/v1/rollouts?limit=1000');
   let r = all.find((x) => x.id === id);
   if (!r) throw new Error(`no rollout ${id}`);
@@ -132,7 +134,7 @@ export async function rolloutPage(id) {
 
   function render() {
     const eta = r.eta ? `${duration(r.eta.remaining_seconds)} (ends ${time(r.eta.end_at)})` : r.finished_at ? `finished ${time(r.finished_at)}` : '—';
-    head.replaceChildren(
+    fill(head,
       el('dl', { class: 'kv' },
         el('dt', {}, 'State'), el('dd', { 'data-testid': 'rollout-state' }, badge(r.state), r.reason ? ` ${r.reason}` : ''),
         el('dt', {}, 'Progress'), el('dd', {}, progress(r, 'rollout'), `${r.counts?.succeeded || 0} of ${r.devices} succeeded, ${sum(r.counts, FAILED)} failed`),

@@ -498,6 +498,9 @@ constexpr const char* kEventStreamPath = "/api/v1/events/stream";
 constexpr int kMaxEventStreams = 16;
 constexpr std::size_t kMaxStreamItems = 100;
 constexpr Millis kStreamKeepAliveMs = 10'000;
+// How old a live snapshot (events, rollouts, fleet summary) may be before it is taken again: the
+// streams and GET /api/v1/fleet/summary share it, so their cost does not grow with the watchers.
+constexpr Millis kSnapshotMaxAgeMs = 500;
 // Connection threads: the streams plus as many for ordinary requests.
 constexpr std::size_t kHttpThreads = 2 * kMaxEventStreams;
 
@@ -506,6 +509,13 @@ std::string sse(std::string_view event, const json& data) {
 }
 
 }  // namespace
+
+struct LiveSnapshot {
+  Millis taken_ms = 0;
+  std::vector<EventRecord> events;                            // newest first
+  std::vector<std::pair<std::string, std::string>> rollouts;  // id -> its JSON
+  std::string fleet;                                          // the fleet summary's JSON
+};
 
 struct EventStreamState {
   Millis interval_ms = 1000;
@@ -722,7 +732,7 @@ void HttpApi::routes() {
   get("/api/v1/fleet/summary", ApiRole::kViewer,
       [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
         if (auto st = check_params(req, {}); !st) return send_error(res, 400, st.error().message);
-        send_json(res, 200, fleet_summary_json(service_.metrics(now_ms()).fleet));
+        res.set_content(live_snapshot(now_ms())->fleet + "\n", "application/json");
       });
   // A ticket for the event stream (EventSource cannot send the Authorization header).
   post("/api/v1/events/stream-tickets", ApiRole::kViewer,
@@ -1070,6 +1080,20 @@ void HttpApi::routes() {
       });
 }
 
+std::shared_ptr<const LiveSnapshot> HttpApi::live_snapshot(Millis now) {
+  std::lock_guard lock(snapshot_mutex_);
+  if (snapshot_ && now - snapshot_->taken_ms < kSnapshotMaxAgeMs) return snapshot_;
+  auto snapshot = std::make_shared<LiveSnapshot>();
+  snapshot->taken_ms = now;
+  if (auto events = service_.events("", "", kMaxStreamItems + 1); events)
+    snapshot->events = std::move(*events);
+  for (const RolloutView& r : service_.list_rollouts(now))
+    snapshot->rollouts.emplace_back(r.id, rollout_json(r, now).dump());
+  snapshot->fleet = fleet_summary_json(service_.metrics(now).fleet).dump();
+  snapshot_ = std::move(snapshot);
+  return snapshot_;
+}
+
 bool HttpApi::stream_step(EventStreamState& state, httplib::DataSink& sink) {
   std::string out;
   if (!state.started) {
@@ -1083,43 +1107,44 @@ bool HttpApi::stream_step(EventStreamState& state, httplib::DataSink& sink) {
     return true;
   }
   const Millis now = now_ms();
+  // Every stream reads the same snapshot: the service is asked once per kSnapshotMaxAgeMs however
+  // many consoles watch.
+  const std::shared_ptr<const LiveSnapshot> snapshot = live_snapshot(now);
   bool resync = false;
   // Device and rollout events (registered, failed, breached, ...) since the last step, oldest first.
-  if (auto events = service_.events("", "", kMaxStreamItems + 1); events) {
-    if (!state.started) {
-      state.last_event_id = events->empty() ? 0 : events->front().id;
-    } else {
-      std::vector<const EventRecord*> fresh;
-      for (const EventRecord& e : *events) {
-        if (e.id > state.last_event_id) fresh.push_back(&e);
-      }
-      if (fresh.size() > kMaxStreamItems) {
-        resync = true;
-      } else {
-        for (auto it = fresh.rbegin(); it != fresh.rend(); ++it) out += sse("event", event_json(**it));
-      }
-      if (!events->empty()) state.last_event_id = std::max(state.last_event_id, events->front().id);
+  const std::vector<EventRecord>& events = snapshot->events;
+  if (!state.started) {
+    state.last_event_id = events.empty() ? 0 : events.front().id;
+  } else {
+    std::vector<const EventRecord*> fresh;
+    for (const EventRecord& e : events) {
+      if (e.id > state.last_event_id) fresh.push_back(&e);
     }
+    if (fresh.size() > kMaxStreamItems) {
+      resync = true;
+    } else {
+      for (auto it = fresh.rbegin(); it != fresh.rend(); ++it) out += sse("event", event_json(**it));
+    }
+    if (!events.empty()) state.last_event_id = std::max(state.last_event_id, events.front().id);
   }
   // Rollouts whose state, counts, progress or ETA changed (a running one's ETA: every step).
   std::size_t changed = 0;
   std::string rollouts;
-  for (const RolloutView& r : service_.list_rollouts(now)) {
-    std::string text = rollout_json(r, now).dump();
-    auto& last = state.rollouts[r.id];
+  for (const auto& [id, text] : snapshot->rollouts) {
+    auto& last = state.rollouts[id];
     if (last == text) continue;
-    last = std::move(text);
+    last = text;
     if (!state.started) continue;
     if (++changed > kMaxStreamItems) {
       resync = true;
       break;
     }
-    rollouts += "event: rollout\ndata: " + last + "\n\n";
+    rollouts += "event: rollout\ndata: " + text + "\n\n";
   }
   if (!resync) out += rollouts;
-  if (std::string fleet = fleet_summary_json(service_.metrics(now).fleet).dump(); fleet != state.fleet) {
-    state.fleet = fleet;
-    out += "event: fleet\ndata: " + fleet + "\n\n";
+  if (snapshot->fleet != state.fleet) {
+    state.fleet = snapshot->fleet;
+    out += "event: fleet\ndata: " + state.fleet + "\n\n";
   }
   if (!state.started) out += sse("hello", json{{"interval_ms", state.interval_ms}});
   if (resync)

@@ -67,6 +67,46 @@ test('the public API behind the console: whoami, fleet summary, stream tickets a
   assert.match((await bad.json()).error.message, /interval_ms/);
 });
 
+test('event streams are bounded: clients that never read do not block the API, past 16 they are refused', async () => {
+  const auth = { Authorization: `Bearer ${admin}` };
+  const held = [];
+  try {
+    // Streams whose clients never read a byte, at the fastest interval, until the orchestrator
+    // refuses one: at most 16 are open (the previous test's closed ones may still count until
+    // the server's next write to them).
+    let refused = null;
+    for (let i = 0; i < 20 && !refused; i++) {
+      const ctl = new AbortController();
+      const res = await fetch(`${origin}/api/v1/events/stream?interval_ms=100`, { headers: auth, signal: ctl.signal });
+      if (res.status === 200) held.push(ctl);
+      else refused = res;
+    }
+    assert.ok(refused, 'the 17th stream is refused');
+    assert.ok(held.length >= 14 && held.length <= 16, `${held.length} streams open`);
+    assert.equal(refused.status, 503);
+    assert.ok(refused.headers.get('retry-after'));
+    assert.match((await refused.json()).error.message, /event streams/);
+    // Meanwhile the API answers as usual.
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${origin}/api/v1/fleet/summary`, { headers: auth });
+      assert.equal(res.status, 200);
+      assert.equal((await res.json()).devices, devices);
+    }
+  } finally {
+    for (const ctl of held) ctl.abort();
+  }
+  // Closed streams free their places (the server notices at its next write).
+  let status = 0;
+  for (let i = 0; i < 100 && status !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const ctl = new AbortController();
+    const res = await fetch(`${origin}/api/v1/events/stream`, { headers: auth, signal: ctl.signal });
+    status = res.status;
+    ctl.abort();
+  }
+  assert.equal(status, 200);
+});
+
 test('an operator runs a rollout from the console and watches it live', async (t) => {
   const browser = await chromium.launch({ executablePath: process.env.FOTA_CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -86,6 +126,7 @@ test('an operator runs a rollout from the console and watches it live', async (t
     await t.test('signs in and sees the fleet', async () => {
       await signIn(page, admin);
       await page.getByTestId('device-count').filter({ hasText: String(devices) }).waitFor();
+      assert.doesNotMatch(await page.locator('main').innerText(), /null|undefined|NaN/);
       await page.getByRole('cell', { name: failing }).waitFor();
       await page.locator('#live.on').waitFor();
       await shot(page, 'fleet');
@@ -152,6 +193,7 @@ test('an operator runs a rollout from the console and watches it live', async (t
       await page.getByTestId('device-error').waitFor();
       await page.locator('#logs div:not(.muted)').first().waitFor({ timeout: 60_000 });
       await page.getByRole('cell', { name: 'failed' }).first().waitFor();
+      assert.doesNotMatch(await page.locator('main').innerText(), /null|undefined|NaN/);
       await shot(page, 'device');
     });
     await t.test('verifies the audit log', async () => {
@@ -184,6 +226,7 @@ test('an operator runs a rollout from the console and watches it live', async (t
       await p.goto(`${url}#/rollouts/${encodeURIComponent(rollout)}`);
       await stateOf(p).waitFor();
       assert.equal(await p.getByRole('button', { name: 'Rollback', exact: true }).count(), 0);
+      assert.doesNotMatch(await p.locator('main').innerText(), /null|undefined|NaN/);
       await p.getByRole('link', { name: 'Artifacts' }).click();
       await p.getByRole('heading', { name: 'Artifacts' }).waitFor();
       assert.equal(await p.getByLabel('Signed bundle').count(), 0);

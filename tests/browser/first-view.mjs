@@ -16,6 +16,13 @@ try {
     const context = await browser.newContext();
     await context.addInitScript((t) => sessionStorage.setItem('fota.console.token', t), token);
     const page = await context.newPage();
+    // FOTA_FIRST_VIEW_DEBUG=1: what each request cost (stderr), to see where the time goes.
+    if (process.env.FOTA_FIRST_VIEW_DEBUG) {
+      page.on('requestfinished', (r) => {
+        const t = r.timing();
+        console.error(`${new URL(r.url()).pathname}${new URL(r.url()).search}: start ${t.startTime.toFixed(0)}, response ${(t.responseEnd).toFixed(0)} ms`);
+      });
+    }
     const t0 = performance.now();
     await page.goto(url);
     await page.getByTestId('device-count').filter({ hasText: Number(devices).toLocaleString('en-US') }).waitFor({ timeout: 30_000 });
