@@ -5,13 +5,16 @@
 // device list) loaded in Debian's headless chromium by tests/browser/first-view.mjs. The baseline,
 // in the same run, is the same view of an empty fleet. Prints the median and worst of --runs loads.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <httplib.h>
 #include <CLI/CLI.hpp>
 
 #include "fota/orchestrator/store.hpp"
@@ -30,8 +33,26 @@ constexpr const char* kToken = "console-bench-token-0123456789";
 struct Figures {
   double median_ms = 0;
   double max_ms = 0;
+  double summary_ms = 0;  // GET /api/v1/fleet/summary alone, median (its snapshot expired each time)
+  double page_ms = 0;     // GET /api/v1/devices?limit=50 alone, median
   std::string raw;
 };
+
+// The median time of `runs` calls of `path`, 600 ms apart (past the live snapshot's 500 ms).
+double median_call_ms(int port, const std::string& path, int runs) {
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    httplib::Client client("127.0.0.1", port);
+    client.set_bearer_token_auth(kToken);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto res = client.Get(path);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (!res || res->status != 200) throw std::runtime_error("GET " + path + " failed");
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
 
 // Seeds `devices` devices, starts the orchestrator, loads the first view `runs` times.
 Figures measure(const fs::path& dir, TestPki& pki, const MosquittoBroker& broker, int devices, int runs) {
@@ -72,12 +93,14 @@ Figures measure(const fs::path& dir, TestPki& pki, const MosquittoBroker& broker
   const CommandRun run =
       run_command("cd '" FOTA_BROWSER_DIR "' && node first-view.mjs '" + url + "' " + kToken + " " +
                   std::to_string(devices) + " " + std::to_string(runs) + " 2>&1");
+  const double summary_ms = median_call_ms(setup.http_port, "/api/v1/fleet/summary", 5);
+  const double page_ms = median_call_ms(setup.http_port, "/api/v1/devices?limit=50", 5);
   stop_process(pid);
   std::smatch m;
   static const std::regex kLine(R"(median ([0-9.]+) ms, max ([0-9.]+) ms)");
   if (run.exit_code != 0 || !std::regex_search(run.output, m, kLine))
     throw std::runtime_error("first-view.mjs failed:\n" + run.output);
-  return Figures{std::stod(m[1]), std::stod(m[2]), run.output};
+  return Figures{std::stod(m[1]), std::stod(m[2]), summary_ms, page_ms, run.output};
 }
 
 }  // namespace
@@ -102,6 +125,10 @@ int main(int argc, char** argv) {
                 base.median_ms, base.max_ms, runs);
     std::printf("console first view, %d devices: median %.0f ms, max %.0f ms over %d loads (%+.0f ms)\n",
                 devices, big.median_ms, big.max_ms, runs, big.median_ms - base.median_ms);
+    std::printf(
+        "  the API alone (median of 5): fleet summary %.1f ms (baseline %.1f), first device page %.1f ms "
+        "(baseline %.1f)\n",
+        big.summary_ms, base.summary_ms, big.page_ms, base.page_ms);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fota_console_bench: %s\n", e.what());
