@@ -196,6 +196,22 @@ test('an operator runs a rollout from the console and watches it live', async (t
       assert.doesNotMatch(await page.locator('main').innerText(), /null|undefined|NaN/);
       await shot(page, 'device');
     });
+    await t.test('creates a rollout from the form fields and aborts it', async () => {
+      await page.getByRole('link', { name: 'Rollouts' }).click();
+      await page.getByText('New rollout').click();
+      await page.getByLabel('Name').fill('console-fields');
+      await page.getByLabel('Hardware (comma separated)').fill('console-gw');
+      await page.getByLabel('Wave sizes').fill('1, 100%');
+      await page.getByRole('button', { name: 'Create rollout' }).click();
+      await page.getByRole('heading', { name: 'Rollout console-fields' }).waitFor();
+      await stateOf(page).filter({ hasText: 'created' }).waitFor();
+      await act(page, 'Abort');
+      await stateOf(page).filter({ hasText: 'aborted' }).waitFor();
+      await page.getByRole('link', { name: '← Rollouts' }).click();
+      await page.getByRole('row').filter({ hasText: 'console-fields' }).filter({ hasText: 'aborted' }).waitFor();
+      await page.getByRole('row').filter({ hasText: 'console-2.0.0' }).filter({ hasText: 'completed' }).waitFor();
+      await shot(page, 'rollouts');
+    });
     await t.test('verifies the audit log', async () => {
       await page.getByRole('link', { name: 'Audit log' }).click();
       await page.getByTestId('audit-verification').filter({ hasText: 'Verified' }).waitFor();
