@@ -501,6 +501,9 @@ constexpr Millis kStreamKeepAliveMs = 10'000;
 // How old a live snapshot (events, rollouts, fleet summary) may be before it is taken again: the
 // streams and GET /api/v1/fleet/summary share it, so their cost does not grow with the watchers.
 constexpr Millis kSnapshotMaxAgeMs = 500;
+// The fleet summary walks every device under the service's lock (100,000 of them in a large
+// fleet): it is taken again at most every 2 s, however many watch.
+constexpr Millis kFleetSummaryMaxAgeMs = 2000;
 // Connection threads: the streams plus as many for ordinary requests.
 constexpr std::size_t kHttpThreads = 2 * kMaxEventStreams;
 
@@ -512,6 +515,7 @@ std::string sse(std::string_view event, const json& data) {
 
 struct LiveSnapshot {
   Millis taken_ms = 0;
+  Millis fleet_taken_ms = 0;
   std::vector<EventRecord> events;                            // newest first
   std::vector<std::pair<std::string, std::string>> rollouts;  // id -> its JSON
   std::string fleet;                                          // the fleet summary's JSON
@@ -1089,7 +1093,13 @@ std::shared_ptr<const LiveSnapshot> HttpApi::live_snapshot(Millis now) {
     snapshot->events = std::move(*events);
   for (const RolloutView& r : service_.list_rollouts(now))
     snapshot->rollouts.emplace_back(r.id, rollout_json(r, now).dump());
-  snapshot->fleet = fleet_summary_json(service_.metrics(now).fleet).dump();
+  if (snapshot_ && now - snapshot_->fleet_taken_ms < kFleetSummaryMaxAgeMs) {
+    snapshot->fleet = snapshot_->fleet;
+    snapshot->fleet_taken_ms = snapshot_->fleet_taken_ms;
+  } else {
+    snapshot->fleet = fleet_summary_json(service_.metrics(now).fleet).dump();
+    snapshot->fleet_taken_ms = now;
+  }
   snapshot_ = std::move(snapshot);
   return snapshot_;
 }
@@ -1167,9 +1177,8 @@ void HttpApi::console_routes() {
     const auto& assets = console_assets();
     auto it = assets.find(name);
     if (it == assets.end()) {
-      res.status = 404;
-      res.set_content("no such console file: " + name.substr(0, 80) + "\n", "text/plain");
-      return;
+      return send_error(res, 404,
+                        "no such console file: " + name.substr(0, 80) + "; the console is at /console/");
     }
     const auto ends = [&name](std::string_view suffix) {
       return name.size() >= suffix.size() &&

@@ -37,6 +37,15 @@ async function act(page, action) {
 
 test('the public API behind the console: whoami, fleet summary, stream tickets and the event stream', async () => {
   const auth = { Authorization: `Bearer ${admin}` };
+  // The console's files are open (it signs in with a token); anything else under /console/ is a
+  // JSON 404 like every other error, and every file comes with the content security policy.
+  const index = await fetch(`${origin}/console/`);
+  assert.equal(index.status, 200);
+  assert.match(index.headers.get('content-security-policy'), /default-src 'self'/);
+  const missing = await fetch(`${origin}/console/nothing.js`);
+  assert.equal(missing.status, 404);
+  assert.match((await missing.json()).error.message, /no such console file/);
+  assert.equal((await fetch(`${origin}/api/v1/whoami`)).status, 401);
   const me = await (await fetch(`${origin}/api/v1/whoami`, { headers: auth })).json();
   assert.deepEqual(me, { actor: 'token:admin', role: 'admin' });
   const summary = await (await fetch(`${origin}/api/v1/fleet/summary`, { headers: auth })).json();
