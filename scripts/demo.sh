@@ -10,6 +10,8 @@
 #   5. fota-sim with 1,000 virtual devices on flaky links, connected to the same broker and driven by
 #      the same orchestrator (the simulator uploads its signed image, the orchestrator runs the
 #      three-wave rollout), with live progress and a JSON + HTML report.
+# The orchestrator's web console (docs/ORCHESTRATOR.md, "Console") shows both rollouts live: the demo
+# prints its address and the token to sign in with.
 # Everything it starts is stopped on exit; each run works in a fresh .demo/<time>/ directory.
 #   FOTA_DEMO_DEVICES=N       real device agents (default 12)
 #   FOTA_DEMO_SIM=0           skip part 5
@@ -78,6 +80,8 @@ export FOTA_SERVER="http://127.0.0.1:$http_port"
 FOTA_TOKEN=$(cat secrets/demo.token)
 export FOTA_TOKEN
 fota_wait_for 15 "the orchestrator API" "$fotactl" device list
+echo "   web console: $FOTA_SERVER/console/ (open it in a browser on this machine to watch the rollouts live)"
+echo "   sign in with the API token $FOTA_TOKEN (admin; also in $run/secrets/demo.token)"
 "$fotactl" artifact upload firmware-2.0.0.fota
 
 echo "== 4. $devices fota-device agents, three-wave rollout"
@@ -120,6 +124,7 @@ on_breach: pause
 CONF
 rollout_id=$("$fotactl" rollout create -f rollout.yaml --json | sed -n 's/^  "id": "\([^"]*\)".*/\1/p' | head -n 1)
 "$fotactl" rollout plan "$rollout_id"
+echo "   live in the console: $FOTA_SERVER/console/#/rollouts/$rollout_id"
 "$fotactl" rollout start "$rollout_id" >/dev/null
 "$fotactl" rollout watch "$rollout_id" --interval 1
 "$fotactl" rollout status "$rollout_id"

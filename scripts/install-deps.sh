@@ -53,8 +53,21 @@ for pkg in "${wanted[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
 done
+# The console's browser tests and benchmark (tests/browser) drive Debian's chromium with
+# playwright-core from npm, at the version tests/browser/package-lock.json pins (npm ci: exactly
+# the lockfile); never at build or test time.
+fetch_node_modules() {
+  local dir="$here/../tests/browser"
+  if [[ -f "$dir/node_modules/.package-lock.json" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || { echo "fota: npm is missing (Debian package npm, in scripts/deps.txt)" >&2; return 1; }
+  echo "fota: installing the browser tests' npm packages (tests/browser/package-lock.json)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
 # After the packages: the sysroot needs apt, the arm64 kernel the architecture the sysroot adds.
 fetch_downloads() {
+  fetch_node_modules
   fetch_vm_kernel amd64
   ((arm64)) || return 0
   if [[ $(id -u) -eq 0 ]]; then "$here/cross-sysroot.sh"; else "$here/cross-sysroot.sh" || true; fi

@@ -2,6 +2,7 @@
 #include "api_auth.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "fota/common/pki.hpp"
 
@@ -63,6 +64,49 @@ common::Result<ApiCaller> ApiAuthenticator::identify(std::string_view authorizat
     role = *parsed;
   }
   return ApiCaller{"cert:" + peer->common_name, role};
+}
+
+void StreamTickets::prune(std::int64_t now_ms) {
+  for (auto it = tickets_.begin(); it != tickets_.end();) {
+    it = it->second.second <= now_ms ? tickets_.erase(it) : std::next(it);
+  }
+}
+
+common::Result<std::string> StreamTickets::issue(const ApiCaller& caller, std::int64_t now_ms) {
+  unsigned char bytes[24];
+  if (RAND_bytes(bytes, sizeof bytes) != 1)
+    return Error(Errc::kCrypto, "no random bytes for a stream ticket");
+  std::string ticket;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned char b : bytes) {
+    ticket += kHex[b >> 4];
+    ticket += kHex[b & 15];
+  }
+  std::lock_guard lock(mutex_);
+  prune(now_ms);
+  if (tickets_.size() >= kMaxOutstanding) {
+    return Error(Errc::kUnavailable,
+                 "too many unused event stream tickets; open the stream with the ones issued "
+                 "or retry in " +
+                     std::to_string(kTicketLifetimeMs / 1000) + " s");
+  }
+  tickets_[ticket] = {caller, now_ms + kTicketLifetimeMs};
+  return ticket;
+}
+
+common::Result<ApiCaller> StreamTickets::redeem(std::string_view ticket, std::int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  prune(now_ms);
+  auto it = tickets_.find(ticket);
+  if (it == tickets_.end()) {
+    return Error(Errc::kInvalidArgument,
+                 "unknown, used or expired stream ticket: ask for a new one with POST "
+                 "/api/v1/events/stream-tickets (each is good once, for " +
+                     std::to_string(kTicketLifetimeMs / 1000) + " s)");
+  }
+  ApiCaller caller = it->second.first;
+  tickets_.erase(it);
+  return caller;
 }
 
 }  // namespace fota::orchestrator

@@ -4,6 +4,9 @@
 // certificate; its role is the subject title, docs/ORCHESTRATOR.md "API access").
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +36,25 @@ class ApiAuthenticator {
 
  private:
   std::vector<ApiToken> tokens_;
+};
+
+// Short-lived, single-use tickets for the event stream (GET /api/v1/events/stream?ticket=): a
+// browser's EventSource cannot send an Authorization header, and a long-lived token must not go
+// into a URL (proxies and logs keep URLs). An authenticated caller asks for one (POST
+// /api/v1/events/stream-tickets); redeeming it yields that caller, once, within kTicketLifetimeMs.
+class StreamTickets {
+ public:
+  static constexpr std::int64_t kTicketLifetimeMs = 30'000;
+  static constexpr std::size_t kMaxOutstanding = 1024;
+  // Errors: kUnavailable when kMaxOutstanding unexpired tickets are waiting.
+  common::Result<std::string> issue(const ApiCaller& caller, std::int64_t now_ms);
+  // Errors: kInvalidArgument when the ticket is unknown, used or expired.
+  common::Result<ApiCaller> redeem(std::string_view ticket, std::int64_t now_ms);
+
+ private:
+  void prune(std::int64_t now_ms);
+  std::mutex mutex_;
+  std::map<std::string, std::pair<ApiCaller, std::int64_t>, std::less<>> tickets_;  // -> caller, expiry
 };
 
 }  // namespace fota::orchestrator

@@ -11,12 +11,14 @@
 #include <chrono>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include "audit_checkpoints.hpp"
+#include "console_assets.hpp"
 #include "fota/common/crypto.hpp"
 #include "fota/common/phase.hpp"
 
@@ -509,7 +511,55 @@ std::int64_t int_param(const httplib::Request& req, const char* name, std::int64
   }
 }
 
+json fleet_summary_json(const FleetSummary& s) {
+  return json{{"devices", s.devices},
+              {"online", s.online},
+              {"offline", s.devices - s.online},
+              {"by_phase", s.devices_by_phase},
+              {"by_version", s.devices_by_version},
+              {"by_hardware", s.devices_by_hardware},
+              {"rollouts_by_state", s.rollouts_by_state}};
+}
+
+// The event stream (server-sent events) and its bounds: a client gets at most kMaxStreamItems
+// items a step (past that a "resync" asks it to reload), so what is queued for one client is
+// bounded; a client too slow to take a step within the write timeout is disconnected, and only its
+// own connection thread ever waits on it.
+constexpr const char* kEventStreamPath = "/api/v1/events/stream";
+constexpr int kMaxEventStreams = 16;
+constexpr std::size_t kMaxStreamItems = 100;
+constexpr Millis kStreamKeepAliveMs = 10'000;
+// How old a live snapshot (events, rollouts, fleet summary) may be before it is taken again: the
+// streams and GET /api/v1/fleet/summary share it, so their cost does not grow with the watchers.
+constexpr Millis kSnapshotMaxAgeMs = 500;
+// The fleet summary walks every device under the service's lock (100,000 of them in a large
+// fleet): it is taken again at most every 2 s, however many watch.
+constexpr Millis kFleetSummaryMaxAgeMs = 2000;
+// Connection threads: the streams plus as many for ordinary requests.
+constexpr std::size_t kHttpThreads = 2 * kMaxEventStreams;
+
+std::string sse(std::string_view event, const json& data) {
+  return "event: " + std::string(event) + "\ndata: " + data.dump() + "\n\n";
+}
+
 }  // namespace
+
+struct LiveSnapshot {
+  Millis taken_ms = 0;
+  Millis fleet_taken_ms = 0;
+  std::vector<EventRecord> events;                            // newest first
+  std::vector<std::pair<std::string, std::string>> rollouts;  // id -> its JSON
+  std::string fleet;                                          // the fleet summary's JSON
+};
+
+struct EventStreamState {
+  Millis interval_ms = 1000;
+  bool started = false;
+  std::int64_t last_event_id = 0;
+  Millis last_write_ms = 0;
+  std::string fleet;                            // the last fleet summary sent
+  std::map<std::string, std::string> rollouts;  // id -> the last JSON sent (or seen at the start)
+};
 
 namespace {
 
@@ -561,7 +611,9 @@ HttpApi::HttpApi(OrchestratorService& service, std::vector<ApiToken> tokens, Htt
   } else {
     server_ = std::make_unique<httplib::Server>();
   }
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
   routes();
+  console_routes();
 }
 
 HttpApi::~HttpApi() { stop(); }
@@ -626,6 +678,9 @@ void HttpApi::routes() {
       return httplib::Server::HandlerResponse::Handled;
     }
     if (req.path.rfind("/api/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+    // The event stream's ticket stands for the caller (EventSource sends no header): its route checks it.
+    if (req.path == kEventStreamPath && req.has_param("ticket"))
+      return httplib::Server::HandlerResponse::Unhandled;
     // Who calls is checked before anything else, unknown routes included; what the role allows,
     // by each route.
     if (auto caller = identify(req); !caller) {
@@ -701,6 +756,51 @@ void HttpApi::routes() {
            [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   open_get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_text(service_.metrics(now_ms())), "text/plain; version=0.0.4");
+  });
+
+  // Who the caller is and what it may do: the console hides the actions its role is refused.
+  get("/api/v1/whoami", ApiRole::kViewer,
+      [](const httplib::Request&, httplib::Response& res, const ApiCaller& caller) {
+        send_json(res, 200, json{{"actor", caller.actor}, {"role", std::string(api_role_name(caller.role))}});
+      });
+  // The fleet at a glance: counts by presence, phase, version and hardware, rollouts by state.
+  get("/api/v1/fleet/summary", ApiRole::kViewer,
+      [this](const httplib::Request& req, httplib::Response& res, const ApiCaller&) {
+        if (auto st = check_params(req, {}); !st) return send_error(res, 400, st.error().message);
+        res.set_content(live_snapshot(now_ms())->fleet + "\n", "application/json");
+      });
+  // A ticket for the event stream (EventSource cannot send the Authorization header).
+  post("/api/v1/events/stream-tickets", ApiRole::kViewer,
+       [this](const httplib::Request&, httplib::Response& res, const ApiCaller& caller) {
+         auto ticket = stream_tickets_.issue(caller, now_ms());
+         if (!ticket) return send_error(res, 503, ticket.error().message);
+         send_json(res, 201,
+                   json{{"ticket", *ticket},
+                        {"expires_in_seconds", StreamTickets::kTicketLifetimeMs / 1000},
+                        {"url", std::string(kEventStreamPath) + "?ticket=" + *ticket}});
+       });
+  open_get(kEventStreamPath, [this, identify](const httplib::Request& req, httplib::Response& res) {
+    auto caller = req.has_param("ticket") ? stream_tickets_.redeem(req.get_param_value("ticket"), now_ms())
+                                          : identify(req);
+    if (!caller) return send_error(res, 401, caller.error().message);
+    if (auto st = check_params(req, {"ticket", "interval_ms"}); !st)
+      return send_error(res, 400, st.error().message);
+    auto interval = number_param(req, "interval_ms", 1000, 100, 60'000);
+    if (!interval) return send_error(res, 400, interval.error().message);
+    if (streams_.fetch_add(1) >= kMaxEventStreams) {
+      --streams_;
+      res.set_header("Retry-After", "5");
+      return send_error(res, 503,
+                        "this orchestrator already serves " + std::to_string(kMaxEventStreams) +
+                            " event streams; close one (a console tab) or retry later");
+    }
+    auto state = std::make_shared<EventStreamState>();
+    state->interval_ms = *interval;
+    res.set_header("Cache-Control", "no-store");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, state](std::size_t, httplib::DataSink& sink) { return stream_step(*state, sink); },
+        [this](bool) { --streams_; });
   });
 
   post("/api/v1/artifacts", ApiRole::kAdmin,
@@ -1131,6 +1231,122 @@ void HttpApi::routes() {
       });
 }
 
+std::shared_ptr<const LiveSnapshot> HttpApi::live_snapshot(Millis now) {
+  std::lock_guard lock(snapshot_mutex_);
+  if (snapshot_ && now - snapshot_->taken_ms < kSnapshotMaxAgeMs) return snapshot_;
+  auto snapshot = std::make_shared<LiveSnapshot>();
+  snapshot->taken_ms = now;
+  if (auto events = service_.events("", "", kMaxStreamItems + 1); events)
+    snapshot->events = std::move(*events);
+  for (const RolloutView& r : service_.list_rollouts(now))
+    snapshot->rollouts.emplace_back(r.id, rollout_json(r, now).dump());
+  if (snapshot_ && now - snapshot_->fleet_taken_ms < kFleetSummaryMaxAgeMs) {
+    snapshot->fleet = snapshot_->fleet;
+    snapshot->fleet_taken_ms = snapshot_->fleet_taken_ms;
+  } else {
+    snapshot->fleet = fleet_summary_json(service_.metrics(now).fleet).dump();
+    snapshot->fleet_taken_ms = now;
+  }
+  snapshot_ = std::move(snapshot);
+  return snapshot_;
+}
+
+bool HttpApi::stream_step(EventStreamState& state, httplib::DataSink& sink) {
+  std::string out;
+  if (!state.started) {
+    out = "retry: 2000\n\n";
+  } else {
+    const Millis until = now_ms() + state.interval_ms;
+    while (!stopping_ && now_ms() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (stopping_) {
+    sink.done();
+    return true;
+  }
+  const Millis now = now_ms();
+  // Every stream reads the same snapshot: the service is asked once per kSnapshotMaxAgeMs however
+  // many consoles watch.
+  const std::shared_ptr<const LiveSnapshot> snapshot = live_snapshot(now);
+  bool resync = false;
+  // Device and rollout events (registered, failed, breached, ...) since the last step, oldest first.
+  const std::vector<EventRecord>& events = snapshot->events;
+  if (!state.started) {
+    state.last_event_id = events.empty() ? 0 : events.front().id;
+  } else {
+    std::vector<const EventRecord*> fresh;
+    for (const EventRecord& e : events) {
+      if (e.id > state.last_event_id) fresh.push_back(&e);
+    }
+    if (fresh.size() > kMaxStreamItems) {
+      resync = true;
+    } else {
+      for (auto it = fresh.rbegin(); it != fresh.rend(); ++it) out += sse("event", event_json(**it));
+    }
+    if (!events.empty()) state.last_event_id = std::max(state.last_event_id, events.front().id);
+  }
+  // Rollouts whose state, counts, progress or ETA changed (a running one's ETA: every step).
+  std::size_t changed = 0;
+  std::string rollouts;
+  for (const auto& [id, text] : snapshot->rollouts) {
+    auto& last = state.rollouts[id];
+    if (last == text) continue;
+    last = text;
+    if (!state.started) continue;
+    if (++changed > kMaxStreamItems) {
+      resync = true;
+      break;
+    }
+    rollouts += "event: rollout\ndata: " + text + "\n\n";
+  }
+  if (!resync) out += rollouts;
+  if (snapshot->fleet != state.fleet) {
+    state.fleet = snapshot->fleet;
+    out += "event: fleet\ndata: " + state.fleet + "\n\n";
+  }
+  if (!state.started) out += sse("hello", json{{"interval_ms", state.interval_ms}});
+  if (resync)
+    out += sse("resync", json{{"reason", "more changed than one step carries: reload what you show"}});
+  state.started = true;
+  if (out.empty() && now - state.last_write_ms >= kStreamKeepAliveMs) out = ": keep-alive\n\n";
+  if (out.empty()) return true;
+  state.last_write_ms = now;
+  return sink.write(out.data(), out.size());
+}
+
+void HttpApi::console_routes() {
+  httplib::Server& s = *server_;
+  auto redirect = [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/console/"); };
+  s.Get("/", redirect);
+  s.Get("/console", redirect);
+  s.Get(R"(/console/(.*))", [](const httplib::Request& req, httplib::Response& res) {
+    std::string name = req.matches[1];
+    if (name.empty()) name = "index.html";
+    const auto& assets = console_assets();
+    auto it = assets.find(name);
+    if (it == assets.end()) {
+      return send_error(res, 404,
+                        "no such console file: " + name.substr(0, 80) + "; the console is at /console/");
+    }
+    const auto ends = [&name](std::string_view suffix) {
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    const char* type = ends(".html")  ? "text/html; charset=utf-8"
+                       : ends(".js")  ? "text/javascript; charset=utf-8"
+                       : ends(".css") ? "text/css; charset=utf-8"
+                       : ends(".svg") ? "image/svg+xml"
+                                      : "application/octet-stream";
+    // Everything from this origin only: no inline script, nothing from another host.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                   "form-action 'self'");
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Referrer-Policy", "no-referrer");
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content(std::string(it->second), type);
+  });
+}
+
 common::Result<int> HttpApi::start(const std::string& host, int port) {
   if (!server_->is_valid()) {
     return common::Error(
@@ -1153,6 +1369,7 @@ common::Result<int> HttpApi::start(const std::string& host, int port) {
 }
 
 void HttpApi::stop() {
+  stopping_ = true;
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
 }

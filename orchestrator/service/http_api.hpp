@@ -6,8 +6,10 @@
 // Prometheus text of /metrics; the service answers with typed views.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,9 +22,13 @@
 
 namespace httplib {
 class Server;
-}
+class DataSink;
+}  // namespace httplib
 
 namespace fota::orchestrator {
+
+struct EventStreamState;  // one client's position in GET /api/v1/events/stream
+struct LiveSnapshot;      // what the streams compare against, taken at most every 500 ms
 
 class HttpApi {
  public:
@@ -43,6 +49,11 @@ class HttpApi {
 
  private:
   void routes();
+  void console_routes();  // the web console's files under /console/
+  // Writes what changed since the client's last step (or a keep-alive) after its interval; false
+  // ends the stream (the client left, or a write did not finish in the write timeout).
+  bool stream_step(EventStreamState& state, httplib::DataSink& sink);
+  std::shared_ptr<const LiveSnapshot> live_snapshot(std::int64_t now_ms);
   OrchestratorService& service_;
   ApiAuthenticator auth_;
   std::string tls_error_;  // why the TLS context could not be set up; empty when it could
@@ -50,6 +61,11 @@ class HttpApi {
   std::filesystem::path checkpoint_file_;
   std::uint64_t max_body_bytes_;
   std::shared_ptr<spdlog::logger> log_;
+  StreamTickets stream_tickets_;
+  std::atomic<bool> stopping_{false};  // ends the event streams
+  std::atomic<int> streams_{0};        // open event streams
+  std::mutex snapshot_mutex_;
+  std::shared_ptr<const LiveSnapshot> snapshot_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
 };

@@ -969,7 +969,11 @@ common::Result<RolloutPlan> FleetCore::plan(const std::string& id, Millis now) c
 FleetSummary FleetCore::summary(Millis now) const {
   FleetSummary s;
   s.devices = fleet_.devices.size();
-  for (const auto& [id, facts] : fleet_.devices) s.online += facts.online ? 1 : 0;
+  for (const auto& [id, facts] : fleet_.devices) {
+    s.online += facts.online ? 1 : 0;
+    ++s.devices_by_version[facts.version];
+    ++s.devices_by_hardware[facts.hardware_type];
+  }
   for (const auto& [id, facts] : fleet_.devices) {
     auto it = details_.find(id);
     const std::string& phase = it == details_.end() ? std::string() : it->second.last_phase;

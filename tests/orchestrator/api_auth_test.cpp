@@ -113,5 +113,41 @@ TEST_F(ApiAuthTest, CertificatesOfOtherRolesOrUnknownTitlesAre403AndABrokerIsOnl
       << caller.error().message;
 }
 
+// The event stream's tickets (docs/ORCHESTRATOR.md, "Console"): the caller they were issued to, once,
+// within their lifetime; a bounded number outstanding.
+TEST(StreamTicketsTest, ATicketStandsForItsCallerOnceAndExpires) {
+  StreamTickets tickets;
+  const ApiCaller viewer{"token:watcher", ApiRole::kViewer};
+  auto ticket = tickets.issue(viewer, 1'000);
+  ASSERT_TRUE(ticket.ok()) << ticket.error().message;
+  EXPECT_EQ(ticket->size(), 48u);
+  auto other = tickets.issue(viewer, 1'000);
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(*ticket, *other);
+  auto caller = tickets.redeem(*ticket, 2'000);
+  ASSERT_TRUE(caller.ok()) << caller.error().message;
+  EXPECT_EQ(caller->actor, "token:watcher");
+  EXPECT_EQ(caller->role, ApiRole::kViewer);
+  // Used: refused, saying how to get another.
+  auto again = tickets.redeem(*ticket, 2'000);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().message.find("stream-tickets"), std::string::npos) << again.error().message;
+  // Expired: refused.
+  EXPECT_FALSE(tickets.redeem(*other, 1'000 + StreamTickets::kTicketLifetimeMs).ok());
+  EXPECT_FALSE(tickets.redeem("", 2'000).ok());
+  EXPECT_FALSE(tickets.redeem(std::string(48, '0'), 2'000).ok());
+}
+
+TEST(StreamTicketsTest, UnusedTicketsAreBoundedAndFreedByTime) {
+  StreamTickets tickets;
+  const ApiCaller admin{"token:admin", ApiRole::kAdmin};
+  for (std::size_t i = 0; i < StreamTickets::kMaxOutstanding; ++i)
+    ASSERT_TRUE(tickets.issue(admin, 0).ok()) << i;
+  auto refused = tickets.issue(admin, 0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, common::Errc::kUnavailable);
+  EXPECT_TRUE(tickets.issue(admin, StreamTickets::kTicketLifetimeMs).ok());
+}
+
 }  // namespace
 }  // namespace fota::orchestrator

@@ -69,8 +69,10 @@ using SaveBatch = std::function<common::Status(const StoreBatch&)>;
 struct FleetSummary {
   std::size_t devices = 0;
   std::size_t online = 0;
-  std::map<std::string, std::size_t> devices_by_phase;   // "unknown" before any report
-  std::map<std::string, std::size_t> rollouts_by_state;  // every state, 0 included
+  std::map<std::string, std::size_t> devices_by_phase;     // "unknown" before any report
+  std::map<std::string, std::size_t> devices_by_version;   // the running version ("" unreported)
+  std::map<std::string, std::size_t> devices_by_hardware;  // hardware type
+  std::map<std::string, std::size_t> rollouts_by_state;    // every state, 0 included
   std::map<std::string, Millis> running_rollout_remaining_ms;
   std::uint64_t progress_reports = 0;
   std::uint64_t messages_from_revoked = 0;  // ignored: the device is revoked
