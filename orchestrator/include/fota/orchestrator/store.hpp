@@ -92,7 +92,7 @@ class Store {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
 
   // Opens (creating if missing) and migrates the database. Errors name the file and the cause.
   static common::Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);
