@@ -23,17 +23,21 @@ figure() {  # figure REPORT FIELD
 }
 if [[ $prediction -eq 1 ]]; then
   # plan_cell REPORT: "plan s (error %) / bound s (held|missed)" and the actual, tab-separated.
+  # Only rollouts that completed count: a halted one ends early by design and one waiting for its
+  # maintenance windows never ends within the run.
   plan_cell() {
-    [[ -f "$1" ]] || { printf '—\t—\t—\t—\t—\n'; return; }
+    [[ -f "$1" ]] || { printf '—\t—\t—\t-1\tnone\n'; return; }
     jq -r '.totals | (if .rollout_duration_ms >= 0 then .rollout_duration_ms else .duration_ms end) as $a
-      | [ (.predicted_duration_ms / 1000 * 10 | round / 10 | tostring) + " s ("
-            + (if $a > 0 then ((.predicted_duration_ms - $a) * 100 / $a | round | tostring) + " %" else "—" end) + ")",
-          (if (.predicted_bound_ms // -1) < 0 then "—"
-           else (.predicted_bound_ms / 1000 * 10 | round / 10 | tostring) + " s ("
-                + (if $a <= .predicted_bound_ms then "held" else "missed" end) + ")" end),
-          ($a / 1000 * 10 | round / 10 | tostring) + " s",
-          (if $a > 0 then ((.predicted_duration_ms - $a) * 100 / $a | fabs) else -1 end | tostring),
-          (if (.predicted_bound_ms // -1) < 0 then "none" elif $a <= .predicted_bound_ms then "held" else "missed" end) ]
+      | (.outcome == "completed" and $a > 0) as $ok
+      | def s(x): (x / 100 | round / 10 | tostring) + " s";
+        def pct(x): (if x >= 0 then "+" else "" end) + (x | round | tostring) + " %";
+      [ s(.predicted_duration_ms) + (if $ok then " (" + pct((.predicted_duration_ms - $a) * 100 / $a) + ")" else "" end),
+        (if (.predicted_bound_ms // -1) < 0 then "—"
+         else s(.predicted_bound_ms) + (if $ok then (if $a <= .predicted_bound_ms then " (held)" else " (missed)" end) else "" end) end),
+        s($a) + (if $ok then "" else " (" + .outcome + ")" end),
+        (if $ok then ((.predicted_duration_ms - $a) * 100 / $a | fabs) else -1 end | tostring),
+        (if $ok | not then "none" elif (.predicted_bound_ms // -1) < 0 then "none"
+         elif $a <= .predicted_bound_ms then "held" else "missed" end) ]
       | @tsv' "$1"
   }
   echo "| scenario (run) | plan before / after (error) | 90 % bound after | actual before / after |"
@@ -49,7 +53,7 @@ if [[ $prediction -eq 1 ]]; then
     echo "| $label | $plan_b / $plan_a | $bound_a | $actual_b / $actual_a |"
     kind=fresh
     [[ $run == *.history ]] && kind=history
-    [[ $err_b != — && $err_b != -1 ]] && errors_before[$kind]+=" $err_b"
+    [[ $err_b != -1 ]] && errors_before[$kind]+=" $err_b"
     [[ $err_a != -1 ]] && errors_after[$kind]+=" $err_a"
     [[ $held_a == held ]] && held=$((held + 1))
     [[ $held_a == held || $held_a == missed ]] && bounded=$((bounded + 1))

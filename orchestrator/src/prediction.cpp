@@ -22,11 +22,13 @@ constexpr std::size_t kComparableConcurrency = 4;
 // took 32-51 s from run to run on a shared host (docs/BENCHMARKS.md). Without history its transfer
 // and fixed time are multiplied by a factor that grows with what the figure rests on: a rate the
 // device measured (its downloads, reported in progress or its inventory), its declared link
-// class, or nothing at all.
+// class, or nothing at all. The declared link's 5 is what the scenario suite's fresh-store plans
+// missed by before (actual up to 4.4 times the plan: drops, broker restarts, slow flash; the
+// host-bound fleet-10k, 9 times, is beyond any factor).
 constexpr double kBoundHistorySpread = 1.2;
 constexpr double kBoundFactorMeasured = 2.0;
-constexpr double kBoundFactorNominal = 3.0;
-constexpr double kBoundFactorDefault = 4.0;
+constexpr double kBoundFactorNominal = 5.0;
+constexpr double kBoundFactorDefault = 6.0;
 
 enum class RateSource { kMeasured, kOwn, kNominal, kDefault };
 

@@ -298,15 +298,15 @@ TEST_F(PredictionTest, ADevicesOwnMeasurementsReplaceTheDeclaredLinkAndTheDefaul
 TEST_F(PredictionTest, TheBoundWidensWithWhatTheFigureRestsOn) {
   add("dev-0");
   const Rollout r = make("");
-  // Nothing known: transfer and fixed time four times the median's.
+  // Nothing known: transfer and fixed time six times the median's.
   auto p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
   EXPECT_EQ(p.duration_ms, 31'000);
-  EXPECT_EQ(p.bound_duration_ms, 4 * 31'000);
+  EXPECT_EQ(p.bound_duration_ms, 6 * 31'000);
   EXPECT_EQ(p.bound_end_ms, p.start_ms + p.bound_duration_ms);
-  // The declared link: three times.
+  // The declared link: five times.
   model_.nominal_rate["dev-0"] = 1'000'000;
   p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
-  EXPECT_EQ(p.bound_duration_ms, 3 * 31'000);
+  EXPECT_EQ(p.bound_duration_ms, 5 * 31'000);
   // Measured by the device: twice.
   DeviceMeasured own;
   own.download_bytes_per_second = 1'000'000;
