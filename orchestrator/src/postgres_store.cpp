@@ -287,9 +287,10 @@ const std::vector<std::string>& statements() {
       const auto conflict = single.find(" ON CONFLICT");
       return single.substr(0, values) + " " + select + single.substr(conflict);
     };
-    s[kUpsertDevices] = multi_row(
-        s[kUpsertDevice], {"text", "text", "text", "text", "text", "text", "text", "bigint", "bigint", "text",
-                           "bigint", "bigint", "text", "bigint", "text", "text", "bigint", "text", "text"});
+    s[kUpsertDevices] = multi_row(s[kUpsertDevice],
+                                  {"text",   "text", "text",   "text",   "text",   "text",   "text", "bigint",
+                                   "bigint", "text", "bigint", "bigint", "text",   "bigint", "text", "text",
+                                   "bigint", "text", "bigint", "bigint", "bigint", "bigint", "text"});
     s[kUpsertMembers] =
         multi_row(s[kUpsertMember],
                   {"text", "text", "bigint", "text", "bigint", "bigint", "bigint", "bigint", "text", "bigint",
