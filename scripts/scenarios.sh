@@ -61,15 +61,17 @@ for name in "${names[@]}"; do
     actual=$(figure rollout_duration_ms)
     [[ -z $actual || $actual -lt 0 ]] && actual=$(figure duration_ms)
     predicted=$(figure predicted_duration_ms)
+    bound=$(figure predicted_bound_ms)
     at_wave1=$(figure predicted_at_first_wave_ms)
     at_half=$(figure predicted_at_half_ms)
     error=$(awk -v a="${actual:-0}" -v p="${predicted:-0}" 'BEGIN { if (a > 0) printf "%+.0f%%", (p - a) * 100 / a; else print "-" }')
     # Live ETAs as predicted totals, with their error against the actual duration.
     live() { awk -v w="${1:--1}" -v a="${actual:-0}" 'BEGIN { if (w < 0 || a <= 0) print "-"; else printf "%.1fs (%+.0f%%)", w / 1000, (w - a) * 100 / a }'; }
-    results+=("$(printf '%-32s %-36s %5ss  %-10s actual %7.1fs  plan %8.1fs (%s)  at wave-1 end %s  at half time %s' \
+    held=$(awk -v a="${actual:-0}" -v b="${bound:--1}" 'BEGIN { if (b < 0 || a <= 0) print "-"; else if (a <= b) print "held"; else print "missed" }')
+    results+=("$(printf '%-32s %-36s %5ss  %-10s actual %7.1fs  plan %8.1fs (%s)  90%% bound %8.1fs (%s)  at wave-1 end %s  at half time %s' \
       "$label" "$verdict" "$(($(date +%s) - start))" "${outcome:-?}" \
       "$(awk -v a="${actual:-0}" 'BEGIN { print a / 1000 }')" "$(awk -v p="${predicted:-0}" 'BEGIN { print p / 1000 }')" \
-      "$error" "$(live "$at_wave1")" "$(live "$at_half")")")
+      "$error" "$(awk -v b="${bound:--1}" 'BEGIN { print b / 1000 }')" "$held" "$(live "$at_wave1")" "$(live "$at_half")")")
   done
 done
 echo

@@ -24,6 +24,17 @@ constexpr std::uint64_t kSequenceGapAfterRestart = 1'000'000;
 // Reuse phase: the journal is stored at least every this many chunks of the running slot read,
 // so a power cut reads at most that many again.
 constexpr std::uint32_t kReuseStoreEvery = 64;
+// What a device measures (docs/CLIENT.md, "What a device measures"): downloads smaller than this
+// say more about latency than about the link and are not a rate sample; one that ran at half its
+// rollout's bandwidth cap or more may have measured the cap, not the link. A new sample weighs a
+// quarter.
+constexpr std::uint64_t kMinMeasuredBytes = 32 * 1024;
+constexpr double kCappedFraction = 0.5;
+
+template <typename T>
+T averaged(T average, std::uint32_t samples, T sample) {
+  return samples == 0 ? sample : static_cast<T>((3 * average + sample) / 4);
+}
 
 journal::EngineState to_record_state(EngineState state) {
   switch (state) {
@@ -346,6 +357,18 @@ struct UpdateEngine::Impl {
   std::vector<std::pair<std::string, std::uint32_t>> reuse_index;
   bool reusing = false;
 
+  // What the device measures of itself (kept in the journal as record.measurements()).
+  v1::DeviceMeasurements measurements;
+  // The download's time connected and bytes received so far, and where the running stretch
+  // began (0 = not connected or not downloading).
+  std::int64_t download_connected_ms = 0;
+  std::uint64_t download_bytes = 0;
+  bool download_clock_running = false;
+  std::int64_t download_mark_ms = 0;
+  std::uint64_t download_mark_bytes = 0;
+  std::int64_t verify_started_ms = -1;  // -1 = no verify running
+  std::int64_t health_started_ms = -1;  // -1 = no health check running
+
   using Handler = void (Impl::*)(EventData&);
   struct Transition {
     bool any_started_state;  // matches every state except kAwaitingStart
@@ -435,6 +458,43 @@ struct UpdateEngine::Impl {
     record.set_state(to_record_state(state));
     chunks_since_persist = 0;
     out.emplace_back(action::PersistJournal{record});
+  }
+
+  // ---- Measurements ------------------------------------------------------------------------
+  void measured() {
+    measurements.set_measured_at_ms(now);
+    record.set_measurements(measurements.SerializeAsString());
+  }
+
+  void download_clock_start() {
+    if (download_clock_running || !connected || state != S::kDownloading) return;
+    download_clock_running = true;
+    download_mark_ms = now;
+    download_mark_bytes = stats.bytes_received;
+  }
+
+  void download_clock_stop() {
+    if (!download_clock_running) return;
+    download_clock_running = false;
+    download_connected_ms += std::max<std::int64_t>(0, now - download_mark_ms);
+    download_bytes += stats.bytes_received - download_mark_bytes;
+  }
+
+  // The download ended with every chunk verified: its rate is a sample unless too small or capped.
+  void download_measured() {
+    download_clock_stop();
+    const std::uint64_t cap = record.update().max_bytes_per_second();
+    if (download_bytes >= kMinMeasuredBytes && download_connected_ms > 0) {
+      const std::uint64_t rate = download_bytes * 1000 / static_cast<std::uint64_t>(download_connected_ms);
+      if (cap == 0 || static_cast<double>(rate) < kCappedFraction * static_cast<double>(cap)) {
+        measurements.set_download_bytes_per_second(averaged<std::uint64_t>(
+            measurements.download_bytes_per_second(), measurements.download_samples(), rate));
+        measurements.set_download_samples(measurements.download_samples() + 1);
+        measured();
+      }
+    }
+    download_connected_ms = 0;
+    download_bytes = 0;
   }
 
   std::uint64_t next_sequence() {
@@ -579,6 +639,7 @@ struct UpdateEngine::Impl {
       inv.set_pending_artifact_id(record.update().artifact_id());
     }
     if (!record.last_command_id().empty()) *inv.mutable_last_outcome() = last_outcome(at_ms);
+    if (measurements.measured_at_ms() != 0) *inv.mutable_measurements() = measurements;
     return inv;
   }
 
@@ -689,6 +750,7 @@ struct UpdateEngine::Impl {
           start_download(/*resume=*/true);
         } else {
           go(Guard::kVerifyInterrupted);
+          verify_started_ms = now;
           out.emplace_back(action::HashSlot{u.target_slot(), u.image_size()});
         }
         return;
@@ -1130,6 +1192,10 @@ struct UpdateEngine::Impl {
       verified_count += chunk_verified(u.verified_bitmap(), i) ? 1 : 0;
     }
     window.start(u.max_inflight_chunks(), u.max_bytes_per_second(), now);
+    download_connected_ms = 0;
+    download_bytes = 0;
+    download_clock_running = false;
+    download_clock_start();
     last_chunk_at = now;
     rate_time_at_report = now;
     rate_bytes_at_report = verified_bytes();
@@ -1443,7 +1509,22 @@ struct UpdateEngine::Impl {
     if (ever_connected) ++stats.reconnects;
     ever_connected = true;
     connected = true;
+    download_clock_start();
+    const bool reboot_measured = record.reboot_requested_ms() > 0;
+    if (reboot_measured) {
+      // Connected again after the reboot into an update's image: a reboot_ms sample.
+      const std::int64_t took = now - record.reboot_requested_ms();
+      record.set_reboot_requested_ms(0);
+      if (took > 0) {
+        measurements.set_reboot_ms(
+            averaged<std::int64_t>(measurements.reboot_ms(), measurements.reboot_samples(), took));
+        measurements.set_reboot_samples(measurements.reboot_samples() + 1);
+        measured();
+      }
+    }
     publish_inventory();
+    // Stored after the inventory, so that a later boot does not take itself for this reboot.
+    if (reboot_measured) persist();
     if (state == S::kIdle && !record.last_command_id().empty()) {
       // The outcome may have been reported while offline (e.g. right after the reboot that
       // confirmed it): repeat it on every connect; receivers deduplicate by command id. The
@@ -1472,7 +1553,10 @@ struct UpdateEngine::Impl {
     return p;
   }
 
-  void disconnected(EventData&) { connected = false; }
+  void disconnected(EventData&) {
+    download_clock_stop();
+    connected = false;
+  }
 
   void nothing(EventData&) {}
 
@@ -1496,6 +1580,8 @@ struct UpdateEngine::Impl {
 
   // ---- Verify, install, reboot -------------------------------------------------------------
   void enter_verifying() {
+    download_measured();
+    verify_started_ms = now;
     go(Guard::kAllChunksVerified);
     window.clear();  // the hashes too: verifying compares the image hash only
     wipe_content_key();
@@ -1525,6 +1611,14 @@ struct UpdateEngine::Impl {
       t->set_security_counter(u.security_counter());
       t->set_valid(true);
     }
+    if (verify_started_ms >= 0 && now > verify_started_ms) {
+      const auto rate = u.image_size() * 1000 / static_cast<std::uint64_t>(now - verify_started_ms);
+      measurements.set_verify_bytes_per_second(averaged<std::uint64_t>(measurements.verify_bytes_per_second(),
+                                                                       measurements.verify_samples(), rate));
+      measurements.set_verify_samples(measurements.verify_samples() + 1);
+      measured();
+    }
+    verify_started_ms = -1;
     clear_download();
     go(Guard::kImageMatches);
     activate();
@@ -1542,6 +1636,7 @@ struct UpdateEngine::Impl {
       return;
     }
     go(Guard::kSwitchedForReboot);
+    record.set_reboot_requested_ms(now);
     persist();
     report(v1::PHASE_REBOOTING);
     out.emplace_back(action::Reboot{});
@@ -1558,6 +1653,7 @@ struct UpdateEngine::Impl {
   void enter_confirming(Guard why) {
     go(why);
     health_deadline = now + config.health_check_timeout_ms;
+    health_started_ms = now;
     persist();
     report(v1::PHASE_CONFIRMING);
     out.emplace_back(action::RunHealthCheck{health_deadline});
@@ -1565,6 +1661,13 @@ struct UpdateEngine::Impl {
 
   void health_result(EventData& e) {
     if (e.healthy) {
+      if (health_started_ms >= 0 && now >= health_started_ms) {
+        measurements.set_health_check_ms(averaged<std::int64_t>(
+            measurements.health_check_ms(), measurements.health_check_samples(), now - health_started_ms));
+        measurements.set_health_check_samples(measurements.health_check_samples() + 1);
+        measured();
+      }
+      health_started_ms = -1;
       out.emplace_back(action::CommitSlot{record.update().target_slot()});
       complete_commit();
     } else {
@@ -1644,6 +1747,8 @@ UpdateEngine::UpdateEngine(EngineConfig config, const EngineCrypto& crypto,
     impl_->record.set_progress_sequence(journal->progress_sequence() + kSequenceGapAfterRestart);
     impl_->have_journal = true;
     impl_->stored_manifest = std::string(signed_manifest);
+    // Measurements that do not parse (a damaged field) are only lost, not fatal: measured afresh.
+    if (!impl_->measurements.ParseFromString(journal->measurements())) impl_->measurements.Clear();
   }
 }
 

@@ -95,7 +95,11 @@ void print_rollout(const json& r) {
   if (!str(r, "reason").empty()) std::cout << "  reason: " << str(r, "reason") << "\n";
   if (r.contains("eta")) {
     std::cout << "  eta: " << r["eta"].value("end_at", "") << " (" << r["eta"].value("remaining_seconds", 0)
-              << " s remaining)\n";
+              << " s remaining";
+    if (r["eta"].contains("bound_remaining_ms"))
+      std::cout << "; 90 % bound " << r["eta"].value("bound_end_at", "") << ", "
+                << r["eta"].value("bound_remaining_ms", std::int64_t{0}) / 1000 << " s";
+    std::cout << ")\n";
   }
   for (const auto& w : r.value("waves", json::array())) std::cout << wave_line(w) << "\n";
 }
@@ -600,10 +604,24 @@ void register_rollout_commands(CLI::App& app) {
     std::cout << "rollout " << p->id << ": " << plan_json.value("devices", 0) << " device(s), predicted "
               << plan_json.value("duration_seconds", 0) << " s, from " << str(plan_json, "start_at") << " to "
               << str(plan_json, "end_at") << "\n";
-    std::cout << "  model: " << plan_json.value("devices_with_measured_rate", 0)
-              << " device(s) with a measured rate, "
-              << "others at " << str(plan_json, "assumed_rate_bytes_per_second") << " B/s; "
-              << str(plan_json, "fixed_seconds_per_device") << " s install+reboot+confirm per device\n";
+    std::cout << "  90 % bound: " << plan_json.value("bound_duration_seconds", 0) << " s, until "
+              << str(plan_json, "bound_end_at") << "\n";
+    // What the device times rest on: one line, the sources that have devices.
+    std::string basis;
+    const auto source = [&](const char* field, const std::string& what) {
+      const auto n = plan_json.value(field, 0);
+      if (n > 0) basis += (basis.empty() ? "" : ", ") + std::to_string(n) + " " + what;
+    };
+    source("devices_from_history",
+           "from the history of " + str(plan_json, "history_samples") + " comparable update(s)");
+    source("devices_with_measured_rate", "at the rate measured in their progress reports");
+    source("devices_with_own_measurements", "at what they measured themselves (inventory)");
+    source("devices_with_nominal_rate", "at their declared link_rate");
+    source("devices_with_default_rate",
+           "at the default " + str(plan_json, "assumed_rate_bytes_per_second") + " B/s");
+    std::cout << "  model: " << (basis.empty() ? "no open device" : basis) << "; "
+              << str(plan_json, "fixed_seconds_per_device")
+              << " s install+reboot+confirm for devices without their own\n";
     std::vector<std::vector<std::string>> rows;
     for (const auto& w : plan_json.value("waves", json::array())) {
       rows.push_back({str(w, "index"), str(w, "devices"), str(w, "start_at"), str(w, "end_at"),

@@ -117,6 +117,12 @@ json device_json(const DeviceView& view) {
   if (d.certificate_not_after > 0)
     j["certificate_not_after"] = format_timestamp(d.certificate_not_after * 1000);
   if (!d.facts.decryption_key_id.empty()) j["decryption_key_id"] = d.facts.decryption_key_id;
+  // What the device measured itself (Inventory.measurements), what plans use before history.
+  if (d.measured.download_bytes_per_second > 0 || d.measured.reboot_ms > 0)
+    j["measurements"] = {{"download_bytes_per_second", d.measured.download_bytes_per_second},
+                         {"verify_bytes_per_second", d.measured.verify_bytes_per_second},
+                         {"reboot_ms", d.measured.reboot_ms},
+                         {"health_check_ms", d.measured.health_check_ms}};
   return j;
 }
 
@@ -229,6 +235,10 @@ json rollout_json(const RolloutView& r, Millis now) {
     j["eta"] = {{"end_at", format_timestamp(*r.eta_end_ms)},
                 {"remaining_seconds", (*r.eta_end_ms - now) / 1000},
                 {"remaining_ms", *r.eta_end_ms - now}};
+    if (r.eta_bound_end_ms) {
+      j["eta"]["bound_end_at"] = format_timestamp(*r.eta_bound_end_ms);
+      j["eta"]["bound_remaining_ms"] = *r.eta_bound_end_ms - now;
+    }
   }
   if (r.members) {
     json members = json::array();
@@ -254,7 +264,15 @@ json plan_json(const RolloutPlan& plan) {
               {"duration_seconds", p.duration_ms / 1000},
               {"duration_ms", p.duration_ms},
               {"devices", p.devices},
-              {"devices_with_measured_rate", p.devices_with_history},
+              {"bound_end_at", format_timestamp(p.bound_end_ms)},
+              {"bound_duration_ms", p.bound_duration_ms},
+              {"bound_duration_seconds", p.bound_duration_ms / 1000},
+              // What each open device's time came from (docs/ORCHESTRATOR.md, "Prediction").
+              {"devices_from_history", p.devices_from_history},
+              {"devices_with_measured_rate", p.devices_with_measured_rate},
+              {"devices_with_own_measurements", p.devices_with_own_measurements},
+              {"devices_with_nominal_rate", p.devices_with_nominal_rate},
+              {"devices_with_default_rate", p.devices_with_default_rate},
               {"history_samples", p.history_samples},
               {"image_size", plan.image_size},
               {"assumed_rate_bytes_per_second", plan.assumed_rate_bytes_per_second},

@@ -67,6 +67,8 @@ void FleetCore::restore(std::vector<DeviceRecord> devices, std::vector<Rollout> 
     // the list's online filter (answered by the store) agrees.
     if (d.facts.online) dirty_devices_.insert(id);
     d.facts.online = false;
+    if (d.measured.download_bytes_per_second > 0 || d.measured.reboot_ms > 0)
+      link_model_.device_measured[id] = d.measured;
     fleet_.devices[id] = std::move(d.facts);
     details_[id] = static_cast<DeviceDetails&&>(d);
     fleet_.generation = 1;
@@ -189,6 +191,17 @@ void FleetCore::on_inventory(const std::string& id, const v1::Inventory& inv, Mi
   facts.group = group == inv.attributes().end() ? std::string() : group->second;
   if (auto rate = inv.attributes().find("link_rate"); rate != inv.attributes().end())
     link_model_.nominal_rate[id] = std::strtoull(rate->second.c_str(), nullptr, 10);
+  if (inv.has_measurements()) {
+    // What the device measured itself: a fresh orchestrator plans from it (issue 20). Negative
+    // times from a broken clock count as not measured.
+    const v1::DeviceMeasurements& m = inv.measurements();
+    DeviceMeasured own;
+    own.download_bytes_per_second = m.download_bytes_per_second();
+    own.verify_bytes_per_second = m.verify_bytes_per_second();
+    own.reboot_ms = std::max<Millis>(0, m.reboot_ms());
+    own.health_check_ms = std::max<Millis>(0, m.health_check_ms());
+    link_model_.device_measured[id] = own;
+  }
   facts.online = true;
   facts.last_seen_ms = now;
   d.client_version = inv.client_version();
@@ -394,6 +407,8 @@ DeviceRecord FleetCore::record_of(const std::string& id) const {
   DeviceRecord d;
   if (auto it = details_.find(id); it != details_.end()) static_cast<DeviceDetails&>(d) = it->second;
   if (auto it = fleet_.devices.find(id); it != fleet_.devices.end()) d.facts = it->second;
+  if (auto it = link_model_.device_measured.find(id); it != link_model_.device_measured.end())
+    d.measured = it->second;
   return d;
 }
 
@@ -650,6 +665,7 @@ common::Result<RevocationRecord> FleetCore::retire_device(const std::string& id,
       }
       fleet_.devices.erase(id);
       details_.erase(id);
+      link_model_.device_measured.erase(id);
       dirty_devices_.erase(id);
       pending_removed_devices_.push_back(id);
     } else {
@@ -947,8 +963,11 @@ RolloutView FleetCore::view(const Rollout& r, Millis now, bool with_members) con
   }
   v.devices = r.members.size();
   if (r.state == RolloutState::kRunning || r.state == RolloutState::kCreated ||
-      r.state == RolloutState::kPaused)
-    v.eta_end_ms = predict(r, now).end_ms;
+      r.state == RolloutState::kPaused) {
+    const RolloutPrediction p = predict(r, now);
+    v.eta_end_ms = p.end_ms;
+    v.eta_bound_end_ms = p.bound_end_ms;
+  }
   if (with_members) v.members = r.members;
   return v;
 }

@@ -177,6 +177,13 @@ CREATE TABLE webhook_deliveries (
   finished_ms BIGINT NOT NULL DEFAULT 0);
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_ms);
 CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, created_ms);
+  )sql",
+    // 8: what devices measured themselves (Inventory.measurements, issue 20)
+    R"sql(
+ALTER TABLE devices ADD COLUMN measured_download_rate BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN measured_verify_rate BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN measured_reboot_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN measured_health_check_ms BIGINT NOT NULL DEFAULT 0;
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == PostgresStore::kSchemaVersion);
@@ -244,7 +251,9 @@ const std::vector<std::string>& statements() {
     const std::string device_columns = store_rows::kDeviceColumns;
     s[kUpsertDevice] =
         "INSERT INTO devices (" + device_columns +
-        ", version_key) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON "
+        ", version_key) VALUES "
+        "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,"
+        "$23) ON "
         "CONFLICT (id) "
         "DO "
         "UPDATE SET version_key=EXCLUDED.version_key, "
@@ -254,7 +263,10 @@ const std::vector<std::string>& statements() {
         "security_counter=EXCLUDED.security_counter, free_bytes=EXCLUDED.free_bytes, "
         "pending_deployment_id=EXCLUDED.pending_deployment_id, last_phase=EXCLUDED.last_phase, "
         "last_error=EXCLUDED.last_error, certificate_not_after=EXCLUDED.certificate_not_after, "
-        "decryption_key_id=EXCLUDED.decryption_key_id";
+        "decryption_key_id=EXCLUDED.decryption_key_id, "
+        "measured_download_rate=EXCLUDED.measured_download_rate, "
+        "measured_verify_rate=EXCLUDED.measured_verify_rate, measured_reboot_ms=EXCLUDED.measured_reboot_ms, "
+        "measured_health_check_ms=EXCLUDED.measured_health_check_ms";
     s[kLoadDevices] = "SELECT " + device_columns + " FROM devices ORDER BY id";
     s[kReadDevice] = "SELECT " + device_columns + " FROM devices WHERE id = $1";
     s[kDeleteDevice] = "DELETE FROM devices WHERE id = $1";
@@ -308,9 +320,10 @@ const std::vector<std::string>& statements() {
       const auto conflict = single.find(" ON CONFLICT");
       return single.substr(0, values) + " " + select + single.substr(conflict);
     };
-    s[kUpsertDevices] = multi_row(
-        s[kUpsertDevice], {"text", "text", "text", "text", "text", "text", "text", "bigint", "bigint", "text",
-                           "bigint", "bigint", "text", "bigint", "text", "text", "bigint", "text", "text"});
+    s[kUpsertDevices] = multi_row(s[kUpsertDevice],
+                                  {"text",   "text", "text",   "text",   "text",   "text",   "text", "bigint",
+                                   "bigint", "text", "bigint", "bigint", "text",   "bigint", "text", "text",
+                                   "bigint", "text", "bigint", "bigint", "bigint", "bigint", "text"});
     s[kUpsertMembers] =
         multi_row(s[kUpsertMember],
                   {"text", "text", "bigint", "text", "bigint", "bigint", "bigint", "bigint", "text", "bigint",
@@ -710,7 +723,8 @@ std::vector<std::string> device_params(const DeviceRecord& d) {
                 store_rows::join_tags(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
                 d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
                 d.last_phase, d.last_error, d.certificate_not_after, d.facts.decryption_key_id,
-                version_sort_key(d.facts.version));
+                d.measured.download_bytes_per_second, d.measured.verify_bytes_per_second,
+                d.measured.reboot_ms, d.measured.health_check_ms, version_sort_key(d.facts.version));
 }
 }  // namespace
 

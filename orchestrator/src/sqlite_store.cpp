@@ -173,6 +173,13 @@ CREATE TABLE webhook_deliveries (
   finished_ms INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_ms);
 CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, created_ms);
+  )sql",
+    // 8: what devices measured themselves (Inventory.measurements, issue 20)
+    R"sql(
+ALTER TABLE devices ADD COLUMN measured_download_rate INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN measured_verify_rate INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN measured_reboot_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN measured_health_check_ms INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == SqliteStore::kSchemaVersion);
@@ -462,18 +469,23 @@ Status SqliteStore::upsert_device(const DeviceRecord& d) {
           prepared(
               "INSERT INTO devices (id, hardware, time_zone, artifact_id, version, tags, grp, online, "
               "last_seen_ms, client_version, security_counter, free_bytes, pending_deployment_id, "
-              "registered_ms, last_phase, last_error, certificate_not_after, decryption_key_id, version_key) "
-              "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19) ON CONFLICT(id) "
+              "registered_ms, last_phase, last_error, certificate_not_after, decryption_key_id, "
+              "measured_download_rate, measured_verify_rate, measured_reboot_ms, measured_health_check_ms, "
+              "version_key) "
+              "VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?20,?21,?22,?23,?19) "
+              "ON CONFLICT(id) "
               "DO "
               "UPDATE SET hardware=?2, time_zone=?3, artifact_id=?4, version=?5, tags=?6, grp=?7, online=?8, "
               "last_seen_ms=?9, client_version=?10, security_counter=?11, free_bytes=?12, "
               "pending_deployment_id=?13, last_phase=?15, last_error=?16, certificate_not_after=?17, "
-              "decryption_key_id=?18, version_key=?19")),
+              "decryption_key_id=?18, version_key=?19, measured_download_rate=?20, measured_verify_rate=?21, "
+              "measured_reboot_ms=?22, measured_health_check_ms=?23")),
       "saving a device", d.facts.id, d.facts.hardware_type, d.facts.time_zone, d.facts.artifact_id,
       d.facts.version, join_tags(d.facts.tags), d.facts.group, d.facts.online, d.facts.last_seen_ms,
       d.client_version, d.security_counter, d.free_bytes, d.pending_deployment_id, d.registered_ms,
       d.last_phase, d.last_error, d.certificate_not_after, d.facts.decryption_key_id,
-      version_sort_key(d.facts.version));
+      version_sort_key(d.facts.version), d.measured.download_bytes_per_second,
+      d.measured.verify_bytes_per_second, d.measured.reboot_ms, d.measured.health_check_ms);
   if (!st) return st.error().with_context("device " + d.facts.id);
   return st;
 }

@@ -43,7 +43,8 @@ void finish_page(DevicePage& page, std::size_t limit);
 inline constexpr const char* kDeviceColumns =
     "id, hardware, time_zone, artifact_id, version, tags, grp, online, last_seen_ms, client_version, "
     "security_counter, free_bytes, pending_deployment_id, registered_ms, last_phase, last_error, "
-    "certificate_not_after, decryption_key_id";
+    "certificate_not_after, decryption_key_id, measured_download_rate, measured_verify_rate, "
+    "measured_reboot_ms, measured_health_check_ms";
 inline constexpr const char* kRolloutColumns =
     "id, spec, state, created_ms, started_ms, finished_ms, targets_resolved, reason, waves";
 inline constexpr const char* kMemberColumns =
@@ -94,6 +95,10 @@ DeviceRecord read_device(const Row& s) {
   d.last_error = s.text(15);
   d.certificate_not_after = s.integer(16);
   d.facts.decryption_key_id = s.text(17);
+  d.measured.download_bytes_per_second = static_cast<std::uint64_t>(s.integer(18));
+  d.measured.verify_bytes_per_second = static_cast<std::uint64_t>(s.integer(19));
+  d.measured.reboot_ms = s.integer(20);
+  d.measured.health_check_ms = s.integer(21);
   return d;
 }
 

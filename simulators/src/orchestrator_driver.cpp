@@ -162,7 +162,9 @@ common::Status OrchestratorDriver::attach(const std::string& rollout_id) {
 common::Result<OrchestratorDriver::Plan> OrchestratorDriver::plan() const {
   auto plan = get("/api/v1/rollouts/" + rollout_id_ + "/plan");
   if (!plan.ok()) return plan.error().with_context("asking the orchestrator for its prediction");
-  return Plan{plan->value("duration_ms", std::int64_t{-1}), plan->value("history_samples", std::size_t{0})};
+  return Plan{plan->value("duration_ms", std::int64_t{-1}),
+              plan->value("bound_duration_ms", std::int64_t{-1}),
+              plan->value("history_samples", std::size_t{0})};
 }
 
 void OrchestratorDriver::begin(std::int64_t run_start_ms) {

@@ -122,6 +122,7 @@ std::string report_json(const RunReport& r) {
                    {"duration_ms", r.duration_ms},
                    {"rollout_duration_ms", r.rollout_duration_ms},
                    {"predicted_duration_ms", r.predicted_duration_ms},
+                   {"predicted_bound_ms", r.predicted_bound_ms},
                    {"prediction_source", r.prediction_source},
                    {"predicted_at_first_wave_ms", r.predicted_at_first_wave_ms},
                    {"predicted_at_half_ms", r.predicted_at_half_ms},

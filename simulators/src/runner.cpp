@@ -385,6 +385,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   }
 
   std::int64_t predicted_ms = -1;
+  std::int64_t predicted_bound_ms = -1;
   std::string prediction_source;
   {
     // The orchestrator registers devices from their retained inventories; the rollout is created
@@ -442,6 +443,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
                                                         : std::string("orchestrator"));
     }
     predicted_ms = orchestrator_plan.duration_ms;
+    predicted_bound_ms = orchestrator_plan.bound_duration_ms;
     prediction_source =
         "fota-orchestrator's plan " + std::string(attach ? "when attached" : "before the start") +
         " (rollout " + driver->rollout_id() + "; " +
@@ -464,6 +466,7 @@ common::Result<RunReport> run_scenario(const Scenario& scenario, const RunEnviro
   report.device_count = static_cast<std::uint32_t>(devices.size());
   report.expected_outcome = std::string(expected_outcome_name(scenario.expect.outcome));
   report.predicted_duration_ms = predicted_ms;
+  report.predicted_bound_ms = predicted_bound_ms;
   report.prediction_source = prediction_source;
   report.image_size = image_size;
   report.setup_ms = client::mosquitto::EventLoop::wall_clock_ms() - setup_started;

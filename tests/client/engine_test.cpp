@@ -363,6 +363,64 @@ TEST_F(EngineTest, RateLimitPacesRequests) {
   EXPECT_EQ(requests.front().ranges(0).count(), 1U);
 }
 
+// Issue 20: what a device measures of itself (docs/CLIENT.md, "What a device measures") goes into
+// its inventory and its journal, so it survives reboots and reaches a fresh orchestrator.
+TEST_F(EngineTest, MeasuresItsDownloadRebootAndHealthCheckAndKeepsThemAcrossReboots) {
+  testing::ArtifactOptions options;
+  options.size = 48 * 1024;
+  options.chunk_size = 4096;
+  artifact_ = testing::make_artifact(key_, options);
+  EXPECT_EQ(send(testing::install_command("c1", artifact_, clock_.now_ms())).error(), v1::ERROR_NONE);
+  EXPECT_FALSE(device().transport().inventory.back().has_measurements());  // nothing measured yet
+  // The chunks take 2 s to arrive; the reboot into the new image takes 3 s to reconnect.
+  clock_.advance(std::chrono::milliseconds(2000));
+  ASSERT_FALSE(testing::serve_chunks(device(), server_, clock_.now_ms()));  // rebooting
+  clock_.advance(std::chrono::milliseconds(3000));
+  device().power_on(clock_.now_ms());
+  ASSERT_EQ(device().engine().state(), EngineState::kIdle);
+  ASSERT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED);
+  const v1::DeviceMeasurements& m = device().transport().inventory.back().measurements();
+  EXPECT_EQ(m.download_bytes_per_second(), 48u * 1024 * 1000 / 2000);
+  EXPECT_EQ(m.download_samples(), 1u);
+  EXPECT_EQ(m.reboot_ms(), 3000);
+  EXPECT_EQ(m.reboot_samples(), 1u);
+  EXPECT_EQ(m.health_check_ms(), 0);  // answered in the same instant here
+  EXPECT_EQ(m.health_check_samples(), 1u);
+  EXPECT_EQ(m.verify_samples(), 0u);  // the slot read back in no time: no rate to tell
+  EXPECT_EQ(m.measured_at_ms(), clock_.now_ms());
+  EXPECT_EQ(device().engine().record().reboot_requested_ms(), 0);
+  // A reboot without an update is not a sample, and the figures survive it (journal).
+  device().power_off();
+  clock_.advance(std::chrono::milliseconds(60'000));
+  device().power_on(clock_.now_ms());
+  const v1::DeviceMeasurements& after = device().transport().inventory.back().measurements();
+  EXPECT_EQ(after.SerializeAsString(), m.SerializeAsString());
+  // A download the rollout's cap held back measured the cap, not the link: no sample.
+  testing::ArtifactOptions next = options;
+  next.version = "3.0.0";
+  next.security_counter = 3;
+  next.seed = 8;
+  artifact_ = testing::make_artifact(key_, next);
+  v1::Command capped = testing::install_command("c2", artifact_, clock_.now_ms());
+  capped.mutable_install()->set_max_bytes_per_second(64 * 1024);
+  send(capped);
+  for (int i = 0; i < 200 && device().running() && device().engine().state() == EngineState::kDownloading;
+       ++i) {
+    clock_.advance(std::chrono::milliseconds(50));
+    device().run(device().engine().on_tick(clock_.now_ms()), clock_.now_ms());
+    testing::serve_chunks(device(), server_, clock_.now_ms());
+  }
+  clock_.advance(std::chrono::milliseconds(1000));
+  device().power_on(clock_.now_ms());
+  ASSERT_EQ(device().transport().progress.back().phase(), v1::PHASE_COMMITTED)
+      << device().transport().progress.back().error_detail();
+  const v1::DeviceMeasurements& second = device().transport().inventory.back().measurements();
+  EXPECT_EQ(second.download_samples(), 1u);
+  EXPECT_EQ(second.download_bytes_per_second(), m.download_bytes_per_second());
+  EXPECT_EQ(second.reboot_samples(), 2u);
+  EXPECT_EQ(second.reboot_ms(), (3 * 3000 + 1000) / 4);  // a new sample weighs a quarter
+}
+
 TEST_F(EngineTest, FailedHealthCheckRevertsToPreviousSlot) {
   send(testing::install_command("c1", artifact_, clock_.now_ms()));
   device().healthy = false;

@@ -188,6 +188,47 @@ TEST_F(FleetCoreTest, DevicesReportARolloutStartsAndCommandsComeOutOnceSaved) {
   EXPECT_TRUE(core_.owner("dev-0").empty());
 }
 
+// Issue 20: what a device measured itself (Inventory.measurements) is saved with it, comes back
+// after a restart, and is what the plan rests on before any history.
+TEST_F(FleetCoreTest, WhatADeviceMeasuredIsSavedRestoredAndPlannedFrom) {
+  report_inventory("dev-0");
+  v1::Inventory inv;
+  inv.set_device_id("dev-1");
+  inv.set_time_zone("UTC");
+  (*inv.mutable_attributes())["tags"] = "fleet";
+  v1::DeviceMeasurements& m = *inv.mutable_measurements();
+  m.set_download_bytes_per_second(2 * 1024 * 1024);
+  m.set_download_samples(3);
+  m.set_verify_bytes_per_second(4 * 1024 * 1024);
+  m.set_reboot_ms(2000);
+  m.set_health_check_ms(-5);  // a broken clock: not believed
+  m.set_measured_at_ms(now_);
+  core_.on_message(id_of("dev-1"), inv, now_);
+  ASSERT_TRUE(step().ok());
+  const DeviceRecord saved = *core_.device("dev-1");
+  EXPECT_EQ(saved.measured.download_bytes_per_second, 2u * 1024 * 1024);
+  EXPECT_EQ(saved.measured.verify_bytes_per_second, 4u * 1024 * 1024);
+  EXPECT_EQ(saved.measured.reboot_ms, 2000);
+  EXPECT_EQ(saved.measured.health_check_ms, 0);
+  EXPECT_EQ(core_.device("dev-0")->measured.reboot_ms, 0);
+  bool stored = false;
+  for (const StoreBatch& b : saved_) {
+    for (const DeviceRecord& d : b.devices) stored |= d.facts.id == "dev-1" && d.measured.reboot_ms == 2000;
+  }
+  EXPECT_TRUE(stored);
+
+  // A restarted core plans from the stored figures: 1 MiB at 2 MiB/s + 0.25 s verify + 2 s reboot.
+  FleetCore restarted(options(), catalog_, quiet_log());
+  restarted.restore({*core_.device("dev-0"), saved}, {}, {}, {}, {}, {});
+  ASSERT_TRUE(restarted.create_rollout(spec("max_concurrent: 1\n"), "operator:alice", now_, save()).ok());
+  const auto plan = restarted.plan("r-test-1", now_);
+  ASSERT_TRUE(plan.ok()) << plan.error().message;
+  EXPECT_EQ(plan->prediction.devices_with_own_measurements, 1u);
+  EXPECT_EQ(plan->prediction.devices_with_default_rate, 1u);
+  // dev-0 at the defaults (1 MB/s, 30 s), dev-1 its own 0.5 + 0.25 + 2 s.
+  EXPECT_EQ(plan->prediction.duration_ms, 1'048 + 30'000 + 500 + 250 + 2'000);
+}
+
 TEST_F(FleetCoreTest, AnActionWhoseSaveFailsIsTakenBackWhole) {
   report_inventory("dev-0");
   report_inventory("dev-1");

@@ -46,7 +46,10 @@ TEST_F(PredictionTest, WavesConcurrencyAndSoakWithoutHistory) {
   EXPECT_EQ(p.waves[1].devices, 3u);
   EXPECT_EQ(p.waves[1].end_ms - p.waves[1].start_ms, 2 * 31'000);  // 3 devices on 2 slots
   EXPECT_EQ(p.duration_ms, 631'000 + 62'000);
-  EXPECT_EQ(p.devices_with_history, 0u);
+  EXPECT_EQ(p.devices_with_default_rate, 4u);
+  EXPECT_EQ(p.devices_from_history + p.devices_with_measured_rate + p.devices_with_own_measurements +
+                p.devices_with_nominal_rate,
+            0u);
   // The plan's waves are the ones the engine will use.
   const auto membership = plan_wave_membership(r, fleet_);
   Rollout started = r;
@@ -68,7 +71,8 @@ TEST_F(PredictionTest, MeasuredRatesBandwidthCapAndWindows) {
   Rollout r = make("max_bytes_per_second: 2000000\n");
   auto p = predict_rollout(r, fleet_, 4'000'000, model_, now_);
   EXPECT_EQ(p.duration_ms, 14'000);
-  EXPECT_EQ(p.devices_with_history, 1u);
+  EXPECT_EQ(p.devices_with_measured_rate, 1u);
+  EXPECT_EQ(p.devices_with_default_rate, 1u);
   // A window at 02:00 local: Tokyo opens at 17:00 UTC today, the UTC device only tomorrow at 02:00.
   r = make("windows: [{days: [daily], start: '02:00', duration: 1h}]\n");
   p = predict_rollout(r, fleet_, 4'000'000, model_, now_);
@@ -87,7 +91,8 @@ TEST_F(PredictionTest, NominalLinkRatesFromInventoryUntilMeasured) {
   const Rollout r = make("");
   const auto p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
   EXPECT_EQ(p.duration_ms, 10'000 + 30'000);  // the slowest device: 1 MB at 100 kB/s, plus fixed
-  EXPECT_EQ(p.devices_with_history, 1u);
+  EXPECT_EQ(p.devices_with_measured_rate, 1u);
+  EXPECT_EQ(p.devices_with_nominal_rate, 1u);
 }
 
 TEST_F(PredictionTest, AMeasuredRateRightAfterAStallIsBoundedByTheDeclaredLink) {
@@ -254,6 +259,80 @@ TEST_F(PredictionTest, AFinishedUpdateBecomesASampleAgainstItsBaseline) {
   EXPECT_EQ(sample->duration_ms, 45'000);
   m.state = MemberState::kCancelled;
   EXPECT_FALSE(update_sample(r, m, 1'000'000, model_));
+}
+
+TEST_F(PredictionTest, ADevicesOwnMeasurementsReplaceTheDeclaredLinkAndTheDefaultTime) {
+  // Issue 20: a fresh orchestrator planned real agents on fast links at the default 1 MB/s and 30 s
+  // (34 s planned, 3-6 s taken). What each device measured of its own downloads and reboots decides.
+  add("measured");
+  add("declared");
+  model_.nominal_rate["declared"] = 500'000;
+  DeviceMeasured own;
+  own.download_bytes_per_second = 4'000'000;
+  own.verify_bytes_per_second = 10'000'000;
+  own.reboot_ms = 1'500;
+  own.health_check_ms = 200;
+  model_.device_measured["measured"] = own;
+  const Rollout r = make("max_concurrent: 1\n");
+  auto p = predict_rollout(r, fleet_, 4'000'000, model_, now_);
+  // measured: 1 s transfer + 0.4 s verify + 1.5 s reboot + 0.2 s health = 3.1 s;
+  // declared: 8 s transfer + the default 30 s.
+  EXPECT_EQ(p.duration_ms, 3'100 + 38'000);
+  EXPECT_EQ(p.devices_with_own_measurements, 1u);
+  EXPECT_EQ(p.devices_with_nominal_rate, 1u);
+  EXPECT_EQ(own.fixed_ms(4'000'000), 2'100);
+  // A device that measured no reboot yet keeps the default time; its rate still counts.
+  own.reboot_ms = 0;
+  model_.device_measured["measured"] = own;
+  p = predict_rollout(r, fleet_, 4'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 1'000 + 30'000 + 38'000);
+  EXPECT_EQ(p.devices_with_own_measurements, 1u);
+  // A rate reported during this orchestrator's own rollouts beats the device's older figure.
+  model_.measured_rate["measured"] = 2'000'000;
+  p = predict_rollout(r, fleet_, 4'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 2'000 + 30'000 + 38'000);
+  EXPECT_EQ(p.devices_with_measured_rate, 1u);
+  EXPECT_EQ(p.devices_with_own_measurements, 0u);
+}
+
+TEST_F(PredictionTest, TheBoundWidensWithWhatTheFigureRestsOn) {
+  add("dev-0");
+  const Rollout r = make("");
+  // Nothing known: transfer and fixed time six times the median's.
+  auto p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 31'000);
+  EXPECT_EQ(p.bound_duration_ms, 6 * 31'000);
+  EXPECT_EQ(p.bound_end_ms, p.start_ms + p.bound_duration_ms);
+  // The declared link: five times.
+  model_.nominal_rate["dev-0"] = 1'000'000;
+  p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(p.bound_duration_ms, 5 * 31'000);
+  // Measured by the device: twice.
+  DeviceMeasured own;
+  own.download_bytes_per_second = 1'000'000;
+  own.reboot_ms = 4'000;
+  model_.device_measured["dev-0"] = own;
+  p = predict_rollout(r, fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 5'000);
+  EXPECT_EQ(p.bound_duration_ms, 10'000);
+  // A soak is not uncertain: it is added once to both.
+  p = predict_rollout(make("waves: [{size: 100%, soak: 1m}]\n"), fleet_, 1'000'000, model_, now_);
+  EXPECT_EQ(p.duration_ms, 65'000);
+  EXPECT_EQ(p.bound_duration_ms, 70'000);
+}
+
+TEST_F(PredictionTest, WithHistoryTheBoundIsTheUpperHalfOfItAndAFifthMore) {
+  for (int i = 0; i < 100; ++i) add("dev-" + std::to_string(i));
+  // Ratios 1.0 .. 2.0 evenly: the median wave ends with its slowest device near 2.0; the bound's
+  // devices draw from 1.5 .. 2.0 and a fifth more, with slots to spare: the slowest 2.0 x 1.2.
+  for (int i = 0; i <= 100; ++i) add_history(model_, 1, 1.0 + i / 100.0, 100);
+  const auto p = predict_rollout(make(""), fleet_, 1'000'000, model_, now_);
+  EXPECT_NEAR(static_cast<double>(p.duration_ms), 2.0 * 31'000, 31'000 * 0.02);
+  EXPECT_NEAR(static_cast<double>(p.bound_duration_ms), 2.0 * 1.2 * 31'000, 31'000 * 0.03);
+  EXPECT_EQ(p.devices_from_history, 100u);
+  EXPECT_EQ(p.devices_with_default_rate, 0u);
+  // Every bound is at least the median.
+  EXPECT_GE(p.bound_end_ms, p.end_ms);
 }
 
 }  // namespace

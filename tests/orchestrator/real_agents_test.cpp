@@ -541,6 +541,86 @@ TEST_F(RealAgentsTest, TheNextUpdateDoesNotReplayThePreviousOutcome) {
   EXPECT_EQ(observer_->installs("agent-0"), 2);
 }
 
+// Issue 20: a fresh orchestrator planned the first rollout from declared defaults (1 MB/s, 30 s a
+// device). Real agents measure their downloads, verify, reboot and health check, report it in their
+// inventory, and an orchestrator on an empty store plans from it.
+TEST_F(RealAgentsTest, AgentsReportWhatTheyMeasuredAndAFreshOrchestratorPlansFromIt) {
+  start_orchestrator();
+  start_agent("agent-0", AgentOptions{"paho"});
+  start_agent("agent-1", AgentOptions{"mosquitto"});
+  wait_registered(2);
+  const auto spec = [](const std::string& name, const std::string& artifact) {
+    return "name: " + name + "\nartifact: " + artifact + "\ntarget: {tags: [fleet]}\n";
+  };
+  const auto measurements_of = [&](const std::string& id) {
+    const json d = fotactl_json("device show " + id);
+    return d.contains("measurements") ? d["measurements"] : json();
+  };
+  const auto wait_measured = [&](const std::string& id) {
+    json m;
+    for (int i = 0; i < 200 && (m.is_null() || m.value("reboot_ms", 0) <= 0); ++i) {
+      std::this_thread::sleep_for(100ms);
+      m = measurements_of(id);
+    }
+    // The inventory after the reboot has the reboot; the one after the commit the health check too.
+    std::this_thread::sleep_for(1s);
+    return measurements_of(id);
+  };
+  // Before any update nothing was measured: the plan rests on the defaults.
+  const std::string first = create_rollout(spec("first", upload("2.0", 256 * 1024)));
+  json plan = fotactl_json("rollout plan " + first);
+  EXPECT_EQ(plan.value("devices_with_default_rate", -1), 2) << plan.dump(2);
+  EXPECT_EQ(plan.value("devices_with_own_measurements", -1), 0) << plan.dump(2);
+  EXPECT_GE(plan.value("bound_duration_ms", std::int64_t{0}), plan.value("duration_ms", std::int64_t{0}));
+  fotactl_ok("rollout start " + first);
+  wait_rollout(first, [](const json& j) { return j.value("state", "") == "completed"; });
+  std::map<std::string, json> measured;
+  for (const std::string id : {"agent-0", "agent-1"}) {
+    measured[id] = wait_measured(id);
+    const json& m = measured[id];
+    ASSERT_FALSE(m.is_null()) << id << " reported no measurements";
+    EXPECT_GT(m.value("download_bytes_per_second", std::uint64_t{0}), 0u) << m.dump();
+    EXPECT_GT(m.value("reboot_ms", std::int64_t{0}), 0) << m.dump();
+    EXPECT_GE(m.value("health_check_ms", std::int64_t{-1}), 0) << m.dump();
+  }
+
+  // A fresh orchestrator: its store and artifacts are gone; the agents' retained inventories
+  // carry what they measured.
+  stop_orchestrator(SIGTERM);
+  fs::remove_all(dir_.path() / "data");
+  start_orchestrator();
+  wait_registered(2);
+  for (const std::string id : {"agent-0", "agent-1"}) {
+    json m;
+    for (int i = 0; i < 100 && m.is_null(); ++i) {
+      m = measurements_of(id);
+      if (m.is_null()) std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(m, measured[id]) << id;
+  }
+  const std::uint64_t image = 256 * 1024;
+  const std::string second = create_rollout(spec("second", upload("3.0", image)) + "max_concurrent: 1\n");
+  plan = fotactl_json("rollout plan " + second);
+  EXPECT_EQ(plan.value("devices_with_own_measurements", -1), 2) << plan.dump(2);
+  EXPECT_EQ(plan.value("devices_with_default_rate", -1), 0) << plan.dump(2);
+  EXPECT_EQ(plan.value("history_samples", -1), 0) << plan.dump(2);
+  // One at a time: the sum of each device's own transfer, verify, reboot and health check.
+  std::int64_t expected = 0;
+  for (const auto& [id, m] : measured) {
+    const auto rate = static_cast<double>(m.value("download_bytes_per_second", std::uint64_t{1}));
+    const auto verify = static_cast<double>(m.value("verify_bytes_per_second", std::uint64_t{0}));
+    expected += static_cast<std::int64_t>(static_cast<double>(image) * 1000.0 / rate) +
+                (verify > 0 ? static_cast<std::int64_t>(static_cast<double>(image) * 1000.0 / verify) : 0) +
+                m.value("reboot_ms", std::int64_t{0}) + m.value("health_check_ms", std::int64_t{0});
+  }
+  EXPECT_NEAR(static_cast<double>(plan.value("duration_ms", std::int64_t{0})), static_cast<double>(expected),
+              4.0)
+      << plan.dump(2);
+  const CommandRun text = fotactl_ok("rollout plan " + second);
+  EXPECT_NE(text.output.find("2 at what they measured themselves"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("90 % bound"), std::string::npos) << text.output;
+}
+
 // docs/SECURITY.md, "Encrypted artifacts": the release engineer encrypts a release for one
 // device's X25519 key with fotactl; the orchestrator stores and the broker plugin serves only
 // ciphertext. The agent holding the key installs it; the agent without one refuses it before

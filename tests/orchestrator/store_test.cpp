@@ -149,6 +149,10 @@ TEST_P(StoreTest, OlderSchemaIsMigratedKeepingItsData) {
       "DROP TABLE group_members; ALTER TABLE devices DROP COLUMN version_key; ALTER TABLE devices DROP "
       "COLUMN certificate_not_after; ALTER TABLE devices DROP COLUMN decryption_key_id; ALTER TABLE members "
       "DROP COLUMN bytes_reused; DROP TABLE webhook_deliveries; DROP TABLE webhooks;");
+  db_.exec(  // schema 8
+      "ALTER TABLE devices DROP COLUMN measured_download_rate; ALTER TABLE devices DROP COLUMN "
+      "measured_verify_rate; ALTER TABLE devices DROP COLUMN measured_reboot_ms; ALTER TABLE devices DROP "
+      "COLUMN measured_health_check_ms;");
   db_.set_schema_version(1);
   auto store = db_.open();
   ASSERT_TRUE(store.ok()) << store.error().message;
@@ -399,6 +403,12 @@ TEST_P(StoreTest, RolloutsDevicesAndMembersSurviveReopen) {
       // Schema 5: what the device reported of its certificate and decryption key.
       d.certificate_not_after = 1'900'000'000 + i;
       d.facts.decryption_key_id = i == 1 ? "key-a" : "";
+      if (i == 2) {                                            // schema 8: what the device measured itself
+        d.measured.download_bytes_per_second = 5'000'000'000;  // over 32 bits
+        d.measured.verify_bytes_per_second = 40'000'000;
+        d.measured.reboot_ms = 12'345;
+        d.measured.health_check_ms = 678;
+      }
       fleet.devices[d.facts.id] = d.facts;
       ASSERT_TRUE((*store)->upsert_device(d).ok());
     }
@@ -423,6 +433,12 @@ TEST_P(StoreTest, RolloutsDevicesAndMembersSurviveReopen) {
   EXPECT_EQ((*devices)[2].certificate_not_after, 1'900'000'002);
   EXPECT_EQ((*devices)[1].facts.decryption_key_id, "key-a");
   EXPECT_EQ((*devices)[0].facts.decryption_key_id, "");
+  EXPECT_EQ((*devices)[2].measured.download_bytes_per_second, 5'000'000'000u);
+  EXPECT_EQ((*devices)[2].measured.verify_bytes_per_second, 40'000'000u);
+  EXPECT_EQ((*devices)[2].measured.reboot_ms, 12'345);
+  EXPECT_EQ((*devices)[2].measured.health_check_ms, 678);
+  EXPECT_EQ((*devices)[0].measured.download_bytes_per_second, 0u);
+  EXPECT_EQ((*devices)[0].measured.reboot_ms, 0);
   auto rollouts = (*store)->load_rollouts();
   ASSERT_TRUE(rollouts.ok()) << rollouts.error().message;
   ASSERT_EQ(rollouts->size(), 1u);

@@ -115,7 +115,8 @@ struct RolloutView {
   std::vector<WaveView> waves;
   std::map<std::string, std::size_t> counts;  // members of every wave by state name
   std::size_t devices = 0;
-  std::optional<Millis> eta_end_ms;  // created, running or paused: the predicted end
+  std::optional<Millis> eta_end_ms;        // created, running or paused: the predicted end
+  std::optional<Millis> eta_bound_end_ms;  // its 90 % bound
   std::optional<std::vector<Member>> members;
 };
 

@@ -19,7 +19,7 @@ namespace fota::orchestrator {
 
 class PostgresStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 7;  // the same numbering as SqliteStore's migrations
+  static constexpr int kSchemaVersion = 8;  // the same numbering as SqliteStore's migrations
 
   // Connects (a libpq URL, postgresql://user[:password]@host[:port]/database?options) and migrates.
   // Errors name the server (never the password) and say what to check.

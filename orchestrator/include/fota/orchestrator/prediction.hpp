@@ -28,6 +28,17 @@ struct UpdateSample {
   Millis duration_ms = 0;       // first dispatch to its terminal state
 };
 
+// What a device measured about itself and reports in its inventory (v1::DeviceMeasurements), as
+// the prediction uses it: 0 = not measured.
+struct DeviceMeasured {
+  std::uint64_t download_bytes_per_second = 0;  // its downloads' bytes over their connected time
+  std::uint64_t verify_bytes_per_second = 0;    // reading its slot back and hashing it
+  Millis reboot_ms = 0;                         // reboot asked to connected again
+  Millis health_check_ms = 0;
+  // Verify + reboot + health check of an image of `bytes`, or 0 when it measured no reboot.
+  Millis fixed_ms(std::uint64_t bytes) const;
+};
+
 struct LinkModel {
   // Used when a device has no measured rate.
   std::uint64_t default_rate_bytes_per_second = 1'000'000;
@@ -37,6 +48,9 @@ struct LinkModel {
   // A device's own word for its link before anything was measured: the inventory attribute
   // `link_rate` (bytes/s, e.g. from its modem class). measured > nominal > default.
   std::unordered_map<std::string, std::uint64_t> nominal_rate;
+  // What devices measured themselves (their inventory's measurements): before any progress, a
+  // device's own rate and fixed time replace the nominal and default ones.
+  std::unordered_map<std::string, DeviceMeasured> device_measured;
   Millis measured_fixed_ms = 0;  // 0 = use the default
   // Finished updates, oldest first (the service keeps the latest kHistoryKept).
   std::vector<UpdateSample> history;
@@ -53,10 +67,20 @@ struct WavePrediction {
 struct RolloutPrediction {
   std::vector<WavePrediction> waves;
   Millis start_ms = 0;
-  Millis end_ms = 0;
+  Millis end_ms = 0;       // the median: as the model expects it
   Millis duration_ms = 0;  // end - max(now, start)
-  std::size_t devices_with_history = 0;
+  // The 90 % bound: the same replay with every device as slow as the model's uncertainty allows
+  // (history: the upper half of its draws and a fifth more for the run-to-run spread of the host;
+  // without history: its rate and fixed time by a factor per source, kBoundFactor*).
+  Millis bound_end_ms = 0;
+  Millis bound_duration_ms = 0;
   std::size_t devices = 0;
+  // What each open device's time came from (one of these each; finished devices in none).
+  std::size_t devices_from_history = 0;
+  std::size_t devices_with_measured_rate = 0;     // its downloads' reported rate (progress)
+  std::size_t devices_with_own_measurements = 0;  // its inventory's measurements
+  std::size_t devices_with_nominal_rate = 0;      // its `link_rate` attribute
+  std::size_t devices_with_default_rate = 0;
   std::size_t history_samples = 0;  // finished updates the waves drew their times from
 };
 

@@ -31,6 +31,9 @@ struct DeviceDetails {
 // core (each fact has one home) and put together here.
 struct DeviceRecord : DeviceDetails {
   DeviceFacts facts;
+  // What the device measured itself (Inventory.measurements); its home in the core is the
+  // prediction's LinkModel::device_measured.
+  DeviceMeasured measured;
 };
 
 struct EventRecord {

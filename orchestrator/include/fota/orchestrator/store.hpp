@@ -110,7 +110,7 @@ class Store {
 
 class SqliteStore final : public Store {
  public:
-  static constexpr int kSchemaVersion = 7;
+  static constexpr int kSchemaVersion = 8;
 
   // Opens (creating if missing) and migrates the database. Errors name the file and the cause.
   static common::Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path);

@@ -86,7 +86,8 @@ class OrchestratorDriver {
   // The orchestrator's plan for the whole rollout from now (GET .../plan).
   struct Plan {
     std::int64_t duration_ms = -1;
-    std::size_t history_samples = 0;  // finished updates it drew device times from
+    std::int64_t bound_duration_ms = -1;  // its 90 % bound
+    std::size_t history_samples = 0;      // finished updates it drew device times from
   };
   common::Result<Plan> plan() const;
   const std::string& rollout_id() const noexcept { return rollout_id_; }

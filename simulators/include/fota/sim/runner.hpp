@@ -115,6 +115,7 @@ struct RunReport {
   // The orchestrator's own start-to-end time of the rollout (what its plan predicts); -1 = none.
   std::int64_t rollout_duration_ms = -1;
   std::int64_t predicted_duration_ms = 0;  // before the start (see prediction_source)
+  std::int64_t predicted_bound_ms = -1;    // the plan's 90 % bound; -1 = none
   std::string prediction_source;
   std::string rollout_id;  // the orchestrator's, with driver orchestrator/attach
   // The orchestrator's live ETA when the first wave finished, as a predicted total duration
