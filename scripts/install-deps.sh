@@ -61,7 +61,11 @@ fetch_node_modules() {
   if [[ -f "$dir/node_modules/.package-lock.json" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
     return 0
   fi
-  command -v npm >/dev/null 2>&1 || { echo "fota: npm is missing (Debian package npm, in scripts/deps.txt)" >&2; return 1; }
+  if ! command -v npm >/dev/null 2>&1; then
+    [[ $(id -u) -eq 0 ]] || { echo "fota: npm is missing; run scripts/install-deps.sh as root (Debian package npm)" >&2; return 1; }
+    echo "fota: installing Debian's npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm
+  fi
   echo "fota: installing the browser tests' npm packages (tests/browser/package-lock.json)"
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
