@@ -89,22 +89,27 @@ std::optional<common::ParsedTopic> TopicAcl::publishable(Role role, std::string_
   return common::ParsedTopic{std::move(device).value(), parts->channel};
 }
 
-bool TopicAcl::is_report_filter(std::string_view filter) const {
-  if (filter == stats_topic_) return true;
-  // The device level may be '+' or one id; the channel part must be literal, so the filter
-  // can only ever match report topics.
-  if (filter.substr(0, dev_root_.size()) != dev_root_) return false;
+std::optional<Channel> TopicAcl::filter_channel(std::string_view filter) const {
+  // The device level may be '+' or one id; the channel part must be literal, so the filter can
+  // only ever match topics of that one channel.
+  if (filter.substr(0, dev_root_.size()) != dev_root_) return std::nullopt;
   std::string_view rest = filter.substr(dev_root_.size());
   const auto slash = rest.find('/');
-  if (slash == std::string_view::npos) return false;
+  if (slash == std::string_view::npos) return std::nullopt;
   const std::string_view id_level = rest.substr(0, slash);
   const std::string_view suffix = rest.substr(slash + 1);
-  if (suffix.find_first_of("+#") != std::string_view::npos) return false;
-  if (id_level != "+" && !is_device_id(id_level)) return false;
+  if (suffix.find_first_of("+#") != std::string_view::npos) return std::nullopt;
+  if (id_level != "+" && !is_device_id(id_level)) return std::nullopt;
   for (Channel channel : common::kAllChannels) {
-    if (suffix == common::channel_suffix(channel)) return is_report_channel(channel);
+    if (suffix == common::channel_suffix(channel)) return channel;
   }
-  return false;
+  return std::nullopt;
+}
+
+bool TopicAcl::is_report_filter(std::string_view filter) const {
+  if (filter == stats_topic_) return true;
+  const auto channel = filter_channel(filter);
+  return channel && is_report_channel(*channel);
 }
 
 bool TopicAcl::may_subscribe(Role role, std::string_view common_name, std::string_view filter) const {
@@ -129,15 +134,8 @@ bool TopicAcl::may_subscribe(Role role, std::string_view common_name, std::strin
 }
 
 bool TopicAcl::is_delivery_filter(std::string_view filter) const {
-  if (filter.substr(0, dev_root_.size()) != dev_root_) return false;
-  std::string_view rest = filter.substr(dev_root_.size());
-  const auto slash = rest.find('/');
-  if (slash == std::string_view::npos) return false;
-  const std::string_view id_level = rest.substr(0, slash);
-  const std::string_view suffix = rest.substr(slash + 1);
-  if (id_level != "+" && !is_device_id(id_level)) return false;
-  return suffix == common::channel_suffix(Channel::kCommand) ||
-         suffix == common::channel_suffix(Channel::kChunk);
+  const auto channel = filter_channel(filter);
+  return channel && (*channel == Channel::kCommand || *channel == Channel::kChunk);
 }
 
 bool TopicAcl::is_device_readable(std::string_view common_name, std::string_view topic) const {

@@ -38,6 +38,8 @@ class TopicAcl {
   std::optional<DeviceTopicView> split(std::string_view topic) const;
 
  private:
+  // The channel a filter `{p}/dev/<id or +>/<literal channel>` can only match, else nullopt.
+  std::optional<common::Channel> filter_channel(std::string_view filter) const;
   bool is_report_filter(std::string_view filter) const;
   // `{p}/dev/<id or +>/cmd` or `.../chunk`: what an edge broker's bridge subscribes to.
   bool is_delivery_filter(std::string_view filter) const;
