@@ -16,6 +16,19 @@
 
 namespace fota::plugin {
 
+// Edge broker: where to fill the artifact cache (artifact_dir) from, once per artifact: the
+// orchestrator's API (https://host:port), verified with the fleet CA, authenticated with this
+// broker's certificate, each bundle checked against the release keys in `trusted_keys` before it
+// is served. Unset = no cache fill (requests go through the bridge).
+struct UpstreamOptions {
+  std::string url;
+  std::filesystem::path ca;
+  std::filesystem::path cert;
+  std::filesystem::path key;
+  std::filesystem::path trusted_keys;
+  std::int64_t retry_ms = 30'000;  // after a failed fill, the next try for that artifact
+};
+
 struct PluginOptions {
   common::TopicScheme scheme;
   // Read-only content-addressed artifact store (the orchestrator's); none = no chunk serving.
@@ -63,18 +76,9 @@ struct PluginOptions {
   // `local_clientid`). Commands arriving through it grant chunks like the orchestrator's own; no
   // device may connect with this id.
   std::string bridge_client_id;
-  // Edge broker: where to fill the artifact cache (artifact_dir) from, once per artifact: the
-  // orchestrator's API (https://host:port), verified with the fleet CA, authenticated with this
-  // broker's certificate, each bundle checked against the release keys in `trusted_keys` before it
-  // is served. Unset = no cache fill (requests go through the bridge).
-  struct Upstream {
-    std::string url;
-    std::filesystem::path ca;
-    std::filesystem::path cert;
-    std::filesystem::path key;
-    std::filesystem::path trusted_keys;
-    std::int64_t retry_ms = 30'000;  // after a failed fill, the next try for that artifact
-  };
+  // Edge broker: where to fill the artifact cache from (UpstreamOptions); unset = no cache fill
+  // (requests go through the bridge).
+  using Upstream = UpstreamOptions;
   std::optional<Upstream> upstream;
 };
 
