@@ -90,20 +90,11 @@ for i in $(seq 1 "$devices"); do
   id=$(printf 'demo-%04d' "$i")
   "$fotactl" pki issue-device "$id" --dir pki >/dev/null
   mkdir -p "devices/$id"
-  cat >"devices/$id/device.yaml" <<CONF
-device_id: $id
-hardware_type: demo-gw
-broker: ssl://127.0.0.1:$mqtt_port
-ca: ../../pki/ca.crt
-cert: ../../pki/device/$id.crt
-key: ../../pki/device/$id.key
-trust: ../../keys/signing.pub
-command_keys: ../../pki/command/command.pub
-state_dir: state/
-factory_version: 1.0.0
-time_zone: ${zones[$((i % ${#zones[@]}))]}
-progress_interval_ms: 500
-CONF
+  {
+    fota_device_config "$id" demo-gw "$mqtt_port"
+    echo "time_zone: ${zones[$((i % ${#zones[@]}))]}"
+    echo "progress_interval_ms: 500"
+  } >"devices/$id/device.yaml"
   "$device_bin" --config "devices/$id/device.yaml" >"devices/$id/device.log" 2>&1 &
   pids+=($!)
 done

@@ -94,6 +94,25 @@ fota_fleet_keys() {
   "$fotactl" keys generate -o keys/signing
 }
 
+# fota_device_config ID HARDWARE MQTT_PORT: the device.yaml of a local fota-device in
+# devices/ID/ (paths relative to it, to the pki/ and keys/ fota_fleet_keys makes, the device's
+# certificate issued by `fotactl pki issue-device ID --dir pki`). Callers append their own keys.
+fota_device_config() {
+  local id=$1 hardware=$2 mqtt_port=$3
+  cat <<CONF
+device_id: $id
+hardware_type: $hardware
+broker: ssl://127.0.0.1:$mqtt_port
+ca: ../../pki/ca.crt
+cert: ../../pki/device/$id.crt
+key: ../../pki/device/$id.key
+trust: ../../keys/signing.pub
+command_keys: ../../pki/command/command.pub
+state_dir: state/
+factory_version: 1.0.0
+CONF
+}
+
 # fota_orchestrator_config MQTT_PORT HTTP_PORT DATA_DIR TOKEN_NAME TOKEN_FILE: the
 # orchestrator.yaml of a local fota-orchestrator (paths relative to the working directory, as
 # fota_fleet_keys makes them: pki/, keys/signing.pub). Callers append their own keys.

@@ -79,20 +79,11 @@ for i in $(seq 1 "$devices"); do
   # gw-06 fails its health check after installing: its reason shows in the console.
   health=/bin/true
   [[ $i -eq $devices ]] && health=/bin/false
-  cat >"devices/$id/device.yaml" <<CONF
-device_id: $id
-hardware_type: console-gw
-broker: ssl://127.0.0.1:$mqtt_port
-ca: ../../pki/ca.crt
-cert: ../../pki/device/$id.crt
-key: ../../pki/device/$id.key
-trust: ../../keys/signing.pub
-command_keys: ../../pki/command/command.pub
-state_dir: state/
-factory_version: 1.0.0
-progress_interval_ms: 300
-health_check: $health
-CONF
+  {
+    fota_device_config "$id" console-gw "$mqtt_port"
+    echo "progress_interval_ms: 300"
+    echo "health_check: $health"
+  } >"devices/$id/device.yaml"
   "$device_bin" --config "devices/$id/device.yaml" >"devices/$id.log" 2>&1 &
   pids+=($!)
 done
