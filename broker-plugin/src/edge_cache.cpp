@@ -51,7 +51,7 @@ void EdgeCacheFiller::request(const std::string& artifact_id, std::int64_t now_m
         failed != failed_at_.end() && now_ms - failed->second < upstream_.retry_ms) {
       return;
     }
-    pending_[artifact_id] = now_ms;
+    pending_.insert(artifact_id);
     queue_.push_back(artifact_id);
   }
   wake_.notify_one();
@@ -159,22 +159,18 @@ common::Status EdgeCacheFiller::fill(const std::string& artifact_id) {
   }
   // The bundle must be the artifact asked for, signed by a release key this edge trusts, and
   // whole: import_bundle verifies the signature, every chunk hash and the image hash.
+  // The id is compared before anything enters the cache; import_bundle verifies the signature.
   auto header = common::read_bundle_header(bundle);
+  v1::Manifest claimed;
   common::Status outcome = common::ok_status();
   if (!header) {
     outcome = Error(Errc::kMalformed, "the bundle fetched is not a bundle: " + header.error().message);
-  } else {
-    auto verified = trust_.verify(header->signed_manifest);
-    if (!verified) {
-      outcome = Error(Errc::kBadSignature, "the bundle fetched is not trusted: " + verified.error().message);
-    } else if (verified->artifact_id() != artifact_id) {
-      outcome =
-          Error(Errc::kMalformed, "the bundle fetched is artifact " + verified->artifact_id().substr(0, 64) +
-                                      ", not the one asked for");
-    } else if (auto imported = store_.import_bundle(bundle, trust_); !imported) {
-      outcome =
-          Error(imported.error().code, "the bundle fetched does not verify: " + imported.error().message);
-    }
+  } else if (!claimed.ParseFromString(header->signed_manifest.manifest()) ||
+             claimed.artifact_id() != artifact_id) {
+    outcome = Error(Errc::kMalformed, "the bundle fetched is artifact " +
+                                          claimed.artifact_id().substr(0, 64) + ", not the one asked for");
+  } else if (auto imported = store_.import_bundle(bundle, trust_); !imported) {
+    outcome = Error(imported.error().code, "the bundle fetched does not verify: " + imported.error().message);
   }
   fs::remove(bundle, ec);
   if (outcome) bytes_ += received;

@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -58,7 +59,7 @@ class EdgeCacheFiller {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::string> queue_;
-  std::map<std::string, std::int64_t> pending_;    // queued or in flight
+  std::set<std::string> pending_;                  // queued or in flight
   std::map<std::string, std::int64_t> failed_at_;  // last failure, for the retry pause
   std::vector<std::pair<spdlog::level::level_enum, std::string>> log_;
   bool stop_ = false;
